@@ -1,0 +1,33 @@
+"""hangar-git: version control for tensor data inside a git repository.
+
+>>> from hangar_git import Repository
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import (  # noqa: E402
+    ClosedError,
+    FormatVersionError,
+    HangarError,
+    IntegrityError,
+    MergeConflictError,
+    MissingPayloadError,
+    NotInitializedError,
+    WriterLockError,
+)
+from .repository import Repository  # noqa: E402
+
+__all__ = [
+    "ClosedError",
+    "FormatVersionError",
+    "HangarError",
+    "IntegrityError",
+    "MergeConflictError",
+    "MissingPayloadError",
+    "NotInitializedError",
+    "Repository",
+    "WriterLockError",
+    "__version__",
+]

@@ -1,0 +1,463 @@
+"""Arraysets: named collections of arrays sharing a schema, and their samples.
+
+``Arraysets`` is the dict-like container a checkout exposes as
+``co.arraysets``; ``ArraysetDataReader`` and ``ArraysetDataWriter`` are the
+dict-like accessors of one arrayset's samples.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import MissingPayloadError
+from .naming import Key, check_arrayset_name, decode_key, encode_key, is_key_like
+from .schema import ArraysetSchema, check_dtype, check_shape
+from .store import payload_from_array
+
+if TYPE_CHECKING:
+    from .checkout import _Checkout
+
+_BACKENDS = (None, "packs")
+
+
+class ArraysetDataReader:
+    """Read access to the samples of one arrayset.
+
+    Dict-like over samples: ``aset[key]``, ``key in aset``, ``len(aset)``,
+    ``keys()``, ``values()``, ``items()``; ``aset[key, 0:10]`` reads a
+    sub-array. Keys are str (letters, digits, ``-._``) or int >= 0, and
+    ``'1'`` and ``1`` are different keys.
+    """
+
+    def __init__(self, checkout: _Checkout, name: str) -> None:
+        self._co = checkout
+        self._name = name
+
+    # ---- schema properties -----------------------------------------------
+    @property
+    def _schema(self) -> ArraysetSchema:
+        self._co._check()
+        if not self._co._view.has_aset(self._name):
+            from .errors import ClosedError
+
+            raise ClosedError(f"arrayset {self._name!r} was removed from this checkout")
+        return self._co._view.schema(self._name)
+
+    @property
+    def name(self) -> str:
+        """Name of the arrayset."""
+        return self._name
+
+    @property
+    def dtype(self) -> np.dtype:
+        """dtype of every sample."""
+        return self._schema.dtype
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of every sample (maximum shape when ``variable_shape``)."""
+        return self._schema.shape
+
+    @property
+    def variable_shape(self) -> bool:
+        """True when samples may be smaller than ``shape`` in any dimension."""
+        return self._schema.variable_shape
+
+    @property
+    def named_samples(self) -> bool:
+        """True when samples are added under names the user gives."""
+        return self._schema.named_samples
+
+    @property
+    def schema_hash(self) -> str:
+        """Short hash of the schema."""
+        return self._schema.schema_hash
+
+    @property
+    def iswriteable(self) -> bool:
+        """True for the accessor of a write-enabled checkout."""
+        return False
+
+    @property
+    def backend(self) -> str:
+        """The local storage backend (not part of history)."""
+        return "packs"
+
+    # ---- reading -----------------------------------------------------------
+    def _digest(self, key: object) -> tuple[str, bytes]:
+        enc = encode_key(key)
+        d = self._co._view.get(self._name, enc)
+        if d is None:
+            raise KeyError(key)
+        return enc, d
+
+    def __contains__(self, key: object) -> bool:
+        self._co._check()
+        if not is_key_like(key):
+            return False
+        try:
+            enc = encode_key(key)
+        except ValueError:
+            return False
+        return self._co._view.get(self._name, enc) is not None
+
+    def __len__(self) -> int:
+        self._co._check()
+        return self._co._view.count(self._name)
+
+    def __iter__(self) -> Iterator[Key]:
+        return self.keys()
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if type(key) is tuple:
+            if not key:
+                raise KeyError(key)
+            arr = self.get(key[0])
+            view = arr[key[1:]]
+            if isinstance(view, np.ndarray):
+                view = view.copy()
+                view.flags.writeable = False
+            return view
+        return self.get(key)
+
+    def get(self, name: Key) -> np.ndarray:
+        """The sample stored under ``name``.
+
+        Raises
+        ------
+        KeyError
+            If the arrayset holds no such sample.
+        MissingPayloadError
+            If the sample's payload is not on this machine (fetch it first).
+        """
+        self._co._check()
+        enc, d = self._digest(name)
+        return self._co._payloads.read(self._name, enc, d)
+
+    def get_batch(
+        self, names: Iterable[Key], *, n_cpus: int | None = None, start_method: str = "spawn"
+    ) -> list[np.ndarray]:
+        """The samples stored under ``names``, in order, read in one pass.
+
+        Payloads that share a storage block are decompressed once. ``n_cpus``
+        and ``start_method`` are accepted for compatibility; the batch path
+        needs no process pool.
+        """
+        self._co._check()
+        if n_cpus is not None and (not isinstance(n_cpus, int) or n_cpus < 1):
+            raise ValueError(f"n_cpus must be a positive int, not {n_cpus!r}")
+        if isinstance(names, (str, int)):
+            raise TypeError("get_batch takes a sequence of keys; use get() for one key")
+        pairs = [self._digest(k) for k in names]
+        return self._co._payloads.read_many(self._name, pairs)
+
+    def keys(self) -> Iterator[Key]:
+        """Every sample key (a snapshot taken when iteration starts)."""
+        self._co._check()
+        encs = [e for e, _ in self._co._view.iter_items(self._name)]
+        return (decode_key(e) for e in encs)
+
+    def values(self) -> Iterator[np.ndarray]:
+        """Every sample array, read in batches in storage order."""
+        for _, v in self.items():
+            yield v
+
+    def items(self, batch_size: int = 1024) -> Iterator[tuple[Key, np.ndarray]]:
+        """Every ``(key, array)`` pair, read in batches."""
+        self._co._check()
+        pairs = list(self._co._view.iter_items(self._name))
+        for i in range(0, len(pairs), batch_size):
+            chunk = pairs[i : i + batch_size]
+            arrays = self._co._payloads.read_many(self._name, chunk)
+            for (enc, _), arr in zip(chunk, arrays, strict=True):
+                yield decode_key(enc), arr
+
+    # ---- locality -------------------------------------------------------
+    @property
+    def contains_remote_references(self) -> bool:
+        """True when some samples' payloads are not stored on this machine."""
+        return bool(self.remote_reference_sample_keys)
+
+    @property
+    def remote_reference_sample_keys(self) -> list[Key]:
+        """Keys of samples whose payloads are not stored on this machine."""
+        self._co._check()
+        pairs = list(self._co._view.iter_items(self._name))
+        missing = self._co._payloads.missing({d for _, d in pairs})
+        return [decode_key(e) for e, d in pairs if d in missing]
+
+    def __repr__(self) -> str:
+        if self._co._closed:
+            return f"<{type(self).__name__} {self._name!r} (checkout closed)>"
+        s = self._schema
+        return (
+            f"Hangar {type(self).__name__} \n"
+            f"    Arrayset Name            : {self._name}\n"
+            f"    Schema Hash              : {s.schema_hash}\n"
+            f"    Variable Shape           : {s.variable_shape}\n"
+            f"    (max) Shape              : {s.shape}\n"
+            f"    Datatype                 : {s.dtype.type}\n"
+            f"    Named Samples            : {s.named_samples}\n"
+            f"    Access Mode              : {'a' if self.iswriteable else 'r'}\n"
+            f"    Number of Samples        : {len(self)}\n"
+            f"    Partial Remote Data Refs : {self.contains_remote_references}\n"
+        )
+
+
+class ArraysetDataWriter(ArraysetDataReader):
+    """Read and write access to the samples of one arrayset.
+
+    ``with aset:`` (or ``with aset1, aset2:``) batches the work inside the
+    block: payloads and records are written together when the block ends,
+    which is much faster than one durable write per ``add``. Samples added
+    in a block are durable once the block has exited.
+    """
+
+    @property
+    def iswriteable(self) -> bool:
+        return True
+
+    def __enter__(self) -> ArraysetDataWriter:
+        self._co._check()
+        self._co._begin_batch()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._co._end_batch()
+
+    def _gen_key(self) -> str:
+        return uuid.uuid4().hex
+
+    def add(self, data: np.ndarray, name: Key | None = None, **kwargs: Any) -> Key:
+        """Store ``data`` as a sample under ``name`` (generated if unnamed).
+
+        Raises
+        ------
+        ValueError
+            If ``data`` does not fit the schema (type, dtype, shape, rank,
+            layout) or the name is invalid or missing for a named arrayset.
+        """
+        co = self._co
+        co._check()
+        schema = self._schema
+        if kwargs:
+            raise TypeError(f"unexpected arguments: {', '.join(kwargs)}")
+        if name is None:
+            if schema.named_samples:
+                raise ValueError(f"arrayset {self._name!r} needs a name for every sample")
+            name = self._gen_key()
+        elif not schema.named_samples:
+            raise ValueError(f"arrayset {self._name!r} has unnamed samples; do not pass a name")
+        enc = encode_key(name)
+        arr = schema.validate(data)
+        co._stage_sample(self._name, enc, payload_from_array(arr))
+        return name
+
+    def __setitem__(self, key: Key, value: np.ndarray) -> None:
+        self.add(value, key)
+
+    def update(self, mapping: Mapping[Key, np.ndarray] | None = None, /, **kw: np.ndarray) -> None:
+        """Add many samples at once: ``{key: array}`` (one durable write)."""
+        items = list(mapping.items()) if mapping is not None else []
+        items.extend(kw.items())
+        self._co._check()
+        schema = self._schema
+        staged = []
+        for key, data in items:
+            enc = encode_key(key)
+            staged.append((enc, payload_from_array(schema.validate(data))))
+        with self:
+            for enc, p in staged:
+                self._co._stage_sample(self._name, enc, p)
+
+    def add_stacked(self, data: np.ndarray, names: Sequence[Key]) -> None:
+        """Add each row of a stacked array ``data`` under the matching name."""
+        if not isinstance(data, np.ndarray):
+            raise ValueError("data must be a numpy.ndarray")
+        if len(data) != len(names):
+            raise ValueError(f"{len(data)} rows but {len(names)} names")
+        data = np.ascontiguousarray(data)
+        self.update(dict(zip(names, data, strict=True)))
+
+    def remove(self, name: Key) -> Key:
+        """Remove the sample ``name``; raises KeyError if it does not exist."""
+        self._co._check()
+        enc, _ = self._digest(name)
+        self._co._unstage_sample(self._name, enc)
+        return name
+
+    def __delitem__(self, key: Key) -> None:
+        self.remove(key)
+
+
+class Arraysets:
+    """The arraysets of a checkout: a dict-like container of accessors."""
+
+    def __init__(self, checkout: _Checkout) -> None:
+        self._co = checkout
+
+    @property
+    def iswriteable(self) -> bool:
+        return self._co._view.writeable
+
+    def _accessor(self, name: str) -> ArraysetDataReader:
+        cls = ArraysetDataWriter if self._co._view.writeable else ArraysetDataReader
+        return cls(self._co, name)
+
+    def __contains__(self, name: object) -> bool:
+        self._co._check()
+        return isinstance(name, str) and self._co._view.has_aset(name)
+
+    def __len__(self) -> int:
+        self._co._check()
+        return len(self._co._view.aset_names())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __getitem__(self, name: str) -> Any:
+        return self.get(name)
+
+    def get(self, name: str) -> Any:
+        """The accessor of arrayset ``name``; KeyError if it does not exist."""
+        self._co._check()
+        if not isinstance(name, str) or not self._co._view.has_aset(name):
+            raise KeyError(name)
+        return self._accessor(name)
+
+    def __setitem__(self, key: object, value: object) -> None:
+        raise PermissionError(
+            "arraysets cannot be set with []: create one with init_arrayset()"
+        )
+
+    def __delitem__(self, name: str) -> None:
+        self.remove_aset(name)
+
+    def keys(self) -> list[str]:
+        self._co._check()
+        return self._co._view.aset_names()
+
+    def values(self) -> Iterator[Any]:
+        for name in self.keys():
+            yield self._accessor(name)
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        for name in self.keys():
+            yield name, self._accessor(name)
+
+    def __enter__(self) -> Arraysets:
+        self._co._check()
+        self._co._begin_batch()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._co._end_batch()
+
+    @property
+    def contains_remote_references(self) -> dict[str, bool]:
+        """Per arrayset, True when some payloads are not on this machine."""
+        return {n: a.contains_remote_references for n, a in self.items()}
+
+    @property
+    def remote_sample_keys(self) -> dict[str, list[Key]]:
+        """Per arrayset, the keys of samples whose payloads are remote."""
+        return {n: a.remote_reference_sample_keys for n, a in self.items()}
+
+    def _require_writer(self) -> None:
+        self._co._check()
+        if not self._co._view.writeable:
+            raise PermissionError("this is a read-only checkout; open one with write=True")
+
+    def init_arrayset(
+        self,
+        name: str,
+        shape: int | tuple[int, ...] | None = None,
+        dtype: Any = None,
+        prototype: np.ndarray | None = None,
+        named_samples: bool = True,
+        variable_shape: bool = False,
+        *,
+        backend: str | None = None,
+    ) -> ArraysetDataWriter:
+        """Create an arrayset from a ``prototype`` array or ``shape`` + ``dtype``.
+
+        Raises
+        ------
+        ValueError
+            Invalid name, missing or conflicting shape/dtype/prototype, a
+            prototype that is not a C-contiguous ndarray, rank > 31, a zero
+            dimension, an unsupported dtype, or an unknown backend.
+        LookupError
+            If an arrayset of that name exists.
+        """
+        self._require_writer()
+        check_arrayset_name(name)
+        if backend not in _BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; known: packs")
+        if prototype is not None:
+            if shape is not None or dtype is not None:
+                raise ValueError("give either prototype, or shape and dtype, not both")
+            if not isinstance(prototype, np.ndarray):
+                raise ValueError("prototype must be a numpy.ndarray")
+            if not prototype.flags.c_contiguous:
+                raise ValueError("prototype must be a C-contiguous array")
+            shape, dtype = prototype.shape, prototype.dtype
+        elif shape is None or dtype is None:
+            raise ValueError("init_arrayset needs a prototype, or both shape and dtype")
+        if not isinstance(named_samples, bool) or not isinstance(variable_shape, bool):
+            raise ValueError("named_samples and variable_shape must be bool")
+        schema = ArraysetSchema(check_dtype(dtype), check_shape(shape), variable_shape,
+                                named_samples)
+        if self._co._view.has_aset(name):
+            raise LookupError(f"an arrayset named {name!r} already exists")
+        self._co._stage_schema(name, schema)
+        return ArraysetDataWriter(self._co, name)
+
+    def remove_aset(self, aset_name: str) -> str:
+        """Remove arrayset ``aset_name`` and its samples from the staging area."""
+        self._require_writer()
+        if not isinstance(aset_name, str) or not self._co._view.has_aset(aset_name):
+            raise KeyError(aset_name)
+        self._co._stage_remove_aset(aset_name)
+        return aset_name
+
+    def multi_add(self, mapping: Mapping[str, np.ndarray]) -> str:
+        """Add one sample to each of several unnamed arraysets under one new key."""
+        self._require_writer()
+        if not isinstance(mapping, Mapping) or not mapping:
+            raise ValueError("multi_add takes a non-empty mapping of arrayset name -> array")
+        key = uuid.uuid4().hex
+        staged = []
+        for name, data in mapping.items():
+            if not isinstance(name, str) or not self._co._view.has_aset(name):
+                raise KeyError(name)
+            schema = self._co._view.schema(name)
+            if schema.named_samples:
+                raise ValueError(f"arrayset {name!r} has named samples; multi_add is for unnamed")
+            staged.append((name, payload_from_array(schema.validate(data))))
+        self._co._begin_batch()
+        try:
+            for name, p in staged:
+                self._co._stage_sample(name, encode_key(key), p)
+        finally:
+            self._co._end_batch()
+        return key
+
+    def __repr__(self) -> str:
+        if self._co._closed:
+            return "<Arraysets (checkout closed)>"
+        lines = [
+            "Hangar Arraysets",
+            f"    Writeable: {self.iswriteable}",
+            "    Arrayset Names / Partial Remote References:",
+        ]
+        for name, remote in self.contains_remote_references.items():
+            lines.append(f"      - {name} / {remote}")
+        return "\n".join(lines) + "\n"
+
+
+__all__ = ["ArraysetDataReader", "ArraysetDataWriter", "Arraysets", "MissingPayloadError"]

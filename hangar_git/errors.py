@@ -1,0 +1,45 @@
+"""Exception types raised by hangar-git.
+
+Every error derives from the builtin type the reference documents for the
+situation (``ValueError``, ``KeyError``, ``PermissionError`` ...), so code
+written against Hangar keeps working, and from :class:`HangarError`, so a
+caller can catch everything hangar-git raises in one clause.
+"""
+
+from __future__ import annotations
+
+
+class HangarError(Exception):
+    """Base class of every error raised by hangar-git."""
+
+
+class NotInitializedError(HangarError, RuntimeError):
+    """The directory holds no hangar repository; call ``Repository.init()``."""
+
+
+class WriterLockError(HangarError, PermissionError):
+    """Another write-enabled checkout holds the writer lock."""
+
+
+class ClosedError(HangarError, ReferenceError):
+    """The checkout (or an object obtained from it) was closed."""
+
+
+class IntegrityError(HangarError, RuntimeError):
+    """Stored bytes do not match their checksum or digest."""
+
+
+class MissingPayloadError(HangarError, FileNotFoundError):
+    """A sample's payload is not stored on this machine (a remote reference)."""
+
+
+class FormatVersionError(HangarError, RuntimeError):
+    """The repository was written by a newer, unknown record format."""
+
+
+class MergeConflictError(HangarError, ValueError):
+    """A merge found conflicts; nothing was changed."""
+
+    def __init__(self, message: str, conflicts: object = None) -> None:
+        super().__init__(message)
+        self.conflicts = conflicts

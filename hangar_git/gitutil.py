@@ -1,0 +1,132 @@
+"""Thin helpers over pygit2: where hangar's state lives, identity, refs.
+
+Hangar never touches the user's HEAD, index or work tree: data history lives
+on ``refs/hangar/heads/<branch>`` and hangar's local state in
+``<common git dir>/hangar/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import pygit2
+from pygit2.enums import ObjectType
+
+from .naming import check_branch_name
+
+HEADS = "refs/hangar/heads/"
+REMOTES = "refs/hangar/remotes/"
+
+pygit2.settings.cache_object_limit(ObjectType.TREE, 64 * 1024)
+pygit2.settings.cache_max_size(256 * 1024 * 1024)
+
+_HEX_RE = re.compile(r"[0-9a-fA-F]{4,40}")
+
+
+def discover(path: str | os.PathLike[str]) -> str | None:
+    """Path of the git dir of the repository containing ``path``, if any."""
+    try:
+        found = pygit2.discover_repository(str(path))
+    except (KeyError, pygit2.GitError):
+        return None
+    return found
+
+
+def common_dir(repo: pygit2.Repository) -> Path:
+    """The common git dir (shared by linked worktrees)."""
+    gitdir = Path(repo.path)
+    cd = gitdir / "commondir"
+    if cd.is_file():
+        target = Path(cd.read_text().strip())
+        return (gitdir / target).resolve() if not target.is_absolute() else target
+    return gitdir
+
+
+def branch_ref(name: str) -> str:
+    return HEADS + check_branch_name(name)
+
+
+def branch_head(repo: pygit2.Repository, name: str) -> str | None:
+    """Commit hash at the head of hangar branch ``name``, None if unborn."""
+    ref = repo.references.get(HEADS + name)
+    return str(ref.target) if ref is not None else None
+
+
+def list_branches(repo: pygit2.Repository, remotes: bool = False) -> list[str]:
+    """Names of hangar branches (``remote/branch`` for remote-tracking ones)."""
+    out = []
+    for name in repo.references:
+        if name.startswith(HEADS):
+            out.append(name[len(HEADS) :])
+        elif remotes and name.startswith(REMOTES):
+            out.append(name[len(REMOTES) :])
+    return sorted(out)
+
+
+def resolve_commit(repo: pygit2.Repository, spec: str) -> str:
+    """Full hash of a commit given by (a unique prefix of) its hash.
+
+    Raises
+    ------
+    ValueError
+        If no hangar commit matches.
+    """
+    if not isinstance(spec, str) or not _HEX_RE.fullmatch(spec):
+        raise ValueError(f"not a commit hash: {spec!r}")
+    try:
+        obj = repo.revparse_single(spec) if len(spec) < 40 else repo.get(spec)
+    except (KeyError, ValueError, pygit2.GitError):
+        obj = None
+    if obj is None or obj.type != ObjectType.COMMIT:
+        raise ValueError(f"no commit {spec!r} in this repository")
+    return str(obj.id)
+
+
+def signature(name: str, email: str) -> pygit2.Signature:
+    offset = -(time.altzone if time.localtime().tm_isdst > 0 else time.timezone) // 60
+    return pygit2.Signature(name, email, int(time.time()), offset)
+
+
+def config_identity(repo: pygit2.Repository) -> tuple[str | None, str | None]:
+    """``user.name`` and ``user.email`` from git config, None where unset."""
+    cfg = repo.config
+    out: list[str | None] = []
+    for key in ("user.name", "user.email"):
+        try:
+            out.append(cfg[key])
+        except KeyError:
+            out.append(None)
+    return out[0], out[1]
+
+
+def code_head(repo: pygit2.Repository) -> str | None:
+    """The user's code commit (git ``HEAD``), None when unborn or bare."""
+    try:
+        if repo.head_is_unborn:
+            return None
+        return str(repo.head.target)
+    except (pygit2.GitError, KeyError):
+        return None
+
+
+def read_raw(repo: pygit2.Repository, oid: bytes | str | pygit2.Oid) -> bytes:
+    """Raw data of an object by id."""
+    if isinstance(oid, bytes):
+        oid = pygit2.Oid(raw=oid)
+    elif isinstance(oid, str):
+        oid = pygit2.Oid(hex=oid)
+    return repo.odb.read(oid)[1]
+
+
+def write_tree(repo: pygit2.Repository, data: bytes) -> bytes:
+    return repo.odb.write(ObjectType.TREE, data).raw
+
+
+def write_blob(repo: pygit2.Repository, data: bytes) -> bytes:
+    return repo.odb.write(ObjectType.BLOB, data).raw
+
+
+EMPTY_TREE = bytes.fromhex("4b825dc642cb6eb9a060e54bf8d69288fbee4904")

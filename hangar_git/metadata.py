@@ -1,0 +1,118 @@
+"""Metadata: small str -> str labels stored with each commit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from .naming import Key, decode_key, encode_key
+
+if TYPE_CHECKING:
+    from .checkout import _Checkout
+
+
+def _check_value(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"metadata value must be str, not {type(value).__name__}")
+    if not value.isascii():
+        raise ValueError("metadata value must hold ASCII characters only")
+    return value
+
+
+class MetadataReader:
+    """Read access to the metadata of a checkout (dict-like, str -> str)."""
+
+    def __init__(self, checkout: _Checkout) -> None:
+        self._co = checkout
+
+    @property
+    def iswriteable(self) -> bool:
+        return False
+
+    def _items(self) -> dict[str, str]:
+        self._co._check()
+        return self._co._view.meta()
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            return encode_key(key, "metadata") in self._items()
+        except ValueError:
+            return False
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    def __iter__(self) -> Iterator[Key]:
+        return self.keys()
+
+    def __getitem__(self, key: Key) -> str:
+        return self.get(key)
+
+    def get(self, key: Key) -> str:
+        """The value stored under ``key``.
+
+        Raises
+        ------
+        ValueError
+            If ``key`` is not a valid metadata key.
+        KeyError
+            If no value is stored under ``key``.
+        """
+        enc = encode_key(key, "metadata")
+        try:
+            return self._items()[enc]
+        except KeyError:
+            raise KeyError(key) from None
+
+    def keys(self) -> Iterator[Key]:
+        return (decode_key(k) for k in list(self._items()))
+
+    def values(self) -> Iterator[str]:
+        return iter(list(self._items().values()))
+
+    def items(self) -> Iterator[tuple[Key, str]]:
+        return ((decode_key(k), v) for k, v in list(self._items().items()))
+
+    def __repr__(self) -> str:
+        if self._co._closed:
+            return "<Metadata (checkout closed)>"
+        return (
+            "Hangar Metadata\n"
+            f"    Writeable: {self.iswriteable}\n"
+            f"    Number of Keys: {len(self)}\n"
+        )
+
+
+class MetadataWriter(MetadataReader):
+    """Read and write access to the metadata of the write checkout."""
+
+    @property
+    def iswriteable(self) -> bool:
+        return True
+
+    def add(self, key: Key, value: str) -> Key:
+        """Store ``value`` under ``key``.
+
+        Raises
+        ------
+        ValueError
+            If the key is invalid, or the value is not an ASCII str.
+        """
+        self._co._check()
+        enc = encode_key(key, "metadata")
+        self._co._stage_meta(enc, _check_value(value))
+        return key
+
+    def __setitem__(self, key: Key, value: str) -> None:
+        self.add(key, value)
+
+    def remove(self, key: Key) -> Key:
+        """Remove ``key``; KeyError if absent."""
+        enc = encode_key(key, "metadata")
+        if enc not in self._items():
+            raise KeyError(key)
+        self._co._stage_meta(enc, None)
+        return key
+
+    def __delitem__(self, key: Key) -> None:
+        self.remove(key)

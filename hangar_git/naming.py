@@ -1,0 +1,92 @@
+"""Validation of user-supplied names and the encoding of sample keys.
+
+Names end up as git tree entry names and as parts of file paths, so each one
+is checked here before anything is written: nothing a user passes can escape
+its place in the record tree or the store.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import HangarError
+
+_NAME_RE = re.compile(r"[A-Za-z0-9_.\-]+")
+#: longest arrayset, branch, remote, sample or metadata name accepted
+MAX_NAME_LEN = 200
+
+Key = str | int
+
+
+def _check_text(kind: str, name: object) -> str:
+    if not isinstance(name, str):
+        raise ValueError(f"{kind} name must be str, not {type(name).__name__}: {name!r}")
+    if not name or len(name) > MAX_NAME_LEN or not _NAME_RE.fullmatch(name):
+        raise ValueError(
+            f"invalid {kind} name {name!r}: use 1-{MAX_NAME_LEN} ASCII letters, "
+            "digits, '-', '.' or '_'"
+        )
+    if name.strip(".") == "" or name.lower() == ".git":
+        raise ValueError(f"invalid {kind} name {name!r}: reserved")
+    return name
+
+
+def check_arrayset_name(name: object) -> str:
+    """Return ``name`` if it is a valid arrayset name, else raise ValueError."""
+    return _check_text("arrayset", name)
+
+
+def check_branch_name(name: object) -> str:
+    """Return ``name`` if it is a valid branch name, else raise ValueError."""
+    name = _check_text("branch", name)
+    if name.endswith(".lock") or ".." in name or name.startswith("-"):
+        raise ValueError(f"invalid branch name {name!r}")
+    return name
+
+
+def check_remote_name(name: object) -> str:
+    """Return ``name`` if it is a valid remote name, else raise ValueError."""
+    name = _check_text("remote", name)
+    if name.endswith(".lock") or ".." in name or name.startswith("-"):
+        raise ValueError(f"invalid remote name {name!r}")
+    return name
+
+
+def encode_key(key: object, kind: str = "sample") -> str:
+    """Encode a sample or metadata key as a tree entry name.
+
+    ``'abc'`` becomes ``'s:abc'`` and ``12`` becomes ``'i:12'``, so the str
+    ``'1'`` and the int ``1`` are distinct keys, and no key can be ``'.'``,
+    ``'..'`` or ``'.git'`` as a tree name.
+
+    Raises
+    ------
+    ValueError
+        If the key is neither a valid str nor an int >= 0.
+    """
+    if type(key) is str:
+        if not key or len(key) > MAX_NAME_LEN or not _NAME_RE.fullmatch(key):
+            raise ValueError(
+                f"invalid {kind} key {key!r}: use 1-{MAX_NAME_LEN} ASCII letters, "
+                "digits, '-', '.' or '_', or an int >= 0"
+            )
+        return "s:" + key
+    if isinstance(key, int) and not isinstance(key, bool):
+        if key < 0:
+            raise ValueError(f"invalid {kind} key {key!r}: int keys must be >= 0")
+        return "i:" + str(int(key))
+    raise ValueError(f"{kind} key must be str or int >= 0, not {type(key).__name__}: {key!r}")
+
+
+def decode_key(enc: str) -> Key:
+    """Invert :func:`encode_key`."""
+    if enc[0] == "i":
+        return int(enc[2:])
+    if enc[0] == "s":
+        return enc[2:]
+    raise HangarError(f"malformed key record {enc!r}")
+
+
+def is_key_like(key: object) -> bool:
+    """True when ``key`` has a key's type (str, or int that is not bool)."""
+    return type(key) is str or (isinstance(key, int) and not isinstance(key, bool))

@@ -1,0 +1,11 @@
+"""Records: how arraysets, samples and metadata are laid out as git trees.
+
+The commit tree of a data commit is::
+
+    hangar.json                            record-format version
+    arraysets/<name>/schema                canonical JSON blob
+    arraysets/<name>/samples/<fan-out>/<k> one gitlink per sample (id = digest)
+    metadata/<k>                           blob holding the value
+
+See :mod:`hangar_git.records.layout` for the details.
+"""

@@ -1,0 +1,216 @@
+"""Read-only views of the records of one commit tree.
+
+Sample records are loaded lazily, one fan-out leaf at a time, so opening a
+checkout of millions of samples costs a handful of tree reads, and a lookup
+parses only the leaf that holds its key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pygit2
+
+from ..errors import FormatVersionError
+from ..gitutil import read_raw
+from .layout import (
+    FORMAT_VERSION,
+    MODE_BLOB,
+    MODE_TREE,
+    Fanout,
+    fanout_of_names,
+    leaf_path,
+    parse_links,
+    parse_tree,
+)
+
+
+class SampleRecords:
+    """The ``samples/`` tree of one arrayset: encoded key -> digest."""
+
+    def __init__(self, repo: pygit2.Repository, oid: bytes | None) -> None:
+        self.repo = repo
+        self.oid = oid
+        self._leaves: dict[tuple[str, ...], dict[str, bytes]] = {}
+        self._trees: dict[tuple[str, ...], dict[str, tuple[bytes, bytes]]] = {}
+        self._count: int | None = None
+        self.fanout: Fanout = ()
+        if oid is not None:
+            top = parse_tree(read_raw(repo, oid))
+            width = fanout_of_names(top)
+            if width is None:
+                self._leaves[()] = {k: v[1] for k, v in top.items()}
+            else:
+                self._trees[()] = top
+                fan = [width]
+                sub = top
+                while True:
+                    first = next(iter(sub.values()))
+                    sub = parse_tree(read_raw(repo, first[1]))
+                    w = fanout_of_names(sub)
+                    if w is None:
+                        break
+                    fan.append(w)
+                self.fanout = tuple(fan)
+
+    def _tree(self, path: tuple[str, ...]) -> dict[str, tuple[bytes, bytes]] | None:
+        t = self._trees.get(path)
+        if t is None:
+            parent = self._tree(path[:-1])
+            if parent is None or path[-1] not in parent:
+                return None
+            t = parse_tree(read_raw(self.repo, parent[path[-1]][1]))
+            self._trees[path] = t
+        return t
+
+    def leaf(self, path: tuple[str, ...]) -> dict[str, bytes]:
+        """The ``{encoded key: digest}`` of one leaf (empty when absent)."""
+        leaf = self._leaves.get(path)
+        if leaf is None:
+            if self.oid is None or not path:
+                leaf = {}
+            else:
+                parent = self._tree(path[:-1])
+                entry = parent.get(path[-1]) if parent is not None else None
+                leaf = parse_links(read_raw(self.repo, entry[1])) if entry else {}
+            self._leaves[path] = leaf
+        return leaf
+
+    def leaf_oid(self, path: tuple[str, ...]) -> bytes | None:
+        if not path:
+            return self.oid
+        parent = self._tree(path[:-1])
+        entry = parent.get(path[-1]) if parent is not None else None
+        return entry[1] if entry else None
+
+    def get(self, enc: str) -> bytes | None:
+        return self.leaf(leaf_path(enc, self.fanout)).get(enc)
+
+    def leaf_paths(self) -> list[tuple[str, ...]]:
+        """Paths of every existing leaf, in tree order."""
+        if self.oid is None:
+            return []
+        if not self.fanout:
+            return [()]
+        paths: list[tuple[str, ...]] = [()]
+        for _ in self.fanout:
+            nxt = []
+            for p in paths:
+                t = self._tree(p) or {}
+                nxt.extend(p + (name,) for name in sorted(t))
+            paths = nxt
+        return paths
+
+    def items(self) -> Iterator[tuple[str, bytes]]:
+        for p in self.leaf_paths():
+            yield from self.leaf(p).items()
+
+    def keys(self) -> Iterator[str]:
+        for p in self.leaf_paths():
+            yield from self.leaf(p)
+
+    def __len__(self) -> int:
+        if self._count is None:
+            self._count = sum(len(self.leaf(p)) for p in self.leaf_paths())
+        return self._count
+
+    def estimate_count(self) -> int:
+        """Sample count estimated from the leaves read so far (exact when flat)."""
+        if not self.fanout:
+            return len(self.leaf(()))
+        if self._count is not None:
+            return self._count
+        paths = self.leaf_paths()
+        read = [len(self._leaves[p]) for p in paths if p in self._leaves]
+        if not read:
+            read = [len(self.leaf(paths[0]))] if paths else [0]
+        return int(sum(read) / len(read) * len(paths))
+
+
+class TreeRecords:
+    """All records of one commit tree (or none, for an unborn branch)."""
+
+    def __init__(self, repo: pygit2.Repository, tree: bytes | None) -> None:
+        self.repo = repo
+        self.tree = tree
+        root = parse_tree(read_raw(repo, tree)) if tree is not None else {}
+        fmt = root.get("hangar.json")
+        if fmt is not None:
+            version = json.loads(read_raw(repo, fmt[1])).get("hangar_git_format")
+            if not isinstance(version, int) or version > FORMAT_VERSION:
+                raise FormatVersionError(
+                    f"records written in format {version!r}, newer than this hangar-git "
+                    f"understands ({FORMAT_VERSION}); upgrade hangar-git"
+                )
+        elif tree is not None:
+            raise FormatVersionError("commit tree has no hangar.json: not a hangar data commit")
+        self.root = root
+        aset_entry = root.get("arraysets")
+        self.aset_entries: dict[str, tuple[bytes, bytes]] = (
+            parse_tree(read_raw(repo, aset_entry[1])) if aset_entry else {}
+        )
+        self._aset_trees: dict[str, dict[str, tuple[bytes, bytes]]] = {}
+        self._samples: dict[str, SampleRecords] = {}
+        self._schemas: dict[str, str] = {}
+        self._meta: dict[str, str] | None = None
+
+    # ---- arraysets -----------------------------------------------------
+    def arrayset_names(self) -> list[str]:
+        return sorted(self.aset_entries)
+
+    def _aset_tree(self, name: str) -> dict[str, tuple[bytes, bytes]]:
+        t = self._aset_trees.get(name)
+        if t is None:
+            t = parse_tree(read_raw(self.repo, self.aset_entries[name][1]))
+            self._aset_trees[name] = t
+        return t
+
+    def aset_oid(self, name: str) -> bytes | None:
+        e = self.aset_entries.get(name)
+        return e[1] if e else None
+
+    def schema_text(self, name: str) -> str:
+        s = self._schemas.get(name)
+        if s is None:
+            s = read_raw(self.repo, self._aset_tree(name)["schema"][1]).decode()
+            self._schemas[name] = s
+        return s
+
+    def samples(self, name: str) -> SampleRecords:
+        s = self._samples.get(name)
+        if s is None:
+            entry = self._aset_tree(name).get("samples")
+            s = SampleRecords(self.repo, entry[1] if entry else None)
+            self._samples[name] = s
+        return s
+
+    def samples_oid(self, name: str) -> bytes | None:
+        entry = self._aset_tree(name).get("samples")
+        return entry[1] if entry else None
+
+    # ---- metadata ------------------------------------------------------
+    def metadata_oid(self) -> bytes | None:
+        e = self.root.get("metadata")
+        return e[1] if e else None
+
+    def metadata(self) -> dict[str, str]:
+        if self._meta is None:
+            oid = self.metadata_oid()
+            entries = parse_tree(read_raw(self.repo, oid)) if oid else {}
+            self._meta = {
+                k: read_raw(self.repo, v[1]).decode("ascii")
+                for k, v in entries.items()
+                if v[0] == MODE_BLOB
+            }
+        return self._meta
+
+
+def commit_tree(repo: pygit2.Repository, commit: str | None) -> bytes | None:
+    """Raw id of a commit's tree (None for no commit)."""
+    if commit is None:
+        return None
+    return repo.get(commit).tree_id.raw
+
+
+__all__ = ["MODE_TREE", "SampleRecords", "TreeRecords", "commit_tree"]

@@ -1,0 +1,151 @@
+"""What a checkout sees: the records of a commit, plus staged changes.
+
+:class:`CommitView` answers from one commit's trees; :class:`StagedView`
+overlays the write checkout's journal on its base commit. Both give the same
+small interface to the user-facing objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..schema import ArraysetSchema
+from .layout import leaf_path
+from .snapshot import SampleRecords, TreeRecords
+from .staging import Journal
+
+
+class CommitView:
+    """Records of one commit (read-only)."""
+
+    writeable = False
+
+    def __init__(self, base: TreeRecords) -> None:
+        self.base = base
+        self._schemas: dict[str, ArraysetSchema] = {}
+
+    def aset_names(self) -> list[str]:
+        return self.base.arrayset_names()
+
+    def has_aset(self, name: str) -> bool:
+        return name in self.base.aset_entries
+
+    def schema(self, name: str) -> ArraysetSchema:
+        s = self._schemas.get(name)
+        if s is None:
+            s = ArraysetSchema.from_json(self.base.schema_text(name))
+            self._schemas[name] = s
+        return s
+
+    def base_samples(self, name: str) -> SampleRecords | None:
+        return self.base.samples(name) if name in self.base.aset_entries else None
+
+    def get(self, name: str, enc: str) -> bytes | None:
+        return self.base.samples(name).get(enc)
+
+    def iter_items(self, name: str) -> Iterator[tuple[str, bytes]]:
+        return self.base.samples(name).items()
+
+    def count(self, name: str) -> int:
+        return len(self.base.samples(name))
+
+    def leaf_of(self, name: str, enc: str) -> dict[str, bytes]:
+        s = self.base.samples(name)
+        return s.leaf(leaf_path(enc, s.fanout))
+
+    def meta(self) -> dict[str, str]:
+        return self.base.metadata()
+
+
+class StagedView(CommitView):
+    """Records of the write checkout: base commit plus the journal."""
+
+    writeable = True
+
+    def __init__(self, base: TreeRecords, journal: Journal) -> None:
+        super().__init__(base)
+        self.journal = journal
+
+    def aset_names(self) -> list[str]:
+        names = set(self.base.aset_entries)
+        for name, st in self.journal.asets.items():
+            if st.created:
+                names.add(name)
+            elif st.removed:
+                names.discard(name)
+        return sorted(names)
+
+    def has_aset(self, name: str) -> bool:
+        st = self.journal.asets.get(name)
+        if st is not None and (st.created or st.removed):
+            return st.created
+        return name in self.base.aset_entries
+
+    def schema(self, name: str) -> ArraysetSchema:
+        st = self.journal.asets.get(name)
+        if st is not None and st.created:
+            s = self._schemas.get(name)
+            if s is None or s.to_json() != st.schema:
+                s = ArraysetSchema.from_json(st.schema or "")
+                self._schemas[name] = s
+            return s
+        return super().schema(name)
+
+    def base_samples(self, name: str) -> SampleRecords | None:
+        st = self.journal.asets.get(name)
+        if st is not None and (st.created or st.removed):
+            return None
+        return super().base_samples(name)
+
+    def get(self, name: str, enc: str) -> bytes | None:
+        st = self.journal.asets.get(name)
+        if st is not None:
+            if enc in st.samples:
+                return st.samples[enc]
+            if st.created or st.removed:
+                return None
+        return self.base.samples(name).get(enc) if name in self.base.aset_entries else None
+
+    def iter_items(self, name: str) -> Iterator[tuple[str, bytes]]:
+        st = self.journal.asets.get(name)
+        base = self.base_samples(name)
+        changes = dict(st.samples) if st is not None else {}
+        if base is not None:
+            for enc, d in base.items():
+                if enc in changes:
+                    nd = changes.pop(enc)
+                    if nd is not None:
+                        yield enc, nd
+                else:
+                    yield enc, d
+        for enc, d in changes.items():
+            if d is not None:
+                yield enc, d
+
+    def count(self, name: str) -> int:
+        st = self.journal.asets.get(name)
+        base = self.base_samples(name)
+        n = len(base) if base is not None else 0
+        if st is not None:
+            for enc, d in st.samples.items():
+                had = base is not None and base.get(enc) is not None
+                if d is None and had:
+                    n -= 1
+                elif d is not None and not had:
+                    n += 1
+        return n
+
+    def leaf_of(self, name: str, enc: str) -> dict[str, bytes]:
+        base = self.base_samples(name)
+        if base is None:
+            return {}
+        return base.leaf(leaf_path(enc, base.fanout))
+
+    def meta(self) -> dict[str, str]:
+        out = dict(self.base.metadata())
+        for k, v in self.journal.meta.items():
+            if v is None:
+                out.pop(k, None)
+            else:
+                out[k] = v
+        return out

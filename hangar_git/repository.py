@@ -1,0 +1,519 @@
+"""The Repository: the entry point to a hangar-git data repository."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shutil
+import socket
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pygit2
+from filelock import FileLock, Timeout
+
+from . import __version__
+from .checkout import ReaderCheckout, WriterCheckout, _LIVE_WRITERS
+from .errors import NotInitializedError, WriterLockError
+from .gitutil import (
+    HEADS,
+    branch_head,
+    branch_ref,
+    code_head,
+    common_dir,
+    config_identity,
+    discover,
+    list_branches,
+    resolve_commit,
+    signature,
+)
+from .naming import check_branch_name
+from .records.build import build_root
+from .records.snapshot import TreeRecords, commit_tree
+from .records.staging import Journal
+from .store import PackStore
+
+CODE_TRAILER = "Code-Commit"
+
+
+class Repository:
+    """A hangar-git repository: versioned arrays whose history is git's.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A directory: the git work tree (or bare git dir) that holds, or will
+        hold, the hangar data. It must exist.
+    exists : bool, optional
+        When True (default), warn if no hangar repository is initialised
+        there yet; when False, stay silent.
+
+    Examples
+    --------
+    >>> repo = Repository(path)                    # doctest: +SKIP
+    >>> repo.init(user_name="Ada", user_email="ada@example.org")  # doctest: +SKIP
+    >>> co = repo.checkout(write=True)             # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | os.PathLike[str], exists: bool = True) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be str or os.PathLike, not {type(path).__name__}")
+        p = Path(path).expanduser().resolve()
+        if not p.is_dir():
+            raise OSError(f"{p} is not an existing directory")
+        self._user_path = p
+        self._git: pygit2.Repository | None = None
+        self._hdir: Path | None = None
+        gitdir = discover(p)
+        if gitdir is not None:
+            self._attach(pygit2.Repository(gitdir))
+        if not self.initialized and exists:
+            warnings.warn(
+                f"no hangar repository at {p}: call Repository.init() to create one",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    # ---- internals -----------------------------------------------------------
+    def _attach(self, git: pygit2.Repository) -> None:
+        self._git = git
+        self._hdir = common_dir(git) / "hangar"
+        self._store = PackStore(self._hdir / "store")
+
+    @property
+    def initialized(self) -> bool:
+        """True once :meth:`init` has run for this repository."""
+        return self._hdir is not None and (self._hdir / "config.json").is_file()
+
+    def _git_repo(self) -> pygit2.Repository:
+        if not self.initialized or self._git is None:
+            raise NotInitializedError(
+                f"no hangar repository at {self._user_path}: call Repository.init() first"
+            )
+        return self._git
+
+    @property
+    def _config(self) -> dict[str, Any]:
+        assert self._hdir is not None
+        return json.loads((self._hdir / "config.json").read_text())
+
+    # ---- creation ------------------------------------------------------------
+    def init(
+        self,
+        user_name: str | None = None,
+        user_email: str | None = None,
+        *,
+        remove_old: bool = False,
+    ) -> str:
+        """Initialise hangar in the git repository at ``path`` (creating it if needed).
+
+        The user's git HEAD, index and work tree are never touched. When
+        ``user_name``/``user_email`` are not given, commits take the identity
+        from ``git config user.name``/``user.email``.
+
+        Returns
+        -------
+        str
+            The directory holding hangar's state (``<git dir>/hangar``).
+
+        Raises
+        ------
+        ValueError
+            If no identity is given nor configured in git, or the arguments are
+            not str.
+        OSError
+            If a hangar repository exists there and ``remove_old`` is False.
+        """
+        for label, v in (("user_name", user_name), ("user_email", user_email)):
+            if v is not None and (not isinstance(v, str) or not v.strip() or "\n" in v
+                                  or "<" in v or ">" in v):
+                raise ValueError(f"invalid {label} {v!r}")
+        if self._git is None:
+            self._attach(pygit2.init_repository(str(self._user_path)))
+        assert self._git is not None and self._hdir is not None
+        name, email = config_identity(self._git)
+        if (user_name or name) is None or (user_email or email) is None:
+            raise ValueError(
+                "no identity for commits: pass user_name and user_email, or set "
+                "`git config user.name` and `git config user.email`"
+            )
+        if self.initialized:
+            if not remove_old:
+                raise OSError(f"a hangar repository already exists at {self._hdir}")
+            if _LIVE_WRITERS and any(w._repo._hdir == self._hdir for w in _LIVE_WRITERS):
+                raise WriterLockError("a write checkout is open: close it before remove_old")
+            for ref in list(self._git.references):
+                if ref.startswith("refs/hangar/"):
+                    self._git.references.delete(ref)
+            shutil.rmtree(self._hdir)
+        self._hdir.mkdir(parents=True, exist_ok=True)
+        (self._hdir / "staging").mkdir(exist_ok=True)
+        self._store.create()
+        cfg = {"hangar_git_version": __version__, "user_name": user_name,
+               "user_email": user_email, "created": time.time()}
+        tmp = self._hdir / "config.json.tmp"
+        tmp.write_text(json.dumps(cfg, indent=2))
+        os.replace(tmp, self._hdir / "config.json")
+        return str(self._hdir)
+
+    # ---- properties ----------------------------------------------------------
+    @property
+    def path(self) -> str:
+        """The repository's directory (work tree, or git dir when bare)."""
+        if self._git is not None and self._git.workdir:
+            return str(Path(self._git.workdir))
+        if self._git is not None:
+            return str(Path(self._git.path))
+        return str(self._user_path)
+
+    @property
+    def version(self) -> str:
+        """Version of hangar-git that initialised this repository."""
+        self._git_repo()
+        return str(self._config["hangar_git_version"])
+
+    @property
+    def writer_lock_held(self) -> bool:
+        """True while a write checkout (in any process) holds the writer lock."""
+        self._git_repo()
+        lock = self._lock_obj()
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return True
+        lock.release()
+        return False
+
+    @property
+    def remote(self) -> Any:
+        """Remote operations (see :class:`hangar_git.remotes.Remotes`)."""
+        from .remotes import Remotes
+
+        return Remotes(self)
+
+    def _identity(self) -> tuple[str, str]:
+        cfg = self._config
+        name, email = config_identity(self._git_repo())
+        name = cfg.get("user_name") or name
+        email = cfg.get("user_email") or email
+        if not name or not email:
+            raise ValueError(
+                "no identity for commits: set `git config user.name` and `user.email`"
+            )
+        return name, email
+
+    # ---- writer lock -----------------------------------------------------------
+    def _lock_obj(self) -> FileLock:
+        assert self._hdir is not None
+        return FileLock(str(self._hdir / "writer.lock"), thread_local=False)
+
+    def _acquire_writer(self) -> FileLock:
+        assert self._hdir is not None
+        lock = self._lock_obj()
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            holder = "unknown"
+            try:
+                info = json.loads((self._hdir / "writer.json").read_text())
+                holder = (f"pid {info['pid']} on {info['host']} (user {info['user']}, "
+                          f"since {time.ctime(info['since'])})")
+            except (OSError, ValueError, KeyError):
+                pass
+            raise WriterLockError(
+                f"cannot acquire the writer lock: a write checkout is open in {holder}. "
+                "Close it (co.close()); only if that process is gone for good, use "
+                "Repository.force_release_writer_lock()"
+            ) from None
+        info = {"pid": os.getpid(), "host": socket.gethostname(),
+                "user": getpass.getuser(), "since": time.time()}
+        (self._hdir / "writer.json").write_text(json.dumps(info))
+        return lock
+
+    def _release_writer(self, lock: Any) -> None:
+        assert self._hdir is not None
+        try:
+            (self._hdir / "writer.json").unlink(missing_ok=True)
+        finally:
+            lock.release()
+
+    def force_release_writer_lock(self) -> bool:
+        """Release the writer lock left by a write checkout that was not closed.
+
+        A writer in this process is closed (its batched work written first);
+        a lock held by another live process is broken by replacing the lock
+        file: never do that while that process may still write.
+        """
+        self._git_repo()
+        assert self._hdir is not None
+        for co in list(_LIVE_WRITERS):
+            if co._repo._hdir == self._hdir:
+                co.close()
+        if self.writer_lock_held:
+            (self._hdir / "writer.lock").unlink(missing_ok=True)
+            (self._hdir / "writer.json").unlink(missing_ok=True)
+        return True
+
+    # ---- checkouts ---------------------------------------------------------------
+    def checkout(
+        self, write: bool = False, *, branch: str = "master", commit: str = ""
+    ) -> ReaderCheckout | WriterCheckout:
+        """Open a checkout: read-only at a branch head or commit, or the writer.
+
+        Raises
+        ------
+        ValueError
+            If ``write`` is not a bool, the branch or commit does not exist, or
+            the staging area holds changes for another branch.
+        WriterLockError
+            (a PermissionError) if another write checkout is open.
+        """
+        git = self._git_repo()
+        if not isinstance(write, bool):
+            raise ValueError(f"write must be a bool, not {write!r}")
+        if not isinstance(branch, str):
+            raise ValueError(f"branch must be a str, not {branch!r}")
+        if write:
+            if commit:
+                raise ValueError("a write checkout works on a branch head, not a commit")
+            return self._open_writer(branch)
+        if commit:
+            sha = resolve_commit(git, commit)
+        else:
+            check_branch_name(branch)
+            head = branch_head(git, branch)
+            if head is None:
+                if branch not in self.list_branches():
+                    raise ValueError(f"no branch named {branch!r}")
+                raise ValueError(f"branch {branch!r} has no commits yet: nothing to read")
+            sha = head
+        return ReaderCheckout(self, sha)
+
+    def _journal_path(self) -> Path:
+        assert self._hdir is not None
+        return self._hdir / "staging" / "journal"
+
+    def _open_writer(self, branch: str) -> WriterCheckout:
+        git = self._git_repo()
+        check_branch_name(branch)
+        lock = self._acquire_writer()
+        try:
+            head = branch_head(git, branch)
+            if head is None and self._has_commits():
+                raise ValueError(f"no branch named {branch!r}")
+            journal = Journal.open(self._journal_path(), branch, head)
+            try:
+                self._recover_commit(journal)
+                if journal.branch != branch or journal.base != branch_head(git, journal.branch):
+                    if journal.has_entries:
+                        if journal.branch != branch:
+                            raise ValueError(
+                                f"the staging area holds uncommitted changes on branch "
+                                f"{journal.branch!r}: commit or reset them before writing "
+                                f"to {branch!r}"
+                            )
+                    else:
+                        journal.reset(branch, head)
+                return WriterCheckout(self, branch, journal, lock)
+            except BaseException:
+                journal.close()
+                raise
+        except BaseException:
+            self._release_writer(lock)
+            raise
+
+    def _has_commits(self) -> bool:
+        git = self._git_repo()
+        return any(r.startswith(HEADS) for r in git.references)
+
+    def _recover_commit(self, journal: Journal) -> None:
+        """Finish or undo a commit interrupted between its two steps."""
+        pending = journal.pending_commit
+        if pending is None:
+            return
+        if branch_head(self._git_repo(), journal.branch) == pending:
+            journal.reset(journal.branch, pending)
+        else:
+            journal.pending_commit = None
+            journal._rewrite()
+
+    def _commit_staged(self, journal: Journal, message: str,
+                       extra_parents: tuple[str, ...] = ()) -> str:
+        """Write the commit for the staged changes and move the branch."""
+        git = self._git_repo()
+        ref = branch_ref(journal.branch)
+        current = branch_head(git, journal.branch)
+        if current != journal.base:
+            raise RuntimeError(
+                f"branch {journal.branch!r} moved to {current} while changes were staged on "
+                f"{journal.base}; reset the staging area and redo the changes"
+            )
+        base = TreeRecords(git, commit_tree(git, journal.base))
+        tree = build_root(git, base, journal.asets, journal.meta)
+        sha = self._write_commit(tree, message, [p for p in (journal.base,) if p]
+                                 + list(extra_parents))
+        journal.record("C", sha)
+        git.references.create(ref, pygit2.Oid(hex=sha), force=True)
+        journal.reset(journal.branch, sha)
+        return sha
+
+    def _write_commit(self, tree: bytes, message: str, parents: list[str]) -> str:
+        git = self._git_repo()
+        name, email = self._identity()
+        sig = signature(name, email)
+        msg = message.rstrip("\n") + "\n"
+        code = code_head(git)
+        if code is not None:
+            msg += f"\n{CODE_TRAILER}: {code}\n"
+        oid = git.create_commit(None, sig, sig, msg, pygit2.Oid(raw=tree),
+                                [pygit2.Oid(hex=p) for p in parents])
+        return str(oid)
+
+    # ---- branches ----------------------------------------------------------------
+    def list_branches(self) -> list[str]:
+        """Names of the hangar branches (``master`` exists from the start)."""
+        git = self._git_repo()
+        names = list_branches(git)
+        if not names:
+            names = ["master"]
+        return names
+
+    def create_branch(self, name: str, base_commit: str | None = None) -> str:
+        """Create branch ``name`` at ``base_commit`` (default: the writer's branch head).
+
+        Raises
+        ------
+        ValueError
+            Invalid name, a branch of that name exists, no such commit, or no
+            commit exists yet.
+        """
+        git = self._git_repo()
+        ref = branch_ref(name)
+        if git.references.get(ref) is not None:
+            raise ValueError(f"a branch named {name!r} already exists")
+        if base_commit is None:
+            sha = branch_head(git, self._writer_branch())
+            if sha is None:
+                raise ValueError("no commit to branch from: make a first commit")
+        else:
+            sha = resolve_commit(git, base_commit)
+        git.references.create(ref, pygit2.Oid(hex=sha))
+        return name
+
+    def _writer_branch(self) -> str:
+        path = self._journal_path()
+        if path.exists():
+            try:
+                first = path.read_text().split("\n", 1)[0].split("\t")
+                return str(json.loads(first[1])["branch"])
+            except (ValueError, IndexError, KeyError):
+                pass
+        return "master"
+
+    def remove_branch(self, name: str, *, force: bool = False) -> str:
+        """Delete branch ``name``; returns the commit it pointed at.
+
+        Refuses to drop work that no other branch holds unless ``force``.
+
+        Raises
+        ------
+        ValueError
+            No such branch, it is the writer's branch, or it holds unmerged
+            commits and ``force`` is False.
+        """
+        git = self._git_repo()
+        ref = branch_ref(name)
+        head = branch_head(git, name)
+        if head is None:
+            raise ValueError(f"no branch named {name!r}")
+        if name == self._writer_branch():
+            raise ValueError(
+                f"branch {name!r} is the write checkout's branch; check out another first"
+            )
+        if not force:
+            others = [branch_head(git, b) for b in list_branches(git, remotes=True) if b != name]
+            target = pygit2.Oid(hex=head)
+            held = any(
+                o == head or git.descendant_of(pygit2.Oid(hex=o), target)
+                for o in others if o
+            )
+            if not held:
+                raise ValueError(
+                    f"branch {name!r} holds commits no other branch contains; merge it or "
+                    "pass force=True to delete it anyway"
+                )
+        git.references.delete(ref)
+        return head
+
+    # ---- history ---------------------------------------------------------------
+    def log(
+        self,
+        branch: str | None = None,
+        commit: str | None = None,
+        *,
+        return_contents: bool = False,
+        show_time: bool = False,
+        show_user: bool = False,
+    ) -> dict | None:
+        """Print the commit graph from a branch head or commit (like ``git log --graph``).
+
+        With ``return_contents`` the graph is returned as a dict instead:
+        ``head``, ``order`` (newest first), ``ancestors`` (commit -> parents)
+        and ``specs`` (commit -> time, user, email, message, code commit).
+        """
+        from .history import log_contents, render_log
+
+        git = self._git_repo()
+        start = self._startpoint(branch, commit)
+        if start is None:
+            return None
+        contents = log_contents(git, start)
+        if return_contents:
+            return contents
+        print(render_log(git, contents, show_time=show_time, show_user=show_user))
+        return None
+
+    def _startpoint(self, branch: str | None, commit: str | None) -> str | None:
+        git = self._git_repo()
+        if commit:
+            return resolve_commit(git, commit)
+        if branch:
+            check_branch_name(branch)
+            head = branch_head(git, branch)
+            if head is None:
+                remote = git.references.get("refs/hangar/remotes/" + branch)
+                if remote is not None:
+                    return str(remote.target)
+                raise ValueError(f"no branch named {branch!r} with commits")
+            return head
+        return branch_head(git, self._writer_branch())
+
+    def summary(
+        self, *, branch: str = "", commit: str = "", return_contents: bool = False
+    ) -> dict | None:
+        """Print (or return) what a commit holds: arraysets, sample counts, metadata."""
+        from .history import render_summary, summary_contents
+
+        start = self._startpoint(branch or None, commit or None)
+        if start is None:
+            raise ValueError("the repository has no commits yet")
+        contents = summary_contents(self, start)
+        if return_contents:
+            return contents
+        print(render_summary(contents))
+        return None
+
+    # ---- merge -----------------------------------------------------------------
+    def merge(self, message: str, master_branch: str, dev_branch: str, *,
+              strategy: str | None = None) -> str:
+        """Merge ``dev_branch`` into ``master_branch``; returns the new head commit."""
+        self._git_repo()
+        with self.checkout(write=True, branch=master_branch) as co:
+            return co.merge(message, dev_branch, strategy=strategy)  # type: ignore[union-attr]
+
+    def __repr__(self) -> str:
+        state = "initialized" if self.initialized else "not initialized"
+        return f"<hangar_git.Repository {self.path} ({state})>"

@@ -1,0 +1,93 @@
+"""Shared fixtures: every test runs in temporary directories, with git config
+that cannot see the developer's own (global and system config are ignored)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pygit2
+import pytest
+
+_ISOLATED_ENV = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "Test User",
+    "GIT_AUTHOR_EMAIL": "test@example.org",
+    "GIT_COMMITTER_NAME": "Test User",
+    "GIT_COMMITTER_EMAIL": "test@example.org",
+}
+
+
+@pytest.fixture(autouse=True)
+def isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+                 ) -> Iterator[Path]:
+    """Point git and pygit2 at an empty home: no user config leaks in."""
+    home = tmp_path_factory.mktemp("home")
+    gcfg = home / ".gitconfig"
+    gcfg.write_text("")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gcfg))
+    for k, v in _ISOLATED_ENV.items():
+        monkeypatch.setenv(k, v)
+    saved = {
+        level: pygit2.settings.search_path[level]
+        for level in (
+            pygit2.enums.ConfigLevel.GLOBAL,
+            pygit2.enums.ConfigLevel.XDG,
+            pygit2.enums.ConfigLevel.SYSTEM,
+        )
+    }
+    for level in saved:
+        pygit2.settings.search_path[level] = str(home / "nonexistent")
+    try:
+        yield home
+    finally:
+        for level, value in saved.items():
+            pygit2.settings.search_path[level] = value
+
+
+@pytest.fixture
+def repo_path(tmp_path: Path) -> Path:
+    d = tmp_path / "repo"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def repo(repo_path: Path):
+    """An initialised hangar repository with an identity."""
+    from hangar_git import Repository
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = Repository(repo_path, exists=False)
+    r.init(user_name="Test User", user_email="test@example.org")
+    yield r
+    # close any writer a test left open, so its lock never leaks across tests
+    from hangar_git.checkout import _LIVE_WRITERS
+
+    for co in list(_LIVE_WRITERS):
+        co.close()
+
+
+@pytest.fixture
+def written_repo(repo):
+    """A repository with one commit on master: arrayset 'aset' of 10 samples."""
+    import numpy as np
+
+    co = repo.checkout(write=True)
+    aset = co.arraysets.init_arrayset("aset", shape=(5, 7), dtype=np.float32)
+    with aset:
+        for i in range(10):
+            aset[str(i)] = np.full((5, 7), i, dtype=np.float32)
+    co.metadata["about"] = "fixture"
+    co.commit("initial")
+    co.close()
+    return repo
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("HYPOTHESIS_PROFILE", "default")
