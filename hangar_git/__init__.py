@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .dataloaders import make_numpy_loader, make_tf_dataset, make_torch_dataset
 from .errors import (  # noqa: E402
     ClosedError,
     FormatVersionError,
@@ -30,4 +31,7 @@ __all__ = [
     "Repository",
     "WriterLockError",
     "__version__",
+    "make_numpy_loader",
+    "make_tf_dataset",
+    "make_torch_dataset",
 ]

@@ -1,14 +1,21 @@
 """Diffs of records: what changed between commits or in the staging area.
 
 Results are plain named tuples: for arrayset schemas, for metadata keys, and
-per arrayset for sample keys, the keys added, removed and mutated.
+per arrayset for sample keys, the keys added, removed and mutated
+(:class:`Changes`, :class:`DiffRecords`); a diff against a branch or commit
+adds each side's changes from the merge base, what a merge would bring, and
+the conflicts (:class:`BranchDiff`, :class:`ConflictRecords`). The three-way
+work itself lives in :mod:`hangar_git.merge`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .naming import Key, decode_key
+import numpy as np
+
+from .errors import MissingPayloadError
+from .naming import Key, check_arrayset_name, decode_key, encode_key
 
 if TYPE_CHECKING:
     from .checkout import ReaderCheckout, WriterCheckout
@@ -39,9 +46,53 @@ class DiffRecords(NamedTuple):
         return self.aset.empty and self.meta.empty and all(c.empty for c in self.samples.values())
 
 
+class ConflictRecords(NamedTuple):
+    """Conflicting keys of one namespace, by kind.
+
+    ``t1``: added in master and dev with different values; ``t21``: removed
+    in master, mutated in dev; ``t22``: removed in dev, mutated in master;
+    ``t3``: mutated in both to different values; ``conflict``: True when any
+    of them holds a key. Keys are arrayset names, metadata keys or sample
+    keys (str or int).
+    """
+
+    t1: tuple
+    t21: tuple
+    t22: tuple
+    t3: tuple
+    conflict: bool
+
+
+class BranchDiff(NamedTuple):
+    """The changes part of ``co.diff.branch()`` / ``co.diff.commit()``.
+
+    Attributes
+    ----------
+    master : DiffRecords
+        Changes on this checkout's side (its commit, plus staged changes on a
+        write checkout) since the merge base.
+    dev : DiffRecords
+        Changes on the other side since the merge base.
+    incoming : DiffRecords
+        What merging the other side would change here: its changes that this
+        side does not already hold, leaving out conflicting records (and the
+        samples of arraysets in conflict).
+    base : str or None
+        The merge base commit (None when the histories share no commit).
+    """
+
+    master: DiffRecords
+    dev: DiffRecords
+    incoming: DiffRecords
+    base: str | None
+
+
 def _changes(add: list, rem: list, mut: list) -> Changes:
-    return Changes(tuple(sorted(add, key=_order)), tuple(sorted(rem, key=_order)),
-                   tuple(sorted(mut, key=_order)))
+    return Changes(
+        tuple(sorted(add, key=_order)),
+        tuple(sorted(rem, key=_order)),
+        tuple(sorted(mut, key=_order)),
+    )
 
 
 def _order(k: Key) -> tuple[int, str]:
@@ -61,7 +112,7 @@ def staged_diff(view: StagedView) -> DiffRecords:
         if st.removed and not st.created:
             if in_base:
                 a_rem.append(name)
-                s_rem = [decode_key(e) for e in base_s.keys()]  # type: ignore[union-attr]
+                s_rem = [decode_key(e) for e in base_s.keys()]  # type: ignore[union-attr]  # noqa: SIM118
         elif st.created:
             new = {e: d for e, d in st.samples.items() if d is not None}
             if not in_base:
@@ -108,23 +159,141 @@ class ReaderUserDiff:
     def _head(self) -> str | None:
         return self._co.commit_hash or None
 
-    def branch(self, dev_branch_name: str) -> tuple:
-        """Changes and conflicts between this checkout's commit and a branch head."""
+    def _master_tree(self) -> bytes | None:
+        """Root tree standing for this side, when not the commit's own."""
+        return None
+
+    def branch(self, dev_branch_name: str) -> tuple[BranchDiff, dict[str, Any]]:
+        """Changes and conflicts between this checkout and the head of a branch.
+
+        The diff is three-way: both sides are compared with their merge base.
+
+        Parameters
+        ----------
+        dev_branch_name : str
+            The branch to compare with (or a remote-tracking ``remote/branch``).
+
+        Returns
+        -------
+        tuple
+            ``(changes, conflicts)``: a :class:`BranchDiff` and a dict
+            ``{'aset': ConflictRecords, 'meta': ConflictRecords, 'sample':
+            {arrayset name: ConflictRecords}, 'conflict_found': bool}``.
+
+        Raises
+        ------
+        ValueError
+            If the branch does not exist.
+        """
         from .merge import diff_with_branch
 
         self._co._check()
-        return diff_with_branch(self._co._repo, self._head(), dev_branch_name)
+        return diff_with_branch(
+            self._co._repo, self._head(), dev_branch_name, master_tree=self._master_tree()
+        )
 
-    def commit(self, dev_commit_hash: str) -> tuple:
-        """Changes and conflicts between this checkout's commit and another commit."""
+    def commit(self, dev_commit_hash: str) -> tuple[BranchDiff, dict[str, Any]]:
+        """Changes and conflicts between this checkout and another commit.
+
+        See :meth:`branch` for the result.
+
+        Raises
+        ------
+        ValueError
+            If ``dev_commit_hash`` is not a commit of this repository.
+        """
         from .merge import diff_with_commit
 
         self._co._check()
-        return diff_with_commit(self._co._repo, self._head(), dev_commit_hash)
+        return diff_with_commit(
+            self._co._repo, self._head(), dev_commit_hash, master_tree=self._master_tree()
+        )
+
+    def conflict_samples(
+        self, dev_branch_name: str, arrayset: str, key: Key
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The two versions of a sample, side by side, before choosing a merge strategy.
+
+        Parameters
+        ----------
+        dev_branch_name : str
+            The branch that would be merged into this checkout.
+        arrayset : str
+            Name of the arrayset.
+        key : str or int
+            The sample's key.
+
+        Returns
+        -------
+        tuple
+            ``(master_array, dev_array)``: the sample as this checkout sees it
+            and as the head of ``dev_branch_name`` holds it; ``None`` on a side
+            where the sample (or its arrayset) does not exist.
+
+        Raises
+        ------
+        KeyError
+            If neither side holds the sample.
+        ValueError
+            If the branch does not exist, or the name or key is invalid.
+        MissingPayloadError
+            If a side's payload is not stored on this machine.
+        """
+        from .merge import branch_commit, sample_records
+
+        co = self._co
+        co._check()
+        check_arrayset_name(arrayset)
+        enc = encode_key(key)
+        dev = branch_commit(co._repo._git_repo(), dev_branch_name)
+        if co._view.writeable:
+            co._sync()  # type: ignore[union-attr]
+        mine = co._view.get(arrayset, enc) if co._view.has_aset(arrayset) else None
+        theirs = sample_records(co._repo, dev, arrayset, enc)
+        if mine is None and theirs is None:
+            raise KeyError(f"sample {key!r} of arrayset {arrayset!r} exists on neither side")
+        return (
+            co._payloads.read(arrayset, enc, mine) if mine is not None else None,
+            self._read_digest(arrayset, key, theirs) if theirs is not None else None,
+        )
+
+    def _read_digest(self, arrayset: str, key: Key, digest: bytes) -> np.ndarray:
+        pa = self._co._payloads
+        loc = pa.locs.get(digest)
+        if loc is None and pa.writer is not None:
+            loc = pa.writer.pending_location(digest)
+        if loc is None:
+            loc = pa.reader.locate(digest)
+        if loc is None:
+            raise MissingPayloadError(
+                f"sample {arrayset}[{key!r}] of the other side is a remote reference: its "
+                "payload is not on this machine; fetch it with `git hangar fetch-data`"
+            )
+        return pa.reader.read(loc, digest)
 
 
 class WriterUserDiff(ReaderUserDiff):
-    """Diff methods of the write checkout, aware of staged changes."""
+    """Diff methods of the write checkout, aware of staged changes.
+
+    :meth:`branch` and :meth:`commit` compare the staging area (the base
+    commit plus staged changes) with the other side.
+    """
+
+    def _master_tree(self) -> bytes | None:
+        """Root tree of the staging area (None when nothing is staged).
+
+        Its tree objects are written to git's object database, unreferenced
+        until a commit uses them, so the three-way walk can read them like
+        any commit's; only the subtrees holding staged changes are new.
+        """
+        from .records.build import build_root
+
+        co = self._co
+        co._sync()  # type: ignore[union-attr]
+        journal = co._journal  # type: ignore[union-attr]
+        if not journal.has_entries:
+            return None
+        return build_root(co._git, co._view.base, journal.asets, journal.meta)  # type: ignore[union-attr]
 
     def staged(self) -> DiffRecords:
         """Changes in the staging area relative to its base commit."""

@@ -130,3 +130,46 @@ def write_blob(repo: pygit2.Repository, data: bytes) -> bytes:
 
 
 EMPTY_TREE = bytes.fromhex("4b825dc642cb6eb9a060e54bf8d69288fbee4904")
+
+
+def has_remote_source(repo: pygit2.Repository) -> bool:
+    """True when a payload absent here may be on a remote.
+
+    That is: the repository has remote-tracking hangar refs, or a data remote
+    configured (``remote.<name>.hangar-data``). Without either, a payload a
+    commit references but the store lacks is lost, not remote.
+    """
+    if any(name.startswith(REMOTES) for name in repo.references):
+        return True
+    try:
+        return any(
+            e.name.startswith("remote.") and e.name.endswith(".hangar-data") for e in repo.config
+        )
+    except (pygit2.GitError, OSError):
+        return False
+
+
+def clear_stale_ref_locks(repo: pygit2.Repository, grace: float = 1.0) -> list[Path]:
+    """Remove ref lock files a killed process left on hangar branches.
+
+    A ``refs/hangar/heads/<branch>.lock`` left by a process killed while it
+    moved a branch would block every later commit on that branch. Call this
+    only while holding the writer lock (the only holder of those locks for
+    more than an instant); a lock younger than ``grace`` seconds is given
+    that long to go away first. Returns the lock files removed.
+    """
+    root = common_dir(repo) / "refs" / "hangar" / "heads"
+    removed: list[Path] = []
+    if not root.is_dir():
+        return removed
+    for lock in root.rglob("*.lock"):
+        deadline = time.monotonic() + grace
+        try:
+            while (time.time() - lock.stat().st_mtime < grace
+                   and time.monotonic() < deadline):
+                time.sleep(0.02)
+            lock.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(lock)
+    return removed

@@ -26,7 +26,8 @@ def _check_text(kind: str, name: object) -> str:
             f"invalid {kind} name {name!r}: use 1-{MAX_NAME_LEN} ASCII letters, "
             "digits, '-', '.' or '_'"
         )
-    if name.strip(".") == "" or name.lower() == ".git":
+    # ".git." and ".git.." are ".git" to git fsck (hasDotgit) and to NTFS
+    if name.strip(".") == "" or name.rstrip(".").lower() == ".git":
         raise ValueError(f"invalid {kind} name {name!r}: reserved")
     return name
 
@@ -39,7 +40,7 @@ def check_arrayset_name(name: object) -> str:
 def check_branch_name(name: object) -> str:
     """Return ``name`` if it is a valid branch name, else raise ValueError."""
     name = _check_text("branch", name)
-    if name.endswith(".lock") or ".." in name or name.startswith("-"):
+    if name.endswith((".lock", ".")) or ".." in name or name.startswith(("-", ".")):
         raise ValueError(f"invalid branch name {name!r}")
     return name
 
@@ -47,7 +48,7 @@ def check_branch_name(name: object) -> str:
 def check_remote_name(name: object) -> str:
     """Return ``name`` if it is a valid remote name, else raise ValueError."""
     name = _check_text("remote", name)
-    if name.endswith(".lock") or ".." in name or name.startswith("-"):
+    if name.endswith((".lock", ".")) or ".." in name or name.startswith(("-", ".")):
         raise ValueError(f"invalid remote name {name!r}")
     return name
 

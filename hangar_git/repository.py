@@ -22,6 +22,7 @@ from .gitutil import (
     HEADS,
     branch_head,
     branch_ref,
+    clear_stale_ref_locks,
     code_head,
     common_dir,
     config_identity,
@@ -61,7 +62,10 @@ class Repository:
     def __init__(self, path: str | os.PathLike[str], exists: bool = True) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be str or os.PathLike, not {type(path).__name__}")
-        p = Path(path).expanduser().resolve()
+        try:
+            p = Path(path).expanduser().resolve()
+        except RuntimeError as exc:  # "~name" where no user is called name
+            raise OSError(f"{os.fspath(path)}: {exc}") from None
         if not p.is_dir():
             raise OSError(f"{p} is not an existing directory")
         self._user_path = p
@@ -259,15 +263,22 @@ class Repository:
 
     # ---- checkouts ---------------------------------------------------------------
     def checkout(
-        self, write: bool = False, *, branch: str = "master", commit: str = ""
+        self, write: bool = False, *, branch: str = "master", commit: str = "",
+        fetch_missing: bool | str = False,
     ) -> ReaderCheckout | WriterCheckout:
         """Open a checkout: read-only at a branch head or commit, or the writer.
+
+        With ``fetch_missing`` (True for the default remote, or a remote name),
+        reading a sample whose payload is not on this machine fetches it from
+        that remote's data URL on the spot (verified, then stored); otherwise
+        such a read raises :class:`MissingPayloadError`.
 
         Raises
         ------
         ValueError
-            If ``write`` is not a bool, the branch or commit does not exist, or
-            the staging area holds changes for another branch.
+            If ``write`` is not a bool, the branch or commit does not exist, the
+            staging area holds changes for another branch, or ``fetch_missing``
+            names no usable remote.
         WriterLockError
             (a PermissionError) if another write checkout is open.
         """
@@ -276,6 +287,13 @@ class Repository:
             raise ValueError(f"write must be a bool, not {write!r}")
         if not isinstance(branch, str):
             raise ValueError(f"branch must be a str, not {branch!r}")
+        if fetch_missing is not False:
+            from .remotes import lazy_fetcher_for
+
+            fetcher = lazy_fetcher_for(self, fetch_missing)
+            co = self.checkout(write, branch=branch, commit=commit)
+            co._payloads.fetcher = fetcher
+            return co
         if write:
             if commit:
                 raise ValueError("a write checkout works on a branch head, not a commit")
@@ -301,6 +319,7 @@ class Repository:
         check_branch_name(branch)
         lock = self._acquire_writer()
         try:
+            clear_stale_ref_locks(git)
             head = branch_head(git, branch)
             if head is None and self._has_commits():
                 raise ValueError(f"no branch named {branch!r}")
@@ -308,7 +327,7 @@ class Repository:
             try:
                 self._recover_commit(journal)
                 if journal.branch != branch or journal.base != branch_head(git, journal.branch):
-                    if journal.has_entries:
+                    if journal.has_entries and not self._staging_clean(journal):
                         if journal.branch != branch:
                             raise ValueError(
                                 f"the staging area holds uncommitted changes on branch "
@@ -324,6 +343,16 @@ class Repository:
         except BaseException:
             self._release_writer(lock)
             raise
+
+    def _staging_clean(self, journal: Journal) -> bool:
+        """True when the journal's entries add up to no change of its base
+        (e.g. an arrayset created then removed): status CLEAN."""
+        from .diff import staged_diff
+        from .records.view import StagedView
+
+        git = self._git_repo()
+        return staged_diff(StagedView(TreeRecords(git, commit_tree(git, journal.base)),
+                                      journal)).empty
 
     def _has_commits(self) -> bool:
         git = self._git_repo()
@@ -356,6 +385,7 @@ class Repository:
         sha = self._write_commit(tree, message, [p for p in (journal.base,) if p]
                                  + list(extra_parents))
         journal.record("C", sha)
+        journal.sync()  # durable before the ref moves, even inside a batch
         git.references.create(ref, pygit2.Oid(hex=sha), force=True)
         journal.reset(journal.branch, sha)
         return sha
@@ -371,6 +401,47 @@ class Repository:
         oid = git.create_commit(None, sig, sig, msg, pygit2.Oid(raw=tree),
                                 [pygit2.Oid(hex=p) for p in parents])
         return str(oid)
+
+    def clone(
+        self,
+        user_name: str | None,
+        user_email: str | None,
+        remote_address: str,
+        *,
+        remove_old: bool = False,
+        data: str | None = None,
+        remote_name: str = "origin",
+        progress: Any = None,
+    ) -> str:
+        """Clone the records of a remote here; payloads stay remote until fetched.
+
+        Initialises hangar at ``path`` (creating the git repository if
+        needed), adds ``remote_name`` for ``remote_address`` with the data URL
+        ``data``, fetches every hangar branch to ``<remote_name>/<branch>``
+        and creates the local ``master`` branch (or the remote's first branch
+        when it has no master). Samples are then remote references: fetch
+        their payloads with ``remote.fetch_data``, or read through
+        ``checkout(fetch_missing=True)``.
+
+        Returns
+        -------
+        str
+            Name of the local branch created.
+
+        Raises
+        ------
+        OSError
+            If a hangar repository exists here and ``remove_old`` is False.
+        ValueError
+            Bad arguments, or the remote holds no hangar branch (nothing changes).
+        ConnectionError
+            If the remote cannot be reached (nothing changes).
+        """
+        from .remotes import clone_repository
+
+        return clone_repository(self, user_name, user_email, remote_address,
+                                remove_old=remove_old, data=data, remote_name=remote_name,
+                                progress=progress)
 
     # ---- branches ----------------------------------------------------------------
     def list_branches(self) -> list[str]:
@@ -513,6 +584,39 @@ class Repository:
         self._git_repo()
         with self.checkout(write=True, branch=master_branch) as co:
             return co.merge(message, dev_branch, strategy=strategy)  # type: ignore[union-attr]
+
+    # ---- maintenance -------------------------------------------------------------
+    def verify(self, full: bool = False) -> Any:
+        """Check records, payloads and git objects (``git hangar fsck``).
+
+        Returns a :class:`hangar_git.fsck.FsckReport`; ``report.ok`` is False
+        when anything is damaged, and ``report.damaged`` names each damaged
+        sample of each commit. ``full`` also hashes every git object and
+        verifies payloads no commit references. Nothing is changed.
+        """
+        from .fsck import verify
+
+        if not isinstance(full, bool):
+            raise ValueError(f"full must be a bool, not {full!r}")
+        self._git_repo()
+        return verify(self, full=full)
+
+    def gc(self, dry_run: bool = False) -> Any:
+        """Reclaim unreferenced payloads, compact packs, repack git objects.
+
+        Returns a :class:`hangar_git.gc.GcReport`.
+
+        Raises
+        ------
+        WriterLockError
+            (a PermissionError) while a write checkout is open.
+        """
+        from .gc import gc
+
+        if not isinstance(dry_run, bool):
+            raise ValueError(f"dry_run must be a bool, not {dry_run!r}")
+        self._git_repo()
+        return gc(self, dry_run=dry_run)
 
     def __repr__(self) -> str:
         state = "initialized" if self.initialized else "not initialized"

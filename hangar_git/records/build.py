@@ -7,6 +7,7 @@ changed samples on top of millions writes a handful of tree objects.
 
 from __future__ import annotations
 
+import zlib
 from collections import defaultdict
 from collections.abc import Mapping
 
@@ -15,17 +16,18 @@ import pygit2
 from ..gitutil import read_raw, write_blob, write_tree
 from .layout import (
     FORMAT_BLOB,
+    HEX_NAMES,
     MODE_BLOB,
     MODE_TREE,
     Entry,
     Fanout,
     choose_fanout,
     leaf_path,
-    parse_links,
     parse_tree,
     serialize_links,
     serialize_tree,
 )
+from .objpack import PACK_MIN_OBJECTS, write_trees
 from .snapshot import SampleRecords, TreeRecords
 from .staging import StagedAset
 
@@ -36,12 +38,11 @@ def build_samples(
     changes: Mapping[str, bytes | None],
 ) -> bytes | None:
     """New ``samples/`` tree id from ``base`` and ``changes`` (None if empty)."""
-    if base is None:
-        base = SampleRecords(repo, None)
+    if base is None or base.oid is None:  # a new arrayset: write it whole, once
+        return write_samples(repo, {e: d for e, d in changes.items() if d is not None})
     if not changes:
         return base.oid
     cur: Fanout = base.fanout
-    adds = sum(1 for d in changes.values() if d is not None)
     # estimate the new count: only to choose the fan-out, with hysteresis
     groups: dict[tuple[str, ...], dict[str, bytes | None]] = defaultdict(dict)
     for enc, d in changes.items():
@@ -58,21 +59,14 @@ def build_samples(
                 leaf[enc] = d
         delta += len(leaf) - before
         new_leaves[path] = leaf
-    if base.oid is None:
-        count = adds
-    else:
-        count = max(0, base.estimate_count() + delta)
-    target = choose_fanout(count, cur if base.oid is not None else None)
+    count = max(0, base.estimate_count() + delta)
+    target = choose_fanout(count, cur)
     if target != cur:
         return _build_full(repo, base, changes, target)
     if not cur:
         leaf = new_leaves[()]
         return write_tree(repo, serialize_links(leaf)) if leaf else None
-    leaf_oids = {
-        path: (write_tree(repo, serialize_links(leaf)) if leaf else None)
-        for path, leaf in new_leaves.items()
-    }
-    return _update_fanned(repo, base.oid, (), len(cur), leaf_oids)
+    return _update_fanned(repo, base.oid, (), len(cur), _write_leaves(repo, new_leaves))
 
 
 def _update_fanned(
@@ -90,10 +84,10 @@ def _update_fanned(
         children[path[level]][path] = loid
     for name, sub in children.items():
         if level + 1 == depth:
-            new = sub[prefix + (name,)]
+            new = sub[(*prefix, name)]
         else:
             old = entries.get(name)
-            new = _update_fanned(repo, old[1] if old else None, prefix + (name,), depth, sub)
+            new = _update_fanned(repo, old[1] if old else None, (*prefix, name), depth, sub)
         if new is None:
             entries.pop(name, None)
         else:
@@ -130,10 +124,31 @@ def write_samples(
     if not fanout:
         return write_tree(repo, serialize_links(records))
     leaves: dict[tuple[str, ...], dict[str, bytes]] = defaultdict(dict)
-    for enc, d in records.items():
-        leaves[leaf_path(enc, fanout)][enc] = d
-    leaf_oids = {p: write_tree(repo, serialize_links(v)) for p, v in leaves.items()}
-    return _update_fanned(repo, None, (), len(fanout), leaf_oids)
+    if len(fanout) == 1 and fanout[0] in HEX_NAMES:  # leaf_path(), inlined
+        names = [(name,) for name in HEX_NAMES[fanout[0]]]
+        shift = 32 - 4 * fanout[0]
+        crc = zlib.crc32
+        for enc, d in records.items():
+            leaves[names[crc(enc.encode()) >> shift]][enc] = d
+    else:
+        for enc, d in records.items():
+            leaves[leaf_path(enc, fanout)][enc] = d
+    return _update_fanned(repo, None, (), len(fanout), _write_leaves(repo, leaves))
+
+
+def _write_leaves(
+    repo: pygit2.Repository, leaves: Mapping[tuple[str, ...], Mapping[str, bytes]]
+) -> dict[tuple[str, ...], bytes | None]:
+    """Write the non-empty leaves at once (one pack when there are many)."""
+    paths = [p for p, v in leaves.items() if v]
+    datas = [serialize_links(leaves[p]) for p in paths]
+    if len(datas) < PACK_MIN_OBJECTS:
+        oids = [write_tree(repo, d) for d in datas]
+    else:
+        oids = write_trees(repo, datas)
+    out: dict[tuple[str, ...], bytes | None] = dict.fromkeys(leaves)
+    out.update(zip(paths, oids, strict=True))
+    return out
 
 
 def build_root(

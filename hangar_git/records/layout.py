@@ -41,18 +41,37 @@ def parse_tree(data: bytes) -> dict[str, Entry]:
     return out
 
 
+_LINK_RE = re.compile(rb"160000 ([^\x00]+)\x00(.{20})", re.S)
+
+
 def parse_links(data: bytes) -> dict[str, bytes]:
     """Parse a leaf tree of sample records into ``{encoded key: digest}``."""
-    out: dict[str, bytes] = {}
-    pos = 0
-    for m in _ENTRY_RE.finditer(data):
-        if m.start() != pos or m.group(1) != MODE_LINK:
+    pairs = _LINK_RE.findall(data)
+    if not pairs:
+        if data:
             raise ValueError("malformed sample record tree")
-        out[m.group(2).decode()] = m.group(3)
-        pos = m.end()
-    if pos != len(data):
+        return {}
+    names, digests = zip(*pairs, strict=True)
+    # the matches never overlap: they cover the whole tree only if it holds
+    # nothing but well-formed gitlink entries
+    if sum(map(len, names)) + 28 * len(pairs) != len(data):
         raise ValueError("malformed sample record tree")
+    out = dict(zip(map(bytes.decode, names), digests, strict=True))
+    if len(out) != len(pairs):
+        raise ValueError("malformed sample record tree: duplicate names")
     return out
+
+
+_LINKS_RE = re.compile(rb"(?:160000 [^\x00]+\x00.{20})*", re.S)
+_LINK_DIGEST_RE = re.compile(rb"160000 [^\x00]+\x00(.{20})", re.S)
+
+
+def parse_link_digests(data: bytes) -> list[bytes]:
+    """The digests of a leaf tree of sample records, in tree order (no names:
+    cheaper than :func:`parse_links` when only the payloads are wanted)."""
+    if not _LINKS_RE.fullmatch(data):
+        raise ValueError("malformed sample record tree")
+    return _LINK_DIGEST_RE.findall(data)
 
 
 def serialize_tree(entries: Mapping[str, Entry]) -> bytes:
@@ -71,10 +90,8 @@ def serialize_tree(entries: Mapping[str, Entry]) -> bytes:
 
 def serialize_links(links: Mapping[str, bytes]) -> bytes:
     """Serialize a leaf tree of gitlinks ``{encoded key: digest}``."""
-    return b"".join(
-        b"160000 " + name + b"\x00" + links[k]
-        for k, name in sorted(((k, k.encode()) for k in links), key=lambda t: t[1])
-    )
+    # encoded keys are ASCII: str order is git's byte order
+    return b"".join([b"160000 " + k.encode() + b"\x00" + links[k] for k in sorted(links)])
 
 
 # --------------------------------------------------------------------------
@@ -96,11 +113,24 @@ def key_hash_hex(enc_key: str) -> str:
     return f"{zlib.crc32(enc_key.encode()):08x}"
 
 
+#: hex names of every value of 1 to 4 hex digits
+HEX_NAMES = {w: [f"{i:0{w}x}" for i in range(16**w)] for w in (1, 2, 3, 4)}
+_HEX = HEX_NAMES
+
+
 def leaf_path(enc_key: str, fanout: Fanout) -> tuple[str, ...]:
-    """The fan-out directory names leading to the leaf holding ``enc_key``."""
+    """The fan-out directory names leading to the leaf holding ``enc_key``.
+
+    Level ``i`` is named by the next ``fanout[i]`` hex digits of
+    :func:`key_hash_hex`.
+    """
     if not fanout:
         return ()
-    h = key_hash_hex(enc_key)
+    c = zlib.crc32(enc_key.encode())
+    if len(fanout) == 1 and fanout[0] in _HEX:
+        w = fanout[0]
+        return (_HEX[w][c >> (32 - 4 * w)],)
+    h = f"{c:08x}"
     out = []
     pos = 0
     for width in fanout:

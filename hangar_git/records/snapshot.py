@@ -8,7 +8,9 @@ parses only the leaf that holds its key.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 
 import pygit2
 
@@ -17,13 +19,44 @@ from ..gitutil import read_raw
 from .layout import (
     FORMAT_VERSION,
     MODE_BLOB,
-    MODE_TREE,
     Fanout,
     fanout_of_names,
     leaf_path,
+    parse_link_digests,
     parse_links,
     parse_tree,
 )
+
+#: parsed leaf trees shared by every checkout of the process, by tree id (git
+#: objects never change, so an entry is never stale); at most this many records
+LEAF_CACHE_RECORDS = 1 << 19
+_leaf_cache: OrderedDict[bytes, dict[str, bytes]] = OrderedDict()
+_leaf_cache_size = [0]
+_leaf_lock = threading.Lock()
+
+
+def parsed_leaf(repo: pygit2.Repository, oid: bytes) -> dict[str, bytes]:
+    """``{encoded key: digest}`` of the leaf tree ``oid`` (never mutate it)."""
+    with _leaf_lock:
+        leaf = _leaf_cache.get(oid)
+        if leaf is not None:
+            _leaf_cache.move_to_end(oid)
+            return leaf
+    leaf = parse_links(read_raw(repo, oid))
+    with _leaf_lock:
+        if oid not in _leaf_cache:
+            _leaf_cache[oid] = leaf
+            _leaf_cache_size[0] += len(leaf)
+            while _leaf_cache_size[0] > LEAF_CACHE_RECORDS and len(_leaf_cache) > 1:
+                _leaf_cache_size[0] -= len(_leaf_cache.popitem(last=False)[1])
+    return leaf
+
+
+def clear_leaf_cache() -> None:
+    """Forget the parsed leaves (the next reads parse their trees again)."""
+    with _leaf_lock:
+        _leaf_cache.clear()
+        _leaf_cache_size[0] = 0
 
 
 class SampleRecords:
@@ -35,6 +68,7 @@ class SampleRecords:
         self._leaves: dict[tuple[str, ...], dict[str, bytes]] = {}
         self._trees: dict[tuple[str, ...], dict[str, tuple[bytes, bytes]]] = {}
         self._count: int | None = None
+        self._flat: dict[str, bytes] | None = None  # all leaves merged, for batches
         self.fanout: Fanout = ()
         if oid is not None:
             top = parse_tree(read_raw(repo, oid))
@@ -73,7 +107,7 @@ class SampleRecords:
             else:
                 parent = self._tree(path[:-1])
                 entry = parent.get(path[-1]) if parent is not None else None
-                leaf = parse_links(read_raw(self.repo, entry[1])) if entry else {}
+                leaf = parsed_leaf(self.repo, entry[1]) if entry else {}
             self._leaves[path] = leaf
         return leaf
 
@@ -85,7 +119,26 @@ class SampleRecords:
         return entry[1] if entry else None
 
     def get(self, enc: str) -> bytes | None:
-        return self.leaf(leaf_path(enc, self.fanout)).get(enc)
+        path = leaf_path(enc, self.fanout)
+        leaf = self._leaves.get(path)
+        if leaf is None:
+            leaf = self.leaf(path)
+        return leaf.get(enc)
+
+    def get_many(self, encs: Sequence[str]) -> list[bytes | None]:
+        """Digests of ``encs`` (None where absent), for batch reads."""
+        if self.oid is None:
+            return [None] * len(encs)
+        if len(encs) * 8 >= self.estimate_count():  # most leaves: read them all once
+            flat = self._flat
+            if flat is None:
+                flat = {}
+                for p in self.leaf_paths():
+                    flat.update(self.leaf(p))
+                self._flat = flat
+            get = flat.get
+            return [get(e) for e in encs]
+        return [self.get(e) for e in encs]
 
     def leaf_paths(self) -> list[tuple[str, ...]]:
         """Paths of every existing leaf, in tree order."""
@@ -98,13 +151,32 @@ class SampleRecords:
             nxt = []
             for p in paths:
                 t = self._tree(p) or {}
-                nxt.extend(p + (name,) for name in sorted(t))
+                nxt.extend((*p, name) for name in sorted(t))
             paths = nxt
         return paths
 
     def items(self) -> Iterator[tuple[str, bytes]]:
         for p in self.leaf_paths():
             yield from self.leaf(p).items()
+
+    def digests(self, keep_leaves: bool = False) -> list[bytes]:
+        """Every digest, in the order of :meth:`items`.
+
+        Unless ``keep_leaves``, leaves not parsed yet are scanned for their
+        digests only (no names, no dict) and not kept: a bulk read of
+        payloads needs no more.
+        """
+        out: list[bytes] = []
+        for p in self.leaf_paths():
+            leaf = self._leaves.get(p)
+            if leaf is None and p and not keep_leaves:
+                oid = self.leaf_oid(p)
+                leaf = _leaf_cache.get(oid) if oid is not None else {}
+                if leaf is None:
+                    out.extend(parse_link_digests(read_raw(self.repo, oid)))  # type: ignore[arg-type]
+                    continue
+            out.extend((leaf if leaf is not None else self.leaf(p)).values())
+        return out
 
     def keys(self) -> Iterator[str]:
         for p in self.leaf_paths():
@@ -213,4 +285,4 @@ def commit_tree(repo: pygit2.Repository, commit: str | None) -> bytes | None:
     return repo.get(commit).tree_id.raw
 
 
-__all__ = ["MODE_TREE", "SampleRecords", "TreeRecords", "commit_tree"]
+__all__ = ["SampleRecords", "TreeRecords", "commit_tree"]

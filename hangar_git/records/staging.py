@@ -2,10 +2,13 @@
 
 The journal's first line names the branch and the base commit; every later
 line is one change (arrayset created or removed, sample set or removed,
-metadata set or removed), tab-separated and closed by its CRC-32. Replaying
+metadata set or removed; ``B`` sets many samples of one arrayset),
+tab-separated and closed by its CRC-32. Replaying
 the journal rebuilds the staged state. A line is durable once ``sync()`` has
 written it; a line cut short by a killed process fails its CRC and is dropped
-on the next open, so a change is either wholly staged or not at all.
+on the next open, so a change is either wholly staged or not at all. A batch
+(the changes of one ``with`` block, synced together) is preceded by a
+``T <count>`` line and replayed only when all of its lines are intact.
 
 A commit appends ``C <hash>`` once the commit object exists and before the
 branch ref moves; on the next open, a journal ending in ``C`` is rolled
@@ -45,6 +48,7 @@ class Journal:
         self.meta: dict[str, str | None] = {}
         self.pending_commit: str | None = None
         self._buf: list[str] = []
+        self._samples_buf: list[tuple[str, str, bytes]] = []
         self._fd = -1
         self.batching = 0
 
@@ -59,27 +63,49 @@ class Journal:
         j._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         return j
 
-    def _replay(self) -> None:
+    @classmethod
+    def peek(cls, path: Path) -> Journal | None:
+        """Read the staged state without writing anything (None if no journal).
+
+        Safe while a writer appends: a torn or damaged tail is ignored, not
+        repaired, and no file handle is kept.
+        """
+        if not path.exists():
+            return None
+        j = cls(path)
+        j._replay(repair=False)
+        return j
+
+    def _replay(self, repair: bool = True) -> None:
         data = self.path.read_bytes().decode("utf-8", "replace")
         lines = data.split("\n")
         complete = lines[:-1]  # the last piece has no newline: cut short
-        good = 0
-        for i, line in enumerate(complete):
+        records: list[list[str]] = []
+        for line in complete:
             body, _, crc = line.rpartition("\t")
             if not body or f"{zlib.crc32(body.encode()):08x}" != crc:
                 break
-            fields = body.split("\t")
-            if i == 0:
-                if fields[0] != "H":
+            records.append(body.split("\t"))
+        if not records or records[0][0] != "H":
+            raise RuntimeError(f"staging journal {self.path} is unreadable")
+        hdr = json.loads(records[0][1])
+        self.branch, self.base = hdr["branch"], hdr["base"]
+        good = 1
+        while good < len(records):
+            fields = records[good]
+            if fields[0] == "T":  # a batch: all of its lines, or none
+                n = int(fields[1])
+                if good + 1 + n > len(records):
                     break
-                hdr = json.loads(fields[1])
-                self.branch, self.base = hdr["branch"], hdr["base"]
+                for f in records[good + 1 : good + 1 + n]:
+                    self._apply(f)
+                good += 1 + n
             else:
                 self._apply(fields)
-            good = i + 1
-        if good == 0:
-            raise RuntimeError(f"staging journal {self.path} is unreadable")
-        if good < len(complete):
+                good += 1
+        if not repair:
+            return
+        if len(records) < len(complete):
             keep = self.path.with_name(f"journal.damaged-{int(time.time())}")
             os.replace(self.path, keep)
             warnings.warn(
@@ -89,14 +115,22 @@ class Journal:
                 stacklevel=3,
             )
             self._rewrite()
-        elif lines[-1]:
-            # drop the torn tail so later appends start on a fresh line
+        elif lines[-1] or good < len(records):
+            # drop the torn tail (a cut line, or a batch cut short) so later
+            # appends start on a fresh line
             self._rewrite()
 
     def _apply(self, f: list[str]) -> None:
         op = f[0]
         if op == "A":
             self._aset(f[1]).samples[f[2]] = bytes.fromhex(f[3])
+        elif op == "B":  # many "A" of one arrayset: B <aset> <key> <digest> <key> ...
+            if len(f) % 2:
+                raise RuntimeError("malformed staging journal entry 'B'")
+            samples = self._aset(f[1]).samples
+            fromhex = bytes.fromhex
+            for i in range(2, len(f), 2):
+                samples[f[i]] = fromhex(f[i + 1])
         elif op == "D":
             self._aset(f[1]).samples[f[2]] = None
         elif op == "S":
@@ -120,7 +154,7 @@ class Journal:
 
     # ---- writing -----------------------------------------------------
     @staticmethod
-    def _line(fields: tuple[str, ...]) -> str:
+    def _line(fields: tuple[str, ...] | list[str]) -> str:
         body = "\t".join(fields)
         return f"{body}\t{zlib.crc32(body.encode()):08x}\n"
 
@@ -157,32 +191,60 @@ class Journal:
     def reset(self, branch: str, base: str | None) -> None:
         """Empty the staging area onto ``base`` of ``branch`` (atomic)."""
         self._buf.clear()
+        self._samples_buf.clear()
         self.branch, self.base = branch, base
         self.asets, self.meta, self.pending_commit = {}, {}, None
         self._rewrite()
 
     def record(self, *fields: str) -> None:
         """Apply and log one change; durable at the next :meth:`sync`."""
+        if self._samples_buf:
+            self._drain_samples()
         self._apply(list(fields))
         self._buf.append(self._line(fields))
         if not self.batching:
             self.sync()
 
+    def record_sample(self, aset: str, enc: str, digest: bytes) -> None:
+        """``record("A", aset, enc, digest.hex())`` without the detours (hot path).
+
+        The line is formatted when it is written (:meth:`sync`), with the
+        other sample lines of the batch.
+        """
+        st = self.asets.get(aset)
+        if st is None:
+            st = self._aset(aset)
+        st.samples[enc] = digest
+        self._samples_buf.append((aset, enc, digest))
+        if not self.batching:
+            self.sync()
+
+    def _drain_samples(self) -> None:
+        """Log the samples held back by :meth:`record_sample`: one ``B`` line per
+        arrayset (samples of different arraysets are independent, so only the
+        order within an arrayset is kept, and it is)."""
+        per_aset: dict[str, list[str]] = {}
+        for a, e, d in self._samples_buf:
+            fields = per_aset.get(a)
+            if fields is None:
+                fields = per_aset[a] = ["B", a]
+            fields.append(e)
+            fields.append(d.hex())
+        self._samples_buf.clear()
+        self._buf.extend([self._line(fields) for fields in per_aset.values()])
+
     def sync(self) -> None:
+        if self._samples_buf:
+            self._drain_samples()
         if not self._buf:
             return
+        if len(self._buf) > 1:  # a batch is replayed whole or not at all
+            self._buf.insert(0, self._line(("T", str(len(self._buf)))))
         data = "".join(self._buf).encode()
         self._buf.clear()
         view = memoryview(data)
         while view:
             view = view[os.write(self._fd, view) :]
-
-    def discard_unsynced(self) -> None:
-        """Forget logged changes not yet synced (used when a batch fails)."""
-        if self._buf:
-            self._buf.clear()
-            self.asets, self.meta, self.pending_commit = {}, {}, None
-            self._replay()
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -7,7 +7,7 @@ small interface to the user-facing objects.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from ..schema import ArraysetSchema
 from .layout import leaf_path
@@ -41,7 +41,18 @@ class CommitView:
         return self.base.samples(name) if name in self.base.aset_entries else None
 
     def get(self, name: str, enc: str) -> bytes | None:
-        return self.base.samples(name).get(enc)
+        s = self.base._samples.get(name)
+        if s is None:
+            s = self.base.samples(name)
+        return s.get(enc)
+
+    def get_many(self, name: str, encs: Sequence[str]) -> list[bytes | None]:
+        return self.base.samples(name).get_many(encs)
+
+    def digests(self, name: str, keep_leaves: bool = False) -> list[bytes]:
+        """Digests of every sample, in the order of :meth:`iter_items`
+        (``keep_leaves``: parse the record leaves for key look-ups too)."""
+        return self.base.samples(name).digests(keep_leaves)
 
     def iter_items(self, name: str) -> Iterator[tuple[str, bytes]]:
         return self.base.samples(name).items()
@@ -65,6 +76,7 @@ class StagedView(CommitView):
     def __init__(self, base: TreeRecords, journal: Journal) -> None:
         super().__init__(base)
         self.journal = journal
+        self._staged_schemas: dict[str, tuple[str | None, ArraysetSchema]] = {}
 
     def aset_names(self) -> list[str]:
         names = set(self.base.aset_entries)
@@ -84,10 +96,11 @@ class StagedView(CommitView):
     def schema(self, name: str) -> ArraysetSchema:
         st = self.journal.asets.get(name)
         if st is not None and st.created:
-            s = self._schemas.get(name)
-            if s is None or s.to_json() != st.schema:
-                s = ArraysetSchema.from_json(st.schema or "")
-                self._schemas[name] = s
+            cached = self._staged_schemas.get(name)
+            if cached is not None and cached[0] == st.schema:
+                return cached[1]
+            s = ArraysetSchema.from_json(st.schema or "")
+            self._staged_schemas[name] = (st.schema, s)
             return s
         return super().schema(name)
 
@@ -105,6 +118,29 @@ class StagedView(CommitView):
             if st.created or st.removed:
                 return None
         return self.base.samples(name).get(enc) if name in self.base.aset_entries else None
+
+    def digests(self, name: str, keep_leaves: bool = False) -> list[bytes]:
+        st = self.journal.asets.get(name)
+        if st is None or not (st.samples or st.created or st.removed):
+            return super().digests(name, keep_leaves) if name in self.base.aset_entries else []
+        return [d for _, d in self.iter_items(name)]
+
+    def get_many(self, name: str, encs: Sequence[str]) -> list[bytes | None]:
+        st = self.journal.asets.get(name)
+        if st is None:
+            return super().get_many(name, encs) if name in self.base.aset_entries else [
+                None] * len(encs)
+        if st.created or st.removed:
+            staged = st.samples
+            return [staged.get(e) for e in encs]
+        out = super().get_many(name, encs) if name in self.base.aset_entries else [
+            None] * len(encs)
+        staged = st.samples
+        if staged:
+            for i, e in enumerate(encs):
+                if e in staged:
+                    out[i] = staged[e]
+        return out
 
     def iter_items(self, name: str) -> Iterator[tuple[str, bytes]]:
         st = self.journal.asets.get(name)

@@ -38,6 +38,12 @@ def digest_bytes(kind: str, data: bytes | memoryview) -> bytes:
     return h.digest()
 
 
+def digest_prefix(kind: str) -> hashlib._Hash:
+    """Hash state of :func:`digest_bytes` after the kind header: ``.copy()`` it,
+    ``update`` it with the data bytes, and its ``digest()`` is the digest."""
+    return hashlib.blake2b(kind.encode() + b"\x00", digest_size=DIGEST_SIZE)
+
+
 def array_digest(arr: np.ndarray) -> bytes:
     """Digest of a C-contiguous array."""
     return payload_from_array(arr).digest

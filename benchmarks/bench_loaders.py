@@ -1,0 +1,221 @@
+"""Epoch throughput of the dataloaders against a folder of ``.npy`` files.
+
+The data set is shaped like MNIST: 60,000 samples of a 784-byte uint8 image
+(sparse strokes, about a fifth of the pixels set, so it compresses like the
+real thing) and an int64 label. It is stored twice:
+
+* in a hangar-git repository: arraysets ``images`` (784,) uint8 and
+  ``labels`` () int64, one commit;
+* as one ``.npy`` file per sample holding its image (``np.load`` per file),
+  with the labels in a single ``labels.npy`` loaded once -- the baseline
+  reads one file per sample and nothing else.
+
+Each row is the best of ``--repeat`` epochs after one warm-up epoch (the
+page cache holds both copies), in samples/s, at the same batch size:
+
+* numpy: ``make_numpy_loader`` vs a loop of ``np.load`` + ``np.stack``;
+* torch, 0 and 2 workers: ``DataLoader(make_torch_dataset(...))`` vs
+  ``DataLoader`` over a Dataset that ``np.load``\\ s one file per item, both
+  with the default collate;
+* shuffled variants of the numpy rows (random order every epoch).
+
+The machine is shared and noisy: compare the ratio column (hangar-git over
+files, from the same run), not absolute figures. With ``--check`` the script
+exits 1 if a hangar-git epoch is slower than the files epoch it is set
+against.
+
+Run::
+
+    python benchmarks/bench_loaders.py [--n 60000] [--batch-size 64]
+                                       [--repeat 3] [--dir DIR] [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+from hangar_git import Repository, make_numpy_loader
+
+SHAPE = (784,)
+
+
+def make_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST-like images: 28x28, a few thick random strokes, the rest zeros."""
+    rng = np.random.default_rng(seed)
+    imgs = np.zeros((n, 28, 28), np.uint8)
+    for _ in range(6):  # six stroke segments per image, drawn for all images at once
+        r0, c0 = rng.integers(4, 22, (2, n))
+        dr, dc = rng.integers(-1, 2, (2, n))
+        for step in range(10):
+            r = np.clip(r0 + dr * step, 0, 26)
+            c = np.clip(c0 + dc * step, 0, 26)
+            val = rng.integers(128, 256, n).astype(np.uint8)
+            for a, b in ((0, 0), (0, 1), (1, 0), (1, 1)):
+                imgs[np.arange(n), r + a, c + b] = val
+    labels = rng.integers(0, 10, n).astype(np.int64)
+    return imgs.reshape(n, *SHAPE), labels
+
+
+def build(root: Path, n: int) -> None:
+    """Write the hangar-git repository and the .npy folder under ``root``."""
+    images, labels = make_images(n)
+    repo_dir = root / "repo"
+    repo_dir.mkdir(parents=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        repo = Repository(repo_dir, exists=False)
+    repo.init(user_name="Bench", user_email="bench@example.org")
+    t0 = time.perf_counter()
+    co = repo.checkout(write=True)
+    img = co.arraysets.init_arrayset("images", shape=SHAPE, dtype=np.uint8)
+    lab = co.arraysets.init_arrayset("labels", shape=(), dtype=np.int64)
+    with img, lab:
+        for i in range(n):
+            img[i] = images[i]
+            lab[i] = labels[i : i + 1].reshape(())
+    co.commit("MNIST-shaped data")
+    co.close()
+    t1 = time.perf_counter()
+    files = root / "npy"
+    files.mkdir()
+    for i in range(n):
+        np.save(files / f"{i}.npy", images[i])
+    np.save(root / "labels.npy", labels)
+    t2 = time.perf_counter()
+    print(f"built {n} samples: hangar-git {t1 - t0:.1f} s, .npy files {t2 - t1:.1f} s")
+
+
+def best_epoch(run: Callable[[], int], repeat: int, n: int) -> float:
+    """Samples/s of the best of ``repeat`` epochs, after one warm-up epoch."""
+    assert run() == n, "warm-up epoch read the wrong number of samples"
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        got = run()
+        best = min(best, time.perf_counter() - t0)
+        assert got == n
+    return n / best
+
+
+def count(batches: Iterable[object]) -> int:
+    total = 0
+    for batch in batches:
+        total += len(batch[0])  # type: ignore[index]
+    return total
+
+
+class FilesEpoch:
+    """The baseline: one np.load per sample file, stacked per batch."""
+
+    def __init__(self, root: Path, n: int, batch_size: int, shuffle: bool) -> None:
+        self.paths = [str(root / "npy" / f"{i}.npy") for i in range(n)]
+        self.labels = np.load(root / "labels.npy")
+        self.batch_size = batch_size
+        self.rng = np.random.default_rng(0) if shuffle else None
+
+    def __iter__(self):
+        n = len(self.paths)
+        order = self.rng.permutation(n) if self.rng is not None else np.arange(n)
+        for lo in range(0, n, self.batch_size):
+            idx = order[lo : lo + self.batch_size]
+            yield np.stack([np.load(self.paths[i]) for i in idx]), self.labels[idx]
+
+
+def torch_rows(root: Path, co, n: int, args) -> list[tuple[str, float, float]]:
+    try:
+        import torch
+        from torch.utils.data import DataLoader, Dataset
+    except ImportError:
+        print("torch is not installed: skipping the torch rows (pip install torch==2.13.0)")
+        return []
+    from hangar_git import make_torch_dataset
+
+    torch.set_num_threads(1)
+
+    class NpyFiles(Dataset):
+        def __init__(self) -> None:
+            self.paths = [str(root / "npy" / f"{i}.npy") for i in range(n)]
+            self.labels = np.load(root / "labels.npy")
+
+        def __len__(self) -> int:
+            return len(self.paths)
+
+        def __getitem__(self, i: int):
+            return np.load(self.paths[i]), self.labels[i]
+
+    hangar_ds = make_torch_dataset([co.arraysets["images"], co.arraysets["labels"]])
+    files_ds = NpyFiles()
+    rows = []
+    for workers in (0, 2):
+        kw = {"num_workers": workers, "batch_size": args.batch_size}
+        if workers:
+            kw.update(persistent_workers=True, multiprocessing_context="fork")
+        h_loader, f_loader = DataLoader(hangar_ds, **kw), DataLoader(files_ds, **kw)
+        h = best_epoch(lambda loader=h_loader: count(loader), args.repeat, n)
+        f = best_epoch(lambda loader=f_loader: count(loader), args.repeat, n)
+        rows.append((f"torch DataLoader, {workers} workers", h, f))
+        del h_loader, f_loader
+    hangar_ds.close()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=60_000, help="samples (default 60000)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--repeat", type=int, default=3, help="timed epochs per row (best kept)")
+    p.add_argument("--dir", type=Path, help="keep the data here (reused when present)")
+    p.add_argument("--check", action="store_true",
+                   help="exit 1 if a hangar-git epoch is slower than the files epoch")
+    args = p.parse_args(argv)
+
+    root = args.dir or Path(tempfile.mkdtemp(prefix="hangar-bench-loaders-"))
+    try:
+        marker = root / f"built-{args.n}"
+        if not marker.exists():
+            if root.exists():
+                shutil.rmtree(root)
+            root.mkdir(parents=True)
+            build(root, args.n)
+            marker.touch()
+        repo = Repository(root / "repo")
+        co = repo.checkout()
+        asets = [co.arraysets["images"], co.arraysets["labels"]]
+        n, bs = args.n, args.batch_size
+        rows: list[tuple[str, float, float]] = []
+        for shuffle in (False, True):
+            loader = make_numpy_loader(asets, batch_size=bs, shuffle=shuffle, seed=0)
+            files = FilesEpoch(root, n, bs, shuffle)
+            h = best_epoch(lambda loader=loader: count(loader), args.repeat, n)
+            f = best_epoch(lambda files=files: count(files), args.repeat, n)
+            rows.append((f"numpy loader{', shuffled' if shuffle else ''}", h, f))
+            loader.close()
+        rows.extend(torch_rows(root, co, n, args))
+        co.close()
+    finally:
+        if args.dir is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+    print(f"\nepoch of {n} MNIST-shaped samples, batch size {bs}, best of {args.repeat}")
+    print(f"{'':34} {'hangar-git':>12} {'.npy files':>12} {'ratio':>7}")
+    slow = False
+    for name, h, f in rows:
+        print(f"{name:34} {h:10,.0f}/s {f:10,.0f}/s {h / f:6.2f}x")
+        slow |= h < f
+    if args.check and slow:
+        print("FAIL: a hangar-git epoch is slower than the .npy files epoch")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

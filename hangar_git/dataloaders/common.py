@@ -1,0 +1,412 @@
+"""What every dataloader builds on: the selection of samples and how to read them.
+
+A :class:`SampleSource` is made from the arraysets of a *read* checkout. It
+keeps only plain data -- the repository path, the commit hash, the arrayset
+names and the selected keys -- so it pickles into worker processes (``fork``
+or ``spawn``) and opens read checkouts of its own, lazily, in each process
+that reads through it (one per concurrent reader: threads never share one).
+Nothing unpicklable (git handles, SQLite connections, file descriptors) ever
+crosses a process boundary.
+
+Sample order
+------------
+When ``keys`` is given the samples come in that order. Otherwise the selection
+is every key present in *all* the arraysets, sorted: int keys ascending, then
+str keys ascending. The order depends only on the commit, never on how this
+machine stores payloads, so ``index_range`` picks the same samples everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import warnings
+import weakref
+from collections import namedtuple
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
+
+import numpy as np
+
+from ..arrayset import ArraysetDataReader
+from ..errors import MissingPayloadError
+from ..naming import Key, encode_key
+
+if TYPE_CHECKING:
+    from ..checkout import ReaderCheckout
+
+#: how many keys an error message lists before it summarises the rest
+_SHOW_KEYS = 10
+
+
+def _sort_key(key: Key) -> tuple[bool, Any]:
+    return (isinstance(key, str), key)
+
+
+def _show(keys: Sequence[Key]) -> str:
+    shown = ", ".join(repr(k) for k in keys[:_SHOW_KEYS])
+    if len(keys) > _SHOW_KEYS:
+        shown += f", ... ({len(keys) - _SHOW_KEYS} more)"
+    return shown
+
+
+def as_arrayset_list(arraysets: object) -> list[ArraysetDataReader]:
+    """``arraysets`` (one accessor, or a list or tuple of them) as a list.
+
+    Raises
+    ------
+    TypeError
+        If an item is not an arrayset accessor, or comes from a write-enabled
+        checkout.
+    ValueError
+        If no arrayset is given, or the arraysets come from different
+        repositories or commits.
+    """
+    from ..checkout import ReaderCheckout
+
+    if isinstance(arraysets, ArraysetDataReader):
+        asets = [arraysets]
+    elif isinstance(arraysets, (list, tuple)):
+        asets = list(arraysets)
+    else:
+        raise TypeError(
+            "arraysets must be an arrayset (co.arraysets['name']) or a list/tuple of "
+            f"them, not {type(arraysets).__name__}"
+        )
+    if not asets:
+        raise ValueError("no arraysets given: pass at least one")
+    origin: tuple[str, str] | None = None
+    for aset in asets:
+        if not isinstance(aset, ArraysetDataReader):
+            raise TypeError(
+                f"expected an arrayset accessor, not {type(aset).__name__}: {aset!r}"
+            )
+        co = aset._co
+        co._check()
+        if aset.iswriteable or not isinstance(co, ReaderCheckout):
+            raise TypeError(
+                f"arrayset {aset.name!r} comes from a write-enabled checkout; dataloaders "
+                "read committed data only: open a read checkout with "
+                "repo.checkout(commit=...) or repo.checkout(branch=...)"
+            )
+        here = (co._repo.path, co.commit_hash)
+        if origin is None:
+            origin = here
+        elif here != origin:
+            raise ValueError(
+                "all arraysets must come from read checkouts of the same repository and "
+                f"commit: {aset.name!r} is at {here[1][:12]} of {here[0]}, the first at "
+                f"{origin[1][:12]} of {origin[0]}"
+            )
+    return asets
+
+
+def select_keys(
+    asets: Sequence[ArraysetDataReader],
+    keys: Iterable[Key] | None,
+    index_range: slice | None,
+) -> list[Key]:
+    """The keys a loader reads, in order (see the module docstring).
+
+    Raises
+    ------
+    TypeError
+        If ``keys`` is a single str or int, or ``index_range`` is not a slice.
+    ValueError
+        If an item of ``keys`` cannot be a sample key (e.g. a bool or a negative
+        int), or the selection is empty.
+    KeyError
+        If a given key is missing from one of the arraysets.
+    """
+    if index_range is not None and not isinstance(index_range, slice):
+        raise TypeError(f"index_range must be a slice, not {type(index_range).__name__}")
+    key_sets = [set(a.keys()) for a in asets]
+    if keys is not None:
+        if isinstance(keys, (str, bytes, int, np.integer)):
+            raise TypeError("keys must be a sequence of sample keys, not a single key")
+        # numpy integers (np.arange, an index array) are int keys
+        selected = [int(k) if isinstance(k, np.integer) else k for k in keys]
+        for k in selected:
+            encode_key(k)  # ValueError for anything that cannot be a key (bool, -1, '')
+        for aset, have in zip(asets, key_sets, strict=True):
+            absent = [k for k in selected if k not in have]
+            if absent:
+                raise KeyError(
+                    f"{len(absent)} of the given keys are not in arrayset {aset.name!r}: "
+                    f"{_show(absent)}"
+                )
+    else:
+        common = set.intersection(*key_sets)
+        if any(len(s) != len(common) for s in key_sets):
+            counts = ", ".join(f"{a.name!r}: {len(s)}" for a, s in zip(asets, key_sets,
+                                                                        strict=True))
+            warnings.warn(
+                f"the arraysets hold different keys ({counts}); only the {len(common)} "
+                "keys present in all of them are used",
+                UserWarning,
+                stacklevel=4,
+            )
+        selected = sorted(common, key=_sort_key)
+        if index_range is not None:
+            selected = selected[index_range]
+    if not selected:
+        raise ValueError("no samples selected: the arraysets, keys or index_range are empty")
+    return selected
+
+
+def check_local(asets: Sequence[ArraysetDataReader], keys: Sequence[Key]) -> None:
+    """Raise if any selected sample's payload is not stored on this machine.
+
+    Raises
+    ------
+    MissingPayloadError
+        Listing, per arrayset, the selected keys whose payloads are remote
+        references; its ``remote_keys`` attribute maps arrayset name -> keys.
+    """
+    wanted = set(keys)
+    missing: dict[str, list[Key]] = {}
+    for aset in asets:
+        remote = [k for k in aset.remote_reference_sample_keys if k in wanted]
+        if remote:
+            missing[aset.name] = sorted(remote, key=_sort_key)
+    if missing:
+        parts = "; ".join(f"{name!r}: {_show(ks)}" for name, ks in missing.items())
+        total = sum(len(ks) for ks in missing.values())
+        err = MissingPayloadError(
+            f"{total} selected samples are remote references whose payloads are not on "
+            f"this machine ({parts}); fetch them first (`git hangar fetch-data`, "
+            "Repository.remote.fetch_data) or leave them out with `keys=`"
+        )
+        err.remote_keys = missing  # type: ignore[attr-defined]
+        raise err
+
+
+_TUPLE_TYPES: dict[str, type] = {}
+
+
+def sample_type(field_names: Sequence[str] | None, aset_names: Sequence[str]) -> type:
+    """The namedtuple class of a sample (or batch): one field per arrayset.
+
+    Without ``field_names`` the fields are the arrayset names (names that are
+    not Python identifiers, such as ``'my-images'``, become ``_0``, ``_1`` ...).
+    The class is registered in this module under a name derived from its
+    fields, so its instances pickle between processes (DataLoader workers).
+
+    Raises
+    ------
+    ValueError
+        If ``field_names`` does not give one valid identifier per arrayset.
+    """
+    fields: tuple[str, ...]
+    if field_names is None:
+        fields = namedtuple("BatchTuple", list(aset_names), rename=True)._fields  # type: ignore[misc,attr-defined]
+    else:
+        fields = check_field_names(field_names, len(aset_names)) or ()
+    qual = "BatchTuple_" + hashlib.blake2b(
+        "\0".join(fields).encode(), digest_size=8
+    ).hexdigest()
+    found = _TUPLE_TYPES.get(qual)
+    if found is not None:
+        return found
+    made: type = namedtuple("BatchTuple", fields, rename=True, module=__name__)  # type: ignore[misc]
+    made.__qualname__ = qual
+    globals()[qual] = made
+    _TUPLE_TYPES[qual] = made
+    return made
+
+
+def check_field_names(field_names: object, n_asets: int) -> tuple[str, ...] | None:
+    """``field_names`` as a tuple (None stays None); ValueError when unusable."""
+    if field_names is None:
+        return None
+    if isinstance(field_names, str) or not isinstance(field_names, (list, tuple)):
+        raise ValueError("field_names must be a list or tuple of str")
+    if len(field_names) != n_asets:
+        raise ValueError(f"{len(field_names)} field_names given for {n_asets} arraysets")
+    if not all(isinstance(f, str) for f in field_names):
+        raise ValueError("field_names must be a list or tuple of str")
+    namedtuple("BatchTuple", list(field_names))  # raises ValueError for bad names
+    return tuple(field_names)
+
+
+def pad_stack(arrays: Sequence[np.ndarray], pad_value: Any = 0) -> np.ndarray:
+    """Stack arrays of one rank and dtype, padding each to the batch's max shape.
+
+    Every dimension is padded at its end with ``pad_value``; equal shapes are
+    simply stacked.
+    """
+    shapes = {a.shape for a in arrays}
+    if len(shapes) == 1:
+        return np.stack(arrays)
+    ranks = {len(s) for s in shapes}
+    if len(ranks) != 1:
+        raise ValueError(f"cannot pad arrays of different ranks {sorted(ranks)}")
+    top = tuple(max(dims) for dims in zip(*shapes, strict=True))
+    out = np.full((len(arrays), *top), pad_value, dtype=arrays[0].dtype)
+    for i, a in enumerate(arrays):
+        region: tuple[int | slice, ...] = (i, *(slice(0, d) for d in a.shape))
+        out[region] = a
+    return out
+
+
+class _Handle(NamedTuple):
+    """A read checkout this process opened, and its arrayset accessors."""
+
+    pid: int
+    generation: int
+    co: ReaderCheckout
+    asets: list[ArraysetDataReader]
+
+
+class _Pool:
+    """Read checkouts of one process: lent out one user at a time, then reused."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pid = os.getpid()
+        self.generation = 0
+        self.free: list[_Handle] = []
+        self.opened: list[_Handle] = []
+
+    def forked(self) -> None:
+        # handles copied from the parent stay untouched (closing them here could
+        # disturb the parent's); this process opens its own
+        if self.pid != os.getpid():
+            self.pid = os.getpid()
+            self.free, self.opened = [], []
+
+    def close(self) -> None:
+        with self.lock:
+            self.forked()
+            self.generation += 1
+            mine, self.free, self.opened = self.opened, [], []
+        for h in mine:
+            try:
+                h.co.close()
+            except Exception:  # pragma: no cover - best effort at teardown
+                pass
+
+
+class SampleSource:
+    """The selected samples of some arraysets at one commit; picklable.
+
+    Build one with :meth:`from_arraysets`. :meth:`read` returns the arrays of
+    a list of keys through each arrayset's batch path
+    (:meth:`ArraysetDataReader.get_batch`), using read checkouts that this
+    object opens itself in each process, on first use (see :meth:`lease`).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        commit: str,
+        names: Sequence[str],
+        keys: Sequence[Key],
+        specs: Sequence[tuple[np.dtype, tuple[int, ...], bool]],
+    ) -> None:
+        self.path = path
+        self.commit = commit
+        self.names = tuple(names)
+        self.keys = list(keys)
+        #: per arrayset: (dtype, (max) shape, variable_shape)
+        self.specs = list(specs)
+        self._setup()
+
+    @classmethod
+    def from_arraysets(
+        cls,
+        arraysets: object,
+        keys: Iterable[Key] | None = None,
+        index_range: slice | None = None,
+        field_names: object = None,
+    ) -> SampleSource:
+        """Validate the arguments of a ``make_*`` function and select the samples.
+
+        Raises
+        ------
+        TypeError, ValueError, KeyError
+            See :func:`as_arrayset_list`, :func:`check_field_names` and
+            :func:`select_keys`.
+        MissingPayloadError
+            If a selected sample's payload is not on this machine.
+        """
+        asets = as_arrayset_list(arraysets)
+        check_field_names(field_names, len(asets))
+        selected = select_keys(asets, keys, index_range)
+        check_local(asets, selected)
+        co = cast("ReaderCheckout", asets[0]._co)  # as_arrayset_list checked it
+        specs = [(a.dtype, a.shape, a.variable_shape) for a in asets]
+        return cls(co._repo.path, co.commit_hash, [a.name for a in asets], selected, specs)
+
+    # ---- per-process handles -------------------------------------------------
+    def _setup(self) -> None:
+        self._pool = _Pool()
+        weakref.finalize(self, self._pool.close)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: self.__dict__[k] for k in ("path", "commit", "names", "keys", "specs")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._setup()
+
+    def _open(self, generation: int) -> _Handle:
+        from ..repository import Repository
+
+        co = cast("ReaderCheckout", Repository(self.path).checkout(commit=self.commit))
+        return _Handle(os.getpid(), generation, co, [co.arraysets[n] for n in self.names])
+
+    @contextmanager
+    def lease(self) -> Iterator[list[ArraysetDataReader]]:
+        """Exclusive use of a read checkout of this process (opened on first need).
+
+        Yields the arrayset accessors of the checkout. Each user -- a thread,
+        an epoch's generator -- gets a checkout no one else uses meanwhile;
+        returned ones are reused, so their caches stay warm across batches
+        and epochs. A forked child never touches its parent's checkouts.
+        """
+        pool = self._pool
+        with pool.lock:
+            pool.forked()
+            handle = pool.free.pop() if pool.free else None
+            generation = pool.generation
+        if handle is None:
+            handle = self._open(generation)
+            with pool.lock:
+                pool.forked()
+                pool.opened.append(handle)
+        try:
+            yield handle.asets
+        finally:
+            with pool.lock:
+                if handle.pid == pool.pid == os.getpid() and handle.generation == pool.generation:
+                    pool.free.append(handle)
+
+    def close(self) -> None:
+        """Close the read checkouts this process opened (later reads reopen)."""
+        self._pool.close()
+
+    # ---- reading -------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def variable(self) -> bool:
+        """True when some arrayset has variable-shape samples."""
+        return any(v for _, _, v in self.specs)
+
+    def read(self, keys: Sequence[Key]) -> list[list[np.ndarray]]:
+        """Per arrayset, the arrays of ``keys`` in order (fresh, writeable arrays)."""
+        with self.lease() as asets:
+            return [aset.get_batch(keys) for aset in asets]
+
+    def __repr__(self) -> str:
+        return (
+            f"<SampleSource {len(self.keys)} samples of {list(self.names)} "
+            f"at {self.commit[:12]} in {self.path}>"
+        )
+
+
+__all__ = ["SampleSource", "pad_stack", "sample_type"]

@@ -1,0 +1,157 @@
+"""PyTorch adapter: a map-style ``torch.utils.data.Dataset`` over a read checkout.
+
+Importing this module imports torch; ``hangar_git`` itself never does (use
+:func:`hangar_git.make_torch_dataset`, which imports this module on call).
+
+Workers: the dataset holds only the repository path, the commit hash, the
+arrayset names and the selected keys. ``DataLoader(num_workers=N)`` pickles
+it (``spawn``) or copies it (``fork``) into each worker, where it opens a
+read checkout of its own on first use; the samples are exactly those of
+``num_workers=0``.
+
+Batches: ``DataLoader`` asks for a whole batch of indices at once
+(``__getitems__``), which is read through each arrayset's batch path.
+
+Variable-shape arraysets: the default collate stacks, so samples of unequal
+shapes cannot share a batch. Pass ``collate_fn=PadCollate()`` (pad to the
+largest shape in the batch, optionally returning the true shapes) or
+``collate_fn=list_collate`` (a list of tensors per field).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..naming import Key
+from .common import SampleSource, pad_stack, sample_type
+
+
+class HangarTorchDataset(Dataset):
+    """Samples of one or more arraysets, zipped by key; made by :func:`make_torch_dataset`.
+
+    ``dataset[i]`` is a namedtuple (one field per arrayset) of numpy arrays;
+    torch's default collate turns a batch of them into a namedtuple of
+    stacked tensors.
+    """
+
+    def __init__(self, source: SampleSource, field_names: Sequence[str] | None) -> None:
+        self.source = source
+        self._field_names = None if field_names is None else tuple(field_names)
+        self.sample_type = sample_type(self._field_names, source.names)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"source": self.source, "_field_names": self._field_names}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        # re-registers the namedtuple class in this process (spawned workers)
+        self.sample_type = sample_type(self._field_names, self.source.names)
+
+    @property
+    def keys(self) -> list[Key]:
+        """The sample key of each index."""
+        return list(self.source.keys)
+
+    @property
+    def arrayset_names(self) -> tuple[str, ...]:
+        """Names of the arraysets, in the order of each sample's fields."""
+        return self.source.names
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def _key(self, index: int) -> Key:
+        if isinstance(index, bool) or not hasattr(index, "__index__"):
+            raise TypeError(f"dataset indices must be ints, not {type(index).__name__}")
+        return self.source.keys[operator.index(index)]  # IndexError when out of range
+
+    def __getitem__(self, index: int) -> Any:
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[Any]:
+        """The samples at ``indices``, read in one batch per arrayset."""
+        keys = [self._key(i) for i in indices]
+        make = self.sample_type
+        return [make(*fields) for fields in zip(*self.source.read(keys), strict=True)]
+
+    def close(self) -> None:
+        """Close the read checkouts this dataset opened in this process."""
+        self.source.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"<HangarTorchDataset {len(self)} samples of {list(self.arrayset_names)} "
+            f"at {self.source.commit[:12]}>"
+        )
+
+
+def _as_tensor(x: Any) -> torch.Tensor:
+    return x if isinstance(x, torch.Tensor) else torch.as_tensor(x)
+
+
+class PadCollate:
+    """Collate for variable-shape samples: pad each field to the batch's max shape.
+
+    Every dimension is padded at its end with ``pad_value``; fields of equal
+    shapes are simply stacked. Picklable, so it works with worker processes.
+
+    Parameters
+    ----------
+    pad_value : scalar, optional
+        Fill value (default 0).
+    with_shapes : bool, optional
+        When True, return ``(batch, shapes)`` where ``shapes`` has the same
+        fields, each an int64 tensor ``(batch_size, rank)`` of the samples'
+        true shapes.
+
+    Examples
+    --------
+    >>> loader = DataLoader(dset, batch_size=8, collate_fn=PadCollate())  # doctest: +SKIP
+    """
+
+    def __init__(self, pad_value: Any = 0, with_shapes: bool = False) -> None:
+        self.pad_value = pad_value
+        self.with_shapes = with_shapes
+
+    def __call__(self, batch: Sequence[Any]) -> Any:
+        if not batch:
+            raise ValueError("cannot collate an empty batch")
+        kind = type(batch[0])
+        padded, shapes = [], []
+        for column in zip(*batch, strict=True):
+            arrays = [np.asarray(x) for x in column]
+            padded.append(torch.from_numpy(pad_stack(arrays, self.pad_value)))
+            shapes.append(torch.tensor([a.shape for a in arrays], dtype=torch.int64))
+        out = kind(*padded)
+        return (out, kind(*shapes)) if self.with_shapes else out
+
+    def __repr__(self) -> str:
+        return f"PadCollate(pad_value={self.pad_value!r}, with_shapes={self.with_shapes})"
+
+
+def list_collate(batch: Sequence[Any]) -> Any:
+    """Collate for variable-shape samples: each field a list of tensors."""
+    if not batch:
+        raise ValueError("cannot collate an empty batch")
+    kind = type(batch[0])
+    return kind(*([_as_tensor(x) for x in column] for column in zip(*batch, strict=True)))
+
+
+def make_torch_dataset(
+    arraysets: Any,
+    keys: Iterable[Key] | None = None,
+    index_range: slice | None = None,
+    field_names: Sequence[str] | None = None,
+) -> HangarTorchDataset:
+    """See :func:`hangar_git.make_torch_dataset`."""
+    source = SampleSource.from_arraysets(arraysets, keys, index_range, field_names)
+    return HangarTorchDataset(source, field_names)
+
+
+__all__ = ["HangarTorchDataset", "PadCollate", "list_collate", "make_torch_dataset"]

@@ -1,0 +1,32 @@
+"""Remotes: records through git, payloads through fsspec.
+
+A remote is an ordinary git remote (the records: ``refs/hangar/*``) plus a
+data URL beside it in git config (``remote.<name>.hangar-data``) where the
+payloads live in packs, reached through fsspec (a directory, ``s3://``,
+``gs://``, ``sftp://``, ``memory://`` ...). There is no server of our own:
+git hosts and object stores do the serving.
+
+- :mod:`.config`: the remote's settings in git config.
+- :mod:`.git_transport`: push and fetch of ``refs/hangar/*`` with pygit2.
+- :mod:`.data_transport`: the pack format on a data remote, and fsspec I/O.
+- :mod:`.transfer`: which payloads a push or fetch moves, and moving them.
+- :mod:`.api`: :class:`Remotes` (``Repository.remote``) and clone.
+
+Note: ``git push --mirror`` to a data remote's git repository also deletes
+the remote's hangar refs that are not here; push hangar branches with
+``git hangar push`` (or explicit ``refs/hangar/heads/<branch>`` refspecs).
+"""
+
+from .api import Remotes, clone_repository, lazy_fetcher_for
+from .config import RemoteInfo
+from .git_transport import PushRejectedError
+from .transfer import TransferReport
+
+__all__ = [
+    "PushRejectedError",
+    "RemoteInfo",
+    "Remotes",
+    "TransferReport",
+    "clone_repository",
+    "lazy_fetcher_for",
+]

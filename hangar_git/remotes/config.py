@@ -1,0 +1,269 @@
+"""Remotes in git config: an ordinary git remote plus the data URL beside it.
+
+A hangar remote named ``origin`` is the git remote ``origin`` (its ``url``
+carries the records) with two additions in the same config section::
+
+    [remote "origin"]
+        url = git@example.org:team/data.git
+        fetch = +refs/heads/*:refs/remotes/origin/*
+        fetch = +refs/hangar/heads/*:refs/hangar/remotes/origin/*
+        hangar-data = s3://bucket/prefix
+
+so a plain ``git fetch origin`` also brings the data history. Optional
+fsspec storage options that are not secrets (an endpoint URL, a region ...)
+may sit in ``hangar-data-options`` as JSON; credentials never do: they come
+from the environment and each backend's own configuration, as for any other
+tool.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import fsspec
+import pygit2
+
+from ..naming import check_remote_name
+
+DATA_KEY = "hangar-data"
+OPTIONS_KEY = "hangar-data-options"
+CREATED_KEY = "hangar-created"
+
+#: storage option names refused in git config: they would store secrets in plain text
+_SECRET_RE = re.compile(r"key|secret|token|passw|credential|session|auth", re.I)
+
+
+def hangar_refspec(name: str) -> str:
+    """The fetch refspec that maps the remote's hangar branches to tracking refs."""
+    return f"+refs/hangar/heads/*:refs/hangar/remotes/{name}/*"
+
+
+class _RemoteInfoBase(NamedTuple):
+    name: str
+    address: str
+
+
+class RemoteInfo(_RemoteInfoBase):
+    """``(name, address)`` of a remote, as in the reference; ``data`` is its data URL.
+
+    Unpacks as a two-tuple (``name, address = info``); the data URL is the
+    extra attribute ``data`` (None when none is configured).
+    """
+
+    data: str | None
+
+    def __new__(cls, name: str, address: str, data: str | None = None) -> RemoteInfo:
+        self = super().__new__(cls, name, address)
+        self.data = data
+        return self
+
+    def __repr__(self) -> str:
+        return f"RemoteInfo(name={self.name!r}, address={self.address!r}, data={self.data!r})"
+
+
+def _section(name: str) -> str:
+    return f"remote.{name}."
+
+
+def _get(cfg: pygit2.Config, key: str) -> str | None:
+    try:
+        return cfg[key]
+    except KeyError:
+        return None
+
+
+def git_remote_url(git: pygit2.Repository, name: str) -> str | None:
+    """URL of git remote ``name`` (None when there is no such remote)."""
+    return _get(git.config, _section(name) + "url")
+
+
+def is_hangar_remote(git: pygit2.Repository, name: str) -> bool:
+    """True when git remote ``name`` was set up for hangar (refspec or data URL)."""
+    cfg = git.config
+    if _get(cfg, _section(name) + DATA_KEY) is not None:
+        return True
+    try:
+        specs = list(cfg.get_multivar(_section(name) + "fetch"))
+    except KeyError:
+        specs = []
+    return hangar_refspec(name) in specs
+
+
+def data_url(git: pygit2.Repository, name: str) -> str | None:
+    """The data URL configured for remote ``name``."""
+    return _get(git.config, _section(name) + DATA_KEY)
+
+
+def data_options(git: pygit2.Repository, name: str) -> dict[str, Any]:
+    """fsspec storage options configured for remote ``name`` (never secrets)."""
+    raw = _get(git.config, _section(name) + OPTIONS_KEY)
+    if not raw:
+        return {}
+    try:
+        out = json.loads(raw)
+    except ValueError:
+        raise ValueError(f"remote.{name}.{OPTIONS_KEY} in git config is not valid JSON")
+    if not isinstance(out, dict):
+        raise ValueError(f"remote.{name}.{OPTIONS_KEY} in git config must be a JSON object")
+    return check_options(out)
+
+
+def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate storage options: JSON-able and no credentials.
+
+    Raises
+    ------
+    ValueError
+        If an option name looks like a credential, or a value is not JSON data.
+    """
+    if not isinstance(options, Mapping):
+        raise ValueError(f"data options must be a mapping, not {type(options).__name__}")
+    out = {}
+    for k, v in options.items():
+        if not isinstance(k, str) or not k:
+            raise ValueError(f"invalid data option name {k!r}")
+        if _SECRET_RE.search(k):
+            raise ValueError(
+                f"data option {k!r} looks like a credential: hangar-git stores nothing "
+                "secret in git config; give credentials through the environment or the "
+                "storage backend's own configuration (e.g. AWS_ACCESS_KEY_ID, ~/.aws)"
+            )
+        try:
+            json.dumps(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"data option {k!r} must be JSON data, not {v!r}") from None
+        out[k] = v
+    return out
+
+
+def normalize_data_url(url: object) -> str:
+    """Check a data URL; local paths become absolute.
+
+    Raises
+    ------
+    ValueError
+        If it is not a non-empty one-line str, or names an unknown protocol.
+    """
+    if not isinstance(url, str) or not url.strip() or "\n" in url or "\r" in url:
+        raise ValueError(f"data URL must be a non-empty one-line str, not {url!r}")
+    url = url.strip()
+    if "://" not in url:
+        return str(Path(url).expanduser().resolve())
+    protocol = url.split("://", 1)[0]
+    if protocol == "file":
+        return "file://" + str(Path(url[len("file://"):]).expanduser().resolve())
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except ValueError:
+        raise ValueError(f"unknown data URL protocol {protocol!r} in {url!r}") from None
+    except ImportError:
+        pass  # known protocol whose package is not installed: fine until used
+    return url
+
+
+def normalize_address(address: object) -> str:
+    """Check a git address; an existing local directory becomes an absolute path."""
+    if not isinstance(address, str) or not address.strip() or "\n" in address:
+        raise ValueError(f"remote address must be a non-empty one-line str, not {address!r}")
+    address = address.strip()
+    if "://" not in address and ":" not in address.split("/", 1)[0]:
+        p = Path(address).expanduser()
+        if p.exists():
+            return str(p.resolve())
+    return address
+
+
+def _same_address(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def add_remote(
+    git: pygit2.Repository,
+    name: str,
+    address: str | None,
+    data: str | None,
+    options: Mapping[str, Any] | None,
+) -> RemoteInfo:
+    """Configure hangar remote ``name``; reuses a git remote of that name."""
+    check_remote_name(name)
+    if data is not None:
+        data = normalize_data_url(data)
+    opts = check_options(options) if options else None
+    existing = git_remote_url(git, name)
+    if existing is not None and is_hangar_remote(git, name):
+        raise ValueError(
+            f"a remote named {name!r} already exists ({existing}): remove it first to "
+            "change its address or data URL"
+        )
+    cfg = git.config
+    if existing is None:
+        if address is None:
+            raise ValueError(f"no git remote named {name!r}: give its address")
+        address = normalize_address(address)
+        git.remotes.create(name, address)
+        cfg[_section(name) + CREATED_KEY] = True
+    else:
+        if address is not None and not _same_address(normalize_address(address), existing):
+            raise ValueError(
+                f"git remote {name!r} already exists with address {existing!r}; use another "
+                "name, or give the same address to reuse it"
+            )
+        address = existing
+    git.remotes.add_fetch(name, hangar_refspec(name))
+    if data is not None:
+        cfg[_section(name) + DATA_KEY] = data
+    if opts:
+        cfg[_section(name) + OPTIONS_KEY] = json.dumps(opts, sort_keys=True)
+    return RemoteInfo(name, address, data)
+
+
+def remove_remote(git: pygit2.Repository, name: str) -> RemoteInfo:
+    """Drop hangar remote ``name``; its remote-tracking branches stay.
+
+    A git remote that existed before it was added for hangar keeps its URL
+    and its own refspecs: only hangar's settings go.
+    """
+    check_remote_name(name)
+    url = git_remote_url(git, name)
+    if url is None or not is_hangar_remote(git, name):
+        raise ValueError(f"no remote named {name!r}")
+    info = RemoteInfo(name, url, data_url(git, name))
+    cfg = git.config
+    created = _get(cfg, _section(name) + CREATED_KEY) in ("true", "1", "yes", "on")
+    if created:
+        # libgit2 deletes a remote's tracking refs with it: keep hangar's
+        tracking = {r: git.references[r].target for r in git.references
+                    if r.startswith(f"refs/hangar/remotes/{name}/")}
+        git.remotes.delete(name)
+        for ref, target in tracking.items():
+            git.references.create(ref, target, force=True)
+    else:
+        try:
+            cfg.delete_multivar(_section(name) + "fetch", r"^\+refs/hangar/")
+        except (KeyError, pygit2.GitError):
+            pass
+        for key in (DATA_KEY, OPTIONS_KEY):
+            try:
+                del cfg[_section(name) + key]
+            except (KeyError, pygit2.GitError):
+                pass
+    return info
+
+
+def list_remotes(git: pygit2.Repository) -> list[RemoteInfo]:
+    """Every hangar remote, by name."""
+    out = []
+    for name in sorted(n for n in git.remotes.names() if n):
+        if is_hangar_remote(git, name):
+            out.append(RemoteInfo(name, git_remote_url(git, name) or "", data_url(git, name)))
+    return out

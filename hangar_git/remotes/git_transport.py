@@ -1,0 +1,274 @@
+"""Records through git: push and fetch of ``refs/hangar/*`` with pygit2.
+
+Any git remote carries the data history: a bare repository by path, ``git://``,
+ssh or https hosts. Pushes use explicit refspecs (libgit2 refuses globs on
+push); fetches map ``refs/hangar/heads/*`` of the remote to
+``refs/hangar/remotes/<remote>/*`` here.
+
+Authentication comes from the usual places and nothing is stored by us:
+ssh keys through the ssh agent (then the default key files in ``~/.ssh``),
+https passwords and tokens through git's credential helpers
+(``git credential fill``), or a username/password given for one call.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pygit2
+from pygit2.enums import CredentialType
+
+from ..errors import HangarError
+
+HEADS = "refs/hangar/heads/"
+
+#: (phase, done, total) progress callback
+Progress = Callable[[str, int, int], None]
+
+
+class PushRejectedError(HangarError, RuntimeError):
+    """The remote refused the update of a branch (it holds commits we lack)."""
+
+
+def remote_tracking_ref(remote: str, branch: str) -> str:
+    return f"refs/hangar/remotes/{remote}/{branch}"
+
+
+# --------------------------------------------------------------------------
+# credentials
+# --------------------------------------------------------------------------
+def _git_credential(action: str, fields: dict[str, str], cwd: str | None) -> dict[str, str]:
+    """Run ``git credential <action>`` (fill, approve, reject)."""
+    git = shutil.which("git")
+    if git is None:
+        return {}
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
+    data = "".join(f"{k}={v}\n" for k, v in fields.items() if v) + "\n"
+    try:
+        res = subprocess.run([git, "credential", action], input=data, capture_output=True,
+                             text=True, cwd=cwd, env=env, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    if res.returncode != 0:
+        return {}
+    out = {}
+    for line in res.stdout.splitlines():
+        k, sep, v = line.partition("=")
+        if sep:
+            out[k] = v
+    return out
+
+
+def _url_fields(url: str) -> dict[str, str]:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return {"protocol": parts.scheme, "host": host, "path": parts.path.lstrip("/"),
+            "username": parts.username or ""}
+
+
+class Callbacks(pygit2.RemoteCallbacks):
+    """Credentials from the usual places, progress reports, push results."""
+
+    MAX_ATTEMPTS = 6
+
+    def __init__(
+        self,
+        cwd: str | None = None,
+        *,
+        username: str = "",
+        password: str = "",
+        progress: Progress | None = None,
+    ) -> None:
+        super().__init__()
+        self._cwd = cwd
+        self._username = username
+        self._password = password
+        self._progress = progress
+        self._attempts = 0
+        self._ssh_tried: list[str] = []
+        self._helper_creds: dict[str, str] | None = None
+        self.rejected: dict[str, str] = {}
+        self.accepted: list[str] = []
+
+    # ---- credentials ----------------------------------------------------
+    def credentials(  # type: ignore[override]
+        self, url: str, username_from_url: str | None, allowed_types: CredentialType
+    ) -> pygit2.Username | pygit2.UserPass | pygit2.Keypair:
+        self._attempts += 1
+        if self._attempts > self.MAX_ATTEMPTS:
+            raise pygit2.GitError(f"authentication to {url} failed")
+        user = username_from_url or self._username or ""
+        if allowed_types & CredentialType.USERPASS_PLAINTEXT:
+            if self._password and self._attempts == 1:
+                return pygit2.UserPass(self._username or user, self._password)
+            if self._helper_creds is None or self._attempts > 1:
+                if self._helper_creds:
+                    _git_credential("reject", self._helper_creds, self._cwd)
+                fields = _url_fields(url)
+                if user:
+                    fields["username"] = user
+                creds = _git_credential("fill", fields, self._cwd)
+                if not creds.get("password"):
+                    raise pygit2.GitError(
+                        f"{url} asks for a password: configure a git credential helper "
+                        "(git config credential.helper ...) or pass username/password"
+                    )
+                self._helper_creds = {**fields, **creds}
+            c = self._helper_creds
+            return pygit2.UserPass(c.get("username", user), c["password"])
+        if allowed_types & CredentialType.SSH_KEY:
+            user = user or "git"
+            if "agent" not in self._ssh_tried and os.environ.get("SSH_AUTH_SOCK"):
+                self._ssh_tried.append("agent")
+                return pygit2.KeypairFromAgent(user)
+            for key in _default_ssh_keys():
+                if str(key) not in self._ssh_tried:
+                    self._ssh_tried.append(str(key))
+                    pub = key.with_name(key.name + ".pub")
+                    return pygit2.Keypair(user, str(pub) if pub.exists() else None,
+                                          str(key), "")
+            raise pygit2.GitError(
+                f"ssh authentication to {url} failed: no key accepted (tried "
+                f"{', '.join(self._ssh_tried) or 'nothing'}); load your key into ssh-agent"
+            )
+        if allowed_types & CredentialType.USERNAME:
+            return pygit2.Username(user or "git")
+        raise pygit2.GitError(f"no usable credentials for {url}")
+
+    def approve(self) -> None:
+        """Tell git's credential helper the credentials it gave worked."""
+        if self._helper_creds:
+            _git_credential("approve", self._helper_creds, self._cwd)
+
+    # ---- progress and results ---------------------------------------------
+    def transfer_progress(self, stats: pygit2.remotes.TransferProgress) -> None:
+        if self._progress is not None and stats.total_objects:
+            self._progress("records", stats.received_objects, stats.total_objects)
+
+    def push_transfer_progress(self, objects_pushed: int, total_objects: int,
+                               bytes_pushed: int) -> None:
+        if self._progress is not None and total_objects:
+            self._progress("records", objects_pushed, total_objects)
+
+    def push_update_reference(self, refname: str, message: str | None) -> None:
+        if message:
+            self.rejected[refname] = message
+        else:
+            self.accepted.append(refname)
+
+
+def _default_ssh_keys() -> list[Path]:
+    home = Path(os.path.expanduser("~")) / ".ssh"
+    return [home / n for n in ("id_ed25519", "id_ecdsa", "id_rsa") if (home / n).exists()]
+
+
+# --------------------------------------------------------------------------
+# operations
+# --------------------------------------------------------------------------
+def _remote(git: pygit2.Repository, name: str) -> pygit2.Remote:
+    try:
+        return git.remotes[name]
+    except (KeyError, ValueError, pygit2.GitError):
+        raise ValueError(f"no git remote named {name!r}") from None
+
+
+def _connection_error(name: str, url: str | None, exc: Exception) -> ConnectionError:
+    return ConnectionError(f"cannot reach git remote {name!r} ({url}): {exc}")
+
+
+def list_heads(git: pygit2.Repository, name: str, callbacks: Callbacks) -> dict[str, str]:
+    """``{ref name: commit hash}`` of the hangar branches the remote advertises."""
+    remote = _remote(git, name)
+    try:
+        heads = remote.list_heads(callbacks=callbacks)
+    except pygit2.GitError as exc:
+        raise _connection_error(name, remote.url, exc) from None
+    return _hangar_heads(heads)
+
+
+def _hangar_heads(heads: list[pygit2.remotes.RemoteHead]) -> dict[str, str]:
+    out = {}
+    for h in heads:
+        if h.name and h.name.startswith(HEADS):
+            out[h.name] = str(h.oid)
+    return out
+
+
+def list_heads_url(url: str, git: pygit2.Repository, callbacks: Callbacks) -> dict[str, str]:
+    """Like :func:`list_heads` for an address that is not a configured remote."""
+    remote = git.remotes.create_anonymous(url)
+    try:
+        heads = remote.list_heads(callbacks=callbacks)
+    except pygit2.GitError as exc:
+        raise _connection_error("(new)", url, exc) from None
+    return _hangar_heads(heads)
+
+
+def ping(git: pygit2.Repository, name: str, callbacks: Callbacks) -> float:
+    """Seconds to connect to the git remote and list its refs."""
+    t0 = time.perf_counter()
+    list_heads(git, name, callbacks)
+    return time.perf_counter() - t0
+
+
+def fetch(
+    git: pygit2.Repository, name: str, branches: list[str] | None, callbacks: Callbacks
+) -> dict[str, str]:
+    """Fetch hangar branches (all when ``branches`` is None) into tracking refs.
+
+    Returns ``{branch: commit hash}`` of the branches the remote has.
+    """
+    remote = _remote(git, name)
+    if branches is None:
+        specs = [f"+{HEADS}*:refs/hangar/remotes/{name}/*"]
+    else:
+        specs = [f"+{HEADS}{b}:{remote_tracking_ref(name, b)}" for b in branches]
+    try:
+        remote.fetch(specs, callbacks=callbacks, message=f"hangar: fetch {name}")
+        heads = remote.list_heads(connect=False)
+    except pygit2.GitError as exc:
+        raise _connection_error(name, remote.url, exc) from None
+    callbacks.approve()
+    return {name[len(HEADS):]: oid for name, oid in _hangar_heads(heads).items()}
+
+
+def push(git: pygit2.Repository, name: str, branch: str, callbacks: Callbacks) -> None:
+    """Push ``refs/hangar/heads/<branch>`` (fast-forward only).
+
+    Raises
+    ------
+    PushRejectedError
+        If the remote holds commits on the branch that are not here.
+    ConnectionError
+        If the remote cannot be reached.
+    """
+    remote = _remote(git, name)
+    ref = HEADS + branch
+    try:
+        remote.push([f"{ref}:{ref}"], callbacks=callbacks)
+    except pygit2.GitError as exc:
+        msg = str(exc)
+        if "fast-forward" in msg or "not present locally" in msg or "rejected" in msg:
+            raise PushRejectedError(_rejected_message(name, branch, msg)) from None
+        raise _connection_error(name, remote.url, exc) from None
+    if callbacks.rejected:
+        raise PushRejectedError(
+            _rejected_message(name, branch, "; ".join(callbacks.rejected.values()))
+        )
+    callbacks.approve()
+
+
+def _rejected_message(remote: str, branch: str, detail: str) -> str:
+    return (
+        f"push of branch {branch!r} to {remote!r} was rejected ({detail}): the remote has "
+        f"commits you do not have. Fetch them (git hangar fetch {remote} {branch}), merge "
+        f"{remote}/{branch} into {branch}, then push again"
+    )

@@ -1,0 +1,418 @@
+"""Moving payloads between the local store and a data remote.
+
+Plain functions over the records (which digests a set of commits needs), the
+local store and a :class:`DataRemote`: :func:`upload_payloads` packs and sends
+what the remote lacks; :func:`download_payloads` reads exactly the wanted
+payloads by ranged reads, verifies each against its digest and only then
+stores it. Both can be rerun after an interruption: what arrived is found
+(remote pack indexes, local store index) and not moved again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pygit2
+
+from ..errors import IntegrityError, MissingPayloadError, WriterLockError
+from ..records.snapshot import TreeRecords, commit_tree
+from ..store.digest import Payload, digest_bytes
+from ..store.packs import PackWriter
+from . import data_transport as dt
+from .data_transport import DataRemote, PackBuilder, RemoteLookup, SealedPack
+
+if TYPE_CHECKING:
+    from ..repository import Repository
+
+#: (phase, done, total) progress callback
+Progress = Callable[[str, int, int], None]
+
+#: bytes of ranged reads gathered before their payloads are verified and stored
+FETCH_BATCH = 128 * 1024 * 1024
+#: payloads read from the local store at a time while packing
+READ_CHUNK = 4096
+
+
+@dataclass
+class TransferReport:
+    """What a transfer moved."""
+
+    payloads: int = 0
+    raw_bytes: int = 0
+    packs: int = 0
+    requests: int = 0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    seconds: float = 0.0
+    refused: list[bytes] = field(default_factory=list)
+    absent: list[bytes] = field(default_factory=list)
+    skipped: int = 0
+
+    def add_remote_stats(self, remote: DataRemote, before: tuple[int, int, int]) -> None:
+        self.requests += remote.requests - before[0]
+        self.bytes_sent += remote.bytes_sent - before[1]
+        self.bytes_received += remote.bytes_received - before[2]
+
+
+def _stats(remote: DataRemote) -> tuple[int, int, int]:
+    return remote.requests, remote.bytes_sent, remote.bytes_received
+
+
+# --------------------------------------------------------------------------
+# which digests
+# --------------------------------------------------------------------------
+def iter_leaves(
+    git: pygit2.Repository, commit: str, arrayset_names: Collection[str] | None = None
+) -> Iterator[tuple[str, bytes | None, Callable[[], dict[str, bytes]]]]:
+    """``(arrayset, leaf tree id, read leaf)`` for each sample leaf of a commit."""
+    tr = TreeRecords(git, commit_tree(git, commit))
+    for name in tr.arrayset_names():
+        if arrayset_names is not None and name not in arrayset_names:
+            continue
+        samples = tr.samples(name)
+        for path in samples.leaf_paths():
+            yield name, samples.leaf_oid(path), partial(samples.leaf, path)
+
+
+def leaf_ids(git: pygit2.Repository, commits: Iterable[str]) -> set[bytes]:
+    """Ids of every sample leaf tree of ``commits`` (leaves are not parsed)."""
+    out: set[bytes] = set()
+    for c in commits:
+        for _, oid, _ in iter_leaves(git, c):
+            if oid is not None:
+                out.add(oid)
+    return out
+
+
+def referenced_digests(
+    git: pygit2.Repository,
+    commits: Iterable[str],
+    arrayset_names: Collection[str] | None = None,
+    skip_leaves: set[bytes] | None = None,
+) -> dict[bytes, str]:
+    """``{digest: arrayset}`` of the samples of ``commits``, in record order.
+
+    A leaf tree met twice (or listed in ``skip_leaves``) is read once at most,
+    so the cost over a history grows with what changed, not with its length.
+    """
+    seen = set(skip_leaves or ())
+    out: dict[bytes, str] = {}
+    for c in commits:
+        for name, oid, read in iter_leaves(git, c, arrayset_names):
+            if oid is not None:
+                if oid in seen:
+                    continue
+                seen.add(oid)
+            for d in read().values():
+                if d not in out:
+                    out[d] = name
+    return out
+
+
+def commits_between(git: pygit2.Repository, head: str, hide: Iterable[str]) -> list[str]:
+    """Commits reachable from ``head`` but not from any of ``hide``, newest first."""
+    walker = git.walk(pygit2.Oid(hex=head), pygit2.enums.SortMode.TOPOLOGICAL)
+    for h in hide:
+        try:
+            if git.get(h) is not None:
+                walker.hide(pygit2.Oid(hex=h))
+        except (ValueError, pygit2.GitError):
+            continue
+    return [str(c.id) for c in walker]
+
+
+def history(git: pygit2.Repository, head: str) -> list[str]:
+    """``head`` and every ancestor, newest first."""
+    return commits_between(git, head, ())
+
+
+# --------------------------------------------------------------------------
+# the local store
+# --------------------------------------------------------------------------
+@contextmanager
+def store_writer(repo: Repository) -> Iterator[PackWriter]:
+    """The store's writer: the open write checkout's in this process, else a new one.
+
+    Raises
+    ------
+    WriterLockError
+        If another process holds the store's write lock (a write checkout is
+        open there).
+    """
+    from ..checkout import _LIVE_WRITERS
+
+    for co in list(_LIVE_WRITERS):
+        if co._repo._hdir == repo._hdir and not co._closed:
+            yield co._writer
+            co._writer.flush()
+            return
+    from filelock import FileLock, Timeout
+
+    probe = FileLock(str(repo._store.root / "write.lock"), thread_local=False)
+    try:
+        probe.acquire(timeout=5)
+    except Timeout:
+        raise WriterLockError(
+            "the payload store is being written by a write checkout in another process: "
+            "close it, then fetch again"
+        ) from None
+    probe.release()
+    writer = repo._store.writer()
+    try:
+        yield writer
+    finally:
+        writer.close()
+
+
+# --------------------------------------------------------------------------
+# upload
+# --------------------------------------------------------------------------
+def upload_payloads(
+    repo: Repository,
+    remote: DataRemote,
+    digests: Iterable[bytes],
+    progress: Progress | None = None,
+) -> TransferReport:
+    """Send the payloads of ``digests`` that ``remote`` lacks, in packs.
+
+    Raises
+    ------
+    MissingPayloadError
+        If some payload is neither stored here nor on the remote (nothing is
+        sent then).
+    IntegrityError
+        If a local payload no longer matches its digest, or an upload did not
+        land whole.
+    """
+    t0 = time.perf_counter()
+    report = TransferReport()
+    before = _stats(remote)
+    remote.refresh()
+    have = remote.lookup()
+    wanted = list(dict.fromkeys(digests))
+    todo = [d for d in wanted if d not in have]
+    report.skipped = len(wanted) - len(todo)
+    if not todo:
+        report.add_remote_stats(remote, before)
+        report.seconds = time.perf_counter() - t0
+        return report
+    reader = repo._store.reader()
+    try:
+        found, entries = reader.lookup(todo)
+        if not found.all():
+            lost = [todo[i] for i in np.flatnonzero(~found).tolist()]
+            raise MissingPayloadError(
+                f"{len(lost)} payloads referenced by the commits to push are neither on this "
+                f"machine nor on the data remote {remote.url} (first: {lost[0].hex()}): fetch "
+                "them with `git hangar fetch-data` from the remote they came from, then push"
+            )
+        remote.ensure_marker()
+        kind_ids = entries["kind"]
+        uk, counts = np.unique(kind_ids, return_counts=True)
+        kinds = {int(k): reader.kind_text(int(k)) for k in uk}
+        total = sum(reader.kind_nbytes(int(k)) * int(c) for k, c in zip(uk, counts, strict=True))
+        builder = PackBuilder()
+        uploaded: list[SealedPack] = []
+        done = 0
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending: Future[None] | None = None
+
+            def send(pack: SealedPack) -> None:
+                nonlocal pending
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(remote.upload, pack)
+                uploaded.append(pack)
+
+            for lo in range(0, len(todo), READ_CHUNK):
+                hi = min(len(todo), lo + READ_CHUNK)
+                arrays = reader.gather(entries[lo:hi])
+                chunk_kinds = kind_ids[lo:hi]
+                for kid in np.unique(chunk_kinds).tolist():
+                    idx = np.flatnonzero(chunk_kinds == kid).tolist()
+                    kind = kinds[kid]
+                    rows = np.stack([arrays[i].reshape(-1).view(np.uint8) for i in idx])
+                    ds = [todo[lo + i] for i in idx]
+                    for d, row in zip(ds, rows, strict=True):
+                        if digest_bytes(kind, row) != d:
+                            raise IntegrityError(
+                                f"local payload {d.hex()} does not match its digest: run "
+                                "`git hangar fsck`"
+                            )
+                    width = max(1, rows.shape[1])
+                    pos = 0
+                    while pos < len(ds):  # cut packs at PACK_TARGET raw bytes
+                        room = max(1, -(-(dt.PACK_TARGET - builder.raw_bytes) // width))
+                        builder.add_rows(ds[pos : pos + room], kind, rows[pos : pos + room])
+                        pos += room
+                        if builder.raw_bytes >= dt.PACK_TARGET:
+                            send(builder.seal())
+                    done += rows.nbytes
+                if progress is not None:
+                    progress("payloads", done, total)
+            if len(builder):
+                send(builder.seal())
+            if pending is not None:
+                pending.result()
+        bad = remote.verify_uploaded(uploaded)
+        if bad:
+            raise IntegrityError(
+                f"{len(bad)} uploaded objects did not land whole on {remote.url} "
+                f"({', '.join(bad[:3])}): push again"
+            )
+    finally:
+        reader.close()
+    report.packs = len(uploaded)
+    report.payloads = sum(len(p.digests) for p in uploaded)
+    report.raw_bytes = sum(p.raw_bytes for p in uploaded)
+    report.add_remote_stats(remote, before)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+# --------------------------------------------------------------------------
+# download
+# --------------------------------------------------------------------------
+def select_for_fetch(
+    lookup: RemoteLookup, wanted: Sequence[bytes], max_bytes: int | None
+) -> tuple[np.ndarray, list[bytes]]:
+    """Rows (in ``lookup``) of the wanted payloads the remote has, within the
+    byte budget and in order, and the digests the remote does not have."""
+    rows = np.fromiter((lookup.rows.get(d, -1) for d in wanted), np.int64, len(wanted))
+    absent = [wanted[i] for i in np.flatnonzero(rows < 0).tolist()]
+    rows = rows[rows >= 0]
+    if max_bytes is not None:
+        cum = np.cumsum(lookup.ilen[rows])
+        rows = rows[: int(np.searchsorted(cum, max_bytes, side="right"))]
+    return rows, absent
+
+
+def download_payloads(
+    repo: Repository,
+    remote: DataRemote,
+    digests: Iterable[bytes],
+    *,
+    max_bytes: int | None = None,
+    progress: Progress | None = None,
+    refresh: bool = True,
+) -> TransferReport:
+    """Fetch the payloads of ``digests`` not stored here, verified, into the store.
+
+    Each payload is checked against its digest before it is stored; those
+    that fail are left out and listed in ``report.refused``; those the
+    remote does not have are listed in ``report.absent``.
+    """
+    t0 = time.perf_counter()
+    report = TransferReport()
+    before = _stats(remote)
+    wanted = list(dict.fromkeys(digests))
+    reader = repo._store.reader()
+    try:
+        found, _ = reader.lookup(wanted)
+    finally:
+        reader.close()
+    todo = [wanted[i] for i in np.flatnonzero(~found).tolist()]
+    report.skipped = len(wanted) - len(todo)
+    if not todo:
+        report.seconds = time.perf_counter() - t0
+        return report
+    if refresh or not len(remote.lookup()):
+        remote.refresh()
+    lk = remote.lookup()
+    rows, report.absent = select_for_fetch(lk, todo, max_bytes)
+    # the wanted items of each block, and the blocks in pack order
+    row_list = rows.tolist()
+    ioffs = lk.ioff[rows].tolist()
+    ilens = lk.ilen[rows].tolist()
+    knos = lk.kind[rows].tolist()
+    blens = lk.blen[rows].tolist()
+    by_block: dict[tuple[int, int], list[int]] = {}
+    for j, (pk, bo) in enumerate(zip(lk.pack[rows].tolist(), lk.boff[rows].tolist(),
+                                     strict=True)):
+        by_block.setdefault((pk, bo), []).append(j)
+    blocks = [(lk.pack_ids[pk], bo, blens[items[0]]) for (pk, bo), items in by_block.items()]
+    plans = dt.plan_ranges(blocks)
+    pack_no = {pid: i for i, pid in enumerate(lk.pack_ids)}
+    total = int(lk.ilen[rows].sum())
+    done = 0
+    kinds = lk.kinds
+    kinds_ok = [dt.kind_nbytes(k) for k in kinds]
+    with store_writer(repo) as writer:
+        add = writer.add
+        i = 0
+        while i < len(plans):
+            batch: list[tuple[str, int, int, list[tuple[int, int]]]] = []
+            size = 0
+            while i < len(plans) and (not batch or size + plans[i][2] - plans[i][1] <= FETCH_BATCH):
+                batch.append(plans[i])
+                size += plans[i][2] - plans[i][1]
+                i += 1
+            datas = remote.read_ranges([(pid, s, e) for pid, s, e, _ in batch])
+            for (pid, start, _end, blks), data in zip(batch, datas, strict=True):
+                for boff, buf in dt.split_blocks(data, start, blks):
+                    items = by_block[(pack_no[pid], boff)]
+                    try:
+                        raw = memoryview(dt.decode_block(buf, f"at {boff} of remote pack {pid}"))
+                    except IntegrityError:
+                        report.refused.extend(lk.digest_of(row_list[j]) for j in items)
+                        continue
+                    for j in items:
+                        d = lk.digest_of(row_list[j])
+                        ioff = ioffs[j]
+                        ilen = ilens[j]
+                        kno = knos[j]
+                        kind = kinds[kno]
+                        item = raw[ioff : ioff + ilen]
+                        if (len(item) != ilen or kinds_ok[kno] != ilen
+                                or digest_bytes(kind, item) != d):
+                            report.refused.append(d)
+                            continue
+                        add(Payload(d, kind, item))
+                        report.payloads += 1
+                        report.raw_bytes += ilen
+                        done += ilen
+            writer.flush()
+            if progress is not None:
+                progress("payloads", done, total)
+    report.add_remote_stats(remote, before)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+class LazyFetcher:
+    """Fetches absent payloads on demand for a checkout opened to do so."""
+
+    def __init__(self, repo: Repository, remote_name: str, remote: DataRemote) -> None:
+        self.repo = repo
+        self.remote_name = remote_name
+        self.remote = remote
+        self._refreshed = False
+
+    def __call__(self, digests: Collection[bytes]) -> None:
+        """Store whichever of ``digests`` the remote has (verified).
+
+        Raises
+        ------
+        IntegrityError
+            If a payload from the remote fails verification (it is not stored).
+        """
+        report = download_payloads(self.repo, self.remote, digests,
+                                   refresh=not self._refreshed)
+        self._refreshed = True
+        if report.absent and not report.refused:
+            # the remote may have received new packs since: look once more
+            self.remote.refresh()
+            report = download_payloads(self.repo, self.remote, report.absent, refresh=False)
+        if report.refused:
+            raise IntegrityError(
+                f"{len(report.refused)} payloads from remote {self.remote_name!r} failed "
+                f"verification against their digests and were not stored "
+                f"(first: {report.refused[0].hex()})"
+            )

@@ -1,0 +1,563 @@
+"""`git hangar`: the real executable, driven through git in subprocesses.
+
+Every test works in temporary git repositories with an isolated git config
+(HOME, GIT_CONFIG_GLOBAL and GIT_CONFIG_NOSYSTEM from tests/conftest.py).
+Error paths that need no subprocess use click's CliRunner on the same
+``main`` object, but each command is run at least once for real.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pty
+import re
+import shutil
+import subprocess
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from hangar_git import Repository
+from hangar_git.cli import main, render_manpage
+
+ROOT = Path(__file__).resolve().parents[2]
+NAME = ["--name", "Test User", "--email", "test@example.org"]
+
+
+def entry_point_dir() -> Path:
+    """Folder of the installed ``git-hangar`` console script (the launcher as a fallback)."""
+    here = Path(sys.executable).parent
+    if (here / "git-hangar").exists():
+        return here
+    found = shutil.which("git-hangar")
+    return Path(found).parent if found else ROOT
+
+
+def cli_env(extra_path: list[Path] | None = None) -> dict[str, str]:
+    env = dict(os.environ)  # HOME, GIT_CONFIG_* already isolated by conftest
+    for k in ("MANPATH", "GIT_DIR", "GIT_WORK_TREE", "HANGAR_GIT_DEBUG"):
+        env.pop(k, None)
+    env.update({"PAGER": "cat", "MANPAGER": "cat", "GIT_PAGER": "cat", "COLUMNS": "100"})
+    dirs = [str(p) for p in (extra_path or [])] + [str(entry_point_dir())]
+    env["PATH"] = os.pathsep.join([*dirs, env.get("PATH", "")])
+    return env
+
+
+def hangar(cwd: Path, *args: str, ok: bool = True, env: dict[str, str] | None = None,
+           **kw) -> subprocess.CompletedProcess:
+    res = subprocess.run(["git", "hangar", *args], cwd=cwd, env=env or cli_env(),
+                         capture_output=True, text=True, **kw)
+    if ok:
+        assert res.returncode == 0, f"git hangar {' '.join(args)}: {res.stderr}"
+    return res
+
+
+@dataclass
+class Ran:
+    """Outcome of an in-process run (same fields as a CompletedProcess)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli(cwd: Path, *args: str, ok: bool = True) -> Ran:
+    """Run the same ``main`` in this process with click's CliRunner, in ``cwd``."""
+    with contextlib.chdir(cwd):
+        res = CliRunner().invoke(main, list(args), prog_name="git hangar")
+    ran = Ran(res.exit_code, res.stdout, res.stderr)
+    if ok:
+        assert ran.returncode == 0, f"git hangar {' '.join(args)}: {ran.stderr}"
+    return ran
+
+
+def assert_one_line_error(res: subprocess.CompletedProcess | Ran, code: int,
+                          *needles: str) -> str:
+    assert res.returncode == code, (res.returncode, res.stdout, res.stderr)
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("error: ") and "Traceback" not in res.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+def open_repo(path: Path) -> Repository:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Repository(path, exists=False)
+
+
+def write_npy(folder: Path, arrays: dict[str, np.ndarray]) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for key, arr in arrays.items():
+        np.save(folder / f"{key}.npy", arr)
+        out[key] = folder / f"{key}.npy"
+    return out
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    """An empty git work tree."""
+    d = tmp_path / "work"
+    d.mkdir()
+    subprocess.run(["git", "init", "-q", str(d)], check=True, env=cli_env())
+    return d
+
+
+@pytest.fixture
+def branched(repo) -> Repository:
+    """master and dev diverged from a common commit: 'imgs' k0..k9 (int16, shape 4).
+
+    master: k0 -> 100, adds m1, metadata 'who' = 'master'.
+    dev:    k0 -> 200 (a conflict with master), k1 -> 201, adds d1, 'who' = 'dev'.
+    """
+    def fill(v: int) -> np.ndarray:
+        return np.full(4, v, np.int16)
+
+    co = repo.checkout(write=True)
+    a = co.arraysets.init_arrayset("imgs", shape=4, dtype=np.int16)
+    with a:
+        for i in range(10):
+            a[f"k{i}"] = fill(i)
+    co.commit("base")
+    co.close()
+    repo.create_branch("dev")
+    co = repo.checkout(write=True, branch="dev")
+    co.arraysets["imgs"]["k0"] = fill(200)
+    co.arraysets["imgs"]["k1"] = fill(201)
+    co.arraysets["imgs"]["d1"] = fill(7)
+    co.metadata["who"] = "dev"
+    co.commit("dev work")
+    co.close()
+    co = repo.checkout(write=True, branch="master")
+    co.arraysets["imgs"]["k0"] = fill(100)
+    co.arraysets["imgs"]["m1"] = fill(8)
+    co.metadata["who"] = "master"
+    co.commit("master work")
+    co.close()
+    return repo
+
+
+# ---- the scripted session ------------------------------------------------------------
+@pytest.mark.slow
+def test_scripted_session_byte_for_byte(work, tmp_path):
+    rng = np.random.default_rng(7)
+    inputs = write_npy(tmp_path / "data", {
+        f"img{i:04d}": rng.integers(0, 255, (8, 8), dtype=np.uint8) for i in range(1000)
+    })
+    dev_inputs = write_npy(tmp_path / "dev_data", {
+        **{f"img{i:04d}": rng.integers(0, 255, (8, 8), dtype=np.uint8) for i in range(0, 20)},
+        **{f"new{i:03d}": rng.integers(0, 255, (8, 8), dtype=np.uint8) for i in range(30)},
+    })
+    (tmp_path / "data" / "notes.txt").write_text("not an array")
+
+    out = hangar(work, "init", *NAME)
+    assert "Initialized empty hangar repository" in out.stdout
+    out = hangar(work, "add", "images", str(tmp_path / "data"))
+    assert "1000 added" in out.stdout and "new arrayset" in out.stdout
+    assert "passed over 1 file" in out.stderr  # notes.txt
+
+    status = json.loads(hangar(work, "status", "--json").stdout)
+    assert status["status"] == "DIRTY" and status["branch"] == "master"
+    assert status["changes"]["samples"]["images"] == {"added": 1000, "removed": 0, "mutated": 0}
+    assert status["writer_lock"] == {"held": False, "holder": None}
+
+    out = hangar(work, "commit", "-m", "Import 1000 images")
+    first = re.match(r"\[master ([0-9a-f]{8})\] Import 1000 images", out.stdout)
+    assert first, out.stdout
+    hangar(work, "-q", "branch", "create", "dev")
+    assert hangar(work, "checkout", "-q", "dev").stdout == ""
+    out = hangar(work, "add", "images", str(tmp_path / "dev_data"), "-q")
+    assert out.stdout == "" and out.stderr == ""
+    hangar(work, "commit", "-m", "Relabel 20, add 30", "-q")
+    hangar(work, "checkout", "master")
+
+    d = json.loads(hangar(work, "diff", "master", "dev", "--json").stdout)
+    assert d["merge_base"] == d["from"]
+    assert d["to_side"]["samples"]["images"] == {"added": 30, "removed": 0, "mutated": 20}
+    assert d["conflicts"]["conflict_found"] is False
+
+    out = hangar(work, "merge", "dev")
+    assert "Fast-forward" in out.stdout
+
+    log = json.loads(hangar(work, "log", "--json").stdout)
+    assert len(log["order"]) == 2
+    assert sorted(log["branches"][log["order"][0]]) == ["dev", "master"]
+    assert log["order"][1].startswith(first.group(1))
+    summary = json.loads(hangar(work, "summary", "--json").stdout)
+    assert summary["arraysets"]["images"]["num_samples"] == 1030
+
+    out = hangar(work, "export", "images", "-o", str(tmp_path / "exported"))
+    assert "Exported 1030 samples" in out.stdout
+    exported = sorted((tmp_path / "exported").iterdir())
+    assert len(exported) == 1030
+    expect = {**inputs, **dev_inputs}
+    for f in exported:
+        assert f.read_bytes() == expect[f.stem].read_bytes(), f.name
+    # the user's git state is untouched: no code commit, clean index
+    res = subprocess.run(["git", "status", "--porcelain"], cwd=work, capture_output=True,
+                         text=True, env=cli_env())
+    assert res.stdout == ""
+
+
+# ---- merge and diff ------------------------------------------------------------------------
+def test_diff_and_conflicting_merge(branched):
+    path = Path(branched.path)
+    before = branched.log(branch="master", return_contents=True)["head"]
+
+    out = hangar(path, "diff", "dev")
+    assert "On master since the merge base" in out.stdout
+    assert "imgs: 1 added, 1 mutated" in out.stdout  # master: m1 added, k0 changed
+    assert "imgs: 1 added, 2 mutated" in out.stdout  # dev: d1 added, k0 k1 changed
+    assert "sample imgs['k0']: changed on both sides to different values (t3)" in out.stdout
+    assert "metadata 'who'" in out.stdout
+
+    names = cli(path, "diff", "master", "dev", "--name-only").stdout
+    assert "A\timgs/d1" in names and "M\timgs/k1" in names
+    stat = cli(path, "diff", "master", "dev", "--stat").stdout
+    assert re.search(r"imgs\s+\|\s+3 \+~~", stat), stat
+
+    res = hangar(path, "merge", "dev", ok=False)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    first, *rest = res.stderr.splitlines()
+    assert first.startswith("error: merge of 'dev' into 'master' aborted, nothing changed: "
+                            "2 conflicts")
+    assert sorted(rest) == sorted([
+        "  metadata 'who': added on both sides with different values (t1)",
+        "  sample imgs['k0']: changed on both sides to different values (t3)",
+    ])
+    assert branched.log(branch="master", return_contents=True)["head"] == before
+
+    out = hangar(path, "merge", "dev", "-m", "take theirs", "--strategy", "theirs")
+    sha = re.search(r"Merged 'dev' into 'master': ([0-9a-f]{8})", out.stdout).group(1)
+    contents = open_repo(path).log(branch="master", return_contents=True)
+    head = contents["head"]
+    assert head.startswith(sha) and len(contents["ancestors"][head]) == 2
+    assert contents["specs"][head]["commit_message"] == "take theirs"
+    shown = cli(path, "show", "master:imgs:k0").stdout
+    assert "[200, 200, 200, 200]" in shown
+    graph = cli(path, "log").stdout
+    assert "|\\" in graph and "(master)" in graph and "take theirs" in graph
+    out = cli(path, "merge", "dev")
+    assert "Already up to date" in out.stdout
+
+
+# ---- errors ------------------------------------------------------------------------------
+def test_errors_are_one_line(work, tmp_path):
+    empty = tmp_path / "nowhere"
+    empty.mkdir()
+    assert_one_line_error(hangar(empty, "status", ok=False), 1, "not a git repository")
+    assert_one_line_error(hangar(work, "log", ok=False), 1, "not a hangar repository",
+                          "git hangar init")
+    # no identity anywhere: init says how to give one
+    assert_one_line_error(cli(work, "init", ok=False), 1, "no identity", "user.name")
+    subprocess.run(["git", "config", "user.name", "Cfg User"], cwd=work, check=True)
+    subprocess.run(["git", "config", "user.email", "cfg@example.org"], cwd=work, check=True)
+    cli(work, "init")
+    assert_one_line_error(cli(work, "init", ok=False), 1, "already exists", "--overwrite")
+
+    arr = write_npy(tmp_path / "in", {"a": np.ones(3, np.float32)})["a"]
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    assert_one_line_error(hangar(work, "add", "bad name!", str(arr), ok=False), 1,
+                          "invalid arrayset name 'bad name!'")
+    assert_one_line_error(hangar(work, "add", "a", str(notes), ok=False), 1,
+                          "notes.txt is not an array file")
+    fake = tmp_path / "fake.npy"
+    fake.write_text("plain text")
+    assert_one_line_error(cli(work, "add", "a", str(fake), ok=False), 1,
+                          "fake.npy is not a valid .npy array")
+    assert_one_line_error(cli(work, "add", "a", str(tmp_path / "missing.npy"), ok=False),
+                          1, "missing.npy: No such file or directory")
+    assert_one_line_error(hangar(work, "checkout", "nope", ok=False), 1,
+                          "no branch named 'nope'")
+    assert_one_line_error(cli(work, "log", "nope", ok=False), 1,
+                          "unknown branch or commit 'nope'")
+    assert_one_line_error(cli(work, "commit", "-m", "x", ok=False), 1, "nothing to commit")
+    # usage errors: exit status 2, still one line
+    assert_one_line_error(hangar(work, "add", ok=False), 2, "Missing argument 'ARRAYSET'",
+                          "git hangar add -h")
+    assert_one_line_error(cli(work, "frobnicate", ok=False), 2, "No such command")
+    # nothing was staged by any of the failures
+    assert json.loads(cli(work, "status", "--json").stdout)["status"] == "CLEAN"
+
+
+def test_writer_lock_held_by_another_process(written_repo, tmp_path):
+    path = Path(written_repo.path)
+    arr = write_npy(tmp_path / "in", {"z": np.zeros((5, 7), np.float32)})["z"]
+    co = written_repo.checkout(write=True)
+    try:
+        co.metadata["pending"] = "yes"
+        line = assert_one_line_error(hangar(path, "add", "aset", str(arr), ok=False), 1,
+                                     "the writer lock is held by", f"pid {os.getpid()}",
+                                     "git hangar lock release --force")
+        assert "Traceback" not in line
+        st = hangar(path, "status").stdout
+        assert f"Writer lock: held by pid {os.getpid()}" in st
+        assert "metadata: 1 added" in st  # read while the writer is open
+        js = json.loads(cli(path, "status", "--json").stdout)
+        assert js["writer_lock"]["held"] and js["writer_lock"]["holder"]["pid"] == os.getpid()
+        assert_one_line_error(hangar(path, "lock", "release", ok=False), 1,
+                              f"pid {os.getpid()}", "--force")
+        assert written_repo.writer_lock_held
+        assert "Writer lock released" in hangar(path, "lock", "release", "--force").stdout
+        assert not written_repo.writer_lock_held
+    finally:
+        co.close()
+    assert "The writer lock is free" in cli(path, "lock", "release").stdout
+
+
+def test_checkout_refuses_with_staged_changes_and_reset(written_repo, tmp_path):
+    path = Path(written_repo.path)
+    written_repo.create_branch("dev")
+    arr = write_npy(tmp_path / "in", {"x": np.ones((5, 7), np.float32)})["x"]
+    cli(path, "add", "aset", str(arr))
+    assert_one_line_error(hangar(path, "checkout", "dev", ok=False), 1,
+                          "uncommitted changes on branch 'master'")
+    assert "Staging area reset" in hangar(path, "reset").stdout
+    assert "Nothing staged" in cli(path, "reset").stdout
+    assert "Switched to branch 'dev'" in hangar(path, "checkout", "dev").stdout
+    assert "Already on 'dev'" in cli(path, "checkout", "dev").stdout
+    # add --branch moves the staging area as checkout does
+    cli(path, "add", "aset", str(arr), "--branch", "master")
+    st = json.loads(cli(path, "status", "--json").stdout)
+    assert st["branch"] == "master" and st["changes"]["samples"]["aset"]["added"] == 1
+
+
+# ---- branches, show, export formats, summary -------------------------------------------
+def test_branch_commands(branched):
+    path = Path(branched.path)
+    heads = {b: branched.log(branch=b, return_contents=True)["head"] for b in ("master", "dev")}
+    rows = json.loads(hangar(path, "branch", "list", "--json").stdout)
+    assert rows == [
+        {"name": "dev", "commit": heads["dev"], "remote": False, "current": False},
+        {"name": "master", "commit": heads["master"], "remote": False, "current": True},
+    ]
+    base = branched.log(branch="master", return_contents=True)["order"][-1]
+    out = hangar(path, "branch", "create", "old", base[:7])
+    assert f"Created branch 'old' at {base[:8]}" in out.stdout
+    listing = cli(path, "branch", "list", "-v").stdout.splitlines()
+    assert listing[0].startswith("  dev") and "dev work" in listing[0]
+    assert listing[1].startswith("* master") and listing[2].startswith("  old")
+    assert_one_line_error(cli(path, "branch", "create", "old", ok=False), 1,
+                          "already exists")
+    assert_one_line_error(hangar(path, "branch", "delete", "dev", ok=False), 1,
+                          "holds commits no other branch contains")
+    assert "Deleted branch 'old'" in cli(path, "branch", "delete", "old").stdout
+    out = cli(path, "branch", "delete", "dev", "--force")
+    assert f"(was {heads['dev'][:8]})" in out.stdout
+    assert_one_line_error(cli(path, "branch", "delete", "master", ok=False), 1,
+                          "write checkout's branch")
+
+
+def test_show_summary_and_export_formats(written_repo, tmp_path):
+    path = Path(written_repo.path)
+    head = written_repo.log(return_contents=True)["head"]
+    out = hangar(path, "show", f"{head[:6]}:aset:3").stdout
+    assert out.splitlines()[0] == f"aset['3'] at {head[:8]}: shape (5, 7), dtype float32"
+    assert "[3., 3., 3., 3., 3., 3., 3.]" in out
+    raw = subprocess.run(["git", "hangar", "show", "--npy", ":aset:7"], cwd=path,
+                         env=cli_env(), capture_output=True, check=True).stdout
+    (tmp_path / "seven.npy").write_bytes(raw)
+    np.testing.assert_array_equal(np.load(tmp_path / "seven.npy"),
+                                  np.full((5, 7), 7, np.float32))
+    assert_one_line_error(cli(path, "show", "master:aset:nope", ok=False), 1,
+                          "no sample 'nope'")
+    assert_one_line_error(cli(path, "show", "master:aset", ok=False), 2,
+                          "STARTPOINT:ARRAYSET:KEY")
+
+    text = hangar(path, "summary", "master").stdout
+    assert "Arrayset Name: aset" in text and "Num Arrays: 10" in text
+
+    hangar(path, "export", "aset", "master", "-o", str(tmp_path / "z"), "--format", "npz")
+    with np.load(tmp_path / "z" / "aset.npz") as z:
+        assert sorted(z.files, key=int) == [str(i) for i in range(10)]
+        np.testing.assert_array_equal(z["4"], np.full((5, 7), 4, np.float32))
+    cli(path, "export", "aset", "-o", str(tmp_path / "z"), "-f", "hdf5", "-q")
+    import h5py
+
+    with h5py.File(tmp_path / "z" / "aset.h5", "r") as f:
+        assert len(f) == 10 and f["9"][0, 0] == 9
+    assert_one_line_error(
+        cli(path, "export", "aset", "-o", str(tmp_path / "z"), "-f", "npz", ok=False), 1,
+        "aset.npz exists", "--overwrite")
+    assert_one_line_error(cli(path, "export", "nope", "-o", str(tmp_path / "q"), ok=False),
+                          1, "no arrayset named 'nope'")
+    # round trip: the exported archive imports as a new arrayset
+    cli(path, "add", "copy", str(tmp_path / "z" / "aset.npz"))
+    cli(path, "commit", "-m", "copy")
+    after = json.loads(cli(path, "summary", "--json").stdout)["arraysets"]
+    assert after["copy"]["num_samples"] == 10
+    assert after["copy"]["schema_hash"] == after["aset"]["schema_hash"]
+
+
+def test_diff_of_staged_changes(written_repo, tmp_path):
+    path = Path(written_repo.path)
+    write_npy(tmp_path / "in", {"3": np.zeros((5, 7), np.float32),
+                                "new": np.ones((5, 7), np.float32)})
+    cli(path, "add", "aset", str(tmp_path / "in"))
+    assert cli(path, "diff").stdout.strip() == "aset: 1 added, 1 mutated"
+    names = cli(path, "diff", "--name-only").stdout.splitlines()
+    assert names == ["A\taset/new", "M\taset/3"]
+    js = json.loads(cli(path, "diff", "--json", "--name-only").stdout)
+    assert js["samples"]["aset"] == {"added": ["new"], "removed": [], "mutated": ["3"]}
+
+
+# ---- help, version, progress -------------------------------------------------------------
+def test_help_and_version(work, tmp_path):
+    out = hangar(work, "-h").stdout
+    assert out.startswith("Usage: git hangar [OPTIONS] COMMAND [ARGS]...")
+    for cmd in ("init", "status", "add", "commit", "checkout", "log", "summary", "branch",
+                "diff", "merge", "export", "show", "lock"):
+        assert re.search(rf"^  {re.escape(cmd)}\s", out, re.M), cmd
+    assert "Usage: git hangar add [OPTIONS] ARRAYSET PATH..." in cli(work, "add", "-h").stdout
+    assert "NAME [STARTPOINT]" in cli(work, "help", "branch", "create").stdout
+    from hangar_git import __version__
+
+    assert hangar(work, "--version").stdout == f"git hangar version {__version__}\n"
+    # the launcher at the top of the checkout runs the checkout's code
+    launched = hangar(work, "-v", env=cli_env(extra_path=[ROOT]))
+    assert launched.stdout == f"git hangar version {__version__}\n"
+
+
+def _man_db() -> bool:
+    """True when `man` is man-db, which finds <dir>/../share/man for each PATH entry."""
+    if shutil.which("man") is None:
+        return False
+    res = subprocess.run(["man", "--version"], capture_output=True, text=True)
+    return "man-db" in res.stdout + res.stderr or res.stdout.startswith("man ")
+
+
+@pytest.mark.skipif(not _man_db(),
+                    reason="no man-db `man` here: git cannot show manual pages found via PATH")
+def test_git_hangar_dash_dash_help_shows_the_manual(work, tmp_path):
+    # git turns `git hangar --help` into `man git-hangar`. From a checkout on PATH,
+    # man finds man/man1/git-hangar.1 next to the launcher:
+    res = hangar(work, "--help", env=cli_env(extra_path=[ROOT]))
+    assert "GIT-HANGAR(1)" in res.stdout and "git hangar add" in res.stdout
+    assert "Stage arrays from .npy/.npz/HDF5 files" in res.stdout
+    # An installed package puts the page in <prefix>/share/man/man1 (a wheel's data
+    # files, or `git hangar help --install-man` after an editable install):
+    prefix = tmp_path / "prefix"
+    (prefix / "bin").mkdir(parents=True)
+    cli(work, "help", "--install-man", "--to", str(prefix / "share" / "man" / "man1"))
+    res = hangar(work, "--help", env=cli_env(extra_path=[prefix / "bin"]))
+    assert "GIT-HANGAR(1)" in res.stdout and "git hangar merge" in res.stdout
+
+
+def test_manpage_is_current():
+    page = (ROOT / "man" / "man1" / "git-hangar.1").read_text()
+    assert page == render_manpage(), (
+        "man/man1/git-hangar.1 is out of date: regenerate it with "
+        "`./git-hangar help --man > man/man1/git-hangar.1`"
+    )
+
+
+def run_with_tty_stderr(cwd: Path, *args: str) -> tuple[int, str, bytes]:
+    """Run git hangar with stderr on a pseudo-terminal; returns rc, stdout, terminal bytes."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(["git", "hangar", *args], cwd=cwd, env=cli_env(),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    stdout = proc.stdout.read().decode()
+    return proc.wait(), stdout, b"".join(chunks)
+
+
+def test_progress_bars_on_a_terminal_only(written_repo, tmp_path):
+    path = Path(written_repo.path)
+    write_npy(tmp_path / "in", {f"p{i}": np.full((5, 7), i, np.float32) for i in range(40)})
+    rc, stdout, tty = run_with_tty_stderr(path, "add", "aset", str(tmp_path / "in"))
+    assert rc == 0 and "40 added" in stdout
+    assert b"Staging into aset" in tty and b"40/40" in tty
+    rc, _, tty = run_with_tty_stderr(path, "export", "aset", "-o", str(tmp_path / "o"), "-q")
+    assert rc == 0 and tty == b""
+    piped = hangar(path, "export", "aset", "-o", str(tmp_path / "o2"))
+    assert piped.stderr == "" and len(list((tmp_path / "o2").iterdir())) == 10
+
+
+# ---- in-process checks of the command tree ------------------------------------------------
+def test_every_command_takes_quiet():
+    def walk(cmd, path):
+        yield path, cmd
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+
+    for path, cmd in walk(main, []):
+        assert any("--quiet" in getattr(p, "opts", ()) for p in cmd.params), path
+
+
+def test_added_commands_get_quiet_and_error_handling(tmp_path, monkeypatch):
+    import click
+
+    @click.command("boom")
+    def boom() -> None:
+        raise KeyError("no such remote 'origin'")
+
+    main.add_command(boom)
+    try:
+        monkeypatch.chdir(tmp_path)
+        res = CliRunner().invoke(main, ["boom", "-q"])
+        assert res.exit_code == 1
+        assert res.stderr == "error: no such remote 'origin'\n"
+    finally:
+        main.commands.pop("boom")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["commit"], "Missing option '-m'"),
+    (["merge", "dev", "--strategy", "mine"], "Invalid value for '-s' / '--strategy'"),
+    (["export", "aset"], "Missing option '-o'"),
+    (["export", "aset", "-o", "x", "--format", "csv"], "Invalid value for '-f' / '--format'"),
+    (["show", "just-a-name"], "expected STARTPOINT:ARRAYSET:KEY"),
+    (["branch"], None),
+    (["log", "a", "b"], "Got unexpected extra argument"),
+])
+def test_usage_errors_exit_2_with_one_line(tmp_path, monkeypatch, args, needle):
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, args)
+    if needle is None:  # a group without its command prints its help
+        assert res.exit_code in (0, 2) and "Commands" in res.output
+        return
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], lines
+
+
+def test_internal_errors_are_one_line_unless_debugging(tmp_path, monkeypatch):
+    import click
+
+    @click.command("oops")
+    def oops() -> None:
+        raise TypeError("a bug")
+
+    main.add_command(oops)
+    try:
+        monkeypatch.chdir(tmp_path)
+        res = CliRunner().invoke(main, ["oops"])
+        assert res.exit_code == 1
+        assert res.stderr == ("error: internal error: TypeError: a bug "
+                              "(set HANGAR_GIT_DEBUG=1 to see the traceback)\n")
+        monkeypatch.setenv("HANGAR_GIT_DEBUG", "1")
+        res = CliRunner().invoke(main, ["oops"])
+        assert isinstance(res.exception, TypeError)
+    finally:
+        main.commands.pop("oops")

@@ -1,0 +1,247 @@
+"""make_torch_dataset: DataLoader batches, worker processes, collates, checks."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+
+import numpy as np
+import pytest
+
+if os.environ.get("CI"):
+    import torch  # .ci/run installs torch: never skipped there
+else:
+    torch = pytest.importorskip("torch", reason="pip install torch==2.13.0 to run these")
+
+from torch.utils.data import DataLoader, Dataset
+
+from hangar_git import MissingPayloadError, make_torch_dataset
+from hangar_git.dataloaders.torch_loader import (
+    HangarTorchDataset,
+    PadCollate,
+    list_collate,
+)
+
+N = 40
+
+
+def image(i: int) -> np.ndarray:
+    return ((np.arange(6, dtype=np.int32).reshape(2, 3) + 7 * i) % 1000).astype(np.int32)
+
+
+def label(i: int) -> np.ndarray:
+    return np.array(i, dtype=np.int64)
+
+
+def seq(i: int) -> np.ndarray:
+    return np.full((1 + i % 5, 2), i, dtype=np.float32)
+
+
+def records_only_copy(src, path, local):
+    """Another repository with all of ``src``'s records (git fetch of the hangar
+    refs) but only the payloads of ``local`` ({arrayset: {key: array}}): every
+    other sample there is a remote reference."""
+    from hangar_git import Repository
+
+    path.mkdir()
+    dst = Repository(path, exists=False)
+    dst.init(user_name="Test User", user_email="test@example.org")
+    subprocess.run(["git", "fetch", "-q", src.path, "+refs/hangar/heads/*:refs/hangar/heads/*"],
+                   cwd=dst.path, check=True, capture_output=True)
+    co = dst.checkout(write=True)  # store those payloads, then drop the staged records
+    for name, samples in local.items():
+        aset = co.arraysets[name]
+        with aset:
+            for key, arr in samples.items():
+                aset[key] = arr
+    co.reset_staging_area()
+    return dst
+
+
+@pytest.fixture
+def data_repo(repo):
+    co = repo.checkout(write=True)
+    img = co.arraysets.init_arrayset("images", shape=(2, 3), dtype=np.int32)
+    lab = co.arraysets.init_arrayset("labels", shape=(), dtype=np.int64)
+    sq = co.arraysets.init_arrayset("seq", shape=(5, 2), dtype=np.float32, variable_shape=True)
+    with img, lab, sq:
+        for i in range(N):
+            img[i] = image(i)
+            lab[i] = label(i)
+            sq[i] = seq(i)
+    co.commit("data")
+    co.close()
+    return repo
+
+
+@pytest.fixture
+def rco(data_repo):
+    co = data_repo.checkout()
+    yield co
+    co.close()
+
+
+def pair(co):
+    return [co.arraysets["images"], co.arraysets["labels"]]
+
+
+def epoch(loader) -> list[tuple[list, list]]:
+    return [(b.images.tolist(), b.labels.tolist()) for b in loader]
+
+
+def test_dataset_is_a_torch_dataset_of_namedtuples(rco):
+    dset = make_torch_dataset(pair(rco))
+    assert isinstance(dset, Dataset) and isinstance(dset, HangarTorchDataset)
+    assert len(dset) == N and dset.keys == list(range(N))
+    sample = dset[3]
+    assert sample._fields == ("images", "labels")
+    np.testing.assert_array_equal(sample.images, image(3))
+    assert sample.labels == 3 and sample.labels.shape == ()
+    np.testing.assert_array_equal(dset[-1].images, image(N - 1))
+    with pytest.raises(IndexError):
+        dset[N]
+    with pytest.raises(TypeError, match="ints"):
+        dset["3"]
+    with pytest.raises(TypeError, match="ints"):
+        dset[True]
+    assert int(dset[np.int64(4)].labels) == int(dset[torch.tensor(4)].labels) == 4
+
+
+def test_default_collate_gives_stacked_tensors(rco):
+    loader = DataLoader(make_torch_dataset(pair(rco)), batch_size=16)
+    batches = list(loader)
+    assert len(batches) == 3
+    first = batches[0]
+    assert type(first).__name__ == "BatchTuple" and first._fields == ("images", "labels")
+    assert first.images.dtype == torch.int32 and first.images.shape == (16, 2, 3)
+    assert first.labels.dtype == torch.int64 and first.labels.shape == (16,)
+    images = torch.cat([b.images for b in batches]).numpy()
+    np.testing.assert_array_equal(images, np.stack([image(i) for i in range(N)]))
+    assert torch.cat([b.labels for b in batches]).tolist() == list(range(N))
+
+
+def test_keys_index_range_field_names(rco):
+    dset = make_torch_dataset(pair(rco), keys=[9, 2, 30], index_range=slice(0, 1))
+    assert [int(s.labels) for s in (dset[0], dset[1], dset[2])] == [9, 2, 30]
+    dset = make_torch_dataset(pair(rco), index_range=slice(5, 25, 5), field_names=["x", "y"])
+    (batch,) = list(DataLoader(dset, batch_size=10))
+    assert batch._fields == ("x", "y") and batch.y.tolist() == [5, 10, 15, 20]
+    with pytest.raises(ValueError, match="field_names"):
+        make_torch_dataset(pair(rco), field_names=["only-one"])
+    with pytest.raises(KeyError):
+        make_torch_dataset(pair(rco), keys=[1, N + 5])
+
+
+def test_dataloader_shuffle_keeps_fields_zipped(rco):
+    gen = torch.Generator().manual_seed(0)
+    loader = DataLoader(make_torch_dataset(pair(rco)), batch_size=8, shuffle=True, generator=gen)
+    labels = []
+    for b in loader:
+        for img, lab in zip(b.images.numpy(), b.labels.tolist(), strict=True):
+            np.testing.assert_array_equal(img, image(lab))
+            labels.append(lab)
+    assert sorted(labels) == list(range(N)) and labels != list(range(N))
+
+
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_workers_yield_exactly_the_samples_of_num_workers_0(rco, start):
+    dset = make_torch_dataset(pair(rco), index_range=slice(1, N))
+
+    def run(workers, shuffle, **kw):
+        loader = DataLoader(dset, batch_size=6, num_workers=workers, shuffle=shuffle,
+                            generator=torch.Generator().manual_seed(7), **kw)
+        return epoch(loader)
+
+    plain = run(0, False)  # opens handles in this process before the workers start
+    shuffled = run(0, True)
+    assert shuffled != plain
+    # the order comes from the sampler in this process: same seed, same epoch
+    assert run(2, True, multiprocessing_context=start) == shuffled
+    if start == "fork":  # cheap: also unshuffled
+        assert run(2, False, multiprocessing_context=start) == plain
+
+
+def test_persistent_workers_over_two_epochs(rco):
+    dset = make_torch_dataset(pair(rco))
+    loader = DataLoader(dset, batch_size=10, num_workers=2, persistent_workers=True,
+                        multiprocessing_context="fork")
+    expect = epoch(DataLoader(dset, batch_size=10))
+    assert epoch(loader) == expect
+    assert epoch(loader) == expect
+
+
+def test_dataset_pickles_without_handles(rco):
+    dset = make_torch_dataset(pair(rco), field_names=("a", "b"))
+    dset[0]  # opens a checkout in this process
+    again = pickle.loads(pickle.dumps(dset))
+    assert again[5].b == 5 and again[5]._fields == ("a", "b")
+    copy = pickle.loads(pickle.dumps(again[5]))  # samples pickle too
+    assert type(copy) is type(again[5]) and copy.b == 5
+    np.testing.assert_array_equal(copy.a, image(5))
+    again.close()
+    dset.close()
+
+
+def test_dataset_outlives_the_users_checkout(data_repo):
+    co = data_repo.checkout()
+    dset = make_torch_dataset(pair(co))
+    co.close()
+    assert int(dset[7].labels) == 7
+
+
+# ---- variable shapes ------------------------------------------------------------------
+def test_variable_shape_needs_a_collate(rco):
+    dset = make_torch_dataset([rco.arraysets["seq"], rco.arraysets["labels"]])
+    with pytest.raises(RuntimeError):  # torch.stack of unequal shapes
+        list(DataLoader(dset, batch_size=5))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_pad_collate(rco, workers):
+    dset = make_torch_dataset([rco.arraysets["seq"], rco.arraysets["labels"]])
+    kw = {"multiprocessing_context": "fork"} if workers else {}
+    loader = DataLoader(dset, batch_size=5, num_workers=workers,
+                        collate_fn=PadCollate(pad_value=-1.0, with_shapes=True), **kw)
+    seen = []
+    for batch, shapes in loader:
+        assert batch.seq.shape == (5, 5, 2) and batch.seq.dtype == torch.float32
+        assert shapes.labels.shape == (5, 0)
+        for row, shape, lab in zip(batch.seq, shapes.seq.tolist(), batch.labels.tolist(),
+                                   strict=True):
+            assert shape == list(seq(lab).shape)
+            assert (row[: shape[0]] == lab).all() and (row[shape[0]:] == -1).all()
+            seen.append(lab)
+    assert seen == list(range(N))
+    collate = pickle.loads(pickle.dumps(PadCollate()))  # spawned workers get a copy
+    plain = next(iter(DataLoader(dset, batch_size=3, collate_fn=collate)))
+    assert plain.seq.shape == (3, 3, 2) and plain.seq[0, 1:].abs().sum() == 0
+
+
+def test_list_collate(rco):
+    dset = make_torch_dataset([rco.arraysets["seq"], rco.arraysets["labels"]])
+    batch = next(iter(DataLoader(dset, batch_size=4, collate_fn=list_collate)))
+    assert isinstance(batch.seq, list) and len(batch.seq) == 4
+    for i, t in enumerate(batch.seq):
+        assert isinstance(t, torch.Tensor) and tuple(t.shape) == seq(i).shape
+    assert [int(t) for t in batch.labels] == [0, 1, 2, 3]
+
+
+# ---- refusals ------------------------------------------------------------------------
+def test_write_checkout_is_refused(data_repo):
+    co = data_repo.checkout(write=True)
+    with pytest.raises(TypeError, match="write-enabled"):
+        make_torch_dataset(pair(co))
+    assert co.diff.status() == "CLEAN"
+    co.close()
+
+
+def test_remote_references_are_reported_before_reading(data_repo, tmp_path):
+    local = {"images": {i: image(i) for i in range(N) if i != 12},
+             "labels": {i: label(i) for i in range(N)}}
+    rc = records_only_copy(data_repo, tmp_path / "clone", local).checkout()
+    with pytest.raises(MissingPayloadError, match=r"'images': 12\b"):
+        make_torch_dataset(pair(rc))
+    dset = make_torch_dataset(pair(rc), keys=[11, 13])
+    assert [int(s.labels) for s in (dset[0], dset[1])] == [11, 13]
+    rc.close()

@@ -1,0 +1,251 @@
+"""Diffs: the staging area, and three-way diffs against branches and commits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hangar_git import ClosedError
+from hangar_git.diff import BranchDiff, Changes, ConflictRecords, DiffRecords
+
+EMPTY = Changes((), (), ())
+NO_CONFLICT = ConflictRecords((), (), (), (), False)
+
+
+def v(x: int) -> np.ndarray:
+    return np.array([x, -x], dtype=np.int64)
+
+
+def commit_on(repo, branch, change, message="change"):
+    co = repo.checkout(write=True, branch=branch)
+    try:
+        change(co)
+        return co.commit(message)
+    finally:
+        co.close()
+
+
+@pytest.fixture
+def base(repo):
+    def fill(co):
+        x = co.arraysets.init_arrayset("x", prototype=v(0))
+        with x:
+            for i in range(6):
+                x[i] = v(i)
+        y = co.arraysets.init_arrayset("y", prototype=v(0))
+        y["s"] = v(1)
+        co.metadata["m"] = "base"
+
+    commit_on(repo, "master", fill, "base")
+    repo.create_branch("dev")
+    return repo
+
+
+# --------------------------------------------------------------------------
+# staged diff and status
+# --------------------------------------------------------------------------
+def test_staged_diff_and_status(base):
+    co = base.checkout(write=True)
+    assert co.diff.status() == "CLEAN"
+    assert co.diff.staged().empty
+    x = co.arraysets["x"]
+    x[0] = v(100)  # mutation
+    x[10] = v(10)  # addition
+    del x[1]  # removal
+    x[2] = v(2)  # same value: no change
+    co.metadata["m"] = "new"
+    co.metadata["k"] = "added"
+    co.arraysets.remove_aset("y")
+    z = co.arraysets.init_arrayset("z", prototype=v(0))
+    z[7] = v(7)
+    d = co.diff.staged()
+    assert co.diff.status() == "DIRTY"
+    assert d.aset == Changes(("z",), ("y",), ())
+    assert d.meta == Changes(("k",), (), ("m",))
+    assert d.samples["x"] == Changes((10,), (1,), (0,))
+    assert d.samples["y"] == Changes((), ("s",), ())
+    assert d.samples["z"] == Changes((7,), (), ())
+    co.close()
+
+
+def test_staged_schema_mutation(base):
+    co = base.checkout(write=True)
+    co.arraysets.remove_aset("y")
+    co.arraysets.init_arrayset("y", prototype=np.zeros(3, np.float32))
+    assert co.diff.staged().aset == Changes((), (), ("y",))
+    co.close()
+
+
+def test_changes_that_cancel_out_are_clean(base):
+    co = base.checkout(write=True)
+    co.arraysets["x"][99] = v(99)
+    del co.arraysets["x"][99]
+    co.metadata["tmp"] = "1"
+    del co.metadata["tmp"]
+    assert co.diff.status() == "CLEAN"
+    co.close()
+
+
+# --------------------------------------------------------------------------
+# branch and commit diffs
+# --------------------------------------------------------------------------
+def _diverge(repo):
+    def on_dev(co):
+        x = co.arraysets["x"]
+        x[0] = v(-100)
+        x[20] = v(20)
+        del x[3]
+        co.metadata["d"] = "dev"
+        w = co.arraysets.init_arrayset("w", prototype=v(0))
+        w[1] = v(1)
+
+    def on_master(co):
+        co.arraysets["x"][1] = v(-1)
+        co.metadata["m"] = "master"
+        co.arraysets.remove_aset("y")
+
+    dev = commit_on(repo, "dev", on_dev)
+    master = commit_on(repo, "master", on_master)
+    return master, dev
+
+
+def test_branch_diff_has_both_sides_incoming_and_conflicts(base):
+    base_sha = base.log(return_contents=True)["head"]
+    _, dev = _diverge(base)
+    co = base.checkout()
+    result = co.diff.branch("dev")
+    assert isinstance(result, tuple) and len(result) == 2
+    changes, conflicts = result
+    assert isinstance(changes, BranchDiff) and changes.base == base_sha
+    assert changes.master == DiffRecords(
+        Changes((), ("y",), ()),
+        Changes((), (), ("m",)),
+        {"x": Changes((), (), (1,)), "y": Changes((), ("s",), ())},
+    )
+    assert changes.dev == DiffRecords(
+        Changes(("w",), (), ()),
+        Changes(("d",), (), ()),
+        {"x": Changes((20,), (3,), (0,)), "w": Changes((1,), (), ())},
+    )
+    assert changes.incoming == changes.dev  # dev's changes touch nothing master changed
+    assert conflicts == {
+        "aset": NO_CONFLICT,
+        "meta": NO_CONFLICT,
+        "sample": {"x": NO_CONFLICT},
+        "conflict_found": False,
+    }
+    # the same through a commit hash (or a unique prefix of it)
+    assert co.diff.commit(dev[:10]) == result
+    co.close()
+
+
+def test_diff_from_the_other_side(base):
+    _diverge(base)
+    co = base.checkout(branch="dev")
+    changes, conflicts = co.diff.branch("master")
+    co.close()
+    assert changes.incoming.aset == Changes((), ("y",), ())
+    assert changes.incoming.samples == {"x": Changes((), (), (1,)), "y": Changes((), ("s",), ())}
+    assert not conflicts["conflict_found"]
+
+
+def test_incoming_leaves_out_what_master_already_has_and_conflicts(base):
+    def on_dev(co):
+        x = co.arraysets["x"]
+        x[0] = v(7)  # also done on master
+        x[1] = v(8)  # conflicts with master
+        x[2] = v(9)  # dev only
+        co.metadata["m"] = "dev"
+
+    def on_master(co):
+        x = co.arraysets["x"]
+        x[0] = v(7)
+        x[1] = v(6)
+        co.metadata["m"] = "dev"
+
+    commit_on(base, "dev", on_dev)
+    commit_on(base, "master", on_master)
+    co = base.checkout()
+    changes, conflicts = co.diff.branch("dev")
+    co.close()
+    assert changes.dev.samples["x"] == Changes((), (), (0, 1, 2))
+    assert changes.incoming.samples["x"] == Changes((), (), (2,))
+    assert changes.incoming.meta == EMPTY
+    assert conflicts["sample"]["x"] == ConflictRecords((), (), (), (1,), True)
+    assert conflicts["meta"] == NO_CONFLICT
+
+
+def test_fast_forward_diff(base):
+    commit_on(base, "dev", lambda co: co.arraysets["x"].add(v(50), 50))
+    co = base.checkout()
+    changes, conflicts = co.diff.branch("dev")
+    assert changes.base == co.commit_hash
+    co.close()
+    assert changes.master == DiffRecords(EMPTY, EMPTY, {})
+    assert changes.incoming.samples == {"x": Changes((50,), (), ())}
+    assert conflicts["sample"] == {} and not conflicts["conflict_found"]
+
+
+def test_diff_against_an_ancestor_brings_nothing(base):
+    commit_on(base, "master", lambda co: co.metadata.add("n", "1"))
+    co = base.checkout()
+    changes, _ = co.diff.branch("dev")
+    co.close()
+    assert changes.dev == DiffRecords(EMPTY, EMPTY, {})
+    assert changes.incoming == DiffRecords(EMPTY, EMPTY, {})
+    assert changes.master.meta == Changes(("n",), (), ())
+
+
+def test_diff_errors(base):
+    co = base.checkout()
+    with pytest.raises(ValueError):
+        co.diff.branch("no-such-branch")
+    with pytest.raises(ValueError):
+        co.diff.branch("bad name")
+    with pytest.raises(ValueError):
+        co.diff.commit("0123456789abcdef")
+    with pytest.raises(ValueError):
+        co.diff.commit("not-a-hash")
+    d = co.diff
+    co.close()
+    with pytest.raises(ClosedError):
+        d.branch("dev")
+
+
+# --------------------------------------------------------------------------
+# write checkouts: staged changes count on the master side
+# --------------------------------------------------------------------------
+def test_write_checkout_diff_includes_staged_changes(base):
+    commit_on(
+        base, "dev", lambda co: (co.arraysets["x"].add(v(-4), 4), co.metadata.add("m", "dev"))
+    )
+    co = base.checkout(write=True)
+    head = co.commit_hash
+    _, conflicts = co.diff.branch("dev")
+    assert not conflicts["conflict_found"]
+    co.arraysets["x"][4] = v(444)  # staged: conflicts with dev's change
+    co.metadata["m"] = "dev"  # staged: the same as dev's change
+    co.metadata["local"] = "1"
+    changes, conflicts = co.diff.branch("dev")
+    assert conflicts["sample"]["x"] == ConflictRecords((), (), (), (4,), True)
+    assert conflicts["meta"] == NO_CONFLICT
+    assert changes.master.samples["x"] == Changes((), (), (4,))
+    assert changes.master.meta == Changes(("local",), (), ("m",))
+    assert changes.incoming.meta == EMPTY and changes.incoming.samples == {}
+    # the diff committed nothing and kept the staged changes
+    assert co.commit_hash == head and co.diff.status() == "DIRTY"
+    assert co.diff.staged().samples["x"] == Changes((), (), (4,))
+    co.arraysets["x"][4] = v(-4)  # now the same as dev: no conflict
+    _, conflicts = co.diff.branch("dev")
+    assert not conflicts["conflict_found"]
+    co.close()
+
+
+def test_write_checkout_diff_with_staged_arrayset_changes(base):
+    commit_on(base, "dev", lambda co: co.arraysets["y"].add(v(2), "t"))
+    co = base.checkout(write=True)
+    co.arraysets.remove_aset("y")
+    changes, conflicts = co.diff.branch("dev")
+    assert changes.master.aset == Changes((), ("y",), ())
+    assert conflicts["aset"] == ConflictRecords((), ("y",), (), (), True)
+    co.close()

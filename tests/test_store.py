@@ -1,0 +1,228 @@
+"""Unit tests of the payload store: digests, packs, the index, checksums."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hangar_git.errors import IntegrityError, MissingPayloadError
+from hangar_git.store import PackStore, array_digest, payload_from_array
+
+
+@pytest.fixture
+def store(tmp_path) -> PackStore:
+    s = PackStore(tmp_path / "store")
+    s.create()
+    return s
+
+
+def put(store: PackStore, arrays: list[np.ndarray]) -> list[bytes]:
+    w = store.writer()
+    try:
+        out = []
+        for a in arrays:
+            p = payload_from_array(a)
+            w.add(p)
+            out.append(p.digest)
+        w.flush()
+        return out
+    finally:
+        w.close()
+
+
+def read_all(store: PackStore, digests: list[bytes]) -> list[np.ndarray]:
+    r = store.reader()
+    try:
+        locs = r.locate_many(digests)
+        return [r.read(locs[d], d) for d in digests]
+    finally:
+        r.close()
+
+
+def pack_bytes(store: PackStore) -> int:
+    return sum(p.stat().st_size for p in store.packs_dir.glob("*.pack"))
+
+
+# --------------------------------------------------------------------------
+# digests
+# --------------------------------------------------------------------------
+def test_digest_covers_dtype_shape_and_bytes():
+    a = np.arange(12, dtype=np.uint8)
+    d = array_digest(a)
+    assert len(d) == 20
+    assert array_digest(a.copy()) == d
+    assert array_digest(a.reshape(3, 4)) != d             # same bytes, other shape
+    assert array_digest(a.view(np.int8)) != d              # same bytes, other dtype
+    b = a.copy()
+    b[5] += 1
+    assert array_digest(b) != d
+    assert array_digest(np.array(3.0)) != array_digest(np.array([3.0]))  # rank 0 vs 1
+
+
+# --------------------------------------------------------------------------
+# write and read
+# --------------------------------------------------------------------------
+def test_roundtrip_many_kinds(store):
+    rng = np.random.default_rng(1)
+    arrays = [
+        rng.integers(0, 255, (28, 28), dtype=np.uint8),
+        rng.random((3, 5)),
+        np.arange(7, dtype=np.int64),
+        (rng.random(100) > 0.5),
+        (rng.random(4) + 1j * rng.random(4)).astype(np.complex64),
+        np.array(2.5, dtype=np.float32),
+        rng.random((400, 400)).astype(np.float32),   # large: its own block
+        np.zeros((256, 256), np.float64),            # very compressible
+    ]
+    digests = put(store, arrays)
+    got = read_all(store, digests)
+    for a, g in zip(arrays, got, strict=True):
+        assert g.dtype == a.dtype and g.shape == a.shape
+        np.testing.assert_array_equal(g, a)
+        assert g.flags.writeable and g.flags.c_contiguous
+    r = store.reader()
+    locs = r.locate_many(digests)
+    many = r.read_many([locs[d] for d in reversed(digests)])
+    for a, g in zip(reversed(arrays), many, strict=True):
+        np.testing.assert_array_equal(g, a)
+    for d, a in zip(digests, arrays, strict=True):
+        np.testing.assert_array_equal(r.get(d), a)
+    r.close()
+
+
+def test_small_arrays_share_blocks_and_compress(store):
+    arrays = [np.full(100, i % 7, np.int32) for i in range(1000)]
+    digests = put(store, arrays)
+    r = store.reader()
+    locs = r.locate_many(digests)
+    assert len({(loc.pack, loc.boff) for loc in locs.values()}) < 10
+    r.close()
+    distinct = 7 * 100 * 4
+    assert pack_bytes(store) < 4 * distinct + 4096  # dedup: 7 distinct payloads
+
+
+def test_identical_payloads_stored_once(store):
+    a = np.random.default_rng(2).random(5000)
+    put(store, [a, a.copy()])
+    size = pack_bytes(store)
+    put(store, [a])  # a later writer also finds it already stored
+    assert pack_bytes(store) == size
+    assert size < a.nbytes * 1.1
+
+
+def test_incompressible_data_stays_near_raw_size(store):
+    rng = np.random.default_rng(3)
+    arrays = [rng.integers(0, 256, 4096, dtype=np.uint8) for _ in range(300)]
+    put(store, arrays)
+    raw = sum(a.nbytes for a in arrays)
+    assert raw <= pack_bytes(store) < raw * 1.05
+
+
+def test_missing_payload(store):
+    r = store.reader()
+    d = array_digest(np.zeros(3))
+    assert r.locate_many([d]) == {}
+    assert r.locate(d) is None and not r.contains(d)
+    with pytest.raises(MissingPayloadError):
+        r.get(d)
+    with pytest.raises(FileNotFoundError):  # MissingPayloadError is a FileNotFoundError
+        r.get(d)
+    r.close()
+
+
+def test_pending_location_flushes_queued_payload(store):
+    w = store.writer()
+    p = payload_from_array(np.arange(10, dtype=np.int16))
+    w.add(p)
+    loc = w.pending_location(p.digest)
+    assert loc is not None
+    r = store.reader()
+    assert r.locate(p.digest) == loc  # already visible to other readers
+    assert r.read(loc, p.digest).tolist() == list(range(10))
+    r.close()
+    w.close()
+
+
+def test_writer_appends_after_torn_tail(store):
+    a = np.arange(1000, dtype=np.float64)
+    (da,) = put(store, [a])
+    pack = next(store.packs_dir.glob("*.pack"))
+    with open(pack, "ab") as fh:  # a killed writer left half a block
+        fh.write(b"HGB1" + os.urandom(300))
+    b = np.arange(1000, dtype=np.float64) * 2
+    (db,) = put(store, [b])
+    got = read_all(store, [da, db])
+    np.testing.assert_array_equal(got[0], a)
+    np.testing.assert_array_equal(got[1], b)
+
+
+def test_reader_survives_fork(store):
+    arrays = [np.full(10, i, np.int64) for i in range(20)]
+    digests = put(store, arrays)
+    r = store.reader()
+    r.get(digests[0])  # handles opened in the parent
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        ok = all((r.get(d) == i).all() for i, d in enumerate(digests))
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert (r.get(digests[5]) == 5).all()
+    r.close()
+
+
+# --------------------------------------------------------------------------
+# checksums
+# --------------------------------------------------------------------------
+def _corrupt(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("where", ["header", "body", "last"])
+def test_corrupt_block_is_detected(store, where):
+    rng = np.random.default_rng(4)
+    arrays = [rng.random(300) for _ in range(5)]
+    digests = put(store, arrays)
+    pack = next(store.packs_dir.glob("*.pack"))
+    size = pack.stat().st_size
+    _corrupt(pack, {"header": 1, "body": size // 2, "last": size - 1}[where])
+    r = store.reader()
+    locs = r.locate_many(digests)
+    with pytest.raises(IntegrityError):
+        for d in digests:
+            r.read(locs[d])
+    with pytest.raises(IntegrityError):
+        r.read_many([locs[d] for d in digests])
+    r.close()
+
+
+def test_truncated_or_missing_pack_is_detected(store):
+    digests = put(store, [np.random.default_rng(5).random(2000)])
+    pack = next(store.packs_dir.glob("*.pack"))
+    with open(pack, "r+b") as fh:
+        fh.truncate(pack.stat().st_size - 10)
+    with pytest.raises(IntegrityError):
+        read_all(store, digests)
+    pack.unlink()
+    with pytest.raises(IntegrityError):
+        read_all(store, digests)
+
+
+def test_corruption_detected_through_checkout(written_repo):
+    from hangar_git import IntegrityError as PublicIntegrityError
+
+    packs = sorted((Path(written_repo._hdir) / "store" / "packs").glob("*.pack"))
+    for p in packs:
+        _corrupt(p, p.stat().st_size - 1)
+    rc = written_repo.checkout()
+    with pytest.raises(PublicIntegrityError):
+        for k in rc.arraysets["aset"]:
+            rc.arraysets["aset"][k]
+    with pytest.raises(RuntimeError):  # IntegrityError is a RuntimeError
+        rc.arraysets["aset"].get_batch(list(rc.arraysets["aset"].keys()))
+    rc.close()

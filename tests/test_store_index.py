@@ -1,0 +1,277 @@
+"""The store's index (sorted segments), the git object packs written by commits,
+the batched staging journal lines, and the bulk read paths built on them."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pygit2
+import pytest
+
+from hangar_git.errors import IntegrityError
+from hangar_git.records.objpack import object_id, write_trees
+from hangar_git.records.staging import Journal
+from hangar_git.store import PackStore, payload_from_array
+from hangar_git.store.packs import ENTRY, _lookup_runs, _Run, _sorted
+
+
+@pytest.fixture
+def store(tmp_path) -> PackStore:
+    s = PackStore(tmp_path / "store")
+    s.create()
+    return s
+
+
+def _segments(store: PackStore) -> list[tuple[int, int]]:
+    con = sqlite3.connect(store.index_path)
+    try:
+        return con.execute("SELECT id, n FROM segments ORDER BY id").fetchall()
+    finally:
+        con.close()
+
+
+def test_one_flush_per_add_keeps_few_segments_and_every_entry(store):
+    w = store.writer()
+    arrays = [np.full(3, i, np.int32) for i in range(300)]
+    for a in arrays:  # a flush per add: the durable path outside `with`
+        w.add(payload_from_array(a))
+        w.flush()
+    w.close()
+    segs = _segments(store)
+    assert sum(n for _, n in segs) == 300
+    assert len(segs) <= 12  # merged as they pile up: O(log n) segments
+    r = store.reader()
+    assert r.count() == 300
+    digests = [payload_from_array(a).digest for a in arrays]
+    locs = r.locate_many(digests)
+    assert len(locs) == 300
+    for d, a in zip(digests, arrays, strict=True):
+        np.testing.assert_array_equal(r.read(locs[d], d), a)
+    found, e = r.lookup([*digests[::-1], b"\x00" * 20, b"short"])
+    assert found.tolist() == [True] * 300 + [False, False]
+    got = r.gather(e[:300])
+    for g, a in zip(got, arrays[::-1], strict=True):
+        np.testing.assert_array_equal(g, a)
+        assert g.flags.writeable
+    r.close()
+
+
+def test_reader_sees_segments_written_after_it_opened(store):
+    r = store.reader()
+    a = np.arange(5.0)
+    d = payload_from_array(a).digest
+    assert r.locate(d) is None
+    w = store.writer()
+    w.add(payload_from_array(a))
+    w.close()
+    np.testing.assert_array_equal(r.get(d), a)  # a miss reloads the index
+    r.close()
+
+
+def test_lookup_handles_digests_sharing_their_first_8_bytes():
+    rng = np.random.default_rng(0)
+    base = bytes(rng.integers(0, 256, 20, dtype=np.uint8))
+    digests = [base[:8] + bytes(rng.integers(0, 256, 12, dtype=np.uint8)) for _ in range(5)]
+    digests.append(bytes(20))
+    e = np.zeros(len(digests), ENTRY)
+    q = np.frombuffer(b"".join(digests), dtype=[("key", ">u8"), ("tail", "V12")])
+    e["key"], e["tail"] = q["key"], q["tail"]
+    e["block"] = np.arange(len(digests))
+    e = _sorted(e)
+    run = _Run(1, e["key"].astype(np.uint64), e)
+    other = base[:8] + bytes(12)
+    found, got = _lookup_runs([run], [*digests[::-1], other])
+    assert found.tolist() == [True] * len(digests) + [False]
+    assert got["block"][: len(digests)].tolist() == list(range(len(digests)))[::-1]
+
+
+def test_remove_and_relocate_rewrite_the_segments(store):
+    w = store.writer()
+    arrays = [np.full(50, i, np.float64) for i in range(40)]
+    ps = [payload_from_array(a) for a in arrays]
+    for p in ps:
+        w.add(p)
+    w.flush()
+    assert w.remove([p.digest for p in ps[:10]] + [b"\x01" * 20]) == 10
+    moved = w.relocate(ps[10:20])
+    old_pack = min(store.pack_numbers())
+    assert {loc.pack for loc in moved.values()} == {max(store.pack_numbers())}
+    with pytest.raises(ValueError):
+        w.drop_pack(old_pack)  # ps[20:] still live in it
+    w.close()
+    r = store.reader()
+    assert r.count() == 30
+    locs = r.locate_many([p.digest for p in ps])
+    assert set(locs) == {p.digest for p in ps[10:]}
+    for p, a in zip(ps[10:], arrays[10:], strict=True):
+        assert locs[p.digest] == moved.get(p.digest, locs[p.digest])
+        np.testing.assert_array_equal(r.read(locs[p.digest], p.digest), a)
+    r.close()
+
+
+def test_damaged_segment_is_refused_not_misread(store):
+    w = store.writer()
+    a = np.arange(100, dtype=np.int64)
+    p = payload_from_array(a)
+    w.add(p)
+    w.close()
+    con = sqlite3.connect(store.index_path)
+    blob = bytearray(con.execute("SELECT entries FROM segments").fetchone()[0])
+    blob[24] ^= 0xFF  # the item offset of the entry
+    con.execute("UPDATE segments SET entries=?", (bytes(blob),))
+    con.commit()
+    con.close()
+    r = store.reader()
+    assert r.locate(p.digest) is None
+    assert r.damaged_segments and p.digest in r.bad_rows
+    r.close()
+
+
+def test_damaged_block_row_is_refused(store):
+    w = store.writer()
+    p = payload_from_array(np.arange(10, dtype=np.int16))
+    w.add(p)
+    w.close()
+    con = sqlite3.connect(store.index_path)
+    con.execute("UPDATE blocks SET boff = boff + 1")
+    con.commit()
+    con.close()
+    r = store.reader()
+    assert r.locate(p.digest) is None and p.digest in r.bad_rows
+    found, e = r.lookup([p.digest])
+    assert found.all()
+    with pytest.raises(IntegrityError):
+        r.read_entry(int(e["block"][0]), int(e["ioff"][0]), int(e["kind"][0]))
+    r.close()
+
+
+def test_index_of_the_first_layout_is_upgraded(tmp_path):
+    root = tmp_path / "store"
+    (root / "packs").mkdir(parents=True)
+    s = PackStore(root)
+    a = np.arange(7, dtype=np.int64)
+    p = payload_from_array(a)
+    from hangar_git.store.packs import encode_block
+
+    block = encode_block(bytes(p.data), 8)
+    (root / "packs" / "00000001.pack").write_bytes(block)
+    con = sqlite3.connect(s.index_path)
+    con.executescript(
+        "CREATE TABLE payloads (digest BLOB PRIMARY KEY, pack INTEGER, boff INTEGER,"
+        " blen INTEGER, ioff INTEGER, ilen INTEGER, kind INTEGER) WITHOUT ROWID;"
+        "CREATE TABLE kinds (id INTEGER PRIMARY KEY, kind TEXT NOT NULL UNIQUE);"
+    )
+    con.execute("INSERT INTO kinds VALUES (1, ?)", (p.kind,))
+    con.execute("INSERT INTO payloads VALUES (?,?,?,?,?,?,?)",
+                (p.digest, 1, 0, len(block), 0, len(p.data), 1))
+    con.commit()
+    con.close()
+    r = s.reader()
+    np.testing.assert_array_equal(r.get(p.digest), a)
+    assert r.count() == 1
+    r.close()
+
+
+def test_commit_trees_written_as_a_pack_are_valid_git(repo):
+    git = repo._git_repo()
+    rng = np.random.default_rng(1)
+    trees = [b"160000 i:%d\x00" % i + bytes(rng.integers(0, 256, 20, dtype=np.uint8))
+             for i in range(100)]
+    oids = write_trees(git, trees)
+    assert oids == [object_id(2, t) for t in trees]
+    assert list((Path(git.path) / "objects" / "pack").glob("pack-*.idx"))
+    fresh = pygit2.Repository(git.path)
+    for oid, t in zip(oids, trees, strict=True):
+        assert fresh.odb.read(pygit2.Oid(raw=oid))[1] == t
+    # and a real commit made that way passes git fsck
+    co = repo.checkout(write=True)
+    aset = co.arraysets.init_arrayset("x", shape=(3,), dtype=np.uint8)
+    with aset:
+        for i in range(20_000):
+            aset[i] = np.array([i % 256, i // 256 % 256, 7], np.uint8)
+    co.commit("many leaves")
+    co.close()
+    res = subprocess.run(["git", "fsck", "--full", "--strict"], cwd=repo.path,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rc = repo.checkout()
+    assert (rc.arraysets["x"][12345] == [12345 % 256, 12345 // 256 % 256, 7]).all()
+    rc.close()
+
+
+def test_batched_sample_lines_replay_and_a_torn_batch_is_dropped(tmp_path):
+    path = tmp_path / "journal"
+    j = Journal.open(path, "master", None)
+    j.record("S", "a", "{}")
+    j.batching += 1
+    for i in range(5):
+        j.record_sample("a", f"i:{i}", bytes([i]) * 20)
+        j.record_sample("b", f"i:{i}", bytes([9]) * 20)
+    j.record_sample("a", "i:0", bytes([7]) * 20)  # later write of the same key wins
+    j.batching -= 1
+    j.sync()
+    j.close()
+    data = path.read_bytes()
+    assert data.count(b"\nB\t") == 2
+    j2 = Journal.open(path, "master", None)
+    assert j2.asets["a"].samples == {f"i:{i}": bytes([i]) * 20 for i in range(1, 5)} | {
+        "i:0": bytes([7]) * 20}
+    assert len(j2.asets["b"].samples) == 5
+    j2.close()
+    path.write_bytes(data[:-7])  # the last B line cut short: its whole batch goes
+    j3 = Journal.open(path, "master", None)
+    assert not j3.asets["a"].samples and not j3.asets.get("b")
+    j3.close()
+    line = "B\ta\ti:1"
+    assert zlib.crc32(line.encode())  # odd field count is refused on replay
+    with pytest.raises(RuntimeError):
+        Journal(path)._apply(line.split("\t"))
+
+
+def test_bulk_paths_agree_with_key_by_key(repo):
+    co = repo.checkout(write=True)
+    imgs = co.arraysets.init_arrayset("imgs", shape=(4, 5), dtype=np.float32)
+    var = co.arraysets.init_arrayset("var", shape=(6,), dtype=np.int16, variable_shape=True)
+    rng = np.random.default_rng(2)
+    data = {i: rng.random((4, 5)).astype(np.float32) for i in range(3000)}
+    vdata = {f"k{i}": np.arange(i % 6 + 1, dtype=np.int16) * i for i in range(200)}
+    with imgs, var:
+        for k, v in data.items():
+            imgs[k] = v
+        for k, v in vdata.items():
+            var[k] = v
+    imgs[5] = data[5] = np.zeros((4, 5), np.float32)  # dedup with nothing, outside `with`
+    # staged (not committed) samples read back through every path
+    assert all(np.array_equal(a, data[k]) for k, a in zip(data, imgs.get_batch(list(data)),
+                                                          strict=True))
+    co.commit("c")
+    committed = dict(data)
+    del imgs[7]
+    staged = dict(data)
+    staged.pop(7)
+    for r, data in ((co, staged), (repo.checkout(write=False), committed)):
+        a, v = r.arraysets["imgs"], r.arraysets["var"]
+        keys = list(a.keys())
+        assert sorted(keys) == sorted(data)
+        got = a.get_batch(keys)
+        vals = list(a.values(batch_size=333))
+        items = dict(a.items(batch_size=1000))
+        for k, g, val in zip(keys, got, vals, strict=True):
+            np.testing.assert_array_equal(g, data[k])
+            np.testing.assert_array_equal(val, data[k])
+            np.testing.assert_array_equal(items[k], data[k])
+            np.testing.assert_array_equal(a[k], data[k])
+        got[0][...] = -1  # each array is its own
+        assert not (got[1] == -1).all()
+        vk = list(v.keys())
+        for k, g in zip(vk, v.get_batch(vk), strict=True):
+            np.testing.assert_array_equal(g, vdata[k])
+        with pytest.raises(KeyError):
+            a.get_batch([1, 2, 10**6])
+        if r is not co:
+            r.close()
+    co.close()
