@@ -8,7 +8,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .dataloaders import make_numpy_loader, make_tf_dataset, make_torch_dataset
-from .errors import (  # noqa: E402
+from .errors import (
     ClosedError,
     FormatVersionError,
     HangarError,
@@ -18,7 +18,7 @@ from .errors import (  # noqa: E402
     NotInitializedError,
     WriterLockError,
 )
-from .repository import Repository  # noqa: E402
+from .repository import Repository
 
 __all__ = [
     "ClosedError",

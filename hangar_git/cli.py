@@ -1282,9 +1282,10 @@ def render_manpage() -> str:
 
 
 # commands that live in their own modules
-from . import cli_remote  # noqa: E402
+from . import cli_maint, cli_remote  # noqa: E402
 
 cli_remote.register(main)
+cli_maint.register(main)
 
 __all__ = [
     "CLIError",

@@ -16,7 +16,7 @@ import pygit2
 from filelock import FileLock, Timeout
 
 from . import __version__
-from .checkout import ReaderCheckout, WriterCheckout, _LIVE_WRITERS
+from .checkout import _LIVE_WRITERS, ReaderCheckout, WriterCheckout
 from .errors import NotInitializedError, WriterLockError
 from .gitutil import (
     HEADS,
@@ -257,8 +257,12 @@ class Repository:
             if co._repo._hdir == self._hdir:
                 co.close()
         if self.writer_lock_held:
+            # the other process keeps its (now orphaned) locks on the old files;
+            # the payload store's lock goes with the writer's, or the next
+            # writer would wait on it
             (self._hdir / "writer.lock").unlink(missing_ok=True)
             (self._hdir / "writer.json").unlink(missing_ok=True)
+            (self._store.root / "write.lock").unlink(missing_ok=True)
         return True
 
     # ---- checkouts ---------------------------------------------------------------
@@ -321,7 +325,8 @@ class Repository:
         try:
             clear_stale_ref_locks(git)
             head = branch_head(git, branch)
-            if head is None and self._has_commits():
+            if head is None and (branch != "master" or self._has_commits()):
+                # before the first commit only master exists (as in the reference)
                 raise ValueError(f"no branch named {branch!r}")
             journal = Journal.open(self._journal_path(), branch, head)
             try:

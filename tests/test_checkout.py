@@ -130,6 +130,11 @@ def test_force_release_breaks_lock_of_other_process(repo):
         assert repo.writer_lock_held
         assert repo.force_release_writer_lock() is True
         assert not repo.writer_lock_held
+        # a new writer opens at once: the payload store's lock went too
+        start = time.monotonic()
+        co = repo.checkout(write=True)
+        assert time.monotonic() - start < 10
+        co.close()
     finally:
         child.kill()
         child.wait()
@@ -557,3 +562,10 @@ def test_closed_writer_objects_raise(written_repo):
     co = written_repo.checkout(write=True)
     assert co.diff.status() == "CLEAN"
     co.close()
+
+
+def test_first_commit_goes_to_master_only(repo):
+    with pytest.raises(ValueError, match="no branch named 'dev'"):
+        repo.checkout(write=True, branch="dev")
+    assert not repo.writer_lock_held
+    assert repo.list_branches() == ["master"]

@@ -240,6 +240,21 @@ def test_damaged_block_row(history):
     co.close()
 
 
+def test_damaged_kind_row(history):
+    """A kind header changed to another valid one never yields wrong-shaped arrays."""
+    repo, c = history
+    con = sqlite3.connect(repo._store.index_path)
+    con.execute("UPDATE kinds SET kind='<i4|11' WHERE kind='<i4|12'")
+    con.commit()
+    con.close()
+    rep = verify(repo)
+    got = rep.damaged_samples()
+    assert got == read_failures(repo, c.values())
+    assert {n for v in got.values() for n, _ in v} == {"s"}
+    assert sum(len(v) for v in got.values()) == rep.samples - 9  # all but the 3 x 3 "b"
+    assert all("kind row" in s.problem for s in rep.damaged)
+
+
 def test_damaged_index_segment(history):
     repo, c = history
     con = sqlite3.connect(repo._store.index_path)

@@ -162,14 +162,21 @@ def test_bad_branch_name_changes_nothing(written_repo, name):
     assert repo.list_branches() == ["master"]
 
 
-def test_first_commit_on_a_bad_branch_name_is_refused_up_front(repo):
-    # before any commit exists, a writer may start a branch of any valid name;
-    # an invalid one must fail at checkout, not half-way through a commit
+def test_bad_branch_name_is_refused_up_front(repo):
+    # an invalid name must fail at checkout, not half-way through a commit
     for name in (".dev", "dev.", "a..b"):
         with pytest.raises(ValueError):
             repo.checkout(write=True, branch=name)
-    co = repo.checkout(write=True, branch="dev")
+    co = repo.checkout(write=True)
     co.metadata["k"] = "v"
+    first = co.commit("first on master")
+    co.close()
+    for name in (".dev", "dev.", "a..b"):
+        with pytest.raises(ValueError):
+            repo.create_branch(name)
+    repo.create_branch("dev", first)
+    co = repo.checkout(write=True, branch="dev")
+    co.metadata["k"] = "w"
     sha = co.commit("first on dev")
     co.close()
     assert repo.log(branch="dev", return_contents=True)["head"] == sha

@@ -117,15 +117,17 @@ def test_choose_fanout_steps_and_hysteresis():
     assert choose_fanout(1024, None) == ()
     assert choose_fanout(1025, None) == (2,)
     assert choose_fanout(262_144, None) == (2,)
-    assert choose_fanout(262_145, None) == (3,)
+    assert choose_fanout(262_145, None) == (2, 1)
     assert choose_fanout(5_000_000, None) == (2, 2)
     # grows at once, shrinks only well below the bound
     assert choose_fanout(1025, ()) == (2,)
     assert choose_fanout(1000, (2,)) == (2,)
     assert choose_fanout(256, (2,)) == (2,)
     assert choose_fanout(255, (2,)) == ()
-    assert choose_fanout(200_000, (3,)) == (3,)
-    assert choose_fanout(10, (3,)) == ()
+    assert choose_fanout(200_000, (2, 1)) == (2, 1)
+    assert choose_fanout(10, (2, 1)) == ()
+    # a layout no step uses (older repositories) is replaced by the step's own
+    assert choose_fanout(200_000, (3,)) == (2,)
 
 
 # --------------------------------------------------------------------------
@@ -391,3 +393,21 @@ def test_journal_rewrite_is_atomic_replace(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert p.read_bytes() == before  # the old journal is intact
     j.close()
+
+
+@pytest.mark.parametrize("fanout", [(2, 1), (3,), (2, 2)])
+def test_every_layout_reads_back_and_updates_in_place(git, fanout):
+    """Layouts are read from the tree's shape: (2, 1) is the one used past
+    262,144 samples, (3,) the one older repositories may hold."""
+    recs = records(3000)
+    oid = write_samples(git, recs, fanout)
+    sr = SampleRecords(git, oid)
+    assert sr.fanout == fanout
+    assert dict(sr.items()) == recs
+    assert sr.get("i:1234") == recs["i:1234"]
+    changes = {"i:5": digest("new"), "i:6": None, "i:99999": digest("x")}
+    new = SampleRecords(git, build_samples(git, sr, changes))
+    expect = dict(recs)
+    expect.update({"i:5": digest("new"), "i:99999": digest("x")})
+    del expect["i:6"]
+    assert dict(new.items()) == expect

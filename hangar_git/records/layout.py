@@ -103,7 +103,7 @@ Fanout = tuple[int, ...]  # hex digits per level, () is flat
 _FANOUT_STEPS: tuple[tuple[int, Fanout], ...] = (
     (1_024, ()),
     (262_144, (2,)),
-    (4_194_304, (3,)),
+    (4_194_304, (2, 1)),
     (1 << 62, (2, 2)),
 )
 

@@ -4,7 +4,7 @@ Layout under the store directory::
 
     index.sqlite          blocks:   block id -> (pack, offset, length, row check)
                           segments: sorted runs of index entries, one row each
-                          kinds:    kind id -> kind header ("<dtype>|<shape>")
+                          kinds:    kind id -> (kind header "<dtype>|<shape>", row check)
     packs/00000001.pack   blocks, appended, never rewritten in place
 
 A block is a 20-byte header (magic, codec, raw length, CRC-32 of the stored
@@ -44,9 +44,9 @@ from typing import NamedTuple
 
 import blosc2
 import numpy as np
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
-from ..errors import IntegrityError, MissingPayloadError
+from ..errors import IntegrityError, MissingPayloadError, WriterLockError
 from .digest import Payload, digest_bytes, parse_kind
 
 BLOCK_MAGIC = b"HGB1"
@@ -68,12 +68,13 @@ CACHE_BYTES = 64 * 1024**2
 #: bytes of blocks a batch read streams through one buffer
 STREAM_WINDOW = 32 * 1024**2
 #: version of the index layout (``PRAGMA user_version``)
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kinds (
     id   INTEGER PRIMARY KEY,
-    kind TEXT NOT NULL UNIQUE
+    kind TEXT NOT NULL UNIQUE,
+    chk  INTEGER
 );
 CREATE TABLE IF NOT EXISTS blocks (
     id   INTEGER PRIMARY KEY,
@@ -171,11 +172,29 @@ def _init_index(con: sqlite3.Connection) -> None:
                 if stmt.strip():
                     con.execute(stmt)
             _upgrade_v1(con)
+            _upgrade_v2(con)
             con.execute(f"PRAGMA user_version={INDEX_VERSION}")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+def kind_check(kind_id: int, kind: str) -> int:
+    """CRC-32 binding a kind row together (stored with it, verified on load).
+
+    A damaged kind would make reads return arrays of the wrong dtype or
+    shape: it is refused instead.
+    """
+    return zlib.crc32(f"{kind_id}|{kind}".encode())
+
+
+def _upgrade_v2(con: sqlite3.Connection) -> None:
+    """Give the kind rows of a layout-2 index their row check."""
+    if "chk" not in {r[1] for r in con.execute("PRAGMA table_info(kinds)")}:
+        con.execute("ALTER TABLE kinds ADD COLUMN chk INTEGER")
+    for kid, text in con.execute("SELECT id, kind FROM kinds WHERE chk IS NULL").fetchall():
+        con.execute("UPDATE kinds SET chk=? WHERE id=?", (kind_check(kid, text), kid))
 
 
 def _upgrade_v1(con: sqlite3.Connection) -> None:
@@ -393,6 +412,7 @@ class _IndexUser:
         self._kind_nbytes: dict[int, int] = {}
         self._kind_ids: dict[str, int] = {}
         self._kind_texts: dict[int, str] = {}
+        self._bad_kinds: dict[int, str] = {}  # kind id -> why its row was refused
         self._blockrows: dict[int, tuple[int, int, int] | str] = {}
         self._block_top = 0
         self._segs = _Segments()
@@ -408,9 +428,9 @@ class _IndexUser:
             try:
                 return self._kinds[kind_id]
             except KeyError:
-                raise IntegrityError(
-                    f"payload index {self.store.index_path} names unknown kind {kind_id}"
-                ) from None
+                raise IntegrityError(self._bad_kinds.get(
+                    kind_id, f"payload index {self.store.index_path} names unknown kind {kind_id}"
+                )) from None
 
     def kind_nbytes(self, kind_id: int) -> int:
         """Bytes of one item of kind ``kind_id``."""
@@ -426,19 +446,24 @@ class _IndexUser:
             self._load_kinds()
             text = self._kind_texts.get(kind_id)
             if text is None:
-                raise IntegrityError(
-                    f"payload index {self.store.index_path} names unknown kind {kind_id}"
-                )
+                raise IntegrityError(self._bad_kinds.get(
+                    kind_id, f"payload index {self.store.index_path} names unknown kind {kind_id}"
+                ))
         return text
 
     def _load_kinds(self) -> None:
         with index_guard(self.store.index_path):
-            rows = self._con.execute("SELECT id, kind FROM kinds").fetchall()
-        for kid, text in rows:
+            rows = self._con.execute("SELECT id, kind, chk FROM kinds").fetchall()
+        for kid, text, chk in rows:
             try:
+                if chk is not None and kind_check(kid, text) != chk:
+                    raise ValueError("row check")
                 self._kinds[kid] = parse_kind(text)
-            except (ValueError, TypeError):
-                continue  # a damaged kind: reads naming it fail
+            except (ValueError, TypeError, AttributeError):
+                # a damaged kind: reads naming it fail
+                self._bad_kinds[kid] = (
+                    f"kind row {kid} in {self.store.index_path} fails its check")
+                continue
             self._kind_ids[text] = kid
             self._kind_texts[kid] = text
 
@@ -903,6 +928,10 @@ def _compress_mt(raw: bytes | memoryview, typesize: int, nthreads: int) -> bytes
         blosc2.set_nthreads(old)
 
 
+#: seconds a new store writer waits for another (fetch-data, gc) to finish
+STORE_LOCK_TIMEOUT = 120.0
+
+
 class PackWriter(_IndexUser):
     """The single writer of a store: appends blocks and index entries.
 
@@ -914,14 +943,22 @@ class PackWriter(_IndexUser):
     def __init__(self, store: PackStore) -> None:
         self.store = store
         self._flock = FileLock(str(store.root / "write.lock"), thread_local=False)
-        self._flock.acquire(timeout=600)
+        try:
+            self._flock.acquire(timeout=STORE_LOCK_TIMEOUT)
+        except Timeout:
+            raise WriterLockError(
+                f"the payload store {store.root} stayed locked for {STORE_LOCK_TIMEOUT:.0f} s "
+                "by another process (a write checkout, fetch-data or gc); try again when "
+                "it has finished"
+            ) from None
         try:
             self._con = _connect(store.index_path)
             with index_guard(store.index_path):
                 _init_index(self._con)
                 self._init_tables()
                 self._kind_ids = {
-                    k: i for i, k in self._con.execute("SELECT id, kind FROM kinds")
+                    k: i for i, k, c in self._con.execute("SELECT id, kind, chk FROM kinds")
+                    if c is None or c == kind_check(i, k)
                 }
                 (top,) = self._con.execute("SELECT COALESCE(MAX(id), 0) FROM blocks").fetchone()
             self._next_block = top + 1
@@ -958,8 +995,26 @@ class PackWriter(_IndexUser):
     def _kind_id(self, kind: str) -> int:
         kid = self._kind_ids.get(kind)
         if kid is None:
-            self._con.execute("INSERT OR IGNORE INTO kinds(kind) VALUES (?)", (kind,))
-            kid = self._con.execute("SELECT id FROM kinds WHERE kind=?", (kind,)).fetchone()[0]
+            con = self._con
+            with index_guard(self.store.index_path):
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    row = con.execute("SELECT id, chk FROM kinds WHERE kind=?",
+                                      (kind,)).fetchone()
+                    if row is None:
+                        (kid,) = con.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM kinds"
+                                             ).fetchone()
+                        con.execute("INSERT INTO kinds(id, kind, chk) VALUES (?,?,?)",
+                                    (kid, kind, kind_check(kid, kind)))
+                    elif row[1] is not None and row[1] != kind_check(row[0], kind):
+                        raise IntegrityError(
+                            f"kind row {row[0]} in {self.store.index_path} fails its check")
+                    else:
+                        kid = row[0]
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
             self._kind_ids[kind] = kid
         return kid
 

@@ -32,7 +32,7 @@ from hangar_git.store.digest import array_digest
 from hangar_git.store.packs import ENTRY, entry_digests
 
 SEED = int(os.environ.get("HANGAR_CORRUPTION_SEED", "7"))
-TRIALS = int(os.environ.get("HANGAR_CORRUPTION_TRIALS", "80"))
+TRIALS = int(os.environ.get("HANGAR_CORRUPTION_TRIALS", "88"))
 
 Key = tuple[str, str, Any]  # (commit, arrayset, key)
 
@@ -183,6 +183,19 @@ def damage_segment(rng: random.Random, path: Path, lay: Layout) -> tuple[str, se
     return f"flip a bit of index segment {sid}", lay.segments[sid] & set(lay.locs)
 
 
+def damage_kind_row(rng: random.Random, path: Path, lay: Layout) -> tuple[str, set | None]:
+    """Change a kind header to another valid one (a digit of its shape)."""
+    kid = rng.choice(sorted({loc.kind for loc in lay.locs.values()}))
+    con = sqlite3.connect(path / ".git/hangar/store/index.sqlite")
+    (text,) = con.execute("SELECT kind FROM kinds WHERE id=?", (kid,)).fetchone()
+    dtype, _, shape = text.rpartition("|")
+    new = f"{dtype}|{int(shape.split(',')[0]) - 1}"
+    con.execute("UPDATE kinds SET kind=? WHERE id=?", (new, kid))
+    con.commit()
+    con.close()
+    return f"kind {kid}: {text} -> {new}", {d for d, loc in lay.locs.items() if loc.kind == kid}
+
+
 def damage_index_file(rng: random.Random, path: Path, lay: Layout) -> tuple[str, set | None]:
     f = path / ".git/hangar/store/index.sqlite"
     data = bytearray(f.read_bytes())
@@ -199,8 +212,8 @@ def delete_index_file(rng: random.Random, path: Path, lay: Layout) -> tuple[str,
 
 
 CORRUPTIONS = [flip_pack_byte, flip_pack_byte, flip_pack_byte, truncate_pack, delete_pack,
-               remove_entries, damage_block_row, damage_segment, damage_index_file,
-               delete_index_file]
+               remove_entries, damage_block_row, damage_segment, damage_kind_row,
+               damage_index_file, delete_index_file]
 
 
 def read_all(path: Path, lay: Layout) -> tuple[set[Key], bool]:

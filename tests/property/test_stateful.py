@@ -243,7 +243,9 @@ class RepoMachine(RuleBasedStateMachine):
             return
         self.co.close()
         self.co = None
-        if name not in self.heads and self.commits:
+        if name not in self.heads:
+            # an unknown branch is refused; before the first commit only
+            # master exists
             with pytest.raises(ValueError):
                 self.repo.checkout(write=True, branch=name)
             self.reopen(self.branch)
@@ -255,10 +257,6 @@ class RepoMachine(RuleBasedStateMachine):
             self.reopen(self.branch)
             return
         self.reopen(name)
-        if not self.commits:
-            # before the first commit the writer may start any branch; the
-            # unborn one it leaves does not exist
-            self.heads = {name: None}
         self.branch = name
         self.staged = copy.deepcopy(self.base())
         assert self.co.branch_name == name
