@@ -174,8 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--repeat", type=int, default=3, help="timed epochs per row (best kept)")
     p.add_argument("--dir", type=Path, help="keep the data here (reused when present)")
-    p.add_argument("--check", action="store_true",
-                   help="exit 1 if a hangar-git epoch is slower than the files epoch")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 if a hangar-git epoch is slower than the files epoch",
+    )
     args = p.parse_args(argv)
 
     root = args.dir or Path(tempfile.mkdtemp(prefix="hangar-bench-loaders-"))

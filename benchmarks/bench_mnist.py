@@ -112,8 +112,9 @@ class Timer:
         return out
 
 
-def numpy_baseline(images: np.ndarray, labels: np.ndarray, tmp: Path,
-                   rand_keys: np.ndarray) -> dict[str, float]:
+def numpy_baseline(
+    images: np.ndarray, labels: np.ndarray, tmp: Path, rand_keys: np.ndarray
+) -> dict[str, float]:
     """Plain numpy figures for the same data: what the hardware gives for free."""
     out: dict[str, float] = {}
     f_img, f_lab = tmp / "images.npy", tmp / "labels.npy"
@@ -174,11 +175,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", type=int, default=60_000, help="number of samples")
     ap.add_argument("--random", type=int, default=10_000, help="random reads")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--repeat", type=int, default=3,
-                    help="runs of each read phase, cold and warm (the best is shown)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of each read phase, cold and warm (the best is shown)",
+    )
     ap.add_argument("--dir", help="work in this (empty) directory and keep it")
-    ap.add_argument("--profile", choices=["write", "keys", "batch", "values", "items", "random"],
-                    help="print a cProfile of one phase")
+    ap.add_argument(
+        "--profile",
+        choices=["write", "keys", "batch", "values", "items", "random"],
+        help="print a cProfile of one phase",
+    )
     args = ap.parse_args(argv)
     n = args.n
     warnings.simplefilter("ignore", UserWarning)
@@ -306,45 +314,61 @@ def main(argv: list[str] | None = None) -> int:
     t, c = timer.times, timer.cpu
     scale = n / 60_000
     load = os.getloadavg()
-    print(f"hangar-git MNIST-shaped benchmark: {n} images (784 uint8) + {n} labels "
-          f"((1,) int64, 10 values); {os.cpu_count()} cpus, load average {load[0]:.2f}")
-    print("a sample = one image + its label; each read phase opens a fresh read checkout;"
-          f" read phases: best of {timer.repeat}")
+    print(
+        f"hangar-git MNIST-shaped benchmark: {n} images (784 uint8) + {n} labels "
+        f"((1,) int64, 10 values); {os.cpu_count()} cpus, load average {load[0]:.2f}"
+    )
+    print(
+        "a sample = one image + its label; each read phase opens a fresh read checkout;"
+        f" read phases: best of {timer.repeat}"
+    )
     print("cold: record trees parsed afresh; warm: again, with the process's parsed-tree cache")
-    print(f"{'phase':<27}{'wall s':>7}{'cpu s':>7}{'samples/s':>11}{'warm s':>8}"
-          "   numpy baseline (same run)")
+    print(
+        f"{'phase':<27}{'wall s':>7}{'cpu s':>7}{'samples/s':>11}{'warm s':>8}"
+        "   numpy baseline (same run)"
+    )
 
     def row(label: str, key: str, count: int, base_label: str, base_s: float) -> None:
         warm = f"{t[key + '_warm']:8.3f}" if key + "_warm" in t else " " * 8
-        print(f"{label:<27}{t[key]:7.3f}{c[key]:7.3f}{count / t[key]:11,.0f}{warm}"
-              f"   {base_label} {base_s:.3f} s (x{t[key] / base_s:.1f})")
+        print(
+            f"{label:<27}{t[key]:7.3f}{c[key]:7.3f}{count / t[key]:11,.0f}{warm}"
+            f"   {base_label} {base_s:.3f} s (x{t[key] / base_s:.1f})"
+        )
 
     row("write + commit", "write", n, "np.save+fsync", base["save"])
     row("read all, key by key", "keys", n, "loop a[i].copy()", base["loop_copy"])
     row("read all, get_batch(keys)", "batch", n, "np.load", base["load"])
     row("read all, values()", "values", n, "np.load", base["load"])
     row("read all, items()", "items", n, "np.load", base["load"])
-    row(f"{args.random} random keys", "random", args.random, "loop a[k].copy()",
-        base["random_copy"])
+    row(
+        f"{args.random} random keys", "random", args.random, "loop a[k].copy()", base["random_copy"]
+    )
     print(f"raw bytes              {raw_bytes:>12,}")
-    print(f"on disk, whole .git    {total:>12,}  ({total / raw_bytes:.3f}x raw; "
-          f"allocated {total_alloc:,} = {total_alloc / raw_bytes:.3f}x)")
+    print(
+        f"on disk, whole .git    {total:>12,}  ({total / raw_bytes:.3f}x raw; "
+        f"allocated {total_alloc:,} = {total_alloc / raw_bytes:.3f}x)"
+    )
     print(f"  git objects          {objs:>12,}  (allocated {objs_alloc:,})")
     print(f"  store packs          {packs:>12,}")
-    print(f"  store index.sqlite*  {idx:>12,}  ({rows} payload entries in {n_segments} "
-          f"segment rows, {n_blocks} block rows)")
+    print(
+        f"  store index.sqlite*  {idx:>12,}  ({rows} payload entries in {n_segments} "
+        f"segment rows, {n_blocks} block rows)"
+    )
     print(f"  other                {total - objs - packs - idx:>12,}")
 
     label_rows = rows - n  # images are distinct random arrays: one entry each
     bulk = min(t["batch"], t["values"])
     checks = [
         (f"write + commit < {BAR_WRITE_S * scale:.1f} s", t["write"] < BAR_WRITE_S * scale),
-        (f"read key by key < {BAR_READ_KEYS_S * scale:.2f} s",
-         t["keys"] < BAR_READ_KEYS_S * scale),
-        (f"batch/iteration path > {BAR_BATCH_PER_S} samples/s (best of get_batch, values())",
-         n / bulk > BAR_BATCH_PER_S),
-        (f"random image+label < {BAR_RANDOM_S * args.random / 10_000:.2f} s",
-         t["random"] < BAR_RANDOM_S * args.random / 10_000),
+        (f"read key by key < {BAR_READ_KEYS_S * scale:.2f} s", t["keys"] < BAR_READ_KEYS_S * scale),
+        (
+            f"batch/iteration path > {BAR_BATCH_PER_S} samples/s (best of get_batch, values())",
+            n / bulk > BAR_BATCH_PER_S,
+        ),
+        (
+            f"random image+label < {BAR_RANDOM_S * args.random / 10_000:.2f} s",
+            t["random"] < BAR_RANDOM_S * args.random / 10_000,
+        ),
         (f"disk < {BAR_DISK_RATIO:.2f}x raw", total < BAR_DISK_RATIO * raw_bytes),
         ("labels stored as 10 payloads", label_rows == 10),
     ]

@@ -119,8 +119,9 @@ def baseline(url: str, nbytes: int) -> tuple[float, float]:
     return t1 - t0, t2 - t1
 
 
-def run_remote(label: str, work: Path, repo: Repository, bare: Path, url: str,
-               http: HttpCount | None) -> None:
+def run_remote(
+    label: str, work: Path, repo: Repository, bare: Path, url: str, http: HttpCount | None
+) -> None:
     raw = None
     repo.remote.add(label, str(bare), data=url)
     if http:
@@ -147,8 +148,7 @@ def run_remote(label: str, work: Path, repo: Repository, bare: Path, url: str,
     if http:
         http.take()
     t0 = time.perf_counter()
-    cl2.remote.fetch_data("origin", "master", arrayset_names=["labels"],
-                          max_num_bytes=100_000)
+    cl2.remote.fetch_data("origin", "master", arrayset_names=["labels"], max_num_bytes=100_000)
     part_s = time.perf_counter() - t0
     prep = cl2.remote.last_report
     part_http = http.take() if http else None
@@ -160,26 +160,37 @@ def run_remote(label: str, work: Path, repo: Repository, bare: Path, url: str,
         return f", {n} HTTP requests" if n is not None else ""
 
     print(f"\n[{label}] {url}")
-    print(f"  push        : {rep.payloads} payloads, {mb:.1f} MB raw in {push_s:.2f} s = "
-          f"{mb / push_s:.1f} MB/s (payloads {rep.seconds:.2f} s = "
-          f"{mb / rep.seconds:.1f} MB/s, the rest is git); {rep.packs} packs, "
-          f"{rep.requests} requests{http_txt(push_http)}; sent {rep.bytes_sent / 1e6:.1f} MB")
-    print(f"  fetch-data  : {frep.payloads} payloads in {fetch_s:.2f} s = "
-          f"{frep.raw_bytes / 1e6 / fetch_s:.1f} MB/s; {frep.requests} requests"
-          f"{http_txt(fetch_http)}; received {frep.bytes_received / 1e6:.1f} MB")
-    print(f"  partial     : labels under 100 kB: {prep.payloads} payloads "
-          f"({prep.raw_bytes} B) in {part_s:.3f} s; {prep.requests} requests"
-          f"{http_txt(part_http)}; received {prep.bytes_received / 1e6:.2f} MB")
-    print(f"  baseline    : one {mb:.1f} MB object: write {wb:.2f} s "
-          f"({mb / wb:.0f} MB/s), read {rb:.2f} s ({mb / rb:.0f} MB/s)")
-    print(f"  ratios      : push / baseline write = {push_s / wb:.1f}x, "
-          f"fetch-data / baseline read = {fetch_s / rb:.1f}x")
+    print(
+        f"  push        : {rep.payloads} payloads, {mb:.1f} MB raw in {push_s:.2f} s = "
+        f"{mb / push_s:.1f} MB/s (payloads {rep.seconds:.2f} s = "
+        f"{mb / rep.seconds:.1f} MB/s, the rest is git); {rep.packs} packs, "
+        f"{rep.requests} requests{http_txt(push_http)}; sent {rep.bytes_sent / 1e6:.1f} MB"
+    )
+    print(
+        f"  fetch-data  : {frep.payloads} payloads in {fetch_s:.2f} s = "
+        f"{frep.raw_bytes / 1e6 / fetch_s:.1f} MB/s; {frep.requests} requests"
+        f"{http_txt(fetch_http)}; received {frep.bytes_received / 1e6:.1f} MB"
+    )
+    print(
+        f"  partial     : labels under 100 kB: {prep.payloads} payloads "
+        f"({prep.raw_bytes} B) in {part_s:.3f} s; {prep.requests} requests"
+        f"{http_txt(part_http)}; received {prep.bytes_received / 1e6:.2f} MB"
+    )
+    print(
+        f"  baseline    : one {mb:.1f} MB object: write {wb:.2f} s "
+        f"({mb / wb:.0f} MB/s), read {rb:.2f} s ({mb / rb:.0f} MB/s)"
+    )
+    print(
+        f"  ratios      : push / baseline write = {push_s / wb:.1f}x, "
+        f"fetch-data / baseline read = {fetch_s / rb:.1f}x"
+    )
     for r in (cl, cl2):
         shutil.rmtree(r.path, ignore_errors=True)
     # the next remote starts from an empty git remote too
     repo.remote.remove(label)
-    subprocess.run(["git", "--git-dir", str(bare), "update-ref", "-d",
-                    "refs/hangar/heads/master"], check=True)
+    subprocess.run(
+        ["git", "--git-dir", str(bare), "update-ref", "-d", "refs/hangar/heads/master"], check=True
+    )
 
 
 def main() -> None:
@@ -194,8 +205,10 @@ def main() -> None:
     try:
         t0 = time.perf_counter()
         repo = make_repo(work / "src", args.n)
-        print(f"{args.n} samples (784 B image + 8 B label) committed in "
-              f"{time.perf_counter() - t0:.1f} s")
+        print(
+            f"{args.n} samples (784 B image + 8 B label) committed in "
+            f"{time.perf_counter() - t0:.1f} s"
+        )
         bare = work / "origin.git"
         subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
         run_remote("local", work, repo, bare, str(work / "data"), None)

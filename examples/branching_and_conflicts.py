@@ -47,25 +47,25 @@ def main(directory: str | None = None) -> None:
         co.metadata["labelling-guide"] = "v1"
         first = co.commit("100 images with first-pass labels")
 
-    repo.create_branch("alice")     # both branches start at the same commit
+    repo.create_branch("alice")  # both branches start at the same commit
     repo.create_branch("bob")
     # --8<-- [end:setup]
 
     # --8<-- [start:alice]
     with repo.checkout(write=True, branch="alice") as co:
-        co.arraysets["labels"][7] = label(1)          # relabels sample 7
-        co.arraysets["labels"][42] = label(4)         # and sample 42
+        co.arraysets["labels"][7] = label(1)  # relabels sample 7
+        co.arraysets["labels"][42] = label(4)  # and sample 42
         co.metadata["reviewed-by"] = "alice"
         co.commit("Alice: fix labels 7 and 42")
     # --8<-- [end:alice]
 
     # --8<-- [start:bob]
     with repo.checkout(write=True, branch="bob") as co:
-        co.arraysets["labels"][7] = label(2)          # disagrees with Alice on 7
-        del co.arraysets["labels"][13]                # drops a bad sample ...
+        co.arraysets["labels"][7] = label(2)  # disagrees with Alice on 7
+        del co.arraysets["labels"][13]  # drops a bad sample ...
         del co.arraysets["images"][13]
         with co.arraysets["images"], co.arraysets["labels"]:
-            for i in range(100, 105):                 # ... and adds five new ones
+            for i in range(100, 105):  # ... and adds five new ones
                 co.arraysets["images"][i] = rng.integers(0, 256, size=(8, 8), dtype=np.uint8)
                 co.arraysets["labels"][i] = label(i % 10)
         co.metadata["reviewed-by"] = "bob"
@@ -97,10 +97,10 @@ def main(directory: str | None = None) -> None:
     before = repo.log(branch="master", return_contents=True)["head"]
     try:
         repo.merge("merge bob", "master", "bob")
-    except MergeConflictError as err:          # also a ValueError
+    except MergeConflictError as err:  # also a ValueError
         print("merge refused:", err)
     after = repo.log(branch="master", return_contents=True)["head"]
-    assert after == before                     # nothing moved
+    assert after == before  # nothing moved
     # --8<-- [end:refused]
 
     # --8<-- [start:resolve]
@@ -120,15 +120,15 @@ def main(directory: str | None = None) -> None:
     with repo.checkout(branch="master") as co:
         labels, images = co.arraysets["labels"], co.arraysets["images"]
         assert co.commit_hash == merged
-        assert int(labels[7]) == 1 and int(labels[42]) == 4   # agreed and Alice's
-        assert 13 not in labels and 13 not in images          # Bob's removal
-        assert all(i in labels for i in range(100, 105))      # Bob's additions
-        assert co.metadata["reviewed-by"] == "alice"          # 'ours'
+        assert int(labels[7]) == 1 and int(labels[42]) == 4  # agreed and Alice's
+        assert 13 not in labels and 13 not in images  # Bob's removal
+        assert all(i in labels for i in range(100, 105))  # Bob's additions
+        assert co.metadata["reviewed-by"] == "alice"  # 'ours'
         assert len(labels) == len(images) == 104
     parents = repo.log(branch="master", return_contents=True)["ancestors"][merged]
-    assert len(parents) == 2                                  # a real merge commit
+    assert len(parents) == 2  # a real merge commit
 
-    with repo.checkout(commit=first) as co:                   # history is untouched
+    with repo.checkout(commit=first) as co:  # history is untouched
         assert int(co.arraysets["labels"][7]) == 7 and 13 in co.arraysets["labels"]
 
     # both branches are merged: deleting them loses nothing

@@ -68,28 +68,35 @@ def main(directory: str | None = None) -> None:
     bob = Repository(root / "bob", exists=False)
     bob.clone("Bob", "bob@example.org", str(shared_git), data=str(shared_data))
 
-    with bob.checkout() as co:          # the full history, but no payloads yet
+    with bob.checkout() as co:  # the full history, but no payloads yet
         images, labels = co.arraysets["images"], co.arraysets["labels"]
-        print(len(images), "images;", len(images.remote_reference_sample_keys),
-              "of them are remote references")
+        print(
+            len(images),
+            "images;",
+            len(images.remote_reference_sample_keys),
+            "of them are remote references",
+        )
         try:
             images[0]
-        except MissingPayloadError as err:     # also a FileNotFoundError
+        except MissingPayloadError as err:  # also a FileNotFoundError
             print("reading a remote reference:", err)
-    # --8<-- [end:clone]
+        # --8<-- [end:clone]
         assert len(images.remote_reference_sample_keys) == N
 
     # --8<-- [start:fetch-data]
     # All the labels, and the images within a budget of 256 KiB.
     bob.remote.fetch_data("origin", branch="master", arrayset_names=["labels"])
-    bob.remote.fetch_data("origin", branch="master", arrayset_names=["images"],
-                          max_num_bytes=256 * 1024)
+    bob.remote.fetch_data(
+        "origin", branch="master", arrayset_names=["images"], max_num_bytes=256 * 1024
+    )
     with bob.checkout() as co:
         images, labels = co.arraysets["images"], co.arraysets["labels"]
         missing = set(images.remote_reference_sample_keys)
-        print(f"labels local: {not labels.contains_remote_references}; "
-              f"images local: {N - len(missing)} of {N}")
-    # --8<-- [end:fetch-data]
+        print(
+            f"labels local: {not labels.contains_remote_references}; "
+            f"images local: {N - len(missing)} of {N}"
+        )
+        # --8<-- [end:fetch-data]
         assert not labels.contains_remote_references
         assert 0 < len(missing) < N and N - len(missing) <= 256 * 1024 // (32 * 32)
 
@@ -112,14 +119,14 @@ def main(directory: str | None = None) -> None:
                 images[i] = rng.integers(0, 256, size=(32, 32), dtype=np.uint8)
                 labels[i] = np.array(i % 10)
         co.commit("50 more images")
-    bob.remote.push("origin", "more-images")    # only the 50 new images travel
+    bob.remote.push("origin", "more-images")  # only the 50 new images travel
     print("bob pushed", bob.remote.last_report.payloads, "payloads")
     # --8<-- [end:bob-pushes]
     assert bob.remote.last_report.payloads == 50
 
     # --8<-- [start:alice-merges]
-    tracking = alice.remote.fetch("origin", "more-images")   # 'origin/more-images'
-    alice.merge("merge Bob's images", "master", tracking)     # a fast-forward
+    tracking = alice.remote.fetch("origin", "more-images")  # 'origin/more-images'
+    alice.merge("merge Bob's images", "master", tracking)  # a fast-forward
     alice.remote.fetch_data("origin", branch="master")
     with alice.checkout() as co:
         assert len(co.arraysets["images"]) == N + 50

@@ -53,19 +53,28 @@ def commit_dataset(repo: Repository, images: np.ndarray, labels: np.ndarray) -> 
         with aset_img, aset_lab:
             for i in range(N):
                 aset_img[i] = images[i]
-                aset_lab[i] = np.asarray(labels[i])   # a 0-d array
+                aset_lab[i] = np.asarray(labels[i])  # a 0-d array
         co.metadata["task"] = "quadrant of the bright square (4 classes)"
         return co.commit(f"{N} synthetic 16x16 images with quadrant labels")
+
+
 # --8<-- [end:data]
 
 
 # --8<-- [start:model]
 def make_model() -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(1, 8, kernel_size=3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, kernel_size=3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(16 * 4 * 4, CLASSES),
+        nn.Conv2d(1, 8, kernel_size=3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, kernel_size=3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * 4 * 4, CLASSES),
     )
+
+
 # --8<-- [end:model]
 
 
@@ -88,8 +97,9 @@ def main(directory: str | None = None) -> float:
     asets = [co.arraysets["images"], co.arraysets["labels"]]
     train_set = make_torch_dataset(asets, index_range=slice(0, N_TRAIN))
     test_set = make_torch_dataset(asets, index_range=slice(N_TRAIN, N))
-    train_loader = DataLoader(train_set, batch_size=64, shuffle=True, num_workers=2,
-                              persistent_workers=True)
+    train_loader = DataLoader(
+        train_set, batch_size=64, shuffle=True, num_workers=2, persistent_workers=True
+    )
     test_loader = DataLoader(test_set, batch_size=200)
     # --8<-- [end:loaders]
 
@@ -101,7 +111,7 @@ def main(directory: str | None = None) -> float:
     for epoch in range(5):
         model.train()
         total = 0.0
-        for batch in train_loader:          # a namedtuple: (images, labels)
+        for batch in train_loader:  # a namedtuple: (images, labels)
             optimizer.zero_grad()
             loss = loss_fn(model(batch.images), batch.labels)
             loss.backward()
@@ -115,15 +125,19 @@ def main(directory: str | None = None) -> float:
         for batch_images, batch_labels in test_loader:
             correct += int((model(batch_images).argmax(dim=1) == batch_labels).sum())
     accuracy = correct / len(test_set)
-    print(f"test accuracy {accuracy:.3f} on {len(test_set)} held-out samples "
-          f"({time.perf_counter() - t0:.1f} s)")
+    print(
+        f"test accuracy {accuracy:.3f} on {len(test_set)} held-out samples "
+        f"({time.perf_counter() - t0:.1f} s)"
+    )
     # --8<-- [end:train]
 
     # --8<-- [start:save]
     # Keep the data commit with the weights: the model can always be traced
     # back to, and retrained on, exactly the data it saw.
-    torch.save({"model": model.state_dict(), "data_commit": data_commit,
-                "train_keys": (0, N_TRAIN)}, root / "model.pt")
+    torch.save(
+        {"model": model.state_dict(), "data_commit": data_commit, "train_keys": (0, N_TRAIN)},
+        root / "model.pt",
+    )
     # --8<-- [end:save]
     train_set.close()
     test_set.close()

@@ -326,8 +326,7 @@ class ArraysetDataWriter(ArraysetDataReader):
     def update(self, mapping: Mapping[Key, np.ndarray] | None = None, /, **kw: np.ndarray) -> None:
         """Add many samples at once: ``{key: array}`` (one durable write)."""
         if mapping is not None and not isinstance(mapping, Mapping):
-            raise TypeError(
-                f"update takes a mapping of key -> array, not {type(mapping).__name__}")
+            raise TypeError(f"update takes a mapping of key -> array, not {type(mapping).__name__}")
         items = list(mapping.items()) if mapping is not None else []
         items.extend(kw.items())
         self._co._check()
@@ -396,9 +395,7 @@ class Arraysets:
         return self._accessor(name)
 
     def __setitem__(self, key: object, value: object) -> None:
-        raise PermissionError(
-            "arraysets cannot be set with []: create one with init_arrayset()"
-        )
+        raise PermissionError("arraysets cannot be set with []: create one with init_arrayset()")
 
     def __delitem__(self, name: str) -> None:
         self.remove_aset(name)
@@ -476,8 +473,9 @@ class Arraysets:
             raise ValueError("init_arrayset needs a prototype, or both shape and dtype")
         if not isinstance(named_samples, bool) or not isinstance(variable_shape, bool):
             raise ValueError("named_samples and variable_shape must be bool")
-        schema = ArraysetSchema(check_dtype(dtype), check_shape(shape), variable_shape,
-                                named_samples)
+        schema = ArraysetSchema(
+            check_dtype(dtype), check_shape(shape), variable_shape, named_samples
+        )
         if self._co._view.has_aset(name):
             raise LookupError(f"an arrayset named {name!r} already exists")
         self._co._stage_schema(name, schema)

@@ -27,8 +27,7 @@ if TYPE_CHECKING:
 def _damaged(aset: str, enc: str, digest: bytes, why: object) -> IntegrityError:
     key = int(enc[2:]) if enc.startswith("i:") else enc[2:]
     return IntegrityError(
-        f"sample {aset}[{key!r}] (payload {digest.hex()}) is damaged: {why}; "
-        "run `git hangar fsck`"
+        f"sample {aset}[{key!r}] (payload {digest.hex()}) is damaged: {why}; run `git hangar fsck`"
     )
 
 
@@ -104,8 +103,10 @@ class PayloadAccess:
         """Raise IntegrityError when an absent payload cannot be a remote reference."""
         why = self.reader.bad_rows.get(digest)
         if why is None and not has_remote_source(self.view.base.repo):
-            why = (f"it is missing from {self.reader.store.index_path} and the repository "
-                   "has no remote it could come from")
+            why = (
+                f"it is missing from {self.reader.store.index_path} and the repository "
+                "has no remote it could come from"
+            )
         if why is not None:
             raise _damaged(aset, enc, digest, why)
 
@@ -149,9 +150,18 @@ class PayloadAccess:
         idx = np.flatnonzero(found)
         if len(idx):
             sub = e[idx]
-            self._ents.update(zip([digests[i] for i in idx.tolist()],
-                                  zip(sub["block"].tolist(), sub["ioff"].tolist(),
-                                      sub["kind"].tolist(), strict=True), strict=True))
+            self._ents.update(
+                zip(
+                    [digests[i] for i in idx.tolist()],
+                    zip(
+                        sub["block"].tolist(),
+                        sub["ioff"].tolist(),
+                        sub["kind"].tolist(),
+                        strict=True,
+                    ),
+                    strict=True,
+                )
+            )
 
     def _read_located(self, aset: str, enc: str, digest: bytes) -> np.ndarray:
         loc = self._resolve(aset, enc, digest)
@@ -181,8 +191,9 @@ class PayloadAccess:
         """The arrays of ``(encoded key, digest)`` pairs, in order."""
         return self.read_batch(aset, [d for _, d in pairs], [e for e, _ in pairs])
 
-    def read_batch(self, aset: str, digests: Sequence[bytes],
-                   encs: Sequence[str] | None = None) -> list[np.ndarray]:
+    def read_batch(
+        self, aset: str, digests: Sequence[bytes], encs: Sequence[str] | None = None
+    ) -> list[np.ndarray]:
         """The arrays of ``digests`` (of samples ``encs``, found when needed)."""
         try:
             return self._read_many(aset, digests, encs)
@@ -209,8 +220,9 @@ class PayloadAccess:
             by_digest.setdefault(d, e)
         return [by_digest.get(d, "s:?") for d in digests]
 
-    def _read_many(self, aset: str, digests: Sequence[bytes],
-                   encs: Sequence[str] | None) -> list[np.ndarray]:
+    def _read_many(
+        self, aset: str, digests: Sequence[bytes], encs: Sequence[str] | None
+    ) -> list[np.ndarray]:
         """All of ``digests`` through one vectorised lookup and one gather."""
         if self.writer is not None and self.writer.has_pending():
             self.writer.flush()
@@ -228,8 +240,7 @@ class PayloadAccess:
                 return self._read_many_located(aset, list(zip(encs, digests, strict=True)))
         return self.reader.gather(e)
 
-    def _read_many_located(self, aset: str, pairs: Sequence[tuple[str, bytes]]
-                           ) -> list[np.ndarray]:
+    def _read_many_located(self, aset: str, pairs: Sequence[tuple[str, bytes]]) -> list[np.ndarray]:
         todo = [d for _, d in pairs if d not in self.locs]
         if todo:
             if self.writer is not None:
@@ -291,9 +302,7 @@ class _Checkout:
 
     def _check(self) -> None:
         if self._closed:
-            raise ClosedError(
-                "this checkout is closed; open a new one with Repository.checkout()"
-            )
+            raise ClosedError("this checkout is closed; open a new one with Repository.checkout()")
 
     @property
     def arraysets(self) -> Arraysets:
@@ -501,8 +510,9 @@ class WriterCheckout(_Checkout):
 
     def _rebase_view(self) -> None:
         git = self._git
-        self._view = StagedView(TreeRecords(git, commit_tree(git, self._journal.base)),
-                                self._journal)
+        self._view = StagedView(
+            TreeRecords(git, commit_tree(git, self._journal.base)), self._journal
+        )
         self._payloads.view = self._view
 
     def merge(self, message: str, dev_branch: str, *, strategy: str | None = None) -> str:
@@ -522,8 +532,14 @@ class WriterCheckout(_Checkout):
             raise ValueError("the staging area has uncommitted changes: commit or reset first")
         from .merge import merge_branches
 
-        sha = merge_branches(self._repo, message, self._journal.branch, dev_branch,
-                             strategy=strategy, journal=self._journal)
+        sha = merge_branches(
+            self._repo,
+            message,
+            self._journal.branch,
+            dev_branch,
+            strategy=strategy,
+            journal=self._journal,
+        )
         self._rebase_view()
         return sha
 

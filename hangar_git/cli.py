@@ -108,8 +108,10 @@ def _translate(exc: Exception) -> CLIError:
 def _conflict_headline(exc: Exception) -> str:
     n = len(_conflict_lines(getattr(exc, "conflicts", None), limit=None))
     what = f"{n} conflict{'s' if n != 1 else ''}" if n else "conflicts"
-    return (f"merge aborted, nothing changed: {what} (resolve them, or merge with "
-            "--strategy ours|theirs)")
+    return (
+        f"merge aborted, nothing changed: {what} (resolve them, or merge with "
+        "--strategy ours|theirs)"
+    )
 
 
 _CONFLICT_KINDS = {
@@ -177,7 +179,10 @@ def _set_quiet(ctx: click.Context, _param: click.Parameter, value: bool) -> None
 
 def _quiet_option() -> click.Option:
     return click.Option(
-        ["-q", "--quiet"], is_flag=True, expose_value=False, callback=_set_quiet,
+        ["-q", "--quiet"],
+        is_flag=True,
+        expose_value=False,
+        callback=_set_quiet,
         help="No progress bars or informational messages.",
     )
 
@@ -307,8 +312,9 @@ def progress(length: int, label: str) -> Iterator[Callable[[int], Any]]:
     if _quiet() or length <= 0 or not _isatty(sys.stderr):
         yield _no_progress
         return
-    with click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True,
-                           show_eta=True, width=30) as bar:
+    with click.progressbar(
+        length=length, label=label, file=sys.stderr, show_pos=True, show_eta=True, width=30
+    ) as bar:
         yield bar.update
 
 
@@ -492,8 +498,11 @@ def _counts(ch: Changes) -> dict[str, int]:
 
 
 def _keys(ch: Changes) -> dict[str, list[Any]]:
-    return {"added": list(ch.additions), "removed": list(ch.removals),
-            "mutated": list(ch.mutations)}
+    return {
+        "added": list(ch.additions),
+        "removed": list(ch.removals),
+        "mutated": list(ch.mutations),
+    }
 
 
 def _count_text(ch: Changes) -> str:
@@ -512,8 +521,9 @@ def diff_records_json(d: DiffRecords, *, names: bool = False) -> dict[str, Any]:
     return out
 
 
-def diff_records_lines(d: DiffRecords, *, stat: bool = False, names: bool = False,
-                       indent: str = "  ") -> list[str]:
+def diff_records_lines(
+    d: DiffRecords, *, stat: bool = False, names: bool = False, indent: str = "  "
+) -> list[str]:
     """Text lines describing a DiffRecords: counts per arrayset, or keys with ``names``."""
     lines: list[str] = []
     added = set(d.aset.additions)
@@ -531,8 +541,7 @@ def diff_records_lines(d: DiffRecords, *, stat: bool = False, names: bool = Fals
             if ch is not None:
                 for sym, keys in (("A", ch.additions), ("D", ch.removals), ("M", ch.mutations)):
                     lines.extend(f"{sym}\t{a}/{k}" for k in keys)
-        for sym, keys in (("A", d.meta.additions), ("D", d.meta.removals),
-                          ("M", d.meta.mutations)):
+        for sym, keys in (("A", d.meta.additions), ("D", d.meta.removals), ("M", d.meta.mutations)):
             lines.extend(f"{sym}\tmetadata/{k}" for k in keys)
         return lines
     total = 0
@@ -550,10 +559,14 @@ def diff_records_lines(d: DiffRecords, *, stat: bool = False, names: bool = Fals
         text = _count_text(ch) if ch is not None else "no sample change"
         if stat:
             c = _counts(ch) if ch is not None else {"added": 0, "removed": 0, "mutated": 0}
-            bar = "+" * min(c["added"], 40) + "-" * min(c["removed"], 40) + \
-                "~" * min(c["mutated"], 40)
-            lines.append(f"{indent}{a:<24} | {n:>8} {bar}" + (f"  ({tag.rstrip(': ')})"
-                                                            if tag else ""))
+            bar = (
+                "+" * min(c["added"], 40)
+                + "-" * min(c["removed"], 40)
+                + "~" * min(c["mutated"], 40)
+            )
+            lines.append(
+                f"{indent}{a:<24} | {n:>8} {bar}" + (f"  ({tag.rstrip(': ')})" if tag else "")
+            )
         else:
             lines.append(f"{indent}{tag}{a}: {text}")
     if not d.meta.empty:
@@ -563,15 +576,16 @@ def diff_records_lines(d: DiffRecords, *, stat: bool = False, names: bool = Fals
         else:
             lines.append(f"{indent}metadata: {_count_text(d.meta)}")
     if stat:
-        lines.append(f" {len(asets)} arrayset{'s' if len(asets) != 1 else ''} changed, "
-                     f"{total} sample{'s' if total != 1 else ''}, "
-                     f"{sum(_counts(d.meta).values())} metadata key(s)")
+        lines.append(
+            f" {len(asets)} arrayset{'s' if len(asets) != 1 else ''} changed, "
+            f"{total} sample{'s' if total != 1 else ''}, "
+            f"{sum(_counts(d.meta).values())} metadata key(s)"
+        )
     return lines
 
 
 def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--json", "as_json", is_flag=True,
-                        help="Print machine-readable JSON.")(f)
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(f)
 
 
 # ---- the root group -----------------------------------------------------------------
@@ -592,8 +606,15 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
         "`git hangar -h` and `git hangar help` print this help directly."
     ),
 )
-@click.option("-v", "--version", is_flag=True, expose_value=False, is_eager=True,
-              callback=_print_version, help="Print the hangar-git version and exit.")
+@click.option(
+    "-v",
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Print the hangar-git version and exit.",
+)
 def main() -> None:
     """Version control for tensor data, inside your git repository.
 
@@ -608,12 +629,23 @@ main.params.append(_quiet_option())
 
 # ---- init / status / add / commit / checkout / reset ------------------------------
 @main.command()
-@click.option("--name", "user_name", metavar="NAME", help="Author name for commits "
-              "(default: git config user.name).")
-@click.option("--email", "user_email", metavar="EMAIL", help="Author email for commits "
-              "(default: git config user.email).")
-@click.option("--overwrite", is_flag=True, help="Delete an existing hangar repository here "
-              "(all its data and history) and start afresh.")
+@click.option(
+    "--name",
+    "user_name",
+    metavar="NAME",
+    help="Author name for commits (default: git config user.name).",
+)
+@click.option(
+    "--email",
+    "user_email",
+    metavar="EMAIL",
+    help="Author email for commits (default: git config user.email).",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Delete an existing hangar repository here (all its data and history) and start afresh.",
+)
 def init(user_name: str | None, user_email: str | None, overwrite: bool) -> None:
     """Create a hangar repository in this git repository.
 
@@ -660,22 +692,26 @@ def status(as_json: bool) -> None:
     held = repo.writer_lock_held
     holder = _lock_holder(repo) if held else None
     if as_json:
-        emit_json({
-            "branch": st.branch,
-            "base": st.base,
-            "head": st.head,
-            "status": "CLEAN" if st.diff.empty else "DIRTY",
-            "stale": st.stale,
-            "writer_lock": {"held": held, "holder": holder},
-            "changes": diff_records_json(st.diff),
-        })
+        emit_json(
+            {
+                "branch": st.branch,
+                "base": st.base,
+                "head": st.head,
+                "status": "CLEAN" if st.diff.empty else "DIRTY",
+                "stale": st.stale,
+                "writer_lock": {"held": held, "holder": holder},
+                "changes": diff_records_json(st.diff),
+            }
+        )
         return
     where = f"at {short(st.base)}" if st.base else "(no commits yet)"
     click.echo(f"On branch {st.branch} {where}")
     click.echo("Writer lock: " + (f"held by {_holder_text(holder)}" if held else "free"))
     if st.stale:
-        click.echo(f"warning: branch {st.branch!r} moved to {short(st.head)} after these changes "
-                   f"were staged on {short(st.base)}; committing them will fail")
+        click.echo(
+            f"warning: branch {st.branch!r} moved to {short(st.head)} after these changes "
+            f"were staged on {short(st.base)}; committing them will fail"
+        )
     if st.diff.empty:
         click.echo("Nothing staged.")
         return
@@ -688,14 +724,22 @@ def status(as_json: bool) -> None:
 @main.command()
 @click.argument("arrayset")
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
-@click.option("-b", "--branch", metavar="BRANCH",
-              help="Stage on this branch (the staging area moves to it, as with checkout).")
+@click.option(
+    "-b",
+    "--branch",
+    metavar="BRANCH",
+    help="Stage on this branch (the staging area moves to it, as with checkout).",
+)
 @click.option("-r", "--recursive", is_flag=True, help="Also import from subfolders.")
-@click.option("--variable-shape", is_flag=True,
-              help="When creating the arrayset, make it variable-shape (max shape = the "
-                   "largest input) instead of requiring one shape.")
-def add(arrayset: str, paths: tuple[str, ...], branch: str | None, recursive: bool,
-        variable_shape: bool) -> None:
+@click.option(
+    "--variable-shape",
+    is_flag=True,
+    help="When creating the arrayset, make it variable-shape (max shape = the "
+    "largest input) instead of requiring one shape.",
+)
+def add(
+    arrayset: str, paths: tuple[str, ...], branch: str | None, recursive: bool, variable_shape: bool
+) -> None:
     """Stage arrays from .npy/.npz/HDF5 files into ARRAYSET.
 
     PATH is a .npy file (key: the file stem), an .npz archive (keys: member
@@ -715,24 +759,36 @@ def add(arrayset: str, paths: tuple[str, ...], branch: str | None, recursive: bo
         files = [p for p in scan.skipped if not p.is_dir()]
         dirs = [p for p in scan.skipped if p.is_dir()]
         if files:
-            warn(f"passed over {len(files)} file(s) that are not .npy/.npz/HDF5 files "
-                 f"(e.g. {files[0]})")
+            warn(
+                f"passed over {len(files)} file(s) that are not .npy/.npz/HDF5 files "
+                f"(e.g. {files[0]})"
+            )
         if dirs:
             warn(f"passed over {len(dirs)} subfolder(s) (e.g. {dirs[0]}); use -r to enter them")
     n = len(scan.sources)
     with writer(repo, branch) as co:
         on = co.branch_name
         with progress(n, f"Staging into {arrayset}") as update:
-            res = import_arrays(co, arrayset, scan.sources, variable_shape=variable_shape,
-                                progress=update)
+            res = import_arrays(
+                co, arrayset, scan.sources, variable_shape=variable_shape, progress=update
+            )
     new = " (new arrayset)" if res.created else ""
-    info(f"Staged {res.total} array{'s' if res.total != 1 else ''} into {arrayset!r}{new} "
-         f"on branch {on}: {res.added} added, {res.replaced} replaced")
+    info(
+        f"Staged {res.total} array{'s' if res.total != 1 else ''} into {arrayset!r}{new} "
+        f"on branch {on}: {res.added} added, {res.replaced} replaced"
+    )
 
 
 @main.command()
-@click.option("-m", "--message", "messages", multiple=True, required=True, metavar="MSG",
-              help="Commit message (several -m make paragraphs).")
+@click.option(
+    "-m",
+    "--message",
+    "messages",
+    multiple=True,
+    required=True,
+    metavar="MSG",
+    help="Commit message (several -m make paragraphs).",
+)
 def commit(messages: tuple[str, ...]) -> None:
     """Commit the staged changes.
 
@@ -863,8 +919,12 @@ def _lookup_key(aset: Any, text: str) -> Any:
 @main.command()
 @click.argument("spec", metavar="STARTPOINT:ARRAYSET:KEY")
 @click.option("--full", is_flag=True, help="Print every element (no '...' summarising).")
-@click.option("--npy", "as_npy", is_flag=True,
-              help="Write the array as .npy bytes to stdout (redirect it to a file).")
+@click.option(
+    "--npy",
+    "as_npy",
+    is_flag=True,
+    help="Write the array as .npy bytes to stdout (redirect it to a file).",
+)
 def show(spec: str, full: bool, as_npy: bool) -> None:
     """Print one sample array.
 
@@ -900,14 +960,26 @@ def show(spec: str, full: bool, as_npy: bool) -> None:
 @main.command()
 @click.argument("arrayset")
 @click.argument("startpoint", required=False)
-@click.option("-o", "--output", "out_dir", required=True, metavar="DIR",
-              type=click.Path(file_okay=False), help="Folder to write into (created if needed).")
-@click.option("-f", "--format", "fmt", type=click.Choice(["npy", "npz", "hdf5"]),
-              default="npy", show_default=True,
-              help="npy: one <key>.npy per sample; npz: <arrayset>.npz; hdf5: <arrayset>.h5.")
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    required=True,
+    metavar="DIR",
+    type=click.Path(file_okay=False),
+    help="Folder to write into (created if needed).",
+)
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(["npy", "npz", "hdf5"]),
+    default="npy",
+    show_default=True,
+    help="npy: one <key>.npy per sample; npz: <arrayset>.npz; hdf5: <arrayset>.h5.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace files that exist.")
-def export(arrayset: str, startpoint: str | None, out_dir: str, fmt: str,
-           overwrite: bool) -> None:
+def export(arrayset: str, startpoint: str | None, out_dir: str, fmt: str, overwrite: bool) -> None:
     """Export an arrayset to .npy/.npz/HDF5 files.
 
     Writes the samples of ARRAYSET at STARTPOINT (default: the staging
@@ -926,8 +998,9 @@ def export(arrayset: str, startpoint: str | None, out_dir: str, fmt: str,
             try:
                 files = export_arrays(aset, out_dir, fmt, overwrite=overwrite, progress=update)
             except FileExistsError as exc:
-                raise CLIError(f"{exc.filename} exists: pass --overwrite to replace "
-                               "existing files") from None
+                raise CLIError(
+                    f"{exc.filename} exists: pass --overwrite to replace existing files"
+                ) from None
     where = out_dir if fmt == "npy" else str(files[0])
     info(f"Exported {n} sample{'s' if n != 1 else ''} of {arrayset!r} at {sp.label} to {where}")
 
@@ -975,8 +1048,14 @@ def branch_list(verbose: bool, as_json: bool) -> None:
             head = str(ref.target) if ref is not None else None
         else:
             head = branch_head(git, name)
-        rows.append({"name": name, "commit": head, "remote": remote,
-                     "current": (not remote and name == current)})
+        rows.append(
+            {
+                "name": name,
+                "commit": head,
+                "remote": remote,
+                "current": (not remote and name == current),
+            }
+        )
     if as_json:
         emit_json(rows)
         return
@@ -995,8 +1074,12 @@ def branch_list(verbose: bool, as_json: bool) -> None:
 
 @branch.command("delete")
 @click.argument("name")
-@click.option("-f", "--force", is_flag=True, help="Delete even if its commits are on no other "
-              "branch (they are lost to hangar).")
+@click.option(
+    "-f",
+    "--force",
+    is_flag=True,
+    help="Delete even if its commits are on no other branch (they are lost to hangar).",
+)
 def branch_delete(name: str, force: bool) -> None:
     """Delete a branch.
 
@@ -1036,8 +1119,9 @@ def diff(a: str | None, b: str | None, stat: bool, name_only: bool, as_json: boo
     _diff_commits(repo, a, b, stat=stat, names=name_only, as_json=as_json)
 
 
-def _diff_commits(repo: Repository, a: str, b: str | None, *, stat: bool, names: bool,
-                  as_json: bool) -> None:
+def _diff_commits(
+    repo: Repository, a: str, b: str | None, *, stat: bool, names: bool, as_json: bool
+) -> None:
     if b is None:
         left, right = resolve_startpoint(repo, None), resolve_startpoint(repo, a)
     else:
@@ -1046,20 +1130,29 @@ def _diff_commits(repo: Repository, a: str, b: str | None, *, stat: bool, names:
         changes, conflicts = co.diff.commit(right.commit)
     base = changes.base
     if as_json:
-        emit_json({
-            "from": left.commit, "to": right.commit, "merge_base": base,
-            "from_side": diff_records_json(changes.master, names=names),
-            "to_side": diff_records_json(changes.dev, names=names),
-            "incoming": diff_records_json(changes.incoming, names=names),
-            "conflicts": conflicts_json(conflicts),
-        })
+        emit_json(
+            {
+                "from": left.commit,
+                "to": right.commit,
+                "merge_base": base,
+                "from_side": diff_records_json(changes.master, names=names),
+                "to_side": diff_records_json(changes.dev, names=names),
+                "incoming": diff_records_json(changes.incoming, names=names),
+                "conflicts": conflicts_json(conflicts),
+            }
+        )
         return
     sections: list[tuple[str, DiffRecords]] = []
     if base == left.commit:
         sections.append((f"From {left.label} to {right.label}:", changes.dev))
     elif changes.master.empty and base is not None:
-        sections.append((f"On {right.label} since the merge base {short(base)} "
-                         f"({left.label} has no changes of its own):", changes.dev))
+        sections.append(
+            (
+                f"On {right.label} since the merge base {short(base)} "
+                f"({left.label} has no changes of its own):",
+                changes.dev,
+            )
+        )
     else:
         where = f"the merge base {short(base)}" if base else "nothing (no common history)"
         sections.append((f"On {left.label} since {where}:", changes.master))
@@ -1078,6 +1171,7 @@ def _diff_commits(repo: Repository, a: str, b: str | None, *, stat: bool, names:
 
 def conflicts_json(conflicts: Any) -> dict[str, Any]:
     """JSON form of a conflicts dict (``{'aset', 'meta', 'sample', 'conflict_found'}``)."""
+
     def rec(r: Any) -> dict[str, list[Any]]:
         return {k: list(getattr(r, k, ()) or ()) for k in _CONFLICT_KINDS}
 
@@ -1087,18 +1181,31 @@ def conflicts_json(conflicts: Any) -> dict[str, Any]:
         "conflict_found": bool(conflicts.get("conflict_found")),
         "arraysets": rec(conflicts.get("aset")),
         "metadata": rec(conflicts.get("meta")),
-        "samples": {a: rec(r) for a, r in sorted((conflicts.get("sample") or {}).items())
-                    if getattr(r, "conflict", True)},
+        "samples": {
+            a: rec(r)
+            for a, r in sorted((conflicts.get("sample") or {}).items())
+            if getattr(r, "conflict", True)
+        },
     }
 
 
 @main.command()
 @click.argument("dev_branch")
-@click.option("-m", "--message", "message", metavar="MSG",
-              help="Message of the merge commit (default: \"Merge branch 'DEV' into 'THIS'\").")
-@click.option("-s", "--strategy", type=click.Choice(["ours", "theirs"]), default=None,
-              help="Resolve sample and metadata conflicts with our or their values "
-                   "(schema conflicts are never resolved).")
+@click.option(
+    "-m",
+    "--message",
+    "message",
+    metavar="MSG",
+    help="Message of the merge commit (default: \"Merge branch 'DEV' into 'THIS'\").",
+)
+@click.option(
+    "-s",
+    "--strategy",
+    type=click.Choice(["ours", "theirs"]),
+    default=None,
+    help="Resolve sample and metadata conflicts with our or their values "
+    "(schema conflicts are never resolved).",
+)
 def merge(dev_branch: str, message: str | None, strategy: str | None) -> None:
     """Merge a branch into the staging area's branch.
 
@@ -1123,8 +1230,10 @@ def merge(dev_branch: str, message: str | None, strategy: str | None) -> None:
         if strategy is None:
             hint = "resolve them, or merge with --strategy ours|theirs"
         else:
-            hint = (f"--strategy {strategy} resolves sample and metadata conflicts, never "
-                    "arrayset (schema) conflicts")
+            hint = (
+                f"--strategy {strategy} resolves sample and metadata conflicts, never "
+                "arrayset (schema) conflicts"
+            )
         raise CLIError(
             f"merge of {dev_branch!r} into {target!r} aborted, nothing changed: {n} "
             f"conflict{'s' if n != 1 else ''} ({hint})",
@@ -1145,8 +1254,9 @@ def lock() -> None:
 
 
 @lock.command("release")
-@click.option("-f", "--force", is_flag=True,
-              help="Break the lock even though a live process holds it.")
+@click.option(
+    "-f", "--force", is_flag=True, help="Break the lock even though a live process holds it."
+)
 def lock_release(force: bool) -> None:
     """Release the writer lock.
 
@@ -1164,8 +1274,11 @@ def lock_release(force: bool) -> None:
             f"the writer lock is held by {_holder_text(holder)}; pass --force to break it "
             "(only if that process will never write again)"
         )
-    if holder is not None and holder.get("host") == socket.gethostname() \
-            and _pid_alive(int(holder["pid"])):
+    if (
+        holder is not None
+        and holder.get("host") == socket.gethostname()
+        and _pid_alive(int(holder["pid"]))
+    ):
         warn(f"breaking the lock of live process {holder['pid']}")
     repo.force_release_writer_lock()
     info("Writer lock released.")
@@ -1186,14 +1299,23 @@ def _pid_alive(pid: int) -> bool:
 @main.command("help")
 @click.argument("command", nargs=-1)
 @click.option("--man", is_flag=True, help="Print the manual page (roff source) instead.")
-@click.option("--install-man", is_flag=True,
-              help="Write the manual page git-hangar.1, so that `git hangar --help` "
-                   "finds it (needed after an editable install).")
-@click.option("--to", "man_dir", metavar="DIR", type=click.Path(file_okay=False),
-              help="Folder for --install-man (default: <python prefix>/share/man/man1).")
+@click.option(
+    "--install-man",
+    is_flag=True,
+    help="Write the manual page git-hangar.1, so that `git hangar --help` "
+    "finds it (needed after an editable install).",
+)
+@click.option(
+    "--to",
+    "man_dir",
+    metavar="DIR",
+    type=click.Path(file_okay=False),
+    help="Folder for --install-man (default: <python prefix>/share/man/man1).",
+)
 @click.pass_context
-def help_(ctx: click.Context, command: tuple[str, ...], man: bool, install_man: bool,
-          man_dir: str | None) -> None:
+def help_(
+    ctx: click.Context, command: tuple[str, ...], man: bool, install_man: bool, man_dir: str | None
+) -> None:
     """Show the help of a command.
 
     `git hangar --help` is answered by git, which shows the manual page
@@ -1213,8 +1335,10 @@ def help_(ctx: click.Context, command: tuple[str, ...], man: bool, install_man: 
         tmp = target / f".git-hangar.1.tmp-{os.getpid()}"
         tmp.write_text(render_manpage())
         os.replace(tmp, page)
-        info(f"Wrote {page}; if `git hangar --help` still finds no manual entry, add "
-             f"{target.parent} to MANPATH")
+        info(
+            f"Wrote {page}; if `git hangar --help` still finds no manual entry, add "
+            f"{target.parent} to MANPATH"
+        )
         return
     cmd: click.Command = root.command
     sub_ctx = root
@@ -1245,8 +1369,12 @@ def _walk(cmd: click.Command, ctx: click.Context) -> Iterator[tuple[click.Comman
             sub = cmd.get_command(ctx, name)
             if sub is None or sub.hidden:
                 continue
-            yield from _walk(sub, click.Context(sub, info_name=name, parent=ctx,
-                                                terminal_width=72, max_content_width=72))
+            yield from _walk(
+                sub,
+                click.Context(
+                    sub, info_name=name, parent=ctx, terminal_width=72, max_content_width=72
+                ),
+            )
 
 
 def render_manpage() -> str:
@@ -1256,8 +1384,13 @@ def render_manpage() -> str:
     page (installed as ``share/man/man1/git-hangar.1``) makes it show the
     same help as ``git hangar -h``.
     """
-    root_ctx = click.Context(main, info_name=PROG, terminal_width=72, max_content_width=72,
-                             help_option_names=CONTEXT_SETTINGS["help_option_names"])
+    root_ctx = click.Context(
+        main,
+        info_name=PROG,
+        terminal_width=72,
+        max_content_width=72,
+        help_option_names=CONTEXT_SETTINGS["help_option_names"],
+    )
     parts = [
         '.TH GIT\\-HANGAR 1 "" "hangar\\-git" "Git Manual"',
         ".SH NAME",

@@ -16,9 +16,12 @@ from .cli import CLIError, emit_json, info, open_repo, progress
 
 
 @click.command("fsck")
-@click.option("--full", is_flag=True,
-              help="Also hash every git object, verify payloads no commit references, "
-                   "and check the payload index file itself.")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Also hash every git object, verify payloads no commit references, "
+    "and check the payload index file itself.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def fsck(full: bool, as_json: bool) -> None:
     """Verify records, payloads and git objects.
@@ -36,19 +39,23 @@ def fsck(full: bool, as_json: bool) -> None:
     with _stages() as on_progress:
         report = verify(repo, full=full, progress=on_progress)
     if as_json:
-        emit_json({
-            "ok": report.ok,
-            "full": report.full,
-            "commits": report.commits,
-            "samples": report.samples,
-            "payloads": report.payloads,
-            "damaged": [_issue(s) for s in report.damaged],
-            "remote_references": len(report.remote_references),
-            "records": [{"commit": r.commit, "path": r.path, "problem": r.problem}
-                        for r in report.records],
-            "store": report.store,
-            "git": report.git,
-        })
+        emit_json(
+            {
+                "ok": report.ok,
+                "full": report.full,
+                "commits": report.commits,
+                "samples": report.samples,
+                "payloads": report.payloads,
+                "damaged": [_issue(s) for s in report.damaged],
+                "remote_references": len(report.remote_references),
+                "records": [
+                    {"commit": r.commit, "path": r.path, "problem": r.problem}
+                    for r in report.records
+                ],
+                "store": report.store,
+                "git": report.git,
+            }
+        )
     else:
         lines = report.summary().splitlines()
         for line in lines[:-1]:
@@ -83,8 +90,13 @@ def gc(dry_run: bool) -> None:
 
 
 def _issue(s: Any) -> dict[str, Any]:
-    return {"commit": s.commit, "arrayset": s.arrayset, "key": s.key, "digest": s.digest,
-            "problem": s.problem}
+    return {
+        "commit": s.commit,
+        "arrayset": s.arrayset,
+        "key": s.key,
+        "digest": s.digest,
+        "problem": s.problem,
+    }
 
 
 @contextlib.contextmanager

@@ -19,8 +19,18 @@ from urllib.parse import urlsplit
 import click
 
 _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d*)?)\s*([kmgt]?i?b?)?\s*", re.I)
-_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
-          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "m": 10**6,
+    "g": 10**9,
+    "t": 10**12,
+    "ki": 2**10,
+    "mi": 2**20,
+    "gi": 2**30,
+    "ti": 2**40,
+}
 
 
 def parse_size(text: str) -> int:
@@ -77,8 +87,10 @@ def _mb(n: int) -> str:
 
 def _report_line(rep: Any) -> str:
     rate = rep.raw_bytes / rep.seconds / 1e6 if rep.seconds > 0 else 0.0
-    return (f"{rep.payloads} payloads ({_mb(rep.raw_bytes)}, {rate:.1f} MB/s) in "
-            f"{rep.requests} requests")
+    return (
+        f"{rep.payloads} payloads ({_mb(rep.raw_bytes)}, {rate:.1f} MB/s) in "
+        f"{rep.requests} requests"
+    )
 
 
 # ---- remote ---------------------------------------------------------------------
@@ -90,14 +102,22 @@ def remote() -> None:
 @remote.command("add")
 @click.argument("name")
 @click.argument("address", required=False)
-@click.option("--data", "data", metavar="URL",
-              help="Where payloads go: a directory, s3://bucket/prefix, gs://..., "
-                   "sftp://..., any fsspec URL.")
-@click.option("--data-option", "options", multiple=True, metavar="KEY=VALUE",
-              help="An fsspec storage option that is not a secret (e.g. "
-                   "endpoint_url=http://...); repeatable.")
-def remote_add(name: str, address: str | None, data: str | None,
-               options: tuple[str, ...]) -> None:
+@click.option(
+    "--data",
+    "data",
+    metavar="URL",
+    help="Where payloads go: a directory, s3://bucket/prefix, gs://..., "
+    "sftp://..., any fsspec URL.",
+)
+@click.option(
+    "--data-option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An fsspec storage option that is not a secret (e.g. "
+    "endpoint_url=http://...); repeatable.",
+)
+def remote_add(name: str, address: str | None, data: str | None, options: tuple[str, ...]) -> None:
     """Add remote NAME: records go to the git ADDRESS, payloads to --data URL.
 
     An existing git remote NAME is reused (ADDRESS may then be left out).
@@ -110,13 +130,16 @@ def remote_add(name: str, address: str | None, data: str | None,
     for item in options:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, not {item!r}",
-                                     param_hint="--data-option")
+            raise click.BadParameter(
+                f"expected KEY=VALUE, not {item!r}", param_hint="--data-option"
+            )
         opts[key] = value
     repo = open_repo()
     added = repo.remote.add(name, address, data=data, data_options=opts or None)
-    info(f"added remote {added.name}: records {added.address}, "
-         f"data {added.data or '(none: set one to push payloads)'}")
+    info(
+        f"added remote {added.name}: records {added.address}, "
+        f"data {added.data or '(none: set one to push payloads)'}"
+    )
 
 
 @remote.command("list")
@@ -201,14 +224,21 @@ def fetch(remote_name: str, branch: str | None) -> None:
 @click.command("fetch-data")
 @click.argument("remote_name", metavar="REMOTE")
 @click.argument("startpoint")
-@click.option("-d", "--aset", "asets", multiple=True, metavar="ASET",
-              help="Only this arrayset (repeatable).")
-@click.option("-n", "--nbytes", metavar="NBYTES",
-              help="Stop before fetching more than this many bytes (e.g. 500MB, 2GB).")
-@click.option("-a", "--all-history", is_flag=True,
-              help="Also the data of every ancestor of STARTPOINT.")
-def fetch_data(remote_name: str, startpoint: str, asets: tuple[str, ...], nbytes: str | None,
-               all_history: bool) -> None:
+@click.option(
+    "-d", "--aset", "asets", multiple=True, metavar="ASET", help="Only this arrayset (repeatable)."
+)
+@click.option(
+    "-n",
+    "--nbytes",
+    metavar="NBYTES",
+    help="Stop before fetching more than this many bytes (e.g. 500MB, 2GB).",
+)
+@click.option(
+    "-a", "--all-history", is_flag=True, help="Also the data of every ancestor of STARTPOINT."
+)
+def fetch_data(
+    remote_name: str, startpoint: str, asets: tuple[str, ...], nbytes: str | None, all_history: bool
+) -> None:
     """Fetch the payloads of STARTPOINT (branch, REMOTE/BRANCH or commit) from REMOTE.
 
     Every payload is verified against its digest before it is stored.
@@ -220,9 +250,14 @@ def fetch_data(remote_name: str, startpoint: str, asets: tuple[str, ...], nbytes
     sp = resolve_startpoint(repo, startpoint)
     remotes = repo.remote
     with _Bars("Fetching") as bars:
-        remotes.fetch_data(remote_name, commit=sp.commit, arrayset_names=list(asets) or None,
-                           max_num_bytes=budget, retrieve_all_history=all_history,
-                           progress=bars)
+        remotes.fetch_data(
+            remote_name,
+            commit=sp.commit,
+            arrayset_names=list(asets) or None,
+            max_num_bytes=budget,
+            retrieve_all_history=all_history,
+            progress=bars,
+        )
     rep = remotes.last_report
     if rep is None or not rep.payloads:
         here = rep.skipped if rep is not None else 0
@@ -242,16 +277,35 @@ def _default_dir(url: str) -> str:
 @click.argument("git_url", metavar="GIT_URL")
 @click.argument("directory", required=False, metavar="[DIR]")
 @click.option("--data", "data", metavar="URL", help="The data URL where the payloads are.")
-@click.option("--remote", "remote_name", default="origin", show_default=True,
-              help="Name of the remote to create.")
-@click.option("--name", "user_name", metavar="NAME",
-              help="Author name for commits (default: git config user.name).")
-@click.option("--email", "user_email", metavar="EMAIL",
-              help="Author email for commits (default: git config user.email).")
-@click.option("--overwrite", is_flag=True,
-              help="Replace a hangar repository that exists in DIR.")
-def clone(git_url: str, directory: str | None, data: str | None, remote_name: str,
-          user_name: str | None, user_email: str | None, overwrite: bool) -> None:
+@click.option(
+    "--remote",
+    "remote_name",
+    default="origin",
+    show_default=True,
+    help="Name of the remote to create.",
+)
+@click.option(
+    "--name",
+    "user_name",
+    metavar="NAME",
+    help="Author name for commits (default: git config user.name).",
+)
+@click.option(
+    "--email",
+    "user_email",
+    metavar="EMAIL",
+    help="Author email for commits (default: git config user.email).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace a hangar repository that exists in DIR.")
+def clone(
+    git_url: str,
+    directory: str | None,
+    data: str | None,
+    remote_name: str,
+    user_name: str | None,
+    user_email: str | None,
+    overwrite: bool,
+) -> None:
     """Clone the records of GIT_URL into DIR; payloads stay remote until fetched.
 
     Samples are remote references until `git hangar fetch-data` brings their
@@ -270,14 +324,23 @@ def clone(git_url: str, directory: str | None, data: str | None, remote_name: st
             warnings.simplefilter("ignore")
             repo = Repository(target, exists=False)
         with _Bars("Receiving") as bars:
-            branch = repo.clone(user_name, user_email, git_url, remove_old=overwrite,
-                                data=data, remote_name=remote_name, progress=bars)
+            branch = repo.clone(
+                user_name,
+                user_email,
+                git_url,
+                remove_old=overwrite,
+                data=data,
+                remote_name=remote_name,
+                progress=bars,
+            )
     except BaseException:
         if created:
             shutil.rmtree(target, ignore_errors=True)
         raise
-    info(f"cloned {git_url} into {os.fspath(target)} (branch {branch}; payloads stay on "
-         f"the remote until `git hangar fetch-data {remote_name} {branch}`)")
+    info(
+        f"cloned {git_url} into {os.fspath(target)} (branch {branch}; payloads stay on "
+        f"the remote until `git hangar fetch-data {remote_name} {branch}`)"
+    )
 
 
 def register(group: click.Group) -> None:

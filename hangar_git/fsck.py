@@ -139,15 +139,20 @@ class FsckReport:
         ]
         if self.remote_references:
             commits = len({s.commit for s in self.remote_references})
-            lines.append(f"{len(self.remote_references)} sample records in {commits} commits "
-                         "are remote references (payloads not on this machine)")
+            lines.append(
+                f"{len(self.remote_references)} sample records in {commits} commits "
+                "are remote references (payloads not on this machine)"
+            )
         lines.extend(f"damaged sample: {s}" for s in self.damaged)
         lines.extend(f"damaged record: {r}" for r in self.records)
         lines.extend(f"damaged store: {m}" for m in self.store)
         lines.extend(f"git: {m}" for m in self.git)
-        lines.append("OK" if self.ok else
-                     f"DAMAGED: {len(self.damaged)} samples, {len(self.records)} records, "
-                     f"{len(self.store)} store problems, {len(self.git)} git problems")
+        lines.append(
+            "OK"
+            if self.ok
+            else f"DAMAGED: {len(self.damaged)} samples, {len(self.records)} records, "
+            f"{len(self.store)} store problems, {len(self.git)} git problems"
+        )
         return "\n".join(lines)
 
 
@@ -212,15 +217,18 @@ class RecordWalker:
         self.git = git
         self._schemas: dict[bytes, ArraysetSchema | str] = {}
         # samples tree id -> ([(leaf path, leaf id)], [(path, problem)])
-        self._samples: dict[bytes, tuple[list[tuple[tuple[str, ...], bytes]],
-                                         list[tuple[str, str]]]] = {}
+        self._samples: dict[
+            bytes, tuple[list[tuple[tuple[str, ...], bytes]], list[tuple[str, str]]]
+        ] = {}
         # (leaf id, leaf path) -> ([(enc, digest)], [problem])
-        self._leaves: dict[tuple[bytes, tuple[str, ...]],
-                           tuple[list[tuple[str, bytes]], list[str]]] = {}
+        self._leaves: dict[
+            tuple[bytes, tuple[str, ...]], tuple[list[tuple[str, bytes]], list[str]]
+        ] = {}
         self._meta: dict[bytes, list[tuple[str, str]]] = {}
 
-    def commit(self, sha: str) -> tuple[list[tuple[str, bytes, bytes | None]],
-                                        list[tuple[str, str]]]:
+    def commit(
+        self, sha: str
+    ) -> tuple[list[tuple[str, bytes, bytes | None]], list[tuple[str, str]]]:
         """``([(arrayset, schema id, samples id)], [(path, problem)])`` of one commit."""
         problems: list[tuple[str, str]] = []
         try:
@@ -291,8 +299,9 @@ class RecordWalker:
             self._schemas[oid] = s
         return s
 
-    def samples(self, oid: bytes) -> tuple[list[tuple[tuple[str, ...], bytes]],
-                                           list[tuple[str, str]]]:
+    def samples(
+        self, oid: bytes
+    ) -> tuple[list[tuple[tuple[str, ...], bytes]], list[tuple[str, str]]]:
         """Leaves ``[(path, leaf id)]`` of a samples tree, and its problems."""
         got = self._samples.get(oid)
         if got is not None:
@@ -321,9 +330,14 @@ class RecordWalker:
         self._samples[oid] = got
         return got
 
-    def _fanned(self, entries: dict[str, tuple[bytes, bytes]], prefix: tuple[str, ...],
-                width: int, leaves: list[tuple[tuple[str, ...], bytes]],
-                problems: list[tuple[str, str]]) -> None:
+    def _fanned(
+        self,
+        entries: dict[str, tuple[bytes, bytes]],
+        prefix: tuple[str, ...],
+        width: int,
+        leaves: list[tuple[tuple[str, ...], bytes]],
+        problems: list[tuple[str, str]],
+    ) -> None:
         """Collect the leaves below a fan-out level, checking its shape."""
         for name, (mode, oid) in sorted(entries.items()):
             path = (*prefix, name)
@@ -342,8 +356,9 @@ class RecordWalker:
             else:
                 self._fanned(sub, path, w, leaves, problems)
 
-    def leaf(self, oid: bytes, path: tuple[str, ...], fanout: tuple[int, ...]
-             ) -> tuple[list[tuple[str, bytes]], list[str]]:
+    def leaf(
+        self, oid: bytes, path: tuple[str, ...], fanout: tuple[int, ...]
+    ) -> tuple[list[tuple[str, bytes]], list[str]]:
         """``([(encoded key, digest)], [problem])`` of one leaf of sample records."""
         key = (oid, path)
         got = self._leaves.get(key)
@@ -439,8 +454,7 @@ def staged_digests(repo: Repository) -> set[bytes]:
 # --------------------------------------------------------------------------
 # verify
 # --------------------------------------------------------------------------
-def verify(repo: Repository, full: bool = False, *, progress: Progress | None = None
-           ) -> FsckReport:
+def verify(repo: Repository, full: bool = False, *, progress: Progress | None = None) -> FsckReport:
     """Check the whole repository; see the module docstring.
 
     Parameters
@@ -519,14 +533,16 @@ def verify(repo: Repository, full: bool = False, *, progress: Progress | None = 
     else:
         try:
             problems_by_digest, absent = _check_payloads(
-                reader, wanted, walker, schema_of, schema_more, progress)
+                reader, wanted, walker, schema_of, schema_more, progress
+            )
             report.payloads = len(wanted) - len(absent)
             if full:
                 report.store.extend(_check_store(reader, set(wanted), progress))
         finally:
             reader.close()
-    lost = {d: "its payload is missing from the local store"
-            for d in absent if d not in remote_digests}
+    lost = {
+        d: "its payload is missing from the local store" for d in absent if d not in remote_digests
+    }
     problems_by_digest.update(lost)
     remote = {d for d in absent if d in remote_digests}
 
@@ -559,8 +575,9 @@ def verify(repo: Repository, full: bool = False, *, progress: Progress | None = 
     return report
 
 
-def _note_schema(first: dict[bytes, bytes], more: dict[bytes, set[bytes]], digest: bytes,
-                 schema: bytes) -> None:
+def _note_schema(
+    first: dict[bytes, bytes], more: dict[bytes, set[bytes]], digest: bytes, schema: bytes
+) -> None:
     have = first.get(digest)
     if have is None:
         first[digest] = schema
@@ -568,11 +585,17 @@ def _note_schema(first: dict[bytes, bytes], more: dict[bytes, set[bytes]], diges
         more.setdefault(digest, set()).add(schema)
 
 
-def _file(report: FsckReport, problems: dict[bytes, str], commit: str, aset: str, enc: str,
-          digest: bytes) -> None:
+def _file(
+    report: FsckReport, problems: dict[bytes, str], commit: str, aset: str, enc: str, digest: bytes
+) -> None:
     why = problems.get(digest)
-    issue = SampleIssue(commit, aset, decode_key(enc), digest.hex(),
-                        why or "remote reference: payload not on this machine")
+    issue = SampleIssue(
+        commit,
+        aset,
+        decode_key(enc),
+        digest.hex(),
+        why or "remote reference: payload not on this machine",
+    )
     (report.damaged if why is not None else report.remote_references).append(issue)
 
 
@@ -620,10 +643,11 @@ def _check_payloads(
                 if schema_oid is None:
                     continue
                 schema = walker.schema(schema_oid)
-                if isinstance(schema, ArraysetSchema) and not _fits(schema, arr.dtype,
-                                                                     arr.shape):
-                    problems[d] = (f"payload of dtype {arr.dtype} and shape {arr.shape} "
-                                   f"does not fit its arrayset schema")
+                if isinstance(schema, ArraysetSchema) and not _fits(schema, arr.dtype, arr.shape):
+                    problems[d] = (
+                        f"payload of dtype {arr.dtype} and shape {arr.shape} "
+                        f"does not fit its arrayset schema"
+                    )
         if progress is not None and (n % 1024 == 0 or n + 1 == total):
             progress("payloads", n + 1, total)
     return problems, absent
@@ -635,11 +659,13 @@ def _fits(schema: ArraysetSchema, dtype: object, shape: tuple[int, ...]) -> bool
     if not schema.variable_shape:
         return shape == schema.shape
     return len(shape) == len(schema.shape) and all(
-        0 < a <= b for a, b in zip(shape, schema.shape, strict=True))
+        0 < a <= b for a, b in zip(shape, schema.shape, strict=True)
+    )
 
 
-def _check_store(reader: PackReader, referenced: set[bytes], progress: Progress | None
-                 ) -> list[str]:
+def _check_store(
+    reader: PackReader, referenced: set[bytes], progress: Progress | None
+) -> list[str]:
     """Damage anywhere in the store: the index file, and unreferenced payloads."""
     out: list[str] = []
     index = reader.store.index_path
@@ -662,8 +688,10 @@ def _check_store(reader: PackReader, referenced: set[bytes], progress: Progress 
     for d, loc in extra:
         if loc is None:
             out.append(f"unreferenced payload {d.hex()}: {reader.bad_rows.get(d, 'bad row')}")
-    good = sorted(((d, loc) for d, loc in extra if loc is not None),
-                  key=lambda t: (t[1].pack, t[1].boff, t[1].ioff))
+    good = sorted(
+        ((d, loc) for d, loc in extra if loc is not None),
+        key=lambda t: (t[1].pack, t[1].boff, t[1].ioff),
+    )
     for n, (d, loc) in enumerate(good):
         try:
             reader.read(loc, d)

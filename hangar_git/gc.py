@@ -109,8 +109,13 @@ class GcReport:
         return "\n".join(lines)
 
 
-def gc(repo: Repository, dry_run: bool = False, *, threshold: float = COMPACT_THRESHOLD,
-       git_objects: bool = True) -> GcReport:
+def gc(
+    repo: Repository,
+    dry_run: bool = False,
+    *,
+    threshold: float = COMPACT_THRESHOLD,
+    git_objects: bool = True,
+) -> GcReport:
     """Reclaim unreferenced payloads, compact packs and repack git objects.
 
     Parameters
@@ -140,8 +145,11 @@ def gc(repo: Repository, dry_run: bool = False, *, threshold: float = COMPACT_TH
     """
     if isinstance(dry_run, bool) is False:
         raise ValueError(f"dry_run must be a bool, not {dry_run!r}")
-    if (not isinstance(threshold, (int, float)) or isinstance(threshold, bool)
-            or not 0 <= threshold <= 1):
+    if (
+        not isinstance(threshold, (int, float))
+        or isinstance(threshold, bool)
+        or not 0 <= threshold <= 1
+    ):
         raise ValueError(f"threshold must be a number in [0, 1], not {threshold!r}")
     git = repo._git_repo()
     lock = repo._acquire_writer()
@@ -171,8 +179,14 @@ def gc(repo: Repository, dry_run: bool = False, *, threshold: float = COMPACT_TH
         repo._release_writer(lock)
 
 
-def _payloads(repo: Repository, reader: PackReader, writer: PackWriter | None,
-              live: set[bytes], threshold: float, report: GcReport) -> None:
+def _payloads(
+    repo: Repository,
+    reader: PackReader,
+    writer: PackWriter | None,
+    live: set[bytes],
+    threshold: float,
+    report: GcReport,
+) -> None:
     store = repo._store
     numbers = store.pack_numbers()
     sizes = {n: store.pack_path(n).stat().st_size for n in numbers}
@@ -187,7 +201,8 @@ def _payloads(repo: Repository, reader: PackReader, writer: PackWriter | None,
         report.skipped.append(
             f"the payload index is damaged ({len(damaged_live)} live entries, "
             f"{len(reader.damaged_segments)} segments): no pack is compacted or deleted "
-            "until fsck is clean")
+            "until fsck is clean"
+        )
         report.bytes_after = report.bytes_before
         return
     by_pack: dict[int, list[tuple[bytes, Location]]] = {}
@@ -240,12 +255,12 @@ def _payloads(repo: Repository, reader: PackReader, writer: PackWriter | None,
     for n in sorted(drop):
         writer.drop_pack(n)
         report.packs_deleted.append(n)
-    report.bytes_after = sum(
-        store.pack_path(n).stat().st_size for n in store.pack_numbers())
+    report.bytes_after = sum(store.pack_path(n).stat().st_size for n in store.pack_numbers())
 
 
-def _read_batches(reader: PackReader, items: list[tuple[bytes, Location]]
-                  ) -> Iterator[list[Payload]]:
+def _read_batches(
+    reader: PackReader, items: list[tuple[bytes, Location]]
+) -> Iterator[list[Payload]]:
     """The payloads of ``items``, verified, in batches of about ``_MOVE_BATCH`` bytes."""
     batch: list[Payload] = []
     size = 0
@@ -266,8 +281,12 @@ def _repack(git: object) -> str:
     if exe is None:
         return "skipped: no git executable"
     gitdir = str(common_dir(git))  # type: ignore[arg-type]
-    res = subprocess.run([exe, f"--git-dir={gitdir}", "repack", "-A", "-d", "-q"],
-                         capture_output=True, text=True, errors="replace")
+    res = subprocess.run(
+        [exe, f"--git-dir={gitdir}", "repack", "-A", "-d", "-q"],
+        capture_output=True,
+        text=True,
+        errors="replace",
+    )
     if res.returncode != 0:
         return f"git repack failed: {res.stderr.strip().splitlines()[-1:] or res.returncode}"
     return "repacked"

@@ -165,8 +165,7 @@ def clear_stale_ref_locks(repo: pygit2.Repository, grace: float = 1.0) -> list[P
     for lock in root.rglob("*.lock"):
         deadline = time.monotonic() + grace
         try:
-            while (time.time() - lock.stat().st_mtime < grace
-                   and time.monotonic() < deadline):
+            while time.time() - lock.stat().st_mtime < grace and time.monotonic() < deadline:
                 time.sleep(0.02)
             lock.unlink()
         except FileNotFoundError:

@@ -59,12 +59,17 @@ def branch_labels(git: pygit2.Repository) -> dict[str, list[str]]:
         for prefix in (HEADS, REMOTES):
             if name.startswith(prefix):
                 target = str(git.references[name].target)
-                out.setdefault(target, []).append(name[len(prefix):])
+                out.setdefault(target, []).append(name[len(prefix) :])
     return out
 
 
-def render_log(git: pygit2.Repository, contents: dict[str, Any], *, show_time: bool = False,
-               show_user: bool = False) -> str:
+def render_log(
+    git: pygit2.Repository,
+    contents: dict[str, Any],
+    *,
+    show_time: bool = False,
+    show_user: bool = False,
+) -> str:
     """Text of the commit graph, drawn like ``git log --graph --oneline``."""
     labels = branch_labels(git)
     lines: list[str] = []
@@ -93,11 +98,13 @@ def render_log(git: pygit2.Repository, contents: dict[str, Any], *, show_time: b
                 new_cols.append(parents[0])
         extra = [p for p in parents[1:] if p not in columns and p not in new_cols]
         new_cols.extend(extra)
-        new_cols.extend(c for c in columns[col + 1:] if c not in new_cols)
+        new_cols.extend(c for c in columns[col + 1 :] if c not in new_cols)
         if len(parents) > 1:
-            lines.append(" ".join("|" for _ in range(col + 1)) + "\\"
-                         + (" " + " ".join("|" for _ in columns[col + 1:]) if columns[col + 1:]
-                            else ""))
+            lines.append(
+                " ".join("|" for _ in range(col + 1))
+                + "\\"
+                + (" " + " ".join("|" for _ in columns[col + 1 :]) if columns[col + 1 :] else "")
+            )
         elif len(new_cols) < len(columns) and col < len(columns) - 1:
             lines.append(" ".join("|" for _ in range(col)) + (" " if col else "") + "|/")
         columns = new_cols
@@ -128,8 +135,14 @@ def summary_contents(repo: Repository, commit: str) -> dict[str, Any]:
     for p in store.rglob("*"):
         if p.is_file():
             disk += p.stat().st_size
-    return {"commit": commit, "spec": spec, "arraysets": asets, "metadata": meta,
-            "path": repo.path, "disk_usage": disk}
+    return {
+        "commit": commit,
+        "spec": spec,
+        "arraysets": asets,
+        "metadata": meta,
+        "path": repo.path,
+        "disk_usage": disk,
+    }
 
 
 def render_summary(c: dict[str, Any]) -> str:
@@ -152,8 +165,12 @@ def render_summary(c: dict[str, Any]) -> str:
     ]
     if s.get("code_commit"):
         out.append(f"|  Code Commit: {s['code_commit']}")
-    out += ["=" * 50, "| DataSets", "|" + "-" * 49,
-            f"|  Number of Named Arraysets: {len(c['arraysets'])}"]
+    out += [
+        "=" * 50,
+        "| DataSets",
+        "|" + "-" * 49,
+        f"|  Number of Named Arraysets: {len(c['arraysets'])}",
+    ]
     for name, a in c["arraysets"].items():
         out += [
             f"|  * Arrayset Name: {name}",
@@ -165,6 +182,11 @@ def render_summary(c: dict[str, Any]) -> str:
             f"|    - schema_max_shape: {a['shape']}",
             f"|    - schema_is_named: {a['named_samples']}",
         ]
-    out += ["=" * 50, "| Metadata:", "|" + "-" * 49,
-            f"|  Number of Keys: {len(c['metadata'])}", "=" * 50]
+    out += [
+        "=" * 50,
+        "| Metadata:",
+        "|" + "-" * 49,
+        f"|  Number of Keys: {len(c['metadata'])}",
+        "=" * 50,
+    ]
     return "\n".join(out)

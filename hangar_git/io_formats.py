@@ -168,7 +168,8 @@ def _npy_header(fh: BinaryIO, where: str) -> tuple[tuple[int, ...], bool, np.dty
                 shape, fortran, dtype = fmt.read_array_header_2_0(buf)
             else:
                 shape, fortran, dtype = fmt._read_array_header(  # type: ignore[attr-defined]
-                    buf, version)
+                    buf, version
+                )
         except (ValueError, OSError, EOFError, SyntaxError) as exc:
             raise NotAnArrayError(
                 f"{where} is not a valid .npy array: {_first_line(exc)}"
@@ -224,8 +225,9 @@ def _scan_npy(path: Path) -> list[ArraySource]:
         raise NotAnArrayError(
             f"{where} is truncated: {actual} bytes, its header promises {expected}"
         )
-    return [ArraySource(_check_key(path.stem, where), path, "npy", None, native, shape,
-                        len(raw), raw)]
+    return [
+        ArraySource(_check_key(path.stem, where), path, "npy", None, native, shape, len(raw), raw)
+    ]
 
 
 def _scan_npz(path: Path) -> list[ArraySource]:
@@ -270,8 +272,9 @@ def _scan_hdf5(path: Path) -> list[ArraySource]:
     out: list[ArraySource] = []
     with f:
         names: list[str] = []
-        f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset)
-                     else None)
+        f.visititems(
+            lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None
+        )
         for name in sorted(names):
             ds = f[name]
             dwhere = f"{where}:{name}"
@@ -337,15 +340,11 @@ def scan_file(path: str | os.PathLike[str], fmt: str | None = None) -> list[Arra
         raise FileNotFoundError(2, "No such file or directory", str(p))
     fmt = fmt or sniff_format(p)
     if fmt is None:
-        raise NotAnArrayError(
-            f"{p} is not an array file (expected .npy, .npz or HDF5 .h5/.hdf5)"
-        )
+        raise NotAnArrayError(f"{p} is not an array file (expected .npy, .npz or HDF5 .h5/.hdf5)")
     return _SCANNERS[fmt](p)
 
 
-def scan_paths(
-    paths: Iterable[str | os.PathLike[str]], *, recursive: bool = False
-) -> ScanResult:
+def scan_paths(paths: Iterable[str | os.PathLike[str]], *, recursive: bool = False) -> ScanResult:
     """Find the arrays in files and folders, reading headers only.
 
     A file given by name must be an array file (by suffix, or else by its
@@ -432,9 +431,7 @@ def load_sources(sources: Sequence[ArraySource]) -> Iterator[tuple[ArraySource, 
             except NotAnArrayError:
                 raise
             except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-                raise NotAnArrayError(
-                    f"cannot read {src.describe()}: {_first_line(exc)}"
-                ) from None
+                raise NotAnArrayError(f"cannot read {src.describe()}: {_first_line(exc)}") from None
             if arr.dtype != src.dtype or arr.shape != src.shape:
                 raise NotAnArrayError(
                     f"{src.describe()} changed since it was scanned (now {arr.dtype} "
@@ -551,7 +548,10 @@ def plan_schema(
 
 
 def check_fits(
-    sources: Sequence[ArraySource], name: str, dtype: np.dtype, shape: tuple[int, ...],
+    sources: Sequence[ArraySource],
+    name: str,
+    dtype: np.dtype,
+    shape: tuple[int, ...],
     variable_shape: bool,
 ) -> None:
     """Raise ImportConflictError unless every source fits the arrayset schema."""
@@ -674,8 +674,14 @@ def import_arrays(
     return ImportResult(name, len(sources) - replaced, replaced, created)
 
 
-def _rollback(co: WriterCheckout, name: str, created: bool, was_clean: bool,
-              prior: dict[str, bytes | None], touched: list[str]) -> None:
+def _rollback(
+    co: WriterCheckout,
+    name: str,
+    created: bool,
+    was_clean: bool,
+    prior: dict[str, bytes | None],
+    touched: list[str],
+) -> None:
     """Undo what an interrupted import staged (see :func:`import_arrays`)."""
     if co._closed:
         return

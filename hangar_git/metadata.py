@@ -77,9 +77,7 @@ class MetadataReader:
         if self._co._closed:
             return "<Metadata (checkout closed)>"
         return (
-            "Hangar Metadata\n"
-            f"    Writeable: {self.iswriteable}\n"
-            f"    Number of Keys: {len(self)}\n"
+            f"Hangar Metadata\n    Writeable: {self.iswriteable}\n    Number of Keys: {len(self)}\n"
         )
 
 

@@ -132,8 +132,9 @@ class Repository:
             If a hangar repository exists there and ``remove_old`` is False.
         """
         for label, v in (("user_name", user_name), ("user_email", user_email)):
-            if v is not None and (not isinstance(v, str) or not v.strip() or "\n" in v
-                                  or "<" in v or ">" in v):
+            if v is not None and (
+                not isinstance(v, str) or not v.strip() or "\n" in v or "<" in v or ">" in v
+            ):
                 raise ValueError(f"invalid {label} {v!r}")
         if self._git is None:
             self._attach(pygit2.init_repository(str(self._user_path)))
@@ -156,8 +157,12 @@ class Repository:
         self._hdir.mkdir(parents=True, exist_ok=True)
         (self._hdir / "staging").mkdir(exist_ok=True)
         self._store.create()
-        cfg = {"hangar_git_version": __version__, "user_name": user_name,
-               "user_email": user_email, "created": time.time()}
+        cfg = {
+            "hangar_git_version": __version__,
+            "user_name": user_name,
+            "user_email": user_email,
+            "created": time.time(),
+        }
         tmp = self._hdir / "config.json.tmp"
         tmp.write_text(json.dumps(cfg, indent=2))
         os.replace(tmp, self._hdir / "config.json")
@@ -204,9 +209,7 @@ class Repository:
         name = cfg.get("user_name") or name
         email = cfg.get("user_email") or email
         if not name or not email:
-            raise ValueError(
-                "no identity for commits: set `git config user.name` and `user.email`"
-            )
+            raise ValueError("no identity for commits: set `git config user.name` and `user.email`")
         return name, email
 
     # ---- writer lock -----------------------------------------------------------
@@ -223,8 +226,10 @@ class Repository:
             holder = "unknown"
             try:
                 info = json.loads((self._hdir / "writer.json").read_text())
-                holder = (f"pid {info['pid']} on {info['host']} (user {info['user']}, "
-                          f"since {time.ctime(info['since'])})")
+                holder = (
+                    f"pid {info['pid']} on {info['host']} (user {info['user']}, "
+                    f"since {time.ctime(info['since'])})"
+                )
             except (OSError, ValueError, KeyError):
                 pass
             raise WriterLockError(
@@ -232,8 +237,12 @@ class Repository:
                 "Close it (co.close()); only if that process is gone for good, use "
                 "Repository.force_release_writer_lock()"
             ) from None
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "user": getpass.getuser(), "since": time.time()}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "user": getpass.getuser(),
+            "since": time.time(),
+        }
         (self._hdir / "writer.json").write_text(json.dumps(info))
         return lock
 
@@ -267,7 +276,11 @@ class Repository:
 
     # ---- checkouts ---------------------------------------------------------------
     def checkout(
-        self, write: bool = False, *, branch: str = "master", commit: str = "",
+        self,
+        write: bool = False,
+        *,
+        branch: str = "master",
+        commit: str = "",
         fetch_missing: bool | str = False,
     ) -> ReaderCheckout | WriterCheckout:
         """Open a checkout: read-only at a branch head or commit, or the writer.
@@ -356,8 +369,9 @@ class Repository:
         from .records.view import StagedView
 
         git = self._git_repo()
-        return staged_diff(StagedView(TreeRecords(git, commit_tree(git, journal.base)),
-                                      journal)).empty
+        return staged_diff(
+            StagedView(TreeRecords(git, commit_tree(git, journal.base)), journal)
+        ).empty
 
     def _has_commits(self) -> bool:
         git = self._git_repo()
@@ -374,8 +388,9 @@ class Repository:
             journal.pending_commit = None
             journal._rewrite()
 
-    def _commit_staged(self, journal: Journal, message: str,
-                       extra_parents: tuple[str, ...] = ()) -> str:
+    def _commit_staged(
+        self, journal: Journal, message: str, extra_parents: tuple[str, ...] = ()
+    ) -> str:
         """Write the commit for the staged changes and move the branch."""
         git = self._git_repo()
         ref = branch_ref(journal.branch)
@@ -387,8 +402,9 @@ class Repository:
             )
         base = TreeRecords(git, commit_tree(git, journal.base))
         tree = build_root(git, base, journal.asets, journal.meta)
-        sha = self._write_commit(tree, message, [p for p in (journal.base,) if p]
-                                 + list(extra_parents))
+        sha = self._write_commit(
+            tree, message, [p for p in (journal.base,) if p] + list(extra_parents)
+        )
         journal.record("C", sha)
         journal.sync()  # durable before the ref moves, even inside a batch
         git.references.create(ref, pygit2.Oid(hex=sha), force=True)
@@ -403,8 +419,9 @@ class Repository:
         code = code_head(git)
         if code is not None:
             msg += f"\n{CODE_TRAILER}: {code}\n"
-        oid = git.create_commit(None, sig, sig, msg, pygit2.Oid(raw=tree),
-                                [pygit2.Oid(hex=p) for p in parents])
+        oid = git.create_commit(
+            None, sig, sig, msg, pygit2.Oid(raw=tree), [pygit2.Oid(hex=p) for p in parents]
+        )
         return str(oid)
 
     def clone(
@@ -444,9 +461,16 @@ class Repository:
         """
         from .remotes import clone_repository
 
-        return clone_repository(self, user_name, user_email, remote_address,
-                                remove_old=remove_old, data=data, remote_name=remote_name,
-                                progress=progress)
+        return clone_repository(
+            self,
+            user_name,
+            user_email,
+            remote_address,
+            remove_old=remove_old,
+            data=data,
+            remote_name=remote_name,
+            progress=progress,
+        )
 
     # ---- branches ----------------------------------------------------------------
     def list_branches(self) -> list[str]:
@@ -513,8 +537,7 @@ class Repository:
             others = [branch_head(git, b) for b in list_branches(git, remotes=True) if b != name]
             target = pygit2.Oid(hex=head)
             held = any(
-                o == head or git.descendant_of(pygit2.Oid(hex=o), target)
-                for o in others if o
+                o == head or git.descendant_of(pygit2.Oid(hex=o), target) for o in others if o
             )
             if not held:
                 raise ValueError(
@@ -583,8 +606,9 @@ class Repository:
         return None
 
     # ---- merge -----------------------------------------------------------------
-    def merge(self, message: str, master_branch: str, dev_branch: str, *,
-              strategy: str | None = None) -> str:
+    def merge(
+        self, message: str, master_branch: str, dev_branch: str, *, strategy: str | None = None
+    ) -> str:
         """Merge ``dev_branch`` into ``master_branch``; returns the new head commit."""
         self._git_repo()
         with self.checkout(write=True, branch=master_branch) as co:

@@ -86,9 +86,7 @@ class ArraysetSchema:
         """Return ``data`` if it fits this schema, else raise ValueError."""
         if type(data) is not np.ndarray:
             if not isinstance(data, np.ndarray) or isinstance(data, np.matrix):
-                raise ValueError(
-                    f"sample data must be a numpy.ndarray, not {type(data).__name__}"
-                )
+                raise ValueError(f"sample data must be a numpy.ndarray, not {type(data).__name__}")
             data = np.asarray(data)
         if data.dtype != self.dtype:
             raise ValueError(

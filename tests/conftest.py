@@ -21,8 +21,9 @@ _ISOLATED_ENV = {
 
 
 @pytest.fixture(autouse=True)
-def isolated_git(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-                 ) -> Iterator[Path]:
+def isolated_git(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
     """Point git and pygit2 at an empty home: no user config leaks in."""
     home = tmp_path_factory.mktemp("home")
     gcfg = home / ".gitconfig"

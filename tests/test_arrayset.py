@@ -39,21 +39,39 @@ def test_init_by_prototype(co):
     assert "imgs" in co.arraysets
 
 
-@pytest.mark.parametrize("shape,expect", [(10, (10,)), ((3, 4), (3, 4)), ([2, 2, 2], (2, 2, 2)),
-                                          (np.int64(5), (5,))])
+@pytest.mark.parametrize(
+    "shape,expect", [(10, (10,)), ((3, 4), (3, 4)), ([2, 2, 2], (2, 2, 2)), (np.int64(5), (5,))]
+)
 def test_init_by_shape_and_dtype(co, shape, expect):
     a = co.arraysets.init_arrayset("a", shape=shape, dtype=np.float64)
     assert a.shape == expect
     assert a.dtype == np.float64
 
 
-@pytest.mark.parametrize("dtype", [np.bool_, np.int8, np.uint16, np.int32, np.uint64, np.float16,
-                                   np.float32, np.float64, np.complex64, np.complex128, "<i4"])
+@pytest.mark.parametrize(
+    "dtype",
+    [
+        np.bool_,
+        np.int8,
+        np.uint16,
+        np.int32,
+        np.uint64,
+        np.float16,
+        np.float32,
+        np.float64,
+        np.complex64,
+        np.complex128,
+        "<i4",
+    ],
+)
 def test_supported_dtypes_roundtrip(repo, dtype):
     co = repo.checkout(write=True)
     a = co.arraysets.init_arrayset("a", shape=(3, 2), dtype=dtype)
-    arr = (np.arange(6).reshape(3, 2) % 2 == 1) if np.dtype(dtype) == np.bool_ \
+    arr = (
+        (np.arange(6).reshape(3, 2) % 2 == 1)
+        if np.dtype(dtype) == np.bool_
         else np.arange(6).reshape(3, 2).astype(dtype)
+    )
     a["x"] = arr
     sha = co.commit("c")
     co.close()
@@ -64,32 +82,35 @@ def test_supported_dtypes_roundtrip(repo, dtype):
     rc.close()
 
 
-@pytest.mark.parametrize("kwargs", [
-    {},                                                       # nothing
-    {"shape": (3,)},                                          # no dtype
-    {"dtype": np.uint8},                                      # no shape
-    {"prototype": np.zeros(3), "shape": (3,)},                # both
-    {"prototype": np.zeros(3), "dtype": np.float64},          # both
-    {"prototype": [1, 2, 3]},                                 # not an ndarray
-    {"prototype": np.zeros((4, 4))[:, ::2]},                  # not C-contiguous
-    {"prototype": np.zeros((4, 4)).T},                        # Fortran order
-    {"shape": (1,) * 32, "dtype": np.uint8},                  # rank 32 > 31
-    {"shape": (3, 0), "dtype": np.uint8},                     # zero-size dimension
-    {"shape": (3, -1), "dtype": np.uint8},                    # negative dimension
-    {"prototype": np.zeros((0, 3))},                          # zero-size prototype
-    {"shape": (3,), "dtype": object},                         # object
-    {"shape": (3,), "dtype": "U5"},                           # unicode string
-    {"shape": (3,), "dtype": "S5"},                           # bytes string
-    {"shape": (3,), "dtype": [("a", "<i4"), ("b", "<f8")]},   # structured
-    {"shape": (3,), "dtype": ">f8"},                          # non-native byte order
-    {"shape": (3,), "dtype": "datetime64[s]"},                # datetime
-    {"shape": (3,), "dtype": "not-a-dtype"},                  # garbage
-    {"shape": (3,), "dtype": np.uint8, "backend": "lmdb"},    # unknown backend
-    {"shape": (3,), "dtype": np.uint8, "variable_shape": 1},  # not a bool
-    {"shape": (3,), "dtype": np.uint8, "named_samples": "y"},  # not a bool
-    {"shape": "3", "dtype": np.uint8},                        # not ints
-    {"shape": (2.5,), "dtype": np.uint8},                     # not ints
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},  # nothing
+        {"shape": (3,)},  # no dtype
+        {"dtype": np.uint8},  # no shape
+        {"prototype": np.zeros(3), "shape": (3,)},  # both
+        {"prototype": np.zeros(3), "dtype": np.float64},  # both
+        {"prototype": [1, 2, 3]},  # not an ndarray
+        {"prototype": np.zeros((4, 4))[:, ::2]},  # not C-contiguous
+        {"prototype": np.zeros((4, 4)).T},  # Fortran order
+        {"shape": (1,) * 32, "dtype": np.uint8},  # rank 32 > 31
+        {"shape": (3, 0), "dtype": np.uint8},  # zero-size dimension
+        {"shape": (3, -1), "dtype": np.uint8},  # negative dimension
+        {"prototype": np.zeros((0, 3))},  # zero-size prototype
+        {"shape": (3,), "dtype": object},  # object
+        {"shape": (3,), "dtype": "U5"},  # unicode string
+        {"shape": (3,), "dtype": "S5"},  # bytes string
+        {"shape": (3,), "dtype": [("a", "<i4"), ("b", "<f8")]},  # structured
+        {"shape": (3,), "dtype": ">f8"},  # non-native byte order
+        {"shape": (3,), "dtype": "datetime64[s]"},  # datetime
+        {"shape": (3,), "dtype": "not-a-dtype"},  # garbage
+        {"shape": (3,), "dtype": np.uint8, "backend": "lmdb"},  # unknown backend
+        {"shape": (3,), "dtype": np.uint8, "variable_shape": 1},  # not a bool
+        {"shape": (3,), "dtype": np.uint8, "named_samples": "y"},  # not a bool
+        {"shape": "3", "dtype": np.uint8},  # not ints
+        {"shape": (2.5,), "dtype": np.uint8},  # not ints
+    ],
+)
 def test_init_arrayset_refuses_bad_schema(repo, co, kwargs):
     before = journal(repo)
     with pytest.raises(ValueError):
@@ -289,12 +310,14 @@ def test_variable_shape(repo, co):
     for i, s in enumerate(shapes):
         a[i] = np.full(s, i, np.uint8)
     before = journal(repo)
-    for bad in (np.zeros((11, 1), np.uint8),      # exceeds max in dim 0
-                np.zeros((1, 11), np.uint8),      # exceeds max in dim 1
-                np.zeros((5,), np.uint8),         # wrong rank
-                np.zeros((2, 2, 2), np.uint8),    # wrong rank
-                np.zeros((0, 3), np.uint8),       # zero-size dimension
-                np.zeros((3, 3), np.int8)):       # dtype
+    for bad in (
+        np.zeros((11, 1), np.uint8),  # exceeds max in dim 0
+        np.zeros((1, 11), np.uint8),  # exceeds max in dim 1
+        np.zeros((5,), np.uint8),  # wrong rank
+        np.zeros((2, 2, 2), np.uint8),  # wrong rank
+        np.zeros((0, 3), np.uint8),  # zero-size dimension
+        np.zeros((3, 3), np.int8),
+    ):  # dtype
         with pytest.raises(ValueError):
             a["bad"] = bad
     assert journal(repo) == before
@@ -331,8 +354,12 @@ def test_multi_add(repo, co):
     img = co.arraysets.init_arrayset("img", shape=(2, 2), dtype=np.uint8, named_samples=False)
     lbl = co.arraysets.init_arrayset("lbl", shape=(1,), dtype=np.int64, named_samples=False)
     named = co.arraysets.init_arrayset("named", shape=(1,), dtype=np.int64)
-    keys = [co.arraysets.multi_add({"img": np.full((2, 2), i, np.uint8),
-                                    "lbl": np.array([i], np.int64)}) for i in range(5)]
+    keys = [
+        co.arraysets.multi_add(
+            {"img": np.full((2, 2), i, np.uint8), "lbl": np.array([i], np.int64)}
+        )
+        for i in range(5)
+    ]
     assert len(set(keys)) == 5
     for i, k in enumerate(keys):
         assert (img[k] == i).all() and lbl[k].tolist() == [i]
@@ -342,8 +369,7 @@ def test_multi_add(repo, co):
     with pytest.raises(ValueError):
         co.arraysets.multi_add({"named": np.zeros(1, np.int64)})
     with pytest.raises(ValueError):  # second array is bad: nothing is added
-        co.arraysets.multi_add({"img": np.zeros((2, 2), np.uint8),
-                                "lbl": np.zeros(1, np.float32)})
+        co.arraysets.multi_add({"img": np.zeros((2, 2), np.uint8), "lbl": np.zeros(1, np.float32)})
     with pytest.raises(ValueError):
         co.arraysets.multi_add({})
     assert journal(repo) == before
@@ -379,8 +405,9 @@ def test_str_and_int_keys_are_distinct(repo, co):
     rc.close()
 
 
-@pytest.mark.parametrize("key", ["", "a b", "a/b", "é", "a\x00b", "k" * 201, -1, True, 1.5,
-                                 None, b"bytes", ("t",)])
+@pytest.mark.parametrize(
+    "key", ["", "a b", "a/b", "é", "a\x00b", "k" * 201, -1, True, 1.5, None, b"bytes", ("t",)]
+)
 def test_invalid_sample_keys(repo, co, key):
     a = co.arraysets.init_arrayset("a", shape=(1,), dtype=np.int64)
     before = journal(repo)
@@ -461,12 +488,18 @@ def test_reader_items_values_keys_consistent(written_repo):
         assert (v == int(k)).all() and v.shape == (5, 7) and v.dtype == np.float32
     assert len(list(a.values())) == 10
     r = repr(a)
-    for needle in ("Hangar ArraysetDataReader", "Arrayset Name            : aset",
-                   "Variable Shape           : False", "(max) Shape              : (5, 7)",
-                   "Datatype                 : <class 'numpy.float32'>",
-                   "Named Samples            : True", "Access Mode              : r",
-                   "Number of Samples        : 10", "Partial Remote Data Refs : False",
-                   "Schema Hash              : "):
+    for needle in (
+        "Hangar ArraysetDataReader",
+        "Arrayset Name            : aset",
+        "Variable Shape           : False",
+        "(max) Shape              : (5, 7)",
+        "Datatype                 : <class 'numpy.float32'>",
+        "Named Samples            : True",
+        "Access Mode              : r",
+        "Number of Samples        : 10",
+        "Partial Remote Data Refs : False",
+        "Schema Hash              : ",
+    ):
         assert needle in r, needle
     rc.close()
 

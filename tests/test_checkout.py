@@ -33,7 +33,11 @@ def head(repo: Repository, branch: str = "master") -> str:
 def spawn(code: str, *args: str, **kw) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(code), *args],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
     )
 
 
@@ -307,11 +311,13 @@ def test_reader_is_read_only(written_repo):
     aset = rc.arraysets["aset"]
     assert not aset.iswriteable and not rc.arraysets.iswriteable
     assert not rc.metadata.iswriteable
-    for attempt in (lambda: aset.__setitem__("z", np.zeros((5, 7), np.float32)),
-                    lambda: aset.add(np.zeros((5, 7), np.float32), "z"),
-                    lambda: aset.remove("0"),
-                    lambda: rc.metadata.__setitem__("k", "v"),
-                    lambda: rc.metadata.remove("about")):
+    for attempt in (
+        lambda: aset.__setitem__("z", np.zeros((5, 7), np.float32)),
+        lambda: aset.add(np.zeros((5, 7), np.float32), "z"),
+        lambda: aset.remove("0"),
+        lambda: rc.metadata.__setitem__("k", "v"),
+        lambda: rc.metadata.remove("about"),
+    ):
         with pytest.raises((AttributeError, PermissionError, TypeError)):
             attempt()
     assert not hasattr(rc, "commit")

@@ -49,8 +49,12 @@ def records_only_copy(src, path, local):
     path.mkdir()
     dst = Repository(path, exists=False)
     dst.init(user_name="Test User", user_email="test@example.org")
-    subprocess.run(["git", "fetch", "-q", src.path, "+refs/hangar/heads/*:refs/hangar/heads/*"],
-                   cwd=dst.path, check=True, capture_output=True)
+    subprocess.run(
+        ["git", "fetch", "-q", src.path, "+refs/hangar/heads/*:refs/hangar/heads/*"],
+        cwd=dst.path,
+        check=True,
+        capture_output=True,
+    )
     co = dst.checkout(write=True)  # store those payloads, then drop the staged records
     for name, samples in local.items():
         aset = co.arraysets[name]
@@ -239,8 +243,7 @@ def test_arraysets_with_different_keys_use_common_keys(data_repo):
     co.close()
     rc = data_repo.checkout()
     with pytest.warns(UserWarning, match="only the 10 keys present in all"):
-        loader = make_numpy_loader([rc.arraysets["labels"], rc.arraysets["extra"]],
-                                   batch_size=100)
+        loader = make_numpy_loader([rc.arraysets["labels"], rc.arraysets["extra"]], batch_size=100)
     (batch,) = list(loader)
     np.testing.assert_array_equal(batch.labels, np.arange(5, 15) * 10)
     np.testing.assert_array_equal(batch.extra[:, 0], np.arange(5, 15))
@@ -371,8 +374,7 @@ def test_loader_outlives_the_users_checkout(data_repo):
 @pytest.fixture
 def ragged_repo(repo):
     co = repo.checkout(write=True)
-    seq = co.arraysets.init_arrayset("seq", shape=(6, 3), dtype=np.float32,
-                                     variable_shape=True)
+    seq = co.arraysets.init_arrayset("seq", shape=(6, 3), dtype=np.float32, variable_shape=True)
     lab = co.arraysets.init_arrayset("lab", shape=(1,), dtype=np.int64)
     with seq, lab:
         for i in range(9):
@@ -397,8 +399,9 @@ def test_variable_shape_as_lists(ragged_repo):
 
 def test_variable_shape_padded(ragged_repo):
     rc = ragged_repo.checkout()
-    loader = make_numpy_loader([rc.arraysets["seq"], rc.arraysets["lab"]], batch_size=4,
-                               ragged="pad", pad_value=-1)
+    loader = make_numpy_loader(
+        [rc.arraysets["seq"], rc.arraysets["lab"]], batch_size=4, ragged="pad", pad_value=-1
+    )
     first = next(iter(loader))
     assert first.seq.shape == (4, 4, 3)  # max over samples 0..3: (4, 3)
     for j in range(4):
@@ -412,8 +415,10 @@ def test_variable_shape_padded(ragged_repo):
 
 # ---- remote references ------------------------------------------------------------
 def test_remote_references_are_reported_before_reading(data_repo, tmp_path):
-    local = {"images": {i: image(i) for i in range(N) if i != 5},
-             "labels": {i: label(i) for i in range(N) if i not in (7, 9)}}
+    local = {
+        "images": {i: image(i) for i in range(N) if i != 5},
+        "labels": {i: label(i) for i in range(N) if i not in (7, 9)},
+    }
     clone = records_only_copy(data_repo, tmp_path / "clone", local)
     rc = clone.checkout()
     assert sorted(rc.arraysets["labels"].remote_reference_sample_keys) == [7, 9]
@@ -451,8 +456,7 @@ def test_loader_pickles_and_reads_in_a_new_process(rco, tmp_path):
         f"loader = pickle.loads(open({str(out)!r}, 'rb').read())\n"
         "print([b.labels.tolist() for b in loader])\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == str(expect)
 
@@ -528,15 +532,17 @@ def test_importing_hangar_git_imports_no_framework():
         "bad = [m for m in ('torch', 'tensorflow') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
 
 
-@pytest.mark.parametrize(("func", "module", "extra"), [
-    ("make_torch_dataset", "torch", "hangar-git[torch]"),
-    ("make_tf_dataset", "tensorflow", "hangar-git[tensorflow]"),
-])
+@pytest.mark.parametrize(
+    ("func", "module", "extra"),
+    [
+        ("make_torch_dataset", "torch", "hangar-git[torch]"),
+        ("make_tf_dataset", "tensorflow", "hangar-git[tensorflow]"),
+    ],
+)
 def test_missing_framework_gives_install_hint(rco, monkeypatch, func, module, extra):
     import hangar_git
 

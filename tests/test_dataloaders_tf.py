@@ -36,8 +36,12 @@ def records_only_copy(src, path, local):
     path.mkdir()
     dst = Repository(path, exists=False)
     dst.init(user_name="Test User", user_email="test@example.org")
-    subprocess.run(["git", "fetch", "-q", src.path, "+refs/hangar/heads/*:refs/hangar/heads/*"],
-                   cwd=dst.path, check=True, capture_output=True)
+    subprocess.run(
+        ["git", "fetch", "-q", src.path, "+refs/hangar/heads/*:refs/hangar/heads/*"],
+        cwd=dst.path,
+        check=True,
+        capture_output=True,
+    )
     co = dst.checkout(write=True)  # store those payloads, then drop the staged records
     for name, samples in local.items():
         aset = co.arraysets[name]
@@ -160,8 +164,10 @@ def test_write_checkout_is_refused(data_repo):
 
 
 def test_remote_references_are_reported_before_reading(data_repo, tmp_path):
-    local = {"images": {i: image(i) for i in range(N) if i != 3},
-             "labels": {i: np.array([i], np.int64) for i in range(N)}}
+    local = {
+        "images": {i: image(i) for i in range(N) if i != 3},
+        "labels": {i: np.array([i], np.int64) for i in range(N)},
+    }
     rc = records_only_copy(data_repo, tmp_path / "clone", local).checkout()
     with pytest.raises(MissingPayloadError, match=r"'images': 3\b"):
         make_tf_dataset(pair(rc))

@@ -47,8 +47,12 @@ def records_only_copy(src, path, local):
     path.mkdir()
     dst = Repository(path, exists=False)
     dst.init(user_name="Test User", user_email="test@example.org")
-    subprocess.run(["git", "fetch", "-q", src.path, "+refs/hangar/heads/*:refs/hangar/heads/*"],
-                   cwd=dst.path, check=True, capture_output=True)
+    subprocess.run(
+        ["git", "fetch", "-q", src.path, "+refs/hangar/heads/*:refs/hangar/heads/*"],
+        cwd=dst.path,
+        check=True,
+        capture_output=True,
+    )
     co = dst.checkout(write=True)  # store those payloads, then drop the staged records
     for name, samples in local.items():
         aset = co.arraysets[name]
@@ -149,8 +153,14 @@ def test_workers_yield_exactly_the_samples_of_num_workers_0(rco, start):
     dset = make_torch_dataset(pair(rco), index_range=slice(1, N))
 
     def run(workers, shuffle, **kw):
-        loader = DataLoader(dset, batch_size=6, num_workers=workers, shuffle=shuffle,
-                            generator=torch.Generator().manual_seed(7), **kw)
+        loader = DataLoader(
+            dset,
+            batch_size=6,
+            num_workers=workers,
+            shuffle=shuffle,
+            generator=torch.Generator().manual_seed(7),
+            **kw,
+        )
         return epoch(loader)
 
     plain = run(0, False)  # opens handles in this process before the workers start
@@ -164,8 +174,9 @@ def test_workers_yield_exactly_the_samples_of_num_workers_0(rco, start):
 
 def test_persistent_workers_over_two_epochs(rco):
     dset = make_torch_dataset(pair(rco))
-    loader = DataLoader(dset, batch_size=10, num_workers=2, persistent_workers=True,
-                        multiprocessing_context="fork")
+    loader = DataLoader(
+        dset, batch_size=10, num_workers=2, persistent_workers=True, multiprocessing_context="fork"
+    )
     expect = epoch(DataLoader(dset, batch_size=10))
     assert epoch(loader) == expect
     assert epoch(loader) == expect
@@ -201,16 +212,22 @@ def test_variable_shape_needs_a_collate(rco):
 def test_pad_collate(rco, workers):
     dset = make_torch_dataset([rco.arraysets["seq"], rco.arraysets["labels"]])
     kw = {"multiprocessing_context": "fork"} if workers else {}
-    loader = DataLoader(dset, batch_size=5, num_workers=workers,
-                        collate_fn=PadCollate(pad_value=-1.0, with_shapes=True), **kw)
+    loader = DataLoader(
+        dset,
+        batch_size=5,
+        num_workers=workers,
+        collate_fn=PadCollate(pad_value=-1.0, with_shapes=True),
+        **kw,
+    )
     seen = []
     for batch, shapes in loader:
         assert batch.seq.shape == (5, 5, 2) and batch.seq.dtype == torch.float32
         assert shapes.labels.shape == (5, 0)
-        for row, shape, lab in zip(batch.seq, shapes.seq.tolist(), batch.labels.tolist(),
-                                   strict=True):
+        for row, shape, lab in zip(
+            batch.seq, shapes.seq.tolist(), batch.labels.tolist(), strict=True
+        ):
             assert shape == list(seq(lab).shape)
-            assert (row[: shape[0]] == lab).all() and (row[shape[0]:] == -1).all()
+            assert (row[: shape[0]] == lab).all() and (row[shape[0] :] == -1).all()
             seen.append(lab)
     assert seen == list(range(N))
     collate = pickle.loads(pickle.dumps(PadCollate()))  # spawned workers get a copy
@@ -237,8 +254,10 @@ def test_write_checkout_is_refused(data_repo):
 
 
 def test_remote_references_are_reported_before_reading(data_repo, tmp_path):
-    local = {"images": {i: image(i) for i in range(N) if i != 12},
-             "labels": {i: label(i) for i in range(N)}}
+    local = {
+        "images": {i: image(i) for i in range(N) if i != 12},
+        "labels": {i: label(i) for i in range(N)},
+    }
     rc = records_only_copy(data_repo, tmp_path / "clone", local).checkout()
     with pytest.raises(MissingPayloadError, match=r"'images': 12\b"):
         make_torch_dataset(pair(rc))

@@ -96,7 +96,7 @@ def extract_runnable(text: str, page: str = "<page>") -> list[Block]:
             if stripped.startswith(fence[0] * len(fence)) and set(stripped) == {fence[0]}:
                 break
             line = lines[k]
-            body.append(line[len(indent):] if line.startswith(indent) else line.lstrip())
+            body.append(line[len(indent) :] if line.startswith(indent) else line.lstrip())
             k += 1
         else:
             raise ValueError(f"{page}:{j + 1}: code block is not closed")
@@ -108,7 +108,7 @@ def extract_runnable(text: str, page: str = "<page>") -> list[Block]:
 
 # The driver runs one page's blocks in one interpreter: Python blocks share a
 # namespace, shell blocks run through bash; the working directory carries over.
-_DRIVER = r'''
+_DRIVER = r"""
 import json, os, subprocess, sys, tempfile, traceback
 steps = json.load(open(sys.argv[1]))
 ns = {"__name__": "__main__"}
@@ -135,7 +135,7 @@ for step in steps:
             sys.exit(1)
         with open(cwd_file) as f:
             os.chdir(f.read().strip())
-'''
+"""
 
 
 def reader_env(home: Path) -> dict[str, str]:
@@ -146,18 +146,20 @@ def reader_env(home: Path) -> dict[str, str]:
         "[user]\n\tname = Docs Reader\n\temail = reader@example.org\n"
         "[init]\n\tdefaultBranch = main\n"
     )
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GIT_", "PYTEST_", "COV_"))}
-    env.update({
-        "HOME": str(home),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "GIT_CONFIG_GLOBAL": str(gitconfig),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), str(ROOT),
-                                 env.get("PATH", "")]),
-        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p),
-        "PYTHONUNBUFFERED": "1",
-    })
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "PYTEST_", "COV_"))}
+    env.update(
+        {
+            "HOME": str(home),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "GIT_CONFIG_GLOBAL": str(gitconfig),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "PATH": os.pathsep.join(
+                [str(Path(sys.executable).parent), str(ROOT), env.get("PATH", "")]
+            ),
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
@@ -247,7 +249,10 @@ def _run_page(page: Path, session: Path) -> subprocess.CompletedProcess[str]:
     steps.write_text(json.dumps([b.__dict__ for b in blocks]))
     return subprocess.run(
         [sys.executable, "-c", _DRIVER, str(steps)],
-        cwd=work, env=reader_env(session / "home"), capture_output=True, text=True,
+        cwd=work,
+        env=reader_env(session / "home"),
+        capture_output=True,
+        text=True,
         timeout=TIMEOUT,
     )
 
@@ -267,7 +272,10 @@ def test_example_script_runs(script: Path, tmp_path: Path) -> None:
     work.mkdir()
     r = subprocess.run(
         [sys.executable, str(script), str(work / "repo")],
-        cwd=work, env=reader_env(tmp_path / "home"), capture_output=True, text=True,
+        cwd=work,
+        env=reader_env(tmp_path / "home"),
+        capture_output=True,
+        text=True,
         timeout=TIMEOUT,
     )
     if r.returncode != 0:

@@ -29,7 +29,7 @@ ARCHIVES = sorted(FIXTURES.glob("format*-*.tar.gz"))
 
 
 def test_fixtures_exist_for_the_current_format():
-    formats = {int(p.name.split("-")[0][len("format"):]) for p in ARCHIVES}
+    formats = {int(p.name.split("-")[0][len("format") :]) for p in ARCHIVES}
     assert formats == set(range(1, FORMAT_VERSION + 1))
     for p in ARCHIVES:
         assert p.stat().st_size < 100_000, f"{p.name}: keep fixtures small"
@@ -38,8 +38,7 @@ def test_fixtures_exist_for_the_current_format():
 def open_fixture(archive: Path, tmp_path: Path) -> tuple[Repository, dict]:
     with tarfile.open(archive) as tar:
         tar.extractall(tmp_path, filter="data")
-    manifest = json.loads(archive.with_name(archive.name.replace(".tar.gz", ".json"))
-                          .read_text())
+    manifest = json.loads(archive.with_name(archive.name.replace(".tar.gz", ".json")).read_text())
     return Repository(tmp_path / archive.name.replace(".tar.gz", "")), manifest
 
 

@@ -135,8 +135,7 @@ def test_flipped_big_payload_only_that_sample(history):
     loc = loc_of(repo, big(1))
     flip(repo._store.pack_path(loc.pack), loc.boff + loc.blen - 10)
     rep = verify(repo)
-    assert rep.damaged_samples() == {c["c1"]: {("b", 1)}, c["c2"]: {("b", 1)},
-                                     c["c3"]: {("b", 1)}}
+    assert rep.damaged_samples() == {c["c1"]: {("b", 1)}, c["c2"]: {("b", 1)}, c["c3"]: {("b", 1)}}
     co = repo.checkout(commit=c["c2"])
     with pytest.raises(IntegrityError, match=r"sample b\[1\].*\.pack"):
         co.arraysets["b"][1]
@@ -153,7 +152,8 @@ def test_missing_pack(history):
     rep = verify(repo)
     assert all("missing" in s.problem for s in rep.damaged)
     assert {k for v in rep.damaged_samples().values() for k in v} == (
-        contents(repo, c["c2"]) | contents(repo, c["c3"]) | contents(repo, c["c1"]))
+        contents(repo, c["c2"]) | contents(repo, c["c3"]) | contents(repo, c["c1"])
+    )
     co = repo.checkout(commit=c["c1"])
     with pytest.raises(IntegrityError, match="missing"):
         co.arraysets["s"][0]
@@ -178,6 +178,7 @@ def test_truncated_pack(history):
                 loc2 = r.locate(d)
                 if loc2.pack == loc.pack and loc2.boff + loc2.blen > cut:
                     from hangar_git.naming import decode_key
+
                     gone.add((sha, n, decode_key(k)))
         co.close()
     r.close()
@@ -210,7 +211,10 @@ def test_absent_payload_of_a_remote_commit_is_a_remote_reference(history):
     # small(3) is in c1, which origin has: a remote reference in every commit naming it;
     # small(25) only in the local commit c2: lost
     assert {(s.commit, s.key) for s in rep.remote_references} == {
-        (c["c1"], 3), (c["c2"], 3), (c["c3"], 3)}
+        (c["c1"], 3),
+        (c["c2"], 3),
+        (c["c3"], 3),
+    }
     assert rep.damaged_samples() == {c["c2"]: {("s", 25)}}
     co = repo.checkout(commit=c["c2"])
     with pytest.raises(MissingPayloadError):
@@ -218,6 +222,7 @@ def test_absent_payload_of_a_remote_commit_is_a_remote_reference(history):
     co.close()
     w = repo._store.writer()  # fetch the lost one back: clean again, remote refs apart
     from hangar_git.store import payload_from_array
+
     w.add(payload_from_array(small(25)))
     w.close()
     rep = verify(repo)
@@ -295,7 +300,8 @@ def test_unreadable_index_file(history):
     rep = verify(repo)
     assert rep.store and "index" in rep.store[0]
     assert len({s.commit for s in rep.damaged}) == 3 and all(
-        "index" in s.problem for s in rep.damaged)
+        "index" in s.problem for s in rep.damaged
+    )
     assert len(rep.damaged) == rep.samples
 
 
@@ -327,8 +333,10 @@ def test_newer_record_format_is_refused_and_reported(history):
     repo, _ = history
 
     def newer(git, root):
-        root["hangar.json"] = (MODE_BLOB, write_blob(git, json.dumps(
-            {"hangar_git_format": 2}).encode()))
+        root["hangar.json"] = (
+            MODE_BLOB,
+            write_blob(git, json.dumps({"hangar_git_format": 2}).encode()),
+        )
 
     sha = _craft(repo, "future", newer)
     with pytest.raises(FormatVersionError, match="format 2"):
@@ -358,8 +366,10 @@ def test_malformed_records_are_reported(history):
         leaf = read_raw(git, sub["samples"][1])
         leaf += b"160000 s:a b\x00" + b"\x01" * 20  # ' ' is no key character
         leaf_tree = parse_tree(leaf)
-        sub["samples"] = (MODE_TREE, write_tree(git, serialize_tree(
-            {k: v for k, v in leaf_tree.items()})))
+        sub["samples"] = (
+            MODE_TREE,
+            write_tree(git, serialize_tree({k: v for k, v in leaf_tree.items()})),
+        )
         sub["junk"] = (MODE_BLOB, write_blob(git, b"x"))
         asets["s"] = (MODE_TREE, write_tree(git, serialize_tree(sub)))
         asets["bad/name"[:3]] = (MODE_BLOB, write_blob(git, b"x"))
@@ -372,8 +382,9 @@ def test_malformed_records_are_reported(history):
     assert "extra" in paths
     assert "arraysets/s" in paths  # the junk entry
     assert "arraysets/bad" in paths  # not a tree
-    assert any(r.path.startswith("arraysets/s/samples") and "'s:a b'" in r.problem
-               for r in rep.records)
+    assert any(
+        r.path.startswith("arraysets/s/samples") and "'s:a b'" in r.problem for r in rep.records
+    )
     assert all(r.commit == sha for r in rep.records)
 
 
@@ -382,6 +393,7 @@ def test_payload_that_does_not_fit_its_schema(history):
     wrong = np.arange(12, dtype=np.int64)  # stored, but int64 where the schema says int32
     w = repo._store.writer()
     from hangar_git.store import payload_from_array
+
     w.add(payload_from_array(wrong))
     w.close()
 
@@ -391,8 +403,11 @@ def test_payload_that_does_not_fit_its_schema(history):
         leaf = dict(parse_tree(read_raw(git, sub["samples"][1])))
         leaf["s:wrong"] = (MODE_LINK, array_digest(wrong))
         from hangar_git.records.layout import serialize_links
-        sub["samples"] = (MODE_TREE, write_tree(git, serialize_links(
-            {k: v[1] for k, v in leaf.items()})))
+
+        sub["samples"] = (
+            MODE_TREE,
+            write_tree(git, serialize_links({k: v[1] for k, v in leaf.items()})),
+        )
         asets["s"] = (MODE_TREE, write_tree(git, serialize_tree(sub)))
         root["arraysets"] = (MODE_TREE, write_tree(git, serialize_tree(asets)))
 
@@ -463,7 +478,8 @@ def test_cli_fsck(history, cli, monkeypatch):
     assert res.exit_code == 1
     out = json.loads(res.output[: res.output.rindex("}") + 1])
     assert {(d["commit"], d["arrayset"], d["key"]) for d in out["damaged"]} == {
-        (sha, "b", 1) for sha in c.values()}
+        (sha, "b", 1) for sha in c.values()
+    }
 
 
 def test_cli_fsck_outside_a_repository(tmp_path, cli, monkeypatch):
@@ -475,8 +491,9 @@ def test_cli_fsck_outside_a_repository(tmp_path, cli, monkeypatch):
 
 def test_git_fsck_agrees(history):
     repo, _ = history
-    res = subprocess.run(["git", "fsck", "--full", "--strict"], cwd=repo.path,
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        ["git", "fsck", "--full", "--strict"], cwd=repo.path, capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stderr
 
 

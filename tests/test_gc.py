@@ -190,8 +190,7 @@ def test_refuses_to_drop_anything_when_records_are_damaged(two_branches):
     repo.remove_branch("dev", force=True)
     git = repo._git_repo()
     # a branch whose commit names a tree that is not there: what it references is unknown
-    data = (f"tree {'1' * 40}\nparent {c1}\nauthor t <t@e> 0 +0000\n"
-            "committer t <t@e> 0 +0000\n\nx\n")
+    data = f"tree {'1' * 40}\nparent {c1}\nauthor t <t@e> 0 +0000\ncommitter t <t@e> 0 +0000\n\nx\n"
     bad = git.odb.write(pygit2.enums.ObjectType.COMMIT, data.encode())
     git.references.create("refs/hangar/heads/broken", bad)
     before = stored(repo)
@@ -231,8 +230,13 @@ def test_git_objects_are_repacked(written_repo):
     co.close()
 
     def loose() -> int:
-        out = subprocess.run(["git", "count-objects", "-v"], cwd=written_repo.path,
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            ["git", "count-objects", "-v"],
+            cwd=written_repo.path,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         return int(out.split("count: ")[1].split()[0])
 
     assert loose() > 10

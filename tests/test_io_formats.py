@@ -352,8 +352,9 @@ def test_export_npy_is_byte_identical(repo, tmp_path):
     rng = np.random.default_rng(1)
     originals = {}
     for i in range(25):
-        originals[f"k{i}"] = save(tmp_path / "in" / f"k{i}.npy",
-                                  rng.random((3, 2)).astype(np.float32))
+        originals[f"k{i}"] = save(
+            tmp_path / "in" / f"k{i}.npy", rng.random((3, 2)).astype(np.float32)
+        )
     with repo.checkout(write=True) as co:
         import_arrays(co, "r", scan_paths([tmp_path / "in"]).sources)
         co.commit("r")

@@ -63,8 +63,17 @@ def test_str_and_int_keys_distinct(repo):
     rc.close()
 
 
-@pytest.mark.parametrize("value", ["", " ", "a" * 100_000, "line1\nline2\ttab\r\x00end",
-                                   "!@#$%^&*()[]{}<>/\\'\"`~|;:,.?", "\x7f"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        " ",
+        "a" * 100_000,
+        "line1\nline2\ttab\r\x00end",
+        "!@#$%^&*()[]{}<>/\\'\"`~|;:,.?",
+        "\x7f",
+    ],
+)
 def test_any_ascii_value_roundtrips(repo, value):
     co = repo.checkout(write=True)
     co.metadata["k"] = value
@@ -90,8 +99,9 @@ def test_bad_values_refused(repo, value):
     co.close()
 
 
-@pytest.mark.parametrize("key", ["", "has space", "tab\t", "a/b", "é", "a\x00", "k" * 201, -1,
-                                 True, 2.0, None, b"k"])
+@pytest.mark.parametrize(
+    "key", ["", "has space", "tab\t", "a/b", "é", "a\x00", "k" * 201, -1, True, 2.0, None, b"k"]
+)
 def test_bad_keys_refused(repo, key):
     co = repo.checkout(write=True)
     before = journal(repo)

@@ -23,9 +23,36 @@ from hangar_git.naming import (
 
 #: names no arrayset, branch, sample or metadata key may have
 BAD_NAMES = [
-    "a/b", "/abs", "a\\b", "..", ".", "...", "../x", "a b", " lead", "trail ", "tab\t",
-    "new\nline", "é", "ünïcödé", "日本", "a\x00b", "\x00", ".git", ".GIT", ".git.", ".git..",
-    "x" * (MAX_NAME_LEN + 1), "", "a:b", "a*b", "a?b", "a~1", "a^b", "a@{1}", "a[0]",
+    "a/b",
+    "/abs",
+    "a\\b",
+    "..",
+    ".",
+    "...",
+    "../x",
+    "a b",
+    " lead",
+    "trail ",
+    "tab\t",
+    "new\nline",
+    "é",
+    "ünïcödé",
+    "日本",
+    "a\x00b",
+    "\x00",
+    ".git",
+    ".GIT",
+    ".git.",
+    ".git..",
+    "x" * (MAX_NAME_LEN + 1),
+    "",
+    "a:b",
+    "a*b",
+    "a?b",
+    "a~1",
+    "a^b",
+    "a@{1}",
+    "a[0]",
 ]
 NON_STR = [None, 1, 1.5, b"bytes", ["a"], ("a",)]
 #: refused as arrayset and branch names, fine as (prefixed) sample/metadata keys
@@ -36,10 +63,14 @@ BAD_KEYS = [n for n in BAD_NAMES if n not in DOT_NAMES]
 def state(repo) -> tuple:
     """What a refused name must leave unchanged: staging journal and refs."""
     hdir = Path(repo._hdir)
-    refs = subprocess.run(["git", "for-each-ref"], cwd=repo.path, capture_output=True,
-                          text=True).stdout
-    return (hdir / "staging" / "journal").read_bytes(), refs, sorted(
-        p.name for p in (hdir / "store" / "packs").iterdir())
+    refs = subprocess.run(
+        ["git", "for-each-ref"], cwd=repo.path, capture_output=True, text=True
+    ).stdout
+    return (
+        (hdir / "staging" / "journal").read_bytes(),
+        refs,
+        sorted(p.name for p in (hdir / "store" / "packs").iterdir()),
+    )
 
 
 # --------------------------------------------------------------------------
@@ -52,8 +83,7 @@ def test_validators_refuse(check, name):
         check(name)
 
 
-@pytest.mark.parametrize("name", ["a", "A-b_c.d", "x" * MAX_NAME_LEN, "0", "train_images",
-                                  "v1.2"])
+@pytest.mark.parametrize("name", ["a", "A-b_c.d", "x" * MAX_NAME_LEN, "0", "train_images", "v1.2"])
 def test_validators_accept(name):
     assert check_arrayset_name(name) == name
     assert check_branch_name(name) == name
@@ -95,10 +125,12 @@ def test_is_key_like():
     assert not is_key_like(True) and not is_key_like(1.0) and not is_key_like(None)
 
 
-@given(st.one_of(
-    st.integers(min_value=0, max_value=2**80),
-    st.text(alphabet="abcXYZ019-._", min_size=1, max_size=MAX_NAME_LEN),
-))
+@given(
+    st.one_of(
+        st.integers(min_value=0, max_value=2**80),
+        st.text(alphabet="abcXYZ019-._", min_size=1, max_size=MAX_NAME_LEN),
+    )
+)
 def test_key_roundtrip(key):
     enc = encode_key(key)
     assert decode_key(enc) == key
@@ -188,6 +220,7 @@ def test_reserved_arrayset_names_keep_git_fsck_clean(repo):
         co.arraysets.init_arrayset(name, shape=(1,), dtype=np.uint8)[0] = np.ones(1, np.uint8)
     co.commit("odd but legal names")
     co.close()
-    res = subprocess.run(["git", "fsck", "--full", "--strict"], cwd=repo.path,
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        ["git", "fsck", "--full", "--strict"], cwd=repo.path, capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stderr

@@ -56,7 +56,7 @@ def test_serialize_tree_matches_git_treebuilder(git):
     sub_oid = sub.write()
     link = pygit2.Oid(raw=digest(1))
     entries = {
-        "a": (MODE_TREE, sub_oid.raw),       # tree "a" sorts as "a/"
+        "a": (MODE_TREE, sub_oid.raw),  # tree "a" sorts as "a/"
         "a.b": (MODE_BLOB, blob.raw),
         "a-c": (MODE_BLOB, blob.raw),
         "a0": (MODE_BLOB, blob.raw),
@@ -66,8 +66,11 @@ def test_serialize_tree_matches_git_treebuilder(git):
     }
     raw = serialize_tree(entries)
     tb = git.TreeBuilder()
-    modes = {MODE_TREE: pygit2.enums.FileMode.TREE, MODE_BLOB: pygit2.enums.FileMode.BLOB,
-             MODE_LINK: pygit2.enums.FileMode.COMMIT}
+    modes = {
+        MODE_TREE: pygit2.enums.FileMode.TREE,
+        MODE_BLOB: pygit2.enums.FileMode.BLOB,
+        MODE_LINK: pygit2.enums.FileMode.COMMIT,
+    }
     for name, (mode, oid) in entries.items():
         tb.insert(name, pygit2.Oid(raw=oid), modes[mode])
     expect = tb.write()
@@ -82,8 +85,9 @@ def test_serialize_links_matches_serialize_tree():
     assert parse_links(serialize_links(recs)) == recs
 
 
-@pytest.mark.parametrize("raw", [b"garbage", b"160000 name\x00short",
-                                 b"100644 a\x00" + b"x" * 20 + b"trailing"])
+@pytest.mark.parametrize(
+    "raw", [b"garbage", b"160000 name\x00short", b"100644 a\x00" + b"x" * 20 + b"trailing"]
+)
 def test_parse_tree_refuses_malformed(raw):
     with pytest.raises(ValueError):
         parse_tree(raw)
@@ -206,11 +210,14 @@ def test_build_samples_matches_model(tmp_path_factory, data):
     model = records(n)
     s = SampleRecords(git, write_samples(git, model))
     for _ in range(data.draw(st.integers(1, 4))):
-        keys = st.one_of(st.sampled_from(sorted(model) or ["i:0"]),
-                         st.integers(0, 5000).map(lambda i: f"i:{i}"),
-                         st.text("abc", min_size=1, max_size=4).map(lambda t: "s:" + t))
-        changes = data.draw(st.dictionaries(
-            keys, st.one_of(st.none(), st.integers(0, 50).map(digest)), max_size=40))
+        keys = st.one_of(
+            st.sampled_from(sorted(model) or ["i:0"]),
+            st.integers(0, 5000).map(lambda i: f"i:{i}"),
+            st.text("abc", min_size=1, max_size=4).map(lambda t: "s:" + t),
+        )
+        changes = data.draw(
+            st.dictionaries(keys, st.one_of(st.none(), st.integers(0, 50).map(digest)), max_size=40)
+        )
         oid = build_samples(git, s, changes)
         for k, d in changes.items():
             if d is None:
@@ -225,9 +232,12 @@ def test_build_samples_matches_model(tmp_path_factory, data):
 def test_build_root_layout(git):
     base = TreeRecords(git, None)
     schema = '{"dtype":"|u1"}'
-    asets = {"imgs": StagedAset(created=True, schema=schema,
-                                samples={"i:0": digest(0), "s:a": digest(1)}),
-             "gone": StagedAset(removed=True)}
+    asets = {
+        "imgs": StagedAset(
+            created=True, schema=schema, samples={"i:0": digest(0), "s:a": digest(1)}
+        ),
+        "gone": StagedAset(removed=True),
+    }
     root = build_root(git, base, asets, {"s:about": "hello", "i:1": None})
     tree = git[pygit2.Oid(raw=root)]
     assert sorted(e.name for e in tree) == ["arraysets", "hangar.json", "metadata"]
@@ -235,7 +245,9 @@ def test_build_root_layout(git):
     assert tree["arraysets/imgs/schema"].data == schema.encode()
     samples = tree["arraysets/imgs/samples"]
     assert {e.name: e.filemode for e in samples} == {
-        "i:0": pygit2.enums.FileMode.COMMIT, "s:a": pygit2.enums.FileMode.COMMIT}
+        "i:0": pygit2.enums.FileMode.COMMIT,
+        "s:a": pygit2.enums.FileMode.COMMIT,
+    }
     assert samples["i:0"].id.raw == digest(0)
     assert tree["metadata/s:about"].data == b"hello"
     tr = TreeRecords(git, root)
@@ -278,8 +290,13 @@ def _fill(j: Journal) -> None:
 
 
 def _state(j: Journal) -> tuple:
-    return (j.branch, j.base, {k: (v.created, v.removed, v.schema, dict(v.samples))
-                               for k, v in j.asets.items()}, dict(j.meta), j.pending_commit)
+    return (
+        j.branch,
+        j.base,
+        {k: (v.created, v.removed, v.schema, dict(v.samples)) for k, v in j.asets.items()},
+        dict(j.meta),
+        j.pending_commit,
+    )
 
 
 def test_journal_replays_to_same_state(tmp_path):

@@ -31,8 +31,9 @@ def open_repo(path: Path | str) -> Repository:
         return Repository(path, exists=False)
 
 
-def add_samples(repo: Repository, n: int = 3, aset: str = "data", branch: str = "master",
-                msg: str = "data") -> str:
+def add_samples(
+    repo: Repository, n: int = 3, aset: str = "data", branch: str = "master", msg: str = "data"
+) -> str:
     co = repo.checkout(write=True, branch=branch)
     try:
         if aset not in co.arraysets:
@@ -240,8 +241,9 @@ def test_init_inside_code_repo_leaves_user_state_untouched(code_repo):
     assert git(code_repo, "branch", "--list").strip() == "* main"
     assert git(code_repo, "rev-parse", "refs/hangar/heads/dev").strip() == c2
     assert c1 in git(code_repo, "log", "--format=%H", "refs/hangar/heads/master")
-    fsck = subprocess.run(["git", "fsck", "--full", "--strict"], cwd=code_repo,
-                          capture_output=True, text=True)
+    fsck = subprocess.run(
+        ["git", "fsck", "--full", "--strict"], cwd=code_repo, capture_output=True, text=True
+    )
     assert fsck.returncode == 0, fsck.stderr
 
 
@@ -394,7 +396,9 @@ def test_log_graph_and_contents(repo, capsys):
     out = capsys.readouterr().out.splitlines()
     assert re.fullmatch(
         rf"\* {c2} \(master\) \(\d\d\w{{3}}\d{{4}} \d\d:\d\d:\d\d\) \(Test User\) "
-        r": second commit", out[0]), out[0]
+        r": second commit",
+        out[0],
+    ), out[0]
 
     repo.log(branch="testbranch")
     assert capsys.readouterr().out.splitlines() == [f"* {c1} (testbranch) : first commit"]
@@ -431,9 +435,16 @@ def test_summary(written_repo, capsys):
     assert contents["disk_usage"] > 0
     repo.summary()
     out = capsys.readouterr().out
-    for needle in (f"Commit: {head}", "By: Test User", "Email: test@example.org",
-                   "Message: initial", "Arrayset Name: aset", "Num Arrays: 10",
-                   "schema_max_shape: (5, 7)", "Number of Keys: 1"):
+    for needle in (
+        f"Commit: {head}",
+        "By: Test User",
+        "Email: test@example.org",
+        "Message: initial",
+        "Arrayset Name: aset",
+        "Num Arrays: 10",
+        "schema_max_shape: (5, 7)",
+        "Number of Keys: 1",
+    ):
         assert needle in out, needle
     assert repo.summary(branch="master", return_contents=True)["commit"] == head
     assert repo.summary(commit=head[:10], return_contents=True)["commit"] == head

@@ -21,24 +21,49 @@ def test_check_dtype_accepts_numeric(dt):
     assert check_dtype(np.dtype(dt).type) == np.dtype(dt)
 
 
-@pytest.mark.parametrize("dt", [object, "O", "U3", "S3", "V8", "M8[s]", "m8[s]",
-                                [("a", "i4")], ">i4" if np.little_endian else "<i4",
-                                ("i4", (2,)), "nonsense", 3.5])
+@pytest.mark.parametrize(
+    "dt",
+    [
+        object,
+        "O",
+        "U3",
+        "S3",
+        "V8",
+        "M8[s]",
+        "m8[s]",
+        [("a", "i4")],
+        ">i4" if np.little_endian else "<i4",
+        ("i4", (2,)),
+        "nonsense",
+        3.5,
+    ],
+)
 def test_check_dtype_refuses(dt):
     with pytest.raises(ValueError):
         check_dtype(dt)
 
 
-@pytest.mark.parametrize("shape,expect", [(3, (3,)), ((3,), (3,)), ([1, 2], (1, 2)), ((), ()),
-                                          (np.int32(4), (4,)), ((np.int64(2), 5), (2, 5)),
-                                          ((1,) * MAX_RANK, (1,) * MAX_RANK)])
+@pytest.mark.parametrize(
+    "shape,expect",
+    [
+        (3, (3,)),
+        ((3,), (3,)),
+        ([1, 2], (1, 2)),
+        ((), ()),
+        (np.int32(4), (4,)),
+        ((np.int64(2), 5), (2, 5)),
+        ((1,) * MAX_RANK, (1,) * MAX_RANK),
+    ],
+)
 def test_check_shape_accepts(shape, expect):
     got = check_shape(shape)
     assert got == expect and all(type(d) is int for d in got)
 
 
-@pytest.mark.parametrize("shape", [0, -1, (0,), (2, 0), (2, -3), (1,) * (MAX_RANK + 1),
-                                   "3", (2.0,), (True,), True, None, {2: 3}])
+@pytest.mark.parametrize(
+    "shape",
+    [0, -1, (0,), (2, 0), (2, -3), (1,) * (MAX_RANK + 1), "3", (2.0,), (True,), True, None, {2: 3}],
+)
 def test_check_shape_refuses(shape):
     with pytest.raises(ValueError):
         check_shape(shape)
@@ -47,8 +72,12 @@ def test_check_shape_refuses(shape):
 def test_json_is_canonical_and_roundtrips():
     s = ArraysetSchema(np.dtype("u1"), (28, 28), False, True)
     text = s.to_json()
-    assert json.loads(text) == {"dtype": "|u1", "named_samples": True, "shape": [28, 28],
-                                "variable_shape": False}
+    assert json.loads(text) == {
+        "dtype": "|u1",
+        "named_samples": True,
+        "shape": [28, 28],
+        "variable_shape": False,
+    }
     assert " " not in text
     assert ArraysetSchema.from_json(text) == s
     assert ArraysetSchema.from_json(text).to_json() == text
@@ -72,10 +101,17 @@ def test_validate_fixed():
     s = ArraysetSchema(np.dtype("f4"), (2, 3))
     a = np.zeros((2, 3), np.float32)
     assert s.validate(a) is a
-    for bad in (np.zeros((2, 3), np.float64), np.zeros((3, 2), np.float32),
-                np.zeros((2, 2), np.float32), np.zeros((2, 3, 1), np.float32),
-                np.zeros((2, 6), np.float32)[:, ::2], np.asfortranarray(a),
-                [[0.0] * 3] * 2, "abc", None):
+    for bad in (
+        np.zeros((2, 3), np.float64),
+        np.zeros((3, 2), np.float32),
+        np.zeros((2, 2), np.float32),
+        np.zeros((2, 3, 1), np.float32),
+        np.zeros((2, 6), np.float32)[:, ::2],
+        np.asfortranarray(a),
+        [[0.0] * 3] * 2,
+        "abc",
+        None,
+    ):
         with pytest.raises(ValueError):
             s.validate(bad)
 

@@ -54,8 +54,8 @@ def test_digest_covers_dtype_shape_and_bytes():
     d = array_digest(a)
     assert len(d) == 20
     assert array_digest(a.copy()) == d
-    assert array_digest(a.reshape(3, 4)) != d             # same bytes, other shape
-    assert array_digest(a.view(np.int8)) != d              # same bytes, other dtype
+    assert array_digest(a.reshape(3, 4)) != d  # same bytes, other shape
+    assert array_digest(a.view(np.int8)) != d  # same bytes, other dtype
     b = a.copy()
     b[5] += 1
     assert array_digest(b) != d
@@ -74,8 +74,8 @@ def test_roundtrip_many_kinds(store):
         (rng.random(100) > 0.5),
         (rng.random(4) + 1j * rng.random(4)).astype(np.complex64),
         np.array(2.5, dtype=np.float32),
-        rng.random((400, 400)).astype(np.float32),   # large: its own block
-        np.zeros((256, 256), np.float64),            # very compressible
+        rng.random((400, 400)).astype(np.float32),  # large: its own block
+        np.zeros((256, 256), np.float64),  # very compressible
     ]
     digests = put(store, arrays)
     got = read_all(store, digests)

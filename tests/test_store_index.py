@@ -166,8 +166,10 @@ def test_index_of_the_first_layout_is_upgraded(tmp_path):
         "CREATE TABLE kinds (id INTEGER PRIMARY KEY, kind TEXT NOT NULL UNIQUE);"
     )
     con.execute("INSERT INTO kinds VALUES (1, ?)", (p.kind,))
-    con.execute("INSERT INTO payloads VALUES (?,?,?,?,?,?,?)",
-                (p.digest, 1, 0, len(block), 0, len(p.data), 1))
+    con.execute(
+        "INSERT INTO payloads VALUES (?,?,?,?,?,?,?)",
+        (p.digest, 1, 0, len(block), 0, len(p.data), 1),
+    )
     con.commit()
     con.close()
     r = s.reader()
@@ -179,8 +181,9 @@ def test_index_of_the_first_layout_is_upgraded(tmp_path):
 def test_commit_trees_written_as_a_pack_are_valid_git(repo):
     git = repo._git_repo()
     rng = np.random.default_rng(1)
-    trees = [b"160000 i:%d\x00" % i + bytes(rng.integers(0, 256, 20, dtype=np.uint8))
-             for i in range(100)]
+    trees = [
+        b"160000 i:%d\x00" % i + bytes(rng.integers(0, 256, 20, dtype=np.uint8)) for i in range(100)
+    ]
     oids = write_trees(git, trees)
     assert oids == [object_id(2, t) for t in trees]
     assert list((Path(git.path) / "objects" / "pack").glob("pack-*.idx"))
@@ -195,8 +198,9 @@ def test_commit_trees_written_as_a_pack_are_valid_git(repo):
             aset[i] = np.array([i % 256, i // 256 % 256, 7], np.uint8)
     co.commit("many leaves")
     co.close()
-    res = subprocess.run(["git", "fsck", "--full", "--strict"], cwd=repo.path,
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        ["git", "fsck", "--full", "--strict"], cwd=repo.path, capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     rc = repo.checkout()
     assert (rc.arraysets["x"][12345] == [12345 % 256, 12345 // 256 % 256, 7]).all()
@@ -219,7 +223,8 @@ def test_batched_sample_lines_replay_and_a_torn_batch_is_dropped(tmp_path):
     assert data.count(b"\nB\t") == 2
     j2 = Journal.open(path, "master", None)
     assert j2.asets["a"].samples == {f"i:{i}": bytes([i]) * 20 for i in range(1, 5)} | {
-        "i:0": bytes([7]) * 20}
+        "i:0": bytes([7]) * 20
+    }
     assert len(j2.asets["b"].samples) == 5
     j2.close()
     path.write_bytes(data[:-7])  # the last B line cut short: its whole batch goes
@@ -246,8 +251,9 @@ def test_bulk_paths_agree_with_key_by_key(repo):
             var[k] = v
     imgs[5] = data[5] = np.zeros((4, 5), np.float32)  # dedup with nothing, outside `with`
     # staged (not committed) samples read back through every path
-    assert all(np.array_equal(a, data[k]) for k, a in zip(data, imgs.get_batch(list(data)),
-                                                          strict=True))
+    assert all(
+        np.array_equal(a, data[k]) for k, a in zip(data, imgs.get_batch(list(data)), strict=True)
+    )
     co.commit("c")
     committed = dict(data)
     del imgs[7]

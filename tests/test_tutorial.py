@@ -146,17 +146,29 @@ def test_part1_creating_a_repository_and_working_with_data(tmp_path, mnist, caps
     capsys.readouterr()
     repo.summary()
     out = capsys.readouterr().out
-    for needle in ("Summary of Contents Contained in Data Repository", "Repository Info",
-                   f"Base Directory: {path}", "Disk Usage:", "Commit Details",
-                   f"Commit: {first}", "By: Rick Izzo", "Email: rick@tensorwerk.com",
-                   "Message: hello world, this is my first hangar commit",
-                   "Number of Named Arraysets: 3", "Arrayset Name: train_images",
-                   f"Num Arrays: {len(trimgs)}", "schema_max_shape: (784,)",
-                   "schema_max_shape: (1,)", "schema_is_var: False", "schema_is_named: True",
-                   "Number of Keys: 0"):
+    for needle in (
+        "Summary of Contents Contained in Data Repository",
+        "Repository Info",
+        f"Base Directory: {path}",
+        "Disk Usage:",
+        "Commit Details",
+        f"Commit: {first}",
+        "By: Rick Izzo",
+        "Email: rick@tensorwerk.com",
+        "Message: hello world, this is my first hangar commit",
+        "Number of Named Arraysets: 3",
+        "Arrayset Name: train_images",
+        f"Num Arrays: {len(trimgs)}",
+        "schema_max_shape: (784,)",
+        "schema_max_shape: (1,)",
+        "schema_is_var: False",
+        "schema_is_named: True",
+        "Number of Keys: 0",
+    ):
         assert needle in out, needle
     assert log_lines(repo, capsys) == [
-        f"* {first} (master) : hello world, this is my first hangar commit"]
+        f"* {first} (master) : hello world, this is my first hangar commit"
+    ]
 
     # everything reads back
     rc = repo.checkout()

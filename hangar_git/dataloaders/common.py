@@ -80,9 +80,7 @@ def as_arrayset_list(arraysets: object) -> list[ArraysetDataReader]:
     origin: tuple[str, str] | None = None
     for aset in asets:
         if not isinstance(aset, ArraysetDataReader):
-            raise TypeError(
-                f"expected an arrayset accessor, not {type(aset).__name__}: {aset!r}"
-            )
+            raise TypeError(f"expected an arrayset accessor, not {type(aset).__name__}: {aset!r}")
         co = aset._co
         co._check()
         if aset.iswriteable or not isinstance(co, ReaderCheckout):
@@ -140,8 +138,9 @@ def select_keys(
     else:
         common = set.intersection(*key_sets)
         if any(len(s) != len(common) for s in key_sets):
-            counts = ", ".join(f"{a.name!r}: {len(s)}" for a, s in zip(asets, key_sets,
-                                                                        strict=True))
+            counts = ", ".join(
+                f"{a.name!r}: {len(s)}" for a, s in zip(asets, key_sets, strict=True)
+            )
             warnings.warn(
                 f"the arraysets hold different keys ({counts}); only the {len(common)} "
                 "keys present in all of them are used",
@@ -204,9 +203,7 @@ def sample_type(field_names: Sequence[str] | None, aset_names: Sequence[str]) ->
         fields = namedtuple("BatchTuple", list(aset_names), rename=True)._fields  # type: ignore[misc,attr-defined]
     else:
         fields = check_field_names(field_names, len(aset_names)) or ()
-    qual = "BatchTuple_" + hashlib.blake2b(
-        "\0".join(fields).encode(), digest_size=8
-    ).hexdigest()
+    qual = "BatchTuple_" + hashlib.blake2b("\0".join(fields).encode(), digest_size=8).hexdigest()
     found = _TUPLE_TYPES.get(qual)
     if found is not None:
         return found

@@ -232,8 +232,7 @@ def make_numpy_loader(
     if ragged not in _RAGGED:
         raise ValueError(f"ragged must be one of {_RAGGED}, not {ragged!r}")
     source = SampleSource.from_arraysets(arraysets, keys, index_range, field_names)
-    return NumpyLoader(source, batch_size, shuffle, seed, drop_last, field_names, ragged,
-                       pad_value)
+    return NumpyLoader(source, batch_size, shuffle, seed, drop_last, field_names, ragged, pad_value)
 
 
 __all__ = ["NumpyLoader", "make_numpy_loader"]

@@ -96,22 +96,27 @@ def write_pack(packdir: Path, objects: Sequence[tuple[int, bytes]], ids: Sequenc
     big = [off for _, _, off in entries if off >= 0x80000000]
     big_pos = {off: i for i, off in enumerate(big)}
     small = [0x80000000 | big_pos[off] if off >= 0x80000000 else off for _, _, off in entries]
-    idx = b"".join([
-        b"\xfftOc", struct.pack(">I", 2), struct.pack(">256I", *fanout),
-        b"".join(oid for oid, _, _ in entries),
-        struct.pack(f">{len(entries)}I", *(crc for _, crc, _ in entries)),
-        struct.pack(f">{len(entries)}I", *small),
-        struct.pack(f">{len(big)}Q", *big),
-        pack_sum,
-    ])
+    idx = b"".join(
+        [
+            b"\xfftOc",
+            struct.pack(">I", 2),
+            struct.pack(">256I", *fanout),
+            b"".join(oid for oid, _, _ in entries),
+            struct.pack(f">{len(entries)}I", *(crc for _, crc, _ in entries)),
+            struct.pack(f">{len(entries)}I", *small),
+            struct.pack(f">{len(big)}Q", *big),
+            pack_sum,
+        ]
+    )
     idx += hashlib.sha1(idx).digest()
     name = packdir / f"pack-{pack_sum.hex()}"
     for suffix, data in ((".pack", body + pack_sum), (".idx", idx)):
         final = name.with_suffix(suffix)
         if final.exists():
             continue
-        fd, tmp = tempfile.mkstemp(prefix="tmp_pack_" if suffix == ".pack" else "tmp_idx_",
-                                   dir=packdir)
+        fd, tmp = tempfile.mkstemp(
+            prefix="tmp_pack_" if suffix == ".pack" else "tmp_idx_", dir=packdir
+        )
         try:
             view = memoryview(data)
             while view:

@@ -128,13 +128,15 @@ class StagedView(CommitView):
     def get_many(self, name: str, encs: Sequence[str]) -> list[bytes | None]:
         st = self.journal.asets.get(name)
         if st is None:
-            return super().get_many(name, encs) if name in self.base.aset_entries else [
-                None] * len(encs)
+            return (
+                super().get_many(name, encs)
+                if name in self.base.aset_entries
+                else [None] * len(encs)
+            )
         if st.created or st.removed:
             staged = st.samples
             return [staged.get(e) for e in encs]
-        out = super().get_many(name, encs) if name in self.base.aset_entries else [
-            None] * len(encs)
+        out = super().get_many(name, encs) if name in self.base.aset_entries else [None] * len(encs)
         staged = st.samples
         if staged:
             for i, e in enumerate(encs):

@@ -95,10 +95,12 @@ class Remotes:
     def _git(self) -> pygit2.Repository:
         return self._repo._git_repo()
 
-    def _callbacks(self, progress: Progress | None = None, username: str = "",
-                   password: str = "") -> gt.Callbacks:
-        return gt.Callbacks(self._repo.path, username=username, password=password,
-                            progress=progress)
+    def _callbacks(
+        self, progress: Progress | None = None, username: str = "", password: str = ""
+    ) -> gt.Callbacks:
+        return gt.Callbacks(
+            self._repo.path, username=username, password=password, progress=progress
+        )
 
     def _known(self, name: str) -> str:
         check_remote_name(name)
@@ -270,13 +272,14 @@ class Remotes:
         theirs = heads.get(HEADS + branch)
         if theirs is not None and theirs != head:
             known = git.get(theirs) is not None
-            if not known or not git.descendant_of(pygit2.Oid(hex=head),
-                                                  pygit2.Oid(hex=theirs)):
-                raise gt.PushRejectedError(gt._rejected_message(
-                    remote, branch, "non-fast-forward"))
+            if not known or not git.descendant_of(pygit2.Oid(hex=head), pygit2.Oid(hex=theirs)):
+                raise gt.PushRejectedError(gt._rejected_message(remote, branch, "non-fast-forward"))
         hide = [h for h in heads.values() if git.get(h) is not None]
-        hide += [str(git.references[r].target) for r in git.references
-                 if r.startswith(f"refs/hangar/remotes/{remote}/")]
+        hide += [
+            str(git.references[r].target)
+            for r in git.references
+            if r.startswith(f"refs/hangar/remotes/{remote}/")
+        ]
         hide = list(dict.fromkeys(hide))
         new = commits_between(git, head, hide)
         digests = referenced_digests(git, new, skip_leaves=leaf_ids(git, hide[:8]))
@@ -287,12 +290,14 @@ class Remotes:
                     f"remote {remote!r} has no data URL, and branch {branch!r} has payloads "
                     f"to send: set one with `git config remote.{remote}.{rc.DATA_KEY} URL`"
                 )
-            self.last_report = upload_payloads(self._repo, _data_remote(self._repo, remote),
-                                               digests, progress)
+            self.last_report = upload_payloads(
+                self._repo, _data_remote(self._repo, remote), digests, progress
+            )
         if theirs != head:
             gt.push(git, remote, branch, self._callbacks(progress, username, password))
-        git.references.create(gt.remote_tracking_ref(remote, branch),
-                              pygit2.Oid(hex=head), force=True)
+        git.references.create(
+            gt.remote_tracking_ref(remote, branch), pygit2.Oid(hex=head), force=True
+        )
         return branch
 
     # ---- payloads --------------------------------------------------------
@@ -368,7 +373,8 @@ class Remotes:
         git = self._git()
         self._known(remote)
         if max_num_bytes is not None and (
-            isinstance(max_num_bytes, bool) or not isinstance(max_num_bytes, int)
+            isinstance(max_num_bytes, bool)
+            or not isinstance(max_num_bytes, int)
             or max_num_bytes < 0
         ):
             raise ValueError(f"max_num_bytes must be an int >= 0, not {max_num_bytes!r}")
@@ -386,11 +392,13 @@ class Remotes:
             found = set(digests.values()) | _aset_names(git, commits, names)
             unknown = sorted(names - found)
             if unknown:
-                raise ValueError(f"no arrayset named {', '.join(map(repr, unknown))} "
-                                 f"in {start[:12]}")
+                raise ValueError(
+                    f"no arrayset named {', '.join(map(repr, unknown))} in {start[:12]}"
+                )
         dr = _data_remote(self._repo, remote)
-        report = download_payloads(self._repo, dr, list(digests), max_bytes=max_num_bytes,
-                                   progress=progress)
+        report = download_payloads(
+            self._repo, dr, list(digests), max_bytes=max_num_bytes, progress=progress
+        )
         self.last_report = report
         if report.refused:
             raise IntegrityError(
@@ -432,8 +440,7 @@ class Remotes:
         return f"<hangar_git Remotes of {self._repo.path}>"
 
 
-def _aset_names(git: pygit2.Repository, commits: Sequence[str], names: Collection[str]
-                ) -> set[str]:
+def _aset_names(git: pygit2.Repository, commits: Sequence[str], names: Collection[str]) -> set[str]:
     from ..records.snapshot import TreeRecords, commit_tree
 
     found: set[str] = set()
@@ -472,7 +479,7 @@ def clone_repository(
         scratch = pygit2.init_repository(tmp, bare=True)
         heads = gt.list_heads_url(address, scratch, gt.Callbacks(str(repo._user_path)))
         del scratch
-    branches = sorted(h[len(HEADS):] for h in heads)
+    branches = sorted(h[len(HEADS) :] for h in heads)
     if not branches:
         raise ValueError(f"{remote_address} holds no hangar branches: nothing to clone")
     created_git = repo._git is None
@@ -530,4 +537,3 @@ def lazy_fetcher_for(repo: Repository, fetch_missing: bool | str) -> LazyFetcher
 
 
 __all__ = ["Remotes", "clone_repository", "lazy_fetcher_for"]
-

@@ -156,7 +156,7 @@ def normalize_data_url(url: object) -> str:
         return str(Path(url).expanduser().resolve())
     protocol = url.split("://", 1)[0]
     if protocol == "file":
-        return "file://" + str(Path(url[len("file://"):]).expanduser().resolve())
+        return "file://" + str(Path(url[len("file://") :]).expanduser().resolve())
     try:
         fsspec.get_filesystem_class(protocol)
     except ValueError:
@@ -242,8 +242,11 @@ def remove_remote(git: pygit2.Repository, name: str) -> RemoteInfo:
     created = _get(cfg, _section(name) + CREATED_KEY) in ("true", "1", "yes", "on")
     if created:
         # libgit2 deletes a remote's tracking refs with it: keep hangar's
-        tracking = {r: git.references[r].target for r in git.references
-                    if r.startswith(f"refs/hangar/remotes/{name}/")}
+        tracking = {
+            r: git.references[r].target
+            for r in git.references
+            if r.startswith(f"refs/hangar/remotes/{name}/")
+        }
         git.remotes.delete(name)
         for ref, target in tracking.items():
             git.references.create(ref, target, force=True)

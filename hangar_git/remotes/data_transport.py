@@ -88,8 +88,13 @@ def encode_block(raw: bytes | memoryview, typesize: int) -> bytes:
     body: bytes | memoryview = raw
     codec = CODEC_RAW
     if len(raw) >= 64:
-        comp = blosc2.compress(raw, typesize=max(1, min(typesize, 255)), clevel=3,
-                               filter=blosc2.Filter.SHUFFLE, codec=blosc2.Codec.ZSTD)
+        comp = blosc2.compress(
+            raw,
+            typesize=max(1, min(typesize, 255)),
+            clevel=3,
+            filter=blosc2.Filter.SHUFFLE,
+            codec=blosc2.Codec.ZSTD,
+        )
         if len(comp) < len(raw) * 0.95:
             body, codec = comp, CODEC_BLOSC2
     return _BLOCK_HEADER.pack(BLOCK_MAGIC, codec, len(raw), zlib.crc32(body)) + bytes(body)
@@ -160,8 +165,16 @@ def check_kind(kind: str, nbytes: int) -> bool:
 # index
 # --------------------------------------------------------------------------
 #: one index entry as stored (60 bytes, little-endian)
-ENTRY_DTYPE = np.dtype([("digest", "V20"), ("boff", "<u8"), ("blen", "<u8"),
-                        ("ioff", "<u8"), ("ilen", "<u8"), ("kind", "<u4")])
+ENTRY_DTYPE = np.dtype(
+    [
+        ("digest", "V20"),
+        ("boff", "<u8"),
+        ("blen", "<u8"),
+        ("ioff", "<u8"),
+        ("ilen", "<u8"),
+        ("kind", "<u4"),
+    ]
+)
 assert ENTRY_DTYPE.itemsize == ENTRY_SIZE
 
 
@@ -200,8 +213,9 @@ class PackIndex:
         t = self.table
         return {
             d: Entry(int(b), int(bl), int(io), int(il), self.kinds[int(k)])
-            for d, b, bl, io, il, k in zip(self.digests, t["boff"], t["blen"], t["ioff"],
-                                            t["ilen"], t["kind"], strict=True)
+            for d, b, bl, io, il, k in zip(
+                self.digests, t["boff"], t["blen"], t["ioff"], t["ilen"], t["kind"], strict=True
+            )
         }
 
     @property
@@ -213,9 +227,17 @@ _COLUMNS = (("boff", "<u8"), ("blen", "<u8"), ("ioff", "<u8"), ("ilen", "<u8"), 
 _COLUMN_BYTES = sum(np.dtype(t).itemsize for _, t in _COLUMNS)
 
 
-def encode_index(digests: Sequence[bytes], kind_no: Sequence[int], kinds: Sequence[str],
-                 boff: Sequence[int], blen: Sequence[int], ioff: Sequence[int],
-                 ilen: Sequence[int], pack_size: int, pack_hash: bytes) -> bytes:
+def encode_index(
+    digests: Sequence[bytes],
+    kind_no: Sequence[int],
+    kinds: Sequence[str],
+    boff: Sequence[int],
+    blen: Sequence[int],
+    ioff: Sequence[int],
+    ilen: Sequence[int],
+    pack_size: int,
+    pack_hash: bytes,
+) -> bytes:
     """Serialize a pack index; entries are sorted by digest.
 
     The digests are stored as they are (20 bytes each); the other columns,
@@ -224,14 +246,19 @@ def encode_index(digests: Sequence[bytes], kind_no: Sequence[int], kinds: Sequen
     n = len(digests)
     order = sorted(range(n), key=digests.__getitem__)
     cols = {"boff": boff, "blen": blen, "ioff": ioff, "ilen": ilen, "kind": kind_no}
-    parts = [_INDEX_HEADER.pack(INDEX_MAGIC, FORMAT_VERSION, len(kinds), n, pack_size,
-                                pack_hash)]
+    parts = [_INDEX_HEADER.pack(INDEX_MAGIC, FORMAT_VERSION, len(kinds), n, pack_size, pack_hash)]
     for k in kinds:
         kb = k.encode()
         parts.append(struct.pack("<H", len(kb)) + kb)
     parts.append(b"".join(digests[i] for i in order))
-    packed = b"".join(np.asarray(cols[name], dtype=np.int64)[order].astype(t).tobytes()
-                      for name, t in _COLUMNS) if n else b""
+    packed = (
+        b"".join(
+            np.asarray(cols[name], dtype=np.int64)[order].astype(t).tobytes()
+            for name, t in _COLUMNS
+        )
+        if n
+        else b""
+    )
     parts.append(zlib.compress(packed, 6))
     return b"".join(parts)
 
@@ -298,10 +325,10 @@ class RemoteLookup:
             n = len(idx)
             packs.append(np.full(n, len(self.pack_ids), np.int32))
             self.pack_ids.append(pid)
-            kmap = np.array([kind_no.setdefault(k, len(kind_no)) for k in idx.kinds] or [0],
-                            np.int32)
-            kmaps.append(kmap[idx.table["kind"].astype(np.int64)] if n else
-                         np.zeros(0, np.int32))
+            kmap = np.array(
+                [kind_no.setdefault(k, len(kind_no)) for k in idx.kinds] or [0], np.int32
+            )
+            kmaps.append(kmap[idx.table["kind"].astype(np.int64)] if n else np.zeros(0, np.int32))
             tables.append(idx.table)
             for i, d in enumerate(idx.digests):
                 self.rows.setdefault(d, offset + i)
@@ -315,8 +342,7 @@ class RemoteLookup:
         self.ioff = cat["ioff"].astype(np.int64)
         self.ilen = cat["ilen"].astype(np.int64)
 
-        self._digests: list[bytes] = [d for pid in sorted(indexes)
-                                      for d in indexes[pid].digests]
+        self._digests: list[bytes] = [d for pid in sorted(indexes) for d in indexes[pid].digests]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -334,8 +360,12 @@ class RemoteLookup:
         if r is None:
             return None
         return self.pack_ids[self.pack[r]], Entry(
-            int(self.boff[r]), int(self.blen[r]), int(self.ioff[r]), int(self.ilen[r]),
-            self.kinds[self.kind[r]])
+            int(self.boff[r]),
+            int(self.blen[r]),
+            int(self.ioff[r]),
+            int(self.ilen[r]),
+            self.kinds[self.kind[r]],
+        )
 
 
 # --------------------------------------------------------------------------
@@ -451,8 +481,17 @@ class PackBuilder:
         """The finished pack (the builder is then empty)."""
         self._seal_pending()
         data = b"".join(self._blocks)
-        index = encode_index(self._digests, self._kind_no, list(self._kinds), self._boff,
-                             self._blen, self._ioff, self._ilen, len(data), _hash(data))
+        index = encode_index(
+            self._digests,
+            self._kind_no,
+            list(self._kinds),
+            self._boff,
+            self._blen,
+            self._ioff,
+            self._ilen,
+            len(data),
+            _hash(data),
+        )
         out = SealedPack(_hash(index).hex(), data, index, self._digests, self.raw_bytes)
         self._reset()
         return out
@@ -484,8 +523,9 @@ class DataRemote:
         Payload bytes moved.
     """
 
-    def __init__(self, url: str, cache_dir: Path | None = None,
-                 options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, url: str, cache_dir: Path | None = None, options: Mapping[str, Any] | None = None
+    ) -> None:
         self.url = url
         self.fs, root = fsspec.core.url_to_fs(url, **dict(options or {}))
         self.root = root.rstrip("/")
@@ -552,8 +592,7 @@ class DataRemote:
     def refresh(self) -> dict[str, PackIndex]:
         """Read the indexes of every complete pack (new ones only) and return them."""
         listing = self.list_packs()
-        ids = sorted(n[:-4] for n in listing if n.endswith(".idx")
-                     and f"{n[:-4]}.pack" in listing)
+        ids = sorted(n[:-4] for n in listing if n.endswith(".idx") and f"{n[:-4]}.pack" in listing)
         gone = set(self._indexes) - set(ids)
         for pid in gone:
             del self._indexes[pid]
@@ -649,8 +688,10 @@ class DataRemote:
         listing = self.list_packs()
         bad = []
         for p in packs:
-            for name, size in ((f"{p.pack_id}.pack", len(p.data)),
-                               (f"{p.pack_id}.idx", len(p.index))):
+            for name, size in (
+                (f"{p.pack_id}.pack", len(p.data)),
+                (f"{p.pack_id}.idx", len(p.index)),
+            ):
                 if listing.get(name) != size:
                     bad.append(name)
         return bad

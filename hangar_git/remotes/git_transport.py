@@ -51,8 +51,15 @@ def _git_credential(action: str, fields: dict[str, str], cwd: str | None) -> dic
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
     data = "".join(f"{k}={v}\n" for k, v in fields.items() if v) + "\n"
     try:
-        res = subprocess.run([git, "credential", action], input=data, capture_output=True,
-                             text=True, cwd=cwd, env=env, timeout=60)
+        res = subprocess.run(
+            [git, "credential", action],
+            input=data,
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            env=env,
+            timeout=60,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return {}
     if res.returncode != 0:
@@ -70,8 +77,12 @@ def _url_fields(url: str) -> dict[str, str]:
     host = parts.hostname or ""
     if parts.port:
         host += f":{parts.port}"
-    return {"protocol": parts.scheme, "host": host, "path": parts.path.lstrip("/"),
-            "username": parts.username or ""}
+    return {
+        "protocol": parts.scheme,
+        "host": host,
+        "path": parts.path.lstrip("/"),
+        "username": parts.username or "",
+    }
 
 
 class Callbacks(pygit2.RemoteCallbacks):
@@ -133,8 +144,7 @@ class Callbacks(pygit2.RemoteCallbacks):
                 if str(key) not in self._ssh_tried:
                     self._ssh_tried.append(str(key))
                     pub = key.with_name(key.name + ".pub")
-                    return pygit2.Keypair(user, str(pub) if pub.exists() else None,
-                                          str(key), "")
+                    return pygit2.Keypair(user, str(pub) if pub.exists() else None, str(key), "")
             raise pygit2.GitError(
                 f"ssh authentication to {url} failed: no key accepted (tried "
                 f"{', '.join(self._ssh_tried) or 'nothing'}); load your key into ssh-agent"
@@ -153,8 +163,9 @@ class Callbacks(pygit2.RemoteCallbacks):
         if self._progress is not None and stats.total_objects:
             self._progress("records", stats.received_objects, stats.total_objects)
 
-    def push_transfer_progress(self, objects_pushed: int, total_objects: int,
-                               bytes_pushed: int) -> None:
+    def push_transfer_progress(
+        self, objects_pushed: int, total_objects: int, bytes_pushed: int
+    ) -> None:
         if self._progress is not None and total_objects:
             self._progress("records", objects_pushed, total_objects)
 
@@ -237,7 +248,7 @@ def fetch(
     except pygit2.GitError as exc:
         raise _connection_error(name, remote.url, exc) from None
     callbacks.approve()
-    return {name[len(HEADS):]: oid for name, oid in _hangar_heads(heads).items()}
+    return {name[len(HEADS) :]: oid for name, oid in _hangar_heads(heads).items()}
 
 
 def push(git: pygit2.Repository, name: str, branch: str, callbacks: Callbacks) -> None:

@@ -334,8 +334,7 @@ def download_payloads(
     knos = lk.kind[rows].tolist()
     blens = lk.blen[rows].tolist()
     by_block: dict[tuple[int, int], list[int]] = {}
-    for j, (pk, bo) in enumerate(zip(lk.pack[rows].tolist(), lk.boff[rows].tolist(),
-                                     strict=True)):
+    for j, (pk, bo) in enumerate(zip(lk.pack[rows].tolist(), lk.boff[rows].tolist(), strict=True)):
         by_block.setdefault((pk, bo), []).append(j)
     blocks = [(lk.pack_ids[pk], bo, blens[items[0]]) for (pk, bo), items in by_block.items()]
     plans = dt.plan_ranges(blocks)
@@ -370,8 +369,11 @@ def download_payloads(
                         kno = knos[j]
                         kind = kinds[kno]
                         item = raw[ioff : ioff + ilen]
-                        if (len(item) != ilen or kinds_ok[kno] != ilen
-                                or digest_bytes(kind, item) != d):
+                        if (
+                            len(item) != ilen
+                            or kinds_ok[kno] != ilen
+                            or digest_bytes(kind, item) != d
+                        ):
                             report.refused.append(d)
                             continue
                         add(Payload(d, kind, item))
@@ -403,8 +405,7 @@ class LazyFetcher:
         IntegrityError
             If a payload from the remote fails verification (it is not stored).
         """
-        report = download_payloads(self.repo, self.remote, digests,
-                                   refresh=not self._refreshed)
+        report = download_payloads(self.repo, self.remote, digests, refresh=not self._refreshed)
         self._refreshed = True
         if report.absent and not report.refused:
             # the remote may have received new packs since: look once more

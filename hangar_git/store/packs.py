@@ -212,8 +212,10 @@ def _upgrade_v1(con: sqlite3.Connection) -> None:
         if bid is None:
             top += 1
             bid = ids[(pack, boff, blen)] = top
-            con.execute("INSERT INTO blocks VALUES (?,?,?,?,?)",
-                        (bid, pack, boff, blen, block_check(bid, pack, boff, blen)))
+            con.execute(
+                "INSERT INTO blocks VALUES (?,?,?,?,?)",
+                (bid, pack, boff, blen, block_check(bid, pack, boff, blen)),
+            )
         digests.append(bytes(digest))
         blocks.append(bid)
         ioffs.append(ioff)
@@ -221,13 +223,16 @@ def _upgrade_v1(con: sqlite3.Connection) -> None:
     if digests:
         e = _make_entries(digests, blocks, ioffs, kinds)
         blob = e.tobytes()
-        con.execute("INSERT INTO segments (n, chk, entries) VALUES (?,?,?)",
-                    (len(e), zlib.crc32(blob), blob))
+        con.execute(
+            "INSERT INTO segments (n, chk, entries) VALUES (?,?,?)",
+            (len(e), zlib.crc32(blob), blob),
+        )
     con.execute("DROP TABLE payloads")
 
 
-def _make_entries(digests: Sequence[bytes], blocks: Sequence[int], ioffs: Sequence[int],
-                  kinds: Sequence[int]) -> np.ndarray:
+def _make_entries(
+    digests: Sequence[bytes], blocks: Sequence[int], ioffs: Sequence[int], kinds: Sequence[int]
+) -> np.ndarray:
     """Index entries for parallel lists, sorted by digest."""
     e = np.empty(len(digests), ENTRY)
     if len(digests):
@@ -390,9 +395,7 @@ class PackStore:
 
     def pack_numbers(self) -> list[int]:
         """Numbers of the pack files present, ascending."""
-        return sorted(
-            int(p.stem) for p in self.packs_dir.glob("*.pack") if p.stem.isdigit()
-        )
+        return sorted(int(p.stem) for p in self.packs_dir.glob("*.pack") if p.stem.isdigit())
 
     def reader(self) -> PackReader:
         return PackReader(self)
@@ -428,9 +431,12 @@ class _IndexUser:
             try:
                 return self._kinds[kind_id]
             except KeyError:
-                raise IntegrityError(self._bad_kinds.get(
-                    kind_id, f"payload index {self.store.index_path} names unknown kind {kind_id}"
-                )) from None
+                raise IntegrityError(
+                    self._bad_kinds.get(
+                        kind_id,
+                        f"payload index {self.store.index_path} names unknown kind {kind_id}",
+                    )
+                ) from None
 
     def kind_nbytes(self, kind_id: int) -> int:
         """Bytes of one item of kind ``kind_id``."""
@@ -446,9 +452,12 @@ class _IndexUser:
             self._load_kinds()
             text = self._kind_texts.get(kind_id)
             if text is None:
-                raise IntegrityError(self._bad_kinds.get(
-                    kind_id, f"payload index {self.store.index_path} names unknown kind {kind_id}"
-                ))
+                raise IntegrityError(
+                    self._bad_kinds.get(
+                        kind_id,
+                        f"payload index {self.store.index_path} names unknown kind {kind_id}",
+                    )
+                )
         return text
 
     def _load_kinds(self) -> None:
@@ -461,8 +470,7 @@ class _IndexUser:
                 self._kinds[kid] = parse_kind(text)
             except (ValueError, TypeError, AttributeError):
                 # a damaged kind: reads naming it fail
-                self._bad_kinds[kid] = (
-                    f"kind row {kid} in {self.store.index_path} fails its check")
+                self._bad_kinds[kid] = f"kind row {kid} in {self.store.index_path} fails its check"
                 continue
             self._kind_ids[text] = kid
             self._kind_texts[kid] = text
@@ -494,7 +502,8 @@ class _IndexUser:
             except (struct.error, TypeError):
                 ok = False
             self._blockrows[bid] = (
-                (pack, boff, blen) if ok
+                (pack, boff, blen)
+                if ok
                 else f"block row {bid} in {self.store.index_path} fails its check"
             )
             self._block_top = max(self._block_top, bid)
@@ -504,8 +513,9 @@ class _IndexUser:
         kid = int(e["kind"])
         return Location(pack, boff, blen, int(e["ioff"]), self.kind_nbytes(kid), kid)
 
-    def _locations(self, digests: Sequence[bytes], found: np.ndarray, e: np.ndarray
-                   ) -> dict[bytes, Location]:
+    def _locations(
+        self, digests: Sequence[bytes], found: np.ndarray, e: np.ndarray
+    ) -> dict[bytes, Location]:
         out: dict[bytes, Location] = {}
         for i in np.flatnonzero(found).tolist():
             try:
@@ -702,8 +712,7 @@ class PackReader(_IndexUser):
             if raw is None:
                 pack, boff, blen = self._block_row(block)
                 fd = self._fd(pack)
-                raw = self._cache_block(
-                    block, read_block(fd, pack, boff, blen, self._paths[pack]))
+                raw = self._cache_block(block, read_block(fd, pack, boff, blen, self._paths[pack]))
             else:
                 self._blocks.move_to_end(block)  # type: ignore[arg-type]
             self._last_block, self._last_raw = block, raw
@@ -712,7 +721,11 @@ class PackReader(_IndexUser):
             dtype, shape = self.kind(kind)
             n = self.kind_nbytes(kind)
             info = self._kind_info[kind] = (
-                dtype, n // dtype.itemsize, n, None if len(shape) == 1 else shape)
+                dtype,
+                n // dtype.itemsize,
+                n,
+                None if len(shape) == 1 else shape,
+            )
         dtype, count, n, shape = info
         if ioff + n > len(raw):
             raise IntegrityError(
@@ -780,8 +793,15 @@ class PackReader(_IndexUser):
                 out[i] = a
         return out
 
-    def _stream(self, bids: list[int], bounds: list[int], order: np.ndarray, rows: np.ndarray,
-                nbytes: int, buf: np.ndarray) -> list[int]:
+    def _stream(
+        self,
+        bids: list[int],
+        bounds: list[int],
+        order: np.ndarray,
+        rows: np.ndarray,
+        nbytes: int,
+        buf: np.ndarray,
+    ) -> list[int]:
         """Copy the items of uncached, uncompressed blocks into ``buf`` in bulk.
 
         Blocks are read (``os.preadv``, no intermediate copies) into one
@@ -809,9 +829,16 @@ class PackReader(_IndexUser):
         rest.sort()
         return rest
 
-    def _stream_window(self, window: list[tuple[int, int, int, int, int]], size: int,
-                       bounds: list[int], order: np.ndarray, rows: np.ndarray, nbytes: int,
-                       buf: np.ndarray) -> list[int]:
+    def _stream_window(
+        self,
+        window: list[tuple[int, int, int, int, int]],
+        size: int,
+        bounds: list[int],
+        order: np.ndarray,
+        rows: np.ndarray,
+        nbytes: int,
+        buf: np.ndarray,
+    ) -> list[int]:
         big = np.empty(size + nbytes, np.uint8)
         mv = memoryview(big)
         rest: list[int] = []
@@ -822,13 +849,18 @@ class PackReader(_IndexUser):
             got = os.preadv(self._fd(pack), [mv[place : place + blen]], boff)
             magic, codec, rawlen = _HEADER.unpack_from(mv, place)
             (crc,) = _CRC.unpack_from(mv, place + _HEADER.size)
-            if got != blen or magic != BLOCK_MAGIC or codec != CODEC_RAW or (
-                    rawlen != blen - HEADER_SIZE or rawlen % nbytes):
+            if (
+                got != blen
+                or magic != BLOCK_MAGIC
+                or codec != CODEC_RAW
+                or (rawlen != blen - HEADER_SIZE or rawlen % nbytes)
+            ):
                 rest.append(j)  # the careful path decodes it or says what is wrong
                 continue
             if zlib.crc32(mv[place + HEADER_SIZE : place + blen]) != crc:
                 raise IntegrityError(
-                    f"block at {boff} of {self.store.pack_path(pack)} fails its checksum")
+                    f"block at {boff} of {self.store.pack_path(pack)} fails its checksum"
+                )
             idx = order[bounds[j] : bounds[j + 1]]
             r = rows[idx]
             if len(r) and int(r.max()) >= rawlen // nbytes:
@@ -860,8 +892,11 @@ class PackReader(_IndexUser):
                     f"payload at {loc.ioff} extends past its block "
                     f"in {self.store.pack_path(loc.pack)}"
                 )
-            out[i] = np.frombuffer(raw, dtype=dtype, count=loc.ilen // dtype.itemsize,
-                                   offset=loc.ioff).reshape(shape).copy()
+            out[i] = (
+                np.frombuffer(raw, dtype=dtype, count=loc.ilen // dtype.itemsize, offset=loc.ioff)
+                .reshape(shape)
+                .copy()
+            )
         return out  # type: ignore[return-value]
 
     def get(self, digest: bytes) -> np.ndarray:
@@ -901,28 +936,31 @@ def encode_block(raw: bytes | memoryview, typesize: int, nthreads: int = 1) -> b
     body: bytes | memoryview = raw
     codec = CODEC_RAW
     if 64 <= len(raw) <= _BLOSC_MAX:
-        comp = blosc2.compress(
-            raw,
-            typesize=max(1, min(typesize, 255)),
-            clevel=5,
-            filter=blosc2.Filter.SHUFFLE,
-            codec=blosc2.Codec.LZ4,
-        ) if nthreads == 1 else _compress_mt(raw, typesize, nthreads)
+        comp = (
+            blosc2.compress(
+                raw,
+                typesize=max(1, min(typesize, 255)),
+                clevel=5,
+                filter=blosc2.Filter.SHUFFLE,
+                codec=blosc2.Codec.LZ4,
+            )
+            if nthreads == 1
+            else _compress_mt(raw, typesize, nthreads)
+        )
         if len(comp) < len(raw) * 0.95:
             body, codec = comp, CODEC_BLOSC2_LZ4
-    return (
-        _HEADER.pack(BLOCK_MAGIC, codec, len(raw))
-        + _CRC.pack(zlib.crc32(body))
-        + bytes(body)
-    )
+    return _HEADER.pack(BLOCK_MAGIC, codec, len(raw)) + _CRC.pack(zlib.crc32(body)) + bytes(body)
 
 
 def _compress_mt(raw: bytes | memoryview, typesize: int, nthreads: int) -> bytes:
     old = blosc2.set_nthreads(nthreads)
     try:
         return blosc2.compress(
-            raw, typesize=max(1, min(typesize, 255)), clevel=5,
-            filter=blosc2.Filter.SHUFFLE, codec=blosc2.Codec.LZ4,
+            raw,
+            typesize=max(1, min(typesize, 255)),
+            clevel=5,
+            filter=blosc2.Filter.SHUFFLE,
+            codec=blosc2.Codec.LZ4,
         )
     finally:
         blosc2.set_nthreads(old)
@@ -957,7 +995,8 @@ class PackWriter(_IndexUser):
                 _init_index(self._con)
                 self._init_tables()
                 self._kind_ids = {
-                    k: i for i, k, c in self._con.execute("SELECT id, kind, chk FROM kinds")
+                    k: i
+                    for i, k, c in self._con.execute("SELECT id, kind, chk FROM kinds")
                     if c is None or c == kind_check(i, k)
                 }
                 (top,) = self._con.execute("SELECT COALESCE(MAX(id), 0) FROM blocks").fetchone()
@@ -999,16 +1038,19 @@ class PackWriter(_IndexUser):
             with index_guard(self.store.index_path):
                 con.execute("BEGIN IMMEDIATE")
                 try:
-                    row = con.execute("SELECT id, chk FROM kinds WHERE kind=?",
-                                      (kind,)).fetchone()
+                    row = con.execute("SELECT id, chk FROM kinds WHERE kind=?", (kind,)).fetchone()
                     if row is None:
-                        (kid,) = con.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM kinds"
-                                             ).fetchone()
-                        con.execute("INSERT INTO kinds(id, kind, chk) VALUES (?,?,?)",
-                                    (kid, kind, kind_check(kid, kind)))
+                        (kid,) = con.execute(
+                            "SELECT COALESCE(MAX(id), 0) + 1 FROM kinds"
+                        ).fetchone()
+                        con.execute(
+                            "INSERT INTO kinds(id, kind, chk) VALUES (?,?,?)",
+                            (kid, kind, kind_check(kid, kind)),
+                        )
                     elif row[1] is not None and row[1] != kind_check(row[0], kind):
                         raise IntegrityError(
-                            f"kind row {row[0]} in {self.store.index_path} fails its check")
+                            f"kind row {row[0]} in {self.store.index_path} fails its check"
+                        )
                     else:
                         kid = row[0]
                     con.execute("COMMIT")
@@ -1151,8 +1193,7 @@ class PackWriter(_IndexUser):
         """Commit the queued block rows and entries as a new segment, in one
         transaction that also removes the entries of ``drop`` (and merges small
         segments into the new one)."""
-        new = _make_entries(self._new_digests, self._new_blocks, self._new_ioffs,
-                            self._new_kinds)
+        new = _make_entries(self._new_digests, self._new_blocks, self._new_ioffs, self._new_kinds)
         runs = list(self._segs.runs)
         replaced: dict[int, np.ndarray] = {}
         gone = list(dict.fromkeys(drop))
@@ -1240,8 +1281,7 @@ class PackWriter(_IndexUser):
             self.known.pop(d, None)
         return n
 
-    def relocate(self, payloads: Iterable[Payload], new_pack: bool = True
-                 ) -> dict[bytes, Location]:
+    def relocate(self, payloads: Iterable[Payload], new_pack: bool = True) -> dict[bytes, Location]:
         """Write ``payloads`` again, into a new pack, and point their entries there.
 
         With ``new_pack`` the writer first moves to a pack numbered above
@@ -1258,8 +1298,9 @@ class PackWriter(_IndexUser):
         if new_pack or self._size >= PACK_LIMIT:
             os.close(self._fd)
             self._pack = max([self._pack, *self.store.pack_numbers()]) + 1
-            self._fd = os.open(self.store.pack_path(self._pack),
-                               os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            self._fd = os.open(
+                self.store.pack_path(self._pack), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
+            )
             self._size = os.fstat(self._fd).st_size
         moved: dict[bytes, Location] = {}
         groups: dict[str, list[Payload]] = {}
@@ -1304,7 +1345,8 @@ class PackWriter(_IndexUser):
             # the row of the highest block id stays: block ids are never reused,
             # so a block row a reader cached can never name other bytes
             self._con.execute(
-                "DELETE FROM blocks WHERE pack=? AND id < (SELECT MAX(id) FROM blocks)", (pack,))
+                "DELETE FROM blocks WHERE pack=? AND id < (SELECT MAX(id) FROM blocks)", (pack,)
+            )
         self.store.pack_path(pack).unlink(missing_ok=True)
 
     def close(self) -> None:
@@ -1322,16 +1364,18 @@ class PackWriter(_IndexUser):
 def _insert_segment(con: sqlite3.Connection, e: np.ndarray) -> int:
     # numpy's promotion may turn the big-endian key native: insist on the layout
     blob = np.ascontiguousarray(e, dtype=ENTRY).tobytes()
-    cur = con.execute("INSERT INTO segments (n, chk, entries) VALUES (?,?,?)",
-                      (len(e), zlib.crc32(blob), blob))
+    cur = con.execute(
+        "INSERT INTO segments (n, chk, entries) VALUES (?,?,?)", (len(e), zlib.crc32(blob), blob)
+    )
     return int(cur.lastrowid)  # type: ignore[arg-type]
 
 
 def _without(run: _Run, digests: Sequence[bytes]) -> np.ndarray:
     """The entries of ``run`` other than those of ``digests``."""
     drop = set(digests)
-    mask = np.fromiter((d not in drop for d in entry_digests(run.entries)), bool,
-                       count=len(run.entries))
+    mask = np.fromiter(
+        (d not in drop for d in entry_digests(run.entries)), bool, count=len(run.entries)
+    )
     return run.entries[mask]
 
 

@@ -46,8 +46,7 @@ def gen(aset: str, seed: int) -> np.ndarray:
 class Faults:
     """Counts I/O events and kills the process group at event ``kill_at``."""
 
-    def __init__(self, kill_at: int, rng: random.Random, keep_fds: set[int],
-                 note_fd: int) -> None:
+    def __init__(self, kill_at: int, rng: random.Random, keep_fds: set[int], note_fd: int) -> None:
         self.n = 0
         self.kill_at = kill_at
         self.rng = rng
@@ -126,14 +125,17 @@ def install(faults: Faults) -> None:
             out = fn(*a, **k)
             faults.event(what + " done")
             return out
+
         return inner
 
     for name in ("write_tree", "write_blob"):
         real = getattr(gitutil, name)
         wrapped = counted(real, f"git {name}")
         for mod in list(sys.modules.values()):
-            if getattr(mod, "__name__", "").startswith("hangar_git") and \
-                    getattr(mod, name, None) is real:
+            if (
+                getattr(mod, "__name__", "").startswith("hangar_git")
+                and getattr(mod, name, None) is real
+            ):
                 setattr(mod, name, wrapped)
     Repository._write_commit = counted(Repository._write_commit, "git commit")  # type: ignore
     refs = pygit2.references.References
@@ -151,8 +153,7 @@ def run(job: dict[str, Any]) -> None:
     err = os.open(job["errlog"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(err, 2)
     ack_fd = os.open(job["acks"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    faults = Faults(job["kill_at"], random.Random(job["seed"] * 7 + 1), {ack_fd, err, 1, 2},
-                    ack_fd)
+    faults = Faults(job["kill_at"], random.Random(job["seed"] * 7 + 1), {ack_fd, err, 1, 2}, ack_fd)
     install(faults)
     try:
         _work(job, faults, ack_fd)
@@ -275,8 +276,11 @@ def zygote() -> None:
     import pygit2
 
     home = os.environ.get("HOME", "/nonexistent")
-    for level in (pygit2.enums.ConfigLevel.GLOBAL, pygit2.enums.ConfigLevel.XDG,
-                  pygit2.enums.ConfigLevel.SYSTEM):
+    for level in (
+        pygit2.enums.ConfigLevel.GLOBAL,
+        pygit2.enums.ConfigLevel.XDG,
+        pygit2.enums.ConfigLevel.SYSTEM,
+    ):
         pygit2.settings.search_path[level] = os.path.join(home, "nonexistent")
     import hangar_git  # warm: the children start with it loaded
     import hangar_git.gc

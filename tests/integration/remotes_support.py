@@ -75,9 +75,19 @@ def assert_same_data(a: dict, b: dict) -> None:
 
 
 def remote_heads(bare: Path) -> dict[str, str]:
-    out = subprocess.run(["git", "--git-dir", str(bare), "for-each-ref",
-                          "--format=%(refname) %(objectname)", "refs/hangar/"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "git",
+            "--git-dir",
+            str(bare),
+            "for-each-ref",
+            "--format=%(refname) %(objectname)",
+            "refs/hangar/",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return dict(line.split() for line in out.splitlines())
 
 
@@ -96,9 +106,19 @@ def git_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path,
     base = tmp_path_factory.mktemp("daemon")
     port = free_port()
     proc = subprocess.Popen(
-        ["git", "daemon", "--enable=receive-pack", "--export-all", "--reuseaddr",
-         f"--base-path={base}", "--listen=127.0.0.1", f"--port={port}", str(base)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            "git",
+            "daemon",
+            "--enable=receive-pack",
+            "--export-all",
+            "--reuseaddr",
+            f"--base-path={base}",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            str(base),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 20
@@ -122,8 +142,24 @@ def git_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path,
 
 # ---- request counting -----------------------------------------------------------------
 #: filesystem methods that send requests, and how many each costs
-_COUNTED = {"ls", "info", "exists", "cat", "cat_file", "pipe_file", "pipe", "mv", "rm_file",
-            "rm", "makedirs", "mkdir", "open", "put_file", "get_file", "find"}
+_COUNTED = {
+    "ls",
+    "info",
+    "exists",
+    "cat",
+    "cat_file",
+    "pipe_file",
+    "pipe",
+    "mv",
+    "rm_file",
+    "rm",
+    "makedirs",
+    "mkdir",
+    "open",
+    "put_file",
+    "get_file",
+    "find",
+}
 
 
 class CountingFS:
@@ -148,9 +184,11 @@ class CountingFS:
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._fs, name)
         if name in _COUNTED and callable(attr):
+
             def counted(*a: Any, **kw: Any) -> Any:
                 self.calls[name] += 1
                 return attr(*a, **kw)
+
             return counted
         return attr
 
@@ -210,18 +248,25 @@ def _make_handler(root: Path, user: str, password: str) -> type:
                 return
             path, _, query = self.path.partition("?")
             env = {
-                "PATH": os.environ.get("PATH", ""), "GIT_PROJECT_ROOT": str(root),
-                "GIT_HTTP_EXPORT_ALL": "1", "REMOTE_USER": user, "REMOTE_ADDR": "127.0.0.1",
-                "REQUEST_METHOD": self.command, "PATH_INFO": path, "QUERY_STRING": query,
+                "PATH": os.environ.get("PATH", ""),
+                "GIT_PROJECT_ROOT": str(root),
+                "GIT_HTTP_EXPORT_ALL": "1",
+                "REMOTE_USER": user,
+                "REMOTE_ADDR": "127.0.0.1",
+                "REQUEST_METHOD": self.command,
+                "PATH_INFO": path,
+                "QUERY_STRING": query,
                 "CONTENT_TYPE": self.headers.get("Content-Type", ""),
-                "CONTENT_LENGTH": str(len(body)), "GIT_CONFIG_NOSYSTEM": "1",
+                "CONTENT_LENGTH": str(len(body)),
+                "GIT_CONFIG_NOSYSTEM": "1",
             }
             if self.headers.get("Content-Encoding"):
                 env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
             if self.headers.get("Git-Protocol"):
                 env["GIT_PROTOCOL"] = self.headers["Git-Protocol"]
-            res = subprocess.run(["git", "http-backend"], input=body, env=env,
-                                 capture_output=True, check=False)
+            res = subprocess.run(
+                ["git", "http-backend"], input=body, env=env, capture_output=True, check=False
+            )
             head, _, payload = res.stdout.partition(b"\r\n\r\n")
             status = 200
             headers = []

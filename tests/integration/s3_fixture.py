@@ -112,15 +112,28 @@ def start_weed(root: Path, timeout: float = 60.0) -> S3Server:
     env = dict(os.environ)
     env.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY, S3_BUCKET=BUCKET)
     cmd = [
-        weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        "-master.telemetry=false", f"-s3.port={s3p}", f"-master.port={master}",
-        f"-volume.port={volume}", f"-filer.port={filer}", f"-admin.port={admin}",
-        "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
-        f"-filer.localSocket={root / 'filer.sock'}", f"-s3.localSocket={root / 's3.sock'}",
+        weed,
+        "mini",
+        f"-dir={data}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-master.telemetry=false",
+        f"-s3.port={s3p}",
+        f"-master.port={master}",
+        f"-volume.port={volume}",
+        f"-filer.port={filer}",
+        f"-admin.port={admin}",
+        "-admin.ui=false",
+        "-webdav=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        f"-filer.localSocket={root / 'filer.sock'}",
+        f"-s3.localSocket={root / 's3.sock'}",
     ]
     with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, cwd=root, stdout=fh, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=root, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
     server = S3Server(f"http://127.0.0.1:{s3p}", BUCKET, ACCESS_KEY, SECRET_KEY, proc, log)
     deadline = time.monotonic() + timeout
     try:
@@ -140,8 +153,11 @@ def _wait_bucket(server: S3Server, deadline: float) -> None:
 
     session = botocore.session.get_session()
     client = session.create_client(
-        "s3", endpoint_url=server.endpoint, region_name="us-east-1",
-        aws_access_key_id=server.key, aws_secret_access_key=server.secret,
+        "s3",
+        endpoint_url=server.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=server.key,
+        aws_secret_access_key=server.secret,
     )
     last: Exception | None = None
     while time.monotonic() < deadline:

@@ -50,10 +50,17 @@ def cli_env(extra_path: list[Path] | None = None) -> dict[str, str]:
     return env
 
 
-def hangar(cwd: Path, *args: str, ok: bool = True, env: dict[str, str] | None = None,
-           **kw) -> subprocess.CompletedProcess:
-    res = subprocess.run(["git", "hangar", *args], cwd=cwd, env=env or cli_env(),
-                         capture_output=True, text=True, **kw)
+def hangar(
+    cwd: Path, *args: str, ok: bool = True, env: dict[str, str] | None = None, **kw
+) -> subprocess.CompletedProcess:
+    res = subprocess.run(
+        ["git", "hangar", *args],
+        cwd=cwd,
+        env=env or cli_env(),
+        capture_output=True,
+        text=True,
+        **kw,
+    )
     if ok:
         assert res.returncode == 0, f"git hangar {' '.join(args)}: {res.stderr}"
     return res
@@ -78,8 +85,7 @@ def cli(cwd: Path, *args: str, ok: bool = True) -> Ran:
     return ran
 
 
-def assert_one_line_error(res: subprocess.CompletedProcess | Ran, code: int,
-                          *needles: str) -> str:
+def assert_one_line_error(res: subprocess.CompletedProcess | Ran, code: int, *needles: str) -> str:
     assert res.returncode == code, (res.returncode, res.stdout, res.stderr)
     lines = res.stderr.splitlines()
     assert len(lines) == 1, res.stderr
@@ -120,6 +126,7 @@ def branched(repo) -> Repository:
     master: k0 -> 100, adds m1, metadata 'who' = 'master'.
     dev:    k0 -> 200 (a conflict with master), k1 -> 201, adds d1, 'who' = 'dev'.
     """
+
     def fill(v: int) -> np.ndarray:
         return np.full(4, v, np.int16)
 
@@ -151,13 +158,17 @@ def branched(repo) -> Repository:
 @pytest.mark.slow
 def test_scripted_session_byte_for_byte(work, tmp_path):
     rng = np.random.default_rng(7)
-    inputs = write_npy(tmp_path / "data", {
-        f"img{i:04d}": rng.integers(0, 255, (8, 8), dtype=np.uint8) for i in range(1000)
-    })
-    dev_inputs = write_npy(tmp_path / "dev_data", {
-        **{f"img{i:04d}": rng.integers(0, 255, (8, 8), dtype=np.uint8) for i in range(0, 20)},
-        **{f"new{i:03d}": rng.integers(0, 255, (8, 8), dtype=np.uint8) for i in range(30)},
-    })
+    inputs = write_npy(
+        tmp_path / "data",
+        {f"img{i:04d}": rng.integers(0, 255, (8, 8), dtype=np.uint8) for i in range(1000)},
+    )
+    dev_inputs = write_npy(
+        tmp_path / "dev_data",
+        {
+            **{f"img{i:04d}": rng.integers(0, 255, (8, 8), dtype=np.uint8) for i in range(0, 20)},
+            **{f"new{i:03d}": rng.integers(0, 255, (8, 8), dtype=np.uint8) for i in range(30)},
+        },
+    )
     (tmp_path / "data" / "notes.txt").write_text("not an array")
 
     out = hangar(work, "init", *NAME)
@@ -204,8 +215,9 @@ def test_scripted_session_byte_for_byte(work, tmp_path):
     for f in exported:
         assert f.read_bytes() == expect[f.stem].read_bytes(), f.name
     # the user's git state is untouched: no code commit, clean index
-    res = subprocess.run(["git", "status", "--porcelain"], cwd=work, capture_output=True,
-                         text=True, env=cli_env())
+    res = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=work, capture_output=True, text=True, env=cli_env()
+    )
     assert res.stdout == ""
 
 
@@ -229,12 +241,15 @@ def test_diff_and_conflicting_merge(branched):
     res = hangar(path, "merge", "dev", ok=False)
     assert res.returncode == 1 and "Traceback" not in res.stderr
     first, *rest = res.stderr.splitlines()
-    assert first.startswith("error: merge of 'dev' into 'master' aborted, nothing changed: "
-                            "2 conflicts")
-    assert sorted(rest) == sorted([
-        "  metadata 'who': added on both sides with different values (t1)",
-        "  sample imgs['k0']: changed on both sides to different values (t3)",
-    ])
+    assert first.startswith(
+        "error: merge of 'dev' into 'master' aborted, nothing changed: 2 conflicts"
+    )
+    assert sorted(rest) == sorted(
+        [
+            "  metadata 'who': added on both sides with different values (t1)",
+            "  sample imgs['k0']: changed on both sides to different values (t3)",
+        ]
+    )
     assert branched.log(branch="master", return_contents=True)["head"] == before
 
     out = hangar(path, "merge", "dev", "-m", "take theirs", "--strategy", "theirs")
@@ -256,8 +271,9 @@ def test_errors_are_one_line(work, tmp_path):
     empty = tmp_path / "nowhere"
     empty.mkdir()
     assert_one_line_error(hangar(empty, "status", ok=False), 1, "not a git repository")
-    assert_one_line_error(hangar(work, "log", ok=False), 1, "not a hangar repository",
-                          "git hangar init")
+    assert_one_line_error(
+        hangar(work, "log", ok=False), 1, "not a hangar repository", "git hangar init"
+    )
     # no identity anywhere: init says how to give one
     assert_one_line_error(cli(work, "init", ok=False), 1, "no identity", "user.name")
     subprocess.run(["git", "config", "user.name", "Cfg User"], cwd=work, check=True)
@@ -268,24 +284,29 @@ def test_errors_are_one_line(work, tmp_path):
     arr = write_npy(tmp_path / "in", {"a": np.ones(3, np.float32)})["a"]
     notes = tmp_path / "notes.txt"
     notes.write_text("hello")
-    assert_one_line_error(hangar(work, "add", "bad name!", str(arr), ok=False), 1,
-                          "invalid arrayset name 'bad name!'")
-    assert_one_line_error(hangar(work, "add", "a", str(notes), ok=False), 1,
-                          "notes.txt is not an array file")
+    assert_one_line_error(
+        hangar(work, "add", "bad name!", str(arr), ok=False), 1, "invalid arrayset name 'bad name!'"
+    )
+    assert_one_line_error(
+        hangar(work, "add", "a", str(notes), ok=False), 1, "notes.txt is not an array file"
+    )
     fake = tmp_path / "fake.npy"
     fake.write_text("plain text")
-    assert_one_line_error(cli(work, "add", "a", str(fake), ok=False), 1,
-                          "fake.npy is not a valid .npy array")
-    assert_one_line_error(cli(work, "add", "a", str(tmp_path / "missing.npy"), ok=False),
-                          1, "missing.npy: No such file or directory")
-    assert_one_line_error(hangar(work, "checkout", "nope", ok=False), 1,
-                          "no branch named 'nope'")
-    assert_one_line_error(cli(work, "log", "nope", ok=False), 1,
-                          "unknown branch or commit 'nope'")
+    assert_one_line_error(
+        cli(work, "add", "a", str(fake), ok=False), 1, "fake.npy is not a valid .npy array"
+    )
+    assert_one_line_error(
+        cli(work, "add", "a", str(tmp_path / "missing.npy"), ok=False),
+        1,
+        "missing.npy: No such file or directory",
+    )
+    assert_one_line_error(hangar(work, "checkout", "nope", ok=False), 1, "no branch named 'nope'")
+    assert_one_line_error(cli(work, "log", "nope", ok=False), 1, "unknown branch or commit 'nope'")
     assert_one_line_error(cli(work, "commit", "-m", "x", ok=False), 1, "nothing to commit")
     # usage errors: exit status 2, still one line
-    assert_one_line_error(hangar(work, "add", ok=False), 2, "Missing argument 'ARRAYSET'",
-                          "git hangar add -h")
+    assert_one_line_error(
+        hangar(work, "add", ok=False), 2, "Missing argument 'ARRAYSET'", "git hangar add -h"
+    )
     assert_one_line_error(cli(work, "frobnicate", ok=False), 2, "No such command")
     # nothing was staged by any of the failures
     assert json.loads(cli(work, "status", "--json").stdout)["status"] == "CLEAN"
@@ -297,17 +318,22 @@ def test_writer_lock_held_by_another_process(written_repo, tmp_path):
     co = written_repo.checkout(write=True)
     try:
         co.metadata["pending"] = "yes"
-        line = assert_one_line_error(hangar(path, "add", "aset", str(arr), ok=False), 1,
-                                     "the writer lock is held by", f"pid {os.getpid()}",
-                                     "git hangar lock release --force")
+        line = assert_one_line_error(
+            hangar(path, "add", "aset", str(arr), ok=False),
+            1,
+            "the writer lock is held by",
+            f"pid {os.getpid()}",
+            "git hangar lock release --force",
+        )
         assert "Traceback" not in line
         st = hangar(path, "status").stdout
         assert f"Writer lock: held by pid {os.getpid()}" in st
         assert "metadata: 1 added" in st  # read while the writer is open
         js = json.loads(cli(path, "status", "--json").stdout)
         assert js["writer_lock"]["held"] and js["writer_lock"]["holder"]["pid"] == os.getpid()
-        assert_one_line_error(hangar(path, "lock", "release", ok=False), 1,
-                              f"pid {os.getpid()}", "--force")
+        assert_one_line_error(
+            hangar(path, "lock", "release", ok=False), 1, f"pid {os.getpid()}", "--force"
+        )
         assert written_repo.writer_lock_held
         assert "Writer lock released" in hangar(path, "lock", "release", "--force").stdout
         assert not written_repo.writer_lock_held
@@ -321,8 +347,9 @@ def test_checkout_refuses_with_staged_changes_and_reset(written_repo, tmp_path):
     written_repo.create_branch("dev")
     arr = write_npy(tmp_path / "in", {"x": np.ones((5, 7), np.float32)})["x"]
     cli(path, "add", "aset", str(arr))
-    assert_one_line_error(hangar(path, "checkout", "dev", ok=False), 1,
-                          "uncommitted changes on branch 'master'")
+    assert_one_line_error(
+        hangar(path, "checkout", "dev", ok=False), 1, "uncommitted changes on branch 'master'"
+    )
     assert "Staging area reset" in hangar(path, "reset").stdout
     assert "Nothing staged" in cli(path, "reset").stdout
     assert "Switched to branch 'dev'" in hangar(path, "checkout", "dev").stdout
@@ -348,15 +375,18 @@ def test_branch_commands(branched):
     listing = cli(path, "branch", "list", "-v").stdout.splitlines()
     assert listing[0].startswith("  dev") and "dev work" in listing[0]
     assert listing[1].startswith("* master") and listing[2].startswith("  old")
-    assert_one_line_error(cli(path, "branch", "create", "old", ok=False), 1,
-                          "already exists")
-    assert_one_line_error(hangar(path, "branch", "delete", "dev", ok=False), 1,
-                          "holds commits no other branch contains")
+    assert_one_line_error(cli(path, "branch", "create", "old", ok=False), 1, "already exists")
+    assert_one_line_error(
+        hangar(path, "branch", "delete", "dev", ok=False),
+        1,
+        "holds commits no other branch contains",
+    )
     assert "Deleted branch 'old'" in cli(path, "branch", "delete", "old").stdout
     out = cli(path, "branch", "delete", "dev", "--force")
     assert f"(was {heads['dev'][:8]})" in out.stdout
-    assert_one_line_error(cli(path, "branch", "delete", "master", ok=False), 1,
-                          "write checkout's branch")
+    assert_one_line_error(
+        cli(path, "branch", "delete", "master", ok=False), 1, "write checkout's branch"
+    )
 
 
 def test_show_summary_and_export_formats(written_repo, tmp_path):
@@ -365,15 +395,17 @@ def test_show_summary_and_export_formats(written_repo, tmp_path):
     out = hangar(path, "show", f"{head[:6]}:aset:3").stdout
     assert out.splitlines()[0] == f"aset['3'] at {head[:8]}: shape (5, 7), dtype float32"
     assert "[3., 3., 3., 3., 3., 3., 3.]" in out
-    raw = subprocess.run(["git", "hangar", "show", "--npy", ":aset:7"], cwd=path,
-                         env=cli_env(), capture_output=True, check=True).stdout
+    raw = subprocess.run(
+        ["git", "hangar", "show", "--npy", ":aset:7"],
+        cwd=path,
+        env=cli_env(),
+        capture_output=True,
+        check=True,
+    ).stdout
     (tmp_path / "seven.npy").write_bytes(raw)
-    np.testing.assert_array_equal(np.load(tmp_path / "seven.npy"),
-                                  np.full((5, 7), 7, np.float32))
-    assert_one_line_error(cli(path, "show", "master:aset:nope", ok=False), 1,
-                          "no sample 'nope'")
-    assert_one_line_error(cli(path, "show", "master:aset", ok=False), 2,
-                          "STARTPOINT:ARRAYSET:KEY")
+    np.testing.assert_array_equal(np.load(tmp_path / "seven.npy"), np.full((5, 7), 7, np.float32))
+    assert_one_line_error(cli(path, "show", "master:aset:nope", ok=False), 1, "no sample 'nope'")
+    assert_one_line_error(cli(path, "show", "master:aset", ok=False), 2, "STARTPOINT:ARRAYSET:KEY")
 
     text = hangar(path, "summary", "master").stdout
     assert "Arrayset Name: aset" in text and "Num Arrays: 10" in text
@@ -388,10 +420,16 @@ def test_show_summary_and_export_formats(written_repo, tmp_path):
     with h5py.File(tmp_path / "z" / "aset.h5", "r") as f:
         assert len(f) == 10 and f["9"][0, 0] == 9
     assert_one_line_error(
-        cli(path, "export", "aset", "-o", str(tmp_path / "z"), "-f", "npz", ok=False), 1,
-        "aset.npz exists", "--overwrite")
-    assert_one_line_error(cli(path, "export", "nope", "-o", str(tmp_path / "q"), ok=False),
-                          1, "no arrayset named 'nope'")
+        cli(path, "export", "aset", "-o", str(tmp_path / "z"), "-f", "npz", ok=False),
+        1,
+        "aset.npz exists",
+        "--overwrite",
+    )
+    assert_one_line_error(
+        cli(path, "export", "nope", "-o", str(tmp_path / "q"), ok=False),
+        1,
+        "no arrayset named 'nope'",
+    )
     # round trip: the exported archive imports as a new arrayset
     cli(path, "add", "copy", str(tmp_path / "z" / "aset.npz"))
     cli(path, "commit", "-m", "copy")
@@ -402,8 +440,9 @@ def test_show_summary_and_export_formats(written_repo, tmp_path):
 
 def test_diff_of_staged_changes(written_repo, tmp_path):
     path = Path(written_repo.path)
-    write_npy(tmp_path / "in", {"3": np.zeros((5, 7), np.float32),
-                                "new": np.ones((5, 7), np.float32)})
+    write_npy(
+        tmp_path / "in", {"3": np.zeros((5, 7), np.float32), "new": np.ones((5, 7), np.float32)}
+    )
     cli(path, "add", "aset", str(tmp_path / "in"))
     assert cli(path, "diff").stdout.strip() == "aset: 1 added, 1 mutated"
     names = cli(path, "diff", "--name-only").stdout.splitlines()
@@ -416,8 +455,21 @@ def test_diff_of_staged_changes(written_repo, tmp_path):
 def test_help_and_version(work, tmp_path):
     out = hangar(work, "-h").stdout
     assert out.startswith("Usage: git hangar [OPTIONS] COMMAND [ARGS]...")
-    for cmd in ("init", "status", "add", "commit", "checkout", "log", "summary", "branch",
-                "diff", "merge", "export", "show", "lock"):
+    for cmd in (
+        "init",
+        "status",
+        "add",
+        "commit",
+        "checkout",
+        "log",
+        "summary",
+        "branch",
+        "diff",
+        "merge",
+        "export",
+        "show",
+        "lock",
+    ):
         assert re.search(rf"^  {re.escape(cmd)}\s", out, re.M), cmd
     assert "Usage: git hangar add [OPTIONS] ARRAYSET PATH..." in cli(work, "add", "-h").stdout
     assert "NAME [STARTPOINT]" in cli(work, "help", "branch", "create").stdout
@@ -437,8 +489,9 @@ def _man_db() -> bool:
     return "man-db" in res.stdout + res.stderr or res.stdout.startswith("man ")
 
 
-@pytest.mark.skipif(not _man_db(),
-                    reason="no man-db `man` here: git cannot show manual pages found via PATH")
+@pytest.mark.skipif(
+    not _man_db(), reason="no man-db `man` here: git cannot show manual pages found via PATH"
+)
 def test_git_hangar_dash_dash_help_shows_the_manual(work, tmp_path):
     # git turns `git hangar --help` into `man git-hangar`. From a checkout on PATH,
     # man finds man/man1/git-hangar.1 next to the launcher:
@@ -465,8 +518,14 @@ def test_manpage_is_current():
 def run_with_tty_stderr(cwd: Path, *args: str) -> tuple[int, str, bytes]:
     """Run git hangar with stderr on a pseudo-terminal; returns rc, stdout, terminal bytes."""
     master, slave = pty.openpty()
-    proc = subprocess.Popen(["git", "hangar", *args], cwd=cwd, env=cli_env(),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave)
+    proc = subprocess.Popen(
+        ["git", "hangar", *args],
+        cwd=cwd,
+        env=cli_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+    )
     os.close(slave)
     chunks = []
     while True:
@@ -522,15 +581,18 @@ def test_added_commands_get_quiet_and_error_handling(tmp_path, monkeypatch):
         main.commands.pop("boom")
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["commit"], "Missing option '-m'"),
-    (["merge", "dev", "--strategy", "mine"], "Invalid value for '-s' / '--strategy'"),
-    (["export", "aset"], "Missing option '-o'"),
-    (["export", "aset", "-o", "x", "--format", "csv"], "Invalid value for '-f' / '--format'"),
-    (["show", "just-a-name"], "expected STARTPOINT:ARRAYSET:KEY"),
-    (["branch"], None),
-    (["log", "a", "b"], "Got unexpected extra argument"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["commit"], "Missing option '-m'"),
+        (["merge", "dev", "--strategy", "mine"], "Invalid value for '-s' / '--strategy'"),
+        (["export", "aset"], "Missing option '-o'"),
+        (["export", "aset", "-o", "x", "--format", "csv"], "Invalid value for '-f' / '--format'"),
+        (["show", "just-a-name"], "expected STARTPOINT:ARRAYSET:KEY"),
+        (["branch"], None),
+        (["log", "a", "b"], "Got unexpected extra argument"),
+    ],
+)
 def test_usage_errors_exit_2_with_one_line(tmp_path, monkeypatch, args, needle):
     monkeypatch.chdir(tmp_path)
     res = CliRunner().invoke(main, args)
@@ -554,8 +616,10 @@ def test_internal_errors_are_one_line_unless_debugging(tmp_path, monkeypatch):
         monkeypatch.chdir(tmp_path)
         res = CliRunner().invoke(main, ["oops"])
         assert res.exit_code == 1
-        assert res.stderr == ("error: internal error: TypeError: a bug "
-                              "(set HANGAR_GIT_DEBUG=1 to see the traceback)\n")
+        assert res.stderr == (
+            "error: internal error: TypeError: a bug "
+            "(set HANGAR_GIT_DEBUG=1 to see the traceback)\n"
+        )
         monkeypatch.setenv("HANGAR_GIT_DEBUG", "1")
         res = CliRunner().invoke(main, ["oops"])
         assert isinstance(res.exception, TypeError)

@@ -23,15 +23,21 @@ from hangar_git.cli import CONTEXT_SETTINGS, RootGroup, main
 
 EXCLUDED = {"clone", "push", "fetch", "fetch-data", "remote ping"}
 EXCLUDED_OPTS = {"-o", "--output", "--install-man", "--to"}
-SETTINGS = settings(max_examples=int(os.environ.get("HANGAR_CLI_FUZZ_EXAMPLES", "300")),
-                    deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                           HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=int(os.environ.get("HANGAR_CLI_FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 def build_group() -> click.Group:
-    grp = RootGroup(name="git hangar", commands=dict(main.commands),
-                    context_settings=CONTEXT_SETTINGS, params=list(main.params))
+    grp = RootGroup(
+        name="git hangar",
+        commands=dict(main.commands),
+        context_settings=CONTEXT_SETTINGS,
+        params=list(main.params),
+    )
     if "fsck" not in grp.commands:
         cli_maint.register(grp)
     return grp
@@ -56,20 +62,64 @@ def command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tupl
 
 COMMANDS = command_paths(GROUP)
 VALUES = [
-    "", ".", "..", "/", "a/b", "\x01", "x" * 300, "ü", "数据", ".git", "-", "--", "-x",
-    "--bogus", "master", "dev", "nope", "0", "-1", "1e99", "deadbeef", "0" * 40, "HEAD",
-    "s:1", "a..b", "x.lock", "origin", "/nonexistent/file.npy", "data.npy", "arr",
-    "ours", "theirs", "npy", "h5", "--json", "-q", "-h", "a b", "\n", "%s",
+    "",
+    ".",
+    "..",
+    "/",
+    "a/b",
+    "\x01",
+    "x" * 300,
+    "ü",
+    "数据",
+    ".git",
+    "-",
+    "--",
+    "-x",
+    "--bogus",
+    "master",
+    "dev",
+    "nope",
+    "0",
+    "-1",
+    "1e99",
+    "deadbeef",
+    "0" * 40,
+    "HEAD",
+    "s:1",
+    "a..b",
+    "x.lock",
+    "origin",
+    "/nonexistent/file.npy",
+    "data.npy",
+    "arr",
+    "ours",
+    "theirs",
+    "npy",
+    "h5",
+    "--json",
+    "-q",
+    "-h",
+    "a b",
+    "\n",
+    "%s",
 ]
 
 
 @st.composite
 def argv(draw: st.DrawFn) -> list[str]:
     path, cmd = draw(st.sampled_from(COMMANDS))
-    opts = [o for p in cmd.params if isinstance(p, click.Option) for o in p.opts
-            if o not in EXCLUDED_OPTS]
-    tokens = st.one_of(st.sampled_from(VALUES), st.sampled_from(opts or ["-q"]),
-                       st.text(max_size=12).filter(lambda s: "\x00" not in s))
+    opts = [
+        o
+        for p in cmd.params
+        if isinstance(p, click.Option)
+        for o in p.opts
+        if o not in EXCLUDED_OPTS
+    ]
+    tokens = st.one_of(
+        st.sampled_from(VALUES),
+        st.sampled_from(opts or ["-q"]),
+        st.text(max_size=12).filter(lambda s: "\x00" not in s),
+    )
     args = draw(st.lists(tokens, max_size=5))
     if any(a in EXCLUDED_OPTS for a in args):
         args = [a for a in args if a not in EXCLUDED_OPTS]
@@ -97,7 +147,8 @@ def test_random_command_lines(cli_repo, args):
     res = runner.invoke(GROUP, args, catch_exceptions=True)
     shown = f"git hangar {' '.join(map(repr, args))} -> {res.exit_code}\n{res.output}"
     assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit), (
-        f"{shown}\n{res.exception!r}")
+        f"{shown}\n{res.exception!r}"
+    )
     assert res.exit_code in (0, 1, 2, 130), shown
     assert "Traceback" not in res.output, shown
     if res.exit_code == 1:
@@ -113,8 +164,13 @@ def test_repository_sound_after_fuzzing(cli_repo):
     runner = CliRunner()
     for _ in range(150):
         path, cmd = rng.choice(COMMANDS)
-        opts = [o for p in cmd.params if isinstance(p, click.Option) for o in p.opts
-                if o not in EXCLUDED_OPTS]
+        opts = [
+            o
+            for p in cmd.params
+            if isinstance(p, click.Option)
+            for o in p.opts
+            if o not in EXCLUDED_OPTS
+        ]
         args = [rng.choice(VALUES + opts) for _ in range(rng.randrange(4))]
         res = runner.invoke(GROUP, [*path, *args])
         assert res.exit_code in (0, 1, 2, 130), res.output

@@ -81,8 +81,13 @@ def reader(path: str, deadline: float, seed: int, out: str) -> None:
     from hangar_git import Repository
     from hangar_git.store.digest import array_digest
 
-    stats: dict[str, Any] = {"checks": 0, "checkouts": 0, "mismatches": 0, "errors": 0,
-                             "messages": []}
+    stats: dict[str, Any] = {
+        "checks": 0,
+        "checkouts": 0,
+        "mismatches": 0,
+        "errors": 0,
+        "messages": [],
+    }
     rng = random.Random(seed)
     repo = Repository(path)
     git = repo._git_repo()
@@ -139,9 +144,10 @@ def test_readers_while_writing_and_gc(repo, tmp_path):
     start = time.time() + 8  # spawned interpreters import hangar-git first
     deadline = start + SECONDS
     procs = [ctx.Process(target=writer, args=(repo.path, deadline, str(tmp_path / "w.json")))]
-    procs += [ctx.Process(target=reader,
-                          args=(repo.path, deadline, i, str(tmp_path / f"r{i}.json")))
-              for i in range(READERS)]
+    procs += [
+        ctx.Process(target=reader, args=(repo.path, deadline, i, str(tmp_path / f"r{i}.json")))
+        for i in range(READERS)
+    ]
     for p in procs:
         p.start()
     for p in procs:
@@ -151,11 +157,13 @@ def test_readers_while_writing_and_gc(repo, tmp_path):
     assert w["error"] is None, w["error"]
     rs = [json.loads((tmp_path / f"r{i}.json").read_text()) for i in range(READERS)]
     checks = sum(r["checks"] for r in rs)
-    print(f"\n{SECONDS:.0f} s: writer {w['commits']} commits, {w['gc']} gc runs "
-          f"({w['moved']} payloads moved, {w['removed']} reclaimed); "
-          f"{READERS} readers: {sum(r['checkouts'] for r in rs)} checkouts, {checks} reads "
-          f"checked, {sum(r['errors'] for r in rs)} errors, "
-          f"{sum(r['mismatches'] for r in rs)} mismatches")
+    print(
+        f"\n{SECONDS:.0f} s: writer {w['commits']} commits, {w['gc']} gc runs "
+        f"({w['moved']} payloads moved, {w['removed']} reclaimed); "
+        f"{READERS} readers: {sum(r['checkouts'] for r in rs)} checkouts, {checks} reads "
+        f"checked, {sum(r['errors'] for r in rs)} errors, "
+        f"{sum(r['mismatches'] for r in rs)} mismatches"
+    )
     for r in rs:
         assert r["errors"] == 0, r["messages"]
         assert r["mismatches"] == 0

@@ -97,20 +97,30 @@ class Layout:
         con = sqlite3.connect(repo._store.index_path)
         self.segments = {
             sid: set(entry_digests(np.frombuffer(blob, ENTRY)))
-            for sid, blob in con.execute("SELECT id, entries FROM segments")}
-        self.blocks = {(p, o): bid for bid, p, o in
-                       con.execute("SELECT id, pack, boff FROM blocks")}
+            for sid, blob in con.execute("SELECT id, entries FROM segments")
+        }
+        self.blocks = {
+            (p, o): bid for bid, p, o in con.execute("SELECT id, pack, boff FROM blocks")
+        }
         con.close()
-        self.arrays = {d: arr for d, arr in ((array_digest(a), a) for a in
-                       [small(i) for i in range(300)] + [big(i) for i in range(10)])}
+        self.arrays = {
+            d: arr
+            for d, arr in (
+                (array_digest(a), a)
+                for a in [small(i) for i in range(300)] + [big(i) for i in range(10)]
+            )
+        }
 
     def where(self, digests: set[bytes]) -> set[Key]:
         return {k for k, d in self.samples.items() if d in digests}
 
     def in_block_range(self, pack: int, lo: int, hi: int) -> set[bytes]:
         """Digests whose block overlaps bytes [lo, hi) of ``pack``."""
-        return {d for d, loc in self.locs.items()
-                if loc.pack == pack and loc.boff < hi and lo < loc.boff + loc.blen}
+        return {
+            d
+            for d, loc in self.locs.items()
+            if loc.pack == pack and loc.boff < hi and lo < loc.boff + loc.blen
+        }
 
 
 # ---- corruptions: each returns (description, expected affected digests or None) -----
@@ -161,14 +171,17 @@ def remove_entries(rng: random.Random, path: Path, lay: Layout) -> tuple[str, se
 def damage_block_row(rng: random.Random, path: Path, lay: Layout) -> tuple[str, set | None]:
     (pack, boff) = rng.choice(sorted({(loc.pack, loc.boff) for loc in lay.locs.values()}))
     bid = lay.blocks[(pack, boff)]
-    col, delta = rng.choice([("boff", rng.choice([-20, 1, 8, 4096])), ("blen", 1),
-                             ("pack", 1), ("chk", 1)])
+    col, delta = rng.choice(
+        [("boff", rng.choice([-20, 1, 8, 4096])), ("blen", 1), ("pack", 1), ("chk", 1)]
+    )
     con = sqlite3.connect(path / ".git/hangar/store/index.sqlite")
     con.execute(f"UPDATE blocks SET {col} = {col} + ? WHERE id=?", (delta, bid))
     con.commit()
     con.close()
-    return (f"block row {bid}: {col} += {delta}",
-            {d for d, loc in lay.locs.items() if (loc.pack, loc.boff) == (pack, boff)})
+    return (
+        f"block row {bid}: {col} += {delta}",
+        {d for d, loc in lay.locs.items() if (loc.pack, loc.boff) == (pack, boff)},
+    )
 
 
 def damage_segment(rng: random.Random, path: Path, lay: Layout) -> tuple[str, set | None]:
@@ -211,9 +224,19 @@ def delete_index_file(rng: random.Random, path: Path, lay: Layout) -> tuple[str,
     return "delete index.sqlite", set(lay.locs)
 
 
-CORRUPTIONS = [flip_pack_byte, flip_pack_byte, flip_pack_byte, truncate_pack, delete_pack,
-               remove_entries, damage_block_row, damage_segment, damage_kind_row,
-               damage_index_file, delete_index_file]
+CORRUPTIONS = [
+    flip_pack_byte,
+    flip_pack_byte,
+    flip_pack_byte,
+    truncate_pack,
+    delete_pack,
+    remove_entries,
+    damage_block_row,
+    damage_segment,
+    damage_kind_row,
+    damage_index_file,
+    delete_index_file,
+]
 
 
 def read_all(path: Path, lay: Layout) -> tuple[set[Key], bool]:
@@ -242,8 +265,9 @@ def read_all(path: Path, lay: Layout) -> tuple[set[Key], bool]:
                         assert f"sample {a}[{k!r}]" in str(exc)
                         bad.add(k)
                         continue
-                    assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), \
+                    assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), (
                         f"wrong bytes for {a}[{k!r}] of {sha}"
+                    )
                 try:
                     got = co.arraysets[a].get_batch(keys)
                 except IntegrityError:
@@ -276,7 +300,8 @@ def test_random_corruptions(tmp_path):
         if expect is not None:
             assert failing == lay.where(expect), (
                 f"{where}: reads failed for {sorted(failing)[:5]}..., expected "
-                f"{sorted(lay.where(expect))[:5]}...")
+                f"{sorted(lay.where(expect))[:5]}..."
+            )
         try:
             rep = verify(Repository(work))
         except IntegrityError as exc:  # the index cannot even be opened
@@ -288,7 +313,8 @@ def test_random_corruptions(tmp_path):
             assert not rep.records and not rep.git, f"{where}: {rep.summary()}"
             assert rep.ok == (not failing), where
         assert reported == failing, (
-            f"{where}: fsck reported {sorted(reported ^ failing)[:5]} wrongly")
+            f"{where}: fsck reported {sorted(reported ^ failing)[:5]} wrongly"
+        )
         s = stats.setdefault(corrupt.__name__, [0, 0, 0])
         s[0] += 1
         s[1] += bool(failing)

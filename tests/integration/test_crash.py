@@ -31,7 +31,9 @@ def sample(key: int) -> np.ndarray:
 
 SAMPLE_CODE = "import numpy as np\n\n" + inspect.getsource(sample)
 
-ADDER = SAMPLE_CODE + """
+ADDER = (
+    SAMPLE_CODE
+    + """
 import sys, warnings
 warnings.simplefilter("ignore")
 from hangar_git import Repository
@@ -61,8 +63,11 @@ while True:
         sha = co.commit(f"up to {k}")
         print("C", sha, k, flush=True)
 """
+)
 
-COMMITTER = SAMPLE_CODE + """
+COMMITTER = (
+    SAMPLE_CODE
+    + """
 import sys, warnings
 warnings.simplefilter("ignore")
 from hangar_git import Repository
@@ -78,12 +83,16 @@ while True:
     sha = co.commit(f"n={n + 1}")
     print("C", sha, n + 1, flush=True)
 """
+)
 
 
 def run_and_kill(code: str, args: list[str], delay: float) -> list[list[str]]:
     """Run ``code``; SIGKILL it ``delay`` s after it is ready; its complete lines."""
-    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         first = child.stdout.readline()
         assert first == b"ready\n", (first, child.stderr.read())
@@ -101,13 +110,15 @@ def run_and_kill(code: str, args: list[str], delay: float) -> list[list[str]]:
 
 
 def fsck(path: str) -> None:
-    res = subprocess.run(["git", "fsck", "--full", "--strict"], cwd=path,
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        ["git", "fsck", "--full", "--strict"], cwd=path, capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stderr
 
 
-def check_acknowledged(repo, acked: set[int],
-                       commits: list[tuple[str, int, frozenset[int]]]) -> None:
+def check_acknowledged(
+    repo, acked: set[int], commits: list[tuple[str, int, frozenset[int]]]
+) -> None:
     t0 = time.monotonic()
     co = repo.checkout(write=True)  # no lock left behind: opens at once
     assert time.monotonic() - t0 < 5
@@ -288,8 +299,12 @@ def test_kill_at_each_commit_step(repo, point, batched):
     first = co.commit("first")
     co.close()
 
-    res = subprocess.run([sys.executable, "-c", FAULT, repo.path, point, str(int(batched))],
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-c", FAULT, repo.path, point, str(int(batched))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode == 9, res.stderr
     assert "survived" not in res.stdout
 

@@ -132,8 +132,9 @@ def three_way(base: Any, ours: Any, theirs: Any) -> tuple[Samples, dict[str, str
 
 
 # ---- observing a repository ------------------------------------------------------
-def read_commit(repo: Repository, sha: str) -> tuple[dict[tuple[str, str], np.ndarray],
-                                                        dict[str, str]]:
+def read_commit(
+    repo: Repository, sha: str
+) -> tuple[dict[tuple[str, str], np.ndarray], dict[str, str]]:
     co = repo.checkout(commit=sha)
     try:
         samples = {(a, k): co.arraysets[a][k] for a in co.arraysets for k in co.arraysets[a]}
@@ -168,13 +169,18 @@ def observe(repo: Repository, co: Any) -> dict[str, Any]:
 
 def matches(m: Model, obs: dict[str, Any]) -> bool:
     staged = {k: (None if s is None else array_digest(gen(k[0], s))) for k, s in m.staged.items()}
-    return (obs["heads"] == m.heads and obs["branch"] == m.branch
-            and obs["base"] == m.heads[m.branch] and obs["staged"] == staged
-            and obs["meta"] == m.staged_meta)
+    return (
+        obs["heads"] == m.heads
+        and obs["branch"] == m.branch
+        and obs["base"] == m.heads[m.branch]
+        and obs["staged"] == staged
+        and obs["meta"] == m.staged_meta
+    )
 
 
-def candidates(m: Model, begin: dict[str, Any] | None, obs: dict[str, Any], git: Any
-               ) -> list[Model]:
+def candidates(
+    m: Model, begin: dict[str, Any] | None, obs: dict[str, Any], git: Any
+) -> list[Model]:
     """The model as acknowledged, and with the operation in flight applied whole."""
     out = [m]
     if begin is None or begin["op"] in ("gc",):
@@ -202,10 +208,15 @@ class Zygote:
     def __init__(self) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
-            [str(Path(__file__).parents[2]), env.get("PYTHONPATH", "")])
+            [str(Path(__file__).parents[2]), env.get("PYTHONPATH", "")]
+        )
         self.p = subprocess.Popen(
             [sys.executable, str(Path(__file__).parent / "_crash_child.py")],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         assert self.readline() == "ready"
 
     def readline(self) -> str:
@@ -274,8 +285,7 @@ def new_repository(path: Path) -> tuple[Repository, Model]:
     base = co.commit("base")
     co.close()
     repo.create_branch("dev", base)
-    m = Model(heads={"master": base, "dev": base},
-              contents={base: (samples, {"created": "yes"})})
+    m = Model(heads={"master": base, "dev": base}, contents={base: (samples, {"created": "yes"})})
     return repo, m
 
 
@@ -336,10 +346,14 @@ def campaign(tmp_path: Path, timed: bool, kills_wanted: int, seed: int) -> dict[
             stats["runs"] += 1
             assert stats["runs"] < kills_wanted * 4, "too few runs end in a kill"
             n = stats["runs"]
-            job = {"path": str(repo_path), "seed": rng.randrange(1 << 30), "ops": OPS,
-                   "kill_at": 0 if timed else rng.randint(1, span),
-                   "acks": str(tmp_path / f"acks{n}.jsonl"),
-                   "errlog": str(tmp_path / f"err{n}.txt")}
+            job = {
+                "path": str(repo_path),
+                "seed": rng.randrange(1 << 30),
+                "ops": OPS,
+                "kill_at": 0 if timed else rng.randint(1, span),
+                "acks": str(tmp_path / f"acks{n}.jsonl"),
+                "errlog": str(tmp_path / f"err{n}.txt"),
+            }
             delay = None
             if timed:
                 typical = float(np.median(durations)) if durations else 1.0
@@ -364,8 +378,7 @@ def campaign(tmp_path: Path, timed: bool, kills_wanted: int, seed: int) -> dict[
                 err = Path(job["errlog"]).read_text()
                 raise AssertionError(f"{what}\n{err}")
             try:
-                m = check_after_kill(repo_path, m, Path(job["acks"]),
-                                     full=stats["kills"] % 10 == 0)
+                m = check_after_kill(repo_path, m, Path(job["acks"]), full=stats["kills"] % 10 == 0)
             except AssertionError as exc:
                 raise AssertionError(f"after {what}: {exc}") from None
             if kills_here >= EPOCH:
@@ -384,8 +397,10 @@ def campaign(tmp_path: Path, timed: bool, kills_wanted: int, seed: int) -> dict[
 def test_kill_at_io_events(tmp_path):
     """SIGKILL at the N-th I/O event (torn writes included), N drawn per run."""
     stats = campaign(tmp_path, timed=False, kills_wanted=EVENT_KILLS, seed=SEED)
-    print(f"\nevent kills survived: {stats['kills']} "
-          f"(runs {stats['runs']}, completed without a kill {stats['completed']})")
+    print(
+        f"\nevent kills survived: {stats['kills']} "
+        f"(runs {stats['runs']}, completed without a kill {stats['completed']})"
+    )
     for k, v in sorted(stats["where"].items()):
         print(f"  {v:4d}  {k}")
     assert stats["kills"] >= EVENT_KILLS
@@ -395,8 +410,10 @@ def test_kill_at_io_events(tmp_path):
 def test_kill_at_random_times(tmp_path):
     """SIGKILL (whole process group, git subprocesses too) after a random delay."""
     stats = campaign(tmp_path, timed=True, kills_wanted=TIMED_KILLS, seed=SEED + 1)
-    print(f"\ntimed kills survived: {stats['kills']} "
-          f"(runs {stats['runs']}, completed before the kill {stats['completed']})")
+    print(
+        f"\ntimed kills survived: {stats['kills']} "
+        f"(runs {stats['runs']}, completed before the kill {stats['completed']})"
+    )
     for k, v in sorted(stats["where"].items()):
         print(f"  {v:4d}  {k}")
     assert stats["kills"] >= TIMED_KILLS
@@ -471,8 +488,7 @@ def test_commit_cut_between_its_steps(tmp_path, moved):
     # rebuild the moment between "C <sha>" and the ref move (or the journal reset)
     repo._journal_path().write_bytes(before + journal._line(("C", sha)).encode())
     if not moved:
-        git.references.create("refs/hangar/heads/master", git.get(m.heads["master"]).id,
-                              force=True)
+        git.references.create("refs/hangar/heads/master", git.get(m.heads["master"]).id, force=True)
     co = repo.checkout(write=True)
     if moved:
         assert co.commit_hash == sha and co.diff.status() == "CLEAN"

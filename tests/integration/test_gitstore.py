@@ -75,13 +75,19 @@ def test_one_gitlink_per_sample_and_fsck_clean(big_repo):
     leaves = {line.split("\t")[1].rsplit("/", 1)[0] for line in links}
     assert all(p.startswith("arraysets/payloads/samples/") for p in leaves)
     assert len(leaves) > 1
-    assert max(sum(1 for ln in links if ln.split("\t")[1].startswith(p + "/"))
-               for p in leaves) <= 1024
+    assert (
+        max(sum(1 for ln in links if ln.split("\t")[1].startswith(p + "/")) for p in leaves) <= 1024
+    )
     assert "hangar.json" in git(root, "ls-tree", "--name-only", "refs/hangar/heads/master")
     assert git(root, "log", "--format=%s", "refs/hangar/heads/master").strip() == (
-        "2000 random samples")
-    res = subprocess.run(["git", "fsck", "--full", "--strict", "--no-dangling"], cwd=root,
-                         capture_output=True, text=True)
+        "2000 random samples"
+    )
+    res = subprocess.run(
+        ["git", "fsck", "--full", "--strict", "--no-dangling"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     assert "error" not in res.stderr.lower() and "warning" not in res.stderr.lower()
 
@@ -116,8 +122,9 @@ def test_git_gc_keeps_hangar_history(big_repo):
     assert (a[0] == first).all()
     assert rc.metadata["source"] == "random"
     rc.close()
-    res = subprocess.run(["git", "fsck", "--full", "--strict"], cwd=root,
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        ["git", "fsck", "--full", "--strict"], cwd=root, capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stderr
 
 
@@ -130,8 +137,6 @@ def test_identical_samples_share_one_record_id(repo):
     a["z"] = same * 2
     co.commit("dupes")
     co.close()
-    listing = git(repo.path, "ls-tree", "-r", "refs/hangar/heads/master",
-                  "arraysets/a/samples/")
-    ids = {line.split("\t")[1].rsplit("/", 1)[-1]: line.split()[2]
-           for line in listing.splitlines()}
+    listing = git(repo.path, "ls-tree", "-r", "refs/hangar/heads/master", "arraysets/a/samples/")
+    ids = {line.split("\t")[1].rsplit("/", 1)[-1]: line.split()[2] for line in listing.splitlines()}
     assert ids["s:x"] == ids["s:y"] != ids["s:z"]

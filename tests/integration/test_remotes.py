@@ -71,7 +71,8 @@ def test_add_list_remove(repo, tmp_path):
     cfg = repo._git_repo().config
     assert cfg["remote.origin.hangar-data"] == str(tmp_path / "d")
     assert "+refs/hangar/heads/*:refs/hangar/remotes/origin/*" in list(
-        cfg.get_multivar("remote.origin.fetch"))
+        cfg.get_multivar("remote.origin.fetch")
+    )
     # a plain `git fetch origin` also follows the data history
     with pytest.raises(ValueError, match="already exists"):
         repo.remote.add("origin", str(bare), data=str(tmp_path / "other"))
@@ -100,12 +101,17 @@ def test_add_reuses_existing_git_remote(repo, tmp_path):
     assert repo.remote.list_all() == []
 
 
-@pytest.mark.parametrize("bad", [
-    dict(name="bad/name", address="x"), dict(name="", address="x"),
-    dict(name="o", address=""), dict(name="o", address="x", data="nosuchproto://b/p"),
-    dict(name="o", address="x", data="s3://b/p", data_options={"secret": "s"}),
-    dict(name="o", address="x", data="s3://b/p", data_options={"aws_access_key_id": "k"}),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(name="bad/name", address="x"),
+        dict(name="", address="x"),
+        dict(name="o", address=""),
+        dict(name="o", address="x", data="nosuchproto://b/p"),
+        dict(name="o", address="x", data="s3://b/p", data_options={"secret": "s"}),
+        dict(name="o", address="x", data="s3://b/p", data_options={"aws_access_key_id": "k"}),
+    ],
+)
 def test_add_refuses_bad_input(repo, bad):
     name = bad.pop("name")
     address = bad.pop("address")
@@ -116,8 +122,9 @@ def test_add_refuses_bad_input(repo, bad):
 
 
 def test_data_options_stored_without_secrets(repo, tmp_path):
-    info = repo.remote.add("o", str(tmp_path), data="memory://bucket/p",
-                           data_options={"skip_instance_cache": True})
+    info = repo.remote.add(
+        "o", str(tmp_path), data="memory://bucket/p", data_options={"skip_instance_cache": True}
+    )
     assert info.data == "memory://bucket/p"
     cfg = repo._git_repo().config
     assert cfg["remote.o.hangar-data-options"] == '{"skip_instance_cache": true}'
@@ -144,8 +151,9 @@ def test_push_clone_fetch_data_roundtrip(origin, tmp_path):
     ref = repo._git_repo().references["refs/hangar/remotes/origin/master"]
     assert str(ref.target) == head
     assert sorted(p.suffix for p in (data / "packs").iterdir()) == [".idx", ".pack"]
-    fsck = subprocess.run(["git", "--git-dir", str(bare), "fsck", "--strict"],
-                          capture_output=True, text=True)
+    fsck = subprocess.run(
+        ["git", "--git-dir", str(bare), "fsck", "--strict"], capture_output=True, text=True
+    )
     assert fsck.returncode == 0, fsck.stderr
 
     bob = clone_of(tmp_path, bare, data)
@@ -191,8 +199,9 @@ def test_partial_clone_one_arrayset_under_budget(origin, tmp_path):
     repo.remote.push("origin", "master")
     bob = clone_of(tmp_path, bare, data)
     budget = 100 * 8  # a hundred int64 labels
-    commits = bob.remote.fetch_data("origin", "master", arrayset_names=["labels"],
-                                    max_num_bytes=budget)
+    commits = bob.remote.fetch_data(
+        "origin", "master", arrayset_names=["labels"], max_num_bytes=budget
+    )
     assert len(commits) == 1
     rep = bob.remote.last_report
     assert rep.payloads == 100 and rep.raw_bytes <= budget
@@ -381,7 +390,7 @@ def test_new_branch_push_and_fetch(origin, tmp_path):
 
 def _tracking(repo) -> list[str]:
     prefix = "refs/hangar/remotes/"
-    return [r[len(prefix):] for r in repo._git_repo().references if r.startswith(prefix)]
+    return [r[len(prefix) :] for r in repo._git_repo().references if r.startswith(prefix)]
 
 
 # ---- integrity -----------------------------------------------------------------------
@@ -498,8 +507,7 @@ def test_interrupted_push_resumes_without_resending(origin, tmp_path, monkeypatc
     assert not set(resent) & set(sent)
     assert rep.skipped > 0 and rep.payloads + rep.skipped == 600
     assert rep.payloads == 600 - sum(
-        len(dt.decode_index(p, (data / "packs" / f"{p}.idx").read_bytes()).entries)
-        for p in sent
+        len(dt.decode_index(p, (data / "packs" / f"{p}.idx").read_bytes()).entries) for p in sent
     )
     bob = clone_of(tmp_path, bare, data)
     bob.remote.fetch_data("origin", "master")
@@ -529,7 +537,8 @@ def test_interrupted_fetch_resumes(origin, tmp_path, monkeypatch):
     monkeypatch.setattr(dt.DataRemote, "read_ranges", real)
     co = bob.checkout()
     still = len(co.arraysets["images"].remote_reference_sample_keys) + len(
-        co.arraysets["labels"].remote_reference_sample_keys)
+        co.arraysets["labels"].remote_reference_sample_keys
+    )
     co.close()
     assert 0 < still < 600
     bob.remote.fetch_data("origin", "master")
@@ -610,8 +619,7 @@ def test_clone_refusals(origin, tmp_path):
     bob = clone_of(tmp_path, bare, data)
     with pytest.raises(OSError, match="already exists"):
         bob.clone("B", "b@example.org", str(bare), data=str(data))
-    assert bob.clone("B", "b@example.org", str(bare), data=str(data), remove_old=True) == \
-        "master"
+    assert bob.clone("B", "b@example.org", str(bare), data=str(data), remove_old=True) == "master"
 
 
 # ---- git daemon ----------------------------------------------------------------------
@@ -639,8 +647,9 @@ def test_push_fetch_through_git_daemon(tmp_path, git_daemon):
     alice.remote.fetch_data("origin", "master")
     assert_same_data(all_arrays(alice), all_arrays(bob))
     # the git remote is an ordinary one: plain git sees the data branches
-    out = subprocess.run(["git", "ls-remote", f"{url}/team.git"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        ["git", "ls-remote", f"{url}/team.git"], capture_output=True, text=True, check=True
+    ).stdout
     assert f"{new}\trefs/hangar/heads/master" in out
     assert pygit2.Repository(str(base / "team.git")).references["refs/hangar/heads/master"]
 
@@ -653,21 +662,23 @@ def test_credentials_from_git_credential_helper(repo, tmp_path):
     from hangar_git.remotes.git_transport import Callbacks
 
     helper = tmp_path / "helper.sh"
-    helper.write_text("#!/bin/sh\n"
-                      "test \"$1\" = get || exit 0\n"
-                      "cat > /dev/null\n"
-                      "echo username=alice\n"
-                      "echo password=s3cret\n")
+    helper.write_text(
+        "#!/bin/sh\n"
+        'test "$1" = get || exit 0\n'
+        "cat > /dev/null\n"
+        "echo username=alice\n"
+        "echo password=s3cret\n"
+    )
     helper.chmod(0o755)
     repo._git_repo().config["credential.helper"] = str(helper)
     cb = Callbacks(repo.path)
-    cred = cb.credentials("https://git.example.org/team/data.git", None,
-                          CredentialType.USERPASS_PLAINTEXT)
+    cred = cb.credentials(
+        "https://git.example.org/team/data.git", None, CredentialType.USERPASS_PLAINTEXT
+    )
     assert cred.credential_tuple == ("alice", "s3cret")
     # explicit credentials for one call win on the first attempt
     cb = Callbacks(repo.path, username="bob", password="tok")
-    cred = cb.credentials("https://git.example.org/x.git", None,
-                          CredentialType.USERPASS_PLAINTEXT)
+    cred = cb.credentials("https://git.example.org/x.git", None, CredentialType.USERPASS_PLAINTEXT)
     assert cred.credential_tuple == ("bob", "tok")
     # no helper: a clear error instead of a prompt that would hang
     del repo._git_repo().config["credential.helper"]
@@ -702,22 +713,27 @@ def test_push_and_clone_over_https_with_credential_helper(tmp_path, git_http):
     root, url, handler = git_http
     bare_repo(root / "team.git")
     helper = tmp_path / "helper.sh"
-    helper.write_text("#!/bin/sh\ntest \"$1\" = get || exit 0\ncat > /dev/null\n"
-                      "echo username=alice\necho password=s3cret\n")
+    helper.write_text(
+        '#!/bin/sh\ntest "$1" = get || exit 0\ncat > /dev/null\n'
+        "echo username=alice\necho password=s3cret\n"
+    )
     helper.chmod(0o755)
     subprocess.run(["git", "config", "--global", "credential.helper", str(helper)], check=True)
     alice = make_repo(tmp_path / "alice", n=20)
     alice.remote.add("origin", f"{url}/team.git", data=str(tmp_path / "data"))
     alice.remote.push("origin", "master")
     assert remote_heads(root / "team.git") == {
-        "refs/hangar/heads/master": alice.log(return_contents=True)["head"]}
+        "refs/hangar/heads/master": alice.log(return_contents=True)["head"]
+    }
     assert handler.attempts["auth"] > 0 and handler.attempts["anonymous"] > 0
     bob = empty_clone_target(tmp_path / "bob")
     bob.clone("Bob", "bob@example.org", f"{url}/team.git", data=str(tmp_path / "data"))
     bob.remote.fetch_data("origin", "master")
     assert_same_data(all_arrays(alice), all_arrays(bob))
     # wrong password: a clear error, not a hang
-    helper.write_text("#!/bin/sh\ntest \"$1\" = get || exit 0\ncat > /dev/null\n"
-                      "echo username=alice\necho password=wrong\n")
+    helper.write_text(
+        '#!/bin/sh\ntest "$1" = get || exit 0\ncat > /dev/null\n'
+        "echo username=alice\necho password=wrong\n"
+    )
     with pytest.raises(ConnectionError):
         bob.remote.fetch("origin", "master")

@@ -58,10 +58,18 @@ def test_register_adds_the_commands(group):
     assert set(group.commands["remote"].commands) >= {"add", "list", "remove", "ping"}
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("123", 123), ("1kb", 1000), ("2KiB", 2048), ("1.5GB", 1_500_000_000), ("64MiB", 64 << 20),
-    (" 10 MB ", 10_000_000), ("7b", 7),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("123", 123),
+        ("1kb", 1000),
+        ("2KiB", 2048),
+        ("1.5GB", 1_500_000_000),
+        ("64MiB", 64 << 20),
+        (" 10 MB ", 10_000_000),
+        ("7b", 7),
+    ],
+)
 def test_parse_size(text, expected):
     assert cli_remote.parse_size(text) == expected
 
@@ -72,10 +80,15 @@ def test_parse_size_refuses(bad):
         cli_remote.parse_size(bad)
 
 
-@pytest.mark.parametrize("url,name", [
-    ("/srv/git/team-data.git", "team-data"), ("git://127.0.0.1:9418/a/b.git", "b"),
-    ("git@example.org:team/mnist.git", "mnist"), ("https://example.org/x/y/", "y"),
-])
+@pytest.mark.parametrize(
+    "url,name",
+    [
+        ("/srv/git/team-data.git", "team-data"),
+        ("git://127.0.0.1:9418/a/b.git", "b"),
+        ("git@example.org:team/mnist.git", "mnist"),
+        ("https://example.org/x/y/", "y"),
+    ],
+)
 def test_default_clone_dir(url, name):
     assert cli_remote._default_dir(url) == name
 
@@ -83,8 +96,18 @@ def test_default_clone_dir(url, name):
 def test_remote_add_list_remove(group, repo, tmp_path):
     path = Path(repo.path)
     bare = bare_repo(tmp_path / "o.git")
-    res = run(group, path, "remote", "add", "origin", str(bare), "--data", str(tmp_path / "d"),
-              "--data-option", "auto_mkdir=true")
+    res = run(
+        group,
+        path,
+        "remote",
+        "add",
+        "origin",
+        str(bare),
+        "--data",
+        str(tmp_path / "d"),
+        "--data-option",
+        "auto_mkdir=true",
+    )
     assert "added remote origin" in res.output
     res = run(group, path, "remote", "list")
     assert res.output.splitlines() == [f"origin\t{bare}\t{tmp_path / 'd'}"]
@@ -95,11 +118,9 @@ def test_remote_add_list_remove(group, repo, tmp_path):
     assert res.exit_code == 1
     assert res.output.startswith("error: ") and len(res.output.strip().splitlines()) == 1
     assert "Traceback" not in res.output
-    res = run(group, path, "remote", "add", "o2", str(bare), "--data-option", "secret=s",
-              ok=False)
+    res = run(group, path, "remote", "add", "o2", str(bare), "--data-option", "secret=s", ok=False)
     assert res.exit_code == 1 and "credential" in res.output
-    res = run(group, path, "remote", "add", "o3", str(bare), "--data-option", "novalue",
-              ok=False)
+    res = run(group, path, "remote", "add", "o3", str(bare), "--data-option", "novalue", ok=False)
     assert res.exit_code == 2
     assert [r.name for r in repo.remote.list_all()] == ["origin"]
     res = run(group, path, "remote", "ping", "nope", ok=False)
@@ -116,8 +137,18 @@ def test_push_clone_fetch_data_commands(group, tmp_path):
     res = run(group, tmp_path / "alice", "push", "origin", "master")
     assert "pushed master to origin" in res.output and "240 payloads" in res.output
 
-    res = run(group, tmp_path, "clone", str(bare), "--data", str(data), "--name", "Bob",
-              "--email", "bob@example.org")
+    res = run(
+        group,
+        tmp_path,
+        "clone",
+        str(bare),
+        "--data",
+        str(data),
+        "--name",
+        "Bob",
+        "--email",
+        "bob@example.org",
+    )
     assert "cloned" in res.output
     bob_path = tmp_path / "team"  # the directory named after the URL
     bob = open_repo(bob_path)
@@ -172,8 +203,19 @@ def test_push_rejected_says_fetch_and_merge(group, tmp_path):
     data = tmp_path / "data"
     alice.remote.add("origin", str(bare), data=str(data))
     alice.remote.push("origin", "master")
-    run(group, tmp_path, "clone", str(bare), "bob", "--data", str(data), "--name", "Bob",
-        "--email", "bob@example.org")
+    run(
+        group,
+        tmp_path,
+        "clone",
+        str(bare),
+        "bob",
+        "--data",
+        str(data),
+        "--name",
+        "Bob",
+        "--email",
+        "bob@example.org",
+    )
     bob = open_repo(tmp_path / "bob")
     for repo, key in ((bob, 100), (alice, 200)):
         co = repo.checkout(write=True)
@@ -205,8 +247,19 @@ def test_progress_bars_report_transfers(group, tmp_path, monkeypatch):
     total = 30 * 64 + 30 * 8
     assert seen["Sending payloads (bytes)"][0] == total
     assert sum(seen["Sending payloads (bytes)"][1:]) == total
-    run(group, tmp_path, "clone", str(bare), "bob", "--data", str(tmp_path / "data"),
-        "--name", "Bob", "--email", "bob@example.org")
+    run(
+        group,
+        tmp_path,
+        "clone",
+        str(bare),
+        "bob",
+        "--data",
+        str(tmp_path / "data"),
+        "--name",
+        "Bob",
+        "--email",
+        "bob@example.org",
+    )
     assert "Receiving records" in seen
     run(group, tmp_path / "bob", "fetch-data", "origin", "master")
     assert sum(seen["Fetching payloads (bytes)"][1:]) == total
@@ -225,15 +278,31 @@ def test_commands_in_a_real_process(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
     def hangar(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-c", launcher, *args], cwd=cwd, env=env,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-c", launcher, *args],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     alice.remote.add("origin", str(bare), data=str(data))
     r = hangar(tmp_path / "alice", "push", "origin", "master")
     assert r.returncode == 0, r.stderr
     assert "40 payloads" in r.stdout
-    r = hangar(tmp_path, "clone", str(bare), "bob", "--data", str(data), "--name", "Bob",
-               "--email", "bob@example.org")
+    r = hangar(
+        tmp_path,
+        "clone",
+        str(bare),
+        "bob",
+        "--data",
+        str(data),
+        "--name",
+        "Bob",
+        "--email",
+        "bob@example.org",
+    )
     assert r.returncode == 0, r.stderr
     r = hangar(tmp_path / "bob", "fetch-data", "origin", "master", "-d", "images")
     assert r.returncode == 0, r.stderr

@@ -112,7 +112,7 @@ def test_s3_lazy_read_and_corruption(tmp_path: Path, s3_env):
 
     # corrupt the pack on the server: every payload of the damaged block is refused
     fs = s3fs.S3FileSystem(skip_instance_cache=True)
-    root = url[len("s3://"):]
+    root = url[len("s3://") :]
     pack = next(p for p in fs.ls(f"{root}/packs") if p.endswith(".pack"))
     data = bytearray(fs.cat_file(pack))
     data[100] ^= 0xFF

@@ -26,10 +26,16 @@ from hangar_git.checkout import _LIVE_WRITERS
 from hangar_git.errors import FormatVersionError
 
 API_ERRORS = (ValueError, TypeError, LookupError, PermissionError, RuntimeError)
-SETTINGS = settings(max_examples=int(os.environ.get("HANGAR_FUZZ_EXAMPLES", "150")),
-                    deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                           HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=int(os.environ.get("HANGAR_FUZZ_EXAMPLES", "150")),
+    deadline=None,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
 
 
 class Weird:
@@ -46,10 +52,52 @@ class Weird:
 
 
 NAMES = [
-    "", ".", "..", "...", "/", "a/b", "../x", "\x00", "a\x00b", "x" * 201, "x" * 5000, "ü",
-    "数据", "\u202e", "\n", " ", "a b", ".git", ".GIT", ".git.", ".git..", "-x", "x.lock",
-    "s:abc", "i:1", "HEAD", "refs/heads/x", "~", "^", "a..b", "@{", "*", "?", "\\", "a\\b",
-    "master", "0", "1" * 40, "ok", "ok.name", "-", "con", "nul", "%s%n", "{}", "a" * 200,
+    "",
+    ".",
+    "..",
+    "...",
+    "/",
+    "a/b",
+    "../x",
+    "\x00",
+    "a\x00b",
+    "x" * 201,
+    "x" * 5000,
+    "ü",
+    "数据",
+    "\u202e",
+    "\n",
+    " ",
+    "a b",
+    ".git",
+    ".GIT",
+    ".git.",
+    ".git..",
+    "-x",
+    "x.lock",
+    "s:abc",
+    "i:1",
+    "HEAD",
+    "refs/heads/x",
+    "~",
+    "^",
+    "a..b",
+    "@{",
+    "*",
+    "?",
+    "\\",
+    "a\\b",
+    "master",
+    "0",
+    "1" * 40,
+    "ok",
+    "ok.name",
+    "-",
+    "con",
+    "nul",
+    "%s%n",
+    "{}",
+    "a" * 200,
 ]
 
 
@@ -64,52 +112,89 @@ def _weird_arrays() -> list[Any]:
     out: list[Any] = [
         np.array([1, "a", None], dtype=object),
         np.zeros(3, dtype=[("a", "<i4"), ("b", "<f4")]),
-        np.zeros(3, dtype=">f4"), np.zeros(3, dtype=">i8"),
-        np.zeros(3, dtype="datetime64[s]"), np.zeros(3, dtype="timedelta64[s]"),
-        np.array(["ab", "c"]), np.array([b"ab"]), np.zeros(3, dtype="V4"),
-        np.zeros((0,), np.float32), np.zeros((3, 0), np.float32), np.array(1.5, np.float32),
-        base[:, ::2], np.asfortranarray(base), base.T, np.matrix([[1.0, 2.0]]),
+        np.zeros(3, dtype=">f4"),
+        np.zeros(3, dtype=">i8"),
+        np.zeros(3, dtype="datetime64[s]"),
+        np.zeros(3, dtype="timedelta64[s]"),
+        np.array(["ab", "c"]),
+        np.array([b"ab"]),
+        np.zeros(3, dtype="V4"),
+        np.zeros((0,), np.float32),
+        np.zeros((3, 0), np.float32),
+        np.array(1.5, np.float32),
+        base[:, ::2],
+        np.asfortranarray(base),
+        base.T,
+        np.matrix([[1.0, 2.0]]),
         np.ma.masked_array(np.zeros(3, np.float32), mask=[0, 1, 0]),
-        np.zeros((1,) * 32, np.float32), np.zeros(3, np.float16), np.zeros(3, np.complex64),
-        np.ones(3, bool), np.zeros(3, np.uint64), np.full(3, np.nan, np.float32),
+        np.zeros((1,) * 32, np.float32),
+        np.zeros(3, np.float16),
+        np.zeros(3, np.complex64),
+        np.ones(3, bool),
+        np.zeros(3, np.uint64),
+        np.full(3, np.nan, np.float32),
         np.zeros((2, 3), dtype=np.dtype((np.float32, (2,)))),
-        np.zeros(3, np.float32), np.zeros((3,), np.float64), np.zeros((5, 5), np.int16),
-        np.zeros((2, 2), np.int16), np.zeros(2, np.uint8), np.arange(6, dtype=np.float32),
-        np.zeros((2, 3), np.float32), np.zeros((4, 3), np.float32),
+        np.zeros(3, np.float32),
+        np.zeros((3,), np.float64),
+        np.zeros((5, 5), np.int16),
+        np.zeros((2, 2), np.int16),
+        np.zeros(2, np.uint8),
+        np.arange(6, dtype=np.float32),
+        np.zeros((2, 3), np.float32),
+        np.zeros((4, 3), np.float32),
     ]
     return out
 
 
 ARRAYS = st.sampled_from(weird_arrays())
-TEXT = st.one_of(st.sampled_from(NAMES), st.text(max_size=20),
-                 st.text(alphabet="ab.-_", min_size=1, max_size=8))
-SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.integers(-3, 12),
-    st.floats(allow_nan=True, allow_infinity=True), st.complex_numbers(max_magnitude=5),
-    st.binary(max_size=8), st.just(np.int64(3)), st.just(np.float32(2.5)),
-    st.just(np.bool_(True)), st.just(Weird()), st.just(object()), st.just(Path("x")),
-    st.just(math.inf), st.just(Ellipsis), st.just(slice(0, 2)),
+TEXT = st.one_of(
+    st.sampled_from(NAMES), st.text(max_size=20), st.text(alphabet="ab.-_", min_size=1, max_size=8)
 )
-HOSTILE = st.deferred(lambda: st.one_of(
-    SCALARS, TEXT, ARRAYS,
-    st.lists(st.one_of(SCALARS, TEXT), max_size=3),
-    st.tuples(st.integers(-3, 6), st.integers(-3, 6)),
-    st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4)),
-    st.dictionaries(TEXT, st.one_of(ARRAYS, SCALARS), max_size=3),
-    st.sets(st.integers(0, 5), max_size=3), st.frozensets(TEXT, max_size=2),
-))
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.integers(-3, 12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.complex_numbers(max_magnitude=5),
+    st.binary(max_size=8),
+    st.just(np.int64(3)),
+    st.just(np.float32(2.5)),
+    st.just(np.bool_(True)),
+    st.just(Weird()),
+    st.just(object()),
+    st.just(Path("x")),
+    st.just(math.inf),
+    st.just(Ellipsis),
+    st.just(slice(0, 2)),
+)
+HOSTILE = st.deferred(
+    lambda: st.one_of(
+        SCALARS,
+        TEXT,
+        ARRAYS,
+        st.lists(st.one_of(SCALARS, TEXT), max_size=3),
+        st.tuples(st.integers(-3, 6), st.integers(-3, 6)),
+        st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4)),
+        st.dictionaries(TEXT, st.one_of(ARRAYS, SCALARS), max_size=3),
+        st.sets(st.integers(0, 5), max_size=3),
+        st.frozensets(TEXT, max_size=2),
+    )
+)
 
 
 def _snapshot(repo: Repository) -> tuple[bytes, dict[str, str]]:
     git = repo._git_repo()
     journal = repo._journal_path()
-    refs = {r: str(git.references[r].target) for r in git.references
-            if r.startswith("refs/hangar/")}
+    refs = {
+        r: str(git.references[r].target) for r in git.references if r.startswith("refs/hangar/")
+    }
     return (journal.read_bytes() if journal.exists() else b"", refs)
 
 
-def attempt(repo: Repository, fn: Any, *args: Any, allowed: tuple = API_ERRORS,
-            **kwargs: Any) -> Any:
+def attempt(
+    repo: Repository, fn: Any, *args: Any, allowed: tuple = API_ERRORS, **kwargs: Any
+) -> Any:
     """Call ``fn``; a documented error is fine, with a message and nothing changed."""
     before = _snapshot(repo)
     try:
@@ -155,8 +240,20 @@ def test_open(tmp_path, monkeypatch, path):
             assert str(exc)
 
 
-REPO_CALLS = ["checkout", "create_branch", "remove_branch", "log", "summary", "merge",
-              "init", "verify", "gc", "remote.add", "remote.remove", "list_branches"]
+REPO_CALLS = [
+    "checkout",
+    "create_branch",
+    "remove_branch",
+    "log",
+    "summary",
+    "merge",
+    "init",
+    "verify",
+    "gc",
+    "remote.add",
+    "remote.remove",
+    "list_branches",
+]
 
 
 @SETTINGS
@@ -187,10 +284,30 @@ def _close(co: Any) -> None:
 
 
 WRITER_CALLS = [
-    "add", "setitem", "update", "add_stacked", "get", "getitem", "get_batch", "remove",
-    "contains", "delitem", "init_arrayset", "arraysets_get", "remove_aset", "multi_add",
-    "meta_add", "meta_get", "meta_remove", "commit", "merge", "diff_branch", "diff_commit",
-    "unnamed_add", "variable_add", "aset_contains",
+    "add",
+    "setitem",
+    "update",
+    "add_stacked",
+    "get",
+    "getitem",
+    "get_batch",
+    "remove",
+    "contains",
+    "delitem",
+    "init_arrayset",
+    "arraysets_get",
+    "remove_aset",
+    "multi_add",
+    "meta_add",
+    "meta_get",
+    "meta_remove",
+    "commit",
+    "merge",
+    "diff_branch",
+    "diff_commit",
+    "unnamed_add",
+    "variable_add",
+    "aset_contains",
 ]
 
 
@@ -213,8 +330,7 @@ def test_writer_methods(fuzz_repo, which, a, b, c):
             "remove": lambda: aset.remove(a),
             "contains": lambda: a in aset,
             "delitem": lambda: aset.__delitem__(a),
-            "init_arrayset": lambda: asets.init_arrayset(
-                a, shape=b, dtype=c, named_samples=True),
+            "init_arrayset": lambda: asets.init_arrayset(a, shape=b, dtype=c, named_samples=True),
             "arraysets_get": lambda: asets[a],
             "remove_aset": lambda: asets.remove_aset(a),
             "multi_add": lambda: asets.multi_add(a),
@@ -240,8 +356,19 @@ def test_writer_methods(fuzz_repo, which, a, b, c):
         co.close()
 
 
-READER_CALLS = ["get", "getitem", "get_batch", "contains", "keys", "arraysets_get",
-                "meta_get", "meta_contains", "diff_branch", "diff_commit", "slice"]
+READER_CALLS = [
+    "get",
+    "getitem",
+    "get_batch",
+    "contains",
+    "keys",
+    "arraysets_get",
+    "meta_get",
+    "meta_contains",
+    "diff_branch",
+    "diff_commit",
+    "slice",
+]
 
 
 @SETTINGS
@@ -274,15 +401,32 @@ def test_reader_methods(fuzz_repo, which, a, b):
 
 
 @SETTINGS
-@given(shape=HOSTILE, dtype=st.one_of(HOSTILE, st.sampled_from(
-    [object, "O", "V8", "U3", "S2", "M8[s]", ">f4", [("a", "i4")], "f4,f4", "(2,)f4", None])),
-    proto=st.one_of(st.none(), ARRAYS), variable=HOSTILE, named=HOSTILE)
+@given(
+    shape=HOSTILE,
+    dtype=st.one_of(
+        HOSTILE,
+        st.sampled_from(
+            [object, "O", "V8", "U3", "S2", "M8[s]", ">f4", [("a", "i4")], "f4,f4", "(2,)f4", None]
+        ),
+    ),
+    proto=st.one_of(st.none(), ARRAYS),
+    variable=HOSTILE,
+    named=HOSTILE,
+)
 def test_init_arrayset_schemas(fuzz_repo, shape, dtype, proto, variable, named):
     repo = fuzz_repo
     co = repo.checkout(write=True)
     try:
-        made = attempt(repo, co.arraysets.init_arrayset, "fz_new", shape=shape, dtype=dtype,
-                       prototype=proto, named_samples=named, variable_shape=variable)
+        made = attempt(
+            repo,
+            co.arraysets.init_arrayset,
+            "fz_new",
+            shape=shape,
+            dtype=dtype,
+            prototype=proto,
+            named_samples=named,
+            variable_shape=variable,
+        )
         if made is not None:
             dt = made.dtype
             assert dt.kind in "biufc" and dt.isnative and dt.fields is None
@@ -295,7 +439,8 @@ def test_init_arrayset_schemas(fuzz_repo, shape, dtype, proto, variable, named):
 # ---- nothing unpickles ---------------------------------------------------------------
 UNPICKLING = re.compile(
     r"\bpickle\.loads?\b|\bcPickle\b|\bdill\b|\bcloudpickle\b|\bjsonpickle\b|\bshelve\b"
-    r"|\bmarshal\.loads?\b|allow_pickle\s*=\s*True|\bUnpickler\b|torch\.load\(")
+    r"|\bmarshal\.loads?\b|allow_pickle\s*=\s*True|\bUnpickler\b|torch\.load\("
+)
 
 
 def test_nothing_unpickles():
@@ -308,8 +453,9 @@ def test_nothing_unpickles():
             if UNPICKLING.search(line):
                 hits.append(f"{f.relative_to(root)}:{n}: {line.strip()}")
             if re.search(r"\bnp\.load\(|numpy\.load\(", line) and "allow_pickle=False" not in line:
-                hits.append(f"{f.relative_to(root)}:{n}: np.load without allow_pickle=False: "
-                            f"{line.strip()}")
+                hits.append(
+                    f"{f.relative_to(root)}:{n}: np.load without allow_pickle=False: {line.strip()}"
+                )
     assert not hits, "\n".join(hits)
 
 
