@@ -13,6 +13,7 @@ from .arrayset import Arraysets
 from .errors import ClosedError, IntegrityError, MissingPayloadError
 from .gitutil import has_remote_source
 from .metadata import MetadataReader, MetadataWriter
+from .naming import decode_key
 from .records.snapshot import TreeRecords, commit_tree
 from .records.staging import Journal
 from .records.view import CommitView, StagedView
@@ -92,7 +93,7 @@ class PayloadAccess:
         if loc is None:
             self._absent(aset, enc, digest)
             raise MissingPayloadError(
-                f"sample {aset}[{enc[2:]!r}] is a remote reference: its payload is not on "
+                f"sample {aset}[{decode_key(enc)!r}] is a remote reference: its payload is not on "
                 f"this machine; fetch it with `git hangar fetch-data REMOTE COMMIT -d {aset}` "
                 "(Repository.remote.fetch_data), or read through a checkout opened with "
                 "fetch_missing=True"

@@ -263,7 +263,7 @@ def test_lazy_reads_fetch_on_the_spot(origin, tmp_path):
     co.close()
     # without fetch_missing, a remote reference is a clear error
     co = bob.checkout()
-    with pytest.raises(MissingPayloadError):
+    with pytest.raises(MissingPayloadError, match=r"images\[6\].*fetch-data"):
         co.arraysets["images"][6]
     co.close()
     with pytest.raises(ValueError):
