@@ -1,6 +1,8 @@
 """``git hangar fsck`` and ``git hangar gc``: check and tidy a repository.
 
 Added to the main group with :func:`register` (``cli_maint.register(main)``).
+Like ``cli_remote``, it imports ``cli`` only inside functions: ``cli`` imports
+this module at its end, so a module-level import would be circular.
 Both work on the hangar repository containing the current directory.
 """
 
@@ -11,8 +13,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
-
-from .cli import CLIError, emit_json, info, open_repo, progress
 
 
 @click.command("fsck")
@@ -33,6 +33,7 @@ def fsck(full: bool, as_json: bool) -> None:
     is 1 when anything is damaged. Payloads that live only on a remote
     (after a partial clone) are counted as remote references, not damage.
     """
+    from .cli import CLIError, emit_json, info, open_repo
     from .fsck import verify
 
     repo = open_repo()
@@ -81,6 +82,7 @@ def gc(dry_run: bool) -> None:
     files and repacks git's objects. Refused while a write checkout is open;
     safe while readers are reading.
     """
+    from .cli import info, open_repo
     from .gc import gc as run_gc
 
     repo = open_repo()
@@ -102,6 +104,8 @@ def _issue(s: Any) -> dict[str, Any]:
 @contextlib.contextmanager
 def _stages() -> Iterator[Callable[[str, int, int], None]]:
     """A progress callback ``(stage, done, total)`` drawing one bar per stage."""
+    from .cli import progress
+
     stack = contextlib.ExitStack()
     state: dict[str, Any] = {"stage": None, "update": None, "done": 0}
 

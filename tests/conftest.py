@@ -4,6 +4,7 @@ that cannot see the developer's own (global and system config are ignored)."""
 from __future__ import annotations
 
 import os
+import subprocess
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,3 +93,34 @@ def written_repo(repo):
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("HYPOTHESIS_PROFILE", "default")
+
+
+@pytest.fixture
+def records_only_copy():
+    """Make a repository holding another's records but only some payloads."""
+
+    def records_only_copy(src, path, local):
+        """Another repository with all of ``src``'s records (git fetch of the hangar
+        refs) but only the payloads of ``local`` ({arrayset: {key: array}}): every
+        other sample there is a remote reference."""
+        from hangar_git import Repository
+
+        path.mkdir()
+        dst = Repository(path, exists=False)
+        dst.init(user_name="Test User", user_email="test@example.org")
+        subprocess.run(
+            ["git", "fetch", "-q", src.path, "+refs/hangar/heads/*:refs/hangar/heads/*"],
+            cwd=dst.path,
+            check=True,
+            capture_output=True,
+        )
+        co = dst.checkout(write=True)  # store those payloads, then drop the staged records
+        for name, samples in local.items():
+            aset = co.arraysets[name]
+            with aset:
+                for key, arr in samples.items():
+                    aset[key] = arr
+        co.reset_staging_area()
+        return dst
+
+    return records_only_copy

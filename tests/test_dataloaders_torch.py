@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import subprocess
 
 import numpy as np
 import pytest
@@ -36,31 +35,6 @@ def label(i: int) -> np.ndarray:
 
 def seq(i: int) -> np.ndarray:
     return np.full((1 + i % 5, 2), i, dtype=np.float32)
-
-
-def records_only_copy(src, path, local):
-    """Another repository with all of ``src``'s records (git fetch of the hangar
-    refs) but only the payloads of ``local`` ({arrayset: {key: array}}): every
-    other sample there is a remote reference."""
-    from hangar_git import Repository
-
-    path.mkdir()
-    dst = Repository(path, exists=False)
-    dst.init(user_name="Test User", user_email="test@example.org")
-    subprocess.run(
-        ["git", "fetch", "-q", src.path, "+refs/hangar/heads/*:refs/hangar/heads/*"],
-        cwd=dst.path,
-        check=True,
-        capture_output=True,
-    )
-    co = dst.checkout(write=True)  # store those payloads, then drop the staged records
-    for name, samples in local.items():
-        aset = co.arraysets[name]
-        with aset:
-            for key, arr in samples.items():
-                aset[key] = arr
-    co.reset_staging_area()
-    return dst
 
 
 @pytest.fixture
@@ -253,7 +227,7 @@ def test_write_checkout_is_refused(data_repo):
     co.close()
 
 
-def test_remote_references_are_reported_before_reading(data_repo, tmp_path):
+def test_remote_references_are_reported_before_reading(data_repo, tmp_path, records_only_copy):
     local = {
         "images": {i: image(i) for i in range(N) if i != 12},
         "labels": {i: label(i) for i in range(N)},

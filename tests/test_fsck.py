@@ -532,3 +532,16 @@ def test_partial_clone_counts_remote_references_not_damage(history, tmp_path):
     w.close()
     rep = verify(bob)
     assert {(s.arrayset, s.key) for s in rep.damaged} == {("s", "local")}
+
+
+def test_cli_maint_imports_first_without_a_cycle():
+    """Importing the maintenance commands before ``hangar_git.cli`` works
+    (a fresh interpreter: the import order of this test session is not used)."""
+    import subprocess
+    import sys
+
+    for first, command in (("cli_maint", "fsck"), ("cli_remote", "push")):
+        code = (
+            f"import hangar_git.{first}, hangar_git.cli as c; assert {command!r} in c.main.commands"
+        )
+        subprocess.run([sys.executable, "-c", code], check=True)

@@ -49,6 +49,7 @@ import numpy as np
 
 from ..errors import IntegrityError
 from ..store.digest import parse_kind
+from ..store.packs import decode_body
 
 FORMAT_VERSION = 1
 MARKER = "hangar-data.json"
@@ -57,6 +58,7 @@ PACKS = "packs"
 BLOCK_MAGIC = b"HGRB"
 _BLOCK_HEADER = struct.Struct("<4sB3xQI")  # magic, codec, raw length, crc32 of body
 BLOCK_HEADER_SIZE = _BLOCK_HEADER.size
+# codec numbers must agree with hangar_git.store.packs (decode_body is shared)
 CODEC_RAW = 0
 CODEC_BLOSC2 = 1
 
@@ -114,18 +116,7 @@ def decode_block(buf: bytes | memoryview, where: str = "") -> bytes:
     body = memoryview(buf)[BLOCK_HEADER_SIZE:]
     if magic != BLOCK_MAGIC or zlib.crc32(body) != crc:
         raise IntegrityError(f"block {where} fails its checksum")
-    if codec == CODEC_RAW:
-        raw = bytes(body)
-    elif codec == CODEC_BLOSC2:
-        try:
-            raw = blosc2.decompress(body)
-        except Exception as exc:  # blosc2 raises RuntimeError / ValueError
-            raise IntegrityError(f"block {where} cannot be decoded: {exc}") from None
-    else:
-        raise IntegrityError(f"block {where} has unknown codec {codec}")
-    if len(raw) != rawlen:
-        raise IntegrityError(f"block {where} has the wrong length")
-    return raw
+    return bytes(decode_body(codec, body, rawlen, where))
 
 
 _KIND_CHECKS: dict[str, int | None] = {}

@@ -916,18 +916,32 @@ def read_block(fd: int, pack: int, boff: int, blen: int, path: Path) -> bytes | 
     body = memoryview(buf)[HEADER_SIZE:]
     if magic != BLOCK_MAGIC or zlib.crc32(body) != crc:
         raise IntegrityError(f"block at {boff} of {path} fails its checksum")
+    return decode_body(codec, body, rawlen, f"at {boff} of {path}")
+
+
+def decode_body(codec: int, body: memoryview, rawlen: int, where: str) -> bytes | memoryview:
+    """Decode a checksum-verified block body (raw: a view, no copy).
+
+    Shared by the local packs and the data remote's packs, whose codec
+    numbers agree (0 raw, 1 blosc2).
+
+    Raises
+    ------
+    IntegrityError
+        Unknown codec, undecodable bytes, or a length other than ``rawlen``.
+    """
     raw: bytes | memoryview
     if codec == CODEC_RAW:
-        raw = body  # a view of the bytes read: no copy
+        raw = body
     elif codec == CODEC_BLOSC2_LZ4:
         try:
             raw = blosc2.decompress(body)
         except Exception as exc:  # blosc2 raises RuntimeError/ValueError
-            raise IntegrityError(f"block at {boff} of {path} cannot be decoded: {exc}") from None
+            raise IntegrityError(f"block {where} cannot be decoded: {exc}") from None
     else:
-        raise IntegrityError(f"block at {boff} of {path} has unknown codec {codec}")
+        raise IntegrityError(f"block {where} has unknown codec {codec}")
     if len(raw) != rawlen:
-        raise IntegrityError(f"block at {boff} of {path} has the wrong length")
+        raise IntegrityError(f"block {where} has the wrong length")
     return raw
 
 
