@@ -81,6 +81,11 @@ class Model:
         meta.update(self.staged_meta)
         return samples, meta
 
+    def clean_staging(self) -> None:
+        """Drop staged entries that add up to no change; anything else is a failure."""
+        assert self.effective() == self.contents[self.heads[self.branch]], self.staged
+        self.staged, self.staged_meta = {}, {}
+
     def committed(self, sha: str) -> None:
         self.contents[sha] = self.effective()
         self.heads[self.branch] = sha
@@ -98,7 +103,9 @@ def apply(m: Model, ack: dict[str, Any], begin: dict[str, Any] | None, git: Any)
     elif op == "commit":
         m.committed(ack["sha"])
     elif op == "switch":
-        assert not m.staged and not m.staged_meta
+        # only a clean staging area switches; it may hold entries that add up to
+        # no change (a sample added, then removed), which the switch drops
+        m.clean_staging()
         m.branch = ack["branch"]
     elif op == "merge":
         assert begin is not None
@@ -108,6 +115,7 @@ def apply(m: Model, ack: dict[str, Any], begin: dict[str, Any] | None, git: Any)
         if sha != dev:
             base = str(git.merge_base(master, dev))
             m.contents[sha] = three_way(m.contents[base], m.contents[master], m.contents[dev])
+        m.clean_staging()  # moving the branch drops entries that add up to no change
         m.heads["master"] = sha
     elif op == "reset":
         m.staged, m.staged_meta = {}, {}
