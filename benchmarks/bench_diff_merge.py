@@ -203,6 +203,10 @@ def main() -> None:
             f"{args.small:,} figure (bars: < {BAR_SECONDS * 1e3:.0f} ms, "
             f"< {BAR_RATIO:.0f}x) {'OK' if good else 'MISSED'}"
         )
+        print(
+            f"  [{'ok' if good else 'FAIL'}] {label} of a 10-sample change at {args.n:,} "
+            f"samples < {BAR_SECONDS * 1e3:.0f} ms and < {BAR_RATIO:.0f}x the {args.small:,} figure"
+        )
     sys.exit(0 if ok else 1)
 
 

@@ -214,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, h, f in rows:
         print(f"{name:34} {h:10,.0f}/s {f:10,.0f}/s {h / f:6.2f}x")
         slow |= h < f
+    for name, h, f in rows:
+        print(f"  [{'ok' if h >= f else 'FAIL'}] {name}: at least as fast as the .npy files")
     if args.check and slow:
         print("FAIL: a hangar-git epoch is slower than the .npy files epoch")
         return 1

@@ -17,6 +17,7 @@ from .errors import MissingPayloadError
 from .naming import Key, check_arrayset_name, decode_key, encode_key, is_key_like
 from .schema import ArraysetSchema, check_dtype, check_shape
 from .store import Payload, payload_from_array
+from .store.chunked import THRESHOLD as LARGE_THRESHOLD
 from .store.digest import digest_prefix, kind_of
 
 if TYPE_CHECKING:
@@ -140,13 +141,23 @@ class ArraysetDataReader:
         if type(key) is tuple:
             if not key:
                 raise KeyError(key)
-            arr = self.get(key[0])
-            view = arr[key[1:]]
-            if isinstance(view, np.ndarray):
-                view = view.copy()
-                view.flags.writeable = False
-            return view
+            return self._get_region(key[0], key[1:])
         return self.get(key)
+
+    def _get_region(self, name: Key, index: tuple) -> Any:
+        """``self.get(name)[index]`` as a read-only copy (a scalar when every
+        axis is an int); of a large payload only the chunks it touches are read."""
+        co = self._co
+        if co._closed:
+            co._check()
+        enc = f"i:{name}" if type(name) is int and name >= 0 else encode_key(name)
+        d = co._view.get(self._name, enc)
+        if d is None:
+            raise KeyError(name)
+        view = co._payloads.read_region(self._name, enc, d, index)
+        if isinstance(view, np.ndarray):
+            view.flags.writeable = False
+        return view
 
     def get(self, name: Key) -> np.ndarray:
         """The sample stored under ``name``.
@@ -198,7 +209,7 @@ class ArraysetDataReader:
         if batch_size is None:  # about 32 MiB of samples per batch
             s = self._schema
             nbytes = s.dtype.itemsize * int(np.prod(s.shape, dtype=np.int64))
-            return max(1024, (32 << 20) // max(1, nbytes))
+            return max(1, (32 << 20) // max(1, nbytes))  # one at least: samples may be huge
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, not {batch_size!r}")
         return batch_size
@@ -324,29 +335,141 @@ class ArraysetDataWriter(ArraysetDataReader):
         self.add(value, key)
 
     def update(self, mapping: Mapping[Key, np.ndarray] | None = None, /, **kw: np.ndarray) -> None:
-        """Add many samples at once: ``{key: array}`` (one durable write)."""
+        """Add many samples at once: ``{key: array}`` (and ``key=array`` keywords).
+
+        The bulk form of ``aset[key] = array``: every array is checked first
+        (a bad one raises and stages nothing), then all are digested, written
+        and logged in vectorised runs, durable when the call returns (or when
+        an enclosing ``with aset:`` block ends). A key given both in
+        ``mapping`` and as a keyword takes the keyword's array, as in
+        :meth:`dict.update`.
+
+        Raises
+        ------
+        TypeError
+            If ``mapping`` is not a mapping.
+        ValueError
+            If a key is invalid, an array does not fit the schema, or the
+            arrayset has unnamed samples.
+        """
         if mapping is not None and not isinstance(mapping, Mapping):
             raise TypeError(f"update takes a mapping of key -> array, not {type(mapping).__name__}")
-        items = list(mapping.items()) if mapping is not None else []
-        items.extend(kw.items())
-        self._co._check()
+        co = self._co
+        co._check()
         schema = self._schema
-        staged = []
-        for key, data in items:
-            enc = encode_key(key)
-            staged.append((enc, payload_from_array(schema.validate(data))))
-        with self:
-            for enc, p in staged:
-                self._co._stage_sample(self._name, enc, p)
+        # a plain dict is only read: no copy of it
+        items: Mapping[Any, Any] = (
+            mapping if not kw and type(mapping) is dict else {**(mapping or {}), **kw}
+        )
+        if not items:
+            return
+        if not schema.named_samples:
+            raise ValueError(
+                f"arrayset {self._name!r} has unnamed samples; add them with add() or add_stacked()"
+            )
+        encs = _encode_keys(list(items))
+        vals = list(items.values())
+        if schema.dtype.itemsize * int(np.prod(schema.shape)) >= LARGE_THRESHOLD:
+            # large samples: staged one by one (no stacked copy), hashed on every core
+            co._stage_arrays(self._name, encs, [schema.validate(v) for v in vals])
+            return
+        groups: list[tuple[list[str], np.ndarray]]
+        nd, dt, shape = np.ndarray, schema.dtype, schema.shape
+        if not schema.variable_shape and all(
+            type(v) is nd and v.dtype == dt and v.shape == shape and v.flags.c_contiguous
+            for v in vals
+        ):  # the common case, checked without a call per array
+            groups = [(encs, np.frombuffer(b"".join(vals), dt).reshape(len(vals), *shape))]
+        else:
+            arrs = [schema.validate(v) for v in vals]  # raises the error that fits
+            by_shape: dict[tuple[int, ...], list[int]] = {}
+            for i, a in enumerate(arrs):
+                by_shape.setdefault(a.shape, []).append(i)
+            groups = [
+                ([encs[i] for i in idx], np.stack([arrs[i] for i in idx]))
+                for idx in by_shape.values()
+            ]
+        co._begin_batch()
+        try:
+            for g_encs, rows in groups:
+                co._stage_stacked(self._name, g_encs, rows)
+        finally:
+            co._end_batch()
 
-    def add_stacked(self, data: np.ndarray, names: Sequence[Key]) -> None:
-        """Add each row of a stacked array ``data`` under the matching name."""
-        if not isinstance(data, np.ndarray):
-            raise ValueError("data must be a numpy.ndarray")
-        if len(data) != len(names):
-            raise ValueError(f"{len(data)} rows but {len(names)} names")
-        data = np.ascontiguousarray(data)
-        self.update(dict(zip(names, data, strict=True)))
+    def add_stacked(self, data: np.ndarray, names: Sequence[Key] | None = None) -> list[Key]:
+        """Add each row of a stacked array: ``data[i]`` under ``names[i]``.
+
+        The fastest way to add many samples of one shape: ``data`` has shape
+        ``(n, *sample_shape)`` (``sample_shape`` is the arrayset's shape, or
+        for a variable-shape arrayset any shape that fits it), and the rows
+        are digested, written and logged in vectorised runs straight from
+        its buffer. Everything is checked before anything is staged; the
+        samples are durable when the call returns (or when an enclosing
+        ``with aset:`` block ends).
+
+        Parameters
+        ----------
+        data : numpy.ndarray
+            The stacked samples, of the arrayset's dtype.
+        names : sequence of str or int, optional
+            One distinct key per row (a list, a ``range``, or a 1-D numpy
+            integer array). Required for named arraysets; not allowed for
+            unnamed ones, whose keys are generated.
+
+        Returns
+        -------
+        list
+            The keys, in row order.
+
+        Raises
+        ------
+        ValueError
+            If ``data`` is not an ndarray of the arrayset's dtype and sample
+            shape, the names are missing, invalid, repeated or not one per
+            row, or names are given for an unnamed arrayset.
+        """
+        co = self._co
+        co._check()
+        schema = self._schema
+        if not isinstance(data, np.ndarray) or isinstance(data, np.matrix):
+            raise ValueError(f"data must be a numpy.ndarray, not {type(data).__name__}")
+        if data.ndim != len(schema.shape) + 1:
+            raise ValueError(
+                f"stacked data of shape {data.shape} must have one dimension more than the "
+                f"arrayset's samples {schema.shape}: (n_samples, *sample_shape)"
+            )
+        if data.dtype != schema.dtype:
+            raise ValueError(
+                f"sample dtype {data.dtype} does not match the arrayset dtype {schema.dtype}"
+            )
+        n = len(data)
+        if names is None:
+            if schema.named_samples:
+                raise ValueError(f"arrayset {self._name!r} needs a name for every sample")
+            keys: list[Any] = [self._gen_key() for _ in range(n)]
+        elif not schema.named_samples:
+            raise ValueError(f"arrayset {self._name!r} has unnamed samples; do not pass names")
+        elif isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
+            raise ValueError(f"names must be a sequence of keys, not {type(names).__name__}")
+        elif isinstance(names, np.ndarray):
+            if names.ndim != 1 or names.dtype.kind not in "iu":
+                raise ValueError("names given as a numpy array must be 1-D integers")
+            keys = names.tolist()
+        else:
+            keys = list(names)
+        if len(keys) != n:
+            raise ValueError(f"{n} rows but {len(keys)} names")
+        if not n:
+            return []
+        if data.shape[1:] != schema.shape or schema.variable_shape:
+            schema.validate(np.array(data[0]))  # the shape checks of add()
+        encs = _encode_keys(keys)
+        if len(set(encs)) != n:
+            seen: set[str] = set()
+            dup = next(e for e in encs if e in seen or seen.add(e))  # type: ignore[func-returns-value]
+            raise ValueError(f"key {decode_key(dup)!r} appears more than once in names")
+        co._stage_stacked(self._name, encs, np.ascontiguousarray(data))
+        return keys
 
     def remove(self, name: Key) -> Key:
         """Remove the sample ``name``; raises KeyError if it does not exist."""
@@ -357,6 +480,13 @@ class ArraysetDataWriter(ArraysetDataReader):
 
     def __delitem__(self, key: Key) -> None:
         self.remove(key)
+
+
+def _encode_keys(keys: list[Any]) -> list[str]:
+    """:func:`encode_key` of each of ``keys`` (ValueError naming the first bad one)."""
+    if keys and all(type(k) is int for k in keys) and min(keys) >= 0:
+        return ["i:" + str(k) for k in keys]
+    return [f"i:{k}" if type(k) is int and k >= 0 else encode_key(k) for k in keys]
 
 
 class Arraysets:

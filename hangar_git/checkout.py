@@ -5,7 +5,7 @@ from __future__ import annotations
 import atexit
 import weakref
 from collections.abc import Callable, Collection, Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,7 +18,10 @@ from .records.snapshot import TreeRecords, commit_tree
 from .records.staging import Journal
 from .records.view import CommitView, StagedView
 from .schema import ArraysetSchema
-from .store import Location, PackReader, PackWriter, Payload
+from .store import Location, PackReader, PackWriter, Payload, payload_from_array
+from .store.chunked import LARGE_IOFF, parallel_map
+from .store.digest import kind_of, stacked_digests
+from .store.packs import BLOCK_TARGET
 
 if TYPE_CHECKING:
     from .diff import ReaderUserDiff, WriterUserDiff
@@ -122,6 +125,20 @@ class PayloadAccess:
                 self._ents.pop(digest, None)  # the careful path re-locates and reports
         return self._read_located(aset, enc, digest)
 
+    def read_region(self, aset: str, enc: str, digest: bytes, index: Any) -> object:
+        """``array[index]`` of one sample, as a fresh array (or a scalar): of a
+        large payload only the chunks ``index`` touches are read."""
+        ent = self._ents.get(digest)
+        if ent is None:
+            ent = self._resolve_entry(aset, enc, digest)
+        if ent is not None and ent[1] == LARGE_IOFF:
+            try:
+                return self.reader.read_large_region(ent[0], ent[2], index)
+            except IntegrityError:
+                self._ents.pop(digest, None)  # the whole read below reports it
+        arr = self.read(aset, enc, digest)[index]
+        return arr.copy() if isinstance(arr, np.ndarray) else arr
+
     def _resolve_entry(self, aset: str, enc: str, digest: bytes) -> tuple[int, int, int] | None:
         """Index entry ``(block, offset, kind)`` of ``digest``, resolving its whole
         fan-out leaf in one vectorised lookup; None leaves it to :meth:`_resolve`."""
@@ -145,7 +162,7 @@ class PayloadAccess:
         except IntegrityError:
             return None
         self._keep(want, found, e)
-        return self._ents.get(digest)
+        return ents.get(digest)
 
     def _keep(self, digests: Sequence[bytes], found: np.ndarray, e: np.ndarray) -> None:
         idx = np.flatnonzero(found)
@@ -205,6 +222,11 @@ class PayloadAccess:
 
     def _lookup_dedup(self, digests: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`PackReader.lookup`, each distinct digest searched once."""
+        n = len(digests)
+        if n > 4096:  # a strided probe says whether de-duplicating can pay
+            probe = digests[:: n // 1024]
+            if len(set(probe)) * 4 > len(probe) * 3:
+                return self.reader.lookup(digests)
         uniq = dict.fromkeys(digests)
         if len(uniq) * 2 > len(digests):
             return self.reader.lookup(digests)
@@ -468,6 +490,43 @@ class WriterCheckout(_Checkout):
         if not self._batch:
             self._writer.flush()
         self._journal.record_sample(aset, enc, p.digest)
+
+    def _stage_stacked(self, aset: str, encs: Sequence[str], rows: np.ndarray) -> None:
+        """Stage row ``i`` of the C-contiguous ``rows`` under ``encs[i]`` (the bulk path).
+
+        Digests are computed in one pass over the stacked buffer; the payloads
+        are written in blocks straight from it and their index committed
+        before the records are logged, so a killed process leaves either all
+        of them staged or none (unreferenced payload bytes at worst).
+        Rows of a block each go through :meth:`_stage_sample`.
+        """
+        if not len(encs):
+            return
+        digests = stacked_digests(rows)
+        if rows.nbytes // len(encs) >= BLOCK_TARGET:
+            self._begin_batch()
+            try:
+                kind = kind_of(rows[0])
+                for enc, d, row in zip(encs, digests, rows, strict=True):
+                    data = memoryview(row.reshape(-1)).cast("B") if row.ndim else row.tobytes()
+                    self._stage_sample(aset, enc, Payload(d, kind, data))  # type: ignore[arg-type]
+            finally:
+                self._end_batch()
+            return
+        self._writer.add_stacked(kind_of(rows[0]), digests, rows)
+        self._journal.record_samples(aset, encs, digests)
+
+    def _stage_arrays(self, aset: str, encs: Sequence[str], arrs: Sequence[np.ndarray]) -> None:
+        """Stage ``arrs[i]`` (C-contiguous) under ``encs[i]`` as they are: the path
+        of large samples, which are not stacked into a copy; their digests are
+        computed on every core (blake2b releases the GIL)."""
+        payloads = parallel_map(payload_from_array, arrs)
+        self._begin_batch()
+        try:
+            for enc, p in zip(encs, payloads, strict=True):
+                self._stage_sample(aset, enc, p)
+        finally:
+            self._end_batch()
 
     def _unstage_sample(self, aset: str, enc: str) -> None:
         self._journal.record("D", aset, enc)

@@ -303,4 +303,10 @@ class WriterUserDiff(ReaderUserDiff):
 
     def status(self) -> str:
         """``'CLEAN'`` when nothing is staged, else ``'DIRTY'``."""
-        return "CLEAN" if self.staged().empty else "DIRTY"
+        from .checkout import _surely_dirty
+
+        self._co._check()
+        self._co._sync()  # type: ignore[union-attr]
+        if _surely_dirty(self._co._view):  # type: ignore[arg-type]
+            return "DIRTY"  # without listing every staged key
+        return "CLEAN" if staged_diff(self._co._view).empty else "DIRTY"  # type: ignore[arg-type]

@@ -41,11 +41,12 @@ from typing import TYPE_CHECKING
 from .errors import IntegrityError
 from .fsck import hangar_commits, referenced_digests, staged_digests
 from .gitutil import common_dir
+from .store.chunked import LARGE_PACK, LargeFiles
 from .store.digest import Payload
 
 if TYPE_CHECKING:
     from .repository import Repository
-    from .store import Location, PackReader, PackWriter
+    from .store import Location, PackReader, PackStore, PackWriter
 
 #: a pack is compacted when at least this fraction of its bytes is dead
 COMPACT_THRESHOLD = 0.25
@@ -69,8 +70,12 @@ class GcReport:
         Packs deleted (compacted ones, and ones holding nothing live).
     payloads_moved : int
         Live payloads copied during compaction.
+    large_files_deleted : int
+        Files of large (chunked) payloads deleted: unreferenced ones, and
+        ones a killed writer left unindexed.
     bytes_before, bytes_after : int
-        Total size of the pack files before and after (estimated for a dry run).
+        Total size of the pack files and large payload files before and after
+        (estimated for a dry run).
     skipped : list of str
         Packs left alone because they hold damaged payloads (run ``fsck``).
     git : str
@@ -82,6 +87,7 @@ class GcReport:
     packs_compacted: list[int] = field(default_factory=list)
     packs_deleted: list[int] = field(default_factory=list)
     payloads_moved: int = 0
+    large_files_deleted: int = 0
     bytes_before: int = 0
     bytes_after: int = 0
     skipped: list[str] = field(default_factory=list)
@@ -99,8 +105,13 @@ class GcReport:
             f"{'would compact' if self.dry_run else 'compacted'} "
             f"{len(self.packs_compacted)} packs "
             f"({self.payloads_moved} live payloads moved), "
-            f"{'would delete' if self.dry_run else 'deleted'} {len(self.packs_deleted)} packs",
-            f"pack files: {_size(self.bytes_before)} -> {_size(self.bytes_after)} "
+            f"{'would delete' if self.dry_run else 'deleted'} {len(self.packs_deleted)} packs"
+            + (
+                f" and {self.large_files_deleted} large payload files"
+                if self.large_files_deleted
+                else ""
+            ),
+            f"payload files: {_size(self.bytes_before)} -> {_size(self.bytes_after)} "
             f"({_size(self.bytes_reclaimed)} reclaimed)",
         ]
         lines.extend(f"skipped: {s}" for s in self.skipped)
@@ -205,6 +216,7 @@ def _payloads(
         )
         report.bytes_after = report.bytes_before
         return
+    rows = _large_files(store, rows, live, writer is None, report)
     by_pack: dict[int, list[tuple[bytes, Location]]] = {}
     for d, loc in rows:
         if d in live and loc is not None:
@@ -229,7 +241,7 @@ def _payloads(
         report.packs_compacted = compact
         report.packs_deleted = sorted(drop + compact)
         report.payloads_moved = sum(len(by_pack[n]) for n in compact)
-        report.bytes_after = after
+        report.bytes_after += after
         return
     fresh = True
     for n in compact:
@@ -255,7 +267,26 @@ def _payloads(
     for n in sorted(drop):
         writer.drop_pack(n)
         report.packs_deleted.append(n)
-    report.bytes_after = sum(store.pack_path(n).stat().st_size for n in store.pack_numbers())
+    report.bytes_after += sum(store.pack_path(n).stat().st_size for n in store.pack_numbers())
+
+
+def _large_files(
+    store: PackStore,
+    rows: list[tuple[bytes, Location | None]],
+    live: set[bytes],
+    dry_run: bool,
+    report: GcReport,
+) -> list[tuple[bytes, Location | None]]:
+    """Delete the large payload files (see ``store/chunked.py``) that no live
+    payload's index entry names: dead payloads, and files a killed writer
+    left unindexed. A reader that has such a file open keeps reading it.
+    Returns ``rows`` without the large payloads' entries."""
+    keep = {loc.boff for d, loc in rows if loc is not None and loc.pack == LARGE_PACK and d in live}
+    n, before, after = LargeFiles(store.large_dir).collect(keep, dry_run)
+    report.large_files_deleted = n
+    report.bytes_before += before
+    report.bytes_after += after
+    return [(d, loc) for d, loc in rows if loc is None or loc.pack != LARGE_PACK]
 
 
 def _read_batches(

@@ -545,3 +545,25 @@ def test_cli_maint_imports_first_without_a_cycle():
             f"import hangar_git.{first}, hangar_git.cli as c; assert {command!r} in c.main.commands"
         )
         subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_large_payloads_every_chunk_checked(repo, monkeypatch):
+    from hangar_git.store import chunked
+
+    monkeypatch.setattr(chunked, "THRESHOLD", 64 * 1024)
+    monkeypatch.setattr(chunked, "CHUNK_TARGET", 16 * 1024)
+    arrays = {i: np.random.default_rng(i).random((96, 128)) for i in range(3)}
+    co = repo.checkout(write=True)
+    co.arraysets.init_arrayset("l", shape=(96, 128), dtype=np.float64).update(arrays)
+    sha = co.commit("large")
+    co.close()
+    assert verify(repo).ok and verify(repo, full=True).ok
+    r = repo._store.reader()
+    o1 = r.large().open(r.locate(array_digest(arrays[1])).boff)
+    o2 = r.large().open(r.locate(array_digest(arrays[2])).boff)
+    r.close()
+    flip(o1.path, o1.chunks[-1][0] + 7)  # the last chunk only
+    o2.path.unlink()
+    rep = verify(repo)
+    assert rep.damaged_samples() == {sha: {("l", 1), ("l", 2)}}
+    assert any(str(o1.path) in s.problem for s in rep.damaged)

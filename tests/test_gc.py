@@ -284,3 +284,34 @@ def test_cli_gc(two_branches, monkeypatch):
     assert len(stored(repo)) == 5
     res = runner.invoke(grp, ["gc", "-q"])
     assert res.exit_code == 0 and res.output == ""
+
+
+def test_large_payloads_reclaimed_while_a_reader_reads(repo, monkeypatch):
+    from hangar_git.store import chunked
+
+    monkeypatch.setattr(chunked, "THRESHOLD", 64 * 1024)
+    co = repo.checkout(write=True)
+    a = co.arraysets.init_arrayset("l", shape=(9000,), dtype=np.float64)
+    a.update({i: arr(i) for i in range(2)})
+    keep = co.commit("keep")
+    co.close()
+    repo.create_branch("dev", keep)
+    co = repo.checkout(write=True, branch="dev")
+    co.arraysets["l"].update({i: arr(i) for i in range(10, 13)})
+    dev = co.commit("dev")
+    co.close()
+    repo.checkout(write=True).close()
+    files = chunked.LargeFiles(repo._store.large_dir)
+    assert len(files.numbers()) == 5
+    reader = repo.checkout(commit=dev)
+    np.testing.assert_array_equal(reader.arraysets["l"][10, :5], arr(10)[:5])  # file open
+    repo.remove_branch("dev", force=True)
+    rep = gc(repo)
+    assert rep.large_files_deleted == 3 and len(files.numbers()) == 2
+    assert rep.bytes_reclaimed > 3 * 9000 * 8 * 0.9
+    np.testing.assert_array_equal(reader.arraysets["l"][10], arr(10))  # still readable
+    reader.close()
+    with repo.checkout() as co:
+        np.testing.assert_array_equal(co.arraysets["l"][1], arr(1))
+    assert repo.verify().ok
+    assert gc(repo).large_files_deleted == 0

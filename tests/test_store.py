@@ -226,3 +226,60 @@ def test_corruption_detected_through_checkout(written_repo):
     with pytest.raises(RuntimeError):  # IntegrityError is a RuntimeError
         rc.arraysets["aset"].get_batch(list(rc.arraysets["aset"].keys()))
     rc.close()
+
+
+# --------------------------------------------------------------------------
+# bulk reads: streamed blocks, arrays handed out as views of the read buffer
+# --------------------------------------------------------------------------
+def _entries(store: PackStore, digests: list[bytes]) -> np.ndarray:
+    r = store.reader()
+    try:
+        found, e = r.lookup(digests)
+        assert found.all()
+        return e
+    finally:
+        r.close()
+
+
+def test_bulk_gather_arrays_are_independent(store):
+    """Many raw blocks take the streamed path; the arrays it returns (views of
+    one buffer when dense) are equal to the stored ones and independent: writing
+    one changes no other, and a payload asked for twice comes back as two
+    arrays that do not share memory."""
+    rng = np.random.default_rng(11)
+    arrays = [rng.integers(0, 255, 784, dtype=np.uint8) for _ in range(600)]  # ~7 blocks
+    digests = put(store, arrays)
+    e = _entries(store, digests)
+    order = rng.permutation(len(digests))
+    r = store.reader()
+    try:
+        got = r.gather(e[order])
+        for i, a in zip(order.tolist(), got, strict=True):
+            assert a.flags.writeable and np.array_equal(a, arrays[i])
+        got[0][:] = 0
+        assert all(np.array_equal(a, arrays[i]) for i, a in zip(order[1:], got[1:], strict=True))
+        assert np.array_equal(r.gather(e[order[:1]])[0], arrays[order[0]])  # store intact
+        twice = r.gather(np.concatenate([e, e]))
+        for a, b in zip(twice[: len(e)], twice[len(e) :], strict=True):
+            assert not np.shares_memory(a, b)
+        twice[0][:] = 1
+        assert np.array_equal(twice[len(e)], arrays[0])
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_bulk_gather_detects_a_corrupt_block(store, where):
+    rng = np.random.default_rng(12)
+    arrays = [rng.integers(0, 255, 784, dtype=np.uint8) for _ in range(600)]
+    digests = put(store, arrays)
+    e = _entries(store, digests)
+    pack = next(store.packs_dir.glob("*.pack"))
+    size = pack.stat().st_size
+    _corrupt(pack, {"first": 40, "middle": size // 2, "last": size - 1}[where])
+    r = store.reader()
+    try:
+        with pytest.raises(IntegrityError):
+            r.gather(e)
+    finally:
+        r.close()

@@ -11,9 +11,11 @@ import zlib
 from collections import defaultdict
 from collections.abc import Mapping
 
+import numpy as np
 import pygit2
 
 from ..gitutil import read_raw, write_blob, write_tree
+from .counts import remember_count
 from .layout import (
     FORMAT_BLOB,
     HEX_NAMES,
@@ -27,7 +29,7 @@ from .layout import (
     serialize_links,
     serialize_tree,
 )
-from .objpack import PACK_MIN_OBJECTS, write_trees
+from .objpack import _TYPE_TREE, PACK_MIN_OBJECTS, object_id, write_trees
 from .snapshot import SampleRecords, TreeRecords
 from .staging import StagedAset
 
@@ -39,7 +41,7 @@ def build_samples(
 ) -> bytes | None:
     """New ``samples/`` tree id from ``base`` and ``changes`` (None if empty)."""
     if base is None or base.oid is None:  # a new arrayset: write it whole, once
-        return write_samples(repo, {e: d for e, d in changes.items() if d is not None})
+        return write_samples(repo, changes)
     if not changes:
         return base.oid
     cur: Fanout = base.fanout
@@ -59,14 +61,18 @@ def build_samples(
                 leaf[enc] = d
         delta += len(leaf) - before
         new_leaves[path] = leaf
-    count = max(0, base.estimate_count() + delta)
+    known = base.known_count()
+    count = max(0, (known if known is not None else base.estimate_count()) + delta)
     target = choose_fanout(count, cur)
     if target != cur:
         return _build_full(repo, base, changes, target)
     if not cur:
         leaf = new_leaves[()]
         return write_tree(repo, serialize_links(leaf)) if leaf else None
-    return _update_fanned(repo, base.oid, (), len(cur), _write_leaves(repo, new_leaves))
+    oid = _update_fanned(repo, base.oid, (), len(cur), _write_leaves(repo, new_leaves))
+    if oid is not None and known is not None:  # exact: the base's count plus the change
+        remember_count(repo, oid, count)
+    return oid
 
 
 def _update_fanned(
@@ -114,26 +120,113 @@ def _build_full(
 
 
 def write_samples(
-    repo: pygit2.Repository, records: Mapping[str, bytes], fanout: Fanout | None = None
+    repo: pygit2.Repository, records: Mapping[str, bytes | None], fanout: Fanout | None = None
 ) -> bytes | None:
-    """Write ``{encoded key: digest}`` as a samples tree (None if empty)."""
-    if not records:
+    """Write ``{encoded key: digest}`` as a samples tree (None if empty).
+
+    None values (removed samples) are left out. Every tree object of a
+    fanned-out arrayset (leaves and the levels above them) is serialized in
+    vectorised passes and written at once, as one pack when there are many.
+    """
+    encs = list(records)
+    digests = list(records.values())
+    if None in digests:
+        keep = [i for i, d in enumerate(digests) if d is not None]
+        encs = [encs[i] for i in keep]
+        digests = [digests[i] for i in keep]
+    if not encs:
         return None
     if fanout is None:
-        fanout = choose_fanout(len(records), None)
+        fanout = choose_fanout(len(encs), None)
     if not fanout:
-        return write_tree(repo, serialize_links(records))
-    leaves: dict[tuple[str, ...], dict[str, bytes]] = defaultdict(dict)
-    if len(fanout) == 1 and fanout[0] in HEX_NAMES:  # leaf_path(), inlined
-        names = [(name,) for name in HEX_NAMES[fanout[0]]]
-        shift = 32 - 4 * fanout[0]
-        crc = zlib.crc32
-        for enc, d in records.items():
-            leaves[names[crc(enc.encode()) >> shift]][enc] = d
-    else:
-        for enc, d in records.items():
-            leaves[leaf_path(enc, fanout)][enc] = d
-    return _update_fanned(repo, None, (), len(fanout), _write_leaves(repo, leaves))
+        return write_tree(repo, serialize_links(dict(zip(encs, digests, strict=True))))  # type: ignore[arg-type]
+    leaves = _fanned_leaves(encs, digests, fanout)  # type: ignore[arg-type]
+    oid = _write_fanned(repo, leaves, fanout)
+    remember_count(repo, oid, len(encs))
+    return oid
+
+
+#: rows serialized per pass by :func:`_fanned_leaves` (bounds its memory)
+_ROWS_PER_PASS = 1 << 16
+
+
+def _fanned_leaves(
+    encs: list[str], digests: list[bytes], fanout: Fanout
+) -> dict[tuple[str, ...], bytes]:
+    """The raw leaf trees of records ``encs`` -> ``digests`` laid out in ``fanout``.
+
+    Keys are placed by :func:`leaf_path` (the leading bits of their CRC-32)
+    and sorted by name within a leaf, as :func:`serialize_links` does, with
+    numpy: one sort of all keys, then each ``160000 <name> NUL <digest>``
+    entry cut from fixed-width rows without their padding.
+    """
+    n = len(encs)
+    kb = [e.encode() for e in encs]
+    bits = 4 * sum(fanout)
+    leaf = np.fromiter(map(zlib.crc32, kb), np.uint32, n) >> np.uint32(32 - bits)
+    names = np.array(kb)  # bytes order is git's order of gitlink names
+    width = names.dtype.itemsize
+    lens = np.fromiter(map(len, kb), np.int64, n)
+    order = np.lexsort((names, leaf))
+    leaf = leaf[order]
+    sizes = lens[order] + 28
+    total = int(sizes.sum())
+    out = np.empty(total, np.uint8)
+    dig = np.frombuffer(b"".join(digests), np.uint8).reshape(n, 20)
+    name_rows = names.view(np.uint8).reshape(n, width)
+    row = 7 + width + 21
+    keep_name = np.arange(width)
+    pos = 0
+    for start in range(0, n, _ROWS_PER_PASS):
+        sel = order[start : start + _ROWS_PER_PASS]
+        m = len(sel)
+        rec = np.zeros((m, row), np.uint8)
+        rec[:, :7] = np.frombuffer(b"160000 ", np.uint8)
+        rec[:, 7 : 7 + width] = name_rows[sel]
+        rec[:, 8 + width :] = dig[sel]
+        mask = np.ones((m, row), bool)
+        mask[:, 7 : 7 + width] = keep_name < lens[sel][:, None]
+        part = rec[mask]
+        out[pos : pos + len(part)] = part
+        pos += len(part)
+    raw = out.tobytes()
+    ends = np.cumsum(sizes)
+    cuts = np.flatnonzero(leaf[1:] != leaf[:-1]) + 1
+    firsts = np.concatenate(([0], cuts))
+    lasts = np.concatenate((cuts, [n]))
+    starts_b = np.concatenate(([0], ends[:-1]))
+    result: dict[tuple[str, ...], bytes] = {}
+    shifts = []
+    used = 0
+    for w in fanout:
+        used += 4 * w
+        shifts.append((bits - used, (1 << (4 * w)) - 1, HEX_NAMES[w]))
+    for f, last in zip(firsts.tolist(), lasts.tolist(), strict=True):
+        v = int(leaf[f])
+        path = tuple(hexes[(v >> sh) & mask_] for sh, mask_, hexes in shifts)
+        result[path] = raw[int(starts_b[f]) : int(ends[last - 1])]
+    return result
+
+
+def _write_fanned(
+    repo: pygit2.Repository, leaves: Mapping[tuple[str, ...], bytes], fanout: Fanout
+) -> bytes:
+    """Write raw leaf trees and the fan-out levels above them; the top tree's id."""
+    objects: list[bytes] = list(leaves.values())
+    level: dict[tuple[str, ...], bytes] = dict(
+        zip(leaves, [object_id(_TYPE_TREE, d) for d in objects], strict=True)
+    )
+    for _ in fanout:
+        parents: dict[tuple[str, ...], dict[str, Entry]] = defaultdict(dict)
+        for path, oid in level.items():
+            parents[path[:-1]][path[-1]] = (MODE_TREE, oid)
+        level = {}
+        for path, entries in parents.items():
+            data = serialize_tree(entries)
+            objects.append(data)
+            level[path] = object_id(_TYPE_TREE, data)
+    ids = write_trees(repo, objects)
+    return ids[-1]
 
 
 def _write_leaves(

@@ -114,7 +114,21 @@ def key_hash_hex(enc_key: str) -> str:
 
 
 #: hex names of every value of 1 to 4 hex digits
-HEX_NAMES = {w: [f"{i:0{w}x}" for i in range(16**w)] for w in (1, 2, 3, 4)}
+class _HexNames(dict[int, list[str]]):
+    """Hex names of every value of 1 to 4 digits, made on first use (the
+    widest take tens of milliseconds: not a cost of every import)."""
+
+    def __missing__(self, width: int) -> list[str]:
+        if width not in (1, 2, 3, 4):
+            raise KeyError(width)
+        names = self[width] = [f"{i:0{width}x}" for i in range(16**width)]
+        return names
+
+    def __contains__(self, width: object) -> bool:
+        return width in (1, 2, 3, 4)
+
+
+HEX_NAMES = _HexNames()
 _HEX = HEX_NAMES
 
 
@@ -130,6 +144,10 @@ def leaf_path(enc_key: str, fanout: Fanout) -> tuple[str, ...]:
     if len(fanout) == 1 and fanout[0] in _HEX:
         w = fanout[0]
         return (_HEX[w][c >> (32 - 4 * w)],)
+    if fanout == (2, 1):  # the layout of 262,144 to 4,194,304 samples
+        return (_HEX[2][c >> 24], _HEX[1][(c >> 20) & 0xF])
+    if fanout == (2, 2):
+        return (_HEX[2][c >> 24], _HEX[2][(c >> 16) & 0xFF])
     h = f"{c:08x}"
     out = []
     pos = 0

@@ -16,6 +16,7 @@ import pygit2
 
 from ..errors import FormatVersionError
 from ..gitutil import read_raw
+from .counts import known_count, remember_count
 from .layout import (
     FORMAT_VERSION,
     MODE_BLOB,
@@ -118,7 +119,24 @@ class SampleRecords:
         entry = parent.get(path[-1]) if parent is not None else None
         return entry[1] if entry else None
 
+    def flat(self) -> dict[str, bytes]:
+        """``{encoded key: digest}`` of every sample, kept (never mutate it):
+        the form for reads spread over the arrayset."""
+        flat = self._flat
+        if flat is None:
+            if not self.fanout:
+                flat = self.leaf(())
+            else:
+                flat = {}
+                for p in self.leaf_paths():  # in the order of items()
+                    flat.update(self.leaf(p))
+            self._flat = flat
+            self._count = len(flat)
+        return flat
+
     def get(self, enc: str) -> bytes | None:
+        if self._flat is not None:
+            return self._flat.get(enc)
         path = leaf_path(enc, self.fanout)
         leaf = self._leaves.get(path)
         if leaf is None:
@@ -130,13 +148,7 @@ class SampleRecords:
         if self.oid is None:
             return [None] * len(encs)
         if len(encs) * 8 >= self.estimate_count():  # most leaves: read them all once
-            flat = self._flat
-            if flat is None:
-                flat = {}
-                for p in self.leaf_paths():
-                    flat.update(self.leaf(p))
-                self._flat = flat
-            get = flat.get
+            get = self.flat().get
             return [get(e) for e in encs]
         return [self.get(e) for e in encs]
 
@@ -156,6 +168,9 @@ class SampleRecords:
         return paths
 
     def items(self) -> Iterator[tuple[str, bytes]]:
+        if self._flat is not None:
+            yield from self._flat.items()
+            return
         for p in self.leaf_paths():
             yield from self.leaf(p).items()
 
@@ -166,6 +181,10 @@ class SampleRecords:
         digests only (no names, no dict) and not kept: a bulk read of
         payloads needs no more.
         """
+        if self._flat is not None:
+            return list(self._flat.values())
+        if keep_leaves:
+            return list(self.flat().values())
         out: list[bytes] = []
         for p in self.leaf_paths():
             leaf = self._leaves.get(p)
@@ -179,20 +198,57 @@ class SampleRecords:
         return out
 
     def keys(self) -> Iterator[str]:
+        if self._flat is not None:
+            yield from self._flat
+            return
         for p in self.leaf_paths():
             yield from self.leaf(p)
 
     def __len__(self) -> int:
         if self._count is None:
-            self._count = sum(len(self.leaf(p)) for p in self.leaf_paths())
+            self._count = self.known_count()
+            if self._count is None:
+                self._count = self._count_leaves()
+                remember_count(self.repo, self.oid, self._count)  # type: ignore[arg-type]
         return self._count
 
-    def estimate_count(self) -> int:
-        """Sample count estimated from the leaves read so far (exact when flat)."""
-        if not self.fanout:
-            return len(self.leaf(()))
+    def known_count(self) -> int | None:
+        """The sample count when known without reading the leaves, else None
+        (flat trees, and counts this machine remembers; see :mod:`.counts`)."""
         if self._count is not None:
             return self._count
+        if self.oid is None:
+            return 0
+        if not self.fanout:
+            return len(self.leaf(()))
+        return known_count(self.repo, self.oid)
+
+    def _count_leaves(self) -> int:
+        """Count the records of every leaf: parsed ones as they are, the others
+        through libgit2's parse of the tree (no Python object per record)."""
+        total = 0
+        for p in self.leaf_paths():
+            leaf = self._leaves.get(p)
+            if leaf is None:
+                oid = self.leaf_oid(p)
+                if oid is None:
+                    continue
+                leaf = _leaf_cache.get(oid)
+                if leaf is None:
+                    tree = self.repo.get(pygit2.Oid(raw=oid))
+                    if not isinstance(tree, pygit2.Tree):
+                        raise ValueError("malformed sample record tree")
+                    total += len(tree)
+                    continue
+            total += len(leaf)
+        return total
+
+    def estimate_count(self) -> int:
+        """Sample count estimated from the leaves read so far (exact when flat,
+        or when known: see :meth:`known_count`)."""
+        known = self.known_count()
+        if known is not None:
+            return known
         paths = self.leaf_paths()
         read = [len(self._leaves[p]) for p in paths if p in self._leaves]
         if not read:

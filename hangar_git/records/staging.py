@@ -23,8 +23,12 @@ import os
 import time
 import warnings
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+#: samples per ``B`` line written by :meth:`Journal.record_samples`
+B_LINE_SAMPLES = 1 << 16
 
 
 @dataclass
@@ -216,6 +220,35 @@ class Journal:
             st = self._aset(aset)
         st.samples[enc] = digest
         self._samples_buf.append((aset, enc, digest))
+        if not self.batching:
+            self.sync()
+
+    def record_samples(self, aset: str, encs: Sequence[str], digests: Sequence[bytes]) -> None:
+        """Many :meth:`record_sample` calls of one arrayset at once (the bulk path).
+
+        Logged as ``B`` lines of up to :data:`B_LINE_SAMPLES` samples each,
+        formatted from the whole run at once; several lines are one batch
+        (replayed whole or not at all), like the lines of a ``with`` block.
+        """
+        if len(encs) != len(digests):
+            raise ValueError(f"{len(encs)} keys for {len(digests)} digests")
+        if not encs:
+            return
+        if self._samples_buf:
+            self._drain_samples()  # keep the order of earlier samples
+        st = self.asets.get(aset)
+        if st is None:
+            st = self._aset(aset)
+        st.samples.update(zip(encs, digests, strict=True))
+        hexed = b"".join(digests).hex()
+        step = B_LINE_SAMPLES
+        for i in range(0, len(encs), step):
+            part = encs[i : i + step]
+            fields: list[str] = [""] * (2 * len(part))
+            fields[::2] = part
+            fields[1::2] = [hexed[j : j + 40] for j in range(40 * i, 40 * (i + len(part)), 40)]
+            body = f"B\t{aset}\t" + "\t".join(fields)
+            self._buf.append(f"{body}\t{zlib.crc32(body.encode()):08x}\n")
         if not self.batching:
             self.sync()
 

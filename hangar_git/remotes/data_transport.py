@@ -8,6 +8,7 @@ the remote's root is::
     hangar-data.json         {"hangar_git_data_format": 1}
     packs/<id>.pack          blocks of compressed payload bytes
     packs/<id>.idx           the pack's index: digest -> block and item
+    packs/<digest>.hgc       a large payload, an object of its own (see ``large.py``)
 
 ``<id>`` is the blake2b-160 of the index bytes, and the index holds the
 blake2b of its pack, so both objects are immutable and named by content. A
@@ -50,6 +51,7 @@ import numpy as np
 from ..errors import IntegrityError
 from ..store.digest import parse_kind
 from ..store.packs import decode_body
+from . import large
 
 FORMAT_VERSION = 1
 MARKER = "hangar-data.json"
@@ -527,6 +529,8 @@ class DataRemote:
         self._lock = threading.Lock()
         self._indexes: dict[str, PackIndex] = {}
         self._lookup: RemoteLookup | None = None
+        #: large payloads held as objects of their own: digest -> object size
+        self.large: dict[bytes, int] = {}
 
     def _count(self, n: int = 1, sent: int = 0, received: int = 0) -> None:
         with self._lock:
@@ -583,6 +587,7 @@ class DataRemote:
     def refresh(self) -> dict[str, PackIndex]:
         """Read the indexes of every complete pack (new ones only) and return them."""
         listing = self.list_packs()
+        self.large = large.in_listing(listing)
         ids = sorted(n[:-4] for n in listing if n.endswith(".idx") and f"{n[:-4]}.pack" in listing)
         gone = set(self._indexes) - set(ids)
         for pid in gone:

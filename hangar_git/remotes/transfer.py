@@ -26,6 +26,7 @@ from ..records.snapshot import TreeRecords, commit_tree
 from ..store.digest import Payload, digest_bytes
 from ..store.packs import PackWriter
 from . import data_transport as dt
+from . import large
 from .data_transport import DataRemote, PackBuilder, RemoteLookup, SealedPack
 
 if TYPE_CHECKING:
@@ -197,7 +198,7 @@ def upload_payloads(
     remote.refresh()
     have = remote.lookup()
     wanted = list(dict.fromkeys(digests))
-    todo = [d for d in wanted if d not in have]
+    todo = [d for d in wanted if d not in have and d not in remote.large]
     report.skipped = len(wanted) - len(todo)
     if not todo:
         report.add_remote_stats(remote, before)
@@ -214,6 +215,8 @@ def upload_payloads(
                 "them with `git hangar fetch-data` from the remote they came from, then push"
             )
         remote.ensure_marker()
+        # large payloads travel as objects of their own (remotes/large.py)
+        todo, entries = large.upload(remote, reader, todo, entries, report, progress)
         kind_ids = entries["kind"]
         uk, counts = np.unique(kind_ids, return_counts=True)
         kinds = {int(k): reader.kind_text(int(k)) for k in uk}
@@ -269,9 +272,9 @@ def upload_payloads(
             )
     finally:
         reader.close()
-    report.packs = len(uploaded)
-    report.payloads = sum(len(p.digests) for p in uploaded)
-    report.raw_bytes = sum(p.raw_bytes for p in uploaded)
+    report.packs += len(uploaded)
+    report.payloads += sum(len(p.digests) for p in uploaded)
+    report.raw_bytes += sum(p.raw_bytes for p in uploaded)
     report.add_remote_stats(remote, before)
     report.seconds = time.perf_counter() - t0
     return report
@@ -327,6 +330,8 @@ def download_payloads(
         remote.refresh()
     lk = remote.lookup()
     rows, report.absent = select_for_fetch(lk, todo, max_bytes)
+    budget = None if max_bytes is None else max_bytes - int(lk.ilen[rows].sum())
+    report.absent, large_todo = large.split_absent(remote, report.absent, budget)
     # the wanted items of each block, and the blocks in pack order
     row_list = rows.tolist()
     ioffs = lk.ioff[rows].tolist()
@@ -383,6 +388,7 @@ def download_payloads(
             writer.flush()
             if progress is not None:
                 progress("payloads", done, total)
+        large.download(remote, writer, large_todo, report, progress)
     report.add_remote_stats(remote, before)
     report.seconds = time.perf_counter() - t0
     return report

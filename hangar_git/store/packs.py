@@ -38,15 +38,18 @@ import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import blosc2
 import numpy as np
 from filelock import FileLock, Timeout
 
 from ..errors import IntegrityError, MissingPayloadError, WriterLockError
+from . import chunked
+from .chunked import LARGE_IOFF, LARGE_PACK, LargeFiles, LargeReader
 from .digest import Payload, digest_bytes, parse_kind
 
 BLOCK_MAGIC = b"HGB1"
@@ -107,6 +110,7 @@ _FORKS = [0]
 
 def _after_fork() -> None:
     _FORKS[0] += 1
+    _crc_pool.clear()  # its thread did not cross the fork
 
 
 os.register_at_fork(after_in_child=_after_fork)
@@ -357,6 +361,24 @@ def _lookup_runs(runs: Sequence[_Run], digests: Sequence[bytes]) -> tuple[np.nda
     return found, out
 
 
+#: buffers one ``preadv`` call fills at most (the usual IOV_MAX)
+_IOV_MAX = 1024
+#: a second thread for checksums of bulk reads (zlib releases the GIL)
+_crc_pool: list[ThreadPoolExecutor] = []
+
+
+def _crc_many(views: list[memoryview]) -> list[int]:
+    """CRC-32 of each of ``views``; many large ones are split over two threads."""
+    if len(views) < 16 or (os.cpu_count() or 1) < 2:
+        return [zlib.crc32(v) for v in views]
+    if not _crc_pool:
+        _crc_pool.append(ThreadPoolExecutor(1, thread_name_prefix="hangar-crc"))
+    half = len(views) // 2
+    other = _crc_pool[0].submit(lambda: [zlib.crc32(v) for v in views[half:]])
+    first = [zlib.crc32(v) for v in views[:half]]
+    return first + other.result()
+
+
 def _parse_run(sid: int, n: int, chk: int, blob: bytes) -> _Run | str:
     if not isinstance(blob, bytes) or zlib.crc32(blob) != chk:
         return "fails its checksum"
@@ -376,6 +398,8 @@ class PackStore:
         self.root = Path(root)
         self.packs_dir = self.root / "packs"
         self.index_path = self.root / "index.sqlite"
+        #: large payloads, one chunked file each (see :mod:`.chunked`)
+        self.large_dir = self.root / "large"
 
     def create(self) -> None:
         """Create the directory and an empty index (idempotent)."""
@@ -552,6 +576,7 @@ class PackReader(_IndexUser):
         self._pid = os.getpid()
         self._forks = _FORKS[0]
         self._last_block = -1
+        self._n_direct = 0  # items a bulk read handed out as views
         self._last_raw: bytes | memoryview = b""
         self._kind_info: dict[int, tuple[np.dtype, int, int, tuple[int, ...] | None]] = {}
         self._con = _connect(self.store.index_path)
@@ -563,6 +588,7 @@ class PackReader(_IndexUser):
         # (pack, offset) -> block bytes; also block id -> the same bytes (read_entry)
         self._blocks: OrderedDict[tuple[int, int] | int, bytes | memoryview] = OrderedDict()
         self._cached = 0
+        self._large: LargeReader | None = None
 
     def _check_pid(self) -> None:
         if self._forks != _FORKS[0] or self._pid != os.getpid():
@@ -577,6 +603,8 @@ class PackReader(_IndexUser):
         self._blocks.clear()
         self._cached = 0
         self._last_block, self._last_raw = -1, b""
+        if self._large is not None:
+            self._large.close()
         self._con.close()
 
     # ---- index -------------------------------------------------------
@@ -686,6 +714,8 @@ class PackReader(_IndexUser):
     def read(self, loc: Location, digest: bytes | None = None) -> np.ndarray:
         """The array stored at ``loc`` (a fresh, writeable array)."""
         self._check_pid()
+        if loc.pack == LARGE_PACK:
+            return self._read_large(loc, digest)
         raw = self.block(loc.pack, loc.boff, loc.blen)
         dtype, shape = self.kind(loc.kind)
         item = raw[loc.ioff : loc.ioff + loc.ilen]
@@ -705,6 +735,8 @@ class PackReader(_IndexUser):
         """The array of an index entry (a fresh, writeable array)."""
         if self._forks != _FORKS[0]:
             self._open()
+        if ioff == LARGE_IOFF:
+            return self.large().read(self._large_number(block), self.kind_text(kind))
         if block == self._last_block:  # consecutive reads from one block
             raw = self._last_raw
         else:
@@ -743,6 +775,8 @@ class PackReader(_IndexUser):
         returned are its rows: fresh, writeable, and independent of each other.
         """
         self._check_pid()
+        if len(entries) and (entries["ioff"] == LARGE_IOFF).any():
+            return self._gather_large(entries)
         n = len(entries)
         out: list[np.ndarray] = [None] * n  # type: ignore[list-item]
         if not n:
@@ -764,8 +798,11 @@ class PackReader(_IndexUser):
             bounds = [0, *(np.flatnonzero(sb[1:] != sb[:-1]) + 1).tolist(), len(sb)]
             bids = sb[bounds[:-1]].tolist()
             todo = range(len(bids))
+            direct: list[np.ndarray | None] | None = None
             if rows is not None and len(bids) >= 4:
-                todo = self._stream(bids, bounds, order, rows, nbytes, buf)
+                direct = [None] * len(sub)
+                self._n_direct = 0
+                todo = self._stream(bids, bounds, order, rows, nbytes, buf, dtype, shape, direct)
             for j in todo:
                 bid = bids[j]
                 idx = order[bounds[j] : bounds[j + 1]]
@@ -787,9 +824,15 @@ class PackReader(_IndexUser):
                 for i, off in zip(idx.tolist(), offs.tolist(), strict=True):
                     buf[i] = arr[off : off + nbytes]
             typed = buf.view(dtype).reshape((len(sub), *shape))
+            if direct is None:
+                res: list[np.ndarray] = list(typed)
+            elif self._n_direct == len(sub):
+                res = direct  # type: ignore[assignment]
+            else:  # some items were copied into ``buf``
+                res = [typed[i] if a is None else a for i, a in enumerate(direct)]
             if sel is None:
-                return list(typed)
-            for i, a in zip(sel.tolist(), typed, strict=True):
+                return res
+            for i, a in zip(sel.tolist(), res, strict=True):
                 out[i] = a
         return out
 
@@ -801,15 +844,21 @@ class PackReader(_IndexUser):
         rows: np.ndarray,
         nbytes: int,
         buf: np.ndarray,
+        dtype: np.dtype,
+        shape: tuple[int, ...],
+        direct: list[np.ndarray | None],
     ) -> list[int]:
-        """Copy the items of uncached, uncompressed blocks into ``buf`` in bulk.
+        """Read the items of uncached, uncompressed blocks in bulk.
 
         Blocks are read (``os.preadv``, no intermediate copies) into one
-        buffer, each placed so its items are rows of it, their checksums
-        verified, and the items copied out with one fancy index per window of
-        :data:`STREAM_WINDOW` bytes. They bypass the block cache (a bulk read
-        would only flush it). Returns the block positions left to the caller:
-        cached, compressed, or odd ones.
+        buffer per window of :data:`STREAM_WINDOW` bytes, each placed so its
+        items are rows of it, and their checksums verified. When the items
+        fill most of the window, each is returned as a view of its row
+        (``direct[i]``: no copy at all; items are distinct rows, so the
+        arrays stay independent); otherwise they are copied into ``buf``
+        with one fancy index. Blocks bypass the block cache (a bulk read
+        would only flush it). Returns the block positions left to the
+        caller: cached, compressed, or odd ones.
         """
         rest: list[int] = []
         window: list[tuple[int, int, int, int, int]] = []
@@ -822,10 +871,14 @@ class PackReader(_IndexUser):
             window.append((j, pack, boff, blen, size))
             size += blen + nbytes  # room to align the next block's rows
             if size >= STREAM_WINDOW:
-                rest += self._stream_window(window, size, bounds, order, rows, nbytes, buf)
+                rest += self._stream_window(
+                    window, size, bounds, order, rows, nbytes, buf, dtype, shape, direct
+                )
                 window, size = [], 0
         if window:
-            rest += self._stream_window(window, size, bounds, order, rows, nbytes, buf)
+            rest += self._stream_window(
+                window, size, bounds, order, rows, nbytes, buf, dtype, shape, direct
+            )
         rest.sort()
         return rest
 
@@ -838,26 +891,37 @@ class PackReader(_IndexUser):
         rows: np.ndarray,
         nbytes: int,
         buf: np.ndarray,
+        dtype: np.dtype,
+        shape: tuple[int, ...],
+        direct: list[np.ndarray | None],
     ) -> list[int]:
         big = np.empty(size + nbytes, np.uint8)
         mv = memoryview(big)
         rest: list[int] = []
         items: list[np.ndarray] = []
         srcs: list[np.ndarray] = []
-        for j, pack, boff, blen, start in window:
-            place = start + (-(start + HEADER_SIZE)) % nbytes  # body starts on a row
-            got = os.preadv(self._fd(pack), [mv[place : place + blen]], boff)
+        places = [start + (-(start + HEADER_SIZE)) % nbytes for _, _, _, _, start in window]
+        gots = self._scatter_read(window, places, mv)
+        ok: list[int] = []  # window positions whose header is sound
+        for w, (j, _pack, _boff, blen, _start) in enumerate(window):
+            place = places[w]  # the body starts on a row
             magic, codec, rawlen = _HEADER.unpack_from(mv, place)
-            (crc,) = _CRC.unpack_from(mv, place + _HEADER.size)
             if (
-                got != blen
+                gots[w] != blen
                 or magic != BLOCK_MAGIC
                 or codec != CODEC_RAW
                 or (rawlen != blen - HEADER_SIZE or rawlen % nbytes)
             ):
                 rest.append(j)  # the careful path decodes it or says what is wrong
-                continue
-            if zlib.crc32(mv[place + HEADER_SIZE : place + blen]) != crc:
+            else:
+                ok.append(w)
+        crcs = _crc_many([mv[places[w] + HEADER_SIZE : places[w] + window[w][3]] for w in ok])
+        for w, got_crc in zip(ok, crcs, strict=True):
+            j, pack, boff, blen, _start = window[w]
+            place = places[w]
+            rawlen = blen - HEADER_SIZE
+            (crc,) = _CRC.unpack_from(mv, place + _HEADER.size)
+            if got_crc != crc:
                 raise IntegrityError(
                     f"block at {boff} of {self.store.pack_path(pack)} fails its checksum"
                 )
@@ -870,12 +934,50 @@ class PackReader(_IndexUser):
             srcs.append(r + (place + HEADER_SIZE) // nbytes)
         if items:
             table = big[: len(big) - len(big) % nbytes].reshape(-1, nbytes)
-            buf[np.concatenate(items)] = table[np.concatenate(srcs)]
+            dst, src = np.concatenate(items), np.concatenate(srcs)
+            dense = len(src) * nbytes * 2 >= len(big)
+            if dense and len(src) > 1:
+                ss = np.sort(src)
+                dense = bool((ss[1:] != ss[:-1]).all())  # no row shared by two items
+            if dense:  # views of the rows: the window stays alive with them
+                views = list(table.view(dtype).reshape((-1, *shape)))
+                for i, r in zip(dst.tolist(), src.tolist(), strict=True):
+                    direct[i] = views[r]
+                self._n_direct += len(dst)
+            else:
+                buf[dst] = table[src]
         return rest
+
+    def _scatter_read(
+        self, window: list[tuple[int, int, int, int, int]], places: list[int], mv: memoryview
+    ) -> list[int]:
+        """Read each block of ``window`` to its place in ``mv``, runs of blocks
+        adjacent in one pack with one scattering ``preadv``; bytes read per block."""
+        gots = [0] * len(window)
+        w = 0
+        while w < len(window):
+            _, pack, boff, blen, _ = window[w]
+            end = w + 1
+            nxt = boff + blen
+            while end < len(window) and end - w < _IOV_MAX:
+                _, p2, b2, l2, _ = window[end]
+                if p2 != pack or b2 != nxt:
+                    break
+                nxt += l2
+                end += 1
+            iov = [mv[places[k] : places[k] + window[k][3]] for k in range(w, end)]
+            got = os.preadv(self._fd(pack), iov, boff)
+            for k in range(w, end):  # a short read shortens the blocks at the end
+                gots[k] = max(0, min(window[k][3], got))
+                got -= window[k][3]
+            w = end
+        return gots
 
     def read_many(self, locs: Sequence[Location]) -> list[np.ndarray]:
         """Arrays at ``locs``, decompressing each block once."""
         self._check_pid()
+        if any(loc.pack == LARGE_PACK for loc in locs):
+            return [self.read(loc) for loc in locs]
         order = sorted(range(len(locs)), key=lambda i: (locs[i].pack, locs[i].boff))
         out: list[np.ndarray | None] = [None] * len(locs)
         cur_key = None
@@ -904,6 +1006,62 @@ class PackReader(_IndexUser):
         if loc is None:
             raise MissingPayloadError(f"payload {digest.hex()} is not stored locally")
         return self.read(loc)
+
+    # ---- large payloads: a chunked file each (see chunked.py) ------------
+    def large(self) -> LargeReader:
+        """The reader of this store's large payload files."""
+        self._check_pid()
+        if self._large is None:
+            self._large = LargeReader(LargeFiles(self.store.large_dir))
+        return self._large
+
+    def _large_number(self, block: int) -> int:
+        """The file number of the large payload of index entry block ``block``."""
+        pack, number, _ = self._block_row(block)
+        if pack != LARGE_PACK:
+            raise IntegrityError(
+                f"payload index {self.store.index_path} names block {block} as a large "
+                "payload file, its row says otherwise"
+            )
+        return number
+
+    def read_large_region(self, block: int, kind: int, index: Any) -> Any:
+        """``array[index]`` of a large payload (index entry ``block``, ``kind``),
+        reading only the chunks ``index`` touches."""
+        return self.large().read_region(self._large_number(block), index, self.kind_text(kind))
+
+    def _read_large(self, loc: Location, digest: bytes | None) -> np.ndarray:
+        """The array of a large payload at ``loc``; with ``digest``, every byte
+        is also checked against it (fsck)."""
+        large = self.large()
+        kind = self.kind_text(loc.kind)
+        arr = large.read(loc.boff, kind)
+        if digest is not None:
+            o = large.open(loc.boff, kind)
+            if o.header.digest != digest or digest_bytes(kind, chunked.flat_bytes(arr)) != digest:
+                raise IntegrityError(
+                    f"payload {digest.hex()} does not match its digest in {o.path}"
+                )
+        return arr
+
+    def _gather_large(self, entries: np.ndarray) -> list[np.ndarray]:
+        """:meth:`gather` of entries some of which are large payloads: those are
+        decoded straight into their arrays, all their chunks on every core."""
+        big = entries["ioff"] == LARGE_IOFF
+        out: list[np.ndarray] = [None] * len(entries)  # type: ignore[list-item]
+        small = np.flatnonzero(~big)
+        if len(small):
+            for i, a in zip(small.tolist(), self.gather(entries[small]), strict=True):
+                out[i] = a
+        idx = np.flatnonzero(big).tolist()
+        kids = [int(entries[i]["kind"]) for i in idx]
+        arrays = chunked.empty_arrays([self.kind(k) for k in kids])
+        items: list[tuple[int, np.ndarray]] = []
+        for i, a in zip(idx, arrays, strict=True):
+            out[i] = a
+            items.append((self._large_number(int(entries[i]["block"])), a))
+        self.large().read_many(items, [self.kind_text(k) for k in kids])
+        return out
 
 
 def read_block(fd: int, pack: int, boff: int, blen: int, path: Path) -> bytes | memoryview:
@@ -1031,9 +1189,15 @@ class PackWriter(_IndexUser):
         self._new_ioffs: list[int] = []
         self._new_kinds: list[int] = []
         self._block_rows: list[tuple[int, int, int, int, int]] = []
+        #: index entries of rows written by add_stacked, not yet committed
+        self._new_entries: list[np.ndarray] = []
         self._out: list[bytes] = []
         self._out_bytes = 0
         self.closed = False
+        # large payloads: files written, to be put in place and indexed by flush()
+        self._large = LargeFiles(store.large_dir)
+        self._large.clean_temporary()  # left by a killed writer
+        self._large_pending: list[tuple[chunked.Pending, int, int]] = []
 
     def _open_pack(self) -> tuple[int, int, int]:
         numbers = self.store.pack_numbers()
@@ -1089,6 +1253,9 @@ class PackWriter(_IndexUser):
         dt, typesize = self._typesize.get(p.kind) or self._dtype_of(p.kind)
         nbytes = len(p.data)
         if nbytes >= BLOCK_TARGET:
+            if nbytes >= chunked.THRESHOLD:
+                self._add_large(p)
+                return
             self._seal([p], typesize)
             return
         items = self._pending.get(dt)
@@ -1103,6 +1270,144 @@ class PackWriter(_IndexUser):
             self._seal(items, typesize)
         else:
             self._pending_bytes[dt] = total
+
+    def add_stacked(self, kind: str, digests: Sequence[bytes], rows: np.ndarray) -> None:
+        """Store each row of ``rows`` (all of kind ``kind``) under its digest, and flush.
+
+        The bulk form of :meth:`add` for many small payloads of one kind:
+        duplicates and payloads already stored are skipped in vectorised
+        passes, the new rows are cut into blocks of :data:`BLOCK_TARGET`
+        bytes straight from the stacked buffer (no per-payload objects), and
+        their index entries are committed with everything else pending (the
+        point from which they survive a killed process).
+
+        Parameters
+        ----------
+        kind : str
+            Kind header of every row (see :func:`~.digest.kind_of`).
+        digests : sequence of bytes
+            ``digests[i]`` is the digest of ``rows[i]``.
+        rows : numpy.ndarray
+            The stacked payloads, ``len(rows) == len(digests)``.
+        """
+        n = len(digests)
+        if n != len(rows):
+            raise ValueError(f"{n} digests for {len(rows)} rows")
+        if not n:
+            return
+        size = rows.nbytes // n
+        if size >= BLOCK_TARGET:  # a block each: the per-payload path costs nothing more
+            view = memoryview(np.ascontiguousarray(rows).reshape(-1)).cast("B")
+            for i, d in enumerate(digests):
+                self.add(tuple.__new__(Payload, (d, kind, view[i * size : (i + 1) * size])))  # type: ignore[arg-type]
+            self.flush()
+            return
+        # one row per distinct digest not stored yet, in input order
+        pick = dict(zip(digests, range(n), strict=True))
+        if len(pick) == n and not self.known and not self._pending_set:
+            idx = None
+        else:
+            known, pend = self.known, self._pending_set
+            idx = sorted(i for d, i in pick.items() if d not in known and d not in pend)
+        new = list(digests) if idx is None else [digests[i] for i in idx]
+        if new:
+            if not self._segs.loaded:
+                self._segs.load(self._con, self.store.index_path)
+            found, _ = self._segs.lookup(new)
+            if found.any():
+                keep = np.flatnonzero(~found)
+                base = range(n) if idx is None else idx
+                idx = [base[i] for i in keep.tolist()]
+                new = [new[i] for i in keep.tolist()]
+        if new:
+            flat = np.ascontiguousarray(rows).reshape(n, -1).view(np.uint8)
+            if idx is not None:
+                flat = flat[np.asarray(idx, np.intp)]
+            self._write_rows(self._kind_id(kind), new, flat, self._dtype_of(kind)[1])
+        self.flush()
+
+    def _write_rows(self, kid: int, digests: list[bytes], flat: np.ndarray, typesize: int) -> None:
+        """Write the rows of ``flat`` (uint8, one payload per row) in blocks and
+        queue their index entries (committed by the next :meth:`flush`)."""
+        n, size = flat.shape
+        per = max(1, -(-BLOCK_TARGET // size))  # rows per block: as many as add() gathers
+        raw = memoryview(flat.reshape(-1)).cast("B") if flat.flags.c_contiguous else None
+        if raw is None:
+            raw = memoryview(np.ascontiguousarray(flat).reshape(-1)).cast("B")
+        bids = np.empty(n, np.uint32)
+        for start in range(0, n, per):
+            stop = min(n, start + per)
+            block = encode_block(raw[start * size : stop * size], typesize)
+            if self._size + self._out_bytes >= PACK_LIMIT:
+                self._write_out()
+                self._rotate()
+            pack, boff, blen = self._pack, self._size + self._out_bytes, len(block)
+            bid = self._next_block
+            self._next_block += 1
+            self._block_rows.append((bid, pack, boff, blen, block_check(bid, pack, boff, blen)))
+            self._out.append(block)
+            self._out_bytes += blen
+            bids[start:stop] = bid
+            if self._out_bytes >= STREAM_WINDOW:
+                self._write_out()
+        e = np.empty(n, ENTRY)
+        q = np.frombuffer(b"".join(digests), _QUERY)
+        e["key"] = q["key"]
+        e["tail"] = q["tail"]
+        e["block"] = bids
+        e["ioff"] = (np.arange(n, dtype=np.uint32) % per) * size
+        e["kind"] = kid
+        self._new_entries.append(e)
+
+    def _add_large(self, p: Payload) -> None:
+        """Write a large payload to a chunked file of its own (see :mod:`.chunked`);
+        the next :meth:`flush` syncs it, puts it in place and indexes it."""
+        stored = self._stored([p.digest])
+        if stored:
+            self.known.update(stored)
+            return
+        kid = self._kind_ids.get(p.kind) or self._kind_id(p.kind)
+        number = self._next_block  # a block id: never reused, so never another file's
+        self._next_block += 1
+        pending = self._large.write_temporary(number, p.digest, p.kind, p.data)
+        self._large_pending.append((pending, kid, len(p.data)))
+        self._pending_set.add(p.digest)
+
+    def adopt_large(self, path: Path, digest: bytes, kind: str) -> None:
+        """Take the checked chunked payload file ``path`` (under ``large/tmp/``,
+        e.g. fetched from a remote) as payload ``digest`` of ``kind``; the next
+        :meth:`flush` puts it in place and indexes it."""
+        if digest in self.known or digest in self._pending_set:
+            path.unlink(missing_ok=True)
+            return
+        stored = self._stored([digest])
+        if stored:
+            self.known.update(stored)
+            path.unlink(missing_ok=True)
+            return
+        kid = self._kind_ids.get(kind) or self._kind_id(kind)
+        number = self._next_block
+        self._next_block += 1
+        pending = chunked.Pending(number, digest, kind, path.stat().st_size, path)
+        dtype, shape = parse_kind(kind)
+        self._large_pending.append((pending, kid, dtype.itemsize * int(np.prod(shape))))
+        self._pending_set.add(digest)
+
+    def _place_large(self) -> None:
+        """Sync and rename the large payload files written since the last
+        flush, and queue their index entries (committed by the flush)."""
+        todo = self._large_pending
+        self._large.place([p for p, _, _ in todo])  # on failure all stay pending
+        self._large_pending = []
+        for p, kid, nbytes in todo:
+            n, size = p.number, p.size
+            self._block_rows.append((n, LARGE_PACK, n, size, block_check(n, LARGE_PACK, n, size)))
+            self._new_digests.append(p.digest)
+            self._new_blocks.append(n)
+            self._new_ioffs.append(LARGE_IOFF)
+            self._new_kinds.append(kid)
+            self.known[p.digest] = Location(LARGE_PACK, n, size, LARGE_IOFF, nbytes, kid)
+            self._pending_set.discard(p.digest)
 
     def has_pending(self, digest: bytes | None = None) -> bool:
         """True when payloads (``digest``, if given) are queued or uncommitted."""
@@ -1194,13 +1499,15 @@ class PackWriter(_IndexUser):
 
     def flush(self) -> None:
         """Write all queued payloads and commit their index entries."""
+        if self._large_pending:
+            self._place_large()
         for items in list(self._pending.values()):
             if items:
                 self._seal(items, self._dtype_of(items[0].kind)[1])
         self._pending.clear()
         self._pending_bytes.clear()
         self._write_out()
-        if self._new_digests:
+        if self._new_digests or self._new_entries:
             self._commit_index(drop=())
 
     def _commit_index(self, drop: Iterable[bytes]) -> None:
@@ -1208,6 +1515,8 @@ class PackWriter(_IndexUser):
         transaction that also removes the entries of ``drop`` (and merges small
         segments into the new one)."""
         new = _make_entries(self._new_digests, self._new_blocks, self._new_ioffs, self._new_kinds)
+        if self._new_entries:
+            new = _sorted(np.concatenate([new, *self._new_entries]))
         runs = list(self._segs.runs)
         replaced: dict[int, np.ndarray] = {}
         gone = list(dict.fromkeys(drop))
@@ -1245,6 +1554,7 @@ class PackWriter(_IndexUser):
                 con.execute("ROLLBACK")
                 raise
         self._block_rows.clear()
+        self._new_entries.clear()
         self._new_digests.clear()
         self._new_blocks.clear()
         self._new_ioffs.clear()

@@ -737,3 +737,52 @@ def test_push_and_clone_over_https_with_credential_helper(tmp_path, git_http):
     )
     with pytest.raises(ConnectionError):
         bob.remote.fetch("origin", "master")
+
+
+# ---- large payloads (chunked files) ------------------------------------------------
+def test_large_payloads_travel_as_objects_of_their_own(tmp_path, monkeypatch):
+    from hangar_git.store import chunked
+
+    monkeypatch.setattr(chunked, "THRESHOLD", 64 * 1024)
+    monkeypatch.setattr(chunked, "CHUNK_TARGET", 16 * 1024)
+    repo = make_repo(tmp_path / "alice", n=5)
+    bigs = {i: np.random.default_rng(i).random((96, 128)) for i in range(3)}  # 96 KiB each
+    co = repo.checkout(write=True)
+    co.arraysets.init_arrayset("big", shape=(96, 128), dtype=np.float64).update(bigs)
+    co.commit("large arrays")
+    co.close()
+    bare, data = bare_repo(tmp_path / "origin.git"), tmp_path / "data"
+    repo.remote.add("origin", str(bare), data=str(data))
+    repo.remote.push("origin", "master")
+    assert repo.remote.last_report.payloads == 13
+    objects = sorted((data / "packs").glob("*.hgc"))
+    assert len(objects) == 3
+    repo.remote.push("origin", "master")  # nothing new: nothing sent
+    assert sorted((data / "packs").glob("*.hgc")) == objects
+
+    bob = clone_of(tmp_path, bare, data)
+    co = bob.checkout()
+    assert co.arraysets["big"].remote_reference_sample_keys == [0, 1, 2]
+    with pytest.raises(MissingPayloadError, match=r"big\[1\]"):
+        co.arraysets["big"][1]
+    co.close()
+    co = bob.checkout(fetch_missing=True)  # fetched on the spot, whole or for a slice
+    np.testing.assert_array_equal(co.arraysets["big"][1, 3:9, ::-5], bigs[1][3:9, ::-5])
+    np.testing.assert_array_equal(co.arraysets["big"].get_batch([2])[0], bigs[2])
+    co.close()
+    bob.remote.fetch_data("origin", "master")
+    assert_same_data(all_arrays(repo), all_arrays(bob))
+    assert bob.verify().ok
+
+    # a damaged object is refused, never stored
+    raw = bytearray(objects[0].read_bytes())
+    raw[-100] ^= 0xFF
+    objects[0].write_bytes(bytes(raw))
+    carol = clone_of(tmp_path, bare, data, "carol")
+    with pytest.raises(IntegrityError, match="refused"):
+        carol.remote.fetch_data("origin", "master")
+    assert carol.remote.last_report.refused == [bytes.fromhex(objects[0].name[:40])]
+    co = carol.checkout()
+    assert len(co.arraysets["big"].remote_reference_sample_keys) == 1
+    co.close()
+    assert not list((carol._store.large_dir / "tmp").glob("*"))

@@ -145,3 +145,26 @@ def test_s3_unreachable_and_bad_credentials(tmp_path: Path, s3_env, monkeypatch)
     finally:
         s3fs.S3FileSystem.clear_instance_cache()
     assert alice.remote.list_all()[0].data.startswith("s3://")
+
+
+def test_s3_large_payloads_as_objects(tmp_path: Path, s3_env, monkeypatch):
+    from hangar_git.store import chunked
+
+    monkeypatch.setattr(chunked, "THRESHOLD", 64 * 1024)
+    alice = make_repo(tmp_path / "alice", n=3)
+    co = alice.checkout(write=True)
+    bigs = {i: np.random.default_rng(i).random((96, 128)) for i in range(2)}
+    co.arraysets.init_arrayset("big", shape=(96, 128), dtype=np.float64).update(bigs)
+    co.commit("large")
+    co.close()
+    url = s3_env.fresh_url()
+    bare = bare_repo(tmp_path / "origin.git")
+    alice.remote.add("origin", str(bare), data=url)
+    alice.remote.push("origin", "master")
+    bob = empty_clone_target(tmp_path / "bob")
+    bob.clone("Bob", "bob@example.org", str(bare), data=url)
+    co = bob.checkout(fetch_missing=True)
+    np.testing.assert_array_equal(co.arraysets["big"][1, 10:20, ::-3], bigs[1][10:20, ::-3])
+    co.close()
+    bob.remote.fetch_data("origin", "master")
+    assert_same_data(all_arrays(alice), all_arrays(bob))

@@ -1,0 +1,184 @@
+"""Large payloads on a data remote: one object each, next to the packs.
+
+A payload stored chunked on this machine (``hangar_git/store/chunked.py``)
+travels as an object of its own, ``packs/<digest hex>.hgc``: the very bytes
+of its local file, whose header names its digest and kind and whose chunks
+each carry a CRC-32. Sending it streams the file (no copy of the array in
+memory); it is checked whole (every chunk, and its digest) before it leaves
+and again when it arrives, before it is put in place and indexed, so a
+damaged object is refused, never stored.
+
+The objects sit in the ``packs/`` listing the remote's packs already need,
+so finding them costs no extra request; clients that predate them ignore
+names that do not end in ``.pack`` or ``.idx`` and see those payloads as
+absent.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import IntegrityError
+from ..store import chunked
+from ..store.chunked import LARGE_IOFF, SUFFIX
+
+if TYPE_CHECKING:
+    from ..store.packs import PackReader, PackWriter
+    from .data_transport import DataRemote
+    from .transfer import TransferReport
+
+Progress = Callable[[str, int, int], None]
+
+
+def object_name(digest: bytes) -> str:
+    """The remote object of a large payload."""
+    return f"{digest.hex()}{SUFFIX}"
+
+
+def in_listing(listing: Mapping[str, int]) -> dict[bytes, int]:
+    """``{digest: object size}`` of the large payload objects in a ``packs/`` listing."""
+    out: dict[bytes, int] = {}
+    for name, size in listing.items():
+        if name.endswith(SUFFIX) and len(name) == 40 + len(SUFFIX):
+            try:
+                out[bytes.fromhex(name[:40])] = size
+            except ValueError:
+                continue
+    return out
+
+
+def upload(
+    remote: DataRemote,
+    reader: PackReader,
+    digests: Sequence[bytes],
+    entries: np.ndarray,
+    report: TransferReport,
+    progress: Progress | None = None,
+) -> tuple[list[bytes], np.ndarray]:
+    """Send the large payloads among ``digests`` (their index ``entries``),
+    each as its own object, checked whole first.
+
+    Returns the other digests and entries, left for the packs.
+
+    Raises
+    ------
+    IntegrityError
+        If a local file is damaged (run ``git hangar fsck``), or an object
+        did not land whole.
+    """
+    big = entries["ioff"] == LARGE_IOFF
+    if not big.any():
+        return list(digests), entries
+    large = reader.large()
+    sent: list[tuple[str, int]] = []
+    idx = np.flatnonzero(big).tolist()
+    for n, i in enumerate(idx):
+        d = digests[i]
+        number = reader._large_number(int(entries[i]["block"]))
+        kind = reader.kind_text(int(entries[i]["kind"]))
+        try:
+            large.verify(number, d, kind)
+        except IntegrityError as exc:
+            raise IntegrityError(
+                f"local payload {d.hex()} is damaged: {exc}; run `git hangar fsck`"
+            ) from None
+        path = large.files.path(number)
+        size = path.stat().st_size
+        _put_file(remote, path, object_name(d), size)
+        sent.append((object_name(d), size))
+        remote.large[d] = size
+        report.payloads += 1
+        report.raw_bytes += reader.kind_nbytes(int(entries[i]["kind"]))
+        if progress is not None:
+            progress("large payloads", n + 1, len(idx))
+    listing = remote.list_packs()
+    bad = [name for name, size in sent if listing.get(name) != size]
+    if bad:
+        raise IntegrityError(
+            f"{len(bad)} uploaded objects did not land whole on {remote.url} "
+            f"({', '.join(bad[:3])}): push again"
+        )
+    report.packs += len(sent)
+    keep = np.flatnonzero(~big).tolist()
+    return [digests[i] for i in keep], entries[keep]
+
+
+def _put_file(remote: DataRemote, path: Path, name: str, size: int) -> None:
+    """Stream a local file to ``packs/<name>`` (never half visible on a local remote)."""
+    from .data_transport import PACKS
+
+    target = remote._path(PACKS, name)
+    remote._count(sent=size)
+    if remote._is_local():
+        tmp = f"{target}.{os.getpid()}.{threading.get_ident()}.tmp"
+        remote.fs.put_file(str(path), tmp)
+        remote.fs.mv(tmp, target)
+    else:
+        remote.fs.put_file(str(path), target)
+
+
+def split_absent(
+    remote: DataRemote, absent: Sequence[bytes], budget: int | None
+) -> tuple[list[bytes], list[bytes]]:
+    """``(still absent, to fetch)``: which of the payloads no remote pack holds
+    are large objects there, within ``budget`` bytes (object sizes), in order."""
+    todo: list[bytes] = []
+    rest: list[bytes] = []
+    used = 0
+    for d in absent:
+        size = remote.large.get(d)
+        if size is None:
+            rest.append(d)
+        elif budget is None or used + size <= budget:
+            todo.append(d)
+            used += size
+    return rest, todo
+
+
+def download(
+    remote: DataRemote,
+    writer: PackWriter,
+    digests: Sequence[bytes],
+    report: TransferReport,
+    progress: Progress | None = None,
+) -> None:
+    """Fetch large payload objects into the store, each checked whole (every
+    chunk and its digest) before it is put in place; those that fail are
+    listed in ``report.refused`` and not stored."""
+    from .data_transport import PACKS, kind_nbytes
+
+    tmp_dir = writer.store.large_dir / "tmp"
+    for n, d in enumerate(digests):
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp = tmp_dir / f"fetch-{d.hex()}.{os.getpid()}.tmp"
+        tmp.unlink(missing_ok=True)
+        try:
+            remote._count()
+            remote.fs.get_file(remote._path(PACKS, object_name(d)), str(tmp))
+        except FileNotFoundError:
+            report.absent.append(d)
+            continue
+        size = tmp.stat().st_size
+        remote._count(0, received=size)
+        try:
+            kind = chunked.verify_file(tmp, d)
+            if kind_nbytes(kind) is None:
+                raise IntegrityError(f"payload {d.hex()} has an unsupported kind {kind!r}")
+        except IntegrityError:
+            tmp.unlink(missing_ok=True)
+            report.refused.append(d)
+            continue
+        writer.adopt_large(tmp, d, kind)
+        report.payloads += 1
+        report.raw_bytes += kind_nbytes(kind) or 0
+        if progress is not None:
+            progress("large payloads", n + 1, len(digests))
+
+
+__all__ = ["download", "in_listing", "object_name", "split_absent", "upload"]
