@@ -576,7 +576,6 @@ class PackReader(_IndexUser):
         self._pid = os.getpid()
         self._forks = _FORKS[0]
         self._last_block = -1
-        self._n_direct = 0  # items a bulk read handed out as views
         self._last_raw: bytes | memoryview = b""
         self._kind_info: dict[int, tuple[np.dtype, int, int, tuple[int, ...] | None]] = {}
         self._con = _connect(self.store.index_path)
@@ -801,8 +800,9 @@ class PackReader(_IndexUser):
             direct: list[np.ndarray | None] | None = None
             if rows is not None and len(bids) >= 4:
                 direct = [None] * len(sub)
-                self._n_direct = 0
-                todo = self._stream(bids, bounds, order, rows, nbytes, buf, dtype, shape, direct)
+                todo, n_direct = self._stream(
+                    bids, bounds, order, rows, nbytes, buf, dtype, shape, direct
+                )
             for j in todo:
                 bid = bids[j]
                 idx = order[bounds[j] : bounds[j + 1]]
@@ -826,7 +826,7 @@ class PackReader(_IndexUser):
             typed = buf.view(dtype).reshape((len(sub), *shape))
             if direct is None:
                 res: list[np.ndarray] = list(typed)
-            elif self._n_direct == len(sub):
+            elif n_direct == len(sub):
                 res = direct  # type: ignore[assignment]
             else:  # some items were copied into ``buf``
                 res = [typed[i] if a is None else a for i, a in enumerate(direct)]
@@ -847,7 +847,7 @@ class PackReader(_IndexUser):
         dtype: np.dtype,
         shape: tuple[int, ...],
         direct: list[np.ndarray | None],
-    ) -> list[int]:
+    ) -> tuple[list[int], int]:
         """Read the items of uncached, uncompressed blocks in bulk.
 
         Blocks are read (``os.preadv``, no intermediate copies) into one
@@ -858,29 +858,29 @@ class PackReader(_IndexUser):
         arrays stay independent); otherwise they are copied into ``buf``
         with one fancy index. Blocks bypass the block cache (a bulk read
         would only flush it). Returns the block positions left to the
-        caller: cached, compressed, or odd ones.
+        caller (cached, compressed, or odd ones) and the number of items
+        handed out in ``direct``.
         """
         rest: list[int] = []
+        n_direct = 0
         window: list[tuple[int, int, int, int, int]] = []
         size = 0
         for j, bid in enumerate(bids):
             pack, boff, blen = self._block_row(bid)
             if (pack, boff) in self._blocks or blen <= HEADER_SIZE:
                 rest.append(j)
-                continue
-            window.append((j, pack, boff, blen, size))
-            size += blen + nbytes  # room to align the next block's rows
-            if size >= STREAM_WINDOW:
-                rest += self._stream_window(
+            else:
+                window.append((j, pack, boff, blen, size))
+                size += blen + nbytes  # room to align the next block's rows
+            if window and (size >= STREAM_WINDOW or j == len(bids) - 1):
+                left, n = self._stream_window(
                     window, size, bounds, order, rows, nbytes, buf, dtype, shape, direct
                 )
+                rest += left
+                n_direct += n
                 window, size = [], 0
-        if window:
-            rest += self._stream_window(
-                window, size, bounds, order, rows, nbytes, buf, dtype, shape, direct
-            )
         rest.sort()
-        return rest
+        return rest, n_direct
 
     def _stream_window(
         self,
@@ -894,7 +894,7 @@ class PackReader(_IndexUser):
         dtype: np.dtype,
         shape: tuple[int, ...],
         direct: list[np.ndarray | None],
-    ) -> list[int]:
+    ) -> tuple[list[int], int]:
         big = np.empty(size + nbytes, np.uint8)
         mv = memoryview(big)
         rest: list[int] = []
@@ -943,10 +943,9 @@ class PackReader(_IndexUser):
                 views = list(table.view(dtype).reshape((-1, *shape)))
                 for i, r in zip(dst.tolist(), src.tolist(), strict=True):
                     direct[i] = views[r]
-                self._n_direct += len(dst)
-            else:
-                buf[dst] = table[src]
-        return rest
+                return rest, len(dst)
+            buf[dst] = table[src]
+        return rest, 0
 
     def _scatter_read(
         self, window: list[tuple[int, int, int, int, int]], places: list[int], mv: memoryview
