@@ -32,6 +32,8 @@ that arrayset falls back to comparing full key maps: correct, slower, rare.
 
 from __future__ import annotations
 
+import functools
+import re
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -135,6 +137,12 @@ def _records(conf: Mapping[str, list]) -> ConflictRecords:
 # --------------------------------------------------------------------------
 # reading trees fast
 # --------------------------------------------------------------------------
+@functools.cache
+def _fan_rows(width: int) -> re.Pattern[bytes]:
+    """Subtree entries whose names all have ``width`` bytes (a fan-out level)."""
+    return re.compile(rb"(?:40000 [^\x00]{%d}\x00.{20})*" % width, re.S)
+
+
 class _FanNode:
     """A fan-out tree whose entries all have the same size, viewed as rows."""
 
@@ -159,14 +167,10 @@ class _FanNode:
         if width < 1:
             return None
         size = nul + 21
-        if len(raw) % size:
+        if len(raw) % size or not _fan_rows(width).fullmatch(raw):
             return None
         rows = np.frombuffer(raw, np.uint8).reshape(-1, size)
-        head = np.frombuffer(_TREE_MARK, np.uint8)
-        names = rows[:, len(_TREE_MARK) : nul]
-        if not (rows[:, : len(_TREE_MARK)] == head).all() or rows[:, nul].any() or not names.all():
-            return None
-        return cls(raw, names, rows[:, nul + 1 :], width)
+        return cls(raw, rows[:, len(_TREE_MARK) : nul], rows[:, nul + 1 :], width)
 
     def name(self, i: int) -> str:
         return self.names[i].tobytes().decode("ascii")
@@ -208,6 +212,59 @@ def _leaf_pieces(raw: bytes) -> frozenset[bytes]:
 
 def _pieces_map(pieces: frozenset[bytes] | set[bytes]) -> dict[str, bytes]:
     return {p[:-21].decode(): p[-20:] for p in pieces}
+
+
+def _changed_span(ra: bytes, rb: bytes) -> tuple[int, int, int] | None:
+    """Entries around the bytes where two leaves differ: ``(start, end_a, end_b)``.
+
+    Leaves are sorted, so a few changed samples leave a long common prefix
+    and suffix; ``ra[start:end_a]`` and ``rb[start:end_b]`` hold every entry
+    that differs. None when the span cannot be cut on entry boundaries (the
+    caller then compares whole leaves).
+    """
+    n = min(len(ra), len(rb))
+    a = np.frombuffer(ra, np.uint8)
+    b = np.frombuffer(rb, np.uint8)
+    ne = np.flatnonzero(a[:n] != b[:n])
+    p = int(ne[0]) if ne.size else n
+    m = n - p  # the common suffix may not reach into the common prefix
+    s = 0
+    if m:
+        ne = np.flatnonzero(a[len(ra) - m :][::-1] != b[len(rb) - m :][::-1])
+        s = int(ne[0]) if ne.size else m
+    start = ra.rfind(_LINK_MARK, 0, p + len(_LINK_MARK))
+    if start < 0 or (start and (start < 30 or ra[start - 21])):  # entries end in NUL + digest
+        return None
+    end_a = ra.find(_LINK_MARK, len(ra) - s)
+    if end_a < 0:
+        end_a = len(ra)
+    return start, end_a, end_a - len(ra) + len(rb)
+
+
+def _leaf_delta(ra: bytes, rb: bytes) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """``(entries only in ra, entries only in rb)`` of two leaves of sample records.
+
+    Only the span where the leaves differ is parsed (a strict parse, which
+    also proves the span was cut on entry boundaries on both sides).
+    """
+    if ra == rb:
+        return {}, {}
+    if ra and rb:
+        span = _changed_span(ra, rb)
+        if span is not None:
+            start, end_a, end_b = span
+            try:
+                la = parse_links(ra[start:end_a])
+                lb = parse_links(rb[start:end_b])
+            except ValueError:
+                pass
+            else:
+                return (
+                    {k: v for k, v in la.items() if lb.get(k) != v},
+                    {k: v for k, v in lb.items() if la.get(k) != v},
+                )
+    pa, pb = _leaf_pieces(ra), _leaf_pieces(rb)
+    return _pieces_map(pa - pb), _pieces_map(pb - pa)
 
 
 class _FanoutMismatch(Exception):
@@ -341,18 +398,16 @@ class _Trees:
 
 def _leaf_triples(trees: _Trees, oids: Triple) -> dict[str, Triple]:
     """Keys of three leaves whose digest differs from the base on either side."""
-    pa = trees.pieces(oids[0])
+    ra = trees.raw(oids[0]) if oids[0] is not None else b""
     out: dict[str, Triple] = {}
     am: dict[str, bytes] = {}
     ma: dict[str, bytes] = {}
     ad: dict[str, bytes] = {}
     da: dict[str, bytes] = {}
     if oids[1] != oids[0]:
-        pm = trees.pieces(oids[1])
-        am, ma = _pieces_map(pa - pm), _pieces_map(pm - pa)
+        am, ma = _leaf_delta(ra, trees.raw(oids[1]) if oids[1] is not None else b"")
     if oids[2] != oids[0]:
-        pd = trees.pieces(oids[2])
-        ad, da = _pieces_map(pa - pd), _pieces_map(pd - pa)
+        ad, da = _leaf_delta(ra, trees.raw(oids[2]) if oids[2] is not None else b"")
     for k in am.keys() | ma.keys() | ad.keys() | da.keys():
         va = am.get(k, ad.get(k))
         vm = ma.get(k) if (k in am or k in ma) else va

@@ -8,11 +8,14 @@ import subprocess
 import numpy as np
 import pygit2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hangar_git import MergeConflictError, MissingPayloadError, WriterLockError
 from hangar_git.diff import ConflictRecords
 from hangar_git.gitutil import branch_head
-from hangar_git.records.layout import leaf_path
+from hangar_git.merge import _leaf_delta
+from hangar_git.records.layout import leaf_path, serialize_links
 from hangar_git.records.staging import Journal
 
 NO_CONFLICT = ConflictRecords((), (), (), (), False)
@@ -708,3 +711,52 @@ def test_cost_follows_the_change_not_the_dataset(big, monkeypatch):
     assert len(reads) <= 15, len(reads)
     # the samples top, the arrayset, arraysets and root trees (+ metadata)
     assert len(writes) == 5, len(writes)
+
+
+# --------------------------------------------------------------------------
+# leaf deltas: only the span where two leaves differ is parsed
+# --------------------------------------------------------------------------
+
+_digests = st.binary(min_size=20, max_size=20)
+_keys = st.one_of(
+    st.integers(0, 10**6).map(lambda i: f"i:{i}"),
+    st.text("ab 160", min_size=1, max_size=6).map(lambda s: f"s:{s}"),
+)
+
+
+def _expected(a: dict[str, bytes], b: dict[str, bytes]) -> tuple[dict, dict]:
+    return (
+        {k: v for k, v in a.items() if b.get(k) != v},
+        {k: v for k, v in b.items() if a.get(k) != v},
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    base=st.dictionaries(_keys, _digests, max_size=40),
+    changes=st.dictionaries(_keys, st.one_of(st.none(), _digests), max_size=6),
+)
+def test_leaf_delta_matches_full_comparison(base, changes):
+    """Adds, removals and mutations anywhere in a leaf, incl. its first and last entries."""
+    other = dict(base)
+    for k, v in changes.items():
+        if v is None:
+            other.pop(k, None)
+        else:
+            other[k] = v
+    ra, rb = serialize_links(base), serialize_links(other)
+    assert _leaf_delta(ra, rb) == _expected(base, other)
+    assert _leaf_delta(rb, ra) == _expected(other, base)
+
+
+def test_leaf_delta_digest_holding_the_entry_mark():
+    """A digest holding the gitlink mode bytes cannot mislead the span cut."""
+    trap = b"\x00" * 6 + b"160000 i:1\x00" + b"\x01\x02\x03"
+    assert len(trap) == 20
+    base = {f"i:{i}": bytes([i]) * 20 for i in range(10, 30)}
+    base["i:20"] = trap
+    for k, v in (("i:21", b"\x07" * 20), ("i:20", b"\x08" * 20), ("i:195", b"\x09" * 20)):
+        other = dict(base)
+        other[k] = v
+        ra, rb = serialize_links(base), serialize_links(other)
+        assert _leaf_delta(ra, rb) == _expected(base, other)
