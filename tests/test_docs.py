@@ -282,6 +282,52 @@ def test_example_script_runs(script: Path, tmp_path: Path) -> None:
         _fail_with_output(f"examples/{script.name}", r)
 
 
+@pytest.mark.slow
+def test_readme_example_runs(tmp_path: Path) -> None:
+    """The README's code is marked runnable and runs, like a docs page."""
+    readme = ROOT / "README.md"
+    assert extract_runnable(readme.read_text(), "README.md"), "mark the README's example runnable"
+    r = _run_page(readme, tmp_path)
+    if r.returncode != 0:
+        _fail_with_output("runnable blocks of README.md", r)
+
+
+def test_comparison_facts_have_sources() -> None:
+    """Every fact about another tool on the comparison page carries a footnote
+    whose definition links to a source."""
+    text = (DOCS / "comparison.md").read_text()
+    defs = dict(re.findall(r"^\[\^([\w-]+)\]:(.*)$", text, re.M))
+    used = set(re.findall(r"\[\^([\w-]+)\](?!:)", text))
+    assert used, "the comparison page should cite its sources"
+    assert not used - defs.keys(), f"footnotes used but not defined: {sorted(used - defs.keys())}"
+    assert not defs.keys() - used, f"footnotes defined but not used: {sorted(defs.keys() - used)}"
+    unlinked = [k for k, v in defs.items() if not re.search(r"<https://[^>\s]+>", v)]
+    assert not unlinked, f"footnotes without a link: {unlinked}"
+
+    unsourced: list[str] = []
+    lines = text.splitlines()
+    # the table: every cell about another tool (all columns after hangar-git)
+    header = next(i for i, line in enumerate(lines) if line.startswith("| |"))
+    for line in lines[header + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        unsourced += [f"table, {cells[0]}: {c}" for c in cells[2:] if "[^" not in c]
+    # the sections on the other tools: every bullet (bullets may wrap)
+    section = ""
+    bullet: list[str] = []
+    for line in [*lines, ""]:
+        if line.startswith("- ") or not line.startswith("  "):
+            if bullet and section != "hangar-git" and "[^" not in " ".join(bullet):
+                unsourced.append(f"{section}: {' '.join(bullet)}")
+            bullet = [line] if line.startswith("- ") else []
+        elif bullet:
+            bullet.append(line.strip())
+        if line.startswith("## "):
+            section = line[3:].strip()
+    assert not unsourced, "facts without a source:\n" + "\n".join(unsourced)
+
+
 def test_readme_links_resolve() -> None:
     """The README's relative links point at files that exist."""
     text = (ROOT / "README.md").read_text()
