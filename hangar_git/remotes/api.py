@@ -407,10 +407,17 @@ class Remotes:
                 f"{report.refused[0].hex()}); {report.payloads} others were fetched"
             )
         if report.absent:
+            damaged = (
+                f" ({len(dr.damaged)} packs there are damaged and were ignored: "
+                f"{', '.join(dr.damaged[:3])})"
+                if dr.damaged
+                else ""
+            )
             raise MissingPayloadError(
                 f"{len(report.absent)} payloads are not on the data remote of {remote!r} "
-                f"({dr.url}), first: {report.absent[0].hex()}; {report.payloads} others were "
-                "fetched. Whoever pushed those commits may not have sent their data there"
+                f"({dr.url}){damaged}, first: {report.absent[0].hex()}; {report.payloads} "
+                "others were fetched. Whoever pushed those commits may not have sent their "
+                "data there"
             )
         return commits
 
@@ -464,6 +471,7 @@ def clone_repository(
     """Initialise ``repo`` from a remote's records (see :meth:`Repository.clone`)."""
     check_remote_name(remote_name)
     address = rc.normalize_address(remote_address)
+    rc.check_no_credentials(address, "git address")
     if data is not None:
         data = rc.normalize_data_url(data)
     if repo.initialized and not remove_old:

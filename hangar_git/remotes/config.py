@@ -24,6 +24,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import parse_qsl, urlsplit
 
 import fsspec
 import pygit2
@@ -127,18 +128,66 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     for k, v in options.items():
         if not isinstance(k, str) or not k:
             raise ValueError(f"invalid data option name {k!r}")
-        if _SECRET_RE.search(k):
-            raise ValueError(
-                f"data option {k!r} looks like a credential: hangar-git stores nothing "
-                "secret in git config; give credentials through the environment or the "
-                "storage backend's own configuration (e.g. AWS_ACCESS_KEY_ID, ~/.aws)"
-            )
+        _check_no_secret(k, v)
         try:
             json.dumps(v)
         except (TypeError, ValueError):
             raise ValueError(f"data option {k!r} must be JSON data, not {v!r}") from None
         out[k] = v
     return out
+
+
+def _check_no_secret(path: str, value: Any) -> None:
+    """Refuse an option whose name, or a name nested in its value, looks like a credential."""
+    name = path.rsplit(".", 1)[-1]
+    if _SECRET_RE.search(name):
+        raise ValueError(
+            f"data option {path!r} looks like a credential: hangar-git stores nothing "
+            "secret in git config; give credentials through the environment or the "
+            "storage backend's own configuration (e.g. AWS_ACCESS_KEY_ID, ~/.aws)"
+        )
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _check_no_secret(f"{path}.{k}", v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _check_no_secret(path, v)
+
+
+def check_no_credentials(url: str, what: str) -> None:
+    """Refuse a URL that carries a password or a secret query parameter.
+
+    Such a URL would be kept in plain text in git config; credentials come
+    from git's credential helpers, the ssh agent, or the storage backend's
+    own configuration instead.
+
+    Raises
+    ------
+    ValueError
+        If ``url`` embeds ``user:password@`` or a query parameter named like
+        a credential (``token``, ``sig``, ``key`` ...).
+    """
+    if "://" not in url:
+        return
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return  # not a URL that fsspec or git would split either
+    if password:
+        raise ValueError(
+            f"the {what} embeds a password: hangar-git stores nothing secret in git config. "
+            "Give the URL without it (a user name alone is fine); git asks its credential "
+            "helper (git config credential.helper) or your ssh agent, data remotes use the "
+            "environment or the backend's own configuration (e.g. ~/.aws, ~/.ssh)"
+        )
+    for key, _ in parse_qsl(parts.query, keep_blank_values=True):
+        if _SECRET_RE.search(key) or key.lower() in ("sig", "signature"):
+            raise ValueError(
+                f"the {what} carries the query parameter {key!r}, a credential: hangar-git "
+                "stores nothing secret in git config; give credentials through the "
+                "environment or the storage backend's own configuration"
+            )
 
 
 def normalize_data_url(url: object) -> str:
@@ -154,6 +203,7 @@ def normalize_data_url(url: object) -> str:
     url = url.strip()
     if "://" not in url:
         return str(Path(url).expanduser().resolve())
+    check_no_credentials(url, "data URL")
     protocol = url.split("://", 1)[0]
     if protocol == "file":
         return "file://" + str(Path(url[len("file://") :]).expanduser().resolve())
@@ -210,6 +260,7 @@ def add_remote(
         if address is None:
             raise ValueError(f"no git remote named {name!r}: give its address")
         address = normalize_address(address)
+        check_no_credentials(address, "git address")
         git.remotes.create(name, address)
         cfg[_section(name) + CREATED_KEY] = True
     else:

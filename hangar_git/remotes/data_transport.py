@@ -196,6 +196,8 @@ class PackIndex:
     kinds: list[str]
     table: np.ndarray  # of ENTRY_DTYPE
     digests: list[bytes]
+    #: bytes of the serialized index (0 when unknown)
+    index_size: int = 0
 
     def __len__(self) -> int:
         return len(self.digests)
@@ -300,7 +302,7 @@ def decode_index(pack_id: str, data: bytes) -> PackIndex:
         raise
     except (struct.error, ValueError, IndexError, UnicodeDecodeError, zlib.error) as exc:
         raise IntegrityError(f"remote pack index {pack_id} is malformed: {exc}") from None
-    return PackIndex(pack_id, size, phash, kinds, table, digests)
+    return PackIndex(pack_id, size, phash, kinds, table, digests, len(data))
 
 
 class RemoteLookup:
@@ -531,6 +533,10 @@ class DataRemote:
         self._lookup: RemoteLookup | None = None
         #: large payloads held as objects of their own: digest -> object size
         self.large: dict[bytes, int] = {}
+        #: packs the last refresh ignored: an object of the wrong size, or an index
+        #: that fails its checks (their payloads count as absent, so a push sends
+        #: them again)
+        self.damaged: list[str] = []
 
     def _count(self, n: int = 1, sent: int = 0, received: int = 0) -> None:
         with self._lock:
@@ -568,7 +574,10 @@ class DataRemote:
         return "file" in protos or "local" in protos
 
     def list_packs(self) -> dict[str, int]:
-        """``{name: size}`` of the objects under ``packs/`` (one listing)."""
+        """``{name: size}`` of the objects under ``packs/`` (one listing).
+
+        The size is -1 when the backend does not report one.
+        """
         path = self._path(PACKS)
         self._count()
         try:
@@ -581,16 +590,23 @@ class DataRemote:
             if info.get("type") == "directory":
                 continue
             name = str(info["name"]).rstrip("/").rsplit("/", 1)[-1]
-            out[name] = int(info.get("size") or 0)
+            size = info.get("size")
+            out[name] = -1 if size is None else int(size)
         return out
 
     def refresh(self) -> dict[str, PackIndex]:
-        """Read the indexes of every complete pack (new ones only) and return them."""
+        """Read the indexes of every complete pack (new ones only) and return them.
+
+        A pack counts only when both its objects are listed with the sizes its
+        index gives, and its index passes its checks; the others are listed
+        in :attr:`damaged` and their payloads count as absent.
+        """
         listing = self.list_packs()
         self.large = large.in_listing(listing)
         ids = sorted(n[:-4] for n in listing if n.endswith(".idx") and f"{n[:-4]}.pack" in listing)
-        gone = set(self._indexes) - set(ids)
-        for pid in gone:
+        before = set(self._indexes)
+        self.damaged = []
+        for pid in set(self._indexes) - set(ids):
             del self._indexes[pid]
         new = [pid for pid in ids if pid not in self._indexes]
         fresh: list[str] = []
@@ -609,10 +625,18 @@ class DataRemote:
                 if isinstance(data, BaseException) or data is None:
                     continue  # removed meanwhile, or unreadable: ignore this pack
                 self._count(0, received=len(data))
-                idx = decode_index(pid, data)
+                try:
+                    idx = decode_index(pid, data)
+                except IntegrityError:
+                    self.damaged.append(pid)
+                    continue
                 self._store_cached_index(pid, data)
                 self._indexes[pid] = idx
-        if new or gone:
+        for pid, idx in list(self._indexes.items()):
+            if not _sizes_match(listing, pid, idx):
+                del self._indexes[pid]
+                self.damaged.append(pid)
+        if set(self._indexes) != before:
             self._lookup = None
         return self._indexes
 
@@ -688,7 +712,7 @@ class DataRemote:
                 (f"{p.pack_id}.pack", len(p.data)),
                 (f"{p.pack_id}.idx", len(p.index)),
             ):
-                if listing.get(name) != size:
+                if not landed(listing, name, size):
                     bad.append(name)
         return bad
 
@@ -718,6 +742,19 @@ class DataRemote:
             self._count()
             self.fs.rm_file(self._path(PACKS, n))
         self.fs.invalidate_cache(self._path(PACKS))
+
+
+def landed(listing: Mapping[str, int], name: str, size: int) -> bool:
+    """True when ``name`` is listed with ``size`` bytes (or a size the backend does not give)."""
+    listed = listing.get(name)
+    return listed is not None and (listed == size or listed < 0)
+
+
+def _sizes_match(listing: Mapping[str, int], pid: str, idx: PackIndex) -> bool:
+    """True when both objects of a pack are listed with the sizes its index gives."""
+    return landed(listing, f"{pid}.pack", idx.pack_size) and (
+        not idx.index_size or landed(listing, f"{pid}.idx", idx.index_size)
+    )
 
 
 def plan_ranges(

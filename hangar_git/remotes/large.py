@@ -97,8 +97,10 @@ def upload(
         report.raw_bytes += reader.kind_nbytes(int(entries[i]["kind"]))
         if progress is not None:
             progress("large payloads", n + 1, len(idx))
+    from .data_transport import landed
+
     listing = remote.list_packs()
-    bad = [name for name, size in sent if listing.get(name) != size]
+    bad = [name for name, size in sent if not landed(listing, name, size)]
     if bad:
         raise IntegrityError(
             f"{len(bad)} uploaded objects did not land whole on {remote.url} "
@@ -135,9 +137,9 @@ def split_absent(
         size = remote.large.get(d)
         if size is None:
             rest.append(d)
-        elif budget is None or used + size <= budget:
+        elif budget is None or used + max(size, 0) <= budget:
             todo.append(d)
-            used += size
+            used += max(size, 0)
     return rest, todo
 
 

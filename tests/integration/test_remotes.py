@@ -24,6 +24,7 @@ try:
         git_daemon,
         git_http,
         make_repo,
+        open_repo,
         remote_heads,
     )
 except ImportError:
@@ -36,6 +37,7 @@ except ImportError:
         git_daemon,
         git_http,
         make_repo,
+        open_repo,
         remote_heads,
     )
 
@@ -121,6 +123,50 @@ def test_add_refuses_bad_input(repo, bad):
     assert list(repo._git_repo().remotes.names()) == []
 
 
+@pytest.mark.parametrize(
+    "address,data,options",
+    [
+        ("https://alice:s3cret@git.example.org/team/data.git", None, None),
+        ("ssh://git:pw@git.example.org/team/data.git", None, None),
+        ("https://git.example.org/x.git?access_token=abc", None, None),
+        ("REPO", "sftp://bob:pw@files.example.org/data", None),
+        ("REPO", "s3://AKIAXXXX:secret@bucket/prefix", None),
+        ("REPO", "https://store.example.org/data?sig=abc&sv=2020", None),
+        ("REPO", "s3://b/p", {"client_kwargs": {"aws_secret_access_key": "s"}}),
+        ("REPO", "s3://b/p", {"config_kwargs": {"proxies": [{"password": "s"}]}}),
+    ],
+)
+def test_credentials_never_stored_in_git_config(repo, tmp_path, address, data, options):
+    """A URL or option carrying a secret is refused, by add and by clone alike."""
+    address = str(tmp_path) if address == "REPO" else address
+    cfg_path = Path(repo._git_repo().path) / "config"
+    before = cfg_path.read_text()
+    with pytest.raises(ValueError, match=r"password|credential"):
+        repo.remote.add("origin", address, data=data, data_options=options)
+    assert cfg_path.read_text() == before
+    assert repo.remote.list_all() == []
+    if options is None:
+        target = empty_clone_target(tmp_path / "clone")
+        with pytest.raises(ValueError, match=r"password|credential"):
+            target.clone("T", "t@example.org", address, data=data)
+        assert not target.initialized
+        assert list((tmp_path / "clone").iterdir()) == []
+
+
+def test_user_names_in_urls_are_fine(repo, tmp_path):
+    """A user name alone is not a secret: the password comes from the usual places."""
+    info = repo.remote.add(
+        "origin",
+        "https://alice@git.example.org/team/data.git",
+        data="sftp://bob@files.example.org/data",
+        data_options={"client_kwargs": {"region_name": "eu-west-1"}},
+    )
+    assert info.address == "https://alice@git.example.org/team/data.git"
+    assert repo.remote.list_all()[0].data == "sftp://bob@files.example.org/data"
+    repo.remote.add("scp", "git@git.example.org:team/data.git")
+    assert [r.name for r in repo.remote.list_all()] == ["origin", "scp"]
+
+
 def test_data_options_stored_without_secrets(repo, tmp_path):
     info = repo.remote.add(
         "o", str(tmp_path), data="memory://bucket/p", data_options={"skip_instance_cache": True}
@@ -162,6 +208,11 @@ def test_push_clone_fetch_data_roundtrip(origin, tmp_path):
     co = bob.checkout()
     assert co.arraysets["images"].contains_remote_references
     assert len(co.arraysets["images"].remote_reference_sample_keys) == 300
+    assert co.arraysets.contains_remote_references == {"images": True, "labels": True}
+    assert {n: len(k) for n, k in co.arraysets.remote_sample_keys.items()} == {
+        "images": 300,
+        "labels": 300,
+    }
     assert co.metadata["source"] == "test"  # records are all here
     with pytest.raises(MissingPayloadError, match="fetch-data"):
         co.arraysets["images"][0]
@@ -171,6 +222,7 @@ def test_push_clone_fetch_data_roundtrip(origin, tmp_path):
     assert_same_data(all_arrays(repo), all_arrays(bob))
     co = bob.checkout()
     assert not co.arraysets["images"].contains_remote_references
+    assert co.arraysets.contains_remote_references == {"images": False, "labels": False}
     co.close()
     # again: nothing to move
     bob.remote.fetch_data("origin", "master")
@@ -348,6 +400,79 @@ def test_two_clones_collaborate_with_conflict(origin, tmp_path):
     alice.remote.fetch_data("origin", "master")
     bob.remote.fetch_data("origin", "master")
     assert_same_data(all_arrays(alice), all_arrays(bob))
+
+
+@pytest.mark.parametrize("suffix", [".pack", ".idx"])
+def test_push_verifies_payloads_landed_before_records(origin, tmp_path, monkeypatch, suffix):
+    """An object that does not land whole stops the push before the records move,
+    is never taken for present, and the rerun sends it again."""
+    repo, bare, data = origin
+    real_put = dt.DataRemote._put
+
+    def lossy(self, path, blob):
+        if path.endswith(suffix):
+            blob = blob[: len(blob) // 2]  # the connection dropped half of it, silently
+        return real_put(self, path, blob)
+
+    monkeypatch.setattr(dt.DataRemote, "_put", lossy)
+    with pytest.raises(IntegrityError, match="did not land whole"):
+        repo.remote.push("origin", "master")
+    assert remote_heads(bare) == {}  # nobody sees commits whose payloads are not there
+    assert "refs/hangar/remotes/origin/master" not in repo._git_repo().references
+
+    # a reader of the remote ignores the damaged pack: its payloads are absent
+    remote = dt.DataRemote(str(data))
+    assert remote.refresh() == {} and len(remote.damaged) == 1
+    monkeypatch.setattr(dt.DataRemote, "_put", real_put)
+    repo.remote.push("origin", "master")
+    rep = repo.remote.last_report
+    assert rep.payloads == 600 and rep.skipped == 0  # all sent again, the pack made whole
+    assert remote_heads(bare) == {
+        "refs/hangar/heads/master": repo.log(return_contents=True)["head"]
+    }
+    assert len(remote.refresh()) == 1 and remote.damaged == []
+    bob = clone_of(tmp_path, bare, data)
+    bob.remote.fetch_data("origin", "master")
+    assert_same_data(all_arrays(repo), all_arrays(bob))
+
+
+def test_damaged_pack_on_remote_counts_as_absent(origin, tmp_path):
+    repo, bare, data = origin
+    repo.remote.push("origin", "master")
+    bob = clone_of(tmp_path, bare, data)
+    pack = next((data / "packs").glob("*.pack"))
+    whole = pack.read_bytes()
+    pack.write_bytes(whole[:-10])  # truncated behind our back
+    with pytest.raises(MissingPayloadError, match="damaged"):
+        bob.remote.fetch_data("origin", "master")
+    assert len(bob.remote.last_report.absent) == 600
+    co = bob.checkout()
+    assert len(co.arraysets["images"].remote_reference_sample_keys) == 300
+    co.close()
+    pack.write_bytes(whole)  # repaired on the remote: nothing here remembers the damage
+    bob.remote.fetch_data("origin", "master")
+    assert bob.remote.last_report.payloads == 600
+    assert_same_data(all_arrays(repo), all_arrays(bob))
+
+
+def test_push_from_partial_clone_to_another_remote_refused(origin, tmp_path):
+    """Payloads neither here nor on the target: a clear error, and nothing sent."""
+    repo, bare, data = origin
+    repo.remote.push("origin", "master")
+    bob = clone_of(tmp_path, bare, data)
+    bob.remote.fetch_data("origin", "master", arrayset_names=["labels"])
+    mirror, mirror_data = bare_repo(tmp_path / "mirror.git"), tmp_path / "mirror-data"
+    bob.remote.add("mirror", str(mirror), data=str(mirror_data))
+    with pytest.raises(MissingPayloadError, match="fetch-data"):
+        bob.remote.push("mirror", "master")
+    assert remote_heads(mirror) == {}
+    assert not mirror_data.exists() or not list(mirror_data.rglob("*.pack"))
+    bob.remote.fetch_data("origin", "master")
+    bob.remote.push("mirror", "master")
+    assert bob.remote.last_report.payloads == 600
+    carol = clone_of(tmp_path, mirror, mirror_data, "carol")
+    carol.remote.fetch_data("origin", "master")
+    assert_same_data(all_arrays(repo), all_arrays(carol))
 
 
 def test_push_rejected_before_any_upload(origin, tmp_path):
@@ -567,6 +692,52 @@ def test_requests_grow_with_packs_not_samples(tmp_path, count_requests):
     assert fetched <= 6, [dict(c.calls) for c in count_requests]
 
 
+def _sixty_thousand(path: Path):
+    """60,000 small samples (8x8 uint8 images, distinct int64 labels), one commit."""
+    path.mkdir()
+    repo = open_repo(path)
+    repo.init(user_name="M", user_email="m@example.org")
+    rng = np.random.default_rng(60)
+    co = repo.checkout(write=True)
+    images = co.arraysets.init_arrayset("images", shape=(8, 8), dtype=np.uint8)
+    labels = co.arraysets.init_arrayset("labels", shape=(1,), dtype=np.int64)
+    images.update(dict(enumerate(rng.integers(0, 256, (60_000, 8, 8), dtype=np.uint8))))
+    labels.update({i: np.array([i], np.int64) for i in range(60_000)})
+    co.commit("60,000 samples")
+    co.close()
+    return repo
+
+
+def test_60000_samples_requests_grow_with_packs_not_samples(tmp_path, monkeypatch, count_requests):
+    """The issue's figure: pushing and fetching 60,000 small samples costs a few
+    requests per pack, whatever the number of samples in them."""
+    repo = _sixty_thousand(tmp_path / "src")
+    runs = {}
+    for label, pack_target in (("one pack", dt.PACK_TARGET), ("many packs", 512 * 1024)):
+        monkeypatch.setattr(dt, "PACK_TARGET", pack_target)
+        bare, data = bare_repo(tmp_path / f"{label}.git"), tmp_path / f"{label}-data"
+        repo.remote.add(label.replace(" ", "-"), str(bare), data=str(data))
+        count_requests.clear()
+        repo.remote.push(label.replace(" ", "-"), "master")
+        push = repo.remote.last_report
+        push_fs = sum(c.total for c in count_requests)
+        clone = clone_of(tmp_path, bare, data, name=label.replace(" ", ""))
+        count_requests.clear()
+        clone.remote.fetch_data("origin", "master")
+        fetch = clone.remote.last_report
+        fetch_fs = sum(c.total for c in count_requests)
+        assert push.payloads == fetch.payloads == 120_000
+        runs[label] = (push.packs, push.requests, push_fs, fetch.requests, fetch_fs)
+    (p1, push1, fs1, fetch1, ffs1), (pn, pushn, fsn, fetchn, ffsn) = runs.values()
+    assert p1 == 1 and pn >= 8
+    # push: a listing, the marker, a pack and its index per pack, the check listing
+    assert push1 <= 7 and pushn - push1 == 2 * (pn - 1), runs
+    assert fs1 <= 12 and fsn - fs1 <= 4 * (pn - 1), runs  # local files: write + rename each
+    # fetch-data: a listing, then per pack its index and one ranged read
+    assert fetch1 <= 3 and fetchn <= 1 + 2 * pn, runs
+    assert ffs1 <= 3 and ffsn <= 1 + 2 * pn, runs
+
+
 # ---- errors --------------------------------------------------------------------------
 def test_errors_are_clear_and_change_nothing(origin, tmp_path):
     repo, bare, data = origin
@@ -652,6 +823,41 @@ def test_push_fetch_through_git_daemon(tmp_path, git_daemon):
     ).stdout
     assert f"{new}\trefs/hangar/heads/master" in out
     assert pygit2.Repository(str(base / "team.git")).references["refs/hangar/heads/master"]
+
+
+def test_push_rejected_through_git_daemon(tmp_path, git_daemon, monkeypatch):
+    """Over git://, a remote ahead is refused before anything is sent, and a remote
+    that moves during the push (git refuses the update) gives the same advice."""
+    from hangar_git.remotes import git_transport as gt
+
+    base, url = git_daemon
+    bare_repo(base / "race.git")
+    alice = make_repo(tmp_path / "alice", n=20)
+    alice.remote.add("origin", f"{url}/race.git", data=str(tmp_path / "data"))
+    alice.remote.push("origin", "master")
+    bob = empty_clone_target(tmp_path / "bob")
+    bob.clone("Bob", "bob@example.org", f"{url}/race.git", data=str(tmp_path / "data"))
+    for repo, key in ((bob, 100), (alice, 200)):
+        co = repo.checkout(write=True)
+        co.arraysets["labels"][key] = np.array([key], np.int64)
+        co.commit(f"add {key}")
+        co.close()
+    bob.remote.push("origin", "master")
+    theirs = remote_heads(base / "race.git")
+    with pytest.raises(PushRejectedError, match=r"git hangar fetch origin master.*merge"):
+        alice.remote.push("origin", "master")
+    # the remote moved after alice looked at it: git itself refuses the update
+    real = gt.list_heads
+    monkeypatch.setattr(gt, "list_heads", lambda git, name, cb: {})  # a stale view
+    with pytest.raises(PushRejectedError, match=r"git hangar fetch origin master.*merge"):
+        alice.remote.push("origin", "master")
+    monkeypatch.setattr(gt, "list_heads", real)
+    assert remote_heads(base / "race.git") == theirs
+    # fetch, merge, push: accepted
+    alice.remote.fetch("origin", "master")
+    merged = alice.merge("merge bob", "master", "origin/master")
+    alice.remote.push("origin", "master")
+    assert remote_heads(base / "race.git") == {"refs/hangar/heads/master": merged}
 
 
 # ---- authentication ---------------------------------------------------------------------

@@ -129,6 +129,40 @@ def test_remote_add_list_remove(group, repo, tmp_path):
     assert run(group, path, "remote", "list").output == ""
 
 
+def test_remote_add_reuses_git_remote_and_refuses_secrets(group, repo, tmp_path):
+    path = Path(repo.path)
+    bare = bare_repo(tmp_path / "code.git")
+    subprocess.run(["git", "remote", "add", "origin", str(bare)], cwd=path, check=True)
+    res = run(group, path, "remote", "add", "origin", "--data", str(tmp_path / "store"))
+    assert f"records {bare}" in res.output
+    res = run(group, path, "remote", "list")
+    assert res.output.splitlines() == [f"origin\t{bare}\t{tmp_path / 'store'}"]
+    cfg = subprocess.run(
+        ["git", "config", "--get", "remote.origin.hangar-data"],
+        cwd=path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert cfg.stdout.strip() == str(tmp_path / "store")
+    for args in (
+        ("o2", "https://alice:s3cret@git.example.org/d.git"),
+        ("o3", str(bare), "--data", "sftp://bob:pw@files.example.org/d"),
+    ):
+        res = run(group, path, "remote", "add", *args, ok=False)
+        assert res.exit_code == 1 and res.output.startswith("error: ")
+        assert "password" in res.output and len(res.output.strip().splitlines()) == 1
+    res = run(group, tmp_path, "clone", "https://alice:s3cret@git.example.org/d.git", ok=False)
+    assert res.exit_code == 1 and "password" in res.output
+    assert not (tmp_path / "d").exists()
+    assert "s3cret" not in (path / ".git" / "config").read_text()
+    run(group, path, "remote", "remove", "origin")
+    res = subprocess.run(
+        ["git", "remote", "get-url", "origin"], cwd=path, capture_output=True, text=True
+    )
+    assert res.stdout.strip() == str(bare)  # the user's own git remote stays
+
+
 def test_push_clone_fetch_data_commands(group, tmp_path):
     alice = make_repo(tmp_path / "alice", n=120)
     bare = bare_repo(tmp_path / "team.git")
