@@ -47,13 +47,22 @@ class DiffRecords(NamedTuple):
 
 
 class ConflictRecords(NamedTuple):
-    """Conflicting keys of one namespace, by kind.
+    """Conflicting keys of one namespace, grouped by how the sides disagree.
 
-    ``t1``: added in master and dev with different values; ``t21``: removed
-    in master, mutated in dev; ``t22``: removed in dev, mutated in master;
-    ``t3``: mutated in both to different values; ``conflict``: True when any
-    of them holds a key. Keys are arrayset names, metadata keys or sample
-    keys (str or int).
+    Attributes
+    ----------
+    t1 : tuple
+        Keys the merge base lacks that both sides created, each with its own value.
+    t21 : tuple
+        Keys this side (master) deleted while the other side (dev) changed them.
+    t22 : tuple
+        Keys dev deleted while master changed them.
+    t3 : tuple
+        Keys both sides changed, to values that differ.
+    conflict : bool
+        Whether any of the four groups is non-empty.
+
+    A key is an arrayset name, a metadata key or a sample key (str or int).
     """
 
     t1: tuple
