@@ -7,6 +7,7 @@ dict-like accessors of one arrayset's samples.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -219,9 +220,13 @@ class ArraysetDataReader:
         default about 32 MiB) in record order: the fastest way to read them all."""
         self._co._check()
         size = self._batch_size(batch_size)
+        return itertools.chain.from_iterable(self._value_batches(size))
+
+    def _value_batches(self, size: int) -> Iterator[list[np.ndarray]]:
+        self._co._check()
         digests = self._co._view.digests(self._name)
         for i in range(0, len(digests), size):
-            yield from self._co._payloads.read_batch(self._name, digests[i : i + size])
+            yield self._co._payloads.read_batch(self._name, digests[i : i + size])
 
     def items(self, batch_size: int | None = None) -> Iterator[tuple[Key, np.ndarray]]:
         """Every ``(key, array)`` pair, read in batches as :meth:`values` does."""

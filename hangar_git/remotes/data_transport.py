@@ -49,6 +49,7 @@ import fsspec
 import numpy as np
 
 from ..errors import IntegrityError
+from ..store.checksum import crc32
 from ..store.digest import parse_kind
 from ..store.packs import decode_body
 from . import large
@@ -101,7 +102,7 @@ def encode_block(raw: bytes | memoryview, typesize: int) -> bytes:
         )
         if len(comp) < len(raw) * 0.95:
             body, codec = comp, CODEC_BLOSC2
-    return _BLOCK_HEADER.pack(BLOCK_MAGIC, codec, len(raw), zlib.crc32(body)) + bytes(body)
+    return _BLOCK_HEADER.pack(BLOCK_MAGIC, codec, len(raw), crc32(body)) + bytes(body)
 
 
 def decode_block(buf: bytes | memoryview, where: str = "") -> bytes:
@@ -116,7 +117,7 @@ def decode_block(buf: bytes | memoryview, where: str = "") -> bytes:
         raise IntegrityError(f"block {where} is truncated")
     magic, codec, rawlen, crc = _BLOCK_HEADER.unpack_from(buf)
     body = memoryview(buf)[BLOCK_HEADER_SIZE:]
-    if magic != BLOCK_MAGIC or zlib.crc32(body) != crc:
+    if magic != BLOCK_MAGIC or crc32(body) != crc:
         raise IntegrityError(f"block {where} fails its checksum")
     return bytes(decode_body(codec, body, rawlen, where))
 

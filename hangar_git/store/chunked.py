@@ -66,7 +66,6 @@ import math
 import os
 import struct
 import threading
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -78,6 +77,7 @@ import blosc2
 import numpy as np
 
 from ..errors import IntegrityError
+from .checksum import crc32
 from .digest import digest_prefix, parse_kind
 
 #: payloads of at least this many raw bytes are stored chunked (measured:
@@ -309,7 +309,7 @@ def encode_header(digest: bytes, kind: str, chunks: Sequence[int], table: np.nda
             np.ascontiguousarray(table, TABLE).tobytes(),
         ]
     )
-    return body + _CRC.pack(zlib.crc32(body))
+    return body + _CRC.pack(crc32(body))
 
 
 def decode_header(buf: bytes, where: str) -> Header:
@@ -333,7 +333,7 @@ def decode_header(buf: bytes, where: str) -> Header:
     if hlen > len(buf) or hlen < _FIXED.size + klen + _CRC.size:
         raise IntegrityError(f"large payload file {where} has a truncated header")
     (crc,) = _CRC.unpack_from(buf, hlen - _CRC.size)
-    if zlib.crc32(memoryview(buf)[: hlen - _CRC.size]) != crc:
+    if crc32(memoryview(buf)[: hlen - _CRC.size]) != crc:
         raise IntegrityError(f"the header of large payload file {where} fails its checksum")
     try:
         kind = bytes(buf[_FIXED.size : _FIXED.size + klen]).decode()
@@ -452,7 +452,7 @@ def write_file(
             comp = _compress(body, typesize) if compress else None
             if comp is not None:
                 body, codec = comp, CODEC_BLOSC2
-            crc = zlib.crc32(body)
+            crc = crc32(body)
             with lock:
                 off = end[0]
                 end[0] += len(body)
@@ -782,7 +782,7 @@ class LargeReader:
         body = memoryview(buf)[:length]
         if os.preadv(o.fd, [body], off) != length:
             raise IntegrityError(f"chunk {i} of {o.path} is truncated")
-        if zlib.crc32(body) != crc:
+        if crc32(body) != crc:
             raise IntegrityError(f"chunk {i} of {o.path} fails its checksum")
         return body
 
@@ -830,7 +830,7 @@ class LargeReader:
         if codec == CODEC_RAW:
             if length != len(dst) or os.preadv(o.fd, [dst], off) != length:
                 raise IntegrityError(f"chunk {i} of {o.path} is truncated")
-            if zlib.crc32(dst) != crc:
+            if crc32(dst) != crc:
                 raise IntegrityError(f"chunk {i} of {o.path} fails its checksum")
         else:
             self._decompress(o, i, self._body(o, i, local), dst)

@@ -49,6 +49,8 @@ from filelock import FileLock, Timeout
 
 from ..errors import IntegrityError, MissingPayloadError, WriterLockError
 from . import chunked
+from .checksum import FAST as FAST_CRC
+from .checksum import crc32
 from .chunked import LARGE_IOFF, LARGE_PACK, LargeFiles, LargeReader
 from .digest import Payload, digest_bytes, parse_kind
 
@@ -363,19 +365,21 @@ def _lookup_runs(runs: Sequence[_Run], digests: Sequence[bytes]) -> tuple[np.nda
 
 #: buffers one ``preadv`` call fills at most (the usual IOV_MAX)
 _IOV_MAX = 1024
-#: a second thread for checksums of bulk reads (zlib releases the GIL)
+#: a second thread for checksums of bulk reads (zlib releases the GIL); the
+#: vectorised CRC of zlib-ng is faster on one thread than zlib's on two
 _crc_pool: list[ThreadPoolExecutor] = []
 
 
 def _crc_many(views: list[memoryview]) -> list[int]:
-    """CRC-32 of each of ``views``; many large ones are split over two threads."""
-    if len(views) < 16 or (os.cpu_count() or 1) < 2:
-        return [zlib.crc32(v) for v in views]
+    """CRC-32 of each of ``views``; with stdlib zlib, many large ones are
+    split over two threads."""
+    if FAST_CRC or len(views) < 16 or (os.cpu_count() or 1) < 2:
+        return [crc32(v) for v in views]
     if not _crc_pool:
         _crc_pool.append(ThreadPoolExecutor(1, thread_name_prefix="hangar-crc"))
     half = len(views) // 2
-    other = _crc_pool[0].submit(lambda: [zlib.crc32(v) for v in views[half:]])
-    first = [zlib.crc32(v) for v in views[:half]]
+    other = _crc_pool[0].submit(lambda: [crc32(v) for v in views[half:]])
+    first = [crc32(v) for v in views[:half]]
     return first + other.result()
 
 
@@ -941,8 +945,13 @@ class PackReader(_IndexUser):
                 dense = bool((ss[1:] != ss[:-1]).all())  # no row shared by two items
             if dense:  # views of the rows: the window stays alive with them
                 views = list(table.view(dtype).reshape((-1, *shape)))
-                for i, r in zip(dst.tolist(), src.tolist(), strict=True):
-                    direct[i] = views[r]
+                got = list(map(views.__getitem__, src.tolist()))
+                d0 = int(dst[0])
+                if len(dst) == 1 or (np.diff(dst) == 1).all():  # blocks in output order
+                    direct[d0 : d0 + len(got)] = got
+                else:
+                    for i, a in zip(dst.tolist(), got, strict=True):
+                        direct[i] = a
                 return rest, len(dst)
             buf[dst] = table[src]
         return rest, 0
@@ -1071,7 +1080,7 @@ def read_block(fd: int, pack: int, boff: int, blen: int, path: Path) -> bytes | 
     magic, codec, rawlen = _HEADER.unpack_from(buf)
     (crc,) = _CRC.unpack_from(buf, _HEADER.size)
     body = memoryview(buf)[HEADER_SIZE:]
-    if magic != BLOCK_MAGIC or zlib.crc32(body) != crc:
+    if magic != BLOCK_MAGIC or crc32(body) != crc:
         raise IntegrityError(f"block at {boff} of {path} fails its checksum")
     return decode_body(codec, body, rawlen, f"at {boff} of {path}")
 
@@ -1120,7 +1129,7 @@ def encode_block(raw: bytes | memoryview, typesize: int, nthreads: int = 1) -> b
         )
         if len(comp) < len(raw) * 0.95:
             body, codec = comp, CODEC_BLOSC2_LZ4
-    return _HEADER.pack(BLOCK_MAGIC, codec, len(raw)) + _CRC.pack(zlib.crc32(body)) + bytes(body)
+    return _HEADER.pack(BLOCK_MAGIC, codec, len(raw)) + _CRC.pack(crc32(body)) + bytes(body)
 
 
 def _compress_mt(raw: bytes | memoryview, typesize: int, nthreads: int) -> bytes:
