@@ -12,7 +12,11 @@ the staging area, and checks:
   (``refs/hangar/remotes/*``, e.g. after a partial clone) is a *remote
   reference*, counted apart from damage;
 - git objects: delegated to ``git fsck`` (connectivity only, or every object
-  with ``full=True``).
+  with ``full=True``);
+- leftovers: large payload files that no index entry names, and temporary
+  files of large payloads (a writer killed before it indexed or placed them).
+  They are warnings, not damage: nothing references them, and ``gc`` deletes
+  them.
 
 Each distinct tree and payload is checked once however many commits share it,
 and the report names exactly which samples of which commits are damaged.
@@ -44,6 +48,7 @@ from .records.layout import (
 from .records.snapshot import TreeRecords
 from .records.staging import Journal
 from .schema import ArraysetSchema
+from .store.chunked import LARGE_PACK, LargeFiles
 
 if TYPE_CHECKING:
     from .repository import Repository
@@ -54,6 +59,8 @@ STAGING = "staging"
 HANGAR_REFS = "refs/hangar/"
 
 Progress = Callable[[str, int, int], None]
+#: warnings listed by :meth:`FsckReport.summary` (the report keeps them all)
+_SHOWN = 20
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,10 @@ class FsckReport:
         Damage in the payload store not tied to a sample (``full`` only).
     git : list of str
         What ``git fsck`` reported.
+    warnings : list of str
+        What is not damage but takes space: large payload files no index
+        entry names, temporary files left by a killed writer (``gc``
+        deletes both). They do not make ``ok`` False.
     """
 
     full: bool = False
@@ -117,10 +128,11 @@ class FsckReport:
     records: list[RecordIssue] = field(default_factory=list)
     store: list[str] = field(default_factory=list)
     git: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when nothing is damaged (remote references are not damage)."""
+        """True when nothing is damaged (remote references and warnings are not damage)."""
         return not (self.damaged or self.records or self.store or self.git)
 
     def damaged_samples(self) -> dict[str, set[tuple[str, Key]]]:
@@ -147,6 +159,9 @@ class FsckReport:
         lines.extend(f"damaged record: {r}" for r in self.records)
         lines.extend(f"damaged store: {m}" for m in self.store)
         lines.extend(f"git: {m}" for m in self.git)
+        lines.extend(f"warning: {m}" for m in self.warnings[:_SHOWN])
+        if len(self.warnings) > _SHOWN:
+            lines.append(f"warning: ... and {len(self.warnings) - _SHOWN} more")
         lines.append(
             "OK"
             if self.ok
@@ -538,6 +553,7 @@ def verify(repo: Repository, full: bool = False, *, progress: Progress | None = 
             report.payloads = len(wanted) - len(absent)
             if full:
                 report.store.extend(_check_store(reader, set(wanted), progress))
+            report.warnings.extend(_leftover_large_files(reader))
         finally:
             reader.close()
     lost = {
@@ -699,6 +715,48 @@ def _check_store(
             out.append(f"unreferenced payload {d.hex()}: {_why(exc)}")
         if progress is not None and (n % 1024 == 0 or n + 1 == len(good)):
             progress("unreferenced payloads", n + 1, len(good))
+    return out
+
+
+def _leftover_large_files(reader: PackReader) -> list[str]:
+    """Large payload files no index entry names, and temporary ones.
+
+    The directory is listed before the index is read, so a file a writer
+    places and indexes meanwhile is not reported; one placed but not yet
+    indexed while fsck runs is (run fsck with no writer active for a
+    definite answer). Nothing is reported when the index cannot be listed
+    whole (damaged rows or segments): every file might be named there.
+    """
+    files = LargeFiles(reader.store.large_dir)
+    on_disk = files.numbers()
+    try:
+        temporary = sorted(p for p in files.tmp_dir.iterdir() if p.is_file())
+    except (FileNotFoundError, NotADirectoryError):
+        temporary = []
+    out = [
+        f"temporary large payload file {p} (left by a killed writer, or being "
+        "written now); the next writer or `git hangar gc` removes it"
+        for p in temporary
+    ]
+    if not on_disk:
+        return out
+    named: set[int] = set()
+    try:
+        for _, loc in reader.all_locations():
+            if loc is None:
+                return out
+            if loc.pack == LARGE_PACK:
+                named.add(loc.boff)
+    except IntegrityError:
+        return out
+    if reader.damaged_segments:
+        return out
+    out.extend(
+        f"large payload file {files.path(n)} ({size} bytes) is named by no index "
+        "entry (left by a killed writer); `git hangar gc` removes it"
+        for n, size in sorted(on_disk.items())
+        if n not in named
+    )
     return out
 
 

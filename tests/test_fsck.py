@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 import warnings
@@ -155,8 +156,13 @@ def test_missing_pack(history):
         contents(repo, c["c2"]) | contents(repo, c["c3"]) | contents(repo, c["c1"])
     )
     co = repo.checkout(commit=c["c1"])
-    with pytest.raises(IntegrityError, match="missing"):
+    loc = loc_of(repo, small(0))
+    pack = re.escape(str(repo._store.pack_path(loc.pack)))
+    # the error names the sample and the file, singly and in a batch
+    with pytest.raises(IntegrityError, match=rf"sample s\[0\] .*pack file {pack} is missing"):
         co.arraysets["s"][0]
+    with pytest.raises(IntegrityError, match=rf"sample s\[\d+\] .*{pack} is missing"):
+        co.arraysets["s"].get_batch([0, 1])
     co.close()
 
 
@@ -567,3 +573,130 @@ def test_large_payloads_every_chunk_checked(repo, monkeypatch):
     rep = verify(repo)
     assert rep.damaged_samples() == {sha: {("l", 1), ("l", 2)}}
     assert any(str(o1.path) in s.problem for s in rep.damaged)
+
+
+# ---- leftovers: warnings, not damage -------------------------------------------------
+KILLED_BEFORE_INDEX = """
+import os, sys, warnings
+import numpy as np
+warnings.simplefilter("ignore")
+from hangar_git import Repository
+from hangar_git.store import chunked, packs
+chunked.THRESHOLD = 64 * 1024
+real_place = packs.PackWriter._place_large
+def place_then_die(self):
+    real_place(self)
+    os._exit(9)  # large files renamed into place; the index commit never happens
+packs.PackWriter._place_large = place_then_die
+co = Repository(sys.argv[1], exists=False).checkout(write=True)
+co.arraysets["l"].update({i: np.full((96, 128), 100.0 + i) for i in range(2)})
+"""
+
+
+def test_unindexed_large_files_are_warnings_not_damage(repo, monkeypatch, tmp_path):
+    """A writer killed between placing large payload files and indexing them
+    leaves files nothing names: fsck warns (exit status 0) and gc removes them."""
+    import sys
+
+    from hangar_git import cli_maint
+    from hangar_git.cli import CONTEXT_SETTINGS, RootGroup
+    from hangar_git.gc import gc
+    from hangar_git.store import chunked
+
+    monkeypatch.setattr(chunked, "THRESHOLD", 64 * 1024)
+    arrays = {i: np.random.default_rng(i).random((96, 128)) for i in range(2)}
+    co = repo.checkout(write=True)
+    co.arraysets.init_arrayset("l", shape=(96, 128), dtype=np.float64).update(arrays)
+    sha = co.commit("large")
+    co.close()
+    files = chunked.LargeFiles(repo._store.large_dir)
+    kept = set(files.numbers())
+    assert len(kept) == 2 and verify(repo).warnings == []
+    res = subprocess.run(
+        [sys.executable, "-c", KILLED_BEFORE_INDEX, repo.path], capture_output=True, text=True
+    )
+    assert res.returncode == 9, res.stderr
+    orphans = sorted(set(files.numbers()) - kept)
+    assert len(orphans) == 2
+    tmp = files.tmp_dir / "0000000099.12345.tmp"  # a temporary file of a killed writer
+    tmp.write_bytes(b"x" * 10)
+
+    for full in (False, True):
+        rep = verify(repo, full=full)
+        assert rep.ok, rep.summary()
+        assert not rep.damaged and not rep.store
+        assert len(rep.warnings) == 3
+        for n in orphans:
+            assert sum(str(files.path(n)) in w and "no index entry" in w for w in rep.warnings) == 1
+        assert any(str(tmp) in w and "temporary" in w for w in rep.warnings)
+        assert not any(str(files.path(n)) in w for n in kept for w in rep.warnings)
+        assert rep.summary().splitlines()[-1] == "OK"
+        assert sum(ln.startswith("warning: ") for ln in rep.summary().splitlines()) == 3
+
+    @click.group(cls=RootGroup, context_settings=CONTEXT_SETTINGS)
+    def grp() -> None:
+        pass
+
+    cli_maint.register(grp)
+    monkeypatch.chdir(repo.path)
+    res = CliRunner().invoke(grp, ["fsck"])
+    assert res.exit_code == 0, res.output
+    assert sum("warning: " in ln for ln in res.output.splitlines()) == 3
+    res = CliRunner().invoke(grp, ["fsck", "--json"])
+    assert res.exit_code == 0
+    out = json.loads(res.output)
+    assert out["ok"] is True and len(out["warnings"]) == 3
+
+    dry = gc(repo, dry_run=True)
+    assert dry.large_files_deleted == 2 and len(verify(repo).warnings) == 3
+    rep = gc(repo)
+    assert rep.large_files_deleted == 2
+    assert set(files.numbers()) == kept and not tmp.exists()
+    rep = verify(repo, full=True)
+    assert rep.ok and rep.warnings == []
+    with repo.checkout(commit=sha) as rc:
+        assert all((rc.arraysets["l"][i] == arrays[i]).all() for i in range(2))
+
+
+def test_indexed_but_unreferenced_large_file_is_no_warning(repo, monkeypatch):
+    """A large payload of a deleted branch is garbage for gc, not a leftover."""
+    from hangar_git.store import chunked
+
+    monkeypatch.setattr(chunked, "THRESHOLD", 64 * 1024)
+    co = repo.checkout(write=True)
+    aset = co.arraysets.init_arrayset("l", shape=(96, 128), dtype=np.float64)
+    aset[0] = np.random.default_rng(0).random((96, 128))
+    base = co.commit("one")
+    co.close()
+    repo.create_branch("dev", base)
+    co = repo.checkout(write=True, branch="dev")
+    co.arraysets["l"][1] = np.random.default_rng(1).random((96, 128))
+    co.commit("dev")
+    co.close()
+    repo.checkout(write=True).close()
+    repo.remove_branch("dev", force=True)
+    assert len(chunked.LargeFiles(repo._store.large_dir).numbers()) == 2
+    rep = verify(repo)
+    assert rep.ok and rep.warnings == []
+
+
+def test_no_leftover_warning_when_the_index_cannot_be_listed(repo, monkeypatch):
+    """With a damaged index segment any file might be named there: no guess."""
+    from hangar_git.store import chunked
+
+    monkeypatch.setattr(chunked, "THRESHOLD", 64 * 1024)
+    co = repo.checkout(write=True)
+    co.arraysets.init_arrayset("l", shape=(96, 128), dtype=np.float64).update(
+        {i: np.random.default_rng(i).random((96, 128)) for i in range(2)}
+    )
+    co.commit("large")
+    co.close()
+    con = sqlite3.connect(repo._store.index_path)
+    sid, blob = con.execute("SELECT id, entries FROM segments ORDER BY id LIMIT 1").fetchone()
+    blob = bytearray(blob)
+    blob[5] ^= 0xFF
+    con.execute("UPDATE segments SET entries=? WHERE id=?", (bytes(blob), sid))
+    con.commit()
+    con.close()
+    rep = verify(repo)
+    assert not rep.ok and rep.warnings == []

@@ -29,7 +29,16 @@ from typing import Any
 import numpy as np
 
 _REAL_WRITE = os.write
-ASETS = {"small": ((6,), np.int32), "big": ((130, 130), np.float32)}  # big: > 64 KiB
+#: small: shares pack blocks; big: > 64 KiB, a pack block of its own; large: over
+#: :data:`LARGE_THRESHOLD`, a chunked file of its own (``store/large/``)
+ASETS = {
+    "small": ((6,), np.int32),
+    "big": ((130, 130), np.float32),
+    "large": ((320, 320), np.float32),
+}
+#: the children store payloads of this many bytes and more as large files
+#: (the default, 1 MiB, would make every large sample slow to write)
+LARGE_THRESHOLD = 256 * 1024
 PREFIX = {"master": "m", "dev": "d"}
 
 
@@ -44,16 +53,31 @@ def gen(aset: str, seed: int) -> np.ndarray:
 
 # ---- fault injection ---------------------------------------------------------------
 class Faults:
-    """Counts I/O events and kills the process group at event ``kill_at``."""
+    """Counts I/O events and kills the process group at event ``kill_at``.
 
-    def __init__(self, kill_at: int, rng: random.Random, keep_fds: set[int], note_fd: int) -> None:
+    With ``focus`` (operation names), only the events of those operations
+    count: the kill lands inside one of them.
+    """
+
+    def __init__(
+        self,
+        kill_at: int,
+        rng: random.Random,
+        keep_fds: set[int],
+        note_fd: int,
+        focus: set[str] | None = None,
+    ) -> None:
         self.n = 0
         self.kill_at = kill_at
         self.rng = rng
         self.keep_fds = keep_fds
         self.note_fd = note_fd
+        self.focus = focus
+        self.op: str | None = None  # the operation in flight
 
     def event(self, what: str, tear: Any = None) -> None:
+        if self.focus is not None and self.op not in self.focus:
+            return
         self.n += 1
         if self.kill_at and self.n == self.kill_at:
             torn = tear() if tear is not None else None
@@ -153,7 +177,10 @@ def run(job: dict[str, Any]) -> None:
     err = os.open(job["errlog"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(err, 2)
     ack_fd = os.open(job["acks"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    faults = Faults(job["kill_at"], random.Random(job["seed"] * 7 + 1), {ack_fd, err, 1, 2}, ack_fd)
+    focus = set(job["focus"]) if job.get("focus") else None
+    faults = Faults(
+        job["kill_at"], random.Random(job["seed"] * 7 + 1), {ack_fd, err, 1, 2}, ack_fd, focus
+    )
     install(faults)
     try:
         _work(job, faults, ack_fd)
@@ -173,6 +200,7 @@ def _work(job: dict[str, Any], faults: Faults, ack_fd: int) -> None:
 
     def note(kind: str, obj: dict[str, Any]) -> None:
         os.write(ack_fd, (json.dumps({kind: obj}) + "\n").encode())
+        faults.op = obj["op"] if kind == "begin" else None
 
     rng = random.Random(job["seed"])
     repo = Repository(job["path"])
@@ -186,7 +214,8 @@ def _work(job: dict[str, Any], faults: Faults, ack_fd: int) -> None:
         return [k for k in co.arraysets[aset] if isinstance(k, str) and k.startswith(p)]
 
     def change() -> list[Any]:
-        aset = "big" if rng.random() < 0.15 else "small"
+        x = rng.random()
+        aset = "large" if x < 0.06 else "big" if x < 0.18 else "small"
         keys = existing(aset)
         if keys and rng.random() < 0.25:
             return [aset, rng.choice(keys), None]
@@ -205,7 +234,11 @@ def _work(job: dict[str, Any], faults: Faults, ack_fd: int) -> None:
         if not dirty:  # clean: move between the branches and merge often
             x = rng.random()
             if branch == "master":
-                r = 0.8 if x < 0.3 else 0.72 if x < 0.45 else r
+                master, dev = branch_head(git, "master"), branch_head(git, "dev")
+                if str(git.merge_base(master, dev)) != dev:  # dev has work to merge
+                    r = 0.8 if x < 0.5 else 0.72 if x < 0.6 else r
+                else:  # nothing to merge: go and work on dev
+                    r = 0.72 if x < 0.35 else r
             elif x < 0.3:
                 r = 0.72
         if r < 0.30:
@@ -285,6 +318,9 @@ def zygote() -> None:
     import hangar_git  # warm: the children start with it loaded
     import hangar_git.gc
     import hangar_git.merge  # noqa: F401
+    from hangar_git.store import chunked
+
+    chunked.THRESHOLD = LARGE_THRESHOLD
 
     out = sys.stdout
     out.write("ready\n")

@@ -4,7 +4,10 @@ against the digest its record names. Zero errors, zero mismatches.
 
 The writer also stages and drops samples before committing (payloads gc then
 reclaims) and runs gc with compaction, so readers meet payloads moving to new
-packs under their feet. The run lasts ``HANGAR_CONCURRENCY_SECONDS`` (30 s).
+packs under their feet. Samples of ``l`` are over the writer's large-payload
+threshold: each is a chunked file of its own (``store/large/``), placed and
+indexed while readers read, and deleted by gc once dropped. The run lasts
+``HANGAR_CONCURRENCY_SECONDS`` (30 s).
 """
 
 from __future__ import annotations
@@ -22,8 +25,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from hangar_git.store import chunked
+
 SECONDS = float(os.environ.get("HANGAR_CONCURRENCY_SECONDS", "30"))
 READERS = 4
+#: the writer stores payloads of this many bytes and more as large files
+LARGE_THRESHOLD = 256 * 1024
+LARGE_SHAPE = (300, 300)  # float32: 360 KB
 
 
 def gen(n: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -34,8 +42,10 @@ def writer(path: str, deadline: float, out: str) -> None:
     warnings.simplefilter("ignore")
     from hangar_git import Repository
     from hangar_git.gc import gc
+    from hangar_git.store import chunked
 
-    stats = {"commits": 0, "gc": 0, "moved": 0, "removed": 0, "error": None}
+    chunked.THRESHOLD = LARGE_THRESHOLD
+    stats = {"commits": 0, "gc": 0, "moved": 0, "removed": 0, "large_deleted": 0, "error": None}
     try:
         repo = Repository(path)
         rng = random.Random(1)
@@ -43,14 +53,17 @@ def writer(path: str, deadline: float, out: str) -> None:
         n = 10_000
         rounds = 0
         while time.time() < deadline:
-            s, b = co.arraysets["s"], co.arraysets["b"]
-            with s, b:
+            s, b, lg = co.arraysets["s"], co.arraysets["b"], co.arraysets["l"]
+            with s, b, lg:
                 for _ in range(rng.randint(5, 30)):
                     n += 1
                     s[f"k{rng.randrange(400)}"] = gen(n, (64,))
                 if rng.random() < 0.5:
                     n += 1
                     b[f"b{rng.randrange(20)}"] = gen(n, (130, 130))
+                if rng.random() < 0.3:
+                    n += 1
+                    lg[f"l{rng.randrange(8)}"] = gen(n, LARGE_SHAPE)
                 keys = list(s.keys())
                 for k in rng.sample(keys, min(len(keys), rng.randint(0, 5))):
                     del s[k]
@@ -58,6 +71,10 @@ def writer(path: str, deadline: float, out: str) -> None:
             n += 1
             s["tmp"] = gen(n, (64,))
             del s["tmp"]
+            if rng.random() < 0.1:
+                n += 1
+                lg["tmp"] = gen(n, LARGE_SHAPE)
+                del lg["tmp"]
             co.commit(f"round {rounds}")
             stats["commits"] += 1
             rounds += 1
@@ -67,6 +84,7 @@ def writer(path: str, deadline: float, out: str) -> None:
                 stats["gc"] += 1
                 stats["moved"] += rep.payloads_moved
                 stats["removed"] += rep.payloads_removed
+                stats["large_deleted"] += rep.large_files_deleted
                 co = repo.checkout(write=True)
         co.close()
     except BaseException:
@@ -134,10 +152,12 @@ def test_readers_while_writing_and_gc(repo, tmp_path):
     co = repo.checkout(write=True)
     s = co.arraysets.init_arrayset("s", shape=(64,), dtype=np.float32)
     b = co.arraysets.init_arrayset("b", shape=(130, 130), dtype=np.float32)
+    lg = co.arraysets.init_arrayset("l", shape=LARGE_SHAPE, dtype=np.float32)
     with s, b:
         for i in range(200):
             s[f"k{i}"] = gen(i, (64,))
         b["b0"] = gen(999, (130, 130))
+    lg["l0"] = gen(998, LARGE_SHAPE)  # in a pack here; later ones are large files
     co.commit("start")
     co.close()
     ctx = mp.get_context("spawn")
@@ -159,7 +179,8 @@ def test_readers_while_writing_and_gc(repo, tmp_path):
     checks = sum(r["checks"] for r in rs)
     print(
         f"\n{SECONDS:.0f} s: writer {w['commits']} commits, {w['gc']} gc runs "
-        f"({w['moved']} payloads moved, {w['removed']} reclaimed); "
+        f"({w['moved']} payloads moved, {w['removed']} reclaimed, "
+        f"{w['large_deleted']} large files deleted); "
         f"{READERS} readers: {sum(r['checkouts'] for r in rs)} checkouts, {checks} reads "
         f"checked, {sum(r['errors'] for r in rs)} errors, "
         f"{sum(r['mismatches'] for r in rs)} mismatches"
@@ -168,4 +189,6 @@ def test_readers_while_writing_and_gc(repo, tmp_path):
         assert r["errors"] == 0, r["messages"]
         assert r["mismatches"] == 0
     assert checks > 1000 and w["commits"] > 10 and w["gc"] >= 1
-    assert repo.verify(full=True).ok
+    assert chunked.LargeFiles(repo._store.large_dir).numbers(), "no large payload was written"
+    rep = repo.verify(full=True)
+    assert rep.ok, rep.summary()

@@ -42,6 +42,7 @@ import pytest
 
 from hangar_git import Repository
 from hangar_git.fsck import verify
+from hangar_git.gc import gc
 from hangar_git.gitutil import branch_head
 from hangar_git.naming import decode_key
 from hangar_git.store.digest import array_digest
@@ -53,6 +54,7 @@ SEED = int(os.environ.get("HANGAR_CRASH_SEED", "20251125"))
 #: kill points to reach (event-driven, then timed)
 EVENT_KILLS = int(os.environ.get("HANGAR_CRASH_EVENT_KILLS", "200"))
 TIMED_KILLS = int(os.environ.get("HANGAR_CRASH_TIMED_KILLS", "50"))
+MERGE_KILLS = int(os.environ.get("HANGAR_CRASH_MERGE_KILLS", "40"))
 #: kill points per repository before starting afresh
 EPOCH = 25
 OPS = 12
@@ -285,6 +287,7 @@ def new_repository(path: Path) -> tuple[Repository, Model]:
     co = repo.checkout(write=True)
     co.arraysets.init_arrayset("small", shape=(6,), dtype=np.int32)
     co.arraysets.init_arrayset("big", shape=(130, 130), dtype=np.float32)
+    co.arraysets.init_arrayset("large", shape=(320, 320), dtype=np.float32)
     samples: Samples = {}
     for i in range(3):
         co.arraysets["small"][f"m{i}"] = gen("small", i)
@@ -297,8 +300,13 @@ def new_repository(path: Path) -> tuple[Repository, Model]:
     return repo, m
 
 
-def check_after_kill(repo_path: Path, m: Model, acks_path: Path, full: bool) -> Model:
-    """Replay the acknowledgements, then hold the repository against them."""
+def check_after_kill(
+    repo_path: Path, m: Model, acks_path: Path, full: bool
+) -> tuple[Model, list[str]]:
+    """Replay the acknowledgements, then hold the repository against them.
+
+    Returns the model and fsck's warnings (leftover files: not damage).
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a damaged journal would warn: that is a failure
         repo = Repository(repo_path)
@@ -324,27 +332,49 @@ def check_after_kill(repo_path: Path, m: Model, acks_path: Path, full: bool) -> 
         co.close()
     for sha in set(m.heads.values()):
         check_content(repo, sha, m.contents[sha])
-    return m
+    return m, rep.warnings
 
 
 def final_check(repo_path: Path, m: Model) -> None:
+    """The whole history reads back, before and after a gc that clears every
+    leftover of the kills (unindexed large payload files among them)."""
     repo = Repository(repo_path)
     rep = verify(repo, full=True)
     assert rep.ok, rep.summary()
     for sha, content in m.contents.items():
         check_content(repo, sha, content)
+    gc(repo, threshold=0.0)
+    rep = verify(repo, full=True)
+    assert rep.ok and not rep.warnings, rep.summary()
+    for sha in set(m.heads.values()):
+        check_content(repo, sha, m.contents[sha])
     co = repo.checkout(write=True, branch=repo._writer_branch())
     co.arraysets["small"]["final"] = gen("small", 7)
     co.commit("a commit after all the kills")
     co.close()
 
 
-def campaign(tmp_path: Path, timed: bool, kills_wanted: int, seed: int) -> dict[str, Any]:
+def campaign(
+    tmp_path: Path, timed: bool, kills_wanted: int, seed: int, focus: list[str] | None = None
+) -> dict[str, Any]:
+    """Run jobs until ``kills_wanted`` of them were killed, checking after each.
+
+    ``focus``: kill only inside these operations (their I/O events alone count).
+    """
     rng = random.Random(seed)
     z = Zygote()
-    stats = {"kills": 0, "completed": 0, "runs": 0, "events": [], "where": {}}
+    stats: dict[str, Any] = {
+        "kills": 0,
+        "completed": 0,
+        "runs": 0,
+        "where": {},
+        "ops": {},
+        "warned": 0,  # checks after which fsck warned of leftover files
+    }
     durations: list[float] = []
-    span = 150  # I/O events of a whole run: the most seen in a run that completed
+    # I/O events of a whole run (of the focused operations): the most seen in a
+    # run that completed
+    span = 150 if focus is None else 20
     epoch = 0
     repo_path = tmp_path / f"repo{epoch}"
     _, m = new_repository(repo_path)
@@ -359,6 +389,7 @@ def campaign(tmp_path: Path, timed: bool, kills_wanted: int, seed: int) -> dict[
                 "seed": rng.randrange(1 << 30),
                 "ops": OPS,
                 "kill_at": 0 if timed else rng.randint(1, span),
+                "focus": focus,
                 "acks": str(tmp_path / f"acks{n}.jsonl"),
                 "errlog": str(tmp_path / f"err{n}.txt"),
             }
@@ -377,18 +408,24 @@ def campaign(tmp_path: Path, timed: bool, kills_wanted: int, seed: int) -> dict[
                 stats["kills"] += 1
                 kills_here += 1
                 _, pending, extra = read_acks(Path(job["acks"]))
-                where = (extra["killed"] or {}).get("killed", "timer").split(" ")[0]
+                where = (extra["killed"] or {}).get("killed", "timer")
+                # "sqlite <statement>": one group; "git <what>": tree, blob, commit, ref
+                where = " ".join(where.split(" ")[: 2 if where.startswith("git") else 1])
                 if extra["killed"] and extra["killed"].get("torn") not in (None, "none"):
                     where += " (torn)"
                 op = pending["op"] if pending else "-"
                 stats["where"][f"{op} @ {where}"] = stats["where"].get(f"{op} @ {where}", 0) + 1
+                stats["ops"][op] = stats["ops"].get(op, 0) + 1
             else:
                 err = Path(job["errlog"]).read_text()
                 raise AssertionError(f"{what}\n{err}")
             try:
-                m = check_after_kill(repo_path, m, Path(job["acks"]), full=stats["kills"] % 10 == 0)
+                m, warned = check_after_kill(
+                    repo_path, m, Path(job["acks"]), full=stats["kills"] % 10 == 0
+                )
             except AssertionError as exc:
                 raise AssertionError(f"after {what}: {exc}") from None
+            stats["warned"] += bool(warned)
             if kills_here >= EPOCH:
                 final_check(repo_path, m)
                 epoch += 1
@@ -407,11 +444,33 @@ def test_kill_at_io_events(tmp_path):
     stats = campaign(tmp_path, timed=False, kills_wanted=EVENT_KILLS, seed=SEED)
     print(
         f"\nevent kills survived: {stats['kills']} "
-        f"(runs {stats['runs']}, completed without a kill {stats['completed']})"
+        f"(runs {stats['runs']}, completed without a kill {stats['completed']}, "
+        f"fsck warned of leftover files after {stats['warned']})"
     )
     for k, v in sorted(stats["where"].items()):
         print(f"  {v:4d}  {k}")
     assert stats["kills"] >= EVENT_KILLS
+    # every kind of operation is killed in the middle, merge and gc included
+    floor = max(1, EVENT_KILLS // 40)
+    for op in ("stage", "commit", "merge", "gc", "switch"):
+        assert stats["ops"].get(op, 0) >= floor, (op, stats["ops"])
+
+
+@pytest.mark.slow
+def test_kill_inside_merges(tmp_path):
+    """SIGKILL at the N-th I/O event of a merge: merges write few objects, so the
+    campaign above lands in one rarely; here every kill does."""
+    stats = campaign(
+        tmp_path, timed=False, kills_wanted=MERGE_KILLS, seed=SEED + 2, focus=["merge"]
+    )
+    print(
+        f"\nmerge kills survived: {stats['kills']} "
+        f"(runs {stats['runs']}, completed without a kill {stats['completed']}, "
+        f"fsck warned of leftover files after {stats['warned']})"
+    )
+    for k, v in sorted(stats["where"].items()):
+        print(f"  {v:4d}  {k}")
+    assert stats["kills"] >= MERGE_KILLS and set(stats["ops"]) == {"merge"}
 
 
 @pytest.mark.slow
@@ -420,7 +479,8 @@ def test_kill_at_random_times(tmp_path):
     stats = campaign(tmp_path, timed=True, kills_wanted=TIMED_KILLS, seed=SEED + 1)
     print(
         f"\ntimed kills survived: {stats['kills']} "
-        f"(runs {stats['runs']}, completed before the kill {stats['completed']})"
+        f"(runs {stats['runs']}, completed before the kill {stats['completed']}, "
+        f"fsck warned of leftover files after {stats['warned']})"
     )
     for k, v in sorted(stats["where"].items()):
         print(f"  {v:4d}  {k}")
