@@ -231,7 +231,9 @@ def _payloads(
             drop.append(n)
         elif sizes[n] - live_bytes >= max(1, threshold * sizes[n]):
             compact.append(n)
-            after += sum(loc.ilen for _, loc in items)  # raw size: an upper bound
+            # the live items, re-packed: at most their raw size, and about the
+            # stored size of the blocks holding them (compressed alike)
+            after += min(sum(loc.ilen for _, loc in items), live_bytes)
         else:
             after += sizes[n]
     missing_packs = set(by_pack) - set(numbers)
