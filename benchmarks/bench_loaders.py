@@ -33,6 +33,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -181,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
 
+    load_before = os.getloadavg()
     root = args.dir or Path(tempfile.mkdtemp(prefix="hangar-bench-loaders-"))
     try:
         marker = root / f"built-{args.n}"
@@ -208,7 +210,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.dir is None:
             shutil.rmtree(root, ignore_errors=True)
 
+    load_after = os.getloadavg()
     print(f"\nepoch of {n} MNIST-shaped samples, batch size {bs}, best of {args.repeat}")
+    before, after = ("/".join(f"{x:.2f}" for x in la) for la in (load_before, load_after))
+    print(f"load average (1/5/15 min): {before} before, {after} after, {os.cpu_count()} CPUs")
     print(f"{'':34} {'hangar-git':>12} {'.npy files':>12} {'ratio':>7}")
     slow = False
     for name, h, f in rows:

@@ -13,6 +13,8 @@ import pytest
 
 from hangar_git import MissingPayloadError, make_numpy_loader
 from hangar_git.arrayset import ArraysetDataReader
+from hangar_git.checkout import PayloadAccess
+from hangar_git.records.view import CommitView
 
 N = 50
 
@@ -96,22 +98,33 @@ def test_every_epoch_rereads(rco):
     assert [b.labels.tolist() for b in loader] == first
 
 
-def test_reads_go_through_get_batch(rco, monkeypatch):
+def test_reads_go_through_the_batch_path_without_record_lookups(rco, monkeypatch):
     calls = []
-    orig = ArraysetDataReader.get_batch
+    orig = PayloadAccess.read_batch
 
-    def spy(self, names, **kw):
-        calls.append((self.name, list(names)))
-        return orig(self, names, **kw)
+    def spy(self, aset, digests, encs=None):
+        calls.append((aset, list(digests)))
+        return orig(self, aset, digests, encs)
 
-    monkeypatch.setattr(ArraysetDataReader, "get_batch", spy)
     loader = make_numpy_loader(both(rco), batch_size=20)
-    list(loader)
-    assert calls == [
-        (name, list(range(lo, min(lo + 20, N))))
+    monkeypatch.setattr(PayloadAccess, "read_batch", spy)
+
+    def no_lookups(*args, **kwargs):
+        raise AssertionError("a record look-up on the hot path")
+
+    # digests were resolved when the loader was made: an epoch encodes no key and
+    # looks up no record, it hands each batch's digests to the batch read
+    monkeypatch.setattr(CommitView, "get_many", no_lookups)
+    monkeypatch.setattr(ArraysetDataReader, "get_batch", no_lookups)
+    monkeypatch.setattr(ArraysetDataReader, "get", no_lookups)
+    assert len(list(loader)) == 3
+    monkeypatch.undo()
+    expect = [
+        (name, rco._view.get_many(name, [f"i:{k}" for k in range(lo, min(lo + 20, N))]))
         for lo in (0, 20, 40)
         for name in ("images", "labels")
     ]
+    assert calls == expect
 
 
 # ---- selection --------------------------------------------------------------
@@ -524,3 +537,15 @@ def test_missing_framework_gives_install_hint(rco, monkeypatch, func, module, ex
     monkeypatch.setitem(sys.modules, module, None)  # import of it now fails
     with pytest.raises(ImportError, match=extra.replace("[", r"\[").replace("]", r"\]")):
         getattr(hangar_git, func)(rco.arraysets["labels"])
+
+
+def test_closing_the_loader_mid_epoch_stops_that_epoch(rco):
+    from hangar_git import ClosedError
+
+    loader = make_numpy_loader(both(rco), batch_size=10)
+    running = iter(loader)
+    next(running)
+    loader.close()  # closes the checkout the running epoch holds
+    with pytest.raises(ClosedError):
+        next(running)
+    assert sum(len(b.labels) for b in loader) == N  # a new epoch reopens

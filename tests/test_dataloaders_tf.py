@@ -148,3 +148,40 @@ def test_remote_references_are_reported_before_reading(data_repo, tmp_path, reco
     ds = make_tf_dataset(pair(rc), keys=[0, 1, 2], shuffle=False)
     assert labels_of(ds) == [0, 1, 2]
     rc.close()
+
+
+def test_reads_the_checkout_commit_not_the_branch_head(data_repo):
+    old = data_repo.checkout()
+    first = old.commit_hash
+    ds = make_tf_dataset(pair(old), shuffle=False)
+    co = data_repo.checkout(write=True)
+    co.arraysets["labels"][3] = np.array([-3], np.int64)
+    co.commit("relabel")
+    co.close()
+    assert labels_of(ds) == list(range(N))
+    old.close()
+    at_first = data_repo.checkout(commit=first)
+    assert labels_of(make_tf_dataset(pair(at_first), shuffle=False))[3] == 3
+    at_first.close()
+    head = data_repo.checkout()
+    assert labels_of(make_tf_dataset(pair(head), shuffle=False))[3] == -3
+    head.close()
+
+
+@pytest.mark.parametrize("asets", [("images", "labels"), ("seq", "labels")])
+def test_reads_are_chunks_through_the_batch_path(rco, monkeypatch, asets):
+    from hangar_git.checkout import PayloadAccess
+    from hangar_git.dataloaders.common import SampleSource
+
+    orig = PayloadAccess.read_batch
+    calls: list[tuple[str, int]] = []
+
+    def spy(self, aset, digests, encs=None):
+        calls.append((aset, len(digests)))
+        return orig(self, aset, digests, encs)
+
+    monkeypatch.setattr(PayloadAccess, "read_batch", spy)
+    src = SampleSource.from_arraysets([rco.arraysets[a] for a in asets])
+    ds = tf_loader.dataset_from_source(src, shuffle=True, seed=0, chunk=16)
+    assert sorted(int(lab[0]) for _, lab in ds.as_numpy_iterator()) == list(range(N))
+    assert calls == [(name, n) for n in (16, 16, 8) for name in asets]

@@ -238,3 +238,47 @@ def test_remote_references_are_reported_before_reading(data_repo, tmp_path, reco
     dset = make_torch_dataset(pair(rc), keys=[11, 13])
     assert [int(s.labels) for s in (dset[0], dset[1])] == [11, 13]
     rc.close()
+
+
+# ---- commits, batch path ---------------------------------------------------------------
+def test_workers_read_the_datasets_commit_while_the_branch_moves_on(data_repo):
+    """Spawned workers open the dataset's commit, not the branch head, and read
+    while a writer holds the repository."""
+    old = data_repo.checkout()
+    dset = make_torch_dataset(pair(old))
+    old.close()
+    writer = data_repo.checkout(write=True)
+    writer.arraysets["labels"][3] = np.array(-3, np.int64)
+    del writer.arraysets["images"][4]
+    writer.commit("relabel")  # the writer stays open (holds the writer lock)
+    kw = {"batch_size": 8, "num_workers": 2, "multiprocessing_context": "spawn"}
+    got = epoch(DataLoader(dset, **kw))
+    assert got == epoch(DataLoader(dset, batch_size=8))
+    labels = [lab for _, labs in got for lab in labs]
+    assert labels == list(range(N))
+    writer.close()
+    new = data_repo.checkout()
+    (batch,) = list(DataLoader(make_torch_dataset(pair(new), keys=[2, 3, 5]), batch_size=3))
+    assert batch.labels.tolist() == [2, -3, 5]
+    new.close()
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_batch_is_one_batch_read_per_arrayset(rco, monkeypatch, tmp_path, workers):
+    from hangar_git.checkout import PayloadAccess
+
+    orig = PayloadAccess.read_batch
+    log = tmp_path / "calls.log"  # forked workers inherit the spy and append here
+
+    def spy(self, aset, digests, encs=None):
+        with open(log, "a") as f:
+            f.write(f"{aset} {len(digests)}\n")
+        return orig(self, aset, digests, encs)
+
+    monkeypatch.setattr(PayloadAccess, "read_batch", spy)
+    kw = {"num_workers": workers, "multiprocessing_context": "fork"} if workers else {}
+    loader = DataLoader(make_torch_dataset(pair(rco)), batch_size=16, **kw)
+    assert len(epoch(loader)) == 3
+    calls = log.read_text().split("\n")[:-1]
+    expect = [f"{name} {n}" for n in (16, 16, 8) for name in ("images", "labels")]
+    assert sorted(calls) == sorted(expect)

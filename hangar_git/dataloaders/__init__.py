@@ -50,8 +50,9 @@ def make_torch_dataset(
 
     Worker processes (``num_workers > 0``, with the ``fork`` or ``spawn``
     start method) give exactly the samples of ``num_workers=0``: the dataset
-    holds only the repository path, commit hash, arrayset names and keys, and
-    each process opens its own read checkout on first use.
+    holds only the repository path, commit hash, arrayset names, keys and
+    the keys' payload digests, and each process opens its own read checkout
+    on first use.
 
     Variable-shape arraysets: samples of unequal shapes cannot be stacked by
     the default collate; pass ``collate_fn=PadCollate()`` (zero-pad to the

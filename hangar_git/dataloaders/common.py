@@ -2,11 +2,20 @@
 
 A :class:`SampleSource` is made from the arraysets of a *read* checkout. It
 keeps only plain data -- the repository path, the commit hash, the arrayset
-names and the selected keys -- so it pickles into worker processes (``fork``
-or ``spawn``) and opens read checkouts of its own, lazily, in each process
-that reads through it (one per concurrent reader: threads never share one).
-Nothing unpicklable (git handles, SQLite connections, file descriptors) ever
-crosses a process boundary.
+names, the selected keys and their payload digests -- so it pickles into
+worker processes (``fork`` or ``spawn``) and opens read checkouts of its own,
+lazily, in each process that reads through it (one per concurrent reader:
+threads never share one). Nothing unpicklable (git handles, SQLite
+connections, file descriptors) ever crosses a process boundary.
+
+Hot path
+--------
+The digests of the selected samples are resolved once, when the source is
+made (a commit's records never change). Reading a batch is then, per
+arrayset, a list of digests handed to the checkout's batch read
+(``PayloadAccess.read_batch``: one vectorised index look-up, one
+decompression pass per storage block) -- no per-sample key encoding or
+record look-up.
 
 Sample order
 ------------
@@ -24,7 +33,7 @@ import threading
 import warnings
 import weakref
 from collections import namedtuple
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
@@ -286,13 +295,18 @@ class _Pool:
                 pass
 
 
+#: reads the samples at some indices of a source: per arrayset, their arrays
+BatchRead = Callable[[Sequence[int]], list[list[np.ndarray]]]
+
+
 class SampleSource:
     """The selected samples of some arraysets at one commit; picklable.
 
-    Build one with :meth:`from_arraysets`. :meth:`read` returns the arrays of
-    a list of keys through each arrayset's batch path
-    (:meth:`ArraysetDataReader.get_batch`), using read checkouts that this
-    object opens itself in each process, on first use (see :meth:`lease`).
+    Build one with :meth:`from_arraysets`. Samples are addressed by index
+    into :attr:`keys`. :meth:`read` (or a :meth:`reader` held for many
+    batches) returns the arrays of a list of indices through the checkout's
+    batch read path, using read checkouts that this object opens itself in
+    each process, on first use (see :meth:`lease`).
     """
 
     def __init__(
@@ -302,6 +316,7 @@ class SampleSource:
         names: Sequence[str],
         keys: Sequence[Key],
         specs: Sequence[tuple[np.dtype, tuple[int, ...], bool]],
+        digests: Sequence[Sequence[bytes]],
     ) -> None:
         self.path = path
         self.commit = commit
@@ -309,6 +324,12 @@ class SampleSource:
         self.keys = list(keys)
         #: per arrayset: (dtype, (max) shape, variable_shape)
         self.specs = list(specs)
+        #: per arrayset: the payload digest of each selected key, in order
+        self.digests = [list(d) for d in digests]
+        if len(self.digests) != len(self.names) or any(
+            len(d) != len(self.keys) for d in self.digests
+        ):
+            raise ValueError("one digest per selected key and arrayset is needed")
         self._setup()
 
     @classmethod
@@ -335,7 +356,19 @@ class SampleSource:
         check_local(asets, selected)
         co = cast("ReaderCheckout", asets[0]._co)  # as_arrayset_list checked it
         specs = [(a.dtype, a.shape, a.variable_shape) for a in asets]
-        return cls(co._repo.path, co.commit_hash, [a.name for a in asets], selected, specs)
+        encs = [encode_key(k) for k in selected]
+        digests = [co._view.get_many(a.name, encs) for a in asets]
+        for aset, digs in zip(asets, digests, strict=True):  # select_keys checked them
+            if None in digs:  # pragma: no cover - defensive
+                raise KeyError(f"{selected[digs.index(None)]!r} is not in arrayset {aset.name!r}")
+        return cls(
+            co._repo.path,
+            co.commit_hash,
+            [a.name for a in asets],
+            selected,
+            specs,
+            cast("list[list[bytes]]", digests),
+        )
 
     # ---- per-process handles -------------------------------------------------
     def _setup(self) -> None:
@@ -343,7 +376,9 @@ class SampleSource:
         weakref.finalize(self, self._pool.close)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: self.__dict__[k] for k in ("path", "commit", "names", "keys", "specs")}
+        return {
+            k: self.__dict__[k] for k in ("path", "commit", "names", "keys", "specs", "digests")
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -364,6 +399,31 @@ class SampleSource:
         returned ones are reused, so their caches stay warm across batches
         and epochs. A forked child never touches its parent's checkouts.
         """
+        with self._borrow() as handle:
+            yield handle.asets
+
+    @contextmanager
+    def reader(self) -> Iterator[BatchRead]:
+        """A function reading the samples at a list of indices, for many batches.
+
+        It holds one read checkout of this process (as :meth:`lease`) until
+        the ``with`` block ends. Called with indices into :attr:`keys`, it
+        returns, per arrayset, the samples' arrays in that order (fresh,
+        writeable arrays).
+        """
+        with self._borrow() as handle:
+            co = handle.co
+            payloads = co._payloads
+            columns = list(zip(self.names, self.digests, strict=True))
+
+            def read(indices: Sequence[int]) -> list[list[np.ndarray]]:
+                co._check()  # ClosedError once close() closed it under us
+                return [payloads.read_batch(name, [d[i] for i in indices]) for name, d in columns]
+
+            yield read
+
+    @contextmanager
+    def _borrow(self) -> Iterator[_Handle]:
         pool = self._pool
         with pool.lock:
             pool.forked()
@@ -375,7 +435,7 @@ class SampleSource:
                 pool.forked()
                 pool.opened.append(handle)
         try:
-            yield handle.asets
+            yield handle
         finally:
             with pool.lock:
                 if handle.pid == pool.pid == os.getpid() and handle.generation == pool.generation:
@@ -394,10 +454,11 @@ class SampleSource:
         """True when some arrayset has variable-shape samples."""
         return any(v for _, _, v in self.specs)
 
-    def read(self, keys: Sequence[Key]) -> list[list[np.ndarray]]:
-        """Per arrayset, the arrays of ``keys`` in order (fresh, writeable arrays)."""
-        with self.lease() as asets:
-            return [aset.get_batch(keys) for aset in asets]
+    def read(self, indices: Sequence[int]) -> list[list[np.ndarray]]:
+        """Per arrayset, the arrays of the samples at ``indices`` (into :attr:`keys`),
+        in that order (fresh, writeable arrays)."""
+        with self.reader() as read:
+            return read(indices)
 
     def __repr__(self) -> str:
         return (

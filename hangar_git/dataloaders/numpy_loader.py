@@ -1,9 +1,10 @@
 """A framework-free loader: batches of stacked numpy arrays from a read checkout.
 
 :func:`make_numpy_loader` is the base the torch and tensorflow adapters share:
-it selects samples once (validating everything up front), and each epoch
-reads one batch at a time through each arrayset's batch path, so payloads that
-share a storage block are decompressed once per batch.
+it selects samples once (validating everything up front, resolving their
+payload digests), and each epoch reads one batch at a time through the batch
+read path of each arrayset, so payloads that share a storage block are
+decompressed once per batch.
 """
 
 from __future__ import annotations
@@ -90,27 +91,35 @@ class NumpyLoader:
         )
 
     # ---- iteration -------------------------------------------------------
-    def epoch_keys(self) -> list[Key]:
-        """The keys of one epoch in reading order (a new permutation if shuffling).
+    def epoch_indices(self) -> list[int]:
+        """Indices into :attr:`keys` of one epoch in reading order.
 
         With ``shuffle`` each call draws the next permutation from the
         loader's generator, seeded by ``seed``: the sequence of epochs is
         reproducible, and every epoch differs.
         """
-        keys = self.source.keys
+        n = len(self.source)
         if not self.shuffle:
-            return list(keys)
+            return list(range(n))
         with self._rng_lock:
-            order = self._rng.permutation(len(keys))
-        return [keys[i] for i in order]
+            order = self._rng.permutation(n)
+        return order.tolist()
+
+    def epoch_keys(self) -> list[Key]:
+        """The keys of one epoch in reading order (a new permutation if shuffling,
+        drawn as :meth:`epoch_indices` does)."""
+        keys = self.source.keys
+        return [keys[i] for i in self.epoch_indices()]
+
+    def _batches(self, order: list[Any]) -> Iterator[list[Any]]:
+        n, b = len(order), self.batch_size
+        stop = n - n % b if self.drop_last else n
+        for i in range(0, stop, b):
+            yield order[i : i + b]
 
     def batches_of_keys(self) -> Iterator[list[Key]]:
         """The keys of each batch of one epoch."""
-        keys = self.epoch_keys()
-        n, b = len(keys), self.batch_size
-        stop = n - n % b if self.drop_last else n
-        for i in range(0, stop, b):
-            yield keys[i : i + b]
+        return self._batches(self.epoch_keys())
 
     def collate(self, per_aset: list[list[np.ndarray]]) -> Any:
         """One batch (a namedtuple) from the arrays read per arrayset."""
@@ -126,9 +135,10 @@ class NumpyLoader:
 
     def __iter__(self) -> Iterator[Any]:
         collate = self.collate
-        with self.source.lease() as asets:  # one checkout for the epoch
-            for keys in self.batches_of_keys():
-                yield collate([aset.get_batch(keys) for aset in asets])
+        order = self.epoch_indices()
+        with self.source.reader() as read:  # one checkout for the epoch
+            for indices in self._batches(order):
+                yield collate(read(indices))
 
     # ---- handles ---------------------------------------------------------
     def close(self) -> None:

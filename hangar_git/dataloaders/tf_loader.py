@@ -4,7 +4,7 @@ Importing this module imports tensorflow; ``hangar_git`` itself never does
 (use :func:`hangar_git.make_tf_dataset`, which imports this module on call).
 
 The dataset is built with ``tf.data.Dataset.from_generator``. The generator
-reads chunks of samples through each arrayset's batch path; for fixed-shape
+reads chunks of samples through each arrayset's batch read path; for fixed-shape
 arraysets a chunk is handed to tensorflow as one stacked tensor and split
 into samples by ``unbatch()`` inside tensorflow, so no Python runs per
 sample. Variable-shape arraysets are yielded one sample at a time, each
@@ -48,24 +48,22 @@ def dataset_from_source(
     """The ``tf.data.Dataset`` of a :class:`SampleSource` (see the module docstring)."""
     rng = np.random.default_rng(seed)
     lock = threading.Lock()
-    keys = source.keys
+    n = len(source)
     per_sample = source.variable
 
-    def epoch_keys() -> list[Key]:
+    def epoch_order() -> list[int]:
         if not shuffle:
-            return keys
+            return list(range(n))
         with lock:
-            order = rng.permutation(len(keys))
-        return [keys[i] for i in order]
+            return rng.permutation(n).tolist()
 
     def generate() -> Iterator[tuple[np.ndarray, ...]]:
-        order = epoch_keys()
+        order = epoch_order()
         # one checkout per running iterator; tensorflow may resume the generator
         # on another thread, never on two at once
-        with source.lease() as asets:
-            for i in range(0, len(order), chunk):
-                part = order[i : i + chunk]
-                per_aset = [aset.get_batch(part) for aset in asets]
+        with source.reader() as read:
+            for i in range(0, n, chunk):
+                per_aset = read(order[i : i + chunk])
                 if per_sample:
                     yield from zip(*per_aset, strict=True)
                 else:
@@ -76,7 +74,7 @@ def dataset_from_source(
     )
     if not per_sample:
         ds = ds.unbatch()
-    return ds.apply(tf.data.experimental.assert_cardinality(len(keys)))
+    return ds.apply(tf.data.experimental.assert_cardinality(n))
 
 
 def make_tf_dataset(

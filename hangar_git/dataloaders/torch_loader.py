@@ -4,13 +4,13 @@ Importing this module imports torch; ``hangar_git`` itself never does (use
 :func:`hangar_git.make_torch_dataset`, which imports this module on call).
 
 Workers: the dataset holds only the repository path, the commit hash, the
-arrayset names and the selected keys. ``DataLoader(num_workers=N)`` pickles
+arrayset names, the selected keys and their payload digests. ``DataLoader(num_workers=N)`` pickles
 it (``spawn``) or copies it (``fork``) into each worker, where it opens a
 read checkout of its own on first use; the samples are exactly those of
 ``num_workers=0``.
 
 Batches: ``DataLoader`` asks for a whole batch of indices at once
-(``__getitems__``), which is read through each arrayset's batch path.
+(``__getitems__``), which is read through each arrayset's batch read path.
 
 Variable-shape arraysets: the default collate stacks, so samples of unequal
 shapes cannot share a batch. Pass ``collate_fn=PadCollate()`` (pad to the
@@ -66,19 +66,23 @@ class HangarTorchDataset(Dataset):
     def __len__(self) -> int:
         return len(self.source)
 
-    def _key(self, index: int) -> Key:
+    def _index(self, index: int) -> int:
         if isinstance(index, bool) or not hasattr(index, "__index__"):
             raise TypeError(f"dataset indices must be ints, not {type(index).__name__}")
-        return self.source.keys[operator.index(index)]  # IndexError when out of range
+        i, n = operator.index(index), len(self.source)
+        if not -n <= i < n:
+            raise IndexError(f"dataset index {i} out of range for {n} samples")
+        return i + n if i < 0 else i
 
     def __getitem__(self, index: int) -> Any:
         return self.__getitems__([index])[0]
 
     def __getitems__(self, indices: Sequence[int]) -> list[Any]:
         """The samples at ``indices``, read in one batch per arrayset."""
-        keys = [self._key(i) for i in indices]
+        index = self._index
         make = self.sample_type
-        return [make(*fields) for fields in zip(*self.source.read(keys), strict=True)]
+        got = self.source.read([index(i) for i in indices])
+        return [make(*fields) for fields in zip(*got, strict=True)]
 
     def close(self) -> None:
         """Close the read checkouts this dataset opened in this process."""
