@@ -916,6 +916,28 @@ def _lookup_key(aset: Any, text: str) -> Any:
     raise CLIError(f"arrayset {aset.name!r} has no sample {text!r}")
 
 
+@dataclass
+class _Writer:
+    """A file-like object with only ``write``, which writes all it is given.
+
+    numpy writes to it in chunks (not with ``tofile``). ``stream`` may be an
+    unbuffered binary stdout (``PYTHONUNBUFFERED``), whose ``write`` can write
+    only part of the bytes: the rest is written after, so a reader that went
+    away is seen as EPIPE, never as a silently short file.
+    """
+
+    stream: Any
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data).cast("B")
+        while view:
+            n = self.stream.write(view)
+            if n is None:  # a non-blocking stream that is full
+                raise BlockingIOError(errno.EAGAIN, "standard output is not ready")
+            view = view[n:]
+        return len(data)
+
+
 @main.command()
 @click.argument("spec", metavar="STARTPOINT:ARRAYSET:KEY")
 @click.option("--full", is_flag=True, help="Print every element (no '...' summarising).")
@@ -948,7 +970,11 @@ def show(spec: str, full: bool, as_npy: bool) -> None:
         out = click.get_binary_stream("stdout")
         if _isatty(out):
             raise CLIError("refusing to write binary .npy data to a terminal; redirect stdout")
-        np.lib.format.write_array(out, np.ascontiguousarray(arr), allow_pickle=False)
+        # through a plain writer, not numpy's tofile(): a reader that stops early
+        # (`| head -c`) then ends the command quietly (EPIPE) instead of with an
+        # error that names no cause
+        sink = _Writer(out)
+        np.lib.format.write_array(sink, np.asarray(arr, order="C"), allow_pickle=False)
         out.flush()
         return
     info(f"{aset_name}[{key!r}] at {sp.label}: shape {arr.shape}, dtype {arr.dtype}")
@@ -1335,10 +1361,14 @@ def help_(
         tmp = target / f".git-hangar.1.tmp-{os.getpid()}"
         tmp.write_text(render_manpage())
         os.replace(tmp, page)
-        info(
-            f"Wrote {page}; if `git hangar --help` still finds no manual entry, add "
-            f"{target.parent} to MANPATH"
-        )
+        if _man_finds(page):
+            info(f"Wrote {page}; `git hangar --help` shows it")
+        else:
+            info(
+                f"Wrote {page}, where man does not look: for `git hangar --help` to find "
+                f"it, add {target.parent.resolve()} to MANPATH (export "
+                f'MANPATH="{target.parent.resolve()}:$MANPATH")'
+            )
         return
     cmd: click.Command = root.command
     sub_ctx = root
@@ -1349,6 +1379,23 @@ def help_(
         sub_ctx = click.Context(nxt, info_name=name, parent=sub_ctx)
         cmd = nxt
     click.echo(cmd.get_help(sub_ctx))
+
+
+def _man_finds(page: Path) -> bool:
+    """True when ``man -w git-hangar`` (as git will run it) resolves to ``page``."""
+    import shutil
+    import subprocess
+
+    if shutil.which("man") is None:
+        return False
+    try:
+        res = subprocess.run(
+            ["man", "-w", "git-hangar"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    found = [Path(p) for p in res.stdout.split()]
+    return any(p.exists() and p.resolve() == page.resolve() for p in found)
 
 
 # ---- the manual page ------------------------------------------------------------------

@@ -31,7 +31,9 @@ def fsck(full: bool, as_json: bool) -> None:
     they name is stored here and matches its digest, and has git check its
     objects. Every damaged sample of every commit is listed; the exit status
     is 1 when anything is damaged. Payloads that live only on a remote
-    (after a partial clone) are counted as remote references, not damage.
+    (after a partial clone) are counted as remote references, not damage;
+    large payload files a killed writer left unindexed are warnings (exit
+    status 0) that ``gc`` cleans up.
     """
     from .cli import CLIError, emit_json, info, open_repo
     from .fsck import verify
@@ -55,14 +57,17 @@ def fsck(full: bool, as_json: bool) -> None:
                 ],
                 "store": report.store,
                 "git": report.git,
+                "warnings": report.warnings,
             }
         )
     else:
         lines = report.summary().splitlines()
-        for line in lines[:-1]:
-            click.echo(line)
-        if report.ok:
-            info(lines[-1])
+        if report.ok:  # a sound repository: the report only without --quiet
+            for line in lines:
+                info(line)
+        else:  # damage is always listed (its last line becomes the error below)
+            for line in lines[:-1]:
+                click.echo(line)
     if not report.ok:
         raise CLIError(
             f"repository damaged: {len(report.damaged)} samples, {len(report.records)} "

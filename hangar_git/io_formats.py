@@ -457,7 +457,7 @@ def _open_container(src: ArraySource) -> Any:
 def _fix(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if arr.dtype != dtype:
         arr = arr.astype(dtype)
-    return np.ascontiguousarray(arr)
+    return np.asarray(arr, order="C")  # keeps 0-d arrays 0-d
 
 
 def _load_one(src: ArraySource, handle: Any) -> np.ndarray:
@@ -782,7 +782,7 @@ def export_arrays(
 
 
 def _write_npy(fh: BinaryIO, arr: np.ndarray) -> None:
-    np.lib.format.write_array(fh, np.ascontiguousarray(arr), allow_pickle=False)
+    np.lib.format.write_array(fh, np.asarray(arr, order="C"), allow_pickle=False)
 
 
 def _write_npz(fh: BinaryIO, aset: ArraysetDataReader, progress: Progress | None) -> None:

@@ -9,6 +9,7 @@ Error paths that need no subprocess use click's CliRunner on the same
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import pty
@@ -266,6 +267,23 @@ def test_diff_and_conflicting_merge(branched):
     assert "Already up to date" in out.stdout
 
 
+def test_merge_strategy_ours_keeps_our_values(branched):
+    path = Path(branched.path)
+    out = hangar(path, "merge", "dev", "--strategy", "ours", "-q")
+    assert out.stdout == "" and out.stderr == ""
+    contents = open_repo(path).log(branch="master", return_contents=True)
+    head = contents["head"]
+    assert len(contents["ancestors"][head]) == 2
+    assert contents["specs"][head]["commit_message"] == "Merge branch 'dev' into 'master'"
+    assert "[100, 100, 100, 100]" in cli(path, "show", "master:imgs:k0").stdout  # ours
+    # k1 changed on dev only: no conflict, theirs
+    assert "[201, 201, 201, 201]" in cli(path, "show", "master:imgs:k1").stdout
+    summary = json.loads(cli(path, "summary", "--json").stdout)
+    assert summary["arraysets"]["imgs"]["num_samples"] == 12  # k0..k9, m1, d1
+    log_dev = json.loads(cli(path, "log", "dev", "--json").stdout)
+    assert head not in log_dev["order"] and len(log_dev["order"]) == 2
+
+
 # ---- errors ------------------------------------------------------------------------------
 def test_errors_are_one_line(work, tmp_path):
     empty = tmp_path / "nowhere"
@@ -358,6 +376,159 @@ def test_checkout_refuses_with_staged_changes_and_reset(written_repo, tmp_path):
     cli(path, "add", "aset", str(arr), "--branch", "master")
     st = json.loads(cli(path, "status", "--json").stdout)
     assert st["branch"] == "master" and st["changes"]["samples"]["aset"]["added"] == 1
+
+
+def test_init_creates_git_repo_and_overwrite(tmp_path, written_repo):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    out = hangar(plain, "init", *NAME)
+    assert out.stdout == f"Initialized empty hangar repository in {plain / '.git' / 'hangar'}\n"
+    assert (plain / ".git").is_dir() and "Nothing staged." in hangar(plain, "status").stdout
+
+    path = Path(written_repo.path)
+    co = written_repo.checkout(write=True)  # the writer lock is held: no overwrite
+    try:
+        assert_one_line_error(
+            cli(path, "init", *NAME, "--overwrite", ok=False), 1, "cannot overwrite", "writer lock"
+        )
+    finally:
+        co.close()
+    assert json.loads(cli(path, "summary", "--json").stdout)["arraysets"]["aset"]
+    hangar(path, "init", "--name", "New Name", "--email", "new@example.org", "--overwrite")
+    assert json.loads(cli(path, "branch", "list", "--json").stdout) == [
+        {"name": "master", "commit": None, "remote": False, "current": True}
+    ]
+    assert_one_line_error(cli(path, "log", ok=False), 1, "branch 'master' has no commits yet")
+    arr = write_npy(tmp_path / "in", {"a": np.ones(3, np.int8)})["a"]
+    cli(path, "add", "fresh", str(arr))
+    cli(path, "commit", "-m", "after overwrite")
+    head = open_repo(path).log(return_contents=True)
+    spec = head["specs"][head["head"]]
+    assert spec["commit_user"] == "New Name" and spec["commit_email"] == "new@example.org"
+    assert list(json.loads(cli(path, "summary", "--json").stdout)["arraysets"]) == ["fresh"]
+
+
+def test_runs_anywhere_inside_the_work_tree(written_repo, tmp_path):
+    path = Path(written_repo.path)
+    deep = path / "src" / "deep"
+    deep.mkdir(parents=True)
+    assert hangar(deep, "status").stdout.startswith("On branch master at ")
+    arr = write_npy(tmp_path / "in", {"sub": np.zeros((5, 7), np.float32)})["sub"]
+    hangar(deep, "add", "aset", str(arr), "-q")
+    # git -C, and a linked work tree of the same repository share the hangar data
+    res = subprocess.run(
+        ["git", "-C", str(deep), "hangar", "diff", "--name-only"],
+        cwd=tmp_path,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert res.stdout == "A\taset/sub\n"
+    hangar(path, "commit", "-m", "from a subfolder", "-q")
+    git = ["git", "-c", "user.name=T", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "code"], cwd=path, check=True)
+    subprocess.run([*git, "worktree", "add", "-q", str(tmp_path / "wt")], cwd=path, check=True)
+    log = json.loads(hangar(tmp_path / "wt", "log", "--json").stdout)
+    assert len(log["order"]) == 2
+    out = hangar(tmp_path / "wt", "show", ":aset:sub").stdout
+    assert "shape (5, 7), dtype float32" in out
+
+
+def test_add_npy_npz_hdf5_and_folders(work, tmp_path):
+    import h5py
+
+    cli(work, "init", *NAME, "-q")
+    data = tmp_path / "data"
+    inputs = write_npy(data, {"a": np.arange(6, dtype=np.int16).reshape(2, 3)})
+    np.savez(data / "pack.npz", m1=np.full((2, 3), 1, np.int16), m2=np.full((2, 3), 2, np.int16))
+    with h5py.File(data / "more.h5", "w") as f:
+        f["x"] = np.full((2, 3), 3, np.int16)
+        f.create_group("grp")["y"] = np.full((2, 3), 4, np.int16)
+    write_npy(data / "sub", {"deep": np.full((2, 3), 5, np.int16)})
+    (data / "README").write_text("not an array")
+
+    out = hangar(work, "add", "nums", str(data))
+    assert "Staged 5 arrays into 'nums' (new arrayset)" in out.stdout
+    assert "passed over 1 file(s)" in out.stderr and "use -r" in out.stderr
+    out = cli(work, "add", "nums", str(data), "-r", "-q")
+    assert out.stdout == "" and out.stderr == ""
+    cli(work, "commit", "-m", "formats", "-q")
+    summary = json.loads(cli(work, "summary", "--json").stdout)["arraysets"]["nums"]
+    assert summary["num_samples"] == 6
+    assert summary["dtype"] == "int16" and summary["shape"] == [2, 3]
+    for key, value in {"a": 0, "m1": 1, "m2": 2, "x": 3, "grp.y": 4, "deep": 5}.items():
+        got = np.load(_show_npy(work, f"master:nums:{key}"))
+        expect = np.arange(6).reshape(2, 3) if key == "a" else np.full((2, 3), value)
+        np.testing.assert_array_equal(got, expect.astype(np.int16))
+    assert _show_npy(work, "master:nums:a").getvalue() == inputs["a"].read_bytes()
+
+    # every file is checked before anything is staged
+    bad = tmp_path / "bad"
+    write_npy(bad, {"ok": np.zeros((2, 3), np.int16)})
+    (bad / "broken.npy").write_bytes(b"\x93NUMPY garbage")
+    assert_one_line_error(cli(work, "add", "nums", str(bad), ok=False), 1, "broken.npy")
+    odd = write_npy(tmp_path / "odd", {"wide": np.zeros((2, 4), np.int16)})["wide"]
+    assert_one_line_error(cli(work, "add", "nums", str(odd), ok=False), 1, "wide.npy")
+    shapes = tmp_path / "shapes"
+    write_npy(shapes, {"s3": np.zeros(3), "s4": np.zeros(4)})
+    assert_one_line_error(cli(work, "add", "new", str(shapes), ok=False), 1, "--variable-shape")
+    assert json.loads(cli(work, "status", "--json").stdout)["status"] == "CLEAN"
+    cli(work, "add", "new", str(shapes), "--variable-shape")
+
+    # 0-d arrays stay 0-d, through import, commit, show and export
+    scalar = write_npy(tmp_path / "scalar", {"pi": np.array(3.14159)})["pi"]
+    cli(work, "reset")
+    cli(work, "add", "consts", str(scalar))
+    cli(work, "commit", "-m", "a scalar")
+    assert _show_npy(work, ":consts:pi").getvalue() == scalar.read_bytes()
+    cli(work, "export", "consts", "-o", str(tmp_path / "out"))
+    assert (tmp_path / "out" / "pi.npy").read_bytes() == scalar.read_bytes()
+
+
+def _show_npy(cwd: Path, spec: str) -> io.BytesIO:
+    """``git hangar show --npy SPEC`` (in-process): the .npy bytes it writes."""
+    with contextlib.chdir(cwd):
+        res = CliRunner().invoke(main, ["show", "--npy", spec])
+    assert res.exit_code == 0, res.stderr
+    return io.BytesIO(res.stdout_bytes)
+
+
+def test_quiet_silences_informational_output(work, tmp_path):
+    arrays = write_npy(tmp_path / "in", {"a": np.ones(3, np.int8), "b": np.zeros(3, np.int8)})
+    steps = [
+        ["init", *NAME],
+        ["add", "v", str(arrays["a"])],
+        ["commit", "-m", "one"],
+        ["branch", "create", "dev"],
+        ["checkout", "dev"],
+        ["add", "v", str(arrays["b"])],
+        ["reset"],
+        ["reset"],
+        ["add", "v", str(arrays["b"])],
+        ["commit", "-m", "two"],
+        ["checkout", "master"],
+        ["merge", "dev"],
+        ["merge", "dev"],
+        ["export", "v", "-o", str(tmp_path / "out")],
+        ["branch", "create", "gone"],
+        ["branch", "delete", "gone"],
+        ["lock", "release"],
+        ["gc"],
+        ["fsck"],
+    ]
+    for args in steps:
+        res = cli(work, *args, "-q")
+        assert (res.stdout, res.stderr) == ("", ""), args
+    for args in (["reset"], ["gc"], ["fsck"], ["lock", "release"]):  # -q before the command
+        res = cli(work, "-q", *args)
+        assert (res.stdout, res.stderr) == ("", ""), args
+        assert cli(work, *args).stdout != "", args  # and they do say something without it
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.npy", "b.npy"]
+    # -q leaves what was asked for: the array that show prints, status, log
+    shown = cli(work, "show", "-q", ":v:a").stdout
+    assert shown == "[1, 1, 1]\n"
+    assert "On branch master" in cli(work, "status", "-q").stdout
 
 
 # ---- branches, show, export formats, summary -------------------------------------------
@@ -469,9 +640,27 @@ def test_help_and_version(work, tmp_path):
         "export",
         "show",
         "lock",
+        # the commands of their own issues, in their places in the tree
+        "remote",
+        "push",
+        "fetch",
+        "fetch-data",
+        "clone",
+        "fsck",
+        "gc",
     ):
         assert re.search(rf"^  {re.escape(cmd)}\s", out, re.M), cmd
+    for group, subs in {"branch": ("create", "list", "delete"), "lock": ("release",)}.items():
+        text = cli(work, group, "-h").stdout
+        for sub in subs:
+            assert re.search(rf"^  {sub}\s", text, re.M), (group, sub)
     assert "Usage: git hangar add [OPTIONS] ARRAYSET PATH..." in cli(work, "add", "-h").stdout
+    # git routes only a --help right after `hangar`; after a command it is ours
+    sub = hangar(work, "add", "--help").stdout
+    assert sub.startswith("Usage: git hangar add [OPTIONS] ARRAYSET PATH...")
+    bare = hangar(work, ok=False)  # no command: the help, as a usage error
+    assert bare.returncode == 2 and bare.stdout == ""
+    assert bare.stderr.startswith("Usage: git hangar [OPTIONS] COMMAND")
     assert "NAME [STARTPOINT]" in cli(work, "help", "branch", "create").stdout
     from hangar_git import __version__
 
@@ -502,9 +691,64 @@ def test_git_hangar_dash_dash_help_shows_the_manual(work, tmp_path):
     # files, or `git hangar help --install-man` after an editable install):
     prefix = tmp_path / "prefix"
     (prefix / "bin").mkdir(parents=True)
-    cli(work, "help", "--install-man", "--to", str(prefix / "share" / "man" / "man1"))
-    res = hangar(work, "--help", env=cli_env(extra_path=[prefix / "bin"]))
+    env = cli_env(extra_path=[prefix / "bin"])
+    man1 = prefix / "share" / "man" / "man1"
+    out = hangar(work, "help", "--install-man", "--to", str(man1), env=env).stdout
+    assert out == f"Wrote {man1 / 'git-hangar.1'}; `git hangar --help` shows it\n"
+    res = hangar(work, "--help", env=env)
     assert "GIT-HANGAR(1)" in res.stdout and "git hangar merge" in res.stdout
+    # a folder man does not search: --install-man says how to make it searched
+    elsewhere = tmp_path / "elsewhere" / "man1"
+    out = hangar(work, "help", "--install-man", "--to", str(elsewhere)).stdout
+    assert "where man does not look" in out
+    assert f'MANPATH="{elsewhere.parent}:$MANPATH"' in out
+    assert (elsewhere / "git-hangar.1").read_text() == render_manpage()
+
+
+@pytest.mark.slow
+def test_installed_package_puts_git_hangar_on_path(work, tmp_path):
+    """A real install (into a venv) puts the `git-hangar` script on PATH and its
+    manual page where `git hangar --help` finds it."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "setup.cfg", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for name in ("hangar_git", "man"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    venv = tmp_path / "venv"
+    # --system-site-packages: the dependencies are there; pip never uninstalls
+    # anything outside the venv (such as the editable install of this checkout)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)],
+        check=True,
+    )
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
+         "-q", "--no-deps", "--no-index", "--no-build-isolation", str(src)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    script = venv / "bin" / "git-hangar"
+    assert script.exists() and (venv / "share" / "man" / "man1" / "git-hangar.1").exists()
+    env = cli_env()
+    env["PATH"] = os.pathsep.join([str(venv / "bin"), *env["PATH"].split(os.pathsep)[1:]])
+    found = subprocess.run(
+        ["git", "hangar", "--version"], cwd=work, env=env, capture_output=True, text=True
+    )
+    assert found.returncode == 0 and found.stdout.startswith("git hangar version ")
+    where = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import hangar_git; print(hangar_git.__file__)"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert where.startswith(str(venv)), where  # the installed copy, not this checkout
+    hangar(work, "init", *NAME, env=env)
+    assert "Nothing staged." in hangar(work, "status", env=env).stdout
+    if _man_db():
+        res = hangar(work, "--help", env=env)
+        assert "GIT-HANGAR(1)" in res.stdout and "git hangar export" in res.stdout
 
 
 def test_manpage_is_current():
@@ -547,10 +791,34 @@ def test_progress_bars_on_a_terminal_only(written_repo, tmp_path):
     rc, stdout, tty = run_with_tty_stderr(path, "add", "aset", str(tmp_path / "in"))
     assert rc == 0 and "40 added" in stdout
     assert b"Staging into aset" in tty and b"40/40" in tty
-    rc, _, tty = run_with_tty_stderr(path, "export", "aset", "-o", str(tmp_path / "o"), "-q")
-    assert rc == 0 and tty == b""
+    rc, stdout, tty = run_with_tty_stderr(path, "export", "aset", "-o", str(tmp_path / "o1"))
+    assert rc == 0 and "Exported 10 samples" in stdout  # the committed ones
+    assert b"Exporting aset" in tty and b"10/10" in tty
+    rc, stdout, tty = run_with_tty_stderr(path, "export", "aset", "-o", str(tmp_path / "o"), "-q")
+    assert rc == 0 and tty == b"" and stdout == ""
     piped = hangar(path, "export", "aset", "-o", str(tmp_path / "o2"))
     assert piped.stderr == "" and len(list((tmp_path / "o2").iterdir())) == 10
+    piped = hangar(path, "add", "aset", str(tmp_path / "in"))
+    assert piped.stderr == "" and "40 replaced" in piped.stdout
+
+
+@pytest.mark.parametrize("args", [["show", "--npy", ":big:x"], ["show", "--full", ":big:x"]])
+def test_reader_that_stops_early_ends_the_command_quietly(repo, args):
+    co = repo.checkout(write=True)
+    co.arraysets.init_arrayset("big", prototype=np.zeros((2000, 100)))["x"] = np.ones((2000, 100))
+    co.commit("big")
+    co.close()
+    proc = subprocess.Popen(
+        ["git", "hangar", *args],
+        cwd=repo.path,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert len(proc.stdout.read(16)) == 16  # like `| head -c 16`
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait() != 0 and err == ""
 
 
 # ---- in-process checks of the command tree ------------------------------------------------
@@ -596,8 +864,10 @@ def test_added_commands_get_quiet_and_error_handling(tmp_path, monkeypatch):
 def test_usage_errors_exit_2_with_one_line(tmp_path, monkeypatch, args, needle):
     monkeypatch.chdir(tmp_path)
     res = CliRunner().invoke(main, args)
-    if needle is None:  # a group without its command prints its help
-        assert res.exit_code in (0, 2) and "Commands" in res.output
+    if needle is None:  # a group without its command: its help, on stderr, as a usage error
+        assert res.exit_code == 2 and res.stdout == ""
+        assert res.stderr.startswith("Usage: ") and "branch [OPTIONS] COMMAND" in res.stderr
+        assert "Commands:" in res.stderr
         return
     assert res.exit_code == 2, res.output
     lines = res.stderr.splitlines()
