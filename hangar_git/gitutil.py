@@ -102,6 +102,28 @@ def config_identity(repo: pygit2.Repository) -> tuple[str | None, str | None]:
     return out[0], out[1]
 
 
+def config_identity_outside_repo() -> tuple[str | None, str | None]:
+    """``user.name`` and ``user.email`` a new repository would see: from the
+    global, XDG and system git config files (in that order of precedence)."""
+    out: list[str | None] = [None, None]
+    for get in (
+        pygit2.Config.get_global_config,
+        pygit2.Config.get_xdg_config,
+        pygit2.Config.get_system_config,
+    ):
+        try:
+            cfg = get()
+        except (OSError, KeyError, pygit2.GitError):
+            continue
+        for i, key in enumerate(("user.name", "user.email")):
+            if out[i] is None:
+                try:
+                    out[i] = cfg[key]
+                except KeyError:
+                    pass
+    return out[0], out[1]
+
+
 def code_head(repo: pygit2.Repository) -> str | None:
     """The user's code commit (git ``HEAD``), None when unborn or bare."""
     try:

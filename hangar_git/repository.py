@@ -26,6 +26,7 @@ from .gitutil import (
     code_head,
     common_dir,
     config_identity,
+    config_identity_outside_repo,
     discover,
     list_branches,
     resolve_commit,
@@ -136,15 +137,18 @@ class Repository:
                 not isinstance(v, str) or not v.strip() or "\n" in v or "<" in v or ">" in v
             ):
                 raise ValueError(f"invalid {label} {v!r}")
-        if self._git is None:
-            self._attach(pygit2.init_repository(str(self._user_path)))
-        assert self._git is not None and self._hdir is not None
-        name, email = config_identity(self._git)
+        # the identity is checked before anything is created
+        name, email = (
+            config_identity(self._git) if self._git is not None else config_identity_outside_repo()
+        )
         if (user_name or name) is None or (user_email or email) is None:
             raise ValueError(
                 "no identity for commits: pass user_name and user_email, or set "
                 "`git config user.name` and `git config user.email`"
             )
+        if self._git is None:
+            self._attach(pygit2.init_repository(str(self._user_path)))
+        assert self._git is not None and self._hdir is not None
         if self.initialized:
             if not remove_old:
                 raise OSError(f"a hangar repository already exists at {self._hdir}")

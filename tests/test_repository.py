@@ -178,6 +178,24 @@ def test_init_without_identity_anywhere_refuses(tmp_path):
     with pytest.raises(ValueError, match=r"user\.name"):
         repo.init()
     assert not repo.initialized
+    assert list(tmp_path.iterdir()) == []  # refused before creating anything
+
+
+def test_identity_from_global_config_for_a_new_git_repository(tmp_path, isolated_git):
+    cfgdir = tmp_path / "globalcfg"
+    cfgdir.mkdir()
+    (cfgdir / ".gitconfig").write_text("[user]\n\tname = Global Person\n\temail = g@example.org\n")
+    saved = pygit2.settings.search_path[pygit2.enums.ConfigLevel.GLOBAL]
+    pygit2.settings.search_path[pygit2.enums.ConfigLevel.GLOBAL] = str(cfgdir)
+    try:
+        d = tmp_path / "new"
+        d.mkdir()
+        repo = open_repo(d)
+        repo.init()  # no git repository yet: the identity comes from global config
+        sha = add_samples(repo)
+    finally:
+        pygit2.settings.search_path[pygit2.enums.ConfigLevel.GLOBAL] = saved
+    assert repo.log(return_contents=True)["specs"][sha]["commit_user"] == "Global Person"
 
 
 def test_identity_from_local_git_config(tmp_path):
