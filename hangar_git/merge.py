@@ -143,6 +143,34 @@ def _fan_rows(width: int) -> re.Pattern[bytes]:
     return re.compile(rb"(?:40000 [^\x00]{%d}\x00.{20})*" % width, re.S)
 
 
+#: fan-out trees up to this size are compared row by row in Python (cheaper
+#: than loading them as arrays): a 16-way level is 16 rows of ~28 bytes
+_SMALL_FAN = 1024
+
+
+def _small_fan_children(ra: bytes, rm: bytes, rd: bytes) -> list[tuple[str, Triple]] | None:
+    """Rows of three same-size fan-out trees that differ, None unless the
+    three are well-formed fan-out trees of the same entry names."""
+    nul = ra.find(b"\x00")
+    width = nul - len(_TREE_MARK)
+    size = nul + 21
+    if width < 1 or len(ra) % size or not ra.startswith(_TREE_MARK):
+        return None
+    rows = _fan_rows(width)
+    if not (rows.fullmatch(ra) and rows.fullmatch(rm) and rows.fullmatch(rd)):
+        return None
+    out: list[tuple[str, Triple]] = []
+    for off in range(0, len(ra), size):
+        end = off + size
+        a, m, d = ra[off:end], rm[off:end], rd[off:end]
+        if a == m == d:
+            continue
+        if a[:nul] != m[:nul] or a[:nul] != d[:nul]:
+            return None  # the entry names differ: the general path aligns them
+        out.append((a[len(_TREE_MARK) : nul].decode(), (a[nul + 1 :], m[nul + 1 :], d[nul + 1 :])))
+    return out
+
+
 class _FanNode:
     """A fan-out tree whose entries all have the same size, viewed as rows."""
 
@@ -336,6 +364,13 @@ class _Trees:
 
     def children(self, oids: Triple) -> Iterator[tuple[str, Triple]]:
         """Entries of three fan-out trees whose ids are not all equal."""
+        if None not in oids:
+            raws = [self.raw(o) for o in oids]  # type: ignore[arg-type]
+            if len(raws[0]) == len(raws[1]) == len(raws[2]) <= _SMALL_FAN:
+                got = _small_fan_children(*raws)
+                if got is not None:
+                    yield from got
+                    return
         fans = [self.fan(o) if o is not None else None for o in oids]
         fa, fm, fd = fans
         if fa is not None and fm is not None and fd is not None and fa.key == fm.key == fd.key:

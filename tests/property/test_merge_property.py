@@ -19,6 +19,7 @@ import itertools
 import warnings
 
 import numpy as np
+import pygit2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -283,3 +284,18 @@ def test_merge_equals_both_change_sets_flat(tmp_path):
 def test_merge_equals_both_change_sets_fanned(tmp_path):
     keys = keys_in_buckets(("3c", "a1"), 8)
     run_property(tmp_path, 1500, keys, max_examples=40)
+
+
+def test_merge_equals_both_change_sets_two_levels(tmp_path, monkeypatch):
+    """A 256 x 16 layout (as 1M samples get): the 16-way middle level is
+    compared row by row, leaves over the span where they differ."""
+    from hangar_git.records import layout
+
+    monkeypatch.setattr(layout, "_FANOUT_STEPS", ((16, ()), (64, (2,)), (1 << 62, (2, 1))))
+    keys = keys_in_buckets(("3c", "a1"), 8)
+    run_property(tmp_path, 1500, keys, max_examples=30)
+    git = pygit2.Repository(str(tmp_path))
+    tip = git.references["refs/hangar/heads/master"].peel(pygit2.Commit)
+    samples = tip.tree["arraysets"]["x"]["samples"]
+    mid = git[samples["3c"].id]
+    assert all(len(e.name) == 1 for e in mid)  # the layout under test: a 16-way level
