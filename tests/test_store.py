@@ -299,3 +299,18 @@ def test_block_checksums_equal_zlib_crc32(monkeypatch, fast):
     assert packs._crc_many(views) == [zlib.crc32(v) for v in views]
     assert checksum.crc32(views[1]) == zlib.crc32(views[1])
     assert checksum.crc32(b"abc", 7) == zlib.crc32(b"abc", 7)
+
+
+def test_blosc2_is_imported_on_first_use_only():
+    """Importing hangar_git (every ``git hangar`` start) does not pay for blosc2."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, hangar_git, hangar_git.cli\n"
+        "assert 'blosc2' not in sys.modules, 'blosc2 imported eagerly'\n"
+        "from hangar_git.store._blosc import blosc2\n"
+        "assert blosc2.decompress(blosc2.compress(b'x' * 800)) == b'x' * 800\n"
+        "assert 'blosc2' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -44,11 +44,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import blosc2
 import fsspec
 import numpy as np
 
 from ..errors import IntegrityError
+from ..store._blosc import blosc2
 from ..store.checksum import crc32
 from ..store.digest import parse_kind
 from ..store.packs import decode_body

@@ -73,10 +73,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import blosc2
 import numpy as np
 
 from ..errors import IntegrityError
+from ._blosc import blosc2
 from .checksum import crc32
 from .digest import digest_prefix, parse_kind
 
@@ -108,8 +108,6 @@ _CRC = struct.Struct("<I")
 TABLE = np.dtype([("off", "<u8"), ("len", "<u4"), ("crc", "<u4"), ("codec", "u1"), ("pad", "V7")])
 _FIRST_READ = 8192  # bytes read to parse a header (more when its table is longer)
 _OPEN_FILES = 32  # files (descriptor + parsed header) a reader keeps open
-
-blosc2.set_releasegil(True)
 
 
 # --------------------------------------------------------------------------

@@ -43,12 +43,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import blosc2
 import numpy as np
 from filelock import FileLock, Timeout
 
 from ..errors import IntegrityError, MissingPayloadError, WriterLockError
 from . import chunked
+from ._blosc import blosc2
 from .checksum import FAST as FAST_CRC
 from .checksum import crc32
 from .chunked import LARGE_IOFF, LARGE_PACK, LargeFiles, LargeReader
