@@ -776,6 +776,7 @@ def add(
     info(
         f"Staged {res.total} array{'s' if res.total != 1 else ''} into {arrayset!r}{new} "
         f"on branch {on}: {res.added} added, {res.replaced} replaced"
+        + (f", {res.unchanged} unchanged" if res.unchanged else "")
     )
 
 

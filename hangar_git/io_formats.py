@@ -129,10 +129,12 @@ class ImportResult:
     added: int
     replaced: int
     created: bool
+    #: existing samples given the value they already held (no change staged)
+    unchanged: int = 0
 
     @property
     def total(self) -> int:
-        return self.added + self.replaced
+        return self.added + self.replaced + self.unchanged
 
 
 # ---- reading headers -----------------------------------------------------------
@@ -612,7 +614,7 @@ def import_arrays(
     Returns
     -------
     ImportResult
-        Counts of added and replaced samples.
+        Counts of added, replaced and unchanged samples.
 
     Raises
     ------
@@ -671,7 +673,8 @@ def import_arrays(
         except Exception as rb:  # keep the original error; say the undo failed too
             exc.add_note(f"restoring the staging area failed as well: {rb}")
         raise
-    return ImportResult(name, len(sources) - replaced, replaced, created)
+    same = sum(1 for e, d in prior.items() if d is not None and view.get(name, e) == d)
+    return ImportResult(name, len(sources) - replaced, replaced - same, created, same)
 
 
 def _rollback(

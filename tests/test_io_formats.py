@@ -237,6 +237,9 @@ def test_import_creates_arrayset_and_replaces(repo, tmp_path):
         save(tmp_path / "e" / "new.npy", np.full((3, 4), -2, np.float32))
         res = import_arrays(co, "imgs", scan_paths([tmp_path / "e"]).sources)
         assert (res.created, res.added, res.replaced) == (False, 1, 1)
+        save(tmp_path / "f" / "s0008.npy", np.full((3, 4), 8, np.float32))  # as committed
+        res = import_arrays(co, "imgs", scan_paths([tmp_path / "f"]).sources)
+        assert (res.added, res.replaced, res.unchanged, res.total) == (0, 0, 1, 1)
         assert co.arraysets["imgs"]["s0007"][0, 0] == -1
         staged = co.diff.staged()
         assert staged.samples["imgs"].additions == ("new",)

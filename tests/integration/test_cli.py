@@ -799,7 +799,10 @@ def test_progress_bars_on_a_terminal_only(written_repo, tmp_path):
     piped = hangar(path, "export", "aset", "-o", str(tmp_path / "o2"))
     assert piped.stderr == "" and len(list((tmp_path / "o2").iterdir())) == 10
     piped = hangar(path, "add", "aset", str(tmp_path / "in"))
-    assert piped.stderr == "" and "40 replaced" in piped.stdout
+    assert piped.stderr == "" and "0 replaced, 40 unchanged" in piped.stdout
+    write_npy(tmp_path / "in2", {"p1": np.full((5, 7), -1, np.float32)})
+    piped = hangar(path, "add", "aset", str(tmp_path / "in2"))
+    assert "0 added, 1 replaced" in piped.stdout and "unchanged" not in piped.stdout
 
 
 @pytest.mark.parametrize("args", [["show", "--npy", ":big:x"], ["show", "--full", ":big:x"]])
