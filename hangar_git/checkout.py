@@ -39,6 +39,10 @@ def _damaged(aset: str, enc: str, digest: bytes, why: object) -> IntegrityError:
 #: at a time, an arrayset's reads are taken to be spread out and all its
 #: digests are resolved at once
 _SPREAD_LEAVES = 16
+#: arraysets of up to this many samples are resolved whole once reads have
+#: touched a quarter of their leaves (about 20 ms per 100k samples); larger
+#: ones leaf by leaf, so scattered reads do not load every key
+_RESOLVE_ALL_MAX = 262_144
 
 
 class PayloadAccess:
@@ -149,6 +153,8 @@ class PayloadAccess:
         if n is None:  # count down from a quarter of the arrayset's leaves
             base = self.view.base_samples(aset)
             n = max(_SPREAD_LEAVES, len(base.leaf_paths()) // 4 if base is not None else 0)
+            if base is not None and base.estimate_count() > _RESOLVE_ALL_MAX:
+                n = -1  # never: a few reads would hold every key in memory
         self._leaf_misses[aset] = n = n - 1
         if n == 0:  # reads spread over many leaves: resolve them all at once
             pool = dict.fromkeys(self.view.digests(aset, keep_leaves=True))

@@ -484,3 +484,33 @@ def test_len_uses_remembered_counts_and_survives_a_damaged_file(repo, data, monk
     rc.close()
     counts_mod._loaded.clear()
     assert counts_mod.known_count(git, oid) == N - 5  # counted, and remembered again
+
+
+@pytest.mark.parametrize("limit, whole", [(10**9, True), (100, False)])
+def test_scattered_reads_resolve_everything_only_in_small_arraysets(
+    tmp_path, limit, whole, monkeypatch
+):
+    """Reads touching a quarter of the leaves resolve the whole arrayset at once,
+    unless it is large: then only the leaves read are (memory stays with the reads)."""
+    from hangar_git import checkout as checkout_mod
+
+    monkeypatch.setattr(checkout_mod, "_RESOLVE_ALL_MAX", limit)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        repo = Repository(tmp_path, exists=False)
+    repo.init(user_name="T", user_email="t@example.org")
+    n = 3000  # 256 leaves of about 12
+    co = repo.checkout(write=True)
+    aset = co.arraysets.init_arrayset("a", shape=(2,), dtype=np.int64)
+    aset.add_stacked(np.arange(2 * n, dtype=np.int64).reshape(n, 2), list(range(n)))
+    co.commit("base")
+    co.close()
+    clear_leaf_cache()
+    rc = repo.checkout()
+    a = rc.arraysets["a"]
+    for k in range(0, n, 20):  # 150 keys over most leaves
+        assert a[k].tolist() == [2 * k, 2 * k + 1]
+    resolved = len(rc._payloads._ents)
+    assert (resolved == n) is whole
+    assert resolved >= 150
+    rc.close()
