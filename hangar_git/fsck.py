@@ -37,6 +37,8 @@ from pygit2.enums import ObjectType
 from .errors import FormatVersionError, HangarError, IntegrityError
 from .gitutil import REMOTES, common_dir, read_raw
 from .naming import Key, check_arrayset_name, decode_key, encode_key
+from .records import changelog
+from .records.changelog import CHANGES_NAME
 from .records.layout import (
     MODE_BLOB,
     MODE_TREE,
@@ -255,11 +257,17 @@ class RecordWalker:
         except Exception as exc:  # unreadable or malformed git objects
             return [], [("", f"commit tree cannot be read: {_why(exc)}")]
         for name, (mode, _) in root.items():
-            want = MODE_BLOB if name == "hangar.json" else MODE_TREE
-            if name not in ("hangar.json", "arraysets", "metadata"):
-                problems.append((name, "unknown entry in a format-1 commit tree"))
+            want = MODE_BLOB if name in ("hangar.json", CHANGES_NAME) else MODE_TREE
+            if name not in ("hangar.json", "arraysets", "metadata", CHANGES_NAME):
+                problems.append((name, "unknown entry in a commit tree"))
             elif mode != want:
                 problems.append((name, f"has mode {mode.decode()}"))
+        if CHANGES_NAME in root:
+            try:
+                for why in changelog.verify(self.git, self.git.get(sha)):
+                    problems.append((CHANGES_NAME, why))
+            except Exception as exc:  # records too damaged to compare: reported elsewhere
+                problems.append((CHANGES_NAME, f"cannot be checked: {_why(exc)}"))
         asets: list[tuple[str, bytes, bytes | None]] = []
         entry = root.get("arraysets")
         if entry is not None and entry[0] == MODE_TREE:

@@ -44,10 +44,13 @@ import pygit2
 
 from .diff import BranchDiff, Changes, ConflictRecords, DiffRecords, _changes, _order
 from .errors import MergeConflictError
-from .gitutil import HEADS, REMOTES, branch_head, read_raw, resolve_commit, write_tree
+from .gitutil import HEADS, REMOTES, branch_head, read_raw, resolve_commit, write_blob, write_tree
 from .naming import check_branch_name, check_remote_name, decode_key
+from .records import changelog
 from .records.build import build_samples
+from .records.changelog import CHANGES_NAME
 from .records.layout import (
+    FORMAT_BLOB,
     MODE_BLOB,
     MODE_TREE,
     Entry,
@@ -666,6 +669,8 @@ def diff3(
     master: bytes | None,
     dev: bytes | None,
     base_commit: str | None = None,
+    *,
+    logs: tuple[tuple[changelog.Net, set[str]], tuple[changelog.Net, set[str]]] | None = None,
 ) -> tuple[BranchDiff, dict[str, Any]]:
     """Changes of both sides against the base, what a merge brings, and conflicts.
 
@@ -678,6 +683,10 @@ def diff3(
         dev side (None for no commit).
     base_commit : str, optional
         Hash of the merge base, reported in the result.
+    logs : tuple, optional
+        Each side's net sample changes since the base, composed from change
+        logs (:func:`hangar_git.records.changelog.logged_changes`): used
+        instead of walking the samples trees of the arraysets they cover.
 
     Returns
     -------
@@ -702,7 +711,9 @@ def diff3(
             aset_conf[kind].append(name)
         elif m.entry == a.entry and d.entry != a.entry:
             inc_aset.add(name, m.schema, d.schema)
-        triples = sample_triples(trees, (a.samples, m.samples, d.samples))
+        triples = _logged_triples(logs, name, (a, m, d)) if logs is not None else None
+        if triples is None:
+            triples = sample_triples(trees, (a.samples, m.samples, d.samples))
         lists = (_ChangeLists(), _ChangeLists())
         inc = _ChangeLists()
         conf: dict[str, list] = defaultdict(list)
@@ -852,6 +863,8 @@ def merge_trees(
         else:
             meta_entries[enc] = (MODE_BLOB, oid)
     root = dict(roots.roots[1] or roots.roots[2])
+    root.pop(CHANGES_NAME, None)  # master's log is not the merge commit's
+    root["hangar.json"] = (MODE_BLOB, write_blob(repo, FORMAT_BLOB))
     for key, entries in (("arraysets", aset_entries), ("metadata", meta_entries)):
         if entries:
             root[key] = (MODE_TREE, write_tree(repo, serialize_tree(entries)))
@@ -989,7 +1002,38 @@ def _diff_commits(
 ) -> tuple[BranchDiff, dict[str, Any]]:
     base = _merge_base(git, head, dev)
     m = master_tree if master_tree is not None else commit_tree(git, head)
-    return diff3(git, commit_tree(git, base), m, commit_tree(git, dev), base)
+    logs = None
+    if master_tree is None and head is not None and base is not None:
+        lm = changelog.logged_changes(git, base, head)
+        ld = changelog.logged_changes(git, base, dev) if lm is not None else None
+        logs = (lm, ld) if lm is not None and ld is not None else None
+    return diff3(git, commit_tree(git, base), m, commit_tree(git, dev), base, logs=logs)
+
+
+def _logged_triples(
+    logs: tuple[tuple[changelog.Net, set[str]], tuple[changelog.Net, set[str]]],
+    name: str,
+    states: tuple[_AsetState, _AsetState, _AsetState],
+) -> dict[str, Triple] | None:
+    """What :func:`sample_triples` would find for arrayset ``name``, from the
+    two sides' change logs; None when they do not cover it or disagree with
+    the trees (then the trees are walked)."""
+    (net_m, skip_m), (net_d, skip_d) = logs
+    a, m, d = states
+    if name in skip_m or name in skip_d or None in (a.entry, m.entry, d.entry):
+        return None
+    cm, cd = net_m.get(name, {}), net_d.get(name, {})
+    # a side whose samples tree is the base's changed nothing, and the converse
+    if (m.samples == a.samples) != (not cm) or (d.samples == a.samples) != (not cd):
+        return None
+    out: dict[str, Triple] = {}
+    for k in cm.keys() | cd.keys():
+        om, od = cm.get(k), cd.get(k)
+        if om is not None and od is not None and om[0] != od[0]:
+            return None  # the two sides disagree on the base value
+        va = om[0] if om is not None else od[0]  # type: ignore[index]
+        out[k] = (va, om[1] if om is not None else va, od[1] if od is not None else va)
+    return out
 
 
 def sample_records(repo: Repository, commit: str | None, arrayset: str, enc: str) -> bytes | None:

@@ -33,6 +33,7 @@ from .gitutil import (
     signature,
 )
 from .naming import check_branch_name
+from .records import changelog
 from .records.build import build_root
 from .records.snapshot import TreeRecords, commit_tree
 from .records.staging import Journal
@@ -405,7 +406,16 @@ class Repository:
                 f"{journal.base}; reset the staging area and redo the changes"
             )
         base = TreeRecords(git, commit_tree(git, journal.base))
-        tree = build_root(git, base, journal.asets, journal.meta)
+        log = changelog.from_staged(
+            journal.base,
+            base.samples,
+            (
+                (name, st.created, st.removed, name in base.aset_entries, st.samples)
+                for name, st in sorted(journal.asets.items())
+            ),
+        )
+        changes = changelog.encode(log) if log is not None and not extra_parents else None
+        tree = build_root(git, base, journal.asets, journal.meta, changes)
         sha = self._write_commit(
             tree, message, [p for p in (journal.base,) if p] + list(extra_parents)
         )

@@ -17,7 +17,14 @@ from click.testing import CliRunner
 from hangar_git import FormatVersionError, IntegrityError, MissingPayloadError
 from hangar_git.fsck import STAGING, verify
 from hangar_git.gitutil import read_raw, write_blob, write_tree
-from hangar_git.records.layout import MODE_BLOB, MODE_LINK, MODE_TREE, parse_tree, serialize_tree
+from hangar_git.records.layout import (
+    FORMAT_VERSION,
+    MODE_BLOB,
+    MODE_LINK,
+    MODE_TREE,
+    parse_tree,
+    serialize_tree,
+)
 from hangar_git.store.digest import array_digest
 from hangar_git.store.packs import HEADER_SIZE
 
@@ -341,11 +348,11 @@ def test_newer_record_format_is_refused_and_reported(history):
     def newer(git, root):
         root["hangar.json"] = (
             MODE_BLOB,
-            write_blob(git, json.dumps({"hangar_git_format": 2}).encode()),
+            write_blob(git, json.dumps({"hangar_git_format": FORMAT_VERSION + 1}).encode()),
         )
 
     sha = _craft(repo, "future", newer)
-    with pytest.raises(FormatVersionError, match="format 2"):
+    with pytest.raises(FormatVersionError, match=f"format {FORMAT_VERSION + 1}"):
         repo.checkout(branch="future")
     with pytest.raises(FormatVersionError):
         repo.checkout(commit=sha)

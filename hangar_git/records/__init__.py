@@ -6,6 +6,9 @@ The commit tree of a data commit is::
     arraysets/<name>/schema                canonical JSON blob
     arraysets/<name>/samples/<fan-out>/<k> one gitlink per sample (id = digest)
     metadata/<k>                           blob holding the value
+    changes                                the samples changed against the
+                                           first parent (optional: see
+                                           :mod:`hangar_git.records.changelog`)
 
 See :mod:`hangar_git.records.layout` for the details.
 """

@@ -15,6 +15,7 @@ import numpy as np
 import pygit2
 
 from ..gitutil import read_raw, write_blob, write_tree
+from .changelog import CHANGES_NAME
 from .counts import remember_count
 from .layout import (
     FORMAT_BLOB,
@@ -249,8 +250,10 @@ def build_root(
     base: TreeRecords,
     asets: Mapping[str, StagedAset],
     meta: Mapping[str, str | None],
+    changes: bytes | None = None,
 ) -> bytes:
-    """The root tree of a new commit: ``base`` with staged changes applied."""
+    """The root tree of a new commit: ``base`` with staged changes applied
+    (and ``changes``, the commit's change log, when given)."""
     aset_entries: dict[str, Entry] = dict(base.aset_entries)
     for name, st in asets.items():
         if st.removed and not st.created:
@@ -292,4 +295,6 @@ def build_root(
             meta_entries[enc] = (MODE_BLOB, write_blob(repo, v.encode("ascii")))
     if meta_entries:
         root["metadata"] = (MODE_TREE, write_tree(repo, serialize_tree(meta_entries)))
+    if changes is not None:
+        root[CHANGES_NAME] = (MODE_BLOB, write_blob(repo, changes))
     return write_tree(repo, serialize_tree(root))

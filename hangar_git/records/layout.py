@@ -17,8 +17,9 @@ MODE_TREE = b"40000"
 MODE_BLOB = b"100644"
 MODE_LINK = b"160000"
 
-#: version of the record layout written in ``hangar.json`` of every commit
-FORMAT_VERSION = 1
+#: version of the record layout written in ``hangar.json`` of every commit;
+#: 2 added the optional ``changes`` blob (see :mod:`hangar_git.records.changelog`)
+FORMAT_VERSION = 2
 FORMAT_BLOB = json.dumps({"hangar_git_format": FORMAT_VERSION}, sort_keys=True).encode()
 
 _ENTRY_RE = re.compile(rb"(\d+) ([^\x00]+)\x00(.{20})", re.S)

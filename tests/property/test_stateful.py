@@ -4,6 +4,7 @@ checked step by step against an in-memory model of the repository."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import shutil
 import tempfile
@@ -24,6 +25,7 @@ from hypothesis.stateful import (
 )
 
 from hangar_git import Repository
+from hangar_git.records import changelog
 
 SCHEMAS = {
     "img": {"shape": (3, 4), "dtype": np.uint8, "variable_shape": False},
@@ -89,6 +91,17 @@ def assert_matches(co, state: State) -> None:
             assert aset[k].tobytes() == samples[k].tobytes()
     assert dict(co.metadata.items()) == state.meta
     assert len(co.metadata) == len(state.meta)
+
+
+@contextlib.contextmanager
+def walk_only():
+    """Diffs walk the record trees, as if no commit had a change log."""
+    saved = changelog.logged_changes
+    changelog.logged_changes = lambda *args: None
+    try:
+        yield
+    finally:
+        changelog.logged_changes = saved
 
 
 class RepoMachine(RuleBasedStateMachine):
@@ -225,6 +238,8 @@ class RepoMachine(RuleBasedStateMachine):
         self.heads[self.branch] = sha
         assert self.co.commit_hash == sha
         assert self.co.diff.status() == "CLEAN"
+        git = self.repo._git_repo()
+        assert changelog.verify(git, git.get(sha)) == []  # the log matches the records
 
     @rule(name=BRANCHES)
     def create_branch(self, name: str) -> None:
@@ -293,6 +308,21 @@ class RepoMachine(RuleBasedStateMachine):
             rc.close()
         log = self.repo.log(commit=sha, return_contents=True)
         assert log["ancestors"][sha] == self.parents[sha]
+
+    @precondition(lambda self: len(self.commits) >= 2)
+    @rule(data=st.data())
+    def diff_commits(self, data) -> None:
+        """A diff composed from change logs equals one from walking the trees."""
+        one = data.draw(st.sampled_from(sorted(self.commits)))
+        two = data.draw(st.sampled_from(sorted(self.commits)))
+        rc = self.repo.checkout(commit=one)
+        try:
+            got = rc.diff.commit(two)
+            with walk_only():
+                want = rc.diff.commit(two)
+        finally:
+            rc.close()
+        assert got == want
 
     @precondition(lambda self: any(self.heads.values()))
     @rule(data=st.data())

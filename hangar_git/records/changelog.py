@@ -1,0 +1,235 @@
+"""Change logs: each commit lists the samples it changed against its parent.
+
+A commit made through a write checkout carries, beside ``arraysets/`` and
+``metadata/``, a blob ``changes``: one JSON line of header, then one JSON
+line per sample whose digest the commit changed, with its value in the
+first parent and in the commit::
+
+    {"parent": "<first parent's hash or null>", "unlogged": ["<arrayset>", ...]}
+    ["<arrayset>", "<encoded key>", "<old digest hex or null>", "<new ... or null>"]
+
+Arraysets the commit created, removed or replaced are named in
+``unlogged`` instead of listing their samples; a commit changing more than
+:data:`CHANGES_MAX` samples has no log at all, nor has a merge commit.
+
+The log is what makes a diff cost the size of the change when the trees
+it would otherwise walk have large leaves: a diff between a branch and
+the merge base a few commits back composes those commits' logs (see
+:func:`logged_changes`) instead of reading every record leaf a change
+touched on each side. It is derived data, checked before use (the parent
+it names, one unbroken first-parent chain, values that follow on from one
+another) and verified against the trees by ``fsck --full``; where any of
+that fails, the trees are walked as before.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pygit2
+
+from .layout import MODE_BLOB, parse_tree
+
+#: name of the log's entry in a commit's root tree
+CHANGES_NAME = "changes"
+#: commits changing more samples than this carry no log (a diff walks trees)
+CHANGES_MAX = 10_000
+#: commits a diff composes logs over, at most, before walking trees instead
+CHAIN_MAX = 64
+
+Net = dict[str, dict[str, tuple[bytes | None, bytes | None]]]
+
+
+@dataclass
+class ChangeLog:
+    """The parsed ``changes`` blob of one commit."""
+
+    parent: str | None
+    unlogged: set[str] = field(default_factory=set)
+    rows: list[tuple[str, str, bytes | None, bytes | None]] = field(default_factory=list)
+
+
+def _hex(d: bytes | None) -> str | None:
+    return d.hex() if d is not None else None
+
+
+def encode(log: ChangeLog) -> bytes:
+    """The blob of ``log`` (rows sorted, so equal logs give equal blobs)."""
+    head = json.dumps({"parent": log.parent, "unlogged": sorted(log.unlogged)}, sort_keys=True)
+    lines = [head]
+    for aset, enc, old, new in sorted(log.rows, key=lambda r: (r[0], r[1])):
+        lines.append(json.dumps([aset, enc, _hex(old), _hex(new)], ensure_ascii=True))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _digest(v: object) -> bytes | None:
+    if v is None:
+        return None
+    if not isinstance(v, str) or len(v) != 40:
+        raise ValueError("malformed digest")
+    return bytes.fromhex(v)
+
+
+def parse(raw: bytes) -> ChangeLog:
+    """A ``changes`` blob; ValueError when it is malformed."""
+    try:
+        lines = raw.decode("ascii").split("\n")
+        if lines[-1] != "":
+            raise ValueError("no final newline")
+        head = json.loads(lines[0])
+        parent = head["parent"]
+        unlogged = head["unlogged"]
+        if not (parent is None or (isinstance(parent, str) and len(parent) == 40)):
+            raise ValueError("bad parent")
+        if not isinstance(unlogged, list) or not all(isinstance(n, str) for n in unlogged):
+            raise ValueError("bad unlogged list")
+        rows = []
+        for line in lines[1:-1]:
+            aset, enc, old, new = json.loads(line)
+            if not isinstance(aset, str) or not isinstance(enc, str):
+                raise ValueError("bad row")
+            rows.append((aset, enc, _digest(old), _digest(new)))
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"malformed change log: {exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"malformed change log: {exc}") from None
+    return ChangeLog(parent, set(unlogged), rows)
+
+
+def from_staged(
+    parent: str | None,
+    base_samples: Callable[[str], Any],
+    staged: Iterable[tuple[str, bool, bool, bool, Mapping[str, bytes | None]]],
+) -> ChangeLog | None:
+    """The log of a commit of staged changes, None when too large to keep.
+
+    ``staged`` yields ``(arrayset, created, removed, in_base, samples)``;
+    ``base_samples(arrayset).get(encoded key)`` is the digest in the parent
+    (None where absent).
+    """
+    log = ChangeLog(parent)
+    count = 0
+    for name, created, removed, in_base, samples in staged:
+        if created or removed or not in_base:
+            if created or removed:
+                log.unlogged.add(name)
+            continue
+        count += len(samples)
+        if count > CHANGES_MAX:
+            return None
+        base = base_samples(name)
+        for enc, new in samples.items():
+            old = base.get(enc)
+            if old != new:
+                log.rows.append((name, enc, old, new))
+    return log
+
+
+def read(repo: pygit2.Repository, tree: pygit2.Oid) -> ChangeLog | None:
+    """The log in commit tree ``tree``; None when it has none or it is malformed."""
+    root = parse_tree(repo.odb.read(tree)[1])
+    entry = root.get(CHANGES_NAME)
+    if entry is None or entry[0] != MODE_BLOB:
+        return None
+    try:
+        return parse(repo.odb.read(pygit2.Oid(raw=entry[1]))[1])
+    except ValueError:
+        return None
+
+
+def logged_changes(
+    repo: pygit2.Repository, base: str | None, tip: str
+) -> tuple[Net, set[str]] | None:
+    """Net sample changes from ``base`` to ``tip`` composed from change logs.
+
+    Returns ``({arrayset: {encoded key: (digest in base, digest in tip)}},
+    arraysets the logs do not cover)``, keeping only keys whose digest
+    differs, or None when ``base`` is not on ``tip``'s first-parent chain
+    within :data:`CHAIN_MAX` commits, a commit there has no log, or the
+    logs do not follow on from one another.
+    """
+    if base is None:
+        return None
+    chain: list[ChangeLog] = []
+    cur = tip
+    try:
+        while cur != base:
+            if len(chain) >= CHAIN_MAX:
+                return None
+            commit = repo.get(cur)
+            if not isinstance(commit, pygit2.Commit) or not commit.parent_ids:
+                return None
+            log = read(repo, commit.tree_id)
+            first = str(commit.parent_ids[0])
+            if log is None or log.parent != first:
+                return None
+            chain.append(log)
+            cur = first
+    except (KeyError, ValueError, pygit2.GitError):  # unreadable objects: walk instead
+        return None
+    net: Net = {}
+    unlogged: set[str] = set()
+    for log in reversed(chain):  # oldest first
+        unlogged |= log.unlogged
+        for aset, enc, old, new in log.rows:
+            per = net.setdefault(aset, {})
+            prev = per.get(enc)
+            if prev is None:
+                per[enc] = (old, new)
+            elif prev[1] != old:  # the logs do not follow on from one another
+                return None
+            else:
+                per[enc] = (prev[0], new)
+    for aset in list(net):
+        per = {k: v for k, v in net[aset].items() if v[0] != v[1]}
+        if per:
+            net[aset] = per
+        else:
+            del net[aset]
+    return net, unlogged
+
+
+def verify(repo: pygit2.Repository, commit: pygit2.Commit) -> list[str]:
+    """Problems of ``commit``'s change log against its trees (empty when sound
+    or when it has none): the parent it names, and every logged arrayset's
+    changes, compared with a walk of the parent's and the commit's trees."""
+    from ..merge import _Trees, sample_triples  # the walk diffs use without logs
+    from .snapshot import TreeRecords
+
+    root = parse_tree(repo.odb.read(commit.tree_id)[1])
+    entry = root.get(CHANGES_NAME)
+    if entry is None:
+        return []
+    if entry[0] != MODE_BLOB:
+        return ["is not a blob"]
+    try:
+        log = parse(repo.odb.read(pygit2.Oid(raw=entry[1]))[1])
+    except ValueError as exc:
+        return [str(exc)]
+    parent = str(commit.parent_ids[0]) if commit.parent_ids else None
+    if log.parent != parent:
+        return [f"names parent {log.parent}, the commit's first parent is {parent}"]
+    now = TreeRecords(repo, commit.tree_id.raw)
+    before = TreeRecords(repo, repo.get(parent).tree_id.raw if parent else None)
+    logged: dict[str, dict[str, tuple[bytes | None, bytes | None]]] = {}
+    for aset, enc, old, new in log.rows:
+        logged.setdefault(aset, {})[enc] = (old, new)
+    trees = _Trees(repo)
+    problems = []
+    for name in sorted(set(now.aset_entries) | set(before.aset_entries) | set(logged)):
+        if name in log.unlogged:
+            continue
+        if name not in now.aset_entries or name not in before.aset_entries:
+            problems.append(f"arrayset {name!r} was created or removed but is not marked unlogged")
+            continue
+        a = parse_tree(repo.odb.read(pygit2.Oid(raw=before.aset_entries[name][1]))[1])
+        b = parse_tree(repo.odb.read(pygit2.Oid(raw=now.aset_entries[name][1]))[1])
+        sa = a["samples"][1] if "samples" in a else None
+        sb = b["samples"][1] if "samples" in b else None
+        walked = {k: (t[0], t[1]) for k, t in sample_triples(trees, (sa, sb, sa)).items()}
+        if walked != logged.get(name, {}):
+            problems.append(f"the changes logged for arrayset {name!r} differ from its records")
+    return problems
