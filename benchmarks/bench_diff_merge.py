@@ -8,7 +8,8 @@ uint8, 256 distinct values), and two branches off it each change 10 samples
   (merge base, three-way walk, change lists and conflicts);
 - ``merge``: ``co.merge(message, other)`` on the write checkout of the other
   branch, a three-way merge commit (merge base, walk, writing the changed
-  trees, the commit, the ref move and the staging reset).
+  trees, the merge's change log, the commit, the ref move and the staging
+  reset).
 
 Each figure is the best (and median) of several runs, each on a freshly
 opened repository, so libgit2's object cache starts empty (the OS file cache

@@ -1133,6 +1133,11 @@ def merge_branches(
         commit_tree(git, dev_head),
         strategy=strategy,
     )
+    # the merge's change log: what it brought to master, found by a walk
+    # that skips every subtree the merge left as master had it
+    log = changelog.from_trees(git, master_head, commit_tree(git, master_head), tree)
+    if log is not None:
+        tree = changelog.attach(git, tree, log)
     sha = repo._write_commit(tree, message, [master_head, dev_head])
     _move_branch(git, master_branch, master_head, sha, journal)
     return sha

@@ -114,7 +114,7 @@ def test_a_commit_logs_its_sample_changes(tmp_path):
     assert changelog.verify(git, git.get(second)) == []
 
 
-def test_large_commits_and_merges_carry_no_log(tmp_path, monkeypatch):
+def test_large_commits_carry_no_log_and_merges_log_what_they_bring(tmp_path, monkeypatch):
     monkeypatch.setattr(changelog, "CHANGES_MAX", 5)
     repo = new_repo(tmp_path)
     co = repo.checkout(write=True)
@@ -137,7 +137,10 @@ def test_large_commits_and_merges_carry_no_log(tmp_path, monkeypatch):
     git = repo._git_repo()
     assert changelog.read(git, git.get(big).tree_id) is None
     assert len(git.get(merged).parent_ids) == 2
-    assert changelog.read(git, git.get(merged).tree_id) is None  # not master's log
+    log = changelog.read(git, git.get(merged).tree_id)  # not master's log: the merge's
+    assert log is not None and log.parent == big and log.unlogged == set()
+    assert [(r[0], r[1], r[2]) for r in log.rows] == [("a", "i:99", None)]
+    assert changelog.verify(git, git.get(merged)) == []
     assert verify(repo, full=True).ok
 
 

@@ -10,7 +10,8 @@ first parent and in the commit::
 
 Arraysets the commit created, removed or replaced are named in
 ``unlogged`` instead of listing their samples; a commit changing more than
-:data:`CHANGES_MAX` samples has no log at all, nor has a merge commit.
+:data:`CHANGES_MAX` samples has no log at all. A merge commit's log lists
+what the merge brought to its first parent (:func:`from_trees`).
 
 The log is what makes a diff cost the size of the change when the trees
 it would otherwise walk have large leaves: a diff between a branch and
@@ -31,7 +32,7 @@ from typing import Any
 
 import pygit2
 
-from .layout import MODE_BLOB, parse_tree
+from .layout import MODE_BLOB, parse_tree, serialize_tree
 
 #: name of the log's entry in a commit's root tree
 CHANGES_NAME = "changes"
@@ -192,13 +193,56 @@ def logged_changes(
     return net, unlogged
 
 
+def from_trees(
+    repo: pygit2.Repository,
+    parent: str | None,
+    before: bytes | None,
+    after: bytes,
+    limit: int | None = CHANGES_MAX,
+) -> ChangeLog | None:
+    """The log of a commit with records tree ``after`` against its first
+    parent ``parent`` (records tree ``before``), found by walking both trees
+    (skipping equal subtrees); None when it changes more than ``limit``
+    samples. Arraysets created, removed or given another schema are unlogged.
+    """
+    from ..merge import _Trees, sample_triples  # the walk diffs use without logs
+    from .snapshot import TreeRecords
+
+    now, was = TreeRecords(repo, after), TreeRecords(repo, before)
+    log = ChangeLog(parent)
+    trees = _Trees(repo)
+    for name in sorted(set(now.aset_entries) | set(was.aset_entries)):
+        eb, ea = was.aset_entries.get(name), now.aset_entries.get(name)
+        if eb == ea:
+            continue
+        if eb is None or ea is None:
+            log.unlogged.add(name)
+            continue
+        tb = parse_tree(repo.odb.read(pygit2.Oid(raw=eb[1]))[1])
+        ta = parse_tree(repo.odb.read(pygit2.Oid(raw=ea[1]))[1])
+        if tb.get("schema") != ta.get("schema"):
+            log.unlogged.add(name)
+            continue
+        sb = tb["samples"][1] if "samples" in tb else None
+        sa = ta["samples"][1] if "samples" in ta else None
+        for enc, t in sample_triples(trees, (sb, sa, sb)).items():
+            log.rows.append((name, enc, t[0], t[1]))
+        if limit is not None and len(log.rows) > limit:
+            return None
+    return log
+
+
+def attach(repo: pygit2.Repository, tree: bytes, log: ChangeLog) -> bytes:
+    """Root tree ``tree`` with ``log`` as its ``changes`` entry."""
+    root = parse_tree(repo.odb.read(pygit2.Oid(raw=tree))[1])
+    root[CHANGES_NAME] = (MODE_BLOB, repo.odb.write(pygit2.enums.ObjectType.BLOB, encode(log)).raw)
+    return repo.odb.write(pygit2.enums.ObjectType.TREE, serialize_tree(root)).raw
+
+
 def verify(repo: pygit2.Repository, commit: pygit2.Commit) -> list[str]:
     """Problems of ``commit``'s change log against its trees (empty when sound
     or when it has none): the parent it names, and every logged arrayset's
     changes, compared with a walk of the parent's and the commit's trees."""
-    from ..merge import _Trees, sample_triples  # the walk diffs use without logs
-    from .snapshot import TreeRecords
-
     root = parse_tree(repo.odb.read(commit.tree_id)[1])
     entry = root.get(CHANGES_NAME)
     if entry is None:
@@ -212,24 +256,19 @@ def verify(repo: pygit2.Repository, commit: pygit2.Commit) -> list[str]:
     parent = str(commit.parent_ids[0]) if commit.parent_ids else None
     if log.parent != parent:
         return [f"names parent {log.parent}, the commit's first parent is {parent}"]
-    now = TreeRecords(repo, commit.tree_id.raw)
-    before = TreeRecords(repo, repo.get(parent).tree_id.raw if parent else None)
-    logged: dict[str, dict[str, tuple[bytes | None, bytes | None]]] = {}
-    for aset, enc, old, new in log.rows:
-        logged.setdefault(aset, {})[enc] = (old, new)
-    trees = _Trees(repo)
+    before = repo.get(parent).tree_id.raw if parent else None
+    walked = from_trees(repo, parent, before, commit.tree_id.raw, limit=None)
+    assert walked is not None
     problems = []
-    for name in sorted(set(now.aset_entries) | set(before.aset_entries) | set(logged)):
-        if name in log.unlogged:
-            continue
-        if name not in now.aset_entries or name not in before.aset_entries:
-            problems.append(f"arrayset {name!r} was created or removed but is not marked unlogged")
-            continue
-        a = parse_tree(repo.odb.read(pygit2.Oid(raw=before.aset_entries[name][1]))[1])
-        b = parse_tree(repo.odb.read(pygit2.Oid(raw=now.aset_entries[name][1]))[1])
-        sa = a["samples"][1] if "samples" in a else None
-        sb = b["samples"][1] if "samples" in b else None
-        walked = {k: (t[0], t[1]) for k, t in sample_triples(trees, (sa, sb, sa)).items()}
-        if walked != logged.get(name, {}):
+    for name in sorted(walked.unlogged - log.unlogged):
+        problems.append(f"arrayset {name!r} was created, removed or replaced but is not marked")
+    want: dict[str, set] = {}
+    for r in walked.rows:
+        want.setdefault(r[0], set()).add(r)
+    got: dict[str, set] = {}
+    for r in log.rows:
+        got.setdefault(r[0], set()).add(r)
+    for name in sorted((set(want) | set(got)) - log.unlogged):
+        if want.get(name, set()) != got.get(name, set()):
             problems.append(f"the changes logged for arrayset {name!r} differ from its records")
     return problems
