@@ -180,7 +180,7 @@ def main() -> None:
     if args.walk:
         from hangar_git.records import changelog
 
-        changelog.logged_changes = lambda *a: None
+        changelog.USE_LOGS = False
     if args.no_strict_hash:
         pygit2.option(pygit2.enums.Option.ENABLE_STRICT_HASH_VERIFICATION, 0)
     if args.two_level:

@@ -26,10 +26,7 @@ printed; on a shared machine compare the CPU column and the numpy ratios).
 from __future__ import annotations
 
 import argparse
-import cProfile
-import gc
 import os
-import pstats
 import sqlite3
 import sys
 import tempfile
@@ -41,6 +38,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import timed
 
 from hangar_git import Repository
 from hangar_git.records.snapshot import clear_leaf_cache
@@ -94,22 +93,11 @@ class Timer:
         return out
 
     def _run(self, name: str, fn: Callable[[], object]) -> object:
-        gc.collect()
-        prof = cProfile.Profile() if self.profile == name else None
-        t0 = time.perf_counter()
-        c0 = time.process_time()
-        if prof is not None:
-            prof.enable()
-        out = fn()
-        if prof is not None:
-            prof.disable()
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        out, wall, cpu = timed(fn, profile=self.profile == name)
+        if self.profile == name:
+            self.profile = None  # once
         if name not in self.times or wall < self.times[name]:
             self.times[name], self.cpu[name] = wall, cpu
-        if prof is not None:
-            self.profile = None  # once
-            pstats.Stats(prof).sort_stats("cumulative").print_stats(35)
-            pstats.Stats(prof).sort_stats("tottime").print_stats(25)
         return out
 
 

@@ -50,10 +50,8 @@ blocks) that holding every key takes.
 from __future__ import annotations
 
 import argparse
-import cProfile
 import gc
 import os
-import pstats
 import sys
 import tempfile
 import time
@@ -66,6 +64,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import timed
 
 from hangar_git import Repository
 from hangar_git.records.snapshot import clear_leaf_cache
@@ -107,21 +107,11 @@ class Timer:
     def run(self, name: str, fn: Callable[[], Any], repeat: int = 1) -> Any:
         out = None
         for i in range(repeat):
-            gc.collect()
-            prof = cProfile.Profile() if self.profile == name else None
-            t0, c0 = time.perf_counter(), time.process_time()
-            if prof is not None:
-                prof.enable()
-            got = fn()
-            if prof is not None:
-                prof.disable()
-            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            got, wall, cpu = timed(fn, profile=self.profile == name)
+            if self.profile == name:
+                self.profile = None  # once
             if name not in self.times or wall < self.times[name]:
                 self.times[name], self.cpu[name] = wall, cpu
-            if prof is not None:
-                self.profile = None
-                pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
-                pstats.Stats(prof).sort_stats("tottime").print_stats(30)
             out = got if i == 0 else out
         return out
 

@@ -145,9 +145,8 @@ class ArraysetDataReader:
             return self._get_region(key[0], key[1:])
         return self.get(key)
 
-    def _get_region(self, name: Key, index: tuple) -> Any:
-        """``self.get(name)[index]`` as a read-only copy (a scalar when every
-        axis is an int); of a large payload only the chunks it touches are read."""
+    def _locate(self, name: Key) -> tuple[str, bytes]:
+        """``(encoded key, digest)`` of sample ``name``; KeyError when absent."""
         co = self._co
         if co._closed:
             co._check()
@@ -155,7 +154,13 @@ class ArraysetDataReader:
         d = co._view.get(self._name, enc)
         if d is None:
             raise KeyError(name)
-        view = co._payloads.read_region(self._name, enc, d, index)
+        return enc, d
+
+    def _get_region(self, name: Key, index: tuple) -> Any:
+        """``self.get(name)[index]`` as a read-only copy (a scalar when every
+        axis is an int); of a large payload only the chunks it touches are read."""
+        enc, d = self._locate(name)
+        view = self._co._payloads.read_region(self._name, enc, d, index)
         if isinstance(view, np.ndarray):
             view.flags.writeable = False
         return view
@@ -170,14 +175,8 @@ class ArraysetDataReader:
         MissingPayloadError
             If the sample's payload is not on this machine (fetch it first).
         """
-        co = self._co
-        if co._closed:
-            co._check()
-        enc = f"i:{name}" if type(name) is int and name >= 0 else encode_key(name)
-        d = co._view.get(self._name, enc)
-        if d is None:
-            raise KeyError(name)
-        return co._payloads.read(self._name, enc, d)
+        enc, d = self._locate(name)
+        return self._co._payloads.read(self._name, enc, d)
 
     def get_batch(
         self, names: Iterable[Key], *, n_cpus: int | None = None, start_method: str = "spawn"

@@ -1003,7 +1003,7 @@ def _diff_commits(
     base = _merge_base(git, head, dev)
     m = master_tree if master_tree is not None else commit_tree(git, head)
     logs = None
-    if master_tree is None and head is not None and base is not None:
+    if changelog.USE_LOGS and master_tree is None and head is not None and base is not None:
         lm = changelog.logged_changes(git, base, head)
         ld = changelog.logged_changes(git, base, dev) if lm is not None else None
         logs = (lm, ld) if lm is not None and ld is not None else None
@@ -1126,16 +1126,13 @@ def merge_branches(
     if master_head is None or base == master_head:
         _move_branch(git, master_branch, master_head, dev_head, journal)
         return dev_head
+    master_tree = commit_tree(git, master_head)
     tree = merge_trees(
-        git,
-        commit_tree(git, base),
-        commit_tree(git, master_head),
-        commit_tree(git, dev_head),
-        strategy=strategy,
+        git, commit_tree(git, base), master_tree, commit_tree(git, dev_head), strategy=strategy
     )
     # the merge's change log: what it brought to master, found by a walk
     # that skips every subtree the merge left as master had it
-    log = changelog.from_trees(git, master_head, commit_tree(git, master_head), tree)
+    log = changelog.from_trees(git, master_head, master_tree, tree)
     if log is not None:
         tree = changelog.attach(git, tree, log)
     sha = repo._write_commit(tree, message, [master_head, dev_head])

@@ -406,15 +406,8 @@ class Repository:
                 f"{journal.base}; reset the staging area and redo the changes"
             )
         base = TreeRecords(git, commit_tree(git, journal.base))
-        log = changelog.from_staged(
-            journal.base,
-            base.samples,
-            (
-                (name, st.created, st.removed, name in base.aset_entries, st.samples)
-                for name, st in sorted(journal.asets.items())
-            ),
-        )
-        changes = changelog.encode(log) if log is not None and not extra_parents else None
+        log = changelog.from_staged(journal.base, base, journal.asets)
+        changes = changelog.encode(log) if log is not None else None
         tree = build_root(git, base, journal.asets, journal.meta, changes)
         sha = self._write_commit(
             tree, message, [p for p in (journal.base,) if p] + list(extra_parents)

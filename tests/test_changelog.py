@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from unittest import mock
 
 import numpy as np
 import pygit2
@@ -27,15 +28,9 @@ from hangar_git.records.layout import MODE_BLOB, parse_tree, serialize_tree
 from hangar_git.store import array_digest
 
 
-@contextlib.contextmanager
 def walk_only():
     """Diffs walk the record trees, as if no commit had a change log."""
-    saved = changelog.logged_changes
-    changelog.logged_changes = lambda *args: None
-    try:
-        yield
-    finally:
-        changelog.logged_changes = saved
+    return mock.patch.object(changelog, "USE_LOGS", False)
 
 
 @contextlib.contextmanager

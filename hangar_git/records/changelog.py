@@ -26,13 +26,18 @@ that fails, the trees are walked as before.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pygit2
 
+from ..gitutil import read_raw, write_blob, write_tree
 from .layout import MODE_BLOB, parse_tree, serialize_tree
+
+if TYPE_CHECKING:
+    from .snapshot import TreeRecords
+    from .staging import StagedAset
 
 #: name of the log's entry in a commit's root tree
 CHANGES_NAME = "changes"
@@ -40,6 +45,8 @@ CHANGES_NAME = "changes"
 CHANGES_MAX = 10_000
 #: commits a diff composes logs over, at most, before walking trees instead
 CHAIN_MAX = 64
+#: False: diffs ignore the logs and walk the record trees (to compare the two)
+USE_LOGS = True
 
 Net = dict[str, dict[str, tuple[bytes | None, bytes | None]]]
 
@@ -93,37 +100,30 @@ def parse(raw: bytes) -> ChangeLog:
             if not isinstance(aset, str) or not isinstance(enc, str):
                 raise ValueError("bad row")
             rows.append((aset, enc, _digest(old), _digest(new)))
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"malformed change log: {exc}") from None
-    except ValueError as exc:
+    except (ValueError, KeyError, TypeError) as exc:  # JSON and UTF-8 errors included
         raise ValueError(f"malformed change log: {exc}") from None
     return ChangeLog(parent, set(unlogged), rows)
 
 
 def from_staged(
-    parent: str | None,
-    base_samples: Callable[[str], Any],
-    staged: Iterable[tuple[str, bool, bool, bool, Mapping[str, bytes | None]]],
+    parent: str | None, base: TreeRecords, staged: Mapping[str, StagedAset]
 ) -> ChangeLog | None:
-    """The log of a commit of staged changes, None when too large to keep.
-
-    ``staged`` yields ``(arrayset, created, removed, in_base, samples)``;
-    ``base_samples(arrayset).get(encoded key)`` is the digest in the parent
-    (None where absent).
-    """
+    """The log of a commit of ``staged`` changes on top of commit ``parent``
+    (records ``base``); None when it changes too many samples to keep one."""
     log = ChangeLog(parent)
     count = 0
-    for name, created, removed, in_base, samples in staged:
-        if created or removed or not in_base:
-            if created or removed:
-                log.unlogged.add(name)
+    for name, st in sorted(staged.items()):
+        if st.created or st.removed:
+            log.unlogged.add(name)
             continue
-        count += len(samples)
+        if name not in base.aset_entries:  # changes to no arrayset: not committed
+            continue
+        count += len(st.samples)
         if count > CHANGES_MAX:
             return None
-        base = base_samples(name)
-        for enc, new in samples.items():
-            old = base.get(enc)
+        samples = base.samples(name)
+        for enc, new in st.samples.items():
+            old = samples.get(enc)
             if old != new:
                 log.rows.append((name, enc, old, new))
     return log
@@ -131,12 +131,11 @@ def from_staged(
 
 def read(repo: pygit2.Repository, tree: pygit2.Oid) -> ChangeLog | None:
     """The log in commit tree ``tree``; None when it has none or it is malformed."""
-    root = parse_tree(repo.odb.read(tree)[1])
-    entry = root.get(CHANGES_NAME)
+    entry = parse_tree(read_raw(repo, tree)).get(CHANGES_NAME)
     if entry is None or entry[0] != MODE_BLOB:
         return None
     try:
-        return parse(repo.odb.read(pygit2.Oid(raw=entry[1]))[1])
+        return parse(read_raw(repo, entry[1]))
     except ValueError:
         return None
 
@@ -218,8 +217,7 @@ def from_trees(
         if eb is None or ea is None:
             log.unlogged.add(name)
             continue
-        tb = parse_tree(repo.odb.read(pygit2.Oid(raw=eb[1]))[1])
-        ta = parse_tree(repo.odb.read(pygit2.Oid(raw=ea[1]))[1])
+        tb, ta = parse_tree(read_raw(repo, eb[1])), parse_tree(read_raw(repo, ea[1]))
         if tb.get("schema") != ta.get("schema"):
             log.unlogged.add(name)
             continue
@@ -234,23 +232,22 @@ def from_trees(
 
 def attach(repo: pygit2.Repository, tree: bytes, log: ChangeLog) -> bytes:
     """Root tree ``tree`` with ``log`` as its ``changes`` entry."""
-    root = parse_tree(repo.odb.read(pygit2.Oid(raw=tree))[1])
-    root[CHANGES_NAME] = (MODE_BLOB, repo.odb.write(pygit2.enums.ObjectType.BLOB, encode(log)).raw)
-    return repo.odb.write(pygit2.enums.ObjectType.TREE, serialize_tree(root)).raw
+    root = parse_tree(read_raw(repo, tree))
+    root[CHANGES_NAME] = (MODE_BLOB, write_blob(repo, encode(log)))
+    return write_tree(repo, serialize_tree(root))
 
 
 def verify(repo: pygit2.Repository, commit: pygit2.Commit) -> list[str]:
     """Problems of ``commit``'s change log against its trees (empty when sound
     or when it has none): the parent it names, and every logged arrayset's
     changes, compared with a walk of the parent's and the commit's trees."""
-    root = parse_tree(repo.odb.read(commit.tree_id)[1])
-    entry = root.get(CHANGES_NAME)
+    entry = parse_tree(read_raw(repo, commit.tree_id)).get(CHANGES_NAME)
     if entry is None:
         return []
     if entry[0] != MODE_BLOB:
         return ["is not a blob"]
     try:
-        log = parse(repo.odb.read(pygit2.Oid(raw=entry[1]))[1])
+        log = parse(read_raw(repo, entry[1]))
     except ValueError as exc:
         return [str(exc)]
     parent = str(commit.parent_ids[0]) if commit.parent_ids else None
