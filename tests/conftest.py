@@ -95,6 +95,23 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("HYPOTHESIS_PROFILE", "default")
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Iterator[pytest.TestReport]:
+    """A test that fails on ``subprocess.run(..., check=True)`` shows what the
+    command printed: ``CalledProcessError`` alone says only its exit status."""
+    report: pytest.TestReport = yield
+    err = call.excinfo.value if call.excinfo is not None else None
+    if isinstance(err, subprocess.CalledProcessError):
+        for name, text in (("stdout", err.stdout), ("stderr", err.stderr)):
+            if isinstance(text, bytes):
+                text = text.decode(errors="replace")
+            if text:
+                report.sections.append((f"output of the failed command ({name})", text))
+    return report
+
+
 @pytest.fixture
 def records_only_copy():
     """Make a repository holding another's records but only some payloads."""

@@ -15,6 +15,7 @@ import os
 import pty
 import re
 import shutil
+import site
 import subprocess
 import sys
 import warnings
@@ -716,12 +717,17 @@ def test_installed_package_puts_git_hangar_on_path(work, tmp_path):
     for name in ("hangar_git", "man"):
         shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
     venv = tmp_path / "venv"
-    # --system-site-packages: the dependencies are there; pip never uninstalls
-    # anything outside the venv (such as the editable install of this checkout)
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)],
-        check=True,
-    )
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    # the dependencies and the build backend are this environment's (a venv's
+    # --system-site-packages would be the base interpreter's instead): its
+    # site-packages go on the new venv's path after the venv's own, through a
+    # .pth file whose own .pth files are not read, so the editable install of
+    # this checkout stays out; pip never uninstalls anything outside the venv
+    inner = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import site; print(site.getsitepackages()[0])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    Path(inner, "outer-environment.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
          "-q", "--no-deps", "--no-index", "--no-build-isolation", str(src)],
