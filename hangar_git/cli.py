@@ -968,7 +968,7 @@ def show(spec: str, full: bool, as_npy: bool) -> None:
             raise CLIError(f"arrayset {aset_name!r} has no sample {key!r} at {sp.label}")
         arr = aset[key]
     if as_npy:
-        out = click.get_binary_stream("stdout")
+        out = sys.stdout.buffer
         if _isatty(out):
             raise CLIError("refusing to write binary .npy data to a terminal; redirect stdout")
         # through a plain writer, not numpy's tofile(): a reader that stops early
