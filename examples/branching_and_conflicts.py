@@ -4,7 +4,8 @@ Run it from anywhere::
 
     python examples/branching_and_conflicts.py [DIRECTORY]
 
-Without a directory it works in a fresh temporary one. Two annotators,
+Without a directory it works in a temporary one and removes it at the end;
+give one to keep the repository. Two annotators,
 Alice and Bob, each work on a branch of a small labelled dataset. Alice's
 branch merges into master as a fast-forward; Bob's then conflicts with it
 (both changed the same label, and both set the same metadata key to
@@ -28,8 +29,8 @@ def label(value: int) -> np.ndarray:
     return np.array(value, dtype=np.int64)
 
 
-def main(directory: str | None = None) -> None:
-    root = Path(directory or tempfile.mkdtemp(prefix="hangar-branching-"))
+def main(directory: str) -> None:
+    root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
 
@@ -139,4 +140,8 @@ def main(directory: str | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else None)
+    if len(sys.argv) > 1:
+        main(sys.argv[1])
+    else:  # a temporary repository, removed when the example ends
+        with tempfile.TemporaryDirectory(prefix="hangar-branching-") as tmp:
+            main(tmp)

@@ -4,7 +4,8 @@ Run it from anywhere::
 
     python examples/mnist_walkthrough.py [DIRECTORY]
 
-Without a directory it works in a fresh temporary one. It makes a synthetic
+Without a directory it works in a temporary one and removes it at the end;
+give one to keep the repository. It makes a synthetic
 dataset shaped like MNIST (60,000 images of 28x28 uint8 and their labels),
 commits it, adds a relabelled subset on a branch, merges the branch back and
 checks every array it reads against what it wrote.
@@ -24,8 +25,8 @@ from hangar_git import Repository
 N = 60_000
 
 
-def main(directory: str | None = None) -> None:
-    root = Path(directory or tempfile.mkdtemp(prefix="hangar-mnist-"))
+def main(directory: str) -> None:
+    root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(N, 28, 28), dtype=np.uint8)
@@ -88,4 +89,9 @@ def main(directory: str | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else None)
+    if len(sys.argv) > 1:
+        main(sys.argv[1])
+    else:  # a temporary repository, removed when the example ends
+        with tempfile.TemporaryDirectory(prefix="hangar-mnist-") as tmp:
+            main(tmp)
+        print("(a temporary directory, now removed: pass a DIRECTORY to keep it)")

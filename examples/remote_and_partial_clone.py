@@ -4,7 +4,8 @@ Run it from anywhere::
 
     python examples/remote_and_partial_clone.py [DIRECTORY]
 
-Without a directory it works in a fresh temporary one. Everything stays on
+Without a directory it works in a temporary one and removes it at the end;
+give one to keep the repository. Everything stays on
 this machine: the "remote" is a bare git repository (for the records) and a
 plain directory (for the payloads), both under DIRECTORY. With a real team
 the git remote would be a git host or an ssh path, and the data remote an
@@ -30,8 +31,8 @@ from hangar_git import MissingPayloadError, Repository
 N = 1_000
 
 
-def main(directory: str | None = None) -> None:
-    root = Path(directory or tempfile.mkdtemp(prefix="hangar-remote-"))
+def main(directory: str) -> None:
+    root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
 
@@ -137,4 +138,8 @@ def main(directory: str | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else None)
+    if len(sys.argv) > 1:
+        main(sys.argv[1])
+    else:  # a temporary repository, removed when the example ends
+        with tempfile.TemporaryDirectory(prefix="hangar-remote-") as tmp:
+            main(tmp)

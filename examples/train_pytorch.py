@@ -4,7 +4,8 @@ Run it from anywhere (it needs torch: ``pip install -e ".[torch]"``)::
 
     python examples/train_pytorch.py [DIRECTORY]
 
-Without a directory it works in a fresh temporary one. It commits a small
+Without a directory it works in a temporary one and removes it at the end;
+give one to keep the repository. It commits a small
 synthetic image-classification dataset (2,000 images of 16x16 pixels, four
 classes: in which quadrant a bright square sits), then trains a small
 convolutional network on the first 1,600 samples of that commit through a
@@ -78,8 +79,8 @@ def make_model() -> nn.Module:
 # --8<-- [end:model]
 
 
-def main(directory: str | None = None) -> float:
-    root = Path(directory or tempfile.mkdtemp(prefix="hangar-torch-"))
+def main(directory: str) -> float:
+    root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -151,4 +152,8 @@ def main(directory: str | None = None) -> float:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else None)
+    if len(sys.argv) > 1:
+        main(sys.argv[1])
+    else:  # a temporary repository, removed when the example ends
+        with tempfile.TemporaryDirectory(prefix="hangar-torch-") as tmp:
+            main(tmp)

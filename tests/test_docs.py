@@ -35,6 +35,7 @@ import re
 import subprocess
 import sys
 from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -265,21 +266,55 @@ def test_runnable_blocks_of_page(page: Path, tmp_path: Path) -> None:
         _fail_with_output(f"runnable blocks of docs/{page.relative_to(DOCS)}", r)
 
 
+#: optional frameworks an example may import: the pip command that brings each
+OPTIONAL = {"torch": 'pip install -e ".[torch]"', "tensorflow": 'pip install -e ".[tensorflow]"'}
+
+
+def _skip_unless_installed(
+    script: Path, installed=lambda name: find_spec(name) is not None
+) -> None:
+    """An example of an optional loader skips, saying why, without its framework."""
+    text = script.read_text()
+    for module, command in OPTIONAL.items():
+        if re.search(rf"^(import|from) {module}\b", text, re.M) and not installed(module):
+            pytest.skip(f"examples/{script.name} needs {module}: {command}")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("script", _examples(), ids=lambda p: p.name)
 def test_example_script_runs(script: Path, tmp_path: Path) -> None:
+    """Each example runs as the README says (no arguments) and leaves nothing
+    behind in the temporary directory it worked in."""
+    _skip_unless_installed(script)
     work = tmp_path / "work"
     work.mkdir()
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = reader_env(tmp_path / "home")
+    env["TMPDIR"] = str(tmp)
     r = subprocess.run(
-        [sys.executable, str(script), str(work / "repo")],
+        [sys.executable, str(script)],
         cwd=work,
-        env=reader_env(tmp_path / "home"),
+        env=env,
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
     )
     if r.returncode != 0:
         _fail_with_output(f"examples/{script.name}", r)
+    assert "Warning" not in r.stderr, r.stderr
+    # torch keeps a kernel cache there (torchinductor_USER): its own, not the example's
+    left = sorted(p.name for p in tmp.iterdir() if not p.name.startswith("torchinductor_"))
+    assert not left, f"examples/{script.name} left {left} in its temporary directory"
+    assert not any(work.iterdir()), "an example writes nothing where it is run from"
+
+
+def test_optional_examples_say_what_they_need() -> None:
+    """Without torch, the torch example skips with the command that installs it."""
+    with pytest.raises(pytest.skip.Exception, match=r"needs torch: pip install"):
+        _skip_unless_installed(EXAMPLES / "train_pytorch.py", installed=lambda name: False)
+    # an example that needs nothing optional runs anywhere
+    _skip_unless_installed(EXAMPLES / "mnist_walkthrough.py", installed=lambda name: False)
 
 
 @pytest.mark.slow
@@ -290,6 +325,7 @@ def test_readme_example_runs(tmp_path: Path) -> None:
     r = _run_page(readme, tmp_path)
     if r.returncode != 0:
         _fail_with_output("runnable blocks of README.md", r)
+    assert "Warning" not in r.stderr, r.stderr  # the first lines a newcomer runs
 
 
 def test_comparison_facts_have_sources() -> None:
@@ -336,3 +372,22 @@ def test_readme_links_resolve() -> None:
     assert local, "the README should link into the docs"
     missing = [t for t in local if not (ROOT / t).exists()]
     assert not missing, f"README links to missing files: {missing}"
+
+
+def test_ci_runs_the_readme_commands_as_written() -> None:
+    """``.ci/run`` takes its commands from the README, so the two cannot drift:
+    the extractor finds the install, test and slow-test commands, in order."""
+    r = subprocess.run(
+        [sys.executable, str(ROOT / ".ci" / "readme_commands.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    install, tests, slow = r.stdout.splitlines()
+    assert install.startswith('pip install -e ".[test]" && python examples/')
+    assert tests == "python -m pytest -q"
+    assert slow == "python -m pytest -q -m slow"
+    readme = (ROOT / "README.md").read_text()
+    assert all(f"```sh\n{c}\n```" in readme for c in (install, tests, slow))
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "readme_commands.py" in ci and 'bash -euo pipefail -c "$tests"' in ci
