@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 from .dataloaders import make_numpy_loader, make_tf_dataset, make_torch_dataset
 from .errors import (
     ClosedError,
+    CorruptRecordError,
     FormatVersionError,
     HangarError,
     IntegrityError,
@@ -22,6 +23,7 @@ from .repository import Repository
 
 __all__ = [
     "ClosedError",
+    "CorruptRecordError",
     "FormatVersionError",
     "HangarError",
     "IntegrityError",

@@ -43,3 +43,8 @@ class MergeConflictError(HangarError, ValueError):
     def __init__(self, message: str, conflicts: object = None) -> None:
         super().__init__(message)
         self.conflicts = conflicts
+
+
+class CorruptRecordError(HangarError, ValueError):
+    """Records read from git are malformed or hostile (a bad name, key, mode,
+    schema, format version or size); nothing was read from or written for them."""
