@@ -176,7 +176,12 @@ def gc(
                 f"cannot tell what is live, nothing was removed: {exc}; run `git hangar fsck`"
             ) from None
         writer = None if dry_run else repo._store.writer()
-        reader = repo._store.reader()
+        try:
+            reader = repo._store.reader()
+        except BaseException:  # e.g. a full disk: the store lock must not stay held
+            if writer is not None:
+                writer.close()
+            raise
         try:
             _payloads(repo, reader, writer, live, threshold, report)
         finally:

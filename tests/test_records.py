@@ -345,7 +345,7 @@ def test_journal_drops_torn_tail(tmp_path):
     j.close()
 
 
-def test_journal_keeps_intact_prefix_of_damaged_file(tmp_path):
+def test_journal_keeps_every_intact_line_of_damaged_file(tmp_path):
     p = tmp_path / "journal"
     j = Journal.open(p, "master", None)
     j.record("M", "s:one", b"1".hex())
@@ -357,22 +357,27 @@ def test_journal_keeps_intact_prefix_of_damaged_file(tmp_path):
     p.write_bytes(b"\n".join(lines))
     with pytest.warns(RuntimeWarning, match="damaged"):
         j = Journal.open(p, "master", None)
-    assert j.meta == {"s:one": "1"}
+    # only the damaged line's change is lost: the intact line after it is kept
+    assert j.meta == {"s:one": "1", "s:three": "3"}
     kept = [q for q in tmp_path.iterdir() if q.name.startswith("journal.damaged-")]
     assert len(kept) == 1
     j.close()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         j = Journal.open(p, "master", None)  # rewritten: clean now
-    assert j.meta == {"s:one": "1"}
+    assert j.meta == {"s:one": "1", "s:three": "3"}
     j.close()
 
 
-def test_journal_unreadable_header(tmp_path):
+def test_journal_unreadable_header_is_set_aside(tmp_path):
     p = tmp_path / "journal"
     p.write_text("nonsense\n")
-    with pytest.raises(RuntimeError):
-        Journal.open(p, "master", None)
+    with pytest.warns(RuntimeWarning, match="set aside as"):
+        j = Journal.open(p, "master", None)
+    assert j.meta == {} and not j.asets and j.set_aside is not None  # restarted
+    j.close()
+    (kept,) = tmp_path.glob("journal.unreadable-*")
+    assert kept.read_text() == "nonsense\n"
 
 
 def test_journal_reset_and_pending_commit(tmp_path):

@@ -10,6 +10,17 @@ on the next open, so a change is either wholly staged or not at all. A batch
 (the changes of one ``with`` block, synced together) is preceded by a
 ``T <count>`` line and replayed only when all of its lines are intact.
 
+Durability and failures: a line is written whole and synced (``fsync``)
+before the call that logged it returns. A write or sync that fails (a full
+disk, an I/O error) cuts the file back to its last good length and puts the
+staged state back to what the file holds, then raises the :class:`OSError`:
+the failed call staged nothing, and later lines never run onto a torn one.
+A journal damaged in the middle (what a power cut can leave) keeps every
+intact line and batch (a copy of the file is set aside and a warning says
+how many lines were lost); one whose header is unreadable, or an empty one,
+is set aside as ``journal.unreadable-<time>`` and the staging area restarts
+from the branch head, with a warning naming the file.
+
 A commit appends ``C <hash>`` once the commit object exists and before the
 branch ref moves; on the next open, a journal ending in ``C`` is rolled
 forward (ref already moved: the journal is reset onto the new commit) or back
@@ -18,6 +29,7 @@ forward (ref already moved: the journal is reset onto the new commit) or back
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -26,6 +38,18 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..store.durable import FILE_MODE, fsync_dir, fsync_fd, truncate_to, write_all
+
+
+class UnreadableJournal(RuntimeError):
+    """A journal without an intact header line (empty, or damaged at its start)."""
+
+    def __init__(self, message: str, intact: int = 0) -> None:
+        super().__init__(message)
+        #: intact change lines after the damaged header
+        self.intact = intact
+
 
 #: samples per ``B`` line written by :meth:`Journal.record_samples`
 B_LINE_SAMPLES = 1 << 16
@@ -54,18 +78,43 @@ class Journal:
         self._buf: list[str] = []
         self._samples_buf: list[tuple[str, str, bytes]] = []
         self._fd = -1
+        self._size = 0  # length of the file as this journal wrote it
+        self._torn = False  # the file may be longer: cut it before writing
         self.batching = 0
+        #: the file an unreadable journal was set aside as, when it was
+        self.set_aside: Path | None = None
 
     # ---- opening -----------------------------------------------------
     @classmethod
     def open(cls, path: Path, branch: str, base: str | None) -> Journal:
         j = cls(path)
         if path.exists():
-            j._replay()
+            try:
+                j._replay()
+            except UnreadableJournal as exc:
+                j._set_aside(branch, base, exc.intact)
         else:
             j.reset(branch, base)
         j._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        j._size = os.fstat(j._fd).st_size
         return j
+
+    def _set_aside(self, branch: str, base: str | None, intact: int) -> None:
+        """Move an unreadable journal out of the way and restart the staging
+        area from ``base`` of ``branch`` (committed work is in git: untouched)."""
+        keep = self.path.with_name(f"journal.unreadable-{time.time_ns()}")
+        os.replace(self.path, keep)
+        self.set_aside = keep
+        self.reset(branch, base)
+        warnings.warn(
+            f"staging journal {self.path} was unreadable (empty, or its header is "
+            f"damaged: {intact} intact change lines after it cannot be replayed without it); "
+            f"it was set aside as {keep} and the staging area restarted from the head of "
+            f"branch {branch!r}: changes staged and not committed were lost, nothing "
+            "committed was",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
     @classmethod
     def peek(cls, path: Path) -> Journal | None:
@@ -81,45 +130,75 @@ class Journal:
         return j
 
     def _replay(self, repair: bool = True) -> None:
-        data = self.path.read_bytes().decode("utf-8", "replace")
+        self._replay_bytes(self.path.read_bytes(), repair)
+
+    def _replay_bytes(self, raw: bytes, repair: bool = False) -> None:
+        """Replay journal bytes ``raw``; with ``repair``, set damage aside and
+        drop a torn tail (see the module docstring).
+
+        Raises
+        ------
+        UnreadableJournal
+            If ``raw`` holds no intact header line.
+        """
+        data = raw.decode("utf-8", "replace")
         lines = data.split("\n")
         complete = lines[:-1]  # the last piece has no newline: cut short
-        records: list[list[str]] = []
+        # one per complete line: its fields, or None when it fails its CRC
+        records: list[list[str] | None] = []
         for line in complete:
             body, _, crc = line.rpartition("\t")
-            if not body or f"{zlib.crc32(body.encode()):08x}" != crc:
-                break
-            records.append(body.split("\t"))
-        if not records or records[0][0] != "H":
-            raise RuntimeError(f"staging journal {self.path} is unreadable")
-        hdr = json.loads(records[0][1])
-        self.branch, self.base = hdr["branch"], hdr["base"]
-        good = 1
-        while good < len(records):
-            fields = records[good]
-            if fields[0] == "T":  # a batch: all of its lines, or none
+            ok = bool(body) and f"{zlib.crc32(body.encode()):08x}" == crc
+            records.append(body.split("\t") if ok else None)
+        head = records[0] if records else None
+        try:
+            if head is None or head[0] != "H":
+                raise ValueError("no header")
+            hdr = json.loads(head[1])
+            branch, base = hdr["branch"], hdr["base"]
+            if not isinstance(branch, str) or not (base is None or isinstance(base, str)):
+                raise ValueError("malformed header")
+        except (ValueError, IndexError, KeyError, TypeError):
+            intact = sum(r is not None for r in records[1:])
+            raise UnreadableJournal(f"staging journal {self.path} is unreadable", intact) from None
+        self.branch, self.base = branch, base
+        damaged = sum(r is None for r in records)  # lines lost (a power cut, bit rot)
+        dropped = 0  # intact lines of batches cut short or damaged
+        i = 1
+        while i < len(records):
+            fields = records[i]
+            if fields is None:
+                i += 1
+            elif fields[0] == "T":  # a batch: all of its lines, or none
                 n = int(fields[1])
-                if good + 1 + n > len(records):
-                    break
-                for f in records[good + 1 : good + 1 + n]:
-                    self._apply(f)
-                good += 1 + n
+                batch = records[i + 1 : i + 1 + n]
+                if len(batch) == n and all(f is not None for f in batch):
+                    for f in batch:
+                        self._apply(f)  # type: ignore[arg-type]
+                else:  # cut short or damaged: dropped whole, up to a later batch
+                    n = next(
+                        (k for k, f in enumerate(batch) if f is not None and f[0] == "T"),
+                        len(batch),
+                    )
+                    dropped += sum(f is not None for f in batch[:n])
+                i += 1 + n
             else:
                 self._apply(fields)
-                good += 1
+                i += 1
         if not repair:
             return
-        if len(records) < len(complete):
-            keep = self.path.with_name(f"journal.damaged-{int(time.time())}")
+        if damaged:
+            keep = self.path.with_name(f"journal.damaged-{time.time_ns()}")
             os.replace(self.path, keep)
             warnings.warn(
-                f"staging journal damaged after {good} entries; kept a copy at {keep} "
-                "and continued from the intact part",
+                f"staging journal {self.path} held {damaged} damaged lines (and {dropped} "
+                f"lines of batches they cut); kept a copy at {keep} and continued with "
+                "every intact line: the changes of the damaged ones are not staged",
                 RuntimeWarning,
                 stacklevel=3,
             )
             self._rewrite()
-        elif lines[-1] or good < len(records):
+        elif lines[-1] or dropped:
             # drop the torn tail (a cut line, or a batch cut short) so later
             # appends start on a fresh line
             self._rewrite()
@@ -182,15 +261,28 @@ class Journal:
         return out
 
     def _rewrite(self) -> None:
-        """Atomically replace the file with the current state."""
+        """Atomically and durably replace the file with the current state
+        (the new file synced before the rename, its directory after)."""
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write("".join(self._lines_for_state()))
-            fh.flush()
+        data = "".join(self._lines_for_state()).encode()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        try:
+            write_all(fd, data)
+            fsync_fd(fd)
+        except BaseException:
+            os.close(fd)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        os.close(fd)
         os.replace(tmp, self.path)
+        fsync_dir(self.path.parent)
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        self._size = len(data)
 
     def reset(self, branch: str, base: str | None) -> None:
         """Empty the staging area onto ``base`` of ``branch`` (atomic)."""
@@ -275,9 +367,44 @@ class Journal:
             self._buf.insert(0, self._line(("T", str(len(self._buf)))))
         data = "".join(self._buf).encode()
         self._buf.clear()
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
+        try:
+            if self._torn and truncate_to(self._fd, self._size) != self._size:
+                raise OSError(
+                    errno.EIO, f"staging journal {self.path} cannot be cut back to its end"
+                )
+            self._torn = False
+            write_all(self._fd, data)
+            fsync_fd(self._fd)
+        except BaseException:
+            # a cut that fails is tried again before the next line is written
+            self._torn = truncate_to(self._fd, self._size) != self._size
+            self._restore()
+            raise
+        self._size += len(data)
+
+    def discard(self) -> None:
+        """Drop the changes logged since the last :meth:`sync` (a batch whose
+        payloads could not be stored): the staged state is again what the
+        file holds."""
+        self._buf.clear()
+        self._samples_buf.clear()
+        self._restore()
+
+    def _restore(self) -> None:
+        """Put the staged state back to what the file holds (its first
+        ``_size`` bytes) after a failed write."""
+        self._buf.clear()
+        self._samples_buf.clear()
+        fresh = Journal(self.path)
+        try:
+            with open(self.path, "rb") as fh:
+                data = fh.read(self._size)
+            fresh._replay_bytes(data)
+        except (OSError, UnreadableJournal):
+            return  # the next open replays the file
+        self.branch, self.base = fresh.branch, fresh.base
+        self.asets, self.meta = fresh.asets, fresh.meta
+        self.pending_commit = fresh.pending_commit
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -60,6 +60,7 @@ are not all there. Files are never modified once renamed.
 
 from __future__ import annotations
 
+import errno
 import functools
 import itertools
 import math
@@ -79,6 +80,7 @@ from ..errors import IntegrityError
 from ._blosc import blosc2
 from .checksum import crc32
 from .digest import digest_prefix, parse_kind
+from .durable import FILE_MODE
 
 #: payloads of at least this many raw bytes are stored chunked (measured:
 #: ``benchmarks/bench_large.py``; below it a pack block reads as fast, and
@@ -364,6 +366,8 @@ def _pwrite(fd: int, data: bytes | memoryview, off: int) -> None:
     view = memoryview(data)
     while view:
         n = os.pwrite(fd, view, off)
+        if n <= 0:  # no progress: the disk is full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         view = view[n:]
         off += n
 
@@ -430,7 +434,7 @@ def write_file(
     hlen = header_length(kind, len(shape), n)
     base = flat_bytes(arr) if arr.flags.c_contiguous else None
     compress = worth_compressing(arr, layout)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
         end = [hlen]
         lock = threading.Lock()
@@ -565,9 +569,13 @@ class LargeFiles:
         todo = [p for p in pending if p.tmp.exists() or not self.path(p.number).exists()]
         if sync:
             for p in todo:
-                if p.synced is not None:
-                    p.synced.result()  # raises what the sync raised
-                else:
+                try:
+                    if p.synced is None:
+                        raise OSError("not synced yet")
+                    p.synced.result()  # raises what the background sync raised
+                except OSError:
+                    # synced here (again: a retry after space returned must not
+                    # meet the first attempt's error); raises if it fails now
                     fsync_path(p.tmp)
         for p in todo:
             os.replace(p.tmp, self.path(p.number))

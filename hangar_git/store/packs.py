@@ -23,14 +23,20 @@ resolves any number of digests with one vectorised binary search per
 segment, instead of a SQL query per payload: a flush of 60,000 payloads is
 one transaction of a few rows, and resolving them all takes milliseconds.
 
-Durability: block bytes are written to the pack file with ``os.write`` before
-the index rows that point to them are committed, so a process killed at any
-point leaves at worst unreferenced bytes at a pack's tail, never an index
-entry pointing at nothing.
+Durability: block bytes are written to the pack file and synced before the
+index rows that point to them are committed (``synchronous=FULL``), so a
+process killed, or a machine cut off, at any point leaves at worst
+unreferenced bytes at a pack's tail, never an index entry pointing at
+nothing. A failed write or sync (a full disk) cuts the pack back to its
+last good length and keeps the blocks queued at their offsets, and SQLite's
+failures surface as :class:`OSError` (see :mod:`.durable`). Sizes read from
+the index and from block headers are checked before anything is allocated
+(see :mod:`.limits`).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import struct
@@ -47,12 +53,23 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from ..errors import IntegrityError, MissingPayloadError, WriterLockError
-from . import chunked
+from . import chunked, durable
 from ._blosc import blosc2
 from .checksum import FAST as FAST_CRC
 from .checksum import crc32
 from .chunked import LARGE_IOFF, LARGE_PACK, LargeFiles, LargeReader
 from .digest import Payload, digest_bytes, parse_kind
+from .durable import (
+    FILE_MODE,
+    connect_readonly,
+    create_file,
+    fsync_fd,
+    rollback,
+    sqlite_failure,
+    truncate_to,
+    write_all,
+)
+from .limits import check_blosc_header, check_extent
 
 BLOCK_MAGIC = b"HGB1"
 _HEADER = struct.Struct("<4sBxxxQ")  # magic, codec, raw length ... crc follows
@@ -129,11 +146,24 @@ class Location(NamedTuple):
     kind: int
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, readonly: bool = False) -> sqlite3.Connection:
+    """A connection to the index; with ``readonly``, one that writes nothing
+    when the file or its directory is not writable (a read-only mount, another
+    user's repository)."""
+    writable = os.access(path, os.W_OK) or not path.exists()  # a lost index is made anew
+    if readonly and not (writable and os.access(path.parent, os.W_OK)):
+        return connect_readonly(path)
     con = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-    with index_guard(path):
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=NORMAL")
+    try:
+        with index_guard(path):
+            con.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit is on the disk when it returns (the WAL synced)
+            con.execute(f"PRAGMA synchronous={'FULL' if durable.FSYNC else 'NORMAL'}")
+    except OSError as exc:
+        con.close()
+        if readonly and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return connect_readonly(path)
+        raise
     return con
 
 
@@ -147,13 +177,18 @@ def block_check(block: int, pack: int, boff: int, blen: int) -> int:
 
 @contextmanager
 def index_guard(path: Path) -> Iterator[None]:
-    """Turn SQLite's reports of a damaged index file into :class:`IntegrityError`."""
+    """Turn SQLite's reports of a damaged index file into :class:`IntegrityError`,
+    and of a full disk, an I/O error or a read-only file into :class:`OSError`
+    (``ENOSPC``, ``EIO``, ``EROFS``: see :func:`.durable.sqlite_failure`)."""
     try:
         yield
     except sqlite3.DatabaseError as exc:
         code = getattr(exc, "sqlite_errorcode", None)
+        failure = sqlite_failure(exc, path)
+        if failure is not None:
+            raise failure from None
         if isinstance(exc, sqlite3.OperationalError) and code not in _CORRUPT_CODES:
-            raise  # busy, locked, I/O: not damage
+            raise  # busy, locked: not damage
         raise IntegrityError(f"payload index {path} is damaged: {exc}") from None
 
 
@@ -182,7 +217,7 @@ def _init_index(con: sqlite3.Connection) -> None:
             con.execute(f"PRAGMA user_version={INDEX_VERSION}")
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
 
 
@@ -305,7 +340,8 @@ class _Segments:
                         else:
                             fresh[sid] = run
             finally:
-                con.execute("COMMIT")
+                if con.in_transaction:  # SQLite ends it itself on an I/O error
+                    con.execute("COMMIT")
         keep = set(ids)
         self.runs = [have.get(i) or fresh[i] for i in ids if i in have or i in fresh]
         self.damaged = {i: w for i, w in self.damaged.items() if i in keep}
@@ -408,6 +444,7 @@ class PackStore:
     def create(self) -> None:
         """Create the directory and an empty index (idempotent)."""
         self.packs_dir.mkdir(parents=True, exist_ok=True)
+        create_file(self.index_path)  # SQLite would make it 0644 whatever the umask
         con = _connect(self.index_path)
         try:
             with index_guard(self.index_path):
@@ -582,10 +619,11 @@ class PackReader(_IndexUser):
         self._last_block = -1
         self._last_raw: bytes | memoryview = b""
         self._kind_info: dict[int, tuple[np.dtype, int, int, tuple[int, ...] | None]] = {}
-        self._con = _connect(self.store.index_path)
+        self._con = _connect(self.store.index_path, readonly=True)
         with index_guard(self.store.index_path):
             _init_index(self._con)
         self._fds: dict[int, int] = {}
+        self._sizes: dict[int, int] = {}  # pack -> its size when last looked at
         self._paths: dict[int, Path] = {}
         self._init_tables()
         # (pack, offset) -> block bytes; also block id -> the same bytes (read_entry)
@@ -698,6 +736,7 @@ class PackReader(_IndexUser):
             blocks.move_to_end(key)
             return cached
         fd = self._fd(pack)
+        check_extent(fd, self._sizes, pack, boff, blen, str(self._paths[pack]))
         raw = read_block(fd, pack, boff, blen, self._paths[pack])
         blocks[key] = raw
         self._cached += len(raw)
@@ -747,6 +786,7 @@ class PackReader(_IndexUser):
             if raw is None:
                 pack, boff, blen = self._block_row(block)
                 fd = self._fd(pack)
+                check_extent(fd, self._sizes, pack, boff, blen, str(self._paths[pack]))
                 raw = self._cache_block(block, read_block(fd, pack, boff, blen, self._paths[pack]))
             else:
                 self._blocks.move_to_end(block)  # type: ignore[arg-type]
@@ -873,7 +913,8 @@ class PackReader(_IndexUser):
             pack, boff, blen = self._block_row(bid)
             if (pack, boff) in self._blocks or blen <= HEADER_SIZE:
                 rest.append(j)
-            else:
+            else:  # the window's buffer is sized from blen: check it first
+                check_extent(self._fd(pack), self._sizes, pack, boff, blen, str(self._paths[pack]))
                 window.append((j, pack, boff, blen, size))
                 size += blen + nbytes  # room to align the next block's rows
             if window and (size >= STREAM_WINDOW or j == len(bids) - 1):
@@ -1085,11 +1126,16 @@ def read_block(fd: int, pack: int, boff: int, blen: int, path: Path) -> bytes | 
     return decode_body(codec, body, rawlen, f"at {boff} of {path}")
 
 
-def decode_body(codec: int, body: memoryview, rawlen: int, where: str) -> bytes | memoryview:
+def decode_body(
+    codec: int, body: memoryview, rawlen: int, where: str, max_raw: int = _BLOSC_MAX
+) -> bytes | memoryview:
     """Decode a checksum-verified block body (raw: a view, no copy).
 
     Shared by the local packs and the data remote's packs, whose codec
-    numbers agree (0 raw, 1 blosc2).
+    numbers agree (0 raw, 1 blosc2). A blosc2 body is decompressed only
+    when its own header states ``rawlen`` raw bytes, ``max_raw`` at most
+    (see :func:`.limits.check_blosc_header`): nothing is allocated for a
+    size the block did not promise.
 
     Raises
     ------
@@ -1100,6 +1146,7 @@ def decode_body(codec: int, body: memoryview, rawlen: int, where: str) -> bytes 
     if codec == CODEC_RAW:
         raw = body
     elif codec == CODEC_BLOSC2_LZ4:
+        check_blosc_header(body, rawlen, where, max_raw)
         try:
             raw = blosc2.decompress(body)
         except Exception as exc:  # blosc2 raises RuntimeError/ValueError
@@ -1201,6 +1248,9 @@ class PackWriter(_IndexUser):
         self._new_entries: list[np.ndarray] = []
         self._out: list[bytes] = []
         self._out_bytes = 0
+        #: blocks written since the last sync (written again if it fails)
+        self._written: list[bytes] = []
+        self._synced_size = self._size
         self.closed = False
         # large payloads: files written, to be put in place and indexed by flush()
         self._large = LargeFiles(store.large_dir)
@@ -1214,7 +1264,7 @@ class PackWriter(_IndexUser):
         if path.exists() and path.stat().st_size >= PACK_LIMIT:
             pack += 1
             path = self.store.pack_path(pack)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
         return pack, fd, os.fstat(fd).st_size
 
     def _kind_id(self, kind: str) -> int:
@@ -1241,7 +1291,7 @@ class PackWriter(_IndexUser):
                         kid = row[0]
                     con.execute("COMMIT")
                 except BaseException:
-                    con.execute("ROLLBACK")
+                    rollback(con)
                     raise
             self._kind_ids[kind] = kid
         return kid
@@ -1358,6 +1408,7 @@ class PackWriter(_IndexUser):
             bids[start:stop] = bid
             if self._out_bytes >= STREAM_WINDOW:
                 self._write_out()
+                self._sync_pack()  # bounds what a failed sync must write again
         e = np.empty(n, ENTRY)
         q = np.frombuffer(b"".join(digests), _QUERY)
         e["key"] = q["key"]
@@ -1486,27 +1537,102 @@ class PackWriter(_IndexUser):
         return done
 
     def _rotate(self) -> None:
+        self._sync_pack()  # its blocks are indexed later, from another pack's flush
+        fd = os.open(
+            self.store.pack_path(self._pack + 1),
+            os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+            FILE_MODE,
+        )
         os.close(self._fd)
         self._pack += 1
-        self._fd = os.open(
-            self.store.pack_path(self._pack), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
-        )
-        self._size = os.fstat(self._fd).st_size
+        self._fd = fd
+        self._size = self._synced_size = os.fstat(fd).st_size
 
     def _write_out(self) -> None:
+        """Append the queued blocks to the pack (not synced: see :meth:`_sync_pack`).
+
+        On failure (a full disk, an I/O error) the pack is cut back to its
+        length before the call and the blocks stay queued at the offsets they
+        were given, so a later flush writes them there; if the pack cannot be
+        cut back, everything not yet indexed is dropped (see :meth:`_drop`).
+        """
         if not self._out:
             return
-        data = b"".join(self._out)
-        view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
+        data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
+        try:
+            write_all(self._fd, data)
+        except BaseException:
+            if truncate_to(self._fd, self._size) != self._size:
+                self._drop()
+            raise
         self._size += len(data)
+        self._written.append(data)
         self._out.clear()
         self._out_bytes = 0
 
+    def _sync_pack(self) -> None:
+        """Sync the blocks written since the last sync to the disk.
+
+        If the sync fails, the system may have dropped those bytes: the pack
+        is cut back to its synced length and they are queued again, to be
+        written anew by the next flush (or everything not yet indexed is
+        dropped, if the pack cannot be cut back).
+        """
+        if not self._written:
+            return
+        try:
+            fsync_fd(self._fd)
+        except BaseException:
+            if truncate_to(self._fd, self._synced_size) == self._synced_size:
+                self._out[:0] = self._written
+                self._out_bytes += sum(len(b) for b in self._written)
+                self._size = self._synced_size
+                self._written.clear()
+            else:
+                self._drop()
+            raise
+        self._written.clear()
+        self._synced_size = self._size
+
+    def _drop(self) -> None:
+        """Forget everything not yet indexed (the pack could not be put back
+        to a known length after a failed write): the calls that queued it
+        failed, so nothing acknowledged is lost. Later blocks go after the
+        pack's real end."""
+        for d in self._new_digests:
+            self.known.pop(d, None)
+        for p, _, _ in self._large_pending:
+            self.known.pop(p.digest, None)
+        self._large.discard([p for p, _, _ in self._large_pending])
+        self._large_pending.clear()
+        self._new_digests.clear()
+        self._new_blocks.clear()
+        self._new_ioffs.clear()
+        self._new_kinds.clear()
+        self._new_entries.clear()
+        self._block_rows.clear()
+        self._pending.clear()
+        self._pending_bytes.clear()
+        self._pending_set.clear()
+        self._out.clear()
+        self._out_bytes = 0
+        self._written.clear()
+        try:
+            self._size = os.fstat(self._fd).st_size
+        except OSError:
+            pass
+        self._synced_size = self._size
+
     def flush(self) -> None:
-        """Write all queued payloads and commit their index entries."""
+        """Write all queued payloads, sync them and commit their index entries.
+
+        Raises
+        ------
+        OSError
+            A full disk (``ENOSPC``), an I/O error (``EIO``) ...: nothing of
+            this flush is indexed, what was queued stays queued (a later
+            flush, once space returns, writes it) and the writer stays usable.
+        """
         if self._large_pending:
             self._place_large()
         for items in list(self._pending.values()):
@@ -1515,6 +1641,7 @@ class PackWriter(_IndexUser):
         self._pending.clear()
         self._pending_bytes.clear()
         self._write_out()
+        self._sync_pack()  # the bytes are on the disk before the entries naming them
         if self._new_digests or self._new_entries:
             self._commit_index(drop=())
 
@@ -1559,7 +1686,7 @@ class PackWriter(_IndexUser):
                 new_sid = _insert_segment(con, new) if len(new) else None
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                rollback(con)
                 raise
         self._block_rows.clear()
         self._new_entries.clear()
@@ -1628,12 +1755,13 @@ class PackWriter(_IndexUser):
         if not self._segs.loaded:
             self._segs.load(self._con, self.store.index_path)
         if new_pack or self._size >= PACK_LIMIT:
-            os.close(self._fd)
-            self._pack = max([self._pack, *self.store.pack_numbers()]) + 1
-            self._fd = os.open(
-                self.store.pack_path(self._pack), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
+            number = max([self._pack, *self.store.pack_numbers()]) + 1
+            fd = os.open(
+                self.store.pack_path(number), os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE
             )
-            self._size = os.fstat(self._fd).st_size
+            os.close(self._fd)
+            self._pack, self._fd = number, fd
+            self._size = self._synced_size = os.fstat(fd).st_size
         moved: dict[bytes, Location] = {}
         groups: dict[str, list[Payload]] = {}
         for p in payloads:
@@ -1653,7 +1781,11 @@ class PackWriter(_IndexUser):
                 block = encode_block(raw, typesize_of(chunk[0].kind))
                 moved.update(self._queue_block(block, chunk))
         self._write_out()
-        os.fsync(self._fd)
+        if not durable.FSYNC:
+            self._written.clear()
+            os.fsync(self._fd)  # gc syncs whatever HANGAR_FSYNC says: old bytes go
+            self._synced_size = self._size
+        self._sync_pack()
         if self._new_digests:
             self._commit_index(drop=list(moved))
         return moved
@@ -1686,6 +1818,12 @@ class PackWriter(_IndexUser):
             return
         try:
             self.flush()
+            # readers that cannot write (``immutable=1``, see durable.py) read the
+            # main file only: put what the WAL holds into it
+            try:
+                self._con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error:
+                pass  # best effort: the WAL stays, readers that can write read it
         finally:
             self.closed = True
             os.close(self._fd)

@@ -13,10 +13,21 @@ process group, so a ``git`` subprocess dies too) at the N-th I/O event:
 ``os.write`` (sometimes after writing only part of the data: a torn write),
 ``os.replace``/``rename``/``unlink``/``fsync``, each SQLite statement, each
 git object or commit written, each ref moved, each subprocess started.
+
+With ``fail_at = N`` (and ``fail_len = w``) it does not kill: the I/O events
+N .. N+w-1 fail as on a full disk or a failing one (``ENOSPC`` or ``EIO``;
+an ``os.write`` sometimes writes part of its data first, and the write after
+it fails), then space returns. SQLite statements fail with ``SQLITE_FULL``,
+rolled back first as SQLite does itself. Git events are counted, not failed.
+The operation that failed must raise an :class:`OSError`; the child logs
+``{"failed": ...}``, closes its checkout and exits with status 3 (the
+operation stays begun, not acknowledged). Any other exception is a failure
+(status 1).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -74,11 +85,29 @@ class Faults:
         self.note_fd = note_fd
         self.focus = focus
         self.op: str | None = None  # the operation in flight
+        self.fail_at = 0
+        self.fail_len = 1
+        self.force_fail = False  # the write after a short one fails
+        self.injected: list[str] = []
+
+    def failing(self, what: str) -> bool:
+        """True when event ``what`` (already counted) is to fail."""
+        # unlinking frees space; git reports its failures as GitError
+        if what.startswith(("git", "subprocess", "sqlite ROLLBACK", "os.unlink", "os.remove")):
+            return False
+        if self.force_fail:
+            self.force_fail = False
+            return True
+        return bool(self.fail_at) and self.fail_at <= self.n < self.fail_at + self.fail_len
 
     def event(self, what: str, tear: Any = None) -> None:
         if self.focus is not None and self.op not in self.focus:
             return
         self.n += 1
+        if self.failing(what):
+            code = self.rng.choice([errno.ENOSPC, errno.ENOSPC, errno.EIO])
+            self.injected.append(f"{what} {errno.errorcode[code]}")
+            raise OSError(code, os.strerror(code))
         if self.kill_at and self.n == self.kill_at:
             torn = tear() if tear is not None else None
             line = json.dumps({"killed": what, "event": self.n, "torn": torn}) + "\n"
@@ -113,6 +142,13 @@ def install(faults: Faults) -> None:
             real_write(fd, raw[:cut])
             return f"{cut}/{len(raw)}"
 
+        if faults.fail_at and faults.fail_at <= faults.n + 1 < faults.fail_at + faults.fail_len:
+            raw = bytes(data)
+            if len(raw) > 1 and faults.rng.random() < 0.5:  # a short write, then ENOSPC
+                faults.n += 1
+                faults.injected.append("os.write short")
+                faults.force_fail = True
+                return real_write(fd, raw[: faults.rng.randrange(1, len(raw))])
         faults.event("os.write", tear)
         return real_write(fd, data)
 
@@ -127,12 +163,23 @@ def install(faults: Faults) -> None:
         setattr(os, name, wrapped)
 
     class Conn(sqlite3.Connection):
+        def _event(self, what: str) -> None:
+            try:
+                faults.event(what)
+            except OSError:  # as SQLite reports a full disk: rolled back, SQLITE_FULL
+                if self.in_transaction:
+                    super().execute("ROLLBACK")
+                exc = sqlite3.OperationalError("database or disk is full")
+                exc.sqlite_errorcode = 13  # type: ignore[attr-defined]
+                exc.sqlite_errorname = "SQLITE_FULL"  # type: ignore[attr-defined]
+                raise exc from None
+
         def execute(self, *a: Any, **k: Any) -> Any:  # type: ignore[override]
-            faults.event("sqlite " + str(a[0])[:30])
+            self._event("sqlite " + str(a[0])[:30])
             return super().execute(*a, **k)
 
         def executemany(self, *a: Any, **k: Any) -> Any:  # type: ignore[override]
-            faults.event("sqlite many")
+            self._event("sqlite many")
             return super().executemany(*a, **k)
 
     real_connect = sqlite3.connect
@@ -167,6 +214,10 @@ def install(faults: Faults) -> None:
     subprocess.run = counted(subprocess.run, "subprocess")  # type: ignore[assignment]
 
 
+class _Failed(Exception):
+    """An operation failed with an OSError, as an injected fault should make it."""
+
+
 # ---- the workload ---------------------------------------------------------------
 def run(job: dict[str, Any]) -> None:
     """Run one job in a forked child; never returns."""
@@ -181,9 +232,13 @@ def run(job: dict[str, Any]) -> None:
     faults = Faults(
         job["kill_at"], random.Random(job["seed"] * 7 + 1), {ack_fd, err, 1, 2}, ack_fd, focus
     )
+    faults.fail_at = job.get("fail_at", 0)
+    faults.fail_len = job.get("fail_len", 1)
     install(faults)
     try:
         _work(job, faults, ack_fd)
+    except _Failed:
+        os._exit(3)
     except BaseException:
         import traceback
 
@@ -206,7 +261,18 @@ def _work(job: dict[str, Any], faults: Faults, ack_fd: int) -> None:
     repo = Repository(job["path"])
     git = repo._git_repo()
     branch = repo._writer_branch()
-    co = repo.checkout(write=True, branch=branch)
+    try:
+        co = repo.checkout(write=True, branch=branch)
+    except OSError as exc:
+        if not job.get("fail_at"):
+            raise
+        faults.fail_at, faults.force_fail = 0, False  # space returns
+        os.write(
+            ack_fd,
+            (json.dumps({"failed": {"errno": exc.errno, "at": faults.injected}}) + "\n").encode(),
+        )
+        repo.checkout(write=True, branch=branch).close()
+        raise _Failed from None
     note("ack", {"op": "open", "branch": branch})
 
     def existing(aset: str) -> list[str]:
@@ -228,79 +294,90 @@ def _work(job: dict[str, Any], faults: Faults, ack_fd: int) -> None:
         else:
             co.arraysets[aset][key] = gen(aset, seed)
 
-    for _ in range(job["ops"]):
-        r = rng.random()
-        dirty = co.diff.status() != "CLEAN"
-        if not dirty:  # clean: move between the branches and merge often
-            x = rng.random()
-            if branch == "master":
-                master, dev = branch_head(git, "master"), branch_head(git, "dev")
-                if str(git.merge_base(master, dev)) != dev:  # dev has work to merge
-                    r = 0.8 if x < 0.5 else 0.72 if x < 0.6 else r
-                else:  # nothing to merge: go and work on dev
-                    r = 0.72 if x < 0.35 else r
-            elif x < 0.3:
-                r = 0.72
-        if r < 0.30:
-            ch = change()
-            note("begin", {"op": "stage", "changes": [ch]})
-            apply(ch)
-            note("ack", {"op": "stage", "changes": [ch]})
-        elif r < 0.45:
-            chs: list[list[Any]] = []
-            for _ in range(rng.randrange(2, 8)):
+    try:
+        for _ in range(job["ops"]):
+            r = rng.random()
+            dirty = co.diff.status() != "CLEAN"
+            if not dirty:  # clean: move between the branches and merge often
+                x = rng.random()
+                if branch == "master":
+                    master, dev = branch_head(git, "master"), branch_head(git, "dev")
+                    if str(git.merge_base(master, dev)) != dev:  # dev has work to merge
+                        r = 0.8 if x < 0.5 else 0.72 if x < 0.6 else r
+                    else:  # nothing to merge: go and work on dev
+                        r = 0.72 if x < 0.35 else r
+                elif x < 0.3:
+                    r = 0.72
+            if r < 0.30:
                 ch = change()
-                if ch[2] is None and any(c[:2] == ch[:2] for c in chs):
-                    continue  # removed twice in one batch: keep it simple
-                chs.append(ch)
-            note("begin", {"op": "stage", "changes": chs})
-            with co.arraysets:
-                for ch in chs:
-                    apply(ch)
-            note("ack", {"op": "stage", "changes": chs})
-        elif r < 0.50:
-            key = f"{PREFIX[branch]}m{rng.randrange(10)}"
-            value = f"v{rng.randrange(1000)}"
-            note("begin", {"op": "meta", "key": key, "value": value})
-            co.metadata[key] = value
-            note("ack", {"op": "meta", "key": key, "value": value})
-        elif r < 0.68:
-            if not dirty:
-                continue
-            note("begin", {"op": "commit", "branch": branch, "base": co.commit_hash})
-            sha = co.commit(f"commit {rng.random()}")
-            note("ack", {"op": "commit", "branch": branch, "sha": sha})
-        elif r < 0.75:
-            if dirty:
-                continue
-            other = "dev" if branch == "master" else "master"
-            note("begin", {"op": "switch", "branch": other})
-            co.close()
-            co = repo.checkout(write=True, branch=other)
-            branch = other
-            note("ack", {"op": "switch", "branch": other})
-        elif r < 0.85:
-            if dirty or branch != "master":
-                continue
-            heads = {"master": branch_head(git, "master"), "dev": branch_head(git, "dev")}
-            note("begin", {"op": "merge", **heads})
-            sha = co.merge("merge dev", "dev")
-            note("ack", {"op": "merge", "sha": sha})
-        elif r < 0.93:
-            threshold = rng.choice([0.0, 0.25, 0.5])
-            note("begin", {"op": "gc"})
-            co.close()
-            gc(repo, threshold=threshold)
-            note("ack", {"op": "gc"})
-            co = repo.checkout(write=True, branch=branch)
-        else:
-            if not dirty:
-                continue
-            note("begin", {"op": "reset"})
-            co.reset_staging_area()
-            note("ack", {"op": "reset"})
-            co = repo.checkout(write=True, branch=branch)
-    co.close()
+                note("begin", {"op": "stage", "changes": [ch]})
+                apply(ch)
+                note("ack", {"op": "stage", "changes": [ch]})
+            elif r < 0.45:
+                chs: list[list[Any]] = []
+                for _ in range(rng.randrange(2, 8)):
+                    ch = change()
+                    if ch[2] is None and any(c[:2] == ch[:2] for c in chs):
+                        continue  # removed twice in one batch: keep it simple
+                    chs.append(ch)
+                note("begin", {"op": "stage", "changes": chs})
+                with co.arraysets:
+                    for ch in chs:
+                        apply(ch)
+                note("ack", {"op": "stage", "changes": chs})
+            elif r < 0.50:
+                key = f"{PREFIX[branch]}m{rng.randrange(10)}"
+                value = f"v{rng.randrange(1000)}"
+                note("begin", {"op": "meta", "key": key, "value": value})
+                co.metadata[key] = value
+                note("ack", {"op": "meta", "key": key, "value": value})
+            elif r < 0.68:
+                if not dirty:
+                    continue
+                note("begin", {"op": "commit", "branch": branch, "base": co.commit_hash})
+                sha = co.commit(f"commit {rng.random()}")
+                note("ack", {"op": "commit", "branch": branch, "sha": sha})
+            elif r < 0.75:
+                if dirty:
+                    continue
+                other = "dev" if branch == "master" else "master"
+                note("begin", {"op": "switch", "branch": other})
+                co.close()
+                co = repo.checkout(write=True, branch=other)
+                branch = other
+                note("ack", {"op": "switch", "branch": other})
+            elif r < 0.85:
+                if dirty or branch != "master":
+                    continue
+                heads = {"master": branch_head(git, "master"), "dev": branch_head(git, "dev")}
+                note("begin", {"op": "merge", **heads})
+                sha = co.merge("merge dev", "dev")
+                note("ack", {"op": "merge", "sha": sha})
+            elif r < 0.93:
+                threshold = rng.choice([0.0, 0.25, 0.5])
+                note("begin", {"op": "gc"})
+                co.close()
+                gc(repo, threshold=threshold)
+                note("ack", {"op": "gc"})
+                co = repo.checkout(write=True, branch=branch)
+            else:
+                if not dirty:
+                    continue
+                note("begin", {"op": "reset"})
+                co.reset_staging_area()
+                note("ack", {"op": "reset"})
+                co = repo.checkout(write=True, branch=branch)
+        co.close()
+    except OSError as exc:
+        if not job.get("fail_at"):
+            raise
+        faults.fail_at, faults.force_fail = 0, False  # space returns
+        line = {"failed": {"errno": exc.errno, "error": str(exc)[:300], "at": faults.injected}}
+        os.write(ack_fd, (json.dumps(line) + "\n").encode())
+        co.close()  # the writer is usable again: closing it must work
+        co = repo.checkout(write=True, branch=repo._writer_branch())
+        co.close()
+        raise _Failed from None
     note("ack", {"op": "end", "events": faults.n})
 
 

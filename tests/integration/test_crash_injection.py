@@ -25,6 +25,7 @@ Everything is seeded: a failure prints the seed and the kill point to replay.
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import os
 import random
@@ -269,6 +270,9 @@ def read_acks(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None, 
             if "killed" in rec:
                 extra["killed"] = rec
                 continue
+            if "failed" in rec:
+                extra["failed"] = rec["failed"]
+                continue
             if "begin" in rec:
                 pending = rec["begin"]
             else:
@@ -355,11 +359,18 @@ def final_check(repo_path: Path, m: Model) -> None:
 
 
 def campaign(
-    tmp_path: Path, timed: bool, kills_wanted: int, seed: int, focus: list[str] | None = None
+    tmp_path: Path,
+    timed: bool,
+    kills_wanted: int,
+    seed: int,
+    focus: list[str] | None = None,
+    fail: bool = False,
 ) -> dict[str, Any]:
     """Run jobs until ``kills_wanted`` of them were killed, checking after each.
 
     ``focus``: kill only inside these operations (their I/O events alone count).
+    ``fail``: instead of a kill, make I/O events fail (``ENOSPC``, ``EIO``, short
+    writes; see ``_crash_child.py``) and count the runs whose operation failed.
     """
     rng = random.Random(seed)
     z = Zygote()
@@ -388,7 +399,9 @@ def campaign(
                 "path": str(repo_path),
                 "seed": rng.randrange(1 << 30),
                 "ops": OPS,
-                "kill_at": 0 if timed else rng.randint(1, span),
+                "kill_at": 0 if timed or fail else rng.randint(1, span),
+                "fail_at": rng.randint(1, span) if fail else 0,
+                "fail_len": rng.choice([1, 1, 2, 5]),
                 "focus": focus,
                 "acks": str(tmp_path / f"acks{n}.jsonl"),
                 "errlog": str(tmp_path / f"err{n}.txt"),
@@ -404,11 +417,22 @@ def campaign(
                 durations.append(took)
                 acks, _, _ = read_acks(Path(job["acks"]))
                 span = max(span, acks[-1]["events"])
-            elif end == f"exit signal {signal.SIGKILL.value}":
+            elif end == f"exit signal {signal.SIGKILL.value}" or (fail and end == "exit status 3"):
                 stats["kills"] += 1
                 kills_here += 1
                 _, pending, extra = read_acks(Path(job["acks"]))
                 where = (extra["killed"] or {}).get("killed", "timer")
+                if fail:
+                    failed = extra.get("failed") or {}
+                    stats["injected"] = stats.get("injected", 0) + len(failed.get("at", []))
+                    where = (
+                        " ".join(
+                            str(x).split(" ")[0] + " " + str(x).split(" ")[-1]
+                            for x in failed.get("at", [])[:1]
+                        )
+                        or "?"
+                    )
+                    stats["errnos"] = stats.get("errnos", set()) | {failed.get("errno")}
                 # "sqlite <statement>": one group; "git <what>": tree, blob, commit, ref
                 where = " ".join(where.split(" ")[: 2 if where.startswith("git") else 1])
                 if extra["killed"] and extra["killed"].get("torn") not in (None, "none"):
@@ -454,6 +478,28 @@ def test_kill_at_io_events(tmp_path):
     floor = max(1, EVENT_KILLS // 40)
     for op in ("stage", "commit", "merge", "gc", "switch"):
         assert stats["ops"].get(op, 0) >= floor, (op, stats["ops"])
+
+
+FAIL_RUNS = int(os.environ.get("HANGAR_CRASH_FAIL_RUNS", "120"))
+
+
+@pytest.mark.slow
+def test_full_disk_and_io_errors_at_io_events(tmp_path):
+    """ENOSPC / EIO (and short writes) at the N-th I/O event instead of a kill:
+    the operation fails with an OSError (never a raw sqlite3 error), the writer
+    closes and reopens once space returns, and every acknowledged sample reads
+    back bit for bit (the checks after a kill, fsck and a new writer included)."""
+    stats = campaign(tmp_path, timed=False, kills_wanted=FAIL_RUNS, seed=SEED + 3, fail=True)
+    print(
+        f"\nfailed operations survived: {stats['kills']} (runs {stats['runs']}, "
+        f"injected faults {stats.get('injected', 0)}, errnos {stats.get('errnos')})"
+    )
+    for k, v in sorted(stats["where"].items()):
+        print(f"  {v:4d}  {k}")
+    assert stats["kills"] >= FAIL_RUNS
+    assert stats["errnos"] <= {errno.ENOSPC, errno.EIO}, stats["errnos"]
+    for op in ("stage", "commit"):
+        assert stats["ops"].get(op, 0) >= 1, (op, stats["ops"])
 
 
 @pytest.mark.slow
