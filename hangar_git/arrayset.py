@@ -291,7 +291,7 @@ class ArraysetDataWriter(ArraysetDataReader):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._co._end_batch()
+        self._co._end_batch(exc[1])  # type: ignore[arg-type]
 
     def _gen_key(self) -> str:
         return uuid.uuid4().hex
@@ -397,8 +397,10 @@ class ArraysetDataWriter(ArraysetDataReader):
         try:
             for g_encs, rows in groups:
                 co._stage_stacked(self._name, g_encs, rows)
-        finally:
-            co._end_batch()
+        except BaseException as exc:
+            co._end_batch(exc)
+            raise
+        co._end_batch()
 
     def add_stacked(self, data: np.ndarray, names: Sequence[Key] | None = None) -> list[Key]:
         """Add each row of a stacked array: ``data[i]`` under ``names[i]``.
@@ -552,7 +554,7 @@ class Arraysets:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._co._end_batch()
+        self._co._end_batch(exc[1])  # type: ignore[arg-type]
 
     @property
     def contains_remote_references(self) -> dict[str, bool]:
@@ -641,8 +643,10 @@ class Arraysets:
         try:
             for name, p in staged:
                 self._co._stage_sample(name, encode_key(key), p)
-        finally:
-            self._co._end_batch()
+        except BaseException as exc:
+            self._co._end_batch(exc)
+            raise
+        self._co._end_batch()
         return key
 
     def __repr__(self) -> str:

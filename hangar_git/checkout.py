@@ -119,6 +119,11 @@ class PayloadAccess:
             raise _damaged(aset, enc, digest, why)
 
     def read(self, aset: str, enc: str, digest: bytes) -> np.ndarray:
+        """The array of sample ``enc`` (payload ``digest``), of a kind its
+        arrayset's schema allows (else CorruptRecordError)."""
+        return self.view.check_payload(aset, enc, self._read(aset, enc, digest))
+
+    def _read(self, aset: str, enc: str, digest: bytes) -> np.ndarray:
         ent = self._ents.get(digest)
         if ent is None:
             ent = self._resolve_entry(aset, enc, digest)
@@ -220,7 +225,7 @@ class PayloadAccess:
     ) -> list[np.ndarray]:
         """The arrays of ``digests`` (of samples ``encs``, found when needed)."""
         try:
-            return self._read_many(aset, digests, encs)
+            return self.view.check_payloads(aset, self._read_many(aset, digests, encs))
         except IntegrityError:
             # one at a time: re-locates moved payloads, names the damaged sample
             encs = encs if encs is not None else self._encs_of(aset, digests)
@@ -409,7 +414,7 @@ class ReaderCheckout(_Checkout):
             "    Writer       : False\n"
             f"    Commit Hash  : {self._commit}\n"
             f"    Num Arraysets : {len(self._view.aset_names())}\n"
-            f"    Num Metadata : {len(self._view.meta())}\n"
+            f"    Num Metadata : {len(self._view.meta_keys())}\n"
         )
 
 
@@ -484,11 +489,19 @@ class WriterCheckout(_Checkout):
         self._batch += 1
         self._journal.batching += 1
 
-    def _end_batch(self) -> None:
+    def _end_batch(self, exc: BaseException | None = None) -> None:
         self._batch -= 1
         self._journal.batching -= 1
         if self._batch == 0 and not self._closed:
-            self._writer.flush()
+            try:
+                if isinstance(exc, OSError):  # the store failed (a full disk ...)
+                    raise exc
+                self._writer.flush()
+            except OSError:
+                self._journal.discard()  # the batch staged nothing
+                if exc is None:
+                    raise
+                return
             self._journal.sync()
 
     def _stage_sample(self, aset: str, enc: str, p: Payload) -> None:
@@ -516,8 +529,10 @@ class WriterCheckout(_Checkout):
                 for enc, d, row in zip(encs, digests, rows, strict=True):
                     data = memoryview(row.reshape(-1)).cast("B") if row.ndim else row.tobytes()
                     self._stage_sample(aset, enc, Payload(d, kind, data))  # type: ignore[arg-type]
-            finally:
-                self._end_batch()
+            except BaseException as exc:
+                self._end_batch(exc)
+                raise
+            self._end_batch()
             return
         self._writer.add_stacked(kind_of(rows[0]), digests, rows)
         self._journal.record_samples(aset, encs, digests)
@@ -531,8 +546,10 @@ class WriterCheckout(_Checkout):
         try:
             for enc, p in zip(encs, payloads, strict=True):
                 self._stage_sample(aset, enc, p)
-        finally:
-            self._end_batch()
+        except BaseException as exc:
+            self._end_batch(exc)
+            raise
+        self._end_batch()
 
     def _unstage_sample(self, aset: str, enc: str) -> None:
         self._journal.record("D", aset, enc)
@@ -654,7 +671,7 @@ class WriterCheckout(_Checkout):
             "    Writer       : True\n"
             f"    Base Branch  : {self._journal.branch}\n"
             f"    Num Arraysets : {len(self._view.aset_names())}\n"
-            f"    Num Metadata : {len(self._view.meta())}\n"
+            f"    Num Metadata : {len(self._view.meta_keys())}\n"
         )
 
 

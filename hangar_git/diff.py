@@ -147,9 +147,8 @@ def staged_diff(view: StagedView) -> DiffRecords:
         if not ch.empty:
             samples[name] = ch
     m_add, m_rem, m_mut = [], [], []
-    base_meta = base.metadata() if journal.meta else {}
     for enc, v in journal.meta.items():
-        v0 = base_meta.get(enc)
+        v0 = base.meta_value(enc)
         if v is None and v0 is not None:
             m_rem.append(decode_key(enc))
         elif v is not None and v0 is None:

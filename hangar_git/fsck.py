@@ -25,7 +25,6 @@ and the report names exactly which samples of which commits are damaged.
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import subprocess
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -47,8 +46,8 @@ from .records.layout import (
     parse_links,
     parse_tree,
 )
-from .records.snapshot import TreeRecords
 from .records.staging import Journal
+from .records.validate import check_format_blob
 from .schema import ArraysetSchema
 from .store.chunked import LARGE_PACK, LargeFiles
 
@@ -250,8 +249,10 @@ class RecordWalker:
         problems: list[tuple[str, str]] = []
         try:
             tree = self.git.get(sha).tree_id.raw
-            TreeRecords(self.git, tree)  # format version check
             root = parse_tree(read_raw(self.git, tree))
+            if "hangar.json" not in root:
+                raise FormatVersionError("commit tree has no hangar.json: not a hangar data commit")
+            check_format_blob(read_raw(self.git, root["hangar.json"][1]))  # format version check
         except FormatVersionError as exc:
             return [], [("hangar.json", str(exc))]
         except Exception as exc:  # unreadable or malformed git objects
@@ -699,7 +700,9 @@ def _check_store(
         return [str(exc)]
     out.extend(reader.damaged_segments.values())
     try:
-        con = sqlite3.connect(f"file:{index}?mode=ro", uri=True)
+        from .store.durable import connect_readonly
+
+        con = connect_readonly(index)  # works on a read-only mount too
         try:
             res = [r[0] for r in con.execute("PRAGMA integrity_check")]
         finally:

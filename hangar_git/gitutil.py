@@ -15,6 +15,7 @@ from pathlib import Path
 import pygit2
 from pygit2.enums import ObjectType
 
+from .errors import CorruptRecordError
 from .naming import check_branch_name
 
 HEADS = "refs/hangar/heads/"
@@ -50,9 +51,49 @@ def branch_ref(name: str) -> str:
 
 
 def branch_head(repo: pygit2.Repository, name: str) -> str | None:
-    """Commit hash at the head of hangar branch ``name``, None if unborn."""
-    ref = repo.references.get(HEADS + name)
-    return str(ref.target) if ref is not None else None
+    """Commit hash at the head of hangar branch ``name``, None if unborn.
+
+    Raises
+    ------
+    CorruptRecordError
+        If the branch ref is symbolic or points at anything but a commit
+        (a tree, a blob, an annotated tag, a missing object).
+    """
+    return ref_commit(repo, HEADS + name)
+
+
+_TYPE_NAMES = {
+    ObjectType.TREE: "a tree",
+    ObjectType.BLOB: "a blob",
+    ObjectType.TAG: "an annotated tag",
+}
+
+
+def ref_commit(repo: pygit2.Repository, refname: str) -> str | None:
+    """Commit hash a hangar ref points at, None when the ref does not exist.
+
+    Raises
+    ------
+    CorruptRecordError
+        If the ref is symbolic or points at anything but a commit.
+    """
+    try:
+        ref = repo.references.get(refname)
+    except (ValueError, pygit2.GitError) as exc:
+        raise CorruptRecordError(f"ref {refname} is unreadable: {exc}") from None
+    if ref is None:
+        return None
+    target = ref.target
+    if not isinstance(target, pygit2.Oid):
+        raise CorruptRecordError(f"ref {refname} is symbolic (to {target}), not a commit")
+    try:
+        kind = repo.odb.read_header(target)[0]
+    except (KeyError, ValueError, pygit2.GitError):
+        raise CorruptRecordError(f"ref {refname} points at a missing object {target}") from None
+    if kind != ObjectType.COMMIT:
+        what = _TYPE_NAMES.get(kind, "no commit")
+        raise CorruptRecordError(f"ref {refname} points at {what} ({target}), not a commit")
+    return str(target)
 
 
 def list_branches(repo: pygit2.Repository, remotes: bool = False) -> list[str]:
@@ -140,7 +181,10 @@ def read_raw(repo: pygit2.Repository, oid: bytes | str | pygit2.Oid) -> bytes:
         oid = pygit2.Oid(raw=oid)
     elif isinstance(oid, str):
         oid = pygit2.Oid(hex=oid)
-    return repo.odb.read(oid)[1]
+    try:
+        return repo.odb.read(oid)[1]
+    except (KeyError, pygit2.GitError):
+        raise CorruptRecordError(f"git object {oid} is missing") from None
 
 
 def write_tree(repo: pygit2.Repository, data: bytes) -> bytes:

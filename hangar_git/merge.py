@@ -44,9 +44,18 @@ import pygit2
 
 from .diff import BranchDiff, Changes, ConflictRecords, DiffRecords, _changes, _order
 from .errors import MergeConflictError
-from .gitutil import HEADS, REMOTES, branch_head, read_raw, resolve_commit, write_blob, write_tree
+from .gitutil import (
+    HEADS,
+    REMOTES,
+    branch_head,
+    read_raw,
+    ref_commit,
+    resolve_commit,
+    write_blob,
+    write_tree,
+)
 from .naming import check_branch_name, check_remote_name, decode_key
-from .records import changelog
+from .records import changelog, trust
 from .records.build import build_samples
 from .records.changelog import CHANGES_NAME
 from .records.layout import (
@@ -60,6 +69,7 @@ from .records.layout import (
     serialize_tree,
 )
 from .records.snapshot import SampleRecords, TreeRecords, commit_tree
+from .records.validate import ensure_trusted
 
 if TYPE_CHECKING:
     from .records.staging import Journal
@@ -143,7 +153,7 @@ def _records(conf: Mapping[str, list]) -> ConflictRecords:
 @functools.cache
 def _fan_rows(width: int) -> re.Pattern[bytes]:
     """Subtree entries whose names all have ``width`` bytes (a fan-out level)."""
-    return re.compile(rb"(?:40000 [^\x00]{%d}\x00.{20})*" % width, re.S)
+    return re.compile(rb"(?:40000 [0-9a-f]{%d}\x00.{20})*" % width, re.S)
 
 
 #: fan-out trees up to this size are compared row by row in Python (cheaper
@@ -694,6 +704,7 @@ def diff3(
         ``(BranchDiff, conflicts)``; see :class:`hangar_git.diff.BranchDiff`
         and :func:`diff_with_branch`.
     """
+    ensure_trusted(repo, (base, master, dev))
     trees = _Trees(repo)
     roots = _Roots(trees, (base, master, dev))
     side_aset = (_ChangeLists(), _ChangeLists())
@@ -802,6 +813,7 @@ def merge_trees(
         them as :func:`diff_with_branch` reports them. Nothing is written.
     """
     _check_strategy(strategy)
+    ensure_trusted(repo, (base, master, dev))  # before a byte is written
     trees = _Trees(repo)
     roots = _Roots(trees, (base, master, dev))
     aset_conf: dict[str, list] = defaultdict(list)
@@ -870,7 +882,11 @@ def merge_trees(
             root[key] = (MODE_TREE, write_tree(repo, serialize_tree(entries)))
         else:
             root.pop(key, None)
-    return write_tree(repo, serialize_tree(root))
+    out = write_tree(repo, serialize_tree(root))
+    trust.remember(repo, out)  # made of checked trees
+    if all(t is None or trust.is_trusted(repo, t, trust.PAYLOADS) for t in (base, master, dev)):
+        trust.remember(repo, out, trust.PAYLOADS)  # and of samples added here
+    return out
 
 
 def _conflict_message(conflicts: Mapping[str, Any], strategy: str | None) -> str:
@@ -923,10 +939,10 @@ def branch_commit(git: pygit2.Repository, name: str) -> str:
         remote, _, rest = name.partition("/")
         check_remote_name(remote)
         check_branch_name(rest)
-        ref = git.references.get(REMOTES + name)
-        if ref is None:
+        sha = ref_commit(git, REMOTES + name)
+        if sha is None:
             raise ValueError(f"no remote-tracking branch named {name!r}")
-        return str(ref.target)
+        return sha
     check_branch_name(name)
     head = branch_head(git, name)
     if head is None:
@@ -1124,6 +1140,8 @@ def merge_branches(
         assert master_head is not None
         return master_head  # already merged
     if master_head is None or base == master_head:
+        # dev's records become master's: checked first, against master's
+        ensure_trusted(git, (commit_tree(git, master_head), commit_tree(git, dev_head)))
         _move_branch(git, master_branch, master_head, dev_head, journal)
         return dev_head
     master_tree = commit_tree(git, master_head)

@@ -1,4 +1,12 @@
-"""Metadata: small str -> str labels stored with each commit."""
+"""Metadata: small str -> str labels stored with each commit.
+
+Metadata is a minor key/value store beside the arraysets (labels, notes,
+provenance), not a place for data: a value is an ASCII str of at most
+:data:`MAX_VALUE_BYTES` (1 MiB). Larger values are refused on write with a
+ValueError, and on read (a value fetched from elsewhere) with a
+:class:`~hangar_git.errors.CorruptRecordError` before it is read. ``len``,
+``keys`` and ``in`` never read values.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from .naming import Key, decode_key, encode_key
+from .records.validate import MAX_META_VALUE
+
+#: largest metadata value accepted, in bytes (ASCII: one byte a character)
+MAX_VALUE_BYTES = MAX_META_VALUE
 
 if TYPE_CHECKING:
     from .checkout import _Checkout
@@ -16,6 +28,11 @@ def _check_value(value: object) -> str:
         raise ValueError(f"metadata value must be str, not {type(value).__name__}")
     if not value.isascii():
         raise ValueError("metadata value must hold ASCII characters only")
+    if len(value) > MAX_VALUE_BYTES:
+        raise ValueError(
+            f"metadata value of {len(value)} bytes exceeds the limit of {MAX_VALUE_BYTES} "
+            "bytes: metadata holds short labels; store large data in an arrayset"
+        )
     return value
 
 
@@ -33,14 +50,19 @@ class MetadataReader:
         self._co._check()
         return self._co._view.meta()
 
+    def _keys(self) -> list[str]:
+        self._co._check()
+        return self._co._view.meta_keys()
+
     def __contains__(self, key: object) -> bool:
         try:
-            return encode_key(key, "metadata") in self._items()
+            enc = encode_key(key, "metadata")
         except ValueError:
             return False
+        return enc in self._keys()
 
     def __len__(self) -> int:
-        return len(self._items())
+        return len(self._keys())
 
     def __iter__(self) -> Iterator[Key]:
         return self.keys()
@@ -59,13 +81,14 @@ class MetadataReader:
             If no value is stored under ``key``.
         """
         enc = encode_key(key, "metadata")
-        try:
-            return self._items()[enc]
-        except KeyError:
-            raise KeyError(key) from None
+        self._co._check()
+        value = self._co._view.meta_get(enc)
+        if value is None:
+            raise KeyError(key)
+        return value
 
     def keys(self) -> Iterator[Key]:
-        return (decode_key(k) for k in list(self._items()))
+        return (decode_key(k) for k in self._keys())
 
     def values(self) -> Iterator[str]:
         return iter(list(self._items().values()))
@@ -94,7 +117,8 @@ class MetadataWriter(MetadataReader):
         Raises
         ------
         ValueError
-            If the key is invalid, or the value is not an ASCII str.
+            If the key is invalid, or the value is not an ASCII str of at
+            most :data:`MAX_VALUE_BYTES` bytes.
         """
         self._co._check()
         enc = encode_key(key, "metadata")
@@ -107,7 +131,7 @@ class MetadataWriter(MetadataReader):
     def remove(self, key: Key) -> Key:
         """Remove ``key``; KeyError if absent."""
         enc = encode_key(key, "metadata")
-        if enc not in self._items():
+        if enc not in self._keys():
             raise KeyError(key)
         self._co._stage_meta(enc, None)
         return key

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import HangarError
+from .errors import CorruptRecordError
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_.\-]+")
 #: longest arrayset, branch, remote, sample or metadata name accepted
@@ -75,17 +75,31 @@ def encode_key(key: object, kind: str = "sample") -> str:
     if isinstance(key, int) and not isinstance(key, bool):
         if key < 0:
             raise ValueError(f"invalid {kind} key {key!r}: int keys must be >= 0")
-        return "i:" + str(int(key))
+        text = str(int(key))
+        if len(text) > MAX_NAME_LEN:
+            raise ValueError(f"invalid {kind} key: ints of more than {MAX_NAME_LEN} digits")
+        return "i:" + text
     raise ValueError(f"{kind} key must be str or int >= 0, not {type(key).__name__}: {key!r}")
 
 
 def decode_key(enc: str) -> Key:
-    """Invert :func:`encode_key`."""
-    if enc[0] == "i":
-        return int(enc[2:])
-    if enc[0] == "s":
+    """Invert :func:`encode_key` (for keys read from records, which are
+    checked to be canonical encodings before they get here).
+
+    Raises
+    ------
+    CorruptRecordError
+        If ``enc`` is not an encoded key.
+    """
+    head = enc[:2]
+    if head == "i:":
+        try:
+            return int(enc[2:])
+        except ValueError:
+            pass
+    elif head == "s:":
         return enc[2:]
-    raise HangarError(f"malformed key record {enc!r}")
+    raise CorruptRecordError(f"malformed key record {enc[:80]!r}")
 
 
 def is_key_like(key: object) -> bool:

@@ -29,6 +29,7 @@ from .gitutil import (
     config_identity_outside_repo,
     discover,
     list_branches,
+    ref_commit,
     resolve_commit,
     signature,
 )
@@ -590,9 +591,9 @@ class Repository:
             check_branch_name(branch)
             head = branch_head(git, branch)
             if head is None:
-                remote = git.references.get("refs/hangar/remotes/" + branch)
+                remote = ref_commit(git, "refs/hangar/remotes/" + branch)
                 if remote is not None:
-                    return str(remote.target)
+                    return remote
                 raise ValueError(f"no branch named {branch!r} with commits")
             return head
         return branch_head(git, self._writer_branch())

@@ -9,6 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_RANK = 31
+#: largest sample an arrayset may declare, in bytes (its maximum shape times
+#: the item size): 256 TiB, far past what one array in memory can be, yet
+#: room for generous maximum shapes of variable-shape arraysets
+MAX_SAMPLE_BYTES = 1 << 48
 _KINDS = frozenset("biufc")
 
 
@@ -55,6 +59,16 @@ class ArraysetSchema:
     variable_shape: bool = False
     named_samples: bool = True
 
+    def __post_init__(self) -> None:
+        size = self.dtype.itemsize
+        for d in self.shape:
+            size *= d
+        if size > MAX_SAMPLE_BYTES:
+            raise ValueError(
+                f"shape {self.shape} of dtype {self.dtype} declares samples of {size} bytes, "
+                f"more than the limit of {MAX_SAMPLE_BYTES} bytes"
+            )
+
     def to_json(self) -> str:
         """Canonical JSON text: equal schemas give equal text."""
         return json.dumps(
@@ -70,13 +84,32 @@ class ArraysetSchema:
 
     @classmethod
     def from_json(cls, text: str) -> ArraysetSchema:
-        d = json.loads(text)
-        return cls(
-            dtype=check_dtype(d["dtype"]),
-            shape=tuple(int(x) for x in d["shape"]),
-            variable_shape=bool(d["variable_shape"]),
-            named_samples=bool(d["named_samples"]),
-        )
+        """The schema of canonical JSON ``text`` (see :meth:`to_json`).
+
+        Raises
+        ------
+        ValueError
+            If the text is not JSON of a valid schema: a supported dtype, a
+            shape of positive ints within :data:`MAX_RANK` and
+            :data:`MAX_SAMPLE_BYTES`, bool flags.
+        """
+        try:
+            d = json.loads(text)
+            if not isinstance(d, dict):
+                raise ValueError("not a JSON object")
+            flags = (d["variable_shape"], d["named_samples"])
+            if not all(isinstance(f, bool) for f in flags):
+                raise ValueError("variable_shape and named_samples must be bools")
+            if not isinstance(d["dtype"], str) or not isinstance(d["shape"], list):
+                raise ValueError("dtype must be a str and shape a list")
+            return cls(
+                dtype=check_dtype(d["dtype"]),
+                shape=check_shape(d["shape"]),
+                variable_shape=flags[0],
+                named_samples=flags[1],
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"invalid schema: {exc!r}") from None
 
     @property
     def schema_hash(self) -> str:

@@ -376,9 +376,8 @@ def test_malformed_records_are_reported(history):
     def bad_key(git, root):
         asets = parse_tree(read_raw(git, root["arraysets"][1]))
         sub = parse_tree(read_raw(git, asets["s"][1]))
-        leaf = read_raw(git, sub["samples"][1])
-        leaf += b"160000 s:a b\x00" + b"\x01" * 20  # ' ' is no key character
-        leaf_tree = parse_tree(leaf)
+        leaf_tree = dict(parse_tree(read_raw(git, sub["samples"][1])))
+        leaf_tree["s:a b"] = (MODE_LINK, b"\x01" * 20)  # ' ' is no key character
         sub["samples"] = (
             MODE_TREE,
             write_tree(git, serialize_tree({k: v for k, v in leaf_tree.items()})),

@@ -85,7 +85,7 @@ def test_json_is_canonical_and_roundtrips():
 
 @given(
     dt=st.sampled_from(OK_DTYPES),
-    shape=st.lists(st.integers(1, 1000), max_size=5).map(tuple),
+    shape=st.lists(st.integers(1, 1000), max_size=4).map(tuple),
     var=st.booleans(),
     named=st.booleans(),
 )

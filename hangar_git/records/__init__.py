@@ -10,5 +10,7 @@ The commit tree of a data commit is::
                                            first parent (optional: see
                                            :mod:`hangar_git.records.changelog`)
 
-See :mod:`hangar_git.records.layout` for the details.
+See :mod:`hangar_git.records.layout` for the details. Every record read
+from git passes through :mod:`hangar_git.records.validate` before it is
+used; :mod:`hangar_git.records.trust` remembers the trees found sound.
 """

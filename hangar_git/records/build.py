@@ -15,6 +15,7 @@ import numpy as np
 import pygit2
 
 from ..gitutil import read_raw, write_blob, write_tree
+from . import trust
 from .changelog import CHANGES_NAME
 from .counts import remember_count
 from .layout import (
@@ -297,4 +298,12 @@ def build_root(
         root["metadata"] = (MODE_TREE, write_tree(repo, serialize_tree(meta_entries)))
     if changes is not None:
         root[CHANGES_NAME] = (MODE_BLOB, write_blob(repo, changes))
-    return write_tree(repo, serialize_tree(root))
+    out = write_tree(repo, serialize_tree(root))
+    if base.tree is None or base.trusted:
+        # checked records plus staged changes this process validated
+        trust.remember(repo, out)
+        if changes is not None:
+            trust.remember(repo, out, trust.LOG)
+        if base.payloads_trusted:  # and every payload checked as it was added
+            trust.remember(repo, out, trust.PAYLOADS)
+    return out

@@ -17,10 +17,14 @@ The log is what makes a diff cost the size of the change when the trees
 it would otherwise walk have large leaves: a diff between a branch and
 the merge base a few commits back composes those commits' logs (see
 :func:`logged_changes`) instead of reading every record leaf a change
-touched on each side. It is derived data, checked before use (the parent
-it names, one unbroken first-parent chain, values that follow on from one
-another) and verified against the trees by ``fsck --full``; where any of
-that fails, the trees are walked as before.
+touched on each side. It is derived data, never believed where it disagrees with the trees it
+summarises: a log is used only once verified against its commit's and its
+parent's trees (a walk of the two that skips equal subtrees: the cost of
+that commit's change, paid once per commit on this machine, the verdict
+kept by :mod:`.trust`; logs of commits this machine made are trusted as
+written). Its blob is refused unread when larger than a log could
+legitimately be (:func:`max_log_bytes`). Where a check fails, the trees
+are walked as before.
 """
 
 from __future__ import annotations
@@ -32,7 +36,10 @@ from typing import TYPE_CHECKING
 
 import pygit2
 
+from ..errors import FormatVersionError
 from ..gitutil import read_raw, write_blob, write_tree
+from ..naming import MAX_NAME_LEN, check_arrayset_name
+from . import trust
 from .layout import MODE_BLOB, parse_tree, serialize_tree
 
 if TYPE_CHECKING:
@@ -47,6 +54,18 @@ CHANGES_MAX = 10_000
 CHAIN_MAX = 64
 #: False: diffs ignore the logs and walk the record trees (to compare the two)
 USE_LOGS = True
+#: longest line of a row: two names of at most MAX_NAME_LEN (+2) characters,
+#: two digests in hex, JSON punctuation and the newline
+ROW_MAX = 2 * (MAX_NAME_LEN + 2) + 2 * 40 + 24
+#: longest header, besides the names of unlogged arraysets
+HEADER_MAX = 128
+
+
+def max_log_bytes(n_arraysets: int) -> int:
+    """The largest ``changes`` blob a commit could legitimately carry when it
+    and its parent hold ``n_arraysets`` arraysets between them."""
+    return HEADER_MAX + (MAX_NAME_LEN + 4) * n_arraysets + CHANGES_MAX * ROW_MAX
+
 
 Net = dict[str, dict[str, tuple[bytes | None, bytes | None]]]
 
@@ -94,11 +113,17 @@ def parse(raw: bytes) -> ChangeLog:
             raise ValueError("bad parent")
         if not isinstance(unlogged, list) or not all(isinstance(n, str) for n in unlogged):
             raise ValueError("bad unlogged list")
+        if len(lines) - 2 > CHANGES_MAX:
+            raise ValueError("more rows than a log holds")
+        from .validate import check_key
+
         rows = []
         for line in lines[1:-1]:
             aset, enc, old, new = json.loads(line)
             if not isinstance(aset, str) or not isinstance(enc, str):
                 raise ValueError("bad row")
+            check_arrayset_name(aset)
+            check_key(enc)
             rows.append((aset, enc, _digest(old), _digest(new)))
     except (ValueError, KeyError, TypeError) as exc:  # JSON and UTF-8 errors included
         raise ValueError(f"malformed change log: {exc}") from None
@@ -129,15 +154,72 @@ def from_staged(
     return log
 
 
-def read(repo: pygit2.Repository, tree: pygit2.Oid) -> ChangeLog | None:
-    """The log in commit tree ``tree``; None when it has none or it is malformed."""
+def _n_arraysets(repo: pygit2.Repository, trees: list[bytes | None]) -> int:
+    n = 0
+    for t in trees:
+        if t is not None:
+            e = parse_tree(read_raw(repo, t)).get("arraysets")
+            if e is not None:
+                n += len(parse_tree(read_raw(repo, e[1])))
+    return n
+
+
+def read(
+    repo: pygit2.Repository, tree: pygit2.Oid, parent_tree: bytes | None = None
+) -> ChangeLog | None:
+    """The log in commit tree ``tree``; None when it has none, it is malformed,
+    or its blob is larger than :func:`max_log_bytes` (checked from the object
+    header, before it is inflated)."""
     entry = parse_tree(read_raw(repo, tree)).get(CHANGES_NAME)
     if entry is None or entry[0] != MODE_BLOB:
         return None
+    oid = pygit2.Oid(raw=entry[1])
+    kind, size = repo.odb.read_header(oid)
+    if kind != pygit2.enums.ObjectType.BLOB:
+        return None
+    if size > max_log_bytes(0):
+        raw_tree = tree.raw if isinstance(tree, pygit2.Oid) else tree
+        if size > max_log_bytes(_n_arraysets(repo, [raw_tree, parent_tree])):
+            return None
     try:
-        return parse(read_raw(repo, entry[1]))
+        return parse(read_raw(repo, oid))
     except ValueError:
         return None
+
+
+def trusted_log(repo: pygit2.Repository, commit: pygit2.Commit) -> ChangeLog | None:
+    """The log of ``commit`` when it agrees with the trees it summarises, else
+    None: verified once (see the module notes), the verdict remembered."""
+    from .validate import ensure_trusted
+
+    if not commit.parent_ids:
+        return None
+    first = str(commit.parent_ids[0])
+    tree = commit.tree_id.raw
+    parent = repo.get(first)
+    if not isinstance(parent, pygit2.Commit):
+        return None
+    ptree = parent.tree_id.raw
+    log = read(repo, commit.tree_id, ptree)
+    if log is None or log.parent != first:
+        return None
+    if trust.is_trusted(repo, tree, trust.LOG):
+        return log
+    ensure_trusted(repo, [ptree, tree])
+    walked = from_trees(repo, first, ptree, tree, limit=None)
+    if walked is None or not _agree(walked, log):
+        return None
+    trust.remember(repo, tree, trust.LOG)
+    return log
+
+
+def _agree(walked: ChangeLog, log: ChangeLog) -> bool:
+    """True when ``log`` says what the walk of the trees found."""
+    if walked.unlogged - log.unlogged:
+        return False
+    want = {r for r in walked.rows if r[0] not in log.unlogged}
+    got = {r for r in log.rows if r[0] not in log.unlogged}
+    return want == got and len(got) == len([r for r in log.rows if r[0] not in log.unlogged])
 
 
 def logged_changes(
@@ -153,22 +235,27 @@ def logged_changes(
     """
     if base is None:
         return None
-    chain: list[ChangeLog] = []
+    commits: list[pygit2.Commit] = []
     cur = tip
     try:
         while cur != base:
-            if len(chain) >= CHAIN_MAX:
+            if len(commits) >= CHAIN_MAX:
                 return None
             commit = repo.get(cur)
             if not isinstance(commit, pygit2.Commit) or not commit.parent_ids:
                 return None
-            log = read(repo, commit.tree_id)
-            first = str(commit.parent_ids[0])
-            if log is None or log.parent != first:
+            commits.append(commit)
+            cur = str(commit.parent_ids[0])
+        chain: list[ChangeLog] = []
+        for commit in reversed(commits):  # oldest first: each parent checked first
+            log = trusted_log(repo, commit)
+            if log is None:
                 return None
             chain.append(log)
-            cur = first
-    except (KeyError, ValueError, pygit2.GitError):  # unreadable objects: walk instead
+        chain.reverse()
+    except (KeyError, ValueError, pygit2.GitError, FormatVersionError):
+        # unreadable or hostile objects on the way (CorruptRecordError is a
+        # ValueError): the trees are walked instead, and checked then
         return None
     net: Net = {}
     unlogged: set[str] = set()
@@ -234,7 +321,13 @@ def attach(repo: pygit2.Repository, tree: bytes, log: ChangeLog) -> bytes:
     """Root tree ``tree`` with ``log`` as its ``changes`` entry."""
     root = parse_tree(read_raw(repo, tree))
     root[CHANGES_NAME] = (MODE_BLOB, write_blob(repo, encode(log)))
-    return write_tree(repo, serialize_tree(root))
+    out = write_tree(repo, serialize_tree(root))
+    if trust.is_trusted(repo, tree):  # the log was found by a walk of trusted trees
+        trust.remember(repo, out)
+        trust.remember(repo, out, trust.LOG)
+        if trust.is_trusted(repo, tree, trust.PAYLOADS):
+            trust.remember(repo, out, trust.PAYLOADS)
+    return out
 
 
 def verify(repo: pygit2.Repository, commit: pygit2.Commit) -> list[str]:

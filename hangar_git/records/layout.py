@@ -13,6 +13,8 @@ import re
 import zlib
 from collections.abc import Iterable, Mapping
 
+from ..errors import CorruptRecordError
+
 MODE_TREE = b"40000"
 MODE_BLOB = b"100644"
 MODE_LINK = b"160000"
@@ -22,56 +24,121 @@ MODE_LINK = b"160000"
 FORMAT_VERSION = 2
 FORMAT_BLOB = json.dumps({"hangar_git_format": FORMAT_VERSION}, sort_keys=True).encode()
 
-_ENTRY_RE = re.compile(rb"(\d+) ([^\x00]+)\x00(.{20})", re.S)
+_ENTRY_RE = re.compile(rb"(40000|100644|160000) ([^\x00/]+)\x00(.{20})", re.S)
+
+#: a canonical encoded sample key (see :func:`hangar_git.naming.encode_key`)
+_KEY = rb"(?:i:(?:0|[1-9][0-9]{0,199})|s:[A-Za-z0-9_.\-]{1,200})"
 
 Entry = tuple[bytes, bytes]  # (mode, 20-byte id)
 
 
+def _bad(why: str) -> CorruptRecordError:
+    return CorruptRecordError(f"malformed git tree object: {why}")
+
+
 def parse_tree(data: bytes) -> dict[str, Entry]:
-    """Parse a raw git tree into ``{name: (mode, raw id)}``."""
+    """Parse a raw git tree into ``{name: (mode, raw id)}``.
+
+    Raises
+    ------
+    CorruptRecordError
+        (a ValueError) unless every entry has a mode of the record layout
+        (tree, blob, gitlink) and an ASCII name that is not ``.``, ``..`` or
+        ``.git`` and holds no ``/``, in git's strict order (no duplicates).
+    """
     out: dict[str, Entry] = {}
     pos = 0
-    n = len(data)
+    prev = b""
     for m in _ENTRY_RE.finditer(data):
         if m.start() != pos:
-            raise ValueError("malformed git tree object")
-        out[m.group(2).decode()] = (m.group(1), m.group(3))
+            raise _bad("an entry has another mode or a bad name")
+        mode, raw = m.group(1), m.group(2)
+        if raw[:1] == b"." and (raw in (b".", b"..") or raw.rstrip(b".").lower() == b".git"):
+            raise _bad(f"reserved entry name {raw!r}")
+        order = raw + b"/" if mode == MODE_TREE else raw
+        if order <= prev:
+            raise _bad("entries out of order or duplicated")
+        prev = order
+        try:
+            name = raw.decode("ascii")
+        except UnicodeDecodeError:
+            raise _bad(f"entry name {raw[:80]!r} is not ASCII") from None
+        out[name] = (mode, m.group(3))
         pos = m.end()
-    if pos != n:
-        raise ValueError("malformed git tree object")
+    if pos != len(data):
+        raise _bad("trailing bytes")
     return out
 
 
-_LINK_RE = re.compile(rb"160000 ([^\x00]+)\x00(.{20})", re.S)
+_LINK_RE = re.compile(rb"160000 (" + _KEY + rb")\x00(.{20})", re.S)
+_ANY_ENTRY_RE = re.compile(rb"(\d+) ([^\x00]+)\x00.{20}", re.S)
+_KEY_RE = re.compile(_KEY)
+
+
+def _bad_links(data: bytes) -> CorruptRecordError:
+    """The error for a leaf that is not all gitlinks named by canonical keys,
+    naming the first offending entry when one can be told."""
+    for m in _ANY_ENTRY_RE.finditer(data):
+        mode, name = m.group(1), m.group(2)
+        if mode != MODE_LINK:
+            return CorruptRecordError(
+                f"malformed sample record tree: entry {name[:80]!r} is not a gitlink"
+            )
+        if not _KEY_RE.fullmatch(name):
+            shown = name[:80].decode("ascii", "backslashreplace")
+            return CorruptRecordError(
+                f"malformed sample record tree: {shown!r} is not a canonical key record"
+            )
+    return CorruptRecordError("malformed sample record tree")
 
 
 def parse_links(data: bytes) -> dict[str, bytes]:
-    """Parse a leaf tree of sample records into ``{encoded key: digest}``."""
+    """Parse a leaf tree of sample records into ``{encoded key: digest}``.
+
+    Raises
+    ------
+    CorruptRecordError
+        Unless the tree holds only gitlinks named by canonical encoded keys,
+        strictly sorted (so no key appears twice).
+    """
     pairs = _LINK_RE.findall(data)
     if not pairs:
         if data:
-            raise ValueError("malformed sample record tree")
+            raise _bad_links(data)
         return {}
     names, digests = zip(*pairs, strict=True)
     # the matches never overlap: they cover the whole tree only if it holds
     # nothing but well-formed gitlink entries
     if sum(map(len, names)) + 28 * len(pairs) != len(data):
-        raise ValueError("malformed sample record tree")
-    out = dict(zip(map(bytes.decode, names), digests, strict=True))
-    if len(out) != len(pairs):
-        raise ValueError("malformed sample record tree: duplicate names")
-    return out
+        raise _bad_links(data)
+    if len(names) > 1 and not all(map(bytes.__lt__, names, names[1:])):
+        raise CorruptRecordError("malformed sample record tree: keys out of order or duplicated")
+    return dict(zip(map(bytes.decode, names), digests, strict=True))
 
 
-_LINKS_RE = re.compile(rb"(?:160000 [^\x00]+\x00.{20})*", re.S)
-_LINK_DIGEST_RE = re.compile(rb"160000 [^\x00]+\x00(.{20})", re.S)
+_LINKS_RE = re.compile(rb"(?:160000 " + _KEY + rb"\x00.{20})*", re.S)
+_LINK_NAME_RE = re.compile(rb"160000 (" + _KEY + rb")\x00.{20}", re.S)
+_LINK_DIGEST_RE = re.compile(rb"160000 " + _KEY + rb"\x00(.{20})", re.S)
+
+
+def parse_link_pairs(data: bytes) -> tuple[list[bytes], list[bytes]]:
+    """``(names, digests)`` of a leaf tree of sample records, in tree order,
+    names as bytes (no dict: cheaper than :func:`parse_links` when only the
+    payloads are wanted; the same checks)."""
+    if not _LINKS_RE.fullmatch(data):
+        raise _bad_links(data)
+    names = _LINK_NAME_RE.findall(data)
+    if len(names) > 1 and not all(map(bytes.__lt__, names, names[1:])):
+        raise CorruptRecordError("malformed sample record tree: keys out of order or duplicated")
+    return names, _LINK_DIGEST_RE.findall(data)
 
 
 def parse_link_digests(data: bytes) -> list[bytes]:
-    """The digests of a leaf tree of sample records, in tree order (no names:
-    cheaper than :func:`parse_links` when only the payloads are wanted)."""
+    """The digests of a leaf tree of sample records, in tree order: the
+    structure is checked, not the order of the names (for trees already
+    trusted; see :func:`parse_link_pairs`)."""
     if not _LINKS_RE.fullmatch(data):
-        raise ValueError("malformed sample record tree")
+        raise _bad_links(data)
     return _LINK_DIGEST_RE.findall(data)
 
 

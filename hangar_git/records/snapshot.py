@@ -7,26 +7,16 @@ parses only the leaf that holds its key.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 
 import pygit2
 
-from ..errors import FormatVersionError
-from ..gitutil import read_raw
+from . import trust, validate
 from .counts import known_count, remember_count
-from .layout import (
-    FORMAT_VERSION,
-    MODE_BLOB,
-    Fanout,
-    fanout_of_names,
-    leaf_path,
-    parse_link_digests,
-    parse_links,
-    parse_tree,
-)
+from .layout import Fanout, leaf_path, parse_link_digests
+from .validate import read_tree
 
 #: parsed leaf trees shared by every checkout of the process, by tree id (git
 #: objects never change, so an entry is never stale); at most this many records
@@ -36,14 +26,28 @@ _leaf_cache_size = [0]
 _leaf_lock = threading.Lock()
 
 
-def parsed_leaf(repo: pygit2.Repository, oid: bytes) -> dict[str, bytes]:
-    """``{encoded key: digest}`` of the leaf tree ``oid`` (never mutate it)."""
+def parsed_leaf(
+    repo: pygit2.Repository,
+    oid: bytes,
+    fanout: Fanout = (),
+    path: tuple[str, ...] = (),
+    trusted: bool = False,
+) -> dict[str, bytes]:
+    """``{encoded key: digest}`` of the leaf tree ``oid`` at ``path`` of a
+    samples tree laid out in ``fanout``, checked (never mutate it); the
+    placement of keys is not checked again in ``trusted`` trees."""
     with _leaf_lock:
         leaf = _leaf_cache.get(oid)
         if leaf is not None:
             _leaf_cache.move_to_end(oid)
-            return leaf
-    leaf = parse_links(read_raw(repo, oid))
+    if leaf is not None:
+        # checked where it was first read; a leaf is in one place only
+        if not trusted:
+            validate.check_placement(list(leaf)[:1], fanout, path)
+        return leaf
+    leaf = validate.leaf_links(
+        read_tree(repo, oid, "samples tree"), () if trusted else fanout, path
+    )
     with _leaf_lock:
         if oid not in _leaf_cache:
             _leaf_cache[oid] = leaf
@@ -63,30 +67,36 @@ def clear_leaf_cache() -> None:
 class SampleRecords:
     """The ``samples/`` tree of one arrayset: encoded key -> digest."""
 
-    def __init__(self, repo: pygit2.Repository, oid: bytes | None) -> None:
+    def __init__(self, repo: pygit2.Repository, oid: bytes | None, trusted: bool = False) -> None:
         self.repo = repo
         self.oid = oid
+        #: part of a tree checked whole on this machine (see :mod:`.trust`):
+        #: the checks that cost a pass over every key are not repeated
+        self.trusted = trusted
         self._leaves: dict[tuple[str, ...], dict[str, bytes]] = {}
         self._trees: dict[tuple[str, ...], dict[str, tuple[bytes, bytes]]] = {}
         self._count: int | None = None
         self._flat: dict[str, bytes] | None = None  # all leaves merged, for batches
         self.fanout: Fanout = ()
         if oid is not None:
-            top = parse_tree(read_raw(repo, oid))
-            width = fanout_of_names(top)
+            raw = read_tree(repo, oid, "samples tree")
+            width = validate.fan_width(raw)
             if width is None:
-                self._leaves[()] = {k: v[1] for k, v in top.items()}
+                self._leaves[()] = validate.leaf_links(raw)
             else:
+                top = validate.fan_entries(raw, width)
                 self._trees[()] = top
                 fan = [width]
                 sub = top
                 while True:
                     first = next(iter(sub.values()))
-                    sub = parse_tree(read_raw(repo, first[1]))
-                    w = fanout_of_names(sub)
+                    raw = read_tree(repo, first[1], "samples tree")
+                    w = validate.fan_width(raw)
                     if w is None:
                         break
                     fan.append(w)
+                    validate.check_fanout(fan)
+                    sub = validate.fan_entries(raw, w)
                 self.fanout = tuple(fan)
 
     def _tree(self, path: tuple[str, ...]) -> dict[str, tuple[bytes, bytes]] | None:
@@ -95,7 +105,10 @@ class SampleRecords:
             parent = self._tree(path[:-1])
             if parent is None or path[-1] not in parent:
                 return None
-            t = parse_tree(read_raw(self.repo, parent[path[-1]][1]))
+            raw = read_tree(self.repo, parent[path[-1]][1], "samples tree")
+            if len(path) >= len(self.fanout):
+                raise validate.corrupt("samples tree: fan-out levels of unequal depth")
+            t = validate.fan_entries(raw, self.fanout[len(path)])
             self._trees[path] = t
         return t
 
@@ -108,7 +121,11 @@ class SampleRecords:
             else:
                 parent = self._tree(path[:-1])
                 entry = parent.get(path[-1]) if parent is not None else None
-                leaf = parsed_leaf(self.repo, entry[1]) if entry else {}
+                leaf = (
+                    parsed_leaf(self.repo, entry[1], self.fanout, path, self.trusted)
+                    if entry
+                    else {}
+                )
             self._leaves[path] = leaf
         return leaf
 
@@ -192,7 +209,11 @@ class SampleRecords:
                 oid = self.leaf_oid(p)
                 leaf = _leaf_cache.get(oid) if oid is not None else {}
                 if leaf is None:
-                    out.extend(parse_link_digests(read_raw(self.repo, oid)))  # type: ignore[arg-type]
+                    raw = read_tree(self.repo, oid, "samples tree")  # type: ignore[arg-type]
+                    if self.trusted:
+                        out.extend(parse_link_digests(raw))
+                    else:
+                        out.extend(validate.leaf_digests(raw, self.fanout, p))
                     continue
             out.extend((leaf if leaf is not None else self.leaf(p)).values())
         return out
@@ -237,7 +258,7 @@ class SampleRecords:
                 if leaf is None:
                     tree = self.repo.get(pygit2.Oid(raw=oid))
                     if not isinstance(tree, pygit2.Tree):
-                        raise ValueError("malformed sample record tree")
+                        raise validate.corrupt("samples tree: a leaf is not a tree")
                     total += len(tree)
                     continue
             total += len(leaf)
@@ -262,26 +283,26 @@ class TreeRecords:
     def __init__(self, repo: pygit2.Repository, tree: bytes | None) -> None:
         self.repo = repo
         self.tree = tree
-        root = parse_tree(read_raw(repo, tree)) if tree is not None else {}
-        fmt = root.get("hangar.json")
-        if fmt is not None:
-            version = json.loads(read_raw(repo, fmt[1])).get("hangar_git_format")
-            if not isinstance(version, int) or version > FORMAT_VERSION:
-                raise FormatVersionError(
-                    f"records written in format {version!r}, newer than this hangar-git "
-                    f"understands ({FORMAT_VERSION}); upgrade hangar-git"
-                )
-        elif tree is not None:
-            raise FormatVersionError("commit tree has no hangar.json: not a hangar data commit")
+        root = validate.root_entries(repo, tree) if tree is not None else {}
         self.root = root
+        self.trusted = tree is not None and trust.is_trusted(repo, tree)
+        #: every sample was added on this machine, its payload checked against
+        #: its schema then: reads need not check payload kinds again
+        self.payloads_trusted = tree is None or (
+            self.trusted and trust.is_trusted(repo, tree, trust.PAYLOADS)
+        )
         aset_entry = root.get("arraysets")
         self.aset_entries: dict[str, tuple[bytes, bytes]] = (
-            parse_tree(read_raw(repo, aset_entry[1])) if aset_entry else {}
+            validate.arrayset_entries(read_tree(repo, aset_entry[1], "arraysets tree"))
+            if aset_entry
+            else {}
         )
         self._aset_trees: dict[str, dict[str, tuple[bytes, bytes]]] = {}
         self._samples: dict[str, SampleRecords] = {}
         self._schemas: dict[str, str] = {}
         self._meta: dict[str, str] | None = None
+        self._meta_entries: dict[str, tuple[bytes, bytes]] | None = None
+        self._meta_values: dict[str, str] = {}
 
     # ---- arraysets -----------------------------------------------------
     def arrayset_names(self) -> list[str]:
@@ -290,7 +311,8 @@ class TreeRecords:
     def _aset_tree(self, name: str) -> dict[str, tuple[bytes, bytes]]:
         t = self._aset_trees.get(name)
         if t is None:
-            t = parse_tree(read_raw(self.repo, self.aset_entries[name][1]))
+            raw = read_tree(self.repo, self.aset_entries[name][1], f"arrayset {name!r}")
+            t = validate.arrayset_tree(raw, name)
             self._aset_trees[name] = t
         return t
 
@@ -301,7 +323,7 @@ class TreeRecords:
     def schema_text(self, name: str) -> str:
         s = self._schemas.get(name)
         if s is None:
-            s = read_raw(self.repo, self._aset_tree(name)["schema"][1]).decode()
+            s = validate.schema_text(self.repo, self._aset_tree(name)["schema"][1], name)
             self._schemas[name] = s
         return s
 
@@ -309,7 +331,7 @@ class TreeRecords:
         s = self._samples.get(name)
         if s is None:
             entry = self._aset_tree(name).get("samples")
-            s = SampleRecords(self.repo, entry[1] if entry else None)
+            s = SampleRecords(self.repo, entry[1] if entry else None, self.trusted)
             self._samples[name] = s
         return s
 
@@ -322,15 +344,30 @@ class TreeRecords:
         e = self.root.get("metadata")
         return e[1] if e else None
 
-    def metadata(self) -> dict[str, str]:
-        if self._meta is None:
+    def metadata_entries(self) -> dict[str, tuple[bytes, bytes]]:
+        """``{encoded key: (mode, blob id)}`` of the metadata (no value read)."""
+        if self._meta_entries is None:
             oid = self.metadata_oid()
-            entries = parse_tree(read_raw(self.repo, oid)) if oid else {}
-            self._meta = {
-                k: read_raw(self.repo, v[1]).decode("ascii")
-                for k, v in entries.items()
-                if v[0] == MODE_BLOB
-            }
+            self._meta_entries = (
+                validate.metadata_entries(read_tree(self.repo, oid, "metadata tree")) if oid else {}
+            )
+        return self._meta_entries
+
+    def meta_value(self, enc: str) -> str | None:
+        """The value of metadata key ``enc`` (None when absent), read on demand."""
+        v = self._meta_values.get(enc)
+        if v is None:
+            e = self.metadata_entries().get(enc)
+            if e is None:
+                return None
+            v = self._meta_values[enc] = validate.metadata_value(self.repo, e[1], enc)
+        return v
+
+    def metadata(self) -> dict[str, str]:
+        """Every metadata value (reads them all: prefer :meth:`metadata_entries`
+        and :meth:`meta_value`)."""
+        if self._meta is None:
+            self._meta = {k: self.meta_value(k) for k in self.metadata_entries()}  # type: ignore[misc]
         return self._meta
 
 
@@ -338,7 +375,7 @@ def commit_tree(repo: pygit2.Repository, commit: str | None) -> bytes | None:
     """Raw id of a commit's tree (None for no commit)."""
     if commit is None:
         return None
-    return repo.get(commit).tree_id.raw
+    return validate.commit_of(repo, commit).tree_id.raw
 
 
 __all__ = ["SampleRecords", "TreeRecords", "commit_tree"]

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+import numpy as np
+
 from ..schema import ArraysetSchema
+from . import validate
 from .layout import leaf_path
 from .snapshot import SampleRecords, TreeRecords
 from .staging import Journal
@@ -66,6 +69,28 @@ class CommitView:
 
     def meta(self) -> dict[str, str]:
         return self.base.metadata()
+
+    def check_payload(self, name: str, enc: str, arr: np.ndarray) -> np.ndarray:
+        """``arr``, read for sample ``enc``, if its kind fits the schema
+        (CorruptRecordError otherwise; not checked again for records built
+        on this machine, whose payloads were checked as they were added)."""
+        if self.base.payloads_trusted:
+            return arr
+        return validate.check_payload(self.schema(name), arr, name, enc)
+
+    def check_payloads(self, name: str, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """:meth:`check_payload` of a batch."""
+        if self.base.payloads_trusted:
+            return arrays
+        return validate.check_payloads(self.schema(name), arrays, name)
+
+    def meta_keys(self) -> list[str]:
+        """Encoded metadata keys (no value is read)."""
+        return list(self.base.metadata_entries())
+
+    def meta_get(self, enc: str) -> str | None:
+        """The value of metadata key ``enc``, None when absent."""
+        return self.base.meta_value(enc)
 
 
 class StagedView(CommitView):
@@ -187,3 +212,17 @@ class StagedView(CommitView):
             else:
                 out[k] = v
         return out
+
+    def meta_keys(self) -> list[str]:
+        keys = dict.fromkeys(self.base.metadata_entries())
+        for k, v in self.journal.meta.items():
+            if v is None:
+                keys.pop(k, None)
+            else:
+                keys[k] = None
+        return list(keys)
+
+    def meta_get(self, enc: str) -> str | None:
+        if enc in self.journal.meta:
+            return self.journal.meta[enc]
+        return self.base.meta_value(enc)
