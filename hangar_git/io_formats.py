@@ -34,6 +34,7 @@ import numpy as np
 
 from .errors import HangarError
 from .naming import Key, check_arrayset_name, encode_key
+from .safe_paths import check_component, child_path, open_new
 from .schema import MAX_RANK, check_dtype
 
 if TYPE_CHECKING:
@@ -340,6 +341,8 @@ def scan_file(path: str | os.PathLike[str], fmt: str | None = None) -> list[Arra
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(2, "No such file or directory", str(p))
+    if not p.is_file():
+        raise NotAnArrayError(f"{p} is not a regular file (a pipe, socket or device)")
     fmt = fmt or sniff_format(p)
     if fmt is None:
         raise NotAnArrayError(f"{p} is not an array file (expected .npy, .npz or HDF5 .h5/.hdf5)")
@@ -397,7 +400,7 @@ def _scan_dir(d: Path, recursive: bool, result: ScanResult) -> int:
                 result.skipped.append(entry)
             continue
         fmt = SUFFIXES.get(entry.suffix.lower())
-        if fmt is None:
+        if fmt is None or not entry.is_file():  # pipes, sockets, devices: never opened
             result.skipped.append(entry)
             continue
         srcs = _SCANNERS[fmt](entry)
@@ -711,8 +714,15 @@ def _rollback(
 
 # ---- export --------------------------------------------------------------------
 def export_name(key: Key) -> str:
-    """File or member name (without suffix) for a sample key."""
-    return str(key)
+    """File or member name (without suffix) for a sample key.
+
+    Raises
+    ------
+    UnsafePathError
+        (a ValueError) if the key, as read from records, is not a plain file
+        name (a hostile record: ``'../x'``, ``'/tmp/x'`` ...).
+    """
+    return check_component(str(key), "sample key")
 
 
 def export_arrays(
@@ -730,6 +740,11 @@ def export_arrays(
     ``<arrayset>.h5`` with a dataset per sample. Each file is written to a
     temporary name and renamed when complete.
 
+    Every file name comes from :func:`hangar_git.safe_paths.child_path`: a
+    key or arrayset name (from records someone else pushed) that is not a
+    plain file name, or a path that a symlink in ``out_dir`` would lead
+    elsewhere, is refused before anything is written.
+
     Returns
     -------
     list of Path
@@ -740,6 +755,10 @@ def export_arrays(
     ValueError
         Unknown format, or two keys (the str ``'1'`` and the int ``1``) that
         would need the same file name.
+    UnsafePathError
+        (a ValueError and a CorruptRecordError) a key or the arrayset name is
+        not a plain file name, or a target leads outside ``out_dir``; nothing
+        is written.
     FileExistsError
         A target file exists and ``overwrite`` is False (nothing is written).
     MissingPayloadError
@@ -761,11 +780,16 @@ def export_arrays(
             )
         names[n] = k
     if fmt == "npy":
-        targets = [out / f"{export_name(k)}.npy" for k in keys]
+        files = {n: child_path(out, f"{n}.npy", what="sample key") for n in names}
+        targets = list(files.values())
     else:
-        targets = [out / f"{aset.name}.{'npz' if fmt == 'npz' else 'h5'}"]
+        check_component(str(aset.name), "arrayset name")
+        suffix = "npz" if fmt == "npz" else "h5"
+        targets = [child_path(out, f"{aset.name}.{suffix}", what="arrayset name")]
+        for n in names:  # member / dataset names must be plain names too
+            check_component(f"{n}.npy", "sample key")
     if not overwrite:
-        existing = [t for t in targets if t.exists()]
+        existing = [t for t in targets if t.exists() or t.is_symlink()]
         if existing:
             more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
             raise FileExistsError(
@@ -774,7 +798,9 @@ def export_arrays(
     out.mkdir(parents=True, exist_ok=True)
     if fmt == "npy":
         for key, arr in aset.items():
-            _write_atomic(out / f"{export_name(key)}.npy", functools.partial(_write_npy, arr=arr))
+            n = export_name(key)
+            target = files.get(n) or child_path(out, f"{n}.npy", what="sample key")
+            _write_atomic(target, functools.partial(_write_npy, arr=arr))
             if progress is not None:
                 progress(1)
     elif fmt == "npz":
@@ -791,20 +817,30 @@ def _write_npy(fh: BinaryIO, arr: np.ndarray) -> None:
 def _write_npz(fh: BinaryIO, aset: ArraysetDataReader, progress: Progress | None) -> None:
     with zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
         for key, arr in aset.items():
-            with zf.open(f"{export_name(key)}.npy", "w", force_zip64=True) as member:
-                _write_npy(member, arr)  # type: ignore[arg-type]
+            member = check_component(f"{export_name(key)}.npy", "sample key")
+            with zf.open(member, "w", force_zip64=True) as out:
+                _write_npy(out, arr)  # type: ignore[arg-type]
             if progress is not None:
                 progress(1)
+
+
+def _temp_beside(target: Path) -> Path:
+    """A temporary name beside ``target``: whatever is there (a leftover, or a
+    planted link) is removed by the caller and the file created anew with
+    ``O_EXCL | O_NOFOLLOW``, so it is never written through."""
+    return target.parent / check_component(f".{target.name}.tmp-{os.getpid()}", "file name")
 
 
 def _write_hdf5(target: Path, aset: ArraysetDataReader, progress: Progress | None) -> None:
     import h5py
 
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    tmp = _temp_beside(target)
+    tmp.unlink(missing_ok=True)  # a leftover (or a planted link) is removed, not followed
+    os.close(open_new(tmp))
     try:
         with h5py.File(tmp, "w") as f:
             for key, arr in aset.items():
-                f.create_dataset(export_name(key), data=arr)
+                f.create_dataset(check_component(export_name(key), "sample key"), data=arr)
                 if progress is not None:
                     progress(1)
         os.replace(tmp, target)
@@ -813,9 +849,10 @@ def _write_hdf5(target: Path, aset: ArraysetDataReader, progress: Progress | Non
 
 
 def _write_atomic(target: Path, write: Callable[[BinaryIO], None]) -> None:
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    tmp = _temp_beside(target)
+    tmp.unlink(missing_ok=True)  # a leftover (or a planted link) is removed, not followed
     try:
-        with open(tmp, "wb") as fh:
+        with os.fdopen(open_new(tmp), "wb") as fh:
             write(fh)
         os.replace(tmp, target)
     except BaseException:

@@ -411,3 +411,31 @@ def test_export_key_collision(repo, tmp_path):
         co.commit("both keys")
     with repo.checkout() as co, pytest.raises(ValueError, match="would both be exported"):
         export_arrays(co.arraysets["a"], tmp_path / "o")
+
+
+def test_scan_never_opens_a_named_pipe(tmp_path):
+    """A FIFO named like an array file is passed over in a folder and refused
+    by name, without blocking (run in a child: a regression hangs the child)."""
+    import os
+    import subprocess
+    import sys
+
+    d = tmp_path / "in"
+    d.mkdir()
+    np.save(d / "a.npy", np.arange(3))
+    os.mkfifo(d / "b.npy")
+    script = (
+        "import sys\nfrom pathlib import Path\n"
+        "from hangar_git.io_formats import scan_paths, NotAnArrayError\n"
+        "r = scan_paths([sys.argv[1]])\n"
+        "print([s.key for s in r.sources], [p.name for p in r.skipped])\n"
+        "try:\n    scan_paths([Path(sys.argv[1]) / 'b.npy'])\n"
+        "except NotAnArrayError:\n    print('REFUSED')\n"
+    )
+    try:
+        res = subprocess.run(
+            [sys.executable, "-c", script, str(d)], capture_output=True, text=True, timeout=60
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("scanning blocked on a named pipe")
+    assert res.stdout.split("\n")[:2] == ["['a'] ['b.npy']", "REFUSED"], res.stderr

@@ -33,6 +33,7 @@ from .transfer import (
     download_payloads,
     history,
     leaf_ids,
+    payload_limits,
     referenced_digests,
     upload_payloads,
 )
@@ -397,7 +398,12 @@ class Remotes:
                 )
         dr = _data_remote(self._repo, remote)
         report = download_payloads(
-            self._repo, dr, list(digests), max_bytes=max_num_bytes, progress=progress
+            self._repo,
+            dr,
+            list(digests),
+            max_bytes=max_num_bytes,
+            progress=progress,
+            limits=payload_limits(git, commits, digests),
         )
         self.last_report = report
         if report.refused:

@@ -48,11 +48,12 @@ import fsspec
 import numpy as np
 
 from ..errors import IntegrityError
+from ..safe_paths import is_pack_id
 from ..store._blosc import blosc2
 from ..store.checksum import crc32
 from ..store.digest import parse_kind
 from ..store.packs import decode_body
-from . import large
+from . import bounded, large
 
 FORMAT_VERSION = 1
 MARKER = "hangar-data.json"
@@ -105,13 +106,24 @@ def encode_block(raw: bytes | memoryview, typesize: int) -> bytes:
     return _BLOCK_HEADER.pack(BLOCK_MAGIC, codec, len(raw), crc32(body)) + bytes(body)
 
 
-def decode_block(buf: bytes | memoryview, where: str = "") -> bytes:
+def decode_block(buf: bytes | memoryview, where: str = "", max_raw: int | None = None) -> bytes:
     """The raw bytes of one block, after its checksum is verified.
+
+    Parameters
+    ----------
+    buf : bytes-like
+        The block as stored.
+    where : str
+        Where it comes from, for messages.
+    max_raw : int, optional
+        Largest raw length accepted (checked, with the compressed stream's
+        own length, before anything is allocated for it).
 
     Raises
     ------
     IntegrityError
-        If the block is truncated, fails its checksum or cannot be decoded.
+        If the block is truncated, fails its checksum, states a raw length
+        over ``max_raw`` or other than its stream's, or cannot be decoded.
     """
     if len(buf) < BLOCK_HEADER_SIZE:
         raise IntegrityError(f"block {where} is truncated")
@@ -119,6 +131,15 @@ def decode_block(buf: bytes | memoryview, where: str = "") -> bytes:
     body = memoryview(buf)[BLOCK_HEADER_SIZE:]
     if magic != BLOCK_MAGIC or crc32(body) != crc:
         raise IntegrityError(f"block {where} fails its checksum")
+    if max_raw is not None and rawlen > max_raw:
+        raise IntegrityError(f"block {where} states {rawlen} raw bytes, more than {max_raw}")
+    if codec == CODEC_BLOSC2:
+        try:
+            stated = blosc2.get_cbuffer_sizes(body)[0]
+        except Exception:  # blosc2 raises RuntimeError / ValueError
+            raise IntegrityError(f"block {where} cannot be decoded") from None
+        if stated != rawlen:
+            raise IntegrityError(f"block {where} has the wrong length")
     return bytes(decode_body(codec, body, rawlen, where))
 
 
@@ -287,9 +308,9 @@ def decode_index(pack_id: str, data: bytes) -> PackIndex:
         dend = pos + 20 * nentries
         if len(data) < dend:
             raise ValueError("truncated")
-        packed = zlib.decompress(data[dend:])
-        if len(packed) != _COLUMN_BYTES * nentries:
-            raise ValueError("wrong length")
+        packed = bounded.decompress(
+            memoryview(data)[dend:], _COLUMN_BYTES * nentries, f"remote pack index {pack_id}"
+        )
         table = np.empty(nentries, ENTRY_DTYPE)
         table["digest"] = np.frombuffer(data, "V20", count=nentries, offset=pos)
         off = 0
@@ -298,6 +319,12 @@ def decode_index(pack_id: str, data: bytes) -> PackIndex:
             off += np.dtype(t).itemsize * nentries
         if nentries and int(table["kind"].max()) >= nkinds:
             raise ValueError("kind number out of range")
+        if nentries:
+            boff, blen = table["boff"], table["blen"]
+            if bool((boff > size).any()) or bool((blen > size - np.minimum(boff, size)).any()):
+                raise ValueError("a block lies beyond the end of the pack")
+            if int(blen.min()) < BLOCK_HEADER_SIZE:
+                raise ValueError("a block is shorter than its header")
         digests = [data[i : i + 20] for i in range(pos, dend, 20)]
     except IntegrityError:
         raise
@@ -523,7 +550,8 @@ class DataRemote:
         self, url: str, cache_dir: Path | None = None, options: Mapping[str, Any] | None = None
     ) -> None:
         self.url = url
-        self.fs, root = fsspec.core.url_to_fs(url, **dict(options or {}))
+        opts = bounded.with_timeouts(fsspec.utils.get_protocol(url), options or {})
+        self.fs, root = fsspec.core.url_to_fs(url, **opts)
         self.root = root.rstrip("/")
         self.cache_dir = cache_dir
         self.requests = 0
@@ -538,6 +566,10 @@ class DataRemote:
         #: that fails its checks (their payloads count as absent, so a push sends
         #: them again)
         self.damaged: list[str] = []
+        #: hangar-data.json was read and holds the known format (None: not read yet)
+        self._marker: bool | None = None
+        #: names in the last listing that are not regular files (never read)
+        self.unsafe: set[str] = set()
 
     def _count(self, n: int = 1, sent: int = 0, received: int = 0) -> None:
         with self._lock:
@@ -586,13 +618,7 @@ class DataRemote:
             listing = self.fs.ls(path, detail=True)
         except FileNotFoundError:
             return {}
-        out = {}
-        for info in listing:
-            if info.get("type") == "directory":
-                continue
-            name = str(info["name"]).rstrip("/").rsplit("/", 1)[-1]
-            size = info.get("size")
-            out[name] = -1 if size is None else int(size)
+        out, self.unsafe = bounded.sort_listing(listing, self._is_local(), self.root)
         return out
 
     def refresh(self) -> dict[str, PackIndex]:
@@ -604,9 +630,20 @@ class DataRemote:
         """
         listing = self.list_packs()
         self.large = large.in_listing(listing)
-        ids = sorted(n[:-4] for n in listing if n.endswith(".idx") and f"{n[:-4]}.pack" in listing)
+        self.check_marker()
+        ids = sorted(
+            n[:-4]
+            for n in listing
+            if n.endswith(".idx") and is_pack_id(n[:-4]) and f"{n[:-4]}.pack" in listing
+        )
         before = set(self._indexes)
-        self.damaged = []
+        # a pack whose index or body is a pipe, device or link out of the root
+        self.damaged = sorted(
+            stem
+            for stem, _, ext in (n.rpartition(".") for n in self.unsafe)
+            if ext in ("idx", "pack") and is_pack_id(stem)
+        )
+        ids = [pid for pid in ids if pid not in self.damaged]
         for pid in set(self._indexes) - set(ids):
             del self._indexes[pid]
         new = [pid for pid in ids if pid not in self._indexes]
@@ -617,22 +654,17 @@ class DataRemote:
                 fresh.append(pid)
             else:
                 self._indexes[pid] = idx
-        if fresh:
-            paths = [self._path(PACKS, f"{pid}.idx") for pid in fresh]
-            self._count(len(paths))
-            blobs = self.fs.cat(paths, on_error="return")
-            for pid, path in zip(fresh, paths, strict=True):
-                data = blobs.get(path) if isinstance(blobs, dict) else blobs
-                if isinstance(data, BaseException) or data is None:
-                    continue  # removed meanwhile, or unreadable: ignore this pack
-                self._count(0, received=len(data))
-                try:
-                    idx = decode_index(pid, data)
-                except IntegrityError:
-                    self.damaged.append(pid)
-                    continue
-                self._store_cached_index(pid, data)
-                self._indexes[pid] = idx
+        for pid, data in bounded.read_indexes(self, fresh, listing):
+            if data is None:
+                self.damaged.append(pid)  # too large, not a regular file, or larger than listed
+                continue
+            try:
+                idx = decode_index(pid, data)
+            except IntegrityError:
+                self.damaged.append(pid)
+                continue
+            self._store_cached_index(pid, data)
+            self._indexes[pid] = idx
         for pid, idx in list(self._indexes.items()):
             if not _sizes_match(listing, pid, idx):
                 del self._indexes[pid]
@@ -669,18 +701,43 @@ class DataRemote:
             self._lookup = RemoteLookup(self._indexes)
         return self._lookup
 
+    def check_marker(self) -> bool:
+        """Read ``hangar-data.json`` (once per object) and refuse an unknown format.
+
+        Returns
+        -------
+        bool
+            True when the marker is there (a remote not written yet has none).
+
+        Raises
+        ------
+        FormatVersionError
+            If it names a format other than :data:`FORMAT_VERSION`, is not a
+            format marker, or is not a regular file (see
+            :func:`~hangar_git.remotes.bounded.read_marker`).
+        """
+        if self._marker is None:
+            self._marker = bounded.read_marker(self, self._path(MARKER), FORMAT_VERSION) or None
+        return bool(self._marker)
+
     # ---- writing -------------------------------------------------------
     def ensure_marker(self) -> None:
-        """Write ``hangar-data.json`` at the root when it is not there yet."""
+        """Write ``hangar-data.json`` at the root when it is not there yet.
+
+        Raises
+        ------
+        FormatVersionError
+            If the one there names an unknown format (nothing is written).
+        """
         path = self._path(MARKER)
         if self._is_local():
             self.fs.makedirs(self._path(PACKS), exist_ok=True)
-        self._count()
-        if self.fs.exists(path):
+        if self.check_marker():
             return
         data = json.dumps({"hangar_git_data_format": FORMAT_VERSION}).encode()
         self._count(sent=len(data))
         self.fs.pipe_file(path, data)
+        self._marker = True
 
     def upload(self, pack: SealedPack) -> None:
         """Send a pack, then its index (the index makes the pack visible)."""
@@ -726,7 +783,10 @@ class DataRemote:
         starts = [s for _, s, _ in ranges]
         ends = [e for _, _, e in ranges]
         self._count(len(ranges))
-        out = self.fs.cat_ranges(paths, starts, ends, on_error="return")
+        if self._is_local():  # regular files only, never a pipe or a link out of the root
+            out = bounded.read_local_ranges(self, list(zip(paths, starts, ends, strict=True)))
+        else:
+            out = self.fs.cat_ranges(paths, starts, ends, on_error="return")
         result = []
         for (pid, s, e), data in zip(ranges, out, strict=True):
             if isinstance(data, BaseException):

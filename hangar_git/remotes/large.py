@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import IntegrityError
 from ..store import chunked
 from ..store.chunked import LARGE_IOFF, SUFFIX
+from . import bounded
 
 if TYPE_CHECKING:
     from ..store.packs import PackReader, PackWriter
@@ -149,26 +150,44 @@ def download(
     digests: Sequence[bytes],
     report: TransferReport,
     progress: Progress | None = None,
+    limits: Mapping[bytes, int] | None = None,
 ) -> None:
     """Fetch large payload objects into the store, each checked whole (every
     chunk and its digest) before it is put in place; those that fail are
-    listed in ``report.refused`` and not stored."""
+    listed in ``report.refused`` and not stored.
+
+    Every size is checked before it costs memory or disk: the object's
+    listed size and the bytes copied against what a payload of at most
+    ``limits[digest]`` raw bytes (the records' declared size; default
+    :data:`~hangar_git.remotes.bounded.MAX_PAYLOAD_BYTES`) can take, and its
+    header (shape, chunk sizes, chunk table) against the same bound before
+    anything is allocated for its chunks. Temporary files are removed on
+    any failure.
+    """
     from .data_transport import PACKS, kind_nbytes
 
     tmp_dir = writer.store.large_dir / "tmp"
     for n, d in enumerate(digests):
+        raw_limit = bounded.MAX_PAYLOAD_BYTES if limits is None else limits.get(d)
+        if raw_limit is None:
+            raw_limit = bounded.MAX_PAYLOAD_BYTES
+        obj_limit = bounded.large_object_limit(raw_limit)
+        if remote.large.get(d, -1) > obj_limit:
+            report.refused.append(d)  # refused on its listed size: nothing read
+            continue
         tmp_dir.mkdir(parents=True, exist_ok=True)
         tmp = tmp_dir / f"fetch-{d.hex()}.{os.getpid()}.tmp"
         tmp.unlink(missing_ok=True)
         try:
-            remote._count()
-            remote.fs.get_file(remote._path(PACKS, object_name(d)), str(tmp))
+            bounded.get_file(remote, remote._path(PACKS, object_name(d)), tmp, obj_limit)
         except FileNotFoundError:
             report.absent.append(d)
             continue
-        size = tmp.stat().st_size
-        remote._count(0, received=size)
+        except IntegrityError:
+            report.refused.append(d)
+            continue
         try:
+            bounded.check_large_header(tmp, d, raw_limit)
             kind = chunked.verify_file(tmp, d)
             if kind_nbytes(kind) is None:
                 raise IntegrityError(f"payload {d.hex()} has an unsupported kind {kind!r}")
@@ -176,7 +195,14 @@ def download(
             tmp.unlink(missing_ok=True)
             report.refused.append(d)
             continue
-        writer.adopt_large(tmp, d, kind)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        try:
+            writer.adopt_large(tmp, d, kind)  # placed (renamed) by the writer's next flush
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         report.payloads += 1
         report.raw_bytes += kind_nbytes(kind) or 0
         if progress is not None:

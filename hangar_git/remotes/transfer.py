@@ -11,7 +11,7 @@ stores it. Both can be rerun after an interruption: what arrived is found
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,8 +25,8 @@ from ..errors import IntegrityError, MissingPayloadError, WriterLockError
 from ..records.snapshot import TreeRecords, commit_tree
 from ..store.digest import Payload, digest_bytes
 from ..store.packs import PackWriter
+from . import bounded, large
 from . import data_transport as dt
-from . import large
 from .data_transport import DataRemote, PackBuilder, RemoteLookup, SealedPack
 
 if TYPE_CHECKING:
@@ -305,12 +305,20 @@ def download_payloads(
     max_bytes: int | None = None,
     progress: Progress | None = None,
     refresh: bool = True,
+    limits: Mapping[bytes, int] | None = None,
 ) -> TransferReport:
     """Fetch the payloads of ``digests`` not stored here, verified, into the store.
 
     Each payload is checked against its digest before it is stored; those
     that fail are left out and listed in ``report.refused``; those the
     remote does not have are listed in ``report.absent``.
+
+    Sizes stated by the remote are checked before memory or disk is spent
+    on them: a payload over ``limits[digest]`` raw bytes (what the records
+    declare, see :func:`payload_limits`; default
+    :data:`~hangar_git.remotes.bounded.MAX_PAYLOAD_BYTES`), a block longer
+    than its payloads can need, or a large object over its bound is refused
+    unread.
     """
     t0 = time.perf_counter()
     report = TransferReport()
@@ -348,6 +356,37 @@ def download_payloads(
     done = 0
     kinds = lk.kinds
     kinds_ok = [dt.kind_nbytes(k) for k in kinds]
+    # sizes from the remote, checked before anything is read for them
+    if limits is None:
+        too_big = [j for j, n in enumerate(ilens) if n > bounded.MAX_PAYLOAD_BYTES]
+    else:
+        dig = lk.digest_of
+        cap = bounded.MAX_PAYLOAD_BYTES
+        too_big = [
+            j
+            for j, (r, n) in enumerate(zip(row_list, ilens, strict=True))
+            if n > min(cap, limits.get(dig(r), cap))
+        ]
+    bad_items = set(too_big)
+    refused_blocks: set[tuple[int, int]] = set()
+    max_raw: dict[tuple[int, int], int] = {}
+    for key, items in by_block.items():
+        good = [ilens[j] for j in items if j not in bad_items] if bad_items else None
+        biggest = max(ilens[j] for j in items) if good is None else max(good, default=-1)
+        allowed = max(bounded.MAX_BLOCK_RAW, dt.BLOCK_TARGET + biggest)
+        max_raw[key] = allowed
+        if biggest < 0 or blens[items[0]] > dt.BLOCK_HEADER_SIZE + allowed:
+            refused_blocks.add(key)  # no wanted payload can need a block that long
+    if refused_blocks or bad_items:
+        for key in refused_blocks:
+            report.refused.extend(lk.digest_of(row_list[j]) for j in by_block[key])
+        report.refused.extend(
+            lk.digest_of(row_list[j])
+            for j in sorted(bad_items)
+            if (int(lk.pack[row_list[j]]), int(lk.boff[row_list[j]])) not in refused_blocks
+        )
+        blocks = [b for b in blocks if (pack_no[b[0]], b[1]) not in refused_blocks]
+        plans = dt.plan_ranges(blocks)
     with store_writer(repo) as writer:
         add = writer.add
         i = 0
@@ -361,13 +400,18 @@ def download_payloads(
             datas = remote.read_ranges([(pid, s, e) for pid, s, e, _ in batch])
             for (pid, start, _end, blks), data in zip(batch, datas, strict=True):
                 for boff, buf in dt.split_blocks(data, start, blks):
-                    items = by_block[(pack_no[pid], boff)]
+                    key = (pack_no[pid], boff)
+                    items = by_block[key]
                     try:
-                        raw = memoryview(dt.decode_block(buf, f"at {boff} of remote pack {pid}"))
+                        raw = memoryview(
+                            dt.decode_block(buf, f"at {boff} of remote pack {pid}", max_raw[key])
+                        )
                     except IntegrityError:
                         report.refused.extend(lk.digest_of(row_list[j]) for j in items)
                         continue
                     for j in items:
+                        if bad_items and j in bad_items:
+                            continue  # refused above, unread
                         d = lk.digest_of(row_list[j])
                         ioff = ioffs[j]
                         ilen = ilens[j]
@@ -388,10 +432,36 @@ def download_payloads(
             writer.flush()
             if progress is not None:
                 progress("payloads", done, total)
-        large.download(remote, writer, large_todo, report, progress)
+        large.download(remote, writer, large_todo, report, progress, limits)
     report.add_remote_stats(remote, before)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def payload_limits(
+    git: pygit2.Repository, commits: Iterable[str], digests: Mapping[bytes, str]
+) -> dict[bytes, int]:
+    """``{digest: largest raw bytes its records allow}``, from the schemas of
+    the arraysets that reference each digest (the largest over ``commits``),
+    capped at :data:`~hangar_git.remotes.bounded.MAX_PAYLOAD_BYTES`.
+
+    A schema that cannot be read gives no bound beyond that cap.
+    """
+    from ..schema import ArraysetSchema
+
+    cap = bounded.MAX_PAYLOAD_BYTES
+    per_aset: dict[str, int] = {}
+    names = set(digests.values())
+    for c in commits:
+        tr = TreeRecords(git, commit_tree(git, c))
+        for name in names:
+            try:
+                sch = ArraysetSchema.from_json(tr.schema_text(name))
+            except Exception:  # absent here, or unreadable: the cap holds
+                continue
+            n = int(np.prod(sch.shape, dtype=object)) * sch.dtype.itemsize
+            per_aset[name] = max(per_aset.get(name, 0), min(n, cap))
+    return {d: per_aset.get(a, cap) for d, a in digests.items()}
 
 
 class LazyFetcher:

@@ -168,3 +168,51 @@ def test_s3_large_payloads_as_objects(tmp_path: Path, s3_env, monkeypatch):
     co.close()
     bob.remote.fetch_data("origin", "master")
     assert_same_data(all_arrays(alice), all_arrays(bob))
+
+
+# ---- hostile objects on a shared bucket ------------------------------------------------
+def test_s3_hostile_marker_index_and_object_refused(tmp_path: Path, s3_env):
+    """On real S3: a marker of another format is refused; an index listed larger
+    than any index may be is never read; a ``.hgc`` object listed far larger
+    than its record allows is never downloaded; reads have timeouts."""
+    import json
+
+    import s3fs
+
+    from hangar_git import FormatVersionError
+    from hangar_git.remotes import bounded
+    from hangar_git.remotes.data_transport import DataRemote
+    from hangar_git.remotes.transfer import referenced_digests
+    from hangar_git.store.chunked import SUFFIX
+
+    url = s3_env.fresh_url()
+    alice = make_repo(tmp_path / "alice", n=30)
+    bare = bare_repo(tmp_path / "origin.git")
+    alice.remote.add("origin", str(bare), data=url)
+    alice.remote.push("origin", "master")
+    remote = DataRemote(url)
+    assert remote.fs.config_kwargs["read_timeout"] == bounded.READ_TIMEOUT
+    assert remote.fs.config_kwargs["connect_timeout"] == bounded.CONNECT_TIMEOUT
+
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    root = url[len("s3://") :]
+    fs.pipe_file(f"{root}/hangar-data.json", json.dumps({"hangar_git_data_format": 7}).encode())
+    bob = empty_clone_target(tmp_path / "bob")
+    bob.clone("Bob", "bob@example.org", str(bare), data=url)
+    with pytest.raises(FormatVersionError, match="format 7"):
+        bob.remote.fetch_data("origin", "master")
+    fs.pipe_file(f"{root}/hangar-data.json", json.dumps({"hangar_git_data_format": 1}).encode())
+
+    # the packs go; a large object for a wanted digest, far larger than 8x8 uint8
+    for p in fs.ls(f"{root}/packs"):
+        fs.rm_file(p)
+    git = bob._git_repo()
+    head = str(git.references["refs/hangar/heads/master"].target)
+    d = next(d for d, a in referenced_digests(git, [head]).items() if a == "images")
+    fs.pipe_file(f"{root}/packs/{d.hex()}{SUFFIX}", b"\0" * (3 << 20))
+    with pytest.raises(IntegrityError, match="refused"):
+        bob.remote.fetch_data("origin", "master", arrayset_names=["images"])
+    rep = bob.remote.last_report
+    assert d in rep.refused and rep.bytes_received < 1 << 20
+    tmp = bob._store.large_dir / "tmp"
+    assert not tmp.exists() or not list(tmp.iterdir())
