@@ -38,6 +38,7 @@ import json
 import re
 import zlib
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pygit2
@@ -331,13 +332,13 @@ def check_placement(
     lies where its hash puts it."""
     if not fanout:
         return
-    names = list(names)
-    if not names:
+    seq: list[Any] = list(names)
+    if not seq:
         raise corrupt(f"samples tree: empty leaf {'/'.join(path)}")
     bits = 4 * sum(fanout)
     want = int("".join(path), 16)
-    raw = names if isinstance(names[0], bytes) else map(str.encode, names)  # type: ignore[arg-type]
-    h = np.fromiter(map(zlib.crc32, raw), np.uint32, len(names))
+    raw: Iterable[bytes] = seq if isinstance(seq[0], bytes) else map(str.encode, seq)
+    h = np.fromiter(map(zlib.crc32, raw), np.uint32, len(seq))
     if ((h >> np.uint32(32 - bits)) != want).any():
         raise corrupt(f"samples tree: a key of leaf {'/'.join(path)} does not belong there")
 
