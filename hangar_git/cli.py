@@ -234,6 +234,10 @@ class HangarGroup(click.Group):
         return ctx.parent is None
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kw: Any) -> None:
+    click.echo(f"warning: {_one_line(str(message))}", err=True)
+
+
 class RootGroup(HangarGroup):
     """The ``git hangar`` group: turns every error into one line on stderr."""
 
@@ -248,6 +252,14 @@ class RootGroup(HangarGroup):
         prog_name = prog_name or PROG
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        with warnings.catch_warnings():
+            # a warning (a journal set aside, say) is one line, as errors are
+            warnings.showwarning = _show_warning
+            self._run_standalone(args, prog_name, complete_var, **extra)
+
+    def _run_standalone(
+        self, args: Any, prog_name: str, complete_var: str | None, **extra: Any
+    ) -> None:
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
             code = rv if isinstance(rv, int) else 0

@@ -160,7 +160,12 @@ class Journal:
                 raise ValueError("malformed header")
         except (ValueError, IndexError, KeyError, TypeError):
             intact = sum(r is not None for r in records[1:])
-            raise UnreadableJournal(f"staging journal {self.path} is unreadable", intact) from None
+            raise UnreadableJournal(
+                f"staging journal {self.path} is unreadable; a write checkout "
+                "(`git hangar reset`, or checkout(write=True)) sets it aside and "
+                "restarts the staging area from the branch head",
+                intact,
+            ) from None
         self.branch, self.base = branch, base
         damaged = sum(r is None for r in records)  # lines lost (a power cut, bit rot)
         dropped = 0  # intact lines of batches cut short or damaged

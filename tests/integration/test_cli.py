@@ -361,6 +361,23 @@ def test_writer_lock_held_by_another_process(written_repo, tmp_path):
     assert "The writer lock is free" in cli(path, "lock", "release").stdout
 
 
+def test_unreadable_journal_way_out_from_the_shell(written_repo):
+    """A journal a power cut left unreadable: status says what to run, reset
+    sets it aside with a one-line warning, and the committed data is intact."""
+    path = Path(written_repo.path)
+    journal = written_repo._journal_path()
+    journal.write_bytes(b"\x00garbage\n")
+    assert_one_line_error(hangar(path, "status", ok=False), 1, "is unreadable", "git hangar reset")
+    res = hangar(path, "reset")
+    (warning,) = [line for line in res.stderr.splitlines() if line]
+    assert warning.startswith("warning: staging journal ") and "set aside as " in warning
+    assert "Nothing staged." in hangar(path, "status").stdout
+    (kept,) = journal.parent.glob("journal.unreadable-*")
+    assert kept.read_bytes() == b"\x00garbage\n"
+    with written_repo.checkout() as co:  # committed data intact
+        assert len(co.arraysets["aset"]) == 10 and co.metadata["about"] == "fixture"
+
+
 def test_checkout_refuses_with_staged_changes_and_reset(written_repo, tmp_path):
     path = Path(written_repo.path)
     written_repo.create_branch("dev")
