@@ -493,15 +493,16 @@ class WriterCheckout(_Checkout):
         self._batch -= 1
         self._journal.batching -= 1
         if self._batch == 0 and not self._closed:
+            if isinstance(exc, OSError):  # the store failed (a full disk ...)
+                self._journal.discard()  # the batch staged nothing
+                return
             try:
-                if isinstance(exc, OSError):  # the store failed (a full disk ...)
-                    raise exc
                 self._writer.flush()
             except OSError:
-                self._journal.discard()  # the batch staged nothing
+                self._journal.discard()
                 if exc is None:
                     raise
-                return
+                return  # the block's own error goes on
             self._journal.sync()
 
     def _stage_sample(self, aset: str, enc: str, p: Payload) -> None:

@@ -91,6 +91,29 @@ def written_repo(repo):
     return repo
 
 
+@pytest.fixture
+def mine_and_dev(repo):
+    """The user's repository of the hostile-records tests: master with arraysets
+    'nums' (int64, (2,), int keys 0..4) and 'floats' (float32, (4,), key 0) and
+    metadata 'about'; a branch 'dev' at that commit (where the tests plant
+    hostile records); then master's own new sample 100."""
+    import numpy as np
+
+    co = repo.checkout(write=True)
+    nums = co.arraysets.init_arrayset("nums", shape=(2,), dtype=np.int64)
+    floats = co.arraysets.init_arrayset("floats", shape=(4,), dtype=np.float32)
+    for i in range(5):
+        nums[i] = np.array([i, i], np.int64)
+    floats[0] = np.ones(4, np.float32)
+    co.metadata["about"] = "mine"
+    co.commit("base")
+    repo.create_branch("dev")
+    nums[100] = np.array([100, 100], np.int64)
+    co.commit("my own work")
+    co.close()
+    return repo
+
+
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("HYPOTHESIS_PROFILE", "default")
 

@@ -466,7 +466,7 @@ def test_len_uses_remembered_counts_and_survives_a_damaged_file(repo, data, monk
         raise AssertionError("counted every leaf")
 
     monkeypatch.setattr(SampleRecords, "_count_leaves", refuse)
-    counts_mod._loaded.clear()
+    counts_mod.TABLE.forget()
     clear_leaf_cache()
     rc = _open(Path(repo.path)).checkout()
     assert len(rc.arraysets["x"]) == N - 5
@@ -476,13 +476,13 @@ def test_len_uses_remembered_counts_and_survives_a_damaged_file(repo, data, monk
     path = counts_mod.counts_path(git)
     text = path.read_bytes()
     path.write_bytes(text.replace(b" ", b"  ")[: len(text) - 3] + b"garbage 12")
-    counts_mod._loaded.clear()
+    counts_mod.TABLE.forget()
     assert counts_mod.known_count(git, oid) is None
     rc = _open(Path(repo.path)).checkout()
     assert len(rc.arraysets["x"]) == N - 5
     assert sum(1 for _ in rc.arraysets["x"]) == N - 5
     rc.close()
-    counts_mod._loaded.clear()
+    counts_mod.TABLE.forget()
     assert counts_mod.known_count(git, oid) == N - 5  # counted, and remembered again
 
 

@@ -85,23 +85,9 @@ def with_aset_samples(
 
 
 @pytest.fixture
-def setup(repo):
-    """master with arrayset 'nums' (int64, (2,), int keys 0..4), then a branch
-    'dev' at that commit; master then gets the user's own new sample 100."""
-    co = repo.checkout(write=True)
-    a = co.arraysets.init_arrayset("nums", shape=(2,), dtype=np.int64)
-    f = co.arraysets.init_arrayset("floats", shape=(4,), dtype=np.float32)
-    for i in range(5):
-        a[i] = np.array([i, i], np.int64)
-    f[0] = np.ones(4, np.float32)
-    co.metadata["about"] = "mine"
-    co.commit("base")
-    repo.create_branch("dev")
-    a[100] = np.array([100, 100], np.int64)
-    co.commit("my own work")
-    co.close()
-    git = repo._git_repo()
-    return repo, git
+def setup(mine_and_dev):
+    """The user's repository (see the ``mine_and_dev`` fixture) and its git."""
+    return mine_and_dev, mine_and_dev._git_repo()
 
 
 def dev_root(git: pygit2.Repository) -> bytes:
