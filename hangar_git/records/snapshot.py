@@ -226,27 +226,37 @@ class SampleRecords:
             yield from self.leaf(p)
 
     def __len__(self) -> int:
+        """The sample count. In a tree not trusted on this machine, every leaf
+        goes through the record checks ``keys()`` makes (CorruptRecordError
+        for a bad name or a misplaced key), once: the count is then kept as a
+        checked one (see :mod:`.counts`)."""
         if self._count is None:
             self._count = self.known_count()
             if self._count is None:
-                self._count = self._count_leaves()
-                remember_count(self.repo, self.oid, self._count)  # type: ignore[arg-type]
+                if self.trusted:
+                    self._count = self._count_leaves()
+                    remember_count(self.repo, self.oid, self._count)  # type: ignore[arg-type]
+                else:
+                    self._count = self._count_checked()
+                    remember_count(self.repo, self.oid, self._count, checked=True)  # type: ignore[arg-type]
         return self._count
 
     def known_count(self) -> int | None:
         """The sample count when known without reading the leaves, else None
-        (flat trees, and counts this machine remembers; see :mod:`.counts`)."""
+        (flat trees, and counts this machine remembers; see :mod:`.counts`:
+        for a tree not trusted, only a count made while checking it)."""
         if self._count is not None:
             return self._count
         if self.oid is None:
             return 0
         if not self.fanout:
             return len(self.leaf(()))
-        return known_count(self.repo, self.oid)
+        return known_count(self.repo, self.oid, checked=not self.trusted)
 
     def _count_leaves(self) -> int:
         """Count the records of every leaf: parsed ones as they are, the others
-        through libgit2's parse of the tree (no Python object per record)."""
+        through libgit2's parse of the tree (no Python object per record; no
+        check of the names either: for trusted trees)."""
         total = 0
         for p in self.leaf_paths():
             leaf = self._leaves.get(p)
@@ -261,6 +271,26 @@ class SampleRecords:
                         raise validate.corrupt("samples tree: a leaf is not a tree")
                     total += len(tree)
                     continue
+            total += len(leaf)
+        return total
+
+    def _count_checked(self) -> int:
+        """Count the records of every leaf, each leaf checked as :meth:`leaf`
+        checks it (names, modes, order, placement) without keeping it."""
+        total = 0
+        for p in self.leaf_paths():
+            leaf = self._leaves.get(p)  # checked when it was parsed
+            if leaf is None:
+                oid = self.leaf_oid(p)
+                if oid is None:
+                    continue
+                leaf = _leaf_cache.get(oid)
+                if leaf is None:
+                    raw = read_tree(self.repo, oid, "samples tree")
+                    total += validate.leaf_count(raw, self.fanout, p)
+                    continue
+                # checked where it was first read; a leaf is in one place only
+                validate.check_placement(list(leaf)[:1], self.fanout, p)
             total += len(leaf)
         return total
 

@@ -21,7 +21,9 @@ node of a record tree is checked here against the record grammar:
   lowercase hex names of one width at every level, at most
   :data:`MAX_FANOUT_DEPTH` deep, and every key sits in the leaf its hash
   names (so a key cannot appear twice);
-- a payload read for a sample has the dtype and a shape its schema allows.
+- a payload read for a sample has the dtype and a shape its schema allows
+  (a partial read of a chunked payload checks the kind its store entry
+  states, once, before a chunk is read: :func:`check_kind`).
 
 Anything else raises :class:`~hangar_git.errors.CorruptRecordError`.
 
@@ -29,7 +31,10 @@ Whole trees are checked by :func:`ensure_trusted` before a diff or merge
 uses them, relative to trees already trusted (cost: the difference, as
 for the diff itself); the verdict is remembered on this machine
 (:mod:`.trust`), and trees this process builds are trusted as written.
-Lazy readers (:mod:`.snapshot`) call the node checks as they parse.
+Lazy readers (:mod:`.snapshot`) call the node checks as they parse;
+counting the samples of an untrusted arrayset checks every leaf
+(:func:`leaf_count`), and the count is then kept as a verdict on that
+samples tree (:mod:`.counts`).
 """
 
 from __future__ import annotations
@@ -45,9 +50,10 @@ import pygit2
 from pygit2.enums import ObjectType
 
 from ..errors import CorruptRecordError, FormatVersionError
+from ..gitutil import odb_read, odb_read_header
 from ..naming import MAX_NAME_LEN, check_arrayset_name
 from ..schema import ArraysetSchema
-from . import trust
+from . import counts, trust
 from .layout import (
     FORMAT_VERSION,
     MODE_BLOB,
@@ -119,12 +125,12 @@ def read_object(
     o = _oid(oid)
     try:
         if max_size is not None:
-            t, size = repo.odb.read_header(o)
+            t, size = odb_read_header(repo, o)
             if t != kind:
                 raise corrupt(f"{what}: {o} is a {_type_name(t)}, not a {_type_name(kind)}")
             if size > max_size:
                 raise corrupt(f"{what}: {o} holds {size} bytes, more than {max_size} allowed")
-        t, data = repo.odb.read(o)
+        t, data = odb_read(repo, o)
     except (KeyError, ValueError, pygit2.GitError) as exc:
         if isinstance(exc, CorruptRecordError):
             raise
@@ -363,23 +369,58 @@ def leaf_digests(raw: bytes, fanout: Fanout = (), path: tuple[str, ...] = ()) ->
     return digests
 
 
-def check_payload(schema: ArraysetSchema, arr: np.ndarray, aset: str, enc: str) -> np.ndarray:
-    """``arr`` if its kind fits ``schema``, else CorruptRecordError (a record
-    pointing at the payload of another kind of sample)."""
-    shape = arr.shape
-    if arr.dtype == schema.dtype and (
+#: one sample record of a leaf, its name captured
+_LINK_NAME_RE = re.compile(rb"160000 (" + KEY_RE.pattern + rb")\x00.{20}", re.S)
+
+
+def leaf_count(raw: bytes, fanout: Fanout = (), path: tuple[str, ...] = ()) -> int:
+    """The number of records of a leaf of sample records, with the checks of
+    :func:`leaf_links` (names, modes, order, placement) but no dict built
+    and no digest taken out: what counting an untrusted tree costs."""
+    names: list[bytes] = _LINK_NAME_RE.findall(raw)
+    # the matches never overlap: they cover the tree only if it holds nothing
+    # but well-formed records (else parse_link_pairs names the bad entry)
+    if sum(map(len, names)) + 28 * len(names) != len(raw):
+        parse_link_pairs(raw)
+        raise corrupt("malformed sample record tree")
+    if len(names) > 1 and not all(map(bytes.__lt__, names, names[1:])):
+        raise CorruptRecordError("malformed sample record tree: keys out of order or duplicated")
+    check_placement(names, fanout, path)
+    return len(names)
+
+
+def kind_fits(schema: ArraysetSchema, dtype: np.dtype, shape: tuple[int, ...]) -> bool:
+    """True when a payload of ``dtype`` and ``shape`` is one ``schema`` allows."""
+    return dtype == schema.dtype and (
         shape == schema.shape
         or (
             schema.variable_shape
             and len(shape) == len(schema.shape)
             and all(0 < g <= m for g, m in zip(shape, schema.shape, strict=True))
         )
-    ):
-        return arr
-    raise corrupt(
-        f"sample {aset}[{enc}] points at a payload of dtype {arr.dtype} shape {shape}, "
-        f"which its arrayset's schema ({schema.dtype}, {schema.shape}) does not allow"
     )
+
+
+def check_kind(
+    schema: ArraysetSchema, dtype: np.dtype, shape: tuple[int, ...], aset: str, enc: str
+) -> None:
+    """CorruptRecordError unless a payload of ``dtype`` and ``shape`` (read, or
+    stated by the store before it is read) fits ``schema``: a record pointing
+    at the payload of another kind of sample."""
+    if not kind_fits(schema, dtype, shape):
+        raise corrupt(
+            f"sample {aset}[{enc}] points at a payload of dtype {dtype} shape {shape}, "
+            f"which its arrayset's schema ({schema.dtype}, {schema.shape}) does not allow"
+        )
+
+
+def check_payload(schema: ArraysetSchema, arr: np.ndarray, aset: str, enc: str) -> np.ndarray:
+    """``arr`` if its kind fits ``schema``, else CorruptRecordError (a record
+    pointing at the payload of another kind of sample)."""
+    if arr.dtype == schema.dtype and arr.shape == schema.shape:  # the common case
+        return arr
+    check_kind(schema, arr.dtype, arr.shape, aset, enc)
+    return arr
 
 
 def check_payloads(schema: ArraysetSchema, arrays: list[np.ndarray], aset: str) -> list[np.ndarray]:
@@ -411,19 +452,30 @@ def check_samples(
     repo: pygit2.Repository, oid: bytes, trusted: Sequence[bytes | None] = ()
 ) -> None:
     """Check a ``samples`` tree, skipping subtrees equal to a trusted tree's
-    at the same place (trusted trees of the same layout only)."""
+    at the same place (trusted trees of the same layout only).
+
+    A tree this machine has counted with every leaf checked (a checked count,
+    see :mod:`.counts`) is not checked again; one checked whole here gets its
+    checked count.
+    """
+    if counts.known_count(repo, oid, checked=True) is not None:
+        return
     fanout = _fanout_of(repo, oid)
     same = [t for t in trusted if t is not None and _fanout_of(repo, t) == fanout]
+    total = 0
+    whole = True
 
     def walk(node: bytes, others: list[bytes | None], path: tuple[str, ...]) -> None:
+        nonlocal total, whole
         if node in others:
+            whole = False
             return
         raw = read_tree(repo, node, "samples tree")
         depth = len(path)
         if depth == len(fanout):
             if fan_width(raw) is not None:
                 raise corrupt("samples tree: fan-out levels of unequal depth")
-            leaf_links(raw, fanout, path)
+            total += leaf_count(raw, fanout, path)
             return
         entries = fan_entries(raw, fanout[depth])
         subs = [
@@ -434,6 +486,8 @@ def check_samples(
             walk(child, [s[name][1] if name in s else None for s in subs], (*path, name))
 
     walk(oid, list(same), ())
+    if whole:
+        counts.remember_count(repo, oid, total, checked=True)
 
 
 def check_root(repo: pygit2.Repository, tree: bytes, trusted: Sequence[bytes] = ()) -> None:
@@ -490,10 +544,13 @@ __all__ = [
     "KEY_RE",
     "MAX_META_VALUE",
     "check_key",
+    "check_kind",
     "check_payload",
     "check_root",
     "commit_of",
     "corrupt",
     "ensure_trusted",
+    "kind_fits",
+    "leaf_count",
     "read_object",
 ]

@@ -19,7 +19,7 @@ import json
 import math
 import os
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -315,6 +315,16 @@ def get_file(remote: DataRemote, path: str, dst: Path, limit: int) -> int:
     return done
 
 
+def payload_bound(itemsize: int, shape: Sequence[int]) -> int:
+    """Largest raw bytes one payload of an arrayset may hold: ``itemsize``
+    times the product of its (maximum) ``shape``, capped at
+    :data:`MAX_PAYLOAD_BYTES`. The bound :func:`download_payloads
+    <hangar_git.remotes.transfer.download_payloads>` takes per digest; the
+    storage overheads (a pack block's, a large object's header, see
+    :func:`large_object_limit`) are added there."""
+    return min(math.prod(int(s) for s in shape) * int(itemsize), MAX_PAYLOAD_BYTES)
+
+
 def large_object_limit(raw_limit: int) -> int:
     """Largest ``.hgc`` object accepted for a payload of at most ``raw_limit`` raw bytes
     (chunks are stored raw when they do not shrink; the rest is header)."""
@@ -398,6 +408,7 @@ __all__ = [
     "decompress",
     "get_file",
     "large_object_limit",
+    "payload_bound",
     "read_indexes",
     "read_marker",
     "sort_listing",

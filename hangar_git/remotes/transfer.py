@@ -23,6 +23,7 @@ import pygit2
 
 from ..errors import IntegrityError, MissingPayloadError, WriterLockError
 from ..records.snapshot import TreeRecords, commit_tree
+from ..schema import ArraysetSchema
 from ..store.digest import Payload, digest_bytes
 from ..store.packs import PackWriter
 from . import bounded, large
@@ -447,8 +448,6 @@ def payload_limits(
 
     A schema that cannot be read gives no bound beyond that cap.
     """
-    from ..schema import ArraysetSchema
-
     cap = bounded.MAX_PAYLOAD_BYTES
     per_aset: dict[str, int] = {}
     names = set(digests.values())
@@ -459,13 +458,21 @@ def payload_limits(
                 sch = ArraysetSchema.from_json(tr.schema_text(name))
             except Exception:  # absent here, or unreadable: the cap holds
                 continue
-            n = int(np.prod(sch.shape, dtype=object)) * sch.dtype.itemsize
-            per_aset[name] = max(per_aset.get(name, 0), min(n, cap))
+            n = bounded.payload_bound(sch.dtype.itemsize, sch.shape)
+            per_aset[name] = max(per_aset.get(name, 0), n)
     return {d: per_aset.get(a, cap) for d, a in digests.items()}
 
 
 class LazyFetcher:
-    """Fetches absent payloads on demand for a checkout opened to do so."""
+    """Fetches absent payloads on demand for a checkout opened to do so.
+
+    Each payload is bounded by what its records promise before anything is
+    read for it: the checkout passes, as ``limit``, the largest sample the
+    schema of the arrayset being read allows. A payload the remote states as
+    larger, or whose object or block is larger than such a payload can need,
+    is refused unread (:class:`~hangar_git.errors.IntegrityError`) and
+    nothing is stored.
+    """
 
     def __init__(self, repo: Repository, remote_name: str, remote: DataRemote) -> None:
         self.repo = repo
@@ -473,23 +480,40 @@ class LazyFetcher:
         self.remote = remote
         self._refreshed = False
 
-    def __call__(self, digests: Collection[bytes]) -> None:
+    def __call__(self, digests: Collection[bytes], limit: int | None = None) -> None:
         """Store whichever of ``digests`` the remote has (verified).
+
+        Parameters
+        ----------
+        digests : collection of bytes
+            The payloads wanted.
+        limit : int, optional
+            The most raw bytes any of them may hold (the checkout passes the
+            bound of the arrayset being read; default:
+            :data:`~hangar_git.remotes.bounded.MAX_PAYLOAD_BYTES`).
 
         Raises
         ------
         IntegrityError
-            If a payload from the remote fails verification (it is not stored).
+            If a payload from the remote is larger than its bound (it is not
+            read) or fails verification; it is not stored.
         """
-        report = download_payloads(self.repo, self.remote, digests, refresh=not self._refreshed)
+        limits = None if limit is None else dict.fromkeys(digests, limit)
+        report = download_payloads(
+            self.repo, self.remote, digests, refresh=not self._refreshed, limits=limits
+        )
         self._refreshed = True
         if report.absent and not report.refused:
             # the remote may have received new packs since: look once more
             self.remote.refresh()
-            report = download_payloads(self.repo, self.remote, report.absent, refresh=False)
+            report = download_payloads(
+                self.repo, self.remote, report.absent, refresh=False, limits=limits
+            )
         if report.refused:
+            why = "they failed verification against their digests"
+            if limit is not None:
+                why = f"larger than the {limit} bytes their records allow, or {why[5:]}"
             raise IntegrityError(
-                f"{len(report.refused)} payloads from remote {self.remote_name!r} failed "
-                f"verification against their digests and were not stored "
-                f"(first: {report.refused[0].hex()})"
+                f"{len(report.refused)} payloads from remote {self.remote_name!r} were refused "
+                f"and not stored: {why} (first: {report.refused[0].hex()})"
             )
