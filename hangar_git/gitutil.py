@@ -7,6 +7,7 @@ on ``refs/hangar/heads/<branch>`` and hangar's local state in
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
@@ -62,11 +63,31 @@ def branch_head(repo: pygit2.Repository, name: str) -> str | None:
     return ref_commit(repo, HEADS + name)
 
 
+#: the way out named by errors about a broken ref
+REPAIR_HINT = " (`git hangar fsck --repair` moves it back to its last whole commit)"
+
 _TYPE_NAMES = {
     ObjectType.TREE: "a tree",
     ObjectType.BLOB: "a blob",
     ObjectType.TAG: "an annotated tag",
 }
+
+
+def move_branch(repo: pygit2.Repository, name: str, target: str, message: str) -> None:
+    """Point hangar branch ``name`` at commit ``target``, logging the move.
+
+    Every move is appended to the branch's reflog
+    (``git reflog refs/hangar/heads/<name>``), as git logs its own branches:
+    it keeps earlier heads reachable for ``git gc`` and lets
+    :func:`hangar_git.fsck.repair_branches` find the last good head of a
+    damaged branch.
+    """
+    ref = branch_ref(name)
+    log = common_dir(repo) / "logs" / ref
+    if not log.exists():
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.touch()
+    repo.create_reference_direct(ref, pygit2.Oid(hex=target), True, message=message)
 
 
 def ref_commit(repo: pygit2.Repository, refname: str) -> str | None:
@@ -85,14 +106,20 @@ def ref_commit(repo: pygit2.Repository, refname: str) -> str | None:
         return None
     target = ref.target
     if not isinstance(target, pygit2.Oid):
-        raise CorruptRecordError(f"ref {refname} is symbolic (to {target}), not a commit")
+        raise CorruptRecordError(
+            f"ref {refname} is symbolic (to {target}), not a commit{REPAIR_HINT}"
+        )
     try:
         kind = repo.odb.read_header(target)[0]
     except (KeyError, ValueError, pygit2.GitError):
-        raise CorruptRecordError(f"ref {refname} points at a missing object {target}") from None
+        raise CorruptRecordError(
+            f"ref {refname} points at a missing object {target}{REPAIR_HINT}"
+        ) from None
     if kind != ObjectType.COMMIT:
         what = _TYPE_NAMES.get(kind, "no commit")
-        raise CorruptRecordError(f"ref {refname} points at {what} ({target}), not a commit")
+        raise CorruptRecordError(
+            f"ref {refname} points at {what} ({target}), not a commit{REPAIR_HINT}"
+        )
     return str(target)
 
 
@@ -175,23 +202,154 @@ def code_head(repo: pygit2.Repository) -> str | None:
         return None
 
 
-def read_raw(repo: pygit2.Repository, oid: bytes | str | pygit2.Oid) -> bytes:
-    """Raw data of an object by id."""
+class ObjectBatch:
+    """Git objects written for one commit, held in memory until published.
+
+    While a batch is open for a repository (:func:`open_batch`), the object
+    writers here and in :mod:`hangar_git.records.objpack` hash and keep the
+    objects instead of writing loose files, and :func:`read_raw` sees them.
+    ``records.objpack.publish`` then writes them all as one pack guarded by a
+    ``.keep`` file, so that ``git gc --prune=now`` running beside the commit
+    can never delete an object the branch is about to name.
+    """
+
+    def __init__(self) -> None:
+        self.objects: dict[bytes, tuple[int, bytes]] = {}
+        #: the ``.keep`` file of the published pack, removed when the batch ends
+        self.keep: Path | None = None
+
+    def add(self, kind: int, data: bytes) -> bytes:
+        """Hold one object (``kind`` is git's pack type number); returns its raw id."""
+        oid = object_id(kind, data)
+        self.objects.setdefault(oid, (kind, data))
+        return oid
+
+    def get(self, oid: bytes) -> bytes | None:
+        """Data of a held object, or None."""
+        held = self.objects.get(oid)
+        return held[1] if held is not None else None
+
+
+_BATCHES: dict[int, ObjectBatch] = {}
+#: git's pack type numbers
+TYPE_COMMIT, TYPE_TREE, TYPE_BLOB = 1, 2, 3
+_PACK_TYPE_NAMES = {TYPE_COMMIT: b"commit", TYPE_TREE: b"tree", TYPE_BLOB: b"blob"}
+
+
+def object_id(kind: int, data: bytes) -> bytes:
+    """Raw SHA-1 id of a git object of pack type ``kind``."""
+    return hashlib.sha1(_PACK_TYPE_NAMES[kind] + b" %d\x00" % len(data) + data).digest()
+
+
+def open_batch(repo: pygit2.Repository) -> ObjectBatch:
+    """Start holding the objects written for ``repo`` (see :class:`ObjectBatch`)."""
+    if id(repo) in _BATCHES:
+        raise RuntimeError("an object batch is already open for this repository")
+    batch = _BATCHES[id(repo)] = ObjectBatch()
+    return batch
+
+
+def close_batch(repo: pygit2.Repository) -> None:
+    """Stop holding objects for ``repo``; later writes go to git directly."""
+    _BATCHES.pop(id(repo), None)
+
+
+def open_batch_of(repo: pygit2.Repository) -> ObjectBatch | None:
+    """The batch open for ``repo``, if any."""
+    return _BATCHES.get(id(repo)) if _BATCHES else None
+
+
+def _held(repo: pygit2.Repository, oid: bytes | str | pygit2.Oid) -> tuple[int, bytes] | None:
+    batch = open_batch_of(repo)
+    if batch is None:
+        return None
+    return batch.objects.get(oid if isinstance(oid, bytes) else bytes.fromhex(str(oid)))
+
+
+def odb_read(repo: pygit2.Repository, oid: bytes | str | pygit2.Oid) -> tuple[int, bytes]:
+    """``(type, data)`` of an object, held ones included (see :class:`ObjectBatch`).
+
+    Raises git's own errors (``KeyError``, ``GitError``) for a missing object.
+    """
+    held = _held(repo, oid)
+    if held is not None:
+        return held
+    return repo.odb.read(_as_oid(oid))  # type: ignore[no-any-return]
+
+
+def odb_read_header(repo: pygit2.Repository, oid: bytes | str | pygit2.Oid) -> tuple[int, int]:
+    """``(type, size)`` of an object without inflating it, held ones included."""
+    held = _held(repo, oid)
+    if held is not None:
+        return held[0], len(held[1])
+    return repo.odb.read_header(_as_oid(oid))  # type: ignore[no-any-return]
+
+
+def _as_oid(oid: bytes | str | pygit2.Oid) -> pygit2.Oid:
     if isinstance(oid, bytes):
-        oid = pygit2.Oid(raw=oid)
-    elif isinstance(oid, str):
-        oid = pygit2.Oid(hex=oid)
+        return pygit2.Oid(raw=oid)
+    if isinstance(oid, str):
+        return pygit2.Oid(hex=oid)
+    return oid
+
+
+def read_raw(repo: pygit2.Repository, oid: bytes | str | pygit2.Oid) -> bytes:
+    """Raw data of an object by id (held ones included)."""
     try:
-        return repo.odb.read(oid)[1]
+        return odb_read(repo, oid)[1]
     except (KeyError, pygit2.GitError):
-        raise CorruptRecordError(f"git object {oid} is missing") from None
+        raise CorruptRecordError(f"git object {_as_oid(oid)} is missing") from None
 
 
 def write_tree(repo: pygit2.Repository, data: bytes) -> bytes:
+    """Write a raw tree object (into the open batch, if any); returns its raw id."""
+    batch = open_batch_of(repo)
+    if batch is not None:
+        return batch.add(TYPE_TREE, data)
     return repo.odb.write(ObjectType.TREE, data).raw
 
 
+def write_commit_object(
+    repo: pygit2.Repository,
+    sig: pygit2.Signature,
+    message: str,
+    tree: bytes,
+    parents: list[str],
+) -> str:
+    """Write a commit object (into the open batch, if any); returns its hex id."""
+    batch = open_batch_of(repo)
+    if batch is None:
+        parent_oids = [pygit2.Oid(hex=p) for p in parents]
+        return str(repo.create_commit(None, sig, sig, message, pygit2.Oid(raw=tree), parent_oids))
+    return batch.add(TYPE_COMMIT, commit_bytes(sig, message, tree, parents)).hex()
+
+
+def commit_bytes(sig: pygit2.Signature, message: str, tree: bytes, parents: list[str]) -> bytes:
+    """The raw commit object libgit2 writes for these fields (author = committer).
+
+    Built here because libgit2 formats a commit only when its tree already
+    is in the object database, and a held commit's tree is not yet.
+    """
+    off = sig.offset
+    stamp = b"%s <%s> %d %s%02d%02d" % (
+        sig.raw_name,
+        sig.raw_email,
+        sig.time,
+        b"-" if off < 0 else b"+",
+        abs(off) // 60,
+        abs(off) % 60,
+    )
+    lines = [b"tree " + tree.hex().encode()]
+    lines += [b"parent " + p.encode("ascii") for p in parents]
+    lines += [b"author " + stamp, b"committer " + stamp]
+    return b"\n".join(lines) + b"\n\n" + message.encode("utf-8")
+
+
 def write_blob(repo: pygit2.Repository, data: bytes) -> bytes:
+    """Write a blob object (into the open batch, if any); returns its raw id."""
+    batch = open_batch_of(repo)
+    if batch is not None:
+        return batch.add(TYPE_BLOB, data)
     return repo.odb.write(ObjectType.BLOB, data).raw
 
 

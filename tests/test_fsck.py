@@ -432,13 +432,23 @@ def test_payload_that_does_not_fit_its_schema(history):
 def test_damaged_git_object_is_reported(history):
     repo, c = history
     git = repo._git_repo()
-    # a loose object of a dev-only tree: damage it (objects are read-only files)
-    tree = git.get(c["c3"]).tree_id
-    p = repo._hdir.parent / "objects" / str(tree)[:2] / str(tree)[2:]
-    assert p.exists()
+    # a dev-only tree, in the pack its commit was written as: damage its
+    # compressed bytes (packs are read-only files)
+    tree = str(git.get(c["c3"]).tree_id)
+    packdir = repo._hdir.parent / "objects" / "pack"
+    for idx in packdir.glob("*.idx"):
+        listing = subprocess.run(
+            ["git", "show-index"], stdin=idx.open("rb"), capture_output=True, check=True
+        ).stdout.decode()
+        offsets = {f[1]: int(f[0]) for f in (line.split() for line in listing.splitlines())}
+        if tree in offsets:
+            break
+    else:
+        raise AssertionError("the tree is in no pack")
+    p = idx.with_suffix(".pack")
     p.chmod(0o644)
     data = bytearray(p.read_bytes())
-    data[len(data) // 2] ^= 0xFF
+    data[offsets[tree] + 4] ^= 0xFF
     p.write_bytes(bytes(data))
     rep = verify(repo, full=True)
     assert not rep.ok
@@ -459,14 +469,13 @@ def test_corrupt_journal_reported(history):
 # ---- the command line ------------------------------------------------------------
 @pytest.fixture
 def cli():
-    from hangar_git import cli_maint
-    from hangar_git.cli import CONTEXT_SETTINGS, RootGroup
+    from hangar_git.cli import CONTEXT_SETTINGS, RootGroup, maint
 
     @click.group(cls=RootGroup, context_settings=CONTEXT_SETTINGS)
     def grp() -> None:
         pass
 
-    cli_maint.register(grp)
+    maint.register(grp)
     return grp
 
 
@@ -547,14 +556,16 @@ def test_partial_clone_counts_remote_references_not_damage(history, tmp_path):
 
 
 def test_cli_maint_imports_first_without_a_cycle():
-    """Importing the maintenance commands before ``hangar_git.cli`` works
-    (a fresh interpreter: the import order of this test session is not used)."""
+    """Importing the maintenance (or any other) command module before
+    ``hangar_git.cli`` works (a fresh interpreter: the import order of this
+    test session is not used)."""
     import subprocess
     import sys
 
-    for first, command in (("cli_maint", "fsck"), ("cli_remote", "push")):
+    for first, command in (("maint", "fsck"), ("remotes", "push"), ("common", "gc")):
         code = (
-            f"import hangar_git.{first}, hangar_git.cli as c; assert {command!r} in c.main.commands"
+            f"import hangar_git.cli.{first}, hangar_git.cli as c; "
+            f"assert {command!r} in c.main.commands"
         )
         subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -604,8 +615,7 @@ def test_unindexed_large_files_are_warnings_not_damage(repo, monkeypatch, tmp_pa
     leaves files nothing names: fsck warns (exit status 0) and gc removes them."""
     import sys
 
-    from hangar_git import cli_maint
-    from hangar_git.cli import CONTEXT_SETTINGS, RootGroup
+    from hangar_git.cli import CONTEXT_SETTINGS, RootGroup, maint
     from hangar_git.gc import gc
     from hangar_git.store import chunked
 
@@ -643,7 +653,7 @@ def test_unindexed_large_files_are_warnings_not_damage(repo, monkeypatch, tmp_pa
     def grp() -> None:
         pass
 
-    cli_maint.register(grp)
+    maint.register(grp)
     monkeypatch.chdir(repo.path)
     res = CliRunner().invoke(grp, ["fsck"])
     assert res.exit_code == 0, res.output

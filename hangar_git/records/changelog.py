@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 import pygit2
 
 from ..errors import FormatVersionError
-from ..gitutil import read_raw, write_blob, write_tree
+from ..gitutil import odb_read_header, read_raw, write_blob, write_tree
 from ..naming import MAX_NAME_LEN, check_arrayset_name
 from . import trust
 from .layout import MODE_BLOB, parse_tree, serialize_tree
@@ -174,7 +174,7 @@ def read(
     if entry is None or entry[0] != MODE_BLOB:
         return None
     oid = pygit2.Oid(raw=entry[1])
-    kind, size = repo.odb.read_header(oid)
+    kind, size = odb_read_header(repo, oid)
     if kind != pygit2.enums.ObjectType.BLOB:
         return None
     if size > max_log_bytes(0):
@@ -291,12 +291,12 @@ def from_trees(
     (skipping equal subtrees); None when it changes more than ``limit``
     samples. Arraysets created, removed or given another schema are unlogged.
     """
-    from ..merge import _Trees, sample_triples  # the walk diffs use without logs
     from .snapshot import TreeRecords
+    from .walk import Trees, sample_triples  # the walk diffs use without logs
 
     now, was = TreeRecords(repo, after), TreeRecords(repo, before)
     log = ChangeLog(parent)
-    trees = _Trees(repo)
+    trees = Trees(repo)
     for name in sorted(set(now.aset_entries) | set(was.aset_entries)):
         eb, ea = was.aset_entries.get(name), now.aset_entries.get(name)
         if eb == ea:

@@ -13,40 +13,172 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import struct
+import subprocess
 import tempfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pygit2
 from pygit2.enums import ObjectType
 
-from ..gitutil import common_dir
+from ..gitutil import (
+    TYPE_BLOB,
+    TYPE_TREE,
+    ObjectBatch,
+    close_batch,
+    common_dir,
+    object_id,
+    open_batch,
+    open_batch_of,
+)
+from ..store.durable import fsync_dir, fsync_fd, write_all
 
 #: fewer objects than this are written loose, through libgit2
 PACK_MIN_OBJECTS = 32
-_TYPE_TREE = 2
-_TYPE_BLOB = 3
-_TYPE_NAMES = {_TYPE_TREE: b"tree", _TYPE_BLOB: b"blob"}
+_TYPE_TREE = TYPE_TREE
+_TYPE_BLOB = TYPE_BLOB
+#: first line of the ``.keep`` files that guard a commit's objects
+KEEP_MARK = "hangar-git: objects of a commit being written by pid"
 
-
-def object_id(kind: int, data: bytes) -> bytes:
-    """Raw SHA-1 id of a git object."""
-    return hashlib.sha1(_TYPE_NAMES[kind] + b" %d\x00" % len(data) + data).digest()
+__all__ = ["held_objects", "object_id", "publish", "roll_up_packs", "write_pack", "write_trees"]
 
 
 def write_trees(repo: pygit2.Repository, trees: Sequence[bytes]) -> list[bytes]:
     """Write raw tree objects; returns their raw ids, in order."""
+    batch = open_batch_of(repo)
+    if batch is not None:
+        return [batch.add(TYPE_TREE, t) for t in trees]
     if len(trees) < PACK_MIN_OBJECTS:
         return [repo.odb.write(ObjectType.TREE, t).raw for t in trees]
     objdir = common_dir(repo) / "objects"
     if not objdir.is_dir():
         return [repo.odb.write(ObjectType.TREE, t).raw for t in trees]
-    ids = [object_id(_TYPE_TREE, t) for t in trees]
-    write_pack(objdir / "pack", [(_TYPE_TREE, t) for t in trees], ids)
+    ids = [object_id(TYPE_TREE, t) for t in trees]
+    write_pack(objdir / "pack", [(TYPE_TREE, t) for t in trees], ids)
     return ids
+
+
+@contextmanager
+def held_objects(repo: pygit2.Repository) -> Iterator[ObjectBatch]:
+    """Hold every object written for ``repo`` until :func:`publish`.
+
+    Use around building a commit and moving its branch::
+
+        with held_objects(git) as batch:
+            tree = build_root(git, ...)
+            sha = ... commit written with write_commit_object(git, ...)
+            publish(git, batch)
+            git.references.create(ref, sha, force=True)
+
+    Objects become visible to git only when published, all at once, in a
+    pack whose ``.keep`` file stops ``git gc`` (``--prune=now`` included)
+    from deleting them; the ``.keep`` goes away when the block ends, by which
+    time the branch names them. An exception before :func:`publish` writes
+    nothing.
+    """
+    batch = open_batch(repo)
+    try:
+        yield batch
+    finally:
+        close_batch(repo)
+        if batch.keep is not None:
+            batch.keep.unlink(missing_ok=True)
+
+
+def publish(repo: pygit2.Repository, batch: ObjectBatch) -> None:
+    """Write the objects held in ``batch`` as one kept pack (see :func:`held_objects`)."""
+    if not batch.objects:
+        return
+    objdir = common_dir(repo) / "objects"
+    items = list(batch.objects.items())
+    batch.keep = write_pack(
+        objdir / "pack", [obj for _, obj in items], [oid for oid, _ in items], keep=True
+    )
+    batch.objects.clear()
+
+
+#: more packs than this, and a commit rolls the small ones together
+PACK_LIMIT = 32
+
+
+def roll_up_packs(repo: pygit2.Repository, limit: int | None = None) -> bool:
+    """Roll small packs together once there are more than ``limit`` (default
+    :data:`PACK_LIMIT`).
+
+    Each commit is one pack, so a long run of small commits leaves many, and
+    every object lookup pays for each. ``git repack --geometric=2 -d`` merges
+    just enough of the smallest packs that their sizes grow geometrically
+    (kept packs are left alone), at a cost proportional to the packs it
+    merges, not to the repository. Call with the branch already moved (the
+    objects reachable). Returns True when a repack ran; a missing or failing
+    ``git`` executable only means the packs stay as they are.
+    """
+    packdir = common_dir(repo) / "objects" / "pack"
+    try:
+        with os.scandir(packdir) as it:
+            packs = sum(1 for e in it if e.name.endswith(".pack"))
+    except OSError:
+        return False
+    if packs <= (PACK_LIMIT if limit is None else limit):
+        return False
+    exe = shutil.which("git")
+    if exe is None:
+        return False
+    res = subprocess.run(
+        [exe, f"--git-dir={common_dir(repo)}", "repack", "--geometric=2", "-d", "-q"],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+    )
+    return res.returncode == 0
+
+
+def _hangar_keeps(repo: pygit2.Repository) -> list[Path]:
+    packdir = common_dir(repo) / "objects" / "pack"
+    if not packdir.is_dir():
+        return []
+    return [k for k in packdir.glob("pack-*.keep") if _keep_text(k).startswith(KEEP_MARK)]
+
+
+def _keep_text(path: Path) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read(200)
+    except OSError:
+        return ""
+
+
+def remove_stale_keeps(repo: pygit2.Repository) -> list[Path]:
+    """Remove the ``.keep`` files of commit writers that are no longer running.
+
+    A writer killed between publishing a commit's pack and removing its
+    ``.keep`` leaves the pack kept forever; its objects are then ordinary
+    (reachable or not), and this lets ``git gc`` treat them so again.
+    """
+    removed = []
+    for keep in _hangar_keeps(repo):
+        try:
+            pid = int(_keep_text(keep)[len(KEEP_MARK) :].split()[0])
+        except (ValueError, IndexError):
+            continue
+        if pid != os.getpid() and not _pid_alive(pid):
+            keep.unlink(missing_ok=True)
+            removed.append(keep)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _header(kind: int, size: int) -> bytes:
@@ -65,8 +197,20 @@ def _deflate(data: bytes) -> bytes:
     return zlib.compress(data, 1)
 
 
-def write_pack(packdir: Path, objects: Sequence[tuple[int, bytes]], ids: Sequence[bytes]) -> None:
-    """Write ``objects`` (type, raw data) with ids ``ids`` as one pack + index."""
+def write_pack(
+    packdir: Path,
+    objects: Sequence[tuple[int, bytes]],
+    ids: Sequence[bytes],
+    *,
+    keep: bool = False,
+) -> Path | None:
+    """Write ``objects`` (type, raw data) with ids ``ids`` as one pack + index.
+
+    With ``keep``, a ``.keep`` file naming this process is written before
+    the pack becomes visible, so no ``git gc`` can drop its objects; its
+    path is returned (None without ``keep``, or when the pack and its
+    ``.keep`` were there already). The pack and index are synced.
+    """
     packdir.mkdir(parents=True, exist_ok=True)
     datas = [d for _, d in objects]
     if sum(map(len, datas)) > 1 << 20 and len(datas) > 64:
@@ -110,18 +254,29 @@ def write_pack(packdir: Path, objects: Sequence[tuple[int, bytes]], ids: Sequenc
     )
     idx += hashlib.sha1(idx).digest()
     name = packdir / f"pack-{pack_sum.hex()}"
-    for suffix, data in ((".pack", body + pack_sum), (".idx", idx)):
+    files: list[tuple[str, bytes]] = [(".pack", body + pack_sum), (".idx", idx)]
+    if keep:
+        files.insert(0, (".keep", f"{KEEP_MARK} {os.getpid()}\n".encode()))
+    written = None
+    for suffix, data in files:
         final = name.with_suffix(suffix)
         if final.exists():
             continue
-        fd, tmp = tempfile.mkstemp(
-            prefix="tmp_pack_" if suffix == ".pack" else "tmp_idx_", dir=packdir
-        )
+        fd, tmp = tempfile.mkstemp(prefix=f"tmp_{suffix[1:]}_", dir=packdir)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
             os.fchmod(fd, 0o444)
-        finally:
+            if suffix != ".keep":  # the keep lives only until the ref moves
+                fsync_fd(fd)
             os.close(fd)
-        os.replace(tmp, final)
+            fd = -1
+            os.replace(tmp, final)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        if suffix == ".keep":
+            written = final
+    fsync_dir(packdir)
+    return written

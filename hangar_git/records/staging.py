@@ -297,6 +297,21 @@ class Journal:
         self.asets, self.meta, self.pending_commit = {}, {}, None
         self._rewrite()
 
+    def drop_pending_commit(self) -> None:
+        """Forget a ``C`` marker whose commit never became the branch head (atomic)."""
+        self.pending_commit = None
+        self._rewrite()
+
+    def rebase(self, base: str | None) -> None:
+        """Keep the staged changes, now on top of ``base`` (atomic).
+
+        Used when the branch's head was lost and moved back (``git hangar
+        fsck --repair``): the changes are deltas, so they apply to any base.
+        """
+        self.base = base
+        self.pending_commit = None
+        self._rewrite()
+
     def record(self, *fields: str) -> None:
         """Apply and log one change; durable at the next :meth:`sync`."""
         if self._samples_buf:

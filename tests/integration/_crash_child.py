@@ -120,7 +120,6 @@ def install(faults: Faults) -> None:
     import pygit2.references
 
     import hangar_git.gitutil as gitutil
-    from hangar_git.repository import Repository
 
     real_write = os.write
 
@@ -199,8 +198,16 @@ def install(faults: Faults) -> None:
 
         return inner
 
-    for name in ("write_tree", "write_blob"):
-        real = getattr(gitutil, name)
+    from hangar_git.records import objpack
+
+    for owner, name in (
+        (gitutil, "write_tree"),
+        (gitutil, "write_blob"),
+        (objpack, "write_pack"),
+        (gitutil, "write_commit_object"),
+        (gitutil, "move_branch"),
+    ):
+        real = getattr(owner, name)
         wrapped = counted(real, f"git {name}")
         for mod in list(sys.modules.values()):
             if (
@@ -208,7 +215,6 @@ def install(faults: Faults) -> None:
                 and getattr(mod, name, None) is real
             ):
                 setattr(mod, name, wrapped)
-    Repository._write_commit = counted(Repository._write_commit, "git commit")  # type: ignore
     refs = pygit2.references.References
     refs.create = counted(refs.create, "git ref")  # type: ignore[method-assign]
     subprocess.run = counted(subprocess.run, "subprocess")  # type: ignore[assignment]

@@ -251,22 +251,21 @@ import os, sys, warnings
 warnings.simplefilter("ignore")
 import numpy as np
 from hangar_git import Repository
-import hangar_git.repository as repository_mod
+import hangar_git.commits as commits_mod
 import hangar_git.records.staging as staging_mod
 
 path, point, batched = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 armed = False
 
-# Die at one step of Repository._commit_staged: after the commit object is
-# written, after the journal's commit marker, or after the branch ref moved.
+# Die at one step of commits.commit_staged: after the commit's objects
+# reached git, after the journal's commit marker, or after the branch ref moved.
 if point == "object":
-    orig_write = repository_mod.Repository._write_commit
-    def _write_commit(self, *a, **k):
-        sha = orig_write(self, *a, **k)
+    orig_publish = commits_mod.publish
+    def publish(*a, **k):
+        orig_publish(*a, **k)
         if armed:
             os._exit(9)
-        return sha
-    repository_mod.Repository._write_commit = _write_commit
+    commits_mod.publish = publish
 elif point == "marker":
     orig_record = staging_mod.Journal.record
     def record(self, *fields):
