@@ -56,6 +56,7 @@ import pygit2
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hangar_git import Repository
+from hangar_git.commits import commit_on_branch
 from hangar_git.records.build import build_root
 from hangar_git.records.snapshot import TreeRecords, commit_tree
 from hangar_git.records.staging import StagedAset
@@ -88,9 +89,16 @@ def build(path: Path, n: int, seed: int = 0) -> tuple[Repository, float]:
     records = {f"i:{k}": digests[k % 256] for k in range(n)}
     schema = ArraysetSchema(np.dtype(np.uint8), (1,)).to_json()
     staged = {"big": StagedAset(created=True, schema=schema, samples=records)}
-    tree = build_root(git, TreeRecords(git, commit_tree(git, head)), staged, {})
-    sha = repo._write_commit(tree, f"{n} samples", [head])
-    git.references.create("refs/hangar/heads/master", pygit2.Oid(hex=sha), force=True)
+    base = TreeRecords(git, commit_tree(git, head))
+    sha = commit_on_branch(
+        git,
+        "master",
+        head,
+        lambda: build_root(git, base, staged, {}),
+        f"{n} samples",
+        (),
+        ("Bench", "bench@example.org"),
+    )
     rng = random.Random(seed)
     keys = rng.sample(range(n), 14)
     for branch, ks in (("a", keys[:7]), ("b", keys[7:])):

@@ -5,8 +5,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .dataloaders import make_numpy_loader, make_tf_dataset, make_torch_dataset
 from .errors import (
     ClosedError,

@@ -10,13 +10,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .arrayset import Arraysets
+from .commits import commit_staged
 from .errors import ClosedError, IntegrityError, MissingPayloadError
 from .gitutil import has_remote_source
 from .metadata import MetadataReader, MetadataWriter
-from .naming import decode_key
+from .naming import Key, decode_key
+from .records import validate
 from .records.snapshot import TreeRecords, commit_tree
 from .records.staging import Journal
 from .records.view import CommitView, StagedView
+from .remotes.bounded import payload_bound
 from .schema import ArraysetSchema
 from .store import Location, PackReader, PackWriter, Payload, payload_from_array
 from .store.chunked import LARGE_IOFF, parallel_map
@@ -24,8 +27,8 @@ from .store.digest import kind_of, stacked_digests
 from .store.packs import BLOCK_TARGET
 
 if TYPE_CHECKING:
-    from .diff import ReaderUserDiff, WriterUserDiff
     from .repository import Repository
+    from .userdiff import ReaderUserDiff, WriterUserDiff
 
 
 def _damaged(aset: str, enc: str, digest: bytes, why: object) -> IntegrityError:
@@ -62,8 +65,9 @@ class PayloadAccess:
         #: digest -> index entry (block, item offset, kind): the fast path of reads
         self._ents: dict[bytes, tuple[int, int, int]] = {}
         self._leaf_misses: dict[str, int] = {}  # arrayset -> leaves until resolving all
-        #: called with absent digests to fetch them (a checkout opened with fetch_missing)
-        self.fetcher: Callable[[Collection[bytes]], None] | None = None
+        #: called with absent digests, and the most raw bytes any of them may
+        #: hold, to fetch them (a checkout opened with fetch_missing)
+        self.fetcher: Callable[[Collection[bytes], int | None], None] | None = None
 
     def _resolve(self, aset: str, enc: str, digest: bytes) -> Location:
         loc = self.locs.get(digest)
@@ -94,7 +98,7 @@ class PayloadAccess:
             if loc is not None:
                 self.locs[digest] = loc
         if loc is None and self.fetcher is not None:
-            self.fetcher([digest])
+            self.fetcher([digest], self._bound(aset))
             self.locs.update(self.reader.locate_many([digest]))
             loc = self.locs.get(digest)
         if loc is None:
@@ -134,13 +138,31 @@ class PayloadAccess:
                 self._ents.pop(digest, None)  # the careful path re-locates and reports
         return self._read_located(aset, enc, digest)
 
+    def _bound(self, aset: str) -> int | None:
+        """The most raw bytes a payload of arrayset ``aset`` may hold (what a
+        fetch of one may download), None when its schema cannot say."""
+        try:
+            schema = self.view.schema(aset)
+        except (KeyError, ValueError):
+            return None
+        return payload_bound(schema.dtype.itemsize, schema.shape)
+
     def read_region(self, aset: str, enc: str, digest: bytes, index: Any) -> object:
         """``array[index]`` of one sample, as a fresh array (or a scalar): of a
-        large payload only the chunks ``index`` touches are read."""
+        large payload only the chunks ``index`` touches are read.
+
+        In records not built on this machine, a large payload's kind (dtype
+        and shape, as its index entry states it) is checked against the
+        schema before a chunk is read; the whole-read fallback checks what it
+        reads as :meth:`read` does.
+        """
         ent = self._ents.get(digest)
         if ent is None:
             ent = self._resolve_entry(aset, enc, digest)
         if ent is not None and ent[1] == LARGE_IOFF:
+            if not self.view.base.payloads_trusted:
+                dtype, shape = self.reader.kind(ent[2])
+                validate.check_kind(self.view.schema(aset), dtype, shape, aset, enc)
             try:
                 return self.reader.read_large_region(ent[0], ent[2], index)
             except IntegrityError:
@@ -264,7 +286,7 @@ class PayloadAccess:
         if not found.all():
             absent = list(dict.fromkeys(digests[i] for i in np.flatnonzero(~found).tolist()))
             if self.fetcher is not None:
-                self.fetcher(absent)
+                self.fetcher(absent, self._bound(aset))
                 found, e = self.reader.lookup(digests)
             if not found.all():
                 if encs is None:
@@ -287,7 +309,7 @@ class PayloadAccess:
                 self.locs.update(self.reader.locate_many(todo))
             absent = [d for d in todo if d not in self.locs]
             if absent and self.fetcher is not None:
-                self.fetcher(absent)
+                self.fetcher(absent, self._bound(aset))
                 self.locs.update(self.reader.locate_many(absent))
         locs = [self._resolve(aset, e, d) for e, d in pairs]
         return self.reader.read_many(locs)
@@ -301,26 +323,47 @@ class PayloadAccess:
         return {want[i] for i in np.flatnonzero(~found).tolist()}
 
 
-def _surely_dirty(view: StagedView) -> bool:
-    """True when a change is certainly staged, found without diffing everything.
+class _DiffAccess:
+    """What a checkout offers its diff object (:class:`hangar_git.userdiff.DiffSource`)."""
 
-    A new arrayset, or a staged sample whose digest differs from its base
-    commit's, is a change; False means "ask the full diff".
-    """
-    base = view.base
-    for name, st in view.journal.asets.items():
-        if st.removed and not st.created:
-            continue
-        in_base = name in base.aset_entries
-        if st.created:
-            if not in_base:
-                return True
-        elif in_base:
-            s = base.samples(name)
-            for enc, d in st.samples.items():
-                if d is not None and s.get(enc) != d:
-                    return True
-    return False
+    def __init__(self, checkout: ReaderCheckout | WriterCheckout) -> None:
+        self._co = checkout
+        self.git = checkout._view.base.repo
+
+    def check_open(self) -> None:
+        self._co._check()
+
+    def head(self) -> str | None:
+        return self._co.commit_hash or None
+
+    def staged(self) -> StagedView | None:
+        co = self._co
+        if not isinstance(co, WriterCheckout):
+            return None
+        co._sync()
+        assert isinstance(co._view, StagedView)
+        return co._view
+
+    def sample(self, arrayset: str, enc: str) -> np.ndarray | None:
+        co = self._co
+        if co._view.writeable:
+            co._sync()  # type: ignore[union-attr]
+        digest = co._view.get(arrayset, enc) if co._view.has_aset(arrayset) else None
+        return co._payloads.read(arrayset, enc, digest) if digest is not None else None
+
+    def array(self, arrayset: str, key: Key, digest: bytes) -> np.ndarray:
+        pa = self._co._payloads
+        loc = pa.locs.get(digest)
+        if loc is None and pa.writer is not None:
+            loc = pa.writer.pending_location(digest)
+        if loc is None:
+            loc = pa.reader.locate(digest)
+        if loc is None:
+            raise MissingPayloadError(
+                f"sample {arrayset}[{key!r}] of the other side is a remote reference: its "
+                "payload is not on this machine; fetch it with `git hangar fetch-data`"
+            )
+        return pa.reader.read(loc, digest)
 
 
 class _Checkout:
@@ -395,9 +438,9 @@ class ReaderCheckout(_Checkout):
         """Diff methods relative to this checkout's commit."""
         self._check()
         if self._diff is None:
-            from .diff import ReaderUserDiff
+            from .userdiff import ReaderUserDiff
 
-            self._diff = ReaderUserDiff(self)
+            self._diff = ReaderUserDiff(_DiffAccess(self))
         return self._diff
 
     def close(self) -> None:
@@ -479,9 +522,9 @@ class WriterCheckout(_Checkout):
         """Diff methods aware of staged changes."""
         self._check()
         if self._diff is None:
-            from .diff import WriterUserDiff
+            from .userdiff import WriterUserDiff
 
-            self._diff = WriterUserDiff(self)
+            self._diff = WriterUserDiff(_DiffAccess(self))
         return self._diff
 
     # ---- staging primitives (used by arraysets and metadata) --------------
@@ -586,9 +629,9 @@ class WriterCheckout(_Checkout):
         if not isinstance(commit_message, str):
             raise ValueError("commit message must be a str")
         self._sync()
-        if not _surely_dirty(self._view) and self.diff.status() == "CLEAN":
+        if self.diff.status() == "CLEAN":
             raise RuntimeError("no changes staged: nothing to commit")
-        sha = self._repo._commit_staged(self._journal, commit_message)
+        sha = commit_staged(self._git, self._journal, commit_message, self._repo._identity())
         self._rebase_view()
         return sha
 
@@ -617,7 +660,8 @@ class WriterCheckout(_Checkout):
         from .merge import merge_branches
 
         sha = merge_branches(
-            self._repo,
+            self._git,
+            self._repo._identity(),
             message,
             self._journal.branch,
             dev_branch,

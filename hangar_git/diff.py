@@ -4,21 +4,44 @@ Results are plain named tuples: for arrayset schemas, for metadata keys, and
 per arrayset for sample keys, the keys added, removed and mutated
 (:class:`Changes`, :class:`DiffRecords`); a diff against a branch or commit
 adds each side's changes from the merge base, what a merge would bring, and
-the conflicts (:class:`BranchDiff`, :class:`ConflictRecords`). The three-way
-work itself lives in :mod:`hangar_git.merge`.
+the conflicts (:class:`BranchDiff`, :class:`ConflictRecords`).
+
+Diffs are functions of (git object database, tree or commit ids): they walk
+the merge base and both sides together (:mod:`hangar_git.records.walk`),
+or compose the sides' change logs, and cost in proportion to the change.
+A side changed a key when its value differs from the base. A conflict is a
+key changed on both sides to different values, in the reference's four
+kinds:
+
+``t1``
+    added in both with different values;
+``t21``
+    removed in master, mutated in dev;
+``t22``
+    removed in dev, mutated in master;
+``t3``
+    mutated in both to different values.
+
+Arrayset schemas follow the same rules, a side's arrayset counting as changed
+when its schema or its samples changed; where both sides keep the arrayset,
+they conflict only when their schemas differ.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import numpy as np
+import pygit2
 
-from .errors import MissingPayloadError
-from .naming import Key, check_arrayset_name, decode_key, encode_key
+from .naming import Key, decode_key
+from .records import changelog
+from .records.snapshot import commit_tree
+from .records.validate import ensure_trusted
+from .records.walk import AsetState, Roots, Trees, Triple, sample_triples
 
 if TYPE_CHECKING:
-    from .checkout import ReaderCheckout, WriterCheckout
     from .records.view import StagedView
 
 
@@ -96,15 +119,15 @@ class BranchDiff(NamedTuple):
     base: str | None
 
 
-def _changes(add: list, rem: list, mut: list) -> Changes:
+def changes_of(add: list, rem: list, mut: list) -> Changes:
     return Changes(
-        tuple(sorted(add, key=_order)),
-        tuple(sorted(rem, key=_order)),
-        tuple(sorted(mut, key=_order)),
+        tuple(sorted(add, key=key_order)),
+        tuple(sorted(rem, key=key_order)),
+        tuple(sorted(mut, key=key_order)),
     )
 
 
-def _order(k: Key) -> tuple[int, str]:
+def key_order(k: Key) -> tuple[int, str]:
     return (0, f"{k:020d}") if isinstance(k, int) else (1, str(k))
 
 
@@ -143,7 +166,7 @@ def staged_diff(view: StagedView) -> DiffRecords:
                     s_add.append(decode_key(enc))
                 elif d is not None and d != d0:
                     s_mut.append(decode_key(enc))
-        ch = _changes(s_add, s_rem, s_mut)
+        ch = changes_of(s_add, s_rem, s_mut)
         if not ch.empty:
             samples[name] = ch
     m_add, m_rem, m_mut = [], [], []
@@ -155,166 +178,261 @@ def staged_diff(view: StagedView) -> DiffRecords:
             m_add.append(decode_key(enc))
         elif v is not None and v != v0:
             m_mut.append(decode_key(enc))
-    return DiffRecords(_changes(a_add, a_rem, a_mut), _changes(m_add, m_rem, m_mut), samples)
+    return DiffRecords(changes_of(a_add, a_rem, a_mut), changes_of(m_add, m_rem, m_mut), samples)
 
 
-class ReaderUserDiff:
-    """Diff methods of a read checkout, relative to its commit."""
-
-    def __init__(self, checkout: ReaderCheckout | WriterCheckout) -> None:
-        self._co = checkout
-
-    def _head(self) -> str | None:
-        return self._co.commit_hash or None
-
-    def _master_tree(self) -> bytes | None:
-        """Root tree standing for this side, when not the commit's own."""
-        return None
-
-    def branch(self, dev_branch_name: str) -> tuple[BranchDiff, dict[str, Any]]:
-        """Changes and conflicts between this checkout and the head of a branch.
-
-        The diff is three-way: both sides are compared with their merge base.
-
-        Parameters
-        ----------
-        dev_branch_name : str
-            The branch to compare with (or a remote-tracking ``remote/branch``).
-
-        Returns
-        -------
-        tuple
-            ``(changes, conflicts)``: a :class:`BranchDiff` and a dict
-            ``{'aset': ConflictRecords, 'meta': ConflictRecords, 'sample':
-            {arrayset name: ConflictRecords}, 'conflict_found': bool}``.
-
-        Raises
-        ------
-        ValueError
-            If the branch does not exist.
-        """
-        from .merge import diff_with_branch
-
-        self._co._check()
-        return diff_with_branch(
-            self._co._repo, self._head(), dev_branch_name, master_tree=self._master_tree()
-        )
-
-    def commit(self, dev_commit_hash: str) -> tuple[BranchDiff, dict[str, Any]]:
-        """Changes and conflicts between this checkout and another commit.
-
-        See :meth:`branch` for the result.
-
-        Raises
-        ------
-        ValueError
-            If ``dev_commit_hash`` is not a commit of this repository.
-        """
-        from .merge import diff_with_commit
-
-        self._co._check()
-        return diff_with_commit(
-            self._co._repo, self._head(), dev_commit_hash, master_tree=self._master_tree()
-        )
-
-    def conflict_samples(
-        self, dev_branch_name: str, arrayset: str, key: Key
-    ) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """The two versions of a sample, side by side, before choosing a merge strategy.
-
-        Parameters
-        ----------
-        dev_branch_name : str
-            The branch that would be merged into this checkout.
-        arrayset : str
-            Name of the arrayset.
-        key : str or int
-            The sample's key.
-
-        Returns
-        -------
-        tuple
-            ``(master_array, dev_array)``: the sample as this checkout sees it
-            and as the head of ``dev_branch_name`` holds it; ``None`` on a side
-            where the sample (or its arrayset) does not exist.
-
-        Raises
-        ------
-        KeyError
-            If neither side holds the sample.
-        ValueError
-            If the branch does not exist, or the name or key is invalid.
-        MissingPayloadError
-            If a side's payload is not stored on this machine.
-        """
-        from .merge import branch_commit, sample_records
-
-        co = self._co
-        co._check()
-        check_arrayset_name(arrayset)
-        enc = encode_key(key)
-        dev = branch_commit(co._repo._git_repo(), dev_branch_name)
-        if co._view.writeable:
-            co._sync()  # type: ignore[union-attr]
-        mine = co._view.get(arrayset, enc) if co._view.has_aset(arrayset) else None
-        theirs = sample_records(co._repo, dev, arrayset, enc)
-        if mine is None and theirs is None:
-            raise KeyError(f"sample {key!r} of arrayset {arrayset!r} exists on neither side")
-        return (
-            co._payloads.read(arrayset, enc, mine) if mine is not None else None,
-            self._read_digest(arrayset, key, theirs) if theirs is not None else None,
-        )
-
-    def _read_digest(self, arrayset: str, key: Key, digest: bytes) -> np.ndarray:
-        pa = self._co._payloads
-        loc = pa.locs.get(digest)
-        if loc is None and pa.writer is not None:
-            loc = pa.writer.pending_location(digest)
-        if loc is None:
-            loc = pa.reader.locate(digest)
-        if loc is None:
-            raise MissingPayloadError(
-                f"sample {arrayset}[{key!r}] of the other side is a remote reference: its "
-                "payload is not on this machine; fetch it with `git hangar fetch-data`"
-            )
-        return pa.reader.read(loc, digest)
+KINDS = ("t1", "t21", "t22", "t3")
 
 
-class WriterUserDiff(ReaderUserDiff):
-    """Diff methods of the write checkout, aware of staged changes.
+def conflict_kind(base: object, master: object, dev: object) -> str | None:
+    """Kind of conflict of one record, or None when the two sides agree.
 
-    :meth:`branch` and :meth:`commit` compare the staging area (the base
-    commit plus staged changes) with the other side.
+    Parameters
+    ----------
+    base, master, dev : object
+        The record's value at the merge base and on each side; ``None``
+        where the record does not exist.
+
+    Returns
+    -------
+    str or None
+        ``'t1'``, ``'t21'``, ``'t22'``, ``'t3'``, or None when at most one
+        side changed the record or both changed it to the same value.
     """
+    if base in (master, dev) or master == dev:
+        return None
+    if base is None:
+        return "t1"
+    if master is None:
+        return "t21"
+    if dev is None:
+        return "t22"
+    return "t3"
 
-    def _master_tree(self) -> bytes | None:
-        """Root tree of the staging area (None when nothing is staged).
 
-        Its tree objects are written to git's object database, unreferenced
-        until a commit uses them, so the three-way walk can read them like
-        any commit's; only the subtrees holding staged changes are new.
-        """
-        from .records.build import build_root
+def _change_kind(old: object, new: object) -> int:
+    """0 unchanged, 1 added, 2 removed, 3 mutated."""
+    if old == new:
+        return 0
+    if old is None:
+        return 1
+    if new is None:
+        return 2
+    return 3
 
-        co = self._co
-        co._sync()  # type: ignore[union-attr]
-        journal = co._journal  # type: ignore[union-attr]
-        if not journal.has_entries:
-            return None
-        return build_root(co._git, co._view.base, journal.asets, journal.meta)  # type: ignore[union-attr]
 
-    def staged(self) -> DiffRecords:
-        """Changes in the staging area relative to its base commit."""
-        self._co._check()
-        self._co._sync()  # type: ignore[union-attr]
-        return staged_diff(self._co._view)  # type: ignore[arg-type]
+class _ChangeLists:
+    """Accumulates additions, removals and mutations of one namespace."""
 
-    def status(self) -> str:
-        """``'CLEAN'`` when nothing is staged, else ``'DIRTY'``."""
-        from .checkout import _surely_dirty
+    __slots__ = ("lists",)
 
-        self._co._check()
-        self._co._sync()  # type: ignore[union-attr]
-        if _surely_dirty(self._co._view):  # type: ignore[arg-type]
-            return "DIRTY"  # without listing every staged key
-        return "CLEAN" if staged_diff(self._co._view).empty else "DIRTY"  # type: ignore[arg-type]
+    def __init__(self) -> None:
+        self.lists: tuple[list, list, list] = ([], [], [])
+
+    def add(self, key: object, old: object, new: object) -> None:
+        kind = _change_kind(old, new)
+        if kind:
+            self.lists[kind - 1].append(key)
+
+    def result(self) -> Changes:
+        return changes_of(*self.lists)
+
+
+def conflict_records(conf: Mapping[str, list]) -> ConflictRecords:
+    t = [tuple(sorted(conf.get(k, ()), key=key_order)) for k in KINDS]
+    return ConflictRecords(t[0], t[1], t[2], t[3], any(t))
+
+
+def aset_conflict(a: AsetState, m: AsetState, d: AsetState) -> str | None:
+    """Conflict of an arrayset as a whole: existence and schema."""
+    if m.entry == a.entry or d.entry == a.entry or m.entry == d.entry:
+        return None
+    if a.entry is None:
+        return "t1" if m.schema != d.schema else None
+    if m.entry is None:
+        return "t21"
+    if d.entry is None:
+        return "t22"
+    return "t3" if m.schema != d.schema else None
+
+
+def changed_differently(sts: tuple[AsetState, AsetState, AsetState]) -> bool:
+    a, m, d = sts
+    return m.entry != a.entry and d.entry != a.entry and m.entry != d.entry
+
+
+def diff3(
+    repo: pygit2.Repository,
+    base: bytes | None,
+    master: bytes | None,
+    dev: bytes | None,
+    base_commit: str | None = None,
+    *,
+    logs: tuple[tuple[changelog.Net, set[str]], tuple[changelog.Net, set[str]]] | None = None,
+) -> tuple[BranchDiff, dict[str, Any]]:
+    """Changes of both sides against the base, what a merge brings, and conflicts.
+
+    Parameters
+    ----------
+    repo : pygit2.Repository
+        The git repository holding the trees.
+    base, master, dev : bytes or None
+        Raw ids of the root trees of the merge base, the master side and the
+        dev side (None for no commit).
+    base_commit : str, optional
+        Hash of the merge base, reported in the result.
+    logs : tuple, optional
+        Each side's net sample changes since the base, composed from change
+        logs (:func:`hangar_git.records.changelog.logged_changes`): used
+        instead of walking the samples trees of the arraysets they cover.
+
+    Returns
+    -------
+    tuple
+        ``(BranchDiff, conflicts)``; see :class:`hangar_git.diff.BranchDiff`
+        and :func:`diff_commits`.
+    """
+    ensure_trusted(repo, (base, master, dev))
+    trees = Trees(repo)
+    roots = Roots(trees, (base, master, dev))
+    side_aset = (_ChangeLists(), _ChangeLists())
+    inc_aset = _ChangeLists()
+    side_samples: tuple[dict, dict] = ({}, {})
+    inc_samples: dict = {}
+    aset_conf: dict[str, list] = defaultdict(list)
+    sample_conf: dict[str, ConflictRecords] = {}
+    for name, (a, m, d) in roots.asets.items():
+        for i, s in enumerate((m, d)):
+            if s.entry != a.entry:
+                side_aset[i].add(name, a.schema, s.schema)
+        kind = aset_conflict(a, m, d)
+        if kind is not None:
+            aset_conf[kind].append(name)
+        elif m.entry == a.entry and d.entry != a.entry:
+            inc_aset.add(name, m.schema, d.schema)
+        triples = _logged_triples(logs, name, (a, m, d)) if logs is not None else None
+        if triples is None:
+            triples = sample_triples(trees, (a.samples, m.samples, d.samples))
+        lists = (_ChangeLists(), _ChangeLists())
+        inc = _ChangeLists()
+        conf: dict[str, list] = defaultdict(list)
+        for enc, t in triples.items():
+            key = decode_key(enc)
+            lists[0].add(key, t[0], t[1])
+            lists[1].add(key, t[0], t[2])
+            ck = conflict_kind(*t)
+            if ck is not None:
+                conf[ck].append(key)
+            elif kind is None and t[2] != t[0]:
+                inc.add(key, t[1], t[2])
+        for i in (0, 1):
+            ch = lists[i].result()
+            if not ch.empty:
+                side_samples[i][name] = ch
+        ich = inc.result()
+        if not ich.empty:
+            inc_samples[name] = ich
+        if changed_differently((a, m, d)):
+            sample_conf[name] = conflict_records(conf)
+    meta_lists = (_ChangeLists(), _ChangeLists())
+    meta_inc = _ChangeLists()
+    meta_conf: dict[str, list] = defaultdict(list)
+    for enc, t in roots.meta.items():
+        key = decode_key(enc)
+        meta_lists[0].add(key, t[0], t[1])
+        meta_lists[1].add(key, t[0], t[2])
+        ck = conflict_kind(*t)
+        if ck is not None:
+            meta_conf[ck].append(key)
+        elif t[2] != t[0]:
+            meta_inc.add(key, t[1], t[2])
+    diffs = [
+        DiffRecords(side_aset[i].result(), meta_lists[i].result(), side_samples[i]) for i in (0, 1)
+    ]
+    incoming = DiffRecords(inc_aset.result(), meta_inc.result(), inc_samples)
+    conflicts = conflicts_dict(aset_conf, meta_conf, sample_conf)
+    return BranchDiff(diffs[0], diffs[1], incoming, base_commit), conflicts
+
+
+def conflicts_dict(
+    aset_conf: Mapping[str, list],
+    meta_conf: Mapping[str, list],
+    sample_conf: dict[str, ConflictRecords],
+) -> dict[str, Any]:
+    aset = conflict_records(aset_conf)
+    meta = conflict_records(meta_conf)
+    found = aset.conflict or meta.conflict or any(c.conflict for c in sample_conf.values())
+    return {"aset": aset, "meta": meta, "sample": sample_conf, "conflict_found": found}
+
+
+def merge_base(git: pygit2.Repository, one: str | None, two: str) -> str | None:
+    if one is None:
+        return None
+    base = git.merge_base(pygit2.Oid(hex=one), pygit2.Oid(hex=two))
+    return str(base) if base is not None else None
+
+
+def diff_commits(
+    git: pygit2.Repository, head: str | None, dev: str, master_tree: bytes | None = None
+) -> tuple[BranchDiff, dict[str, Any]]:
+    """Diff of commit ``head`` (master) against commit ``dev``, three-way from
+    their merge base.
+
+    Parameters
+    ----------
+    git : pygit2.Repository
+        The repository holding both commits.
+    head : str or None
+        The master side's commit (None before the first commit).
+    dev : str
+        The dev side's commit (a full hash).
+    master_tree : bytes, optional
+        Root tree to use for the master side instead of ``head``'s (a write
+        checkout passes the tree of its staged changes); the merge base is
+        still found from ``head``.
+
+    Returns
+    -------
+    tuple
+        ``(changes, conflicts)``: a :class:`BranchDiff` (``master`` and
+        ``dev``: each side's changes from the merge base; ``incoming``: what
+        merging dev would change on master, conflicting records left out;
+        ``base``: the merge base commit) and the conflicts dict ``{'aset':
+        ConflictRecords, 'meta': ConflictRecords, 'sample': {arrayset:
+        ConflictRecords}, 'conflict_found': bool}``; ``'sample'`` holds every
+        arrayset both sides changed differently.
+    """
+    base = merge_base(git, head, dev)
+    m = master_tree if master_tree is not None else commit_tree(git, head)
+    logs = None
+    if changelog.USE_LOGS and master_tree is None and head is not None and base is not None:
+        lm = changelog.logged_changes(git, base, head)
+        ld = changelog.logged_changes(git, base, dev) if lm is not None else None
+        logs = (lm, ld) if lm is not None and ld is not None else None
+    return diff3(git, commit_tree(git, base), m, commit_tree(git, dev), base, logs=logs)
+
+
+def _logged_triples(
+    logs: tuple[tuple[changelog.Net, set[str]], tuple[changelog.Net, set[str]]],
+    name: str,
+    states: tuple[AsetState, AsetState, AsetState],
+) -> dict[str, Triple] | None:
+    """What :func:`sample_triples` would find for arrayset ``name``, from the
+    two sides' change logs; None when they do not cover it or disagree with
+    the trees (then the trees are walked)."""
+    (net_m, skip_m), (net_d, skip_d) = logs
+    a, m, d = states
+    if name in skip_m or name in skip_d or None in (a.entry, m.entry, d.entry):
+        return None
+    cm, cd = net_m.get(name, {}), net_d.get(name, {})
+    # a side whose samples tree is the base's changed nothing, and the converse
+    if (m.samples == a.samples) != (not cm) or (d.samples == a.samples) != (not cd):
+        return None
+    out: dict[str, Triple] = {}
+    for k in cm.keys() | cd.keys():
+        om, od = cm.get(k), cd.get(k)
+        if om is not None and od is not None and om[0] != od[0]:
+            return None  # the two sides disagree on the base value
+        va = om[0] if om is not None else od[0]  # type: ignore[index]
+        out[k] = (va, om[1] if om is not None else va, od[1] if od is not None else va)
+    return out

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 import pygit2
 from pygit2.enums import SortMode
 
+from .commits import CODE_TRAILER
 from .gitutil import HEADS, REMOTES
 
 if TYPE_CHECKING:
     from .repository import Repository
 
-CODE_TRAILER = "Code-Commit"
 
 
 def _split_message(raw: str) -> tuple[str, str | None]:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hangar_git import MergeConflictError, MissingPayloadError, WriterLockError
 from hangar_git.diff import ConflictRecords
 from hangar_git.gitutil import branch_head
-from hangar_git.merge import _leaf_delta
+from hangar_git.records.walk import _leaf_delta
 from hangar_git.records.layout import leaf_path, serialize_links
 from hangar_git.records.staging import Journal
 
@@ -517,12 +517,12 @@ def test_failed_ref_move_changes_nothing(base, monkeypatch):
     before = heads(base)
     co = base.checkout(write=True)
     sha_before = co.commit_hash
-    import hangar_git.merge as merge_mod
+    import hangar_git.commits as commits_mod
 
     def fail(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(merge_mod, "_move_branch", fail)
+    monkeypatch.setattr(commits_mod, "move_branch", fail)
     with pytest.raises(OSError):
         co.merge("m", "dev")
     monkeypatch.undo()
@@ -666,7 +666,7 @@ def test_fanned_merge_where_leaves_appear_and_disappear(repo):
 
 
 def test_leaf_parse_survives_a_digest_holding_the_gitlink_mode():
-    from hangar_git.merge import _leaf_pieces
+    from hangar_git.records.walk import _leaf_pieces
     from hangar_git.records.layout import parse_links, serialize_links
 
     evil = b"160000 " + bytes(range(13))
@@ -677,7 +677,7 @@ def test_leaf_parse_survives_a_digest_holding_the_gitlink_mode():
 
 
 def test_fan_node_refuses_trees_that_are_not_uniform():
-    from hangar_git.merge import _FanNode
+    from hangar_git.records.walk import _FanNode
     from hangar_git.records.layout import MODE_BLOB, MODE_TREE, serialize_tree
 
     ok = serialize_tree({f"{i:02x}": (MODE_TREE, bytes([i]) * 20) for i in range(5)})
@@ -692,13 +692,15 @@ def test_fan_node_refuses_trees_that_are_not_uniform():
 def test_cost_follows_the_change_not_the_dataset(big, monkeypatch):
     """Diff and merge read a few trees out of 256 leaves, and write only changed ones."""
     import hangar_git.merge as merge_mod
+    import hangar_git.records.walk as walk_mod
 
     commit_on(big, "dev", lambda co: (co.arraysets["x"].add(v(1), 3), co.metadata.add("d", "1")))
     commit_on(big, "master", lambda co: co.arraysets["x"].add(v(2), 700))
     reads, writes = [], []
-    real_read, real_write = merge_mod.read_raw, merge_mod.write_tree
-    monkeypatch.setattr(merge_mod, "read_raw", lambda r, o: reads.append(o) or real_read(r, o))
-    monkeypatch.setattr(merge_mod, "write_tree", lambda r, d: writes.append(d) or real_write(r, d))
+    real_read, real_write = walk_mod.read_raw, merge_mod.write_tree
+    monkeypatch.setattr(walk_mod, "read_raw", lambda r, o: reads.append(o) or real_read(r, o))
+    for mod in (merge_mod, walk_mod):
+        monkeypatch.setattr(mod, "write_tree", lambda r, d: writes.append(d) or real_write(r, d))
     co = big.checkout()
     changes, _ = co.diff.branch("dev")
     co.close()
