@@ -10,12 +10,12 @@ import socket
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pygit2
 from filelock import FileLock, Timeout
 
-from . import __version__
+from ._version import __version__
 from .checkout import _LIVE_WRITERS, ReaderCheckout, WriterCheckout
 from .errors import NotInitializedError, WriterLockError
 from .gitutil import (
@@ -23,24 +23,25 @@ from .gitutil import (
     branch_head,
     branch_ref,
     clear_stale_ref_locks,
-    code_head,
     common_dir,
     config_identity,
     config_identity_outside_repo,
     discover,
     list_branches,
+    move_branch,
     ref_commit,
     resolve_commit,
-    signature,
 )
 from .naming import check_branch_name
-from .records import changelog
-from .records.build import build_root
+from .records.objpack import remove_stale_keeps
 from .records.snapshot import TreeRecords, commit_tree
 from .records.staging import Journal
+from .repair import RepairReport
 from .store import PackStore
 
-CODE_TRAILER = "Code-Commit"
+if TYPE_CHECKING:
+    from .refs import BranchHead, Startpoint
+    from .status import StagedState
 
 
 class Repository:
@@ -343,6 +344,7 @@ class Repository:
         lock = self._acquire_writer()
         try:
             clear_stale_ref_locks(git)
+            remove_stale_keeps(git)
             head = branch_head(git, branch)
             if head is None and (branch != "master" or self._has_commits()):
                 # before the first commit only master exists (as in the reference)
@@ -391,46 +393,7 @@ class Repository:
         if branch_head(self._git_repo(), journal.branch) == pending:
             journal.reset(journal.branch, pending)
         else:
-            journal.pending_commit = None
-            journal._rewrite()
-
-    def _commit_staged(
-        self, journal: Journal, message: str, extra_parents: tuple[str, ...] = ()
-    ) -> str:
-        """Write the commit for the staged changes and move the branch."""
-        git = self._git_repo()
-        ref = branch_ref(journal.branch)
-        current = branch_head(git, journal.branch)
-        if current != journal.base:
-            raise RuntimeError(
-                f"branch {journal.branch!r} moved to {current} while changes were staged on "
-                f"{journal.base}; reset the staging area and redo the changes"
-            )
-        base = TreeRecords(git, commit_tree(git, journal.base))
-        log = changelog.from_staged(journal.base, base, journal.asets)
-        changes = changelog.encode(log) if log is not None else None
-        tree = build_root(git, base, journal.asets, journal.meta, changes)
-        sha = self._write_commit(
-            tree, message, [p for p in (journal.base,) if p] + list(extra_parents)
-        )
-        journal.record("C", sha)
-        journal.sync()  # durable before the ref moves, even inside a batch
-        git.references.create(ref, pygit2.Oid(hex=sha), force=True)
-        journal.reset(journal.branch, sha)
-        return sha
-
-    def _write_commit(self, tree: bytes, message: str, parents: list[str]) -> str:
-        git = self._git_repo()
-        name, email = self._identity()
-        sig = signature(name, email)
-        msg = message.rstrip("\n") + "\n"
-        code = code_head(git)
-        if code is not None:
-            msg += f"\n{CODE_TRAILER}: {code}\n"
-        oid = git.create_commit(
-            None, sig, sig, msg, pygit2.Oid(raw=tree), [pygit2.Oid(hex=p) for p in parents]
-        )
-        return str(oid)
+            journal.drop_pending_commit()
 
     def clone(
         self,
@@ -508,7 +471,7 @@ class Repository:
                 raise ValueError("no commit to branch from: make a first commit")
         else:
             sha = resolve_commit(git, base_commit)
-        git.references.create(ref, pygit2.Oid(hex=sha))
+        move_branch(git, name, sha, f"hangar branch: created from {sha}")
         return name
 
     def _writer_branch(self) -> str:
@@ -638,6 +601,37 @@ class Repository:
         self._git_repo()
         return verify(self, full=full)
 
+    def repair(self, dry_run: bool = False) -> RepairReport:
+        """Put back what a crash, a bad disk or a racing tool broke (``fsck --repair``).
+
+        Branch refs that name a missing commit go back to the newest whole
+        commit of their reflog (a staging area on such a branch keeps its
+        changes, on the restored head); refs with none are deleted and noted
+        in ``.git/hangar/lost-refs``; an unreadable payload index is rebuilt
+        from the pack files. See :mod:`hangar_git.repair`.
+
+        Parameters
+        ----------
+        dry_run : bool
+            Only report what would be done.
+
+        Returns
+        -------
+        RepairReport
+            What was repaired; ``report.summary()`` says it in lines.
+
+        Raises
+        ------
+        WriterLockError
+            (a PermissionError) while a write checkout is open.
+        """
+        from .repair import repair
+
+        if not isinstance(dry_run, bool):
+            raise ValueError(f"dry_run must be a bool, not {dry_run!r}")
+        self._git_repo()
+        return repair(self, dry_run=dry_run)
+
     def gc(self, dry_run: bool = False) -> Any:
         """Reclaim unreferenced payloads, compact packs, repack git objects.
 
@@ -658,3 +652,132 @@ class Repository:
     def __repr__(self) -> str:
         state = "initialized" if self.initialized else "not initialized"
         return f"<hangar_git.Repository {self.path} ({state})>"
+
+    # ---- read-only views: names, branches, staging area, writer lock -------------
+    @property
+    def has_git(self) -> bool:
+        """True when the directory is inside a git repository (with hangar data or not)."""
+        return self._git is not None
+
+    @property
+    def writer_branch(self) -> str:
+        """Branch of the staging area (the write checkout's branch), read without the lock."""
+        self._git_repo()
+        return self._writer_branch()
+
+    def writer_lock_holder(self) -> dict[str, Any] | None:
+        """Who holds the writer lock, as the holder recorded it.
+
+        Returns
+        -------
+        dict or None
+            ``pid``, ``host``, ``user`` and ``since`` (a POSIX time); None when
+            nothing is recorded (the lock is free, or its holder wrote nothing).
+        """
+        from .status import lock_holder
+
+        self._git_repo()
+        assert self._hdir is not None
+        return lock_holder(self._hdir / "writer.json")
+
+    def staged_state(self) -> StagedState:
+        """What the staging area holds, read without taking the writer lock.
+
+        Works while a write checkout is open in another process.
+
+        Returns
+        -------
+        StagedState
+            Branch, base commit, branch head, the staged changes, and whether
+            they are stale (staged on a base the branch has moved from).
+        """
+        from .status import read_staged
+
+        return read_staged(self._git_repo(), self._journal_path())
+
+    def resolve_startpoint(self, spec: str | None = None) -> Startpoint:
+        """The commit a STARTPOINT names: a branch, ``remote/branch`` or commit hash prefix.
+
+        Parameters
+        ----------
+        spec : str, optional
+            What the user typed; None for the head of the staging area's branch.
+
+        Returns
+        -------
+        Startpoint
+            ``commit``, and ``branch`` when a branch was named.
+
+        Raises
+        ------
+        StartpointError
+            (a LookupError) No such branch or commit, a commit without hangar
+            data, or a branch with no commit yet.
+        """
+        from .refs import branch_startpoint, resolve_startpoint
+
+        git = self._git_repo()
+        if spec is None:
+            return branch_startpoint(git, self._writer_branch())
+        return resolve_startpoint(git, spec)
+
+    def branch_heads(self, *, messages: bool = False) -> list[BranchHead]:
+        """Every branch with its head commit: local ones, then remote-tracking ones.
+
+        Parameters
+        ----------
+        messages : bool
+            Also read each head commit's message.
+
+        Returns
+        -------
+        list of BranchHead
+        """
+        from .refs import branch_heads
+
+        return branch_heads(self._git_repo(), self.list_branches(), messages=messages)
+
+    def branch_commit(self, name: str, *, required: bool = True) -> str | None:
+        """Head commit of branch ``name`` (local, or remote-tracking ``remote/branch``).
+
+        Parameters
+        ----------
+        name : str
+            The branch.
+        required : bool
+            Raise ValueError when no such branch has a commit (default); else
+            return None.
+
+        Returns
+        -------
+        str or None
+        """
+        from .refs import branch_commit
+
+        return branch_commit(self._git_repo(), name, required=required)
+
+    def branch_labels(self) -> dict[str, list[str]]:
+        """Commit -> names of the branches (local and remote-tracking) at it."""
+        from .history import branch_labels
+
+        return branch_labels(self._git_repo())
+
+    def log_text(self, commit: str, *, show_time: bool = False, show_user: bool = False) -> str:
+        """The commit graph from ``commit``, drawn like ``git log --graph --oneline``.
+
+        Parameters
+        ----------
+        commit : str
+            Full hash of the newest commit to draw.
+        show_time, show_user : bool
+            Also show each commit's time, author.
+
+        Returns
+        -------
+        str
+            The lines of the graph, with branch names.
+        """
+        from .history import log_contents, render_log
+
+        git = self._git_repo()
+        return render_log(git, log_contents(git, commit), show_time=show_time, show_user=show_user)

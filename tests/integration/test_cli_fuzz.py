@@ -18,8 +18,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hangar_git import cli_maint
-from hangar_git.cli import CONTEXT_SETTINGS, RootGroup, main
+from hangar_git.cli import CONTEXT_SETTINGS, RootGroup, main, maint
 
 EXCLUDED = {"clone", "push", "fetch", "fetch-data", "remote ping"}
 EXCLUDED_OPTS = {"-o", "--output", "--install-man", "--to"}
@@ -39,7 +38,7 @@ def build_group() -> click.Group:
         params=list(main.params),
     )
     if "fsck" not in grp.commands:
-        cli_maint.register(grp)
+        maint.register(grp)
     return grp
 
 

@@ -1,7 +1,7 @@
 """The collaboration commands: ``remote``, ``push``, ``fetch``, ``fetch-data``, ``clone``.
 
 Run through click's CliRunner on a group built here with
-``cli_remote.register``, and once through a real subprocess.
+``hangar_git.cli.remotes.register``, and once through a real subprocess.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from hangar_git import cli_remote
-from hangar_git.cli import CONTEXT_SETTINGS, RootGroup
+from hangar_git.cli import CONTEXT_SETTINGS, RootGroup, remotes
 
 try:
     from .remotes_support import all_arrays, assert_same_data, bare_repo, make_repo, open_repo
@@ -37,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def group() -> click.Group:
     g = RootGroup(name="git-hangar", context_settings=CONTEXT_SETTINGS)
-    cli_remote.register(g)
+    remotes.register(g)
     return g
 
 
@@ -71,13 +70,13 @@ def test_register_adds_the_commands(group):
     ],
 )
 def test_parse_size(text, expected):
-    assert cli_remote.parse_size(text) == expected
+    assert remotes.parse_size(text) == expected
 
 
 @pytest.mark.parametrize("bad", ["", "MB", "1.2.3", "-5", "12 parsecs"])
 def test_parse_size_refuses(bad):
     with pytest.raises(click.BadParameter):
-        cli_remote.parse_size(bad)
+        remotes.parse_size(bad)
 
 
 @pytest.mark.parametrize(
@@ -90,7 +89,7 @@ def test_parse_size_refuses(bad):
     ],
 )
 def test_default_clone_dir(url, name):
-    assert cli_remote._default_dir(url) == name
+    assert remotes._default_dir(url) == name
 
 
 def test_remote_add_list_remove(group, repo, tmp_path):
@@ -264,8 +263,6 @@ def test_push_rejected_says_fetch_and_merge(group, tmp_path):
 
 
 def test_progress_bars_report_transfers(group, tmp_path, monkeypatch):
-    import hangar_git.cli as cli
-
     seen: dict[str, list[int]] = {}
 
     @contextlib.contextmanager
@@ -273,7 +270,7 @@ def test_progress_bars_report_transfers(group, tmp_path, monkeypatch):
         steps = seen.setdefault(label, [length])
         yield lambda n=1: steps.append(n)
 
-    monkeypatch.setattr(cli, "progress", recording)
+    monkeypatch.setattr(remotes, "progress", recording)
     alice = make_repo(tmp_path / "alice", n=30)
     bare = bare_repo(tmp_path / "team.git")
     alice.remote.add("origin", str(bare), data=str(tmp_path / "data"))
@@ -305,8 +302,8 @@ def test_commands_in_a_real_process(tmp_path):
     bare = bare_repo(tmp_path / "team.git")
     data = tmp_path / "data"
     launcher = (
-        "import sys; from hangar_git.cli import main; from hangar_git import cli_remote\n"
-        "if 'push' not in main.commands: cli_remote.register(main)\n"
+        "import sys; from hangar_git.cli import main, remotes\n"
+        "if 'push' not in main.commands: remotes.register(main)\n"
         "sys.argv[0] = 'git hangar'; main()\n"
     )
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))

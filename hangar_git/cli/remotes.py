@@ -1,7 +1,7 @@
 """``git hangar remote|push|fetch|fetch-data|clone``: collaboration commands.
 
-Added to the main command group by :func:`register`. Records travel with git,
-payloads with fsspec; see :mod:`hangar_git.remotes`.
+Commands of :mod:`hangar_git.cli`. Records travel with git, payloads with
+fsspec; see :mod:`hangar_git.remotes`.
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ import contextlib
 import os
 import re
 import shutil
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import click
+
+from .common import info, new_repo, open_repo, progress, resolve_startpoint, short
 
 _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d*)?)\s*([kmgt]?i?b?)?\s*", re.I)
 _UNITS = {
@@ -62,8 +63,6 @@ class _Bars:
         self._bars: dict[str, tuple[Callable[[int], Any], list[int]]] = {}
 
     def __call__(self, phase: str, done: int, total: int) -> None:
-        from .cli import progress
-
         bar = self._bars.get(phase)
         if bar is None:
             label = f"{self._verb} {_LABELS.get(phase, phase)}"
@@ -124,8 +123,6 @@ def remote_add(name: str, address: str | None, data: str | None, options: tuple[
     Credentials are never stored: git uses your ssh agent or credential
     helper, the data URL its usual environment (e.g. AWS_* variables).
     """
-    from .cli import info, open_repo
-
     opts: dict[str, Any] = {}
     for item in options:
         key, sep, value = item.partition("=")
@@ -145,8 +142,6 @@ def remote_add(name: str, address: str | None, data: str | None, options: tuple[
 @remote.command("list")
 def remote_list() -> None:
     """List remotes: name, git address, data URL."""
-    from .cli import open_repo
-
     for r in open_repo().remote.list_all():
         click.echo(f"{r.name}\t{r.address}\t{r.data or '-'}")
 
@@ -155,8 +150,6 @@ def remote_list() -> None:
 @click.argument("name")
 def remote_remove(name: str) -> None:
     """Remove remote NAME (its remote-tracking branches stay)."""
-    from .cli import info, open_repo
-
     removed = open_repo().remote.remove(name)
     info(f"removed remote {removed.name} ({removed.address})")
 
@@ -165,8 +158,6 @@ def remote_remove(name: str) -> None:
 @click.argument("name")
 def remote_ping(name: str) -> None:
     """Reach remote NAME's git address and data URL; print the round trip."""
-    from .cli import open_repo
-
     repo = open_repo()
     try:
         seconds = repo.remote.ping(name)
@@ -186,8 +177,6 @@ def push(remote_name: str, branch: str) -> None:
     merge REMOTE/BRANCH, and push again. An interrupted push can simply be
     rerun; what arrived is not sent again.
     """
-    from .cli import info, open_repo
-
     repo = open_repo()
     remotes = repo.remote
     with _Bars("Sending") as bars:
@@ -206,19 +195,15 @@ def fetch(remote_name: str, branch: str | None) -> None:
     Records only: they land on REMOTE/BRANCH, ready to merge; get their
     payloads with `git hangar fetch-data`.
     """
-    from .cli import info, open_repo, short
-    from .gitutil import REMOTES
-
     repo = open_repo()
     with _Bars("Receiving") as bars:
         if branch is None:
             names = repo.remote.fetch_all(remote_name, progress=bars)
         else:
             names = [repo.remote.fetch(remote_name, branch, progress=bars)]
-    git = repo._git_repo()
     for n in names:
-        ref = git.references.get(REMOTES + n)
-        info(f"{n} -> {short(str(ref.target)) if ref is not None else '?'}")
+        head = repo.branch_commit(n, required=False)
+        info(f"{n} -> {short(head) if head is not None else '?'}")
 
 
 @click.command("fetch-data")
@@ -243,8 +228,6 @@ def fetch_data(
 
     Every payload is verified against its digest before it is stored.
     """
-    from .cli import info, open_repo, resolve_startpoint
-
     budget = parse_size(nbytes) if nbytes is not None else None
     repo = open_repo()
     sp = resolve_startpoint(repo, startpoint)
@@ -311,18 +294,13 @@ def clone(
     Samples are remote references until `git hangar fetch-data` brings their
     payloads (or a checkout opened with fetch_missing reads them).
     """
-    from .cli import info
-    from .repository import Repository
-
     target = Path(directory or _default_dir(git_url))
     created = not target.exists()
     target.mkdir(parents=True, exist_ok=True)
     if "://" not in git_url and Path(git_url).exists():
         git_url = str(Path(git_url).resolve())
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            repo = Repository(target, exists=False)
+        repo = new_repo(target)
         with _Bars("Receiving") as bars:
             branch = repo.clone(
                 user_name,
@@ -343,10 +321,14 @@ def clone(
     )
 
 
+#: the commands of this module
+COMMANDS: tuple[click.Command, ...] = (remote, push, fetch, fetch_data, clone)
+
+
 def register(group: click.Group) -> None:
     """Add ``remote``, ``push``, ``fetch``, ``fetch-data`` and ``clone`` to ``group``."""
-    for cmd in (remote, push, fetch, fetch_data, clone):
+    for cmd in COMMANDS:
         group.add_command(cmd)
 
 
-__all__ = ["clone", "fetch", "fetch_data", "parse_size", "push", "register", "remote"]
+__all__ = ["COMMANDS", "clone", "fetch", "fetch_data", "parse_size", "push", "register", "remote"]

@@ -1,0 +1,190 @@
+"""``git hangar show|export``: sample arrays out of a commit, to the terminal or to files.
+
+Commands of :mod:`hangar_git.cli`; each works on the hangar repository
+containing the current directory. numpy is imported only when they run.
+"""
+
+from __future__ import annotations
+
+import errno
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .common import CLIError, info, isatty, open_repo, progress, reader, resolve_startpoint
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..arrayset import ArraysetDataReader
+
+
+def _parse_show_spec(spec: str) -> tuple[str | None, str, str]:
+    parts = spec.split(":", 2)
+    if len(parts) != 3 or not parts[1] or not parts[2]:
+        raise click.BadParameter(
+            f"{spec!r}: expected STARTPOINT:ARRAYSET:KEY (e.g. master:images:0001)",
+            param_hint="'SPEC'",
+        )
+    return parts[0] or None, parts[1], parts[2]
+
+
+def _lookup_key(aset: Any, text: str) -> Any:
+    """The sample key ``text`` names: ``s:x``/``i:5`` explicitly, else str, else int."""
+    if text[:2] in ("s:", "i:"):
+        from ..naming import decode_key
+
+        try:
+            return decode_key(text)
+        except (ValueError, Exception):
+            raise CLIError(f"invalid key {text!r}") from None
+    if text in aset:
+        return text
+    if text.isdigit() and int(text) in aset:
+        return int(text)
+    raise CLIError(f"arrayset {aset.name!r} has no sample {text!r}")
+
+
+@dataclass
+class _Writer:
+    """A file-like object with only ``write``, which writes all it is given.
+
+    numpy writes to it in chunks (not with ``tofile``). ``stream`` may be an
+    unbuffered binary stdout (``PYTHONUNBUFFERED``), whose ``write`` can write
+    only part of the bytes: the rest is written after, so a reader that went
+    away is seen as EPIPE, never as a silently short file.
+    """
+
+    stream: Any
+
+    def write(self, data: bytes) -> int:
+        """Write all of ``data``; returns its length."""
+        view = memoryview(data).cast("B")
+        while view:
+            n = self.stream.write(view)
+            if n is None:  # a non-blocking stream that is full
+                raise BlockingIOError(errno.EAGAIN, "standard output is not ready")
+            view = view[n:]
+        return len(data)
+
+
+@click.command()
+@click.argument("spec", metavar="STARTPOINT:ARRAYSET:KEY")
+@click.option("--full", is_flag=True, help="Print every element (no '...' summarising).")
+@click.option(
+    "--npy",
+    "as_npy",
+    is_flag=True,
+    help="Write the array as .npy bytes to stdout (redirect it to a file).",
+)
+def show(spec: str, full: bool, as_npy: bool) -> None:
+    """Print one sample array.
+
+    KEY may be written s:NAME or i:NUMBER to pick the key type. An empty
+    STARTPOINT (':ARRAYSET:KEY') means the staging area's branch head.
+    """
+    import numpy as np
+
+    sp_text, aset_name, key_text = _parse_show_spec(spec)
+    repo = open_repo()
+    sp = resolve_startpoint(repo, sp_text)
+    with reader(repo, sp.commit) as co:
+        if aset_name not in co.arraysets:
+            raise CLIError(f"no arrayset named {aset_name!r} at {sp.label}")
+        aset = co.arraysets[aset_name]
+        key = _lookup_key(aset, key_text)
+        if key not in aset:
+            raise CLIError(f"arrayset {aset_name!r} has no sample {key!r} at {sp.label}")
+        arr = aset[key]
+    if as_npy:
+        _write_npy(arr)
+        return
+    info(f"{aset_name}[{key!r}] at {sp.label}: shape {arr.shape}, dtype {arr.dtype}")
+    opts: dict[str, Any] = {"threshold": sys.maxsize} if full else {}
+    with np.printoptions(**opts):
+        click.echo(np.array2string(arr, separator=", ") if arr.ndim else repr(arr.item()))
+
+
+def _write_npy(arr: Any) -> None:
+    """Write ``arr`` as .npy bytes to stdout (refused when stdout is a terminal)."""
+    import numpy as np
+
+    out = sys.stdout.buffer
+    if isatty(out):
+        raise CLIError("refusing to write binary .npy data to a terminal; redirect stdout")
+    # through a plain writer, not numpy's tofile(): a reader that stops early
+    # (`| head -c`) then ends the command quietly (EPIPE) instead of with an
+    # error that names no cause
+    sink = _Writer(out)
+    np.lib.format.write_array(sink, np.asarray(arr, order="C"), allow_pickle=False)
+    out.flush()
+
+
+@click.command()
+@click.argument("arrayset")
+@click.argument("startpoint", required=False)
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    required=True,
+    metavar="DIR",
+    type=click.Path(file_okay=False),
+    help="Folder to write into (created if needed).",
+)
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(["npy", "npz", "hdf5"]),
+    default="npy",
+    show_default=True,
+    help="npy: one <key>.npy per sample; npz: <arrayset>.npz; hdf5: <arrayset>.h5.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace files that exist.")
+def export(arrayset: str, startpoint: str | None, out_dir: str, fmt: str, overwrite: bool) -> None:
+    """Export an arrayset to .npy/.npz/HDF5 files.
+
+    Writes the samples of ARRAYSET at STARTPOINT (default: the staging
+    area's branch head).
+    """
+    repo = open_repo()
+    sp = resolve_startpoint(repo, startpoint)
+    with reader(repo, sp.commit) as co:
+        if arrayset not in co.arraysets:
+            raise CLIError(f"no arrayset named {arrayset!r} at {sp.label}")
+        aset = co.arraysets[arrayset]
+        n = len(aset)
+        files = _export(aset, arrayset, out_dir, fmt, overwrite)
+    where = out_dir if fmt == "npy" else str(files[0])
+    info(f"Exported {n} sample{'s' if n != 1 else ''} of {arrayset!r} at {sp.label} to {where}")
+
+
+def _export(
+    aset: ArraysetDataReader, name: str, out_dir: str, fmt: str, overwrite: bool
+) -> list[Path]:
+    """Write the samples of ``aset`` with a progress bar; an existing file is a CLIError."""
+    from ..io_formats import export_arrays
+
+    with progress(len(aset), f"Exporting {name}") as update:
+        try:
+            return export_arrays(aset, out_dir, fmt, overwrite=overwrite, progress=update)
+        except FileExistsError as exc:
+            raise CLIError(
+                f"{exc.filename} exists: pass --overwrite to replace existing files"
+            ) from None
+
+
+#: the commands of this module
+COMMANDS: tuple[click.Command, ...] = (show, export)
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to ``group``."""
+    for cmd in COMMANDS:
+        group.add_command(cmd)
+
+
+__all__ = ["COMMANDS", "export", "register", "show"]

@@ -1,0 +1,305 @@
+"""``git hangar log|summary|branch|diff|merge``: history, branches and merges.
+
+Commands of :mod:`hangar_git.cli`; each works on the hangar repository
+containing the current directory.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from .common import (
+    CLIError,
+    HangarGroup,
+    emit_json,
+    info,
+    json_option,
+    open_repo,
+    reader,
+    resolve_startpoint,
+    short,
+)
+from .render import conflict_lines, conflicts_json, diff_records_json, diff_records_lines
+
+if TYPE_CHECKING:
+    from ..diff import BranchDiff, DiffRecords
+    from ..refs import Startpoint
+    from ..repository import Repository
+
+
+# ---- log / summary ----------------------------------------------------------------------
+@click.command()
+@click.argument("startpoint", required=False)
+@click.option("--time", "show_time", is_flag=True, help="Show commit times.")
+@click.option("--user", "show_user", is_flag=True, help="Show commit authors.")
+@json_option
+def log(startpoint: str | None, show_time: bool, show_user: bool, as_json: bool) -> None:
+    """Show the commit graph.
+
+    Starts at STARTPOINT (default: the staging area's branch head). Drawn
+    like `git log --graph --oneline`, with branch names.
+    """
+    repo = open_repo()
+    sp = resolve_startpoint(repo, startpoint)
+    if as_json:
+        contents = repo.log(commit=sp.commit, return_contents=True)
+        assert contents is not None
+        labels = repo.branch_labels()
+        contents["branches"] = {h: sorted(labels[h]) for h in contents["order"] if h in labels}
+        emit_json(contents)
+        return
+    click.echo(repo.log_text(sp.commit, show_time=show_time, show_user=show_user))
+
+
+@click.command()
+@click.argument("startpoint", required=False)
+@json_option
+def summary(startpoint: str | None, as_json: bool) -> None:
+    """Show what a commit holds.
+
+    Arraysets, sample counts, schemas and metadata at STARTPOINT (default:
+    the staging area's branch head).
+    """
+    from ..history import render_summary, summary_contents
+
+    repo = open_repo()
+    sp = resolve_startpoint(repo, startpoint)
+    contents = summary_contents(repo, sp.commit)
+    if as_json:
+        emit_json(contents)
+        return
+    click.echo(render_summary(contents))
+
+
+# ---- branches ------------------------------------------------------------------------------
+@click.group(cls=HangarGroup)
+def branch() -> None:
+    """Create, list and delete branches."""
+
+
+@branch.command("create")
+@click.argument("name")
+@click.argument("startpoint", required=False)
+def branch_create(name: str, startpoint: str | None) -> None:
+    """Create a branch.
+
+    Creates NAME at STARTPOINT (default: the staging area's branch head).
+    """
+    repo = open_repo()
+    sp = resolve_startpoint(repo, startpoint)
+    repo.create_branch(name, base_commit=sp.commit)
+    info(f"Created branch {name!r} at {short(sp.commit)}")
+
+
+@branch.command("list")
+@click.option("-v", "--verbose", is_flag=True, help="Show each head commit and its message.")
+@json_option
+def branch_list(verbose: bool, as_json: bool) -> None:
+    """List branches.
+
+    The staging area's branch is marked '*'; remote branches follow.
+    """
+    repo = open_repo()
+    current = repo.writer_branch
+    heads = repo.branch_heads(messages=verbose and not as_json)
+    if as_json:
+        emit_json(
+            [
+                {
+                    "name": h.name,
+                    "commit": h.commit,
+                    "remote": h.remote,
+                    "current": (not h.remote and h.name == current),
+                }
+                for h in heads
+            ]
+        )
+        return
+    for h in heads:
+        mark = "*" if not h.remote and h.name == current else " "
+        label = f"remotes/{h.name}" if h.remote else h.name
+        line = f"{mark} {label}"
+        if verbose:
+            msg = (h.message.splitlines() or [""])[0] if h.message else ""
+            line = f"{mark} {label:<20} {short(h.commit)} {msg}".rstrip()
+        click.echo(line)
+
+
+@branch.command("delete")
+@click.argument("name")
+@click.option(
+    "-f",
+    "--force",
+    is_flag=True,
+    help="Delete even if its commits are on no other branch (they are lost to hangar).",
+)
+def branch_delete(name: str, force: bool) -> None:
+    """Delete a branch.
+
+    Refused when NAME holds commits no other branch has, unless --force.
+    """
+    repo = open_repo()
+    head = repo.remove_branch(name, force=force)
+    info(f"Deleted branch {name!r} (was {short(head)})")
+
+
+# ---- diff and merge ----------------------------------------------------------------------
+@click.command()
+@click.argument("a", required=False, metavar="[A]")
+@click.argument("b", required=False, metavar="[B]")
+@click.option("--stat", is_flag=True, help="A table of change counts per arrayset.")
+@click.option("--name-only", is_flag=True, help="List the changed keys (A/D/M, one per line).")
+@json_option
+def diff(a: str | None, b: str | None, stat: bool, name_only: bool, as_json: bool) -> None:
+    """Show staged changes, or changes between commits.
+
+    No argument: the staged changes. With one STARTPOINT A: from the
+    staging area's branch head to A. With two: from A to B. Conflicts that
+    a merge of the two would meet are listed too.
+    """
+    repo = open_repo()
+    if a is None:
+        st = repo.staged_state()
+        if as_json:
+            out = diff_records_json(st.diff, names=name_only)
+            out.update({"from": st.base, "to": "staged", "branch": st.branch})
+            emit_json(out)
+            return
+        lines = diff_records_lines(st.diff, stat=stat, names=name_only)
+        for line in lines:
+            click.echo(line)
+        return
+    _diff_commits(repo, a, b, stat=stat, names=name_only, as_json=as_json)
+
+
+def _diff_commits(
+    repo: Repository, a: str, b: str | None, *, stat: bool, names: bool, as_json: bool
+) -> None:
+    """``diff A [B]``: the changes on each side since the merge base, and the conflicts."""
+    if b is None:
+        left, right = resolve_startpoint(repo, None), resolve_startpoint(repo, a)
+    else:
+        left, right = resolve_startpoint(repo, a), resolve_startpoint(repo, b)
+    with reader(repo, left.commit) as co:
+        changes, conflicts = co.diff.commit(right.commit)
+    if as_json:
+        emit_json(
+            {
+                "from": left.commit,
+                "to": right.commit,
+                "merge_base": changes.base,
+                "from_side": diff_records_json(changes.master, names=names),
+                "to_side": diff_records_json(changes.dev, names=names),
+                "incoming": diff_records_json(changes.incoming, names=names),
+                "conflicts": conflicts_json(conflicts),
+            }
+        )
+        return
+    for title, records in _diff_sections(left, right, changes):
+        click.echo(title)
+        lines = diff_records_lines(records, stat=stat, names=names, indent="  ")
+        for line in lines or ["  no changes"]:
+            click.echo(line)
+    all_conflicts = conflict_lines(conflicts, limit=None)
+    if all_conflicts:
+        click.echo(f"Conflicts a merge would meet ({len(all_conflicts)}):")
+        for line in all_conflicts:
+            click.echo(line)
+
+
+def _diff_sections(
+    left: Startpoint, right: Startpoint, changes: BranchDiff
+) -> list[tuple[str, DiffRecords]]:
+    """The titled parts of a diff between commits: one side's changes, or both sides'."""
+    base = changes.base
+    if base == left.commit:
+        return [(f"From {left.label} to {right.label}:", changes.dev)]
+    if changes.master.empty and base is not None:
+        return [
+            (
+                f"On {right.label} since the merge base {short(base)} "
+                f"({left.label} has no changes of its own):",
+                changes.dev,
+            )
+        ]
+    where = f"the merge base {short(base)}" if base else "nothing (no common history)"
+    return [
+        (f"On {left.label} since {where}:", changes.master),
+        (f"On {right.label} since {where}:", changes.dev),
+    ]
+
+
+@click.command()
+@click.argument("dev_branch")
+@click.option(
+    "-m",
+    "--message",
+    "message",
+    metavar="MSG",
+    help="Message of the merge commit (default: \"Merge branch 'DEV' into 'THIS'\").",
+)
+@click.option(
+    "-s",
+    "--strategy",
+    type=click.Choice(["ours", "theirs"]),
+    default=None,
+    help="Resolve sample and metadata conflicts with our or their values "
+    "(schema conflicts are never resolved).",
+)
+def merge(dev_branch: str, message: str | None, strategy: str | None) -> None:
+    """Merge a branch into the staging area's branch.
+
+    Merges DEV_BRANCH. A fast-forward when the history is linear, else a merge commit with both
+    parents. A merge with conflicts changes nothing and lists them.
+    """
+    from ..errors import MergeConflictError
+
+    repo = open_repo()
+    target = repo.writer_branch
+    dev_head = repo.branch_commit(dev_branch)
+    before = repo.branch_commit(target, required=False)
+    msg = message or f"Merge branch '{dev_branch}' into '{target}'"
+    try:
+        sha = repo.merge(msg, target, dev_branch, strategy=strategy)
+    except MergeConflictError as exc:
+        raise _merge_conflict_error(exc.conflicts, dev_branch, target, strategy) from None
+    if sha == before:
+        info(f"Already up to date: {target!r} contains {dev_branch!r}")
+    elif sha == dev_head:
+        info(f"Fast-forward {target!r}: {short(before)}..{short(sha)}")
+    else:
+        info(f"Merged {dev_branch!r} into {target!r}: {short(sha)}")
+
+
+def _merge_conflict_error(
+    conflicts: Any, dev_branch: str, target: str, strategy: str | None
+) -> CLIError:
+    """The error of a merge that met conflicts: how many, the way out, and the list."""
+    n = len(conflict_lines(conflicts, limit=None))
+    if strategy is None:
+        hint = "resolve them, or merge with --strategy ours|theirs"
+    else:
+        hint = (
+            f"--strategy {strategy} resolves sample and metadata conflicts, never "
+            "arrayset (schema) conflicts"
+        )
+    return CLIError(
+        f"merge of {dev_branch!r} into {target!r} aborted, nothing changed: {n} "
+        f"conflict{'s' if n != 1 else ''} ({hint})",
+        conflict_lines(conflicts, limit=50),
+    )
+
+
+#: the commands of this module
+COMMANDS: tuple[click.Command, ...] = (log, summary, branch, diff, merge)
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to ``group``."""
+    for cmd in COMMANDS:
+        group.add_command(cmd)
+
+
+__all__ = ["COMMANDS", "branch", "diff", "log", "merge", "register", "summary"]

@@ -1,0 +1,269 @@
+"""``git hangar init|status|add|commit|checkout|reset``: a repository and its staging area.
+
+Commands of :mod:`hangar_git.cli`; each works on the hangar repository
+containing the current directory (``init`` creates it).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from .common import (
+    CLIError,
+    check_branch_exists,
+    emit_json,
+    holder_text,
+    info,
+    is_quiet,
+    json_option,
+    new_repo,
+    open_repo,
+    progress,
+    repo_path,
+    short,
+    warn,
+    writer,
+)
+from .render import diff_records_json, diff_records_lines
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..status import StagedState
+
+
+@click.command()
+@click.option(
+    "--name",
+    "user_name",
+    metavar="NAME",
+    help="Author name for commits (default: git config user.name).",
+)
+@click.option(
+    "--email",
+    "user_email",
+    metavar="EMAIL",
+    help="Author email for commits (default: git config user.email).",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Delete an existing hangar repository here (all its data and history) and start afresh.",
+)
+def init(user_name: str | None, user_email: str | None, overwrite: bool) -> None:
+    """Create a hangar repository in this git repository.
+
+    Creates the git repository first when the current directory is not in
+    one. Your git HEAD, index and work tree are left alone.
+    """
+    repo = new_repo(repo_path())
+    if repo.initialized and not overwrite:
+        raise CLIError(
+            f"a hangar repository already exists in {repo.path}; pass --overwrite to delete "
+            "it and start afresh"
+        )
+    if repo.initialized and repo.writer_lock_held:
+        raise CLIError(
+            f"cannot overwrite: the writer lock is held by {holder_text(repo.writer_lock_holder())}"
+        )
+    try:
+        hdir = repo.init(user_name=user_name, user_email=user_email, remove_old=overwrite)
+    except ValueError as exc:
+        if str(exc).startswith("no identity"):
+            raise CLIError(
+                "no identity for commits: pass --name and --email, or set "
+                "`git config user.name` and `git config user.email`"
+            ) from None
+        raise
+    info(f"Initialized empty hangar repository in {hdir}")
+
+
+@click.command()
+@json_option
+def status(as_json: bool) -> None:
+    """Show the branch, staged changes and writer lock.
+
+    Staged changes are counted per arrayset. Reads without taking the
+    writer lock, so it works while a write checkout is open elsewhere.
+    """
+    repo = open_repo()
+    st = repo.staged_state()
+    held = repo.writer_lock_held
+    holder = repo.writer_lock_holder() if held else None
+    if as_json:
+        emit_json(
+            {
+                "branch": st.branch,
+                "base": st.base,
+                "head": st.head,
+                "status": "CLEAN" if st.diff.empty else "DIRTY",
+                "stale": st.stale,
+                "writer_lock": {"held": held, "holder": holder},
+                "changes": diff_records_json(st.diff),
+            }
+        )
+        return
+    where = f"at {short(st.base)}" if st.base else "(no commits yet)"
+    click.echo(f"On branch {st.branch} {where}")
+    click.echo("Writer lock: " + (f"held by {holder_text(holder)}" if held else "free"))
+    _print_staged(st)
+
+
+def _print_staged(st: StagedState) -> None:
+    """The staged changes part of ``status`` (with a warning when they are stale)."""
+    if st.stale:
+        click.echo(
+            f"warning: branch {st.branch!r} moved to {short(st.head)} after these changes "
+            f"were staged on {short(st.base)}; committing them will fail"
+        )
+    if st.diff.empty:
+        click.echo("Nothing staged.")
+        return
+    click.echo("Changes staged for commit:")
+    click.echo('  (use "git hangar commit -m MSG" to commit, "git hangar reset" to discard)')
+    for line in diff_records_lines(st.diff, indent="    "):
+        click.echo(line)
+
+
+@click.command()
+@click.argument("arrayset")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option(
+    "-b",
+    "--branch",
+    metavar="BRANCH",
+    help="Stage on this branch (the staging area moves to it, as with checkout).",
+)
+@click.option("-r", "--recursive", is_flag=True, help="Also import from subfolders.")
+@click.option(
+    "--variable-shape",
+    is_flag=True,
+    help="When creating the arrayset, make it variable-shape (max shape = the "
+    "largest input) instead of requiring one shape.",
+)
+def add(
+    arrayset: str, paths: tuple[str, ...], branch: str | None, recursive: bool, variable_shape: bool
+) -> None:
+    """Stage arrays from .npy/.npz/HDF5 files into ARRAYSET.
+
+    PATH is a .npy file (key: the file stem), an .npz archive (keys: member
+    names), an HDF5 file (keys: dataset paths, '/' as '.'), or a folder of
+    such files. The arrayset is created from the first array when it does
+    not exist. Every file is checked before anything is staged.
+    """
+    from ..io_formats import import_arrays, scan_paths
+    from ..naming import check_arrayset_name
+
+    check_arrayset_name(arrayset)
+    repo = open_repo()
+    if branch is not None:
+        check_branch_exists(repo, branch)
+    scan = scan_paths(paths, recursive=recursive)
+    _warn_skipped(scan.skipped)
+    n = len(scan.sources)
+    with writer(repo, branch) as co:
+        on = co.branch_name
+        with progress(n, f"Staging into {arrayset}") as update:
+            res = import_arrays(
+                co, arrayset, scan.sources, variable_shape=variable_shape, progress=update
+            )
+    new = " (new arrayset)" if res.created else ""
+    info(
+        f"Staged {res.total} array{'s' if res.total != 1 else ''} into {arrayset!r}{new} "
+        f"on branch {on}: {res.added} added, {res.replaced} replaced"
+        + (f", {res.unchanged} unchanged" if res.unchanged else "")
+    )
+
+
+def _warn_skipped(skipped: list[Path]) -> None:
+    """Warn about the files and subfolders ``add`` passed over."""
+    if not skipped:
+        return
+    files = [p for p in skipped if not p.is_dir()]
+    dirs = [p for p in skipped if p.is_dir()]
+    if files:
+        warn(
+            f"passed over {len(files)} file(s) that are not .npy/.npz/HDF5 files (e.g. {files[0]})"
+        )
+    if dirs:
+        warn(f"passed over {len(dirs)} subfolder(s) (e.g. {dirs[0]}); use -r to enter them")
+
+
+@click.command()
+@click.option(
+    "-m",
+    "--message",
+    "messages",
+    multiple=True,
+    required=True,
+    metavar="MSG",
+    help="Commit message (several -m make paragraphs).",
+)
+def commit(messages: tuple[str, ...]) -> None:
+    """Commit the staged changes.
+
+    The commit goes on the staging area's branch.
+    """
+    message = "\n\n".join(m.strip() for m in messages if m.strip())
+    if not message:
+        raise CLIError("empty commit message: give one with -m")
+    repo = open_repo()
+    with writer(repo) as co:
+        if co.diff.status() == "CLEAN":
+            raise CLIError("nothing to commit: no changes staged")
+        stats = co.diff.staged()
+        sha = co.commit(message)
+        branch = co.branch_name
+    info(f"[{branch} {short(sha)}] {message.splitlines()[0]}")
+    if not is_quiet():
+        for line in diff_records_lines(stats, indent=" "):
+            click.echo(line)
+
+
+@click.command()
+@click.argument("branch")
+def checkout(branch: str) -> None:
+    """Move the staging area to BRANCH.
+
+    The write checkout's branch becomes BRANCH. Refused while changes are
+    staged on another branch: commit or reset them first.
+    """
+    repo = open_repo()
+    check_branch_exists(repo, branch)
+    before = repo.writer_branch
+    with writer(repo, branch):
+        pass
+    if before == branch:
+        info(f"Already on {branch!r}")
+    else:
+        info(f"Switched to branch {branch!r}")
+
+
+@click.command()
+def reset() -> None:
+    """Discard all staged changes.
+
+    The staging area returns to the head of its branch.
+    """
+    repo = open_repo()
+    with writer(repo) as co:
+        if co.diff.status() == "CLEAN":
+            info("Nothing staged.")
+            return
+        base = co.reset_staging_area()
+    info(f"Staging area reset to {short(base) if base else 'an empty branch'}")
+
+
+#: the commands of this module, in the order ``git hangar -h`` lists them
+COMMANDS: tuple[click.Command, ...] = (init, status, add, commit, checkout, reset)
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to ``group``."""
+    for cmd in COMMANDS:
+        group.add_command(cmd)
+
+
+__all__ = ["COMMANDS", "add", "checkout", "commit", "init", "register", "reset", "status"]

@@ -1,0 +1,240 @@
+"""Names to commits: STARTPOINTs and the heads of local and remote-tracking branches.
+
+A STARTPOINT is what a user types to name a commit: a branch (local, or
+remote-tracking ``remote/branch``) or a commit hash (a unique prefix is
+enough). The functions here take the pygit2 repository; the public way in is
+through :class:`hangar_git.Repository` (:meth:`~hangar_git.Repository.resolve_startpoint`,
+:meth:`~hangar_git.Repository.branch_heads`,
+:meth:`~hangar_git.Repository.branch_commit`). Nothing here writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, overload
+
+from .errors import HangarError
+from .gitutil import HEADS, REMOTES, branch_head, list_branches, ref_commit, resolve_commit
+from .naming import check_branch_name, check_remote_name
+
+if TYPE_CHECKING:
+    import pygit2
+
+SHORT = 8  # digits of a commit hash in labels and messages
+
+
+class StartpointError(HangarError, LookupError):
+    """A STARTPOINT that names no commit to read."""
+
+
+class NoCommitsError(StartpointError):
+    """The branch exists (or is the staging area's) but has no commit yet."""
+
+
+class UnknownStartpointError(StartpointError):
+    """Neither a branch (local or remote-tracking) nor a commit of this repository."""
+
+
+class NotDataCommitError(StartpointError):
+    """A git commit that holds no hangar data (no ``hangar.json`` in its tree)."""
+
+
+@dataclass(frozen=True)
+class Startpoint:
+    """A resolved STARTPOINT: the commit, and the branch name when one was given.
+
+    Attributes
+    ----------
+    commit : str
+        Full hash of the commit.
+    branch : str or None
+        The branch (``name`` or ``remote/name``) the commit was reached by,
+        None when it was named by its hash.
+    """
+
+    commit: str
+    branch: str | None
+
+    @property
+    def label(self) -> str:
+        """The branch name, or the short hash when a commit was named directly."""
+        return self.branch if self.branch else self.commit[:SHORT]
+
+
+@dataclass(frozen=True)
+class BranchHead:
+    """A branch and the commit at its head.
+
+    Attributes
+    ----------
+    name : str
+        ``name`` for a local branch, ``remote/name`` for a remote-tracking one.
+    commit : str or None
+        Head commit; None for a branch with no commit yet (``master`` before
+        the first commit).
+    remote : bool
+        True for a remote-tracking branch.
+    message : str or None
+        The head commit's message when asked for (see :func:`branch_heads`).
+    """
+
+    name: str
+    commit: str | None
+    remote: bool
+    message: str | None = None
+
+
+def branch_startpoint(git: pygit2.Repository, branch: str) -> Startpoint:
+    """The head of local ``branch`` as a STARTPOINT.
+
+    Raises
+    ------
+    NoCommitsError
+        If the branch has no commit yet.
+    CorruptRecordError
+        If the branch ref is damaged.
+    """
+    head = branch_head(git, branch)
+    if head is None:
+        raise NoCommitsError(f"branch {branch!r} has no commits yet")
+    return Startpoint(head, branch)
+
+
+def resolve_startpoint(git: pygit2.Repository, spec: str) -> Startpoint:
+    """Resolve a branch name (local, then ``remote/branch``) or a commit hash prefix.
+
+    Parameters
+    ----------
+    git : pygit2.Repository
+        The repository holding the hangar refs.
+    spec : str
+        What the user typed.
+
+    Returns
+    -------
+    Startpoint
+        The commit, with the branch name when ``spec`` named a branch.
+
+    Raises
+    ------
+    UnknownStartpointError
+        If ``spec`` is no branch and no commit of this repository.
+    NotDataCommitError
+        If ``spec`` names a commit that holds no hangar data.
+    """
+    for prefix in (HEADS, REMOTES):
+        try:
+            ref = git.references.get(prefix + spec)
+        except Exception:  # invalid reference names
+            ref = None
+        if ref is not None:
+            return Startpoint(str(ref.target), spec)
+    try:
+        sha = resolve_commit(git, spec)
+    except ValueError:
+        raise UnknownStartpointError(f"unknown branch or commit {spec!r}") from None
+    commit = git.get(sha)
+    if commit is None or "hangar.json" not in commit.tree:
+        raise NotDataCommitError(f"commit {sha[:SHORT]} is not a hangar data commit")
+    return Startpoint(sha, None)
+
+
+def branch_heads(
+    git: pygit2.Repository, local: list[str], *, messages: bool = False
+) -> list[BranchHead]:
+    """The ``local`` branches with their heads, then every remote-tracking branch.
+
+    Parameters
+    ----------
+    git : pygit2.Repository
+        The repository holding the hangar refs.
+    local : list of str
+        Names of the local branches, in the order to list them.
+    messages : bool
+        Also read each head commit's message (without its code trailer).
+
+    Returns
+    -------
+    list of BranchHead
+        Local branches first, in the given order; then remote-tracking ones, sorted.
+
+    Raises
+    ------
+    CorruptRecordError
+        If a local branch ref is damaged.
+    """
+    from .history import commit_spec
+
+    remotes = [b for b in list_branches(git, remotes=True) if b not in set(local)]
+    out: list[BranchHead] = []
+    for name, remote in [(b, False) for b in local] + [(b, True) for b in remotes]:
+        if remote:
+            ref = git.references.get(REMOTES + name)
+            head = str(ref.target) if ref is not None else None
+        else:
+            head = branch_head(git, name)
+        message = None
+        if messages and head:
+            message = commit_spec(git.get(head))["commit_message"]  # type: ignore[arg-type]
+        out.append(BranchHead(name, head, remote, message))
+    return out
+
+
+@overload
+def branch_commit(git: pygit2.Repository, name: str, *, required: Literal[True] = ...) -> str: ...
+@overload
+def branch_commit(git: pygit2.Repository, name: str, *, required: bool) -> str | None: ...
+def branch_commit(git: pygit2.Repository, name: str, *, required: bool = True) -> str | None:
+    """Head commit of local branch ``name``, or of remote-tracking ``remote/branch``.
+
+    Parameters
+    ----------
+    git : pygit2.Repository
+        The repository holding the hangar refs.
+    name : str
+        ``branch`` or ``remote/branch``.
+    required : bool
+        Raise when no such branch has a commit (default); else return None.
+
+    Returns
+    -------
+    str or None
+        The head commit; None (only when not ``required``) for no such branch
+        or no commit on it.
+
+    Raises
+    ------
+    ValueError
+        If the name is invalid, or (``required``) names no branch with commits.
+    CorruptRecordError
+        If the ref is damaged.
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"branch name must be str, not {type(name).__name__}: {name!r}")
+    if "/" in name:
+        remote, _, rest = name.partition("/")
+        check_remote_name(remote)
+        check_branch_name(rest)
+        sha = ref_commit(git, REMOTES + name)
+        missing = f"no remote-tracking branch named {name!r}"
+    else:
+        check_branch_name(name)
+        sha = branch_head(git, name)
+        missing = f"no branch named {name!r} with commits"
+    if sha is None and required:
+        raise ValueError(missing)
+    return sha
+
+
+__all__ = [
+    "BranchHead",
+    "NoCommitsError",
+    "NotDataCommitError",
+    "Startpoint",
+    "StartpointError",
+    "UnknownStartpointError",
+    "branch_commit",
+    "branch_heads",
+    "branch_startpoint",
+    "resolve_startpoint",
+]
