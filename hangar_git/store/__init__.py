@@ -7,6 +7,7 @@ branches, commits or arraysets: records above it only hold digests.
 
 from .digest import Payload, array_digest, payload_from_array
 from .packs import Location, PackReader, PackStore, PackWriter
+from .rebuild import RebuildReport, rebuild_index
 
 __all__ = [
     "Location",
@@ -14,6 +15,8 @@ __all__ = [
     "PackStore",
     "PackWriter",
     "Payload",
+    "RebuildReport",
     "array_digest",
     "payload_from_array",
+    "rebuild_index",
 ]

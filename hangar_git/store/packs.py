@@ -11,7 +11,10 @@ A block is a 20-byte header (magic, codec, raw length, CRC-32 of the stored
 bytes) followed by the stored bytes: the blosc2-compressed concatenation of
 the items' raw bytes, or those bytes as they are when they do not compress.
 Small arrays share blocks (one decompression serves many reads); a large
-array gets a block of its own.
+array gets a block of its own. For the blocks of each flush the writer also
+appends *manifest records* naming their entries to ``packs/NNNNNNNN.manifest``
+(see :mod:`.manifest`), synced with the pack: readers never read them, and
+:mod:`.rebuild` rebuilds a lost index from them.
 
 The index maps a payload digest to (block, offset of the item in the block,
 kind); the item's length follows from its kind. Entries live in *segments*:
@@ -55,6 +58,7 @@ from filelock import FileLock, Timeout
 from ..errors import IntegrityError, MissingPayloadError, WriterLockError
 from . import chunked, durable
 from ._blosc import blosc2
+from .block_format import BLOCK_MAGIC, CODEC_BLOSC2_LZ4, CODEC_RAW, CRC, HEADER, HEADER_SIZE
 from .checksum import FAST as FAST_CRC
 from .checksum import crc32
 from .chunked import LARGE_IOFF, LARGE_PACK, LargeFiles, LargeReader
@@ -70,14 +74,9 @@ from .durable import (
     write_all,
 )
 from .limits import check_blosc_header, check_extent
+from .manifest import ManifestWriter, manifest_path
 
-BLOCK_MAGIC = b"HGB1"
-_HEADER = struct.Struct("<4sBxxxQ")  # magic, codec, raw length ... crc follows
-_CRC = struct.Struct("<I")
-HEADER_SIZE = _HEADER.size + _CRC.size  # 20 bytes
-
-CODEC_RAW = 0
-CODEC_BLOSC2_LZ4 = 1
+_HEADER, _CRC = HEADER, CRC
 
 #: raw bytes gathered into one block before it is compressed and written
 BLOCK_TARGET = 64 * 1024
@@ -1248,6 +1247,8 @@ class PackWriter(_IndexUser):
         self._new_entries: list[np.ndarray] = []
         self._out: list[bytes] = []
         self._out_bytes = 0
+        #: the manifest records of the blocks written (see manifest.py)
+        self._manifest = ManifestWriter(store.packs_dir)
         #: blocks written since the last sync (written again if it fails)
         self._written: list[bytes] = []
         self._synced_size = self._size
@@ -1403,6 +1404,7 @@ class PackWriter(_IndexUser):
             bid = self._next_block
             self._next_block += 1
             self._block_rows.append((bid, pack, boff, blen, block_check(bid, pack, boff, blen)))
+            self._manifest.add_rows(boff, blen, kid, size, digests, slice(start, stop))
             self._out.append(block)
             self._out_bytes += blen
             bids[start:stop] = bid
@@ -1532,11 +1534,13 @@ class PackWriter(_IndexUser):
         self._new_ioffs.extend([loc[3] for loc in locs])
         self._new_kinds.extend([loc[5] for loc in locs])
         self.known.update(done)
+        self._manifest.add_items(boff, blen, done)
         self._out.append(block)
         self._out_bytes += blen
         return done
 
     def _rotate(self) -> None:
+        self._manifest.seal(self._pack, self._kind_ids)  # written by the sync
         self._sync_pack()  # its blocks are indexed later, from another pack's flush
         fd = os.open(
             self.store.pack_path(self._pack + 1),
@@ -1578,10 +1582,11 @@ class PackWriter(_IndexUser):
         written anew by the next flush (or everything not yet indexed is
         dropped, if the pack cannot be cut back).
         """
-        if not self._written:
+        if not self._written and not self._manifest:
             return
         try:
-            fsync_fd(self._fd)
+            with self._manifest.synced():  # the records of these blocks, synced alongside
+                fsync_fd(self._fd)
         except BaseException:
             if truncate_to(self._fd, self._synced_size) == self._synced_size:
                 self._out[:0] = self._written
@@ -1617,6 +1622,7 @@ class PackWriter(_IndexUser):
         self._out.clear()
         self._out_bytes = 0
         self._written.clear()
+        self._manifest.discard()
         try:
             self._size = os.fstat(self._fd).st_size
         except OSError:
@@ -1640,6 +1646,7 @@ class PackWriter(_IndexUser):
                 self._seal(items, self._dtype_of(items[0].kind)[1])
         self._pending.clear()
         self._pending_bytes.clear()
+        self._manifest.seal(self._pack, self._kind_ids)
         self._write_out()
         self._sync_pack()  # the bytes are on the disk before the entries naming them
         if self._new_digests or self._new_entries:
@@ -1780,6 +1787,7 @@ class PackWriter(_IndexUser):
                 raw = b"".join(p.data for p in chunk)
                 block = encode_block(raw, typesize_of(chunk[0].kind))
                 moved.update(self._queue_block(block, chunk))
+        self._manifest.seal(self._pack, self._kind_ids)
         self._write_out()
         if not durable.FSYNC:
             self._written.clear()
@@ -1812,6 +1820,7 @@ class PackWriter(_IndexUser):
                 "DELETE FROM blocks WHERE pack=? AND id < (SELECT MAX(id) FROM blocks)", (pack,)
             )
         self.store.pack_path(pack).unlink(missing_ok=True)
+        manifest_path(self.store.packs_dir, pack).unlink(missing_ok=True)
 
     def close(self) -> None:
         if self.closed:
@@ -1827,6 +1836,7 @@ class PackWriter(_IndexUser):
         finally:
             self.closed = True
             os.close(self._fd)
+            self._manifest.close()
             self._con.close()
             self._flock.release()
 

@@ -1,0 +1,616 @@
+"""Pack manifests: which payloads each flush wrote into a pack, so a lost index can be rebuilt.
+
+A pack block states its length and CRC, not which payloads it holds: that
+lives only in ``index.sqlite``. So that a lost index can be rebuilt from the
+disk alone (:mod:`.rebuild`), the writer appends *manifest records* naming
+every index entry of each flush's blocks to the pack's manifest file
+``packs/NNNNNNNN.manifest``, synced with the pack (the two syncs run at once)
+before the index rows are committed. Readers never open manifest files.
+They sit beside the pack, not in it, so a pack stays nothing but blocks:
+``gc`` counts pack bytes no live entry names as dead (records in packs would
+have it compact small-payload packs on every run).
+
+Here: the record format (:class:`ManifestWriter` writes it,
+:func:`decode_record` reads it) and the scan of a pack and its manifest
+file (:func:`scan_pack`).
+
+Record layout (format 1, little-endian)::
+
+    offset     size   field
+    0          4      magic "HGM1"
+    4          1      format version (1)
+    5          1      flags (0)
+    6          2      reserved (0)
+    8          4      K: number of kinds
+    12         4      B: number of block rows
+    16         4      E: number of entries
+    20         4      T: bytes of the kind table
+    24         4      CRC-32 of bytes 0..23
+    28         T      kind table: K times (u16 length, utf-8 "<dtype>|<shape>")
+    28+T       20*B   block rows: block offset in the pack (u64), stored length
+                      (u64, its 20-byte header included), entries (u32, >= 1)
+    28+T+20B   28*E   entries, block row by block row: digest (20 bytes), item
+                      offset in the decoded block (u32), kind (u32, a position
+                      in the kind table)
+    end-4      4      CRC-32 of the kind table, block rows and entries
+
+The header's counts are trusted only once its own CRC matches, and are
+bounded (:data:`MAX_ENTRIES`, :data:`MAX_KIND_BYTES`, :data:`MAX_KIND_TABLE`)
+and checked against the file's size before anything is read on their word.
+The writer cuts a flush into records of :data:`RECORD_ENTRIES` entries (a
+damaged record loses no more; a block may be named in two). Large payloads
+(``large/*.hgc``) are not listed: their files describe themselves.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+import warnings
+from array import array
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from operator import itemgetter
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from . import block_format as _blocks
+from . import durable
+from .checksum import crc32
+from .chunked import _syncer
+from .digest import parse_kind
+from .durable import FILE_MODE, fsync_fd, truncate_to, write_all
+from .limits import BLOSC_MAX, MAX_BLOCK
+
+MAGIC = b"HGM1"
+VERSION = 1
+#: suffix of a pack's manifest file
+SUFFIX = ".manifest"
+_HEAD = struct.Struct("<4sBBHIIII")  # magic, version, flags, reserved, K, B, E, T
+_U32 = struct.Struct("<I")
+_KLEN = struct.Struct("<H")
+_ROW = struct.Struct("<QQI")  # a block row, as BLOCK_ROW
+#: bytes of a record's header, its CRC included
+HEAD_SIZE = _HEAD.size + _U32.size
+BLOCK_ROW = np.dtype([("boff", "<u8"), ("blen", "<u8"), ("n", "<u4")])
+ENTRY = np.dtype([("digest", "V20"), ("ioff", "<u4"), ("kind", "<u4")])
+
+#: entries the writer puts in one record at most
+RECORD_ENTRIES = 4096
+#: entries a reader accepts in one record
+MAX_ENTRIES = 1 << 20
+#: bytes of one kind text a reader accepts (numpy's 64 axes need under 1,400)
+MAX_KIND_BYTES = 4096
+#: bytes of a record's kind table a reader accepts
+MAX_KIND_TABLE = 32 << 20
+#: bytes read at once while scanning a pack
+WINDOW = 8 << 20
+#: an unreadable region (an I/O error) is skipped to the next multiple of this
+SKIP = 1 << 20
+#: problems a scan describes in words per pack (the others are only counted)
+MAX_PROBLEMS = 50
+#: the blosc2 chunk header fields the scan reads: ..., nbytes, blocksize, cbytes
+_BLOSC = struct.Struct("<BBBBIII")
+#: item offset and kind id of a :class:`~.packs.Location`
+_IOFF, _KIND = itemgetter(3), itemgetter(5)
+
+
+class ManifestError(ValueError):
+    """A manifest record that is damaged, truncated or not believable."""
+
+
+# --------------------------------------------------------------------------
+# kinds
+# --------------------------------------------------------------------------
+def kind_size(kind: str) -> int:
+    """Bytes of one payload of kind ``kind`` (``"<dtype>|<d0>,<d1>,..."``, read
+    from disk): ``itemsize * prod(shape)``, a Python int.
+
+    Raises
+    ------
+    ValueError
+        If the text is too long, does not parse, names an object dtype or a
+        negative axis, or is not exactly what the store writes.
+    """
+    if len(kind) > MAX_KIND_BYTES:
+        raise ValueError(f"kind header of {len(kind)} characters")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dtype, shape = parse_kind(kind)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"kind {kind[:80]!r} does not parse: {exc}") from None
+    if dtype.hasobject:
+        raise ValueError(f"kind {kind[:80]!r} names an object dtype")
+    if any(s < 0 for s in shape) or dtype.str + "|" + ",".join(map(str, shape)) != kind:
+        raise ValueError(f"kind {kind[:80]!r} is not one the store writes")
+    return dtype.itemsize * math.prod(shape)
+
+
+# --------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------
+def manifest_path(packs_dir: Path, pack: int) -> Path:
+    """The manifest file of pack ``pack`` (beside ``NNNNNNNN.pack``)."""
+    return packs_dir / f"{pack:08d}{SUFFIX}"
+
+
+class ManifestWriter:
+    """The writer's side. Noting a block is a list append; :meth:`seal` turns
+    the blocks noted in one pack into records (at the end of a flush, before
+    the writer leaves a pack); :meth:`synced` writes them around the pack's sync.
+    """
+
+    __slots__ = ("_blocks", "_fds", "_pending", "packs_dir")
+
+    def __init__(self, packs_dir: Path) -> None:
+        self.packs_dir = packs_dir
+        self._blocks: list[tuple[int, int, Any]] = []
+        self._pending: list[tuple[int, bytes]] = []  # (pack, records) sealed, not yet synced
+        self._fds: dict[int, int] = {}  # pack -> its manifest file, open for appending
+
+    def __bool__(self) -> bool:
+        """True when sealed records wait to be written."""
+        return bool(self._pending)
+
+    def add_items(self, boff: int, blen: int, items: Mapping[bytes, Sequence[int]]) -> None:
+        """Note a block at ``boff`` (``blen`` bytes) holding ``items``: digest ->
+        its :class:`~.packs.Location` (item offset at ``[3]``, kind id at ``[5]``)."""
+        self._blocks.append((boff, blen, items))
+
+    def add_rows(
+        self, boff: int, blen: int, kind_id: int, size: int, rows: Sequence[bytes], span: slice
+    ) -> None:
+        """Note a block holding the payloads of digests ``rows[span]``, each ``size``
+        bytes of kind ``kind_id``, one after the other."""
+        self._blocks.append((boff, blen, (kind_id, size, rows, span)))
+
+    def discard(self) -> None:
+        """Forget everything noted and sealed (the writer dropped it)."""
+        self._blocks.clear()
+        self._pending.clear()
+
+    def close(self) -> None:
+        """Close the manifest files (what is sealed and not written is lost)."""
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def _fd(self, pack: int) -> int:
+        fd = self._fds.get(pack)
+        if fd is None:
+            path = manifest_path(self.packs_dir, pack)
+            fd = self._fds[pack] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+        return fd
+
+    def seal(self, pack: int, kind_ids: Mapping[str, int]) -> None:
+        """Turn the blocks noted, all in pack ``pack``, into records to write
+        (``kind_ids``: kind header -> kind id, for every kind id noted)."""
+        blocks, self._blocks = self._blocks, []
+        if blocks:
+            records = _records(blocks, kind_ids)
+            if records:
+                self._pending.append((pack, records))
+
+    @contextmanager
+    def synced(self) -> Iterator[None]:
+        """Append the sealed records to their manifest files and sync them while
+        the body (the pack's sync) runs. On any failure, here or in the body,
+        the files are cut back, the records stay sealed, and the error is raised.
+        """
+        if not self._pending:
+            yield
+            return
+        opened: list[tuple[int, int]] = []  # fd, length before
+        try:
+            for pack, records in self._pending:
+                fd = self._fd(pack)
+                opened.append((fd, os.fstat(fd).st_size))
+                write_all(fd, records)
+            fds = list(dict.fromkeys(fd for fd, _ in opened))
+            job = _syncer().submit(_fsync_all, fds) if durable.FSYNC else None
+            try:
+                yield
+            except BaseException:
+                if job is not None:
+                    with suppress(Exception):
+                        job.result()  # let it end before the files are cut back
+                raise
+            if job is not None:
+                job.result()
+        except BaseException:
+            for fd, size in reversed(opened):  # a pack twice: back to its first length
+                truncate_to(fd, size)
+            raise
+        last = self._pending[-1][0]
+        self._pending.clear()
+        for pack in [p for p in self._fds if p != last]:  # packs the writer has left
+            os.close(self._fds.pop(pack))
+
+
+def _fsync_all(fds: list[int]) -> None:
+    for fd in fds:
+        fsync_fd(fd)
+
+
+def _records(blocks: list[tuple[int, int, Any]], kind_ids: Mapping[str, int]) -> bytes:
+    """The records of noted ``blocks``: one per :data:`RECORD_ENTRIES` entries."""
+    digests: list[bytes] = []
+    ioffs: list[int] = []
+    kinds: list[int] = []
+    rows: list[tuple[int, int, int]] = []
+    for boff, blen, what in blocks:
+        if type(what) is tuple:
+            kid, size, ds, span = what
+            part = ds[span]
+            n = len(part)
+            digests += part
+            ioffs += range(0, n * size, size) if size else [0] * n
+            kinds += [kid] * n
+        else:
+            n = len(what)
+            locs = what.values()
+            digests += what
+            ioffs += map(_IOFF, locs)
+            kinds += map(_KIND, locs)
+        rows.append((boff, blen, n))
+    texts = {kid: text.encode() for text, kid in kind_ids.items()}  # a handful of kinds
+    joined = b"".join(digests)
+    ioff_all = np.array(ioffs, np.uint32)
+    kind_all = np.array(kinds, np.uint32)
+    out: list[bytes] = []
+    part_rows: list[tuple[int, int, int]] = []
+    start = pos = 0
+    for boff, blen, n in rows:  # cut into records, a block's entries over two if need be
+        while n:
+            take = min(n, RECORD_ENTRIES - (pos - start))
+            part_rows.append((boff, blen, take))
+            pos += take
+            n -= take
+            if pos - start == RECORD_ENTRIES:
+                out.append(_encode(texts, part_rows, joined, ioff_all, kind_all, start, pos))
+                part_rows, start = [], pos
+    if part_rows:
+        out.append(_encode(texts, part_rows, joined, ioff_all, kind_all, start, pos))
+    return b"".join(out)
+
+
+def _encode(
+    texts: Mapping[int, bytes],
+    rows: list[tuple[int, int, int]],
+    digests: bytes,
+    ioffs: np.ndarray,
+    kinds: np.ndarray,
+    start: int,
+    stop: int,
+) -> bytes:
+    """One record: block ``rows`` and entries ``start:stop`` of the flat arrays."""
+    kids = kinds[start:stop]
+    ents = np.empty(stop - start, ENTRY)
+    ents["digest"] = np.frombuffer(digests, "V20", stop - start, 20 * start)
+    ents["ioff"] = ioffs[start:stop]
+    k0 = int(kids[0])
+    if len(kids) == 1 or (kids == k0).all():  # the usual case: one kind
+        uk = [k0]
+        ents["kind"] = 0
+    else:
+        u = np.unique(kids)
+        uk = u.tolist()
+        ents["kind"] = np.searchsorted(u, kids)
+    # a kind id the writer does not know (never so) gets an empty text: refused on reading
+    ktab = b"".join([_KLEN.pack(len(t)) + t for t in (texts.get(k, b"") for k in uk)])
+    body = b"".join([ktab, *[_ROW.pack(*r) for r in rows], ents.tobytes()])
+    head = _HEAD.pack(MAGIC, VERSION, 0, 0, len(uk), len(rows), stop - start, len(ktab))
+    return b"".join((head, _U32.pack(crc32(head)), body, _U32.pack(crc32(body))))
+
+
+# --------------------------------------------------------------------------
+# reading
+# --------------------------------------------------------------------------
+class Record(NamedTuple):
+    """A decoded manifest record."""
+
+    kinds: list[str]
+    #: bytes of one payload of each kind; -1 where the kind is refused
+    sizes: list[int]
+    blocks: np.ndarray  # of BLOCK_ROW
+    entries: np.ndarray  # of ENTRY, block row by block row
+
+
+def record_length(head: bytes | memoryview) -> int:
+    """Total bytes of the record whose first :data:`HEAD_SIZE` bytes are ``head``.
+
+    Raises
+    ------
+    ManifestError
+        If the header is short, fails its CRC, is of a newer format, or
+        states counts over the limits or that do not fit together.
+    """
+    if len(head) < HEAD_SIZE:
+        raise ManifestError("its header is truncated")
+    magic, version, _flags, _res, nk, nb, ne, klen = _HEAD.unpack_from(head)
+    if magic != MAGIC or _U32.unpack_from(head, _HEAD.size)[0] != crc32(head[: _HEAD.size]):
+        raise ManifestError("its header fails its checksum")
+    if version != VERSION:
+        raise ManifestError(f"it has format {version}, not {VERSION}")
+    if not 0 < ne <= MAX_ENTRIES or not 0 < nb <= ne or not 0 < nk <= ne:
+        raise ManifestError(f"it states {ne} entries in {nb} blocks of {nk} kinds")
+    if not 2 * nk <= klen <= min(MAX_KIND_TABLE, nk * (_KLEN.size + MAX_KIND_BYTES)):
+        raise ManifestError(f"it states a kind table of {klen} bytes for {nk} kinds")
+    return HEAD_SIZE + klen + BLOCK_ROW.itemsize * nb + ENTRY.itemsize * ne + _U32.size
+
+
+def decode_record(buf: bytes) -> Record:
+    """Decode and check a whole record (``buf`` holds exactly its bytes).
+
+    Raises
+    ------
+    ManifestError
+        If its header or body fails its CRC, or the tables do not add up.
+    """
+    total = record_length(buf)
+    if len(buf) != total:
+        raise ManifestError(f"it is {len(buf)} bytes, its header states {total}")
+    _, _, _, _, nk, nb, ne, klen = _HEAD.unpack_from(buf)
+    (crc,) = _U32.unpack_from(buf, total - _U32.size)
+    if crc32(memoryview(buf)[HEAD_SIZE : total - _U32.size]) != crc:
+        raise ManifestError("it fails its checksum")
+    kinds: list[str] = []
+    sizes: list[int] = []
+    pos, end = HEAD_SIZE, HEAD_SIZE + klen
+    for _ in range(nk):
+        if pos + _KLEN.size > end:
+            raise ManifestError("its kind table is truncated")
+        (n,) = _KLEN.unpack_from(buf, pos)
+        pos += _KLEN.size
+        if n > MAX_KIND_BYTES or pos + n > end:
+            raise ManifestError(f"it states a kind of {n} bytes")
+        try:
+            text = buf[pos : pos + n].decode()
+            size = kind_size(text)
+        except (UnicodeDecodeError, ValueError):
+            text, size = "", -1  # entries of this kind are refused, the others stand
+        kinds.append(text)
+        sizes.append(size)
+        pos += n
+    if pos != end:
+        raise ManifestError("its kind table does not add up")
+    blocks = np.frombuffer(buf, BLOCK_ROW, nb, end)
+    entries = np.frombuffer(buf, ENTRY, ne, end + BLOCK_ROW.itemsize * nb)
+    if int(blocks["n"].astype(np.int64).sum()) != ne or not (blocks["n"] > 0).all():
+        raise ManifestError("its block rows do not add up to its entries")
+    if int(entries["kind"].max()) >= nk:
+        raise ManifestError("an entry names a kind it does not list")
+    return Record(kinds, sizes, blocks, entries)
+
+
+# --------------------------------------------------------------------------
+# scanning a pack
+# --------------------------------------------------------------------------
+@dataclass
+class PackScan:
+    """What :func:`scan_pack` found in a pack file and its manifest file.
+
+    Sound blocks are listed by offset (``boffs``, ascending), with their
+    stored length (``blens``, header included) and decoded length
+    (``rawlens``); ``records`` are the sound manifest records with their
+    offsets in the manifest file.
+    """
+
+    pack: int
+    path: Path
+    manifest: Path
+    size: int = 0
+    #: False when the pack has no manifest file
+    has_manifest: bool = False
+    boffs: array = field(default_factory=lambda: array("Q"))
+    blens: array = field(default_factory=lambda: array("Q"))
+    rawlens: array = field(default_factory=lambda: array("Q"))
+    records: list[tuple[int, Record]] = field(default_factory=list)
+    damaged_blocks: int = 0
+    damaged_records: int = 0
+    #: bytes of the pack in no sound block
+    bad_bytes: int = 0
+    problems: list[str] = field(default_factory=list)
+    #: problems found beyond :data:`MAX_PROBLEMS` (counted, not described)
+    more_problems: int = 0
+
+    def note(self, path: Path, start: int, end: int, why: str) -> None:
+        if path == self.path:
+            self.bad_bytes += end - start
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(f"{path}: bytes {start}-{end} {why}")
+        else:
+            self.more_problems += 1
+
+
+class _Damaged(Exception):
+    """What is at a scan position is not a sound block or record."""
+
+    def __init__(self, why: str, kind: str = "") -> None:
+        super().__init__(why)
+        self.kind = kind  # "block", "record" or "" (unrecognised bytes)
+
+
+def _pread(fd: int, n: int, off: int) -> bytes:
+    """Up to ``n`` bytes at ``off`` (fewer only at the end of the file)."""
+    parts: list[bytes] = []
+    got = 0
+    while got < n:
+        b = os.pread(fd, n - got, off + got)
+        if not b:
+            break
+        parts.append(b)
+        got += len(b)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+class WindowedFile:
+    """A file read through one window of :data:`WINDOW` bytes (``fd`` stays the caller's)."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd = fd
+        self.size = size
+        self.start = 0
+        self.buf = b""
+
+    def view(self, off: int, n: int) -> memoryview:
+        """Bytes ``off:off+n`` (fewer at the end of the file), ``n <= WINDOW``."""
+        end = min(off + n, self.size)
+        if off < self.start or end > self.start + len(self.buf):
+            self.buf = b""
+            try:
+                self.buf = _pread(self.fd, min(max(n, WINDOW), self.size - off), off)
+            except OSError:  # a bad sector further on: read just what is asked
+                self.buf = _pread(self.fd, max(0, end - off), off)
+            self.start = off
+        lo = off - self.start
+        return memoryview(self.buf)[lo : lo + max(0, end - off)]
+
+    def crc(self, off: int, n: int) -> int | None:
+        """CRC-32 of bytes ``off:off+n`` read a window at a time; None if the file is shorter."""
+        value, pos, end = 0, off, off + n
+        while pos < end:
+            v = self.view(pos, min(WINDOW, end - pos))
+            if not len(v):
+                return None
+            value = crc32(v, value)
+            pos += len(v)
+        return value
+
+    def find(self, off: int, magic: bytes) -> int:
+        """Offset of the first ``magic`` at or after ``off`` (the size if none)."""
+        pos = off
+        while pos < self.size:
+            v = self.view(pos, WINDOW)
+            lo = pos - self.start
+            hit = self.buf.find(magic, lo, lo + len(v))
+            if hit >= 0:
+                return self.start + hit
+            if pos + len(v) >= self.size:
+                break
+            pos += max(1, len(v) - len(magic) + 1)  # a magic across the window's end
+        return self.size
+
+
+def scan_pack(path: Path, pack: int) -> PackScan:
+    """Walk pack ``path`` (number ``pack``) and its manifest file: every sound
+    block of the one, every sound record of the other.
+
+    A block is sound when its header is believable (a known codec, a length
+    within :data:`~.limits.MAX_BLOCK` and inside the file; a blosc2 block's
+    stored length is its chunk header's ``cbytes``, which must state the raw
+    length the block header states) and its bytes match its CRC; a record
+    when it passes :func:`decode_record`. Anything else (a flipped byte, a
+    torn tail, an unreadable region) is noted and skipped to the next magic.
+    Nothing is allocated on the word of a length read from a file beyond one
+    window and one record (bounded by :func:`record_length` and the file size).
+
+    Raises
+    ------
+    OSError
+        Only if the pack cannot be opened.
+    """
+    scan = PackScan(pack, path, manifest_path(path.parent, pack))
+    scan.size = _walk(path, scan, blocks=True)
+    try:
+        _walk(scan.manifest, scan, blocks=False)
+        scan.has_manifest = True
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        scan.has_manifest = True
+        scan.damaged_records += 1
+        scan.note(scan.manifest, 0, 0, f"cannot be opened: {exc}")
+    return scan
+
+
+def _walk(path: Path, scan: PackScan, blocks: bool) -> int:
+    """Take every block (or record) of ``path`` into ``scan``; returns its size."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        src = WindowedFile(fd, os.fstat(fd).st_size)
+        take, magic = (_block, _blocks.BLOCK_MAGIC) if blocks else (_record, MAGIC)
+        pos = 0
+        while pos < src.size:
+            try:
+                pos = take(src, pos, scan)
+                continue
+            except _Damaged as exc:
+                why, kind = str(exc), exc.kind
+            except OSError as exc:
+                skip = min(src.size, (pos // SKIP + 1) * SKIP)
+                scan.note(path, pos, skip, f"cannot be read: {exc.strerror or exc}")
+                src.buf = b""
+                pos = skip
+                continue
+            if kind == "block":
+                scan.damaged_blocks += 1
+            elif kind == "record":
+                scan.damaged_records += 1
+            try:
+                nxt = src.find(pos + 1, magic)
+            except OSError:
+                nxt = min(src.size, (pos // SKIP + 1) * SKIP)
+                src.buf = b""
+            scan.note(path, pos, nxt, why)
+            pos = nxt
+        return src.size
+    finally:
+        os.close(fd)
+
+
+def _block(src: WindowedFile, pos: int, scan: PackScan) -> int:
+    """Take the block at ``pos``; returns the offset after it."""
+    hs = _blocks.HEADER_SIZE
+    head = src.view(pos, hs + _BLOSC.size)
+    if bytes(head[:4]) != _blocks.BLOCK_MAGIC:
+        raise _Damaged("hold no block")
+    if len(head) < hs:
+        raise _Damaged("hold a block header cut short by the end of the pack", "block")
+    _, codec, rawlen = _blocks.HEADER.unpack_from(head)
+    (crc,) = _U32.unpack_from(head, hs - _U32.size)
+    if codec == _blocks.CODEC_RAW:
+        body = rawlen
+    elif codec == _blocks.CODEC_BLOSC2_LZ4:
+        if len(head) < hs + _BLOSC.size:
+            raise _Damaged("hold a block cut short by the end of the pack", "block")
+        *_, nbytes, _bs, body = _BLOSC.unpack_from(head, hs)
+        if nbytes != rawlen or rawlen > BLOSC_MAX or body < _BLOSC.size:
+            raise _Damaged("hold a block whose codec header disagrees with it", "block")
+    else:
+        raise _Damaged(f"hold a block of unknown codec {codec}", "block")
+    if rawlen > MAX_BLOCK or body > MAX_BLOCK:
+        raise _Damaged(f"hold a block stating an impossible length {rawlen}", "block")
+    if pos + hs + body > src.size:
+        raise _Damaged(
+            f"hold a block of {hs + body} bytes cut short by the end of the pack (truncated)",
+            "block",
+        )
+    if src.crc(pos + hs, body) != crc:
+        raise _Damaged("hold a block that fails its checksum", "block")
+    scan.boffs.append(pos)
+    scan.blens.append(hs + body)
+    scan.rawlens.append(rawlen)
+    return pos + hs + body
+
+
+def _record(src: WindowedFile, pos: int, scan: PackScan) -> int:
+    """Take the manifest record at ``pos``; returns the offset after it."""
+    head = src.view(pos, HEAD_SIZE)
+    if bytes(head[:4]) != MAGIC:
+        raise _Damaged("hold no manifest record")
+    try:
+        total = record_length(head)
+        if pos + total > src.size:
+            raise ManifestError("it is cut short by the end of the file (truncated)")
+        buf = _pread(src.fd, total, pos) if total > WINDOW else bytes(src.view(pos, total))
+        rec = decode_record(buf)
+    except ManifestError as exc:
+        raise _Damaged(f"hold a manifest record that is refused: {exc}", "record") from None
+    scan.records.append((pos, rec))
+    return pos + total
