@@ -433,3 +433,25 @@ def test_every_layout_reads_back_and_updates_in_place(git, fanout):
     expect.update({"i:5": digest("new"), "i:99999": digest("x")})
     del expect["i:6"]
     assert dict(new.items()) == expect
+
+
+def test_journal_batch_header_cut_before_its_lines_does_not_swallow_the_next(tmp_path):
+    """A writer killed right after a batch's ``T n`` line leaves a header with
+    no lines; the next batch (of n lines too) must replay as its own, not as
+    the cut one's lines, and the empty header must go from the file."""
+    p = tmp_path / "journal"
+    j = Journal.open(p, "master", None)
+    j.record("M", "s:first", b"1".hex())
+    j.close()
+    with open(p, "a") as fh:  # the header of a batch of 2, then the kill
+        fh.write(Journal._line(("T", "2")))
+    j = Journal.open(p, "master", None)
+    assert p.read_bytes().count(b"T\t2") == 0  # the cut header is dropped at once
+    j.batching = 1
+    j.record("M", "s:a", b"2".hex())
+    j.record("M", "s:b", b"3".hex())
+    j.sync()  # a batch: T 2 and its two lines
+    j.close()
+    j = Journal.open(p, "master", None)
+    assert j.meta == {"s:first": "1", "s:a": "2", "s:b": "3"}
+    j.close()

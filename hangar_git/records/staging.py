@@ -177,15 +177,16 @@ class Journal:
             elif fields[0] == "T":  # a batch: all of its lines, or none
                 n = int(fields[1])
                 batch = records[i + 1 : i + 1 + n]
-                if len(batch) == n and all(f is not None for f in batch):
+                if len(batch) == n and all(f is not None and f[0] != "T" for f in batch):
                     for f in batch:
                         self._apply(f)  # type: ignore[arg-type]
-                else:  # cut short or damaged: dropped whole, up to a later batch
+                else:  # cut short or damaged: dropped whole (its header too), up to
+                    # a later batch, which may start right after the header
                     n = next(
                         (k for k, f in enumerate(batch) if f is not None and f[0] == "T"),
                         len(batch),
                     )
-                    dropped += sum(f is not None for f in batch[:n])
+                    dropped += 1 + sum(f is not None for f in batch[:n])
                 i += 1 + n
             else:
                 self._apply(fields)
