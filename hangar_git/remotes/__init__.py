@@ -8,7 +8,14 @@ git hosts and object stores do the serving.
 
 - :mod:`.config`: the remote's settings in git config.
 - :mod:`.git_transport`: push and fetch of ``refs/hangar/*`` with pygit2.
-- :mod:`.data_transport`: the pack format on a data remote, and fsspec I/O.
+- the data remote, in layers (each module imports only those named before
+  it here): :mod:`.layout` (names, format version, shared checks),
+  :mod:`.bounded` (reads of what comes from outside), :mod:`.backends`
+  (:class:`~.backends.RemoteStore`: a local folder, any fsspec filesystem),
+  :mod:`.packformat` / :mod:`.packbuilder` / :mod:`.lookup` (the remote pack
+  format), :mod:`.data_remote` (:class:`~.data_remote.DataRemote`: packs on a
+  backend), :mod:`.large` (large payloads as objects of their own);
+  :mod:`.data_transport` re-exports their names.
 - :mod:`.transfer`: which payloads a push or fetch moves, and moving them.
 - :mod:`.api`: :class:`Remotes` (``Repository.remote``) and clone.
 

@@ -24,7 +24,7 @@ from ..gitutil import HEADS, branch_head, resolve_commit
 from ..naming import check_arrayset_name, check_branch_name, check_remote_name
 from . import config as rc
 from . import git_transport as gt
-from .data_transport import DataRemote
+from .data_remote import DataRemote
 from .transfer import (
     LazyFetcher,
     Progress,

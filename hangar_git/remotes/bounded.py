@@ -7,27 +7,30 @@ records or the index promise, and against a sane limit, before memory or
 disk is spent on it. Failures raise :class:`~hangar_git.errors.IntegrityError`
 and leave nothing behind locally (temporary files are removed).
 
-Local folders are read through :func:`hangar_git.safe_paths.open_regular`:
-only regular files, never a symlink out of the remote's root, never a
-blocking open of a named pipe. Object stores get read timeouts
-(:func:`with_timeouts`), so a stalled server cannot hang a fetch.
+This module holds the checks and the bounded primitives; it knows no remote
+object. The backends (:mod:`hangar_git.remotes.backends`) read through them:
+a local folder through :func:`read_local` and :func:`read_local_ranges`
+(:func:`hangar_git.safe_paths.open_regular`: only regular files, never a
+symlink out of the remote's root, never a blocking open of a named pipe),
+any backend's downloads through :func:`copy_to_new_file`. Object stores get
+read timeouts (:func:`with_timeouts`), so a stalled server cannot hang a fetch.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, Any
 
-from ..errors import FormatVersionError, IntegrityError
-from ..safe_paths import UnsafePathError, is_regular_within, open_regular
+import numpy as np
 
-if TYPE_CHECKING:
-    from .data_transport import DataRemote
+from ..errors import IntegrityError
+from ..safe_paths import is_regular_within, open_new, open_regular
+from ..store import chunked
+from ..store.digest import parse_kind
 
 #: largest pack index accepted (a 64 MiB pack of 64-byte payloads has ~60 MiB)
 MAX_INDEX_BYTES = 256 * 1024 * 1024
@@ -37,6 +40,8 @@ MAX_BLOCK_RAW = 16 * 1024 * 1024
 MAX_CHUNK_BYTES = 64 * 1024 * 1024
 #: largest payload accepted when the records give no bound
 MAX_PAYLOAD_BYTES = 1 << 34
+#: largest format marker (``hangar-data.json``) read
+MAX_MARKER_BYTES = 64 * 1024
 #: extra bytes a large object may hold beyond its raw payload (its header)
 LARGE_OVERHEAD = 1 << 20
 #: seconds an object store may take to connect, and to answer one read
@@ -51,6 +56,18 @@ def with_timeouts(protocol: str, options: Mapping[str, Any]) -> dict[str, Any]:
     For ``s3`` (s3fs/botocore): ``config_kwargs`` ``connect_timeout`` and
     ``read_timeout``; for ``http(s)``: an aiohttp ``timeout``. Others are
     returned unchanged.
+
+    Parameters
+    ----------
+    protocol : str
+        The fsspec protocol of the remote's URL.
+    options : mapping
+        The storage options given.
+
+    Returns
+    -------
+    dict
+        A new dict of options.
     """
     out = dict(options)
     if protocol in ("s3", "s3a"):
@@ -73,12 +90,21 @@ def with_timeouts(protocol: str, options: Mapping[str, Any]) -> dict[str, Any]:
 def sort_listing(
     listing: list[dict[str, Any]], local: bool, root: str
 ) -> tuple[dict[str, int], set[str]]:
-    """``({name: size}, {unsafe names})`` of a ``packs/`` listing (fsspec detail).
+    """``({name: size}, {unsafe names})`` of a folder listing (fsspec detail).
 
     Folders are left out. On a local remote, a symlink to a regular file
     inside ``root`` counts as that file; pipes, devices, sockets and links
     elsewhere are returned as unsafe and never opened. Sizes are -1 when the
     backend gives none.
+
+    Parameters
+    ----------
+    listing : list of dict
+        ``fs.ls(path, detail=True)``.
+    local : bool
+        Whether the entries are files of this machine.
+    root : str
+        The remote's root (links must stay under it).
     """
     out: dict[str, int] = {}
     unsafe: set[str] = set()
@@ -97,51 +123,6 @@ def sort_listing(
             size = os.stat(full).st_size
         out[name] = -1 if size is None else int(size)
     return out, unsafe
-
-
-def read_indexes(
-    remote: DataRemote, pack_ids: list[str], listing: Mapping[str, int]
-) -> list[tuple[str, bytes | None]]:
-    """``(pack id, index bytes or None)`` for each pack index to read.
-
-    An index listed over :data:`MAX_INDEX_BYTES` is not read; the others are
-    read with a bound (their listed size, else the maximum): ranged reads on
-    an object store, regular files only on a local remote. None stands for
-    refused (too large, larger than listed, or not a regular file); an index
-    removed meanwhile is left out.
-    """
-    from .data_transport import PACKS
-
-    out: list[tuple[str, bytes | None]] = []
-    todo: list[tuple[str, int]] = []
-    for pid in pack_ids:
-        size = listing.get(f"{pid}.idx", -1)
-        if size > MAX_INDEX_BYTES:
-            out.append((pid, None))  # refused before a byte is read
-        else:
-            todo.append((pid, size if size >= 0 else MAX_INDEX_BYTES))
-    if not todo:
-        return out
-    paths = [remote._path(PACKS, f"{pid}.idx") for pid, _ in todo]
-    remote._count(len(paths))
-    blobs: list[Any]
-    if remote._is_local():
-        blobs = read_local_ranges(
-            remote, [(p, 0, lim + 1) for p, (_, lim) in zip(paths, todo, strict=True)]
-        )
-    else:  # ranged reads: never more than the listing promised
-        blobs = remote.fs.cat_ranges(
-            paths, [0] * len(paths), [lim + 1 for _, lim in todo], on_error="return"
-        )
-    for (pid, lim), data in zip(todo, blobs, strict=True):
-        if isinstance(data, FileNotFoundError) or data is None:
-            continue  # removed meanwhile: ignore this pack
-        if isinstance(data, BaseException) or len(data) > lim:
-            out.append((pid, None))
-            continue
-        remote._count(0, received=len(data))
-        out.append((pid, bytes(data)))
-    return out
 
 
 def decompress(data: bytes | memoryview, expected: int, where: str) -> bytes:
@@ -165,87 +146,47 @@ def decompress(data: bytes | memoryview, expected: int, where: str) -> bytes:
 
 
 def check_size(size: int, limit: int, where: str) -> None:
-    """Refuse an object of ``size`` bytes larger than ``limit``."""
-    if size > limit:
-        raise IntegrityError(f"{where} is {size} bytes, more than the {limit} it may hold: refused")
-
-
-def read_marker(remote: DataRemote, path: str, version: int) -> bool:
-    """Read a data remote's format marker and refuse any format but ``version``.
-
-    Returns
-    -------
-    bool
-        True when the marker is there and names ``version``; False when there
-        is none (a remote not written yet).
-
-    Raises
-    ------
-    FormatVersionError
-        If it names another format version, is not a hangar-git data format
-        marker, or cannot be read as a regular file (nothing is read or
-        written then).
-    """
-    name = path.rsplit("/", 1)[-1]
-    try:
-        data = read_object(remote, path, 64 * 1024)
-    except FileNotFoundError:
-        return False
-    except IntegrityError as exc:
-        raise FormatVersionError(
-            f"the data remote {remote.url} has an unreadable {name}: {exc}"
-        ) from None
-    try:
-        found = json.loads(data)["hangar_git_data_format"]
-    except (ValueError, KeyError, TypeError):
-        raise FormatVersionError(
-            f"the data remote {remote.url} has a {name} that is not a hangar-git data "
-            "format marker: refused (is this URL the right data remote?)"
-        ) from None
-    if type(found) is not int or found != version:
-        raise FormatVersionError(
-            f"the data remote {remote.url} holds data format {found!r}; this hangar-git "
-            f"reads and writes format {version} only: upgrade hangar-git (nothing was "
-            "read or written)"
-        )
-    return True
-
-
-def _local_path(remote: DataRemote, path: str) -> str:
-    return path if path.startswith("/") else "/" + path
-
-
-def read_object(remote: DataRemote, path: str, limit: int) -> bytes:
-    """The bytes of one remote object of at most ``limit`` bytes.
+    """Refuse an object of ``size`` bytes larger than ``limit``.
 
     Raises
     ------
     IntegrityError
-        If it is larger, not a regular file, or leads out of the remote.
+        If ``size > limit``.
+    """
+    if size > limit:
+        raise IntegrityError(f"{where} is {size} bytes, more than the {limit} it may hold: refused")
+
+
+# --------------------------------------------------------------------------
+# bounded primitives
+# --------------------------------------------------------------------------
+def read_local(path: str, root: str, limit: int) -> bytes:
+    """The bytes of local file ``path`` (a regular file under ``root``), at most ``limit``.
+
+    Raises
+    ------
+    IntegrityError
+        If it is larger than ``limit``.
+    hangar_git.safe_paths.UnsafePathError
+        If it is not a regular file, or a link out of ``root``.
     FileNotFoundError
         If it is not there.
     """
-    remote._count()
-    if remote._is_local():
-        try:
-            fd = open_regular(_local_path(remote, path), _local_path(remote, remote.root))
-        except UnsafePathError as exc:
-            raise IntegrityError(f"remote object {path}: {exc}") from None
-        with os.fdopen(fd, "rb") as fh:
-            check_size(os.fstat(fh.fileno()).st_size, limit, path)
-            data = fh.read(limit + 1)
-    else:  # one ranged read: never more than limit + 1 bytes
-        data = remote.fs.cat_file(path, start=0, end=limit + 1)
+    with os.fdopen(open_regular(path, root), "rb") as fh:
+        check_size(os.fstat(fh.fileno()).st_size, limit, path)
+        data = fh.read(limit + 1)
     check_size(len(data), limit, path)
-    remote._count(0, received=len(data))
     return data
 
 
 def read_local_ranges(
-    remote: DataRemote, ranges: list[tuple[str, int, int]]
+    root: str, ranges: Sequence[tuple[str, int, int]]
 ) -> list[bytes | BaseException]:
-    """``pread`` each ``(path, start, end)`` of a local remote, regular files only."""
-    root = _local_path(remote, remote.root)
+    """``pread`` each ``(path, start, end)`` of a local remote, regular files only.
+
+    Each file is opened once. A range that cannot be read (missing, not a
+    regular file, a link out of ``root``) gives its exception in its place.
+    """
     out: list[bytes | BaseException] = []
     fds: dict[str, int] = {}
     try:
@@ -253,9 +194,9 @@ def read_local_ranges(
             try:
                 fd = fds.get(path)
                 if fd is None:
-                    fd = fds[path] = open_regular(_local_path(remote, path), root)
+                    fd = fds[path] = open_regular(path, root)
                 out.append(os.pread(fd, max(0, end - start), start))
-            except (OSError, UnsafePathError) as exc:
+            except (OSError, ValueError) as exc:  # UnsafePathError is a ValueError
                 out.append(exc)
     finally:
         for fd in fds.values():
@@ -263,11 +204,25 @@ def read_local_ranges(
     return out
 
 
-def get_file(remote: DataRemote, path: str, dst: Path, limit: int) -> int:
-    """Copy remote object ``path`` (at most ``limit`` bytes) to new file ``dst``.
+def copy_to_new_file(src: IO[bytes], size: int | None, dst: Path, limit: int, where: str) -> int:
+    """Copy readable ``src`` into a new file ``dst``, at most ``limit`` bytes.
 
-    The object's stated size is checked before the copy, and the copy stops
-    as soon as it exceeds ``limit``; on any failure ``dst`` is removed.
+    The stated ``size`` (when known) is checked before ``dst`` is made, and
+    the copy stops as soon as it exceeds ``limit`` (a stated size can lie);
+    on any failure the file made is removed.
+
+    Parameters
+    ----------
+    src : binary file
+        Where the bytes come from (read in 1 MiB pieces).
+    size : int or None
+        The size the source states.
+    dst : pathlib.Path
+        The new file (an entry already there is refused, never replaced).
+    limit : int
+        Most bytes accepted.
+    where : str
+        What is copied, for messages.
 
     Returns
     -------
@@ -277,44 +232,32 @@ def get_file(remote: DataRemote, path: str, dst: Path, limit: int) -> int:
     Raises
     ------
     IntegrityError
-        Too large, not a regular file, or out of the remote's root.
-    FileNotFoundError
-        Not there.
+        If the source states or holds more than ``limit`` bytes.
+    FileExistsError
+        If ``dst`` exists.
     """
-    remote._count()
+    if size is not None:
+        check_size(int(size), limit, where)
     done = 0
+    fd = open_new(dst)
     try:
-        if remote._is_local():
-            try:
-                src = os.fdopen(
-                    open_regular(_local_path(remote, path), _local_path(remote, remote.root)), "rb"
-                )
-            except UnsafePathError as exc:
-                raise IntegrityError(f"remote object {path}: {exc}") from None
-        else:
-            src = remote.fs.open(path, "rb")
-        with src:
-            size = getattr(src, "size", None)
-            if size is None and hasattr(src, "fileno"):
-                size = os.fstat(src.fileno()).st_size
-            if size is not None:
-                check_size(int(size), limit, path)
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-            with os.fdopen(os.open(dst, flags, 0o644), "wb") as out:
-                while True:
-                    buf = src.read(min(_COPY, limit + 1 - done))
-                    if not buf:
-                        break
-                    done += len(buf)
-                    check_size(done, limit, path)
-                    out.write(buf)
+        with os.fdopen(fd, "wb") as out:
+            while True:
+                buf = src.read(min(_COPY, limit + 1 - done))
+                if not buf:
+                    break
+                done += len(buf)
+                check_size(done, limit, where)
+                out.write(buf)
     except BaseException:
         dst.unlink(missing_ok=True)
         raise
-    remote._count(0, received=done)
     return done
 
 
+# --------------------------------------------------------------------------
+# bounds from the records
+# --------------------------------------------------------------------------
 def payload_bound(itemsize: int, shape: Sequence[int]) -> int:
     """Largest raw bytes one payload of an arrayset may hold: ``itemsize``
     times the product of its (maximum) ``shape``, capped at
@@ -345,8 +288,6 @@ def check_large_header(path: Path, digest: bytes, raw_limit: int) -> None:
     IntegrityError
         If any of it does not hold.
     """
-    from ..store import chunked
-
     fd = open_regular(path)
     try:
         size = os.fstat(fd).st_size
@@ -362,11 +303,6 @@ def check_large_header(path: Path, digest: bytes, raw_limit: int) -> None:
 
 
 def _check_geometry(buf: bytes, path: Path, digest: bytes, raw_limit: int, size: int) -> None:
-    import numpy as np
-
-    from ..store import chunked
-    from ..store.digest import parse_kind
-
     if len(buf) < chunked._FIXED.size:
         raise IntegrityError(f"large payload object {path} is truncated")
     _m, _v, _f, klen, hlen, n, dig = chunked._FIXED.unpack_from(buf)
@@ -399,20 +335,22 @@ def _check_geometry(buf: bytes, path: Path, digest: bytes, raw_limit: int, size:
 
 
 __all__ = [
+    "CONNECT_TIMEOUT",
+    "LARGE_OVERHEAD",
     "MAX_BLOCK_RAW",
     "MAX_CHUNK_BYTES",
     "MAX_INDEX_BYTES",
+    "MAX_MARKER_BYTES",
     "MAX_PAYLOAD_BYTES",
+    "READ_TIMEOUT",
     "check_large_header",
     "check_size",
+    "copy_to_new_file",
     "decompress",
-    "get_file",
     "large_object_limit",
     "payload_bound",
-    "read_indexes",
-    "read_marker",
-    "sort_listing",
+    "read_local",
     "read_local_ranges",
-    "read_object",
+    "sort_listing",
     "with_timeouts",
 ]

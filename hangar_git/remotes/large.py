@@ -9,49 +9,43 @@ and again when it arrives, before it is put in place and indexed, so a
 damaged object is refused, never stored.
 
 The objects sit in the ``packs/`` listing the remote's packs already need,
-so finding them costs no extra request; clients that predate them ignore
-names that do not end in ``.pack`` or ``.idx`` and see those payloads as
-absent.
+so finding them costs no extra request (their names:
+:func:`~hangar_git.remotes.layout.large_object`,
+:func:`~hangar_git.remotes.layout.large_in_listing`, re-exported here as
+``object_name`` and ``in_listing``); clients that predate them ignore names
+that do not end in ``.pack`` or ``.idx`` and see those payloads as absent.
+They travel through the remote's backend (``remote.store``):
+:meth:`~hangar_git.remotes.backends.RemoteStore.put_file` streams a local
+file, :meth:`~hangar_git.remotes.backends.RemoteStore.get_file` copies one
+into a new local file, bounded.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import IntegrityError
 from ..store import chunked
-from ..store.chunked import LARGE_IOFF, SUFFIX
+from ..store.chunked import LARGE_IOFF
 from . import bounded
+from .layout import PACKS, kind_nbytes, landed
+from .layout import large_in_listing as in_listing
+from .layout import large_object as object_name
 
 if TYPE_CHECKING:
     from ..store.packs import PackReader, PackWriter
-    from .data_transport import DataRemote
+    from .data_remote import DataRemote
     from .transfer import TransferReport
 
 Progress = Callable[[str, int, int], None]
 
 
-def object_name(digest: bytes) -> str:
-    """The remote object of a large payload."""
-    return f"{digest.hex()}{SUFFIX}"
-
-
-def in_listing(listing: Mapping[str, int]) -> dict[bytes, int]:
-    """``{digest: object size}`` of the large payload objects in a ``packs/`` listing."""
-    out: dict[bytes, int] = {}
-    for name, size in listing.items():
-        if name.endswith(SUFFIX) and len(name) == 40 + len(SUFFIX):
-            try:
-                out[bytes.fromhex(name[:40])] = size
-            except ValueError:
-                continue
-    return out
+def _in_packs(name: str) -> str:
+    return f"{PACKS}/{name}"
 
 
 def upload(
@@ -62,10 +56,29 @@ def upload(
     report: TransferReport,
     progress: Progress | None = None,
 ) -> tuple[list[bytes], np.ndarray]:
-    """Send the large payloads among ``digests`` (their index ``entries``),
-    each as its own object, checked whole first.
+    """Send the large payloads among ``digests``, each as its own object, checked whole first.
 
-    Returns the other digests and entries, left for the packs.
+    Parameters
+    ----------
+    remote : DataRemote
+        Where they go.
+    reader : PackReader
+        The local store, read from.
+    digests : sequence of bytes
+        The payloads to send.
+    entries : numpy.ndarray
+        Their local index entries (parallel to ``digests``).
+    report : TransferReport
+        Counts payloads, bytes and objects sent.
+    progress : callable, optional
+        ``progress(phase, done, total)``.
+
+    Returns
+    -------
+    digests : list of bytes
+        The payloads that are not large, left for the packs.
+    entries : numpy.ndarray
+        Their entries.
 
     Raises
     ------
@@ -91,15 +104,13 @@ def upload(
             ) from None
         path = large.files.path(number)
         size = path.stat().st_size
-        _put_file(remote, path, object_name(d), size)
+        remote.store.put_file(_in_packs(object_name(d)), path)
         sent.append((object_name(d), size))
         remote.large[d] = size
         report.payloads += 1
         report.raw_bytes += reader.kind_nbytes(int(entries[i]["kind"]))
         if progress is not None:
             progress("large payloads", n + 1, len(idx))
-    from .data_transport import landed
-
     listing = remote.list_packs()
     bad = [name for name, size in sent if not landed(listing, name, size)]
     if bad:
@@ -112,25 +123,27 @@ def upload(
     return [digests[i] for i in keep], entries[keep]
 
 
-def _put_file(remote: DataRemote, path: Path, name: str, size: int) -> None:
-    """Stream a local file to ``packs/<name>`` (never half visible on a local remote)."""
-    from .data_transport import PACKS
-
-    target = remote._path(PACKS, name)
-    remote._count(sent=size)
-    if remote._is_local():
-        tmp = f"{target}.{os.getpid()}.{threading.get_ident()}.tmp"
-        remote.fs.put_file(str(path), tmp)
-        remote.fs.mv(tmp, target)
-    else:
-        remote.fs.put_file(str(path), target)
-
-
 def split_absent(
     remote: DataRemote, absent: Sequence[bytes], budget: int | None
 ) -> tuple[list[bytes], list[bytes]]:
-    """``(still absent, to fetch)``: which of the payloads no remote pack holds
-    are large objects there, within ``budget`` bytes (object sizes), in order."""
+    """Which of the payloads no remote pack holds are large objects there.
+
+    Parameters
+    ----------
+    remote : DataRemote
+        Refreshed: :attr:`DataRemote.large` lists its large objects.
+    absent : sequence of bytes
+        Payloads no pack holds.
+    budget : int or None
+        Most bytes (object sizes) to fetch; None for no bound.
+
+    Returns
+    -------
+    absent : list of bytes
+        Those still absent (not large objects either).
+    to_fetch : list of bytes
+        The large objects to fetch, within ``budget``, in order.
+    """
     todo: list[bytes] = []
     rest: list[bytes] = []
     used = 0
@@ -163,9 +176,22 @@ def download(
     header (shape, chunk sizes, chunk table) against the same bound before
     anything is allocated for its chunks. Temporary files are removed on
     any failure.
-    """
-    from .data_transport import PACKS, kind_nbytes
 
+    Parameters
+    ----------
+    remote : DataRemote
+        Where they come from.
+    writer : PackWriter
+        The local store, which adopts each verified file at its next flush.
+    digests : sequence of bytes
+        The large payloads to fetch.
+    report : TransferReport
+        Counts what arrived; lists the ``refused`` and ``absent`` digests.
+    progress : callable, optional
+        ``progress(phase, done, total)``.
+    limits : mapping of bytes to int, optional
+        Most raw bytes each payload may hold.
+    """
     tmp_dir = writer.store.large_dir / "tmp"
     for n, d in enumerate(digests):
         raw_limit = bounded.MAX_PAYLOAD_BYTES if limits is None else limits.get(d)
@@ -179,7 +205,7 @@ def download(
         tmp = tmp_dir / f"fetch-{d.hex()}.{os.getpid()}.tmp"
         tmp.unlink(missing_ok=True)
         try:
-            bounded.get_file(remote, remote._path(PACKS, object_name(d)), tmp, obj_limit)
+            remote.store.get_file(_in_packs(object_name(d)), tmp, obj_limit)
         except FileNotFoundError:
             report.absent.append(d)
             continue

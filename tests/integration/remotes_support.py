@@ -91,6 +91,37 @@ def remote_heads(bare: Path) -> dict[str, str]:
     return dict(line.split() for line in out.splitlines())
 
 
+def bomb_index(raw_columns: int) -> bytes:
+    """A pack index with a well-formed header for one entry, whose column
+    stream (a zlib bomb) inflates to ``raw_columns`` bytes."""
+    import struct
+    import zlib
+
+    from hangar_git.remotes.packformat import INDEX_MAGIC
+
+    bomb = zlib.compress(bytes(raw_columns), 9)
+    head = struct.pack("<4sB3xIIQ20s", INDEX_MAGIC, 1, 1, 1, 100, b"\0" * 20)
+    kind = b"|u1|8,8"
+    return head + struct.pack("<H", len(kind)) + kind + b"\x01" * 20 + bomb
+
+
+def store_files(repo: Repository) -> dict[str, int]:
+    """``{path: size}`` of the files of a repository's payload store (not the
+    sqlite side files nor locks)."""
+    root = repo._store.root
+    return {
+        str(p.relative_to(root)): p.stat().st_size
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.endswith(("-wal", "-shm", ".lock"))
+    }
+
+
+def fetch_tmp_left(repo: Repository) -> list[Path]:
+    """Temporary files a fetch of large payloads left in the store (none expected)."""
+    tmp = repo._store.large_dir / "tmp"
+    return sorted(tmp.iterdir()) if tmp.exists() else []
+
+
 # ---- git daemon ------------------------------------------------------------------
 def free_port() -> int:
     s = socket.socket()

@@ -1,0 +1,173 @@
+"""Making remote packs: payloads gathered into blocks, blocks into one pack.
+
+:class:`PackBuilder` takes payloads one at a time (:meth:`PackBuilder.add`)
+or a kind's rows at once (:meth:`PackBuilder.add_rows`, cut into blocks
+directly), and :meth:`PackBuilder.seal` returns a :class:`SealedPack`: the
+pack's bytes, its index and its content name, ready for
+:meth:`DataRemote.upload <hangar_git.remotes.data_remote.DataRemote.upload>`.
+The format is described in :mod:`.packformat`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .packformat import BLOCK_TARGET, content_hash, encode_block, encode_index
+
+
+@dataclass
+class SealedPack:
+    """A pack ready to upload.
+
+    Attributes
+    ----------
+    pack_id : str
+        Its content name (:func:`~.packformat.content_hash` of ``index``, hex).
+    data : bytes
+        The pack's body.
+    index : bytes
+        Its serialized index.
+    digests : list of bytes
+        The payloads it holds, in the order added.
+    raw_bytes : int
+        Their raw bytes.
+    """
+
+    pack_id: str
+    data: bytes
+    index: bytes
+    digests: list[bytes]
+    raw_bytes: int
+
+
+class PackBuilder:
+    """Gathers payloads into blocks and blocks into one pack.
+
+    Payloads of one kind added together (:meth:`add_rows`) are cut into
+    blocks directly; :meth:`add` takes them one at a time. A digest added
+    twice is kept once.
+
+    Parameters
+    ----------
+    block_target : int, optional
+        Raw bytes gathered into one block (default
+        :data:`~.packformat.BLOCK_TARGET`).
+
+    Attributes
+    ----------
+    raw_bytes : int
+        Raw bytes of the payloads added since the last seal.
+    """
+
+    def __init__(self, block_target: int | None = None) -> None:
+        self.block_target = BLOCK_TARGET if block_target is None else block_target
+        self._reset()
+
+    def _reset(self) -> None:
+        self._blocks: list[bytes] = []
+        self._size = 0
+        self._digests: list[bytes] = []
+        self._seen: set[bytes] = set()
+        self._kind_no: list[int] = []
+        self._kinds: dict[str, int] = {}
+        self._boff: list[int] = []
+        self._blen: list[int] = []
+        self._ioff: list[int] = []
+        self._ilen: list[int] = []
+        self._pending: list[tuple[bytes, str, bytes | memoryview]] = []
+        self._pending_bytes = 0
+        self._pending_dtype = ""
+        self.raw_bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._digests) + len(self._pending)
+
+    def add(self, digest: bytes, kind: str, data: bytes | memoryview) -> None:
+        """Add one payload (its digest was computed by the caller)."""
+        if digest in self._seen:
+            return
+        self._seen.add(digest)
+        dtype = kind[: kind.rindex("|")]
+        if self._pending and dtype != self._pending_dtype:
+            self._seal_pending()
+        self._pending.append((digest, kind, data))
+        self._pending_dtype = dtype
+        self._pending_bytes += len(data)
+        self.raw_bytes += len(data)
+        if self._pending_bytes >= self.block_target:
+            self._seal_pending()
+
+    def add_rows(self, digests: Sequence[bytes], kind: str, rows: np.ndarray) -> None:
+        """Add payloads of one ``kind``: row ``i`` of uint8 matrix ``rows`` is ``digests[i]``."""
+        self._seal_pending()
+        keep = [i for i, d in enumerate(digests) if d not in self._seen]
+        if not keep:
+            return
+        if len(keep) != len(digests):
+            rows = rows[keep]
+            digests = [digests[i] for i in keep]
+        self._seen.update(digests)
+        n, width = rows.shape
+        typesize = np.dtype(kind[: kind.rindex("|")]).itemsize
+        per = max(1, self.block_target // max(1, width))
+        kno = self._kinds.setdefault(kind, len(self._kinds))
+        for lo in range(0, n, per):
+            hi = min(n, lo + per)
+            block = encode_block(rows[lo:hi].tobytes(), typesize)
+            count = hi - lo
+            self._digests.extend(digests[lo:hi])
+            self._kind_no.extend([kno] * count)
+            self._boff.extend([self._size] * count)
+            self._blen.extend([len(block)] * count)
+            self._ioff.extend(range(0, count * width, width) if width else [0] * count)
+            self._ilen.extend([width] * count)
+            self._blocks.append(block)
+            self._size += len(block)
+        self.raw_bytes += n * width
+
+    def _seal_pending(self) -> None:
+        if not self._pending:
+            return
+        items = self._pending
+        raw = b"".join(p[2] for p in items)
+        typesize = np.dtype(self._pending_dtype).itemsize
+        block = encode_block(raw, typesize)
+        ioff = 0
+        for d, kind, data in items:
+            n = len(data)
+            self._digests.append(d)
+            self._kind_no.append(self._kinds.setdefault(kind, len(self._kinds)))
+            self._boff.append(self._size)
+            self._blen.append(len(block))
+            self._ioff.append(ioff)
+            self._ilen.append(n)
+            ioff += n
+        self._blocks.append(block)
+        self._size += len(block)
+        self._pending = []
+        self._pending_bytes = 0
+
+    def seal(self) -> SealedPack:
+        """The finished pack (the builder is then empty)."""
+        self._seal_pending()
+        data = b"".join(self._blocks)
+        index = encode_index(
+            self._digests,
+            self._kind_no,
+            list(self._kinds),
+            self._boff,
+            self._blen,
+            self._ioff,
+            self._ilen,
+            len(data),
+            content_hash(data),
+        )
+        out = SealedPack(content_hash(index).hex(), data, index, self._digests, self.raw_bytes)
+        self._reset()
+        return out
+
+
+__all__ = ["PackBuilder", "SealedPack"]
