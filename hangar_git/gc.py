@@ -38,9 +38,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .errors import IntegrityError
-from .fsck import hangar_commits, referenced_digests, staged_digests
+import pygit2
+
+from .errors import CorruptRecordError, FormatVersionError, IntegrityError
+from .fsck import hangar_commits, staged_digests
 from .gitutil import common_dir
+from .records.reachable import referenced_digests
 from .store.chunked import LARGE_PACK, LargeFiles
 from .store.digest import Payload
 
@@ -95,10 +98,16 @@ class GcReport:
 
     @property
     def bytes_reclaimed(self) -> int:
+        """Bytes of payload files freed (or, with ``dry_run``, that would be)."""
         return self.bytes_before - self.bytes_after
 
     def summary(self) -> str:
-        """A few lines for people."""
+        """A few lines for people.
+
+        Returns
+        -------
+        str
+        """
         verb = "would remove" if self.dry_run else "removed"
         lines = [
             f"{verb} {self.payloads_removed} unreferenced payloads",
@@ -162,28 +171,21 @@ def gc(
         or not 0 <= threshold <= 1
     ):
         raise ValueError(f"threshold must be a number in [0, 1], not {threshold!r}")
-    git = repo._git_repo()
-    lock = repo._acquire_writer()
+    git = repo.git_repository()
+    lock = repo.acquire_writer_lock()
     try:
         report = GcReport(dry_run=dry_run)
-        commits, _, problems = hangar_commits(git)
-        if problems:
-            raise IntegrityError(f"cannot tell what is live: {problems[0]}; run fsck")
+        live = _live(repo, git)
+        store = repo.payload_store
+        writer = None if dry_run else store.writer()
         try:
-            live = referenced_digests(git, commits) | staged_digests(repo)
-        except (IntegrityError, RuntimeError) as exc:
-            raise IntegrityError(
-                f"cannot tell what is live, nothing was removed: {exc}; run `git hangar fsck`"
-            ) from None
-        writer = None if dry_run else repo._store.writer()
-        try:
-            reader = repo._store.reader()
+            reader = store.reader()
         except BaseException:  # e.g. a full disk: the store lock must not stay held
             if writer is not None:
                 writer.close()
             raise
         try:
-            _payloads(repo, reader, writer, live, threshold, report)
+            _payloads(store, reader, writer, live, threshold, report)
         finally:
             reader.close()
             if writer is not None:
@@ -192,18 +194,40 @@ def gc(
             report.git = _repack(git)
         return report
     finally:
-        repo._release_writer(lock)
+        repo.release_writer_lock(lock)
+
+
+def _live(repo: Repository, git: pygit2.Repository) -> set[bytes]:
+    """Every payload a commit on a ``refs/hangar/*`` ref or the staging area names.
+
+    Raises
+    ------
+    IntegrityError
+        If a ref, commit or record cannot be read: what is live cannot be told.
+    """
+    commits, _, problems = hangar_commits(git)
+    if problems:
+        raise IntegrityError(f"cannot tell what is live: {problems[0]}; run fsck")
+    try:
+        live = set(referenced_digests(git, commits, strict=True))
+        live |= staged_digests(repo)
+    except (IntegrityError, CorruptRecordError, FormatVersionError, RuntimeError) as exc:
+        raise IntegrityError(
+            f"cannot tell what is live, nothing was removed: {exc}; run `git hangar fsck`"
+        ) from None
+    return live
 
 
 def _payloads(
-    repo: Repository,
+    store: PackStore,
     reader: PackReader,
     writer: PackWriter | None,
     live: set[bytes],
     threshold: float,
     report: GcReport,
 ) -> None:
-    store = repo._store
+    """Drop the dead payloads' index entries, delete large files and packs
+    nothing live is in, compact packs mostly dead (see :func:`gc`)."""
     numbers = store.pack_numbers()
     sizes = {n: store.pack_path(n).stat().st_size for n in numbers}
     report.bytes_before = sum(sizes.values())
@@ -250,6 +274,28 @@ def _payloads(
         report.payloads_moved = sum(len(by_pack[n]) for n in compact)
         report.bytes_after += after
         return
+    fresh = _compact(reader, writer, compact, by_pack, drop, report)
+    if fresh and numbers and numbers[-1] in drop:
+        # the pack appends go to is dropped: appends move to a new one first,
+        # as pack numbers are never reused
+        writer.relocate([])
+    for n in sorted(drop):
+        writer.drop_pack(n)
+        report.packs_deleted.append(n)
+    report.bytes_after += sum(store.pack_path(n).stat().st_size for n in store.pack_numbers())
+
+
+def _compact(
+    reader: PackReader,
+    writer: PackWriter,
+    compact: list[int],
+    by_pack: dict[int, list[tuple[bytes, Location]]],
+    drop: list[int],
+    report: GcReport,
+) -> bool:
+    """Copy the live payloads of the packs ``compact`` to a new pack (each
+    verified on the way); the packs emptied join ``drop``. Returns True when
+    nothing was copied (no new pack was started)."""
     fresh = True
     for n in compact:
         items = sorted(by_pack[n], key=lambda t: (t[1].boff, t[1].ioff))
@@ -267,14 +313,7 @@ def _payloads(
         report.packs_compacted.append(n)
         report.payloads_moved += moved
         drop.append(n)
-    if fresh and numbers and numbers[-1] in drop:
-        # the pack appends go to is dropped: appends move to a new one first,
-        # as pack numbers are never reused
-        writer.relocate([])
-    for n in sorted(drop):
-        writer.drop_pack(n)
-        report.packs_deleted.append(n)
-    report.bytes_after += sum(store.pack_path(n).stat().st_size for n in store.pack_numbers())
+    return fresh
 
 
 def _large_files(
@@ -304,7 +343,7 @@ def _read_batches(
     size = 0
     for d, loc in items:
         arr = reader.read(loc, d)
-        data = memoryview(arr.reshape(-1)).cast("B")
+        data = arr.reshape(-1).data.cast("B")
         batch.append(Payload(d, reader.kind_text(loc.kind), data))
         size += len(data)
         if size >= _MOVE_BATCH:
@@ -314,11 +353,12 @@ def _read_batches(
         yield batch
 
 
-def _repack(git: object) -> str:
+def _repack(git: pygit2.Repository) -> str:
+    """``git repack -A -d``: what it did, in a few words."""
     exe = shutil.which("git")
     if exe is None:
         return "skipped: no git executable"
-    gitdir = str(common_dir(git))  # type: ignore[arg-type]
+    gitdir = str(common_dir(git))
     res = subprocess.run(
         [exe, f"--git-dir={gitdir}", "repack", "-A", "-d", "-q"],
         capture_output=True,

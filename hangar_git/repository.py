@@ -781,3 +781,93 @@ class Repository:
 
         git = self._git_repo()
         return render_log(git, log_contents(git, commit), show_time=show_time, show_user=show_user)
+
+    # ---- for the maintenance and transfer modules (fsck, gc, remotes) ----------
+    def git_repository(self) -> pygit2.Repository:
+        """The git repository that holds the records.
+
+        Returns
+        -------
+        pygit2.Repository
+
+        Raises
+        ------
+        NotInitializedError
+            Before :meth:`init`.
+        """
+        return self._git_repo()
+
+    @property
+    def payload_store(self) -> PackStore:
+        """The local payload store (under ``.git/hangar/store``).
+
+        Raises
+        ------
+        NotInitializedError
+            Before :meth:`init`.
+        """
+        self._git_repo()
+        return self._store
+
+    def peek_staging(self) -> Journal | None:
+        """The staging journal, read without the writer lock and without
+        writing anything (a torn tail is ignored, not repaired).
+
+        Returns
+        -------
+        Journal or None
+            None when nothing was ever staged.
+
+        Raises
+        ------
+        NotInitializedError
+            Before :meth:`init`.
+        UnreadableJournal
+            If the journal holds no intact header.
+        """
+        self._git_repo()
+        return Journal.peek(self._journal_path())
+
+    def acquire_writer_lock(self) -> FileLock:
+        """Take the writer lock, as a write checkout does, for work that must
+        not run beside a writer (gc). Give it back with :meth:`release_writer_lock`.
+
+        Returns
+        -------
+        FileLock
+            The lock, held.
+
+        Raises
+        ------
+        NotInitializedError
+            Before :meth:`init`.
+        WriterLockError
+            (a PermissionError) if a write checkout is open anywhere.
+        """
+        self._git_repo()
+        return self._acquire_writer()
+
+    def release_writer_lock(self, lock: FileLock) -> None:
+        """Give back a lock taken with :meth:`acquire_writer_lock`.
+
+        Parameters
+        ----------
+        lock : FileLock
+            What :meth:`acquire_writer_lock` returned.
+        """
+        self._release_writer(lock)
+
+    def writer_checkout(self) -> WriterCheckout | None:
+        """The write checkout open in this process on this repository.
+
+        Returns
+        -------
+        WriterCheckout or None
+            None when no write checkout of this repository is open here (one
+            may be open in another process: see :attr:`writer_lock_held`).
+        """
+        self._git_repo()
+        for co in list(_LIVE_WRITERS):
+            if co._repo._hdir == self._hdir and not co._closed:
+                return co
+        return None

@@ -1,7 +1,12 @@
 """Moving payloads between the local store and a data remote.
 
-Plain functions over the records (which digests a set of commits needs), the
-local store and a :class:`DataRemote`: :func:`upload_payloads` packs and sends
+Plain functions over the local store and a :class:`DataRemote` (which
+digests a set of commits needs is
+:func:`hangar_git.records.reachable.referenced_digests`; its
+:func:`~hangar_git.records.reachable.leaf_ids`,
+:func:`~hangar_git.records.reachable.commits_between` and
+:func:`~hangar_git.records.reachable.history` are named here too):
+:func:`upload_payloads` packs and sends
 what the remote lacks; :func:`download_payloads` reads exactly the wanted
 payloads by ranged reads, verifies each against its digest and only then
 stores it. Both can be rerun after an interruption: what arrived is found
@@ -15,15 +20,15 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pygit2
 
 from ..errors import IntegrityError, MissingPayloadError, WriterLockError
-from ..records.snapshot import TreeRecords, commit_tree
-from ..schema import ArraysetSchema
+from ..records import reachable
+from ..records.leaves import RecordWalker
+from ..records.reachable import commits_between, history, leaf_ids
 from ..store.digest import Payload, digest_bytes
 from ..store.packs import PackWriter
 from . import bounded, large
@@ -44,7 +49,27 @@ READ_CHUNK = 4096
 
 @dataclass
 class TransferReport:
-    """What a transfer moved."""
+    """What a transfer moved.
+
+    Attributes
+    ----------
+    payloads : int
+        Payloads sent or stored.
+    raw_bytes : int
+        Their uncompressed bytes.
+    packs : int
+        Packs uploaded.
+    requests, bytes_sent, bytes_received : int
+        What the data remote counted while the transfer ran.
+    seconds : float
+        Wall time.
+    refused : list of bytes
+        Digests fetched but refused (over their bound, or failing verification).
+    absent : list of bytes
+        Digests the remote does not have.
+    skipped : int
+        Payloads not moved because the other side had them already.
+    """
 
     payloads: int = 0
     raw_bytes: int = 0
@@ -58,6 +83,15 @@ class TransferReport:
     skipped: int = 0
 
     def add_remote_stats(self, remote: DataRemote, before: tuple[int, int, int]) -> None:
+        """Add what ``remote`` counted since ``before`` to the report.
+
+        Parameters
+        ----------
+        remote : DataRemote
+            The remote of the transfer.
+        before : tuple of (int, int, int)
+            Its ``(requests, bytes_sent, bytes_received)`` when it began.
+        """
         self.requests += remote.requests - before[0]
         self.bytes_sent += remote.bytes_sent - before[1]
         self.bytes_received += remote.bytes_received - before[2]
@@ -68,71 +102,23 @@ def _stats(remote: DataRemote) -> tuple[int, int, int]:
 
 
 # --------------------------------------------------------------------------
-# which digests
+# which digests (see hangar_git.records.reachable)
 # --------------------------------------------------------------------------
-def iter_leaves(
-    git: pygit2.Repository, commit: str, arrayset_names: Collection[str] | None = None
-) -> Iterator[tuple[str, bytes | None, Callable[[], dict[str, bytes]]]]:
-    """``(arrayset, leaf tree id, read leaf)`` for each sample leaf of a commit."""
-    tr = TreeRecords(git, commit_tree(git, commit))
-    for name in tr.arrayset_names():
-        if arrayset_names is not None and name not in arrayset_names:
-            continue
-        samples = tr.samples(name)
-        for path in samples.leaf_paths():
-            yield name, samples.leaf_oid(path), partial(samples.leaf, path)
-
-
-def leaf_ids(git: pygit2.Repository, commits: Iterable[str]) -> set[bytes]:
-    """Ids of every sample leaf tree of ``commits`` (leaves are not parsed)."""
-    out: set[bytes] = set()
-    for c in commits:
-        for _, oid, _ in iter_leaves(git, c):
-            if oid is not None:
-                out.add(oid)
-    return out
-
-
 def referenced_digests(
     git: pygit2.Repository,
     commits: Iterable[str],
     arrayset_names: Collection[str] | None = None,
-    skip_leaves: set[bytes] | None = None,
+    skip_leaves: Iterable[bytes] | None = None,
 ) -> dict[bytes, str]:
-    """``{digest: arrayset}`` of the samples of ``commits``, in record order.
+    """Deprecated spelling of :func:`hangar_git.records.reachable.referenced_digests`
+    (``skip_leaves`` is its ``skip``), kept while ``remotes/api.py`` calls it.
 
-    A leaf tree met twice (or listed in ``skip_leaves``) is read once at most,
-    so the cost over a history grows with what changed, not with its length.
+    Returns
+    -------
+    dict of bytes to str
+        ``{digest: arrayset}``.
     """
-    seen = set(skip_leaves or ())
-    out: dict[bytes, str] = {}
-    for c in commits:
-        for name, oid, read in iter_leaves(git, c, arrayset_names):
-            if oid is not None:
-                if oid in seen:
-                    continue
-                seen.add(oid)
-            for d in read().values():
-                if d not in out:
-                    out[d] = name
-    return out
-
-
-def commits_between(git: pygit2.Repository, head: str, hide: Iterable[str]) -> list[str]:
-    """Commits reachable from ``head`` but not from any of ``hide``, newest first."""
-    walker = git.walk(pygit2.Oid(hex=head), pygit2.enums.SortMode.TOPOLOGICAL)
-    for h in hide:
-        try:
-            if git.get(h) is not None:
-                walker.hide(pygit2.Oid(hex=h))
-        except (ValueError, pygit2.GitError):
-            continue
-    return [str(c.id) for c in walker]
-
-
-def history(git: pygit2.Repository, head: str) -> list[str]:
-    """``head`` and every ancestor, newest first."""
-    return commits_between(git, head, ())
+    return reachable.referenced_digests(git, commits, arrayset_names, skip=skip_leaves or ())
 
 
 # --------------------------------------------------------------------------
@@ -142,22 +128,32 @@ def history(git: pygit2.Repository, head: str) -> list[str]:
 def store_writer(repo: Repository) -> Iterator[PackWriter]:
     """The store's writer: the open write checkout's in this process, else a new one.
 
+    Parameters
+    ----------
+    repo : Repository
+        The repository whose store to write.
+
+    Yields
+    ------
+    PackWriter
+        Flushed (or closed, when made here) on leaving.
+
     Raises
     ------
     WriterLockError
         If another process holds the store's write lock (a write checkout is
         open there).
     """
-    from ..checkout import _LIVE_WRITERS
-
-    for co in list(_LIVE_WRITERS):
-        if co._repo._hdir == repo._hdir and not co._closed:
-            yield co._writer
-            co._writer.flush()
-            return
+    co = repo.writer_checkout()
+    if co is not None:
+        # WriterCheckout offers no public handle on its payload writer
+        yield co._writer
+        co._writer.flush()
+        return
     from filelock import FileLock, Timeout
 
-    probe = FileLock(str(repo._store.root / "write.lock"), thread_local=False)
+    store = repo.payload_store
+    probe = FileLock(str(store.root / "write.lock"), thread_local=False)
     try:
         probe.acquire(timeout=5)
     except Timeout:
@@ -166,7 +162,7 @@ def store_writer(repo: Repository) -> Iterator[PackWriter]:
             "close it, then fetch again"
         ) from None
     probe.release()
-    writer = repo._store.writer()
+    writer = store.writer()
     try:
         yield writer
     finally:
@@ -183,6 +179,21 @@ def upload_payloads(
     progress: Progress | None = None,
 ) -> TransferReport:
     """Send the payloads of ``digests`` that ``remote`` lacks, in packs.
+
+    Parameters
+    ----------
+    repo : Repository
+        The repository whose store holds the payloads.
+    remote : DataRemote
+        Where to send them.
+    digests : iterable of bytes
+        The payloads the remote must have afterwards.
+    progress : callable, optional
+        Called as ``progress("payloads", bytes done, bytes in all)``.
+
+    Returns
+    -------
+    TransferReport
 
     Raises
     ------
@@ -205,7 +216,7 @@ def upload_payloads(
         report.add_remote_stats(remote, before)
         report.seconds = time.perf_counter() - t0
         return report
-    reader = repo._store.reader()
+    reader = repo.payload_store.reader()
     try:
         found, entries = reader.lookup(todo)
         if not found.all():
@@ -287,8 +298,22 @@ def upload_payloads(
 def select_for_fetch(
     lookup: RemoteLookup, wanted: Sequence[bytes], max_bytes: int | None
 ) -> tuple[np.ndarray, list[bytes]]:
-    """Rows (in ``lookup``) of the wanted payloads the remote has, within the
-    byte budget and in order, and the digests the remote does not have."""
+    """The wanted payloads the remote has, within the byte budget.
+
+    Parameters
+    ----------
+    lookup : RemoteLookup
+        The remote's pack indexes.
+    wanted : sequence of bytes
+        Digests, in the order to fetch them.
+    max_bytes : int or None
+        The budget of raw bytes (None: no budget).
+
+    Returns
+    -------
+    tuple of (numpy.ndarray, list of bytes)
+        Rows of ``lookup`` in order, and the digests the remote does not have.
+    """
     rows = np.fromiter((lookup.rows.get(d, -1) for d in wanted), np.int64, len(wanted))
     absent = [wanted[i] for i in np.flatnonzero(rows < 0).tolist()]
     rows = rows[rows >= 0]
@@ -320,12 +345,33 @@ def download_payloads(
     :data:`~hangar_git.remotes.bounded.MAX_PAYLOAD_BYTES`), a block longer
     than its payloads can need, or a large object over its bound is refused
     unread.
+
+    Parameters
+    ----------
+    repo : Repository
+        The repository whose store receives the payloads.
+    remote : DataRemote
+        Where they are.
+    digests : iterable of bytes
+        The payloads wanted, in the order to fetch them.
+    max_bytes : int, optional
+        Stop before the raw bytes fetched exceed this.
+    progress : callable, optional
+        Called as ``progress("payloads", bytes done, bytes in all)``.
+    refresh : bool, optional
+        Read the remote's list of packs again first (default).
+    limits : mapping of bytes to int, optional
+        The most raw bytes each payload may hold.
+
+    Returns
+    -------
+    TransferReport
     """
     t0 = time.perf_counter()
     report = TransferReport()
     before = _stats(remote)
     wanted = list(dict.fromkeys(digests))
-    reader = repo._store.reader()
+    reader = repo.payload_store.reader()
     try:
         found, _ = reader.lookup(wanted)
     finally:
@@ -447,19 +493,33 @@ def payload_limits(
     capped at :data:`~hangar_git.remotes.bounded.MAX_PAYLOAD_BYTES`.
 
     A schema that cannot be read gives no bound beyond that cap.
+
+    Parameters
+    ----------
+    git : pygit2.Repository
+        The repository holding the records.
+    commits : iterable of str
+        The commits the payloads come from.
+    digests : mapping of bytes to str
+        ``{digest: arrayset}``, as :func:`referenced_digests` gives them.
+
+    Returns
+    -------
+    dict of bytes to int
     """
     cap = bounded.MAX_PAYLOAD_BYTES
     per_aset: dict[str, int] = {}
     names = set(digests.values())
+    walker = RecordWalker(git, keep_leaves=False)
     for c in commits:
-        tr = TreeRecords(git, commit_tree(git, c))
-        for name in names:
-            try:
-                sch = ArraysetSchema.from_json(tr.schema_text(name))
-            except Exception:  # absent here, or unreadable: the cap holds
+        for aset in walker.commit(c).arraysets:
+            if aset.name not in names or aset.schema is None:
+                continue  # absent here, or unreadable: the cap holds
+            sch = walker.schema(aset.schema, aset.name)
+            if isinstance(sch, str):
                 continue
             n = bounded.payload_bound(sch.dtype.itemsize, sch.shape)
-            per_aset[name] = max(per_aset.get(name, 0), n)
+            per_aset[aset.name] = max(per_aset.get(aset.name, 0), n)
     return {d: per_aset.get(a, cap) for d, a in digests.items()}
 
 
@@ -517,3 +577,21 @@ class LazyFetcher:
                 f"{len(report.refused)} payloads from remote {self.remote_name!r} were refused "
                 f"and not stored: {why} (first: {report.refused[0].hex()})"
             )
+
+
+__all__ = [
+    "FETCH_BATCH",
+    "READ_CHUNK",
+    "LazyFetcher",
+    "Progress",
+    "TransferReport",
+    "commits_between",
+    "download_payloads",
+    "history",
+    "leaf_ids",
+    "payload_limits",
+    "referenced_digests",
+    "select_for_fetch",
+    "store_writer",
+    "upload_payloads",
+]
