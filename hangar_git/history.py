@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from .repository import Repository
 
 
-
 def _split_message(raw: str) -> tuple[str, str | None]:
     lines = raw.rstrip("\n").split("\n")
     code = None

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from hangar_git import MergeConflictError, MissingPayloadError, WriterLockError
 from hangar_git.diff import ConflictRecords
 from hangar_git.gitutil import branch_head
-from hangar_git.records.walk import _leaf_delta
 from hangar_git.records.layout import leaf_path, serialize_links
 from hangar_git.records.staging import Journal
+from hangar_git.records.walk import _leaf_delta
 
 NO_CONFLICT = ConflictRecords((), (), (), (), False)
 
@@ -666,8 +666,8 @@ def test_fanned_merge_where_leaves_appear_and_disappear(repo):
 
 
 def test_leaf_parse_survives_a_digest_holding_the_gitlink_mode():
-    from hangar_git.records.walk import _leaf_pieces
     from hangar_git.records.layout import parse_links, serialize_links
+    from hangar_git.records.walk import _leaf_pieces
 
     evil = b"160000 " + bytes(range(13))
     links = {"i:1": bytes(20), "s:a": evil, "s:b": b"\x00" * 19 + b"\x01", "i:22": evil[::-1]}
@@ -677,8 +677,8 @@ def test_leaf_parse_survives_a_digest_holding_the_gitlink_mode():
 
 
 def test_fan_node_refuses_trees_that_are_not_uniform():
-    from hangar_git.records.walk import _FanNode
     from hangar_git.records.layout import MODE_BLOB, MODE_TREE, serialize_tree
+    from hangar_git.records.walk import _FanNode
 
     ok = serialize_tree({f"{i:02x}": (MODE_TREE, bytes([i]) * 20) for i in range(5)})
     node = _FanNode.load(ok)
