@@ -308,6 +308,23 @@ def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(f)
 
 
+def identity_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The ``--name`` and ``--email`` options (as ``user_name``, ``user_email``)
+    of a command that makes commits in a new repository."""
+    f = click.option(
+        "--email",
+        "user_email",
+        metavar="EMAIL",
+        help="Author email for commits (default: git config user.email).",
+    )(f)
+    return click.option(
+        "--name",
+        "user_name",
+        metavar="NAME",
+        help="Author name for commits (default: git config user.name).",
+    )(f)
+
+
 @contextlib.contextmanager
 def progress(length: int, label: str) -> Iterator[Callable[[int], Any]]:
     """A progress bar on stderr when it is a terminal; silent when piped or ``--quiet``.
@@ -481,6 +498,7 @@ __all__ = [
     "check_branch_exists",
     "emit_json",
     "holder_text",
+    "identity_options",
     "info",
     "is_quiet",
     "isatty",

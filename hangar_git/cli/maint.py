@@ -8,7 +8,6 @@ of the group it belongs to (``git hangar``).
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..procs import pid_alive
 from .common import (
     CONTEXT_SETTINGS,
     CLIError,
@@ -66,23 +66,11 @@ def lock_release(force: bool) -> None:
     if (
         holder is not None
         and holder.get("host") == socket.gethostname()
-        and _pid_alive(int(holder["pid"]))
+        and pid_alive(int(holder["pid"]))
     ):
         warn(f"breaking the lock of live process {holder['pid']}")
     repo.force_release_writer_lock()
     info("Writer lock released.")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError as exc:
-        return exc.errno != errno.ESRCH
-    return True
 
 
 # ---- help -------------------------------------------------------------------------------

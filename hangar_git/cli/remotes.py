@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from .common import info, new_repo, open_repo, progress, resolve_startpoint, short
+from .common import identity_options, info, new_repo, open_repo, progress, resolve_startpoint, short
 
 _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d*)?)\s*([kmgt]?i?b?)?\s*", re.I)
 _UNITS = {
@@ -267,18 +267,7 @@ def _default_dir(url: str) -> str:
     show_default=True,
     help="Name of the remote to create.",
 )
-@click.option(
-    "--name",
-    "user_name",
-    metavar="NAME",
-    help="Author name for commits (default: git config user.name).",
-)
-@click.option(
-    "--email",
-    "user_email",
-    metavar="EMAIL",
-    help="Author email for commits (default: git config user.email).",
-)
+@identity_options
 @click.option("--overwrite", is_flag=True, help="Replace a hangar repository that exists in DIR.")
 def clone(
     git_url: str,

@@ -15,6 +15,7 @@ from .common import (
     check_branch_exists,
     emit_json,
     holder_text,
+    identity_options,
     info,
     is_quiet,
     json_option,
@@ -35,18 +36,7 @@ if TYPE_CHECKING:
 
 
 @click.command()
-@click.option(
-    "--name",
-    "user_name",
-    metavar="NAME",
-    help="Author name for commits (default: git config user.name).",
-)
-@click.option(
-    "--email",
-    "user_email",
-    metavar="EMAIL",
-    help="Author email for commits (default: git config user.email).",
-)
+@identity_options
 @click.option(
     "--overwrite",
     is_flag=True,

@@ -36,6 +36,7 @@ from ..gitutil import (
     open_batch,
     open_batch_of,
 )
+from ..procs import pid_alive
 from ..store.durable import fsync_dir, fsync_fd, write_all
 
 #: fewer objects than this are written loose, through libgit2
@@ -165,20 +166,10 @@ def remove_stale_keeps(repo: pygit2.Repository) -> list[Path]:
             pid = int(_keep_text(keep)[len(KEEP_MARK) :].split()[0])
         except (ValueError, IndexError):
             continue
-        if pid != os.getpid() and not _pid_alive(pid):
+        if pid != os.getpid() and not pid_alive(pid):
             keep.unlink(missing_ok=True)
             removed.append(keep)
     return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _header(kind: int, size: int) -> bytes:
