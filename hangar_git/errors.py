@@ -48,3 +48,9 @@ class MergeConflictError(HangarError, ValueError):
 class CorruptRecordError(HangarError, ValueError):
     """Records read from git are malformed or hostile (a bad name, key, mode,
     schema, format version or size); nothing was read from or written for them."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (its type name when it has none)."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import IntegrityError
-from ..records.leaves import RecordWalker, problem_text
+from ..errors import IntegrityError, first_line
+from ..records.leaves import RecordWalker
 from ..records.validate import kind_fits
 from ..schema import ArraysetSchema
 from ..store.chunked import LARGE_PACK, LargeFiles
@@ -146,7 +146,7 @@ def check_payloads(
         except IntegrityError as exc:
             problems[d] = str(exc)
         except Exception as exc:  # a malformed row that slipped past its check
-            problems[d] = f"payload cannot be read: {problem_text(exc)}"
+            problems[d] = f"payload cannot be read: {first_line(exc)}"
         else:
             if not schemas.fits(d, arr.dtype, arr.shape):
                 problems[d] = (
@@ -193,7 +193,7 @@ def check_store(reader: PackReader, referenced: set[bytes], progress: Progress |
         if res != ["ok"]:
             out.extend(f"payload index {index}: {r}" for r in res[:20])
     except Exception as exc:
-        out.append(f"payload index {index} cannot be checked: {problem_text(exc)}")
+        out.append(f"payload index {index} cannot be checked: {first_line(exc)}")
     extra = [(d, loc) for d, loc in rows if d not in referenced]
     for d, loc in extra:
         if loc is None:
@@ -206,7 +206,7 @@ def check_store(reader: PackReader, referenced: set[bytes], progress: Progress |
         try:
             reader.read(loc, d)
         except Exception as exc:
-            out.append(f"unreferenced payload {d.hex()}: {problem_text(exc)}")
+            out.append(f"unreferenced payload {d.hex()}: {first_line(exc)}")
         if progress is not None and (n % 1024 == 0 or n + 1 == len(good)):
             progress("unreferenced payloads", n + 1, len(good))
     return out

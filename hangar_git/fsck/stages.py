@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 import pygit2
 from pygit2.enums import ObjectType
 
-from ..errors import IntegrityError
+from ..errors import IntegrityError, first_line
 from ..gitutil import REMOTES, common_dir
 from ..naming import decode_key
-from ..records.leaves import ArraysetRecords, RecordWalker, problem_text
+from ..records.leaves import ArraysetRecords, RecordWalker
 from .payloads import PayloadSchemas, check_payloads, check_store, leftover_large_files
 from .report import STAGING, FsckReport, Progress, RecordIssue, SampleIssue
 
@@ -195,7 +195,7 @@ def _staged_samples(repo: Repository, report: FsckReport) -> list[tuple[str, str
         journal = repo.peek_staging()
     except Exception as exc:
         journal = None
-        report.records.append(RecordIssue(STAGING, "journal", problem_text(exc)))
+        report.records.append(RecordIssue(STAGING, "journal", first_line(exc)))
     if journal is not None:
         for aset, st in sorted(journal.asets.items()):
             for enc, d in st.samples.items():
@@ -314,7 +314,7 @@ def _odb_check(git: pygit2.Repository) -> list[str]:
         try:
             git.odb.read(oid)
         except Exception as exc:
-            out.append(f"object {oid}: {problem_text(exc)}")
+            out.append(f"object {oid}: {first_line(exc)}")
     return out
 
 

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from ..errors import HangarError
+from ..errors import HangarError, first_line
 from ..naming import encode_key
 from ..schema import MAX_RANK, check_dtype
 
@@ -166,22 +166,6 @@ def read_npy_header(fh: BinaryIO, where: str) -> tuple[tuple[int, ...], bool, np
         if len(_HEADER_CACHE) < 4096:
             _HEADER_CACHE[raw] = hit
     return hit[0], hit[1], hit[2], raw
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an error's message (its type name when it has none).
-
-    Parameters
-    ----------
-    exc : BaseException
-        The error.
-
-    Returns
-    -------
-    str
-    """
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
 
 
 def _native(dtype: np.dtype, where: str) -> np.dtype:

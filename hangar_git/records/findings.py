@@ -20,22 +20,6 @@ LeafPath = tuple[str, ...]
 Records = dict[str, bytes]
 
 
-def problem_text(exc: BaseException) -> str:
-    """The first line of an error's message (its type name when it has none).
-
-    Parameters
-    ----------
-    exc : BaseException
-        The error.
-
-    Returns
-    -------
-    str
-    """
-    text = str(exc) or type(exc).__name__
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 @dataclass(frozen=True)
 class ArraysetRecords:
     """One entry of a commit's ``arraysets`` tree, as far as it could be read.
@@ -142,5 +126,4 @@ __all__ = [
     "Problem",
     "Records",
     "SamplesTree",
-    "problem_text",
 ]

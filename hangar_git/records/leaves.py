@@ -38,7 +38,7 @@ from collections.abc import Iterator
 import pygit2
 from pygit2.enums import ObjectType
 
-from ..errors import CorruptRecordError, FormatVersionError
+from ..errors import CorruptRecordError, FormatVersionError, first_line
 from ..naming import check_arrayset_name
 from ..schema import ArraysetSchema
 from . import changelog, trust, validate
@@ -51,7 +51,6 @@ from .findings import (
     Problem,
     Records,
     SamplesTree,
-    problem_text,
 )
 from .layout import MODE_BLOB, MODE_TREE, Entry, fanout_of_names, leaf_path, parse_tree
 from .snapshot import parsed_leaf
@@ -154,7 +153,7 @@ class RecordWalker:
         except FormatVersionError as exc:
             return CommitRecords(sha, problems=(("hangar.json", str(exc)),), error=exc)
         except Exception as exc:  # unreadable or malformed git objects
-            why = f"commit tree cannot be read: {problem_text(exc)}"
+            why = f"commit tree cannot be read: {first_line(exc)}"
             return CommitRecords(sha, problems=(("", why),), error=validate.corrupt(why))
         problems: list[Problem] = []
         for name, (mode, _) in root.items():
@@ -185,7 +184,7 @@ class RecordWalker:
             try:
                 entries = parse_tree(validate.read_tree(self.git, oid, "arraysets tree"))
             except Exception as exc:
-                got = ((), (("arraysets", f"cannot be read: {problem_text(exc)}"),))
+                got = ((), (("arraysets", f"cannot be read: {first_line(exc)}"),))
             else:
                 asets = tuple(self._arrayset(n, e) for n, e in sorted(entries.items()))
                 got = (asets, ())
@@ -208,7 +207,7 @@ class RecordWalker:
                 raise ValueError("is not a tree")
             sub = parse_tree(validate.read_tree(self.git, oid, f"arrayset {name!r}"))
         except Exception as exc:
-            return ArraysetRecords(name, oid, None, None, ((where, problem_text(exc)),))
+            return ArraysetRecords(name, oid, None, None, ((where, first_line(exc)),))
         problems: list[Problem] = []
         extra = set(sub) - {"schema", "samples"}
         if extra:
@@ -250,7 +249,7 @@ class RecordWalker:
                 )
                 s = validate.parse_schema(data, name)
             except Exception as exc:
-                s = f"schema cannot be read: {problem_text(exc)}"
+                s = f"schema cannot be read: {first_line(exc)}"
             self._schemas[oid] = s
         return s
 
@@ -271,7 +270,7 @@ class RecordWalker:
         try:
             return changelog.verify(self.git, validate.commit_of(self.git, sha))
         except Exception as exc:  # records too damaged to compare: reported elsewhere
-            return [f"cannot be checked: {problem_text(exc)}"]
+            return [f"cannot be checked: {first_line(exc)}"]
 
     def check(self, sha: str) -> list[Problem]:
         """Every problem of commit ``sha``'s records: root, change log,
@@ -336,7 +335,7 @@ class RecordWalker:
             raw = validate.read_tree(self.git, sid, "samples tree")
             top = {} if _is_leaf(raw) else parse_tree(raw)
         except Exception as exc:
-            return SamplesTree((), (("", f"cannot be read: {problem_text(exc)}"),))
+            return SamplesTree((), (("", f"cannot be read: {first_line(exc)}"),))
         if not raw:
             problems.append(("", "empty tree"))
         elif not top:
@@ -352,7 +351,7 @@ class RecordWalker:
                 if fanout and max(fanout) > _MAX_WIDTH:
                     raise validate.corrupt(f"fan-out levels wider than {_MAX_WIDTH} digits")
             except CorruptRecordError as exc:
-                problems.append(("", problem_text(exc)))
+                problems.append(("", first_line(exc)))
         return SamplesTree(tuple(leaves), tuple(problems))
 
     def _leaf_depth(self, entries: dict[str, Entry]) -> int:
@@ -400,7 +399,7 @@ class RecordWalker:
                 raw = validate.read_tree(self.git, oid, "samples tree")
                 sub = {} if _is_leaf(raw) else parse_tree(raw)
             except Exception as exc:
-                problems.append((where, f"cannot be read: {problem_text(exc)}"))
+                problems.append((where, f"cannot be read: {first_line(exc)}"))
                 continue
             if sub:
                 self._fanned(sub, path, depth, leaves, problems)
@@ -448,7 +447,7 @@ class RecordWalker:
             # the grammar alone, without the placement of keys
             links = validate.leaf_links(validate.read_tree(self.git, lid, "samples tree"))
         except Exception as exc:
-            return Leaf({}, (f"sample records cannot be read: {problem_text(exc)}",))
+            return Leaf({}, (f"sample records cannot be read: {first_line(exc)}",))
         if fanout and not links:
             return Leaf({}, ("empty leaf of a fan-out level",))
         records: Records = {}
@@ -521,7 +520,7 @@ class RecordWalker:
             entries = parse_tree(validate.read_tree(self.git, oid, "metadata tree"))
         except Exception as exc:
             entries = {}
-            problems.append(("metadata", f"cannot be read: {problem_text(exc)}"))
+            problems.append(("metadata", f"cannot be read: {first_line(exc)}"))
         for enc, (mode, boid) in entries.items():
             try:
                 if mode != MODE_BLOB:
@@ -531,7 +530,7 @@ class RecordWalker:
                     validate.metadata_value(self.git, boid, enc)
                     self._values.add(boid)
             except Exception as exc:
-                problems.append((f"metadata/{enc}", problem_text(exc)))
+                problems.append((f"metadata/{enc}", first_line(exc)))
         self._meta[oid] = problems
         return problems
 
@@ -545,5 +544,4 @@ __all__ = [
     "RecordWalker",
     "Records",
     "SamplesTree",
-    "problem_text",
 ]
