@@ -22,9 +22,10 @@ from .records.view import CommitView, StagedView
 from .remotes.bounded import payload_bound
 from .schema import ArraysetSchema
 from .store import Location, PackReader, PackWriter, Payload, payload_from_array
-from .store.chunked import LARGE_IOFF, parallel_map
+from .store.chunked import LARGE_IOFF
 from .store.digest import kind_of, stacked_digests
 from .store.packs import BLOCK_TARGET
+from .store.threads import parallel_map
 
 if TYPE_CHECKING:
     from .repository import Repository

@@ -14,6 +14,7 @@ import ast
 from pathlib import Path
 
 import pytest
+from test_layers import runtime_nodes
 
 CLI = Path(__file__).resolve().parents[1] / "hangar_git" / "cli"
 HELPERS = {"common", "render"}
@@ -21,32 +22,11 @@ ALLOWED = {"render": set(), "common": {"render"}, "__main__": {"__init__"}}
 MODULES = sorted(p.stem for p in CLI.glob("*.py"))
 
 
-def _is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
-
-
-def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
-    """Every node that can run: the tree without ``if TYPE_CHECKING:`` bodies."""
-    out: list[ast.AST] = []
-    todo = [tree]
-    while todo:
-        node = todo.pop()
-        out.append(node)
-        if isinstance(node, ast.If) and _is_type_checking(node):
-            todo.extend(node.orelse)
-            continue
-        todo.extend(ast.iter_child_nodes(node))
-    return out
-
-
 def cli_imports(module: str) -> set[str]:
     """The modules of ``hangar_git.cli`` that ``module`` imports at run time."""
     tree = ast.parse((CLI / f"{module}.py").read_text())
     found: set[str] = set()
-    for node in _runtime_nodes(tree):
+    for node in runtime_nodes(tree):
         if isinstance(node, ast.ImportFrom) and node.level == 1:
             if node.module:
                 found.add(node.module.split(".")[0])

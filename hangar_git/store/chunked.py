@@ -68,8 +68,8 @@ import os
 import struct
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -81,6 +81,7 @@ from ._blosc import blosc2
 from .checksum import crc32
 from .digest import digest_prefix, parse_kind
 from .durable import FILE_MODE
+from .threads import run_parallel, syncer
 
 #: payloads of at least this many raw bytes are stored chunked (measured:
 #: ``benchmarks/bench_large.py``; below it a pack block reads as fast, and
@@ -110,80 +111,6 @@ _CRC = struct.Struct("<I")
 TABLE = np.dtype([("off", "<u8"), ("len", "<u4"), ("crc", "<u4"), ("codec", "u1"), ("pad", "V7")])
 _FIRST_READ = 8192  # bytes read to parse a header (more when its table is longer)
 _OPEN_FILES = 32  # files (descriptor + parsed header) a reader keeps open
-
-
-# --------------------------------------------------------------------------
-# threads
-# --------------------------------------------------------------------------
-def _cores() -> int:
-    try:
-        return max(1, min(8, len(os.sched_getaffinity(0))))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, min(8, os.cpu_count() or 1))
-
-
-#: threads working on one operation (the calling thread included)
-WORKERS = _cores()
-_POOL: list[Any] = [None, -1]  # executor, pid it belongs to
-_POOL_LOCK = threading.Lock()
-
-
-def _pool() -> ThreadPoolExecutor:
-    """The process's worker threads (made afresh in a forked child)."""
-    pool, pid = _POOL
-    if pid != os.getpid():
-        with _POOL_LOCK:
-            if _POOL[1] != os.getpid():
-                _POOL[0] = ThreadPoolExecutor(
-                    max_workers=max(1, WORKERS - 1), thread_name_prefix="hangar-chunks"
-                )
-                _POOL[1] = os.getpid()
-            pool = _POOL[0]
-    return pool
-
-
-def run_parallel(fn: Callable[[int], None], n: int, workers: int | None = None) -> None:
-    """Call ``fn(i)`` for ``i`` in ``range(n)`` on up to ``workers`` threads.
-
-    The calling thread takes part; items are handed out one at a time from a
-    shared counter, so a slow item does not hold the others back. The first
-    exception raised stops the handing out and is raised here.
-    """
-    workers = WORKERS if workers is None else workers
-    if n <= 1 or workers <= 1:
-        for i in range(n):
-            fn(i)
-        return
-    counter = itertools.count()
-    failed: list[BaseException] = []
-
-    def loop() -> None:
-        try:
-            for i in counter:
-                if i >= n or failed:
-                    return
-                fn(i)
-        except BaseException as exc:
-            failed.append(exc)
-
-    pool = _pool()
-    futures: list[Future[None]] = [pool.submit(loop) for _ in range(min(workers, n) - 1)]
-    loop()
-    for f in futures:
-        f.result()
-    if failed:
-        raise failed[0]
-
-
-def parallel_map(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-    """``[fn(x) for x in items]``, computed on every core."""
-    out: list[Any] = [None] * len(items)
-
-    def one(i: int) -> None:
-        out[i] = fn(items[i])
-
-    run_parallel(one, len(items))
-    return out
 
 
 # --------------------------------------------------------------------------
@@ -490,19 +417,6 @@ class Pending(NamedTuple):
     synced: Future[None] | None = None  # its sync, started in the background
 
 
-_SYNCER: list[Any] = [None, -1]  # executor, pid it belongs to
-
-
-def _syncer() -> ThreadPoolExecutor:
-    """A thread syncing files in the background (made afresh in a forked child)."""
-    if _SYNCER[1] != os.getpid():
-        with _POOL_LOCK:
-            if _SYNCER[1] != os.getpid():
-                _SYNCER[0] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hangar-sync")
-                _SYNCER[1] = os.getpid()
-    return _SYNCER[0]
-
-
 class LargeFiles:
     """The ``large/`` directory of a store: paths, writing and collecting."""
 
@@ -553,7 +467,7 @@ class LargeFiles:
         tmp.unlink(missing_ok=True)
         size = write_file(tmp, digest, kind, arr)
         # its sync runs while the caller goes on (the disk works while we compute)
-        synced = _syncer().submit(fsync_path, tmp) if SYNC else None
+        synced = syncer().submit(fsync_path, tmp) if SYNC else None
         return Pending(number, digest, kind, size, tmp, synced)
 
     def place(self, pending: Sequence[Pending], sync: bool | None = None) -> None:
@@ -1085,7 +999,5 @@ __all__ = [
     "choose_chunks",
     "decode_header",
     "encode_header",
-    "parallel_map",
-    "run_parallel",
     "write_file",
 ]

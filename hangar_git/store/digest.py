@@ -75,7 +75,7 @@ def stacked_digests(stacked: np.ndarray) -> list[bytes]:
     view = memoryview(stacked.reshape(-1)).cast("B")
     rows = [view[i : i + size] for i in range(0, len(view), size)]
     if size >= 1 << 16 and n > 1:  # big rows: hashed on every core (blake2b releases the GIL)
-        from .chunked import parallel_map
+        from .threads import parallel_map
 
         return parallel_map(one, rows)
     return list(map(one, rows))

@@ -61,10 +61,10 @@ import numpy as np
 from . import block_format as _blocks
 from . import durable
 from .checksum import crc32
-from .chunked import _syncer
 from .digest import parse_kind
 from .durable import FILE_MODE, fsync_fd, truncate_to, write_all
 from .limits import BLOSC_MAX, MAX_BLOCK
+from .threads import syncer
 
 MAGIC = b"HGM1"
 VERSION = 1
@@ -212,7 +212,7 @@ class ManifestWriter:
                 opened.append((fd, os.fstat(fd).st_size))
                 write_all(fd, records)
             fds = list(dict.fromkeys(fd for fd, _ in opened))
-            job = _syncer().submit(_fsync_all, fds) if durable.FSYNC else None
+            job = syncer().submit(_fsync_all, fds) if durable.FSYNC else None
             try:
                 yield
             except BaseException:
