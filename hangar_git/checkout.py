@@ -19,11 +19,11 @@ from .records import validate
 from .records.snapshot import TreeRecords, commit_tree
 from .records.staging import Journal
 from .records.view import CommitView, StagedView
-from .remotes.bounded import payload_bound
 from .schema import ArraysetSchema
 from .store import Location, PackReader, PackWriter, Payload, payload_from_array
 from .store.chunked import LARGE_IOFF
 from .store.digest import kind_of, stacked_digests
+from .store.limits import payload_bound
 from .store.packs import BLOCK_TARGET
 from .store.threads import parallel_map
 

@@ -31,6 +31,7 @@ from ..errors import IntegrityError
 from ..safe_paths import is_regular_within, open_new, open_regular
 from ..store import chunked
 from ..store.digest import parse_kind
+from ..store.limits import MAX_PAYLOAD_BYTES, payload_bound
 
 #: largest pack index accepted (a 64 MiB pack of 64-byte payloads has ~60 MiB)
 MAX_INDEX_BYTES = 256 * 1024 * 1024
@@ -38,8 +39,6 @@ MAX_INDEX_BYTES = 256 * 1024 * 1024
 MAX_BLOCK_RAW = 16 * 1024 * 1024
 #: largest raw chunk of a large payload object (chunks are ~128 KiB)
 MAX_CHUNK_BYTES = 64 * 1024 * 1024
-#: largest payload accepted when the records give no bound
-MAX_PAYLOAD_BYTES = 1 << 34
 #: largest format marker (``hangar-data.json``) read
 MAX_MARKER_BYTES = 64 * 1024
 #: extra bytes a large object may hold beyond its raw payload (its header)
@@ -258,16 +257,6 @@ def copy_to_new_file(src: IO[bytes], size: int | None, dst: Path, limit: int, wh
 # --------------------------------------------------------------------------
 # bounds from the records
 # --------------------------------------------------------------------------
-def payload_bound(itemsize: int, shape: Sequence[int]) -> int:
-    """Largest raw bytes one payload of an arrayset may hold: ``itemsize``
-    times the product of its (maximum) ``shape``, capped at
-    :data:`MAX_PAYLOAD_BYTES`. The bound :func:`download_payloads
-    <hangar_git.remotes.transfer.download_payloads>` takes per digest; the
-    storage overheads (a pack block's, a large object's header, see
-    :func:`large_object_limit`) are added there."""
-    return min(math.prod(int(s) for s in shape) * int(itemsize), MAX_PAYLOAD_BYTES)
-
-
 def large_object_limit(raw_limit: int) -> int:
     """Largest ``.hgc`` object accepted for a payload of at most ``raw_limit`` raw bytes
     (chunks are stored raw when they do not shrink; the rest is header)."""

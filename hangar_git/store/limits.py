@@ -15,8 +15,10 @@ Both raise :class:`~hangar_git.errors.IntegrityError`.
 
 from __future__ import annotations
 
+import math
 import os
 import struct
+from collections.abc import Sequence
 
 from ..errors import IntegrityError
 
@@ -26,6 +28,8 @@ MAX_BLOCK = 2**32
 _BLOSC_HEADER = struct.Struct("<BBBBIII")
 #: largest chunk blosc2 makes
 BLOSC_MAX = 2**31
+#: largest payload fetched from outside when the records give no bound
+MAX_PAYLOAD_BYTES = 1 << 34
 
 
 def check_extent(
@@ -83,3 +87,12 @@ def check_blosc_header(body: memoryview | bytes, rawlen: int, where: str, max_ra
             f"block {where} states {nbytes} raw bytes in {cbytes} (its header promised "
             f"{rawlen} in {len(body)}, at most {min(max_raw, BLOSC_MAX)})"
         )
+
+
+def payload_bound(itemsize: int, shape: Sequence[int]) -> int:
+    """Largest raw bytes one payload of an arrayset may hold: ``itemsize``
+    times the product of its (maximum) ``shape``, capped at
+    :data:`MAX_PAYLOAD_BYTES`: what a fetch of one may download (the
+    storage overheads of a pack block or a large object are added by
+    :mod:`hangar_git.remotes.bounded`)."""
+    return min(math.prod(int(s) for s in shape) * int(itemsize), MAX_PAYLOAD_BYTES)
