@@ -14,16 +14,20 @@ from hangar_git.remotes.backends import FsspecStore, LocalStore
 from hangar_git.remotes.data_remote import DataRemote
 
 try:
-    from .remote_conformance import DataRemoteTests, fresh_memory_url
+    from .remote_conformance import DataRemoteTests, SpecialFileTests, fresh_memory_url
     from .s3_fixture import S3Server, s3_env, s3_server
 except ImportError:
-    from remote_conformance import DataRemoteTests, fresh_memory_url  # type: ignore[no-redef]
+    from remote_conformance import (  # type: ignore[no-redef]
+        DataRemoteTests,
+        SpecialFileTests,
+        fresh_memory_url,
+    )
     from s3_fixture import S3Server, s3_env, s3_server  # type: ignore[no-redef]
 
 __all__ = ["s3_env", "s3_server"]  # fixtures used by name
 
 
-class TestLocalDirectory(DataRemoteTests):
+class TestLocalDirectory(DataRemoteTests, SpecialFileTests):
     backend = LocalStore
 
     @pytest.fixture
@@ -54,3 +58,9 @@ class TestS3(DataRemoteTests):
         remote = DataRemote(url)
         assert remote.fs.config_kwargs["read_timeout"] == bounded.READ_TIMEOUT
         assert remote.fs.config_kwargs["connect_timeout"] == bounded.CONNECT_TIMEOUT
+
+
+@pytest.mark.parametrize("case", [TestLocalDirectory, TestMemory, TestS3])
+def test_backends_with_special_files_run_their_tests(case: type) -> None:
+    """A backend that can hold pipes and symlinks is tested for them."""
+    assert issubclass(case, SpecialFileTests) == case.backend.special_files
