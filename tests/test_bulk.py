@@ -462,7 +462,7 @@ def test_len_uses_remembered_counts_and_survives_a_damaged_file(repo, data, monk
     oid = git.get(sha).tree["arraysets/x/samples"].id.raw
     assert counts_mod.known_count(git, oid) == N - 5  # remembered by the commit
 
-    def refuse(self):  # pragma: no cover - must not run
+    def refuse(self, checked):  # pragma: no cover - must not run
         raise AssertionError("counted every leaf")
 
     monkeypatch.setattr(SampleRecords, "_count_leaves", refuse)

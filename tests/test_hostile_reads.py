@@ -28,42 +28,22 @@ import numpy as np
 import pygit2
 import pytest
 from pygit2.enums import ObjectType
+from raw_records import entries, head, raw_tree, sorted_raw
 
 from hangar_git import Repository
 from hangar_git.errors import CorruptRecordError, IntegrityError
-from hangar_git.gitutil import HEADS, read_raw
+from hangar_git.gitutil import HEADS
 from hangar_git.records import counts, snapshot, validate
-from hangar_git.records.layout import MODE_BLOB, MODE_LINK, MODE_TREE, parse_tree
+from hangar_git.records.layout import MODE_BLOB, MODE_LINK, MODE_TREE
 from hangar_git.remotes import data_transport as dt
 from hangar_git.store import array_digest, chunked
 
 MiB = 1 << 20
-Raw = list[tuple[bytes, bytes, bytes]]  # (mode, name, oid)
 
 
 # --------------------------------------------------------------------------
 # raw records
 # --------------------------------------------------------------------------
-def raw_tree(git: pygit2.Repository, entries: Raw) -> bytes:
-    """A tree object of exactly these entries, in this order."""
-    data = b"".join(m + b" " + n + b"\x00" + o for m, n, o in entries)
-    return git.odb.write(ObjectType.TREE, data).raw
-
-
-def sorted_raw(d: dict[bytes, tuple[bytes, bytes]]) -> Raw:
-    def key(item: tuple[bytes, tuple[bytes, bytes]]) -> bytes:
-        n, (m, _) = item
-        return n + b"/" if m == MODE_TREE else n
-
-    return [(m, n, o) for n, (m, o) in sorted(d.items(), key=key)]
-
-
-def entries(git: pygit2.Repository, oid: bytes) -> dict[bytes, tuple[bytes, bytes]]:
-    return {k.encode(): v for k, v in parse_tree(read_raw(git, oid)).items()}
-
-
-def head(git: pygit2.Repository, branch: str = "master") -> str:
-    return str(git.references[HEADS + branch].target)
 
 
 def root_of(git: pygit2.Repository, branch: str) -> bytes:

@@ -17,41 +17,14 @@ import numpy as np
 import pygit2
 import pytest
 from pygit2.enums import ObjectType
+from raw_records import Raw, blob, entries, head, raw_tree, sorted_raw
 
 from hangar_git import make_numpy_loader
 from hangar_git.errors import CorruptRecordError, FormatVersionError, HangarError
-from hangar_git.gitutil import HEADS, read_raw
+from hangar_git.gitutil import HEADS
 from hangar_git.metadata import MAX_VALUE_BYTES
 from hangar_git.records import changelog
-from hangar_git.records.layout import MODE_BLOB, MODE_LINK, MODE_TREE, parse_tree
-
-Raw = list[tuple[bytes, bytes, bytes]]  # (mode, name, oid) in the order given
-
-
-def raw_tree(git: pygit2.Repository, entries: Raw) -> bytes:
-    """Write a tree object of exactly these entries, in this order."""
-    data = b"".join(m + b" " + n + b"\x00" + o for m, n, o in entries)
-    return git.odb.write(ObjectType.TREE, data).raw
-
-
-def blob(git: pygit2.Repository, data: bytes) -> bytes:
-    return git.odb.write(ObjectType.BLOB, data).raw
-
-
-def sorted_raw(d: dict[bytes, tuple[bytes, bytes]]) -> Raw:
-    def key(item):
-        n, (m, _) = item
-        return n + b"/" if m == MODE_TREE else n
-
-    return [(m, n, o) for n, (m, o) in sorted(d.items(), key=key)]
-
-
-def entries(git: pygit2.Repository, oid: bytes) -> dict[bytes, tuple[bytes, bytes]]:
-    return {k.encode(): v for k, v in parse_tree(read_raw(git, oid)).items()}
-
-
-def head(git: pygit2.Repository, branch: str = "master") -> str:
-    return str(git.references[HEADS + branch].target)
+from hangar_git.records.layout import MODE_BLOB, MODE_LINK, MODE_TREE
 
 
 def commit(git: pygit2.Repository, tree: bytes, parents: list[str], ref: str | None = None) -> str:

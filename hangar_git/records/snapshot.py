@@ -7,6 +7,7 @@ parses only the leaf that holds its key.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -233,12 +234,9 @@ class SampleRecords:
         if self._count is None:
             self._count = self.known_count()
             if self._count is None:
-                if self.trusted:
-                    self._count = self._count_leaves()
-                    remember_count(self.repo, self.oid, self._count)  # type: ignore[arg-type]
-                else:
-                    self._count = self._count_checked()
-                    remember_count(self.repo, self.oid, self._count, checked=True)  # type: ignore[arg-type]
+                checked = not self.trusted
+                self._count = self._count_leaves(checked)
+                remember_count(self.repo, self.oid, self._count, checked=checked)  # type: ignore[arg-type]
         return self._count
 
     def known_count(self) -> int | None:
@@ -253,10 +251,12 @@ class SampleRecords:
             return len(self.leaf(()))
         return known_count(self.repo, self.oid, checked=not self.trusted)
 
-    def _count_leaves(self) -> int:
-        """Count the records of every leaf: parsed ones as they are, the others
-        through libgit2's parse of the tree (no Python object per record; no
-        check of the names either: for trusted trees)."""
+    def _count_leaves(self, checked: bool) -> int:
+        """Count the records of every leaf: parsed ones as they are (checked
+        when they were parsed; with ``checked``, their placement too), the
+        others through libgit2's parse of the tree (no Python object per
+        record), or with ``checked`` through :func:`.validate.leaf_count`
+        (names, modes, order, placement), without keeping them."""
         total = 0
         for p in self.leaf_paths():
             leaf = self._leaves.get(p)
@@ -266,31 +266,17 @@ class SampleRecords:
                     continue
                 leaf = _leaf_cache.get(oid)
                 if leaf is None:
+                    if checked:
+                        raw = read_tree(self.repo, oid, "samples tree")
+                        total += validate.leaf_count(raw, self.fanout, p)
+                        continue
                     tree = self.repo.get(pygit2.Oid(raw=oid))
                     if not isinstance(tree, pygit2.Tree):
                         raise validate.corrupt("samples tree: a leaf is not a tree")
                     total += len(tree)
                     continue
-            total += len(leaf)
-        return total
-
-    def _count_checked(self) -> int:
-        """Count the records of every leaf, each leaf checked as :meth:`leaf`
-        checks it (names, modes, order, placement) without keeping it."""
-        total = 0
-        for p in self.leaf_paths():
-            leaf = self._leaves.get(p)  # checked when it was parsed
-            if leaf is None:
-                oid = self.leaf_oid(p)
-                if oid is None:
-                    continue
-                leaf = _leaf_cache.get(oid)
-                if leaf is None:
-                    raw = read_tree(self.repo, oid, "samples tree")
-                    total += validate.leaf_count(raw, self.fanout, p)
-                    continue
-                # checked where it was first read; a leaf is in one place only
-                validate.check_placement(list(leaf)[:1], self.fanout, p)
+                if checked:  # a leaf cached for another tree: is it in its place here?
+                    validate.check_placement(list(itertools.islice(leaf, 1)), self.fanout, p)
             total += len(leaf)
         return total
 
