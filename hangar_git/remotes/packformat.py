@@ -38,7 +38,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import IntegrityError
-from ..store._blosc import blosc2
+from ..store import _blosc as blosc_codec
 from ..store.checksum import crc32
 from ..store.packs import decode_body
 from . import bounded
@@ -85,12 +85,8 @@ def encode_block(raw: bytes | memoryview, typesize: int) -> bytes:
     body: bytes | memoryview = raw
     codec = CODEC_RAW
     if len(raw) >= 64:
-        comp = blosc2.compress(
-            raw,
-            typesize=max(1, min(typesize, 255)),
-            clevel=3,
-            filter=blosc2.Filter.SHUFFLE,
-            codec=blosc2.Codec.ZSTD,
+        comp = blosc_codec.compress(
+            raw, typesize=max(1, min(typesize, 255)), clevel=3, codec="zstd"
         )
         if len(comp) < len(raw) * 0.95:
             body, codec = comp, CODEC_BLOSC2
@@ -131,7 +127,7 @@ def decode_block(buf: bytes | memoryview, where: str = "", max_raw: int | None =
         raise IntegrityError(f"block {where} states {rawlen} raw bytes, more than {max_raw}")
     if codec == CODEC_BLOSC2:
         try:
-            stated = blosc2.get_cbuffer_sizes(body)[0]
+            stated = blosc_codec.cbuffer_nbytes(body)
         except Exception:  # blosc2 raises RuntimeError / ValueError
             raise IntegrityError(f"block {where} cannot be decoded") from None
         if stated != rawlen:

@@ -1,18 +1,40 @@
-"""blosc2, imported on first use.
+"""The Blosc2 codec for the store's blocks, without paying blosc2's import.
 
-Importing blosc2 takes about 170 ms (it pulls in an HTTP client for its
-remote arrays), a third of the start-up time of every ``git hangar``
-command, most of which never compress or decompress anything. Modules
-use ``from ._blosc import blosc2`` and call it as the real module.
+Importing the ``blosc2`` package takes 250-300 ms in a fresh process (it
+pulls in an HTTP client, ``rich``, ``asyncio`` ... for its remote arrays):
+more than a ``git hangar`` command or a first read otherwise costs. The pack
+blocks need three calls of C-Blosc2 only (compress with the global context,
+decompress, read a chunk's header), and the blosc2 wheel ships the C library
+they live in (``blosc2/lib/libblosc2.so``): :func:`compress`,
+:func:`decompress` and :func:`cbuffer_nbytes` call it through :mod:`ctypes`,
+the same functions python-blosc2's ``compress``/``decompress`` call, so the
+bytes are the same either way. Where that library is not found, they use the
+blosc2 package.
+
+``blosc2`` is the package itself, imported on first attribute access, for
+the chunked store's threaded contexts (``compress2``/``decompress2``).
 """
 
 from __future__ import annotations
 
+import ctypes
+import importlib.util
+import sys
 import threading
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 _lock = threading.Lock()
+
+#: the filter and codec numbers of C-Blosc2 (``BLOSC_SHUFFLE``, ``BLOSC_LZ4`` ...)
+SHUFFLE = 1
+CODECS = {"lz4": 1, "zstd": 5}
+#: C-Blosc2's ``BLOSC2_MAX_OVERHEAD`` and ``BLOSC_MIN_HEADER_LENGTH``
+_MAX_OVERHEAD = 32
+_MIN_HEADER = 16
 
 
 class _LazyBlosc2:
@@ -37,3 +59,205 @@ class _LazyBlosc2:
 
 
 blosc2: Any = _LazyBlosc2()
+
+
+def _library_path() -> Path | None:
+    """The C-Blosc2 shared library in the installed blosc2 wheel, found
+    without importing the package."""
+    try:
+        spec = importlib.util.find_spec("blosc2")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    names = {"linux": "libblosc2.so", "darwin": "libblosc2.dylib", "win32": "blosc2.dll"}
+    name = names.get(sys.platform)
+    for root in spec.submodule_search_locations:
+        for sub in ("lib", "lib64", "bin"):
+            path = Path(root) / sub / (name or "")
+            if name and path.is_file():
+                return path
+    return None
+
+
+class _CBlosc2:
+    """The C library's global-context calls, serialised by one lock (the
+    library serialises them itself; the lock also keeps the codec and thread
+    settings of one call from being changed by another thread)."""
+
+    def __init__(self, path: Path) -> None:
+        lib = ctypes.CDLL(str(path))  # CDLL calls release the GIL
+        vp, i32 = ctypes.c_void_p, ctypes.c_int32
+        lib.blosc2_init.argtypes = ()
+        lib.blosc2_compress.argtypes = (ctypes.c_int, ctypes.c_int, i32, vp, i32, vp, i32)
+        lib.blosc2_compress.restype = ctypes.c_int
+        lib.blosc2_decompress.argtypes = (vp, i32, vp, i32)
+        lib.blosc2_decompress.restype = ctypes.c_int
+        lib.blosc2_cbuffer_sizes.argtypes = (vp, vp, vp, vp)
+        lib.blosc2_cbuffer_sizes.restype = ctypes.c_int
+        lib.blosc2_set_nthreads.argtypes = (ctypes.c_int16,)
+        lib.blosc2_set_nthreads.restype = ctypes.c_int16
+        lib.blosc1_set_compressor.argtypes = (ctypes.c_char_p,)
+        lib.blosc1_set_compressor.restype = ctypes.c_int
+        lib.blosc2_init()
+        self._lib = lib
+        self._codec = ""
+        self._nthreads = 1
+        lib.blosc2_set_nthreads(1)
+
+    def compress(self, raw: Any, typesize: int, clevel: int, codec: str, nthreads: int) -> bytes:
+        src, n = _address(raw)
+        dest = _new_bytes(None, n + _MAX_OVERHEAD)
+        with _lock:
+            if codec != self._codec:
+                if self._lib.blosc1_set_compressor(codec.encode()) < 0:
+                    raise ValueError(f"codec {codec} is not available")
+                self._codec = codec
+            self._threads(nthreads)
+            size = self._lib.blosc2_compress(
+                clevel, SHUFFLE, typesize, src, n, _bytes_address(dest), n + _MAX_OVERHEAD
+            )
+        if size <= 0:
+            raise ValueError("Cannot compress")
+        return dest[:size]
+
+    def _threads(self, nthreads: int) -> None:
+        if nthreads != self._nthreads:
+            self._lib.blosc2_set_nthreads(nthreads)
+            self._nthreads = nthreads
+
+    def nbytes(self, body: Any) -> int:
+        return self._nbytes(*_address(body))
+
+    def _nbytes(self, src: Any, length: int) -> int:
+        if length < _MIN_HEADER:
+            raise ValueError("the compressed buffer is shorter than a Blosc2 header")
+        out = (ctypes.c_int32 * 3)()
+        at = ctypes.addressof(out)
+        if self._lib.blosc2_cbuffer_sizes(src, at, at + 4, at + 8) < 0:
+            raise ValueError("not a Blosc2 chunk")
+        return int(out[0])
+
+    def decompress(self, body: Any) -> bytes:
+        src, length = _address(body)
+        n = self._nbytes(src, length)
+        dest = _new_bytes(None, n)
+        if n:
+            with _lock:
+                self._threads(_DECODE_THREADS if n >= _THREADED_SIZE else 1)
+                size = self._lib.blosc2_decompress(src, length, _bytes_address(dest), n)
+            if size != n:
+                raise RuntimeError("Cannot decompress")
+        return dest
+
+
+#: a fresh ``bytes`` of a given size, to be filled before anyone else sees it,
+#: and the address of its buffer (the C API's own way of building bytes)
+_new_bytes = ctypes.pythonapi.PyBytes_FromStringAndSize
+_new_bytes.restype = ctypes.py_object
+_new_bytes.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t)
+_bytes_address = ctypes.pythonapi.PyBytes_AsString
+_bytes_address.restype = ctypes.c_void_p
+_bytes_address.argtypes = (ctypes.py_object,)
+#: chunks this large decompress on two threads (as python-blosc2's default does)
+_THREADED_SIZE = 1 << 18
+_DECODE_THREADS = 2
+
+
+def _address(buf: Any) -> tuple[Any, int]:
+    """Something ctypes passes as the address of ``buf``'s bytes, and their count."""
+    if type(buf) is bytes:
+        return buf, len(buf)
+    arr = np.frombuffer(buf, np.uint8)
+    return arr.ctypes.data, arr.nbytes
+
+
+_c_lib: _CBlosc2 | bool | None = False  # False: not looked for yet
+
+
+def _c() -> _CBlosc2 | None:
+    global _c_lib
+    if _c_lib is False:
+        with _lock:
+            if _c_lib is False:
+                path = _library_path()
+                try:
+                    _c_lib = _CBlosc2(path) if path is not None else None
+                except (OSError, AttributeError):  # unloadable, or symbols missing
+                    _c_lib = None
+    return _c_lib if isinstance(_c_lib, _CBlosc2) else None
+
+
+def compress(raw: Any, *, typesize: int, clevel: int, codec: str, nthreads: int = 1) -> bytes:
+    """``raw`` as one Blosc2 chunk, byte shuffled.
+
+    Parameters
+    ----------
+    raw : bytes-like
+        At most 2 GiB minus the chunk overhead.
+    typesize : int
+        Bytes per item for the shuffle (1-255).
+    clevel : int
+        Compression level, 0-9.
+    codec : {"lz4", "zstd"}
+        The compressor.
+    nthreads : int
+        Threads of C-Blosc2 for this call.
+
+    Returns
+    -------
+    bytes
+        The chunk, as ``blosc2.compress(raw, typesize, clevel,
+        Filter.SHUFFLE, Codec[codec])`` returns it.
+    """
+    if codec not in CODECS:
+        raise ValueError(f"unknown codec {codec!r}")
+    lib = _c()
+    if lib is not None:
+        return lib.compress(raw, typesize, clevel, codec, nthreads)
+    old = blosc2.set_nthreads(nthreads) if nthreads != 1 else None
+    try:
+        return bytes(
+            blosc2.compress(
+                raw,
+                typesize=typesize,
+                clevel=clevel,
+                filter=blosc2.Filter.SHUFFLE,
+                codec=blosc2.Codec(CODECS[codec]),
+            )
+        )
+    finally:
+        if old is not None:
+            blosc2.set_nthreads(old)
+
+
+def cbuffer_nbytes(body: Any) -> int:
+    """The decompressed size a Blosc2 chunk's header states.
+
+    Raises
+    ------
+    ValueError, RuntimeError
+        If ``body`` has no valid header.
+    """
+    lib = _c()
+    if lib is not None:
+        return lib.nbytes(body)
+    return int(blosc2.get_cbuffer_sizes(body)[0])
+
+
+def decompress(body: Any) -> bytes:
+    """The raw bytes of one Blosc2 chunk.
+
+    Callers check the chunk's header against what they expect before
+    calling (see :func:`.limits.check_blosc_header`): the output is
+    allocated at the size the header states.
+
+    Raises
+    ------
+    ValueError, RuntimeError
+        If the chunk cannot be decoded.
+    """
+    lib = _c()
+    if lib is not None:
+        return lib.decompress(body)
+    return blosc2.decompress(body)  # type: ignore[no-any-return]

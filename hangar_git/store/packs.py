@@ -56,8 +56,8 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from ..errors import IntegrityError, MissingPayloadError, WriterLockError
+from . import _blosc as blosc_codec
 from . import chunked, durable
-from ._blosc import blosc2
 from .block_format import BLOCK_MAGIC, CODEC_BLOSC2_LZ4, CODEC_RAW, CRC, HEADER, HEADER_SIZE
 from .checksum import FAST as FAST_CRC
 from .checksum import crc32
@@ -1147,7 +1147,7 @@ def decode_body(
     elif codec == CODEC_BLOSC2_LZ4:
         check_blosc_header(body, rawlen, where, max_raw)
         try:
-            raw = blosc2.decompress(body)
+            raw = blosc_codec.decompress(body)
         except Exception as exc:  # blosc2 raises RuntimeError/ValueError
             raise IntegrityError(f"block {where} cannot be decoded: {exc}") from None
     else:
@@ -1162,34 +1162,12 @@ def encode_block(raw: bytes | memoryview, typesize: int, nthreads: int = 1) -> b
     body: bytes | memoryview = raw
     codec = CODEC_RAW
     if 64 <= len(raw) <= _BLOSC_MAX:
-        comp = (
-            blosc2.compress(
-                raw,
-                typesize=max(1, min(typesize, 255)),
-                clevel=5,
-                filter=blosc2.Filter.SHUFFLE,
-                codec=blosc2.Codec.LZ4,
-            )
-            if nthreads == 1
-            else _compress_mt(raw, typesize, nthreads)
+        comp = blosc_codec.compress(
+            raw, typesize=max(1, min(typesize, 255)), clevel=5, codec="lz4", nthreads=nthreads
         )
         if len(comp) < len(raw) * 0.95:
             body, codec = comp, CODEC_BLOSC2_LZ4
     return _HEADER.pack(BLOCK_MAGIC, codec, len(raw)) + _CRC.pack(crc32(body)) + bytes(body)
-
-
-def _compress_mt(raw: bytes | memoryview, typesize: int, nthreads: int) -> bytes:
-    old = blosc2.set_nthreads(nthreads)
-    try:
-        return blosc2.compress(
-            raw,
-            typesize=max(1, min(typesize, 255)),
-            clevel=5,
-            filter=blosc2.Filter.SHUFFLE,
-            codec=blosc2.Codec.LZ4,
-        )
-    finally:
-        blosc2.set_nthreads(old)
 
 
 #: seconds a new store writer waits for another (fetch-data, gc) to finish

@@ -1,0 +1,113 @@
+"""The store's Blosc2 codec (hangar_git/store/_blosc.py): the C library
+through ctypes gives python-blosc2's bytes, refuses what is not a chunk, and
+spares a fresh process the import of the blosc2 package."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import blosc2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hangar_git.store import _blosc
+
+CODEC = {"lz4": blosc2.Codec.LZ4, "zstd": blosc2.Codec.ZSTD}
+
+
+def reference(raw: bytes, typesize: int, clevel: int, codec: str) -> bytes:
+    return bytes(
+        blosc2.compress(
+            raw, typesize=typesize, clevel=clevel, filter=blosc2.Filter.SHUFFLE, codec=CODEC[codec]
+        )
+    )
+
+
+@pytest.fixture(params=["ctypes", "package"])
+def codec_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test runs through the C library and through the package fallback."""
+    if request.param == "ctypes":
+        assert _blosc._c() is not None, "the blosc2 wheel's C library was not found"
+    else:
+        monkeypatch.setattr(_blosc, "_c", lambda: None)
+    return str(request.param)
+
+
+def test_the_c_library_is_found_in_the_wheel() -> None:
+    path = _blosc._library_path()
+    assert path is not None and path.is_file()
+    assert Path(blosc2.__file__).parent in path.parents
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    raw=st.binary(min_size=0, max_size=5000),
+    typesize=st.integers(1, 16),
+    clevel=st.integers(0, 9),
+    codec=st.sampled_from(["lz4", "zstd"]),
+)
+def test_chunks_match_python_blosc2(raw: bytes, typesize: int, clevel: int, codec: str) -> None:
+    raw = raw[: len(raw) - len(raw) % typesize]  # python-blosc2 takes whole items only
+    got = _blosc.compress(raw, typesize=typesize, clevel=clevel, codec=codec)
+    assert got == reference(raw, typesize, clevel, codec)
+    assert _blosc.decompress(got) == raw
+    assert _blosc.cbuffer_nbytes(got) == len(raw)
+    assert bytes(blosc2.decompress(got)) == raw
+
+
+@pytest.mark.parametrize("size", [64, 784, 300_000, 3 << 20])
+def test_round_trip_of_every_buffer_kind(codec_path: str, size: int) -> None:
+    raw = np.random.default_rng(size).integers(0, 30, size, dtype=np.uint8).tobytes()
+    chunk = reference(raw, 4, 5, "lz4")
+    for src in (raw, memoryview(b"xx" + raw)[2:], np.frombuffer(raw, np.uint8)):
+        got = _blosc.compress(src, typesize=4, clevel=5, codec="lz4", nthreads=2)
+        assert _blosc.decompress(got) == raw
+    for body in (chunk, memoryview(b"yy" + chunk)[2:]):
+        out = _blosc.decompress(body)
+        assert type(out) is bytes and out == raw
+
+
+def test_what_is_not_a_chunk_is_refused(codec_path: str) -> None:
+    chunk = reference(b"abcd" * 100, 4, 5, "lz4")
+    for bad in (b"", b"short", chunk[:10]):
+        with pytest.raises((ValueError, RuntimeError)):
+            _blosc.decompress(bad)
+        with pytest.raises((ValueError, RuntimeError)):
+            _blosc.cbuffer_nbytes(bad)
+    with pytest.raises((ValueError, RuntimeError)):
+        _blosc.decompress(chunk[:-8])  # truncated body
+    with pytest.raises(ValueError, match="codec"):
+        _blosc.compress(b"x" * 100, typesize=1, clevel=5, codec="brotli")
+
+
+def test_a_fresh_process_reads_and_writes_without_the_blosc2_package(tmp_path: Path) -> None:
+    """The point of the module: blosc2's import (250-300 ms) is not paid by a
+    command that writes or reads samples of the pack store."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        import numpy as np
+        from hangar_git import Repository
+
+        repo = Repository({str(tmp_path)!r}, exists=False)
+        repo.init(user_name="t", user_email="t@example.com")
+        co = repo.checkout(write=True)
+        aset = co.arraysets.init_arrayset("x", shape=(64,), dtype=np.float32)
+        with aset:
+            for i in range(50):
+                aset[i] = np.full(64, i, np.float32)
+        co.commit("x")
+        co.close()
+        co = repo.checkout()
+        assert all(co.arraysets["x"][i][0] == i for i in range(50))
+        co.close()
+        print("blosc2" in sys.modules)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
