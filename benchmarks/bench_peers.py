@@ -591,12 +591,30 @@ BARS: dict[str, tuple[str, float]] = {
 }
 
 
+#: the children's environment: bytecode cached as on a user's machine (a
+#: ``PYTHONDONTWRITEBYTECODE`` here would make every fresh process compile
+#: hangar-git's sources, which pip-installed peers never do)
+CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def compile_packages() -> None:
+    """Write the bytecode of hangar-git (an editable install has none until
+    first imported), as ``pip install`` does for installed packages."""
+    import compileall
+    import importlib.util
+
+    spec = importlib.util.find_spec("hangar_git")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        compileall.compile_dir(root, quiet=1)
+
+
 def run_step(step: str, d: Path, n: int, small: int) -> float:
     sizes = ("-n", str(n), "--small", str(small))
     out = subprocess.run(
         [sys.executable, str(HERE), "--child", step, "--dir", str(d), *sizes],
         capture_output=True,
         text=True,
+        env=CHILD_ENV,
     )
     if out.returncode:
         raise SystemExit(f"step {step} failed:\n{out.stderr}")
@@ -682,6 +700,7 @@ def main() -> None:
     if args.child:
         child(args.child, Path(args.dir), args.n, args.small)
         return
+    compile_packages()
     runs = []
     for _ in range(args.repeat):
         root = Path(tempfile.mkdtemp(prefix="bench-peers-"))
