@@ -134,7 +134,7 @@ class FilesEpoch:
 def torch_rows(root: Path, co, n: int, args) -> list[tuple[str, float, float]]:
     try:
         import torch
-        from torch.utils.data import DataLoader, Dataset
+        from torch.utils.data import DataLoader, Dataset, TensorDataset
     except ImportError:
         print("torch is not installed: skipping the torch rows (pip install torch==2.13.0)")
         return []
@@ -156,6 +156,7 @@ def torch_rows(root: Path, co, n: int, args) -> list[tuple[str, float, float]]:
     hangar_ds = make_torch_dataset([co.arraysets["images"], co.arraysets["labels"]])
     files_ds = NpyFiles()
     rows = []
+    speeds = {}
     for workers in (0, 2):
         kw = {"num_workers": workers, "batch_size": args.batch_size}
         if workers:
@@ -164,8 +165,23 @@ def torch_rows(root: Path, co, n: int, args) -> list[tuple[str, float, float]]:
         h = best_epoch(lambda loader=h_loader: count(loader), args.repeat, n)
         f = best_epoch(lambda loader=f_loader: count(loader), args.repeat, n)
         rows.append((f"torch DataLoader, {workers} workers", h, f))
+        speeds[workers] = h
         del h_loader, f_loader
     hangar_ds.close()
+    # issue 18's bars: against the same samples held in memory as tensors
+    images = np.stack([np.load(p) for p in files_ds.paths])
+    memory = TensorDataset(torch.from_numpy(images), torch.from_numpy(files_ds.labels))
+    t = best_epoch(lambda: count(DataLoader(memory, batch_size=args.batch_size)), args.repeat, n)
+    print(f"torch, in-memory TensorDataset, 0 workers: {t:,.0f}/s")
+    zero, two = speeds[0], speeds[2]
+    print(
+        f"  [{'ok' if zero >= 0.5 * t else 'MISSED'}] 0 workers at least half the in-memory "
+        f"TensorDataset: {zero / t:.2f}x"
+    )
+    print(
+        f"  [{'ok' if two >= zero else 'MISSED'}] 2 workers at least as fast as 0: "
+        f"{two / zero:.2f}x"
+    )
     return rows
 
 

@@ -13,7 +13,7 @@ if os.environ.get("HANGAR_REQUIRE_FRAMEWORKS"):
 else:
     torch = pytest.importorskip("torch", reason="pip install torch==2.13.0 to run these")
 
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from hangar_git import MissingPayloadError, make_torch_dataset
 from hangar_git.dataloaders.torch_loader import (
@@ -173,6 +173,44 @@ def test_dataset_outlives_the_users_checkout(data_repo):
     dset = make_torch_dataset(pair(co))
     co.close()
     assert int(dset[7].labels) == 7
+
+
+def test_a_batch_is_read_into_the_tensors_default_collate_returns(rco):
+    dset = make_torch_dataset(pair(rco))
+    batch = dset.__getitems__([3, 1, 4])
+    assert all(isinstance(x, dset.sample_type) for x in batch)
+    assert [int(x.labels) for x in batch] == [3, 1, 4]
+    assert all(type(f) is np.ndarray for x in batch for f in x)  # 0-d labels too
+    got = default_collate(batch)
+    assert type(got) is dset.sample_type
+    # the batch's own tensors: no per-sample conversion, no second stack
+    assert all(
+        t.data_ptr() == np.asarray(x).__array_interface__["data"][0]
+        for t, x in zip(got, batch[0], strict=True)
+    )
+    np.testing.assert_array_equal(got.images.numpy(), np.stack([image(i) for i in (3, 1, 4)]))
+    assert got.labels.dtype == torch.int64 and got.labels.tolist() == [3, 1, 4]
+    # a stacked sample pickles as a plain one
+    assert type(pickle.loads(pickle.dumps(batch[0]))) is dset.sample_type
+
+
+def test_a_batch_changed_on_its_way_collates_as_changed(rco):
+    dset = make_torch_dataset(pair(rco))
+    batch = dset.__getitems__([0, 1, 2])
+    batch[1] = dset[9]  # a transform replaced a sample
+    assert default_collate(batch).labels.tolist() == [0, 9, 2]
+    batch = dset.__getitems__([0, 1, 2])
+    batch[2].images[:] = -1  # changed in place: a view of the batch tensor
+    assert (default_collate(batch).images[2] == -1).all()
+    batch = dset.__getitems__([5, 6])
+    assert default_collate([*batch, dset[7]]).labels.tolist() == [5, 6, 7]
+    assert default_collate(batch[:1]).labels.tolist() == [5]
+
+
+def test_workers_send_stacked_batches(rco):
+    dset = make_torch_dataset(pair(rco))
+    loader = DataLoader(dset, batch_size=7, num_workers=2, multiprocessing_context="fork")
+    assert epoch(loader) == epoch(DataLoader(dset, batch_size=7))
 
 
 # ---- variable shapes ------------------------------------------------------------------

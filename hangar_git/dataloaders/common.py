@@ -460,6 +460,29 @@ class SampleSource:
         with self.reader() as read:
             return read(indices)
 
+    def read_stacked(self, indices: Sequence[int], out: Sequence[np.ndarray]) -> None:
+        """Fill ``out`` (one array per arrayset, shaped ``(len(indices), *shape)``
+        and of its dtype) with the samples at ``indices``.
+
+        Raises
+        ------
+        ValueError
+            If an arrayset has variable-shape samples, or ``out`` does not
+            match the batch.
+        """
+        if self.variable:
+            raise ValueError("variable-shape samples cannot be stacked")
+        if len(out) != len(self.names):
+            raise ValueError(f"{len(out)} output arrays for {len(self.names)} arraysets")
+        for o, (dtype, shape, _var) in zip(out, self.specs, strict=True):
+            if o.shape != (len(indices), *shape) or o.dtype != dtype:
+                raise ValueError(f"output {o.shape} {o.dtype} for samples {shape} {dtype}")
+        with self.reader() as read:
+            columns = read(indices)
+        for o, arrays in zip(out, columns, strict=True):
+            if arrays:
+                np.stack(arrays, out=o)
+
     def __repr__(self) -> str:
         return (
             f"<SampleSource {len(self.keys)} samples of {list(self.names)} "

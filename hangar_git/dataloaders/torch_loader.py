@@ -10,7 +10,15 @@ read checkout of its own on first use; the samples are exactly those of
 ``num_workers=0``.
 
 Batches: ``DataLoader`` asks for a whole batch of indices at once
-(``__getitems__``), which is read through each arrayset's batch read path.
+(``__getitems__``), which is read through each arrayset's batch read path
+straight into one tensor per arrayset (in shared memory inside a worker, as
+``default_collate`` allocates it there). The samples handed to the collate
+function are views of those tensors, of a subclass of the sample namedtuple
+that ``default_collate`` knows (registered in its documented
+``default_collate_fn_map``): it returns the tensors themselves instead of
+converting and stacking every sample again. Any other collate function, or
+a batch changed on the way, sees ordinary samples and gets the ordinary
+result.
 
 Variable-shape arraysets: the default collate stacks, so samples of unequal
 shapes cannot share a batch. Pass ``collate_fn=PadCollate()`` (pad to the
@@ -26,7 +34,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data._utils.collate import collate, default_collate_fn_map
 
 from ..naming import Key
 from .common import SampleSource, pad_stack, sample_type
@@ -43,15 +52,20 @@ class HangarTorchDataset(Dataset):
     def __init__(self, source: SampleSource, field_names: Sequence[str] | None) -> None:
         self.source = source
         self._field_names = None if field_names is None else tuple(field_names)
-        self.sample_type = sample_type(self._field_names, source.names)
+        self._setup()
+
+    def _setup(self) -> None:
+        # (re-)registers the namedtuple class in this process (spawned workers)
+        self.sample_type = sample_type(self._field_names, self.source.names)
+        self._stacked_type = _stacked_sample_type(self.sample_type)
+        self._tensor_specs = _tensor_specs(self.source)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"source": self.source, "_field_names": self._field_names}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        # re-registers the namedtuple class in this process (spawned workers)
-        self.sample_type = sample_type(self._field_names, self.source.names)
+        self._setup()
 
     @property
     def keys(self) -> list[Key]:
@@ -75,14 +89,29 @@ class HangarTorchDataset(Dataset):
         return i + n if i < 0 else i
 
     def __getitem__(self, index: int) -> Any:
-        return self.__getitems__([index])[0]
+        make = self.sample_type
+        return make(*(column[0] for column in self.source.read([self._index(index)])))
 
     def __getitems__(self, indices: Sequence[int]) -> list[Any]:
-        """The samples at ``indices``, read in one batch per arrayset."""
-        index = self._index
-        make = self.sample_type
-        got = self.source.read([index(i) for i in indices])
-        return [make(*fields) for fields in zip(*got, strict=True)]
+        """The samples at ``indices``, read in one batch per arrayset.
+
+        With fixed-shape arraysets of dtypes torch has, the batch is read into
+        one tensor per arrayset and the samples are views of it (see the
+        module's notes): ``default_collate`` then returns those tensors.
+        """
+        rows = [self._index(i) for i in indices]
+        specs = self._tensor_specs
+        if specs is None or not rows:
+            make = self.sample_type
+            return [make(*fields) for fields in zip(*self.source.read(rows), strict=True)]
+        shared = get_worker_info() is not None
+        tensors = [torch.empty((len(rows), *shape), dtype=dtype) for dtype, shape in specs]
+        if shared:  # sent to the main process through shared memory, not pickled
+            tensors = [t.share_memory_() for t in tensors]
+        views = [t.numpy() for t in tensors]
+        self.source.read_stacked(rows, views)
+        make = self._stacked_type
+        return _StackedBatch([make(*(v[i, ...] for v in views)) for i in range(len(rows))], tensors)
 
     def close(self) -> None:
         """Close the read checkouts this dataset opened in this process."""
@@ -93,6 +122,66 @@ class HangarTorchDataset(Dataset):
             f"<HangarTorchDataset {len(self)} samples of {list(self.arrayset_names)} "
             f"at {self.source.commit[:12]}>"
         )
+
+
+def _tensor_specs(source: SampleSource) -> list[tuple[torch.dtype, tuple[int, ...]]] | None:
+    """Per arrayset, the torch dtype and sample shape of a stacked batch; None
+    when the samples cannot be stacked (variable shapes, a dtype torch lacks)."""
+    if source.variable:
+        return None
+    specs = []
+    for dtype, shape, _var in source.specs:
+        try:
+            specs.append((torch.from_numpy(np.empty(0, dtype)).dtype, tuple(shape)))
+        except TypeError:
+            return None
+    return specs
+
+
+class _StackedBatch(list):  # type: ignore[type-arg]
+    """The samples of one ``__getitems__`` call and the tensors they are views of."""
+
+    def __init__(self, samples: list[Any], tensors: list[torch.Tensor]) -> None:
+        super().__init__(samples)
+        self.tensors = tensors
+        self.members = tuple(samples)
+
+
+_STACKED_TYPES: dict[type, type] = {}
+
+
+def _stacked_sample_type(base: type) -> type:
+    """The subclass of the sample namedtuple ``base`` whose instances come from
+    a stacked batch; registered with ``default_collate``. Pickled, its
+    instances are plain ``base`` samples."""
+    made = _STACKED_TYPES.get(base)
+    if made is None:
+
+        def __reduce__(self: tuple[Any, ...]) -> tuple[type, tuple[Any, ...]]:
+            return base, tuple(self)
+
+        made = type(base.__name__, (base,), {"__slots__": (), "__reduce__": __reduce__})
+        made.__qualname__ = base.__qualname__
+        made.__module__ = base.__module__
+        _STACKED_TYPES[base] = made
+        default_collate_fn_map[made] = _collate_stacked
+    return made
+
+
+def _collate_stacked(batch: Sequence[Any], *, collate_fn_map: dict[Any, Any] | None = None) -> Any:
+    """``default_collate`` of samples from a stacked batch: that batch's tensors,
+    when ``batch`` is the very list ``__getitems__`` returned, unchanged."""
+    base = type(batch[0]).__mro__[1]
+    if (
+        isinstance(batch, _StackedBatch)
+        and len(batch) == len(batch.members)
+        and all(a is b for a, b in zip(batch, batch.members, strict=True))
+    ):
+        return base(*batch.tensors)
+    # otherwise exactly what default_collate does with a namedtuple batch
+    return base(
+        *(collate(list(field), collate_fn_map=collate_fn_map) for field in zip(*batch, strict=True))
+    )
 
 
 def _as_tensor(x: Any) -> torch.Tensor:
