@@ -29,11 +29,12 @@ from ..errors import IntegrityError, MissingPayloadError, WriterLockError
 from ..records import reachable
 from ..records.leaves import RecordWalker
 from ..records.reachable import commits_between, history, leaf_ids
-from ..store.digest import Payload, digest_bytes
-from ..store.packs import PackWriter
+from ..store.digest import digest_bytes
+from ..store.packs import PackReader, PackWriter
 from . import bounded, large
 from . import data_transport as dt
 from .data_transport import DataRemote, PackBuilder, RemoteLookup, SealedPack
+from .fetchplan import FetchPlan
 
 if TYPE_CHECKING:
     from ..repository import Repository
@@ -212,84 +213,107 @@ def upload_payloads(
     wanted = list(dict.fromkeys(digests))
     todo = [d for d in wanted if d not in have and d not in remote.large]
     report.skipped = len(wanted) - len(todo)
-    if not todo:
-        report.add_remote_stats(remote, before)
-        report.seconds = time.perf_counter() - t0
-        return report
-    reader = repo.payload_store.reader()
-    try:
-        found, entries = reader.lookup(todo)
-        if not found.all():
-            lost = [todo[i] for i in np.flatnonzero(~found).tolist()]
-            raise MissingPayloadError(
-                f"{len(lost)} payloads referenced by the commits to push are neither on this "
-                f"machine nor on the data remote {remote.url} (first: {lost[0].hex()}): fetch "
-                "them with `git hangar fetch-data` from the remote they came from, then push"
-            )
-        remote.ensure_marker()
-        # large payloads travel as objects of their own (remotes/large.py)
-        todo, entries = large.upload(remote, reader, todo, entries, report, progress)
-        kind_ids = entries["kind"]
-        uk, counts = np.unique(kind_ids, return_counts=True)
-        kinds = {int(k): reader.kind_text(int(k)) for k in uk}
-        total = sum(reader.kind_nbytes(int(k)) * int(c) for k, c in zip(uk, counts, strict=True))
-        builder = PackBuilder()
-        uploaded: list[SealedPack] = []
-        done = 0
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending: Future[None] | None = None
-
-            def send(pack: SealedPack) -> None:
-                nonlocal pending
-                if pending is not None:
-                    pending.result()
-                pending = pool.submit(remote.upload, pack)
-                uploaded.append(pack)
-
-            for lo in range(0, len(todo), READ_CHUNK):
-                hi = min(len(todo), lo + READ_CHUNK)
-                arrays = reader.gather(entries[lo:hi])
-                chunk_kinds = kind_ids[lo:hi]
-                for kid in np.unique(chunk_kinds).tolist():
-                    idx = np.flatnonzero(chunk_kinds == kid).tolist()
-                    kind = kinds[kid]
-                    rows = np.stack([arrays[i].reshape(-1).view(np.uint8) for i in idx])
-                    ds = [todo[lo + i] for i in idx]
-                    for d, row in zip(ds, rows, strict=True):
-                        if digest_bytes(kind, row) != d:
-                            raise IntegrityError(
-                                f"local payload {d.hex()} does not match its digest: run "
-                                "`git hangar fsck`"
-                            )
-                    width = max(1, rows.shape[1])
-                    pos = 0
-                    while pos < len(ds):  # cut packs at PACK_TARGET raw bytes
-                        room = max(1, -(-(dt.PACK_TARGET - builder.raw_bytes) // width))
-                        builder.add_rows(ds[pos : pos + room], kind, rows[pos : pos + room])
-                        pos += room
-                        if builder.raw_bytes >= dt.PACK_TARGET:
-                            send(builder.seal())
-                    done += rows.nbytes
-                if progress is not None:
-                    progress("payloads", done, total)
-            if len(builder):
-                send(builder.seal())
-            if pending is not None:
-                pending.result()
-        bad = remote.verify_uploaded(uploaded)
-        if bad:
-            raise IntegrityError(
-                f"{len(bad)} uploaded objects did not land whole on {remote.url} "
-                f"({', '.join(bad[:3])}): push again"
-            )
-    finally:
-        reader.close()
-    report.packs += len(uploaded)
-    report.payloads += sum(len(p.digests) for p in uploaded)
-    report.raw_bytes += sum(p.raw_bytes for p in uploaded)
+    if todo:
+        reader = repo.payload_store.reader()
+        try:
+            found, entries = reader.lookup(todo)
+            if not found.all():
+                lost = [todo[i] for i in np.flatnonzero(~found).tolist()]
+                raise MissingPayloadError(
+                    f"{len(lost)} payloads referenced by the commits to push are neither on this "
+                    f"machine nor on the data remote {remote.url} (first: {lost[0].hex()}): fetch "
+                    "them with `git hangar fetch-data` from the remote they came from, then push"
+                )
+            remote.ensure_marker()
+            # large payloads travel as objects of their own (remotes/large.py)
+            todo, entries = large.upload(remote, reader, todo, entries, report, progress)
+            uploaded = _send_packs(remote, reader, todo, entries, progress)
+        finally:
+            reader.close()
+        report.packs += len(uploaded)
+        report.payloads += sum(len(p.digests) for p in uploaded)
+        report.raw_bytes += sum(p.raw_bytes for p in uploaded)
     report.add_remote_stats(remote, before)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+class _PackSender:
+    """Sends sealed packs on one background thread, one upload in flight."""
+
+    def __init__(self, remote: DataRemote, pool: ThreadPoolExecutor) -> None:
+        self.remote, self.pool = remote, pool
+        self.pending: Future[None] | None = None
+        self.sent: list[SealedPack] = []
+
+    def send(self, pack: SealedPack) -> None:
+        self.wait()
+        self.pending = self.pool.submit(self.remote.upload, pack)
+        self.sent.append(pack)
+
+    def wait(self) -> None:
+        if self.pending is not None:
+            self.pending.result()
+            self.pending = None
+
+
+def _verified_rows(kind: str, arrays: list[np.ndarray], ds: list[bytes]) -> np.ndarray:
+    """The payloads' bytes as rows, each checked against its digest first."""
+    rows = np.stack([a.reshape(-1).view(np.uint8) for a in arrays])
+    for d, row in zip(ds, rows, strict=True):
+        if digest_bytes(kind, row) != d:
+            raise IntegrityError(
+                f"local payload {d.hex()} does not match its digest: run `git hangar fsck`"
+            )
+    return rows
+
+
+def _send_packs(
+    remote: DataRemote,
+    reader: PackReader,
+    todo: list[bytes],
+    entries: np.ndarray,
+    progress: Progress | None,
+) -> list[SealedPack]:
+    """Pack the local payloads ``todo`` (at ``entries``) into packs of about
+    PACK_TARGET raw bytes, send each, then check they landed whole."""
+    kind_ids = entries["kind"]
+    uk, counts = np.unique(kind_ids, return_counts=True)
+    kinds = {int(k): reader.kind_text(int(k)) for k in uk}
+    total = sum(reader.kind_nbytes(int(k)) * int(c) for k, c in zip(uk, counts, strict=True))
+    builder = PackBuilder()
+    done = 0
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        sender = _PackSender(remote, pool)
+        for lo in range(0, len(todo), READ_CHUNK):
+            hi = min(len(todo), lo + READ_CHUNK)
+            arrays = reader.gather(entries[lo:hi])
+            chunk_kinds = kind_ids[lo:hi]
+            for kid in np.unique(chunk_kinds).tolist():
+                idx = np.flatnonzero(chunk_kinds == kid).tolist()
+                ds = [todo[lo + i] for i in idx]
+                rows = _verified_rows(kinds[kid], [arrays[i] for i in idx], ds)
+                width = max(1, rows.shape[1])
+                pos = 0
+                while pos < len(ds):  # cut packs at PACK_TARGET raw bytes
+                    room = max(1, -(-(dt.PACK_TARGET - builder.raw_bytes) // width))
+                    builder.add_rows(ds[pos : pos + room], kinds[kid], rows[pos : pos + room])
+                    pos += room
+                    if builder.raw_bytes >= dt.PACK_TARGET:
+                        sender.send(builder.seal())
+                done += rows.nbytes
+            if progress is not None:
+                progress("payloads", done, total)
+        if len(builder):
+            sender.send(builder.seal())
+        sender.wait()
+    bad = remote.verify_uploaded(sender.sent)
+    if bad:
+        raise IntegrityError(
+            f"{len(bad)} uploaded objects did not land whole on {remote.url} "
+            f"({', '.join(bad[:3])}): push again"
+        )
+    return sender.sent
 
 
 # --------------------------------------------------------------------------
@@ -387,98 +411,10 @@ def download_payloads(
     rows, report.absent = select_for_fetch(lk, todo, max_bytes)
     budget = None if max_bytes is None else max_bytes - int(lk.ilen[rows].sum())
     report.absent, large_todo = large.split_absent(remote, report.absent, budget)
-    # the wanted items of each block, and the blocks in pack order
-    row_list = rows.tolist()
-    ioffs = lk.ioff[rows].tolist()
-    ilens = lk.ilen[rows].tolist()
-    knos = lk.kind[rows].tolist()
-    blens = lk.blen[rows].tolist()
-    by_block: dict[tuple[int, int], list[int]] = {}
-    for j, (pk, bo) in enumerate(zip(lk.pack[rows].tolist(), lk.boff[rows].tolist(), strict=True)):
-        by_block.setdefault((pk, bo), []).append(j)
-    blocks = [(lk.pack_ids[pk], bo, blens[items[0]]) for (pk, bo), items in by_block.items()]
-    plans = dt.plan_ranges(blocks)
-    pack_no = {pid: i for i, pid in enumerate(lk.pack_ids)}
-    total = int(lk.ilen[rows].sum())
-    done = 0
-    kinds = lk.kinds
-    kinds_ok = [dt.kind_nbytes(k) for k in kinds]
-    # sizes from the remote, checked before anything is read for them
-    if limits is None:
-        too_big = [j for j, n in enumerate(ilens) if n > bounded.MAX_PAYLOAD_BYTES]
-    else:
-        dig = lk.digest_of
-        cap = bounded.MAX_PAYLOAD_BYTES
-        too_big = [
-            j
-            for j, (r, n) in enumerate(zip(row_list, ilens, strict=True))
-            if n > min(cap, limits.get(dig(r), cap))
-        ]
-    bad_items = set(too_big)
-    refused_blocks: set[tuple[int, int]] = set()
-    max_raw: dict[tuple[int, int], int] = {}
-    for key, items in by_block.items():
-        good = [ilens[j] for j in items if j not in bad_items] if bad_items else None
-        biggest = max(ilens[j] for j in items) if good is None else max(good, default=-1)
-        allowed = max(bounded.MAX_BLOCK_RAW, dt.BLOCK_TARGET + biggest)
-        max_raw[key] = allowed
-        if biggest < 0 or blens[items[0]] > dt.BLOCK_HEADER_SIZE + allowed:
-            refused_blocks.add(key)  # no wanted payload can need a block that long
-    if refused_blocks or bad_items:
-        for key in refused_blocks:
-            report.refused.extend(lk.digest_of(row_list[j]) for j in by_block[key])
-        report.refused.extend(
-            lk.digest_of(row_list[j])
-            for j in sorted(bad_items)
-            if (int(lk.pack[row_list[j]]), int(lk.boff[row_list[j]])) not in refused_blocks
-        )
-        blocks = [b for b in blocks if (pack_no[b[0]], b[1]) not in refused_blocks]
-        plans = dt.plan_ranges(blocks)
+    plan = FetchPlan(lk, rows, limits)
+    report.refused.extend(plan.refused)
     with store_writer(repo) as writer:
-        add = writer.add
-        i = 0
-        while i < len(plans):
-            batch: list[tuple[str, int, int, list[tuple[int, int]]]] = []
-            size = 0
-            while i < len(plans) and (not batch or size + plans[i][2] - plans[i][1] <= FETCH_BATCH):
-                batch.append(plans[i])
-                size += plans[i][2] - plans[i][1]
-                i += 1
-            datas = remote.read_ranges([(pid, s, e) for pid, s, e, _ in batch])
-            for (pid, start, _end, blks), data in zip(batch, datas, strict=True):
-                for boff, buf in dt.split_blocks(data, start, blks):
-                    key = (pack_no[pid], boff)
-                    items = by_block[key]
-                    try:
-                        raw = memoryview(
-                            dt.decode_block(buf, f"at {boff} of remote pack {pid}", max_raw[key])
-                        )
-                    except IntegrityError:
-                        report.refused.extend(lk.digest_of(row_list[j]) for j in items)
-                        continue
-                    for j in items:
-                        if bad_items and j in bad_items:
-                            continue  # refused above, unread
-                        d = lk.digest_of(row_list[j])
-                        ioff = ioffs[j]
-                        ilen = ilens[j]
-                        kno = knos[j]
-                        kind = kinds[kno]
-                        item = raw[ioff : ioff + ilen]
-                        if (
-                            len(item) != ilen
-                            or kinds_ok[kno] != ilen
-                            or digest_bytes(kind, item) != d
-                        ):
-                            report.refused.append(d)
-                            continue
-                        add(Payload(d, kind, item))
-                        report.payloads += 1
-                        report.raw_bytes += ilen
-                        done += ilen
-            writer.flush()
-            if progress is not None:
-                progress("payloads", done, total)
+        plan.run(remote, writer, report, progress, FETCH_BATCH)
         large.download(remote, writer, large_todo, report, progress, limits)
     report.add_remote_stats(remote, before)
     report.seconds = time.perf_counter() - t0

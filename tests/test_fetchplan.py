@@ -1,0 +1,68 @@
+"""The plan of a ranged fetch (hangar_git/remotes/fetchplan.py): sizes the
+remote states are checked before anything is read for them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hangar_git.remotes import bounded
+from hangar_git.remotes import packformat as pf
+from hangar_git.remotes.fetchplan import FetchPlan
+from hangar_git.remotes.lookup import RemoteLookup
+
+MiB = 1 << 20
+KIND = "|u1|64"
+
+
+def lookup(blocks: list[tuple[int, int, list[tuple[bytes, int, int]]]], size: int) -> RemoteLookup:
+    """One remote pack of ``size`` bytes holding ``blocks``: (offset, length,
+    [(digest, item offset, item length)])."""
+    cols: dict[str, list] = {k: [] for k in ("d", "boff", "blen", "ioff", "ilen")}
+    for boff, blen, items in blocks:
+        for d, ioff, ilen in items:
+            for k, v in zip(cols, (d, boff, blen, ioff, ilen), strict=True):
+                cols[k].append(v)
+    n = len(cols["d"])
+    index = pf.encode_index(
+        cols["d"],
+        [0] * n,
+        [KIND],
+        cols["boff"],
+        cols["blen"],
+        cols["ioff"],
+        cols["ilen"],
+        size,
+        b"\0" * 20,
+    )
+    pid = pf.content_hash(index).hex()
+    return RemoteLookup({pid: pf.decode_index(pid, index)})
+
+
+def plan_for(lk: RemoteLookup, limits=None) -> FetchPlan:
+    return FetchPlan(lk, np.arange(len(lk)), limits)
+
+
+def test_a_block_longer_than_its_payloads_can_need_is_refused_unread():
+    a, b, c = b"\1" * 20, b"\2" * 20, b"\3" * 20
+    too_long = pf.BLOCK_HEADER_SIZE + bounded.MAX_BLOCK_RAW + 1
+    lk = lookup([(0, 100, [(a, 0, 64)]), (100, too_long, [(b, 0, 64), (c, 64, 64)])], 32 * MiB)
+    plan = plan_for(lk)
+    assert sorted(plan.refused) == [b, c]
+    assert [(s, e) for _pid, s, e, _blocks in plan.plans] == [(0, 100)]
+
+
+def test_a_payload_over_its_limit_is_refused_and_its_block_kept_for_the_others():
+    a, b = b"\1" * 20, b"\2" * 20
+    lk = lookup([(0, 300, [(a, 0, 64), (b, 64, 200)])], 300)
+    plan = plan_for(lk, limits={b: 64})
+    assert plan.refused == [b]
+    assert [(s, e) for _pid, s, e, _blocks in plan.plans] == [(0, 300)]
+    plan = plan_for(lk, limits={a: 8, b: 8})  # nothing left to want: the block goes
+    assert sorted(plan.refused) == [a, b] and plan.plans == []
+
+
+def test_without_limits_the_global_payload_bound_applies():
+    a = b"\1" * 20
+    big = bounded.MAX_PAYLOAD_BYTES + 1
+    lk = lookup([(0, 100, [(a, 0, big)])], 100)
+    assert plan_for(lk).refused == [a]
