@@ -12,6 +12,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 
+_fast_crc32: Callable[..., int] | None
 try:
     from zlib_ng.zlib_ng import crc32 as _fast_crc32
 except ImportError:  # pragma: no cover - the fallback keeps every value the same

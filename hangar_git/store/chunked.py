@@ -285,7 +285,7 @@ def decode_header(buf: bytes, where: str) -> Header:
 # --------------------------------------------------------------------------
 def flat_bytes(a: np.ndarray) -> memoryview:
     """The bytes of a C-contiguous array (0-d and empty ones included)."""
-    return memoryview(a.reshape(-1)).cast("B")
+    return a.reshape(-1).data.cast("B")
 
 
 def _pwrite(fd: int, data: bytes | memoryview, off: int) -> None:
@@ -737,7 +737,7 @@ class LargeReader:
             self._decode_to(o, i, base[start : start + part.nbytes], local)
             return
         tmp = self._scratch(local, lay)[: part.nbytes]
-        self._decode_to(o, i, memoryview(tmp), local)
+        self._decode_to(o, i, tmp.data, local)
         region = part.region
         if row0:
             r0 = region[0]
@@ -760,7 +760,7 @@ class LargeReader:
         lay = o.header.layout
         part = lay.part(i)
         tmp = self._scratch(local, lay)[: part.nbytes]
-        self._decode_to(o, i, memoryview(tmp), local)
+        self._decode_to(o, i, tmp.data, local)
         return tmp.view(lay.dtype).reshape(part.shape)
 
     # ---- whole arrays --------------------------------------------------

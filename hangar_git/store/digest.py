@@ -38,7 +38,7 @@ def digest_bytes(kind: str, data: bytes | memoryview) -> bytes:
     return h.digest()
 
 
-def digest_prefix(kind: str) -> hashlib._Hash:
+def digest_prefix(kind: str) -> hashlib.blake2b:
     """Hash state of :func:`digest_bytes` after the kind header: ``.copy()`` it,
     ``update`` it with the data bytes, and its ``digest()`` is the digest."""
     return hashlib.blake2b(kind.encode() + b"\x00", digest_size=DIGEST_SIZE)
@@ -72,7 +72,7 @@ def stacked_digests(stacked: np.ndarray) -> list[bytes]:
     if size < 4096:  # slices of one bytes copy: cheaper than memoryview slices
         raw = stacked.tobytes()
         return list(map(one, [raw[i : i + size] for i in range(0, len(raw), size)]))
-    view = memoryview(stacked.reshape(-1)).cast("B")
+    view = stacked.reshape(-1).data.cast("B")
     rows = [view[i : i + size] for i in range(0, len(view), size)]
     if size >= 1 << 16 and n > 1:  # big rows: hashed on every core (blake2b releases the GIL)
         from .threads import parallel_map
@@ -89,5 +89,5 @@ def array_digest(arr: np.ndarray) -> bytes:
 def payload_from_array(arr: np.ndarray) -> Payload:
     """Describe a C-contiguous array as a :class:`Payload`."""
     kind = kind_of(arr)
-    data = memoryview(arr).cast("B") if arr.ndim else memoryview(arr.reshape(1)).cast("B")
+    data = (arr if arr.ndim else arr.reshape(1)).data.cast("B")
     return Payload(digest_bytes(kind, data), kind, data)

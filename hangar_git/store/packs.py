@@ -781,14 +781,15 @@ class PackReader(_IndexUser):
         if block == self._last_block:  # consecutive reads from one block
             raw = self._last_raw
         else:
-            raw = self._blocks.get(block)  # type: ignore[call-overload]
-            if raw is None:
+            got = self._blocks.get(block)
+            if got is None:
                 pack, boff, blen = self._block_row(block)
                 fd = self._fd(pack)
                 check_extent(fd, self._sizes, pack, boff, blen, str(self._paths[pack]))
                 raw = self._cache_block(block, read_block(fd, pack, boff, blen, self._paths[pack]))
             else:
-                self._blocks.move_to_end(block)  # type: ignore[arg-type]
+                raw = got
+                self._blocks.move_to_end(block)
             self._last_block, self._last_raw = block, raw
         info = self._kind_info.get(kind)
         if info is None:
@@ -800,14 +801,14 @@ class PackReader(_IndexUser):
                 n,
                 None if len(shape) == 1 else shape,
             )
-        dtype, count, n, shape = info
+        dtype, count, n, rshape = info
         if ioff + n > len(raw):
             raise IntegrityError(
                 f"payload at {ioff} of block {block} extends past its block "
                 f"in {self.store.index_path.parent}"
             )
         a = np.frombuffer(raw, dtype, count, ioff)
-        return (a if shape is None else a.reshape(shape)).copy()
+        return (a if rshape is None else a.reshape(rshape)).copy()
 
     def gather(self, entries: np.ndarray) -> list[np.ndarray]:
         """The arrays of index ``entries``, in order, each block read once.
@@ -839,7 +840,7 @@ class PackReader(_IndexUser):
             sb = blocks[order]
             bounds = [0, *(np.flatnonzero(sb[1:] != sb[:-1]) + 1).tolist(), len(sb)]
             bids = sb[bounds[:-1]].tolist()
-            todo = range(len(bids))
+            todo: Sequence[int] = range(len(bids))
             direct: list[np.ndarray | None] | None = None
             if rows is not None and len(bids) >= 4:
                 direct = [None] * len(sub)
@@ -940,7 +941,7 @@ class PackReader(_IndexUser):
         direct: list[np.ndarray | None],
     ) -> tuple[list[int], int]:
         big = np.empty(size + nbytes, np.uint8)
-        mv = memoryview(big)
+        mv = big.data
         rest: list[int] = []
         items: list[np.ndarray] = []
         srcs: list[np.ndarray] = []
@@ -1356,7 +1357,7 @@ class PackWriter(_IndexUser):
             return
         size = rows.nbytes // n
         if size >= BLOCK_TARGET:  # a block each: the per-payload path costs nothing more
-            view = memoryview(np.ascontiguousarray(rows).reshape(-1)).cast("B")
+            view = np.ascontiguousarray(rows).reshape(-1).data.cast("B")
             for i, d in enumerate(digests):
                 self.add(tuple.__new__(Payload, (d, kind, view[i * size : (i + 1) * size])))  # type: ignore[arg-type]
             self.flush()
@@ -1390,9 +1391,7 @@ class PackWriter(_IndexUser):
         queue their index entries (committed by the next :meth:`flush`)."""
         n, size = flat.shape
         per = max(1, -(-BLOCK_TARGET // size))  # rows per block: as many as add() gathers
-        raw = memoryview(flat.reshape(-1)).cast("B") if flat.flags.c_contiguous else None
-        if raw is None:
-            raw = memoryview(np.ascontiguousarray(flat).reshape(-1)).cast("B")
+        raw = np.ascontiguousarray(flat).reshape(-1).data.cast("B")
         bids = np.empty(n, np.uint32)
         for start in range(0, n, per):
             stop = min(n, start + per)
