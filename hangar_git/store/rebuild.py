@@ -48,22 +48,22 @@ from filelock import FileLock, Timeout
 from ..errors import IntegrityError, WriterLockError
 from . import chunked
 from .chunked import LARGE_IOFF, LARGE_PACK
+from .codec import read_block
 from .digest import digest_bytes
 from .durable import connect_readonly, create_file, fsync_dir, fsync_fd, rollback
-from .manifest import PackScan, WindowedFile, kind_size, scan_pack
-from .packs import (
+from .index import (
     INDEX_VERSION,
-    STORE_LOCK_TIMEOUT,
-    PackStore,
-    _init_index,
-    _insert_segment,
-    _make_entries,
-    _parse_run,
     block_check,
     index_guard,
+    init_index,
+    insert_segment,
     kind_check,
-    read_block,
+    make_entries,
+    parse_run,
 )
+from .manifest import PackScan, WindowedFile, kind_size, scan_pack
+from .packs import PackStore
+from .writer import STORE_LOCK_TIMEOUT
 
 #: pack blocks up to this many bytes (stored and raw) are decoded and every
 #: item hashed against its digest; larger ones are trusted on their CRC
@@ -317,7 +317,7 @@ def index_problem(store_root: str | os.PathLike[str]) -> str | None:
             if row[4] != block_check(*row[:4]):
                 return f"block row {row[0]} of {path} fails its check"
         for sid, count, chk, blob in con.execute("SELECT id, n, chk, entries FROM segments"):
-            if isinstance(run := _parse_run(sid, count, chk, blob), str):
+            if isinstance(run := parse_run(sid, count, chk, blob), str):
                 return f"index segment {sid} of {path} {run}"
             n += count
     except (sqlite3.Error, struct.error, TypeError, ValueError) as exc:
@@ -572,13 +572,13 @@ def _write_index(path: Path, idx: _NewIndex, floor: int) -> None:
         rows.append((floor, LARGE_PACK, floor, 0, block_check(floor, LARGE_PACK, floor, 0)))
     found = list(idx.found.values())
     bids, ioffs, kids = [ids[p] for p, _, _ in found], [e[1] for e in found], [e[2] for e in found]
-    entries = _make_entries(list(idx.found), bids, ioffs, kids)
+    entries = make_entries(list(idx.found), bids, ioffs, kids)
     create_file(path)
     con = sqlite3.connect(path, isolation_level=None)
     try:
         with index_guard(path):
             con.execute("PRAGMA synchronous=FULL")
-            _init_index(con)
+            init_index(con)
             con.execute("BEGIN IMMEDIATE")
             try:
                 con.executemany(
@@ -587,7 +587,7 @@ def _write_index(path: Path, idx: _NewIndex, floor: int) -> None:
                 )
                 con.executemany("INSERT INTO blocks VALUES (?,?,?,?,?)", rows)
                 if len(entries):
-                    _insert_segment(con, entries)
+                    insert_segment(con, entries)
                 con.execute("COMMIT")
             except BaseException:
                 rollback(con)

@@ -1,0 +1,114 @@
+"""The block codec of pack files, shared by the local packs and the data remote.
+
+A block is a :data:`.block_format.HEADER` (magic, codec, raw length), the
+CRC-32 of the stored bytes, then the stored bytes: the blosc2-compressed
+(LZ4, byte shuffle) concatenation of its items' raw bytes, or those bytes as
+they are when they do not compress. :func:`encode_block` makes one,
+:func:`read_block` reads and checks one from a pack file, and
+:func:`decode_body` decodes a checked body (the remote's packs use the same
+codec numbers).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import IntegrityError
+from ._blosc import blosc2
+from .block_format import BLOCK_MAGIC, CODEC_BLOSC2_LZ4, CODEC_RAW, CRC, HEADER, HEADER_SIZE
+from .checksum import crc32
+from .limits import check_blosc_header
+
+#: largest buffer blosc2 compresses in one call
+BLOSC_MAX = 2**31 - 64
+
+
+def read_block(fd: int, pack: int, boff: int, blen: int, path: Path) -> bytes | memoryview:
+    """Read, verify and decompress one block."""
+    buf = os.pread(fd, blen, boff)
+    if len(buf) != blen or blen < HEADER_SIZE:
+        raise IntegrityError(f"block at {boff} of {path} is truncated")
+    magic, codec, rawlen = HEADER.unpack_from(buf)
+    (crc,) = CRC.unpack_from(buf, HEADER.size)
+    body = memoryview(buf)[HEADER_SIZE:]
+    if magic != BLOCK_MAGIC or crc32(body) != crc:
+        raise IntegrityError(f"block at {boff} of {path} fails its checksum")
+    return decode_body(codec, body, rawlen, f"at {boff} of {path}")
+
+
+def decode_body(
+    codec: int, body: memoryview, rawlen: int, where: str, max_raw: int = BLOSC_MAX
+) -> bytes | memoryview:
+    """Decode a checksum-verified block body (raw: a view, no copy).
+
+    Shared by the local packs and the data remote's packs, whose codec
+    numbers agree (0 raw, 1 blosc2). A blosc2 body is decompressed only
+    when its own header states ``rawlen`` raw bytes, ``max_raw`` at most
+    (see :func:`.limits.check_blosc_header`): nothing is allocated for a
+    size the block did not promise.
+
+    Raises
+    ------
+    IntegrityError
+        Unknown codec, undecodable bytes, or a length other than ``rawlen``.
+    """
+    raw: bytes | memoryview
+    if codec == CODEC_RAW:
+        raw = body
+    elif codec == CODEC_BLOSC2_LZ4:
+        check_blosc_header(body, rawlen, where, max_raw)
+        try:
+            raw = blosc2.decompress(body)
+        except Exception as exc:  # blosc2 raises RuntimeError/ValueError
+            raise IntegrityError(f"block {where} cannot be decoded: {exc}") from None
+    else:
+        raise IntegrityError(f"block {where} has unknown codec {codec}")
+    if len(raw) != rawlen:
+        raise IntegrityError(f"block {where} has the wrong length")
+    return raw
+
+
+def encode_block(raw: bytes | memoryview, typesize: int, nthreads: int = 1) -> bytes:
+    """Compress ``raw`` into a block with its header; raw when incompressible."""
+    body: bytes | memoryview = raw
+    codec = CODEC_RAW
+    if 64 <= len(raw) <= BLOSC_MAX:
+        comp = (
+            blosc2.compress(
+                raw,
+                typesize=max(1, min(typesize, 255)),
+                clevel=5,
+                filter=blosc2.Filter.SHUFFLE,
+                codec=blosc2.Codec.LZ4,
+            )
+            if nthreads == 1
+            else _compress_mt(raw, typesize, nthreads)
+        )
+        if len(comp) < len(raw) * 0.95:
+            body, codec = comp, CODEC_BLOSC2_LZ4
+    return HEADER.pack(BLOCK_MAGIC, codec, len(raw)) + CRC.pack(crc32(body)) + bytes(body)
+
+
+def _compress_mt(raw: bytes | memoryview, typesize: int, nthreads: int) -> bytes:
+    old = blosc2.set_nthreads(nthreads)
+    try:
+        return blosc2.compress(
+            raw,
+            typesize=max(1, min(typesize, 255)),
+            clevel=5,
+            filter=blosc2.Filter.SHUFFLE,
+            codec=blosc2.Codec.LZ4,
+        )
+    finally:
+        blosc2.set_nthreads(old)
+
+
+def typesize_of(kind: str) -> int:
+    """Item size of a kind header's dtype (for blosc2's shuffle)."""
+    return np.dtype(kind[: kind.rindex("|")]).itemsize
+
+
+__all__ = ["BLOSC_MAX", "decode_body", "encode_block", "read_block", "typesize_of"]

@@ -1,0 +1,568 @@
+"""Reading payloads from the pack store: :class:`PackReader`.
+
+A reader resolves digests through the index (:mod:`.index`), reads blocks
+with :func:`.codec.read_block` (checksum verified) into an LRU cache of
+decompressed blocks, and copies items out of them; bulk reads
+(:meth:`PackReader.gather`) stream uncompressed blocks through one buffer
+with scattering ``preadv`` calls. Large payloads (``LARGE_PACK`` entries)
+are read from their chunked files by a :class:`.chunked.LargeReader`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import IntegrityError, MissingPayloadError
+from . import chunked
+from .block_format import BLOCK_MAGIC, CODEC_RAW, CRC, HEADER, HEADER_SIZE
+from .checksum import crc_many
+from .chunked import LARGE_IOFF, LARGE_PACK, LargeFiles, LargeReader
+from .codec import read_block
+from .digest import digest_bytes
+from .index import IndexTables, Location, connect_index, entry_digests, index_guard, init_index
+from .limits import check_extent
+
+if TYPE_CHECKING:
+    from .packs import PackStore
+
+#: decompressed bytes a reader keeps in its LRU block cache
+CACHE_BYTES = 64 * 1024**2
+#: bytes of blocks a batch read streams through one buffer
+STREAM_WINDOW = 32 * 1024**2
+#: buffers one ``preadv`` call fills at most (the usual IOV_MAX)
+_IOV_MAX = 1024
+
+
+#: bumped in a forked child: readers then reopen their handles there
+_FORKS = [0]
+
+
+def _after_fork() -> None:
+    _FORKS[0] += 1
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+class PackReader(IndexTables):
+    """Reads payloads; one per thread (a reader is not shared across threads).
+
+    A reader notices when it is used in a forked child and reopens its
+    handles there, so it can cross into DataLoader worker processes. It keeps
+    up to ``cache_bytes`` of decompressed blocks (least recently used first
+    out), each verified against its checksum when read from its pack.
+    """
+
+    def __init__(self, store: PackStore, cache_bytes: int = CACHE_BYTES) -> None:
+        self.store = store
+        self._pid = -1
+        self._cache_bytes = cache_bytes
+        self._lock = threading.Lock()
+        self._open()
+
+    def _open(self) -> None:
+        self._pid = os.getpid()
+        self._forks = _FORKS[0]
+        self._last_block = -1
+        self._last_raw: bytes | memoryview = b""
+        self._kind_info: dict[int, tuple[np.dtype, int, int, tuple[int, ...] | None]] = {}
+        self._con = connect_index(self.store.index_path, readonly=True)
+        with index_guard(self.store.index_path):
+            init_index(self._con)
+        self._fds: dict[int, int] = {}
+        self._sizes: dict[int, int] = {}  # pack -> its size when last looked at
+        self._paths: dict[int, Path] = {}
+        self._init_tables()
+        # (pack, offset) -> block bytes; also block id -> the same bytes (read_entry)
+        self._blocks: OrderedDict[tuple[int, int] | int, bytes | memoryview] = OrderedDict()
+        self._cached = 0
+        self._large: LargeReader | None = None
+
+    def _check_pid(self) -> None:
+        if self._forks != _FORKS[0] or self._pid != os.getpid():
+            self._open()
+
+    def close(self) -> None:
+        if self._pid != os.getpid():
+            return
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+        self._blocks.clear()
+        self._cached = 0
+        self._last_block, self._last_raw = -1, b""
+        if self._large is not None:
+            self._large.close()
+        self._con.close()
+
+    # ---- index -------------------------------------------------------
+    def lookup(self, digests: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """Vectorised resolution: ``(found, entries)`` parallel to ``digests``.
+
+        ``entries`` is an array of :data:`ENTRY` (block id, item offset,
+        kind id), valid where ``found``. The index is read again when a
+        digest is not found in what this reader loaded before.
+        """
+        self._check_pid()
+        with self._lock:
+            if not self._segs.loaded:
+                self._segs.load(self._con, self.store.index_path)
+            found, e = self._segs.lookup(digests)
+            if not found.all() and self._segs.load(self._con, self.store.index_path):
+                found, e = self._segs.lookup(digests)
+            self._note_damage(digests, found)
+        return found, e
+
+    def locate_many(self, digests: Iterable[bytes]) -> dict[bytes, Location]:
+        """Locations of those of ``digests`` stored here (absent ones omitted)."""
+        uniq = list(dict.fromkeys(digests))
+        found, e = self.lookup(uniq)
+        return self._locations(uniq, found, e)
+
+    def locate(self, digest: bytes) -> Location | None:
+        """Location of one payload; None when absent or its entry is damaged."""
+        return self.locate_many([digest]).get(digest)
+
+    def count(self) -> int:
+        """Number of payloads in the index."""
+        self._check_pid()
+        with self._lock:
+            self._segs.load(self._con, self.store.index_path)
+            return len(self._segs)
+
+    def all_locations(self) -> Iterator[tuple[bytes, Location | None]]:
+        """Every index entry as ``(digest, location)``; location None if damaged.
+
+        Entries of a damaged segment cannot be listed: see :attr:`damaged_segments`.
+        """
+        self._check_pid()
+        with self._lock:
+            self._segs.load(self._con, self.store.index_path)
+            runs = list(self._segs.runs)
+        for run in runs:
+            for d, e in zip(entry_digests(run.entries), run.entries, strict=True):
+                try:
+                    yield d, self._location(e)
+                except IntegrityError as exc:
+                    self.bad_rows[d] = str(exc)
+                    yield d, None
+
+    def refresh(self) -> None:
+        """Load the index afresh (entries that ``gc`` moved since the last load)."""
+        self._check_pid()
+        with self._lock:
+            self._segs.load(self._con, self.store.index_path)
+
+    @property
+    def damaged_segments(self) -> dict[int, str]:
+        """Index segments refused when loaded (id -> why)."""
+        return dict(self._segs.damaged)
+
+    def contains(self, digest: bytes) -> bool:
+        return self.locate(digest) is not None
+
+    # ---- bytes -------------------------------------------------------
+    def _fd(self, pack: int) -> int:
+        fd = self._fds.get(pack)
+        if fd is None:
+            path = self.store.pack_path(pack)
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                raise IntegrityError(f"pack file {path} is missing") from None
+            self._fds[pack] = fd
+            self._paths[pack] = path
+        return fd
+
+    def block(self, pack: int, boff: int, blen: int) -> bytes | memoryview:
+        """The decompressed bytes of a block, checksum verified."""
+        key = (pack, boff)
+        blocks = self._blocks
+        cached = blocks.get(key)
+        if cached is not None:
+            blocks.move_to_end(key)
+            return cached
+        fd = self._fd(pack)
+        check_extent(fd, self._sizes, pack, boff, blen, str(self._paths[pack]))
+        raw = read_block(fd, pack, boff, blen, self._paths[pack])
+        blocks[key] = raw
+        self._cached += len(raw)
+        while self._cached > self._cache_bytes and len(blocks) > 1:
+            self._cached -= len(blocks.popitem(last=False)[1])
+        return raw
+
+    def _cache_block(self, key: int, raw: bytes | memoryview) -> bytes | memoryview:
+        """Keep ``raw`` in the LRU cache under block id ``key`` too (no copy)."""
+        blocks = self._blocks
+        blocks[key] = raw  # type: ignore[index]
+        self._cached += len(raw)
+        while self._cached > self._cache_bytes and len(blocks) > 1:
+            self._cached -= len(blocks.popitem(last=False)[1])
+        return raw
+
+    def read(self, loc: Location, digest: bytes | None = None) -> np.ndarray:
+        """The array stored at ``loc`` (a fresh, writeable array)."""
+        self._check_pid()
+        if loc.pack == LARGE_PACK:
+            return self._read_large(loc, digest)
+        raw = self.block(loc.pack, loc.boff, loc.blen)
+        dtype, shape = self.kind(loc.kind)
+        item = raw[loc.ioff : loc.ioff + loc.ilen]
+        if len(item) != loc.ilen:
+            raise IntegrityError(
+                f"payload {digest.hex() if digest else ''} extends past its block "
+                f"in {self.store.pack_path(loc.pack)}"
+            )
+        if digest is not None and digest_bytes(self.kind_text(loc.kind), item) != digest:
+            raise IntegrityError(
+                f"payload {digest.hex()} does not match its digest "
+                f"in {self.store.pack_path(loc.pack)}"
+            )
+        return np.frombuffer(bytearray(item), dtype=dtype).reshape(shape)
+
+    def read_entry(self, block: int, ioff: int, kind: int) -> np.ndarray:
+        """The array of an index entry (a fresh, writeable array)."""
+        if self._forks != _FORKS[0]:
+            self._open()
+        if ioff == LARGE_IOFF:
+            return self.large().read(self._large_number(block), self.kind_text(kind))
+        if block == self._last_block:  # consecutive reads from one block
+            raw = self._last_raw
+        else:
+            got = self._blocks.get(block)
+            if got is None:
+                pack, boff, blen = self._block_row(block)
+                fd = self._fd(pack)
+                check_extent(fd, self._sizes, pack, boff, blen, str(self._paths[pack]))
+                raw = self._cache_block(block, read_block(fd, pack, boff, blen, self._paths[pack]))
+            else:
+                raw = got
+                self._blocks.move_to_end(block)
+            self._last_block, self._last_raw = block, raw
+        info = self._kind_info.get(kind)
+        if info is None:
+            dtype, shape = self.kind(kind)
+            n = self.kind_nbytes(kind)
+            info = self._kind_info[kind] = (
+                dtype,
+                n // dtype.itemsize,
+                n,
+                None if len(shape) == 1 else shape,
+            )
+        dtype, count, n, rshape = info
+        if ioff + n > len(raw):
+            raise IntegrityError(
+                f"payload at {ioff} of block {block} extends past its block "
+                f"in {self.store.index_path.parent}"
+            )
+        a = np.frombuffer(raw, dtype, count, ioff)
+        return (a if rshape is None else a.reshape(rshape)).copy()
+
+    def gather(self, entries: np.ndarray) -> list[np.ndarray]:
+        """The arrays of index ``entries``, in order, each block read once.
+
+        Items of one kind are copied out of each block with one fancy index
+        (rows of a view of the block) into one array per kind; the arrays
+        returned are its rows: fresh, writeable, and independent of each other.
+        """
+        self._check_pid()
+        if len(entries) and (entries["ioff"] == LARGE_IOFF).any():
+            return self._gather_large(entries)
+        n = len(entries)
+        out: list[np.ndarray] = [None] * n  # type: ignore[list-item]
+        if not n:
+            return out
+        kinds = entries["kind"]
+        k0 = int(kinds[0])
+        uk = np.array([k0]) if (kinds == k0).all() else np.unique(kinds)
+        for kid in uk.tolist():
+            sel = np.flatnonzero(kinds == kid) if len(uk) > 1 else None
+            sub = entries if sel is None else entries[sel]
+            dtype, shape = self.kind(kid)
+            nbytes = self.kind_nbytes(kid)
+            buf = np.empty((len(sub), nbytes), np.uint8)
+            blocks = sub["block"]
+            ioffs = sub["ioff"].astype(np.int64)
+            rows = None if (ioffs % nbytes).any() else ioffs // nbytes
+            order = np.argsort(blocks, kind="stable")
+            sb = blocks[order]
+            bounds = [0, *(np.flatnonzero(sb[1:] != sb[:-1]) + 1).tolist(), len(sb)]
+            bids = sb[bounds[:-1]].tolist()
+            todo: Sequence[int] = range(len(bids))
+            direct: list[np.ndarray | None] | None = None
+            if rows is not None and len(bids) >= 4:
+                direct = [None] * len(sub)
+                todo, n_direct = self._stream(
+                    bids, bounds, order, rows, nbytes, buf, dtype, shape, direct
+                )
+            for j in todo:
+                bid = bids[j]
+                idx = order[bounds[j] : bounds[j + 1]]
+                pack, boff, blen = self._block_row(bid)
+                raw = self.block(pack, boff, blen)
+                if rows is not None and len(raw) % nbytes == 0:
+                    try:
+                        buf[idx] = np.frombuffer(raw, np.uint8).reshape(-1, nbytes)[rows[idx]]
+                        continue
+                    except IndexError:
+                        pass  # reported below
+                offs = ioffs[idx]
+                if int(offs.max()) + nbytes > len(raw):
+                    raise IntegrityError(
+                        f"payload at {int(offs.max())} of block {boff} extends past its "
+                        f"block in {self.store.pack_path(pack)}"
+                    )
+                arr = np.frombuffer(raw, np.uint8)
+                for i, off in zip(idx.tolist(), offs.tolist(), strict=True):
+                    buf[i] = arr[off : off + nbytes]
+            typed = buf.view(dtype).reshape((len(sub), *shape))
+            if direct is None:
+                res: list[np.ndarray] = list(typed)
+            elif n_direct == len(sub):
+                res = direct  # type: ignore[assignment]
+            else:  # some items were copied into ``buf``
+                res = [typed[i] if a is None else a for i, a in enumerate(direct)]
+            if sel is None:
+                return res
+            for i, a in zip(sel.tolist(), res, strict=True):
+                out[i] = a
+        return out
+
+    def _stream(
+        self,
+        bids: list[int],
+        bounds: list[int],
+        order: np.ndarray,
+        rows: np.ndarray,
+        nbytes: int,
+        buf: np.ndarray,
+        dtype: np.dtype,
+        shape: tuple[int, ...],
+        direct: list[np.ndarray | None],
+    ) -> tuple[list[int], int]:
+        """Read the items of uncached, uncompressed blocks in bulk.
+
+        Blocks are read (``os.preadv``, no intermediate copies) into one
+        buffer per window of :data:`STREAM_WINDOW` bytes, each placed so its
+        items are rows of it, and their checksums verified. When the items
+        fill most of the window, each is returned as a view of its row
+        (``direct[i]``: no copy at all; items are distinct rows, so the
+        arrays stay independent); otherwise they are copied into ``buf``
+        with one fancy index. Blocks bypass the block cache (a bulk read
+        would only flush it). Returns the block positions left to the
+        caller (cached, compressed, or odd ones) and the number of items
+        handed out in ``direct``.
+        """
+        rest: list[int] = []
+        n_direct = 0
+        window: list[tuple[int, int, int, int, int]] = []
+        size = 0
+        for j, bid in enumerate(bids):
+            pack, boff, blen = self._block_row(bid)
+            if (pack, boff) in self._blocks or blen <= HEADER_SIZE:
+                rest.append(j)
+            else:  # the window's buffer is sized from blen: check it first
+                check_extent(self._fd(pack), self._sizes, pack, boff, blen, str(self._paths[pack]))
+                window.append((j, pack, boff, blen, size))
+                size += blen + nbytes  # room to align the next block's rows
+            if window and (size >= STREAM_WINDOW or j == len(bids) - 1):
+                left, n = self._stream_window(
+                    window, size, bounds, order, rows, nbytes, buf, dtype, shape, direct
+                )
+                rest += left
+                n_direct += n
+                window, size = [], 0
+        rest.sort()
+        return rest, n_direct
+
+    def _stream_window(
+        self,
+        window: list[tuple[int, int, int, int, int]],
+        size: int,
+        bounds: list[int],
+        order: np.ndarray,
+        rows: np.ndarray,
+        nbytes: int,
+        buf: np.ndarray,
+        dtype: np.dtype,
+        shape: tuple[int, ...],
+        direct: list[np.ndarray | None],
+    ) -> tuple[list[int], int]:
+        big = np.empty(size + nbytes, np.uint8)
+        mv = big.data
+        rest: list[int] = []
+        items: list[np.ndarray] = []
+        srcs: list[np.ndarray] = []
+        places = [start + (-(start + HEADER_SIZE)) % nbytes for _, _, _, _, start in window]
+        gots = self._scatter_read(window, places, mv)
+        ok: list[int] = []  # window positions whose header is sound
+        for w, (j, _pack, _boff, blen, _start) in enumerate(window):
+            place = places[w]  # the body starts on a row
+            magic, codec, rawlen = HEADER.unpack_from(mv, place)
+            if (
+                gots[w] != blen
+                or magic != BLOCK_MAGIC
+                or codec != CODEC_RAW
+                or (rawlen != blen - HEADER_SIZE or rawlen % nbytes)
+            ):
+                rest.append(j)  # the careful path decodes it or says what is wrong
+            else:
+                ok.append(w)
+        crcs = crc_many([mv[places[w] + HEADER_SIZE : places[w] + window[w][3]] for w in ok])
+        for w, got_crc in zip(ok, crcs, strict=True):
+            j, pack, boff, blen, _start = window[w]
+            place = places[w]
+            rawlen = blen - HEADER_SIZE
+            (crc,) = CRC.unpack_from(mv, place + HEADER.size)
+            if got_crc != crc:
+                raise IntegrityError(
+                    f"block at {boff} of {self.store.pack_path(pack)} fails its checksum"
+                )
+            idx = order[bounds[j] : bounds[j + 1]]
+            r = rows[idx]
+            if len(r) and int(r.max()) >= rawlen // nbytes:
+                rest.append(j)
+                continue
+            items.append(idx)
+            srcs.append(r + (place + HEADER_SIZE) // nbytes)
+        if items:
+            table = big[: len(big) - len(big) % nbytes].reshape(-1, nbytes)
+            dst, src = np.concatenate(items), np.concatenate(srcs)
+            dense = len(src) * nbytes * 2 >= len(big)
+            if dense and len(src) > 1:
+                ss = np.sort(src)
+                dense = bool((ss[1:] != ss[:-1]).all())  # no row shared by two items
+            if dense:  # views of the rows: the window stays alive with them
+                views = list(table.view(dtype).reshape((-1, *shape)))
+                got = list(map(views.__getitem__, src.tolist()))
+                d0 = int(dst[0])
+                if len(dst) == 1 or (np.diff(dst) == 1).all():  # blocks in output order
+                    direct[d0 : d0 + len(got)] = got
+                else:
+                    for i, a in zip(dst.tolist(), got, strict=True):
+                        direct[i] = a
+                return rest, len(dst)
+            buf[dst] = table[src]
+        return rest, 0
+
+    def _scatter_read(
+        self, window: list[tuple[int, int, int, int, int]], places: list[int], mv: memoryview
+    ) -> list[int]:
+        """Read each block of ``window`` to its place in ``mv``, runs of blocks
+        adjacent in one pack with one scattering ``preadv``; bytes read per block."""
+        gots = [0] * len(window)
+        w = 0
+        while w < len(window):
+            _, pack, boff, blen, _ = window[w]
+            end = w + 1
+            nxt = boff + blen
+            while end < len(window) and end - w < _IOV_MAX:
+                _, p2, b2, l2, _ = window[end]
+                if p2 != pack or b2 != nxt:
+                    break
+                nxt += l2
+                end += 1
+            iov = [mv[places[k] : places[k] + window[k][3]] for k in range(w, end)]
+            got = os.preadv(self._fd(pack), iov, boff)
+            for k in range(w, end):  # a short read shortens the blocks at the end
+                gots[k] = max(0, min(window[k][3], got))
+                got -= window[k][3]
+            w = end
+        return gots
+
+    def read_many(self, locs: Sequence[Location]) -> list[np.ndarray]:
+        """Arrays at ``locs``, decompressing each block once."""
+        self._check_pid()
+        if any(loc.pack == LARGE_PACK for loc in locs):
+            return [self.read(loc) for loc in locs]
+        order = sorted(range(len(locs)), key=lambda i: (locs[i].pack, locs[i].boff))
+        out: list[np.ndarray | None] = [None] * len(locs)
+        cur_key = None
+        raw: bytes | memoryview = b""
+        for i in order:
+            loc = locs[i]
+            key = (loc.pack, loc.boff)
+            if key != cur_key:
+                raw = self.block(loc.pack, loc.boff, loc.blen)
+                cur_key = key
+            dtype, shape = self.kind(loc.kind)
+            if loc.ioff + loc.ilen > len(raw):
+                raise IntegrityError(
+                    f"payload at {loc.ioff} extends past its block "
+                    f"in {self.store.pack_path(loc.pack)}"
+                )
+            out[i] = (
+                np.frombuffer(raw, dtype=dtype, count=loc.ilen // dtype.itemsize, offset=loc.ioff)
+                .reshape(shape)
+                .copy()
+            )
+        return out  # type: ignore[return-value]
+
+    def get(self, digest: bytes) -> np.ndarray:
+        loc = self.locate(digest)
+        if loc is None:
+            raise MissingPayloadError(f"payload {digest.hex()} is not stored locally")
+        return self.read(loc)
+
+    # ---- large payloads: a chunked file each (see chunked.py) ------------
+    def large(self) -> LargeReader:
+        """The reader of this store's large payload files."""
+        self._check_pid()
+        if self._large is None:
+            self._large = LargeReader(LargeFiles(self.store.large_dir))
+        return self._large
+
+    def _large_number(self, block: int) -> int:
+        """The file number of the large payload of index entry block ``block``."""
+        pack, number, _ = self._block_row(block)
+        if pack != LARGE_PACK:
+            raise IntegrityError(
+                f"payload index {self.store.index_path} names block {block} as a large "
+                "payload file, its row says otherwise"
+            )
+        return number
+
+    def read_large_region(self, block: int, kind: int, index: Any) -> Any:
+        """``array[index]`` of a large payload (index entry ``block``, ``kind``),
+        reading only the chunks ``index`` touches."""
+        return self.large().read_region(self._large_number(block), index, self.kind_text(kind))
+
+    def _read_large(self, loc: Location, digest: bytes | None) -> np.ndarray:
+        """The array of a large payload at ``loc``; with ``digest``, every byte
+        is also checked against it (fsck)."""
+        large = self.large()
+        kind = self.kind_text(loc.kind)
+        arr = large.read(loc.boff, kind)
+        if digest is not None:
+            o = large.open(loc.boff, kind)
+            if o.header.digest != digest or digest_bytes(kind, chunked.flat_bytes(arr)) != digest:
+                raise IntegrityError(
+                    f"payload {digest.hex()} does not match its digest in {o.path}"
+                )
+        return arr
+
+    def _gather_large(self, entries: np.ndarray) -> list[np.ndarray]:
+        """:meth:`gather` of entries some of which are large payloads: those are
+        decoded straight into their arrays, all their chunks on every core."""
+        big = entries["ioff"] == LARGE_IOFF
+        out: list[np.ndarray] = [None] * len(entries)  # type: ignore[list-item]
+        small = np.flatnonzero(~big)
+        if len(small):
+            for i, a in zip(small.tolist(), self.gather(entries[small]), strict=True):
+                out[i] = a
+        idx = np.flatnonzero(big).tolist()
+        kids = [int(entries[i]["kind"]) for i in idx]
+        arrays = chunked.empty_arrays([self.kind(k) for k in kids])
+        items: list[tuple[int, np.ndarray]] = []
+        for i, a in zip(idx, arrays, strict=True):
+            out[i] = a
+            items.append((self._large_number(int(entries[i]["block"])), a))
+        self.large().read_many(items, [self.kind_text(k) for k in kids])
+        return out
