@@ -618,7 +618,7 @@ def test_hostile_large_files_are_refused_without_a_big_allocation(store):
     w.add(payload(big))
     w.close()
     ld = store.large_dir
-    fixed = chunked._FIXED  # magic, version, flags, kind length, header length, chunks, digest
+    fixed = chunked.FIXED  # magic, version, flags, kind length, header length, chunks, digest
     claims_2gib = fixed.pack(b"HGC1", 1, 0, 4, 2**31, 1, bytes(20))
     (ld / "0000000090.hgc").write_bytes(claims_2gib + b"|u1|" + bytes(100))
     hlen = chunked.header_length("|O|3", 1, 1)  # objects: pointers, with a good CRC

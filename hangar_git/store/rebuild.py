@@ -512,10 +512,10 @@ def _check_large(path: Path) -> tuple[bytes, str, int, bool]:
     fd = os.open(path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
-        fixed = os.pread(fd, chunked._FIXED.size, 0)
-        if len(fixed) < chunked._FIXED.size:
+        fixed = os.pread(fd, chunked.FIXED.size, 0)
+        if len(fixed) < chunked.FIXED.size:
             raise IntegrityError("the file is truncated")
-        hlen = chunked._FIXED.unpack_from(fixed)[4]
+        hlen = chunked.FIXED.unpack_from(fixed)[4]
         if hlen > min(size, MAX_LARGE_HEADER):
             raise IntegrityError(f"its header states {hlen} bytes, the file has {size}")
         header = chunked.decode_header(os.pread(fd, hlen, 0), str(path))
