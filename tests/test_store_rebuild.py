@@ -21,7 +21,8 @@ from hangar_git.errors import WriterLockError
 from hangar_git.store import PackStore, Payload, appender, rebuild, rebuild_index
 from hangar_git.store.chunked import LARGE_PACK, LargeFiles
 from hangar_git.store.digest import digest_bytes, kind_of, stacked_digests
-from hangar_git.store.manifest import ManifestWriter, manifest_path, scan_pack
+from hangar_git.store.manifest import ManifestWriter, manifest_path
+from hangar_git.store.manifest_scan import scan_pack
 from hangar_git.store.packs import HEADER_SIZE
 from hangar_git.store.rebuild import index_problem
 
