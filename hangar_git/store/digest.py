@@ -89,5 +89,5 @@ def array_digest(arr: np.ndarray) -> bytes:
 def payload_from_array(arr: np.ndarray) -> Payload:
     """Describe a C-contiguous array as a :class:`Payload`."""
     kind = kind_of(arr)
-    data = (arr if arr.ndim else arr.reshape(1)).data.cast("B")
+    data = arr.reshape(-1).data.cast("B")  # 0-d and empty arrays included
     return Payload(digest_bytes(kind, data), kind, data)

@@ -81,7 +81,7 @@ def empty_arrays(specs: Sequence[tuple[np.dtype, tuple[int, ...]]]) -> list[np.n
     for (dtype, shape), idx in groups.items():
         buf = np.empty((len(idx), *shape), dtype)
         for k, i in enumerate(idx):
-            out[i] = buf[k]
+            out[i] = buf[k, ...]  # a view, also of a 0-d row (buf[k] would be a scalar)
     return out
 
 

@@ -290,7 +290,7 @@ class PackReader(IndexTables):
             buf = np.empty((len(sub), nbytes), np.uint8)
             blocks = sub["block"]
             ioffs = sub["ioff"].astype(np.int64)
-            rows = None if (ioffs % nbytes).any() else ioffs // nbytes
+            rows = None if not nbytes or (ioffs % nbytes).any() else ioffs // nbytes
             order = np.argsort(blocks, kind="stable")
             sb = blocks[order]
             bounds = [0, *(np.flatnonzero(sb[1:] != sb[:-1]) + 1).tolist(), len(sb)]
