@@ -232,7 +232,7 @@ class PackReader(IndexTables):
         if self._forks != _FORKS[0]:
             self._open()
         if ioff == LARGE_IOFF:
-            return self.large().read(self._large_number(block), self.kind_text(kind))
+            return self.large().read(self.large_number(block), self.kind_text(kind))
         if block == self._last_block:  # consecutive reads from one block
             raw = self._last_raw
         else:
@@ -519,7 +519,7 @@ class PackReader(IndexTables):
             self._large = LargeReader(LargeFiles(self.store.large_dir))
         return self._large
 
-    def _large_number(self, block: int) -> int:
+    def large_number(self, block: int) -> int:
         """The file number of the large payload of index entry block ``block``."""
         pack, number, _ = self._block_row(block)
         if pack != LARGE_PACK:
@@ -532,7 +532,7 @@ class PackReader(IndexTables):
     def read_large_region(self, block: int, kind: int, index: Any) -> Any:
         """``array[index]`` of a large payload (index entry ``block``, ``kind``),
         reading only the chunks ``index`` touches."""
-        return self.large().read_region(self._large_number(block), index, self.kind_text(kind))
+        return self.large().read_region(self.large_number(block), index, self.kind_text(kind))
 
     def _read_large(self, loc: Location, digest: bytes | None) -> np.ndarray:
         """The array of a large payload at ``loc``; with ``digest``, every byte
@@ -563,6 +563,6 @@ class PackReader(IndexTables):
         items: list[tuple[int, np.ndarray]] = []
         for i, a in zip(idx, arrays, strict=True):
             out[i] = a
-            items.append((self._large_number(int(entries[i]["block"])), a))
+            items.append((self.large_number(int(entries[i]["block"])), a))
         self.large().read_many(items, [self.kind_text(k) for k in kids])
         return out
