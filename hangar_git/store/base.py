@@ -69,6 +69,10 @@ class PayloadStore(ABC):
         Every payload is checked (:func:`check_payloads`) before anything
         is stored: a malformed one stores none of them.
 
+        Parameters
+        ----------
+        payloads : iterable of Payload
+
         Raises
         ------
         ValueError
@@ -78,13 +82,26 @@ class PayloadStore(ABC):
         """
 
     def put(self, payload: Payload) -> None:
-        """Store one payload (see :meth:`put_many`)."""
+        """Store one payload (see :meth:`put_many`).
+
+        Parameters
+        ----------
+        payload : Payload
+        """
         self.put_many([payload])
 
     # ---- reading -------------------------------------------------------
     @abstractmethod
     def get_many(self, digests: Sequence[bytes]) -> list[np.ndarray]:
         """The arrays of ``digests``, in order (a digest may repeat).
+
+        Parameters
+        ----------
+        digests : sequence of bytes
+
+        Returns
+        -------
+        list of numpy.ndarray
 
         Raises
         ------
@@ -95,7 +112,16 @@ class PayloadStore(ABC):
         """
 
     def get(self, digest: bytes) -> np.ndarray:
-        """The array of one digest (see :meth:`get_many`)."""
+        """The array of one digest (see :meth:`get_many`).
+
+        Parameters
+        ----------
+        digest : bytes
+
+        Returns
+        -------
+        numpy.ndarray
+        """
         return self.get_many([digest])[0]
 
     def get_region(self, digest: bytes, index: Any) -> Any:
@@ -113,10 +139,28 @@ class PayloadStore(ABC):
 
     @abstractmethod
     def missing(self, digests: Iterable[bytes]) -> list[bytes]:
-        """Those of ``digests`` not stored, in first-seen order, once each."""
+        """Those of ``digests`` not stored, in first-seen order, once each.
+
+        Parameters
+        ----------
+        digests : iterable of bytes
+
+        Returns
+        -------
+        list of bytes
+        """
 
     def contains(self, digest: bytes) -> bool:
-        """True when payload ``digest`` is stored."""
+        """True when payload ``digest`` is stored.
+
+        Parameters
+        ----------
+        digest : bytes
+
+        Returns
+        -------
+        bool
+        """
         return not self.missing([digest])
 
     def __contains__(self, digest: object) -> bool:
@@ -128,6 +172,14 @@ class PayloadStore(ABC):
         """Remove the payloads of ``digests``; returns how many were stored.
 
         Digests not stored are ignored.
+
+        Parameters
+        ----------
+        digests : iterable of bytes
+
+        Returns
+        -------
+        int
         """
 
     @abstractmethod

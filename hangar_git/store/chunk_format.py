@@ -131,10 +131,12 @@ class Layout:
         return tuple((i // s) % g for s, g in zip(self._strides, self.grid, strict=True))
 
     def index(self, coords: Sequence[int]) -> int:
+        """Position in C order of the chunk at grid ``coords`` (see :meth:`coords`)."""
         return sum(c * s for c, s in zip(coords, self._strides, strict=True))
 
     @property
     def max_chunk_bytes(self) -> int:
+        """Bytes of the largest chunk (an inner one)."""
         return math.prod(self.chunks) * self.dtype.itemsize
 
 
@@ -158,10 +160,29 @@ class Header(NamedTuple):
 
 
 def header_length(kind: str, ndim: int, n: int) -> int:
+    """Bytes of the header of a file of kind header ``kind``, ``ndim`` axes
+    and ``n`` chunks (its CRC included)."""
     return FIXED.size + len(kind.encode()) + 8 * ndim + TABLE.itemsize * n + CRC.size
 
 
 def encode_header(digest: bytes, kind: str, chunks: Sequence[int], table: np.ndarray) -> bytes:
+    """The header of a chunked payload file (see the module's layout).
+
+    Parameters
+    ----------
+    digest : bytes
+        The payload's digest.
+    kind : str
+        Its kind header.
+    chunks : sequence of int
+        The chunk shape.
+    table : numpy.ndarray
+        The chunk table (:data:`TABLE` rows, C order of the chunk grid).
+
+    Returns
+    -------
+    bytes
+    """
     kb = kind.encode()
     hlen = header_length(kind, len(chunks), len(table))
     body = b"".join(

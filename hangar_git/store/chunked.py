@@ -242,6 +242,7 @@ def write_file(
 
 
 def fsync_path(path: Path, directory: bool = False) -> None:
+    """Sync file (or, with ``directory``, directory) ``path`` to the disk."""
     fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
     try:
         os.fsync(fd)
@@ -268,6 +269,7 @@ class LargeFiles:
         self.tmp_dir = self.root / "tmp"
 
     def path(self, number: int) -> Path:
+        """Path of large payload file ``number``."""
         return self.root / f"{number:010d}{SUFFIX}"
 
     def numbers(self) -> dict[int, int]:
@@ -340,6 +342,7 @@ class LargeFiles:
             fsync_path(self.root, directory=True)
 
     def discard(self, pending: Iterable[Pending]) -> None:
+        """Remove the temporary files of ``pending`` (a failed write)."""
         for p in pending:
             p.tmp.unlink(missing_ok=True)
 

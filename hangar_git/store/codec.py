@@ -27,7 +27,27 @@ BLOSC_MAX = 2**31 - 64
 
 
 def read_block(fd: int, pack: int, boff: int, blen: int, path: Path) -> bytes | memoryview:
-    """Read, verify and decompress one block."""
+    """Read, verify and decompress one block.
+
+    Parameters
+    ----------
+    fd : int
+        The pack file, open for reading.
+    pack, boff, blen : int
+        The block row: pack number, offset and stored length.
+    path : pathlib.Path
+        The pack's path, for messages.
+
+    Returns
+    -------
+    bytes or memoryview
+        The decoded bytes.
+
+    Raises
+    ------
+    IntegrityError
+        The block is truncated, fails its checksum or cannot be decoded.
+    """
     buf = os.pread(fd, blen, boff)
     if len(buf) != blen or blen < HEADER_SIZE:
         raise IntegrityError(f"block at {boff} of {path} is truncated")
@@ -72,7 +92,22 @@ def decode_body(
 
 
 def encode_block(raw: bytes | memoryview, typesize: int, nthreads: int = 1) -> bytes:
-    """Compress ``raw`` into a block with its header; raw when incompressible."""
+    """Compress ``raw`` into a block with its header; raw when incompressible.
+
+    Parameters
+    ----------
+    raw : bytes or memoryview
+        The items' bytes, concatenated.
+    typesize : int
+        Item size of their dtype (for blosc2's byte shuffle).
+    nthreads : int, optional
+        Threads blosc2 compresses with.
+
+    Returns
+    -------
+    bytes
+        Header, CRC-32 and stored bytes.
+    """
     body: bytes | memoryview = raw
     codec = CODEC_RAW
     if 64 <= len(raw) <= BLOSC_MAX:
@@ -107,7 +142,16 @@ def _compress_mt(raw: bytes | memoryview, typesize: int, nthreads: int) -> bytes
 
 
 def typesize_of(kind: str) -> int:
-    """Item size of a kind header's dtype (for blosc2's shuffle)."""
+    """Item size of a kind header's dtype (for blosc2's shuffle).
+
+    Parameters
+    ----------
+    kind : str
+
+    Returns
+    -------
+    int
+    """
     return np.dtype(kind[: kind.rindex("|")]).itemsize
 
 

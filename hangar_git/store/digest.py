@@ -19,19 +19,57 @@ class Payload(NamedTuple):
 
 
 def kind_of(arr: np.ndarray) -> str:
-    """The kind header of an array: dtype string and shape."""
+    """The kind header of an array: dtype string and shape.
+
+    Parameters
+    ----------
+    arr : numpy.ndarray
+
+    Returns
+    -------
+    str
+        ``"<dtype.str>|<d0>,<d1>,..."``, e.g. ``"|u1|28,28"``.
+    """
     return arr.dtype.str + "|" + ",".join(map(str, arr.shape))
 
 
 def parse_kind(kind: str) -> tuple[np.dtype, tuple[int, ...]]:
-    """Invert :func:`kind_of`."""
+    """Invert :func:`kind_of`.
+
+    Parameters
+    ----------
+    kind : str
+
+    Returns
+    -------
+    dtype : numpy.dtype
+    shape : tuple of int
+
+    Raises
+    ------
+    ValueError, TypeError
+        ``kind`` is not a kind header.
+    """
     dt, _, shp = kind.rpartition("|")
     shape = tuple(int(s) for s in shp.split(",")) if shp else ()
     return np.dtype(dt), shape
 
 
 def digest_bytes(kind: str, data: bytes | memoryview) -> bytes:
-    """blake2b-160 over the kind header, a NUL, and the data bytes."""
+    """blake2b-160 over the kind header, a NUL, and the data bytes.
+
+    Parameters
+    ----------
+    kind : str
+        The kind header.
+    data : bytes or memoryview
+        The C-order bytes.
+
+    Returns
+    -------
+    bytes
+        20 bytes.
+    """
     h = hashlib.blake2b(kind.encode(), digest_size=DIGEST_SIZE)
     h.update(b"\x00")
     h.update(data)
@@ -51,6 +89,20 @@ def stacked_digests(stacked: np.ndarray) -> list[bytes]:
     the dtype and the shape of one row (``stacked.shape[1:]``). The header is
     hashed once and its hash state copied per row, over row slices of one
     buffer, which costs about half a microsecond a row for small rows.
+
+    Parameters
+    ----------
+    stacked : numpy.ndarray
+        At least one dimension; row ``i`` is ``stacked[i]``.
+
+    Returns
+    -------
+    list of bytes
+
+    Raises
+    ------
+    ValueError
+        ``stacked`` is 0-d.
     """
     if stacked.ndim < 1:
         raise ValueError("a stacked array needs at least one dimension")
@@ -82,12 +134,32 @@ def stacked_digests(stacked: np.ndarray) -> list[bytes]:
 
 
 def array_digest(arr: np.ndarray) -> bytes:
-    """Digest of a C-contiguous array."""
+    """Digest of a C-contiguous array.
+
+    Parameters
+    ----------
+    arr : numpy.ndarray
+
+    Returns
+    -------
+    bytes
+    """
     return payload_from_array(arr).digest
 
 
 def payload_from_array(arr: np.ndarray) -> Payload:
-    """Describe a C-contiguous array as a :class:`Payload`."""
+    """Describe a C-contiguous array as a :class:`Payload`.
+
+    Parameters
+    ----------
+    arr : numpy.ndarray
+        C-contiguous (0-d and empty arrays included).
+
+    Returns
+    -------
+    Payload
+        Its ``data`` is a view of ``arr``'s bytes, not a copy.
+    """
     kind = kind_of(arr)
     data = arr.reshape(-1).data.cast("B")  # 0-d and empty arrays included
     return Payload(digest_bytes(kind, data), kind, data)

@@ -223,6 +223,7 @@ def make_entries(
 
 
 def sorted_entries(e: np.ndarray) -> np.ndarray:
+    """Entries ``e`` as :data:`ENTRY`, sorted by digest (stable)."""
     e = e.astype(ENTRY, copy=False)
     order = np.argsort(e["key"], kind="stable")
     return e[order]
@@ -336,6 +337,7 @@ def lookup_runs(runs: Sequence[Run], digests: Sequence[bytes]) -> tuple[np.ndarr
 
 
 def parse_run(sid: int, n: int, chk: int, blob: bytes) -> Run | str:
+    """Segment row ``(sid, n, chk, blob)`` as a :class:`Run`, or why it is refused."""
     if not isinstance(blob, bytes) or zlib.crc32(blob) != chk:
         return "fails its checksum"
     if len(blob) != n * ENTRY.itemsize:
@@ -457,6 +459,13 @@ class IndexTables:
 
     # ---- kinds -------------------------------------------------------
     def kind(self, kind_id: int) -> tuple[np.dtype, tuple[int, ...]]:
+        """``(dtype, shape)`` of kind ``kind_id``.
+
+        Raises
+        ------
+        IntegrityError
+            The kind is unknown or its row fails its check.
+        """
         try:
             return self._kinds[kind_id]
         except KeyError:
@@ -480,6 +489,13 @@ class IndexTables:
         return n
 
     def kind_text(self, kind_id: int) -> str:
+        """Kind header (``"<dtype>|<shape>"``) of kind ``kind_id``.
+
+        Raises
+        ------
+        IntegrityError
+            The kind is unknown or its row fails its check.
+        """
         text = self._kind_texts.get(kind_id)
         if text is None:
             self._load_kinds()

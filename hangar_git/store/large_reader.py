@@ -70,6 +70,14 @@ def empty_arrays(specs: Sequence[tuple[np.dtype, tuple[int, ...]]]) -> list[np.n
     backs with huge pages, where one allocation each would fault every 4 KiB
     page in; bigger arrays get huge pages on their own and are allocated
     apart, so keeping one of them alive keeps no other.
+
+    Parameters
+    ----------
+    specs : sequence of (numpy.dtype, tuple of int)
+
+    Returns
+    -------
+    list of numpy.ndarray
     """
     out: list[np.ndarray] = [None] * len(specs)  # type: ignore[list-item]
     groups: dict[tuple[np.dtype, tuple[int, ...]], list[int]] = {}
@@ -130,6 +138,7 @@ class LargeReader:
         self._lock = threading.Lock()
 
     def close(self) -> None:
+        """Close every file the reader holds open."""
         with self._lock:
             for o in self._open.values():
                 os.close(o.fd)
@@ -165,6 +174,20 @@ class LargeReader:
 
         Its descriptor stays valid until the next call of another method,
         or, inside ``_pinned``, until the block ends.
+
+        Parameters
+        ----------
+        number : int
+        kind : str, optional
+
+        Returns
+        -------
+        _Open
+
+        Raises
+        ------
+        IntegrityError
+            The file is missing or damaged, or holds another kind.
         """
         o = self._open.get(number)
         if o is None:
@@ -270,7 +293,19 @@ class LargeReader:
 
     # ---- whole arrays --------------------------------------------------
     def read(self, number: int, kind: str | None = None) -> np.ndarray:
-        """The whole array of file ``number`` (fresh and writeable)."""
+        """The whole array of file ``number`` (fresh and writeable).
+
+        Parameters
+        ----------
+        number : int
+            The file number.
+        kind : str, optional
+            The kind header the index names (checked against the file's).
+
+        Returns
+        -------
+        numpy.ndarray
+        """
         with self._pinned([number]):
             lay = self.open(number, kind).header.layout
             out = np.empty(lay.shape, lay.dtype)
@@ -285,6 +320,13 @@ class LargeReader:
         The chunks of all the files are decoded on every core. Each ``out``
         must be C-contiguous, of the file's dtype and shape (or flat bytes of
         the same size).
+
+        Parameters
+        ----------
+        items : sequence of (int, numpy.ndarray)
+            File number and the array to fill.
+        kind : str or sequence of str, optional
+            The kind header of every file, or of each.
         """
         with self._pinned(n for n, _ in items):
             self._read_many(items, kind)
@@ -321,6 +363,16 @@ class LargeReader:
         ``None``) read the whole array and index it. Returns what numpy's
         indexing returns, always a fresh array (or a scalar when every axis
         is an int).
+
+        Parameters
+        ----------
+        number : int
+        index : object
+        kind : str, optional
+
+        Returns
+        -------
+        numpy.ndarray or scalar
         """
         with self._pinned([number]):
             return self._read_region(self.open(number, kind), index)
@@ -378,7 +430,22 @@ class LargeReader:
                 )
 
     def digest_of(self, o: _Open) -> bytes:
-        """The digest of the array in ``o``, every chunk checked on the way."""
+        """The digest of the array in ``o``, every chunk checked on the way.
+
+        Parameters
+        ----------
+        o : _Open
+            An open file (see :meth:`open`).
+
+        Returns
+        -------
+        bytes
+
+        Raises
+        ------
+        IntegrityError
+            A chunk is damaged.
+        """
         lay = o.header.layout
         hasher = digest_prefix(o.header.kind).copy()
         if not lay.shape or not math.prod(lay.shape):  # 0-d or empty

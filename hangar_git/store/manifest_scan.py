@@ -71,6 +71,7 @@ class PackScan:
     more_problems: int = 0
 
     def note(self, path: Path, start: int, end: int, why: str) -> None:
+        """Record that bytes ``start:end`` of ``path`` were skipped, and why."""
         if path == self.path:
             self.bad_bytes += end - start
         if len(self.problems) < MAX_PROBLEMS:

@@ -90,6 +90,8 @@ class PackReader(IndexTables):
             self._open()
 
     def close(self) -> None:
+        """Close the reader's files and index connection (in the process that
+        opened them; a forked child's copy closes nothing of its parent's)."""
         if self._pid != os.getpid():
             return
         for fd in self._fds.values():
@@ -109,6 +111,15 @@ class PackReader(IndexTables):
         ``entries`` is an array of :data:`ENTRY` (block id, item offset,
         kind id), valid where ``found``. The index is read again when a
         digest is not found in what this reader loaded before.
+
+        Parameters
+        ----------
+        digests : sequence of bytes
+
+        Returns
+        -------
+        found : numpy.ndarray of bool
+        entries : numpy.ndarray of ENTRY
         """
         self._check_pid()
         with self._lock:
@@ -121,13 +132,34 @@ class PackReader(IndexTables):
         return found, e
 
     def locate_many(self, digests: Iterable[bytes]) -> dict[bytes, Location]:
-        """Locations of those of ``digests`` stored here (absent ones omitted)."""
+        """Locations of those of ``digests`` stored here.
+
+        Parameters
+        ----------
+        digests : iterable of bytes
+            Payload digests (repeats are looked up once).
+
+        Returns
+        -------
+        dict of bytes to Location
+            Absent digests, and those whose entry is damaged (see
+            :attr:`bad_rows`), are omitted.
+        """
         uniq = list(dict.fromkeys(digests))
         found, e = self.lookup(uniq)
         return self._locations(uniq, found, e)
 
     def locate(self, digest: bytes) -> Location | None:
-        """Location of one payload; None when absent or its entry is damaged."""
+        """Location of one payload; None when absent or its entry is damaged.
+
+        Parameters
+        ----------
+        digest : bytes
+
+        Returns
+        -------
+        Location or None
+        """
         return self.locate_many([digest]).get(digest)
 
     def count(self) -> int:
@@ -166,6 +198,7 @@ class PackReader(IndexTables):
         return dict(self._segs.damaged)
 
     def contains(self, digest: bytes) -> bool:
+        """True when ``digest`` has a sound index entry."""
         return self.locate(digest) is not None
 
     # ---- bytes -------------------------------------------------------
@@ -182,7 +215,22 @@ class PackReader(IndexTables):
         return fd
 
     def block(self, pack: int, boff: int, blen: int) -> bytes | memoryview:
-        """The decompressed bytes of a block, checksum verified."""
+        """The decompressed bytes of a block, checksum verified (LRU cached).
+
+        Parameters
+        ----------
+        pack, boff, blen : int
+            Pack number, offset and stored length of the block (a block row).
+
+        Returns
+        -------
+        bytes or memoryview
+
+        Raises
+        ------
+        IntegrityError
+            The pack is missing, too short, or the block fails its checks.
+        """
         key = (pack, boff)
         blocks = self._blocks
         cached = blocks.get(key)
@@ -208,7 +256,24 @@ class PackReader(IndexTables):
         return raw
 
     def read(self, loc: Location, digest: bytes | None = None) -> np.ndarray:
-        """The array stored at ``loc`` (a fresh, writeable array)."""
+        """The array stored at ``loc`` (a fresh, writeable array).
+
+        Parameters
+        ----------
+        loc : Location
+            Where the payload sits (see :meth:`locate`).
+        digest : bytes, optional
+            When given, the bytes are also hashed and checked against it (fsck).
+
+        Returns
+        -------
+        numpy.ndarray
+
+        Raises
+        ------
+        IntegrityError
+            The bytes are damaged or do not match ``digest``.
+        """
         self._check_pid()
         if loc.pack == LARGE_PACK:
             return self._read_large(loc, digest)
@@ -228,7 +293,23 @@ class PackReader(IndexTables):
         return np.frombuffer(bytearray(item), dtype=dtype).reshape(shape)
 
     def read_entry(self, block: int, ioff: int, kind: int) -> np.ndarray:
-        """The array of an index entry (a fresh, writeable array)."""
+        """The array of one index entry (a fresh, writeable array): the fast
+        path of single reads, which skips building a :class:`Location`.
+
+        Parameters
+        ----------
+        block, ioff, kind : int
+            The entry's block id, item offset and kind id (see :meth:`lookup`).
+
+        Returns
+        -------
+        numpy.ndarray
+
+        Raises
+        ------
+        IntegrityError
+            The entry names an unknown block or kind, or the bytes are damaged.
+        """
         if self._forks != _FORKS[0]:
             self._open()
         if ioff == LARGE_IOFF:
@@ -271,6 +352,20 @@ class PackReader(IndexTables):
         Items of one kind are copied out of each block with one fancy index
         (rows of a view of the block) into one array per kind; the arrays
         returned are its rows: fresh, writeable, and independent of each other.
+
+        Parameters
+        ----------
+        entries : numpy.ndarray of ENTRY
+            Index entries (see :meth:`lookup`), large payloads' included.
+
+        Returns
+        -------
+        list of numpy.ndarray
+
+        Raises
+        ------
+        IntegrityError
+            An entry names an unknown block or kind, or bytes are damaged.
         """
         self._check_pid()
         if len(entries) and (entries["ioff"] == LARGE_IOFF).any():
@@ -478,7 +573,16 @@ class PackReader(IndexTables):
         return gots
 
     def read_many(self, locs: Sequence[Location]) -> list[np.ndarray]:
-        """Arrays at ``locs``, decompressing each block once."""
+        """Arrays at ``locs``, in order, decompressing each block once.
+
+        Parameters
+        ----------
+        locs : sequence of Location
+
+        Returns
+        -------
+        list of numpy.ndarray
+        """
         self._check_pid()
         if any(loc.pack == LARGE_PACK for loc in locs):
             return [self.read(loc) for loc in locs]
@@ -506,6 +610,15 @@ class PackReader(IndexTables):
         return out  # type: ignore[return-value]
 
     def get(self, digest: bytes) -> np.ndarray:
+        """The array of payload ``digest``.
+
+        Raises
+        ------
+        MissingPayloadError
+            The payload is not in the index.
+        IntegrityError
+            Its bytes are damaged.
+        """
         loc = self.locate(digest)
         if loc is None:
             raise MissingPayloadError(f"payload {digest.hex()} is not stored locally")
@@ -520,7 +633,14 @@ class PackReader(IndexTables):
         return self._large
 
     def large_number(self, block: int) -> int:
-        """The file number of the large payload of index entry block ``block``."""
+        """The file number of the large payload whose index entry names block
+        ``block`` (its block row is ``(LARGE_PACK, number, size)``).
+
+        Raises
+        ------
+        IntegrityError
+            The block row is not a large payload's, or is damaged.
+        """
         pack, number, _ = self._block_row(block)
         if pack != LARGE_PACK:
             raise IntegrityError(
@@ -530,8 +650,21 @@ class PackReader(IndexTables):
         return number
 
     def read_large_region(self, block: int, kind: int, index: Any) -> Any:
-        """``array[index]`` of a large payload (index entry ``block``, ``kind``),
-        reading only the chunks ``index`` touches."""
+        """``array[index]`` of a large payload, reading only the chunks
+        ``index`` touches.
+
+        Parameters
+        ----------
+        block, kind : int
+            Block id and kind id of the payload's index entry.
+        index : object
+            A basic index (ints, slices, ``...``), as after the key in
+            ``aset[key, ...]``.
+
+        Returns
+        -------
+        numpy.ndarray or scalar
+        """
         return self.large().read_region(self.large_number(block), index, self.kind_text(kind))
 
     def _read_large(self, loc: Location, digest: bytes | None) -> np.ndarray:

@@ -147,7 +147,15 @@ class PackWriter(IndexTables):
         return t
 
     def add(self, p: Payload) -> None:
-        """Queue a payload; a digest already stored or queued costs nothing."""
+        """Queue a payload; a digest already stored or queued costs nothing.
+
+        It survives a killed process once :meth:`flush` returns.
+
+        Parameters
+        ----------
+        p : Payload
+            Digest, kind header and bytes (trusted: see :func:`.base.check_payloads`).
+        """
         d = p.digest
         if d in self.known or d in self._pending_set:
             return
@@ -274,7 +282,16 @@ class PackWriter(IndexTables):
     def adopt_large(self, path: Path, digest: bytes, kind: str) -> None:
         """Take the checked chunked payload file ``path`` (under ``large/tmp/``,
         e.g. fetched from a remote) as payload ``digest`` of ``kind``; the next
-        :meth:`flush` puts it in place and indexes it."""
+        :meth:`flush` puts it in place and indexes it.
+
+        Parameters
+        ----------
+        path : pathlib.Path
+            The checked file (see :func:`.chunked.verify_file`); moved, or
+            removed when the payload is stored already.
+        digest : bytes
+        kind : str
+        """
         if digest in self.known or digest in self._pending_set:
             path.unlink(missing_ok=True)
             return
@@ -308,7 +325,13 @@ class PackWriter(IndexTables):
             self._pending_set.discard(p.digest)
 
     def has_pending(self, digest: bytes | None = None) -> bool:
-        """True when payloads (``digest``, if given) are queued or uncommitted."""
+        """True when payloads are queued or written but not yet indexed.
+
+        Parameters
+        ----------
+        digest : bytes, optional
+            Ask about this payload only.
+        """
         if digest is None:
             return bool(self._pending_set or self._new_digests)
         return digest in self._pending_set or (bool(self._new_digests) and digest in self.known)
@@ -443,7 +466,14 @@ class PackWriter(IndexTables):
                 con.execute("PRAGMA incremental_vacuum")
 
     def pending_location(self, digest: bytes) -> Location | None:
-        """Location of a payload this writer holds, flushing it first if queued."""
+        """Location of a payload this writer wrote or looked up, flushing
+        first if it is queued or not yet indexed.
+
+        Returns
+        -------
+        Location or None
+            None when this writer does not know the payload.
+        """
         if digest in self._pending_set:
             self.flush()
         loc = self.known.get(digest)
@@ -457,6 +487,14 @@ class PackWriter(IndexTables):
         how many there were.
 
         The bytes stay in their packs until :meth:`relocate` compacts them.
+
+        Parameters
+        ----------
+        digests : iterable of bytes
+
+        Returns
+        -------
+        int
         """
         self.flush()
         if not self._segs.loaded:
@@ -480,6 +518,18 @@ class PackWriter(IndexTables):
         move, in one transaction: a process killed at any point leaves every
         entry pointing at intact bytes, the old ones until the commit, the
         new ones after.
+
+        Parameters
+        ----------
+        payloads : iterable of Payload
+            The payloads to move (their bytes, read from their old place).
+        new_pack : bool, optional
+            Start a new pack first.
+
+        Returns
+        -------
+        dict of bytes to Location
+            The new location of each payload.
         """
         self.flush()
         if not self._segs.loaded:
@@ -512,7 +562,17 @@ class PackWriter(IndexTables):
         return moved
 
     def drop_pack(self, pack: int) -> None:
-        """Delete pack file ``pack``; refused while an index entry points into it."""
+        """Delete pack file ``pack``; refused while an index entry points into it.
+
+        Parameters
+        ----------
+        pack : int
+
+        Raises
+        ------
+        ValueError
+            The pack is the one appended to, or index entries still point into it.
+        """
         self.flush()
         if pack == self._app.pack:
             raise ValueError(f"pack {pack} is the pack this writer appends to")
@@ -536,6 +596,7 @@ class PackWriter(IndexTables):
         manifest_path(self.store.packs_dir, pack).unlink(missing_ok=True)
 
     def close(self) -> None:
+        """Flush, then close the pack, the index and release the store's lock."""
         if self.closed:
             return
         try:
