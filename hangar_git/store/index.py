@@ -525,7 +525,7 @@ class IndexTables:
             self._kind_texts[kid] = text
 
     # ---- blocks ------------------------------------------------------
-    def _block_row(self, bid: int) -> tuple[int, int, int]:
+    def block_row(self, bid: int) -> tuple[int, int, int]:
         """``(pack, boff, blen)`` of block ``bid``, its row check verified."""
         row = self._blockrows.get(bid)
         if row is None:
@@ -558,7 +558,7 @@ class IndexTables:
             self._block_top = max(self._block_top, bid)
 
     def _location(self, e: np.void | np.ndarray) -> Location:
-        pack, boff, blen = self._block_row(int(e["block"]))
+        pack, boff, blen = self.block_row(int(e["block"]))
         kid = int(e["kind"])
         return Location(pack, boff, blen, int(e["ioff"]), self.kind_nbytes(kid), kid)
 

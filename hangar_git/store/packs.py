@@ -20,7 +20,7 @@ The parts: :mod:`.codec` (blocks), :mod:`.index` (the SQLite index),
 :mod:`.reader` (:class:`PackReader`), :mod:`.appender` (durable appends to
 pack files) and this module: :class:`PackStore` and its single writer,
 :class:`PackWriter`. Large payloads live in chunked files beside the packs
-(:mod:`.chunked`); :mod:`.backends` offers all of it through the
+(:mod:`.chunked`); :mod:`.backend_packs` offers all of it through the
 :class:`~.base.PayloadStore` interface.
 
 The index maps a payload digest to (block, offset of the item in the block,
@@ -56,6 +56,7 @@ from .block_format import CODEC_BLOSC2_LZ4, CODEC_RAW, HEADER_SIZE
 from .chunked import LARGE_IOFF, LARGE_PACK
 from .codec import decode_body, encode_block, read_block, typesize_of
 from .durable import create_file, rollback
+from .gather import STREAM_WINDOW
 from .index import (
     ENTRY,
     INDEX_VERSION,
@@ -69,7 +70,7 @@ from .index import (
     insert_segment,
     kind_check,
 )
-from .reader import CACHE_BYTES, STREAM_WINDOW, PackReader
+from .reader import CACHE_BYTES, PackReader
 from .writer import BLOCK_TARGET, STORE_LOCK_TIMEOUT, PackWriter
 
 #: looked up at each commit (tests stand a failing one in)

@@ -21,11 +21,10 @@ import numpy as np
 
 from ..errors import IntegrityError, MissingPayloadError
 from . import chunked
-from .block_format import BLOCK_MAGIC, CODEC_RAW, CRC, HEADER, HEADER_SIZE
-from .checksum import crc_many
 from .chunked import LARGE_IOFF, LARGE_PACK, LargeFiles, LargeReader
 from .codec import read_block
 from .digest import digest_bytes
+from .gather import gather_kind
 from .index import IndexTables, Location, connect_index, entry_digests, index_guard, init_index
 from .limits import check_extent
 
@@ -34,10 +33,6 @@ if TYPE_CHECKING:
 
 #: decompressed bytes a reader keeps in its LRU block cache
 CACHE_BYTES = 64 * 1024**2
-#: bytes of blocks a batch read streams through one buffer
-STREAM_WINDOW = 32 * 1024**2
-#: buffers one ``preadv`` call fills at most (the usual IOV_MAX)
-_IOV_MAX = 1024
 
 
 #: bumped in a forked child: readers then reopen their handles there
@@ -202,7 +197,14 @@ class PackReader(IndexTables):
         return self.locate(digest) is not None
 
     # ---- bytes -------------------------------------------------------
-    def _fd(self, pack: int) -> int:
+    def fd(self, pack: int) -> int:
+        """A descriptor of pack file ``pack``, open for reading (kept open).
+
+        Raises
+        ------
+        IntegrityError
+            The pack file is missing.
+        """
         fd = self._fds.get(pack)
         if fd is None:
             path = self.store.pack_path(pack)
@@ -213,6 +215,21 @@ class PackReader(IndexTables):
             self._fds[pack] = fd
             self._paths[pack] = path
         return fd
+
+    def checked_fd(self, pack: int, boff: int, blen: int) -> int:
+        """:meth:`fd`, once the block at ``boff`` of ``blen`` bytes is known to
+        lie inside the pack file (see :func:`.limits.check_extent`)."""
+        fd = self.fd(pack)
+        check_extent(fd, self._sizes, pack, boff, blen, str(self._paths[pack]))
+        return fd
+
+    def is_cached(self, pack: int, boff: int) -> bool:
+        """True when the block at ``boff`` of ``pack`` is in the block cache."""
+        return (pack, boff) in self._blocks
+
+    def pack_path(self, pack: int) -> Path:
+        """Path of pack file ``pack``."""
+        return self.store.pack_path(pack)
 
     def block(self, pack: int, boff: int, blen: int) -> bytes | memoryview:
         """The decompressed bytes of a block, checksum verified (LRU cached).
@@ -237,7 +254,7 @@ class PackReader(IndexTables):
         if cached is not None:
             blocks.move_to_end(key)
             return cached
-        fd = self._fd(pack)
+        fd = self.fd(pack)
         check_extent(fd, self._sizes, pack, boff, blen, str(self._paths[pack]))
         raw = read_block(fd, pack, boff, blen, self._paths[pack])
         blocks[key] = raw
@@ -319,8 +336,8 @@ class PackReader(IndexTables):
         else:
             got = self._blocks.get(block)
             if got is None:
-                pack, boff, blen = self._block_row(block)
-                fd = self._fd(pack)
+                pack, boff, blen = self.block_row(block)
+                fd = self.fd(pack)
                 check_extent(fd, self._sizes, pack, boff, blen, str(self._paths[pack]))
                 raw = self._cache_block(block, read_block(fd, pack, boff, blen, self._paths[pack]))
             else:
@@ -376,201 +393,14 @@ class PackReader(IndexTables):
             return out
         kinds = entries["kind"]
         k0 = int(kinds[0])
-        uk = np.array([k0]) if (kinds == k0).all() else np.unique(kinds)
-        for kid in uk.tolist():
-            sel = np.flatnonzero(kinds == kid) if len(uk) > 1 else None
-            sub = entries if sel is None else entries[sel]
-            dtype, shape = self.kind(kid)
-            nbytes = self.kind_nbytes(kid)
-            buf = np.empty((len(sub), nbytes), np.uint8)
-            blocks = sub["block"]
-            ioffs = sub["ioff"].astype(np.int64)
-            rows = None if not nbytes or (ioffs % nbytes).any() else ioffs // nbytes
-            order = np.argsort(blocks, kind="stable")
-            sb = blocks[order]
-            bounds = [0, *(np.flatnonzero(sb[1:] != sb[:-1]) + 1).tolist(), len(sb)]
-            bids = sb[bounds[:-1]].tolist()
-            todo: Sequence[int] = range(len(bids))
-            direct: list[np.ndarray | None] | None = None
-            if rows is not None and len(bids) >= 4:
-                direct = [None] * len(sub)
-                todo, n_direct = self._stream(
-                    bids, bounds, order, rows, nbytes, buf, dtype, shape, direct
-                )
-            for j in todo:
-                bid = bids[j]
-                idx = order[bounds[j] : bounds[j + 1]]
-                pack, boff, blen = self._block_row(bid)
-                raw = self.block(pack, boff, blen)
-                if rows is not None and len(raw) % nbytes == 0:
-                    try:
-                        buf[idx] = np.frombuffer(raw, np.uint8).reshape(-1, nbytes)[rows[idx]]
-                        continue
-                    except IndexError:
-                        pass  # reported below
-                offs = ioffs[idx]
-                if int(offs.max()) + nbytes > len(raw):
-                    raise IntegrityError(
-                        f"payload at {int(offs.max())} of block {boff} extends past its "
-                        f"block in {self.store.pack_path(pack)}"
-                    )
-                arr = np.frombuffer(raw, np.uint8)
-                for i, off in zip(idx.tolist(), offs.tolist(), strict=True):
-                    buf[i] = arr[off : off + nbytes]
-            typed = buf.view(dtype).reshape((len(sub), *shape))
-            if direct is None:
-                res: list[np.ndarray] = list(typed)
-            elif n_direct == len(sub):
-                res = direct  # type: ignore[assignment]
-            else:  # some items were copied into ``buf``
-                res = [typed[i] if a is None else a for i, a in enumerate(direct)]
-            if sel is None:
-                return res
+        if (kinds == k0).all():
+            return gather_kind(self, entries, *self.kind(k0), self.kind_nbytes(k0))
+        for kid in np.unique(kinds).tolist():
+            sel = np.flatnonzero(kinds == kid)
+            res = gather_kind(self, entries[sel], *self.kind(kid), self.kind_nbytes(kid))
             for i, a in zip(sel.tolist(), res, strict=True):
                 out[i] = a
         return out
-
-    def _stream(
-        self,
-        bids: list[int],
-        bounds: list[int],
-        order: np.ndarray,
-        rows: np.ndarray,
-        nbytes: int,
-        buf: np.ndarray,
-        dtype: np.dtype,
-        shape: tuple[int, ...],
-        direct: list[np.ndarray | None],
-    ) -> tuple[list[int], int]:
-        """Read the items of uncached, uncompressed blocks in bulk.
-
-        Blocks are read (``os.preadv``, no intermediate copies) into one
-        buffer per window of :data:`STREAM_WINDOW` bytes, each placed so its
-        items are rows of it, and their checksums verified. When the items
-        fill most of the window, each is returned as a view of its row
-        (``direct[i]``: no copy at all; items are distinct rows, so the
-        arrays stay independent); otherwise they are copied into ``buf``
-        with one fancy index. Blocks bypass the block cache (a bulk read
-        would only flush it). Returns the block positions left to the
-        caller (cached, compressed, or odd ones) and the number of items
-        handed out in ``direct``.
-        """
-        rest: list[int] = []
-        n_direct = 0
-        window: list[tuple[int, int, int, int, int]] = []
-        size = 0
-        for j, bid in enumerate(bids):
-            pack, boff, blen = self._block_row(bid)
-            if (pack, boff) in self._blocks or blen <= HEADER_SIZE:
-                rest.append(j)
-            else:  # the window's buffer is sized from blen: check it first
-                check_extent(self._fd(pack), self._sizes, pack, boff, blen, str(self._paths[pack]))
-                window.append((j, pack, boff, blen, size))
-                size += blen + nbytes  # room to align the next block's rows
-            if window and (size >= STREAM_WINDOW or j == len(bids) - 1):
-                left, n = self._stream_window(
-                    window, size, bounds, order, rows, nbytes, buf, dtype, shape, direct
-                )
-                rest += left
-                n_direct += n
-                window, size = [], 0
-        rest.sort()
-        return rest, n_direct
-
-    def _stream_window(
-        self,
-        window: list[tuple[int, int, int, int, int]],
-        size: int,
-        bounds: list[int],
-        order: np.ndarray,
-        rows: np.ndarray,
-        nbytes: int,
-        buf: np.ndarray,
-        dtype: np.dtype,
-        shape: tuple[int, ...],
-        direct: list[np.ndarray | None],
-    ) -> tuple[list[int], int]:
-        big = np.empty(size + nbytes, np.uint8)
-        mv = big.data
-        rest: list[int] = []
-        items: list[np.ndarray] = []
-        srcs: list[np.ndarray] = []
-        places = [start + (-(start + HEADER_SIZE)) % nbytes for _, _, _, _, start in window]
-        gots = self._scatter_read(window, places, mv)
-        ok: list[int] = []  # window positions whose header is sound
-        for w, (j, _pack, _boff, blen, _start) in enumerate(window):
-            place = places[w]  # the body starts on a row
-            magic, codec, rawlen = HEADER.unpack_from(mv, place)
-            if (
-                gots[w] != blen
-                or magic != BLOCK_MAGIC
-                or codec != CODEC_RAW
-                or (rawlen != blen - HEADER_SIZE or rawlen % nbytes)
-            ):
-                rest.append(j)  # the careful path decodes it or says what is wrong
-            else:
-                ok.append(w)
-        crcs = crc_many([mv[places[w] + HEADER_SIZE : places[w] + window[w][3]] for w in ok])
-        for w, got_crc in zip(ok, crcs, strict=True):
-            j, pack, boff, blen, _start = window[w]
-            place = places[w]
-            rawlen = blen - HEADER_SIZE
-            (crc,) = CRC.unpack_from(mv, place + HEADER.size)
-            if got_crc != crc:
-                raise IntegrityError(
-                    f"block at {boff} of {self.store.pack_path(pack)} fails its checksum"
-                )
-            idx = order[bounds[j] : bounds[j + 1]]
-            r = rows[idx]
-            if len(r) and int(r.max()) >= rawlen // nbytes:
-                rest.append(j)
-                continue
-            items.append(idx)
-            srcs.append(r + (place + HEADER_SIZE) // nbytes)
-        if items:
-            table = big[: len(big) - len(big) % nbytes].reshape(-1, nbytes)
-            dst, src = np.concatenate(items), np.concatenate(srcs)
-            dense = len(src) * nbytes * 2 >= len(big)
-            if dense and len(src) > 1:
-                ss = np.sort(src)
-                dense = bool((ss[1:] != ss[:-1]).all())  # no row shared by two items
-            if dense:  # views of the rows: the window stays alive with them
-                views = list(table.view(dtype).reshape((-1, *shape)))
-                got = list(map(views.__getitem__, src.tolist()))
-                d0 = int(dst[0])
-                if len(dst) == 1 or (np.diff(dst) == 1).all():  # blocks in output order
-                    direct[d0 : d0 + len(got)] = got
-                else:
-                    for i, a in zip(dst.tolist(), got, strict=True):
-                        direct[i] = a
-                return rest, len(dst)
-            buf[dst] = table[src]
-        return rest, 0
-
-    def _scatter_read(
-        self, window: list[tuple[int, int, int, int, int]], places: list[int], mv: memoryview
-    ) -> list[int]:
-        """Read each block of ``window`` to its place in ``mv``, runs of blocks
-        adjacent in one pack with one scattering ``preadv``; bytes read per block."""
-        gots = [0] * len(window)
-        w = 0
-        while w < len(window):
-            _, pack, boff, blen, _ = window[w]
-            end = w + 1
-            nxt = boff + blen
-            while end < len(window) and end - w < _IOV_MAX:
-                _, p2, b2, l2, _ = window[end]
-                if p2 != pack or b2 != nxt:
-                    break
-                nxt += l2
-                end += 1
-            iov = [mv[places[k] : places[k] + window[k][3]] for k in range(w, end)]
-            got = os.preadv(self._fd(pack), iov, boff)
-            for k in range(w, end):  # a short read shortens the blocks at the end
-                gots[k] = max(0, min(window[k][3], got))
-                got -= window[k][3]
-            w = end
-        return gots
 
     def read_many(self, locs: Sequence[Location]) -> list[np.ndarray]:
         """Arrays at ``locs``, in order, decompressing each block once.
@@ -641,7 +471,7 @@ class PackReader(IndexTables):
         IntegrityError
             The block row is not a large payload's, or is damaged.
         """
-        pack, number, _ = self._block_row(block)
+        pack, number, _ = self.block_row(block)
         if pack != LARGE_PACK:
             raise IntegrityError(
                 f"payload index {self.store.index_path} names block {block} as a large "

@@ -27,6 +27,7 @@ from .chunked import LARGE_IOFF, LARGE_PACK, LargeFiles
 from .codec import encode_block, typesize_of
 from .digest import Payload, parse_kind
 from .durable import rollback
+from .gather import STREAM_WINDOW
 from .index import (
     ENTRY,
     QUERY,
@@ -43,7 +44,6 @@ from .index import (
     sorted_entries,
 )
 from .manifest import manifest_path
-from .reader import STREAM_WINDOW
 
 if TYPE_CHECKING:
     from .packs import PackStore
