@@ -33,17 +33,15 @@ from .index import (
     QUERY,
     IndexTables,
     Location,
-    block_check,
     connect_index,
     index_guard,
     init_index,
     kind_check,
-    make_entries,
     plan_commit,
     runs_after,
-    sorted_entries,
 )
 from .manifest import manifest_path
+from .uncommitted import Uncommitted
 
 if TYPE_CHECKING:
     from .packs import PackStore
@@ -96,14 +94,7 @@ class PackWriter(IndexTables):
         self._pending_bytes: dict[str, int] = {}
         self._pending_set: set[bytes] = set()
         self._typesize: dict[str, tuple[str, int]] = {}  # kind -> (dtype str, itemsize)
-        # index entries and block rows written but not yet committed
-        self._new_digests: list[bytes] = []
-        self._new_blocks: list[int] = []
-        self._new_ioffs: list[int] = []
-        self._new_kinds: list[int] = []
-        self._block_rows: list[tuple[int, int, int, int, int]] = []
-        #: index entries of rows written by add_stacked, not yet committed
-        self._new_entries: list[np.ndarray] = []
+        self._new = Uncommitted()  # block rows and entries not yet committed
         self.closed = False
         # large payloads: files written, to be put in place and indexed by flush()
         self._large = LargeFiles(store.large_dir)
@@ -250,7 +241,7 @@ class PackWriter(IndexTables):
             boff = self._app.queue(block)
             bid = self._next_block
             self._next_block += 1
-            self._block_rows.append((bid, pack, boff, blen, block_check(bid, pack, boff, blen)))
+            self._new.add_block(bid, pack, boff, blen)
             self._app.manifest.add_rows(boff, blen, kid, size, digests, slice(start, stop))
             bids[start:stop] = bid
             if self._app.queued_bytes >= STREAM_WINDOW:
@@ -263,7 +254,7 @@ class PackWriter(IndexTables):
         e["block"] = bids
         e["ioff"] = (np.arange(n, dtype=np.uint32) % per) * size
         e["kind"] = kid
-        self._new_entries.append(e)
+        self._new.add_entries(e)
 
     def _add_large(self, p: Payload) -> None:
         """Write a large payload to a chunked file of its own (see :mod:`.chunked`);
@@ -316,11 +307,8 @@ class PackWriter(IndexTables):
         self._large_pending = []
         for p, kid, nbytes in todo:
             n, size = p.number, p.size
-            self._block_rows.append((n, LARGE_PACK, n, size, block_check(n, LARGE_PACK, n, size)))
-            self._new_digests.append(p.digest)
-            self._new_blocks.append(n)
-            self._new_ioffs.append(LARGE_IOFF)
-            self._new_kinds.append(kid)
+            self._new.add_block(n, LARGE_PACK, n, size)
+            self._new.add([p.digest], n, [LARGE_IOFF], [kid])
             self.known[p.digest] = Location(LARGE_PACK, n, size, LARGE_IOFF, nbytes, kid)
             self._pending_set.discard(p.digest)
 
@@ -333,8 +321,8 @@ class PackWriter(IndexTables):
             Ask about this payload only.
         """
         if digest is None:
-            return bool(self._pending_set or self._new_digests)
-        return digest in self._pending_set or (bool(self._new_digests) and digest in self.known)
+            return bool(self._pending_set or self._new.digests)
+        return digest in self._pending_set or (bool(self._new.digests) and digest in self.known)
 
     def _stored(self, digests: list[bytes]) -> dict[bytes, Location]:
         """Locations of those of ``digests`` already in the committed index."""
@@ -374,7 +362,7 @@ class PackWriter(IndexTables):
         blen = len(block)
         bid = self._next_block
         self._next_block += 1
-        self._block_rows.append((bid, pack, boff, blen, block_check(bid, pack, boff, blen)))
+        self._new.add_block(bid, pack, boff, blen)
         ioff = 0
         kinds = self._kind_ids
         done: dict[bytes, Location] = {}
@@ -387,10 +375,7 @@ class PackWriter(IndexTables):
             done[p.digest] = make(Location, (pack, boff, blen, ioff, n, kid))
             ioff += n
         locs = done.values()
-        self._new_digests.extend(done)
-        self._new_blocks.extend([bid] * len(done))
-        self._new_ioffs.extend([loc[3] for loc in locs])
-        self._new_kinds.extend([loc[5] for loc in locs])
+        self._new.add(list(done), bid, [loc[3] for loc in locs], [loc[5] for loc in locs])
         self.known.update(done)
         self._app.manifest.add_items(boff, blen, done)
         return done
@@ -400,18 +385,13 @@ class PackWriter(IndexTables):
         to a known length after a failed write): the calls that queued it
         failed, so nothing acknowledged is lost. Later blocks go after the
         pack's real end."""
-        for d in self._new_digests:
+        for d in self._new.digests:
             self.known.pop(d, None)
         for p, _, _ in self._large_pending:
             self.known.pop(p.digest, None)
         self._large.discard([p for p, _, _ in self._large_pending])
         self._large_pending.clear()
-        self._new_digests.clear()
-        self._new_blocks.clear()
-        self._new_ioffs.clear()
-        self._new_kinds.clear()
-        self._new_entries.clear()
-        self._block_rows.clear()
+        self._new.clear()
         self._pending.clear()
         self._pending_bytes.clear()
         self._pending_set.clear()
@@ -437,25 +417,17 @@ class PackWriter(IndexTables):
         self._app.manifest.seal(self._app.pack, self._kind_ids)
         self._app.write_out()
         self._app.sync()  # the bytes are on the disk before the entries naming them
-        if self._new_digests or self._new_entries:
+        if self._new:
             self._commit_index(drop=())
 
     def _commit_index(self, drop: Iterable[bytes]) -> None:
         """Commit the queued block rows and entries as a new segment, in one
         transaction that also removes the entries of ``drop`` (and merges small
         segments into the new one)."""
-        new = make_entries(self._new_digests, self._new_blocks, self._new_ioffs, self._new_kinds)
-        if self._new_entries:
-            new = sorted_entries(np.concatenate([new, *self._new_entries]))
-        plan = plan_commit(self._segs.runs, new, drop)
+        plan = plan_commit(self._segs.runs, self._new.entries(), drop)
         con = self._con
-        rewritten, new_sid = self.store.commit_segments(con, self._block_rows, plan)
-        self._block_rows.clear()
-        self._new_entries.clear()
-        self._new_digests.clear()
-        self._new_blocks.clear()
-        self._new_ioffs.clear()
-        self._new_kinds.clear()
+        rewritten, new_sid = self.store.commit_segments(con, self._new.block_rows, plan)
+        self._new.clear()
         # the writer holds the store lock: its view of the segments stays exact
         runs2 = runs_after(plan, rewritten, new_sid)
         self._segs.runs = runs2
@@ -477,7 +449,7 @@ class PackWriter(IndexTables):
         if digest in self._pending_set:
             self.flush()
         loc = self.known.get(digest)
-        if loc is not None and self._new_digests:
+        if loc is not None and self._new.digests:
             self.flush()
         return loc
 
@@ -557,7 +529,7 @@ class PackWriter(IndexTables):
         self._app.manifest.seal(self._app.pack, self._kind_ids)
         self._app.write_out()
         self._app.sync_always()  # gc syncs whatever HANGAR_FSYNC says: old bytes go
-        if self._new_digests:
+        if self._new.digests:
             self._commit_index(drop=list(moved))
         return moved
 
