@@ -93,10 +93,11 @@ class PackPayloadStore(PayloadStore):
     def get_region(self, digest: bytes, index: Any) -> Any:
         """``array[index]`` of one payload; a large one reads only the chunks
         ``index`` touches (see :meth:`.PayloadStore.get_region`)."""
-        e = self._entries([digest])[0]
+        entries = self._entries([digest])
+        e = entries[0]
         if int(e["ioff"]) == LARGE_IOFF:
             return self.reader.read_large_region(int(e["block"]), int(e["kind"]), index)
-        return np.array(self.reader.gather(self._entries([digest]))[0][index])[()]
+        return np.array(self.reader.gather(entries)[0][index])[()]
 
     def missing(self, digests: Iterable[bytes]) -> list[bytes]:
         """Those of ``digests`` not stored (see :meth:`.PayloadStore.missing`)."""
