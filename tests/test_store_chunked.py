@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from hangar_git import IntegrityError
 from hangar_git.gc import gc
-from hangar_git.store import chunked
+from hangar_git.store import chunked, large_reader
 from hangar_git.store.chunked import LARGE_PACK, LargeFiles, LargeReader, Pending
 from hangar_git.store.digest import array_digest, digest_bytes, kind_of
 
@@ -232,7 +232,7 @@ def test_temporary_files_are_ignored_and_cleaned(tmp_path):
 
 
 def test_many_files_in_one_batch_stay_open_while_read(tmp_path, monkeypatch):
-    monkeypatch.setattr(chunked, "_OPEN_FILES", 3)
+    monkeypatch.setattr(large_reader, "OPEN_FILES", 3)
     arrays = [np.full((40, 40), i, np.int64) for i in range(10)]
     for i, a in enumerate(arrays):
         files, kind, _ = write(tmp_path, i + 1, a, (10, 40))

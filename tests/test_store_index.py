@@ -16,7 +16,7 @@ from hangar_git.errors import IntegrityError
 from hangar_git.records.objpack import object_id, write_trees
 from hangar_git.records.staging import Journal
 from hangar_git.store import PackStore, payload_from_array
-from hangar_git.store.packs import ENTRY, _lookup_runs, _Run, _sorted
+from hangar_git.store.index import ENTRY, Run, lookup_runs, sorted_entries
 
 
 @pytest.fixture
@@ -81,10 +81,10 @@ def test_lookup_handles_digests_sharing_their_first_8_bytes():
     q = np.frombuffer(b"".join(digests), dtype=[("key", ">u8"), ("tail", "V12")])
     e["key"], e["tail"] = q["key"], q["tail"]
     e["block"] = np.arange(len(digests))
-    e = _sorted(e)
-    run = _Run(1, e["key"].astype(np.uint64), e)
+    e = sorted_entries(e)
+    run = Run(1, e["key"].astype(np.uint64), e)
     other = base[:8] + bytes(12)
-    found, got = _lookup_runs([run], [*digests[::-1], other])
+    found, got = lookup_runs([run], [*digests[::-1], other])
     assert found.tolist() == [True] * len(digests) + [False]
     assert got["block"][: len(digests)].tolist() == list(range(len(digests)))[::-1]
 
@@ -155,7 +155,7 @@ def test_index_of_the_first_layout_is_upgraded(tmp_path):
     s = PackStore(root)
     a = np.arange(7, dtype=np.int64)
     p = payload_from_array(a)
-    from hangar_git.store.packs import encode_block
+    from hangar_git.store.codec import encode_block
 
     block = encode_block(bytes(p.data), 8)
     (root / "packs" / "00000001.pack").write_bytes(block)

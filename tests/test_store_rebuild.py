@@ -18,10 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hangar_git.errors import WriterLockError
-from hangar_git.store import PackStore, Payload, packs, rebuild, rebuild_index
+from hangar_git.store import PackStore, Payload, appender, rebuild, rebuild_index
 from hangar_git.store.chunked import LARGE_PACK, LargeFiles
 from hangar_git.store.digest import digest_bytes, kind_of, stacked_digests
-from hangar_git.store.manifest import ManifestWriter, manifest_path, scan_pack
+from hangar_git.store.manifest import ManifestWriter, manifest_path
+from hangar_git.store.manifest_scan import scan_pack
 from hangar_git.store.packs import HEADER_SIZE
 from hangar_git.store.rebuild import index_problem
 
@@ -388,7 +389,7 @@ def test_an_old_format_pack_without_manifest_is_reported(store, monkeypatch):
         m.setattr(ManifestWriter, "seal", lambda self, pack, kind_ids: self._blocks.clear())
         old = populate(store)
     assert not manifest_path(store.packs_dir, 1).exists()
-    monkeypatch.setattr(packs, "PACK_LIMIT", store.pack_path(1).stat().st_size)
+    monkeypatch.setattr(appender, "PACK_LIMIT", store.pack_path(1).stat().st_size)
     new = [np.full(5, i, np.uint16) for i in range(50)]
     w = store.writer()
     for a in new:
@@ -409,7 +410,7 @@ def test_an_old_format_pack_without_manifest_is_reported(store, monkeypatch):
 def test_a_flush_across_packs_writes_each_pack_its_manifest(store, monkeypatch):
     """The writer moves to a new pack in the middle of a flush (of stacked rows
     and of single payloads): every pack's blocks are named in its own manifest."""
-    monkeypatch.setattr(packs, "PACK_LIMIT", 150_000)
+    monkeypatch.setattr(appender, "PACK_LIMIT", 150_000)
     expected = populate(store)
     numbers = store.pack_numbers()
     assert len(numbers) >= 5
@@ -430,7 +431,7 @@ def test_failed_writes_and_syncs_leave_consistent_manifests(store, monkeypatch):
     from hangar_git.store import manifest
 
     arrays = [np.full(30, i, np.int32) for i in range(200)]
-    real_write, real_sync = manifest.write_all, packs.fsync_fd
+    real_write, real_sync = manifest.write_all, appender.fsync_fd
     fail = {"write": 1, "sync": 1}
 
     def write_all(fd, data):
@@ -447,7 +448,7 @@ def test_failed_writes_and_syncs_leave_consistent_manifests(store, monkeypatch):
         real_sync(fd)
 
     monkeypatch.setattr(manifest, "write_all", write_all)
-    monkeypatch.setattr(packs, "fsync_fd", fsync_fd)
+    monkeypatch.setattr(appender, "fsync_fd", fsync_fd)
     w = store.writer()
     for a in arrays[:100]:
         w.add(payload(a))
@@ -618,7 +619,7 @@ def test_hostile_large_files_are_refused_without_a_big_allocation(store):
     w.add(payload(big))
     w.close()
     ld = store.large_dir
-    fixed = chunked._FIXED  # magic, version, flags, kind length, header length, chunks, digest
+    fixed = chunked.FIXED  # magic, version, flags, kind length, header length, chunks, digest
     claims_2gib = fixed.pack(b"HGC1", 1, 0, 4, 2**31, 1, bytes(20))
     (ld / "0000000090.hgc").write_bytes(claims_2gib + b"|u1|" + bytes(100))
     hlen = chunked.header_length("|O|3", 1, 1)  # objects: pointers, with a good CRC

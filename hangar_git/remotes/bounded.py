@@ -280,9 +280,9 @@ def check_large_header(path: Path, digest: bytes, raw_limit: int) -> None:
     fd = open_regular(path)
     try:
         size = os.fstat(fd).st_size
-        buf = os.pread(fd, min(size, chunked._FIRST_READ), 0)
-        if len(buf) >= chunked._FIXED.size:
-            hlen = chunked._FIXED.unpack_from(buf)[4]
+        buf = os.pread(fd, min(size, chunked.FIRST_READ), 0)
+        if len(buf) >= chunked.FIXED.size:
+            hlen = chunked.FIXED.unpack_from(buf)[4]
             check_size(hlen, min(size, LARGE_OVERHEAD + raw_limit // 32), f"header of {path}")
             if len(buf) < hlen:
                 buf = os.pread(fd, hlen, 0)
@@ -292,19 +292,19 @@ def check_large_header(path: Path, digest: bytes, raw_limit: int) -> None:
 
 
 def _check_geometry(buf: bytes, path: Path, digest: bytes, raw_limit: int, size: int) -> None:
-    if len(buf) < chunked._FIXED.size:
+    if len(buf) < chunked.FIXED.size:
         raise IntegrityError(f"large payload object {path} is truncated")
-    _m, _v, _f, klen, hlen, n, dig = chunked._FIXED.unpack_from(buf)
+    _m, _v, _f, klen, hlen, n, dig = chunked.FIXED.unpack_from(buf)
     if bytes(dig) != digest:
         raise IntegrityError(f"{path} holds payload {bytes(dig).hex()}, not {digest.hex()}")
     try:
-        kind = bytes(buf[chunked._FIXED.size : chunked._FIXED.size + klen]).decode()
+        kind = bytes(buf[chunked.FIXED.size : chunked.FIXED.size + klen]).decode()
         dtype, shape = parse_kind(kind)
     except (ValueError, TypeError, UnicodeDecodeError) as exc:
         raise IntegrityError(f"the header of {path} is malformed: {exc}") from None
     nbytes = math.prod(shape) * dtype.itemsize
     check_size(nbytes, raw_limit, f"the payload of {path}")
-    pos = chunked._FIXED.size + klen
+    pos = chunked.FIXED.size + klen
     if len(buf) < pos + 8 * len(shape) or hlen != chunked.header_length(kind, len(shape), n):
         raise IntegrityError(f"the header of {path} is malformed")
     chunks = [int(c) for c in np.frombuffer(buf, "<u8", len(shape), pos)]

@@ -94,7 +94,7 @@ def upload(
     idx = np.flatnonzero(big).tolist()
     for n, i in enumerate(idx):
         d = digests[i]
-        number = reader._large_number(int(entries[i]["block"]))
+        number = reader.large_number(int(entries[i]["block"]))
         kind = reader.kind_text(int(entries[i]["kind"]))
         try:
             large.verify(number, d, kind)

@@ -19,26 +19,64 @@ class Payload(NamedTuple):
 
 
 def kind_of(arr: np.ndarray) -> str:
-    """The kind header of an array: dtype string and shape."""
+    """The kind header of an array: dtype string and shape.
+
+    Parameters
+    ----------
+    arr : numpy.ndarray
+
+    Returns
+    -------
+    str
+        ``"<dtype.str>|<d0>,<d1>,..."``, e.g. ``"|u1|28,28"``.
+    """
     return arr.dtype.str + "|" + ",".join(map(str, arr.shape))
 
 
 def parse_kind(kind: str) -> tuple[np.dtype, tuple[int, ...]]:
-    """Invert :func:`kind_of`."""
+    """Invert :func:`kind_of`.
+
+    Parameters
+    ----------
+    kind : str
+
+    Returns
+    -------
+    dtype : numpy.dtype
+    shape : tuple of int
+
+    Raises
+    ------
+    ValueError, TypeError
+        ``kind`` is not a kind header.
+    """
     dt, _, shp = kind.rpartition("|")
     shape = tuple(int(s) for s in shp.split(",")) if shp else ()
     return np.dtype(dt), shape
 
 
 def digest_bytes(kind: str, data: bytes | memoryview) -> bytes:
-    """blake2b-160 over the kind header, a NUL, and the data bytes."""
+    """blake2b-160 over the kind header, a NUL, and the data bytes.
+
+    Parameters
+    ----------
+    kind : str
+        The kind header.
+    data : bytes or memoryview
+        The C-order bytes.
+
+    Returns
+    -------
+    bytes
+        20 bytes.
+    """
     h = hashlib.blake2b(kind.encode(), digest_size=DIGEST_SIZE)
     h.update(b"\x00")
     h.update(data)
     return h.digest()
 
 
-def digest_prefix(kind: str) -> hashlib._Hash:
+def digest_prefix(kind: str) -> hashlib.blake2b:
     """Hash state of :func:`digest_bytes` after the kind header: ``.copy()`` it,
     ``update`` it with the data bytes, and its ``digest()`` is the digest."""
     return hashlib.blake2b(kind.encode() + b"\x00", digest_size=DIGEST_SIZE)
@@ -51,6 +89,20 @@ def stacked_digests(stacked: np.ndarray) -> list[bytes]:
     the dtype and the shape of one row (``stacked.shape[1:]``). The header is
     hashed once and its hash state copied per row, over row slices of one
     buffer, which costs about half a microsecond a row for small rows.
+
+    Parameters
+    ----------
+    stacked : numpy.ndarray
+        At least one dimension; row ``i`` is ``stacked[i]``.
+
+    Returns
+    -------
+    list of bytes
+
+    Raises
+    ------
+    ValueError
+        ``stacked`` is 0-d.
     """
     if stacked.ndim < 1:
         raise ValueError("a stacked array needs at least one dimension")
@@ -72,7 +124,7 @@ def stacked_digests(stacked: np.ndarray) -> list[bytes]:
     if size < 4096:  # slices of one bytes copy: cheaper than memoryview slices
         raw = stacked.tobytes()
         return list(map(one, [raw[i : i + size] for i in range(0, len(raw), size)]))
-    view = memoryview(stacked.reshape(-1)).cast("B")
+    view = stacked.reshape(-1).data.cast("B")
     rows = [view[i : i + size] for i in range(0, len(view), size)]
     if size >= 1 << 16 and n > 1:  # big rows: hashed on every core (blake2b releases the GIL)
         from .threads import parallel_map
@@ -82,12 +134,32 @@ def stacked_digests(stacked: np.ndarray) -> list[bytes]:
 
 
 def array_digest(arr: np.ndarray) -> bytes:
-    """Digest of a C-contiguous array."""
+    """Digest of a C-contiguous array.
+
+    Parameters
+    ----------
+    arr : numpy.ndarray
+
+    Returns
+    -------
+    bytes
+    """
     return payload_from_array(arr).digest
 
 
 def payload_from_array(arr: np.ndarray) -> Payload:
-    """Describe a C-contiguous array as a :class:`Payload`."""
+    """Describe a C-contiguous array as a :class:`Payload`.
+
+    Parameters
+    ----------
+    arr : numpy.ndarray
+        C-contiguous (0-d and empty arrays included).
+
+    Returns
+    -------
+    Payload
+        Its ``data`` is a view of ``arr``'s bytes, not a copy.
+    """
     kind = kind_of(arr)
-    data = memoryview(arr).cast("B") if arr.ndim else memoryview(arr.reshape(1)).cast("B")
+    data = arr.reshape(-1).data.cast("B")  # 0-d and empty arrays included
     return Payload(digest_bytes(kind, data), kind, data)

@@ -5,7 +5,7 @@ though its bytes are all there: :func:`rebuild_index` makes a new index from
 what the disk holds (:func:`index_problem` says when one is needed). It checks:
 
 - every pack and its manifest file, scanned from their starts
-  (:func:`.manifest.scan_pack`): each block's stored length is derived from
+  (:func:`.manifest_scan.scan_pack`): each block's stored length is derived from
   its header (raw: the raw length; blosc2: the chunk header's ``cbytes``,
   which must agree on the raw length), must lie inside the file, and its
   bytes must match its CRC-32; each manifest record must pass its header
@@ -39,7 +39,6 @@ import re
 import sqlite3
 import struct
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -48,22 +47,24 @@ from filelock import FileLock, Timeout
 from ..errors import IntegrityError, WriterLockError
 from . import chunked
 from .chunked import LARGE_IOFF, LARGE_PACK
+from .codec import read_block
 from .digest import digest_bytes
 from .durable import connect_readonly, create_file, fsync_dir, fsync_fd, rollback
-from .manifest import PackScan, WindowedFile, kind_size, scan_pack
-from .packs import (
+from .index import (
     INDEX_VERSION,
-    STORE_LOCK_TIMEOUT,
-    PackStore,
-    _init_index,
-    _insert_segment,
-    _make_entries,
-    _parse_run,
     block_check,
     index_guard,
+    init_index,
+    insert_segment,
     kind_check,
-    read_block,
+    make_entries,
+    parse_run,
 )
+from .manifest import kind_size
+from .manifest_scan import PackScan, WindowedFile, scan_pack
+from .packs import PackStore
+from .rebuild_report import MAX_PROBLEMS, RebuildReport
+from .writer import STORE_LOCK_TIMEOUT
 
 #: pack blocks up to this many bytes (stored and raw) are decoded and every
 #: item hashed against its digest; larger ones are trusted on their CRC
@@ -73,120 +74,11 @@ VERIFY_LIMIT = 64 << 20
 LARGE_VERIFY_LIMIT = 256 << 20
 #: largest header of a large payload file read (over 2.7 million chunks)
 MAX_LARGE_HEADER = 64 << 20
-#: problems the report describes in words (the others are only counted)
-MAX_PROBLEMS = 200
 #: block ids (and large file numbers) are u32 in index entries
 _MAX_ID = 0xFFFFFFFF
 _PACK_NAME = re.compile(r"[0-9]{1,15}\.pack")
 _LARGE_NAME = re.compile(r"[0-9]{10}\.hgc")
 _SIDE_FILES = ("-wal", "-shm", "-journal")
-
-
-@dataclass
-class RebuildReport:
-    """What :func:`rebuild_index` found and did (with ``dry_run``, would do).
-
-    Attributes
-    ----------
-    packs_scanned, blocks_sound : int
-        Pack files scanned, and blocks in them that passed their checks.
-    packs_without_manifest : list of int
-        Packs holding sound blocks but no manifest file (written before
-        manifests existed): nothing in them can be attributed.
-    entries_recovered : int
-        Index entries of packed payloads in the new index.
-    entries_unverified : int
-        Of those, entries of blocks over :data:`VERIFY_LIMIT`, indexed on
-        their block's and their record's CRC without hashing the payload.
-    entries_refused : int
-        Manifest entries not indexed: their block is damaged or absent, their
-        bytes do not hash to their digest, their kind or offset is impossible.
-    duplicates : int
-        Payloads found more than once; one copy is indexed.
-    large_files_recovered, large_files_unverified, large_files_refused : int
-        Large payload files indexed; of those, files whose chunks were checked
-        but which were too big to hash whole; files not indexed.
-    damaged_blocks, damaged_manifests : int
-        Blocks and manifest records that fail their checks.
-    unattributed_blocks, unattributed_bytes : int
-        Sound blocks no recovered entry points into; their bytes and those of
-        damaged or unrecognised regions.
-    problems : list of str
-        What was skipped and why (the first :data:`MAX_PROBLEMS`).
-    more_problems : int
-        Problems beyond those described.
-    old_index : str
-        What became of the old index (kept at ``old_index_path``).
-    """
-
-    store: Path
-    dry_run: bool = False
-    packs_scanned: int = 0
-    blocks_sound: int = 0
-    packs_without_manifest: list[int] = field(default_factory=list)
-    entries_recovered: int = 0
-    entries_unverified: int = 0
-    entries_refused: int = 0
-    duplicates: int = 0
-    large_files_recovered: int = 0
-    large_files_unverified: int = 0
-    large_files_refused: int = 0
-    damaged_blocks: int = 0
-    damaged_manifests: int = 0
-    unattributed_blocks: int = 0
-    unattributed_bytes: int = 0
-    problems: list[str] = field(default_factory=list)
-    more_problems: int = 0
-    old_index: str = ""
-    old_index_path: Path | None = None
-    index_path: Path = field(default_factory=Path)
-
-    def problem(self, text: str) -> None:
-        """Describe a problem (or count it, past :data:`MAX_PROBLEMS`)."""
-        if len(self.problems) < MAX_PROBLEMS:
-            self.problems.append(text)
-        else:
-            self.more_problems += 1
-
-    @property
-    def clean(self) -> bool:
-        """True when everything on disk was attributed and nothing was refused."""
-        return not (
-            self.problems
-            or self.more_problems
-            or self.packs_without_manifest
-            or self.unattributed_bytes
-        )
-
-    def summary(self) -> str:
-        """A few lines for people."""
-        lines = [
-            f"{'would index' if self.dry_run else 'indexed'} {self.entries_recovered} packed "
-            f"payloads and {self.large_files_recovered} large payload files "
-            f"({self.packs_scanned} packs, {self.blocks_sound} sound blocks scanned)",
-            f"damaged: {self.damaged_blocks} blocks, {self.damaged_manifests} manifests; "
-            f"refused: {self.entries_refused} entries, {self.large_files_refused} large files; "
-            f"unattributed: {self.unattributed_blocks} blocks, {self.unattributed_bytes} bytes",
-        ]
-        if self.entries_unverified or self.large_files_unverified:
-            lines.append(
-                f"checked on their CRCs only (too big to hash): {self.entries_unverified} "
-                f"packed payloads, {self.large_files_unverified} large files"
-            )
-        if self.packs_without_manifest:
-            lines.append(
-                "packs written before manifests (not recoverable): "
-                + ", ".join(map(str, self.packs_without_manifest))
-            )
-        if self.duplicates:
-            lines.append(f"{self.duplicates} payloads found twice (one copy indexed)")
-        lines.append(f"old index: {self.old_index}")
-        lines.extend(self.problems)
-        if self.more_problems:
-            lines.append(f"... and {self.more_problems} more problems")
-        return "\n".join(lines)
-
-    __str__ = summary
 
 
 class _NewIndex:
@@ -317,7 +209,7 @@ def index_problem(store_root: str | os.PathLike[str]) -> str | None:
             if row[4] != block_check(*row[:4]):
                 return f"block row {row[0]} of {path} fails its check"
         for sid, count, chk, blob in con.execute("SELECT id, n, chk, entries FROM segments"):
-            if isinstance(run := _parse_run(sid, count, chk, blob), str):
+            if isinstance(run := parse_run(sid, count, chk, blob), str):
                 return f"index segment {sid} of {path} {run}"
             n += count
     except (sqlite3.Error, struct.error, TypeError, ValueError) as exc:
@@ -512,10 +404,10 @@ def _check_large(path: Path) -> tuple[bytes, str, int, bool]:
     fd = os.open(path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
-        fixed = os.pread(fd, chunked._FIXED.size, 0)
-        if len(fixed) < chunked._FIXED.size:
+        fixed = os.pread(fd, chunked.FIXED.size, 0)
+        if len(fixed) < chunked.FIXED.size:
             raise IntegrityError("the file is truncated")
-        hlen = chunked._FIXED.unpack_from(fixed)[4]
+        hlen = chunked.FIXED.unpack_from(fixed)[4]
         if hlen > min(size, MAX_LARGE_HEADER):
             raise IntegrityError(f"its header states {hlen} bytes, the file has {size}")
         header = chunked.decode_header(os.pread(fd, hlen, 0), str(path))
@@ -572,13 +464,13 @@ def _write_index(path: Path, idx: _NewIndex, floor: int) -> None:
         rows.append((floor, LARGE_PACK, floor, 0, block_check(floor, LARGE_PACK, floor, 0)))
     found = list(idx.found.values())
     bids, ioffs, kids = [ids[p] for p, _, _ in found], [e[1] for e in found], [e[2] for e in found]
-    entries = _make_entries(list(idx.found), bids, ioffs, kids)
+    entries = make_entries(list(idx.found), bids, ioffs, kids)
     create_file(path)
     con = sqlite3.connect(path, isolation_level=None)
     try:
         with index_guard(path):
             con.execute("PRAGMA synchronous=FULL")
-            _init_index(con)
+            init_index(con)
             con.execute("BEGIN IMMEDIATE")
             try:
                 con.executemany(
@@ -587,7 +479,7 @@ def _write_index(path: Path, idx: _NewIndex, floor: int) -> None:
                 )
                 con.executemany("INSERT INTO blocks VALUES (?,?,?,?,?)", rows)
                 if len(entries):
-                    _insert_segment(con, entries)
+                    insert_segment(con, entries)
                 con.execute("COMMIT")
             except BaseException:
                 rollback(con)
@@ -624,3 +516,13 @@ def _swap(store: PackStore, tmp: Path, report: RebuildReport) -> None:
                 report.old_index = f"absent; its {suffix} file kept as {kept}{suffix}"
     os.replace(tmp, index)
     fsync_dir(store.root)
+
+
+__all__ = [
+    "LARGE_VERIFY_LIMIT",
+    "MAX_PROBLEMS",
+    "VERIFY_LIMIT",
+    "RebuildReport",
+    "index_problem",
+    "rebuild_index",
+]

@@ -1,0 +1,136 @@
+"""The block codec of pack files, shared by the local packs and the data remote.
+
+A block is a :data:`.block_format.HEADER` (magic, codec, raw length), the
+CRC-32 of the stored bytes, then the stored bytes: the blosc2-compressed
+(LZ4, byte shuffle) concatenation of its items' raw bytes, or those bytes as
+they are when they do not compress. :func:`encode_block` makes one,
+:func:`read_block` reads and checks one from a pack file, and
+:func:`decode_body` decodes a checked body (the remote's packs use the same
+codec numbers).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import IntegrityError
+from . import _blosc as blosc_codec
+from .block_format import BLOCK_MAGIC, CODEC_BLOSC2_LZ4, CODEC_RAW, CRC, HEADER, HEADER_SIZE
+from .checksum import crc32
+from .limits import check_blosc_header
+
+#: largest buffer blosc2 compresses in one call
+BLOSC_MAX = 2**31 - 64
+
+
+def read_block(fd: int, pack: int, boff: int, blen: int, path: Path) -> bytes | memoryview:
+    """Read, verify and decompress one block.
+
+    Parameters
+    ----------
+    fd : int
+        The pack file, open for reading.
+    pack, boff, blen : int
+        The block row: pack number, offset and stored length.
+    path : pathlib.Path
+        The pack's path, for messages.
+
+    Returns
+    -------
+    bytes or memoryview
+        The decoded bytes.
+
+    Raises
+    ------
+    IntegrityError
+        The block is truncated, fails its checksum or cannot be decoded.
+    """
+    buf = os.pread(fd, blen, boff)
+    if len(buf) != blen or blen < HEADER_SIZE:
+        raise IntegrityError(f"block at {boff} of {path} is truncated")
+    magic, codec, rawlen = HEADER.unpack_from(buf)
+    (crc,) = CRC.unpack_from(buf, HEADER.size)
+    body = memoryview(buf)[HEADER_SIZE:]
+    if magic != BLOCK_MAGIC or crc32(body) != crc:
+        raise IntegrityError(f"block at {boff} of {path} fails its checksum")
+    return decode_body(codec, body, rawlen, f"at {boff} of {path}")
+
+
+def decode_body(
+    codec: int, body: memoryview, rawlen: int, where: str, max_raw: int = BLOSC_MAX
+) -> bytes | memoryview:
+    """Decode a checksum-verified block body (raw: a view, no copy).
+
+    Shared by the local packs and the data remote's packs, whose codec
+    numbers agree (0 raw, 1 blosc2). A blosc2 body is decompressed only
+    when its own header states ``rawlen`` raw bytes, ``max_raw`` at most
+    (see :func:`.limits.check_blosc_header`): nothing is allocated for a
+    size the block did not promise.
+
+    Raises
+    ------
+    IntegrityError
+        Unknown codec, undecodable bytes, or a length other than ``rawlen``.
+    """
+    raw: bytes | memoryview
+    if codec == CODEC_RAW:
+        raw = body
+    elif codec == CODEC_BLOSC2_LZ4:
+        check_blosc_header(body, rawlen, where, max_raw)
+        try:
+            raw = blosc_codec.decompress(body)
+        except Exception as exc:  # blosc2 raises RuntimeError/ValueError
+            raise IntegrityError(f"block {where} cannot be decoded: {exc}") from None
+    else:
+        raise IntegrityError(f"block {where} has unknown codec {codec}")
+    if len(raw) != rawlen:
+        raise IntegrityError(f"block {where} has the wrong length")
+    return raw
+
+
+def encode_block(raw: bytes | memoryview, typesize: int, nthreads: int = 1) -> bytes:
+    """Compress ``raw`` into a block with its header; raw when incompressible.
+
+    Parameters
+    ----------
+    raw : bytes or memoryview
+        The items' bytes, concatenated.
+    typesize : int
+        Item size of their dtype (for blosc2's byte shuffle).
+    nthreads : int, optional
+        Threads blosc2 compresses with.
+
+    Returns
+    -------
+    bytes
+        Header, CRC-32 and stored bytes.
+    """
+    body: bytes | memoryview = raw
+    codec = CODEC_RAW
+    if 64 <= len(raw) <= BLOSC_MAX:
+        comp = blosc_codec.compress(
+            raw, typesize=max(1, min(typesize, 255)), clevel=5, codec="lz4", nthreads=nthreads
+        )
+        if len(comp) < len(raw) * 0.95:
+            body, codec = comp, CODEC_BLOSC2_LZ4
+    return HEADER.pack(BLOCK_MAGIC, codec, len(raw)) + CRC.pack(crc32(body)) + bytes(body)
+
+
+def typesize_of(kind: str) -> int:
+    """Item size of a kind header's dtype (for blosc2's shuffle).
+
+    Parameters
+    ----------
+    kind : str
+
+    Returns
+    -------
+    int
+    """
+    return np.dtype(kind[: kind.rindex("|")]).itemsize
+
+
+__all__ = ["BLOSC_MAX", "decode_body", "encode_block", "read_block", "typesize_of"]

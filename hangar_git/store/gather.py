@@ -1,0 +1,275 @@
+"""Bulk reads of many small payloads from the packs: :func:`gather_kind`.
+
+The arrays of many index entries of one kind are read with each block read
+once: items are copied out of each block with one fancy index (rows of a
+view of the block) into one array for the kind. Uncached, uncompressed
+blocks are streamed instead (:func:`_stream`): read with scattering
+``preadv`` calls straight into one buffer per window of
+:data:`.reader.STREAM_WINDOW` bytes, placed so their items are rows of it,
+checksums verified; when the items fill most of a window they are handed
+out as views of its rows, with no copy at all. The blocks come from a
+:class:`BlockSource` (the :class:`.reader.PackReader`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import IntegrityError
+from .block_format import BLOCK_MAGIC, CODEC_RAW, CRC, HEADER, HEADER_SIZE
+from .checksum import crc_many
+
+#: bytes of blocks a batch read streams through one buffer
+STREAM_WINDOW = 32 * 1024**2
+#: buffers one ``preadv`` call fills at most (the usual IOV_MAX)
+_IOV_MAX = 1024
+
+#: a block of a window: (block position, pack, offset, length, start in the buffer)
+_Slot = tuple[int, int, int, int, int]
+
+
+class BlockSource(Protocol):
+    """Where :func:`gather_kind` reads blocks from."""
+
+    def block_row(self, bid: int) -> tuple[int, int, int]:
+        """``(pack, offset, length)`` of block ``bid``, its row check verified."""
+        ...
+
+    def block(self, pack: int, boff: int, blen: int) -> bytes | memoryview:
+        """The decoded bytes of a block, checksum verified (cached)."""
+        ...
+
+    def is_cached(self, pack: int, boff: int) -> bool:
+        """True when the block at ``boff`` of ``pack`` is in the block cache."""
+        ...
+
+    def fd(self, pack: int) -> int:
+        """A descriptor of pack file ``pack``, open for reading."""
+        ...
+
+    def checked_fd(self, pack: int, boff: int, blen: int) -> int:
+        """:meth:`fd`, once the block is known to lie inside the pack file."""
+        ...
+
+    def pack_path(self, pack: int) -> Path:
+        """Path of pack file ``pack`` (for messages)."""
+        ...
+
+
+@dataclass
+class _Kind:
+    """The items of one kind being gathered: sorted by block."""
+
+    nbytes: int
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    ioffs: np.ndarray  # item offsets in their blocks
+    rows: np.ndarray | None  # ioffs // nbytes, when every item sits on a row
+    order: np.ndarray  # item positions, by block
+    bounds: list[int]  # order[bounds[j]:bounds[j + 1]]: the items of block j
+    buf: np.ndarray  # (items, nbytes) uint8: where copied items go
+    direct: list[np.ndarray | None]  # items handed out as views of a window
+
+
+def gather_kind(
+    src: BlockSource, entries: np.ndarray, dtype: np.dtype, shape: tuple[int, ...], nbytes: int
+) -> list[np.ndarray]:
+    """The arrays of index ``entries``, all of one kind, in order.
+
+    Parameters
+    ----------
+    src : BlockSource
+        Where the blocks are read.
+    entries : numpy.ndarray of ENTRY
+        Entries of small payloads of one kind.
+    dtype, shape, nbytes
+        The kind: dtype, shape and bytes of one item.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        Fresh, writeable arrays, independent of each other.
+
+    Raises
+    ------
+    IntegrityError
+        A block row or block is damaged, or an item lies past its block.
+    """
+    blocks = entries["block"]
+    ioffs = entries["ioff"].astype(np.int64)
+    rows = None if not nbytes or (ioffs % nbytes).any() else ioffs // nbytes
+    order = np.argsort(blocks, kind="stable")
+    sb = blocks[order]
+    bounds = [0, *(np.flatnonzero(sb[1:] != sb[:-1]) + 1).tolist(), len(sb)]
+    bids = sb[bounds[:-1]].tolist()
+    buf = np.empty((len(entries), nbytes), np.uint8)
+    g = _Kind(nbytes, dtype, shape, ioffs, rows, order, bounds, buf, [])
+    todo: Sequence[int] = range(len(bids))
+    n_direct = 0
+    if rows is not None and len(bids) >= 4:
+        g.direct = [None] * len(entries)
+        todo, n_direct = _stream(src, g, bids)
+    for j in todo:
+        _copy_block(src, g, j, bids[j])
+    typed = buf.view(dtype).reshape((len(entries), *shape))
+    if not g.direct:
+        return list(typed)
+    if n_direct == len(entries):
+        return g.direct  # type: ignore[return-value]
+    return [typed[i] if a is None else a for i, a in enumerate(g.direct)]
+
+
+def _copy_block(src: BlockSource, g: _Kind, j: int, bid: int) -> None:
+    """Copy the items of block position ``j`` (block ``bid``) into ``g.buf``."""
+    nbytes, buf = g.nbytes, g.buf
+    idx = g.order[g.bounds[j] : g.bounds[j + 1]]
+    pack, boff, blen = src.block_row(bid)
+    raw = src.block(pack, boff, blen)
+    if g.rows is not None and len(raw) % nbytes == 0:
+        try:
+            buf[idx] = np.frombuffer(raw, np.uint8).reshape(-1, nbytes)[g.rows[idx]]
+            return
+        except IndexError:
+            pass  # reported below
+    offs = g.ioffs[idx]
+    if int(offs.max()) + nbytes > len(raw):
+        raise IntegrityError(
+            f"payload at {int(offs.max())} of block {boff} extends past its "
+            f"block in {src.pack_path(pack)}"
+        )
+    arr = np.frombuffer(raw, np.uint8)
+    for i, off in zip(idx.tolist(), offs.tolist(), strict=True):
+        buf[i] = arr[off : off + nbytes]
+
+
+def _stream(src: BlockSource, g: _Kind, bids: list[int]) -> tuple[list[int], int]:
+    """Read the items of uncached, uncompressed blocks in bulk.
+
+    Blocks are read (``os.preadv``, no intermediate copies) into one
+    buffer per window of :data:`STREAM_WINDOW` bytes, each placed so its
+    items are rows of it, and their checksums verified. When the items
+    fill most of the window, each is returned as a view of its row
+    (``g.direct[i]``: no copy at all; items are distinct rows, so the
+    arrays stay independent); otherwise they are copied into ``buf``
+    with one fancy index. Blocks bypass the block cache (a bulk read
+    would only flush it). Returns the block positions left to the
+    caller (cached, compressed, or odd ones) and the number of items
+    handed out in ``direct``.
+    """
+    rest: list[int] = []
+    n_direct = 0
+    window: list[_Slot] = []
+    size = 0
+    for j, bid in enumerate(bids):
+        pack, boff, blen = src.block_row(bid)
+        if src.is_cached(pack, boff) or blen <= HEADER_SIZE:
+            rest.append(j)
+        else:  # the window's buffer is sized from blen: check it first
+            src.checked_fd(pack, boff, blen)
+            window.append((j, pack, boff, blen, size))
+            size += blen + g.nbytes  # room to align the next block's rows
+        if window and (size >= STREAM_WINDOW or j == len(bids) - 1):
+            left, n = _stream_window(src, g, window, size)
+            rest += left
+            n_direct += n
+            window, size = [], 0
+    rest.sort()
+    return rest, n_direct
+
+
+def _stream_window(
+    src: BlockSource, g: _Kind, window: list[_Slot], size: int
+) -> tuple[list[int], int]:
+    """Read one window of blocks (see :func:`_stream`); returns the block
+    positions left to the caller and the number of items handed out."""
+    nbytes, rows, order, bounds = g.nbytes, g.rows, g.order, g.bounds
+    assert rows is not None  # streamed only when every item sits on a row
+    big = np.empty(size + nbytes, np.uint8)
+    mv = big.data
+    rest: list[int] = []
+    items: list[np.ndarray] = []
+    srcs: list[np.ndarray] = []
+    places = [start + (-(start + HEADER_SIZE)) % nbytes for _, _, _, _, start in window]
+    gots = _scatter_read(src, window, places, mv)
+    ok: list[int] = []  # window positions whose header is sound
+    for w, (j, _pack, _boff, blen, _start) in enumerate(window):
+        place = places[w]  # the body starts on a row
+        magic, codec, rawlen = HEADER.unpack_from(mv, place)
+        if (
+            gots[w] != blen
+            or magic != BLOCK_MAGIC
+            or codec != CODEC_RAW
+            or (rawlen != blen - HEADER_SIZE or rawlen % nbytes)
+        ):
+            rest.append(j)  # the careful path decodes it or says what is wrong
+        else:
+            ok.append(w)
+    crcs = crc_many([mv[places[w] + HEADER_SIZE : places[w] + window[w][3]] for w in ok])
+    for w, got_crc in zip(ok, crcs, strict=True):
+        j, pack, boff, blen, _start = window[w]
+        place = places[w]
+        rawlen = blen - HEADER_SIZE
+        (crc,) = CRC.unpack_from(mv, place + HEADER.size)
+        if got_crc != crc:
+            raise IntegrityError(f"block at {boff} of {src.pack_path(pack)} fails its checksum")
+        idx = order[bounds[j] : bounds[j + 1]]
+        r = rows[idx]
+        if len(r) and int(r.max()) >= rawlen // nbytes:
+            rest.append(j)
+            continue
+        items.append(idx)
+        srcs.append(r + (place + HEADER_SIZE) // nbytes)
+    if items:
+        table = big[: len(big) - len(big) % nbytes].reshape(-1, nbytes)
+        dst, picked = np.concatenate(items), np.concatenate(srcs)
+        dense = len(picked) * nbytes * 2 >= len(big)
+        if dense and len(picked) > 1:
+            ss = np.sort(picked)
+            dense = bool((ss[1:] != ss[:-1]).all())  # no row shared by two items
+        if dense:  # views of the rows: the window stays alive with them
+            views = list(table.view(g.dtype).reshape((-1, *g.shape)))
+            got = list(map(views.__getitem__, picked.tolist()))
+            d0 = int(dst[0])
+            if len(dst) == 1 or (np.diff(dst) == 1).all():  # blocks in output order
+                g.direct[d0 : d0 + len(got)] = got
+            else:
+                for i, a in zip(dst.tolist(), got, strict=True):
+                    g.direct[i] = a
+            return rest, len(dst)
+        g.buf[dst] = table[picked]
+    return rest, 0
+
+
+def _scatter_read(
+    src: BlockSource, window: list[_Slot], places: list[int], mv: memoryview
+) -> list[int]:
+    """Read each block of ``window`` to its place in ``mv``, runs of blocks
+    adjacent in one pack with one scattering ``preadv``; bytes read per block."""
+    gots = [0] * len(window)
+    w = 0
+    while w < len(window):
+        _, pack, boff, blen, _ = window[w]
+        end = w + 1
+        nxt = boff + blen
+        while end < len(window) and end - w < _IOV_MAX:
+            _, p2, b2, l2, _ = window[end]
+            if p2 != pack or b2 != nxt:
+                break
+            nxt += l2
+            end += 1
+        iov = [mv[places[k] : places[k] + window[k][3]] for k in range(w, end)]
+        got = os.preadv(src.fd(pack), iov, boff)
+        for k in range(w, end):  # a short read shortens the blocks at the end
+            gots[k] = max(0, min(window[k][3], got))
+            got -= window[k][3]
+        w = end
+    return gots
+
+
+__all__ = ["STREAM_WINDOW", "BlockSource", "gather_kind"]

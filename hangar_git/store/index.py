@@ -1,0 +1,581 @@
+"""The SQLite index of the pack store: digest -> (block, item offset, kind).
+
+Tables of ``index.sqlite``::
+
+    blocks:   block id -> (pack, offset, length, row check)
+    segments: sorted runs of index entries, one row each
+    kinds:    kind id -> (kind header "<dtype>|<shape>", row check)
+
+Entries live in *segments*: each flush of the writer adds one segment
+holding its new entries sorted by digest, stored as one row of packed
+32-byte entries (:data:`ENTRY`) with a CRC-32 of the whole, and small
+segments are merged as they pile up (a log-structured merge, see
+:func:`plan_commit`). A reader loads the segments once and resolves any
+number of digests with one vectorised binary search per segment
+(:func:`lookup_runs`). Every row carries a check: a damaged row is refused,
+never followed. :class:`IndexTables` is what the reader and the writer share.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sqlite3
+import struct
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+
+from ..errors import IntegrityError
+from . import durable
+from .digest import DIGEST_SIZE, parse_kind
+from .durable import connect_readonly, rollback, sqlite_failure
+
+if TYPE_CHECKING:
+    from .packs import PackStore
+
+#: version of the index layout (``PRAGMA user_version``)
+INDEX_VERSION = 3
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kinds (
+    id   INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL UNIQUE,
+    chk  INTEGER
+);
+CREATE TABLE IF NOT EXISTS blocks (
+    id   INTEGER PRIMARY KEY,
+    pack INTEGER NOT NULL,
+    boff INTEGER NOT NULL,
+    blen INTEGER NOT NULL,
+    chk  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS segments (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    n       INTEGER NOT NULL,
+    chk     INTEGER NOT NULL,
+    entries BLOB NOT NULL
+);
+"""
+
+#: one index entry: the digest (its first 8 bytes as a big-endian search key,
+#: then the other 12), the block id, the item's offset in the block, the kind id
+ENTRY = np.dtype(
+    [("key", ">u8"), ("tail", "V12"), ("block", "<u4"), ("ioff", "<u4"), ("kind", "<u4")]
+)
+QUERY = np.dtype([("key", ">u8"), ("tail", "V12")])
+BLOCK_ROW = struct.Struct("<qqqq")
+
+
+class Location(NamedTuple):
+    """Where a payload's bytes sit: pack, block and item within the block."""
+
+    pack: int
+    boff: int
+    blen: int
+    ioff: int
+    ilen: int
+    kind: int
+
+
+def connect_index(path: Path, readonly: bool = False) -> sqlite3.Connection:
+    """A connection to the index; with ``readonly``, one that writes nothing
+    when the file or its directory is not writable (a read-only mount, another
+    user's repository)."""
+    writable = os.access(path, os.W_OK) or not path.exists()  # a lost index is made anew
+    if readonly and not (writable and os.access(path.parent, os.W_OK)):
+        return connect_readonly(path)
+    con = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+    try:
+        with index_guard(path):
+            con.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit is on the disk when it returns (the WAL synced)
+            con.execute(f"PRAGMA synchronous={'FULL' if durable.FSYNC else 'NORMAL'}")
+    except OSError as exc:
+        con.close()
+        if readonly and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return connect_readonly(path)
+        raise
+    return con
+
+
+def block_check(block: int, pack: int, boff: int, blen: int) -> int:
+    """CRC-32 binding a block row together (stored with it, verified on load).
+
+    A damaged row is refused instead of sending a read to the wrong bytes.
+    """
+    return zlib.crc32(BLOCK_ROW.pack(block, pack, boff, blen))
+
+
+@contextmanager
+def index_guard(path: Path) -> Iterator[None]:
+    """Turn SQLite's reports of a damaged index file into :class:`IntegrityError`,
+    and of a full disk, an I/O error or a read-only file into :class:`OSError`
+    (``ENOSPC``, ``EIO``, ``EROFS``: see :func:`.durable.sqlite_failure`)."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        code = getattr(exc, "sqlite_errorcode", None)
+        failure = sqlite_failure(exc, path)
+        if failure is not None:
+            raise failure from None
+        if isinstance(exc, sqlite3.OperationalError) and code not in _CORRUPT_CODES:
+            raise  # busy, locked: not damage
+        raise IntegrityError(f"payload index {path} is damaged: {exc}") from None
+
+
+_CORRUPT_CODES = (getattr(sqlite3, "SQLITE_CORRUPT", 11), getattr(sqlite3, "SQLITE_NOTADB", 26))
+
+
+def _chunks(seq: Sequence, n: int = 900) -> Iterable[Sequence]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
+
+
+def init_index(con: sqlite3.Connection) -> None:
+    """Create the tables (idempotent) and upgrade an index of the first layout."""
+    if con.execute("PRAGMA user_version").fetchone()[0] >= INDEX_VERSION:
+        return
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        if con.execute("PRAGMA user_version").fetchone()[0] < INDEX_VERSION:
+            if not con.execute("SELECT 1 FROM sqlite_master").fetchone():
+                con.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only before any table
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    con.execute(stmt)
+            _upgrade_v1(con)
+            _upgrade_v2(con)
+            con.execute(f"PRAGMA user_version={INDEX_VERSION}")
+        con.execute("COMMIT")
+    except BaseException:
+        rollback(con)
+        raise
+
+
+def kind_check(kind_id: int, kind: str) -> int:
+    """CRC-32 binding a kind row together (stored with it, verified on load).
+
+    A damaged kind would make reads return arrays of the wrong dtype or
+    shape: it is refused instead.
+    """
+    return zlib.crc32(f"{kind_id}|{kind}".encode())
+
+
+def _upgrade_v2(con: sqlite3.Connection) -> None:
+    """Give the kind rows of a layout-2 index their row check."""
+    if "chk" not in {r[1] for r in con.execute("PRAGMA table_info(kinds)")}:
+        con.execute("ALTER TABLE kinds ADD COLUMN chk INTEGER")
+    for kid, text in con.execute("SELECT id, kind FROM kinds WHERE chk IS NULL").fetchall():
+        con.execute("UPDATE kinds SET chk=? WHERE id=?", (kind_check(kid, text), kid))
+
+
+def _upgrade_v1(con: sqlite3.Connection) -> None:
+    """Move the rows of a first-layout ``payloads`` table into blocks and a segment."""
+    if not con.execute(
+        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='payloads'"
+    ).fetchone():
+        return
+    rows = con.execute("SELECT digest, pack, boff, blen, ioff, kind FROM payloads").fetchall()
+    (top,) = con.execute("SELECT COALESCE(MAX(id), 0) FROM blocks").fetchone()
+    ids: dict[tuple[int, int, int], int] = {}
+    digests, blocks, ioffs, kinds = [], [], [], []
+    for digest, pack, boff, blen, ioff, kind in rows:
+        bid = ids.get((pack, boff, blen))
+        if bid is None:
+            top += 1
+            bid = ids[(pack, boff, blen)] = top
+            con.execute(
+                "INSERT INTO blocks VALUES (?,?,?,?,?)",
+                (bid, pack, boff, blen, block_check(bid, pack, boff, blen)),
+            )
+        digests.append(bytes(digest))
+        blocks.append(bid)
+        ioffs.append(ioff)
+        kinds.append(kind)
+    if digests:
+        e = make_entries(digests, blocks, ioffs, kinds)
+        blob = e.tobytes()
+        con.execute(
+            "INSERT INTO segments (n, chk, entries) VALUES (?,?,?)",
+            (len(e), zlib.crc32(blob), blob),
+        )
+    con.execute("DROP TABLE payloads")
+
+
+def make_entries(
+    digests: Sequence[bytes], blocks: Sequence[int], ioffs: Sequence[int], kinds: Sequence[int]
+) -> np.ndarray:
+    """Index entries for parallel lists, sorted by digest."""
+    e = np.empty(len(digests), ENTRY)
+    if len(digests):
+        q = np.frombuffer(b"".join(digests), QUERY)
+        e["key"] = q["key"]
+        e["tail"] = q["tail"]
+        e["block"] = blocks
+        e["ioff"] = ioffs
+        e["kind"] = kinds
+    return sorted_entries(e)
+
+
+def sorted_entries(e: np.ndarray) -> np.ndarray:
+    """Entries ``e`` as :data:`ENTRY`, sorted by digest (stable)."""
+    e = e.astype(ENTRY, copy=False)
+    order = np.argsort(e["key"], kind="stable")
+    return e[order]
+
+
+def entry_digests(e: np.ndarray) -> list[bytes]:
+    """The digests of index entries ``e``, as bytes."""
+    q = np.empty(len(e), QUERY)
+    q["key"] = e["key"]
+    q["tail"] = e["tail"]
+    raw = q.tobytes()
+    return [raw[i : i + DIGEST_SIZE] for i in range(0, len(raw), DIGEST_SIZE)]
+
+
+class Run(NamedTuple):
+    """One loaded segment: native sort keys and its entries."""
+
+    sid: int
+    keys: np.ndarray
+    entries: np.ndarray
+
+
+class Segments:
+    """The index segments as loaded by one reader or the writer."""
+
+    def __init__(self) -> None:
+        self.runs: list[Run] = []
+        self.seen: list[int] = []  # every segment id at the last load
+        self.damaged: dict[int, str] = {}  # segment id -> why it was refused
+        self.loaded = False
+
+    def load(self, con: sqlite3.Connection, path: Path) -> bool:
+        """Bring the runs up to date with the index; True when they changed."""
+        with index_guard(path):
+            con.execute("BEGIN")
+            try:
+                ids = [r[0] for r in con.execute("SELECT id FROM segments ORDER BY id")]
+                if self.loaded and ids == self.seen:
+                    return False
+                have = {r.sid: r for r in self.runs}
+                need = [i for i in ids if i not in have and i not in self.damaged]
+                fresh: dict[int, Run] = {}
+                for part in _chunks(need):
+                    marks = ",".join("?" * len(part))
+                    for sid, n, chk, blob in con.execute(
+                        f"SELECT id, n, chk, entries FROM segments WHERE id IN ({marks})", part
+                    ).fetchall():
+                        run = parse_run(sid, n, chk, blob)
+                        if isinstance(run, str):
+                            self.damaged[sid] = f"index segment {sid} of {path} {run}"
+                        else:
+                            fresh[sid] = run
+            finally:
+                if con.in_transaction:  # SQLite ends it itself on an I/O error
+                    con.execute("COMMIT")
+        keep = set(ids)
+        self.runs = [have.get(i) or fresh[i] for i in ids if i in have or i in fresh]
+        self.damaged = {i: w for i, w in self.damaged.items() if i in keep}
+        self.seen = ids
+        self.loaded = True
+        return True
+
+    def __len__(self) -> int:
+        return sum(len(r.keys) for r in self.runs)
+
+    def lookup(self, digests: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        """``(found, entries)`` for ``digests``; entries are valid where found."""
+        return lookup_runs(self.runs, digests)
+
+
+def lookup_runs(runs: Sequence[Run], digests: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """``(found, entries)`` for ``digests`` in ``runs``; entries valid where found."""
+    n = len(digests)
+    found = np.zeros(n, bool)
+    out = np.zeros(n, ENTRY)
+    if not n or not runs:
+        return found, out
+    joined = b"".join(digests)
+    if len(joined) != DIGEST_SIZE * n:  # a malformed digest is never stored
+        ok = [i for i, d in enumerate(digests) if len(d) == DIGEST_SIZE]
+        f2, e2 = lookup_runs(runs, [digests[i] for i in ok])
+        found[ok] = f2
+        out[ok] = e2
+        return found, out
+    q = np.frombuffer(joined, QUERY)
+    qk = q["key"].astype(np.uint64)
+    qt = q["tail"]
+    for run in runs:
+        m = len(run.keys)
+        if not m:
+            continue
+        pos = np.searchsorted(run.keys, qk)
+        np.minimum(pos, m - 1, out=pos)
+        cand = run.entries[pos]
+        same_key = run.keys[pos] == qk
+        hit = same_key & (cand["tail"] == qt) & ~found
+        out[hit] = cand[hit]
+        found |= hit
+        clash = same_key & ~found  # another digest with the same first 8 bytes
+        for i in np.flatnonzero(clash).tolist():
+            j = int(pos[i]) + 1
+            while j < m and run.keys[j] == qk[i]:
+                if run.entries[j]["tail"] == qt[i]:
+                    out[i] = run.entries[j]
+                    found[i] = True
+                    break
+                j += 1
+        if found.all():
+            break
+    return found, out
+
+
+def parse_run(sid: int, n: int, chk: int, blob: bytes) -> Run | str:
+    """Segment row ``(sid, n, chk, blob)`` as a :class:`Run`, or why it is refused."""
+    if not isinstance(blob, bytes) or zlib.crc32(blob) != chk:
+        return "fails its checksum"
+    if len(blob) != n * ENTRY.itemsize:
+        return "has the wrong length"
+    e = np.frombuffer(blob, ENTRY)
+    keys = e["key"].astype(np.uint64)
+    if len(keys) > 1 and not (keys[1:] >= keys[:-1]).all():
+        return "is not sorted"
+    return Run(sid, keys, e)
+
+
+def entries_without(run: Run, digests: Sequence[bytes]) -> np.ndarray:
+    """The entries of ``run`` other than those of ``digests``."""
+    drop = set(digests)
+    mask = np.fromiter(
+        (d not in drop for d in entry_digests(run.entries)), bool, count=len(run.entries)
+    )
+    return run.entries[mask]
+
+
+def insert_segment(con: sqlite3.Connection, e: np.ndarray) -> int:
+    """Insert entries ``e`` as a new segment row; returns its id."""
+    # numpy's promotion may turn the big-endian key native: insist on the layout
+    blob = np.ascontiguousarray(e, dtype=ENTRY).tobytes()
+    cur = con.execute(
+        "INSERT INTO segments (n, chk, entries) VALUES (?,?,?)", (len(e), zlib.crc32(blob), blob)
+    )
+    return int(cur.lastrowid)  # type: ignore[arg-type]
+
+
+class CommitPlan(NamedTuple):
+    """What one index commit does to the segments (see :func:`plan_commit`)."""
+
+    #: the new segment's entries (sorted; merged with the small segments it replaces)
+    new: np.ndarray
+    #: ids of the segments merged into ``new`` (deleted)
+    merged: list[int]
+    #: segment id -> its entries without the dropped digests (rewritten)
+    replaced: dict[int, np.ndarray]
+    #: the loaded runs that stay, in order
+    keep: list[Run]
+
+
+def plan_commit(runs: Sequence[Run], new: np.ndarray, drop: Iterable[bytes]) -> CommitPlan:
+    """Plan a commit of entries ``new`` that also removes the entries of ``drop``.
+
+    Segments holding a dropped digest are rewritten without it; then, from
+    the newest, segments no more than twice the size of what is being
+    written are merged into the new one, which keeps a handful of segments
+    at any size.
+
+    Parameters
+    ----------
+    runs : sequence of Run
+        The segments as loaded, oldest first.
+    new : numpy.ndarray
+        Entries (:data:`ENTRY`) to add, sorted.
+    drop : iterable of bytes
+        Digests whose entries go.
+
+    Returns
+    -------
+    CommitPlan
+    """
+    replaced: dict[int, np.ndarray] = {}
+    gone = list(dict.fromkeys(drop))
+    if gone:
+        for run in runs:
+            f, _ = lookup_runs([run], gone)
+            if f.any():
+                replaced[run.sid] = entries_without(run, gone)
+    merged: list[int] = []
+    parts = [new]
+    keep = list(runs)
+    while keep and len(replaced.get(keep[-1].sid, keep[-1].entries)) <= 2 * sum(
+        len(x) for x in parts
+    ):
+        r = keep.pop()
+        merged.append(r.sid)
+        parts.append(replaced.pop(r.sid, r.entries))
+    if len(parts) > 1:
+        new = sorted_entries(np.concatenate(parts).astype(ENTRY, copy=False))
+    return CommitPlan(new, merged, replaced, keep)
+
+
+def runs_after(plan: CommitPlan, rewritten: dict[int, int], new_sid: int | None) -> list[Run]:
+    """The runs once ``plan`` is committed: the kept ones (rewritten ones under
+    their new ids ``rewritten``), then the new segment ``new_sid``."""
+    out: list[Run] = []
+    for r in plan.keep:
+        if r.sid in plan.replaced:
+            if r.sid in rewritten:
+                e = plan.replaced[r.sid]
+                out.append(Run(rewritten[r.sid], e["key"].astype(np.uint64), e))
+        else:
+            out.append(r)
+    if new_sid is not None:
+        out.append(Run(new_sid, plan.new["key"].astype(np.uint64), plan.new))
+    return out
+
+
+class IndexTables:
+    """What the reader and the writer share: kinds, block rows and segments."""
+
+    store: PackStore
+    _con: sqlite3.Connection
+
+    def _init_tables(self) -> None:
+        self._kinds: dict[int, tuple[np.dtype, tuple[int, ...]]] = {}
+        self._kind_nbytes: dict[int, int] = {}
+        self._kind_ids: dict[str, int] = {}
+        self._kind_texts: dict[int, str] = {}
+        self._bad_kinds: dict[int, str] = {}  # kind id -> why its row was refused
+        self._blockrows: dict[int, tuple[int, int, int] | str] = {}
+        self._block_top = 0
+        self._segs = Segments()
+        #: digest -> why its index entry was refused (damaged index)
+        self.bad_rows: dict[bytes, str] = {}
+
+    # ---- kinds -------------------------------------------------------
+    def kind(self, kind_id: int) -> tuple[np.dtype, tuple[int, ...]]:
+        """``(dtype, shape)`` of kind ``kind_id``.
+
+        Raises
+        ------
+        IntegrityError
+            The kind is unknown or its row fails its check.
+        """
+        try:
+            return self._kinds[kind_id]
+        except KeyError:
+            self._load_kinds()
+            try:
+                return self._kinds[kind_id]
+            except KeyError:
+                raise IntegrityError(
+                    self._bad_kinds.get(
+                        kind_id,
+                        f"payload index {self.store.index_path} names unknown kind {kind_id}",
+                    )
+                ) from None
+
+    def kind_nbytes(self, kind_id: int) -> int:
+        """Bytes of one item of kind ``kind_id``."""
+        n = self._kind_nbytes.get(kind_id)
+        if n is None:
+            dtype, shape = self.kind(kind_id)
+            n = self._kind_nbytes[kind_id] = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+        return n
+
+    def kind_text(self, kind_id: int) -> str:
+        """Kind header (``"<dtype>|<shape>"``) of kind ``kind_id``.
+
+        Raises
+        ------
+        IntegrityError
+            The kind is unknown or its row fails its check.
+        """
+        text = self._kind_texts.get(kind_id)
+        if text is None:
+            self._load_kinds()
+            text = self._kind_texts.get(kind_id)
+            if text is None:
+                raise IntegrityError(
+                    self._bad_kinds.get(
+                        kind_id,
+                        f"payload index {self.store.index_path} names unknown kind {kind_id}",
+                    )
+                )
+        return text
+
+    def _load_kinds(self) -> None:
+        with index_guard(self.store.index_path):
+            rows = self._con.execute("SELECT id, kind, chk FROM kinds").fetchall()
+        for kid, text, chk in rows:
+            try:
+                if chk is not None and kind_check(kid, text) != chk:
+                    raise ValueError("row check")
+                self._kinds[kid] = parse_kind(text)
+            except (ValueError, TypeError, AttributeError):
+                # a damaged kind: reads naming it fail
+                self._bad_kinds[kid] = f"kind row {kid} in {self.store.index_path} fails its check"
+                continue
+            self._kind_ids[text] = kid
+            self._kind_texts[kid] = text
+
+    # ---- blocks ------------------------------------------------------
+    def block_row(self, bid: int) -> tuple[int, int, int]:
+        """``(pack, boff, blen)`` of block ``bid``, its row check verified."""
+        row = self._blockrows.get(bid)
+        if row is None:
+            self._load_blocks()
+            row = self._blockrows.get(bid)
+            if row is None:
+                raise IntegrityError(
+                    f"payload index {self.store.index_path} names unknown block {bid}"
+                )
+        if isinstance(row, str):
+            raise IntegrityError(row)
+        return row
+
+    def _load_blocks(self) -> None:
+        with index_guard(self.store.index_path):
+            rows = self._con.execute(
+                "SELECT id, pack, boff, blen, chk FROM blocks WHERE id > ? ORDER BY id",
+                (self._block_top,),
+            ).fetchall()
+        for bid, pack, boff, blen, chk in rows:
+            try:
+                ok = block_check(bid, pack, boff, blen) == chk
+            except (struct.error, TypeError):
+                ok = False
+            self._blockrows[bid] = (
+                (pack, boff, blen)
+                if ok
+                else f"block row {bid} in {self.store.index_path} fails its check"
+            )
+            self._block_top = max(self._block_top, bid)
+
+    def _location(self, e: np.void | np.ndarray) -> Location:
+        pack, boff, blen = self.block_row(int(e["block"]))
+        kid = int(e["kind"])
+        return Location(pack, boff, blen, int(e["ioff"]), self.kind_nbytes(kid), kid)
+
+    def _locations(
+        self, digests: Sequence[bytes], found: np.ndarray, e: np.ndarray
+    ) -> dict[bytes, Location]:
+        out: dict[bytes, Location] = {}
+        for i in np.flatnonzero(found).tolist():
+            try:
+                out[digests[i]] = self._location(e[i])
+            except IntegrityError as exc:
+                self.bad_rows[digests[i]] = str(exc)
+        return out
+
+    def _note_damage(self, digests: Sequence[bytes], found: np.ndarray) -> None:
+        """Absent digests may sit in a damaged segment: say so in ``bad_rows``."""
+        if self._segs.damaged and not found.all():
+            why = "; ".join(self._segs.damaged.values())
+            for i in np.flatnonzero(~found).tolist():
+                self.bad_rows[digests[i]] = why

@@ -1,0 +1,586 @@
+"""Writing payloads to the pack store: :class:`PackWriter`, its single writer.
+
+Small payloads are gathered per dtype into blocks of about
+:data:`BLOCK_TARGET` raw bytes, encoded by :func:`.codec.encode_block` and
+handed to a :class:`.appender.PackAppender`, which places them in the
+current pack file; a payload of :data:`.chunked.THRESHOLD` bytes or more gets
+a chunked file of its own (:mod:`.chunked`). :meth:`PackWriter.flush` writes
+and syncs what is queued, then commits the index entries naming it as one
+new segment (:func:`.index.plan_commit`, :meth:`.packs.PackStore.commit_segments`):
+bytes are on the disk before any entry points at them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from filelock import FileLock, Timeout
+
+from ..errors import IntegrityError, WriterLockError
+from . import chunked
+from .appender import PackAppender
+from .chunked import LARGE_IOFF, LARGE_PACK, LargeFiles
+from .codec import encode_block, typesize_of
+from .digest import Payload, parse_kind
+from .durable import rollback
+from .gather import STREAM_WINDOW
+from .index import (
+    ENTRY,
+    QUERY,
+    IndexTables,
+    Location,
+    connect_index,
+    index_guard,
+    init_index,
+    kind_check,
+    plan_commit,
+    runs_after,
+)
+from .manifest import manifest_path
+from .uncommitted import Uncommitted
+
+if TYPE_CHECKING:
+    from .packs import PackStore
+
+#: raw bytes gathered into one block before it is compressed and written
+BLOCK_TARGET = 64 * 1024
+
+#: seconds a new store writer waits for another (fetch-data, gc) to finish
+STORE_LOCK_TIMEOUT = 120.0
+
+
+class PackWriter(IndexTables):
+    """The single writer of a store: appends blocks and index entries.
+
+    Items are gathered per dtype into blocks of about :data:`BLOCK_TARGET`
+    bytes; :meth:`flush` writes what is pending and commits the index, and is
+    the point from which added payloads survive a killed process.
+    """
+
+    def __init__(self, store: PackStore) -> None:
+        self.store = store
+        self._flock = FileLock(str(store.root / "write.lock"), thread_local=False)
+        try:
+            self._flock.acquire(timeout=STORE_LOCK_TIMEOUT)
+        except Timeout:
+            raise WriterLockError(
+                f"the payload store {store.root} stayed locked for {STORE_LOCK_TIMEOUT:.0f} s "
+                "by another process (a write checkout, fetch-data or gc); try again when "
+                "it has finished"
+            ) from None
+        try:
+            self._con = connect_index(store.index_path)
+            with index_guard(store.index_path):
+                init_index(self._con)
+                self._init_tables()
+                self._kind_ids = {
+                    k: i
+                    for i, k, c in self._con.execute("SELECT id, kind, chk FROM kinds")
+                    if c is None or c == kind_check(i, k)
+                }
+                (top,) = self._con.execute("SELECT COALESCE(MAX(id), 0) FROM blocks").fetchone()
+            self._next_block = top + 1
+            self._app = PackAppender(store, self._drop)
+        except BaseException:
+            self._flock.release()
+            raise
+        # digest -> Location of payloads written by this writer (or looked up)
+        self.known: dict[bytes, Location] = {}
+        self._pending: dict[str, list[Payload]] = {}  # dtype str -> items
+        self._pending_bytes: dict[str, int] = {}
+        self._pending_set: set[bytes] = set()
+        self._typesize: dict[str, tuple[str, int]] = {}  # kind -> (dtype str, itemsize)
+        self._new = Uncommitted()  # block rows and entries not yet committed
+        self.closed = False
+        # large payloads: files written, to be put in place and indexed by flush()
+        self._large = LargeFiles(store.large_dir)
+        self._large.clean_temporary()  # left by a killed writer
+        self._large_pending: list[tuple[chunked.Pending, int, int]] = []
+
+    def _kind_id(self, kind: str) -> int:
+        kid = self._kind_ids.get(kind)
+        if kid is None:
+            con = self._con
+            with index_guard(self.store.index_path):
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    row = con.execute("SELECT id, chk FROM kinds WHERE kind=?", (kind,)).fetchone()
+                    if row is None:
+                        (kid,) = con.execute(
+                            "SELECT COALESCE(MAX(id), 0) + 1 FROM kinds"
+                        ).fetchone()
+                        con.execute(
+                            "INSERT INTO kinds(id, kind, chk) VALUES (?,?,?)",
+                            (kid, kind, kind_check(kid, kind)),
+                        )
+                    elif row[1] is not None and row[1] != kind_check(row[0], kind):
+                        raise IntegrityError(
+                            f"kind row {row[0]} in {self.store.index_path} fails its check"
+                        )
+                    else:
+                        kid = row[0]
+                    con.execute("COMMIT")
+                except BaseException:
+                    rollback(con)
+                    raise
+            self._kind_ids[kind] = kid
+        return kid
+
+    def _dtype_of(self, kind: str) -> tuple[str, int]:
+        t = self._typesize.get(kind)
+        if t is None:
+            dt = kind[: kind.rindex("|")]
+            t = self._typesize[kind] = (dt, np.dtype(dt).itemsize)
+        return t
+
+    def add(self, p: Payload) -> None:
+        """Queue a payload; a digest already stored or queued costs nothing.
+
+        It survives a killed process once :meth:`flush` returns.
+
+        Parameters
+        ----------
+        p : Payload
+            Digest, kind header and bytes (trusted: see :func:`.base.check_payloads`).
+        """
+        d = p.digest
+        if d in self.known or d in self._pending_set:
+            return
+        dt, typesize = self._typesize.get(p.kind) or self._dtype_of(p.kind)
+        nbytes = len(p.data)
+        if nbytes >= BLOCK_TARGET:
+            if nbytes >= chunked.THRESHOLD:
+                self._add_large(p)
+                return
+            self._seal([p], typesize)
+            return
+        items = self._pending.get(dt)
+        if items is None:
+            items = self._pending[dt] = []
+        items.append(p)
+        self._pending_set.add(d)
+        total = self._pending_bytes.get(dt, 0) + nbytes
+        if total >= BLOCK_TARGET:
+            del self._pending[dt]
+            self._pending_bytes[dt] = 0
+            self._seal(items, typesize)
+        else:
+            self._pending_bytes[dt] = total
+
+    def add_stacked(self, kind: str, digests: Sequence[bytes], rows: np.ndarray) -> None:
+        """Store each row of ``rows`` (all of kind ``kind``) under its digest, and flush.
+
+        The bulk form of :meth:`add` for many small payloads of one kind:
+        duplicates and payloads already stored are skipped in vectorised
+        passes, the new rows are cut into blocks of :data:`BLOCK_TARGET`
+        bytes straight from the stacked buffer (no per-payload objects), and
+        their index entries are committed with everything else pending (the
+        point from which they survive a killed process).
+
+        Parameters
+        ----------
+        kind : str
+            Kind header of every row (see :func:`~.digest.kind_of`).
+        digests : sequence of bytes
+            ``digests[i]`` is the digest of ``rows[i]``.
+        rows : numpy.ndarray
+            The stacked payloads, ``len(rows) == len(digests)``.
+        """
+        n = len(digests)
+        if n != len(rows):
+            raise ValueError(f"{n} digests for {len(rows)} rows")
+        if not n:
+            return
+        size = rows.nbytes // n
+        if size >= BLOCK_TARGET:  # a block each: the per-payload path costs nothing more
+            view = np.ascontiguousarray(rows).reshape(-1).data.cast("B")
+            for i, d in enumerate(digests):
+                self.add(tuple.__new__(Payload, (d, kind, view[i * size : (i + 1) * size])))  # type: ignore[arg-type]
+            self.flush()
+            return
+        # one row per distinct digest not stored yet, in input order
+        pick = dict(zip(digests, range(n), strict=True))
+        if len(pick) == n and not self.known and not self._pending_set:
+            idx = None
+        else:
+            known, pend = self.known, self._pending_set
+            idx = sorted(i for d, i in pick.items() if d not in known and d not in pend)
+        new = list(digests) if idx is None else [digests[i] for i in idx]
+        if new:
+            if not self._segs.loaded:
+                self._segs.load(self._con, self.store.index_path)
+            found, _ = self._segs.lookup(new)
+            if found.any():
+                keep = np.flatnonzero(~found)
+                base = range(n) if idx is None else idx
+                idx = [base[i] for i in keep.tolist()]
+                new = [new[i] for i in keep.tolist()]
+        if new:
+            flat = np.ascontiguousarray(rows).reshape(n, -1).view(np.uint8)
+            if idx is not None:
+                flat = flat[np.asarray(idx, np.intp)]
+            self._write_rows(self._kind_id(kind), new, flat, self._dtype_of(kind)[1])
+        self.flush()
+
+    def _write_rows(self, kid: int, digests: list[bytes], flat: np.ndarray, typesize: int) -> None:
+        """Write the rows of ``flat`` (uint8, one payload per row) in blocks and
+        queue their index entries (committed by the next :meth:`flush`)."""
+        n, size = flat.shape
+        per = max(1, -(-BLOCK_TARGET // size))  # rows per block: as many as add() gathers
+        raw = np.ascontiguousarray(flat).reshape(-1).data.cast("B")
+        bids = np.empty(n, np.uint32)
+        for start in range(0, n, per):
+            stop = min(n, start + per)
+            block = encode_block(raw[start * size : stop * size], typesize)
+            self._app.make_room(self._kind_ids)
+            pack, blen = self._app.pack, len(block)
+            boff = self._app.queue(block)
+            bid = self._next_block
+            self._next_block += 1
+            self._new.add_block(bid, pack, boff, blen)
+            self._app.manifest.add_rows(boff, blen, kid, size, digests, slice(start, stop))
+            bids[start:stop] = bid
+            if self._app.queued_bytes >= STREAM_WINDOW:
+                self._app.write_out()
+                self._app.sync()  # bounds what a failed sync must write again
+        e = np.empty(n, ENTRY)
+        q = np.frombuffer(b"".join(digests), QUERY)
+        e["key"] = q["key"]
+        e["tail"] = q["tail"]
+        e["block"] = bids
+        e["ioff"] = (np.arange(n, dtype=np.uint32) % per) * size
+        e["kind"] = kid
+        self._new.add_entries(e)
+
+    def _add_large(self, p: Payload) -> None:
+        """Write a large payload to a chunked file of its own (see :mod:`.chunked`);
+        the next :meth:`flush` syncs it, puts it in place and indexes it."""
+        stored = self._stored([p.digest])
+        if stored:
+            self.known.update(stored)
+            return
+        kid = self._kind_ids.get(p.kind) or self._kind_id(p.kind)
+        number = self._next_block  # a block id: never reused, so never another file's
+        self._next_block += 1
+        pending = self._large.write_temporary(number, p.digest, p.kind, p.data)
+        self._large_pending.append((pending, kid, len(p.data)))
+        self._pending_set.add(p.digest)
+
+    def adopt_large(self, path: Path, digest: bytes, kind: str) -> None:
+        """Take the checked chunked payload file ``path`` (under ``large/tmp/``,
+        e.g. fetched from a remote) as payload ``digest`` of ``kind``; the next
+        :meth:`flush` puts it in place and indexes it.
+
+        Parameters
+        ----------
+        path : pathlib.Path
+            The checked file (see :func:`.chunked.verify_file`); moved, or
+            removed when the payload is stored already.
+        digest : bytes
+        kind : str
+        """
+        if digest in self.known or digest in self._pending_set:
+            path.unlink(missing_ok=True)
+            return
+        stored = self._stored([digest])
+        if stored:
+            self.known.update(stored)
+            path.unlink(missing_ok=True)
+            return
+        kid = self._kind_ids.get(kind) or self._kind_id(kind)
+        number = self._next_block
+        self._next_block += 1
+        pending = chunked.Pending(number, digest, kind, path.stat().st_size, path)
+        dtype, shape = parse_kind(kind)
+        self._large_pending.append((pending, kid, dtype.itemsize * int(np.prod(shape))))
+        self._pending_set.add(digest)
+
+    def _place_large(self) -> None:
+        """Sync and rename the large payload files written since the last
+        flush, and queue their index entries (committed by the flush)."""
+        todo = self._large_pending
+        self._large.place([p for p, _, _ in todo])  # on failure all stay pending
+        self._large_pending = []
+        for p, kid, nbytes in todo:
+            n, size = p.number, p.size
+            self._new.add_block(n, LARGE_PACK, n, size)
+            self._new.add([p.digest], n, [LARGE_IOFF], [kid])
+            self.known[p.digest] = Location(LARGE_PACK, n, size, LARGE_IOFF, nbytes, kid)
+            self._pending_set.discard(p.digest)
+
+    def has_pending(self, digest: bytes | None = None) -> bool:
+        """True when payloads are queued or written but not yet indexed.
+
+        Parameters
+        ----------
+        digest : bytes, optional
+            Ask about this payload only.
+        """
+        if digest is None:
+            return bool(self._pending_set or self._new.digests)
+        return digest in self._pending_set or (bool(self._new.digests) and digest in self.known)
+
+    def _stored(self, digests: list[bytes]) -> dict[bytes, Location]:
+        """Locations of those of ``digests`` already in the committed index."""
+        if not self._segs.loaded:
+            self._segs.load(self._con, self.store.index_path)
+        found, e = self._segs.lookup(digests)
+        if not found.any():
+            return {}
+        return self._locations(digests, found, e)
+
+    def _seal(self, items: list[Payload], typesize: int) -> None:
+        """Compress ``items`` into one block queued for writing."""
+        known = self.known
+        for p in items:
+            self._pending_set.discard(p.digest)
+        fresh = [p for p in items if p.digest not in known]
+        if not fresh:
+            return
+        stored = self._stored([p.digest for p in fresh])
+        if stored:
+            known.update(stored)
+            fresh = [p for p in fresh if p.digest not in stored]
+            if not fresh:
+                return
+        if len(fresh) > 1:  # the same payload twice in one block
+            fresh = list({p.digest: p for p in fresh}.values())
+        raw = b"".join([p.data for p in fresh]) if len(fresh) > 1 else fresh[0].data
+        nthreads = 2 if len(raw) >= 4 * 1024 * 1024 else 1
+        block = encode_block(raw, typesize, nthreads)
+        self._app.make_room(self._kind_ids)
+        self._queue_block(block, fresh)
+
+    def _queue_block(self, block: bytes, items: Sequence[Payload]) -> dict[bytes, Location]:
+        """Queue ``block`` (holding ``items`` in order) and its index entries."""
+        pack = self._app.pack
+        boff = self._app.queue(block)
+        blen = len(block)
+        bid = self._next_block
+        self._next_block += 1
+        self._new.add_block(bid, pack, boff, blen)
+        ioff = 0
+        kinds = self._kind_ids
+        done: dict[bytes, Location] = {}
+        make = tuple.__new__  # Location(...) without its Python-level __new__
+        for p in items:
+            n = len(p.data)
+            kid = kinds.get(p.kind)
+            if kid is None:
+                kid = self._kind_id(p.kind)
+            done[p.digest] = make(Location, (pack, boff, blen, ioff, n, kid))
+            ioff += n
+        locs = done.values()
+        self._new.add(list(done), bid, [loc[3] for loc in locs], [loc[5] for loc in locs])
+        self.known.update(done)
+        self._app.manifest.add_items(boff, blen, done)
+        return done
+
+    def _drop(self) -> None:
+        """Forget everything not yet indexed (the pack could not be put back
+        to a known length after a failed write): the calls that queued it
+        failed, so nothing acknowledged is lost. Later blocks go after the
+        pack's real end."""
+        for d in self._new.digests:
+            self.known.pop(d, None)
+        for p, _, _ in self._large_pending:
+            self.known.pop(p.digest, None)
+        self._large.discard([p for p, _, _ in self._large_pending])
+        self._large_pending.clear()
+        self._new.clear()
+        self._pending.clear()
+        self._pending_bytes.clear()
+        self._pending_set.clear()
+        self._app.forget()
+
+    def flush(self) -> None:
+        """Write all queued payloads, sync them and commit their index entries.
+
+        Raises
+        ------
+        OSError
+            A full disk (``ENOSPC``), an I/O error (``EIO``) ...: nothing of
+            this flush is indexed, what was queued stays queued (a later
+            flush, once space returns, writes it) and the writer stays usable.
+        """
+        if self._large_pending:
+            self._place_large()
+        for items in list(self._pending.values()):
+            if items:
+                self._seal(items, self._dtype_of(items[0].kind)[1])
+        self._pending.clear()
+        self._pending_bytes.clear()
+        self._app.manifest.seal(self._app.pack, self._kind_ids)
+        self._app.write_out()
+        self._app.sync()  # the bytes are on the disk before the entries naming them
+        if self._new:
+            self._commit_index(drop=())
+
+    def _commit_index(self, drop: Iterable[bytes]) -> None:
+        """Commit the queued block rows and entries as a new segment, in one
+        transaction that also removes the entries of ``drop`` (and merges small
+        segments into the new one)."""
+        plan = plan_commit(self._segs.runs, self._new.entries(), drop)
+        con = self._con
+        rewritten, new_sid = self.store.commit_segments(con, self._new.block_rows, plan)
+        self._new.clear()
+        # the writer holds the store lock: its view of the segments stays exact
+        runs2 = runs_after(plan, rewritten, new_sid)
+        self._segs.runs = runs2
+        self._segs.seen = [r.sid for r in runs2] + sorted(self._segs.damaged)
+        self._segs.seen.sort()
+        if plan.merged or plan.replaced:
+            with index_guard(self.store.index_path):
+                con.execute("PRAGMA incremental_vacuum")
+
+    def pending_location(self, digest: bytes) -> Location | None:
+        """Location of a payload this writer wrote or looked up, flushing
+        first if it is queued or not yet indexed.
+
+        Returns
+        -------
+        Location or None
+            None when this writer does not know the payload.
+        """
+        if digest in self._pending_set:
+            self.flush()
+        loc = self.known.get(digest)
+        if loc is not None and self._new.digests:
+            self.flush()
+        return loc
+
+    # ---- maintenance (gc) ----------------------------------------------
+    def remove(self, digests: Iterable[bytes]) -> int:
+        """Delete the index entries of ``digests`` in one transaction; returns
+        how many there were.
+
+        The bytes stay in their packs until :meth:`relocate` compacts them.
+
+        Parameters
+        ----------
+        digests : iterable of bytes
+
+        Returns
+        -------
+        int
+        """
+        self.flush()
+        if not self._segs.loaded:
+            self._segs.load(self._con, self.store.index_path)
+        gone = list(dict.fromkeys(digests))
+        found, _ = self._segs.lookup(gone)
+        n = int(found.sum())
+        if n:
+            self._commit_index(drop=gone)
+        for d in gone:
+            self.known.pop(d, None)
+        return n
+
+    def relocate(self, payloads: Iterable[Payload], new_pack: bool = True) -> dict[bytes, Location]:
+        """Write ``payloads`` again, into a new pack, and point their entries there.
+
+        With ``new_pack`` the writer first moves to a pack numbered above
+        every existing one (numbers are never reused, so a location a reader
+        cached can never name other bytes); otherwise it appends to the pack
+        of the previous call. The bytes are synced to disk before the entries
+        move, in one transaction: a process killed at any point leaves every
+        entry pointing at intact bytes, the old ones until the commit, the
+        new ones after.
+
+        Parameters
+        ----------
+        payloads : iterable of Payload
+            The payloads to move (their bytes, read from their old place).
+        new_pack : bool, optional
+            Start a new pack first.
+
+        Returns
+        -------
+        dict of bytes to Location
+            The new location of each payload.
+        """
+        self.flush()
+        if not self._segs.loaded:
+            self._segs.load(self._con, self.store.index_path)
+        if new_pack or self._app.full():
+            self._app.switch_to(max([self._app.pack, *self.store.pack_numbers()]) + 1)
+        moved: dict[bytes, Location] = {}
+        groups: dict[str, list[Payload]] = {}
+        for p in payloads:
+            if p.digest not in moved:
+                groups.setdefault(self._dtype_of(p.kind)[0], []).append(p)
+                moved[p.digest] = Location(0, 0, 0, 0, 0, 0)
+        for items in groups.values():
+            start = 0
+            while start < len(items):
+                end, size = start, 0
+                while end < len(items) and (end == start or size < BLOCK_TARGET):
+                    size += len(items[end].data)
+                    end += 1
+                chunk = items[start:end]
+                start = end
+                raw = b"".join(p.data for p in chunk)
+                block = encode_block(raw, typesize_of(chunk[0].kind))
+                moved.update(self._queue_block(block, chunk))
+        self._app.manifest.seal(self._app.pack, self._kind_ids)
+        self._app.write_out()
+        self._app.sync_always()  # gc syncs whatever HANGAR_FSYNC says: old bytes go
+        if self._new.digests:
+            self._commit_index(drop=list(moved))
+        return moved
+
+    def drop_pack(self, pack: int) -> None:
+        """Delete pack file ``pack``; refused while an index entry points into it.
+
+        Parameters
+        ----------
+        pack : int
+
+        Raises
+        ------
+        ValueError
+            The pack is the one appended to, or index entries still point into it.
+        """
+        self.flush()
+        if pack == self._app.pack:
+            raise ValueError(f"pack {pack} is the pack this writer appends to")
+        if not self._segs.loaded:
+            self._segs.load(self._con, self.store.index_path)
+        with index_guard(self.store.index_path):
+            ids = [r[0] for r in self._con.execute("SELECT id FROM blocks WHERE pack=?", (pack,))]
+        used = 0
+        if ids:
+            want = np.array(ids, np.uint32)
+            used = sum(int(np.isin(r.entries["block"], want).sum()) for r in self._segs.runs)
+        if used:
+            raise ValueError(f"pack {pack} still holds {used} indexed payloads")
+        with index_guard(self.store.index_path):
+            # the row of the highest block id stays: block ids are never reused,
+            # so a block row a reader cached can never name other bytes
+            self._con.execute(
+                "DELETE FROM blocks WHERE pack=? AND id < (SELECT MAX(id) FROM blocks)", (pack,)
+            )
+        self.store.pack_path(pack).unlink(missing_ok=True)
+        manifest_path(self.store.packs_dir, pack).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Flush, then close the pack, the index and release the store's lock."""
+        if self.closed:
+            return
+        try:
+            self.flush()
+            # readers that cannot write (``immutable=1``, see durable.py) read the
+            # main file only: put what the WAL holds into it
+            try:
+                self._con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error:
+                pass  # best effort: the WAL stays, readers that can write read it
+        finally:
+            self.closed = True
+            self._app.close()
+            self._con.close()
+            self._flock.release()
