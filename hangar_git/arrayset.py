@@ -238,6 +238,33 @@ class ArraysetDataReader:
             arrays = self._co._payloads.read_batch(self._name, [d for _, d in chunk], encs)
             yield from zip([decode_key(e) for e in encs], arrays, strict=True)
 
+    # ---- the fast form, and other processes ---------------------------------
+    def __enter__(self) -> ArraysetDataReader:
+        """``with aset:`` before a read loop: the index entries of every sample
+        are resolved at once (one vectorised look-up, for arraysets of up to
+        about 262k samples), so each ``get`` in the block is a dict look-up
+        and a block read."""
+        co = self._co
+        co._check()
+        co._payloads.prepare_reads(self._name)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass  # what was resolved stays valid: the commit never changes
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle support: the accessor of a read checkout (and so its bound
+        ``get``) can be sent to another process, a ``spawn`` pool's included;
+        it reopens the same commit there."""
+        co = self._co
+        co._check()
+        if co._view.writeable:
+            raise TypeError(
+                "the arraysets of a write-enabled checkout cannot be sent to another "
+                "process; read from a read-only checkout there"
+            )
+        return (_reader_accessor, (co, self._name))
+
     # ---- locality -------------------------------------------------------
     @property
     def contains_remote_references(self) -> bool:
@@ -253,8 +280,6 @@ class ArraysetDataReader:
         return [decode_key(e) for e, d in pairs if d in missing]
 
     def __repr__(self) -> str:
-        if self._co._closed:
-            return f"<{type(self).__name__} {self._name!r} (checkout closed)>"
         s = self._schema
         return (
             f"Hangar {type(self).__name__} \n"
@@ -478,14 +503,27 @@ class ArraysetDataWriter(ArraysetDataReader):
         return keys
 
     def remove(self, name: Key) -> Key:
-        """Remove the sample ``name``; raises KeyError if it does not exist."""
-        self._co._check()
+        """Remove the sample ``name``; raises KeyError if it does not exist.
+
+        Removing the last sample removes the arrayset too (as the reference
+        does): this accessor then raises ClosedError, and the arrayset must
+        be created again with ``init_arrayset`` before adding to it.
+        """
+        co = self._co
+        co._check()
         enc, _ = self._digest(name)
-        self._co._unstage_sample(self._name, enc)
+        co._unstage_sample(self._name, enc)
+        if co._view.count(self._name) == 0:
+            co._stage_remove_aset(self._name)
         return name
 
     def __delitem__(self, key: Key) -> None:
         self.remove(key)
+
+
+def _reader_accessor(checkout: Any, name: str) -> ArraysetDataReader:
+    """The accessor of arrayset ``name`` of an unpickled read checkout."""
+    return checkout.arraysets[name]  # type: ignore[no-any-return]
 
 
 def _encode_keys(keys: list[Any]) -> list[str]:
@@ -500,14 +538,21 @@ class Arraysets:
 
     def __init__(self, checkout: _Checkout) -> None:
         self._co = checkout
+        self._accessors: dict[str, Any] = {}
 
     @property
     def iswriteable(self) -> bool:
+        """True for the arraysets of a write-enabled checkout."""
+        self._co._check()
         return self._co._view.writeable
 
-    def _accessor(self, name: str) -> ArraysetDataReader:
-        cls = ArraysetDataWriter if self._co._view.writeable else ArraysetDataReader
-        return cls(self._co, name)
+    def _accessor(self, name: str) -> Any:
+        """The accessor of arrayset ``name`` (one per name, stale when the checkout closes)."""
+        acc = self._accessors.get(name)
+        if acc is None:
+            cls = ArraysetDataWriter if self._co._view.writeable else ArraysetDataReader
+            acc = self._accessors[name] = self._co._hand_out(cls(self._co, name))
+        return acc
 
     def __contains__(self, name: object) -> bool:
         self._co._check()
@@ -615,7 +660,7 @@ class Arraysets:
         if self._co._view.has_aset(name):
             raise LookupError(f"an arrayset named {name!r} already exists")
         self._co._stage_schema(name, schema)
-        return ArraysetDataWriter(self._co, name)
+        return self._accessor(name)  # type: ignore[no-any-return]
 
     def remove_aset(self, aset_name: str) -> str:
         """Remove arrayset ``aset_name`` and its samples from the staging area."""
@@ -650,8 +695,6 @@ class Arraysets:
         return key
 
     def __repr__(self) -> str:
-        if self._co._closed:
-            return "<Arraysets (checkout closed)>"
         lines = [
             "Hangar Arraysets",
             f"    Writeable: {self.iswriteable}",
@@ -662,4 +705,24 @@ class Arraysets:
         return "\n".join(lines) + "\n"
 
 
-__all__ = ["ArraysetDataReader", "ArraysetDataWriter", "Arraysets", "MissingPayloadError"]
+class ReaderArraysets(Arraysets):
+    """The arraysets of a read-only checkout.
+
+    As in the reference, ``init_arrayset`` and ``remove_aset`` are None here
+    (calling them raises TypeError), and ``del`` raises PermissionError.
+    """
+
+    init_arrayset = None  # type: ignore[assignment]
+    remove_aset = None  # type: ignore[assignment]
+
+    def __delitem__(self, name: str) -> None:
+        self._require_writer()
+
+
+__all__ = [
+    "ArraysetDataReader",
+    "ArraysetDataWriter",
+    "Arraysets",
+    "MissingPayloadError",
+    "ReaderArraysets",
+]

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .arrayset import Arraysets
+from .arrayset import Arraysets, ReaderArraysets
 from .commits import commit_staged
 from .errors import ClosedError, IntegrityError, MissingPayloadError
 from .gitutil import has_remote_source
+from .handles import HandleSet
 from .metadata import MetadataReader, MetadataWriter
 from .naming import Key, decode_key
 from .records import validate
@@ -198,6 +199,26 @@ class PayloadAccess:
         self._keep(want, found, e)
         return ents.get(digest)
 
+    def prepare_reads(self, aset: str) -> None:
+        """Resolve the index entries of every sample of ``aset`` at once, before
+        a read loop (``with aset:``); arraysets of more than
+        :data:`_RESOLVE_ALL_MAX` samples keep resolving a leaf at a time."""
+        base = self.view.base_samples(aset)
+        if base is None or self._leaf_misses.get(aset) == -1:
+            return
+        if base.estimate_count() > _RESOLVE_ALL_MAX:
+            return
+        self._leaf_misses[aset] = -1  # resolved whole: never again
+        ents = self._ents
+        want = [d for d in dict.fromkeys(base.flat().values()) if d not in ents]
+        if not want:
+            return
+        try:
+            found, e = self.reader.lookup(want)
+        except IntegrityError:
+            return  # the careful one-at-a-time path reports it
+        self._keep(want, found, e)
+
     def _keep(self, digests: Sequence[bytes], found: np.ndarray, e: np.ndarray) -> None:
         idx = np.flatnonzero(found)
         if len(idx):
@@ -376,11 +397,18 @@ class _Checkout:
     def __init__(self, repo: Repository) -> None:
         self._repo = repo
         self._closed = False
-        self._arraysets = Arraysets(self)
+        #: what this checkout handed out: stale once it closes
+        self._handles = HandleSet()
+        cls = ReaderArraysets if isinstance(self, ReaderCheckout) else Arraysets
+        self._arraysets = self._handles.add(cls(self))
 
     def _check(self) -> None:
         if self._closed:
             raise ClosedError("this checkout is closed; open a new one with Repository.checkout()")
+
+    def _hand_out(self, obj: Any) -> Any:
+        """Remember ``obj`` (an accessor given to the user) to make it stale on close."""
+        return self._handles.add(obj)
 
     @property
     def arraysets(self) -> Arraysets:
@@ -402,7 +430,7 @@ class _Checkout:
     def _begin_batch(self) -> None:
         pass
 
-    def _end_batch(self) -> None:
+    def _end_batch(self, exc: BaseException | None = None) -> None:
         pass
 
 
@@ -419,7 +447,7 @@ class ReaderCheckout(_Checkout):
         git = repo._git_repo()
         self._view = CommitView(TreeRecords(git, commit_tree(git, commit)))
         self._payloads = PayloadAccess(self._view, repo._store.reader(), None)
-        self._metadata = MetadataReader(self)
+        self._metadata = self._hand_out(MetadataReader(self))
         self._diff: ReaderUserDiff | None = None
 
     @property
@@ -441,13 +469,20 @@ class ReaderCheckout(_Checkout):
         if self._diff is None:
             from .userdiff import ReaderUserDiff
 
-            self._diff = ReaderUserDiff(_DiffAccess(self))
+            self._diff = self._hand_out(ReaderUserDiff(_DiffAccess(self)))
         return self._diff
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle support: a read checkout reopens its commit in the process
+        that unpickles it (once per process and commit)."""
+        self._check()
+        return (_shared_reader, (type(self._repo), self._repo.path, self._commit))
 
     def close(self) -> None:
         """Release file handles; later use raises :class:`ClosedError`."""
         if not self._closed:
             self._closed = True
+            self._handles.close()
             self._payloads.reader.close()
 
     def __repr__(self) -> str:
@@ -460,6 +495,20 @@ class ReaderCheckout(_Checkout):
             f"    Num Arraysets : {len(self._view.aset_names())}\n"
             f"    Num Metadata : {len(self._view.meta_keys())}\n"
         )
+
+
+#: (repository class, path, commit) -> the read checkout unpickled for it in this process
+_SHARED_READERS: dict[tuple[type, str, str], ReaderCheckout] = {}
+
+
+def _shared_reader(repo_cls: type, path: str, commit: str) -> ReaderCheckout:
+    """A read checkout of ``commit`` in the repository at ``path``, opened once
+    per process (what an unpickled reader, or its arraysets, reads through)."""
+    key = (repo_cls, path, commit)
+    co = _SHARED_READERS.get(key)
+    if co is None or co._closed:
+        co = _SHARED_READERS[key] = repo_cls(path).checkout(commit=commit)
+    return co
 
 
 _LIVE_WRITERS: weakref.WeakSet[WriterCheckout] = weakref.WeakSet()
@@ -495,7 +544,7 @@ class WriterCheckout(_Checkout):
         except BaseException:
             self._writer.close()
             raise
-        self._metadata = MetadataWriter(self)
+        self._metadata = self._hand_out(MetadataWriter(self))
         self._diff: WriterUserDiff | None = None
         _LIVE_WRITERS.add(self)
 
@@ -525,7 +574,7 @@ class WriterCheckout(_Checkout):
         if self._diff is None:
             from .userdiff import WriterUserDiff
 
-            self._diff = WriterUserDiff(_DiffAccess(self))
+            self._diff = self._hand_out(WriterUserDiff(_DiffAccess(self)))
         return self._diff
 
     # ---- staging primitives (used by arraysets and metadata) --------------
@@ -701,6 +750,7 @@ class WriterCheckout(_Checkout):
             self._sync()
         finally:
             self._closed = True
+            self._handles.close()
             _LIVE_WRITERS.discard(self)
             try:
                 self._writer.close()
