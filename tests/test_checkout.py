@@ -419,7 +419,9 @@ def test_status_and_staged_diff(written_repo):
     co = written_repo.checkout(write=True)
     assert co.diff.status() == "CLEAN"
     staged = co.diff.staged()
-    assert isinstance(staged, DiffRecords)
+    # (changes, conflicts) as the reference gives them; the plain view is .records
+    assert isinstance(staged, tuple) and len(staged) == 2
+    assert isinstance(staged.records, DiffRecords)
     assert staged.empty
     aset = co.arraysets["aset"]
     aset["new"] = np.ones((5, 7), np.float32)

@@ -27,6 +27,16 @@ CONFLICT_KINDS = {
 
 
 # ---- conflicts ----------------------------------------------------------------------
+def _plain(key: Any) -> Any:
+    """The sample or metadata name of a record key of a diff's conflicts
+    (``RawDataRecordKey``, ``MetadataRecordKey``); other keys as they are."""
+    for field in ("data_name", "meta_name"):
+        name = getattr(key, field, None)
+        if name is not None:
+            return name
+    return key
+
+
 def conflict_lines(conflicts: Any, limit: int | None = 50) -> list[str]:
     """``  <what> <key>: <kind>`` lines for a conflict report.
 
@@ -46,7 +56,7 @@ def conflict_lines(conflicts: Any, limit: int | None = 50) -> list[str]:
     def add(fmt: Callable[..., str], rec: Any) -> None:
         for kind, text in CONFLICT_KINDS.items():
             for key in getattr(rec, kind, ()) or ():
-                lines.append(f"  {fmt(key)}: {text} ({kind})")
+                lines.append(f"  {fmt(_plain(key))}: {text} ({kind})")
 
     if isinstance(conflicts, dict):
         if conflicts.get("aset") is not None:
@@ -77,7 +87,7 @@ def conflicts_json(conflicts: Any) -> dict[str, Any]:
     """
 
     def rec(r: Any) -> dict[str, list[Any]]:
-        return {k: list(getattr(r, k, ()) or ()) for k in CONFLICT_KINDS}
+        return {k: [_plain(x) for x in getattr(r, k, ()) or ()] for k in CONFLICT_KINDS}
 
     if not isinstance(conflicts, dict):
         return {"conflict_found": False}
