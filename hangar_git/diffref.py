@@ -34,6 +34,7 @@ its ``records`` attribute (a :class:`~hangar_git.diff.BranchDiff`, or the
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -263,23 +264,28 @@ def _side(base: CommitView, side: CommitView, recs: DiffRecords) -> tuple[Any, A
 def reference_conflicts(conflicts: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
     """The conflicts of :func:`hangar_git.diff.diff3` (plain keys) with record
     keys, and an entry in ``'sample'`` for each of ``names``."""
-    meta = conflicts["meta"]
     plain = conflicts["sample"]
     none = ConflictRecords((), (), (), (), False)
     samples = {}
     for name in sorted(set(names) | set(plain)):
-        rec = plain.get(name, none)
-        samples[name] = ConflictRecords(
-            *(tuple(RawDataRecordKey(name, k) for k in keys) for keys in rec[:4]), rec.conflict
-        )
+        samples[name] = _keyed(plain.get(name, none), functools.partial(RawDataRecordKey, name))
     return {
         "aset": conflicts["aset"],
-        "meta": ConflictRecords(
-            *(tuple(map(MetadataRecordKey, keys)) for keys in meta[:4]), meta.conflict
-        ),
+        "meta": _keyed(conflicts["meta"], MetadataRecordKey),
         "sample": samples,
         "conflict_found": conflicts["conflict_found"],
     }
+
+
+def _keyed(rec: ConflictRecords, key: Callable[[Any], Any]) -> ConflictRecords:
+    """``rec`` with each plain key turned into a record key."""
+    return ConflictRecords(
+        tuple(map(key, rec.t1)),
+        tuple(map(key, rec.t21)),
+        tuple(map(key, rec.t22)),
+        tuple(map(key, rec.t3)),
+        rec.conflict,
+    )
 
 
 def branch_result(

@@ -14,6 +14,7 @@ import click
 
 if TYPE_CHECKING:
     from ..diff import Changes, DiffRecords
+    from ..diffref import StagedDiff
 
 PROG = "git hangar"
 
@@ -179,14 +180,14 @@ def _stat_bar(ch: Changes | None) -> str:
 
 
 def diff_records_lines(
-    d: DiffRecords, *, stat: bool = False, names: bool = False, indent: str = "  "
+    d: DiffRecords | StagedDiff, *, stat: bool = False, names: bool = False, indent: str = "  "
 ) -> list[str]:
     """Text lines describing a DiffRecords.
 
     Parameters
     ----------
-    d : DiffRecords
-        The diff.
+    d : DiffRecords or StagedDiff
+        The diff (of a ``StagedDiff``, its ``records``).
     stat : bool
         A table of change counts per arrayset, with a total line.
     names : bool
@@ -198,6 +199,12 @@ def diff_records_lines(
     -------
     list of str
     """
+    # a StagedDiff (co.diff.staged()): its plain view
+    recs: DiffRecords = getattr(d, "records", None) or d  # type: ignore[assignment]
+    return _records_lines(recs, stat=stat, names=names, indent=indent)
+
+
+def _records_lines(d: DiffRecords, *, stat: bool, names: bool, indent: str) -> list[str]:
     if names:
         return _name_lines(d, indent)
     lines: list[str] = []
