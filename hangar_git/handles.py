@@ -82,9 +82,11 @@ class StaleHandle:
 
 
 def _stale_class(cls: type) -> type:
+    """A subclass of ``cls`` whose every use raises (``isinstance`` checks still
+    see the original class, and then meet the error)."""
     stale = _STALE.get(cls)
     if stale is None:
-        stale = _STALE[cls] = type(cls.__name__, (StaleHandle,), {"__module__": cls.__module__})
+        stale = _STALE[cls] = type(cls.__name__, (StaleHandle, cls), {"__module__": cls.__module__})
     return stale
 
 

@@ -27,6 +27,7 @@ from hangar_git import (
     RawDataRecordKey,
     Repository,
 )
+from hangar_git.arrayset import ArraysetDataReader, ArraysetDataWriter
 from hangar_git.records.snapshot import clear_leaf_cache
 from hangar_git.schema import ArraysetSchema
 from hangar_git.store import PackReader, payload_from_array
@@ -91,6 +92,7 @@ def test_every_use_of_a_stale_handle_raises_reference_error(written_repo, write)
             pytest.fail(what)
     # still printable (tracebacks), still the same class for isinstance checks
     assert "closed" in repr(aset) and "closed" in repr(asets)
+    assert isinstance(aset, ArraysetDataWriter if write else ArraysetDataReader)
     assert type(aset).__name__ == ("ArraysetDataWriter" if write else "ArraysetDataReader")
 
 
