@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .arrayset import Arraysets, ReaderArraysets
+from .arraysets import Arraysets, ReaderArraysets
 from .commits import commit_staged
 from .errors import ClosedError, MissingPayloadError
 from .handles import HandleSet
