@@ -22,7 +22,7 @@ from .store.chunked import THRESHOLD as LARGE_THRESHOLD
 from .store.digest import digest_prefix, kind_of
 
 if TYPE_CHECKING:
-    from .checkout import _Checkout
+    from .checkout import WriterCheckout, _Checkout
 
 
 class ArraysetDataReader:
@@ -302,6 +302,7 @@ class ArraysetDataWriter(ArraysetDataReader):
     in a block are durable once the block has exited.
     """
 
+    _co: WriterCheckout  # only the write checkout hands out writers
     _kind: tuple[ArraysetSchema, str, Any] | None = None
 
     @property
@@ -353,7 +354,7 @@ class ArraysetDataWriter(ArraysetDataReader):
         if cached is None or cached[0] is not schema:
             kind = kind_of(arr)
             cached = self._kind = (schema, kind, digest_prefix(kind))
-        data = memoryview(arr).cast("B")
+        data = arr.data.cast("B")
         h = cached[2].copy()
         h.update(data)
         return tuple.__new__(Payload, (h.digest(), cached[1], data))  # type: ignore[return-value]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from .schema import ArraysetSchema, check_dtype, check_shape
 from .store import payload_from_array
 
 if TYPE_CHECKING:
-    from .checkout import _Checkout
+    from .checkout import WriterCheckout, _Checkout
 
 _BACKENDS = (None, "packs")
 
@@ -102,10 +102,12 @@ class Arraysets:
         """Per arrayset, the keys of samples whose payloads are remote."""
         return {n: a.remote_reference_sample_keys for n, a in self.items()}
 
-    def _require_writer(self) -> None:
+    def _require_writer(self) -> WriterCheckout:
+        """The write checkout these arraysets belong to (PermissionError for a reader)."""
         self._co._check()
         if not self._co._view.writeable:
             raise PermissionError("this is a read-only checkout; open one with write=True")
+        return cast("WriterCheckout", self._co)
 
     def init_arrayset(
         self,
@@ -129,7 +131,7 @@ class Arraysets:
         LookupError
             If an arrayset of that name exists.
         """
-        self._require_writer()
+        co = self._require_writer()
         check_arrayset_name(name)
         if backend not in _BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; known: packs")
@@ -148,41 +150,41 @@ class Arraysets:
         schema = ArraysetSchema(
             check_dtype(dtype), check_shape(shape), variable_shape, named_samples
         )
-        if self._co._view.has_aset(name):
+        if co._view.has_aset(name):
             raise LookupError(f"an arrayset named {name!r} already exists")
-        self._co._stage_schema(name, schema)
+        co._stage_schema(name, schema)
         return self._accessor(name)  # type: ignore[no-any-return]
 
     def remove_aset(self, aset_name: str) -> str:
         """Remove arrayset ``aset_name`` and its samples from the staging area."""
-        self._require_writer()
-        if not isinstance(aset_name, str) or not self._co._view.has_aset(aset_name):
+        co = self._require_writer()
+        if not isinstance(aset_name, str) or not co._view.has_aset(aset_name):
             raise KeyError(aset_name)
-        self._co._stage_remove_aset(aset_name)
+        co._stage_remove_aset(aset_name)
         return aset_name
 
     def multi_add(self, mapping: Mapping[str, np.ndarray]) -> str:
         """Add one sample to each of several unnamed arraysets under one new key."""
-        self._require_writer()
+        co = self._require_writer()
         if not isinstance(mapping, Mapping) or not mapping:
             raise ValueError("multi_add takes a non-empty mapping of arrayset name -> array")
         key = uuid.uuid4().hex
         staged = []
         for name, data in mapping.items():
-            if not isinstance(name, str) or not self._co._view.has_aset(name):
+            if not isinstance(name, str) or not co._view.has_aset(name):
                 raise KeyError(name)
-            schema = self._co._view.schema(name)
+            schema = co._view.schema(name)
             if schema.named_samples:
                 raise ValueError(f"arrayset {name!r} has named samples; multi_add is for unnamed")
             staged.append((name, payload_from_array(schema.validate(data))))
-        self._co._begin_batch()
+        co._begin_batch()
         try:
             for name, p in staged:
-                self._co._stage_sample(name, encode_key(key), p)
+                co._stage_sample(name, encode_key(key), p)
         except BaseException as exc:
-            self._co._end_batch(exc)
+            co._end_batch(exc)
             raise
-        self._co._end_batch()
+        co._end_batch()
         return key
 
     def __repr__(self) -> str:

@@ -20,7 +20,7 @@ from .records.validate import MAX_META_VALUE
 MAX_VALUE_BYTES = MAX_META_VALUE
 
 if TYPE_CHECKING:
-    from .checkout import _Checkout
+    from .checkout import WriterCheckout, _Checkout
 
 
 def _check_value(value: object) -> str:
@@ -128,6 +128,8 @@ class MetadataWriter(MetadataReader):
     ``with co.metadata:`` (or ``with aset, co.metadata:``) batches the
     writes inside the block, as ``with aset:`` does.
     """
+
+    _co: WriterCheckout  # only the write checkout has one
 
     @property
     def iswriteable(self) -> bool:
