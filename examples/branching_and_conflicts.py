@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hangar_git import MergeConflictError, Repository
+from hangar_git import MergeConflictError, MetadataRecordKey, RawDataRecordKey, Repository
 
 
 def label(value: int) -> np.ndarray:
@@ -83,16 +83,18 @@ def main(directory: str) -> None:
     # --8<-- [start:diff]
     with repo.checkout(branch="master") as co:
         changes, conflicts = co.diff.branch("bob")
-        print("bob's changes since the merge base:", changes.dev.samples)
+        bob = changes["samples"]["dev"]["labels"]  # ancestor -> bob, per arrayset
+        print("labels bob changed:", [k.data_name for k in bob["mutations"]])
+        print("labels bob left alone:", len(bob["unchanged"]))  # computed when read
         print("conflicts found:", conflicts["conflict_found"])
-        print("  samples:", conflicts["sample"])
+        print("  labels:", conflicts["sample"]["labels"])
         print("  metadata:", conflicts["meta"])
         ours, theirs = co.diff.conflict_samples("bob", "labels", 7)
         print(f"label 7: master has {int(ours)}, bob has {int(theirs)}")
     # --8<-- [end:diff]
     assert conflicts["conflict_found"]
-    assert conflicts["sample"]["labels"].t3 == (7,)
-    assert conflicts["meta"].t1 == ("reviewed-by",)
+    assert conflicts["sample"]["labels"].t3 == (RawDataRecordKey("labels", 7),)
+    assert conflicts["meta"].t1 == (MetadataRecordKey("reviewed-by"),)
 
     # --8<-- [start:refused]
     before = repo.log(branch="master", return_contents=True)["head"]

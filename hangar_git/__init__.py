@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from ._version import __version__
 from .dataloaders import make_numpy_loader, make_tf_dataset, make_torch_dataset
+from .diff import ConflictRecords
+from .diffref import MetadataRecordKey, RawDataRecordKey
 from .errors import (
     ClosedError,
     CorruptRecordError,
@@ -22,13 +24,16 @@ from .repository import Repository
 
 __all__ = [
     "ClosedError",
+    "ConflictRecords",
     "CorruptRecordError",
     "FormatVersionError",
     "HangarError",
     "IntegrityError",
     "MergeConflictError",
+    "MetadataRecordKey",
     "MissingPayloadError",
     "NotInitializedError",
+    "RawDataRecordKey",
     "Repository",
     "WriterLockError",
     "__version__",

@@ -1,8 +1,8 @@
 """Arraysets: named collections of arrays sharing a schema, and their samples.
 
-``Arraysets`` is the dict-like container a checkout exposes as
-``co.arraysets``; ``ArraysetDataReader`` and ``ArraysetDataWriter`` are the
-dict-like accessors of one arrayset's samples.
+``ArraysetDataReader`` and ``ArraysetDataWriter`` are the dict-like
+accessors of one arrayset's samples; the container a checkout exposes as
+``co.arraysets`` is :class:`hangar_git.arraysets.Arraysets`.
 """
 
 from __future__ import annotations
@@ -15,16 +15,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import MissingPayloadError
-from .naming import Key, check_arrayset_name, decode_key, encode_key, is_key_like
-from .schema import ArraysetSchema, check_dtype, check_shape
+from .naming import Key, decode_key, encode_key, is_key_like
+from .schema import ArraysetSchema
 from .store import Payload, payload_from_array
 from .store.chunked import THRESHOLD as LARGE_THRESHOLD
 from .store.digest import digest_prefix, kind_of
 
 if TYPE_CHECKING:
-    from .checkout import _Checkout
-
-_BACKENDS = (None, "packs")
+    from .checkout import WriterCheckout, _Checkout
 
 
 class ArraysetDataReader:
@@ -238,6 +236,33 @@ class ArraysetDataReader:
             arrays = self._co._payloads.read_batch(self._name, [d for _, d in chunk], encs)
             yield from zip([decode_key(e) for e in encs], arrays, strict=True)
 
+    # ---- the fast form, and other processes ---------------------------------
+    def __enter__(self) -> ArraysetDataReader:
+        """``with aset:`` before a read loop: the index entries of every sample
+        are resolved at once (one vectorised look-up, for arraysets of up to
+        about 262k samples), so each ``get`` in the block is a dict look-up
+        and a block read."""
+        co = self._co
+        co._check()
+        co._payloads.prepare_reads(self._name)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass  # what was resolved stays valid: the commit never changes
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle support: the accessor of a read checkout (and so its bound
+        ``get``) can be sent to another process, a ``spawn`` pool's included;
+        it reopens the same commit there."""
+        co = self._co
+        co._check()
+        if co._view.writeable:
+            raise TypeError(
+                "the arraysets of a write-enabled checkout cannot be sent to another "
+                "process; read from a read-only checkout there"
+            )
+        return (_reader_accessor, (co, self._name))
+
     # ---- locality -------------------------------------------------------
     @property
     def contains_remote_references(self) -> bool:
@@ -253,8 +278,6 @@ class ArraysetDataReader:
         return [decode_key(e) for e, d in pairs if d in missing]
 
     def __repr__(self) -> str:
-        if self._co._closed:
-            return f"<{type(self).__name__} {self._name!r} (checkout closed)>"
         s = self._schema
         return (
             f"Hangar {type(self).__name__} \n"
@@ -279,6 +302,7 @@ class ArraysetDataWriter(ArraysetDataReader):
     in a block are durable once the block has exited.
     """
 
+    _co: WriterCheckout  # only the write checkout hands out writers
     _kind: tuple[ArraysetSchema, str, Any] | None = None
 
     @property
@@ -330,7 +354,7 @@ class ArraysetDataWriter(ArraysetDataReader):
         if cached is None or cached[0] is not schema:
             kind = kind_of(arr)
             cached = self._kind = (schema, kind, digest_prefix(kind))
-        data = memoryview(arr).cast("B")
+        data = arr.data.cast("B")
         h = cached[2].copy()
         h.update(data)
         return tuple.__new__(Payload, (h.digest(), cached[1], data))  # type: ignore[return-value]
@@ -478,14 +502,27 @@ class ArraysetDataWriter(ArraysetDataReader):
         return keys
 
     def remove(self, name: Key) -> Key:
-        """Remove the sample ``name``; raises KeyError if it does not exist."""
-        self._co._check()
+        """Remove the sample ``name``; raises KeyError if it does not exist.
+
+        Removing the last sample removes the arrayset too (as the reference
+        does): this accessor then raises ClosedError, and the arrayset must
+        be created again with ``init_arrayset`` before adding to it.
+        """
+        co = self._co
+        co._check()
         enc, _ = self._digest(name)
-        self._co._unstage_sample(self._name, enc)
+        co._unstage_sample(self._name, enc)
+        if co._view.count(self._name) == 0:
+            co._stage_remove_aset(self._name)
         return name
 
     def __delitem__(self, key: Key) -> None:
         self.remove(key)
+
+
+def _reader_accessor(checkout: Any, name: str) -> ArraysetDataReader:
+    """The accessor of arrayset ``name`` of an unpickled read checkout."""
+    return checkout.arraysets[name]  # type: ignore[no-any-return]
 
 
 def _encode_keys(keys: list[Any]) -> list[str]:
@@ -495,171 +532,4 @@ def _encode_keys(keys: list[Any]) -> list[str]:
     return [f"i:{k}" if type(k) is int and k >= 0 else encode_key(k) for k in keys]
 
 
-class Arraysets:
-    """The arraysets of a checkout: a dict-like container of accessors."""
-
-    def __init__(self, checkout: _Checkout) -> None:
-        self._co = checkout
-
-    @property
-    def iswriteable(self) -> bool:
-        return self._co._view.writeable
-
-    def _accessor(self, name: str) -> ArraysetDataReader:
-        cls = ArraysetDataWriter if self._co._view.writeable else ArraysetDataReader
-        return cls(self._co, name)
-
-    def __contains__(self, name: object) -> bool:
-        self._co._check()
-        return isinstance(name, str) and self._co._view.has_aset(name)
-
-    def __len__(self) -> int:
-        self._co._check()
-        return len(self._co._view.aset_names())
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.keys())
-
-    def __getitem__(self, name: str) -> Any:
-        return self.get(name)
-
-    def get(self, name: str) -> Any:
-        """The accessor of arrayset ``name``; KeyError if it does not exist."""
-        self._co._check()
-        if not isinstance(name, str) or not self._co._view.has_aset(name):
-            raise KeyError(name)
-        return self._accessor(name)
-
-    def __setitem__(self, key: object, value: object) -> None:
-        raise PermissionError("arraysets cannot be set with []: create one with init_arrayset()")
-
-    def __delitem__(self, name: str) -> None:
-        self.remove_aset(name)
-
-    def keys(self) -> list[str]:
-        self._co._check()
-        return self._co._view.aset_names()
-
-    def values(self) -> Iterator[Any]:
-        for name in self.keys():
-            yield self._accessor(name)
-
-    def items(self) -> Iterator[tuple[str, Any]]:
-        for name in self.keys():
-            yield name, self._accessor(name)
-
-    def __enter__(self) -> Arraysets:
-        self._co._check()
-        self._co._begin_batch()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._co._end_batch(exc[1])  # type: ignore[arg-type]
-
-    @property
-    def contains_remote_references(self) -> dict[str, bool]:
-        """Per arrayset, True when some payloads are not on this machine."""
-        return {n: a.contains_remote_references for n, a in self.items()}
-
-    @property
-    def remote_sample_keys(self) -> dict[str, list[Key]]:
-        """Per arrayset, the keys of samples whose payloads are remote."""
-        return {n: a.remote_reference_sample_keys for n, a in self.items()}
-
-    def _require_writer(self) -> None:
-        self._co._check()
-        if not self._co._view.writeable:
-            raise PermissionError("this is a read-only checkout; open one with write=True")
-
-    def init_arrayset(
-        self,
-        name: str,
-        shape: int | tuple[int, ...] | None = None,
-        dtype: Any = None,
-        prototype: np.ndarray | None = None,
-        named_samples: bool = True,
-        variable_shape: bool = False,
-        *,
-        backend: str | None = None,
-    ) -> ArraysetDataWriter:
-        """Create an arrayset from a ``prototype`` array or ``shape`` + ``dtype``.
-
-        Raises
-        ------
-        ValueError
-            Invalid name, missing or conflicting shape/dtype/prototype, a
-            prototype that is not a C-contiguous ndarray, rank > 31, a zero
-            dimension, an unsupported dtype, or an unknown backend.
-        LookupError
-            If an arrayset of that name exists.
-        """
-        self._require_writer()
-        check_arrayset_name(name)
-        if backend not in _BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; known: packs")
-        if prototype is not None:
-            if shape is not None or dtype is not None:
-                raise ValueError("give either prototype, or shape and dtype, not both")
-            if not isinstance(prototype, np.ndarray):
-                raise ValueError("prototype must be a numpy.ndarray")
-            if not prototype.flags.c_contiguous:
-                raise ValueError("prototype must be a C-contiguous array")
-            shape, dtype = prototype.shape, prototype.dtype
-        elif shape is None or dtype is None:
-            raise ValueError("init_arrayset needs a prototype, or both shape and dtype")
-        if not isinstance(named_samples, bool) or not isinstance(variable_shape, bool):
-            raise ValueError("named_samples and variable_shape must be bool")
-        schema = ArraysetSchema(
-            check_dtype(dtype), check_shape(shape), variable_shape, named_samples
-        )
-        if self._co._view.has_aset(name):
-            raise LookupError(f"an arrayset named {name!r} already exists")
-        self._co._stage_schema(name, schema)
-        return ArraysetDataWriter(self._co, name)
-
-    def remove_aset(self, aset_name: str) -> str:
-        """Remove arrayset ``aset_name`` and its samples from the staging area."""
-        self._require_writer()
-        if not isinstance(aset_name, str) or not self._co._view.has_aset(aset_name):
-            raise KeyError(aset_name)
-        self._co._stage_remove_aset(aset_name)
-        return aset_name
-
-    def multi_add(self, mapping: Mapping[str, np.ndarray]) -> str:
-        """Add one sample to each of several unnamed arraysets under one new key."""
-        self._require_writer()
-        if not isinstance(mapping, Mapping) or not mapping:
-            raise ValueError("multi_add takes a non-empty mapping of arrayset name -> array")
-        key = uuid.uuid4().hex
-        staged = []
-        for name, data in mapping.items():
-            if not isinstance(name, str) or not self._co._view.has_aset(name):
-                raise KeyError(name)
-            schema = self._co._view.schema(name)
-            if schema.named_samples:
-                raise ValueError(f"arrayset {name!r} has named samples; multi_add is for unnamed")
-            staged.append((name, payload_from_array(schema.validate(data))))
-        self._co._begin_batch()
-        try:
-            for name, p in staged:
-                self._co._stage_sample(name, encode_key(key), p)
-        except BaseException as exc:
-            self._co._end_batch(exc)
-            raise
-        self._co._end_batch()
-        return key
-
-    def __repr__(self) -> str:
-        if self._co._closed:
-            return "<Arraysets (checkout closed)>"
-        lines = [
-            "Hangar Arraysets",
-            f"    Writeable: {self.iswriteable}",
-            "    Arrayset Names / Partial Remote References:",
-        ]
-        for name, remote in self.contains_remote_references.items():
-            lines.append(f"      - {name} / {remote}")
-        return "\n".join(lines) + "\n"
-
-
-__all__ = ["ArraysetDataReader", "ArraysetDataWriter", "Arraysets", "MissingPayloadError"]
+__all__ = ["ArraysetDataReader", "ArraysetDataWriter", "MissingPayloadError"]

@@ -1,327 +1,38 @@
-"""Checkouts: a read-only view of a commit, or the write-enabled staging area."""
+"""Checkouts: a read-only view of a commit, or the write-enabled staging area.
+
+Reads of payloads go through :class:`hangar_git.payloads.PayloadAccess`
+(re-exported here); what a checkout hands out goes stale when it closes
+(:mod:`hangar_git.handles`).
+"""
 
 from __future__ import annotations
 
 import atexit
 import weakref
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .arrayset import Arraysets
+from .arraysets import Arraysets, ReaderArraysets
 from .commits import commit_staged
-from .errors import ClosedError, IntegrityError, MissingPayloadError
-from .gitutil import has_remote_source
+from .errors import ClosedError, MissingPayloadError
+from .handles import HandleSet
 from .metadata import MetadataReader, MetadataWriter
-from .naming import Key, decode_key
-from .records import validate
+from .naming import Key
+from .payloads import PayloadAccess
 from .records.snapshot import TreeRecords, commit_tree
 from .records.staging import Journal
 from .records.view import CommitView, StagedView
 from .schema import ArraysetSchema
-from .store import Location, PackReader, PackWriter, Payload, payload_from_array
-from .store.chunked import LARGE_IOFF
+from .store import Payload, payload_from_array
 from .store.digest import kind_of, stacked_digests
-from .store.limits import payload_bound
 from .store.packs import BLOCK_TARGET
 from .store.threads import parallel_map
 
 if TYPE_CHECKING:
     from .repository import Repository
     from .userdiff import ReaderUserDiff, WriterUserDiff
-
-
-def _damaged(aset: str, enc: str, digest: bytes, why: object) -> IntegrityError:
-    key = int(enc[2:]) if enc.startswith("i:") else enc[2:]
-    return IntegrityError(
-        f"sample {aset}[{key!r}] (payload {digest.hex()}) is damaged: {why}; run `git hangar fsck`"
-    )
-
-
-#: after this many fan-out leaves (or a quarter of them, if more) resolved one
-#: at a time, an arrayset's reads are taken to be spread out and all its
-#: digests are resolved at once
-_SPREAD_LEAVES = 16
-#: arraysets of up to this many samples are resolved whole once reads have
-#: touched a quarter of their leaves (about 20 ms per 100k samples); larger
-#: ones leaf by leaf, so scattered reads do not load every key
-_RESOLVE_ALL_MAX = 262_144
-
-
-class PayloadAccess:
-    """Resolves digests to locations (a leaf at a time) and reads arrays.
-
-    A read that fails its checksum raises :class:`IntegrityError` naming the
-    sample and the file, never wrong bytes. Before calling it damage, the
-    payload is located afresh: ``gc`` may have moved it to a new pack (pack
-    numbers are never reused), so a stale location is retried, not reported.
-    """
-
-    def __init__(self, view: CommitView, reader: PackReader, writer: PackWriter | None) -> None:
-        self.view = view
-        self.reader = reader
-        self.writer = writer
-        self.locs: dict[bytes, Location] = {}
-        #: digest -> index entry (block, item offset, kind): the fast path of reads
-        self._ents: dict[bytes, tuple[int, int, int]] = {}
-        self._leaf_misses: dict[str, int] = {}  # arrayset -> leaves until resolving all
-        #: called with absent digests, and the most raw bytes any of them may
-        #: hold, to fetch them (a checkout opened with fetch_missing)
-        self.fetcher: Callable[[Collection[bytes], int | None], None] | None = None
-
-    def _resolve(self, aset: str, enc: str, digest: bytes) -> Location:
-        loc = self.locs.get(digest)
-        if loc is not None:
-            return loc
-        if self.writer is not None:
-            loc = self.writer.pending_location(digest)
-            if loc is not None:
-                return loc
-        leaf = self.view.leaf_of(aset, enc)
-        want = [d for d in leaf.values() if d not in self.locs]
-        want.append(digest)
-        try:
-            self.locs.update(self.reader.locate_many(want))
-        except IntegrityError:  # a damaged index page: look this one up alone
-            try:
-                found = self.reader.locate(digest)
-            except IntegrityError as exc:
-                raise _damaged(aset, enc, digest, exc) from None
-            if found is not None:
-                self.locs[digest] = found
-        loc = self.locs.get(digest)
-        if loc is None and digest in self.reader.bad_rows:
-            # gc may have moved it since this reader loaded the index: look again
-            del self.reader.bad_rows[digest]
-            self.reader.refresh()
-            loc = self.reader.locate(digest)
-            if loc is not None:
-                self.locs[digest] = loc
-        if loc is None and self.fetcher is not None:
-            self.fetcher([digest], self._bound(aset))
-            self.locs.update(self.reader.locate_many([digest]))
-            loc = self.locs.get(digest)
-        if loc is None:
-            self._absent(aset, enc, digest)
-            raise MissingPayloadError(
-                f"sample {aset}[{decode_key(enc)!r}] is a remote reference: its payload is not on "
-                f"this machine; fetch it with `git hangar fetch-data REMOTE COMMIT -d {aset}` "
-                "(Repository.remote.fetch_data), or read through a checkout opened with "
-                "fetch_missing=True"
-            )
-        return loc
-
-    def _absent(self, aset: str, enc: str, digest: bytes) -> None:
-        """Raise IntegrityError when an absent payload cannot be a remote reference."""
-        why = self.reader.bad_rows.get(digest)
-        if why is None and not has_remote_source(self.view.base.repo):
-            why = (
-                f"it is missing from {self.reader.store.index_path} and the repository "
-                "has no remote it could come from"
-            )
-        if why is not None:
-            raise _damaged(aset, enc, digest, why)
-
-    def read(self, aset: str, enc: str, digest: bytes) -> np.ndarray:
-        """The array of sample ``enc`` (payload ``digest``), of a kind its
-        arrayset's schema allows (else CorruptRecordError)."""
-        return self.view.check_payload(aset, enc, self._read(aset, enc, digest))
-
-    def _read(self, aset: str, enc: str, digest: bytes) -> np.ndarray:
-        ent = self._ents.get(digest)
-        if ent is None:
-            ent = self._resolve_entry(aset, enc, digest)
-        if ent is not None:
-            try:
-                return self.reader.read_entry(*ent)
-            except IntegrityError:
-                self._ents.pop(digest, None)  # the careful path re-locates and reports
-        return self._read_located(aset, enc, digest)
-
-    def _bound(self, aset: str) -> int | None:
-        """The most raw bytes a payload of arrayset ``aset`` may hold (what a
-        fetch of one may download), None when its schema cannot say."""
-        try:
-            schema = self.view.schema(aset)
-        except (KeyError, ValueError):
-            return None
-        return payload_bound(schema.dtype.itemsize, schema.shape)
-
-    def read_region(self, aset: str, enc: str, digest: bytes, index: Any) -> object:
-        """``array[index]`` of one sample, as a fresh array (or a scalar): of a
-        large payload only the chunks ``index`` touches are read.
-
-        In records not built on this machine, a large payload's kind (dtype
-        and shape, as its index entry states it) is checked against the
-        schema before a chunk is read; the whole-read fallback checks what it
-        reads as :meth:`read` does.
-        """
-        ent = self._ents.get(digest)
-        if ent is None:
-            ent = self._resolve_entry(aset, enc, digest)
-        if ent is not None and ent[1] == LARGE_IOFF:
-            if not self.view.base.payloads_trusted:
-                dtype, shape = self.reader.kind(ent[2])
-                validate.check_kind(self.view.schema(aset), dtype, shape, aset, enc)
-            try:
-                return self.reader.read_large_region(ent[0], ent[2], index)
-            except IntegrityError:
-                self._ents.pop(digest, None)  # the whole read below reports it
-        arr = self.read(aset, enc, digest)[index]
-        return arr.copy() if isinstance(arr, np.ndarray) else arr
-
-    def _resolve_entry(self, aset: str, enc: str, digest: bytes) -> tuple[int, int, int] | None:
-        """Index entry ``(block, offset, kind)`` of ``digest``, resolving its whole
-        fan-out leaf in one vectorised lookup; None leaves it to :meth:`_resolve`."""
-        writer = self.writer
-        if writer is not None and writer.has_pending(digest):
-            writer.flush()
-        n = self._leaf_misses.get(aset)
-        if n is None:  # count down from a quarter of the arrayset's leaves
-            base = self.view.base_samples(aset)
-            n = max(_SPREAD_LEAVES, len(base.leaf_paths()) // 4 if base is not None else 0)
-            if base is not None and base.estimate_count() > _RESOLVE_ALL_MAX:
-                n = -1  # never: a few reads would hold every key in memory
-        self._leaf_misses[aset] = n = n - 1
-        if n == 0:  # reads spread over many leaves: resolve them all at once
-            pool = dict.fromkeys(self.view.digests(aset, keep_leaves=True))
-        else:
-            pool = dict.fromkeys(self.view.leaf_of(aset, enc).values())
-        ents = self._ents
-        want = [d for d in pool if d not in ents]
-        want.append(digest)
-        try:
-            found, e = self.reader.lookup(want)
-        except IntegrityError:
-            return None
-        self._keep(want, found, e)
-        return ents.get(digest)
-
-    def _keep(self, digests: Sequence[bytes], found: np.ndarray, e: np.ndarray) -> None:
-        idx = np.flatnonzero(found)
-        if len(idx):
-            sub = e[idx]
-            self._ents.update(
-                zip(
-                    [digests[i] for i in idx.tolist()],
-                    zip(
-                        sub["block"].tolist(),
-                        sub["ioff"].tolist(),
-                        sub["kind"].tolist(),
-                        strict=True,
-                    ),
-                    strict=True,
-                )
-            )
-
-    def _read_located(self, aset: str, enc: str, digest: bytes) -> np.ndarray:
-        loc = self._resolve(aset, enc, digest)
-        try:
-            return self.reader.read(loc)
-        except IntegrityError as exc:
-            err: object = exc
-            # gc may have moved the payload to a new pack since it was located:
-            # locate it afresh, and only a failure at its current place is damage
-            self.locs.pop(digest, None)
-            try:
-                self.reader.refresh()
-                fresh = self.reader.locate(digest)
-            except IntegrityError as exc2:
-                raise _damaged(aset, enc, digest, exc2) from None
-            if fresh is not None and fresh != loc:
-                self.locs[digest] = fresh
-                try:
-                    return self.reader.read(fresh)
-                except IntegrityError as exc2:
-                    err = exc2
-            elif fresh is None:
-                self._absent(aset, enc, digest)
-            raise _damaged(aset, enc, digest, err) from None
-
-    def read_many(self, aset: str, pairs: Sequence[tuple[str, bytes]]) -> list[np.ndarray]:
-        """The arrays of ``(encoded key, digest)`` pairs, in order."""
-        return self.read_batch(aset, [d for _, d in pairs], [e for e, _ in pairs])
-
-    def read_batch(
-        self, aset: str, digests: Sequence[bytes], encs: Sequence[str] | None = None
-    ) -> list[np.ndarray]:
-        """The arrays of ``digests`` (of samples ``encs``, found when needed)."""
-        try:
-            return self.view.check_payloads(aset, self._read_many(aset, digests, encs))
-        except IntegrityError:
-            # one at a time: re-locates moved payloads, names the damaged sample
-            encs = encs if encs is not None else self._encs_of(aset, digests)
-            return [self.read(aset, e, d) for e, d in zip(encs, digests, strict=True)]
-
-    def _lookup_dedup(self, digests: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`PackReader.lookup`, each distinct digest searched once."""
-        n = len(digests)
-        if n > 4096:  # a strided probe says whether de-duplicating can pay
-            probe = digests[:: n // 1024]
-            if len(set(probe)) * 4 > len(probe) * 3:
-                return self.reader.lookup(digests)
-        uniq = dict.fromkeys(digests)
-        if len(uniq) * 2 > len(digests):
-            return self.reader.lookup(digests)
-        keys = list(uniq)
-        found, e = self.reader.lookup(keys)
-        pos = {d: i for i, d in enumerate(keys)}
-        inv = np.fromiter(map(pos.__getitem__, digests), np.intp, len(digests))
-        return found[inv], e[inv]
-
-    def _encs_of(self, aset: str, digests: Sequence[bytes]) -> list[str]:
-        """Encoded keys of samples holding ``digests`` (for error messages)."""
-        by_digest: dict[bytes, str] = {}
-        for e, d in self.view.iter_items(aset):
-            by_digest.setdefault(d, e)
-        return [by_digest.get(d, "s:?") for d in digests]
-
-    def _read_many(
-        self, aset: str, digests: Sequence[bytes], encs: Sequence[str] | None
-    ) -> list[np.ndarray]:
-        """All of ``digests`` through one vectorised lookup and one gather."""
-        if self.writer is not None and self.writer.has_pending():
-            self.writer.flush()
-        found, e = self._lookup_dedup(digests)
-        if not found.all():
-            absent = list(dict.fromkeys(digests[i] for i in np.flatnonzero(~found).tolist()))
-            if self.fetcher is not None:
-                self.fetcher(absent, self._bound(aset))
-                found, e = self.reader.lookup(digests)
-            if not found.all():
-                if encs is None:
-                    encs = self._encs_of(aset, digests)
-                i = int(np.flatnonzero(~found)[0])
-                self._resolve(aset, encs[i], digests[i])  # raises the error that fits
-                return self._read_many_located(aset, list(zip(encs, digests, strict=True)))
-        return self.reader.gather(e)
-
-    def _read_many_located(self, aset: str, pairs: Sequence[tuple[str, bytes]]) -> list[np.ndarray]:
-        todo = [d for _, d in pairs if d not in self.locs]
-        if todo:
-            if self.writer is not None:
-                for d in todo:
-                    loc = self.writer.pending_location(d)
-                    if loc is not None:
-                        self.locs[d] = loc
-                todo = [d for d in todo if d not in self.locs]
-            if todo:
-                self.locs.update(self.reader.locate_many(todo))
-            absent = [d for d in todo if d not in self.locs]
-            if absent and self.fetcher is not None:
-                self.fetcher(absent, self._bound(aset))
-                self.locs.update(self.reader.locate_many(absent))
-        locs = [self._resolve(aset, e, d) for e, d in pairs]
-        return self.reader.read_many(locs)
-
-    def missing(self, digests: Iterable[bytes]) -> set[bytes]:
-        want = [d for d in digests if d not in self._ents and d not in self.locs]
-        if self.writer is not None:
-            want = [d for d in want if d not in self.writer.known]
-        found, e = self.reader.lookup(want)
-        self._keep(want, found, e)
-        return {want[i] for i in np.flatnonzero(~found).tolist()}
 
 
 class _DiffAccess:
@@ -376,11 +87,18 @@ class _Checkout:
     def __init__(self, repo: Repository) -> None:
         self._repo = repo
         self._closed = False
-        self._arraysets = Arraysets(self)
+        #: what this checkout handed out: stale once it closes
+        self._handles = HandleSet()
+        cls = ReaderArraysets if isinstance(self, ReaderCheckout) else Arraysets
+        self._arraysets = self._handles.add(cls(self))
 
     def _check(self) -> None:
         if self._closed:
             raise ClosedError("this checkout is closed; open a new one with Repository.checkout()")
+
+    def _hand_out(self, obj: Any) -> Any:
+        """Remember ``obj`` (an accessor given to the user) to make it stale on close."""
+        return self._handles.add(obj)
 
     @property
     def arraysets(self) -> Arraysets:
@@ -402,7 +120,7 @@ class _Checkout:
     def _begin_batch(self) -> None:
         pass
 
-    def _end_batch(self) -> None:
+    def _end_batch(self, exc: BaseException | None = None) -> None:
         pass
 
 
@@ -419,7 +137,7 @@ class ReaderCheckout(_Checkout):
         git = repo._git_repo()
         self._view = CommitView(TreeRecords(git, commit_tree(git, commit)))
         self._payloads = PayloadAccess(self._view, repo._store.reader(), None)
-        self._metadata = MetadataReader(self)
+        self._metadata = self._hand_out(MetadataReader(self))
         self._diff: ReaderUserDiff | None = None
 
     @property
@@ -441,13 +159,20 @@ class ReaderCheckout(_Checkout):
         if self._diff is None:
             from .userdiff import ReaderUserDiff
 
-            self._diff = ReaderUserDiff(_DiffAccess(self))
+            self._diff = self._hand_out(ReaderUserDiff(_DiffAccess(self)))
         return self._diff
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle support: a read checkout reopens its commit in the process
+        that unpickles it (once per process and commit)."""
+        self._check()
+        return (_shared_reader, (type(self._repo), self._repo.path, self._commit))
 
     def close(self) -> None:
         """Release file handles; later use raises :class:`ClosedError`."""
         if not self._closed:
             self._closed = True
+            self._handles.close()
             self._payloads.reader.close()
 
     def __repr__(self) -> str:
@@ -460,6 +185,20 @@ class ReaderCheckout(_Checkout):
             f"    Num Arraysets : {len(self._view.aset_names())}\n"
             f"    Num Metadata : {len(self._view.meta_keys())}\n"
         )
+
+
+#: (repository class, path, commit) -> the read checkout unpickled for it in this process
+_SHARED_READERS: dict[tuple[type, str, str], ReaderCheckout] = {}
+
+
+def _shared_reader(repo_cls: type, path: str, commit: str) -> ReaderCheckout:
+    """A read checkout of ``commit`` in the repository at ``path``, opened once
+    per process (what an unpickled reader, or its arraysets, reads through)."""
+    key = (repo_cls, path, commit)
+    co = _SHARED_READERS.get(key)
+    if co is None or co._closed:
+        co = _SHARED_READERS[key] = repo_cls(path).checkout(commit=commit)
+    return co
 
 
 _LIVE_WRITERS: weakref.WeakSet[WriterCheckout] = weakref.WeakSet()
@@ -495,7 +234,7 @@ class WriterCheckout(_Checkout):
         except BaseException:
             self._writer.close()
             raise
-        self._metadata = MetadataWriter(self)
+        self._metadata = self._hand_out(MetadataWriter(self))
         self._diff: WriterUserDiff | None = None
         _LIVE_WRITERS.add(self)
 
@@ -525,7 +264,7 @@ class WriterCheckout(_Checkout):
         if self._diff is None:
             from .userdiff import WriterUserDiff
 
-            self._diff = WriterUserDiff(_DiffAccess(self))
+            self._diff = self._hand_out(WriterUserDiff(_DiffAccess(self)))
         return self._diff
 
     # ---- staging primitives (used by arraysets and metadata) --------------
@@ -701,6 +440,7 @@ class WriterCheckout(_Checkout):
             self._sync()
         finally:
             self._closed = True
+            self._handles.close()
             _LIVE_WRITERS.discard(self)
             try:
                 self._writer.close()

@@ -21,8 +21,13 @@ class WriterLockError(HangarError, PermissionError):
     """Another write-enabled checkout holds the writer lock."""
 
 
-class ClosedError(HangarError, ReferenceError):
-    """The checkout (or an object obtained from it) was closed."""
+class ClosedError(HangarError, ReferenceError, PermissionError):
+    """The checkout (or an object obtained from it) was closed.
+
+    A ``ReferenceError``, as the reference's invalidated handles raise, and
+    a ``PermissionError``, as its closed checkouts raise: either clause
+    catches it.
+    """
 
 
 class IntegrityError(HangarError, RuntimeError):

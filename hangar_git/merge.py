@@ -27,6 +27,7 @@ from .diff import (
     conflicts_dict,
     merge_base,
 )
+from .diffref import reference_conflicts
 from .errors import MergeConflictError
 from .gitutil import branch_head, write_blob, write_tree
 from .naming import check_branch_name, decode_key
@@ -182,7 +183,8 @@ def merge_trees(
     ------
     MergeConflictError
         (a ValueError) if conflicts remain; its ``conflicts`` attribute holds
-        them as :func:`hangar_git.diff.diff_commits` reports them. Nothing is written.
+        them as ``co.diff.branch()`` reports them (record keys, see
+        :mod:`hangar_git.diffref`). Nothing is written.
     """
     check_strategy(strategy)
     ensure_trusted(repo, (base, master, dev))  # before a byte is written
@@ -221,7 +223,11 @@ def merge_trees(
             meta_changes[enc] = t[2]
     conflicts = conflicts_dict(aset_conf, meta_conf, sample_conf)
     if conflicts["aset"].conflict or (conflicts["conflict_found"] and strategy is None):
-        raise MergeConflictError(_conflict_message(conflicts, strategy), conflicts)
+        # reported as a diff reports them: record keys, every arrayset in 'sample'
+        names = [n for oid in roots.aset_oids for n in trees.tree(oid)]
+        raise MergeConflictError(
+            _conflict_message(conflicts, strategy), reference_conflicts(conflicts, names)
+        )
 
     # ---- write: nothing above this line touched the object database ----
     aset_entries = dict(trees.tree(roots.aset_oids[1]))

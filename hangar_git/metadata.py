@@ -20,7 +20,7 @@ from .records.validate import MAX_META_VALUE
 MAX_VALUE_BYTES = MAX_META_VALUE
 
 if TYPE_CHECKING:
-    from .checkout import _Checkout
+    from .checkout import WriterCheckout, _Checkout
 
 
 def _check_value(value: object) -> str:
@@ -44,7 +44,27 @@ class MetadataReader:
 
     @property
     def iswriteable(self) -> bool:
+        """True for the metadata of a write-enabled checkout."""
         return False
+
+    def __enter__(self) -> MetadataReader:
+        """``with co.metadata:`` (the reference's form for reads from threads).
+
+        A read needs nothing held open here (values are read on demand and
+        kept, safe to share between threads), so the block adds no work; on
+        the write checkout it batches (see :class:`MetadataWriter`).
+        """
+        self._co._check()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError(
+            "metadata cannot be sent to another process: read the values first, "
+            "or open a checkout in that process"
+        )
 
     def _items(self) -> dict[str, str]:
         self._co._check()
@@ -97,19 +117,34 @@ class MetadataReader:
         return ((decode_key(k), v) for k, v in list(self._items().items()))
 
     def __repr__(self) -> str:
-        if self._co._closed:
-            return "<Metadata (checkout closed)>"
         return (
             f"Hangar Metadata\n    Writeable: {self.iswriteable}\n    Number of Keys: {len(self)}\n"
         )
 
 
 class MetadataWriter(MetadataReader):
-    """Read and write access to the metadata of the write checkout."""
+    """Read and write access to the metadata of the write checkout.
+
+    ``with co.metadata:`` (or ``with aset, co.metadata:``) batches the
+    writes inside the block, as ``with aset:`` does.
+    """
+
+    _co: WriterCheckout  # only the write checkout has one
 
     @property
     def iswriteable(self) -> bool:
+        """True for the metadata of a write-enabled checkout."""
         return True
+
+    def __enter__(self) -> MetadataWriter:
+        """``with co.metadata:`` batches the writes inside the block: values
+        are staged together, durable once the block exits (as ``with aset:``)."""
+        self._co._check()
+        self._co._begin_batch()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._co._end_batch(exc[1] if isinstance(exc[1], BaseException) else None)
 
     def add(self, key: Key, value: str) -> Key:
         """Store ``value`` under ``key``.

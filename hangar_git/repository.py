@@ -266,8 +266,20 @@ class Repository:
         A writer in this process is closed (its batched work written first);
         a lock held by another live process is broken by replacing the lock
         file: never do that while that process may still write.
+
+        Warns
+        -----
+        ResourceWarning
+            Always, as the reference does: breaking a lock can lose the
+            staged work of a writer that is still alive.
         """
         self._git_repo()
+        warnings.warn(
+            "force_release_writer_lock: the writer lock is released by force; a writer "
+            "still running elsewhere must never write again",
+            ResourceWarning,
+            stacklevel=2,
+        )
         assert self._hdir is not None
         for co in list(_LIVE_WRITERS):
             if co._repo._hdir == self._hdir:
@@ -458,8 +470,9 @@ class Repository:
         Raises
         ------
         ValueError
-            Invalid name, a branch of that name exists, no such commit, or no
-            commit exists yet.
+            Invalid name, a branch of that name exists, or no such commit.
+        RuntimeError
+            If no commit exists yet (nothing to branch from).
         """
         git = self._git_repo()
         ref = branch_ref(name)
@@ -468,7 +481,7 @@ class Repository:
         if base_commit is None:
             sha = branch_head(git, self._writer_branch())
             if sha is None:
-                raise ValueError("no commit to branch from: make a first commit")
+                raise RuntimeError("no commit to branch from: make a first commit")
         else:
             sha = resolve_commit(git, base_commit)
         move_branch(git, name, sha, f"hangar branch: created from {sha}")

@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from .diff import BranchDiff, DiffRecords, diff_commits, staged_diff
+from .diff import diff_commits, staged_diff
+from .diffref import DiffChanges, StagedDiff, branch_result, staged_result
 from .gitutil import resolve_commit
 from .naming import Key, check_arrayset_name, encode_key
 from .records.build import build_root
 from .records.snapshot import TreeRecords, commit_tree
+from .records.view import CommitView
 from .refs import branch_commit
 
 if TYPE_CHECKING:
@@ -56,10 +58,18 @@ class ReaderUserDiff:
         """Root tree standing for this side, when not the commit's own."""
         return None
 
-    def _diff(self, dev: str) -> tuple[BranchDiff, dict[str, Any]]:
-        return diff_commits(self._src.git, self._src.head(), dev, self._master_tree())
+    def _diff(self, dev: str) -> tuple[DiffChanges, dict[str, Any]]:
+        git, head, mtree = self._src.git, self._src.head(), self._master_tree()
+        diff, conflicts = diff_commits(git, head, dev, mtree)
+        trees = (
+            commit_tree(git, diff.base),
+            mtree if mtree is not None else commit_tree(git, head),
+            commit_tree(git, dev),
+        )
+        views = tuple(CommitView(TreeRecords(git, t)) for t in trees)
+        return branch_result(views, diff, conflicts)  # type: ignore[arg-type]
 
-    def branch(self, dev_branch_name: str) -> tuple[BranchDiff, dict[str, Any]]:
+    def branch(self, dev_branch_name: str) -> tuple[DiffChanges, dict[str, Any]]:
         """Changes and conflicts between this checkout and the head of a branch.
 
         The diff is three-way: both sides are compared with their merge base.
@@ -72,7 +82,14 @@ class ReaderUserDiff:
         Returns
         -------
         tuple
-            ``(changes, conflicts)``: a :class:`BranchDiff` and a dict
+            ``(changes, conflicts)`` in the reference's shape (see
+            :mod:`hangar_git.diffref`): ``changes`` is a dict ``{'metadata',
+            'arraysets', 'samples'}`` of ``{'master': D, 'dev': D}`` (for
+            samples, ``D`` per arrayset), ``D`` the ``'additions'``,
+            ``'removals'``, ``'mutations'`` and (computed when read)
+            ``'unchanged'`` records of a side since the merge base;
+            ``changes.records`` is the same diff as a
+            :class:`~hangar_git.diff.BranchDiff`. ``conflicts`` is
             ``{'aset': ConflictRecords, 'meta': ConflictRecords, 'sample':
             {arrayset name: ConflictRecords}, 'conflict_found': bool}``.
 
@@ -84,7 +101,7 @@ class ReaderUserDiff:
         self._src.check_open()
         return self._diff(branch_commit(self._src.git, dev_branch_name))
 
-    def commit(self, dev_commit_hash: str) -> tuple[BranchDiff, dict[str, Any]]:
+    def commit(self, dev_commit_hash: str) -> tuple[DiffChanges, dict[str, Any]]:
         """Changes and conflicts between this checkout and another commit.
 
         See :meth:`branch` for the result.
@@ -163,10 +180,20 @@ class WriterUserDiff(ReaderUserDiff):
             return None
         return build_root(self._src.git, view.base, view.journal.asets, view.journal.meta)
 
-    def staged(self) -> DiffRecords:
-        """Changes in the staging area relative to its base commit."""
+    def staged(self) -> StagedDiff:
+        """Changes in the staging area relative to its base commit.
+
+        Returns
+        -------
+        tuple
+            ``(changes, conflicts)`` as :meth:`branch` gives them, with the
+            ``'master'`` side only (base commit -> staging area) and no
+            conflicts; its ``records`` (also ``aset``, ``meta``, ``samples``,
+            ``empty``) is the :class:`~hangar_git.diff.DiffRecords` view.
+        """
         self._src.check_open()
-        return staged_diff(self._view())
+        view = self._view()
+        return staged_result(CommitView(view.base), view, staged_diff(view))
 
     def status(self) -> str:
         """``'CLEAN'`` when nothing is staged, else ``'DIRTY'``."""

@@ -492,7 +492,7 @@ def test_scattered_reads_resolve_everything_only_in_small_arraysets(
 ):
     """Reads touching a quarter of the leaves resolve the whole arrayset at once,
     unless it is large: then only the leaves read are (memory stays with the reads)."""
-    from hangar_git import checkout as checkout_mod
+    from hangar_git import payloads as checkout_mod  # PayloadAccess lives there
 
     monkeypatch.setattr(checkout_mod, "_RESOLVE_ALL_MAX", limit)
     with warnings.catch_warnings():

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hangar_git import ClosedError
+from hangar_git import ClosedError, RawDataRecordKey
 from hangar_git.diff import BranchDiff, Changes, ConflictRecords, DiffRecords
+from hangar_git.diffref import DiffChanges
 
 EMPTY = Changes((), (), ())
 NO_CONFLICT = ConflictRecords((), (), (), (), False)
@@ -116,7 +117,9 @@ def test_branch_diff_has_both_sides_incoming_and_conflicts(base):
     result = co.diff.branch("dev")
     assert isinstance(result, tuple) and len(result) == 2
     changes, conflicts = result
-    assert isinstance(changes, BranchDiff) and changes.base == base_sha
+    # the reference's dict (see test_hangar02_compat), with the plain view kept
+    assert isinstance(changes, DiffChanges) and isinstance(changes.records, BranchDiff)
+    assert changes.base == base_sha and changes.master is changes.records.master
     assert changes.master == DiffRecords(
         Changes((), ("y",), ()),
         Changes((), (), ("m",)),
@@ -131,7 +134,7 @@ def test_branch_diff_has_both_sides_incoming_and_conflicts(base):
     assert conflicts == {
         "aset": NO_CONFLICT,
         "meta": NO_CONFLICT,
-        "sample": {"x": NO_CONFLICT},
+        "sample": {"w": NO_CONFLICT, "x": NO_CONFLICT, "y": NO_CONFLICT},  # every arrayset
         "conflict_found": False,
     }
     # the same through a commit hash (or a unique prefix of it)
@@ -171,7 +174,9 @@ def test_incoming_leaves_out_what_master_already_has_and_conflicts(base):
     assert changes.dev.samples["x"] == Changes((), (), (0, 1, 2))
     assert changes.incoming.samples["x"] == Changes((), (), (2,))
     assert changes.incoming.meta == EMPTY
-    assert conflicts["sample"]["x"] == ConflictRecords((), (), (), (1,), True)
+    assert conflicts["sample"]["x"] == ConflictRecords(
+        (), (), (), (RawDataRecordKey("x", 1),), True
+    )
     assert conflicts["meta"] == NO_CONFLICT
 
 
@@ -183,7 +188,8 @@ def test_fast_forward_diff(base):
     co.close()
     assert changes.master == DiffRecords(EMPTY, EMPTY, {})
     assert changes.incoming.samples == {"x": Changes((50,), (), ())}
-    assert conflicts["sample"] == {} and not conflicts["conflict_found"]
+    assert conflicts["sample"] == {"x": NO_CONFLICT, "y": NO_CONFLICT}
+    assert not conflicts["conflict_found"]
 
 
 def test_diff_against_an_ancestor_brings_nothing(base):
@@ -227,7 +233,9 @@ def test_write_checkout_diff_includes_staged_changes(base):
     co.metadata["m"] = "dev"  # staged: the same as dev's change
     co.metadata["local"] = "1"
     changes, conflicts = co.diff.branch("dev")
-    assert conflicts["sample"]["x"] == ConflictRecords((), (), (), (4,), True)
+    assert conflicts["sample"]["x"] == ConflictRecords(
+        (), (), (), (RawDataRecordKey("x", 4),), True
+    )
     assert conflicts["meta"] == NO_CONFLICT
     assert changes.master.samples["x"] == Changes((), (), (4,))
     assert changes.master.meta == Changes(("local",), (), ("m",))

@@ -11,7 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hangar_git import MergeConflictError, MissingPayloadError, WriterLockError
+from hangar_git import (
+    MergeConflictError,
+    MetadataRecordKey,
+    MissingPayloadError,
+    RawDataRecordKey,
+    WriterLockError,
+)
 from hangar_git.diff import ConflictRecords
 from hangar_git.gitutil import branch_head
 from hangar_git.records.layout import leaf_path, serialize_links
@@ -193,7 +199,8 @@ def test_identical_changes_on_both_sides_are_not_conflicts(base):
     changes, conflicts = co.diff.branch("dev")
     co.close()
     assert not conflicts["conflict_found"]
-    assert conflicts["sample"] == {}  # only arraysets both sides changed differently
+    # an entry for every arrayset (as the reference gives them), none in conflict
+    assert conflicts["sample"] == {"x": NO_CONFLICT, "y": NO_CONFLICT, "z": NO_CONFLICT}
     assert changes.incoming.meta.additions == ("only_dev",)
     assert changes.incoming.samples == {} and changes.incoming.aset.empty
     sha = base.merge("m", "master", "dev")
@@ -265,7 +272,10 @@ def test_sample_conflicts(base, kind):
     expected = ConflictRecords(
         **{k: ((key,) if k == kind else ()) for k in ("t1", "t21", "t22", "t3")}, conflict=True
     )
-    assert conflicts["sample"]["x"] == expected
+    keyed = ConflictRecords(
+        *(tuple(RawDataRecordKey("x", k) for k in t) for t in expected[:4]), True
+    )
+    assert conflicts["sample"]["x"] == keyed
     assert conflicts["aset"] == NO_CONFLICT and conflicts["meta"] == NO_CONFLICT
     assert conflicts["conflict_found"] is True
     assert changes.incoming.samples == {}  # the only dev change conflicts
@@ -299,9 +309,10 @@ def test_metadata_conflicts(base, kind):
     sha_before = co.commit_hash
     co.close()
     key = "new" if kind == "t1" else "m"
-    assert getattr(conflicts["meta"], kind) == (key,)
+    assert getattr(conflicts["meta"], kind) == (MetadataRecordKey(key),)
     assert conflicts["meta"].conflict and conflicts["conflict_found"]
-    assert conflicts["aset"] == NO_CONFLICT and conflicts["sample"] == {}
+    assert conflicts["aset"] == NO_CONFLICT
+    assert not any(c.conflict for c in conflicts["sample"].values())
     with pytest.raises(MergeConflictError):
         base.merge("no", "master", "dev")
     _assert_nothing_changed(base, before, sha_before)
@@ -401,8 +412,13 @@ def test_strategies_resolve_sample_and_metadata_conflicts(base, strategy):
     _all_conflicts(base)
     co = base.checkout(write=True)
     _, conflicts = co.diff.branch("dev")
-    assert conflicts["sample"]["x"] == ConflictRecords((70,), (1,), (2,), (3,), True)
-    assert conflicts["meta"] == ConflictRecords(("new",), (), (), ("m",), True)
+    k = RawDataRecordKey
+    assert conflicts["sample"]["x"] == ConflictRecords(
+        (k("x", 70),), (k("x", 1),), (k("x", 2),), (k("x", 3),), True
+    )
+    assert conflicts["meta"] == ConflictRecords(
+        (MetadataRecordKey("new"),), (), (), (MetadataRecordKey("m"),), True
+    )
     sha = co.merge(f"merge with {strategy}", "dev", strategy=strategy)
     co.close()
     got = state(base, sha)
@@ -621,7 +637,7 @@ def test_merge_across_different_fanouts(repo):
     co = repo.checkout()
     _, conflicts = co.diff.branch("dev")
     co.close()
-    assert conflicts["sample"]["x"].t3 == (5,)
+    assert conflicts["sample"]["x"].t3 == (RawDataRecordKey("x", 5),)
     sha = repo.merge("m", "master", "dev", strategy="ours")
     xs = state(repo, sha)["x"][1]
     assert len(xs) == 1200

@@ -320,7 +320,7 @@ def test_bare_git_repository(tmp_path):
 def test_list_branches_before_first_commit(repo):
     assert repo.list_branches() == ["master"]
     assert repo.log() is None
-    with pytest.raises(ValueError):
+    with pytest.raises(RuntimeError, match="first commit"):  # as the reference raises
         repo.create_branch("dev")
     with pytest.raises(ValueError):
         repo.summary()

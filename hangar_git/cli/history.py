@@ -183,7 +183,8 @@ def _diff_commits(
     else:
         left, right = resolve_startpoint(repo, a), resolve_startpoint(repo, b)
     with reader(repo, left.commit) as co:
-        changes, conflicts = co.diff.commit(right.commit)
+        result, conflicts = co.diff.commit(right.commit)
+        changes = result.records  # the plain view (BranchDiff)
     if as_json:
         emit_json(
             {

@@ -14,6 +14,7 @@ import click
 
 if TYPE_CHECKING:
     from ..diff import Changes, DiffRecords
+    from ..diffref import StagedDiff
 
 PROG = "git hangar"
 
@@ -27,6 +28,16 @@ CONFLICT_KINDS = {
 
 
 # ---- conflicts ----------------------------------------------------------------------
+def _plain(key: Any) -> Any:
+    """The sample or metadata name of a record key of a diff's conflicts
+    (``RawDataRecordKey``, ``MetadataRecordKey``); other keys as they are."""
+    for field in ("data_name", "meta_name"):
+        name = getattr(key, field, None)
+        if name is not None:
+            return name
+    return key
+
+
 def conflict_lines(conflicts: Any, limit: int | None = 50) -> list[str]:
     """``  <what> <key>: <kind>`` lines for a conflict report.
 
@@ -46,7 +57,7 @@ def conflict_lines(conflicts: Any, limit: int | None = 50) -> list[str]:
     def add(fmt: Callable[..., str], rec: Any) -> None:
         for kind, text in CONFLICT_KINDS.items():
             for key in getattr(rec, kind, ()) or ():
-                lines.append(f"  {fmt(key)}: {text} ({kind})")
+                lines.append(f"  {fmt(_plain(key))}: {text} ({kind})")
 
     if isinstance(conflicts, dict):
         if conflicts.get("aset") is not None:
@@ -77,7 +88,7 @@ def conflicts_json(conflicts: Any) -> dict[str, Any]:
     """
 
     def rec(r: Any) -> dict[str, list[Any]]:
-        return {k: list(getattr(r, k, ()) or ()) for k in CONFLICT_KINDS}
+        return {k: [_plain(x) for x in getattr(r, k, ()) or ()] for k in CONFLICT_KINDS}
 
     if not isinstance(conflicts, dict):
         return {"conflict_found": False}
@@ -169,14 +180,14 @@ def _stat_bar(ch: Changes | None) -> str:
 
 
 def diff_records_lines(
-    d: DiffRecords, *, stat: bool = False, names: bool = False, indent: str = "  "
+    d: DiffRecords | StagedDiff, *, stat: bool = False, names: bool = False, indent: str = "  "
 ) -> list[str]:
     """Text lines describing a DiffRecords.
 
     Parameters
     ----------
-    d : DiffRecords
-        The diff.
+    d : DiffRecords or StagedDiff
+        The diff (of a ``StagedDiff``, its ``records``).
     stat : bool
         A table of change counts per arrayset, with a total line.
     names : bool
@@ -188,6 +199,12 @@ def diff_records_lines(
     -------
     list of str
     """
+    # a StagedDiff (co.diff.staged()): its plain view
+    recs: DiffRecords = getattr(d, "records", None) or d  # type: ignore[assignment]
+    return _records_lines(recs, stat=stat, names=names, indent=indent)
+
+
+def _records_lines(d: DiffRecords, *, stat: bool, names: bool, indent: str) -> list[str]:
     if names:
         return _name_lines(d, indent)
     lines: list[str] = []

@@ -394,7 +394,7 @@ def test_reader_methods(fuzz_repo, which, a, b):
         got = attempt(repo, calls[which])
         if which in ("get", "getitem") and got is not None:
             assert got.dtype == np.float32 and got.shape == (3,)
-        with pytest.raises(PermissionError):
+        with pytest.raises(TypeError):  # None on a read checkout, as in the reference
             co.arraysets.init_arrayset("x", prototype=np.zeros(2))
     finally:
         co.close()

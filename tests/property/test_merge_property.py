@@ -62,7 +62,8 @@ def apply_model(base: Model, ch: dict) -> Model:
     asets = {n: (dt, dict(s)) for n, (dt, s) in base["asets"].items()}
     for k, val in ch["x"].items():
         if val is None:
-            asets["x"][1].pop(k, None)
+            if asets["x"][1].keys() - {k}:  # the last sample stays (see apply_checkout)
+                asets["x"][1].pop(k, None)
         else:
             asets["x"][1][k] = (I8, val)
     if ch["y_op"] == "remove":
@@ -73,7 +74,8 @@ def apply_model(base: Model, ch: dict) -> Model:
     else:
         for k, val in ch["y"].items():
             if val is None:
-                asets["y"][1].pop(k, None)
+                if asets["y"][1].keys() - {k}:
+                    asets["y"][1].pop(k, None)
             else:
                 asets["y"][1][k] = (I8, val)
     if ch["z_op"] is not None:
@@ -92,7 +94,9 @@ def apply_checkout(co, ch: dict) -> None:
     x = co.arraysets["x"]
     for k, val in ch["x"].items():
         if val is None:
-            if k in x:
+            # removing the last sample would remove the arrayset (as in Hangar
+            # 0.2): the model keeps arrayset removal to y_op
+            if k in x and len(x) > 1:
                 del x[k]
         else:
             x[k] = arr("<i8", val)
@@ -106,7 +110,7 @@ def apply_checkout(co, ch: dict) -> None:
         y = co.arraysets["y"]
         for k, val in ch["y"].items():
             if val is None:
-                if k in y:
+                if k in y and len(y) > 1:
                     del y[k]
             else:
                 y[k] = arr("<i8", val)

@@ -233,8 +233,12 @@ class RepoMachine(RuleBasedStateMachine):
     @rule(name=BRANCHES)
     def create_branch(self, name: str) -> None:
         head = self.heads[self.branch]
-        if name in self.heads or head is None:
-            with pytest.raises(ValueError):
+        if self.heads.get(name) is not None or (head is not None and name in self.heads):
+            with pytest.raises(ValueError):  # the branch exists
+                self.repo.create_branch(name)
+            return
+        if head is None:
+            with pytest.raises(RuntimeError):  # nothing to branch from, as in the reference
                 self.repo.create_branch(name)
             return
         assert self.repo.create_branch(name) == name

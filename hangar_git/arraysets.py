@@ -1,0 +1,215 @@
+"""``co.arraysets``: the dict-like container of a checkout's arraysets.
+
+:class:`Arraysets` creates and removes arraysets and hands out their
+accessors (:mod:`hangar_git.arrayset`), one per name, which go stale with
+the checkout; :class:`ReaderArraysets` is the read-only checkout's.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+
+from .arrayset import ArraysetDataReader, ArraysetDataWriter
+from .naming import Key, check_arrayset_name, encode_key
+from .schema import ArraysetSchema, check_dtype, check_shape
+from .store import payload_from_array
+
+if TYPE_CHECKING:
+    from .checkout import WriterCheckout, _Checkout
+
+_BACKENDS = (None, "packs")
+
+
+class Arraysets:
+    """The arraysets of a checkout: a dict-like container of accessors."""
+
+    def __init__(self, checkout: _Checkout) -> None:
+        self._co = checkout
+        self._accessors: dict[str, Any] = {}
+
+    @property
+    def iswriteable(self) -> bool:
+        """True for the arraysets of a write-enabled checkout."""
+        self._co._check()
+        return self._co._view.writeable
+
+    def _accessor(self, name: str) -> Any:
+        """The accessor of arrayset ``name`` (one per name, stale when the checkout closes)."""
+        acc = self._accessors.get(name)
+        if acc is None:
+            cls = ArraysetDataWriter if self._co._view.writeable else ArraysetDataReader
+            acc = self._accessors[name] = self._co._hand_out(cls(self._co, name))
+        return acc
+
+    def __contains__(self, name: object) -> bool:
+        self._co._check()
+        return isinstance(name, str) and self._co._view.has_aset(name)
+
+    def __len__(self) -> int:
+        self._co._check()
+        return len(self._co._view.aset_names())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __getitem__(self, name: str) -> Any:
+        return self.get(name)
+
+    def get(self, name: str) -> Any:
+        """The accessor of arrayset ``name``; KeyError if it does not exist."""
+        self._co._check()
+        if not isinstance(name, str) or not self._co._view.has_aset(name):
+            raise KeyError(name)
+        return self._accessor(name)
+
+    def __setitem__(self, key: object, value: object) -> None:
+        raise PermissionError("arraysets cannot be set with []: create one with init_arrayset()")
+
+    def __delitem__(self, name: str) -> None:
+        self.remove_aset(name)
+
+    def keys(self) -> list[str]:
+        self._co._check()
+        return self._co._view.aset_names()
+
+    def values(self) -> Iterator[Any]:
+        for name in self.keys():
+            yield self._accessor(name)
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        for name in self.keys():
+            yield name, self._accessor(name)
+
+    def __enter__(self) -> Arraysets:
+        self._co._check()
+        self._co._begin_batch()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._co._end_batch(exc[1])  # type: ignore[arg-type]
+
+    @property
+    def contains_remote_references(self) -> dict[str, bool]:
+        """Per arrayset, True when some payloads are not on this machine."""
+        return {n: a.contains_remote_references for n, a in self.items()}
+
+    @property
+    def remote_sample_keys(self) -> dict[str, list[Key]]:
+        """Per arrayset, the keys of samples whose payloads are remote."""
+        return {n: a.remote_reference_sample_keys for n, a in self.items()}
+
+    def _require_writer(self) -> WriterCheckout:
+        """The write checkout these arraysets belong to (PermissionError for a reader)."""
+        self._co._check()
+        if not self._co._view.writeable:
+            raise PermissionError("this is a read-only checkout; open one with write=True")
+        return cast("WriterCheckout", self._co)
+
+    def init_arrayset(
+        self,
+        name: str,
+        shape: int | tuple[int, ...] | None = None,
+        dtype: Any = None,
+        prototype: np.ndarray | None = None,
+        named_samples: bool = True,
+        variable_shape: bool = False,
+        *,
+        backend: str | None = None,
+    ) -> ArraysetDataWriter:
+        """Create an arrayset from a ``prototype`` array or ``shape`` + ``dtype``.
+
+        Raises
+        ------
+        ValueError
+            Invalid name, missing or conflicting shape/dtype/prototype, a
+            prototype that is not a C-contiguous ndarray, rank > 31, a zero
+            dimension, an unsupported dtype, or an unknown backend.
+        LookupError
+            If an arrayset of that name exists.
+        """
+        co = self._require_writer()
+        check_arrayset_name(name)
+        if backend not in _BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; known: packs")
+        if prototype is not None:
+            if shape is not None or dtype is not None:
+                raise ValueError("give either prototype, or shape and dtype, not both")
+            if not isinstance(prototype, np.ndarray):
+                raise ValueError("prototype must be a numpy.ndarray")
+            if not prototype.flags.c_contiguous:
+                raise ValueError("prototype must be a C-contiguous array")
+            shape, dtype = prototype.shape, prototype.dtype
+        elif shape is None or dtype is None:
+            raise ValueError("init_arrayset needs a prototype, or both shape and dtype")
+        if not isinstance(named_samples, bool) or not isinstance(variable_shape, bool):
+            raise ValueError("named_samples and variable_shape must be bool")
+        schema = ArraysetSchema(
+            check_dtype(dtype), check_shape(shape), variable_shape, named_samples
+        )
+        if co._view.has_aset(name):
+            raise LookupError(f"an arrayset named {name!r} already exists")
+        co._stage_schema(name, schema)
+        return self._accessor(name)  # type: ignore[no-any-return]
+
+    def remove_aset(self, aset_name: str) -> str:
+        """Remove arrayset ``aset_name`` and its samples from the staging area."""
+        co = self._require_writer()
+        if not isinstance(aset_name, str) or not co._view.has_aset(aset_name):
+            raise KeyError(aset_name)
+        co._stage_remove_aset(aset_name)
+        return aset_name
+
+    def multi_add(self, mapping: Mapping[str, np.ndarray]) -> str:
+        """Add one sample to each of several unnamed arraysets under one new key."""
+        co = self._require_writer()
+        if not isinstance(mapping, Mapping) or not mapping:
+            raise ValueError("multi_add takes a non-empty mapping of arrayset name -> array")
+        key = uuid.uuid4().hex
+        staged = []
+        for name, data in mapping.items():
+            if not isinstance(name, str) or not co._view.has_aset(name):
+                raise KeyError(name)
+            schema = co._view.schema(name)
+            if schema.named_samples:
+                raise ValueError(f"arrayset {name!r} has named samples; multi_add is for unnamed")
+            staged.append((name, payload_from_array(schema.validate(data))))
+        co._begin_batch()
+        try:
+            for name, p in staged:
+                co._stage_sample(name, encode_key(key), p)
+        except BaseException as exc:
+            co._end_batch(exc)
+            raise
+        co._end_batch()
+        return key
+
+    def __repr__(self) -> str:
+        lines = [
+            "Hangar Arraysets",
+            f"    Writeable: {self.iswriteable}",
+            "    Arrayset Names / Partial Remote References:",
+        ]
+        for name, remote in self.contains_remote_references.items():
+            lines.append(f"      - {name} / {remote}")
+        return "\n".join(lines) + "\n"
+
+
+class ReaderArraysets(Arraysets):
+    """The arraysets of a read-only checkout.
+
+    As in the reference, ``init_arrayset`` and ``remove_aset`` are None here
+    (calling them raises TypeError), and ``del`` raises PermissionError.
+    """
+
+    init_arrayset = None  # type: ignore[assignment]
+    remove_aset = None  # type: ignore[assignment]
+
+    def __delitem__(self, name: str) -> None:
+        self._require_writer()
+
+
+__all__ = ["Arraysets", "ReaderArraysets"]

@@ -1,0 +1,346 @@
+"""Diff results in the reference's shape (what ``co.diff`` returns).
+
+``co.diff.branch()`` and ``co.diff.commit()`` return ``(changes, conflicts)``
+as Hangar 0.2 does::
+
+    changes = {
+        'metadata':  {'master': D, 'dev': D},
+        'arraysets': {'master': D, 'dev': D},
+        'samples':   {'master': {aset: D, ...}, 'dev': {aset: D, ...}},
+    }
+    D = {'additions': {...}, 'removals': {...}, 'mutations': {...}, 'unchanged': {...}}
+
+``'master'`` holds the changes from the merge base to this side, ``'dev'``
+from the merge base to the other side. Each ``D`` maps record keys to
+values: arrayset names to their :class:`~hangar_git.schema.ArraysetSchema`,
+:class:`MetadataRecordKey` to the metadata value, and
+:class:`RawDataRecordKey` to the sample's payload digest (hex). Additions
+and mutations hold a side's value, removals and unchanged records the merge
+base's. ``co.diff.staged()`` returns the same with the ``'master'`` side
+only (the base commit to the staging area).
+
+Conflicts are ``{'aset': CR, 'meta': CR, 'sample': {aset: CR, ...},
+'conflict_found': bool}`` with ``CR`` a
+:class:`~hangar_git.diff.ConflictRecords` of arrayset names,
+:class:`MetadataRecordKey` and :class:`RawDataRecordKey`, and an entry in
+``'sample'`` for every arrayset on any side.
+
+``unchanged`` is a :class:`LazyRecords`: computed (a walk of the merge
+base's records) only when first read, so a diff costs what the change
+costs. The changes dict keeps the plainer view of :mod:`hangar_git.diff` in
+its ``records`` attribute (a :class:`~hangar_git.diff.BranchDiff`, or the
+:class:`~hangar_git.diff.DiffRecords` of the staging area).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from .diff import BranchDiff, Changes, ConflictRecords, DiffRecords
+from .naming import Key, decode_key, encode_key
+
+if TYPE_CHECKING:
+    from .records.view import CommitView
+
+
+class MetadataRecordKey(NamedTuple):
+    """Key of a metadata record in diffs and conflicts."""
+
+    meta_name: Key
+
+
+class RawDataRecordKey(NamedTuple):
+    """Key of a sample record in diffs and conflicts: arrayset and sample name."""
+
+    aset_name: str
+    data_name: Key
+
+
+class LazyRecords(Mapping[Any, Any]):
+    """A read-only mapping computed on first access (the ``unchanged`` records).
+
+    Reading it (``len``, ``in``, iteration, ``[]``, ``==``, ``repr``) computes
+    it once; until then it costs nothing. :attr:`computed` tells whether it
+    was.
+    """
+
+    def __init__(self, compute: Callable[[], dict[Any, Any]]) -> None:
+        self._compute: Callable[[], dict[Any, Any]] | None = compute
+        self._data: dict[Any, Any] | None = None
+
+    @property
+    def computed(self) -> bool:
+        """True once the records were computed."""
+        return self._data is not None
+
+    def _records(self) -> dict[Any, Any]:
+        data = self._data
+        if data is None:
+            assert self._compute is not None
+            data = self._data = self._compute()
+            self._compute = None
+        return data
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._records()[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._records())
+
+    def __len__(self) -> int:
+        return len(self._records())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._records()
+
+    def __repr__(self) -> str:
+        return f"LazyRecords({self._records()!r})"
+
+
+class DiffChanges(dict[str, Any]):
+    """The changes of a diff in the reference's shape (a dict; see the module).
+
+    Attributes
+    ----------
+    records : BranchDiff or DiffRecords
+        The same diff as plain key tuples: a
+        :class:`~hangar_git.diff.BranchDiff` for ``diff.branch()`` and
+        ``diff.commit()`` (``master``, ``dev``, ``incoming``, ``base`` are
+        also attributes of this dict), the
+        :class:`~hangar_git.diff.DiffRecords` for ``diff.staged()``.
+    """
+
+    records: Any
+
+    def __init__(self, shape: dict[str, Any], records: BranchDiff | DiffRecords) -> None:
+        super().__init__(shape)
+        self.records = records
+
+    def _branch(self) -> BranchDiff:
+        if not isinstance(self.records, BranchDiff):
+            raise AttributeError("a staged diff has one side only: see .records")
+        return self.records
+
+    @property
+    def master(self) -> DiffRecords:
+        """This side's changes since the merge base (``records.master``)."""
+        return self._branch().master
+
+    @property
+    def dev(self) -> DiffRecords:
+        """The other side's changes since the merge base (``records.dev``)."""
+        return self._branch().dev
+
+    @property
+    def incoming(self) -> DiffRecords:
+        """What a merge would bring here (``records.incoming``)."""
+        return self._branch().incoming
+
+    @property
+    def base(self) -> str | None:
+        """The merge base commit (``records.base``)."""
+        return self._branch().base
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, DiffChanges) and self.records != other.records:
+            return False
+        return dict.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class StagedDiff(tuple[DiffChanges, dict[str, Any]]):
+    """``(changes, conflicts)`` of ``diff.staged()``; ``aset``, ``meta``,
+    ``samples`` and ``empty`` are those of its :class:`~hangar_git.diff.DiffRecords`
+    (:attr:`records`), the plainer view."""
+
+    def __new__(cls, changes: DiffChanges, conflicts: dict[str, Any]) -> StagedDiff:
+        return super().__new__(cls, (changes, conflicts))
+
+    @property
+    def records(self) -> DiffRecords:
+        """The staged changes as plain key tuples."""
+        return self[0].records  # type: ignore[no-any-return]
+
+    @property
+    def aset(self) -> Changes:
+        return self.records.aset
+
+    @property
+    def meta(self) -> Changes:
+        return self.records.meta
+
+    @property
+    def samples(self) -> dict[str, Changes]:
+        return self.records.samples
+
+    @property
+    def empty(self) -> bool:
+        return self.records.empty
+
+
+# ---- building --------------------------------------------------------------------
+def _side_d(
+    base: CommitView, side: CommitView, ch: Changes, value: Callable[[CommitView, Any], Any]
+) -> dict[str, Any]:
+    """``D`` of one namespace: values of the changed keys (``ch``) looked up."""
+    return {
+        "additions": {k: value(side, k) for k in ch.additions},
+        "removals": {k: value(base, k) for k in ch.removals},
+        "mutations": {k: value(side, k) for k in ch.mutations},
+    }
+
+
+def _meta_value(view: CommitView, k: MetadataRecordKey) -> str | None:
+    return view.meta_get(encode_key(k.meta_name, "metadata"))
+
+
+def _sample_value(view: CommitView, k: RawDataRecordKey) -> str | None:
+    d = view.get(k.aset_name, encode_key(k.data_name))
+    return d.hex() if d is not None else None
+
+
+def _meta_d(base: CommitView, side: CommitView, ch: Changes) -> dict[str, Any]:
+    keyed = Changes(*(tuple(map(MetadataRecordKey, keys)) for keys in ch[:3]))
+    d = _side_d(base, side, keyed, _meta_value)
+    changed = {*ch.removals, *ch.mutations}
+
+    def unchanged() -> dict[Any, Any]:
+        return {
+            MetadataRecordKey(k): base.meta_get(enc)
+            for enc in base.meta_keys()
+            if (k := decode_key(enc)) not in changed
+        }
+
+    d["unchanged"] = LazyRecords(unchanged)
+    return d
+
+
+def _aset_d(base: CommitView, side: CommitView) -> dict[str, Any]:
+    """``D`` of the arrayset schemas: a mutation is a changed schema (the
+    samples are the ``'samples'`` part's)."""
+    b, s = set(base.aset_names()), set(side.aset_names())
+    mutated = {n for n in b & s if base.schema(n) != side.schema(n)}
+    return {
+        "additions": {n: side.schema(n) for n in sorted(s - b)},
+        "removals": {n: base.schema(n) for n in sorted(b - s)},
+        "mutations": {n: side.schema(n) for n in sorted(mutated)},
+        "unchanged": LazyRecords(lambda: {n: base.schema(n) for n in sorted(b & s - mutated)}),
+    }
+
+
+def _samples_d(base: CommitView, side: CommitView, name: str, ch: Changes | None) -> dict[str, Any]:
+    ch = ch if ch is not None else Changes((), (), ())
+    keyed = Changes(*(tuple(RawDataRecordKey(name, k) for k in keys) for keys in ch[:3]))
+    d = _side_d(base, side, keyed, _sample_value)
+    changed = {*ch.removals, *ch.mutations}
+
+    def unchanged() -> dict[Any, Any]:
+        if not base.has_aset(name) or not side.has_aset(name):
+            return {}
+        out = {}
+        for enc, digest in base.iter_items(name):
+            k = decode_key(enc)
+            if k not in changed:
+                out[RawDataRecordKey(name, k)] = digest.hex()
+        return out
+
+    d["unchanged"] = LazyRecords(unchanged)
+    return d
+
+
+def _side(base: CommitView, side: CommitView, recs: DiffRecords) -> tuple[Any, Any, Any]:
+    """``(metadata D, arraysets D, {aset: samples D})`` of one side."""
+    names = sorted({*base.aset_names(), *side.aset_names()})
+    samples = {n: _samples_d(base, side, n, recs.samples.get(n)) for n in names}
+    return _meta_d(base, side, recs.meta), _aset_d(base, side), samples
+
+
+def reference_conflicts(conflicts: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    """The conflicts of :func:`hangar_git.diff.diff3` (plain keys) with record
+    keys, and an entry in ``'sample'`` for each of ``names``."""
+    plain = conflicts["sample"]
+    none = ConflictRecords((), (), (), (), False)
+    samples = {}
+    for name in sorted(set(names) | set(plain)):
+        samples[name] = _keyed(plain.get(name, none), functools.partial(RawDataRecordKey, name))
+    return {
+        "aset": conflicts["aset"],
+        "meta": _keyed(conflicts["meta"], MetadataRecordKey),
+        "sample": samples,
+        "conflict_found": conflicts["conflict_found"],
+    }
+
+
+def _keyed(rec: ConflictRecords, key: Callable[[Any], Any]) -> ConflictRecords:
+    """``rec`` with each plain key turned into a record key."""
+    return ConflictRecords(
+        tuple(map(key, rec.t1)),
+        tuple(map(key, rec.t21)),
+        tuple(map(key, rec.t22)),
+        tuple(map(key, rec.t3)),
+        rec.conflict,
+    )
+
+
+def branch_result(
+    views: tuple[CommitView, CommitView, CommitView],
+    diff: BranchDiff,
+    conflicts: Mapping[str, Any],
+) -> tuple[DiffChanges, dict[str, Any]]:
+    """``(changes, conflicts)`` of ``diff.branch()`` / ``diff.commit()``.
+
+    Parameters
+    ----------
+    views : tuple
+        Views of the merge base, this side (master) and the other side (dev).
+    diff, conflicts : BranchDiff, dict
+        The diff as :func:`hangar_git.diff.diff_commits` returns it.
+    """
+    base, master, dev = views
+    m_meta, m_aset, m_samples = _side(base, master, diff.master)
+    d_meta, d_aset, d_samples = _side(base, dev, diff.dev)
+    shape = {
+        "metadata": {"master": m_meta, "dev": d_meta},
+        "arraysets": {"master": m_aset, "dev": d_aset},
+        "samples": {"master": m_samples, "dev": d_samples},
+    }
+    names = {*base.aset_names(), *master.aset_names(), *dev.aset_names()}
+    return DiffChanges(shape, diff), reference_conflicts(conflicts, names)
+
+
+def staged_result(base: CommitView, staged: CommitView, diff: DiffRecords) -> StagedDiff:
+    """``(changes, conflicts)`` of ``diff.staged()``: the ``'master'`` side only
+    (base commit to staging area), and no conflicts."""
+    meta, aset, samples = _side(base, staged, diff)
+    shape = {
+        "metadata": {"master": meta},
+        "arraysets": {"master": aset},
+        "samples": {"master": samples},
+    }
+    none = ConflictRecords((), (), (), (), False)
+    names = {*base.aset_names(), *staged.aset_names()}
+    conflicts = {
+        "aset": none,
+        "meta": none,
+        "sample": dict.fromkeys(sorted(names), none),
+        "conflict_found": False,
+    }
+    return StagedDiff(DiffChanges(shape, diff), conflicts)
+
+
+__all__ = [
+    "DiffChanges",
+    "LazyRecords",
+    "MetadataRecordKey",
+    "RawDataRecordKey",
+    "StagedDiff",
+    "branch_result",
+    "reference_conflicts",
+    "staged_result",
+]
