@@ -1,0 +1,31 @@
+"""History tools over the record trees: cherry-pick, revert, purge, and a
+look at one sample on both sides of a conflict.
+
+- :mod:`.apply`: :func:`cherry_pick` and :func:`revert`, three-way merges of
+  one commit's change onto a branch head (:func:`hangar_git.merge.merge_trees`);
+- :mod:`.inspect`: :func:`compare_sample`, one sample at two commits and
+  their merge base (shapes, dtypes, how much the values differ);
+- :mod:`.purge`: :func:`purge_records` removes samples and metadata from
+  every commit of every local branch, then :func:`drop_purged` their
+  payloads and the old records from this machine.
+
+:class:`hangar_git.Repository` offers each as a method, the command line as
+``git hangar cherry-pick|revert|purge`` and ``diff --key``.
+"""
+
+from __future__ import annotations
+
+from .apply import cherry_pick, revert
+from .inspect import SampleComparison, SampleSide, compare_sample
+from .purge import PurgeReport, drop_purged, purge_records
+
+__all__ = [
+    "PurgeReport",
+    "SampleComparison",
+    "SampleSide",
+    "cherry_pick",
+    "compare_sample",
+    "drop_purged",
+    "purge_records",
+    "revert",
+]
