@@ -31,8 +31,8 @@ def records(repo, commit: str) -> dict:
     with repo.checkout(commit=commit) as co:
         for name in co.arraysets:
             aset = co.arraysets[name]
-            out[name] = {k: tuple(np.asarray(aset[k]).tolist()) for k in aset.keys()}
-        out["meta"] = {k: co.metadata[k] for k in co.metadata.keys()}
+            out[name] = {k: tuple(np.asarray(aset[k]).tolist()) for k in aset}
+        out["meta"] = {k: co.metadata[k] for k in co.metadata}
     return out
 
 
@@ -92,7 +92,9 @@ def test_cherry_pick_conflict_changes_nothing_and_strategies_resolve(base):
     picked = commit_on(repo, "dev", lambda co: co.arraysets["x"].__setitem__(2, v(20)))
     commit_on(repo, "master", lambda co: co.arraysets["x"].__setitem__(2, v(-20)))
     before = head(repo)
-    refs = {r: str(repo.git_repository().references[r].target) for r in repo.git_repository().references}
+    refs = {
+        r: str(repo.git_repository().references[r].target) for r in repo.git_repository().references
+    }
     with pytest.raises(MergeConflictError) as err:
         repo.cherry_pick(picked)
     assert err.value.conflicts["sample"]["x"].t3 == (2,)
@@ -254,17 +256,22 @@ def test_purge_removes_the_key_from_all_history(history):
     digests = {d for d, _ in reader.all_locations()}
     reader.close()
     dry = repo.purge("x", ["alice"], meta_keys=["alice-email"], dry_run=True)
-    assert dry.dry_run and dry.commits and set(dry.refs) == {
-        "refs/hangar/heads/master",
-        "refs/hangar/heads/dev",
-    }
+    assert (
+        dry.dry_run
+        and dry.commits
+        and set(dry.refs)
+        == {
+            "refs/hangar/heads/master",
+            "refs/hangar/heads/dev",
+        }
+    )
     assert _all_commits(repo) == old_commits  # a dry run changes nothing
     report = repo.purge("x", ["alice"], meta_keys=["alice-email"])
     assert report.commits == dry.commits  # the dry run names the exact new ids
     assert head(repo) == report.refs["refs/hangar/heads/master"][1]
     new_commits = _all_commits(repo)
     assert len(new_commits) == len(old_commits)
-    for old, new in zip(reversed(old_commits), reversed(new_commits), strict=True):
+    for old in old_commits:
         want = before[old]
         want["x"].pop("alice", None)
         want["meta"].pop("alice-email", None)
@@ -280,7 +287,6 @@ def test_purge_removes_the_key_from_all_history(history):
     left = {d for d, _ in reader.all_locations()}
     reader.close()
     assert left == digests - report.payloads
-    print(report.summary())
     fresh = pygit2.Repository(git.path)
     for old in report.commits:
         assert fresh.get(old) is None, "an old commit is still in the object database"

@@ -177,14 +177,17 @@ def _side(
     return SampleSide(label, commit, None), None
 
 
-def compare_sample(repo: Repository, a: str, b: str, arrayset: str, key: Key) -> SampleComparison:
+def compare_sample(
+    repo: Repository, a: str | None, b: str, arrayset: str, key: Key
+) -> SampleComparison:
     """Read sample ``arrayset[key]`` at STARTPOINTs ``a``, ``b`` and their merge base.
 
     Parameters
     ----------
     repo : Repository
     a, b : str
-        Branch names (local or ``remote/branch``) or commit hash prefixes.
+        Branch names (local or ``remote/branch``) or commit hash prefixes;
+        ``a`` None for the head of the staging area's branch.
     arrayset : str
     key : str or int
         The key; ``s:NAME``/``i:NUMBER`` pick the type, a digit string
@@ -201,6 +204,7 @@ def compare_sample(repo: Repository, a: str, b: str, arrayset: str, key: Key) ->
     """
     git = repo.git_repository()
     left, right = repo.resolve_startpoint(a), repo.resolve_startpoint(b)
+    a = a if a is not None else left.branch or left.commit[:10]
     base_oid = git.merge_base(left.commit, right.commit)
     keys = _candidates(key)
     targets = [(a, left.commit), (b, right.commit)]
@@ -214,4 +218,36 @@ def compare_sample(repo: Repository, a: str, b: str, arrayset: str, key: Key) ->
     return SampleComparison(arrayset, held[0], found[0][0], found[1][0], base)
 
 
-__all__ = ["Difference", "SampleComparison", "SampleSide", "compare_sample", "difference"]
+def parse_sample_spec(spec: str) -> tuple[str, Key]:
+    """``ARRAYSET/KEY`` as ``(arrayset, key)``; the key as :func:`compare_sample` takes it.
+
+    Raises
+    ------
+    ValueError
+        Unless ``spec`` has a non-empty arrayset and key around a ``/``.
+    """
+    name, sep, key = spec.partition("/")
+    if not sep or not name or not key:
+        raise ValueError(f"{spec!r}: expected ARRAYSET/KEY (e.g. images/0001)")
+    return name, key
+
+
+def sample_diff_lines(repo: Repository, a: str | None, b: str | None, spec: str) -> list[str]:
+    """``git hangar diff [A] B --key ARRAYSET/KEY``: the sample at the two
+    STARTPOINTs (one given: the branch head and it) and their merge base."""
+    if a is None:
+        raise ValueError("--key compares two STARTPOINTs: give A (and B)")
+    left, right = (None, a) if b is None else (a, b)
+    arrayset, key = parse_sample_spec(spec)
+    return compare_sample(repo, left, right, arrayset, key).lines()
+
+
+__all__ = [
+    "Difference",
+    "SampleComparison",
+    "SampleSide",
+    "compare_sample",
+    "difference",
+    "parse_sample_spec",
+    "sample_diff_lines",
+]

@@ -112,12 +112,13 @@ class PurgeReport:
     def summary(self) -> str:
         """Lines for people: the refs moved, payloads, the force-push to run."""
         would = "would " if self.dry_run else ""
-        lines = [f"{would}rewrite {len(self.commits)} commits (commit ids change):"]
+        verb = "would rewrite" if self.dry_run else "rewrote"
+        lines = [f"{verb} {len(self.commits)} commits (commit ids change):"]
         for ref, (old, new) in sorted(self.refs.items()):
             lines.append(f"  {ref}: {old[:10]} -> {new[:10]}")
         for ref in self.remote_refs:
             lines.append(f"  {ref}: {would}delete (fetch it again after the force-push)")
-        lines.append(f"{would}drop {len(self.payloads)} payloads named by the purged samples")
+        lines.append(f"the purged samples named {len(self.payloads)} payloads")
         if self.payloads_kept:
             lines.append(f"  {len(self.payloads_kept)} stay: other samples hold the same data")
         lines.extend(self.git)
