@@ -299,7 +299,7 @@ def test_purge_removes_the_key_from_all_history(history):
     assert repo.verify(full=True).ok
     assert secret_arr.tolist() == [777, 778, 779]
     text = report.summary()
-    assert "refs/hangar/heads/master:" in text and "git push REMOTE" in text
+    assert "refs/hangar/heads/master:" in text and "git push <remote>" in text
 
 
 def test_purge_keeps_a_payload_other_samples_hold(base):

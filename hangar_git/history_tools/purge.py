@@ -77,6 +77,8 @@ class PurgeReport:
         Ref name -> (old, new) head of every ref moved.
     remote_refs : list of str
         Remote-tracking refs deleted (their history held the keys).
+    remotes : list of str
+        The git remotes of the repository (see :meth:`push_commands`).
     payloads : set of bytes
         Digests the purged samples named.
     payloads_kept : set of bytes
@@ -101,13 +103,13 @@ class PurgeReport:
     git: list[str] = field(default_factory=list)
 
     def push_commands(self) -> list[str]:
-        """The force-pushes that rewrite the moved branches on each remote
-        this repository fetched hangar branches from."""
+        """The force-pushes that rewrite the moved branches on each git remote
+        of this repository (``<remote>`` when it has none)."""
         heads = [r for r in sorted(self.refs) if r.startswith(HEADS)]
         specs = " ".join(f"+{r}:{r}" for r in heads)
         if not specs:
             return []
-        return [f"git push {remote} {specs}" for remote in self.remotes or ["REMOTE"]]
+        return [f"git push {remote} {specs}" for remote in self.remotes or ["<remote>"]]
 
     def summary(self) -> str:
         """Lines for people: the refs moved, payloads, the force-push to run."""
@@ -118,7 +120,8 @@ class PurgeReport:
             lines.append(f"  {ref}: {old[:10]} -> {new[:10]}")
         for ref in self.remote_refs:
             lines.append(f"  {ref}: {would}delete (fetch it again after the force-push)")
-        lines.append(f"the purged samples named {len(self.payloads)} payloads")
+        n = len(self.payloads)
+        lines.append(f"the purged samples named {n} payload{'s' if n != 1 else ''}")
         if self.payloads_kept:
             lines.append(f"  {len(self.payloads_kept)} stay: other samples hold the same data")
         lines.extend(self.git)
@@ -295,7 +298,8 @@ def purge_records(
     refs = {n: ref_commit(git, n) for n in git.references if n.startswith(HANGAR_REFS)}
     heads = {n: c for n, c in refs.items() if c is not None}
     remote_refs = [n[len(REMOTES) :] for n in heads if n.startswith(REMOTES)]
-    report.remotes = sorted({n.split("/", 1)[0] for n in remote_refs})
+    configured = {r.name for r in git.remotes if r.name}
+    report.remotes = sorted(configured | {n.split("/", 1)[0] for n in remote_refs})
     if not heads:
         return report
     walker = git.walk(None, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE)
