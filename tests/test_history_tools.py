@@ -331,3 +331,19 @@ def test_purge_refuses_staged_changes_and_bad_input(history):
     assert _all_commits(repo) == before
     nothing = repo.purge("x", ["nobody"])
     assert not nothing.commits and not nothing.refs and _all_commits(repo) == before
+
+
+def test_compare_sample_reads_through_a_checkout_when_a_payload_is_not_here(base):
+    from hangar_git import IntegrityError
+    from hangar_git.store import array_digest
+
+    repo = base
+    commit_on(repo, "dev", lambda co: co.arraysets["x"].__setitem__(2, np.array([5, 5, 5])))
+    writer = repo.payload_store.writer()
+    try:
+        writer.remove([array_digest(np.array([5, 5, 5]))])
+    finally:
+        writer.close()
+    # the checkout says why it cannot be read, rather than "absent"
+    with pytest.raises(IntegrityError, match="missing"):
+        repo.compare_sample("master", "dev", "x", 2)

@@ -13,7 +13,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..naming import decode_key
+from ..naming import decode_key, encode_key
+from ..records.snapshot import TreeRecords, commit_tree
+from ..records.validate import check_payload
+from ..schema import ArraysetSchema
 
 if TYPE_CHECKING:
     from ..repository import Repository
@@ -167,13 +170,37 @@ def _candidates(key: Key) -> list[Key]:
 def _side(
     repo: Repository, label: str, commit: str, arrayset: str, keys: list[Key]
 ) -> tuple[SampleSide, Key | None]:
-    """The sample at ``commit``, and the key of ``keys`` it is held under."""
-    with repo.checkout(commit=commit) as co:
-        if arrayset in co.arraysets:
-            aset = co.arraysets[arrayset]
-            for k in keys:
-                if k in aset:
-                    return SampleSide(label, commit, np.asarray(aset[k])), k
+    """The sample at ``commit``, and the key of ``keys`` it is held under.
+
+    The record is found through the one fan-out leaf that holds it, and the
+    payload read from the local store, verified against its digest (and its
+    kind against the schema unless the records were built here); a payload
+    not stored here is read through a checkout, which says why it cannot
+    be (or fetches it).
+    """
+    git = repo.git_repository()
+    records = TreeRecords(git, commit_tree(git, commit))
+    if arrayset not in records.aset_entries:
+        return SampleSide(label, commit, None), None
+    samples = records.samples(arrayset)
+    for k in keys:
+        enc = encode_key(k)
+        digest = samples.get(enc)
+        if digest is None:
+            continue
+        reader = repo.payload_store.reader()
+        try:
+            loc = reader.locate(digest)
+            arr = reader.read(loc, digest) if loc is not None else None
+        finally:
+            reader.close()
+        if arr is None:
+            with repo.checkout(commit=commit) as co:
+                arr = np.asarray(co.arraysets[arrayset][k])
+        elif not records.payloads_trusted:
+            schema = ArraysetSchema.from_json(records.schema_text(arrayset))
+            arr = check_payload(schema, arr, arrayset, enc)
+        return SampleSide(label, commit, arr), k
     return SampleSide(label, commit, None), None
 
 

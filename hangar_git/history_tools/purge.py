@@ -303,14 +303,14 @@ def purge_records(
     if not heads:
         return report
     walker = git.walk(None, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE)
-    for c in set(heads.values()):
-        walker.push(pygit2.Oid(hex=c))
+    for sha in set(heads.values()):
+        walker.push(pygit2.Oid(hex=sha))
     commits = list(walker)
     ensure_trusted(git, [c.tree_id.raw for c in commits])
     rw = _Rewriter(git, report)
     with held_objects(git) as batch:
-        for c in commits:
-            rw.commit(c)
+        for commit in commits:
+            rw.commit(commit)
         for name, old in heads.items():
             if rw.mapped[old] == old:
                 continue
