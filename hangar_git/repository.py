@@ -659,18 +659,26 @@ class Repository:
         *,
         meta_keys: Iterable[str | int] = (),
         dry_run: bool = False,
+        data_remote: str | None = None,
     ) -> PurgeReport:
         """Remove samples (and metadata) from every commit of every local branch,
-        then their payloads and the old commits from this machine; see
-        :func:`hangar_git.history_tools.purge_records` and ``drop_purged``."""
-        from .history_tools import drop_purged, purge_records
+        then their payloads and the old commits from this machine (and from
+        the data remote of remote ``data_remote``); see
+        :func:`hangar_git.history_tools.purge_records`, ``drop_purged`` and
+        ``purge_data_remote``."""
+        from .history_tools import drop_purged, purge_data_remote, purge_records
 
+        if data_remote is not None:
+            self.remote.fetcher(data_remote)  # no such remote: refused before any change
         with self._staging_journal(None) as journal:
             report = purge_records(
                 self._git_repo(), journal, arrayset, keys, meta_keys=meta_keys, dry_run=dry_run
             )
         if not dry_run and report.commits:
             drop_purged(self, report)
+        if data_remote is not None:
+            gone = report.payloads - report.payloads_kept
+            report.data_remote = purge_data_remote(self, data_remote, gone, dry_run=dry_run)
         return report
 
     # ---- maintenance -------------------------------------------------------------

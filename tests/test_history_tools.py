@@ -347,3 +347,42 @@ def test_compare_sample_reads_through_a_checkout_when_a_payload_is_not_here(base
     # the checkout says why it cannot be read, rather than "absent"
     with pytest.raises(IntegrityError, match="missing"):
         repo.compare_sample("master", "dev", "x", 2)
+
+
+def test_purge_removes_the_payloads_from_a_data_remote(history, tmp_path):
+    import warnings
+
+    from hangar_git import Repository
+
+    repo = history
+    bare = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    data = tmp_path / "data"
+    repo.remote.add("origin", str(bare), data=str(data))
+    repo.remote.push("origin", "master")
+    remote = repo.remote.fetcher("origin").remote
+    on_remote = {d for idx in remote.refresh().values() for d in idx.digests}
+    with pytest.raises(ValueError, match="no remote"):
+        repo.purge("x", ["alice"], data_remote="nowhere")  # refused before any change
+    dry = repo.purge("x", ["alice"], data_remote="origin", dry_run=True)
+    assert dry.data_remote.removed == 2 and dry.payloads <= on_remote
+    report = repo.purge("x", ["alice"], data_remote="origin")
+    assert report.data_remote.removed == 2 and len(report.data_remote.packs) == 1
+    assert "data remote 'origin': removed 2 payloads" in report.summary()
+    left = {
+        d for idx in repo.remote.fetcher("origin").remote.refresh().values() for d in idx.digests
+    }
+    assert left == on_remote - report.payloads
+    # the force-push the report prints rewrites the records; a clone reads every
+    # other sample from the rewritten data remote
+    for cmd in report.push_commands():
+        subprocess.run(cmd.split(), cwd=repo.path, check=True, capture_output=True)
+    other = tmp_path / "other"
+    other.mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clone = Repository(other, exists=False)
+    clone.clone("B", "b@example.org", str(bare), data=str(data))
+    clone.remote.fetch_data("origin", branch="master")
+    assert records(clone, head(clone)) == records(repo, head(repo))
+    assert "alice" not in records(clone, head(clone))["x"]

@@ -104,8 +104,18 @@ def _key(text: str) -> str | int:
 @click.argument("keys", nargs=-1, metavar="[KEY]...")
 @click.option("--meta", "meta", multiple=True, metavar="KEY", help="A metadata key to purge.")
 @click.option("--dry-run", is_flag=True, help="List what would change; change nothing.")
+@click.option(
+    "--data-remote",
+    "data_remote",
+    metavar="NAME",
+    help="Also remove the purged payloads from the data remote of remote NAME.",
+)
 def purge(
-    arrayset: str | None, keys: tuple[str, ...], meta: tuple[str, ...], dry_run: bool
+    arrayset: str | None,
+    keys: tuple[str, ...],
+    meta: tuple[str, ...],
+    dry_run: bool,
+    data_remote: str | None,
 ) -> None:
     """Remove samples from every commit of every local branch.
 
@@ -126,8 +136,9 @@ def purge(
         [_key(k) for k in keys],
         meta_keys=[_key(k) for k in meta],
         dry_run=dry_run,
+        data_remote=data_remote,
     )
-    if not report.commits and not report.remote_refs:
+    if not report.commits and not report.remote_refs and not report.data_remote:
         info("Nothing to purge: no commit holds those keys")
         return
     for line in report.summary().splitlines():

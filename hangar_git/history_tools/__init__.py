@@ -7,7 +7,9 @@ look at one sample on both sides of a conflict.
   their merge base (shapes, dtypes, how much the values differ);
 - :mod:`.purge`: :func:`purge_records` removes samples and metadata from
   every commit of every local branch, then :func:`drop_purged` their
-  payloads and the old records from this machine.
+  payloads and the old records from this machine;
+- :mod:`.remote_purge`: :func:`purge_data_remote`, the purged payloads
+  removed from a data remote.
 
 :class:`hangar_git.Repository` offers each as a method, the command line as
 ``git hangar cherry-pick|revert|purge`` and ``diff --key``.
@@ -18,14 +20,17 @@ from __future__ import annotations
 from .apply import cherry_pick, revert
 from .inspect import SampleComparison, SampleSide, compare_sample
 from .purge import PurgeReport, drop_purged, purge_records
+from .remote_purge import RemotePurge, purge_data_remote
 
 __all__ = [
     "PurgeReport",
+    "RemotePurge",
     "SampleComparison",
     "SampleSide",
     "cherry_pick",
     "compare_sample",
     "drop_purged",
+    "purge_data_remote",
     "purge_records",
     "revert",
 ]

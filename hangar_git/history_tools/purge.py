@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from ..gc import GcReport
     from ..records.staging import Journal
     from ..repository import Repository
+    from .remote_purge import RemotePurge
 
 HANGAR_REFS = "refs/hangar/"
 
@@ -87,6 +88,8 @@ class PurgeReport:
         The payload collection run after the rewrite.
     git : list of str
         What was done to git's reflogs and objects.
+    data_remote : RemotePurge or None
+        What was removed from a data remote, when one was named.
     """
 
     dry_run: bool
@@ -101,6 +104,7 @@ class PurgeReport:
     payloads_kept: set[bytes] = field(default_factory=set)
     gc: GcReport | None = None
     git: list[str] = field(default_factory=list)
+    data_remote: RemotePurge | None = None
 
     def push_commands(self) -> list[str]:
         """The force-pushes that rewrite the moved branches on each git remote
@@ -127,6 +131,8 @@ class PurgeReport:
         lines.extend(self.git)
         if self.gc is not None:
             lines.append(self.gc.summary())
+        if self.data_remote is not None:
+            lines.append(self.data_remote.summary())
         push = self.push_commands()
         if push:
             lines.append("rewrite the records on your remotes (a force-push) with:")

@@ -127,7 +127,7 @@ def test_purge_from_the_shell(branched, tmp_path):
     assert cli(path, "purge", "imgs", ok=False).returncode == 2
 
 
-def test_purge_deletes_remote_tracking_refs_holding_the_key(branched, tmp_path):
+def test_purge_deletes_remote_tracking_refs_and_data_remote_payloads(branched, tmp_path):
     path = Path(branched.path)
     remote = tmp_path / "remote.git"
     subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
@@ -136,7 +136,13 @@ def test_purge_deletes_remote_tracking_refs_holding_the_key(branched, tmp_path):
     cli(path, "fetch", "origin", "dev")
     tracking = "refs/hangar/remotes/origin/dev"
     assert tracking in open_repo(path).git_repository().references
-    out = cli(path, "purge", "imgs", "d1").stdout
+    before = open_repo(path).branch_commit("dev")
+    assert_one_line_error(
+        cli(path, "purge", "imgs", "d1", "--data-remote", "nope", ok=False), 1, "nope"
+    )
+    assert open_repo(path).branch_commit("dev") == before  # refused before any change
+    out = cli(path, "purge", "imgs", "d1", "--data-remote", "origin").stdout
+    assert "data remote 'origin': removed 1 payloads (1 packs rewritten)" in out
     assert f"{tracking}: delete" in out
     assert tracking not in open_repo(path).git_repository().references
     assert "git push origin +refs/hangar/heads/dev:refs/hangar/heads/dev" in out
