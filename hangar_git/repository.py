@@ -681,6 +681,32 @@ class Repository:
             report.data_remote = purge_data_remote(self, data_remote, gone, dry_run=dry_run)
         return report
 
+    def change_arrayset(
+        self,
+        arrayset: str,
+        *,
+        branch: str | None = None,
+        shape: Any = None,
+        variable_shape: bool | None = None,
+        rename: str | None = None,
+        dtype: Any = None,
+        force: bool = False,
+        message: str | None = None,
+    ) -> str:
+        """Commit a schema change of ``arrayset`` (a raised maximum shape, made
+        variable-shape, renamed, or cast to ``dtype``); returns the new head.
+        See :func:`hangar_git.history_tools.change_schema` and ``change_dtype``."""
+        from .history_tools import change_dtype, change_schema
+
+        if dtype is not None:
+            if shape is not None or variable_shape is not None or rename is not None:
+                raise ValueError("change the dtype in a commit of its own")
+            return change_dtype(self, arrayset, dtype, branch=branch, force=force, message=message)
+        with self._staging_journal(branch) as journal:
+            git, who = self._git_repo(), self._identity()
+            change = {"shape": shape, "variable_shape": variable_shape, "rename": rename}
+            return change_schema(git, who, journal, arrayset, **change, message=message)
+
     # ---- maintenance -------------------------------------------------------------
     def verify(self, full: bool = False) -> Any:
         """Check records, payloads and git objects (``git hangar fsck``).

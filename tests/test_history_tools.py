@@ -386,3 +386,96 @@ def test_purge_removes_the_payloads_from_a_data_remote(history, tmp_path):
     clone.remote.fetch_data("origin", branch="master")
     assert records(clone, head(clone)) == records(repo, head(repo))
     assert "alice" not in records(clone, head(clone))["x"]
+
+
+# ---- schema evolution -------------------------------------------------------------
+@pytest.fixture
+def images(repo):
+    def fill(co):
+        a = co.arraysets.init_arrayset("img", shape=(2, 3), dtype=np.int16)
+        for i in range(5):
+            a[i] = np.full((2, 3), i, np.int16)
+
+    first = commit_on(repo, "master", fill, "images")
+    repo.first = first
+    return repo
+
+
+def test_fixed_shape_made_variable_and_maximum_raised(images):
+    repo = images
+    new = repo.change_arrayset("img", variable_shape=True, shape=(4, 3))
+    with repo.checkout(commit=new) as co:
+        a = co.arraysets["img"]
+        assert a.variable_shape and a.shape == (4, 3) and a.dtype == np.int16
+        assert a[3].tolist() == [[3, 3, 3]] * 2
+    # the old commit keeps reading with its own schema
+    with repo.checkout(commit=repo.first) as co:
+        assert not co.arraysets["img"].variable_shape and co.arraysets["img"].shape == (2, 3)
+    commit_on(repo, "master", lambda co: co.arraysets["img"].__setitem__(9, np.ones((4, 1), "i2")))
+    raised = repo.change_arrayset("img", shape=(8, 8))
+    with repo.checkout(commit=raised) as co:
+        assert co.arraysets["img"].shape == (8, 8) and co.arraysets["img"][9].shape == (4, 1)
+    # a diff reports the schema change as a mutation of the arrayset
+    with repo.checkout(commit=repo.first) as co:
+        changes, _ = co.diff.commit(raised)
+    assert "img" in changes.dev.aset.mutations
+    assert repo.verify().ok
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"shape": (3, 3)}, "fixed-shape arrayset cannot change"),
+        ({"variable_shape": True, "shape": (1, 3)}, "can only be raised"),
+        ({"variable_shape": True, "shape": (4,)}, "rank"),
+        ({}, "nothing to change"),
+        ({"rename": "bad/name"}, "bad/name"),
+    ],
+)
+def test_schema_changes_some_sample_could_not_fit_are_refused(images, change, match):
+    repo = images
+    before = head(repo)
+    with pytest.raises(ValueError, match=match):
+        repo.change_arrayset("img", **change)
+    assert head(repo) == before
+    with pytest.raises(KeyError):
+        repo.change_arrayset("nope", variable_shape=True)
+
+
+def test_variable_cannot_be_made_fixed(images):
+    repo = images
+    repo.change_arrayset("img", variable_shape=True)
+    with pytest.raises(ValueError, match="cannot be made fixed"):
+        repo.change_arrayset("img", variable_shape=False)
+
+
+def test_rename_an_arrayset(images):
+    repo = images
+    commit_on(repo, "master", lambda co: co.arraysets.init_arrayset("other", prototype=v(0)))
+    with pytest.raises(ValueError, match="exists already"):
+        repo.change_arrayset("img", rename="other")
+    new = repo.change_arrayset("img", rename="pictures")
+    with repo.checkout(commit=new) as co:
+        assert "img" not in co.arraysets and co.arraysets["pictures"][4].max() == 4
+    with repo.checkout(commit=repo.first) as co:
+        assert "img" in co.arraysets
+
+
+def test_dtype_change_casts_safely_and_refuses_lossy_casts(images):
+    repo = images
+    before = head(repo)
+    with pytest.raises(ValueError, match="can lose values"):
+        repo.change_arrayset("img", dtype=np.int8)
+    assert head(repo) == before and repo.staged_state().diff.empty
+    with pytest.raises(ValueError, match="already"):
+        repo.change_arrayset("img", dtype=np.int16)
+    new = repo.change_arrayset("img", dtype=np.float64)
+    with repo.checkout(commit=new) as co:
+        a = co.arraysets["img"]
+        assert a.dtype == np.float64 and a[2].dtype == np.float64 and a[2][0, 0] == 2.0
+    with repo.checkout(commit=repo.first) as co:
+        assert co.arraysets["img"][2].dtype == np.int16
+    forced = repo.change_arrayset("img", dtype=np.uint8, force=True)
+    with repo.checkout(commit=forced) as co:
+        assert co.arraysets["img"][4].tolist() == [[4, 4, 4]] * 2
+    assert repo.verify().ok
