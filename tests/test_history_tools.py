@@ -479,3 +479,17 @@ def test_dtype_change_casts_safely_and_refuses_lossy_casts(images):
     with repo.checkout(commit=forced) as co:
         assert co.arraysets["img"][4].tolist() == [[4, 4, 4]] * 2
     assert repo.verify().ok
+
+
+def test_merge_conflicts_when_a_schema_change_meets_added_samples(images):
+    repo = images
+    repo.create_branch("dev")
+    repo.change_arrayset("img", dtype=np.float32, branch="master")
+    commit_on(repo, "dev", lambda co: co.arraysets["img"].__setitem__(7, np.ones((2, 3), "i2")))
+    before = head(repo)
+    with pytest.raises(MergeConflictError) as err:
+        repo.merge("merge", "master", "dev")
+    assert err.value.conflicts["aset"].t3 == ("img",)
+    with pytest.raises(MergeConflictError):  # a strategy never resolves it
+        repo.merge("merge", "master", "dev", strategy="theirs")
+    assert head(repo) == before

@@ -101,7 +101,7 @@ for _cmd in (
 ):
     main.add_command(_cmd)
 del _cmd
-rewrite.register(main)  # cherry-pick revert purge
+rewrite.register(main)  # cherry-pick revert purge schema
 
 
 def render_manpage() -> str:

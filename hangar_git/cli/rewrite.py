@@ -1,4 +1,4 @@
-"""``git hangar cherry-pick|revert|purge``: history tools.
+"""``git hangar cherry-pick|revert|purge|schema``: history tools.
 
 Commands of :mod:`hangar_git.cli`; each works on the hangar repository
 containing the current directory, over :mod:`hangar_git.history_tools`.
@@ -145,8 +145,55 @@ def purge(
         click.echo(line)
 
 
+def _shape(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(d) for d in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected D[,D...] (e.g. 64,64)") from None
+
+
+@click.command()
+@click.argument("arrayset")
+@click.option("--max-shape", "shape", metavar="D,D,...", help="The new (maximum) shape.")
+@click.option("--variable-shape", is_flag=True, help="Make a fixed-shape arrayset variable-shape.")
+@click.option("--rename", metavar="NAME", help="A new name for the arrayset.")
+@click.option("--dtype", metavar="DTYPE", help="Cast every sample to DTYPE (e.g. float32).")
+@click.option("--force", is_flag=True, help="Allow a dtype cast that can lose values.")
+@_MESSAGE
+def schema(
+    arrayset: str,
+    shape: str | None,
+    variable_shape: bool,
+    rename: str | None,
+    dtype: str | None,
+    force: bool,
+    message: str | None,
+) -> None:
+    """Change an arrayset's schema, or rename it, as a commit.
+
+    Raise the maximum shape of a variable-shape arrayset, make a fixed-shape
+    one variable-shape (its shape becomes the maximum), or rename it: records
+    only, whatever its size. --dtype casts every sample (a cast that can lose
+    values needs --force). Older commits keep their own schema.
+    """
+    repo = open_repo()
+    branch = repo.writer_branch
+    sha = repo.change_arrayset(
+        arrayset,
+        shape=_shape(shape),
+        variable_shape=True if variable_shape else None,
+        rename=rename,
+        dtype=dtype,
+        force=force,
+        message=message,
+    )
+    info(f"Changed arrayset {arrayset!r} on {branch!r}: {short(sha)}")
+
+
 #: the commands of this module
-COMMANDS: tuple[click.Command, ...] = (cherry_pick, revert, purge)
+COMMANDS: tuple[click.Command, ...] = (cherry_pick, revert, purge, schema)
 
 
 def register(group: click.Group) -> None:
@@ -155,4 +202,4 @@ def register(group: click.Group) -> None:
         group.add_command(cmd)
 
 
-__all__ = ["COMMANDS", "cherry_pick", "purge", "register", "revert"]
+__all__ = ["COMMANDS", "cherry_pick", "purge", "register", "revert", "schema"]

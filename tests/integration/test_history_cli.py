@@ -147,3 +147,19 @@ def test_purge_deletes_remote_tracking_refs_and_data_remote_payloads(branched, t
     assert tracking not in open_repo(path).git_repository().references
     assert "git push origin +refs/hangar/heads/dev:refs/hangar/heads/dev" in out
     assert "git push <remote>" not in out
+
+
+def test_schema_changes_from_the_shell(branched):
+    path = Path(branched.path)
+    out = cli(path, "schema", "imgs", "--variable-shape", "--max-shape", "8").stdout
+    assert re.match(r"Changed arrayset 'imgs' on 'master': [0-9a-f]{8}", out)
+    cli(path, "schema", "imgs", "--rename", "pictures")
+    res = cli(path, "schema", "pictures", "--dtype", "int8", ok=False)
+    assert_one_line_error(res, 1, "can lose values")
+    cli(path, "schema", "pictures", "--dtype", "float32")
+    shown = cli(path, "show", "master:pictures/k0").stdout
+    assert "dtype float32" in shown and "[100., 100., 100., 100.]" in shown
+    res = cli(path, "schema", "pictures", "--max-shape", "2", ok=False)
+    assert_one_line_error(res, 1, "raised")
+    assert cli(path, "schema", "pictures", "--max-shape", "x", ok=False).returncode == 2
+    assert "imgs['k0'] at dev" in cli(path, "show", "dev:imgs/k0").stdout  # dev keeps its schema
