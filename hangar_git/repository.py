@@ -601,6 +601,8 @@ class Repository:
             branch = current if branch is None else branch
             check_branch_name(branch)
             head = branch_head(git, branch)
+            if head is None and branch != current:  # the staging area never moves to it
+                raise ValueError(f"no branch named {branch!r} with commits")
             journal = Journal.open(self._journal_path(), branch, head)
             try:
                 self._recover_commit(journal)

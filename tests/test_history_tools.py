@@ -132,6 +132,9 @@ def test_cherry_pick_of_a_change_already_there_makes_no_commit(base):
     assert repo.cherry_pick(picked) == first == head(repo)
     with pytest.raises(LookupError):
         repo.cherry_pick("no-such-branch")
+    with pytest.raises(ValueError, match="no branch named 'typo'"):
+        repo.cherry_pick(picked, branch="typo")
+    assert repo.writer_branch == "master"  # the staging area did not move
     with pytest.raises(ValueError, match="strategy"):
         repo.cherry_pick(picked, strategy="mine")
 
