@@ -317,6 +317,8 @@ def test_purge_refuses_staged_changes_and_bad_input(history):
     repo = history
     co = repo.checkout(write=True)
     co.arraysets["x"][99] = v(99)
+    with pytest.raises(WriterLockError):  # an open write checkout: its journal is not touched
+        repo.purge("x", ["alice"])
     co.close()
     before = _all_commits(repo)
     with pytest.raises(ValueError, match="uncommitted changes"):
