@@ -11,6 +11,8 @@ cache is warm):
 - ``diff --key``: ``repo.compare_sample("a", "b", "big", k)`` for a key
   both changed (three reads at three commits);
 - ``show``: one sample read at ``b`` (a read checkout and one read);
+- ``schema``: ``repo.change_arrayset("big", variable_shape=True, shape=(4,))``
+  on ``a`` (records only: a few trees, a commit);
 - ``purge``: ``repo.purge("big", [k])`` of one sample every commit holds
   (rewriting every commit), once, on a copy of the repository; the rewrite
   alone is timed as ``purge(..., dry_run=True)`` (the same work, in memory);
@@ -49,7 +51,7 @@ from hangar_git import Repository
 
 BAR_SECONDS = 0.1
 REPS = 5
-OPS = ("cherry-pick", "revert", "diff --key", "show")
+OPS = ("cherry-pick", "revert", "diff --key", "show", "schema")
 
 
 def _open(path: Path) -> Repository:
@@ -76,6 +78,9 @@ def child(op: str, path: Path, key: int) -> dict[str, float]:
     elif op == "diff --key":
         cmp = repo.compare_sample("a", "b", "big", key)
         assert cmp.base is not None and cmp.base.array is not None
+    elif op == "schema":
+        new = repo.change_arrayset("big", branch="a", variable_shape=True, shape=(4,))
+        assert new != a
     elif op == "show":
         with repo.checkout(branch="b") as co:
             co.arraysets["big"][key]
