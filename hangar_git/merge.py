@@ -300,6 +300,32 @@ def check_strategy(strategy: object) -> None:
         raise ValueError(f"strategy must be None, 'ours' or 'theirs', not {strategy!r}")
 
 
+def check_journal(git: pygit2.Repository, journal: Journal, branch: str, head: str | None) -> None:
+    """Refuse to move ``branch`` (at ``head``) under a staging area that would lose work.
+
+    Raises
+    ------
+    ValueError
+        If the staging area is on another branch or holds changes.
+    RuntimeError
+        If the branch moved away from the staging area's base.
+    """
+    if journal.branch != branch:
+        raise ValueError(f"the write checkout is on {journal.branch!r}, not {branch!r}")
+    if journal.base != head:
+        raise RuntimeError(
+            f"branch {branch!r} moved to {head} while the staging area is "
+            f"based on {journal.base}; reopen the write checkout"
+        )
+    if journal.has_entries:
+        from .diff import staged_diff
+        from .records.view import StagedView
+
+        view = StagedView(TreeRecords(git, commit_tree(git, head)), journal)
+        if not staged_diff(view).empty:
+            raise ValueError("the staging area has uncommitted changes: commit or reset them first")
+
+
 def merge_branches(
     git: pygit2.Repository,
     identity: tuple[str, str],
@@ -358,22 +384,7 @@ def merge_branches(
     dev_head = branch_commit(git, dev_branch)
     master_head = branch_head(git, master_branch)
     if journal is not None:
-        if journal.branch != master_branch:
-            raise ValueError(f"the write checkout is on {journal.branch!r}, not {master_branch!r}")
-        if journal.base != master_head:
-            raise RuntimeError(
-                f"branch {master_branch!r} moved to {master_head} while the staging area is "
-                f"based on {journal.base}; reopen the write checkout"
-            )
-        if journal.has_entries:
-            from .diff import staged_diff
-            from .records.view import StagedView
-
-            view = StagedView(TreeRecords(git, commit_tree(git, master_head)), journal)
-            if not staged_diff(view).empty:
-                raise ValueError(
-                    "the staging area has uncommitted changes: commit or reset them first"
-                )
+        check_journal(git, journal, master_branch, master_head)
     if master_head == dev_head:
         return dev_head
     base = merge_base(git, master_head, dev_head)

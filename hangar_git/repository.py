@@ -9,6 +9,8 @@ import shutil
 import socket
 import time
 import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +42,7 @@ from .repair import RepairReport
 from .store import PackStore
 
 if TYPE_CHECKING:
+    from .history_tools import PurgeReport, SampleComparison
     from .refs import BranchHead, Startpoint
     from .status import StagedState
 
@@ -597,6 +600,127 @@ class Repository:
         self._git_repo()
         with self.checkout(write=True, branch=master_branch) as co:
             return co.merge(message, dev_branch, strategy=strategy)  # type: ignore[union-attr]
+
+    @contextmanager
+    def _staging_journal(self, branch: str | None) -> Iterator[Journal]:
+        """The staging journal on ``branch`` (default: its own), under the
+        writer lock, recovered and reset onto the branch head when clean."""
+        git = self._git_repo()
+        lock = self._acquire_writer()
+        try:
+            clear_stale_ref_locks(git)
+            remove_stale_keeps(git)
+            current = self._writer_branch()
+            branch = current if branch is None else branch
+            check_branch_name(branch)
+            head = branch_head(git, branch)
+            if head is None and branch != current:  # the staging area never moves to it
+                raise ValueError(f"no branch named {branch!r} with commits")
+            journal = Journal.open(self._journal_path(), branch, head)
+            try:
+                self._recover_commit(journal)
+                moved = journal.branch != branch or journal.base != branch_head(git, branch)
+                if moved and (not journal.has_entries or self._staging_clean(journal)):
+                    journal.reset(branch, head)
+                yield journal
+            finally:
+                journal.close()
+        finally:
+            self._release_writer(lock)
+
+    def cherry_pick(
+        self,
+        commit: str,
+        *,
+        branch: str | None = None,
+        strategy: str | None = None,
+        message: str | None = None,
+    ) -> str:
+        """Apply one commit's change to ``branch`` (default: the staging area's)
+        as a new commit; see :func:`hangar_git.history_tools.cherry_pick`."""
+        from .history_tools import cherry_pick
+
+        with self._staging_journal(branch) as journal:
+            git, who = self._git_repo(), self._identity()
+            return cherry_pick(git, who, journal, commit, strategy=strategy, message=message)
+
+    def revert(
+        self,
+        commit: str,
+        *,
+        branch: str | None = None,
+        strategy: str | None = None,
+        message: str | None = None,
+    ) -> str:
+        """Undo one commit's change on ``branch`` (default: the staging area's)
+        as a new commit; see :func:`hangar_git.history_tools.revert`."""
+        from .history_tools import revert
+
+        with self._staging_journal(branch) as journal:
+            git, who = self._git_repo(), self._identity()
+            return revert(git, who, journal, commit, strategy=strategy, message=message)
+
+    def compare_sample(self, a: str, b: str, arrayset: str, key: str | int) -> SampleComparison:
+        """One sample at STARTPOINTs ``a`` and ``b`` and at their merge base;
+        see :func:`hangar_git.history_tools.compare_sample`."""
+        from .history_tools import compare_sample
+
+        return compare_sample(self, a, b, arrayset, key)
+
+    def purge(
+        self,
+        arrayset: str | None,
+        keys: Iterable[str | int] = (),
+        *,
+        meta_keys: Iterable[str | int] = (),
+        dry_run: bool = False,
+        data_remote: str | None = None,
+    ) -> PurgeReport:
+        """Remove samples (and metadata) from every commit of every local branch,
+        then their payloads and the old commits from this machine (and from
+        the data remote of remote ``data_remote``); see
+        :func:`hangar_git.history_tools.purge_records`, ``drop_purged`` and
+        ``purge_data_remote``."""
+        from .history_tools import drop_purged, purge_data_remote, purge_records
+
+        if data_remote is not None:
+            self.remote.fetcher(data_remote)  # no such remote: refused before any change
+        with self._staging_journal(None) as journal:
+            report = purge_records(
+                self._git_repo(), journal, arrayset, keys, meta_keys=meta_keys, dry_run=dry_run
+            )
+        if not dry_run and report.commits:
+            drop_purged(self, report)
+        if data_remote is not None:
+            gone = report.payloads - report.payloads_kept
+            report.data_remote = purge_data_remote(self, data_remote, gone, dry_run=dry_run)
+        return report
+
+    def change_arrayset(
+        self,
+        arrayset: str,
+        *,
+        branch: str | None = None,
+        shape: Any = None,
+        variable_shape: bool | None = None,
+        rename: str | None = None,
+        dtype: Any = None,
+        force: bool = False,
+        message: str | None = None,
+    ) -> str:
+        """Commit a schema change of ``arrayset`` (a raised maximum shape, made
+        variable-shape, renamed, or cast to ``dtype``); returns the new head.
+        See :func:`hangar_git.history_tools.change_schema` and ``change_dtype``."""
+        from .history_tools import change_dtype, change_schema
+
+        if dtype is not None:
+            if shape is not None or variable_shape is not None or rename is not None:
+                raise ValueError("change the dtype in a commit of its own")
+            return change_dtype(self, arrayset, dtype, branch=branch, force=force, message=message)
+        with self._staging_journal(branch) as journal:
+            git, who = self._git_repo(), self._identity()
+            change = {"shape": shape, "variable_shape": variable_shape, "rename": rename}
+            return change_schema(git, who, journal, arrayset, **change, message=message)
 
     # ---- maintenance -------------------------------------------------------------
     def verify(self, full: bool = False) -> Any:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import click
 
 from .._version import __version__
-from . import data, history, maint, remotes, staging
+from . import data, history, maint, remotes, rewrite, staging
 from .common import (
     CONTEXT_SETTINGS,
     SECTIONS,
@@ -101,6 +101,7 @@ for _cmd in (
 ):
     main.add_command(_cmd)
 del _cmd
+rewrite.register(main)  # cherry-pick revert purge schema
 
 
 def render_manpage() -> str:

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 def _parse_show_spec(spec: str) -> tuple[str | None, str, str]:
     parts = spec.split(":", 2)
+    if len(parts) == 2 and "/" in parts[1]:  # STARTPOINT:ARRAYSET/KEY
+        parts = [parts[0], *parts[1].split("/", 1)]
     if len(parts) != 3 or not parts[1] or not parts[2]:
         raise click.BadParameter(
             f"{spec!r}: expected STARTPOINT:ARRAYSET:KEY (e.g. master:images:0001)",
@@ -84,6 +86,7 @@ def show(spec: str, full: bool, as_npy: bool) -> None:
 
     KEY may be written s:NAME or i:NUMBER to pick the key type. An empty
     STARTPOINT (':ARRAYSET:KEY') means the staging area's branch head.
+    STARTPOINT:ARRAYSET/KEY works too.
     """
     import numpy as np
 

@@ -151,8 +151,16 @@ def branch_delete(name: str, force: bool) -> None:
 @click.argument("b", required=False, metavar="[B]")
 @click.option("--stat", is_flag=True, help="A table of change counts per arrayset.")
 @click.option("--name-only", is_flag=True, help="List the changed keys (A/D/M, one per line).")
+@click.option(
+    "--key",
+    "sample",
+    metavar="ARRAYSET/KEY",
+    help="One sample on both sides and at the merge base: shapes, dtypes, differences.",
+)
 @json_option
-def diff(a: str | None, b: str | None, stat: bool, name_only: bool, as_json: bool) -> None:
+def diff(
+    a: str | None, b: str | None, stat: bool, name_only: bool, as_json: bool, sample: str | None
+) -> None:
     """Show staged changes, or changes between commits.
 
     No argument: the staged changes. With one STARTPOINT A: from the
@@ -160,6 +168,12 @@ def diff(a: str | None, b: str | None, stat: bool, name_only: bool, as_json: boo
     a merge of the two would meet are listed too.
     """
     repo = open_repo()
+    if sample is not None:
+        from ..history_tools.inspect import sample_diff_lines
+
+        for line in sample_diff_lines(repo, a, b, sample):
+            click.echo(line)
+        return
     if a is None:
         st = repo.staged_state()
         if as_json:

@@ -1,0 +1,165 @@
+"""``git hangar cherry-pick|revert|purge``, ``diff --key`` and ``show X:A/K`` from the shell."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pygit2
+import pytest
+
+try:
+    from .test_cli import assert_one_line_error, cli, hangar, open_repo
+except ImportError:
+    from test_cli import assert_one_line_error, cli, hangar, open_repo  # type: ignore[no-redef]
+
+
+def fill(v: int) -> np.ndarray:
+    return np.full(4, v, np.int16)
+
+
+@pytest.fixture
+def branched(repo):
+    """master and dev from a base of 'imgs' k0..k4; dev: k0 -> 200 then d1 added;
+    master: k0 -> 100 (a conflict with dev's first commit)."""
+    co = repo.checkout(write=True)
+    a = co.arraysets.init_arrayset("imgs", shape=4, dtype=np.int16)
+    for i in range(5):
+        a[f"k{i}"] = fill(i)
+    co.metadata["who"] = "base"
+    co.commit("base")
+    co.close()
+    repo.create_branch("dev")
+    co = repo.checkout(write=True, branch="dev")
+    co.arraysets["imgs"]["k0"] = fill(200)
+    first = co.commit("dev k0")
+    co.arraysets["imgs"]["d1"] = fill(7)
+    second = co.commit("dev d1")
+    co.close()
+    co = repo.checkout(write=True, branch="master")
+    co.arraysets["imgs"]["k0"] = fill(100)
+    co.commit("master k0")
+    co.close()
+    repo.dev_commits = (first, second)
+    return repo
+
+
+def test_cherry_pick_and_conflicts(branched):
+    path = Path(branched.path)
+    first, second = branched.dev_commits
+    out = cli(path, "cherry-pick", second[:10])
+    assert re.search(rf"Applied {second[:8]}\w* on 'master': [0-9a-f]{{8}}", out.stdout), out.stdout
+    assert "[7, 7, 7, 7]" in cli(path, "show", "master:imgs/d1").stdout
+    before = open_repo(path).branch_commit("master")
+    res = cli(path, "cherry-pick", first, ok=False)
+    assert res.returncode == 1
+    head, *rest = res.stderr.splitlines()
+    assert (
+        head.startswith(f"error: cherry-pick of {first[:8]}")
+        and "nothing changed: 1 conflict" in head
+    )
+    assert rest == ["  sample imgs['k0']: changed on both sides to different values (t3)"]
+    assert open_repo(path).branch_commit("master") == before
+    cli(path, "cherry-pick", first, "--strategy", "theirs", "-m", "take dev k0")
+    assert "[200, 200, 200, 200]" in cli(path, "show", "master:imgs:k0").stdout
+    assert "Nothing to do" in cli(path, "cherry-pick", first).stdout
+    assert_one_line_error(cli(path, "cherry-pick", "nope", ok=False), 1, "nope")
+
+
+def test_revert_and_revert_of_revert(branched):
+    path = Path(branched.path)
+    repo = open_repo(path)
+    cli(path, "checkout", "dev")
+    _, second = branched.dev_commits
+    out = cli(path, "revert", second)
+    assert f"Reverted {second[:8]}" in out.stdout
+    res = cli(path, "show", "dev:imgs/d1", ok=False)
+    assert res.returncode == 1 and "no sample" in res.stderr
+    cli(path, "revert", repo.branch_commit("dev"))
+    assert "[7, 7, 7, 7]" in cli(path, "show", "dev:imgs/d1").stdout
+    msg = repo.git_repository()[repo.branch_commit("dev")].message
+    assert msg.startswith('Revert "Revert "dev d1""')
+
+
+def test_diff_key_shows_both_sides_and_base(branched):
+    path = Path(branched.path)
+    out = hangar(path, "diff", "master", "dev", "--key", "imgs/k0").stdout.splitlines()
+    assert out[0] == "imgs['k0']"
+    assert re.match(r"  merge base  [0-9a-f]{10}  shape \(4,\), dtype int16$", out[1]), out
+    assert out[2].endswith(
+        "shape (4,), dtype int16; vs merge base: 4 of 4 elements differ, max abs diff 100"
+    )
+    assert out[3].startswith("  dev ") and out[3].endswith("max abs diff 200")
+    assert out[4] == "  master vs dev: 4 of 4 elements differ, max abs diff 100"
+    one = cli(path, "diff", "dev", "--key", "imgs/d1").stdout
+    assert "master vs dev: added" in one and "vs merge base: added" in one
+    assert_one_line_error(
+        cli(path, "diff", "master", "dev", "--key", "imgs", ok=False), 1, "ARRAYSET/KEY"
+    )
+    assert_one_line_error(cli(path, "diff", "--key", "imgs/k0", ok=False), 1, "two STARTPOINTs")
+
+
+def test_purge_from_the_shell(branched, tmp_path):
+    path = Path(branched.path)
+    repo = open_repo(path)
+    cli(path, "merge", "dev", "--strategy", "ours")
+    heads = {b: repo.branch_commit(b) for b in ("master", "dev")}
+    dry = cli(path, "purge", "imgs", "d1", "--dry-run").stdout
+    assert "would rewrite" in dry and {b: repo.branch_commit(b) for b in heads} == heads
+    out = cli(path, "purge", "imgs", "d1", "k1", "--meta", "who").stdout
+    for b in ("master", "dev"):
+        new = repo.branch_commit(b)
+        assert new != heads[b]
+        assert f"refs/hangar/heads/{b}: {heads[b][:10]} -> {new[:10]}" in out
+    assert "git push <remote> +refs/hangar/heads/dev:refs/hangar/heads/dev" in out
+    assert "expired the reflogs" in out and "pruned unreachable git objects" in out
+    for b in ("master", "dev"):
+        res = cli(path, "show", f"{b}:imgs/d1", ok=False)
+        assert res.returncode == 1
+    assert "[100, 100, 100, 100]" in cli(path, "show", "master:imgs/k0").stdout
+    fresh = pygit2.Repository(repo.git_repository().path)
+    assert all(fresh.get(c) is None for c in heads.values())
+    assert "ok" in cli(path, "fsck").stdout.lower()
+    assert "Nothing to purge" in cli(path, "purge", "imgs", "d1").stdout
+    assert cli(path, "purge", "imgs", "5", ok=False).returncode == 2  # int or str?
+    assert cli(path, "purge", "imgs", ok=False).returncode == 2
+
+
+def test_purge_deletes_remote_tracking_refs_and_data_remote_payloads(branched, tmp_path):
+    path = Path(branched.path)
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    cli(path, "remote", "add", "origin", str(remote), "--data", str(tmp_path / "data"))
+    cli(path, "push", "origin", "dev")
+    cli(path, "fetch", "origin", "dev")
+    tracking = "refs/hangar/remotes/origin/dev"
+    assert tracking in open_repo(path).git_repository().references
+    before = open_repo(path).branch_commit("dev")
+    assert_one_line_error(
+        cli(path, "purge", "imgs", "d1", "--data-remote", "nope", ok=False), 1, "nope"
+    )
+    assert open_repo(path).branch_commit("dev") == before  # refused before any change
+    out = cli(path, "purge", "imgs", "d1", "--data-remote", "origin").stdout
+    assert "data remote 'origin': removed 1 payloads (1 packs rewritten)" in out
+    assert f"{tracking}: delete" in out
+    assert tracking not in open_repo(path).git_repository().references
+    assert "git push origin +refs/hangar/heads/dev:refs/hangar/heads/dev" in out
+    assert "git push <remote>" not in out
+
+
+def test_schema_changes_from_the_shell(branched):
+    path = Path(branched.path)
+    out = cli(path, "schema", "imgs", "--variable-shape", "--max-shape", "8").stdout
+    assert re.match(r"Changed arrayset 'imgs' on 'master': [0-9a-f]{8}", out)
+    cli(path, "schema", "imgs", "--rename", "pictures")
+    res = cli(path, "schema", "pictures", "--dtype", "int8", ok=False)
+    assert_one_line_error(res, 1, "can lose values")
+    cli(path, "schema", "pictures", "--dtype", "float32")
+    shown = cli(path, "show", "master:pictures/k0").stdout
+    assert "dtype float32" in shown and "[100., 100., 100., 100.]" in shown
+    res = cli(path, "schema", "pictures", "--max-shape", "2", ok=False)
+    assert_one_line_error(res, 1, "raised")
+    assert cli(path, "schema", "pictures", "--max-shape", "x", ok=False).returncode == 2
+    assert "imgs['k0'] at dev" in cli(path, "show", "dev:imgs/k0").stdout  # dev keeps its schema
