@@ -8,7 +8,7 @@ import numpy as np
 import pygit2
 import pytest
 
-from hangar_git import MergeConflictError, WriterLockError
+from hangar_git import MergeConflictError, RawDataRecordKey, WriterLockError
 from hangar_git.gitutil import branch_head
 
 
@@ -97,7 +97,7 @@ def test_cherry_pick_conflict_changes_nothing_and_strategies_resolve(base):
     }
     with pytest.raises(MergeConflictError) as err:
         repo.cherry_pick(picked)
-    assert err.value.conflicts["sample"]["x"].t3 == (2,)
+    assert err.value.conflicts["sample"]["x"].t3 == (RawDataRecordKey("x", 2),)
     assert head(repo) == before
     git = repo.git_repository()
     assert {r: str(git.references[r].target) for r in git.references} == refs
@@ -177,7 +177,7 @@ def test_revert_conflicts_where_a_later_commit_changed_the_key(base):
     before = head(repo)
     with pytest.raises(MergeConflictError) as err:
         repo.revert(bad)
-    assert err.value.conflicts["sample"]["x"].t3 == (1,)
+    assert err.value.conflicts["sample"]["x"].t3 == (RawDataRecordKey("x", 1),)
     assert head(repo) == before
     kept = repo.revert(bad, strategy="ours")
     assert kept == before
