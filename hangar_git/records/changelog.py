@@ -241,11 +241,11 @@ def logged_changes(
         while cur != base:
             if len(commits) >= CHAIN_MAX:
                 return None
-            commit = repo.get(cur)
-            if not isinstance(commit, pygit2.Commit) or not commit.parent_ids:
+            found = repo.get(cur)
+            if not isinstance(found, pygit2.Commit) or not found.parent_ids:
                 return None
-            commits.append(commit)
-            cur = str(commit.parent_ids[0])
+            commits.append(found)
+            cur = str(found.parent_ids[0])
         chain: list[ChangeLog] = []
         for commit in reversed(commits):  # oldest first: each parent checked first
             log = trusted_log(repo, commit)
@@ -346,7 +346,10 @@ def verify(repo: pygit2.Repository, commit: pygit2.Commit) -> list[str]:
     parent = str(commit.parent_ids[0]) if commit.parent_ids else None
     if log.parent != parent:
         return [f"names parent {log.parent}, the commit's first parent is {parent}"]
-    before = repo.get(parent).tree_id.raw if parent else None
+    parent_commit = repo.get(parent) if parent else None
+    if parent is not None and not isinstance(parent_commit, pygit2.Commit):
+        return [f"names parent {parent}, which is not a commit here"]
+    before = parent_commit.tree_id.raw if isinstance(parent_commit, pygit2.Commit) else None
     walked = from_trees(repo, parent, before, commit.tree_id.raw, limit=None)
     assert walked is not None
     problems = []
