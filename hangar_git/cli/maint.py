@@ -24,11 +24,12 @@ from .common import (
     emit_json,
     holder_text,
     info,
+    json_option,
     open_repo,
     progress,
     warn,
 )
-from .render import manpage
+from .render import manpage, result_json
 
 if TYPE_CHECKING:
     from ..fsck import FsckReport
@@ -226,7 +227,8 @@ def fsck(full: bool, repair: bool, dry_run: bool, as_json: bool) -> None:
 
 @click.command("gc")
 @click.option("-n", "--dry-run", is_flag=True, help="Only report what would be done.")
-def gc(dry_run: bool) -> None:
+@json_option
+def gc(dry_run: bool, as_json: bool) -> None:
     """Reclaim space: unreferenced payloads, dead pack bytes, loose git objects.
 
     Keeps every payload that a commit on a hangar branch (local or
@@ -237,6 +239,9 @@ def gc(dry_run: bool) -> None:
     """
     repo = open_repo()
     report = repo.gc(dry_run=dry_run)
+    if as_json:
+        emit_json(result_json(report))
+        return
     for line in report.summary().splitlines():
         info(line)
 

@@ -21,18 +21,22 @@ from .common import (
     json_option,
     new_repo,
     open_repo,
+    plural,
     progress,
+    remote_or_default,
     repo_path,
+    resolve_startpoint,
     short,
     warn,
     writer,
 )
-from .render import diff_records_json, diff_records_lines
+from .render import diff_records_json, diff_records_lines, result_json
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from ..status import StagedState
+    from ..repository import Repository
+    from ..status import StagedState, Tracking
 
 
 @click.command()
@@ -73,15 +77,17 @@ def init(user_name: str | None, user_email: str | None, overwrite: bool) -> None
 @click.command()
 @json_option
 def status(as_json: bool) -> None:
-    """Show the branch, staged changes and writer lock.
+    """Show the branch, how it stands against its remote, staged changes and writer lock.
 
-    Staged changes are counted per arrayset. Reads without taking the
+    The remote is origin (or the only remote); ahead/behind counts are as of
+    the last fetch, pull or push. Staged changes are counted per arrayset. Reads without taking the
     writer lock, so it works while a write checkout is open elsewhere.
     """
     repo = open_repo()
     st = repo.staged_state()
     held = repo.writer_lock_held
     holder = repo.writer_lock_holder() if held else None
+    tracking = _tracking(repo, st.branch)
     if as_json:
         emit_json(
             {
@@ -90,6 +96,7 @@ def status(as_json: bool) -> None:
                 "head": st.head,
                 "status": "CLEAN" if st.diff.empty else "DIRTY",
                 "stale": st.stale,
+                "tracking": tracking.__dict__ if tracking is not None else None,
                 "writer_lock": {"held": held, "holder": holder},
                 "changes": diff_records_json(st.diff),
             }
@@ -97,8 +104,35 @@ def status(as_json: bool) -> None:
         return
     where = f"at {short(st.base)}" if st.base else "(no commits yet)"
     click.echo(f"On branch {st.branch} {where}")
+    if tracking is not None:
+        click.echo(_tracking_line(tracking))
     click.echo("Writer lock: " + (f"held by {holder_text(holder)}" if held else "free"))
     _print_staged(st)
+
+
+def _tracking(repo: Repository, branch: str) -> Tracking | None:
+    """The branch against ``REMOTE/branch`` of its upstream remote (as last fetched)."""
+    from ..status import tracking_state
+
+    remote = remote_or_default(repo, None, required=False)
+    if remote is None:
+        return None
+    return tracking_state(repo.git_repository(), branch, remote)
+
+
+def _tracking_line(t: Tracking) -> str:
+    """``Your branch is ahead of 'origin/master' by 2 commits.``, as git says it."""
+    up = repr(t.upstream)
+    if t.ahead and t.behind:
+        return (
+            f"Your branch and {up} have diverged: {plural(t.ahead, 'commit')} here, "
+            f"{t.behind} there (git hangar pull merges them)."
+        )
+    if t.ahead:
+        return f"Your branch is ahead of {up} by {plural(t.ahead, 'commit')} (git hangar push)."
+    if t.behind:
+        return f"Your branch is behind {up} by {plural(t.behind, 'commit')} (git hangar pull)."
+    return f"Your branch is up to date with {up}."
 
 
 def _print_staged(st: StagedState) -> None:
@@ -133,8 +167,14 @@ def _print_staged(st: StagedState) -> None:
     help="When creating the arrayset, make it variable-shape (max shape = the "
     "largest input) instead of requiring one shape.",
 )
+@json_option
 def add(
-    arrayset: str, paths: tuple[str, ...], branch: str | None, recursive: bool, variable_shape: bool
+    arrayset: str,
+    paths: tuple[str, ...],
+    branch: str | None,
+    recursive: bool,
+    variable_shape: bool,
+    as_json: bool,
 ) -> None:
     """Stage arrays from .npy/.npz/HDF5 files into ARRAYSET.
 
@@ -159,6 +199,9 @@ def add(
             res = import_arrays(
                 co, arrayset, scan.sources, variable_shape=variable_shape, progress=update
             )
+    if as_json:
+        emit_json({**result_json(res), "total": res.total, "branch": on})
+        return
     new = " (new arrayset)" if res.created else ""
     info(
         f"Staged {res.total} array{'s' if res.total != 1 else ''} into {arrayset!r}{new} "
@@ -191,7 +234,8 @@ def _warn_skipped(skipped: list[Path]) -> None:
     metavar="MSG",
     help="Commit message (several -m make paragraphs).",
 )
-def commit(messages: tuple[str, ...]) -> None:
+@json_option
+def commit(messages: tuple[str, ...], as_json: bool) -> None:
     """Commit the staged changes.
 
     The commit goes on the staging area's branch.
@@ -206,6 +250,16 @@ def commit(messages: tuple[str, ...]) -> None:
         stats = co.diff.staged()
         sha = co.commit(message)
         branch = co.branch_name
+    if as_json:
+        emit_json(
+            {
+                "commit": sha,
+                "branch": branch,
+                "message": message,
+                "changes": diff_records_json(stats),
+            }
+        )
+        return
     info(f"[{branch} {short(sha)}] {message.splitlines()[0]}")
     if not is_quiet():
         for line in diff_records_lines(stats, indent=" "):
@@ -213,37 +267,92 @@ def commit(messages: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.argument("branch")
-def checkout(branch: str) -> None:
-    """Move the staging area to BRANCH.
+@click.argument("branch", metavar="NAME")
+@click.argument("startpoint", required=False)
+@click.option(
+    "-b",
+    "new_branch",
+    is_flag=True,
+    help="Create branch NAME (at STARTPOINT, default: the current head) and switch to it.",
+)
+@json_option
+def checkout(branch: str, startpoint: str | None, new_branch: bool, as_json: bool) -> None:
+    """Switch the current branch (the staging area's) to NAME.
 
-    The write checkout's branch becomes BRANCH. Refused while changes are
-    staged on another branch: commit or reset them first.
+    With -b, NAME is created first at STARTPOINT (a branch, tag,
+    REMOTE/BRANCH or commit). Without -b, a NAME that is no local branch
+    but the branch of exactly one remote (origin/NAME) is created from it,
+    as git does. Refused while changes are staged on another branch: commit
+    or reset them first; then nothing is created.
     """
     repo = open_repo()
-    check_branch_exists(repo, branch)
     before = repo.writer_branch
+    base = None
+    if new_branch:
+        _check_new_branch(repo, branch)
+        base = resolve_startpoint(repo, startpoint).commit
+    elif startpoint is not None:
+        raise click.UsageError("STARTPOINT is for `checkout -b NAME STARTPOINT`")
+    elif branch not in repo.list_branches():
+        base = _from_remote(repo, branch)
+    st = repo.staged_state()
+    if not st.diff.empty and st.branch != branch:
+        raise CLIError(
+            f"the staging area holds uncommitted changes on branch {st.branch!r}: commit "
+            f"or reset them before switching to {branch!r}"
+        )
+    if base is not None:
+        repo.create_branch(branch, base_commit=base)
+    check_branch_exists(repo, branch)
     with writer(repo, branch):
         pass
-    if before == branch:
+    if as_json:
+        emit_json({"branch": branch, "previous": before, "created": base is not None})
+    elif before == branch:
         info(f"Already on {branch!r}")
+    elif base is not None:
+        info(f"Switched to a new branch {branch!r} at {short(base)}")
     else:
         info(f"Switched to branch {branch!r}")
 
 
+def _from_remote(repo: Repository, name: str) -> str | None:
+    """The head of the one remote-tracking branch ``REMOTE/name``, when exactly one exists."""
+    from ..naming import check_branch_name
+
+    check_branch_name(name)
+    found = [h for h in repo.branch_heads() if h.remote and h.name.split("/", 1)[1] == name]
+    if len(found) == 1 and found[0].commit is not None:
+        info(f"Branch {name!r} set up from {found[0].name!r}")
+        return found[0].commit
+    return None
+
+
 @click.command()
-def reset() -> None:
+@json_option
+def reset(as_json: bool) -> None:
     """Discard all staged changes.
 
     The staging area returns to the head of its branch.
     """
     repo = open_repo()
     with writer(repo) as co:
-        if co.diff.status() == "CLEAN":
-            info("Nothing staged.")
-            return
-        base = co.reset_staging_area()
-    info(f"Staging area reset to {short(base) if base else 'an empty branch'}")
+        clean = co.diff.status() == "CLEAN"
+        branch = co.branch_name
+        base = co.commit_hash if clean else co.reset_staging_area()
+    if as_json:
+        emit_json({"branch": branch, "base": base or None, "discarded": not clean})
+    elif clean:
+        info("Nothing staged.")
+    else:
+        info(f"Staging area reset to {short(base) if base else 'an empty branch'}")
+
+
+def _check_new_branch(repo: Repository, name: str) -> None:
+    """Raise (ValueError) unless branch ``name`` can be created in ``repo``."""
+    from ..refs import check_new_branch
+
+    check_new_branch(repo.git_repository(), name)
 
 
 #: the commands of this module, in the order ``git hangar -h`` lists them
