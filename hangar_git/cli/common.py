@@ -37,6 +37,7 @@ REPO_KEY = "hangar_git.repo"
 DEBUG_ENV = "HANGAR_GIT_DEBUG"
 SHORT = 8  # digits of a commit hash shown in messages
 REDRAW_SECONDS = 0.1  # a progress bar is redrawn at most this often
+COMPLETE_VAR = "_GIT_HANGAR_COMPLETE"  # click's shell completion (docs/reference/cli.md)
 
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -235,6 +236,9 @@ class RootGroup(HangarGroup):
     ) -> Any:
         """Run a command line; standalone, exit with 0, 1 (error), 2 (usage) or 130."""
         prog_name = prog_name or PROG
+        complete_var = complete_var or COMPLETE_VAR
+        if os.environ.get(complete_var):  # click's shell completion: for the `git-hangar` word
+            prog_name = "git-hangar"
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         with warnings.catch_warnings():
@@ -553,6 +557,7 @@ def reader(repo: Repository, commit: str) -> Iterator[ReaderCheckout]:
 
 
 __all__ = [
+    "COMPLETE_VAR",
     "CONTEXT_SETTINGS",
     "CLIError",
     "HangarGroup",

@@ -24,7 +24,7 @@ from .common import (
     reader,
     resolve_startpoint,
 )
-from .render import lookup_key
+from .render import lookup_key, plural
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -154,18 +154,56 @@ def export(
         if arrayset not in co.arraysets:
             raise CLIError(f"no arrayset named {arrayset!r} at {sp.label}")
         aset = co.arraysets[arrayset]
-        n = len(aset)
-        files = _export(aset, arrayset, out_dir, fmt, overwrite)
+        absent = aset.remote_reference_sample_keys
+        here = _Present(aset, absent) if absent else aset
+        n = len(here)
+        files = _export(here, arrayset, out_dir, fmt, overwrite) if n else []
     if as_json:
-        emit_json({"arrayset": arrayset, "commit": sp.commit, "exported": n, "files": files})
-        return
-    where = out_dir if fmt == "npy" else str(files[0])
-    info(f"Exported {n} sample{'s' if n != 1 else ''} of {arrayset!r} at {sp.label} to {where}")
+        emit_json(
+            {
+                "arrayset": arrayset,
+                "commit": sp.commit,
+                "exported": n,
+                "files": files,
+                "absent": absent,
+            }
+        )
+    else:
+        where = out_dir if fmt == "npy" or not files else str(files[0])
+        info(f"Exported {plural(n, 'sample')} of {arrayset!r} at {sp.label} to {where}")
+    if absent:
+        raise CLIError(
+            f"{plural(len(absent), 'sample')} not exported: their payloads are not on this "
+            f"machine (`git hangar fetch-data REMOTE {sp.label} -d {arrayset}` brings them)",
+            [f"  {k!r}" for k in absent[:50]] + (["  ..."] if len(absent) > 50 else []),
+        )
 
 
-def _export(
-    aset: ArraysetDataReader, name: str, out_dir: str, fmt: str, overwrite: bool
-) -> list[Path]:
+class _Present:
+    """An arrayset reader without its samples whose payloads are absent (for export)."""
+
+    def __init__(self, aset: ArraysetDataReader, absent: list[Any]) -> None:
+        self._aset = aset
+        self._absent = set(absent)
+        self.name = aset.name
+
+    def keys(self) -> list[Any]:
+        return [k for k in self._aset if k not in self._absent]
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def items(self) -> Any:
+        keys = self.keys()
+        for i in range(0, len(keys), 256):
+            chunk = keys[i : i + 256]
+            yield from zip(chunk, self._aset.get_batch(chunk), strict=True)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._aset, attr)
+
+
+def _export(aset: Any, name: str, out_dir: str, fmt: str, overwrite: bool) -> list[Path]:
     """Write the samples of ``aset`` with a progress bar; an existing file is a CLIError."""
     from ..io_formats import export_arrays
 

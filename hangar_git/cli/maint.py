@@ -18,6 +18,7 @@ import click
 
 from ..procs import pid_alive
 from .common import (
+    COMPLETE_VAR,
     CONTEXT_SETTINGS,
     CLIError,
     HangarGroup,
@@ -91,9 +92,20 @@ def lock_release(force: bool) -> None:
     type=click.Path(file_okay=False),
     help="Folder for --install-man (default: <python prefix>/share/man/man1).",
 )
+@click.option(
+    "--completion",
+    "shell",
+    type=click.Choice(["bash", "zsh", "fish"]),
+    help="Print the shell completion script for SHELL (see the CLI reference).",
+)
 @click.pass_context
 def help_(
-    ctx: click.Context, command: tuple[str, ...], man: bool, install_man: bool, man_dir: str | None
+    ctx: click.Context,
+    command: tuple[str, ...],
+    man: bool,
+    install_man: bool,
+    man_dir: str | None,
+    shell: str | None,
 ) -> None:
     """Show the help of a command.
 
@@ -104,6 +116,9 @@ def help_(
     and make DIR/.. part of MANPATH if needed.
     """
     root = ctx.find_root()
+    if shell is not None:
+        click.echo(completion_script(root.command, shell))
+        return
     if man:
         click.echo(_root_manpage(root), nl=False)
         return
@@ -119,6 +134,38 @@ def help_(
         sub_ctx = click.Context(nxt, info_name=name, parent=sub_ctx)
         cmd = nxt
     click.echo(cmd.get_help(sub_ctx))
+
+
+#: completes `git hangar ...` through git's own bash completion, which calls _git_hangar
+_GIT_BASH_SHIM = """
+_git_hangar() {
+    local COMP_WORDS=(git-hangar "${words[@]:2}") COMP_CWORD=$((cword - 1))
+    _git_hangar_completion git-hangar
+}"""
+
+
+def completion_script(group: click.Command, shell: str) -> str:
+    """click's completion script of ``git-hangar`` for ``shell``; for bash, also the
+    function git's bash completion calls for ``git hangar``.
+
+    Parameters
+    ----------
+    group : click.Command
+        The ``git hangar`` group.
+    shell : str
+        ``bash``, ``zsh`` or ``fish``.
+
+    Returns
+    -------
+    str
+        A script to source (``eval "$(git hangar help --completion bash)"``).
+    """
+    from click.shell_completion import get_completion_class
+
+    cls = get_completion_class(shell)
+    assert cls is not None
+    source = cls(group, {}, "git-hangar", COMPLETE_VAR).source()
+    return source + (_GIT_BASH_SHIM if shell == "bash" else "")
 
 
 def _root_manpage(root: click.Context) -> str:

@@ -20,6 +20,7 @@ from .common import (
     is_quiet,
     json_option,
     new_repo,
+    one_line,
     open_repo,
     plural,
     progress,
@@ -35,6 +36,7 @@ from .render import diff_records_json, diff_records_lines, result_json
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from ..io_formats import ArraySource, ScanResult
     from ..repository import Repository
     from ..status import StagedState, Tracking
 
@@ -62,6 +64,7 @@ def init(user_name: str | None, user_email: str | None, overwrite: bool) -> None
         raise CLIError(
             f"cannot overwrite: the writer lock is held by {holder_text(repo.writer_lock_holder())}"
         )
+    had_git = repo.has_git
     try:
         hdir = repo.init(user_name=user_name, user_email=user_email, remove_old=overwrite)
     except ValueError as exc:
@@ -71,6 +74,8 @@ def init(user_name: str | None, user_email: str | None, overwrite: bool) -> None
                 "`git config user.name` and `git config user.email`"
             ) from None
         raise
+    if not had_git:  # as `git init` would say it: the user did not ask for it by name
+        info(f"Initialized empty Git repository in {repo.git_repository().path} (no git here yet)")
     info(f"Initialized empty hangar repository in {hdir}")
 
 
@@ -167,6 +172,12 @@ def _print_staged(st: StagedState) -> None:
     help="When creating the arrayset, make it variable-shape (max shape = the "
     "largest input) instead of requiring one shape.",
 )
+@click.option(
+    "--int-keys",
+    is_flag=True,
+    help="Names that are whole numbers (5.npy) become int keys, as `export` names "
+    "int keys. The default when ARRAYSET exists and all its keys are ints.",
+)
 @json_option
 def add(
     arrayset: str,
@@ -174,6 +185,7 @@ def add(
     branch: str | None,
     recursive: bool,
     variable_shape: bool,
+    int_keys: bool,
     as_json: bool,
 ) -> None:
     """Stage arrays from .npy/.npz/HDF5 files into ARRAYSET.
@@ -181,20 +193,27 @@ def add(
     PATH is a .npy file (key: the file stem), an .npz archive (keys: member
     names), an HDF5 file (keys: dataset paths, '/' as '.'), or a folder of
     such files. The arrayset is created from the first array when it does
-    not exist. Every file is checked before anything is staged.
+    not exist. Every file is checked before anything is staged, and every
+    bad one is listed. Keys are str, except with --int-keys (or into an
+    arrayset of int keys), so that `export` then `add` keeps int keys ints.
     """
-    from ..io_formats import import_arrays, scan_paths
+    from ..io_formats import import_arrays
     from ..naming import check_arrayset_name
 
     check_arrayset_name(arrayset)
     repo = open_repo()
     if branch is not None:
         check_branch_exists(repo, branch)
-    scan = scan_paths(paths, recursive=recursive)
+    scan = _scan(paths, recursive)
     _warn_skipped(scan.skipped)
     n = len(scan.sources)
     with writer(repo, branch) as co:
         on = co.branch_name
+        if arrayset in co.arraysets:
+            keys = list(co.arraysets[arrayset].keys())
+            int_keys = int_keys or (bool(keys) and all(isinstance(k, int) for k in keys))
+        if int_keys:
+            scan.sources = [_int_key(src) for src in scan.sources]
         with progress(n, f"Staging into {arrayset}") as update:
             res = import_arrays(
                 co, arrayset, scan.sources, variable_shape=variable_shape, progress=update
@@ -204,10 +223,72 @@ def add(
         return
     new = " (new arrayset)" if res.created else ""
     info(
-        f"Staged {res.total} array{'s' if res.total != 1 else ''} into {arrayset!r}{new} "
+        f"Staged {plural(res.total, 'array')} into {arrayset!r}{new} "
         f"on branch {on}: {res.added} added, {res.replaced} replaced"
         + (f", {res.unchanged} unchanged" if res.unchanged else "")
     )
+
+
+def _int_key(src: ArraySource) -> ArraySource:
+    """``src`` under the int key its name spells (``'5'`` -> 5; ``'05'`` stays a str)."""
+    import dataclasses
+
+    key = src.key
+    if isinstance(key, str) and key.isdigit() and str(int(key)) == key:
+        return dataclasses.replace(src, key=int(key))  # type: ignore[arg-type]
+    return src
+
+
+def _scan(paths: tuple[str, ...], recursive: bool) -> ScanResult:
+    """The arrays of ``paths``; when some inputs are bad, every bad one in one error."""
+    from ..io_formats import NotAnArrayError, scan_paths
+
+    try:
+        return scan_paths(paths, recursive=recursive)
+    except NotAnArrayError:
+        problems = _bad_inputs(paths, recursive)
+        if len(problems) <= 1:
+            raise
+        raise CLIError(
+            f"{plural(len(problems), 'input')} cannot be imported (listed below); nothing staged",
+            [f"  {p}" for p in problems],
+        ) from None
+
+
+def _bad_inputs(paths: tuple[str, ...], recursive: bool) -> list[str]:
+    """What is wrong with each input that :func:`scan_paths` would refuse, all of them."""
+    from pathlib import Path
+
+    from ..io_formats import SUFFIXES, NotAnArrayError, scan_file
+
+    problems: list[str] = []
+
+    def walk(d: Path) -> int:
+        found = 0
+        for entry in sorted(d.iterdir(), key=lambda e: e.name):
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():
+                found += walk(entry) if recursive else 0
+            elif entry.suffix.lower() in SUFFIXES and entry.is_file():
+                found += check(entry)
+        return found
+
+    def check(f: Path) -> int:
+        try:
+            return len(scan_file(f))
+        except (NotAnArrayError, OSError) as exc:
+            problems.append(one_line(str(exc)))
+            return 1
+
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            if not walk(p):
+                problems.append(f"{p} holds no array files (.npy, .npz, .h5, .hdf5)")
+        else:
+            check(p)
+    return problems
 
 
 def _warn_skipped(skipped: list[Path]) -> None:

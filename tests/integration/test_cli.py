@@ -402,6 +402,11 @@ def test_init_creates_git_repo_and_overwrite(tmp_path, written_repo):
     plain = tmp_path / "plain"
     plain.mkdir()
     out = hangar(plain, "init", *NAME)
+    assert out.stdout == (  # it says that it ran `git init` (issue 16)
+        f"Initialized empty Git repository in {plain / '.git'}/ (no git here yet)\n"
+        f"Initialized empty hangar repository in {plain / '.git' / 'hangar'}\n"
+    )
+    out = hangar(plain, "init", *NAME, "--overwrite")  # in a git repository: nothing to say
     assert out.stdout == f"Initialized empty hangar repository in {plain / '.git' / 'hangar'}\n"
     assert (plain / ".git").is_dir() and "Nothing staged." in hangar(plain, "status").stdout
 

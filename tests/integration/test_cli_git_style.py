@@ -400,3 +400,83 @@ def test_progress_bar_is_throttled(monkeypatch):
     with common.progress(10, "Staging") as update:
         update(10)
     assert piped.writes == []
+
+
+def test_add_lists_every_bad_file_and_stages_nothing(written_repo, tmp_path):
+    path = Path(written_repo.path)
+    folder = tmp_path / "mixed"
+    write_npy(folder, {"good": np.zeros((5, 7), np.float32)})
+    (folder / "bad1.npy").write_bytes(b"not an array")
+    (folder / "bad2.npy").write_bytes(b"\x93NUMPY broken")
+    (tmp_path / "alone.npz").write_bytes(b"neither")
+    res = hangar(path, "add", "aset", str(folder), str(tmp_path / "alone.npz"), ok=False)
+    assert res.returncode == 1
+    lines = res.stderr.splitlines()
+    assert lines[0] == "error: 3 inputs cannot be imported (listed below); nothing staged"
+    assert len(lines) == 4 and "bad1.npy" in lines[1] and "bad2.npy" in lines[2]
+    assert "alone.npz" in lines[3]
+    assert jsonout(path, "status")["status"] == "CLEAN"
+    # one bad input: the one-line error it always was
+    assert_one_line_error(hangar(path, "add", "aset", str(folder / "bad1.npy"), ok=False), 1)
+
+
+def test_export_then_add_keeps_int_keys(repo, tmp_path):
+    path = Path(repo.path)
+    co = repo.checkout(write=True)
+    a = co.arraysets.init_arrayset("nums", shape=3, dtype=np.int16)
+    for i in (0, 5, 12):
+        a[i] = np.full(3, i, np.int16)
+    co.commit("int keys")
+    co.close()
+    hangar(path, "export", "nums", "-o", str(tmp_path / "out"))
+    # back into the same arrayset: its keys are ints, so are the new ones
+    hangar(path, "rm", "nums", "5")
+    hangar(path, "commit", "-m", "rm")
+    hangar(path, "add", "nums", str(tmp_path / "out" / "5.npy"))
+    hangar(path, "commit", "-m", "back")
+    assert [r["key"] for r in jsonout(path, "ls", "nums", "--long")] == [0, 5, 12]
+    # into a new arrayset: --int-keys says so
+    hangar(path, "add", "copy", str(tmp_path / "out"), "--int-keys")
+    hangar(path, "commit", "-m", "copy")
+    assert [r["key"] for r in jsonout(path, "ls", "copy", "--long")] == [0, 5, 12]
+    hangar(path, "add", "strs", str(tmp_path / "out"))
+    hangar(path, "commit", "-m", "strs")
+    assert [r["key"] for r in jsonout(path, "ls", "strs", "--long")] == ["0", "12", "5"]
+
+
+def test_export_goes_past_absent_payloads(tmp_path, origin, first):
+    b = tmp_path / "b"
+    hangar(tmp_path, "clone", str(origin), str(b), "--data", str(tmp_path / "data"), *NAME)
+    hangar(b, "fetch-data", "origin", "master", "-d", "imgs", "k1")
+    res = hangar(b, "export", "imgs", "-o", str(tmp_path / "out"), ok=False)
+    assert res.returncode == 1
+    assert res.stdout == f"Exported 1 sample of 'imgs' at master to {tmp_path / 'out'}\n"
+    assert res.stderr.splitlines() == [
+        "error: 1 sample not exported: their payloads are not on this machine "
+        "(`git hangar fetch-data REMOTE master -d imgs` brings them)",
+        "  'k0'",
+    ]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["k1.npy"]
+
+
+def test_shell_completion_for_git_hangar_and_git_dash_hangar(written_repo, tmp_path):
+    path = Path(written_repo.path)
+    script = hangar(path, "help", "--completion", "bash").stdout
+    # what git's bash completion does for `git hangar remote s<TAB>`: it calls
+    # _git_hangar with the words typed so far in $words and the index in $cword
+    driver = tmp_path / "complete.sh"
+    driver.write_text(
+        script
+        + "\n"
+        + "words=(git hangar remote s); cword=3; COMPREPLY=(); _git_hangar\n"
+        + 'echo "git: ${COMPREPLY[*]}"\n'
+        + "COMP_WORDS=(git-hangar br); COMP_CWORD=1; COMPREPLY=()\n"
+        + "_git_hangar_completion git-hangar\n"
+        + 'echo "dash: ${COMPREPLY[*]}"\n'
+    )
+    out = subprocess.run(
+        ["bash", str(driver)], cwd=path, env=cli_env(), capture_output=True, text=True
+    )
+    assert out.stdout.splitlines() == ["git: set-data", "dash: branch"], out.stderr
+    for shell in ("zsh", "fish"):
+        assert "_GIT_HANGAR_COMPLETE" in hangar(path, "help", "--completion", shell).stdout
