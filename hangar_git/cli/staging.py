@@ -384,6 +384,11 @@ def checkout(branch: str, startpoint: str | None, new_branch: bool, as_json: boo
         )
     if base is not None:
         repo.create_branch(branch, base_commit=base)
+    elif branch not in repo.list_branches() and branch in repo.list_tags():
+        raise CLIError(
+            f"{branch!r} is a tag, and the staging area works on branches: "
+            f"`git hangar checkout -b NEW-BRANCH {branch}` starts one there"
+        )
     check_branch_exists(repo, branch)
     with writer(repo, branch):
         pass

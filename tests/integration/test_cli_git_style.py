@@ -190,6 +190,7 @@ def test_tags_from_the_command_line(written_repo):
     assert jsonout(path, "summary", "v1")["commit"] == first
     assert jsonout(path, "log", "v1")["order"] == [first]
     assert jsonout(path, "log")["tags"] == {first: ["v1"], second: ["release/latest"]}
+    assert_one_line_error(hangar(path, "checkout", "v1", ok=False), 1, "is a tag", "-b")
     hangar(path, "checkout", "-b", "from-tag", "v1")
     assert open_repo(path).branch_commit("from-tag") == first
     # existing or clashing tags are not moved; nothing changes
