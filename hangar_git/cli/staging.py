@@ -299,10 +299,11 @@ def _warn_skipped(skipped: list[Path]) -> None:
     dirs = [p for p in skipped if p.is_dir()]
     if files:
         warn(
-            f"passed over {len(files)} file(s) that are not .npy/.npz/HDF5 files (e.g. {files[0]})"
+            f"passed over {plural(len(files), 'file')} not in .npy/.npz/HDF5 format "
+            f"(e.g. {files[0]})"
         )
     if dirs:
-        warn(f"passed over {len(dirs)} subfolder(s) (e.g. {dirs[0]}); use -r to enter them")
+        warn(f"passed over {plural(len(dirs), 'subfolder')} (e.g. {dirs[0]}); use -r to enter them")
 
 
 @click.command()
