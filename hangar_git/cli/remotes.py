@@ -182,21 +182,29 @@ def _options(items: tuple[str, ...]) -> dict[str, Any]:
 
 @remote.command("remove")
 @click.argument("name")
-def remote_remove(name: str) -> None:
+@json_option
+def remote_remove(name: str, as_json: bool) -> None:
     """Remove remote NAME (its remote-tracking branches stay)."""
     removed = open_repo().remote.remove(name)
+    if as_json:
+        emit_json({"name": removed.name, "address": removed.address, "data": removed.data})
+        return
     info(f"removed remote {removed.name} ({removed.address})")
 
 
 @remote.command("ping")
 @click.argument("name")
-def remote_ping(name: str) -> None:
+@json_option
+def remote_ping(name: str, as_json: bool) -> None:
     """Reach remote NAME's git address and data URL; print the round trip."""
     repo = open_repo()
     try:
         seconds = repo.remote.ping(name)
     except KeyError:
         raise click.ClickException(f"no remote named {name!r}") from None
+    if as_json:
+        emit_json({"name": name, "seconds": seconds})
+        return
     click.echo(f"{name}: reachable in {seconds * 1000:.0f} ms")
 
 

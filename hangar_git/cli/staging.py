@@ -338,7 +338,7 @@ def commit(messages: tuple[str, ...], as_json: bool) -> None:
                 "commit": sha,
                 "branch": branch,
                 "message": message,
-                "changes": diff_records_json(stats),
+                "changes": diff_records_json(stats, names=True),
             }
         )
         return

@@ -481,3 +481,46 @@ def test_shell_completion_for_git_hangar_and_git_dash_hangar(written_repo, tmp_p
     assert out.stdout.splitlines() == ["git: set-data", "dash: branch"], out.stderr
     for shell in ("zsh", "fish"):
         assert "_GIT_HANGAR_COMPLETE" in hangar(path, "help", "--completion", shell).stdout
+
+
+def test_json_on_the_commands_that_print_state(written_repo, tmp_path, arrays):
+    path = Path(written_repo.path)
+
+    def js(*args: str):
+        return json.loads(cli(path, *args, "--json").stdout)
+
+    added = js("add", "imgs", str(arrays["k0"]), str(arrays["k1"]))
+    assert added == {
+        "arrayset": "imgs",
+        "added": 2,
+        "replaced": 0,
+        "created": True,
+        "unchanged": 0,
+        "total": 2,
+        "branch": "master",
+    }
+    assert js("meta", "set", "who", "me") == {"key": "who", "value": "me", "branch": "master"}
+    made = js("commit", "-m", "two")
+    assert made["branch"] == "master" and made["commit"] == written_repo.branch_commit("master")
+    assert sorted(made["changes"]["samples"]["imgs"]["added"]) == ["k0", "k1"]
+    assert made["changes"]["metadata"]["added"] == ["who"]
+    assert js("rm", "imgs", "k0") == {"arrayset": "imgs", "removed": ["k0"]}
+    assert js("meta", "rm", "who") == {"removed": ["who"], "branch": "master"}
+    reset = js("reset")
+    assert reset == {"branch": "master", "base": made["commit"], "discarded": True}
+    assert js("branch", "dev")["created"] is True
+    assert js("checkout", "dev") == {"branch": "dev", "previous": "master", "created": False}
+    cli(path, "meta", "set", "on", "dev")
+    cli(path, "commit", "-m", "dev")
+    cli(path, "checkout", "master")
+    merged = js("merge", "dev")
+    assert merged["result"] == "fast-forward" and merged["branch"] == "master"
+    assert merged["head"] == written_repo.branch_commit("dev")
+    out = js("export", "imgs", "-o", str(tmp_path / "ex"))
+    assert out["exported"] == 2 and out["absent"] == []
+    assert {"dry_run"} <= set(js("gc", "-n"))
+    bare = tmp_path / "o.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True, env=cli_env())
+    assert js("remote", "add", "up", str(bare))["data"] is None
+    assert js("remote", "ping", "up")["name"] == "up"
+    assert js("remote", "remove", "up") == {"name": "up", "address": str(bare), "data": None}
