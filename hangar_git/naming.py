@@ -37,12 +37,40 @@ def check_arrayset_name(name: object) -> str:
     return _check_text("arrayset", name)
 
 
-def check_branch_name(name: object) -> str:
-    """Return ``name`` if it is a valid branch name, else raise ValueError."""
-    name = _check_text("branch", name)
-    if name.endswith((".lock", ".")) or ".." in name or name.startswith(("-", ".")):
-        raise ValueError(f"invalid branch name {name!r}")
+def _check_ref_name(kind: str, name: object) -> str:
+    """A branch or tag name: ``/``-separated parts, each a valid git ref component.
+
+    ``feature/x`` is accepted (as git users name branches); no part may be
+    empty, start with ``.`` or ``-``, end with ``.`` or ``.lock``, or hold
+    ``..``, so a name never leaves its place under ``refs/hangar/``.
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"{kind} name must be str, not {type(name).__name__}: {name!r}")
+    if not name or len(name) > MAX_NAME_LEN:
+        raise ValueError(f"invalid {kind} name {name!r}: use 1-{MAX_NAME_LEN} characters")
+    for part in name.split("/"):
+        try:
+            _check_text(kind, part)
+        except ValueError:
+            raise ValueError(
+                f"invalid {kind} name {name!r}: use ASCII letters, digits, '-', '.' or '_', "
+                "in parts separated by single '/'"
+            ) from None
+        if part.endswith((".lock", ".")) or ".." in part or part.startswith(("-", ".")):
+            raise ValueError(f"invalid {kind} name {name!r}")
     return name
+
+
+def check_branch_name(name: object) -> str:
+    """Return ``name`` if it is a valid branch name (``/`` allowed between parts), else raise
+    ValueError."""
+    return _check_ref_name("branch", name)
+
+
+def check_tag_name(name: object) -> str:
+    """Return ``name`` if it is a valid tag name (the rules of branch names), else raise
+    ValueError."""
+    return _check_ref_name("tag", name)
 
 
 def check_remote_name(name: object) -> str:

@@ -1,11 +1,15 @@
-"""Names to commits: STARTPOINTs and the heads of local and remote-tracking branches.
+"""Names to commits: STARTPOINTs, branch heads, and tags.
 
-A STARTPOINT is what a user types to name a commit: a branch (local, or
-remote-tracking ``remote/branch``) or a commit hash (a unique prefix is
-enough). The functions here take the pygit2 repository; the public way in is
-through :class:`hangar_git.Repository` (:meth:`~hangar_git.Repository.resolve_startpoint`,
+A STARTPOINT is what a user types to name a commit: a local branch, a tag,
+a remote-tracking branch ``remote/branch``, or a commit hash (a unique prefix
+is enough), looked up in that order. Branch and tag names may have parts
+(``feature/x``). Tags are ``refs/hangar/tags/<name>``: a fixed name for a
+commit, never moved by a commit or merge. The functions here take the pygit2
+repository; the public way in is through :class:`hangar_git.Repository`
+(:meth:`~hangar_git.Repository.resolve_startpoint`,
 :meth:`~hangar_git.Repository.branch_heads`,
-:meth:`~hangar_git.Repository.branch_commit`). Nothing here writes.
+:meth:`~hangar_git.Repository.branch_commit`, the tag methods). Only the tag
+functions write.
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ from typing import TYPE_CHECKING, Literal, overload
 
 from .errors import HangarError
 from .gitutil import HEADS, REMOTES, branch_head, list_branches, ref_commit, resolve_commit
-from .naming import check_branch_name, check_remote_name
+from .naming import check_branch_name, check_remote_name, check_tag_name
 
 if TYPE_CHECKING:
     import pygit2
 
 SHORT = 8  # digits of a commit hash in labels and messages
+TAGS = "refs/hangar/tags/"
 
 
 class StartpointError(HangarError, LookupError):
@@ -101,7 +106,7 @@ def branch_startpoint(git: pygit2.Repository, branch: str) -> Startpoint:
 
 
 def resolve_startpoint(git: pygit2.Repository, spec: str) -> Startpoint:
-    """Resolve a branch name (local, then ``remote/branch``) or a commit hash prefix.
+    """Resolve a branch name (local), a tag, ``remote/branch`` or a commit hash prefix.
 
     Parameters
     ----------
@@ -122,7 +127,7 @@ def resolve_startpoint(git: pygit2.Repository, spec: str) -> Startpoint:
     NotDataCommitError
         If ``spec`` names a commit that holds no hangar data.
     """
-    for prefix in (HEADS, REMOTES):
+    for prefix in (HEADS, TAGS, REMOTES):
         try:
             ref = git.references.get(prefix + spec)
         except Exception:  # invalid reference names
@@ -132,7 +137,7 @@ def resolve_startpoint(git: pygit2.Repository, spec: str) -> Startpoint:
     try:
         sha = resolve_commit(git, spec)
     except ValueError:
-        raise UnknownStartpointError(f"unknown branch or commit {spec!r}") from None
+        raise UnknownStartpointError(f"unknown branch, tag or commit {spec!r}") from None
     commit = git.get(sha)
     if commit is None or "hangar.json" not in commit.tree:
         raise NotDataCommitError(f"commit {sha[:SHORT]} is not a hangar data commit")
@@ -192,7 +197,8 @@ def branch_commit(git: pygit2.Repository, name: str, *, required: bool = True) -
     git : pygit2.Repository
         The repository holding the hangar refs.
     name : str
-        ``branch`` or ``remote/branch``.
+        ``branch`` (which may have parts, ``feature/x``) or ``remote/branch``;
+        a local branch of that name comes first.
     required : bool
         Raise when no such branch has a commit (default); else return None.
 
@@ -211,22 +217,120 @@ def branch_commit(git: pygit2.Repository, name: str, *, required: bool = True) -
     """
     if not isinstance(name, str):
         raise ValueError(f"branch name must be str, not {type(name).__name__}: {name!r}")
-    if "/" in name:
-        remote, _, rest = name.partition("/")
-        check_remote_name(remote)
-        check_branch_name(rest)
+    check_branch_name(name)
+    sha = branch_head(git, name)
+    missing = f"no branch named {name!r} with commits"
+    if sha is None and "/" in name and git.references.get(HEADS + name) is None:
+        # not a local branch (they come first, as in git): a remote-tracking one
+        check_remote_name(name.partition("/")[0])
         sha = ref_commit(git, REMOTES + name)
-        missing = f"no remote-tracking branch named {name!r}"
-    else:
-        check_branch_name(name)
-        sha = branch_head(git, name)
-        missing = f"no branch named {name!r} with commits"
+        missing = f"no branch or remote-tracking branch named {name!r}"
     if sha is None and required:
         raise ValueError(missing)
     return sha
 
 
+# ---- tags ------------------------------------------------------------------------------
+def tag_ref(name: str) -> str:
+    """``refs/hangar/tags/<name>`` for a valid tag name (ValueError otherwise)."""
+    return TAGS + check_tag_name(name)
+
+
+def ref_name_clash(git: pygit2.Repository, prefix: str, name: str) -> str | None:
+    """The existing ref under ``prefix`` that ``name`` cannot sit beside, if any.
+
+    git keeps refs as paths: ``feature`` and ``feature/x`` cannot both exist.
+
+    Returns
+    -------
+    str or None
+        The clashing name (without ``prefix``), or None.
+    """
+    for ref in git.references:
+        if not ref.startswith(prefix):
+            continue
+        other = ref[len(prefix) :]
+        if other.startswith(name + "/") or name.startswith(other + "/"):
+            return other
+    return None
+
+
+def check_new_branch(git: pygit2.Repository, name: str) -> None:
+    """Raise unless branch ``name`` can be created: a valid name, free, and no clash.
+
+    Raises
+    ------
+    ValueError
+        An invalid name, a branch of that name exists, or it clashes with
+        another branch (git keeps ``feature`` and ``feature/x`` as paths:
+        not both).
+    """
+    check_branch_name(name)
+    if git.references.get(HEADS + name) is not None:
+        raise ValueError(f"a branch named {name!r} already exists")
+    clash = ref_name_clash(git, HEADS, name)
+    if clash is not None:
+        raise ValueError(f"branch name {name!r} clashes with the branch {clash!r}")
+
+
+def list_tags(git: pygit2.Repository) -> dict[str, str]:
+    """``{tag: commit}`` of every tag, sorted by name.
+
+    Raises
+    ------
+    CorruptRecordError
+        If a tag ref is damaged (symbolic, or not on a commit).
+    """
+    names = sorted(r[len(TAGS) :] for r in git.references if r.startswith(TAGS))
+    out = {}
+    for name in names:
+        sha = ref_commit(git, TAGS + name)
+        if sha is not None:
+            out[name] = sha
+    return out
+
+
+def create_tag(git: pygit2.Repository, name: str, commit: str) -> None:
+    """Create tag ``name`` at ``commit`` (a full hash of a hangar data commit).
+
+    Raises
+    ------
+    ValueError
+        Invalid name, a tag of that name exists, or the name clashes with
+        another tag (``v1`` beside ``v1/rc``).
+    """
+    import pygit2
+
+    ref = tag_ref(name)
+    if git.references.get(ref) is not None:
+        raise ValueError(f"a tag named {name!r} already exists (at {ref_commit(git, ref)})")
+    clash = ref_name_clash(git, TAGS, name)
+    if clash is not None:
+        raise ValueError(f"tag name {name!r} clashes with the tag {clash!r}")
+    git.references.create(ref, pygit2.Oid(hex=commit))
+
+
+def remove_tag(git: pygit2.Repository, name: str) -> str:
+    """Delete tag ``name``; returns the commit it named.
+
+    Raises
+    ------
+    ValueError
+        Invalid name or no such tag.
+    """
+    ref = tag_ref(name)
+    if git.references.get(ref) is None:
+        raise ValueError(f"no tag named {name!r}")
+    try:
+        sha = ref_commit(git, ref) or ""
+    except HangarError:
+        sha = ""  # a damaged tag can still be deleted
+    git.references.delete(ref)
+    return sha
+
+
 __all__ = [
+    "TAGS",
     "BranchHead",
     "NoCommitsError",
     "NotDataCommitError",
@@ -236,5 +340,11 @@ __all__ = [
     "branch_commit",
     "branch_heads",
     "branch_startpoint",
+    "check_new_branch",
+    "create_tag",
+    "list_tags",
+    "ref_name_clash",
+    "remove_tag",
     "resolve_startpoint",
+    "tag_ref",
 ]

@@ -47,6 +47,18 @@ if TYPE_CHECKING:
     from .status import StagedState
 
 
+class _DefaultBranch(str):
+    """``'master'`` as the default of :meth:`Repository.checkout`, told apart from a
+    ``branch='master'`` a caller wrote (only the default warns when it moves the
+    current branch)."""
+
+    __slots__ = ()
+
+
+#: the ``branch`` default of :meth:`Repository.checkout`: ``'master'``, as in the reference
+DEFAULT_BRANCH = _DefaultBranch("master")
+
+
 class Repository:
     """A hangar-git repository: versioned arrays whose history is git's.
 
@@ -301,11 +313,21 @@ class Repository:
         self,
         write: bool = False,
         *,
-        branch: str = "master",
+        branch: str = DEFAULT_BRANCH,
         commit: str = "",
         fetch_missing: bool | str = False,
     ) -> ReaderCheckout | WriterCheckout:
-        """Open a checkout: read-only at a branch head or commit, or the writer.
+        """Open a checkout: read-only at a branch head, tag or commit, or the writer.
+
+        ``branch`` defaults to ``master``, as in the reference. The write
+        checkout's branch is the current branch, one for Python and the
+        command line: the staging area's, which :attr:`writer_branch` and
+        ``git hangar status`` show and ``git hangar checkout`` sets. Opening
+        the writer on another branch moves it there; when that happens
+        through the default (the current branch is not ``master`` and no
+        ``branch`` was given), a :class:`UserWarning` says so (pass
+        ``branch=repo.writer_branch`` to stay). ``commit`` is a commit hash
+        (a unique prefix is enough) or a tag name.
 
         With ``fetch_missing`` (True for the default remote, or a remote name),
         reading a sample whose payload is not on this machine fetches it from
@@ -324,6 +346,7 @@ class Repository:
         git = self._git_repo()
         if not isinstance(write, bool):
             raise ValueError(f"write must be a bool, not {write!r}")
+        implicit = branch is DEFAULT_BRANCH
         if not isinstance(branch, str):
             raise ValueError(f"branch must be a str, not {branch!r}")
         if fetch_missing is not False:
@@ -336,9 +359,17 @@ class Repository:
         if write:
             if commit:
                 raise ValueError("a write checkout works on a branch head, not a commit")
-            return self._open_writer(branch)
+            current = self._writer_branch()
+            writer = self._open_writer(branch)
+            if implicit and current != branch:
+                warnings.warn(
+                    f"the write checkout moved the current branch from {current!r} to "
+                    f"{branch!r} (the default); pass branch={current!r} to stay on it",
+                    stacklevel=2,
+                )
+            return writer
         if commit:
-            sha = resolve_commit(git, commit)
+            sha = self._tag_or_commit(commit)
         else:
             check_branch_name(branch)
             head = branch_head(git, branch)
@@ -533,6 +564,71 @@ class Repository:
                 )
         git.references.delete(ref)
         return head
+
+    # ---- tags ----------------------------------------------------------------------
+    def create_tag(self, name: str, commit: str | None = None) -> str:
+        """Tag ``commit`` (default: the current branch's head) as ``name``.
+
+        A tag is a fixed name for a commit (``refs/hangar/tags/<name>``): a
+        STARTPOINT everywhere a branch is, never moved by commits or merges,
+        carried by push and fetch.
+
+        Parameters
+        ----------
+        name : str
+            The tag; parts separated by ``/`` are allowed (``release/v1``).
+        commit : str, optional
+            A STARTPOINT: branch, tag, ``remote/branch`` or commit hash prefix.
+
+        Returns
+        -------
+        str
+            The full hash of the tagged commit.
+
+        Raises
+        ------
+        ValueError
+            Invalid name, the tag exists (tags are not moved: remove it
+            first), or no such commit.
+        """
+        from .refs import check_tag_name, create_tag
+
+        check_tag_name(name)
+        try:
+            sha = self.resolve_startpoint(commit).commit
+        except LookupError as exc:
+            raise ValueError(str(exc)) from None
+        create_tag(self._git_repo(), name, sha)
+        return sha
+
+    def list_tags(self) -> dict[str, str]:
+        """Every tag: ``{name: commit hash}``, sorted by name."""
+        from .refs import list_tags
+
+        return list_tags(self._git_repo())
+
+    def remove_tag(self, name: str) -> str:
+        """Delete tag ``name`` (its commits stay on their branches); returns its commit.
+
+        Raises
+        ------
+        ValueError
+            Invalid name or no such tag.
+        """
+        from .refs import remove_tag
+
+        return remove_tag(self._git_repo(), name)
+
+    def _tag_or_commit(self, spec: str) -> str:
+        """The commit of tag ``spec``, else of the commit hash (prefix) ``spec``."""
+        from .refs import TAGS, check_tag_name
+
+        git = self._git_repo()
+        try:
+            sha = ref_commit(git, TAGS + check_tag_name(spec))
+        except ValueError:  # not a tag name: a commit hash, or nothing
+            sha = None
+        return sha if sha is not None else resolve_commit(git, spec)
 
     # ---- history ---------------------------------------------------------------
     def log(

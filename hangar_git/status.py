@@ -100,4 +100,42 @@ def lock_holder(holder_file: Path) -> dict[str, Any] | None:
         return None
 
 
-__all__ = ["StagedState", "lock_holder", "read_staged"]
+@dataclass(frozen=True)
+class Tracking:
+    """A branch against its remote-tracking branch, as of the last fetch or push.
+
+    Attributes
+    ----------
+    upstream : str
+        The remote-tracking branch, ``remote/branch``.
+    commit : str
+        Its head commit.
+    ahead, behind : int
+        Commits on the branch and not on ``upstream``, and the other way round.
+    """
+
+    upstream: str
+    commit: str
+    ahead: int
+    behind: int
+
+
+def tracking_state(git: pygit2.Repository, branch: str, remote: str) -> Tracking | None:
+    """How local ``branch`` stands against ``remote/branch`` (None when either has no commit).
+
+    Counts what the last fetch or push recorded: nothing is asked of the remote.
+    """
+    import pygit2
+
+    from .gitutil import REMOTES, branch_head, ref_commit
+
+    upstream = f"{remote}/{branch}"
+    theirs = ref_commit(git, REMOTES + upstream)
+    ours = branch_head(git, branch)
+    if theirs is None or ours is None:
+        return None
+    ahead, behind = git.ahead_behind(pygit2.Oid(hex=ours), pygit2.Oid(hex=theirs))
+    return Tracking(upstream, theirs, ahead, behind)
+
+
+__all__ = ["StagedState", "Tracking", "lock_holder", "read_staged", "tracking_state"]

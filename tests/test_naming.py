@@ -16,6 +16,7 @@ from hangar_git.naming import (
     check_arrayset_name,
     check_branch_name,
     check_remote_name,
+    check_tag_name,
     decode_key,
     encode_key,
     is_key_like,
@@ -77,10 +78,37 @@ def state(repo) -> tuple:
 # unit: validators
 # --------------------------------------------------------------------------
 @pytest.mark.parametrize("name", BAD_NAMES + NON_STR)
-@pytest.mark.parametrize("check", [check_arrayset_name, check_branch_name, check_remote_name])
+@pytest.mark.parametrize(
+    "check", [check_arrayset_name, check_branch_name, check_remote_name, check_tag_name]
+)
 def test_validators_refuse(check, name):
+    if name == "a/b" and check in (check_branch_name, check_tag_name):
+        return  # a branch or tag may have parts, as git's feature/x (see below)
     with pytest.raises(ValueError):
         check(name)
+
+
+#: branch and tag names with parts that must never be accepted: each part is a name
+BAD_PARTED = ["a/", "/a", "a//b", "a/..", "../a", "a/.", "a/.x", "a/-x", "a/b.lock", "a/x."]
+BAD_PARTED += ["a/.git", "a/.GIT", "a/b c", "a/é", "a/b:c", "a\\b/c", "a/" + "x" * MAX_NAME_LEN]
+
+
+@pytest.mark.parametrize("name", ["feature/x", "a/b/c", "team-1/v1.2_x"])
+def test_branch_and_tag_names_may_have_parts(name):
+    assert check_branch_name(name) == name
+    assert check_tag_name(name) == name
+    with pytest.raises(ValueError):
+        check_remote_name(name)  # "origin/x" must stay a remote-tracking branch
+    with pytest.raises(ValueError):
+        check_arrayset_name(name)
+
+
+@pytest.mark.parametrize("name", BAD_PARTED)
+def test_parted_names_are_checked_part_by_part(name):
+    with pytest.raises(ValueError):
+        check_branch_name(name)
+    with pytest.raises(ValueError):
+        check_tag_name(name)
 
 
 @pytest.mark.parametrize("name", ["a", "A-b_c.d", "x" * MAX_NAME_LEN, "0", "train_images", "v1.2"])
@@ -179,7 +207,15 @@ def test_bad_sample_and_metadata_keys_change_nothing(written_repo, name):
     co.close()
 
 
-@pytest.mark.parametrize("name", [*BAD_NAMES, "-x", "x.lock", ".hidden", "dot.", *NON_STR])
+@pytest.mark.parametrize(
+    "name",
+    [
+        *(n for n in BAD_NAMES if n != "a/b"),
+        *BAD_PARTED,
+        *("-x", "x.lock", ".hidden", "dot."),
+        *NON_STR,
+    ],
+)
 def test_bad_branch_name_changes_nothing(written_repo, name):
     repo = written_repo
     before = state(repo)

@@ -351,7 +351,8 @@ def test_create_branch_errors(repo):
         repo.create_branch("x", base_commit="0" * 40)
     with pytest.raises(ValueError):
         repo.create_branch("x", base_commit="not-a-hash")
-    for bad in ("a b", "a/b", "..", "-x", "x.lock", ".x", "x.", "é", "", "a" * 201):
+    # names with parts ("feature/x") are branch names; empty or hidden parts are not
+    for bad in ("a b", "a//b", "a/", "a/.x", "..", "-x", "x.lock", ".x", "x.", "é", "", "a" * 201):
         with pytest.raises(ValueError):
             repo.create_branch(bad, base_commit=c1)
     assert repo.list_branches() == ["dev", "master"]

@@ -12,9 +12,12 @@ The package is a set of thin command modules over the public API:
   and conflicts, the manual page. The command modules import only these two
   (and the library), never each other;
 - :mod:`~hangar_git.cli.staging` (init, status, add, commit, checkout, reset),
-  :mod:`~hangar_git.cli.history` (log, summary, branch, diff, merge),
+  :mod:`~hangar_git.cli.history` (log, summary, diff, merge),
+  :mod:`~hangar_git.cli.branches` (branch, tag),
   :mod:`~hangar_git.cli.data` (show, export),
-  :mod:`~hangar_git.cli.remotes` (remote, push, fetch, fetch-data, clone),
+  :mod:`~hangar_git.cli.samples` (ls, rm, meta),
+  :mod:`~hangar_git.cli.remotes` (remote, push, fetch, fetch-data,
+  clone), :mod:`~hangar_git.cli.sync` (pull),
   :mod:`~hangar_git.cli.maint` (lock, help, fsck, gc);
 - this module builds :data:`main` and adds their commands to it. Any command
   added with ``main.add_command(...)`` (or a module's ``register(group)``)
@@ -32,7 +35,7 @@ from __future__ import annotations
 import click
 
 from .._version import __version__
-from . import data, history, maint, remotes, rewrite, staging
+from . import branches, data, history, maint, remotes, rewrite, samples, staging, sync
 from .common import (
     CONTEXT_SETTINGS,
     SECTIONS,
@@ -57,14 +60,14 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     cls=RootGroup,
     context_settings=CONTEXT_SETTINGS,
     epilog=(
-        "STARTPOINT is a branch name or a commit hash (a unique prefix is enough). "
+        "STARTPOINT is a branch, a tag, REMOTE/BRANCH or a commit hash (a unique prefix "
+        "is enough). "
         "Run `git hangar COMMAND -h` for the options of a command. "
         "`git hangar --help` is routed by git to the manual page git-hangar(1); "
         "`git hangar -h` and `git hangar help` print this help directly."
     ),
 )
 @click.option(
-    "-v",
     "--version",
     is_flag=True,
     expose_value=False,
@@ -90,12 +93,14 @@ for _cmd in (
     history.log,
     history.summary,
     *data.COMMANDS,  # show export
-    history.branch,
+    *samples.COMMANDS,  # ls rm meta
+    *branches.COMMANDS,  # branch tag
     history.diff,
     history.merge,
     maint.lock,
     maint.help_,
     *remotes.COMMANDS,  # remote push fetch fetch-data clone
+    *sync.COMMANDS,  # pull
     maint.fsck,
     maint.gc,
 ):

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import click
 
-from .render import PROG, conflict_lines
+from .render import PROG, conflict_lines, plural
 
 if TYPE_CHECKING:
     from ..checkout import ReaderCheckout, WriterCheckout
@@ -36,16 +36,18 @@ QUIET_KEY = "hangar_git.quiet"
 REPO_KEY = "hangar_git.repo"
 DEBUG_ENV = "HANGAR_GIT_DEBUG"
 SHORT = 8  # digits of a commit hash shown in messages
+REDRAW_SECONDS = 0.1  # a progress bar is redrawn at most this often
+COMPLETE_VAR = "_GIT_HANGAR_COMPLETE"  # click's shell completion (docs/reference/cli.md)
 
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 #: where commands are listed in the help (commands not named here go under "Other")
 SECTIONS: dict[str, tuple[str, ...]] = {
     "Start a repository": ("init", "clone"),
-    "Stage and commit": ("status", "add", "commit", "reset", "checkout"),
-    "History and data": ("log", "summary", "diff", "show", "export"),
-    "Branch and merge": ("branch", "merge"),
-    "Collaborate": ("remote", "push", "fetch", "fetch-data"),
+    "Stage and commit": ("status", "add", "rm", "meta", "commit", "reset", "checkout"),
+    "History and data": ("log", "summary", "diff", "ls", "show", "export"),
+    "Branch and merge": ("branch", "tag", "merge"),
+    "Collaborate": ("remote", "push", "fetch", "pull", "fetch-data"),
     "Maintenance": ("lock", "fsck", "gc", "help"),
 }
 
@@ -234,6 +236,9 @@ class RootGroup(HangarGroup):
     ) -> Any:
         """Run a command line; standalone, exit with 0, 1 (error), 2 (usage) or 130."""
         prog_name = prog_name or PROG
+        complete_var = complete_var or COMPLETE_VAR
+        if os.environ.get(complete_var):  # click's shell completion: for the `git-hangar` word
+            prog_name = "git-hangar"
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         with warnings.catch_warnings():
@@ -347,7 +352,18 @@ def progress(length: int, label: str) -> Iterator[Callable[[int], Any]]:
     with click.progressbar(
         length=length, label=label, file=sys.stderr, show_pos=True, show_eta=True, width=30
     ) as bar:
-        yield bar.update
+        pending = [0, time.monotonic()]
+
+        def update(n: int = 1) -> None:
+            # redrawn at most 10 times a second, not once per item
+            pending[0] += n
+            if time.monotonic() - pending[1] >= REDRAW_SECONDS:
+                bar.update(int(pending[0]))
+                pending[:] = [0, time.monotonic()]
+
+        yield update
+        if pending[0]:
+            bar.update(int(pending[0]))
 
 
 def _no_progress(n: int = 1) -> None:
@@ -365,6 +381,36 @@ def isatty(stream: Any) -> bool:
 def short(sha: str | None) -> str:
     """The first digits of a commit hash, or ``(none)``."""
     return sha[:SHORT] if sha else "(none)"
+
+
+_PHASES = {"records": "records", "payloads": "payloads (bytes)"}
+
+
+class ProgressBars:
+    """A progress callback ``(phase, done, total)`` of a transfer: one bar per phase
+    (see :func:`progress`), used as a context manager around the transfer."""
+
+    def __init__(self, verb: str) -> None:
+        self._verb = verb
+        self._stack = contextlib.ExitStack()
+        self._bars: dict[str, tuple[Callable[[int], Any], list[int]]] = {}
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        bar = self._bars.get(phase)
+        if bar is None:
+            label = f"{self._verb} {_PHASES.get(phase, phase)}"
+            update = self._stack.enter_context(progress(total, label))
+            bar = self._bars[phase] = (update, [0])
+        update, last = bar
+        if done > last[0]:
+            update(done - last[0])
+            last[0] = done
+
+    def __enter__(self) -> ProgressBars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
 
 
 # ---- the repository ------------------------------------------------------------------------
@@ -435,11 +481,32 @@ def check_branch_exists(repo: Repository, name: str) -> None:
 
     check_branch_name(name)
     if name not in repo.list_branches():
-        raise CLIError(f"no branch named {name!r} (see `git hangar branch list`)")
+        raise CLIError(f"no branch named {name!r} (see `git hangar branch`)")
+
+
+def remote_or_default(repo: Repository, given: str | None, *, required: bool = True) -> str | None:
+    """REMOTE as given, else origin, else the only remote (None, or with ``required`` a
+    CLIError, when there is no such remote)."""
+    names = [r.name for r in repo.remote.list_all()] if given is None else [given]
+    name = "origin" if "origin" in names else (names[0] if len(names) == 1 else None)
+    if name is None and required:
+        raise CLIError("no remote to use: name one (see `git hangar remote -v`)")
+    return name
+
+
+def report_tags(remotes: Any, where: str) -> None:
+    """Report the tags the last transfer created, and those it left alone."""
+    rep = remotes.last_tags
+    if rep is None:
+        return
+    if rep.added:
+        info(f"{plural(len(rep.added), 'tag')} {where}: {', '.join(rep.added)}")
+    for name, commit in sorted(rep.kept.items()):
+        warn(f"tag {name!r} left as it is: the other side has it at {short(commit)}")
 
 
 def resolve_startpoint(repo: Repository, spec: str | None) -> Startpoint:
-    """Resolve a STARTPOINT: a branch (local or ``remote/branch``) or commit hash prefix.
+    """Resolve a STARTPOINT: a branch, a tag, ``remote/branch`` or a commit hash prefix.
 
     Parameters
     ----------
@@ -464,7 +531,7 @@ def resolve_startpoint(repo: Repository, spec: str | None) -> Startpoint:
     try:
         return repo.resolve_startpoint(spec)
     except UnknownStartpointError as exc:
-        raise CLIError(f"{exc} (see `git hangar branch list`)") from None
+        raise CLIError(f"{exc} (see `git hangar branch` and `git hangar tag`)") from None
     except StartpointError as exc:
         raise CLIError(str(exc)) from None
 
@@ -490,6 +557,7 @@ def reader(repo: Repository, commit: str) -> Iterator[ReaderCheckout]:
 
 
 __all__ = [
+    "COMPLETE_VAR",
     "CONTEXT_SETTINGS",
     "CLIError",
     "HangarGroup",
@@ -505,8 +573,12 @@ __all__ = [
     "json_option",
     "new_repo",
     "one_line",
+    "plural",
     "open_repo",
     "progress",
+    "ProgressBars",
+    "remote_or_default",
+    "report_tags",
     "quiet_option",
     "reader",
     "repo_path",

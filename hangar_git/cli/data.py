@@ -13,7 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .common import CLIError, info, isatty, open_repo, progress, reader, resolve_startpoint
+from .common import (
+    CLIError,
+    emit_json,
+    info,
+    isatty,
+    json_option,
+    open_repo,
+    progress,
+    reader,
+    resolve_startpoint,
+)
+from .render import lookup_key, plural
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -31,22 +42,6 @@ def _parse_show_spec(spec: str) -> tuple[str | None, str, str]:
             param_hint="'SPEC'",
         )
     return parts[0] or None, parts[1], parts[2]
-
-
-def _lookup_key(aset: Any, text: str) -> Any:
-    """The sample key ``text`` names: ``s:x``/``i:5`` explicitly, else str, else int."""
-    if text[:2] in ("s:", "i:"):
-        from ..naming import decode_key
-
-        try:
-            return decode_key(text)
-        except (ValueError, Exception):
-            raise CLIError(f"invalid key {text!r}") from None
-    if text in aset:
-        return text
-    if text.isdigit() and int(text) in aset:
-        return int(text)
-    raise CLIError(f"arrayset {aset.name!r} has no sample {text!r}")
 
 
 @dataclass
@@ -97,7 +92,7 @@ def show(spec: str, full: bool, as_npy: bool) -> None:
         if aset_name not in co.arraysets:
             raise CLIError(f"no arrayset named {aset_name!r} at {sp.label}")
         aset = co.arraysets[aset_name]
-        key = _lookup_key(aset, key_text)
+        key = lookup_key(aset, key_text)
         if key not in aset:
             raise CLIError(f"arrayset {aset_name!r} has no sample {key!r} at {sp.label}")
         arr = aset[key]
@@ -147,7 +142,10 @@ def _write_npy(arr: Any) -> None:
     help="npy: one <key>.npy per sample; npz: <arrayset>.npz; hdf5: <arrayset>.h5.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace files that exist.")
-def export(arrayset: str, startpoint: str | None, out_dir: str, fmt: str, overwrite: bool) -> None:
+@json_option
+def export(
+    arrayset: str, startpoint: str | None, out_dir: str, fmt: str, overwrite: bool, as_json: bool
+) -> None:
     """Export an arrayset to .npy/.npz/HDF5 files.
 
     Writes the samples of ARRAYSET at STARTPOINT (default: the staging
@@ -159,15 +157,56 @@ def export(arrayset: str, startpoint: str | None, out_dir: str, fmt: str, overwr
         if arrayset not in co.arraysets:
             raise CLIError(f"no arrayset named {arrayset!r} at {sp.label}")
         aset = co.arraysets[arrayset]
-        n = len(aset)
-        files = _export(aset, arrayset, out_dir, fmt, overwrite)
-    where = out_dir if fmt == "npy" else str(files[0])
-    info(f"Exported {n} sample{'s' if n != 1 else ''} of {arrayset!r} at {sp.label} to {where}")
+        absent = aset.remote_reference_sample_keys
+        here = _Present(aset, absent) if absent else aset
+        n = len(here)
+        files = _export(here, arrayset, out_dir, fmt, overwrite) if n else []
+    if as_json:
+        emit_json(
+            {
+                "arrayset": arrayset,
+                "commit": sp.commit,
+                "exported": n,
+                "files": files,
+                "absent": absent,
+            }
+        )
+    else:
+        where = out_dir if fmt == "npy" or not files else str(files[0])
+        info(f"Exported {plural(n, 'sample')} of {arrayset!r} at {sp.label} to {where}")
+    if absent:
+        raise CLIError(
+            f"{plural(len(absent), 'sample')} not exported: their payloads are not on this "
+            f"machine (`git hangar fetch-data REMOTE {sp.label} -d {arrayset}` brings them)",
+            [f"  {k!r}" for k in absent[:50]] + (["  ..."] if len(absent) > 50 else []),
+        )
 
 
-def _export(
-    aset: ArraysetDataReader, name: str, out_dir: str, fmt: str, overwrite: bool
-) -> list[Path]:
+class _Present:
+    """An arrayset reader without its samples whose payloads are absent (for export)."""
+
+    def __init__(self, aset: ArraysetDataReader, absent: list[Any]) -> None:
+        self._aset = aset
+        self._absent = set(absent)
+        self.name = aset.name
+
+    def keys(self) -> list[Any]:
+        return [k for k in self._aset if k not in self._absent]
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def items(self) -> Any:
+        keys = self.keys()
+        for i in range(0, len(keys), 256):
+            chunk = keys[i : i + 256]
+            yield from zip(chunk, self._aset.get_batch(chunk), strict=True)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._aset, attr)
+
+
+def _export(aset: Any, name: str, out_dir: str, fmt: str, overwrite: bool) -> list[Path]:
     """Write the samples of ``aset`` with a progress bar; an existing file is a CLIError."""
     from ..io_formats import export_arrays
 

@@ -1,4 +1,4 @@
-"""``git hangar log|summary|branch|diff|merge``: history, branches and merges.
+"""``git hangar log|summary|diff|merge``: history and merges (branches: :mod:`.branches`).
 
 Commands of :mod:`hangar_git.cli`; each works on the hangar repository
 containing the current directory.
@@ -12,7 +12,6 @@ import click
 
 from .common import (
     CLIError,
-    HangarGroup,
     emit_json,
     info,
     json_option,
@@ -32,25 +31,64 @@ if TYPE_CHECKING:
 # ---- log / summary ----------------------------------------------------------------------
 @click.command()
 @click.argument("startpoint", required=False)
+@click.option(
+    "-n",
+    "--max-count",
+    "max_count",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Show only the N newest commits.",
+)
 @click.option("--time", "show_time", is_flag=True, help="Show commit times.")
 @click.option("--user", "show_user", is_flag=True, help="Show commit authors.")
 @json_option
-def log(startpoint: str | None, show_time: bool, show_user: bool, as_json: bool) -> None:
+def log(
+    startpoint: str | None,
+    max_count: int | None,
+    show_time: bool,
+    show_user: bool,
+    as_json: bool,
+) -> None:
     """Show the commit graph.
 
-    Starts at STARTPOINT (default: the staging area's branch head). Drawn
-    like `git log --graph --oneline`, with branch names.
+    Starts at STARTPOINT (a branch, tag, REMOTE/BRANCH or commit; default:
+    the current branch's head). Drawn like `git log --graph --oneline`, with
+    branch names.
     """
     repo = open_repo()
     sp = resolve_startpoint(repo, startpoint)
     if as_json:
         contents = repo.log(commit=sp.commit, return_contents=True)
         assert contents is not None
+        if max_count is not None:
+            keep = contents["order"][:max_count]
+            contents["order"] = keep
+            for field in ("ancestors", "specs"):
+                contents[field] = {h: contents[field][h] for h in keep}
         labels = repo.branch_labels()
         contents["branches"] = {h: sorted(labels[h]) for h in contents["order"] if h in labels}
+        tags: dict[str, list[str]] = {}
+        for name, commit in repo.list_tags().items():
+            if commit in contents["specs"]:
+                tags.setdefault(commit, []).append(name)
+        contents["tags"] = tags
         emit_json(contents)
         return
-    click.echo(repo.log_text(sp.commit, show_time=show_time, show_user=show_user))
+    text = repo.log_text(sp.commit, show_time=show_time, show_user=show_user)
+    click.echo(_first_commits(text, max_count) if max_count is not None else text)
+
+
+def _first_commits(graph: str, n: int) -> str:
+    """The lines of a drawn graph up to its ``n``-th commit (commit lines hold '*')."""
+    out: list[str] = []
+    seen = 0
+    for line in graph.splitlines():
+        if "*" in line.split(" : ", 1)[0]:
+            seen += 1
+            if seen > n:
+                break
+        out.append(line)
+    return "\n".join(out)
 
 
 @click.command()
@@ -71,78 +109,6 @@ def summary(startpoint: str | None, as_json: bool) -> None:
         emit_json(contents)
         return
     click.echo(render_summary(contents))
-
-
-# ---- branches ------------------------------------------------------------------------------
-@click.group(cls=HangarGroup)
-def branch() -> None:
-    """Create, list and delete branches."""
-
-
-@branch.command("create")
-@click.argument("name")
-@click.argument("startpoint", required=False)
-def branch_create(name: str, startpoint: str | None) -> None:
-    """Create a branch.
-
-    Creates NAME at STARTPOINT (default: the staging area's branch head).
-    """
-    repo = open_repo()
-    sp = resolve_startpoint(repo, startpoint)
-    repo.create_branch(name, base_commit=sp.commit)
-    info(f"Created branch {name!r} at {short(sp.commit)}")
-
-
-@branch.command("list")
-@click.option("-v", "--verbose", is_flag=True, help="Show each head commit and its message.")
-@json_option
-def branch_list(verbose: bool, as_json: bool) -> None:
-    """List branches.
-
-    The staging area's branch is marked '*'; remote branches follow.
-    """
-    repo = open_repo()
-    current = repo.writer_branch
-    heads = repo.branch_heads(messages=verbose and not as_json)
-    if as_json:
-        emit_json(
-            [
-                {
-                    "name": h.name,
-                    "commit": h.commit,
-                    "remote": h.remote,
-                    "current": (not h.remote and h.name == current),
-                }
-                for h in heads
-            ]
-        )
-        return
-    for h in heads:
-        mark = "*" if not h.remote and h.name == current else " "
-        label = f"remotes/{h.name}" if h.remote else h.name
-        line = f"{mark} {label}"
-        if verbose:
-            msg = (h.message.splitlines() or [""])[0] if h.message else ""
-            line = f"{mark} {label:<20} {short(h.commit)} {msg}".rstrip()
-        click.echo(line)
-
-
-@branch.command("delete")
-@click.argument("name")
-@click.option(
-    "-f",
-    "--force",
-    is_flag=True,
-    help="Delete even if its commits are on no other branch (they are lost to hangar).",
-)
-def branch_delete(name: str, force: bool) -> None:
-    """Delete a branch.
-
-    Refused when NAME holds commits no other branch has, unless --force.
-    """
-    repo = open_repo()
-    head = repo.remove_branch(name, force=force)
-    info(f"Deleted branch {name!r} (was {short(head)})")
 
 
 # ---- diff and merge ----------------------------------------------------------------------
@@ -263,7 +229,8 @@ def _diff_sections(
     help="Resolve sample and metadata conflicts with our or their values "
     "(schema conflicts are never resolved).",
 )
-def merge(dev_branch: str, message: str | None, strategy: str | None) -> None:
+@json_option
+def merge(dev_branch: str, message: str | None, strategy: str | None, as_json: bool) -> None:
     """Merge a branch into the staging area's branch.
 
     Merges DEV_BRANCH. A fast-forward when the history is linear, else a merge commit with both
@@ -280,6 +247,12 @@ def merge(dev_branch: str, message: str | None, strategy: str | None) -> None:
         sha = repo.merge(msg, target, dev_branch, strategy=strategy)
     except MergeConflictError as exc:
         raise _merge_conflict_error(exc.conflicts, dev_branch, target, strategy) from None
+    if as_json:
+        how = "up to date" if sha == before else ("fast-forward" if sha == dev_head else "merge")
+        emit_json(
+            {"branch": target, "merged": dev_branch, "before": before, "head": sha, "result": how}
+        )
+        return
     if sha == before:
         info(f"Already up to date: {target!r} contains {dev_branch!r}")
     elif sha == dev_head:
@@ -308,7 +281,7 @@ def _merge_conflict_error(
 
 
 #: the commands of this module
-COMMANDS: tuple[click.Command, ...] = (log, summary, branch, diff, merge)
+COMMANDS: tuple[click.Command, ...] = (log, summary, diff, merge)
 
 
 def register(group: click.Group) -> None:
@@ -317,4 +290,4 @@ def register(group: click.Group) -> None:
         group.add_command(cmd)
 
 
-__all__ = ["COMMANDS", "branch", "diff", "log", "merge", "register", "summary"]
+__all__ = ["COMMANDS", "diff", "log", "merge", "register", "summary"]

@@ -18,17 +18,19 @@ import click
 
 from ..procs import pid_alive
 from .common import (
+    COMPLETE_VAR,
     CONTEXT_SETTINGS,
     CLIError,
     HangarGroup,
     emit_json,
     holder_text,
     info,
+    json_option,
     open_repo,
     progress,
     warn,
 )
-from .render import manpage
+from .render import manpage, result_json
 
 if TYPE_CHECKING:
     from ..fsck import FsckReport
@@ -90,9 +92,20 @@ def lock_release(force: bool) -> None:
     type=click.Path(file_okay=False),
     help="Folder for --install-man (default: <python prefix>/share/man/man1).",
 )
+@click.option(
+    "--completion",
+    "shell",
+    type=click.Choice(["bash", "zsh", "fish"]),
+    help="Print the shell completion script for SHELL (see the CLI reference).",
+)
 @click.pass_context
 def help_(
-    ctx: click.Context, command: tuple[str, ...], man: bool, install_man: bool, man_dir: str | None
+    ctx: click.Context,
+    command: tuple[str, ...],
+    man: bool,
+    install_man: bool,
+    man_dir: str | None,
+    shell: str | None,
 ) -> None:
     """Show the help of a command.
 
@@ -103,6 +116,9 @@ def help_(
     and make DIR/.. part of MANPATH if needed.
     """
     root = ctx.find_root()
+    if shell is not None:
+        click.echo(completion_script(root.command, shell))
+        return
     if man:
         click.echo(_root_manpage(root), nl=False)
         return
@@ -118,6 +134,38 @@ def help_(
         sub_ctx = click.Context(nxt, info_name=name, parent=sub_ctx)
         cmd = nxt
     click.echo(cmd.get_help(sub_ctx))
+
+
+#: completes `git hangar ...` through git's own bash completion, which calls _git_hangar
+_GIT_BASH_SHIM = """
+_git_hangar() {
+    local COMP_WORDS=(git-hangar "${words[@]:2}") COMP_CWORD=$((cword - 1))
+    _git_hangar_completion git-hangar
+}"""
+
+
+def completion_script(group: click.Command, shell: str) -> str:
+    """click's completion script of ``git-hangar`` for ``shell``; for bash, also the
+    function git's bash completion calls for ``git hangar``.
+
+    Parameters
+    ----------
+    group : click.Command
+        The ``git hangar`` group.
+    shell : str
+        ``bash``, ``zsh`` or ``fish``.
+
+    Returns
+    -------
+    str
+        A script to source (``eval "$(git hangar help --completion bash)"``).
+    """
+    from click.shell_completion import get_completion_class
+
+    cls = get_completion_class(shell)
+    assert cls is not None
+    source = cls(group, {}, "git-hangar", COMPLETE_VAR).source()
+    return source + (_GIT_BASH_SHIM if shell == "bash" else "")
 
 
 def _root_manpage(root: click.Context) -> str:
@@ -226,7 +274,8 @@ def fsck(full: bool, repair: bool, dry_run: bool, as_json: bool) -> None:
 
 @click.command("gc")
 @click.option("-n", "--dry-run", is_flag=True, help="Only report what would be done.")
-def gc(dry_run: bool) -> None:
+@json_option
+def gc(dry_run: bool, as_json: bool) -> None:
     """Reclaim space: unreferenced payloads, dead pack bytes, loose git objects.
 
     Keeps every payload that a commit on a hangar branch (local or
@@ -237,6 +286,9 @@ def gc(dry_run: bool) -> None:
     """
     repo = open_repo()
     report = repo.gc(dry_run=dry_run)
+    if as_json:
+        emit_json(result_json(report))
+        return
     for line in report.summary().splitlines():
         info(line)
 

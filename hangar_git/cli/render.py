@@ -315,6 +315,65 @@ def manpage(root: click.Group, help_option_names: list[str]) -> str:
     return "\n".join(parts)
 
 
+# ---- transfers (issue 16) ------------------------------------------------------------
+def plural(n: int, word: str) -> str:
+    """``1 payload``, ``2 payloads``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def megabytes(n: int) -> str:
+    """Bytes as ``12.3 MB``."""
+    return f"{n / 1e6:.1f} MB"
+
+
+def transfer_line(rep: Any) -> str:
+    """``3 payloads (1.2 MB, 4.0 MB/s) in 2 requests`` of a TransferReport."""
+    rate = rep.raw_bytes / rep.seconds / 1e6 if rep.seconds > 0 else 0.0
+    return (
+        f"{plural(rep.payloads, 'payload')} ({megabytes(rep.raw_bytes)}, {rate:.1f} MB/s) in "
+        f"{plural(rep.requests, 'request')}"
+    )
+
+
+def lookup_key(container: Any, text: str, what: str = "sample") -> Any:
+    """The key ``text`` names in an arrayset or metadata: ``s:x``/``i:5`` explicitly,
+    else a str key of that text, else an int key of that number.
+
+    Raises
+    ------
+    LookupError
+        An invalid explicit key, or no such key (shown as the command's error).
+    """
+    from ..naming import decode_key
+
+    if text[:2] in ("s:", "i:"):
+        try:
+            return decode_key(text)
+        except Exception:
+            raise LookupError(f"invalid key {text!r}") from None
+    if text in container:
+        return text
+    if text.isdigit() and int(text) in container:
+        return int(text)
+    where = f"arrayset {container.name!r}" if hasattr(container, "name") else "the metadata"
+    raise LookupError(f"{where} has no {what} {text!r}")
+
+
+def result_json(result: Any) -> dict[str, Any]:
+    """The fields of a result dataclass (a GcReport, an ImportResult ...) as JSON."""
+    import dataclasses
+
+    return dataclasses.asdict(result)
+
+
+def transfer_json(rep: Any) -> dict[str, Any] | None:
+    """The counts of a TransferReport, or None when there is none."""
+    if rep is None:
+        return None
+    fields = ("payloads", "raw_bytes", "packs", "requests", "skipped", "seconds")
+    return {f: getattr(rep, f) for f in fields if hasattr(rep, f)}
+
+
 __all__ = [
     "CONFLICT_KINDS",
     "PROG",
@@ -322,5 +381,11 @@ __all__ = [
     "conflicts_json",
     "diff_records_json",
     "diff_records_lines",
+    "lookup_key",
     "manpage",
+    "megabytes",
+    "plural",
+    "result_json",
+    "transfer_json",
+    "transfer_line",
 ]

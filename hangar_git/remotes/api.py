@@ -66,6 +66,7 @@ def _data_remote(repo: Repository, name: str) -> DataRemote:
 
 #: last transfer report per Repository object (``Repository.remote`` is made per access)
 _REPORTS: weakref.WeakKeyDictionary[Repository, TransferReport] = weakref.WeakKeyDictionary()
+_TAG_REPORTS: weakref.WeakKeyDictionary[Repository, gt.TagReport] = weakref.WeakKeyDictionary()
 
 
 class Remotes:
@@ -92,6 +93,13 @@ class Remotes:
             _REPORTS.pop(self._repo, None)
         else:
             _REPORTS[self._repo] = report
+
+    @property
+    def last_tags(self) -> gt.TagReport | None:
+        """What the last push or fetch of this repository object did with tags:
+        ``added`` (names) and ``kept`` (``{name: their commit}`` of tags left
+        alone because this side has them at another commit)."""
+        return _TAG_REPORTS.get(self._repo)
 
     def _git(self) -> pygit2.Repository:
         return self._repo._git_repo()
@@ -141,13 +149,32 @@ class Remotes:
         RemoteInfo
             ``(name, address)``, with the data URL as ``.data``.
 
+        A hangar remote of that name with no data URL (as a clone without
+        one leaves it) gets ``data`` as its data URL.
+
         Raises
         ------
         ValueError
             Invalid name, URL or option, a hangar remote of that name exists
-            already, or the git remote exists with another address.
+            already with a data URL, or the git remote exists with another
+            address.
         """
         return rc.add_remote(self._git(), name, address, data, data_options)
+
+    def set_data(
+        self, name: str, data: str, *, data_options: Mapping[str, Any] | None = None
+    ) -> rc.RemoteInfo:
+        """Set or replace the data URL of remote ``name`` (e.g. after a clone without one).
+
+        Raises
+        ------
+        ValueError
+            No such remote, or an invalid URL or option (nothing changes then).
+        """
+        info = rc.set_data(self._git(), name, data, data_options)
+        if self._repo._hdir is not None:  # the cached indexes of the old data remote
+            shutil.rmtree(self._repo._hdir / "remotes" / name, ignore_errors=True)
+        return info
 
     def remove(self, name: str) -> rc.RemoteInfo:
         """Remove remote ``name``; its remote-tracking branches stay.
@@ -213,12 +240,20 @@ class Remotes:
         heads = gt.fetch(self._git(), remote, [branch], self._callbacks(progress))
         if branch not in heads:
             raise ValueError(f"remote {remote!r} has no branch {branch!r}")
+        cb = self._callbacks(progress)
+        _TAG_REPORTS[self._repo] = gt.fetch_tags(self._git(), remote, cb, all_tags=False)
         return f"{remote}/{branch}"
 
     def fetch_all(self, remote: str, *, progress: Progress | None = None) -> list[str]:
-        """Fetch every branch of ``remote`` (records only); returns ``remote/branch`` names."""
+        """Fetch every branch and tag of ``remote`` (records only); returns ``remote/branch`` names.
+
+        Tags the remote has and this repository lacks are created; a tag
+        that exists here at another commit is kept (see :attr:`last_tags`).
+        """
         self._known(remote)
         heads = gt.fetch(self._git(), remote, None, self._callbacks(progress))
+        cb = self._callbacks(progress)
+        _TAG_REPORTS[self._repo] = gt.fetch_tags(self._git(), remote, cb, all_tags=True)
         return [f"{remote}/{b}" for b in sorted(heads)]
 
     def push(
@@ -234,8 +269,10 @@ class Remotes:
 
         The payloads referenced by the commits the remote does not have go to
         the data remote in packs; once they are verified there, the git
-        branch is pushed (fast-forward only). Rerunning an interrupted push
-        sends only what did not arrive.
+        branch is pushed (fast-forward only), then the tags at its commits
+        that the remote lacks (a tag the remote has is never moved; see
+        :attr:`last_tags`). Rerunning an interrupted push sends only what did
+        not arrive.
 
         Parameters
         ----------
@@ -299,6 +336,10 @@ class Remotes:
         git.references.create(
             gt.remote_tracking_ref(remote, branch), pygit2.Oid(hex=head), force=True
         )
+        cb = self._callbacks(progress, username, password)
+        _TAG_REPORTS[self._repo] = gt.push_tags(
+            git, remote, gt.tags_at_or_before(git, self._repo.list_tags(), head), cb
+        )
         return branch
 
     # ---- payloads --------------------------------------------------------
@@ -313,10 +354,13 @@ class Remotes:
         assert branch is not None
         if not isinstance(branch, str):
             raise ValueError(f"branch must be a str, not {branch!r}")
-        head = branch_head(git, branch) if "/" not in branch else None
+        check_branch_name(branch)
+        head = branch_head(git, branch)  # a local branch first (names may have parts)
         if head is None:
             tracking = branch if "/" in branch else f"{remote}/{branch}"
             ref = git.references.get("refs/hangar/remotes/" + tracking)
+            if ref is None and "/" in branch:
+                ref = git.references.get(f"refs/hangar/remotes/{remote}/{branch}")
             if ref is None:
                 raise ValueError(f"no branch named {branch!r} (nor {tracking!r})")
             head = str(ref.target)

@@ -251,10 +251,7 @@ def add_remote(
     opts = check_options(options) if options else None
     existing = git_remote_url(git, name)
     if existing is not None and is_hangar_remote(git, name):
-        raise ValueError(
-            f"a remote named {name!r} already exists ({existing}): remove it first to "
-            "change its address or data URL"
-        )
+        return _reuse_hangar_remote(git, name, existing, address, data, opts)
     cfg = git.config
     if existing is None:
         if address is None:
@@ -276,6 +273,57 @@ def add_remote(
     if opts:
         cfg[_section(name) + OPTIONS_KEY] = json.dumps(opts, sort_keys=True)
     return RemoteInfo(name, address, data)
+
+
+def _reuse_hangar_remote(
+    git: pygit2.Repository,
+    name: str,
+    existing: str,
+    address: str | None,
+    data: str | None,
+    opts: dict[str, Any] | None,
+) -> RemoteInfo:
+    """``add`` of a hangar remote that exists: fill in a missing data URL, else refuse.
+
+    A clone without ``--data`` leaves ``origin`` with no data URL; adding it
+    again with ``--data`` sets it. Anything that would change what is set
+    (another address, another data URL) is refused and nothing changes.
+    """
+    current = data_url(git, name)
+    same_address = address is None or _same_address(normalize_address(address), existing)
+    if not same_address or data is None or (current is not None and current != data):
+        raise ValueError(
+            f"a remote named {name!r} already exists ({existing}, data "
+            f"{current or '(none)'}): set its data URL with `git hangar remote set-data "
+            f"{name} URL`, or remove it first to change its address"
+        )
+    return set_data(git, name, data, opts)
+
+
+def set_data(
+    git: pygit2.Repository,
+    name: str,
+    data: str,
+    options: Mapping[str, Any] | None = None,
+) -> RemoteInfo:
+    """Set (or replace) the data URL, and the storage options when given, of remote ``name``.
+
+    Raises
+    ------
+    ValueError
+        No such hangar remote, or an invalid URL or option; then nothing changes.
+    """
+    check_remote_name(name)
+    url = normalize_data_url(data)
+    opts = check_options(options) if options else None
+    address = git_remote_url(git, name)
+    if address is None or not is_hangar_remote(git, name):
+        raise ValueError(f"no remote named {name!r}")
+    cfg = git.config
+    cfg[_section(name) + DATA_KEY] = url
+    if opts:
+        cfg[_section(name) + OPTIONS_KEY] = json.dumps(opts, sort_keys=True)
+    return RemoteInfo(name, address, url)
 
 
 def remove_remote(git: pygit2.Repository, name: str) -> RemoteInfo:

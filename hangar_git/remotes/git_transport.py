@@ -3,7 +3,10 @@
 Any git remote carries the data history: a bare repository by path, ``git://``,
 ssh or https hosts. Pushes use explicit refspecs (libgit2 refuses globs on
 push); fetches map ``refs/hangar/heads/*`` of the remote to
-``refs/hangar/remotes/<remote>/*`` here.
+``refs/hangar/remotes/<remote>/*`` here. Tags (``refs/hangar/tags/*``) keep
+their names on both sides and are never moved by a transfer: a tag that
+exists with another commit on the receiving side stays as it is and is
+reported (as git does without ``--force``).
 
 Authentication comes from the usual places and nothing is stored by us:
 ssh keys through the ssh agent (then the default key files in ``~/.ssh``),
@@ -18,6 +21,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -27,6 +31,7 @@ from pygit2.enums import CredentialType
 from ..errors import HangarError
 
 HEADS = "refs/hangar/heads/"
+TAGS = "refs/hangar/tags/"
 
 #: (phase, done, total) progress callback
 Progress = Callable[[str, int, int], None]
@@ -211,6 +216,130 @@ def _hangar_heads(heads: list[pygit2.remotes.RemoteHead]) -> dict[str, str]:
         if h.name and h.name.startswith(HEADS):
             out[h.name] = str(h.oid)
     return out
+
+
+def list_tags(git: pygit2.Repository, name: str, callbacks: Callbacks) -> dict[str, str]:
+    """``{tag: commit hash}`` of the hangar tags the remote advertises (valid names only)."""
+    remote = _remote(git, name)
+    try:
+        heads = remote.list_heads(callbacks=callbacks)
+    except pygit2.GitError as exc:
+        raise _connection_error(name, remote.url, exc) from None
+    return _hangar_tags(heads)
+
+
+def _hangar_tags(heads: list[pygit2.remotes.RemoteHead]) -> dict[str, str]:
+    """The valid tag names among advertised refs (a remote's names are untrusted)."""
+    from ..naming import check_tag_name
+
+    out = {}
+    for h in heads:
+        if h.name and h.name.startswith(TAGS):
+            tag = h.name[len(TAGS) :]
+            try:
+                check_tag_name(tag)
+            except ValueError:
+                continue
+            out[tag] = str(h.oid)
+    return out
+
+
+@dataclass
+class TagReport:
+    """What a transfer did with tags.
+
+    Attributes
+    ----------
+    added : list of str
+        Tags created on the receiving side.
+    kept : dict
+        ``{tag: their commit}`` of tags left as they were because the
+        receiving side has that tag at another commit.
+    """
+
+    added: list[str] = field(default_factory=list)
+    kept: dict[str, str] = field(default_factory=dict)
+
+
+def fetch_tags(
+    git: pygit2.Repository, name: str, callbacks: Callbacks, *, all_tags: bool
+) -> TagReport:
+    """Create here the remote's tags that are missing, after a fetch of its branches.
+
+    With ``all_tags`` every tag of the remote comes, with the commits it
+    needs; else only tags at commits already here (those on fetched
+    branches), as ``git fetch`` follows tags. A local tag is never moved.
+    """
+    remote = _remote(git, name)
+    try:
+        theirs = _hangar_tags(remote.list_heads(callbacks=callbacks))
+    except pygit2.GitError as exc:
+        raise _connection_error(name, remote.url, exc) from None
+    report = TagReport()
+    want = {}
+    for tag, oid in theirs.items():
+        ref = git.references.get(TAGS + tag)
+        if ref is not None:
+            if str(ref.target) != oid:
+                report.kept[tag] = oid
+            continue
+        want[tag] = oid
+    missing = [t for t, oid in want.items() if git.get(oid) is None]
+    if all_tags and missing:
+        try:
+            remote.fetch([TAGS + t for t in missing], callbacks=callbacks)
+        except pygit2.GitError as exc:
+            raise _connection_error(name, remote.url, exc) from None
+    for tag, oid in sorted(want.items()):
+        obj = git.get(oid)
+        if obj is None or obj.type != pygit2.enums.ObjectType.COMMIT:
+            continue
+        try:
+            git.references.create(TAGS + tag, pygit2.Oid(hex=oid))
+        except (ValueError, pygit2.GitError):  # clashes with a tag here (v1 beside v1/rc)
+            report.kept[tag] = oid
+            continue
+        report.added.append(tag)
+    return report
+
+
+def tags_at_or_before(git: pygit2.Repository, tags: dict[str, str], head: str) -> dict[str, str]:
+    """The ``tags`` (``{tag: commit}``) at ``head`` or its ancestors: those a push of it carries."""
+    target = pygit2.Oid(hex=head)
+    return {
+        t: c for t, c in tags.items() if c == head or git.descendant_of(target, pygit2.Oid(hex=c))
+    }
+
+
+def push_tags(
+    git: pygit2.Repository, name: str, tags: dict[str, str], callbacks: Callbacks
+) -> TagReport:
+    """Send the ``tags`` (``{tag: commit}``) the remote lacks; never move one it has."""
+    remote = _remote(git, name)
+    try:
+        theirs = _hangar_tags(remote.list_heads(callbacks=callbacks))
+    except pygit2.GitError as exc:
+        raise _connection_error(name, remote.url, exc) from None
+    report = TagReport()
+    send = []
+    for tag, oid in sorted(tags.items()):
+        if tag not in theirs:
+            send.append(tag)
+        elif theirs[tag] != oid:
+            report.kept[tag] = theirs[tag]
+    if not send:
+        return report
+    try:
+        remote.push([f"{TAGS}{t}:{TAGS}{t}" for t in send], callbacks=callbacks)
+    except pygit2.GitError as exc:
+        raise _connection_error(name, remote.url, exc) from None
+    for t in send:
+        if TAGS + t in callbacks.rejected:
+            report.kept[t] = tags[t]
+        else:
+            report.added.append(t)
+    callbacks.approve()
+    return report
 
 
 def list_heads_url(url: str, git: pygit2.Repository, callbacks: Callbacks) -> dict[str, str]:

@@ -320,7 +320,9 @@ def test_errors_are_one_line(work, tmp_path):
         "missing.npy: No such file or directory",
     )
     assert_one_line_error(hangar(work, "checkout", "nope", ok=False), 1, "no branch named 'nope'")
-    assert_one_line_error(cli(work, "log", "nope", ok=False), 1, "unknown branch or commit 'nope'")
+    assert_one_line_error(
+        cli(work, "log", "nope", ok=False), 1, "unknown branch, tag or commit 'nope'"
+    )
     assert_one_line_error(cli(work, "commit", "-m", "x", ok=False), 1, "nothing to commit")
     # usage errors: exit status 2, still one line
     assert_one_line_error(
@@ -400,6 +402,11 @@ def test_init_creates_git_repo_and_overwrite(tmp_path, written_repo):
     plain = tmp_path / "plain"
     plain.mkdir()
     out = hangar(plain, "init", *NAME)
+    assert out.stdout == (  # it says that it ran `git init` (issue 16)
+        f"Initialized empty Git repository in {plain / '.git'}/ (no git here yet)\n"
+        f"Initialized empty hangar repository in {plain / '.git' / 'hangar'}\n"
+    )
+    out = hangar(plain, "init", *NAME, "--overwrite")  # in a git repository: nothing to say
     assert out.stdout == f"Initialized empty hangar repository in {plain / '.git' / 'hangar'}\n"
     assert (plain / ".git").is_dir() and "Nothing staged." in hangar(plain, "status").stdout
 
@@ -468,7 +475,8 @@ def test_add_npy_npz_hdf5_and_folders(work, tmp_path):
 
     out = hangar(work, "add", "nums", str(data))
     assert "Staged 5 arrays into 'nums' (new arrayset)" in out.stdout
-    assert "passed over 1 file(s)" in out.stderr and "use -r" in out.stderr
+    assert "passed over 1 file not in .npy/.npz/HDF5 format" in out.stderr  # not "1 file(s)"
+    assert "use -r" in out.stderr
     out = cli(work, "add", "nums", str(data), "-r", "-q")
     assert out.stdout == "" and out.stderr == ""
     cli(work, "commit", "-m", "formats", "-q")
@@ -666,9 +674,15 @@ def test_help_and_version(work, tmp_path):
         "clone",
         "fsck",
         "gc",
+        # git's spelling (issue 16)
+        "tag",
+        "pull",
+        "ls",
+        "rm",
+        "meta",
     ):
         assert re.search(rf"^  {re.escape(cmd)}\s", out, re.M), cmd
-    for group, subs in {"branch": ("create", "list", "delete"), "lock": ("release",)}.items():
+    for group, subs in {"meta": ("get", "set", "rm", "list"), "lock": ("release",)}.items():
         text = cli(work, group, "-h").stdout
         for sub in subs:
             assert re.search(rf"^  {sub}\s", text, re.M), (group, sub)
@@ -679,12 +693,12 @@ def test_help_and_version(work, tmp_path):
     bare = hangar(work, ok=False)  # no command: the help, as a usage error
     assert bare.returncode == 2 and bare.stdout == ""
     assert bare.stderr.startswith("Usage: git hangar [OPTIONS] COMMAND")
-    assert "NAME [STARTPOINT]" in cli(work, "help", "branch", "create").stdout
+    assert "[NAME [STARTPOINT]]" in cli(work, "help", "branch").stdout
     from hangar_git import __version__
 
     assert hangar(work, "--version").stdout == f"git hangar version {__version__}\n"
     # the launcher at the top of the checkout runs the checkout's code
-    launched = hangar(work, "-v", env=cli_env(extra_path=[ROOT]))
+    launched = hangar(work, "--version", env=cli_env(extra_path=[ROOT]))
     assert launched.stdout == f"git hangar version {__version__}\n"
 
 
@@ -883,7 +897,7 @@ def test_added_commands_get_quiet_and_error_handling(tmp_path, monkeypatch):
         (["export", "aset"], "Missing option '-o'"),
         (["export", "aset", "-o", "x", "--format", "csv"], "Invalid value for '-f' / '--format'"),
         (["show", "just-a-name"], "expected STARTPOINT:ARRAYSET:KEY"),
-        (["branch"], None),
+        (["meta"], None),  # (`branch` alone lists, as in git)
         (["log", "a", "b"], "Got unexpected extra argument"),
     ],
 )
@@ -892,7 +906,7 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, monkeypatch, args, needle):
     res = CliRunner().invoke(main, args)
     if needle is None:  # a group without its command: its help, on stderr, as a usage error
         assert res.exit_code == 2 and res.stdout == ""
-        assert res.stderr.startswith("Usage: ") and "branch [OPTIONS] COMMAND" in res.stderr
+        assert res.stderr.startswith("Usage: ") and "meta [OPTIONS] COMMAND" in res.stderr
         assert "Commands:" in res.stderr
         return
     assert res.exit_code == 2, res.output
