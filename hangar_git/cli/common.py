@@ -46,7 +46,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "Start a repository": ("init", "clone"),
     "Stage and commit": ("status", "add", "rm", "meta", "commit", "reset", "checkout"),
     "History and data": ("log", "summary", "diff", "ls", "show", "export"),
-    "Branch and merge": ("branch", "tag", "merge"),
+    "Branch and merge": ("branch", "tag", "merge", "cherry-pick", "revert"),
+    "Rewrite": ("schema", "purge"),
     "Collaborate": ("remote", "push", "fetch", "pull", "fetch-data"),
     "Maintenance": ("lock", "fsck", "gc", "help"),
 }
