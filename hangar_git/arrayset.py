@@ -22,7 +22,7 @@ from .store.chunked import THRESHOLD as LARGE_THRESHOLD
 from .store.digest import digest_prefix, kind_of
 
 if TYPE_CHECKING:
-    from .checkout import WriterCheckout, _Checkout
+    from .checkout import Checkout, WriterCheckout
 
 
 class ArraysetDataReader:
@@ -34,12 +34,12 @@ class ArraysetDataReader:
     ``'1'`` and ``1`` are different keys.
     """
 
-    def __init__(self, checkout: _Checkout, name: str) -> None:
+    def __init__(self, checkout: Checkout, name: str) -> None:
         self._co = checkout
         self._name = name
 
     @property
-    def checkout(self) -> _Checkout:
+    def checkout(self) -> Checkout:
         """The checkout this accessor belongs to."""
         return self._co
 

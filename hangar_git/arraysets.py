@@ -19,7 +19,7 @@ from .schema import ArraysetSchema, check_dtype, check_shape
 from .store import payload_from_array
 
 if TYPE_CHECKING:
-    from .checkout import WriterCheckout, _Checkout
+    from .checkout import Checkout, WriterCheckout
 
 _BACKENDS = (None, "packs")
 
@@ -27,7 +27,7 @@ _BACKENDS = (None, "packs")
 class Arraysets:
     """The arraysets of a checkout: a dict-like container of accessors."""
 
-    def __init__(self, checkout: _Checkout) -> None:
+    def __init__(self, checkout: Checkout) -> None:
         self._co = checkout
         self._accessors: dict[str, Any] = {}
 

@@ -81,7 +81,7 @@ class _DiffAccess:
         return pa.reader.read(loc, digest)
 
 
-class _Checkout:
+class Checkout:
     """Shared machinery of reader and writer checkouts.
 
     Besides the user API, a checkout offers the objects it hands out
@@ -145,7 +145,7 @@ class _Checkout:
         self.check_open()
         return self._arraysets
 
-    def __enter__(self) -> _Checkout:
+    def __enter__(self) -> Checkout:
         self.check_open()
         return self
 
@@ -163,7 +163,7 @@ class _Checkout:
         """Close a batch opened by :meth:`begin_batch` (``exc``: the error that ended it)."""
 
 
-class ReaderCheckout(_Checkout):
+class ReaderCheckout(Checkout):
     """Read-only checkout of one commit; any number may be open at once.
 
     Readers never block writers, other readers or other processes; a reader
@@ -252,7 +252,7 @@ def _close_live_writers() -> None:  # pragma: no cover - runs at interpreter exi
             pass
 
 
-class WriterCheckout(_Checkout):
+class WriterCheckout(Checkout):
     """The write-enabled checkout: the staging area on the head of a branch.
 
     Only one exists at a time (the writer lock). Close it with :meth:`close`
@@ -528,4 +528,4 @@ class WriterCheckout(_Checkout):
         )
 
 
-__all__ = ["PayloadAccess", "ReaderCheckout", "WriterCheckout"]
+__all__ = ["Checkout", "PayloadAccess", "ReaderCheckout", "WriterCheckout"]

@@ -20,7 +20,7 @@ from .records.validate import MAX_META_VALUE
 MAX_VALUE_BYTES = MAX_META_VALUE
 
 if TYPE_CHECKING:
-    from .checkout import WriterCheckout, _Checkout
+    from .checkout import Checkout, WriterCheckout
 
 
 def _check_value(value: object) -> str:
@@ -39,7 +39,7 @@ def _check_value(value: object) -> str:
 class MetadataReader:
     """Read access to the metadata of a checkout (dict-like, str -> str)."""
 
-    def __init__(self, checkout: _Checkout) -> None:
+    def __init__(self, checkout: Checkout) -> None:
         self._co = checkout
 
     @property
