@@ -22,7 +22,7 @@ from .store.chunked import THRESHOLD as LARGE_THRESHOLD
 from .store.digest import digest_prefix, kind_of
 
 if TYPE_CHECKING:
-    from .checkout import WriterCheckout, _Checkout
+    from .checkout import Checkout, WriterCheckout
 
 
 class ArraysetDataReader:
@@ -34,9 +34,14 @@ class ArraysetDataReader:
     ``'1'`` and ``1`` are different keys.
     """
 
-    def __init__(self, checkout: _Checkout, name: str) -> None:
+    def __init__(self, checkout: Checkout, name: str) -> None:
         self._co = checkout
         self._name = name
+
+    @property
+    def checkout(self) -> Checkout:
+        """The checkout this accessor belongs to."""
+        return self._co
 
     # ---- schema properties -----------------------------------------------
     #: (view, staged state of the arrayset, schema) of the last look-up
@@ -45,8 +50,8 @@ class ArraysetDataReader:
     @property
     def _schema(self) -> ArraysetSchema:
         co = self._co
-        co._check()
-        view = co._view
+        co.check_open()
+        view = co.view
         journal = getattr(view, "journal", None)
         st = journal.asets.get(self._name) if journal is not None else None
         memo = self._schema_memo
@@ -105,24 +110,24 @@ class ArraysetDataReader:
     # ---- reading -----------------------------------------------------------
     def _digest(self, key: object) -> tuple[str, bytes]:
         enc = encode_key(key)
-        d = self._co._view.get(self._name, enc)
+        d = self._co.view.get(self._name, enc)
         if d is None:
             raise KeyError(key)
         return enc, d
 
     def __contains__(self, key: object) -> bool:
-        self._co._check()
+        self._co.check_open()
         if not is_key_like(key):
             return False
         try:
             enc = encode_key(key)
         except ValueError:
             return False
-        return self._co._view.get(self._name, enc) is not None
+        return self._co.view.get(self._name, enc) is not None
 
     def __len__(self) -> int:
-        self._co._check()
-        return self._co._view.count(self._name)
+        self._co.check_open()
+        return self._co.view.count(self._name)
 
     def __iter__(self) -> Iterator[Key]:
         return self.keys()
@@ -130,13 +135,13 @@ class ArraysetDataReader:
     def __getitem__(self, key: Any) -> np.ndarray:
         if type(key) is int and key >= 0:  # the hot path of get(), inlined
             co = self._co
-            if co._closed:
-                co._check()
+            if co.closed:
+                co.check_open()
             enc = f"i:{key}"
-            d = co._view.get(self._name, enc)
+            d = co.view.get(self._name, enc)
             if d is None:
                 raise KeyError(key)
-            return co._payloads.read(self._name, enc, d)
+            return co.payloads.read(self._name, enc, d)
         if type(key) is tuple:
             if not key:
                 raise KeyError(key)
@@ -146,10 +151,10 @@ class ArraysetDataReader:
     def _locate(self, name: Key) -> tuple[str, bytes]:
         """``(encoded key, digest)`` of sample ``name``; KeyError when absent."""
         co = self._co
-        if co._closed:
-            co._check()
+        if co.closed:
+            co.check_open()
         enc = f"i:{name}" if type(name) is int and name >= 0 else encode_key(name)
-        d = co._view.get(self._name, enc)
+        d = co.view.get(self._name, enc)
         if d is None:
             raise KeyError(name)
         return enc, d
@@ -158,7 +163,7 @@ class ArraysetDataReader:
         """``self.get(name)[index]`` as a read-only copy (a scalar when every
         axis is an int); of a large payload only the chunks it touches are read."""
         enc, d = self._locate(name)
-        view = self._co._payloads.read_region(self._name, enc, d, index)
+        view = self._co.payloads.read_region(self._name, enc, d, index)
         if isinstance(view, np.ndarray):
             view.flags.writeable = False
         return view
@@ -174,7 +179,7 @@ class ArraysetDataReader:
             If the sample's payload is not on this machine (fetch it first).
         """
         enc, d = self._locate(name)
-        return self._co._payloads.read(self._name, enc, d)
+        return self._co.payloads.read(self._name, enc, d)
 
     def get_batch(
         self, names: Iterable[Key], *, n_cpus: int | None = None, start_method: str = "spawn"
@@ -185,22 +190,22 @@ class ArraysetDataReader:
         and ``start_method`` are accepted for compatibility; the batch path
         needs no process pool.
         """
-        self._co._check()
+        self._co.check_open()
         if n_cpus is not None and (not isinstance(n_cpus, int) or n_cpus < 1):
             raise ValueError(f"n_cpus must be a positive int, not {n_cpus!r}")
         if isinstance(names, (str, int)):
             raise TypeError("get_batch takes a sequence of keys; use get() for one key")
         names = list(names)
         encs = [f"i:{k}" if type(k) is int and k >= 0 else encode_key(k) for k in names]
-        digests = self._co._view.get_many(self._name, encs)
+        digests = self._co.view.get_many(self._name, encs)
         if None in digests:
             raise KeyError(names[digests.index(None)])
-        return self._co._payloads.read_batch(self._name, digests, encs)  # type: ignore[arg-type]
+        return self._co.payloads.read_batch(self._name, digests, encs)  # type: ignore[arg-type]
 
     def keys(self) -> Iterator[Key]:
         """Every sample key (a snapshot taken when iteration starts)."""
-        self._co._check()
-        encs = [e for e, _ in self._co._view.iter_items(self._name)]
+        self._co.check_open()
+        encs = [e for e, _ in self._co.view.iter_items(self._name)]
         return (decode_key(e) for e in encs)
 
     def _batch_size(self, batch_size: int | None) -> int:
@@ -215,25 +220,25 @@ class ArraysetDataReader:
     def values(self, batch_size: int | None = None) -> Iterator[np.ndarray]:
         """Every sample array, read in batches (``batch_size`` samples, by
         default about 32 MiB) in record order: the fastest way to read them all."""
-        self._co._check()
+        self._co.check_open()
         size = self._batch_size(batch_size)
         return itertools.chain.from_iterable(self._value_batches(size))
 
     def _value_batches(self, size: int) -> Iterator[list[np.ndarray]]:
-        self._co._check()
-        digests = self._co._view.digests(self._name)
+        self._co.check_open()
+        digests = self._co.view.digests(self._name)
         for i in range(0, len(digests), size):
-            yield self._co._payloads.read_batch(self._name, digests[i : i + size])
+            yield self._co.payloads.read_batch(self._name, digests[i : i + size])
 
     def items(self, batch_size: int | None = None) -> Iterator[tuple[Key, np.ndarray]]:
         """Every ``(key, array)`` pair, read in batches as :meth:`values` does."""
-        self._co._check()
+        self._co.check_open()
         size = self._batch_size(batch_size)
-        pairs = list(self._co._view.iter_items(self._name))
+        pairs = list(self._co.view.iter_items(self._name))
         for i in range(0, len(pairs), size):
             chunk = pairs[i : i + size]
             encs = [e for e, _ in chunk]
-            arrays = self._co._payloads.read_batch(self._name, [d for _, d in chunk], encs)
+            arrays = self._co.payloads.read_batch(self._name, [d for _, d in chunk], encs)
             yield from zip([decode_key(e) for e in encs], arrays, strict=True)
 
     # ---- the fast form, and other processes ---------------------------------
@@ -243,8 +248,8 @@ class ArraysetDataReader:
         about 262k samples), so each ``get`` in the block is a dict look-up
         and a block read."""
         co = self._co
-        co._check()
-        co._payloads.prepare_reads(self._name)
+        co.check_open()
+        co.payloads.prepare_reads(self._name)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -255,8 +260,8 @@ class ArraysetDataReader:
         ``get``) can be sent to another process, a ``spawn`` pool's included;
         it reopens the same commit there."""
         co = self._co
-        co._check()
-        if co._view.writeable:
+        co.check_open()
+        if co.view.writeable:
             raise TypeError(
                 "the arraysets of a write-enabled checkout cannot be sent to another "
                 "process; read from a read-only checkout there"
@@ -272,9 +277,9 @@ class ArraysetDataReader:
     @property
     def remote_reference_sample_keys(self) -> list[Key]:
         """Keys of samples whose payloads are not stored on this machine."""
-        self._co._check()
-        pairs = list(self._co._view.iter_items(self._name))
-        missing = self._co._payloads.missing({d for _, d in pairs})
+        self._co.check_open()
+        pairs = list(self._co.view.iter_items(self._name))
+        missing = self._co.payloads.missing({d for _, d in pairs})
         return [decode_key(e) for e, d in pairs if d in missing]
 
     def __repr__(self) -> str:
@@ -310,12 +315,12 @@ class ArraysetDataWriter(ArraysetDataReader):
         return True
 
     def __enter__(self) -> ArraysetDataWriter:
-        self._co._check()
-        self._co._begin_batch()
+        self._co.check_open()
+        self._co.begin_batch()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._co._end_batch(exc[1])  # type: ignore[arg-type]
+        self._co.end_batch(exc[1])  # type: ignore[arg-type]
 
     def _gen_key(self) -> str:
         return uuid.uuid4().hex
@@ -330,7 +335,7 @@ class ArraysetDataWriter(ArraysetDataReader):
             layout) or the name is invalid or missing for a named arrayset.
         """
         co = self._co
-        co._check()
+        co.check_open()
         schema = self._schema
         if kwargs:
             raise TypeError(f"unexpected arguments: {', '.join(kwargs)}")
@@ -342,7 +347,7 @@ class ArraysetDataWriter(ArraysetDataReader):
             raise ValueError(f"arrayset {self._name!r} has unnamed samples; do not pass a name")
         enc = f"i:{name}" if type(name) is int and name >= 0 else encode_key(name)
         arr = schema.validate(data)
-        co._stage_sample(self._name, enc, self._payload(schema, arr))
+        co.stage_sample(self._name, enc, self._payload(schema, arr))
         return name
 
     def _payload(self, schema: ArraysetSchema, arr: np.ndarray) -> Payload:
@@ -383,7 +388,7 @@ class ArraysetDataWriter(ArraysetDataReader):
         if mapping is not None and not isinstance(mapping, Mapping):
             raise TypeError(f"update takes a mapping of key -> array, not {type(mapping).__name__}")
         co = self._co
-        co._check()
+        co.check_open()
         schema = self._schema
         # a plain dict is only read: no copy of it
         items: Mapping[Any, Any] = (
@@ -399,7 +404,7 @@ class ArraysetDataWriter(ArraysetDataReader):
         vals = list(items.values())
         if schema.dtype.itemsize * int(np.prod(schema.shape)) >= LARGE_THRESHOLD:
             # large samples: staged one by one (no stacked copy), hashed on every core
-            co._stage_arrays(self._name, encs, [schema.validate(v) for v in vals])
+            co.stage_arrays(self._name, encs, [schema.validate(v) for v in vals])
             return
         groups: list[tuple[list[str], np.ndarray]]
         nd, dt, shape = np.ndarray, schema.dtype, schema.shape
@@ -417,14 +422,14 @@ class ArraysetDataWriter(ArraysetDataReader):
                 ([encs[i] for i in idx], np.stack([arrs[i] for i in idx]))
                 for idx in by_shape.values()
             ]
-        co._begin_batch()
+        co.begin_batch()
         try:
             for g_encs, rows in groups:
-                co._stage_stacked(self._name, g_encs, rows)
+                co.stage_stacked(self._name, g_encs, rows)
         except BaseException as exc:
-            co._end_batch(exc)
+            co.end_batch(exc)
             raise
-        co._end_batch()
+        co.end_batch()
 
     def add_stacked(self, data: np.ndarray, names: Sequence[Key] | None = None) -> list[Key]:
         """Add each row of a stacked array: ``data[i]`` under ``names[i]``.
@@ -459,7 +464,7 @@ class ArraysetDataWriter(ArraysetDataReader):
             row, or names are given for an unnamed arrayset.
         """
         co = self._co
-        co._check()
+        co.check_open()
         schema = self._schema
         if not isinstance(data, np.ndarray) or isinstance(data, np.matrix):
             raise ValueError(f"data must be a numpy.ndarray, not {type(data).__name__}")
@@ -498,7 +503,7 @@ class ArraysetDataWriter(ArraysetDataReader):
             seen: set[str] = set()
             dup = next(e for e in encs if e in seen or seen.add(e))  # type: ignore[func-returns-value]
             raise ValueError(f"key {decode_key(dup)!r} appears more than once in names")
-        co._stage_stacked(self._name, encs, np.ascontiguousarray(data))
+        co.stage_stacked(self._name, encs, np.ascontiguousarray(data))
         return keys
 
     def remove(self, name: Key) -> Key:
@@ -509,11 +514,11 @@ class ArraysetDataWriter(ArraysetDataReader):
         be created again with ``init_arrayset`` before adding to it.
         """
         co = self._co
-        co._check()
+        co.check_open()
         enc, _ = self._digest(name)
-        co._unstage_sample(self._name, enc)
-        if co._view.count(self._name) == 0:
-            co._stage_remove_aset(self._name)
+        co.unstage_sample(self._name, enc)
+        if co.view.count(self._name) == 0:
+            co.stage_remove_aset(self._name)
         return name
 
     def __delitem__(self, key: Key) -> None:

@@ -19,7 +19,7 @@ from .schema import ArraysetSchema, check_dtype, check_shape
 from .store import payload_from_array
 
 if TYPE_CHECKING:
-    from .checkout import WriterCheckout, _Checkout
+    from .checkout import Checkout, WriterCheckout
 
 _BACKENDS = (None, "packs")
 
@@ -27,31 +27,31 @@ _BACKENDS = (None, "packs")
 class Arraysets:
     """The arraysets of a checkout: a dict-like container of accessors."""
 
-    def __init__(self, checkout: _Checkout) -> None:
+    def __init__(self, checkout: Checkout) -> None:
         self._co = checkout
         self._accessors: dict[str, Any] = {}
 
     @property
     def iswriteable(self) -> bool:
         """True for the arraysets of a write-enabled checkout."""
-        self._co._check()
-        return self._co._view.writeable
+        self._co.check_open()
+        return self._co.view.writeable
 
     def _accessor(self, name: str) -> Any:
         """The accessor of arrayset ``name`` (one per name, stale when the checkout closes)."""
         acc = self._accessors.get(name)
         if acc is None:
-            cls = ArraysetDataWriter if self._co._view.writeable else ArraysetDataReader
-            acc = self._accessors[name] = self._co._hand_out(cls(self._co, name))
+            cls = ArraysetDataWriter if self._co.view.writeable else ArraysetDataReader
+            acc = self._accessors[name] = self._co.hand_out(cls(self._co, name))
         return acc
 
     def __contains__(self, name: object) -> bool:
-        self._co._check()
-        return isinstance(name, str) and self._co._view.has_aset(name)
+        self._co.check_open()
+        return isinstance(name, str) and self._co.view.has_aset(name)
 
     def __len__(self) -> int:
-        self._co._check()
-        return len(self._co._view.aset_names())
+        self._co.check_open()
+        return len(self._co.view.aset_names())
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
@@ -61,8 +61,8 @@ class Arraysets:
 
     def get(self, name: str) -> Any:
         """The accessor of arrayset ``name``; KeyError if it does not exist."""
-        self._co._check()
-        if not isinstance(name, str) or not self._co._view.has_aset(name):
+        self._co.check_open()
+        if not isinstance(name, str) or not self._co.view.has_aset(name):
             raise KeyError(name)
         return self._accessor(name)
 
@@ -73,8 +73,8 @@ class Arraysets:
         self.remove_aset(name)
 
     def keys(self) -> list[str]:
-        self._co._check()
-        return self._co._view.aset_names()
+        self._co.check_open()
+        return self._co.view.aset_names()
 
     def values(self) -> Iterator[Any]:
         for name in self.keys():
@@ -85,12 +85,12 @@ class Arraysets:
             yield name, self._accessor(name)
 
     def __enter__(self) -> Arraysets:
-        self._co._check()
-        self._co._begin_batch()
+        self._co.check_open()
+        self._co.begin_batch()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._co._end_batch(exc[1])  # type: ignore[arg-type]
+        self._co.end_batch(exc[1])  # type: ignore[arg-type]
 
     @property
     def contains_remote_references(self) -> dict[str, bool]:
@@ -104,8 +104,8 @@ class Arraysets:
 
     def _require_writer(self) -> WriterCheckout:
         """The write checkout these arraysets belong to (PermissionError for a reader)."""
-        self._co._check()
-        if not self._co._view.writeable:
+        self._co.check_open()
+        if not self._co.view.writeable:
             raise PermissionError("this is a read-only checkout; open one with write=True")
         return cast("WriterCheckout", self._co)
 
@@ -150,17 +150,17 @@ class Arraysets:
         schema = ArraysetSchema(
             check_dtype(dtype), check_shape(shape), variable_shape, named_samples
         )
-        if co._view.has_aset(name):
+        if co.view.has_aset(name):
             raise LookupError(f"an arrayset named {name!r} already exists")
-        co._stage_schema(name, schema)
+        co.stage_schema(name, schema)
         return self._accessor(name)  # type: ignore[no-any-return]
 
     def remove_aset(self, aset_name: str) -> str:
         """Remove arrayset ``aset_name`` and its samples from the staging area."""
         co = self._require_writer()
-        if not isinstance(aset_name, str) or not co._view.has_aset(aset_name):
+        if not isinstance(aset_name, str) or not co.view.has_aset(aset_name):
             raise KeyError(aset_name)
-        co._stage_remove_aset(aset_name)
+        co.stage_remove_aset(aset_name)
         return aset_name
 
     def multi_add(self, mapping: Mapping[str, np.ndarray]) -> str:
@@ -171,20 +171,20 @@ class Arraysets:
         key = uuid.uuid4().hex
         staged = []
         for name, data in mapping.items():
-            if not isinstance(name, str) or not co._view.has_aset(name):
+            if not isinstance(name, str) or not co.view.has_aset(name):
                 raise KeyError(name)
-            schema = co._view.schema(name)
+            schema = co.view.schema(name)
             if schema.named_samples:
                 raise ValueError(f"arrayset {name!r} has named samples; multi_add is for unnamed")
             staged.append((name, payload_from_array(schema.validate(data))))
-        co._begin_batch()
+        co.begin_batch()
         try:
             for name, p in staged:
-                co._stage_sample(name, encode_key(key), p)
+                co.stage_sample(name, encode_key(key), p)
         except BaseException as exc:
-            co._end_batch(exc)
+            co.end_batch(exc)
             raise
-        co._end_batch()
+        co.end_batch()
         return key
 
     def __repr__(self) -> str:

@@ -31,7 +31,10 @@ from .store.packs import BLOCK_TARGET
 from .store.threads import parallel_map
 
 if TYPE_CHECKING:
+    from filelock import FileLock
+
     from .repository import Repository
+    from .store.packs import PackWriter
     from .userdiff import ReaderUserDiff, WriterUserDiff
 
 
@@ -40,10 +43,10 @@ class _DiffAccess:
 
     def __init__(self, checkout: ReaderCheckout | WriterCheckout) -> None:
         self._co = checkout
-        self.git = checkout._view.base.repo
+        self.git = checkout.view.base.repo
 
     def check_open(self) -> None:
-        self._co._check()
+        self._co.check_open()
 
     def head(self) -> str | None:
         return self._co.commit_hash or None
@@ -52,19 +55,19 @@ class _DiffAccess:
         co = self._co
         if not isinstance(co, WriterCheckout):
             return None
-        co._sync()
-        assert isinstance(co._view, StagedView)
-        return co._view
+        co.sync()
+        assert isinstance(co.view, StagedView)
+        return co.view
 
     def sample(self, arrayset: str, enc: str) -> np.ndarray | None:
         co = self._co
-        if co._view.writeable:
-            co._sync()  # type: ignore[union-attr]
-        digest = co._view.get(arrayset, enc) if co._view.has_aset(arrayset) else None
-        return co._payloads.read(arrayset, enc, digest) if digest is not None else None
+        if co.view.writeable:
+            co.sync()  # type: ignore[union-attr]
+        digest = co.view.get(arrayset, enc) if co.view.has_aset(arrayset) else None
+        return co.payloads.read(arrayset, enc, digest) if digest is not None else None
 
     def array(self, arrayset: str, key: Key, digest: bytes) -> np.ndarray:
-        pa = self._co._payloads
+        pa = self._co.payloads
         loc = pa.locs.get(digest)
         if loc is None and pa.writer is not None:
             loc = pa.writer.pending_location(digest)
@@ -78,36 +81,72 @@ class _DiffAccess:
         return pa.reader.read(loc, digest)
 
 
-class _Checkout:
-    """Shared machinery of reader and writer checkouts."""
+class Checkout:
+    """Shared machinery of reader and writer checkouts.
 
-    _view: CommitView
-    _payloads: PayloadAccess
+    Besides the user API, a checkout offers the objects it hands out
+    (arraysets, metadata, diff) and the modules beside it (importers,
+    dataloaders, transfers) a small public surface, so that none of them
+    reaches into its private attributes: :attr:`view`, :attr:`payloads`,
+    :attr:`closed`, :attr:`repository`, :meth:`check_open`,
+    :meth:`hand_out`, :meth:`begin_batch` / :meth:`end_batch`, and on the
+    write checkout the staging primitives (``stage_*``, :meth:`sync`).
+
+    Attributes
+    ----------
+    view : CommitView
+        The records this checkout reads (a :class:`StagedView` for the writer).
+    payloads : PayloadAccess
+        Reads (and for the writer, writes) of the payloads behind the records.
+    closed : bool
+        True once :meth:`close` ran; every use then raises :class:`ClosedError`.
+    """
+
+    view: CommitView
+    payloads: PayloadAccess
 
     def __init__(self, repo: Repository) -> None:
         self._repo = repo
-        self._closed = False
+        self.closed = False
         #: what this checkout handed out: stale once it closes
         self._handles = HandleSet()
         cls = ReaderArraysets if isinstance(self, ReaderCheckout) else Arraysets
         self._arraysets = self._handles.add(cls(self))
 
-    def _check(self) -> None:
-        if self._closed:
+    @property
+    def repository(self) -> Repository:
+        """The repository this checkout was opened on."""
+        return self._repo
+
+    def check_open(self) -> None:
+        """Raise unless the checkout is open.
+
+        Raises
+        ------
+        ClosedError
+            Once :meth:`close` ran.
+        """
+        if self.closed:
             raise ClosedError("this checkout is closed; open a new one with Repository.checkout()")
 
-    def _hand_out(self, obj: Any) -> Any:
-        """Remember ``obj`` (an accessor given to the user) to make it stale on close."""
+    def hand_out(self, obj: Any) -> Any:
+        """Remember ``obj`` (an accessor given to the user) to make it stale on close.
+
+        Returns
+        -------
+        Any
+            ``obj`` itself.
+        """
         return self._handles.add(obj)
 
     @property
     def arraysets(self) -> Arraysets:
         """The arraysets of this checkout (see :class:`Arraysets`)."""
-        self._check()
+        self.check_open()
         return self._arraysets
 
-    def __enter__(self) -> _Checkout:
-        self._check()
+    def __enter__(self) -> Checkout:
+        self.check_open()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -117,14 +156,14 @@ class _Checkout:
         raise NotImplementedError
 
     # batching hooks (no-ops for readers)
-    def _begin_batch(self) -> None:
-        pass
+    def begin_batch(self) -> None:
+        """Open a batch: staged payloads are flushed once, at the outermost :meth:`end_batch`."""
 
-    def _end_batch(self, exc: BaseException | None = None) -> None:
-        pass
+    def end_batch(self, exc: BaseException | None = None) -> None:
+        """Close a batch opened by :meth:`begin_batch` (``exc``: the error that ended it)."""
 
 
-class ReaderCheckout(_Checkout):
+class ReaderCheckout(Checkout):
     """Read-only checkout of one commit; any number may be open at once.
 
     Readers never block writers, other readers or other processes; a reader
@@ -134,56 +173,56 @@ class ReaderCheckout(_Checkout):
     def __init__(self, repo: Repository, commit: str) -> None:
         super().__init__(repo)
         self._commit = commit
-        git = repo._git_repo()
-        self._view = CommitView(TreeRecords(git, commit_tree(git, commit)))
-        self._payloads = PayloadAccess(self._view, repo._store.reader(), None)
-        self._metadata = self._hand_out(MetadataReader(self))
+        git = repo.git_repository()
+        self.view = CommitView(TreeRecords(git, commit_tree(git, commit)))
+        self.payloads = PayloadAccess(self.view, repo.payload_store.reader(), None)
+        self._metadata = self.hand_out(MetadataReader(self))
         self._diff: ReaderUserDiff | None = None
 
     @property
     def metadata(self) -> MetadataReader:
         """Metadata of this commit (see :class:`MetadataReader`)."""
-        self._check()
+        self.check_open()
         return self._metadata
 
     @property
     def commit_hash(self) -> str:
         """Hash of the commit this checkout reads."""
-        self._check()
+        self.check_open()
         return self._commit
 
     @property
     def diff(self) -> ReaderUserDiff:
         """Diff methods relative to this checkout's commit."""
-        self._check()
+        self.check_open()
         if self._diff is None:
             from .userdiff import ReaderUserDiff
 
-            self._diff = self._hand_out(ReaderUserDiff(_DiffAccess(self)))
+            self._diff = self.hand_out(ReaderUserDiff(_DiffAccess(self)))
         return self._diff
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle support: a read checkout reopens its commit in the process
         that unpickles it (once per process and commit)."""
-        self._check()
+        self.check_open()
         return (_shared_reader, (type(self._repo), self._repo.path, self._commit))
 
     def close(self) -> None:
         """Release file handles; later use raises :class:`ClosedError`."""
-        if not self._closed:
-            self._closed = True
+        if not self.closed:
+            self.closed = True
             self._handles.close()
-            self._payloads.reader.close()
+            self.payloads.reader.close()
 
     def __repr__(self) -> str:
-        if self._closed:
+        if self.closed:
             return "<ReaderCheckout (closed)>"
         return (
             "Hangar ReaderCheckout\n"
             "    Writer       : False\n"
             f"    Commit Hash  : {self._commit}\n"
-            f"    Num Arraysets : {len(self._view.aset_names())}\n"
-            f"    Num Metadata : {len(self._view.meta_keys())}\n"
+            f"    Num Arraysets : {len(self.view.aset_names())}\n"
+            f"    Num Metadata : {len(self.view.meta_keys())}\n"
         )
 
 
@@ -196,7 +235,7 @@ def _shared_reader(repo_cls: type, path: str, commit: str) -> ReaderCheckout:
     per process (what an unpickled reader, or its arraysets, reads through)."""
     key = (repo_cls, path, commit)
     co = _SHARED_READERS.get(key)
-    if co is None or co._closed:
+    if co is None or co.closed:
         co = _SHARED_READERS[key] = repo_cls(path).checkout(commit=commit)
     return co
 
@@ -213,28 +252,28 @@ def _close_live_writers() -> None:  # pragma: no cover - runs at interpreter exi
             pass
 
 
-class WriterCheckout(_Checkout):
+class WriterCheckout(Checkout):
     """The write-enabled checkout: the staging area on the head of a branch.
 
     Only one exists at a time (the writer lock). Close it with :meth:`close`
     or use it as a context manager.
     """
 
-    def __init__(self, repo: Repository, branch: str, journal: Journal, lock: object) -> None:
+    def __init__(self, repo: Repository, branch: str, journal: Journal, lock: FileLock) -> None:
         super().__init__(repo)
         self._lock = lock
         self._journal = journal
         self._batch = 0
-        git = repo._git_repo()
+        git = repo.git_repository()
         self._git = git
-        self._writer = repo._store.writer()
+        self._writer = repo.payload_store.writer()
         try:
-            self._view = StagedView(TreeRecords(git, commit_tree(git, journal.base)), journal)
-            self._payloads = PayloadAccess(self._view, repo._store.reader(), self._writer)
+            self.view = StagedView(TreeRecords(git, commit_tree(git, journal.base)), journal)
+            self.payloads = PayloadAccess(self.view, repo.payload_store.reader(), self._writer)
         except BaseException:
             self._writer.close()
             raise
-        self._metadata = self._hand_out(MetadataWriter(self))
+        self._metadata = self.hand_out(MetadataWriter(self))
         self._diff: WriterUserDiff | None = None
         _LIVE_WRITERS.add(self)
 
@@ -242,40 +281,57 @@ class WriterCheckout(_Checkout):
     @property
     def metadata(self) -> MetadataWriter:
         """Metadata of the staging area (see :class:`MetadataWriter`)."""
-        self._check()
+        self.check_open()
         return self._metadata
 
     @property
     def branch_name(self) -> str:
         """Branch whose head the staging area is based on."""
-        self._check()
+        self.check_open()
         return self._journal.branch
 
     @property
     def commit_hash(self) -> str:
         """Commit the staging area is based on ('' before the first commit)."""
-        self._check()
+        self.check_open()
         return self._journal.base or ""
 
     @property
     def diff(self) -> WriterUserDiff:
         """Diff methods aware of staged changes."""
-        self._check()
+        self.check_open()
         if self._diff is None:
             from .userdiff import WriterUserDiff
 
-            self._diff = self._hand_out(WriterUserDiff(_DiffAccess(self)))
+            self._diff = self.hand_out(WriterUserDiff(_DiffAccess(self)))
         return self._diff
 
-    # ---- staging primitives (used by arraysets and metadata) --------------
-    def _begin_batch(self) -> None:
+    # ---- staging primitives (used by arraysets, metadata, importers) -------
+    @property
+    def payload_writer(self) -> PackWriter:
+        """The store writer staged payloads go to (flushed by :meth:`sync`)."""
+        return self._writer
+
+    @property
+    def has_staged_changes(self) -> bool:
+        """True when the staging journal holds any entry (not yet committed or reset)."""
+        return self._journal.has_entries
+
+    def begin_batch(self) -> None:
+        """Open a batch: payloads are flushed and the journal synced once, when
+        the outermost batch ends."""
         self._batch += 1
         self._journal.batching += 1
 
-    def _end_batch(self, exc: BaseException | None = None) -> None:
+    def end_batch(self, exc: BaseException | None = None) -> None:
+        """Close a batch; the outermost flushes the payloads, then syncs the journal.
+
+        With ``exc`` an :class:`OSError` (the store failed), or when the
+        flush fails, the batch's journal entries are discarded instead.
+        """
         self._batch -= 1
         self._journal.batching -= 1
-        if self._batch == 0 and not self._closed:
+        if self._batch == 0 and not self.closed:
             if isinstance(exc, OSError):  # the store failed (a full disk ...)
                 self._journal.discard()  # the batch staged nothing
                 return
@@ -288,69 +344,80 @@ class WriterCheckout(_Checkout):
                 return  # the block's own error goes on
             self._journal.sync()
 
-    def _stage_sample(self, aset: str, enc: str, p: Payload) -> None:
+    def stage_sample(self, aset: str, enc: str, p: Payload) -> None:
+        """Stage payload ``p`` as sample ``enc`` (an encoded key) of arrayset ``aset``."""
         self._writer.add(p)
         if not self._batch:
             self._writer.flush()
         self._journal.record_sample(aset, enc, p.digest)
 
-    def _stage_stacked(self, aset: str, encs: Sequence[str], rows: np.ndarray) -> None:
+    def stage_stacked(self, aset: str, encs: Sequence[str], rows: np.ndarray) -> None:
         """Stage row ``i`` of the C-contiguous ``rows`` under ``encs[i]`` (the bulk path).
 
         Digests are computed in one pass over the stacked buffer; the payloads
         are written in blocks straight from it and their index committed
         before the records are logged, so a killed process leaves either all
         of them staged or none (unreferenced payload bytes at worst).
-        Rows of a block each go through :meth:`_stage_sample`.
+        Rows of a block each go through :meth:`stage_sample`.
         """
         if not len(encs):
             return
         digests = stacked_digests(rows)
         if rows.nbytes // len(encs) >= BLOCK_TARGET:
-            self._begin_batch()
+            self.begin_batch()
             try:
                 kind = kind_of(rows[0])
                 for enc, d, row in zip(encs, digests, rows, strict=True):
                     data = memoryview(row.reshape(-1)).cast("B") if row.ndim else row.tobytes()
-                    self._stage_sample(aset, enc, Payload(d, kind, data))  # type: ignore[arg-type]
+                    self.stage_sample(aset, enc, Payload(d, kind, data))  # type: ignore[arg-type]
             except BaseException as exc:
-                self._end_batch(exc)
+                self.end_batch(exc)
                 raise
-            self._end_batch()
+            self.end_batch()
             return
         self._writer.add_stacked(kind_of(rows[0]), digests, rows)
         self._journal.record_samples(aset, encs, digests)
 
-    def _stage_arrays(self, aset: str, encs: Sequence[str], arrs: Sequence[np.ndarray]) -> None:
+    def stage_arrays(self, aset: str, encs: Sequence[str], arrs: Sequence[np.ndarray]) -> None:
         """Stage ``arrs[i]`` (C-contiguous) under ``encs[i]`` as they are: the path
         of large samples, which are not stacked into a copy; their digests are
         computed on every core (blake2b releases the GIL)."""
         payloads = parallel_map(payload_from_array, arrs)
-        self._begin_batch()
+        self.begin_batch()
         try:
             for enc, p in zip(encs, payloads, strict=True):
-                self._stage_sample(aset, enc, p)
+                self.stage_sample(aset, enc, p)
         except BaseException as exc:
-            self._end_batch(exc)
+            self.end_batch(exc)
             raise
-        self._end_batch()
+        self.end_batch()
 
-    def _unstage_sample(self, aset: str, enc: str) -> None:
+    def unstage_sample(self, aset: str, enc: str) -> None:
+        """Stage the removal of sample ``enc`` of arrayset ``aset``."""
         self._journal.record("D", aset, enc)
 
-    def _stage_schema(self, aset: str, schema: ArraysetSchema) -> None:
+    def restore_sample(self, aset: str, enc: str, digest: bytes) -> None:
+        """Stage sample ``enc`` of ``aset`` back to the payload ``digest`` it had
+        (already in the store: nothing is written but the journal entry)."""
+        self._journal.record("A", aset, enc, digest.hex())
+
+    def stage_schema(self, aset: str, schema: ArraysetSchema) -> None:
+        """Stage the creation of arrayset ``aset`` with ``schema``."""
         self._journal.record("S", aset, schema.to_json())
 
-    def _stage_remove_aset(self, aset: str) -> None:
+    def stage_remove_aset(self, aset: str) -> None:
+        """Stage the removal of arrayset ``aset`` and all its samples."""
         self._journal.record("R", aset)
 
-    def _stage_meta(self, enc: str, value: str | None) -> None:
+    def stage_meta(self, enc: str, value: str | None) -> None:
+        """Stage metadata ``enc`` set to ``value`` (ASCII), or removed for None."""
         if value is None:
             self._journal.record("X", enc)
         else:
             self._journal.record("M", enc, value.encode("ascii").hex())
 
-    def _sync(self) -> None:
+    def sync(self) -> None:
+        """Flush staged payloads to the store, then the journal to disk."""
         self._writer.flush()
         self._journal.sync()
 
@@ -365,10 +432,10 @@ class WriterCheckout(_Checkout):
         ValueError
             If the message is not a str.
         """
-        self._check()
+        self.check_open()
         if not isinstance(commit_message, str):
             raise ValueError("commit message must be a str")
-        self._sync()
+        self.sync()
         if self.diff.status() == "CLEAN":
             raise RuntimeError("no changes staged: nothing to commit")
         sha = commit_staged(self._git, self._journal, commit_message, self._repo._identity())
@@ -377,10 +444,10 @@ class WriterCheckout(_Checkout):
 
     def _rebase_view(self) -> None:
         git = self._git
-        self._view = StagedView(
+        self.view = StagedView(
             TreeRecords(git, commit_tree(git, self._journal.base)), self._journal
         )
-        self._payloads.view = self._view
+        self.payloads.view = self.view
 
     def merge(self, message: str, dev_branch: str, *, strategy: str | None = None) -> str:
         """Merge ``dev_branch`` into this checkout's branch; returns the new head.
@@ -393,8 +460,8 @@ class WriterCheckout(_Checkout):
         ValueError
             On conflicts (nothing changes), an unknown branch, or staged changes.
         """
-        self._check()
-        self._sync()
+        self.check_open()
+        self.sync()
         if self.diff.status() != "CLEAN":
             raise ValueError("the staging area has uncommitted changes: commit or reset first")
         from .merge import merge_branches
@@ -421,8 +488,8 @@ class WriterCheckout(_Checkout):
         RuntimeError
             If nothing is staged.
         """
-        self._check()
-        self._sync()
+        self.check_open()
+        self.sync()
         if not self._journal.has_entries:
             raise RuntimeError("no changes staged: nothing to reset")
         base = self._journal.base
@@ -432,33 +499,33 @@ class WriterCheckout(_Checkout):
 
     def close(self) -> None:
         """Write anything batched, and release the writer lock."""
-        if self._closed:
+        if self.closed:
             return
         try:
             self._batch = 0
             self._journal.batching = 0
-            self._sync()
+            self.sync()
         finally:
-            self._closed = True
+            self.closed = True
             self._handles.close()
             _LIVE_WRITERS.discard(self)
             try:
                 self._writer.close()
-                self._payloads.reader.close()
+                self.payloads.reader.close()
                 self._journal.close()
             finally:
-                self._repo._release_writer(self._lock)
+                self._repo.release_writer_lock(self._lock)
 
     def __repr__(self) -> str:
-        if self._closed:
+        if self.closed:
             return "<WriterCheckout (closed)>"
         return (
             "Hangar WriterCheckout\n"
             "    Writer       : True\n"
             f"    Base Branch  : {self._journal.branch}\n"
-            f"    Num Arraysets : {len(self._view.aset_names())}\n"
-            f"    Num Metadata : {len(self._view.meta_keys())}\n"
+            f"    Num Arraysets : {len(self.view.aset_names())}\n"
+            f"    Num Metadata : {len(self.view.meta_keys())}\n"
         )
 
 
-__all__ = ["PayloadAccess", "ReaderCheckout", "WriterCheckout"]
+__all__ = ["Checkout", "PayloadAccess", "ReaderCheckout", "WriterCheckout"]

@@ -44,7 +44,7 @@ from .errors import CorruptRecordError, FormatVersionError, IntegrityError
 from .fsck import hangar_commits, staged_digests
 from .gitutil import common_dir
 from .records.reachable import referenced_digests
-from .store.chunked import LARGE_PACK, LargeFiles
+from .store.chunked import LargeFiles
 from .store.digest import Payload
 
 if TYPE_CHECKING:
@@ -327,12 +327,12 @@ def _large_files(
     payload's index entry names: dead payloads, and files a killed writer
     left unindexed. A reader that has such a file open keeps reading it.
     Returns ``rows`` without the large payloads' entries."""
-    keep = {loc.boff for d, loc in rows if loc is not None and loc.pack == LARGE_PACK and d in live}
+    keep = {loc.boff for d, loc in rows if loc is not None and loc.is_large and d in live}
     n, before, after = LargeFiles(store.large_dir).collect(keep, dry_run)
     report.large_files_deleted = n
     report.bytes_before += before
     report.bytes_after += after
-    return [(d, loc) for d, loc in rows if loc is None or loc.pack != LARGE_PACK]
+    return [(d, loc) for d, loc in rows if loc is None or not loc.is_large]
 
 
 def _read_batches(

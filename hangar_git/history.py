@@ -114,7 +114,7 @@ def summary_contents(repo: Repository, commit: str) -> dict[str, Any]:
     """What ``commit`` holds: spec, arraysets with counts and schemas, metadata."""
     co = repo.checkout(commit=commit)
     try:
-        git = repo._git_repo()
+        git = repo.git_repository()
         spec = commit_spec(git.get(commit))
         asets = {}
         for name, aset in co.arraysets.items():
@@ -130,7 +130,7 @@ def summary_contents(repo: Repository, commit: str) -> dict[str, Any]:
     finally:
         co.close()
     disk = 0
-    store = repo._store.root
+    store = repo.payload_store.root
     for p in store.rglob("*"):
         if p.is_file():
             disk += p.stat().st_size

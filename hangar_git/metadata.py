@@ -20,7 +20,7 @@ from .records.validate import MAX_META_VALUE
 MAX_VALUE_BYTES = MAX_META_VALUE
 
 if TYPE_CHECKING:
-    from .checkout import WriterCheckout, _Checkout
+    from .checkout import Checkout, WriterCheckout
 
 
 def _check_value(value: object) -> str:
@@ -39,7 +39,7 @@ def _check_value(value: object) -> str:
 class MetadataReader:
     """Read access to the metadata of a checkout (dict-like, str -> str)."""
 
-    def __init__(self, checkout: _Checkout) -> None:
+    def __init__(self, checkout: Checkout) -> None:
         self._co = checkout
 
     @property
@@ -54,7 +54,7 @@ class MetadataReader:
         kept, safe to share between threads), so the block adds no work; on
         the write checkout it batches (see :class:`MetadataWriter`).
         """
-        self._co._check()
+        self._co.check_open()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -67,12 +67,12 @@ class MetadataReader:
         )
 
     def _items(self) -> dict[str, str]:
-        self._co._check()
-        return self._co._view.meta()
+        self._co.check_open()
+        return self._co.view.meta()
 
     def _keys(self) -> list[str]:
-        self._co._check()
-        return self._co._view.meta_keys()
+        self._co.check_open()
+        return self._co.view.meta_keys()
 
     def __contains__(self, key: object) -> bool:
         try:
@@ -101,8 +101,8 @@ class MetadataReader:
             If no value is stored under ``key``.
         """
         enc = encode_key(key, "metadata")
-        self._co._check()
-        value = self._co._view.meta_get(enc)
+        self._co.check_open()
+        value = self._co.view.meta_get(enc)
         if value is None:
             raise KeyError(key)
         return value
@@ -139,12 +139,12 @@ class MetadataWriter(MetadataReader):
     def __enter__(self) -> MetadataWriter:
         """``with co.metadata:`` batches the writes inside the block: values
         are staged together, durable once the block exits (as ``with aset:``)."""
-        self._co._check()
-        self._co._begin_batch()
+        self._co.check_open()
+        self._co.begin_batch()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._co._end_batch(exc[1] if isinstance(exc[1], BaseException) else None)
+        self._co.end_batch(exc[1] if isinstance(exc[1], BaseException) else None)
 
     def add(self, key: Key, value: str) -> Key:
         """Store ``value`` under ``key``.
@@ -155,9 +155,9 @@ class MetadataWriter(MetadataReader):
             If the key is invalid, or the value is not an ASCII str of at
             most :data:`MAX_VALUE_BYTES` bytes.
         """
-        self._co._check()
+        self._co.check_open()
         enc = encode_key(key, "metadata")
-        self._co._stage_meta(enc, _check_value(value))
+        self._co.stage_meta(enc, _check_value(value))
         return key
 
     def __setitem__(self, key: Key, value: str) -> None:
@@ -168,7 +168,7 @@ class MetadataWriter(MetadataReader):
         enc = encode_key(key, "metadata")
         if enc not in self._keys():
             raise KeyError(key)
-        self._co._stage_meta(enc, None)
+        self._co.stage_meta(enc, None)
         return key
 
     def __delitem__(self, key: Key) -> None:

@@ -19,7 +19,7 @@ from .naming import decode_key
 from .records import validate
 from .records.view import CommitView
 from .store import Location, PackReader, PackWriter
-from .store.chunked import LARGE_IOFF
+from .store.chunk_format import is_large_entry
 from .store.limits import payload_bound
 
 
@@ -151,7 +151,7 @@ class PayloadAccess:
         ent = self._ents.get(digest)
         if ent is None:
             ent = self._resolve_entry(aset, enc, digest)
-        if ent is not None and ent[1] == LARGE_IOFF:
+        if ent is not None and is_large_entry(ent[1]):
             if not self.view.base.payloads_trusted:
                 dtype, shape = self.reader.kind(ent[2])
                 validate.check_kind(self.view.schema(aset), dtype, shape, aset, enc)

@@ -283,16 +283,16 @@ def repair(repo: Repository, *, dry_run: bool = False) -> RepairReport:
     """
     from .store.rebuild import index_problem, rebuild_index
 
-    git = repo._git_repo()
-    lock = repo._acquire_writer()
+    git = repo.git_repository()
+    lock = repo.acquire_writer_lock()
     try:
         report = RepairReport(dry_run=dry_run)
         report.refs = repair_refs(git, dry_run=dry_run)
         moved = {r.ref: r.restored for r in report.refs}
         report.journal_copy = _rebase_journal(repo._journal_path(), moved, dry_run)
-        store_root = repo._store.root
+        store_root = repo.payload_store.root
         if index_problem(store_root) is not None:
             report.index = rebuild_index(store_root, dry_run=dry_run)
         return report
     finally:
-        repo._release_writer(lock)
+        repo.release_writer_lock(lock)

@@ -354,7 +354,7 @@ class Repository:
 
             fetcher = lazy_fetcher_for(self, fetch_missing)
             co = self.checkout(write, branch=branch, commit=commit)
-            co._payloads.fetcher = fetcher
+            co.payloads.fetcher = fetcher
             return co
         if write:
             if commit:
@@ -1101,6 +1101,6 @@ class Repository:
         """
         self._git_repo()
         for co in list(_LIVE_WRITERS):
-            if co._repo._hdir == self._hdir and not co._closed:
+            if co._repo._hdir == self._hdir and not co.closed:
                 return co
         return None

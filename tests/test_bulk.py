@@ -510,7 +510,7 @@ def test_scattered_reads_resolve_everything_only_in_small_arraysets(
     a = rc.arraysets["a"]
     for k in range(0, n, 20):  # 150 keys over most leaves
         assert a[k].tolist() == [2 * k, 2 * k + 1]
-    resolved = len(rc._payloads._ents)
+    resolved = len(rc.payloads._ents)
     assert (resolved == n) is whole
     assert resolved >= 150
     rc.close()

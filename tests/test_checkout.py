@@ -579,3 +579,25 @@ def test_first_commit_goes_to_master_only(repo):
         repo.checkout(write=True, branch="dev")
     assert not repo.writer_lock_held
     assert repo.list_branches() == ["master"]
+
+
+def test_the_surface_a_checkout_offers_what_it_hands_out(written_repo):
+    """Arraysets, metadata, importers and dataloaders reach a checkout only
+    through these public members (tests/test_layers.py forbids the private ones)."""
+    from hangar_git.naming import encode_key
+
+    co = written_repo.checkout(write=True)
+    aset = co.arraysets["aset"]
+    assert aset.checkout is co and co.repository is written_repo
+    assert not co.closed and not co.has_staged_changes
+    enc = encode_key("3")
+    digest = co.view.get("aset", enc)
+    assert digest is not None
+    co.unstage_sample("aset", enc)
+    assert "3" not in aset and co.has_staged_changes
+    co.restore_sample("aset", enc, digest)
+    assert (aset["3"] == 3).all()
+    co.close()
+    assert co.closed
+    with pytest.raises(ClosedError):
+        co.check_open()

@@ -120,7 +120,7 @@ def test_reads_go_through_the_batch_path_without_record_lookups(rco, monkeypatch
     assert len(list(loader)) == 3
     monkeypatch.undo()
     expect = [
-        (name, rco._view.get_many(name, [f"i:{k}" for k in range(lo, min(lo + 20, N))]))
+        (name, rco.view.get_many(name, [f"i:{k}" for k in range(lo, min(lo + 20, N))]))
         for lo in (0, 20, 40)
         for name in ("images", "labels")
     ]
@@ -483,7 +483,7 @@ def test_checkouts_are_reused_lent_one_at_a_time_and_closed(rco):
     second.close()
     checkouts = [h.co for h in pool.opened]
     loader.close()
-    assert all(co._closed for co in checkouts)
+    assert all(co.closed for co in checkouts)
     assert int(rco.arraysets["labels"][2]) == 20  # the user's checkout is untouched
     assert len(list(loader)) == len(loader)  # reopens
     assert len(pool.opened) == 1

@@ -110,7 +110,7 @@ def read_failures(repo, commits):
     for sha in commits:
         co = repo.checkout(commit=sha)
         for n in co.arraysets:
-            for enc, d in co._view.iter_items(n):
+            for enc, d in co.view.iter_items(n):
                 k = int(enc[2:]) if enc[0] == "i" else enc[2:]
                 try:
                     arr = co.arraysets[n][k]
@@ -187,7 +187,7 @@ def test_truncated_pack(history):
     for sha in c.values():
         co = repo.checkout(commit=sha)
         for n in co.arraysets:
-            for k, d in co._view.iter_items(n):
+            for k, d in co.view.iter_items(n):
                 loc2 = r.locate(d)
                 if loc2.pack == loc.pack and loc2.boff + loc2.blen > cut:
                     from hangar_git.naming import decode_key

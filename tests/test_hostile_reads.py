@@ -186,7 +186,7 @@ def test_lazy_fetch_refuses_an_oversized_large_object_unread(lazy, read):
         aset = co.arraysets["images"]
         with pytest.raises(IntegrityError, match="larger than the 64 bytes"):
             READS[read](aset)
-        assert co._payloads.fetcher.remote.bytes_received < MiB
+        assert co.payloads.fetcher.remote.bytes_received < MiB
         assert 3 in aset.remote_reference_sample_keys
         if read not in ("values", "items"):  # those fetched the other images first
             assert _store_files(bob) == before

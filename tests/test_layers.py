@@ -149,3 +149,151 @@ def test_layers_import_only_what_is_below_them():
         if any(t == b or t.startswith(b + ".") for b in banned)
     ]
     assert not wrong, wrong
+
+
+# ---- objects talk through public methods, not each other's private attributes ----
+
+#: underscore names that are public API of their objects (namedtuples)
+_PUBLIC_UNDERSCORE = frozenset({"_replace", "_asdict", "_fields", "_make", "_field_defaults"})
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__") and name not in _PUBLIC_UNDERSCORE
+
+
+def reach_ins(source: str) -> list[tuple[int, str]]:
+    """``(line, text)`` of each use of another object's private attribute in ``source``.
+
+    ``x._name`` counts unless ``x`` is ``self``, ``cls``, ``super()`` or a class
+    of the module itself; ``from .m import _name`` counts unless ``_name`` is
+    a private submodule of the importer's own package (``from . import _m``).
+    Imports under ``if TYPE_CHECKING:`` count too: they name private types.
+    """
+    tree = ast.parse(source)
+    own = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _is_private(node.attr):
+            v = node.value
+            if isinstance(v, ast.Name) and (v.id in ("self", "cls") or v.id in own):
+                continue
+            if isinstance(v, ast.Call) and isinstance(v.func, ast.Name) and v.func.id == "super":
+                continue
+            found.append((node.lineno, ast.unparse(node)))
+        elif isinstance(node, ast.ImportFrom) and (
+            node.level or (node.module or "").startswith("hangar_git")
+        ):
+            where = "." * node.level + (node.module or "")
+            for a in node.names:
+                if _is_private(a.name) and not (node.level == 1 and node.module is None):
+                    found.append((node.lineno, f"from {where} import {a.name}"))
+    return found
+
+
+#: module -> reach-ins still allowed there, each with the reason it stays.
+#: Remove an entry when its reach-in goes (test_reach_in_allow_list_is_current
+#: insists); never add one without a reason.
+_NO_PUBLIC_REPO = "Repository has no public form of this yet (repository.py: another helper's)"
+_SAME_REPO = "same class: a Repository matching another's directory (Repository.same_as()?)"
+_OWN_JOURNAL = "same class: Journal's own classmethods and sync() setting up a Journal they made"
+_CLI = "remotes/api.py is reworked with the CLI by another helper in #15"
+_CLI_GIT = _CLI + "; the public form is Repository.git_repository()"
+ALLOWED_REACH_INS: dict[str, dict[str, str]] = {
+    "hangar_git.checkout": {"self._repo._identity": _NO_PUBLIC_REPO},
+    "hangar_git.repair": {"repo._journal_path": _NO_PUBLIC_REPO},
+    "hangar_git.repository": {
+        "from .checkout import _LIVE_WRITERS": "the open write checkouts; a public "
+        "checkout.live_writers() would do, but repository.py is another helper's in #15",
+        "co._repo": _SAME_REPO,
+        "co._repo._hdir": _SAME_REPO,
+        "w._repo": _SAME_REPO,
+        "w._repo._hdir": _SAME_REPO,
+    },
+    "hangar_git.io_formats.scan": {
+        "fmt._read_array_header": "numpy has no public reader of version 3.0 .npy headers",
+    },
+    "hangar_git.records.build": {
+        "from .objpack import _TYPE_TREE": "objpack's TYPE_TREE is the same value; "
+        "records/build.py is another helper's in #15",
+    },
+    "hangar_git.records.staging": {
+        "fresh._replay_bytes": _OWN_JOURNAL,
+        "j._fd": _OWN_JOURNAL,
+        "j._replay": _OWN_JOURNAL,
+        "j._set_aside": _OWN_JOURNAL,
+        "j._size": _OWN_JOURNAL,
+    },
+    "hangar_git.records.view": {
+        "self.base._samples": "hot path of StagedView.get: a peek at TreeRecords' cache",
+    },
+    "hangar_git.remotes.packformat": {
+        "from ..store import _blosc": "remote packs share the store's blosc codec module",
+    },
+    "hangar_git.store.large_reader": {
+        "lay._byte_strides": "store/ internals (chunk_format's layout), reworked by another helper",
+    },
+    "hangar_git.remotes.api": {
+        "gt._rejected_message": _CLI,
+        "rc._same_address": _CLI,
+        "repo._git": _CLI_GIT,
+        "repo._git_repo": _CLI_GIT,
+        "repo._hdir": _CLI,
+        "repo._user_path": _CLI,
+        "self._repo._git_repo": _CLI_GIT,
+        "self._repo._hdir": _CLI,
+    },
+}
+
+
+def _reach_ins_by_module() -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for module, path in MODULES.items():
+        texts = {t for _, t in reach_ins(path.read_text())}
+        if texts:
+            out[module] = texts
+    return out
+
+
+def test_no_object_reaches_into_another_ones_private_attributes():
+    wrong = [
+        f"{m}: {t}"
+        for m, texts in _reach_ins_by_module().items()
+        for t in sorted(texts)
+        if t not in ALLOWED_REACH_INS.get(m, {})
+    ]
+    assert not wrong, "use (or add) a public method or a small Protocol instead:\n" + "\n".join(
+        wrong
+    )
+
+
+def test_reach_in_allow_list_is_current():
+    found = _reach_ins_by_module()
+    stale = [
+        f"{m}: {t}"
+        for m, allowed in ALLOWED_REACH_INS.items()
+        for t in allowed
+        if t not in found.get(m, set())
+    ]
+    assert not stale, "these reach-ins are gone: drop them from ALLOWED_REACH_INS\n" + "\n".join(
+        stale
+    )
+
+
+def test_the_reach_in_finder_finds_them():
+    src = (
+        "from .m import _f, g\n"
+        "from hangar_git.checkout import _LIVE\n"
+        "from . import _private_module\n"
+        "class A:\n"
+        "    _memo = None\n"
+        "    def f(self, other):\n"
+        "        self._x = A._memo\n"
+        "        super()._g()\n"
+        "        return other._y, self._co._z, t._replace(a=1)\n"
+    )
+    assert [t for _, t in reach_ins(src)] == [
+        "from .m import _f",
+        "from hangar_git.checkout import _LIVE",
+        "other._y",
+        "self._co._z",
+    ]

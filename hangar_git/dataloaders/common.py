@@ -90,15 +90,15 @@ def as_arrayset_list(arraysets: object) -> list[ArraysetDataReader]:
     for aset in asets:
         if not isinstance(aset, ArraysetDataReader):
             raise TypeError(f"expected an arrayset accessor, not {type(aset).__name__}: {aset!r}")
-        co = aset._co
-        co._check()
+        co = aset.checkout
+        co.check_open()
         if aset.iswriteable or not isinstance(co, ReaderCheckout):
             raise TypeError(
                 f"arrayset {aset.name!r} comes from a write-enabled checkout; dataloaders "
                 "read committed data only: open a read checkout with "
                 "repo.checkout(commit=...) or repo.checkout(branch=...)"
             )
-        here = (co._repo.path, co.commit_hash)
+        here = (co.repository.path, co.commit_hash)
         if origin is None:
             origin = here
         elif here != origin:
@@ -354,15 +354,15 @@ class SampleSource:
         check_field_names(field_names, len(asets))
         selected = select_keys(asets, keys, index_range)
         check_local(asets, selected)
-        co = cast("ReaderCheckout", asets[0]._co)  # as_arrayset_list checked it
+        co = cast("ReaderCheckout", asets[0].checkout)  # as_arrayset_list checked it
         specs = [(a.dtype, a.shape, a.variable_shape) for a in asets]
         encs = [encode_key(k) for k in selected]
-        digests = [co._view.get_many(a.name, encs) for a in asets]
+        digests = [co.view.get_many(a.name, encs) for a in asets]
         for aset, digs in zip(asets, digests, strict=True):  # select_keys checked them
             if None in digs:  # pragma: no cover - defensive
                 raise KeyError(f"{selected[digs.index(None)]!r} is not in arrayset {aset.name!r}")
         return cls(
-            co._repo.path,
+            co.repository.path,
             co.commit_hash,
             [a.name for a in asets],
             selected,
@@ -413,11 +413,11 @@ class SampleSource:
         """
         with self._borrow() as handle:
             co = handle.co
-            payloads = co._payloads
+            payloads = co.payloads
             columns = list(zip(self.names, self.digests, strict=True))
 
             def read(indices: Sequence[int]) -> list[list[np.ndarray]]:
-                co._check()  # ClosedError once close() closed it under us
+                co.check_open()  # ClosedError once close() closed it under us
                 return [payloads.read_batch(name, [d[i] for i in indices]) for name, d in columns]
 
             yield read

@@ -16,7 +16,7 @@ from ..errors import IntegrityError, first_line
 from ..records.leaves import RecordWalker
 from ..records.validate import kind_fits
 from ..schema import ArraysetSchema
-from ..store.chunked import LARGE_PACK, LargeFiles
+from ..store.chunked import LargeFiles
 from .report import Progress
 
 if TYPE_CHECKING:
@@ -249,7 +249,7 @@ def leftover_large_files(reader: PackReader) -> list[str]:
         for _, loc in reader.all_locations():
             if loc is None:
                 return out
-            if loc.pack == LARGE_PACK:
+            if loc.is_large:
                 named.add(loc.boff)
     except IntegrityError:
         return out

@@ -185,10 +185,10 @@ def import_arrays(
     created = name not in asets
     dtype, shape, var = _target_schema(co, name, sources, created, variable_shape)
     encs = [encode_key(s.key) for s in sources]
-    view = co._view  # no public read of a staged digest
+    view = co.view
     prior = {} if created else {e: view.get(name, e) for e in encs}
     replaced = sum(1 for d in prior.values() if d is not None)
-    was_clean = not co._journal.has_entries
+    was_clean = not co.has_staged_changes
     touched: list[str] = []
     try:
         if created:
@@ -265,27 +265,27 @@ def _rollback(
     touched: list[str],
 ) -> None:
     """Undo what an interrupted import staged (see :func:`import_arrays`)."""
-    if co._closed:
+    if co.closed:
         return
     if was_clean:
-        if co._journal.has_entries:
+        if co.has_staged_changes:
             co.reset_staging_area()  # back to a clean staging area (closes the checkout)
         return
     if created:
-        if co._view.has_aset(name):
+        if co.view.has_aset(name):
             co.arraysets.remove_aset(name)
     else:
-        co._begin_batch()
+        co.begin_batch()
         try:
             for enc in touched:
                 old = prior.get(enc)
                 if old is None:
-                    co._unstage_sample(name, enc)
+                    co.unstage_sample(name, enc)
                 else:
-                    co._journal.record("A", name, enc, old.hex())
+                    co.restore_sample(name, enc, old)
         finally:
-            co._end_batch()
-    co._sync()
+            co.end_batch()
+    co.sync()
 
 
 __all__ = ["ImportResult", "check_fits", "import_arrays", "plan_schema"]

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import IntegrityError
 from ..store import chunked
-from ..store.chunked import LARGE_IOFF
+from ..store.chunk_format import large_entries
 from . import bounded
 from .layout import PACKS, kind_nbytes, landed
 from .layout import large_in_listing as in_listing
@@ -86,7 +86,7 @@ def upload(
         If a local file is damaged (run ``git hangar fsck``), or an object
         did not land whole.
     """
-    big = entries["ioff"] == LARGE_IOFF
+    big = large_entries(entries)
     if not big.any():
         return list(digests), entries
     large = reader.large()

@@ -147,9 +147,9 @@ def store_writer(repo: Repository) -> Iterator[PackWriter]:
     """
     co = repo.writer_checkout()
     if co is not None:
-        # WriterCheckout offers no public handle on its payload writer
-        yield co._writer
-        co._writer.flush()
+        writer = co.payload_writer
+        yield writer
+        writer.flush()
         return
     from filelock import FileLock, Timeout
 

@@ -53,6 +53,19 @@ LARGE_PACK = 0
 #: the item offset of a large payload's index entry
 LARGE_IOFF = 0xFFFFFFFF
 
+
+def is_large_entry(ioff: int) -> bool:
+    """True when an index entry with item offset ``ioff`` names a large payload
+    (a chunked file, not an item of a pack block)."""
+    return ioff == LARGE_IOFF
+
+
+def large_entries(entries: np.ndarray) -> np.ndarray:
+    """The boolean mask of the rows of ``entries`` (index entries, the store's
+    ``ENTRY`` dtype) that name large payloads."""
+    return np.asarray(entries["ioff"] == LARGE_IOFF)
+
+
 MAGIC = b"HGC1"
 FORMAT_VERSION = 1
 SUFFIX = ".hgc"

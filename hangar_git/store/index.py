@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import IntegrityError
 from . import durable
+from .chunk_format import LARGE_PACK
 from .digest import DIGEST_SIZE, parse_kind
 from .durable import connect_readonly, rollback, sqlite_failure
 
@@ -80,6 +81,11 @@ class Location(NamedTuple):
     ioff: int
     ilen: int
     kind: int
+
+    @property
+    def is_large(self) -> bool:
+        """True for a large payload: ``boff`` is then its chunked file's number."""
+        return self.pack == LARGE_PACK
 
 
 def connect_index(path: Path, readonly: bool = False) -> sqlite3.Connection:

@@ -539,7 +539,7 @@ class DataRemoteTests:
         assert rep.payloads == 40 - len(victims)
         co = carol.checkout()
         assert 7 in co.arraysets["labels"].remote_reference_sample_keys
-        assert co._payloads.missing(victims) == victims
+        assert co.payloads.missing(victims) == victims
         with pytest.raises(MissingPayloadError):
             co.arraysets["labels"][7]
         assert co.arraysets["images"][0].shape == (8, 8)

@@ -121,13 +121,13 @@ def reader(path: str, deadline: float, seed: int, out: str) -> None:
                 # would), then read later: gc may move them in between
                 for name in co.arraysets:
                     keys = list(co.arraysets[name].keys())
-                    co._payloads.reader.lookup([co._view.get(name, f"s:{k}") for k in keys])
+                    co.payloads.reader.lookup([co.view.get(name, f"s:{k}") for k in keys])
                 time.sleep(rng.uniform(0.0, 0.5))
             hold = time.time() + rng.uniform(0.05, 1.0)
             try:
                 while time.time() < min(hold, deadline):
                     for name in co.arraysets:
-                        pairs = list(co._view.iter_items(name))
+                        pairs = list(co.view.iter_items(name))
                         if not pairs:
                             continue
                         pick = rng.sample(pairs, min(len(pairs), rng.randint(1, 12)))

@@ -88,7 +88,7 @@ class Layout:
         for sha in commits:
             co = repo.checkout(commit=sha)
             for a in co.arraysets:
-                for enc, d in co._view.iter_items(a):
+                for enc, d in co.view.iter_items(a):
                     k = int(enc[2:]) if enc[0] == "i" else enc[2:]
                     self.samples[(sha, a, k)] = d
             co.close()
