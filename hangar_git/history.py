@@ -114,8 +114,10 @@ def summary_contents(repo: Repository, commit: str) -> dict[str, Any]:
     """What ``commit`` holds: spec, arraysets with counts and schemas, metadata."""
     co = repo.checkout(commit=commit)
     try:
-        git = repo.git_repository()
-        spec = commit_spec(git.get(commit))
+        found = repo.git_repository().get(commit)
+        if not isinstance(found, pygit2.Commit):
+            raise ValueError(f"{commit} is not a commit")
+        spec = commit_spec(found)
         asets = {}
         for name, aset in co.arraysets.items():
             asets[name] = {

@@ -695,7 +695,8 @@ class Repository:
         """Merge ``dev_branch`` into ``master_branch``; returns the new head commit."""
         self._git_repo()
         with self.checkout(write=True, branch=master_branch) as co:
-            return co.merge(message, dev_branch, strategy=strategy)  # type: ignore[union-attr]
+            assert isinstance(co, WriterCheckout)
+            return co.merge(message, dev_branch, strategy=strategy)
 
     @contextmanager
     def _staging_journal(self, branch: str | None) -> Iterator[Journal]:

@@ -338,7 +338,7 @@ def commit(messages: tuple[str, ...], as_json: bool) -> None:
                 "commit": sha,
                 "branch": branch,
                 "message": message,
-                "changes": diff_records_json(stats, names=True),
+                "changes": diff_records_json(stats.records, names=True),
             }
         )
         return
