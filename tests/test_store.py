@@ -309,7 +309,7 @@ def test_blosc2_is_imported_on_first_use_only():
     code = (
         "import sys, hangar_git, hangar_git.cli\n"
         "assert 'blosc2' not in sys.modules, 'blosc2 imported eagerly'\n"
-        "from hangar_git.store._blosc import blosc2\n"
+        "from hangar_git.store.blosc_codec import blosc2\n"
         "assert blosc2.decompress(blosc2.compress(b'x' * 800)) == b'x' * 800\n"
         "assert 'blosc2' in sys.modules\n"
     )

@@ -1,4 +1,4 @@
-"""The store's Blosc2 codec (hangar_git/store/_blosc.py): the C library
+"""The store's Blosc2 codec (hangar_git/store/blosc_codec.py): the C library
 through ctypes gives python-blosc2's bytes, refuses what is not a chunk, and
 spares a fresh process the import of the blosc2 package."""
 
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hangar_git.store import _blosc
+from hangar_git.store import blosc_codec as _blosc
 
 CODEC = {"lz4": blosc2.Codec.LZ4, "zstd": blosc2.Codec.ZSTD}
 

@@ -31,7 +31,7 @@ from .layout import (
     serialize_links,
     serialize_tree,
 )
-from .objpack import _TYPE_TREE, PACK_MIN_OBJECTS, object_id, write_trees
+from .objpack import PACK_MIN_OBJECTS, TYPE_TREE, object_id, write_trees
 from .snapshot import SampleRecords, TreeRecords
 from .staging import StagedAset
 
@@ -216,7 +216,7 @@ def _write_fanned(
     """Write raw leaf trees and the fan-out levels above them; the top tree's id."""
     objects: list[bytes] = list(leaves.values())
     level: dict[tuple[str, ...], bytes] = dict(
-        zip(leaves, [object_id(_TYPE_TREE, d) for d in objects], strict=True)
+        zip(leaves, [object_id(TYPE_TREE, d) for d in objects], strict=True)
     )
     for _ in fanout:
         parents: dict[tuple[str, ...], dict[str, Entry]] = defaultdict(dict)
@@ -226,7 +226,7 @@ def _write_fanned(
         for path, entries in parents.items():
             data = serialize_tree(entries)
             objects.append(data)
-            level[path] = object_id(_TYPE_TREE, data)
+            level[path] = object_id(TYPE_TREE, data)
     ids = write_trees(repo, objects)
     return ids[-1]
 

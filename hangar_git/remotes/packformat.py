@@ -38,7 +38,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import IntegrityError
-from ..store import _blosc as blosc_codec
+from ..store import blosc_codec
 from ..store.checksum import crc32
 from ..store.packs import decode_body
 from . import bounded

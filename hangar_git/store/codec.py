@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import IntegrityError
-from . import _blosc as blosc_codec
+from . import blosc_codec
 from .block_format import BLOCK_MAGIC, CODEC_BLOSC2_LZ4, CODEC_RAW, CRC, HEADER, HEADER_SIZE
 from .checksum import crc32
 from .limits import check_blosc_header

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from ..errors import IntegrityError
-from ._blosc import blosc2
+from .blosc_codec import blosc2
 from .checksum import crc32
 from .chunk_format import (
     CODEC_BLOSC2,

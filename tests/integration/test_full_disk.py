@@ -23,7 +23,7 @@ from hangar_git import Repository
 from hangar_git.errors import IntegrityError
 from hangar_git.fsck import verify
 from hangar_git.store import packs
-from hangar_git.store._blosc import blosc2
+from hangar_git.store.blosc_codec import blosc2
 
 
 def _new_repo(path: Path) -> Repository:
