@@ -586,7 +586,7 @@ def _reader_accessor(checkout: Any, name: str) -> ArraysetDataReader:
 
 def _encode_keys(keys: list[Any]) -> list[str]:
     """:func:`encode_key` of each of ``keys`` (ValueError naming the first bad one)."""
-    if keys and all(type(k) is int for k in keys) and min(keys) >= 0:
+    if keys and set(map(type, keys)) == {int} and min(keys) >= 0:  # one C pass
         return ["i:" + str(k) for k in keys]
     return [f"i:{k}" if type(k) is int and k >= 0 else encode_key(k) for k in keys]
 

@@ -205,10 +205,10 @@ class PackWriter(IndexTables):
             self.flush()
             return
         # one row per distinct digest not stored yet, in input order
-        pick = dict(zip(digests, range(n), strict=True))
-        if len(pick) == n and not self.known and not self._pending_set:
-            idx = None
+        if not self.known and not self._pending_set and len(set(digests)) == n:
+            idx = None  # all distinct, none written by this writer yet
         else:
+            pick = dict(zip(digests, range(n), strict=True))
             known, pend = self.known, self._pending_set
             idx = sorted(i for d, i in pick.items() if d not in known and d not in pend)
         new = list(digests) if idx is None else [digests[i] for i in idx]
