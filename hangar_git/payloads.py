@@ -265,6 +265,40 @@ class PayloadAccess:
             encs = encs if encs is not None else self._encs_of(aset, digests)
             return [self.read(aset, e, d) for e, d in zip(encs, digests, strict=True)]
 
+    def read_into(
+        self, aset: str, digests: Sequence[bytes], encs: Sequence[str], out: np.ndarray
+    ) -> None:
+        """Write the arrays of ``digests`` (of samples ``encs``) into the rows
+        of ``out``, in order: straight from the blocks when every payload is
+        small and of a row's kind, else through :meth:`read_batch`.
+
+        Raises
+        ------
+        ValueError
+            If a sample's shape or dtype differs from a row of ``out``.
+        """
+        if self.writer is not None and self.writer.has_pending():
+            self.writer.flush()
+        found, e = self._lookup_dedup(digests)
+        if found.all():
+            try:
+                done = self.reader.gather_into(e, out)
+            except IntegrityError:
+                done = False  # the careful path below re-locates or reports it
+            if done:
+                if len(out):
+                    self.view.check_payload(aset, encs[0], out[0])  # one kind for all
+                return
+        arrays = self.read_batch(aset, digests, encs)
+        row_shape = out.shape[1:]
+        for i, a in enumerate(arrays):
+            if a.shape != row_shape or a.dtype != out.dtype:
+                raise ValueError(
+                    f"sample {aset}[{decode_key(encs[i])!r}] is {a.shape} {a.dtype}, "
+                    f"a row of out {row_shape} {out.dtype}"
+                )
+            out[i] = a
+
     def _lookup_dedup(self, digests: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`PackReader.lookup`, each distinct digest searched once."""
         n = len(digests)

@@ -305,15 +305,15 @@ def test_workers_read_the_datasets_commit_while_the_branch_moves_on(data_repo):
 def test_a_batch_is_one_batch_read_per_arrayset(rco, monkeypatch, tmp_path, workers):
     from hangar_git.checkout import PayloadAccess
 
-    orig = PayloadAccess.read_batch
+    orig = PayloadAccess.read_into  # stacked batches are read straight into one array
     log = tmp_path / "calls.log"  # forked workers inherit the spy and append here
 
-    def spy(self, aset, digests, encs=None):
+    def spy(self, aset, digests, encs, out):
         with open(log, "a") as f:
             f.write(f"{aset} {len(digests)}\n")
-        return orig(self, aset, digests, encs)
+        return orig(self, aset, digests, encs, out)
 
-    monkeypatch.setattr(PayloadAccess, "read_batch", spy)
+    monkeypatch.setattr(PayloadAccess, "read_into", spy)
     kw = {"num_workers": workers, "multiprocessing_context": "fork"} if workers else {}
     loader = DataLoader(make_torch_dataset(pair(rco)), batch_size=16, **kw)
     assert len(epoch(loader)) == 3

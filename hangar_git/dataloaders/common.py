@@ -477,11 +477,14 @@ class SampleSource:
         for o, (dtype, shape, _var) in zip(out, self.specs, strict=True):
             if o.shape != (len(indices), *shape) or o.dtype != dtype:
                 raise ValueError(f"output {o.shape} {o.dtype} for samples {shape} {dtype}")
-        with self.reader() as read:
-            columns = read(indices)
-        for o, arrays in zip(out, columns, strict=True):
-            if arrays:
-                np.stack(arrays, out=o)
+        keys = self.keys
+        batch = [keys[i] for i in indices]
+        with self.lease() as asets:
+            for aset, o in zip(asets, out, strict=True):
+                if not o.flags.c_contiguous:  # read_into fills contiguous rows best
+                    o[...] = aset.read_into(batch, np.empty(o.shape, o.dtype))
+                else:
+                    aset.read_into(batch, o)
 
     def __repr__(self) -> str:
         return (

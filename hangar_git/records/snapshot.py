@@ -166,8 +166,7 @@ class SampleRecords:
         if self.oid is None:
             return [None] * len(encs)
         if len(encs) * 8 >= self.estimate_count():  # most leaves: read them all once
-            get = self.flat().get
-            return [get(e) for e in encs]
+            return list(map(self.flat().get, encs))
         return [self.get(e) for e in encs]
 
     def leaf_paths(self) -> list[tuple[str, ...]]:

@@ -75,10 +75,16 @@ class _Kind:
     bounds: list[int]  # order[bounds[j]:bounds[j + 1]]: the items of block j
     buf: np.ndarray  # (items, nbytes) uint8: where copied items go
     direct: list[np.ndarray | None]  # items handed out as views of a window
+    into: bool = False  # buf is the caller's array: never hand out views
 
 
 def gather_kind(
-    src: BlockSource, entries: np.ndarray, dtype: np.dtype, shape: tuple[int, ...], nbytes: int
+    src: BlockSource,
+    entries: np.ndarray,
+    dtype: np.dtype,
+    shape: tuple[int, ...],
+    nbytes: int,
+    out: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """The arrays of index ``entries``, all of one kind, in order.
 
@@ -108,8 +114,11 @@ def gather_kind(
     sb = blocks[order]
     bounds = [0, *(np.flatnonzero(sb[1:] != sb[:-1]) + 1).tolist(), len(sb)]
     bids = sb[bounds[:-1]].tolist()
-    buf = np.empty((len(entries), nbytes), np.uint8)
-    g = _Kind(nbytes, dtype, shape, ioffs, rows, order, bounds, buf, [])
+    if out is None:
+        buf = np.empty((len(entries), nbytes), np.uint8)
+    else:
+        buf = out.reshape(len(entries), -1).view(np.uint8)  # a view: out is C-contiguous
+    g = _Kind(nbytes, dtype, shape, ioffs, rows, order, bounds, buf, [], out is not None)
     todo: Sequence[int] = range(len(bids))
     n_direct = 0
     if rows is not None and len(bids) >= 4:
@@ -117,6 +126,8 @@ def gather_kind(
         todo, n_direct = _stream(src, g, bids)
     for j in todo:
         _copy_block(src, g, j, bids[j])
+    if out is not None:
+        return []
     typed = buf.view(dtype).reshape((len(entries), *shape))
     if not g.direct:
         return list(typed)
@@ -228,7 +239,7 @@ def _stream_window(
     if items:
         table = big[: len(big) - len(big) % nbytes].reshape(-1, nbytes)
         dst, picked = np.concatenate(items), np.concatenate(srcs)
-        dense = len(picked) * nbytes * 2 >= len(big)
+        dense = not g.into and len(picked) * nbytes * 2 >= len(big)
         if dense and len(picked) > 1:
             ss = np.sort(picked)
             dense = bool((ss[1:] != ss[:-1]).all())  # no row shared by two items
@@ -242,7 +253,11 @@ def _stream_window(
                 for i, a in zip(dst.tolist(), got, strict=True):
                     g.direct[i] = a
             return rest, len(dst)
-        g.buf[dst] = table[picked]
+        d0 = int(dst[0])
+        if len(dst) == 1 or (np.diff(dst) == 1).all():  # one run: no temporary copy
+            np.take(table, picked, axis=0, out=g.buf[d0 : d0 + len(dst)], mode="clip")
+        else:
+            g.buf[dst] = table[picked]
     return rest, 0
 
 

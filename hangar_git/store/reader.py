@@ -402,6 +402,48 @@ class PackReader(IndexTables):
                 out[i] = a
         return out
 
+    def gather_into(self, entries: np.ndarray, out: np.ndarray) -> bool:
+        """Write the arrays of index ``entries`` straight into the rows of
+        ``out``, each block read once, when they are small payloads all of
+        the kind of a row of ``out`` (``out.dtype``, ``out.shape[1:]``).
+
+        Parameters
+        ----------
+        entries : numpy.ndarray of ENTRY
+            Index entries (see :meth:`lookup`), ``len(out)`` of them.
+        out : numpy.ndarray
+            A C-contiguous, writeable array.
+
+        Returns
+        -------
+        bool
+            True when ``out`` was filled; False (``out`` untouched) when some
+            entry is a large payload or of another kind: read those with
+            :meth:`gather`.
+
+        Raises
+        ------
+        IntegrityError
+            An entry names an unknown block or kind, or bytes are damaged.
+        """
+        self._check_pid()
+        n = len(entries)
+        if n != len(out) or not out.flags.c_contiguous or not out.flags.writeable:
+            return False
+        if not n:
+            return True
+        kinds = entries["kind"]
+        k0 = int(kinds[0])
+        if (entries["ioff"] == LARGE_IOFF).any() or not (kinds == k0).all():
+            return False
+        dtype, shape = self.kind(k0)
+        if dtype != out.dtype or tuple(shape) != out.shape[1:]:
+            return False
+        nbytes = self.kind_nbytes(k0)
+        if nbytes:
+            gather_kind(self, entries, dtype, shape, nbytes, out)
+        return True
+
     def read_many(self, locs: Sequence[Location]) -> list[np.ndarray]:
         """Arrays at ``locs``, in order, decompressing each block once.
 

@@ -33,6 +33,7 @@ from .index import (
     QUERY,
     IndexTables,
     Location,
+    Run,
     connect_index,
     index_guard,
     init_index,
@@ -41,6 +42,7 @@ from .index import (
     runs_after,
 )
 from .manifest import manifest_path
+from .segment_probe import PROBE_MAX, maybe_stored, newest_small_runs
 from .uncommitted import Uncommitted
 
 if TYPE_CHECKING:
@@ -203,10 +205,10 @@ class PackWriter(IndexTables):
             self.flush()
             return
         # one row per distinct digest not stored yet, in input order
-        pick = dict(zip(digests, range(n), strict=True))
-        if len(pick) == n and not self.known and not self._pending_set:
-            idx = None
+        if not self.known and not self._pending_set and len(set(digests)) == n:
+            idx = None  # all distinct, none written by this writer yet
         else:
+            pick = dict(zip(digests, range(n), strict=True))
             known, pend = self.known, self._pending_set
             idx = sorted(i for d, i in pick.items() if d not in known and d not in pend)
         new = list(digests) if idx is None else [digests[i] for i in idx]
@@ -327,7 +329,10 @@ class PackWriter(IndexTables):
     def _stored(self, digests: list[bytes]) -> dict[bytes, Location]:
         """Locations of those of ``digests`` already in the committed index."""
         if not self._segs.loaded:
-            self._segs.load(self._con, self.store.index_path)
+            path = self.store.index_path
+            if len(digests) <= PROBE_MAX and not maybe_stored(self._con, path, digests):
+                return {}  # a few new payloads: the whole index stays unread
+            self._segs.load(self._con, path)
         found, e = self._segs.lookup(digests)
         if not found.any():
             return {}
@@ -424,7 +429,15 @@ class PackWriter(IndexTables):
         """Commit the queued block rows and entries as a new segment, in one
         transaction that also removes the entries of ``drop`` (and merges small
         segments into the new one)."""
-        plan = plan_commit(self._segs.runs, self._new.entries(), drop)
+        new = self._new.entries()
+        runs: list[Run] | None = self._segs.runs
+        if not self._segs.loaded and not drop:  # only the segments it merges
+            have = self._segs.runs
+            runs = newest_small_runs(self._con, self.store.index_path, have, len(new))
+        if runs is None or (drop and not self._segs.loaded):
+            self._segs.load(self._con, self.store.index_path)
+            runs = self._segs.runs
+        plan = plan_commit(runs, new, drop)
         con = self._con
         rewritten, new_sid = self.store.commit_segments(con, self._new.block_rows, plan)
         self._new.clear()

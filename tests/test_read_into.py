@@ -1,0 +1,143 @@
+"""``aset.read_into(keys, out)``: bulk reads straight into a preallocated array.
+
+It must give exactly what ``np.stack(aset.get_batch(keys))`` gives, whatever
+path the store takes (streamed raw blocks, cached or compressed blocks, large
+payloads, samples staged but not yet flushed), refuse a mismatched ``out``
+with a ValueError before reading, and leave ``out`` untouched on a missing key.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+N = 3000
+
+
+@pytest.fixture
+def images() -> np.ndarray:
+    return np.random.default_rng(3).integers(0, 255, (N, 28, 28), dtype=np.uint8)
+
+
+def _committed(repo, stack: np.ndarray, keys: list, name: str = "x") -> None:
+    co = repo.checkout(write=True)
+    aset = co.arraysets.init_arrayset(name, shape=stack.shape[1:], dtype=stack.dtype)
+    aset.add_stacked(stack, keys)
+    co.commit("data")
+    co.close()
+
+
+@pytest.mark.parametrize("keys", ["range", "shuffled", "strings"])
+def test_read_into_equals_get_batch(repo, images, keys):
+    names: list = list(range(N)) if keys != "strings" else [f"s{i}" for i in range(N)]
+    _committed(repo, images, names)
+    want = names
+    if keys == "shuffled":
+        want = np.random.default_rng(0).permutation(N).tolist()
+    co = repo.checkout()
+    aset = co.arraysets["x"]
+    arg = range(N) if keys == "range" else want
+    out = np.empty((N, 28, 28), np.uint8)
+    assert aset.read_into(arg, out) is out  # the first read streams raw blocks
+    expected = np.stack([images[names.index(k)] for k in want]) if keys != "range" else images
+    np.testing.assert_array_equal(out, expected)
+    again = np.zeros_like(out)
+    aset.read_into(arg, again)  # now from the block cache
+    np.testing.assert_array_equal(again, np.stack(aset.get_batch(arg)))
+    co.close()
+
+
+def test_repeated_and_partial_keys(repo, images):
+    _committed(repo, images, list(range(N)))
+    co = repo.checkout()
+    keys = [5, 5, 2999, 0, 5]
+    out = co.arraysets["x"].read_into(keys, np.empty((5, 28, 28), np.uint8))
+    np.testing.assert_array_equal(out, images[keys])
+    co.close()
+
+
+def test_compressed_blocks_and_scalar_samples(repo):
+    zeros = np.zeros((N, 16), np.int64)
+    zeros[::7, 3] = 9
+    _committed(repo, zeros, list(range(N)), "z")
+    scal = np.arange(N, dtype=np.float64)
+    _committed(repo, scal, list(range(N)), "s")
+    co = repo.checkout()
+    out = co.arraysets["z"].read_into(range(N), np.empty((N, 16), np.int64))
+    np.testing.assert_array_equal(out, zeros)
+    out = co.arraysets["s"].read_into(list(range(N))[::-1], np.empty(N, np.float64))
+    np.testing.assert_array_equal(out, scal[::-1])
+    co.close()
+
+
+def test_large_payloads_and_non_contiguous_out(repo):
+    big = np.random.default_rng(1).random((3, 600, 600), dtype=np.float32)  # > 1 MiB each
+    _committed(repo, big, [0, 1, 2])
+    co = repo.checkout()
+    out = np.empty((3, 600, 600), np.float32)
+    co.arraysets["x"].read_into([2, 0, 1], out)
+    np.testing.assert_array_equal(out, big[[2, 0, 1]])
+    co.close()
+    small = np.random.default_rng(2).random((50, 3), dtype=np.float32)
+    _committed(repo, small, list(range(50)), "y")
+    co = repo.checkout()
+    fortran = np.asfortranarray(np.empty((50, 3), np.float32))
+    co.arraysets["y"].read_into(range(50), fortran)
+    np.testing.assert_array_equal(fortran, small)
+    co.close()
+
+
+def test_staged_samples_of_a_write_checkout(repo, images):
+    co = repo.checkout(write=True)
+    aset = co.arraysets.init_arrayset("x", shape=(28, 28), dtype=np.uint8)
+    aset.add_stacked(images[:100], list(range(100)))
+    with aset:
+        aset[7] = images[500]
+    out = aset.read_into(range(100), np.empty((100, 28, 28), np.uint8))
+    want = images[:100].copy()
+    want[7] = images[500]
+    np.testing.assert_array_equal(out, want)
+    co.close()
+
+
+def test_bad_out_and_missing_keys(repo, images):
+    _committed(repo, images[:10], list(range(10)))
+    co = repo.checkout()
+    aset = co.arraysets["x"]
+    with pytest.raises(ValueError, match="rows"):
+        aset.read_into(range(10), np.empty((9, 28, 28), np.uint8))
+    with pytest.raises(ValueError, match="samples of"):
+        aset.read_into(range(10), np.empty((10, 28, 28), np.int16))
+    with pytest.raises(ValueError, match="samples of"):
+        aset.read_into(range(10), np.empty((10, 28, 27), np.uint8))
+    ro = np.empty((10, 28, 28), np.uint8)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        aset.read_into(range(10), ro)
+    with pytest.raises(TypeError):
+        aset.read_into("abc", np.empty((3, 28, 28), np.uint8))
+    with pytest.raises(TypeError):
+        aset.read_into(range(10), [[0]] * 10)
+    out = np.full((3, 28, 28), 42, np.uint8)
+    with pytest.raises(KeyError):
+        aset.read_into([0, 99, 1], out)
+    assert (out == 42).all()
+    co.close()
+
+
+def test_variable_shape_rows_must_match_out(repo):
+    co = repo.checkout(write=True)
+    aset = co.arraysets.init_arrayset("v", shape=(4, 4), dtype=np.int32, variable_shape=True)
+    with aset:
+        aset[0] = np.ones((2, 3), np.int32)
+        aset[1] = np.full((2, 3), 2, np.int32)
+        aset[2] = np.ones((4, 4), np.int32)
+    co.commit("v")
+    co.close()
+    co = repo.checkout()
+    v = co.arraysets["v"]
+    out = v.read_into([1, 0], np.empty((2, 2, 3), np.int32))
+    np.testing.assert_array_equal(out, [np.full((2, 3), 2), np.ones((2, 3))])
+    with pytest.raises(ValueError, match="a row of out"):
+        v.read_into([0, 2], np.empty((2, 2, 3), np.int32))
+    co.close()

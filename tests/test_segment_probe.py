@@ -1,0 +1,120 @@
+"""A writer storing a few payloads reads only the index segments it needs
+(:mod:`hangar_git.store.segment_probe`), and concludes what a full load of
+the index would: stored payloads are skipped, new ones stored, small
+segments still merged, damaged segments still set aside."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from hangar_git.store import PackStore, payload_from_array
+from hangar_git.store.index import Segments
+from hangar_git.store.segment_probe import maybe_stored
+
+
+@pytest.fixture
+def store(tmp_path) -> PackStore:
+    s = PackStore(tmp_path / "store")
+    s.create()
+    return s
+
+
+def _segments(store: PackStore) -> list[tuple[int, int]]:
+    con = sqlite3.connect(store.index_path)
+    try:
+        return con.execute("SELECT id, n FROM segments ORDER BY id").fetchall()
+    finally:
+        con.close()
+
+
+def _entries(store: PackStore) -> int:
+    return sum(n for _, n in _segments(store))
+
+
+def _fill(store: PackStore, batches: list[int]) -> list[bytes]:
+    """Payloads written in ``batches`` of that many (a segment each, at first)."""
+    digests, k = [], 0
+    for size in batches:
+        w = store.writer()
+        for _ in range(size):
+            p = payload_from_array(np.full(5, k, np.int64))
+            w.add(p)
+            digests.append(p.digest)
+            k += 1
+        w.close()
+    return digests
+
+
+def test_maybe_stored_is_exact_on_an_intact_index(store):
+    digests = _fill(store, [500, 40, 3])
+    con = sqlite3.connect(store.index_path)
+    try:
+        for d in digests[::37] + digests[-3:]:
+            assert maybe_stored(con, store.index_path, [d])
+        assert maybe_stored(con, store.index_path, [b"\x00" * 20, digests[7]])
+        absent = [payload_from_array(np.full(5, -i, np.int64)).digest for i in range(1, 40)]
+        assert not maybe_stored(con, store.index_path, absent)
+        twin = digests[100][:8] + bytes(12)  # same sort key, another digest
+        assert not maybe_stored(con, store.index_path, [twin])
+    finally:
+        con.close()
+
+
+def test_fresh_writers_skip_stored_payloads_without_loading_the_index(store, monkeypatch):
+    digests = _fill(store, [300])
+    loads = []
+    orig = Segments.load
+
+    def spy(self, con, path):
+        loads.append(path)
+        return orig(self, con, path)
+
+    monkeypatch.setattr(Segments, "load", spy)
+    w = store.writer()
+    w.add(payload_from_array(np.full(5, -1, np.int64)))  # new
+    w.flush()
+    assert loads == []  # a new payload: the 300 entries stayed unread
+    w.add(payload_from_array(np.full(5, 7, np.int64)))  # stored already
+    w.flush()
+    assert loads  # a maybe: settled by the full, verified load
+    w.close()
+    assert _entries(store) == 301  # the stored one was not indexed twice
+    r = store.reader()
+    new = payload_from_array(np.full(5, -1, np.int64)).digest
+    assert len(r.locate_many([*digests, new])) == 301
+    r.close()
+
+
+def test_small_commits_in_fresh_writers_still_merge_segments(store):
+    _fill(store, [1000])
+    for i in range(60):  # a commit of one change each, each in a new process's writer
+        w = store.writer()
+        w.add(payload_from_array(np.full(5, 10_000 + i, np.int64)))
+        w.close()
+    segs = _segments(store)
+    assert sum(n for _, n in segs) == 1060
+    assert len(segs) <= 8  # merged as they pile up, not one segment per commit
+
+
+def test_a_damaged_segment_is_set_aside_as_a_full_load_would(store):
+    p = payload_from_array(np.arange(100, dtype=np.int64))
+    w = store.writer()
+    w.add(p)
+    w.close()
+    con = sqlite3.connect(store.index_path)
+    blob = bytearray(con.execute("SELECT entries FROM segments").fetchone()[0])
+    blob[24] ^= 0xFF  # the item offset: the checksum fails, the key still matches
+    con.execute("UPDATE segments SET entries=?", (bytes(blob),))
+    con.commit()
+    con.close()
+    w = store.writer()
+    w.add(p)  # found by the probe, refused by the verified load: stored again
+    w.close()
+    r = store.reader()
+    loc = r.locate(p.digest)
+    assert loc is not None
+    np.testing.assert_array_equal(r.read(loc, p.digest), np.arange(100, dtype=np.int64))
+    r.close()
