@@ -234,7 +234,7 @@ class ArraysetDataReader:
         MissingPayloadError
             If a sample's payload is not on this machine (fetch it first).
         """
-        self._co._check()
+        self._co.check_open()
         if isinstance(names, (str, int)):
             raise TypeError("read_into takes a sequence of keys")
         if not isinstance(out, np.ndarray) or out.ndim < 1:
@@ -255,10 +255,10 @@ class ArraysetDataReader:
             encs = list(map("i:{}".format, names))  # no per-key type checks
         else:
             encs = [f"i:{k}" if type(k) is int and k >= 0 else encode_key(k) for k in names]
-        digests = self._co._view.get_many(self._name, encs)
+        digests = self._co.view.get_many(self._name, encs)
         if None in digests:
             raise KeyError(names[digests.index(None)])
-        self._co._payloads.read_into(self._name, digests, encs, out)  # type: ignore[arg-type]
+        self._co.payloads.read_into(self._name, digests, encs, out)  # type: ignore[arg-type]
         return out
 
     def keys(self) -> Iterator[Key]:

@@ -177,7 +177,7 @@ class SampleRecords:
             return [()]
         paths: list[tuple[str, ...]] = [()]
         for _ in self.fanout:
-            nxt = []
+            nxt: list[tuple[str, ...]] = []
             for p in paths:
                 t = self._tree(p) or {}
                 nxt.extend((*p, name) for name in sorted(t))

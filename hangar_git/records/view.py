@@ -161,7 +161,9 @@ class StagedView(CommitView):
         if st.created or st.removed:
             staged = st.samples
             return [staged.get(e) for e in encs]
-        out = super().get_many(name, encs) if name in self.base.aset_entries else [None] * len(encs)
+        out: list[bytes | None] = (
+            super().get_many(name, encs) if name in self.base.aset_entries else [None] * len(encs)
+        )
         staged = st.samples
         if staged:
             for i, e in enumerate(encs):
@@ -176,14 +178,14 @@ class StagedView(CommitView):
         if base is not None:
             for enc, d in base.items():
                 if enc in changes:
-                    nd = changes.pop(enc)
-                    if nd is not None:
-                        yield enc, nd
+                    new = changes.pop(enc)
+                    if new is not None:
+                        yield enc, new
                 else:
                     yield enc, d
-        for enc, d in changes.items():
-            if d is not None:
-                yield enc, d
+        for enc, staged in changes.items():
+            if staged is not None:
+                yield enc, staged
 
     def count(self, name: str) -> int:
         st = self.journal.asets.get(name)

@@ -195,6 +195,9 @@ class RepoMachine(RuleBasedStateMachine):
             return
         del aset[key]
         del samples[key]
+        if not samples:  # removing the last sample removes the arrayset (Hangar 0.2)
+            del self.staged.asets[name]
+            assert name not in self.co.arraysets
 
     # ---- metadata -------------------------------------------------------
     @rule(key=META_KEYS, value=META_VALUES)
