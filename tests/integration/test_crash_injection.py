@@ -479,10 +479,13 @@ def test_kill_at_io_events(tmp_path):
     for k, v in sorted(stats["where"].items()):
         print(f"  {v:4d}  {k}")
     assert stats["kills"] >= EVENT_KILLS
-    # every kind of operation is killed in the middle, merge and gc included
+    # every kind of operation is killed in the middle, merge and gc included;
+    # a merge does few I/O events, so few kills land in one here (and fewer as
+    # merges get leaner): test_kill_inside_merges kills inside merges only
     floor = max(1, EVENT_KILLS // 40)
     for op in ("stage", "commit", "merge", "gc", "switch"):
-        assert stats["ops"].get(op, 0) >= floor, (op, stats["ops"])
+        want = 1 if op == "merge" else floor
+        assert stats["ops"].get(op, 0) >= want, (op, stats["ops"])
 
 
 FAIL_RUNS = int(os.environ.get("HANGAR_CRASH_FAIL_RUNS", "120"))
