@@ -19,6 +19,7 @@ from .gitutil import (
     resolve_commit,
 )
 from .naming import check_branch_name
+from .refs import check_new_branch
 from .repository_core import RepositoryCore
 
 if TYPE_CHECKING:
@@ -43,14 +44,13 @@ class RepositoryRefs(RepositoryCore):
         Raises
         ------
         ValueError
-            Invalid name, a branch of that name exists, or no such commit.
+            Invalid name, a branch of that name exists, the name clashes with
+            another branch (``feature`` beside ``feature/x``), or no such commit.
         RuntimeError
             If no commit exists yet (nothing to branch from).
         """
         git = self._git_repo()
-        ref = branch_ref(name)
-        if git.references.get(ref) is not None:
-            raise ValueError(f"a branch named {name!r} already exists")
+        check_new_branch(git, name)  # valid, free, and no feature vs feature/x clash
         if base_commit is None:
             sha = branch_head(git, self._writer_branch())
             if sha is None:

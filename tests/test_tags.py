@@ -97,3 +97,13 @@ def test_the_default_writer_says_when_it_moves_the_current_branch(written_repo):
         repo.checkout(write=True).close()  # already on master: nothing to say
         repo.checkout(write=True, branch="dev").close()  # asked for by name
         repo.checkout().close()  # readers move nothing
+
+
+def test_create_branch_refuses_a_name_clashing_with_another_branch(written_repo):
+    repo = written_repo
+    repo.create_branch("feature/x")
+    with pytest.raises(ValueError, match="clashes"):
+        repo.create_branch("feature")
+    with pytest.raises(ValueError, match="clashes"):
+        repo.create_branch("feature/x/y")
+    assert "feature" not in repo.list_branches()
