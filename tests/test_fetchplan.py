@@ -4,6 +4,7 @@ remote states are checked before anything is read for them."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from hangar_git.remotes import bounded
 from hangar_git.remotes import packformat as pf
@@ -14,9 +15,9 @@ MiB = 1 << 20
 KIND = "|u1|64"
 
 
-def lookup(blocks: list[tuple[int, int, list[tuple[bytes, int, int]]]], size: int) -> RemoteLookup:
-    """One remote pack of ``size`` bytes holding ``blocks``: (offset, length,
-    [(digest, item offset, item length)])."""
+def _encoded(blocks: list[tuple[int, int, list[tuple[bytes, int, int]]]], size: int):
+    """``(pack id, index bytes)`` of one remote pack of ``size`` bytes holding
+    ``blocks``: (offset, length, [(digest, item offset, item length)])."""
     cols: dict[str, list] = {k: [] for k in ("d", "boff", "blen", "ioff", "ilen")}
     for boff, blen, items in blocks:
         for d, ioff, ilen in items:
@@ -34,7 +35,11 @@ def lookup(blocks: list[tuple[int, int, list[tuple[bytes, int, int]]]], size: in
         size,
         b"\0" * 20,
     )
-    pid = pf.content_hash(index).hex()
+    return pf.content_hash(index).hex(), index
+
+
+def lookup(blocks: list[tuple[int, int, list[tuple[bytes, int, int]]]], size: int) -> RemoteLookup:
+    pid, index = _encoded(blocks, size)
     return RemoteLookup({pid: pf.decode_index(pid, index)})
 
 
@@ -66,3 +71,27 @@ def test_without_limits_the_global_payload_bound_applies():
     big = bounded.MAX_PAYLOAD_BYTES + 1
     lk = lookup([(0, 100, [(a, 0, big)])], 100)
     assert plan_for(lk).refused == [a]
+
+
+class _NoReads:
+    """A data remote that fails the test if anything is read from it."""
+
+    def read_ranges(self, ranges):
+        raise AssertionError(f"read {ranges} from a pack whose index was refused")
+
+
+def test_purging_a_remote_pack_checks_its_stated_sizes_before_reading():
+    """A data-remote purge repacks the payloads it keeps: the same bounds as a
+    fetch apply to them, before one byte is read."""
+    from hangar_git.errors import IntegrityError
+    from hangar_git.history_tools.remote_purge import _repack
+
+    a, b, gone = b"\1" * 20, b"\2" * 20, b"\3" * 20
+    too_long = pf.BLOCK_HEADER_SIZE + bounded.MAX_BLOCK_RAW + 1
+    idx = pf.decode_index(*_encoded([(0, too_long, [(a, 0, 64), (gone, 64, 64)])], 32 * MiB))
+    with pytest.raises(IntegrityError, match="more than its payloads can need"):
+        _repack(_NoReads(), idx, {gone})
+    big = bounded.MAX_PAYLOAD_BYTES + 1
+    idx = pf.decode_index(*_encoded([(0, 100, [(b, 0, big), (gone, 0, 8)])], 100))
+    with pytest.raises(IntegrityError, match="states"):
+        _repack(_NoReads(), idx, {gone})

@@ -18,9 +18,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import IntegrityError
+from ..remotes import bounded
+from ..remotes.data_transport import PACK_TARGET
+from ..remotes.fetchplan import block_raw_bound
 from ..remotes.layout import index_object, kind_nbytes, large_object, pack_object
 from ..remotes.packbuilder import PackBuilder
-from ..remotes.packformat import BLOCK_TARGET, decode_block
+from ..remotes.packformat import BLOCK_HEADER_SIZE, decode_block
 from ..store.digest import digest_bytes
 
 if TYPE_CHECKING:
@@ -58,16 +61,40 @@ class RemotePurge:
 
 
 def _repack(remote: DataRemote, idx: PackIndex, gone: Collection[bytes]) -> str | None:
-    """Upload ``idx``'s pack without ``gone``; the new pack's id (None if empty)."""
+    """Upload ``idx``'s pack without ``gone``; the new pack's id (None if empty).
+
+    The sizes the remote's index states are checked before anything is read:
+    a kept payload over :data:`~hangar_git.remotes.bounded.MAX_PAYLOAD_BYTES`,
+    a block longer than its payloads can need, or more to read than a pack
+    holds is an :class:`IntegrityError`, and nothing is removed from the pack.
+    """
     keep = [(d, e) for d, e in idx.entries.items() if d not in gone]
     if not keep:
         return None
-    blocks = sorted({(e.boff, e.blen) for _, e in keep})
+    biggest: dict[tuple[int, int], int] = {}
+    for d, e in keep:
+        if e.ilen > bounded.MAX_PAYLOAD_BYTES:
+            raise IntegrityError(
+                f"remote pack {idx.pack_id}: payload {d.hex()} states {e.ilen} bytes; "
+                "nothing was removed from it"
+            )
+        biggest[(e.boff, e.blen)] = max(biggest.get((e.boff, e.blen), 0), e.ilen)
+    blocks = sorted(biggest)
+    for b, n in blocks:
+        if n > BLOCK_HEADER_SIZE + block_raw_bound(biggest[(b, n)]):
+            raise IntegrityError(
+                f"remote pack {idx.pack_id}: the block at {b} states {n} bytes, more than "
+                "its payloads can need; nothing was removed from it"
+            )
+    if sum(n for _, n in blocks) > 2 * PACK_TARGET + bounded.MAX_BLOCK_RAW:
+        raise IntegrityError(
+            f"remote pack {idx.pack_id} is larger than any pack this tool writes; "
+            "nothing was removed from it"
+        )
     raws = remote.read_ranges([(idx.pack_id, b, b + n) for b, n in blocks])
-    most = max(BLOCK_TARGET, max(e.ilen for _, e in keep)) * 2
     raw_of = {
-        b: decode_block(raw, f"remote pack {idx.pack_id}", most)
-        for (b, _), raw in zip(blocks, raws, strict=True)
+        b: decode_block(raw, f"remote pack {idx.pack_id}", block_raw_bound(biggest[(b, n)]))
+        for (b, n), raw in zip(blocks, raws, strict=True)
     }
     builder = PackBuilder()
     for d, e in keep:

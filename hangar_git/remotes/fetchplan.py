@@ -26,6 +26,16 @@ if TYPE_CHECKING:
     from .transfer import Progress, TransferReport
 
 
+def block_raw_bound(biggest_item: int) -> int:
+    """The most raw bytes a block may state when the largest payload wanted
+    from it has ``biggest_item`` bytes (what a packer may have put beside it).
+
+    A block whose stored length exceeds ``BLOCK_HEADER_SIZE`` plus this bound
+    cannot be one that holds such payloads: it is refused unread.
+    """
+    return max(bounded.MAX_BLOCK_RAW, dt.BLOCK_TARGET + biggest_item)
+
+
 class FetchPlan:
     """Which byte ranges of which remote packs to read for the payloads at
     ``rows`` of a remote's lookup, with every size the remote states checked
@@ -93,7 +103,7 @@ class FetchPlan:
         for key, items in self.by_block.items():
             good = [ilens[j] for j in items if j not in bad] if bad else None
             biggest = max(ilens[j] for j in items) if good is None else max(good, default=-1)
-            allowed = max(bounded.MAX_BLOCK_RAW, dt.BLOCK_TARGET + biggest)
+            allowed = block_raw_bound(biggest)
             self.max_raw[key] = allowed
             if biggest < 0 or self.blens[items[0]] > dt.BLOCK_HEADER_SIZE + allowed:
                 refused.add(key)

@@ -218,16 +218,6 @@ def _hangar_heads(heads: list[pygit2.remotes.RemoteHead]) -> dict[str, str]:
     return out
 
 
-def list_tags(git: pygit2.Repository, name: str, callbacks: Callbacks) -> dict[str, str]:
-    """``{tag: commit hash}`` of the hangar tags the remote advertises (valid names only)."""
-    remote = _remote(git, name)
-    try:
-        heads = remote.list_heads(callbacks=callbacks)
-    except pygit2.GitError as exc:
-        raise _connection_error(name, remote.url, exc) from None
-    return _hangar_tags(heads)
-
-
 def _hangar_tags(heads: list[pygit2.remotes.RemoteHead]) -> dict[str, str]:
     """The valid tag names among advertised refs (a remote's names are untrusted)."""
     from ..naming import check_tag_name

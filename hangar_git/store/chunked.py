@@ -13,34 +13,8 @@ header and the C-order bytes as for a packed payload, so records, diff,
 merge and dedup are unaffected. The choice between a pack and a chunked file
 is local to a machine and never part of history.
 
-Index
------
-A large payload is registered in the pack index like any other, which keeps
-one lookup path (dedup, remote references, fetch-on-read, gc's liveness) for
-both: its entry's item offset is :data:`LARGE_IOFF` (never a real offset, a
-block holds at most 2 GiB) and its block row is ``(pack 0, file number,
-file size)``, pack numbers starting at 1. The file is
-``large/<file number>.hgc``; file numbers are block ids, never reused.
-
-File layout (format 1, little-endian)::
-
-    magic "HGC1", format version (u8), flags (u8), kind length (u16),
-    header length (u32), number of chunks (u64), digest (20 bytes),
-    kind header (utf-8: "<dtype>|<d0>,<d1>,..."), chunk shape (u64 per axis),
-    chunk table: per chunk (C order of the chunk grid) its offset (u64),
-    stored length (u32), CRC-32 of the stored bytes (u32), codec (u8, 0 raw,
-    1 blosc2), 7 bytes of padding;
-    CRC-32 of all the header bytes above (u32)
-    chunk bodies
-
-A chunk body holds the C-order bytes of its sub-array (edge chunks are
-smaller, never padded), blosc2-compressed (LZ4, shuffle with the dtype's
-item size), or raw: when two sample chunks of the array (the first and the
-middle one) shrink by less than :data:`COMPRESS_GAIN`, every chunk is
-stored raw (random floats save under 10 % and would cost CPU both ways),
-and a chunk that does not shrink by 5 % is stored raw anyway. Every read
-checks the header's CRC and the CRC of every chunk it uses; ``fsck`` also
-hashes the whole payload against its digest.
+The index entry of a large payload and the ``.hgc`` file layout are
+described in :mod:`.chunk_format`.
 
 Threshold
 ---------
