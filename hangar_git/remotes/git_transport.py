@@ -200,14 +200,19 @@ def _connection_error(name: str, url: str | None, exc: Exception) -> ConnectionE
     return ConnectionError(f"cannot reach git remote {name!r} ({url}): {exc}")
 
 
-def list_heads(git: pygit2.Repository, name: str, callbacks: Callbacks) -> dict[str, str]:
-    """``{ref name: commit hash}`` of the hangar branches the remote advertises."""
-    remote = _remote(git, name)
+def _advertised(
+    remote: pygit2.Remote, name: str, callbacks: Callbacks
+) -> list[pygit2.remotes.RemoteHead]:
+    """The refs ``remote`` advertises (one round trip); ConnectionError when unreachable."""
     try:
-        heads = remote.list_heads(callbacks=callbacks)
+        return list(remote.list_heads(callbacks=callbacks))
     except pygit2.GitError as exc:
         raise _connection_error(name, remote.url, exc) from None
-    return _hangar_heads(heads)
+
+
+def list_heads(git: pygit2.Repository, name: str, callbacks: Callbacks) -> dict[str, str]:
+    """``{ref name: commit hash}`` of the hangar branches the remote advertises."""
+    return _hangar_heads(_advertised(_remote(git, name), name, callbacks))
 
 
 def _hangar_heads(heads: list[pygit2.remotes.RemoteHead]) -> dict[str, str]:
@@ -261,10 +266,7 @@ def fetch_tags(
     branches), as ``git fetch`` follows tags. A local tag is never moved.
     """
     remote = _remote(git, name)
-    try:
-        theirs = _hangar_tags(remote.list_heads(callbacks=callbacks))
-    except pygit2.GitError as exc:
-        raise _connection_error(name, remote.url, exc) from None
+    theirs = _hangar_tags(_advertised(remote, name, callbacks))
     report = TagReport()
     want = {}
     for tag, oid in theirs.items():
@@ -306,10 +308,7 @@ def push_tags(
 ) -> TagReport:
     """Send the ``tags`` (``{tag: commit}``) the remote lacks; never move one it has."""
     remote = _remote(git, name)
-    try:
-        theirs = _hangar_tags(remote.list_heads(callbacks=callbacks))
-    except pygit2.GitError as exc:
-        raise _connection_error(name, remote.url, exc) from None
+    theirs = _hangar_tags(_advertised(remote, name, callbacks))
     report = TagReport()
     send = []
     for tag, oid in sorted(tags.items()):
