@@ -71,7 +71,7 @@ def parse_size(text: str) -> int:
 
 
 # ---- remote ---------------------------------------------------------------------
-@click.group(cls=HangarGroup, invoke_without_command=True)
+@click.group(cls=HangarGroup, invoke_without_command=True, subcommand_metavar="[COMMAND] [ARGS]...")
 @click.option("-v", "--verbose", is_flag=True, help="Also show each git address and data URL.")
 @json_option
 @click.pass_context

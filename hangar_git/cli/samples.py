@@ -107,7 +107,7 @@ def _sample_rows(aset: Any, keys: list[Any]) -> list[dict[str, Any]]:
 
 
 # ---- rm ------------------------------------------------------------------------------
-@click.command("rm")
+@click.command("rm", short_help="Remove samples of an arrayset, or the arrayset.")
 @click.argument("arrayset")
 @click.argument("keys", nargs=-1, metavar="[KEY...]")
 @click.option("-r", "--recursive", is_flag=True, help="Remove the whole arrayset.")
