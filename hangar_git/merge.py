@@ -34,7 +34,14 @@ from .naming import check_branch_name, decode_key
 from .records import changelog, trust
 from .records.build import build_samples
 from .records.changelog import CHANGES_NAME
-from .records.layout import FORMAT_BLOB, MODE_BLOB, MODE_TREE, serialize_links, serialize_tree
+from .records.layout import (
+    FORMAT_BLOB,
+    MODE_BLOB,
+    MODE_TREE,
+    Entry,
+    serialize_links,
+    serialize_tree,
+)
 from .records.snapshot import SampleRecords, TreeRecords, commit_tree
 from .records.validate import ensure_trusted
 from .records.walk import (
@@ -190,38 +197,9 @@ def merge_trees(
     ensure_trusted(repo, (base, master, dev))  # before a byte is written
     trees = Trees(repo)
     roots = Roots(trees, (base, master, dev))
-    aset_conf: dict[str, list] = defaultdict(list)
-    sample_conf: dict[str, ConflictRecords] = {}
-    # arrayset name -> new tree id (None removes), or a samples plan to write
-    take: dict[str, bytes | None] = {}
-    plans: dict[str, _SamplesMerge] = {}
-    for name, (a, m, d) in roots.asets.items():
-        kind = aset_conflict(a, m, d)
-        if kind is not None:
-            aset_conf[kind].append(name)
-        if d.entry == a.entry or d.entry == m.entry:
-            continue
-        if m.entry == a.entry and kind is None:
-            take[name] = d.entry
-            continue
-        plan = _plan_samples(trees, (a.samples, m.samples, d.samples))
-        conf: dict[str, list] = defaultdict(list)
-        for ck, enc, _, _ in plan.conflicts:
-            conf[ck].append(decode_key(enc))
-        sample_conf[name] = conflict_records(conf)
-        if kind is None:
-            plans[name] = plan
-    meta_conf: dict[str, list] = defaultdict(list)
-    meta_changes: dict[str, bytes | None] = {}
-    for enc, t in roots.meta.items():
-        mk = conflict_kind(*t)
-        if mk is not None:
-            meta_conf[mk].append(decode_key(enc))
-            if strategy == "theirs":
-                meta_changes[enc] = t[2]
-        elif t[2] != t[0] and t[2] != t[1]:
-            meta_changes[enc] = t[2]
-    conflicts = conflicts_dict(aset_conf, meta_conf, sample_conf)
+    asets = _plan_asets(trees, roots)
+    meta_conf, meta_changes = _plan_meta(roots, strategy)
+    conflicts = conflicts_dict(asets.conflicts, meta_conf, asets.sample_conflicts)
     if conflicts["aset"].conflict or (conflicts["conflict_found"] and strategy is None):
         # reported as a diff reports them: record keys, every arrayset in 'sample'
         names = [n for oid in roots.aset_oids for n in trees.tree(oid)]
@@ -230,13 +208,90 @@ def merge_trees(
         )
 
     # ---- write: nothing above this line touched the object database ----
-    aset_entries = dict(trees.tree(roots.aset_oids[1]))
-    for name, oid in take.items():
+    aset_entries = _write_asets(trees, roots, asets, strategy)
+    meta_entries = _changed_entries(trees.tree(roots.meta_oids[1]), meta_changes, MODE_BLOB)
+    out = _write_root(repo, roots, aset_entries, meta_entries)
+    trust.remember(repo, out)  # made of checked trees
+    if all(t is None or trust.is_trusted(repo, t, trust.PAYLOADS) for t in (base, master, dev)):
+        trust.remember(repo, out, trust.PAYLOADS)  # and of samples added here
+    return out
+
+
+@dataclass
+class _AsetsMerge:
+    """What a merge does to the arraysets both sides hold, and their conflicts.
+
+    ``take`` maps an arrayset to dev's tree (None removes it) when master left
+    it as the base had it; ``plans`` holds the samples merges of arraysets
+    both sides changed without an arrayset conflict.
+    """
+
+    conflicts: dict[str, list] = field(default_factory=lambda: defaultdict(list))
+    sample_conflicts: dict[str, ConflictRecords] = field(default_factory=dict)
+    take: dict[str, bytes | None] = field(default_factory=dict)
+    plans: dict[str, _SamplesMerge] = field(default_factory=dict)
+
+
+def _plan_asets(trees: Trees, roots: Roots) -> _AsetsMerge:
+    """Plan the merge of the arraysets of ``roots`` (reads only)."""
+    out = _AsetsMerge()
+    for name, (a, m, d) in roots.asets.items():
+        kind = aset_conflict(a, m, d)
+        if kind is not None:
+            out.conflicts[kind].append(name)
+        if d.entry == a.entry or d.entry == m.entry:
+            continue
+        if m.entry == a.entry and kind is None:
+            out.take[name] = d.entry
+            continue
+        plan = _plan_samples(trees, (a.samples, m.samples, d.samples))
+        conf: dict[str, list] = defaultdict(list)
+        for ck, enc, _, _ in plan.conflicts:
+            conf[ck].append(decode_key(enc))
+        out.sample_conflicts[name] = conflict_records(conf)
+        if kind is None:
+            out.plans[name] = plan
+    return out
+
+
+def _plan_meta(
+    roots: Roots, strategy: str | None
+) -> tuple[dict[str, list], dict[str, bytes | None]]:
+    """The metadata conflicts (decoded keys by kind) and the changes to make
+    to master's metadata (None removes a key); 'theirs' takes dev's values."""
+    conflicts: dict[str, list] = defaultdict(list)
+    changes: dict[str, bytes | None] = {}
+    for enc, t in roots.meta.items():
+        kind = conflict_kind(*t)
+        if kind is not None:
+            conflicts[kind].append(decode_key(enc))
+            if strategy == "theirs":
+                changes[enc] = t[2]
+        elif t[2] != t[0] and t[2] != t[1]:
+            changes[enc] = t[2]
+    return conflicts, changes
+
+
+def _changed_entries(
+    entries: Mapping[str, Entry], changes: Mapping[str, bytes | None], mode: bytes
+) -> dict[str, Entry]:
+    """``entries`` with ``changes`` made: an id sets an entry of ``mode``, None removes it."""
+    out = dict(entries)
+    for name, oid in changes.items():
         if oid is None:
-            aset_entries.pop(name, None)
+            out.pop(name, None)
         else:
-            aset_entries[name] = (MODE_TREE, oid)
-    for name, plan in plans.items():
+            out[name] = (mode, oid)
+    return out
+
+
+def _write_asets(
+    trees: Trees, roots: Roots, asets: _AsetsMerge, strategy: str | None
+) -> dict[str, Entry]:
+    """Write the merged arrayset trees; returns the entries of the merged
+    ``arraysets`` tree."""
+    entries = _changed_entries(trees.tree(roots.aset_oids[1]), asets.take, MODE_TREE)
+    for name, plan in asets.plans.items():
         plan.resolve(strategy)
         samples = plan.write(trees)
         _, m, d = roots.asets[name]
@@ -245,13 +300,17 @@ def merge_trees(
             tree.pop("samples", None)
         else:
             tree["samples"] = (MODE_TREE, samples)
-        aset_entries[name] = (MODE_TREE, write_tree(repo, serialize_tree(tree)))
-    meta_entries = dict(trees.tree(roots.meta_oids[1]))
-    for enc, oid in meta_changes.items():
-        if oid is None:
-            meta_entries.pop(enc, None)
-        else:
-            meta_entries[enc] = (MODE_BLOB, oid)
+        entries[name] = (MODE_TREE, write_tree(trees.repo, serialize_tree(tree)))
+    return entries
+
+
+def _write_root(
+    repo: pygit2.Repository,
+    roots: Roots,
+    aset_entries: Mapping[str, Entry],
+    meta_entries: Mapping[str, Entry],
+) -> bytes:
+    """Write the merged root tree around the merged arraysets and metadata."""
     root = dict(roots.roots[1] or roots.roots[2])
     root.pop(CHANGES_NAME, None)  # master's log is not the merge commit's
     root["hangar.json"] = (MODE_BLOB, write_blob(repo, FORMAT_BLOB))
@@ -260,11 +319,7 @@ def merge_trees(
             root[key] = (MODE_TREE, write_tree(repo, serialize_tree(entries)))
         else:
             root.pop(key, None)
-    out = write_tree(repo, serialize_tree(root))
-    trust.remember(repo, out)  # made of checked trees
-    if all(t is None or trust.is_trusted(repo, t, trust.PAYLOADS) for t in (base, master, dev)):
-        trust.remember(repo, out, trust.PAYLOADS)  # and of samples added here
-    return out
+    return write_tree(repo, serialize_tree(root))
 
 
 def _conflict_message(conflicts: Mapping[str, Any], strategy: str | None) -> str:
@@ -375,12 +430,7 @@ def merge_branches(
     RuntimeError
         If the branch moved under the staging area.
     """
-    if not isinstance(message, str):
-        raise ValueError(f"merge message must be a str, not {type(message).__name__}")
-    check_strategy(strategy)
-    check_branch_name(master_branch)
-    if dev_branch == master_branch:
-        raise ValueError(f"cannot merge branch {master_branch!r} into itself")
+    _check_merge_args(message, strategy, master_branch, dev_branch)
     dev_head = branch_commit(git, dev_branch)
     master_head = branch_head(git, master_branch)
     if journal is not None:
@@ -392,34 +442,53 @@ def merge_branches(
         assert master_head is not None
         return master_head  # already merged
     if master_head is None or base == master_head:
-        # dev's records become master's: checked first, against master's
-        ensure_trusted(git, (commit_tree(git, master_head), commit_tree(git, dev_head)))
-        move_branch_from(git, master_branch, master_head, dev_head, "merge: fast-forward")
-        if journal is not None:
-            journal.reset(master_branch, dev_head)
-        return dev_head
-
-    def build_tree() -> bytes:
-        master_tree = commit_tree(git, master_head)
-        tree = merge_trees(
-            git, commit_tree(git, base), master_tree, commit_tree(git, dev_head), strategy=strategy
+        sha = _fast_forward(git, master_branch, master_head, dev_head)
+    else:
+        # a conflict raises from building the tree: nothing is written, the branch stays
+        sha = commit_on_branch(
+            git,
+            master_branch,
+            master_head,
+            lambda: _merged_tree(git, base, master_head, dev_head, strategy),
+            message,
+            (dev_head,),
+            identity,
+            reflog=f"merge {dev_branch}",
         )
-        # the merge's change log: what it brought to master, found by a walk
-        # that skips every subtree the merge left as master had it
-        log = changelog.from_trees(git, master_head, master_tree, tree)
-        return changelog.attach(git, tree, log) if log is not None else tree
-
-    # a conflict raises from build_tree: nothing is written, the branch stays
-    sha = commit_on_branch(
-        git,
-        master_branch,
-        master_head,
-        build_tree,
-        message,
-        (dev_head,),
-        identity,
-        reflog=f"merge {dev_branch}",
-    )
     if journal is not None:
         journal.reset(master_branch, sha)
     return sha
+
+
+def _check_merge_args(
+    message: object, strategy: object, master_branch: str, dev_branch: str
+) -> None:
+    """Refuse a merge :func:`merge_branches` cannot make, before anything is read."""
+    if not isinstance(message, str):
+        raise ValueError(f"merge message must be a str, not {type(message).__name__}")
+    check_strategy(strategy)
+    check_branch_name(master_branch)
+    if dev_branch == master_branch:
+        raise ValueError(f"cannot merge branch {master_branch!r} into itself")
+
+
+def _fast_forward(git: pygit2.Repository, branch: str, head: str | None, dev_head: str) -> str:
+    """Move ``branch`` from ``head`` to its descendant ``dev_head``; returns ``dev_head``."""
+    # dev's records become master's: checked first, against master's
+    ensure_trusted(git, (commit_tree(git, head), commit_tree(git, dev_head)))
+    move_branch_from(git, branch, head, dev_head, "merge: fast-forward")
+    return dev_head
+
+
+def _merged_tree(
+    git: pygit2.Repository, base: str | None, master_head: str, dev_head: str, strategy: str | None
+) -> bytes:
+    """Root tree of the merge commit of ``dev_head`` into ``master_head``, with
+    its change log: what the merge brought to master."""
+    master_tree = commit_tree(git, master_head)
+    tree = merge_trees(
+        git, commit_tree(git, base), master_tree, commit_tree(git, dev_head), strategy=strategy
+    )
+    # found by a walk that skips every subtree the merge left as master had it
+    log = changelog.from_trees(git, master_head, master_tree, tree)
+    return changelog.attach(git, tree, log) if log is not None else tree
