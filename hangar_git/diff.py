@@ -313,45 +313,46 @@ def diff3(
         triples = _logged_triples(logs, name, (a, m, d)) if logs is not None else None
         if triples is None:
             triples = sample_triples(trees, (a.samples, m.samples, d.samples))
-        lists = (_ChangeLists(), _ChangeLists())
-        inc = _ChangeLists()
-        conf: dict[str, list] = defaultdict(list)
-        for enc, t in triples.items():
-            key = decode_key(enc)
-            lists[0].add(key, t[0], t[1])
-            lists[1].add(key, t[0], t[2])
-            ck = conflict_kind(*t)
-            if ck is not None:
-                conf[ck].append(key)
-            elif kind is None and t[2] != t[0]:
-                inc.add(key, t[1], t[2])
-        for i in (0, 1):
-            ch = lists[i].result()
+        on_master, on_dev, inc, conf = _triple_changes(triples, incoming=kind is None)
+        for i, ch in enumerate((on_master, on_dev)):
             if not ch.empty:
                 side_samples[i][name] = ch
-        ich = inc.result()
-        if not ich.empty:
-            inc_samples[name] = ich
+        if not inc.empty:
+            inc_samples[name] = inc
         if changed_differently((a, m, d)):
             sample_conf[name] = conflict_records(conf)
-    meta_lists = (_ChangeLists(), _ChangeLists())
-    meta_inc = _ChangeLists()
-    meta_conf: dict[str, list] = defaultdict(list)
-    for enc, t in roots.meta.items():
-        key = decode_key(enc)
-        meta_lists[0].add(key, t[0], t[1])
-        meta_lists[1].add(key, t[0], t[2])
-        ck = conflict_kind(*t)
-        if ck is not None:
-            meta_conf[ck].append(key)
-        elif t[2] != t[0]:
-            meta_inc.add(key, t[1], t[2])
+    meta_master, meta_dev, meta_inc, meta_conf = _triple_changes(roots.meta, incoming=True)
     diffs = [
-        DiffRecords(side_aset[i].result(), meta_lists[i].result(), side_samples[i]) for i in (0, 1)
+        DiffRecords(side_aset[i].result(), meta, side_samples[i])
+        for i, meta in enumerate((meta_master, meta_dev))
     ]
-    incoming = DiffRecords(inc_aset.result(), meta_inc.result(), inc_samples)
+    incoming = DiffRecords(inc_aset.result(), meta_inc, inc_samples)
     conflicts = conflicts_dict(aset_conf, meta_conf, sample_conf)
     return BranchDiff(diffs[0], diffs[1], incoming, base_commit), conflicts
+
+
+def _triple_changes(
+    triples: Mapping[str, Triple], *, incoming: bool
+) -> tuple[Changes, Changes, Changes, dict[str, list]]:
+    """Changes of the encoded keys of ``triples`` (base, master, dev).
+
+    Returns master's and dev's changes from the base, what merging dev brings
+    to master (none unless ``incoming``; conflicting keys never), and the
+    conflicting keys by kind. Keys are decoded.
+    """
+    sides = (_ChangeLists(), _ChangeLists())
+    inc = _ChangeLists()
+    conf: dict[str, list] = defaultdict(list)
+    for enc, t in triples.items():
+        key = decode_key(enc)
+        sides[0].add(key, t[0], t[1])
+        sides[1].add(key, t[0], t[2])
+        kind = conflict_kind(*t)
+        if kind is not None:
+            conf[kind].append(key)
+        elif incoming and t[2] != t[0]:
+            inc.add(key, t[1], t[2])
+    return sides[0].result(), sides[1].result(), inc.result(), conf
 
 
 def conflicts_dict(
