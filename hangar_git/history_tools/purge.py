@@ -289,15 +289,7 @@ def purge_records(
     ValueError
         No key given, a bad key or arrayset name, or staged changes.
     """
-    if not isinstance(dry_run, bool):
-        raise ValueError(f"dry_run must be a bool, not {dry_run!r}")
-    enc, menc = _keys(keys, "sample"), _keys(meta_keys, "metadata")
-    if enc and arrayset is None:
-        raise ValueError("name the arrayset of the sample keys to purge")
-    if arrayset is not None:
-        check_arrayset_name(arrayset)
-    if not enc and not menc:
-        raise ValueError("nothing to purge: name sample keys or metadata keys")
+    enc, menc = _purge_keys(arrayset, keys, meta_keys, dry_run)
     head = ref_commit(git, HEADS + journal.branch)
     check_journal(git, journal, journal.branch, head)
     report = PurgeReport(dry_run, arrayset, enc, menc)
@@ -308,10 +300,7 @@ def purge_records(
     report.remotes = sorted(configured | {n.split("/", 1)[0] for n in remote_refs})
     if not heads:
         return report
-    walker = git.walk(None, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE)
-    for sha in set(heads.values()):
-        walker.push(pygit2.Oid(hex=sha))
-    commits = list(walker)
+    commits = _history(git, heads.values())
     ensure_trusted(git, [c.tree_id.raw for c in commits])
     rw = _Rewriter(git, report)
     with held_objects(git) as batch:
@@ -327,14 +316,53 @@ def purge_records(
         if dry_run or not report.commits:
             return report
         publish(git, batch)
-        for name, (old, new) in report.refs.items():
-            if ref_commit(git, name) != old:
-                raise RuntimeError(f"{name} moved during the purge; run it again")
-            git.create_reference_direct(name, pygit2.Oid(hex=new), True, message="hangar purge")
-        for name in report.remote_refs:
-            git.references.delete(name)
+        _move_refs(git, report)
     journal.reset(journal.branch, rw.mapped.get(head, head) if head is not None else None)
     return report
+
+
+def _purge_keys(
+    arrayset: str | None,
+    keys: Iterable[str | int],
+    meta_keys: Iterable[str | int],
+    dry_run: object,
+) -> tuple[list[str], list[str]]:
+    """The encoded sample and metadata keys of a purge, its arguments checked.
+
+    Raises
+    ------
+    ValueError
+        As :func:`purge_records` says.
+    """
+    if not isinstance(dry_run, bool):
+        raise ValueError(f"dry_run must be a bool, not {dry_run!r}")
+    enc, menc = _keys(keys, "sample"), _keys(meta_keys, "metadata")
+    if enc and arrayset is None:
+        raise ValueError("name the arrayset of the sample keys to purge")
+    if arrayset is not None:
+        check_arrayset_name(arrayset)
+    if not enc and not menc:
+        raise ValueError("nothing to purge: name sample keys or metadata keys")
+    return enc, menc
+
+
+def _history(git: pygit2.Repository, heads: Iterable[str]) -> list[pygit2.Commit]:
+    """Every commit reachable from ``heads``, parents first."""
+    walker = git.walk(None, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE)
+    for sha in set(heads):
+        walker.push(pygit2.Oid(hex=sha))
+    return list(walker)
+
+
+def _move_refs(git: pygit2.Repository, report: PurgeReport) -> None:
+    """Move the refs to their rewritten heads and delete the remote-tracking
+    refs, as ``report`` says; refuse a ref that moved since the purge read it."""
+    for name, (old, new) in report.refs.items():
+        if ref_commit(git, name) != old:
+            raise RuntimeError(f"{name} moved during the purge; run it again")
+        git.create_reference_direct(name, pygit2.Oid(hex=new), True, message="hangar purge")
+    for name in report.remote_refs:
+        git.references.delete(name)
 
 
 def _git(git: pygit2.Repository, *args: str) -> str | None:
