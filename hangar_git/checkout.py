@@ -243,6 +243,17 @@ def _shared_reader(repo_cls: type, path: str, commit: str) -> ReaderCheckout:
 _LIVE_WRITERS: weakref.WeakSet[WriterCheckout] = weakref.WeakSet()
 
 
+def live_writers() -> list[WriterCheckout]:
+    """The write checkouts of this process not yet closed, on any repository.
+
+    Returns
+    -------
+    list of WriterCheckout
+        A snapshot: closing one of them while iterating is safe.
+    """
+    return list(_LIVE_WRITERS)
+
+
 @atexit.register
 def _close_live_writers() -> None:  # pragma: no cover - runs at interpreter exit
     for co in list(_LIVE_WRITERS):
@@ -438,7 +449,7 @@ class WriterCheckout(Checkout):
         self.sync()
         if self.diff.status() == "CLEAN":
             raise RuntimeError("no changes staged: nothing to commit")
-        sha = commit_staged(self._git, self._journal, commit_message, self._repo._identity())
+        sha = commit_staged(self._git, self._journal, commit_message, self._repo.identity())
         self._rebase_view()
         return sha
 
@@ -468,7 +479,7 @@ class WriterCheckout(Checkout):
 
         sha = merge_branches(
             self._git,
-            self._repo._identity(),
+            self._repo.identity(),
             message,
             self._journal.branch,
             dev_branch,

@@ -289,7 +289,7 @@ def repair(repo: Repository, *, dry_run: bool = False) -> RepairReport:
         report = RepairReport(dry_run=dry_run)
         report.refs = repair_refs(git, dry_run=dry_run)
         moved = {r.ref: r.restored for r in report.refs}
-        report.journal_copy = _rebase_journal(repo._journal_path(), moved, dry_run)
+        report.journal_copy = _rebase_journal(repo.staging_journal_path(), moved, dry_run)
         store_root = repo.payload_store.root
         if index_problem(store_root) is not None:
             report.index = rebuild_index(store_root, dry_run=dry_run)

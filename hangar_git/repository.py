@@ -266,7 +266,7 @@ class Repository(RepositoryRefs):
         from .history_tools import cherry_pick
 
         with self._staging_journal(branch) as journal:
-            git, who = self._git_repo(), self._identity()
+            git, who = self._git_repo(), self.identity()
             return cherry_pick(git, who, journal, commit, strategy=strategy, message=message)
 
     def revert(
@@ -282,7 +282,7 @@ class Repository(RepositoryRefs):
         from .history_tools import revert
 
         with self._staging_journal(branch) as journal:
-            git, who = self._git_repo(), self._identity()
+            git, who = self._git_repo(), self.identity()
             return revert(git, who, journal, commit, strategy=strategy, message=message)
 
     def compare_sample(self, a: str, b: str, arrayset: str, key: str | int) -> SampleComparison:
@@ -343,7 +343,7 @@ class Repository(RepositoryRefs):
                 raise ValueError("change the dtype in a commit of its own")
             return change_dtype(self, arrayset, dtype, branch=branch, force=force, message=message)
         with self._staging_journal(branch) as journal:
-            git, who = self._git_repo(), self._identity()
+            git, who = self._git_repo(), self.identity()
             change = {"shape": shape, "variable_shape": variable_shape, "rename": rename}
             return change_schema(git, who, journal, arrayset, **change, message=message)
 

@@ -21,7 +21,7 @@ import pygit2
 from filelock import FileLock, Timeout
 
 from ._version import __version__
-from .checkout import _LIVE_WRITERS, WriterCheckout
+from .checkout import WriterCheckout, live_writers
 from .errors import NotInitializedError, WriterLockError
 from .gitutil import (
     HEADS,
@@ -146,7 +146,7 @@ class RepositoryCore:
         if self.initialized:
             if not remove_old:
                 raise OSError(f"a hangar repository already exists at {self._hdir}")
-            if _LIVE_WRITERS and any(w._repo._hdir == self._hdir for w in _LIVE_WRITERS):
+            if any(w.repository.same_as(self) for w in live_writers()):
                 raise WriterLockError("a write checkout is open: close it before remove_old")
             for ref in list(self._git.references):
                 if ref.startswith("refs/hangar/"):
@@ -194,14 +194,69 @@ class RepositoryCore:
         lock.release()
         return False
 
-    def _identity(self) -> tuple[str, str]:
+    def identity(self) -> tuple[str, str]:
+        """Name and email that author and commit this repository's commits.
+
+        The ones given to :meth:`init` win; else git's ``user.name`` and
+        ``user.email`` as the repository's git config resolves them.
+
+        Returns
+        -------
+        tuple of (str, str)
+            ``(name, email)``.
+
+        Raises
+        ------
+        NotInitializedError
+            Before :meth:`init`.
+        ValueError
+            If no name or no email is set anywhere.
+        """
+        git = self._git_repo()
         cfg = self._config
-        name, email = config_identity(self._git_repo())
+        name, email = config_identity(git)
         name = cfg.get("user_name") or name
         email = cfg.get("user_email") or email
         if not name or not email:
             raise ValueError("no identity for commits: set `git config user.name` and `user.email`")
         return name, email
+
+    def staging_journal_path(self) -> Path:
+        """Where the staging area's journal lives (it may not exist yet).
+
+        Returns
+        -------
+        pathlib.Path
+            The file under ``.git/hangar/staging``; change it only under the
+            writer lock.
+
+        Raises
+        ------
+        NotInitializedError
+            Before :meth:`init`.
+        """
+        self._git_repo()
+        return self._journal_path()
+
+    def same_as(self, other: RepositoryCore) -> bool:
+        """True when ``other`` opens the same hangar repository as this one.
+
+        Two objects opened on different paths of one git repository (its work
+        tree and a subdirectory, or two linked work trees) are the same.
+
+        Parameters
+        ----------
+        other : Repository
+            Another repository object.
+
+        Returns
+        -------
+        bool
+            False when either is not initialised.
+        """
+        if not (self.initialized and other.initialized):
+            return False
+        return common_dir(self.git_repository()) == common_dir(other.git_repository())
 
     # ---- writer lock -----------------------------------------------------------
     def _lock_obj(self) -> FileLock:
@@ -265,8 +320,8 @@ class RepositoryCore:
             stacklevel=2,
         )
         assert self._hdir is not None
-        for co in list(_LIVE_WRITERS):
-            if co._repo._hdir == self._hdir:
+        for co in live_writers():
+            if co.repository.same_as(self):
                 co.close()
         if self.writer_lock_held:
             # the other process keeps its (now orphaned) locks on the old files;
@@ -443,7 +498,7 @@ class RepositoryCore:
             may be open in another process: see :attr:`writer_lock_held`).
         """
         self._git_repo()
-        for co in list(_LIVE_WRITERS):
-            if co._repo._hdir == self._hdir and not co.closed:
+        for co in live_writers():
+            if not co.closed and co.repository.same_as(self):
                 return co
         return None

@@ -193,22 +193,10 @@ def reach_ins(source: str) -> list[tuple[int, str]]:
 #: module -> reach-ins still allowed there, each with the reason it stays.
 #: Remove an entry when its reach-in goes (test_reach_in_allow_list_is_current
 #: insists); never add one without a reason.
-_NO_PUBLIC_REPO = "Repository has no public form of this yet (repository.py: another helper's)"
-_SAME_REPO = "same class: a Repository matching another's directory (Repository.same_as()?)"
 _OWN_JOURNAL = "same class: Journal's own classmethods and sync() setting up a Journal they made"
 _CLI = "remotes/api.py is reworked with the CLI by another helper in #15"
 _CLI_GIT = _CLI + "; the public form is Repository.git_repository()"
 ALLOWED_REACH_INS: dict[str, dict[str, str]] = {
-    "hangar_git.checkout": {"self._repo._identity": _NO_PUBLIC_REPO},
-    "hangar_git.repair": {"repo._journal_path": _NO_PUBLIC_REPO},
-    "hangar_git.repository_core": {
-        "from .checkout import _LIVE_WRITERS": "the open write checkouts; a public "
-        "checkout.live_writers() would do (not done yet)",
-        "co._repo": _SAME_REPO,
-        "co._repo._hdir": _SAME_REPO,
-        "w._repo": _SAME_REPO,
-        "w._repo._hdir": _SAME_REPO,
-    },
     "hangar_git.io_formats.scan": {
         "fmt._read_array_header": "numpy has no public reader of version 3.0 .npy headers",
     },
