@@ -207,9 +207,6 @@ ALLOWED_REACH_INS: dict[str, dict[str, str]] = {
         "j._set_aside": _OWN_JOURNAL,
         "j._size": _OWN_JOURNAL,
     },
-    "hangar_git.records.view": {
-        "self.base._samples": "hot path of StagedView.get: a peek at TreeRecords' cache",
-    },
     "hangar_git.store.large_reader": {
         "lay._byte_strides": "store/ internals (chunk_format's layout), reworked by another helper",
     },

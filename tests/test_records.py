@@ -263,6 +263,20 @@ def test_build_root_layout(git):
     assert "metadata" not in TreeRecords(git, root3).root
 
 
+def test_tree_records_sample_digest(git):
+    asets = {
+        "imgs": StagedAset(
+            created=True, schema='{"dtype":"|u1"}', samples={"i:0": digest(0), "i:1": digest(1)}
+        )
+    }
+    tr = TreeRecords(git, build_root(git, TreeRecords(git, None), asets, {}))
+    assert tr.sample_digest("imgs", "i:1") == digest(1)
+    assert tr.sample_digest("imgs", "i:0") == tr.samples("imgs").get("i:0") == digest(0)
+    assert tr.sample_digest("imgs", "i:2") is None
+    with pytest.raises(KeyError):
+        tr.sample_digest("no such arrayset", "i:0")
+
+
 def test_tree_records_refuse_unknown_format(git):
     from hangar_git.errors import FormatVersionError
 

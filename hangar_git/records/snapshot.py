@@ -350,6 +350,15 @@ class TreeRecords:
             self._samples[name] = s
         return s
 
+    def sample_digest(self, name: str, enc: str) -> bytes | None:
+        """Digest of sample ``enc`` of arrayset ``name`` (None when absent):
+        :meth:`samples` then :meth:`SampleRecords.get`, in one call on the
+        read path of every sample."""
+        s = self._samples.get(name)
+        if s is None:
+            s = self.samples(name)
+        return s.get(enc)
+
     def samples_oid(self, name: str) -> bytes | None:
         entry = self._aset_tree(name).get("samples")
         return entry[1] if entry else None

@@ -44,10 +44,7 @@ class CommitView:
         return self.base.samples(name) if name in self.base.aset_entries else None
 
     def get(self, name: str, enc: str) -> bytes | None:
-        s = self.base._samples.get(name)
-        if s is None:
-            s = self.base.samples(name)
-        return s.get(enc)
+        return self.base.sample_digest(name, enc)
 
     def get_many(self, name: str, encs: Sequence[str]) -> list[bytes | None]:
         return self.base.samples(name).get_many(encs)
@@ -142,7 +139,7 @@ class StagedView(CommitView):
                 return st.samples[enc]
             if st.created or st.removed:
                 return None
-        return self.base.samples(name).get(enc) if name in self.base.aset_entries else None
+        return self.base.sample_digest(name, enc) if name in self.base.aset_entries else None
 
     def digests(self, name: str, keep_leaves: bool = False) -> list[bytes]:
         st = self.journal.asets.get(name)
