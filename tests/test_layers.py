@@ -207,9 +207,6 @@ ALLOWED_REACH_INS: dict[str, dict[str, str]] = {
         "j._set_aside": _OWN_JOURNAL,
         "j._size": _OWN_JOURNAL,
     },
-    "hangar_git.store.large_reader": {
-        "lay._byte_strides": "store/ internals (chunk_format's layout), reworked by another helper",
-    },
     "hangar_git.remotes.api": {
         "gt._rejected_message": _CLI,
         "rc._same_address": _CLI,

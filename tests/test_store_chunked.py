@@ -107,6 +107,20 @@ def test_chunk_shapes():
         assert np.prod(c) * isz <= 128 * 1024 or np.prod(c) == 1
 
 
+def test_layout_byte_strides_are_numpys_and_place_each_chunk():
+    from hangar_git.store.chunk_format import layout_of
+
+    arr = np.arange(7 * 5 * 3, dtype=np.int16).reshape(7, 5, 3)
+    lay = layout_of(arr.shape, arr.dtype, (2, 5, 3))
+    assert lay.byte_strides == arr.strides == (30, 6, 2)
+    flat = arr.tobytes()
+    for i in range(lay.n):
+        part = lay.part(i)
+        assert part.contiguous
+        got = np.frombuffer(flat[part.start : part.start + part.nbytes], arr.dtype)
+        assert got.tolist() == arr[part.region].ravel().tolist()
+
+
 @st.composite
 def index_for(draw, shape):
     """A basic numpy index for ``shape``: ints, slices with steps (also

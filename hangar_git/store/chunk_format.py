@@ -93,9 +93,20 @@ class Part(NamedTuple):
 
 
 class Layout:
-    """The chunk grid of an array: which region of it each chunk holds."""
+    """The chunk grid of an array: which region of it each chunk holds.
 
-    __slots__ = ("_byte_strides", "_parts", "_strides", "chunks", "dtype", "grid", "n", "shape")
+    Attributes
+    ----------
+    shape, dtype, chunks : tuple of int, numpy.dtype, tuple of int
+        The array's shape and dtype, and the shape of a (full) chunk.
+    grid : tuple of int
+        Chunks along each axis; ``n`` chunks in all.
+    byte_strides : tuple of int
+        Bytes from one index to the next along each axis of the C-contiguous
+        array.
+    """
+
+    __slots__ = ("_parts", "_strides", "byte_strides", "chunks", "dtype", "grid", "n", "shape")
 
     def __init__(self, shape: tuple[int, ...], dtype: np.dtype, chunks: tuple[int, ...]) -> None:
         if len(chunks) != len(shape) or any(c < 1 for c in chunks):
@@ -113,7 +124,7 @@ class Layout:
             acc *= g
             bacc *= s
         self._strides = tuple(reversed(strides))
-        self._byte_strides = tuple(reversed(bstrides))
+        self.byte_strides: tuple[int, ...] = tuple(reversed(bstrides))
         self._parts: list[Part] | None = None
 
     def part(self, i: int) -> Part:
@@ -132,7 +143,7 @@ class Layout:
             min(a + c, s) - a for a, c, s in zip(start, self.chunks, self.shape, strict=True)
         )
         region = (*(slice(a, a + e) for a, e in zip(start, shape, strict=True)), Ellipsis)
-        first = sum(a * b for a, b in zip(start, self._byte_strides, strict=True))
+        first = sum(a * b for a, b in zip(start, self.byte_strides, strict=True))
         # contiguous: whole along every axis after the last it does not span whole
         m = max((j for j in range(len(shape)) if shape[j] != self.shape[j]), default=0)
         contiguous = all(e == 1 for e in shape[:m])

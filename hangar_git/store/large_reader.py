@@ -261,7 +261,7 @@ class LargeReader:
         lay = o.header.layout
         part = lay.part(i)
         if part.contiguous:  # decoded in place
-            start = part.start - (row0 * lay._byte_strides[0] if row0 else 0)
+            start = part.start - (row0 * lay.byte_strides[0] if row0 else 0)
             self._decode_to(o, i, base[start : start + part.nbytes], local)
             return
         tmp = self._scratch(local, lay)[: part.nbytes]
