@@ -62,47 +62,36 @@ class Repository(RepositoryHistory):
     ) -> ReaderCheckout | WriterCheckout:
         """Open a checkout: read-only at a branch head, tag or commit, or the writer.
 
-        ``branch`` defaults to ``master``, as in the reference. The write
-        checkout's branch is the current branch, one for Python and the
-        command line: the staging area's, which :attr:`writer_branch` and
-        ``git hangar status`` show and ``git hangar checkout`` sets. Opening
-        the writer on another branch moves it there; when that happens
-        through the default (the current branch is not ``master`` and no
-        ``branch`` was given), a :class:`UserWarning` says so (pass
-        ``branch=repo.writer_branch`` to stay). ``commit`` is a commit hash
-        (a unique prefix is enough) or a tag name.
-
-        With ``fetch_missing`` (True for the default remote, or a remote name),
-        reading a sample whose payload is not on this machine fetches it from
-        that remote's data URL on the spot (verified, then stored); otherwise
-        such a read raises :class:`MissingPayloadError`.
+        The writer works on the current branch (:attr:`writer_branch`, which
+        ``git hangar checkout`` sets too); opening it on another moves the
+        current branch there, with a :class:`UserWarning` when only the default
+        ``branch`` asked for it (pass ``branch=repo.writer_branch`` to stay).
 
         Parameters
         ----------
         write : bool, optional
-            False (default) for a read-only checkout, True for the write checkout.
+            True for the write checkout (default: read-only).
         branch : str, optional
             Branch to read the head of, or to write on (default ``'master'``).
         commit : str, optional
-            For a read checkout: a commit hash (or unique prefix) or tag name
-            to read instead of a branch head.
+            Read this commit (hash, unique prefix, or tag name), not a branch head.
         fetch_missing : bool or str, optional
-            Fetch payloads missing here on read: True for the default remote,
-            or a remote's name; False (default) to raise instead.
+            A remote's name (True: the default remote) whose data URL a read
+            fetches a payload missing here from, verified, then stored; False
+            (default): such a read raises :class:`MissingPayloadError`.
 
         Returns
         -------
         ReaderCheckout or WriterCheckout
-            The open checkout; close it (or use it in a ``with`` block) when done.
+            Close it (or use it in a ``with`` block) when done.
 
         Raises
         ------
         ValueError
-            If ``write`` is not a bool, the branch or commit does not exist, the
-            staging area holds changes for another branch, or ``fetch_missing``
-            names no usable remote.
+            A non-bool ``write``, no such branch or commit, changes staged on
+            another branch, or no usable remote for ``fetch_missing``.
         WriterLockError
-            (a PermissionError) if another write checkout is open.
+            (a PermissionError) If another write checkout is open.
         """
         git = self._git_repo()
         if not isinstance(write, bool):
