@@ -31,7 +31,14 @@ class ArraysetDataReader:
     Dict-like over samples: ``aset[key]``, ``key in aset``, ``len(aset)``,
     ``keys()``, ``values()``, ``items()``; ``aset[key, 0:10]`` reads a
     sub-array. Keys are str (letters, digits, ``-._``) or int >= 0, and
-    ``'1'`` and ``1`` are different keys.
+    ``'1'`` and ``1`` are different keys. Reach it as ``co.arraysets[name]``.
+
+    Parameters
+    ----------
+    checkout : Checkout
+        The checkout whose records and payloads are read.
+    name : str
+        The arrayset.
     """
 
     def __init__(self, checkout: Checkout, name: str) -> None:
@@ -116,6 +123,7 @@ class ArraysetDataReader:
         return enc, d
 
     def __contains__(self, key: object) -> bool:
+        """``key in aset``: whether a sample is stored under ``key``."""
         self._co.check_open()
         if not is_key_like(key):
             return False
@@ -126,13 +134,17 @@ class ArraysetDataReader:
         return self._co.view.get(self._name, enc) is not None
 
     def __len__(self) -> int:
+        """The number of samples."""
         self._co.check_open()
         return self._co.view.count(self._name)
 
     def __iter__(self) -> Iterator[Key]:
+        """The sample keys (see :meth:`keys`)."""
         return self.keys()
 
     def __getitem__(self, key: Any) -> np.ndarray:
+        """``aset[key]``: the sample (see :meth:`get`); ``aset[key, idx...]`` a
+        read-only copy of ``aset[key][idx...]``, reading only what it needs."""
         if type(key) is int and key >= 0:  # the hot path of get(), inlined
             co = self._co
             if co.closed:
@@ -171,6 +183,16 @@ class ArraysetDataReader:
     def get(self, name: Key) -> np.ndarray:
         """The sample stored under ``name``.
 
+        Parameters
+        ----------
+        name : str or int
+            The sample's key.
+
+        Returns
+        -------
+        numpy.ndarray
+            The sample, of the arrayset's dtype.
+
         Raises
         ------
         KeyError
@@ -186,9 +208,28 @@ class ArraysetDataReader:
     ) -> list[np.ndarray]:
         """The samples stored under ``names``, in order, read in one pass.
 
-        Payloads that share a storage block are decompressed once. ``n_cpus``
-        and ``start_method`` are accepted for compatibility; the batch path
-        needs no process pool.
+        Payloads that share a storage block are decompressed once.
+
+        Parameters
+        ----------
+        names : iterable of str or int
+            Sample keys (a sequence, not a single key).
+        n_cpus : int, optional
+            Accepted for compatibility (a positive int); no process pool is used.
+        start_method : str, optional
+            Accepted for compatibility; unused.
+
+        Returns
+        -------
+        list of numpy.ndarray
+            One array per key, in the order of ``names``.
+
+        Raises
+        ------
+        KeyError
+            If the arrayset holds no sample under one of ``names``.
+        MissingPayloadError
+            If a sample's payload is not on this machine (fetch it first).
         """
         self._co.check_open()
         if n_cpus is not None and (not isinstance(n_cpus, int) or n_cpus < 1):
@@ -262,7 +303,13 @@ class ArraysetDataReader:
         return out
 
     def keys(self) -> Iterator[Key]:
-        """Every sample key (a snapshot taken when iteration starts)."""
+        """Every sample key (a snapshot taken when iteration starts).
+
+        Returns
+        -------
+        Iterator of str or int
+            The keys, in record order.
+        """
         self._co.check_open()
         encs = [e for e, _ in self._co.view.iter_items(self._name)]
         return (decode_key(e) for e in encs)
@@ -277,8 +324,18 @@ class ArraysetDataReader:
         return batch_size
 
     def values(self, batch_size: int | None = None) -> Iterator[np.ndarray]:
-        """Every sample array, read in batches (``batch_size`` samples, by
-        default about 32 MiB) in record order: the fastest way to read them all."""
+        """Every sample array in record order, read in batches: the fastest way to read all.
+
+        Parameters
+        ----------
+        batch_size : int, optional
+            Samples read per batch (default: about 32 MiB of them).
+
+        Returns
+        -------
+        Iterator of numpy.ndarray
+            The samples, in the order of :meth:`keys`.
+        """
         self._co.check_open()
         size = self._batch_size(batch_size)
         return itertools.chain.from_iterable(self._value_batches(size))
@@ -290,7 +347,18 @@ class ArraysetDataReader:
             yield self._co.payloads.read_batch(self._name, digests[i : i + size])
 
     def items(self, batch_size: int | None = None) -> Iterator[tuple[Key, np.ndarray]]:
-        """Every ``(key, array)`` pair, read in batches as :meth:`values` does."""
+        """Every ``(key, array)`` pair, read in batches as :meth:`values` does.
+
+        Parameters
+        ----------
+        batch_size : int, optional
+            Samples read per batch (default: about 32 MiB of them).
+
+        Yields
+        ------
+        tuple of (str or int, numpy.ndarray)
+            Each key and its sample, in record order.
+        """
         self._co.check_open()
         size = self._batch_size(batch_size)
         pairs = list(self._co.view.iter_items(self._name))
@@ -312,6 +380,7 @@ class ArraysetDataReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """End the ``with aset:`` block (what was resolved stays valid)."""
         pass  # what was resolved stays valid: the commit never changes
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -371,14 +440,17 @@ class ArraysetDataWriter(ArraysetDataReader):
 
     @property
     def iswriteable(self) -> bool:
+        """True: this accessor belongs to a write-enabled checkout."""
         return True
 
     def __enter__(self) -> ArraysetDataWriter:
+        """Batch the writes of a ``with`` block: payloads are flushed once, at its end."""
         self._co.check_open()
         self._co.begin_batch()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """End the batch: flush what it staged (discarded if the store failed)."""
         self._co.end_batch(exc[1])  # type: ignore[arg-type]
 
     def _gen_key(self) -> str:
@@ -386,6 +458,21 @@ class ArraysetDataWriter(ArraysetDataReader):
 
     def add(self, data: np.ndarray, name: Key | None = None, **kwargs: Any) -> Key:
         """Store ``data`` as a sample under ``name`` (generated if unnamed).
+
+        Parameters
+        ----------
+        data : numpy.ndarray
+            The sample: the arrayset's dtype and shape (or, variable-shape, a
+            shape that fits it), C-contiguous.
+        name : str or int, optional
+            Its key: required for named arraysets, not allowed for unnamed ones.
+        **kwargs
+            None accepted (a TypeError names any given).
+
+        Returns
+        -------
+        str or int
+            The key: ``name``, or the one generated.
 
         Raises
         ------
@@ -424,6 +511,7 @@ class ArraysetDataWriter(ArraysetDataReader):
         return tuple.__new__(Payload, (h.digest(), cached[1], data))  # type: ignore[return-value]
 
     def __setitem__(self, key: Key, value: np.ndarray) -> None:
+        """``aset[key] = array``: store a sample (see :meth:`add`)."""
         self.add(value, key)
 
     def update(self, mapping: Mapping[Key, np.ndarray] | None = None, /, **kw: np.ndarray) -> None:
@@ -435,6 +523,13 @@ class ArraysetDataWriter(ArraysetDataReader):
         an enclosing ``with aset:`` block ends). A key given both in
         ``mapping`` and as a keyword takes the keyword's array, as in
         :meth:`dict.update`.
+
+        Parameters
+        ----------
+        mapping : Mapping of (str or int) to numpy.ndarray, optional
+            Key -> sample (positional only).
+        **kw : numpy.ndarray
+            More samples, under str keys.
 
         Raises
         ------
@@ -566,11 +661,26 @@ class ArraysetDataWriter(ArraysetDataReader):
         return keys
 
     def remove(self, name: Key) -> Key:
-        """Remove the sample ``name``; raises KeyError if it does not exist.
+        """Remove the sample ``name`` from the staging area.
 
         Removing the last sample removes the arrayset too (as the reference
         does): this accessor then raises ClosedError, and the arrayset must
         be created again with ``init_arrayset`` before adding to it.
+
+        Parameters
+        ----------
+        name : str or int
+            The sample's key.
+
+        Returns
+        -------
+        str or int
+            ``name``.
+
+        Raises
+        ------
+        KeyError
+            If the arrayset holds no such sample.
         """
         co = self._co
         co.check_open()
@@ -581,6 +691,7 @@ class ArraysetDataWriter(ArraysetDataReader):
         return name
 
     def __delitem__(self, key: Key) -> None:
+        """``del aset[key]``: remove a sample (see :meth:`remove`)."""
         self.remove(key)
 
 

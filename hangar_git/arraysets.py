@@ -25,7 +25,18 @@ _BACKENDS = (None, "packs")
 
 
 class Arraysets:
-    """The arraysets of a checkout: a dict-like container of accessors."""
+    """The arraysets of a checkout: a dict-like container of accessors.
+
+    ``co.arraysets[name]`` is the accessor of an arrayset; ``with
+    co.arraysets:`` batches the writes of several arraysets into one flush.
+    A checkout makes its own: reach it as ``co.arraysets``.
+
+    Parameters
+    ----------
+    checkout : Checkout
+        The checkout whose records and payloads these arraysets read (and,
+        for a write checkout, stage).
+    """
 
     def __init__(self, checkout: Checkout) -> None:
         self._co = checkout
@@ -46,50 +57,94 @@ class Arraysets:
         return acc
 
     def __contains__(self, name: object) -> bool:
+        """``name in co.arraysets``: whether an arrayset of that name exists."""
         self._co.check_open()
         return isinstance(name, str) and self._co.view.has_aset(name)
 
     def __len__(self) -> int:
+        """The number of arraysets."""
         self._co.check_open()
         return len(self._co.view.aset_names())
 
     def __iter__(self) -> Iterator[str]:
+        """The arrayset names, sorted."""
         return iter(self.keys())
 
     def __getitem__(self, name: str) -> Any:
+        """``co.arraysets[name]``: the accessor of arrayset ``name`` (see :meth:`get`)."""
         return self.get(name)
 
     def get(self, name: str) -> Any:
-        """The accessor of arrayset ``name``; KeyError if it does not exist."""
+        """The accessor of arrayset ``name``.
+
+        Parameters
+        ----------
+        name : str
+            The arrayset.
+
+        Returns
+        -------
+        ArraysetDataWriter or ArraysetDataReader
+            The writer's accessor in a write checkout, else the reader's; the
+            same object every time for a name.
+
+        Raises
+        ------
+        KeyError
+            If no arrayset of that name exists.
+        """
         self._co.check_open()
         if not isinstance(name, str) or not self._co.view.has_aset(name):
             raise KeyError(name)
         return self._accessor(name)
 
     def __setitem__(self, key: object, value: object) -> None:
+        """Refused: raises PermissionError (create arraysets with :meth:`init_arrayset`)."""
         raise PermissionError("arraysets cannot be set with []: create one with init_arrayset()")
 
     def __delitem__(self, name: str) -> None:
+        """``del co.arraysets[name]``: remove the arrayset (see :meth:`remove_aset`)."""
         self.remove_aset(name)
 
     def keys(self) -> list[str]:
+        """The arrayset names.
+
+        Returns
+        -------
+        list of str
+            Sorted.
+        """
         self._co.check_open()
         return self._co.view.aset_names()
 
     def values(self) -> Iterator[Any]:
+        """The accessor of each arrayset, in name order.
+
+        Yields
+        ------
+        ArraysetDataWriter or ArraysetDataReader
+        """
         for name in self.keys():
             yield self._accessor(name)
 
     def items(self) -> Iterator[tuple[str, Any]]:
+        """Each arrayset's name and accessor, in name order.
+
+        Yields
+        ------
+        tuple of (str, ArraysetDataWriter or ArraysetDataReader)
+        """
         for name in self.keys():
             yield name, self._accessor(name)
 
     def __enter__(self) -> Arraysets:
+        """Batch the writes of a ``with`` block: payloads are flushed once, at its end."""
         self._co.check_open()
         self._co.begin_batch()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """End the batch: flush what it staged (discarded if the store failed)."""
         self._co.end_batch(exc[1])  # type: ignore[arg-type]
 
     @property
@@ -121,6 +176,35 @@ class Arraysets:
         backend: str | None = None,
     ) -> ArraysetDataWriter:
         """Create an arrayset from a ``prototype`` array or ``shape`` + ``dtype``.
+
+        The arrayset is staged (committed with the next commit); its samples
+        all have the dtype, and the shape (or, variable-shape, at most the
+        shape) given here.
+
+        Parameters
+        ----------
+        name : str
+            The arrayset's name: 1-200 ASCII letters, digits, ``-``, ``.``, ``_``.
+        shape : int or tuple of int, optional
+            Shape of every sample (with ``variable_shape``: the maximum size of
+            each dimension). Give it with ``dtype``, or give ``prototype``.
+        dtype : numpy dtype-like, optional
+            dtype of every sample.
+        prototype : numpy.ndarray, optional
+            A C-contiguous array whose shape and dtype the samples have.
+        named_samples : bool, optional
+            True (default): each sample is added under a key of the caller's;
+            False: :meth:`~hangar_git.arrayset.ArraysetDataWriter.add` makes
+            one up.
+        variable_shape : bool, optional
+            Samples may be smaller than ``shape`` in any dimension (same rank).
+        backend : {None, 'packs'}, optional
+            Where payloads are stored; only the pack store exists.
+
+        Returns
+        -------
+        ArraysetDataWriter
+            The new arrayset's accessor.
 
         Raises
         ------
@@ -156,7 +240,25 @@ class Arraysets:
         return self._accessor(name)  # type: ignore[no-any-return]
 
     def remove_aset(self, aset_name: str) -> str:
-        """Remove arrayset ``aset_name`` and its samples from the staging area."""
+        """Remove arrayset ``aset_name`` and its samples from the staging area.
+
+        Parameters
+        ----------
+        aset_name : str
+            The arrayset.
+
+        Returns
+        -------
+        str
+            ``aset_name``.
+
+        Raises
+        ------
+        KeyError
+            If no arrayset of that name exists.
+        PermissionError
+            In a read-only checkout.
+        """
         co = self._require_writer()
         if not isinstance(aset_name, str) or not co.view.has_aset(aset_name):
             raise KeyError(aset_name)
@@ -164,7 +266,31 @@ class Arraysets:
         return aset_name
 
     def multi_add(self, mapping: Mapping[str, np.ndarray]) -> str:
-        """Add one sample to each of several unnamed arraysets under one new key."""
+        """Add one sample to each of several unnamed arraysets under one new key.
+
+        Every array is checked against its arrayset before anything is staged.
+
+        Parameters
+        ----------
+        mapping : Mapping of str to numpy.ndarray
+            Arrayset name -> the sample to add to it; the arraysets must have
+            been made with ``named_samples=False``.
+
+        Returns
+        -------
+        str
+            The key the samples were added under (the same in each arrayset).
+
+        Raises
+        ------
+        KeyError
+            If an arrayset does not exist.
+        ValueError
+            An empty mapping, an arrayset with named samples, or an array
+            that does not fit its arrayset's schema.
+        PermissionError
+            In a read-only checkout.
+        """
         co = self._require_writer()
         if not isinstance(mapping, Mapping) or not mapping:
             raise ValueError("multi_add takes a non-empty mapping of arrayset name -> array")
@@ -209,6 +335,7 @@ class ReaderArraysets(Arraysets):
     remove_aset = None  # type: ignore[assignment]
 
     def __delitem__(self, name: str) -> None:
+        """Refused: raises PermissionError (this is a read-only checkout)."""
         self._require_writer()
 
 

@@ -132,6 +132,13 @@ class Checkout:
     def hand_out(self, obj: Any) -> Any:
         """Remember ``obj`` (an accessor given to the user) to make it stale on close.
 
+        Parameters
+        ----------
+        obj : Any
+            Any object that can be weakly referenced (arraysets, metadata,
+            diff ...): when the checkout closes, every use of it raises
+            :class:`ClosedError` (see :class:`~hangar_git.handles.HandleSet`).
+
         Returns
         -------
         Any
@@ -146,10 +153,12 @@ class Checkout:
         return self._arraysets
 
     def __enter__(self) -> Checkout:
+        """Use the checkout in a ``with`` block; it closes when the block ends."""
         self.check_open()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Close the checkout at the end of a ``with`` block (errors propagate)."""
         self.close()
 
     def close(self) -> None:  # pragma: no cover - overridden
@@ -160,14 +169,28 @@ class Checkout:
         """Open a batch: staged payloads are flushed once, at the outermost :meth:`end_batch`."""
 
     def end_batch(self, exc: BaseException | None = None) -> None:
-        """Close a batch opened by :meth:`begin_batch` (``exc``: the error that ended it)."""
+        """Close a batch opened by :meth:`begin_batch`.
+
+        Parameters
+        ----------
+        exc : BaseException, optional
+            The error that ended the batch, if one did.
+        """
 
 
 class ReaderCheckout(Checkout):
     """Read-only checkout of one commit; any number may be open at once.
 
     Readers never block writers, other readers or other processes; a reader
-    sees exactly the commit it was opened on for its whole life.
+    sees exactly the commit it was opened on for its whole life. Open one
+    with :meth:`Repository.checkout <hangar_git.repository.Repository.checkout>`.
+
+    Parameters
+    ----------
+    repo : Repository
+        The repository to read.
+    commit : str
+        Full hash of the commit to read.
     """
 
     def __init__(self, repo: Repository, commit: str) -> None:
@@ -267,7 +290,20 @@ class WriterCheckout(Checkout):
     """The write-enabled checkout: the staging area on the head of a branch.
 
     Only one exists at a time (the writer lock). Close it with :meth:`close`
-    or use it as a context manager.
+    or use it as a context manager. Open one with
+    ``Repository.checkout(write=True)``, which takes the lock and recovers the
+    staging journal first.
+
+    Parameters
+    ----------
+    repo : Repository
+        The repository to write to.
+    branch : str
+        The branch the staging area is on.
+    journal : Journal
+        The staging journal, opened and recovered, based on ``branch``'s head.
+    lock : FileLock
+        The writer lock, held; released by :meth:`close`.
     """
 
     def __init__(self, repo: Repository, branch: str, journal: Journal, lock: FileLock) -> None:
@@ -339,6 +375,11 @@ class WriterCheckout(Checkout):
 
         With ``exc`` an :class:`OSError` (the store failed), or when the
         flush fails, the batch's journal entries are discarded instead.
+
+        Parameters
+        ----------
+        exc : BaseException, optional
+            The error that ended the batch, if one did.
         """
         self._batch -= 1
         self._journal.batching -= 1
@@ -436,6 +477,18 @@ class WriterCheckout(Checkout):
     def commit(self, commit_message: str) -> str:
         """Commit the staged changes on the branch; returns the commit hash.
 
+        The checkout stays open, based on the new commit.
+
+        Parameters
+        ----------
+        commit_message : str
+            The commit's message.
+
+        Returns
+        -------
+        str
+            Hash of the new commit, now the branch's head.
+
         Raises
         ------
         RuntimeError
@@ -464,12 +517,31 @@ class WriterCheckout(Checkout):
         """Merge ``dev_branch`` into this checkout's branch; returns the new head.
 
         A fast-forward when history is linear (``message`` is then unused),
-        else a three-way merge commit with both parents.
+        else a three-way merge commit with both parents. The checkout stays
+        open, based on the new head.
+
+        Parameters
+        ----------
+        message : str
+            Message of the merge commit.
+        dev_branch : str
+            Branch to merge from (local, or remote-tracking ``remote/branch``).
+        strategy : {None, 'ours', 'theirs'}, optional
+            How conflicting samples and metadata are resolved: None (default)
+            refuses the merge, ``'ours'`` keeps this branch's values,
+            ``'theirs'`` takes ``dev_branch``'s.
+
+        Returns
+        -------
+        str
+            Hash of the branch's new head.
 
         Raises
         ------
+        MergeConflictError
+            (a ValueError) On conflicts without a strategy; nothing changes.
         ValueError
-            On conflicts (nothing changes), an unknown branch, or staged changes.
+            An unknown branch, a bad strategy or message, or staged changes.
         """
         self.check_open()
         self.sync()
@@ -492,7 +564,11 @@ class WriterCheckout(Checkout):
     def reset_staging_area(self) -> str:
         """Drop every staged change and close the checkout.
 
-        Returns the hash of the commit the staging area is reset to.
+        Returns
+        -------
+        str
+            Hash of the commit the staging area is reset to ('' before the
+            first commit).
 
         Raises
         ------

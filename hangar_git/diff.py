@@ -54,6 +54,7 @@ class Changes(NamedTuple):
 
     @property
     def empty(self) -> bool:
+        """True when no key was added, removed or mutated."""
         return not (self.additions or self.removals or self.mutations)
 
 
@@ -66,6 +67,7 @@ class DiffRecords(NamedTuple):
 
     @property
     def empty(self) -> bool:
+        """True when no arrayset, metadata key or sample changed."""
         return self.aset.empty and self.meta.empty and all(c.empty for c in self.samples.values())
 
 

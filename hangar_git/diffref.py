@@ -64,6 +64,12 @@ class LazyRecords(Mapping[Any, Any]):
     Reading it (``len``, ``in``, iteration, ``[]``, ``==``, ``repr``) computes
     it once; until then it costs nothing. :attr:`computed` tells whether it
     was.
+
+    Parameters
+    ----------
+    compute : callable
+        Called with no argument, once, on first read; returns the records
+        as a dict.
     """
 
     def __init__(self, compute: Callable[[], dict[Any, Any]]) -> None:
@@ -84,15 +90,19 @@ class LazyRecords(Mapping[Any, Any]):
         return data
 
     def __getitem__(self, key: Any) -> Any:
+        """The value recorded under ``key`` (KeyError when absent)."""
         return self._records()[key]
 
     def __iter__(self) -> Iterator[Any]:
+        """The record keys."""
         return iter(self._records())
 
     def __len__(self) -> int:
+        """The number of records."""
         return len(self._records())
 
     def __contains__(self, key: object) -> bool:
+        """Whether ``key`` is among the records."""
         return key in self._records()
 
     def __repr__(self) -> str:
@@ -101,6 +111,14 @@ class LazyRecords(Mapping[Any, Any]):
 
 class DiffChanges(dict[str, Any]):
     """The changes of a diff in the reference's shape (a dict; see the module).
+
+    Parameters
+    ----------
+    shape : dict
+        The changes: ``{'metadata': ..., 'arraysets': ..., 'samples': ...}``,
+        each keyed by side.
+    records : BranchDiff or DiffRecords
+        The same diff as plain key tuples (kept as :attr:`records`).
 
     Attributes
     ----------
@@ -169,18 +187,22 @@ class StagedDiff(tuple[DiffChanges, dict[str, Any]]):
 
     @property
     def aset(self) -> Changes:
+        """Arraysets added, removed and mutated (schema changed) by the staged changes."""
         return self.records.aset
 
     @property
     def meta(self) -> Changes:
+        """Metadata keys added, removed and mutated by the staged changes."""
         return self.records.meta
 
     @property
     def samples(self) -> dict[str, Changes]:
+        """Per arrayset, the sample keys added, removed and mutated."""
         return self.records.samples
 
     @property
     def empty(self) -> bool:
+        """True when the staged changes add up to no change."""
         return self.records.empty
 
 
@@ -262,8 +284,23 @@ def _side(base: CommitView, side: CommitView, recs: DiffRecords) -> tuple[Any, A
 
 
 def reference_conflicts(conflicts: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
-    """The conflicts of :func:`hangar_git.diff.diff3` (plain keys) with record
-    keys, and an entry in ``'sample'`` for each of ``names``."""
+    """The conflicts of :func:`hangar_git.diff.diff3` in the reference's shape.
+
+    Parameters
+    ----------
+    conflicts : Mapping
+        ``{'aset', 'meta', 'sample', 'conflict_found'}`` as ``diff3`` returns
+        them, with plain keys.
+    names : iterable of str
+        Every arrayset on any side: each gets an entry in ``'sample'``, empty
+        when it has no conflict.
+
+    Returns
+    -------
+    dict
+        The same conflicts with metadata keys as :class:`MetadataRecordKey`
+        and sample keys as :class:`RawDataRecordKey`.
+    """
     plain = conflicts["sample"]
     none = ConflictRecords((), (), (), (), False)
     samples = {}
@@ -301,6 +338,13 @@ def branch_result(
         Views of the merge base, this side (master) and the other side (dev).
     diff, conflicts : BranchDiff, dict
         The diff as :func:`hangar_git.diff.diff_commits` returns it.
+
+    Returns
+    -------
+    tuple of (DiffChanges, dict)
+        The changes of both sides (``'master'`` and ``'dev'``) with the
+        values of the changed records looked up, and the conflicts as
+        :func:`reference_conflicts` shapes them.
     """
     base, master, dev = views
     m_meta, m_aset, m_samples = _side(base, master, diff.master)
@@ -315,8 +359,23 @@ def branch_result(
 
 
 def staged_result(base: CommitView, staged: CommitView, diff: DiffRecords) -> StagedDiff:
-    """``(changes, conflicts)`` of ``diff.staged()``: the ``'master'`` side only
-    (base commit to staging area), and no conflicts."""
+    """``(changes, conflicts)`` of ``diff.staged()``.
+
+    Parameters
+    ----------
+    base : CommitView
+        The staging area's base commit.
+    staged : CommitView
+        The staging area (base commit plus staged changes).
+    diff : DiffRecords
+        The staged changes as :func:`hangar_git.diff.staged_diff` finds them.
+
+    Returns
+    -------
+    StagedDiff
+        The ``'master'`` side only (base commit to staging area) and empty
+        conflicts, with an entry in ``'sample'`` for every arrayset.
+    """
     meta, aset, samples = _side(base, staged, diff)
     shape = {
         "metadata": {"master": meta},

@@ -43,7 +43,22 @@ class FormatVersionError(HangarError, RuntimeError):
 
 
 class MergeConflictError(HangarError, ValueError):
-    """A merge found conflicts; nothing was changed."""
+    """A merge found conflicts; nothing was changed.
+
+    Parameters
+    ----------
+    message : str
+        What conflicts, for people.
+    conflicts : dict, optional
+        The conflicts, shaped as ``co.diff.branch()`` returns them (see
+        :func:`hangar_git.diffref.reference_conflicts`); kept as
+        :attr:`conflicts`.
+
+    Attributes
+    ----------
+    conflicts : dict or None
+        The conflicts found, for a program to act on.
+    """
 
     def __init__(self, message: str, conflicts: object = None) -> None:
         super().__init__(message)
@@ -56,6 +71,18 @@ class CorruptRecordError(HangarError, ValueError):
 
 
 def first_line(exc: BaseException) -> str:
-    """The first line of an error's message (its type name when it has none)."""
+    """The first line of an error's message (what a one-line report shows).
+
+    Parameters
+    ----------
+    exc : BaseException
+        The error.
+
+    Returns
+    -------
+    str
+        The first line of ``str(exc)``, or the error's type name when the
+        message is empty.
+    """
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]

@@ -37,7 +37,16 @@ def _check_value(value: object) -> str:
 
 
 class MetadataReader:
-    """Read access to the metadata of a checkout (dict-like, str -> str)."""
+    """Read access to the metadata of a checkout (dict-like, str -> str).
+
+    Keys are str (letters, digits, ``-._``) or int >= 0. Reach it as
+    ``co.metadata``.
+
+    Parameters
+    ----------
+    checkout : Checkout
+        The checkout whose metadata records are read.
+    """
 
     def __init__(self, checkout: Checkout) -> None:
         self._co = checkout
@@ -58,6 +67,7 @@ class MetadataReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """End the ``with co.metadata:`` block (nothing to release)."""
         pass
 
     def __reduce__(self) -> tuple[object, ...]:
@@ -75,6 +85,7 @@ class MetadataReader:
         return self._co.view.meta_keys()
 
     def __contains__(self, key: object) -> bool:
+        """``key in co.metadata``: whether a value is stored under ``key`` (none is read)."""
         try:
             enc = encode_key(key, "metadata")
         except ValueError:
@@ -82,16 +93,29 @@ class MetadataReader:
         return enc in self._keys()
 
     def __len__(self) -> int:
+        """The number of keys (no value is read)."""
         return len(self._keys())
 
     def __iter__(self) -> Iterator[Key]:
+        """The keys (see :meth:`keys`)."""
         return self.keys()
 
     def __getitem__(self, key: Key) -> str:
+        """``co.metadata[key]``: the value stored under ``key`` (see :meth:`get`)."""
         return self.get(key)
 
     def get(self, key: Key) -> str:
         """The value stored under ``key``.
+
+        Parameters
+        ----------
+        key : str or int
+            The metadata key.
+
+        Returns
+        -------
+        str
+            The value (ASCII).
 
         Raises
         ------
@@ -108,12 +132,33 @@ class MetadataReader:
         return value
 
     def keys(self) -> Iterator[Key]:
+        """Every key (no value is read).
+
+        Returns
+        -------
+        Iterator of str or int
+            The keys, in record order.
+        """
         return (decode_key(k) for k in self._keys())
 
     def values(self) -> Iterator[str]:
+        """Every value, in the order of :meth:`keys`.
+
+        Returns
+        -------
+        Iterator of str
+            The values, all read when the call is made.
+        """
         return iter(list(self._items().values()))
 
     def items(self) -> Iterator[tuple[Key, str]]:
+        """Every ``(key, value)`` pair, in the order of :meth:`keys`.
+
+        Returns
+        -------
+        Iterator of tuple of (str or int, str)
+            The pairs, all read when the call is made.
+        """
         return ((decode_key(k), v) for k, v in list(self._items().items()))
 
     def __repr__(self) -> str:
@@ -144,10 +189,23 @@ class MetadataWriter(MetadataReader):
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """End the batch: flush what it staged (discarded if the store failed)."""
         self._co.end_batch(exc[1] if isinstance(exc[1], BaseException) else None)
 
     def add(self, key: Key, value: str) -> Key:
-        """Store ``value`` under ``key``.
+        """Stage ``value`` under ``key`` (replacing any value it had).
+
+        Parameters
+        ----------
+        key : str or int
+            The metadata key.
+        value : str
+            The value: ASCII, at most :data:`MAX_VALUE_BYTES` bytes.
+
+        Returns
+        -------
+        str or int
+            ``key``.
 
         Raises
         ------
@@ -161,10 +219,29 @@ class MetadataWriter(MetadataReader):
         return key
 
     def __setitem__(self, key: Key, value: str) -> None:
+        """``co.metadata[key] = value``: store a value (see :meth:`add`)."""
         self.add(key, value)
 
     def remove(self, key: Key) -> Key:
-        """Remove ``key``; KeyError if absent."""
+        """Stage the removal of ``key`` and its value.
+
+        Parameters
+        ----------
+        key : str or int
+            The metadata key.
+
+        Returns
+        -------
+        str or int
+            ``key``.
+
+        Raises
+        ------
+        KeyError
+            If no value is stored under ``key``.
+        ValueError
+            If ``key`` is not a valid metadata key.
+        """
         enc = encode_key(key, "metadata")
         if enc not in self._keys():
             raise KeyError(key)
@@ -172,4 +249,5 @@ class MetadataWriter(MetadataReader):
         return key
 
     def __delitem__(self, key: Key) -> None:
+        """``del co.metadata[key]``: remove a value (see :meth:`remove`)."""
         self.remove(key)

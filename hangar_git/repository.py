@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .checkout import ReaderCheckout, WriterCheckout
@@ -17,13 +16,16 @@ from .records.objpack import remove_stale_keeps
 from .records.staging import Journal
 from .repair import RepairReport
 from .repository_core import DEFAULT_BRANCH
-from .repository_refs import RepositoryRefs
+from .repository_history import RepositoryHistory
 
 if TYPE_CHECKING:
+    from .fsck import FsckReport
+    from .gc import GcReport
     from .history_tools import PurgeReport, SampleComparison
+    from .remotes import Remotes
 
 
-class Repository(RepositoryRefs):
+class Repository(RepositoryHistory):
     """A hangar-git repository: versioned arrays whose history is git's.
 
     Parameters
@@ -43,8 +45,8 @@ class Repository(RepositoryRefs):
     """
 
     @property
-    def remote(self) -> Any:
-        """Remote operations (see :class:`hangar_git.remotes.Remotes`)."""
+    def remote(self) -> Remotes:
+        """Remote operations: add, list, fetch, push (see :class:`hangar_git.remotes.Remotes`)."""
         from .remotes import Remotes
 
         return Remotes(self)
@@ -60,29 +62,36 @@ class Repository(RepositoryRefs):
     ) -> ReaderCheckout | WriterCheckout:
         """Open a checkout: read-only at a branch head, tag or commit, or the writer.
 
-        ``branch`` defaults to ``master``, as in the reference. The write
-        checkout's branch is the current branch, one for Python and the
-        command line: the staging area's, which :attr:`writer_branch` and
-        ``git hangar status`` show and ``git hangar checkout`` sets. Opening
-        the writer on another branch moves it there; when that happens
-        through the default (the current branch is not ``master`` and no
-        ``branch`` was given), a :class:`UserWarning` says so (pass
-        ``branch=repo.writer_branch`` to stay). ``commit`` is a commit hash
-        (a unique prefix is enough) or a tag name.
+        The writer works on the current branch (:attr:`writer_branch`, which
+        ``git hangar checkout`` sets too); opening it on another moves the
+        current branch there, with a :class:`UserWarning` when only the default
+        ``branch`` asked for it (pass ``branch=repo.writer_branch`` to stay).
 
-        With ``fetch_missing`` (True for the default remote, or a remote name),
-        reading a sample whose payload is not on this machine fetches it from
-        that remote's data URL on the spot (verified, then stored); otherwise
-        such a read raises :class:`MissingPayloadError`.
+        Parameters
+        ----------
+        write : bool, optional
+            True for the write checkout (default: read-only).
+        branch : str, optional
+            Branch to read the head of, or to write on (default ``'master'``).
+        commit : str, optional
+            Read this commit (hash, unique prefix, or tag name), not a branch head.
+        fetch_missing : bool or str, optional
+            A remote's name (True: the default remote) whose data URL a read
+            fetches a payload missing here from, verified, then stored; False
+            (default): such a read raises :class:`MissingPayloadError`.
+
+        Returns
+        -------
+        ReaderCheckout or WriterCheckout
+            Close it (or use it in a ``with`` block) when done.
 
         Raises
         ------
         ValueError
-            If ``write`` is not a bool, the branch or commit does not exist, the
-            staging area holds changes for another branch, or ``fetch_missing``
-            names no usable remote.
+            A non-bool ``write``, no such branch or commit, changes staged on
+            another branch, or no usable remote for ``fetch_missing``.
         WriterLockError
-            (a PermissionError) if another write checkout is open.
+            (a PermissionError) If another write checkout is open.
         """
         git = self._git_repo()
         if not isinstance(write, bool):
@@ -174,6 +183,22 @@ class Repository(RepositoryRefs):
         their payloads with ``remote.fetch_data``, or read through
         ``checkout(fetch_missing=True)``.
 
+        Parameters
+        ----------
+        user_name, user_email : str or None
+            Identity of the commits made here; None takes git's
+            ``user.name`` / ``user.email``.
+        remote_address : str
+            Where the remote's git repository is (a path or URL).
+        remove_old : bool, optional
+            Replace a hangar repository that exists here (default False: refuse).
+        data : str, optional
+            The remote's data URL, where its payloads are fetched from.
+        remote_name : str, optional
+            Name of the remote to add (default ``'origin'``).
+        progress : callable, optional
+            Called as ``progress(stage, done, total)`` while refs are fetched.
+
         Returns
         -------
         str
@@ -204,7 +229,31 @@ class Repository(RepositoryRefs):
     def summary(
         self, *, branch: str = "", commit: str = "", return_contents: bool = False
     ) -> dict | None:
-        """Print (or return) what a commit holds: arraysets, sample counts, metadata."""
+        """Print (or return) what a commit holds: arraysets, sample counts, metadata.
+
+        Parameters
+        ----------
+        branch : str, optional
+            Summarise this branch's head (local or ``remote/branch``).
+        commit : str, optional
+            Summarise this commit (hash or unique prefix); wins over ``branch``.
+            With neither, the head of the staging area's branch.
+        return_contents : bool, optional
+            Return the summary instead of printing it.
+
+        Returns
+        -------
+        dict or None
+            With ``return_contents``: ``commit``, ``spec`` (time, user,
+            message ...), ``arraysets`` (name -> sample count, dtype, shape and
+            flags), ``metadata``, ``path`` and ``disk_usage`` (bytes of the
+            payload store). Otherwise None (the summary is printed).
+
+        Raises
+        ------
+        ValueError
+            If the repository has no commits yet, or no such branch or commit.
+        """
         from .history import render_summary, summary_contents
 
         start = self._startpoint(branch or None, commit or None)
@@ -220,74 +269,69 @@ class Repository(RepositoryRefs):
     def merge(
         self, message: str, master_branch: str, dev_branch: str, *, strategy: str | None = None
     ) -> str:
-        """Merge ``dev_branch`` into ``master_branch``; returns the new head commit."""
+        """Merge ``dev_branch`` into ``master_branch``; returns the new head commit.
+
+        Opens the write checkout on ``master_branch`` for the merge (so no
+        other may be open) and closes it after; see
+        :meth:`WriterCheckout.merge <hangar_git.checkout.WriterCheckout.merge>`.
+
+        Parameters
+        ----------
+        message : str
+            Message of the merge commit (unused for a fast-forward).
+        master_branch : str
+            Branch to merge into; it moves.
+        dev_branch : str
+            Branch to merge from (local, or remote-tracking ``remote/branch``).
+        strategy : {None, 'ours', 'theirs'}, optional
+            How conflicting samples and metadata are resolved: None (default)
+            refuses the merge, ``'ours'`` keeps ``master_branch``'s values,
+            ``'theirs'`` takes ``dev_branch``'s.
+
+        Returns
+        -------
+        str
+            Hash of ``master_branch``'s new head.
+
+        Raises
+        ------
+        MergeConflictError
+            (a ValueError) On conflicts without a strategy; nothing changes.
+        ValueError
+            Unknown branches, a bad strategy, or changes staged on ``master_branch``.
+        WriterLockError
+            (a PermissionError) If a write checkout is open.
+        """
         self._git_repo()
         with self.checkout(write=True, branch=master_branch) as co:
             assert isinstance(co, WriterCheckout)
             return co.merge(message, dev_branch, strategy=strategy)
 
-    @contextmanager
-    def _staging_journal(self, branch: str | None) -> Iterator[Journal]:
-        """The staging journal on ``branch`` (default: its own), under the
-        writer lock, recovered and reset onto the branch head when clean."""
-        git = self._git_repo()
-        lock = self._acquire_writer()
-        try:
-            clear_stale_ref_locks(git)
-            remove_stale_keeps(git)
-            current = self._writer_branch()
-            branch = current if branch is None else branch
-            check_branch_name(branch)
-            head = branch_head(git, branch)
-            if head is None and branch != current:  # the staging area never moves to it
-                raise ValueError(f"no branch named {branch!r} with commits")
-            journal = Journal.open(self._journal_path(), branch, head)
-            try:
-                self._recover_commit(journal)
-                moved = journal.branch != branch or journal.base != branch_head(git, branch)
-                if moved and (not journal.has_entries or self._staging_clean(journal)):
-                    journal.reset(branch, head)
-                yield journal
-            finally:
-                journal.close()
-        finally:
-            self._release_writer(lock)
-
-    def cherry_pick(
-        self,
-        commit: str,
-        *,
-        branch: str | None = None,
-        strategy: str | None = None,
-        message: str | None = None,
-    ) -> str:
-        """Apply one commit's change to ``branch`` (default: the staging area's)
-        as a new commit; see :func:`hangar_git.history_tools.cherry_pick`."""
-        from .history_tools import cherry_pick
-
-        with self._staging_journal(branch) as journal:
-            git, who = self._git_repo(), self.identity()
-            return cherry_pick(git, who, journal, commit, strategy=strategy, message=message)
-
-    def revert(
-        self,
-        commit: str,
-        *,
-        branch: str | None = None,
-        strategy: str | None = None,
-        message: str | None = None,
-    ) -> str:
-        """Undo one commit's change on ``branch`` (default: the staging area's)
-        as a new commit; see :func:`hangar_git.history_tools.revert`."""
-        from .history_tools import revert
-
-        with self._staging_journal(branch) as journal:
-            git, who = self._git_repo(), self.identity()
-            return revert(git, who, journal, commit, strategy=strategy, message=message)
-
     def compare_sample(self, a: str, b: str, arrayset: str, key: str | int) -> SampleComparison:
-        """One sample at STARTPOINTs ``a`` and ``b`` and at their merge base;
-        see :func:`hangar_git.history_tools.compare_sample`."""
+        """One sample at STARTPOINTs ``a`` and ``b`` and at their merge base.
+
+        See :func:`hangar_git.history_tools.compare_sample`.
+
+        Parameters
+        ----------
+        a, b : str
+            Branch names (local or ``remote/branch``), tags or commit hash prefixes.
+        arrayset : str
+            The arrayset of the sample.
+        key : str or int
+            The sample's key; ``s:NAME`` / ``i:NUMBER`` pick its type, and a
+            digit string means the int key when no str key of that text exists.
+
+        Returns
+        -------
+        SampleComparison
+            The sample on each side (None where absent) and how they differ.
+
+        Raises
+        ------
+        LookupError
+            If ``a`` or ``b`` names no data commit, or no side holds the sample.
+        """
         from .history_tools import compare_sample
 
         return compare_sample(self, a, b, arrayset, key)
@@ -301,11 +345,41 @@ class Repository(RepositoryRefs):
         dry_run: bool = False,
         data_remote: str | None = None,
     ) -> PurgeReport:
-        """Remove samples (and metadata) from every commit of every local branch,
-        then their payloads and the old commits from this machine (and from
-        the data remote of remote ``data_remote``); see
+        """Remove samples (and metadata) from every commit of every local branch.
+
+        Every commit holding them is rewritten and the refs moved; then their
+        payloads and the old commits are deleted from this machine (and from
+        the data remote of remote ``data_remote``). Remote-tracking refs whose
+        history holds them are deleted. See
         :func:`hangar_git.history_tools.purge_records`, ``drop_purged`` and
-        ``purge_data_remote``."""
+        ``purge_data_remote``.
+
+        Parameters
+        ----------
+        arrayset : str or None
+            The arrayset of ``keys`` (None when only metadata is purged).
+        keys : iterable of str or int, optional
+            Keys of the samples to remove.
+        meta_keys : iterable of str or int, optional
+            Keys of the metadata to remove.
+        dry_run : bool, optional
+            Report what would be rewritten and deleted, change nothing.
+        data_remote : str, optional
+            Also delete the payloads from this remote's data URL.
+
+        Returns
+        -------
+        PurgeReport
+            The commits and refs rewritten, refs deleted and payloads removed.
+
+        Raises
+        ------
+        ValueError
+            No key given, a bad key or arrayset name, staged changes, or no
+            remote named ``data_remote`` (nothing changes).
+        WriterLockError
+            (a PermissionError) While a write checkout is open.
+        """
         from .history_tools import drop_purged, purge_data_remote, purge_records
 
         if data_remote is not None:
@@ -333,9 +407,47 @@ class Repository(RepositoryRefs):
         force: bool = False,
         message: str | None = None,
     ) -> str:
-        """Commit a schema change of ``arrayset`` (a raised maximum shape, made
-        variable-shape, renamed, or cast to ``dtype``); returns the new head.
-        See :func:`hangar_git.history_tools.change_schema` and ``change_dtype``."""
+        """Commit a schema change of ``arrayset``; returns the new head.
+
+        The change is a raised maximum shape, the arrayset made
+        variable-shape, renamed, or (in a commit of its own) cast to
+        ``dtype``. See :func:`hangar_git.history_tools.change_schema` and
+        ``change_dtype``.
+
+        Parameters
+        ----------
+        arrayset : str
+            The arrayset to change.
+        branch : str, optional
+            Branch to commit on (default: the staging area's branch).
+        shape : tuple of int, optional
+            The new (maximum) shape; every sample must fit it.
+        variable_shape : bool, optional
+            True to make the arrayset variable-shape.
+        rename : str, optional
+            The arrayset's new name.
+        dtype : numpy dtype-like, optional
+            Cast every sample to this dtype (alone: no other change with it).
+        force : bool, optional
+            Allow a ``dtype`` cast that can lose values.
+        message : str, optional
+            Commit message (default: one describing the change).
+
+        Returns
+        -------
+        str
+            Hash of the branch's new head.
+
+        Raises
+        ------
+        KeyError
+            If the branch head has no such arrayset.
+        ValueError
+            A schema some sample cannot fit, a taken or bad name, nothing to
+            change, a lossy cast without ``force``, or staged changes.
+        WriterLockError
+            (a PermissionError) While a write checkout is open.
+        """
         from .history_tools import change_dtype, change_schema
 
         if dtype is not None:
@@ -348,13 +460,27 @@ class Repository(RepositoryRefs):
             return change_schema(git, who, journal, arrayset, **change, message=message)
 
     # ---- maintenance -------------------------------------------------------------
-    def verify(self, full: bool = False) -> Any:
+    def verify(self, full: bool = False) -> FsckReport:
         """Check records, payloads and git objects (``git hangar fsck``).
 
-        Returns a :class:`hangar_git.fsck.FsckReport`; ``report.ok`` is False
-        when anything is damaged, and ``report.damaged`` names each damaged
-        sample of each commit. ``full`` also hashes every git object and
-        verifies payloads no commit references. Nothing is changed.
+        Nothing is changed.
+
+        Parameters
+        ----------
+        full : bool, optional
+            Also hash every git object and verify the payloads no commit
+            references.
+
+        Returns
+        -------
+        FsckReport
+            ``report.ok`` is False when anything is damaged, and
+            ``report.damaged`` names each damaged sample of each commit.
+
+        Raises
+        ------
+        ValueError
+            If ``full`` is not a bool.
         """
         from .fsck import verify
 
@@ -394,13 +520,23 @@ class Repository(RepositoryRefs):
         self._git_repo()
         return repair(self, dry_run=dry_run)
 
-    def gc(self, dry_run: bool = False) -> Any:
+    def gc(self, dry_run: bool = False) -> GcReport:
         """Reclaim unreferenced payloads, compact packs, repack git objects.
 
-        Returns a :class:`hangar_git.gc.GcReport`.
+        Parameters
+        ----------
+        dry_run : bool, optional
+            Only report what would be reclaimed.
+
+        Returns
+        -------
+        GcReport
+            What was (or would be) deleted, compacted and reclaimed.
 
         Raises
         ------
+        ValueError
+            If ``dry_run`` is not a bool.
         WriterLockError
             (a PermissionError) while a write checkout is open.
         """

@@ -2,7 +2,8 @@
 
 The base of :class:`hangar_git.repository.Repository`: what every other part of it
 uses. Branches, tags and the read-only views are in :mod:`hangar_git.repository_refs`;
-checkouts, clone, the history tools and maintenance in :mod:`hangar_git.repository`.
+cherry-pick and revert in :mod:`hangar_git.repository_history`; checkouts, clone,
+the other history tools and maintenance in :mod:`hangar_git.repository`.
 """
 
 from __future__ import annotations
@@ -112,6 +113,15 @@ class RepositoryCore:
         The user's git HEAD, index and work tree are never touched. When
         ``user_name``/``user_email`` are not given, commits take the identity
         from ``git config user.name``/``user.email``.
+
+        Parameters
+        ----------
+        user_name, user_email : str, optional
+            Identity recorded for this repository's commits (default: git's
+            configured one, read at each commit).
+        remove_old : bool, optional
+            Delete a hangar repository that exists there (its refs and
+            ``.git/hangar``) and start afresh; default False refuses.
 
         Returns
         -------
@@ -305,6 +315,11 @@ class RepositoryCore:
         A writer in this process is closed (its batched work written first);
         a lock held by another live process is broken by replacing the lock
         file: never do that while that process may still write.
+
+        Returns
+        -------
+        bool
+            True (the lock is free afterwards).
 
         Warns
         -----

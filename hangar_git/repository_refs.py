@@ -31,7 +31,13 @@ class RepositoryRefs(RepositoryCore):
 
     # ---- branches ----------------------------------------------------------------
     def list_branches(self) -> list[str]:
-        """Names of the hangar branches (``master`` exists from the start)."""
+        """Names of the local hangar branches (``master`` exists from the start).
+
+        Returns
+        -------
+        list of str
+            Branch names, sorted; ``['master']`` before the first commit.
+        """
         git = self._git_repo()
         names = list_branches(git)
         if not names:
@@ -40,6 +46,19 @@ class RepositoryRefs(RepositoryCore):
 
     def create_branch(self, name: str, base_commit: str | None = None) -> str:
         """Create branch ``name`` at ``base_commit`` (default: the writer's branch head).
+
+        Parameters
+        ----------
+        name : str
+            The new branch; parts separated by ``/`` are allowed.
+        base_commit : str, optional
+            Commit hash (or unique prefix) the branch starts at; default the
+            head of the staging area's branch.
+
+        Returns
+        -------
+        str
+            ``name``.
 
         Raises
         ------
@@ -64,6 +83,19 @@ class RepositoryRefs(RepositoryCore):
         """Delete branch ``name``; returns the commit it pointed at.
 
         Refuses to drop work that no other branch holds unless ``force``.
+
+        Parameters
+        ----------
+        name : str
+            The branch to delete.
+        force : bool, optional
+            Delete it even when its commits are on no other branch (local or
+            remote-tracking).
+
+        Returns
+        -------
+        str
+            Hash of the commit the branch pointed at.
 
         Raises
         ------
@@ -131,13 +163,29 @@ class RepositoryRefs(RepositoryCore):
         return sha
 
     def list_tags(self) -> dict[str, str]:
-        """Every tag: ``{name: commit hash}``, sorted by name."""
+        """Every tag and the commit it names.
+
+        Returns
+        -------
+        dict of str to str
+            ``{name: commit hash}``, sorted by name.
+        """
         from .refs import list_tags
 
         return list_tags(self._git_repo())
 
     def remove_tag(self, name: str) -> str:
         """Delete tag ``name`` (its commits stay on their branches); returns its commit.
+
+        Parameters
+        ----------
+        name : str
+            The tag to delete.
+
+        Returns
+        -------
+        str
+            Hash of the commit the tag named.
 
         Raises
         ------
@@ -171,9 +219,30 @@ class RepositoryRefs(RepositoryCore):
     ) -> dict | None:
         """Print the commit graph from a branch head or commit (like ``git log --graph``).
 
-        With ``return_contents`` the graph is returned as a dict instead:
-        ``head``, ``order`` (newest first), ``ancestors`` (commit -> parents)
-        and ``specs`` (commit -> time, user, email, message, code commit).
+        Parameters
+        ----------
+        branch : str, optional
+            Start at this branch's head (local or ``remote/branch``).
+        commit : str, optional
+            Start at this commit (hash or unique prefix); wins over ``branch``.
+            With neither, the head of the staging area's branch.
+        return_contents : bool, optional
+            Return the graph instead of printing it.
+        show_time, show_user : bool, optional
+            Also print each commit's time, author.
+
+        Returns
+        -------
+        dict or None
+            With ``return_contents``: ``head``, ``order`` (newest first),
+            ``ancestors`` (commit -> parents) and ``specs`` (commit -> time,
+            user, email, message, code commit). Otherwise None (the graph is
+            printed), and None when there is no commit to start from.
+
+        Raises
+        ------
+        ValueError
+            If no such branch or commit exists.
         """
         from .history import log_contents, render_log
 
@@ -264,7 +333,13 @@ class RepositoryRefs(RepositoryCore):
         return branch_commit(self._git_repo(), name, required=required)
 
     def branch_labels(self) -> dict[str, list[str]]:
-        """Commit -> names of the branches (local and remote-tracking) at it."""
+        """The branches (local and remote-tracking) at each commit that has any.
+
+        Returns
+        -------
+        dict of str to list of str
+            Commit hash -> names of the branches whose head it is.
+        """
         from .history import branch_labels
 
         return branch_labels(self._git_repo())

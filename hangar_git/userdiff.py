@@ -49,7 +49,15 @@ class DiffSource(Protocol):
 
 
 class ReaderUserDiff:
-    """Diff methods of a read checkout, relative to its commit."""
+    """Diff methods of a read checkout, relative to its commit.
+
+    Reach it as ``co.diff``.
+
+    Parameters
+    ----------
+    source : DiffSource
+        The checkout's state, as the checkout hands it to its diff object.
+    """
 
     def __init__(self, source: DiffSource) -> None:
         self._src = source
@@ -104,7 +112,15 @@ class ReaderUserDiff:
     def commit(self, dev_commit_hash: str) -> tuple[DiffChanges, dict[str, Any]]:
         """Changes and conflicts between this checkout and another commit.
 
-        See :meth:`branch` for the result.
+        Parameters
+        ----------
+        dev_commit_hash : str
+            The commit to compare with: a full hash or a unique prefix.
+
+        Returns
+        -------
+        tuple
+            ``(changes, conflicts)``, shaped as :meth:`branch` returns them.
 
         Raises
         ------
@@ -196,7 +212,16 @@ class WriterUserDiff(ReaderUserDiff):
         return staged_result(CommitView(view.base), view, staged_diff(view))
 
     def status(self) -> str:
-        """``'CLEAN'`` when nothing is staged, else ``'DIRTY'``."""
+        """Whether the staging area holds changes.
+
+        Changes that add up to nothing (an arrayset added then removed)
+        leave it ``'CLEAN'``.
+
+        Returns
+        -------
+        str
+            ``'CLEAN'`` when nothing is staged, else ``'DIRTY'``.
+        """
         self._src.check_open()
         view = self._view()
         if surely_dirty(view):

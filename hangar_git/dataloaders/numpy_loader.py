@@ -4,7 +4,8 @@
 it selects samples once (validating everything up front, resolving their
 payload digests), and each epoch reads one batch at a time through the batch
 read path of each arrayset, so payloads that share a storage block are
-decompressed once per batch.
+decompressed once per batch. Several arraysets are zipped by sample key:
+batch ``i`` holds the same keys in every field.
 """
 
 from __future__ import annotations
@@ -27,6 +28,26 @@ class NumpyLoader:
     Made by :func:`make_numpy_loader`. Each ``for`` loop over it is one epoch.
     It pickles (the handles it opens are reopened in the new process) and can
     be used as a context manager, which closes its handles at the end.
+
+    Parameters
+    ----------
+    source : SampleSource
+        The selected samples (their keys and payload digests) and how to read them.
+    batch_size : int
+        Samples per batch.
+    shuffle : bool
+        Read each epoch in a new random order.
+    seed : int or None
+        Seed of the shuffling generator.
+    drop_last : bool
+        Leave out a last batch smaller than ``batch_size``.
+    field_names : sequence of str or None
+        Field names of the batch namedtuple (None: the arrayset names).
+    ragged : {'list', 'pad'}
+        How a batch of a variable-shape arrayset is given (see
+        :func:`make_numpy_loader`).
+    pad_value : scalar
+        Fill value for ``ragged='pad'``.
     """
 
     def __init__(
@@ -97,6 +118,11 @@ class NumpyLoader:
         With ``shuffle`` each call draws the next permutation from the
         loader's generator, seeded by ``seed``: the sequence of epochs is
         reproducible, and every epoch differs.
+
+        Returns
+        -------
+        list of int
+            A permutation of ``range(num_samples)`` (the identity without ``shuffle``).
         """
         n = len(self.source)
         if not self.shuffle:
@@ -106,8 +132,14 @@ class NumpyLoader:
         return order.tolist()
 
     def epoch_keys(self) -> list[Key]:
-        """The keys of one epoch in reading order (a new permutation if shuffling,
-        drawn as :meth:`epoch_indices` does)."""
+        """The keys of one epoch in reading order.
+
+        Returns
+        -------
+        list of str or int
+            The selected keys, in a new permutation when shuffling (drawn as
+            :meth:`epoch_indices` does).
+        """
         keys = self.source.keys
         return [keys[i] for i in self.epoch_indices()]
 
@@ -118,11 +150,30 @@ class NumpyLoader:
             yield order[i : i + b]
 
     def batches_of_keys(self) -> Iterator[list[Key]]:
-        """The keys of each batch of one epoch."""
+        """The keys of each batch of one epoch.
+
+        Returns
+        -------
+        Iterator of list of str or int
+            One list of keys per batch, in reading order (a new permutation
+            when shuffling).
+        """
         return self._batches(self.epoch_keys())
 
     def collate(self, per_aset: list[list[np.ndarray]]) -> Any:
-        """One batch (a namedtuple) from the arrays read per arrayset."""
+        """One batch from the arrays read per arrayset.
+
+        Parameters
+        ----------
+        per_aset : list of list of numpy.ndarray
+            For each arrayset, in field order, the samples of the batch.
+
+        Returns
+        -------
+        namedtuple
+            One field per arrayset: the samples stacked (a fixed-shape
+            arrayset), else padded and stacked (``ragged='pad'``) or the list.
+        """
         fields: list[Any] = []
         for arrays, (_, _, variable) in zip(per_aset, self.source.specs, strict=True):
             if not variable:
@@ -134,6 +185,7 @@ class NumpyLoader:
         return self.batch_type(*fields)
 
     def __iter__(self) -> Iterator[Any]:
+        """One epoch: each batch, read when the loop asks for it (see :meth:`collate`)."""
         collate = self.collate
         order = self.epoch_indices()
         with self.source.reader() as read:  # one checkout for the epoch
@@ -146,9 +198,11 @@ class NumpyLoader:
         self.source.close()
 
     def __enter__(self) -> NumpyLoader:
+        """Use the loader in a ``with`` block; its handles close when the block ends."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Close the read checkouts the loader opened (see :meth:`close`)."""
         self.close()
 
 
@@ -165,19 +219,14 @@ def make_numpy_loader(
     ragged: Literal["list", "pad"] = "list",
     pad_value: Any = 0,
 ) -> NumpyLoader:
-    """Batches of stacked numpy arrays from arraysets of a read checkout.
-
-    Several arraysets are zipped by sample key: batch ``i`` holds the same
-    keys in every field.
+    """Batches of stacked numpy arrays from arraysets of a read checkout, zipped by key.
 
     Parameters
     ----------
     arraysets : ArraysetDataReader or list or tuple of them
-        Arraysets of one read checkout (any commit). Write-enabled checkouts
-        are refused: a loader reads committed data.
+        Arraysets of one read checkout (any commit); write-enabled ones are refused.
     keys : sequence of str or int, optional
-        The samples to read, in this order; each must be in every arrayset.
-        Takes priority over ``index_range``.
+        The samples, in this order; each in every arrayset. Wins over ``index_range``.
     index_range : slice, optional
         Without ``keys``: a slice of the keys common to all the arraysets,
         sorted (int keys ascending, then str keys ascending).
@@ -186,50 +235,42 @@ def make_numpy_loader(
     shuffle : bool, optional
         Read each epoch in a new random order (default False).
     seed : int, optional
-        Seed of the shuffling generator: the same seed gives the same
-        sequence of epochs.
+        Seed of the shuffling: the same seed gives the same sequence of epochs.
     drop_last : bool, optional
         Leave out a last batch smaller than ``batch_size``.
     field_names : list or tuple of str, optional
-        Field names of the batch namedtuple; default: the arrayset names.
+        Field names of the batch namedtuple (default: the arrayset names).
     ragged : {'list', 'pad'}, optional
-        How a batch of a *variable-shape* arrayset is given: ``'list'``
-        (default) a list of arrays, each its own shape; ``'pad'`` one array
-        padded at the end of every dimension to the largest shape in the
-        batch, with ``pad_value``. Fixed-shape arraysets are always stacked.
+        A variable-shape arrayset's batch as a list of arrays (default), or as
+        one array padded to the batch's largest shape with ``pad_value``.
     pad_value : scalar, optional
         Fill value for ``ragged='pad'`` (default 0).
 
     Returns
     -------
     NumpyLoader
-        Iterable of batches; ``len()`` is the number of batches per epoch.
-        Each batch is a namedtuple with one field per arrayset holding an
-        array of shape ``(batch, *sample_shape)`` (freshly allocated, yours to
-        modify).
+        Iterable of ``len(loader)`` batches per epoch, each a namedtuple with
+        one field per arrayset: a new array of shape ``(batch, *sample_shape)``.
 
     Raises
     ------
     TypeError
-        If ``arraysets`` holds something else than arrayset accessors, or
-        an arrayset of a write-enabled checkout; if ``index_range`` is not a
-        slice, or ``keys`` is a single key.
+        Not arrayset accessors (or of a write checkout), ``index_range`` not
+        a slice, or ``keys`` a single key.
     ValueError
         Bad ``batch_size``, ``ragged`` or ``field_names``; arraysets of
         different commits or repositories; an empty selection.
     KeyError
         If a key in ``keys`` is missing from an arrayset.
     MissingPayloadError
-        (a FileNotFoundError) if selected samples are remote references whose
-        payloads are not on this machine; raised before any batch is read,
-        listing them.
+        (a FileNotFoundError) Before any batch is read, naming the selected
+        samples whose payloads are not on this machine.
 
     Examples
     --------
-    >>> co = repo.checkout()                                              # doctest: +SKIP
-    >>> asets = [co.arraysets['images'], co.arraysets['labels']]          # doctest: +SKIP
-    >>> loader = make_numpy_loader(asets, batch_size=128, shuffle=True, seed=0)  # doctest: +SKIP
-    >>> for images, labels in loader:                                     # doctest: +SKIP
+    >>> asets = [co.arraysets["images"], co.arraysets["labels"]]  # doctest: +SKIP
+    >>> loader = make_numpy_loader(asets, batch_size=128, shuffle=True)  # doctest: +SKIP
+    >>> for images, labels in loader:  # doctest: +SKIP
     ...     train_step(images, labels)
     """
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:

@@ -47,6 +47,13 @@ class HangarTorchDataset(Dataset):
     ``dataset[i]`` is a namedtuple (one field per arrayset) of numpy arrays;
     torch's default collate turns a batch of them into a namedtuple of
     stacked tensors.
+
+    Parameters
+    ----------
+    source : SampleSource
+        The selected samples (their keys and payload digests) and how to read them.
+    field_names : sequence of str or None
+        Field names of the sample namedtuple (None: the arrayset names).
     """
 
     def __init__(self, source: SampleSource, field_names: Sequence[str] | None) -> None:
@@ -78,6 +85,7 @@ class HangarTorchDataset(Dataset):
         return self.source.names
 
     def __len__(self) -> int:
+        """The number of selected samples."""
         return len(self.source)
 
     def _index(self, index: int) -> int:
@@ -89,6 +97,7 @@ class HangarTorchDataset(Dataset):
         return i + n if i < 0 else i
 
     def __getitem__(self, index: int) -> Any:
+        """``dataset[i]``: sample ``i`` (a namedtuple of arrays); negative indices count back."""
         make = self.sample_type
         return make(*(column[0] for column in self.source.read([self._index(index)])))
 
@@ -213,6 +222,7 @@ class PadCollate:
         self.with_shapes = with_shapes
 
     def __call__(self, batch: Sequence[Any]) -> Any:
+        """Collate ``batch`` (a list of samples) into padded tensors; see the class."""
         if not batch:
             raise ValueError("cannot collate an empty batch")
         kind = type(batch[0])
@@ -229,7 +239,24 @@ class PadCollate:
 
 
 def list_collate(batch: Sequence[Any]) -> Any:
-    """Collate for variable-shape samples: each field a list of tensors."""
+    """Collate for variable-shape samples: each field a list of tensors.
+
+    Parameters
+    ----------
+    batch : sequence of namedtuple
+        The samples of one batch, as the dataset gives them.
+
+    Returns
+    -------
+    namedtuple
+        Of the samples' type: each field the list of that field's tensors,
+        one per sample, each its own shape.
+
+    Raises
+    ------
+    ValueError
+        If ``batch`` is empty.
+    """
     if not batch:
         raise ValueError("cannot collate an empty batch")
     kind = type(batch[0])
