@@ -7,20 +7,19 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from .checkout import ReaderCheckout, WriterCheckout
 from .gitutil import (
     branch_head,
     clear_stale_ref_locks,
 )
 from .naming import check_branch_name
-from .records.objpack import remove_stale_keeps
 from .records.staging import Journal
-from .repair import RepairReport
 from .repository_core import DEFAULT_BRANCH
 from .repository_refs import RepositoryRefs
 
 if TYPE_CHECKING:
+    from .checkout import ReaderCheckout, WriterCheckout
     from .history_tools import PurgeReport, SampleComparison
+    from .repair import RepairReport
 
 
 class Repository(RepositoryRefs):
@@ -119,9 +118,14 @@ class Repository(RepositoryRefs):
                     raise ValueError(f"no branch named {branch!r}")
                 raise ValueError(f"branch {branch!r} has no commits yet: nothing to read")
             sha = head
+        from .checkout import ReaderCheckout  # numpy and the store: only when used
+
         return ReaderCheckout(self, sha)
 
     def _open_writer(self, branch: str) -> WriterCheckout:
+        from .checkout import WriterCheckout
+        from .records.objpack import remove_stale_keeps
+
         git = self._git_repo()
         check_branch_name(branch)
         lock = self._acquire_writer()
@@ -221,6 +225,8 @@ class Repository(RepositoryRefs):
         self, message: str, master_branch: str, dev_branch: str, *, strategy: str | None = None
     ) -> str:
         """Merge ``dev_branch`` into ``master_branch``; returns the new head commit."""
+        from .checkout import WriterCheckout
+
         self._git_repo()
         with self.checkout(write=True, branch=master_branch) as co:
             assert isinstance(co, WriterCheckout)
@@ -230,6 +236,8 @@ class Repository(RepositoryRefs):
     def _staging_journal(self, branch: str | None) -> Iterator[Journal]:
         """The staging journal on ``branch`` (default: its own), under the
         writer lock, recovered and reset onto the branch head when clean."""
+        from .records.objpack import remove_stale_keeps
+
         git = self._git_repo()
         lock = self._acquire_writer()
         try:

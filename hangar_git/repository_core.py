@@ -21,7 +21,6 @@ import pygit2
 from filelock import FileLock, Timeout
 
 from ._version import __version__
-from .checkout import _LIVE_WRITERS, WriterCheckout
 from .errors import NotInitializedError, WriterLockError
 from .gitutil import (
     HEADS,
@@ -31,11 +30,12 @@ from .gitutil import (
     config_identity_outside_repo,
     discover,
 )
-from .records.snapshot import TreeRecords, commit_tree
+from .live_writers import LIVE_WRITERS
 from .records.staging import Journal
 from .store import PackStore
 
 if TYPE_CHECKING:
+    from .checkout import WriterCheckout
     from .status import StagedState
 
 
@@ -146,7 +146,7 @@ class RepositoryCore:
         if self.initialized:
             if not remove_old:
                 raise OSError(f"a hangar repository already exists at {self._hdir}")
-            if _LIVE_WRITERS and any(w._repo._hdir == self._hdir for w in _LIVE_WRITERS):
+            if LIVE_WRITERS and any(w._repo._hdir == self._hdir for w in LIVE_WRITERS):
                 raise WriterLockError("a write checkout is open: close it before remove_old")
             for ref in list(self._git.references):
                 if ref.startswith("refs/hangar/"):
@@ -265,7 +265,7 @@ class RepositoryCore:
             stacklevel=2,
         )
         assert self._hdir is not None
-        for co in list(_LIVE_WRITERS):
+        for co in list(LIVE_WRITERS):
             if co._repo._hdir == self._hdir:
                 co.close()
         if self.writer_lock_held:
@@ -285,6 +285,7 @@ class RepositoryCore:
         """True when the journal's entries add up to no change of its base
         (e.g. an arrayset created then removed): status CLEAN."""
         from .diff import staged_diff
+        from .records.snapshot import TreeRecords, commit_tree
         from .records.view import StagedView
 
         git = self._git_repo()
@@ -443,7 +444,7 @@ class RepositoryCore:
             may be open in another process: see :attr:`writer_lock_held`).
         """
         self._git_repo()
-        for co in list(_LIVE_WRITERS):
+        for co in list(LIVE_WRITERS):
             if co._repo._hdir == self._hdir and not co.closed:
                 return co
         return None

@@ -202,8 +202,6 @@ ALLOWED_REACH_INS: dict[str, dict[str, str]] = {
     "hangar_git.checkout": {"self._repo._identity": _NO_PUBLIC_REPO},
     "hangar_git.repair": {"repo._journal_path": _NO_PUBLIC_REPO},
     "hangar_git.repository_core": {
-        "from .checkout import _LIVE_WRITERS": "the open write checkouts; a public "
-        "checkout.live_writers() would do (not done yet)",
         "co._repo": _SAME_REPO,
         "co._repo._hdir": _SAME_REPO,
         "w._repo": _SAME_REPO,
