@@ -18,6 +18,7 @@ from .repository_refs import RepositoryRefs
 
 if TYPE_CHECKING:
     from .checkout import ReaderCheckout, WriterCheckout
+    from .diffref import DiffChanges
     from .history_tools import PurgeReport, SampleComparison
     from .repair import RepairReport
 
@@ -219,6 +220,55 @@ class Repository(RepositoryRefs):
             return contents
         print(render_summary(contents))
         return None
+
+    # ---- diff and merge -----------------------------------------------------------
+    def diff(self, master: str, dev: str) -> tuple[DiffChanges, dict[str, Any]]:
+        """Changes and conflicts between two commits, without opening a checkout.
+
+        The same result as ``repo.checkout(commit=master).diff.commit(dev)``
+        (a three-way diff from the merge base, see
+        :meth:`hangar_git.userdiff.ReaderUserDiff.branch`), read from the
+        record trees alone: no checkout, no payload store, and only the parts
+        of the records that changed.
+
+        Parameters
+        ----------
+        master, dev : str
+            STARTPOINTs: a branch, a tag, ``remote/branch`` or a commit hash
+            (a unique prefix is enough).
+
+        Returns
+        -------
+        tuple
+            ``(changes, conflicts)``: ``changes['samples']['master'][aset]``
+            holds the ``'additions'``, ``'removals'`` and ``'mutations'`` of
+            ``master`` since the merge base, ``'dev'`` those of ``dev``;
+            ``changes.records`` is the plain :class:`~hangar_git.diff.BranchDiff`
+            (``master``, ``dev``, ``incoming``, ``base``).
+
+        Raises
+        ------
+        StartpointError
+            (a LookupError) No such branch, tag or commit, a commit without
+            hangar data, or a branch with no commit yet.
+        TypeError
+            If ``master`` or ``dev`` is not a str.
+        NotInitializedError
+            Before :meth:`init`.
+
+        Examples
+        --------
+        >>> changes, conflicts = repo.diff("master", "dev")   # doctest: +SKIP
+        >>> changes.dev.samples["images"].mutations           # doctest: +SKIP
+        """
+        from .diffref import commit_diff
+
+        for spec in (master, dev):
+            if not isinstance(spec, str):
+                raise TypeError(f"a STARTPOINT is a str, not {type(spec).__name__}")
+        git = self._git_repo()
+        a, b = self.resolve_startpoint(master), self.resolve_startpoint(dev)
+        return commit_diff(git, a.commit, b.commit)
 
     # ---- merge -----------------------------------------------------------------
     def merge(
