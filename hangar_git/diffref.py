@@ -238,7 +238,12 @@ def _aset_d(base: CommitView, side: CommitView) -> dict[str, Any]:
     """``D`` of the arrayset schemas: a mutation is a changed schema (the
     samples are the ``'samples'`` part's)."""
     b, s = set(base.aset_names()), set(side.aset_names())
-    mutated = {n for n in b & s if base.schema(n) != side.schema(n)}
+    mutated = {
+        n
+        for n in b & s
+        # the same arrayset tree holds the same schema: nothing to read
+        if base.base.aset_oid(n) != side.base.aset_oid(n) and base.schema(n) != side.schema(n)
+    }
     return {
         "additions": {n: side.schema(n) for n in sorted(s - b)},
         "removals": {n: base.schema(n) for n in sorted(b - s)},
