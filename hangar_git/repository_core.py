@@ -32,11 +32,11 @@ from .gitutil import (
 )
 from .live_writers import LIVE_WRITERS
 from .records.staging import Journal
-from .store import PackStore
 
 if TYPE_CHECKING:
     from .checkout import WriterCheckout
     from .status import StagedState
+    from .store import PackStore
 
 
 class _DefaultBranch(str):
@@ -66,6 +66,7 @@ class RepositoryCore:
         self._user_path = p
         self._git: pygit2.Repository | None = None
         self._hdir: Path | None = None
+        self._pack_store: PackStore | None = None
         gitdir = discover(p)
         if gitdir is not None:
             self._attach(pygit2.Repository(gitdir))
@@ -80,7 +81,17 @@ class RepositoryCore:
     def _attach(self, git: pygit2.Repository) -> None:
         self._git = git
         self._hdir = common_dir(git) / "hangar"
-        self._store = PackStore(self._hdir / "store")
+        self._pack_store = None
+
+    @property
+    def _store(self) -> PackStore:
+        """The payload store, opened on first use (status and diffs never need it)."""
+        if self._pack_store is None:
+            from .store import PackStore
+
+            assert self._hdir is not None
+            self._pack_store = PackStore(self._hdir / "store")
+        return self._pack_store
 
     @property
     def initialized(self) -> bool:

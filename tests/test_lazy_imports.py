@@ -31,13 +31,26 @@ PROBE = (
 )
 
 
-def imported(tmp_path: Path, script: Path, *args: str, cwd: Path | None = None) -> set[str]:
-    """The modules a fresh interpreter running ``script ARGS`` imported (it must
-    succeed). Read from ``sys.modules`` at exit: ``-X importtime`` misses what
-    ``importlib.import_module`` imports."""
+#: stands in for the package ``hangar_git.store`` without running its
+#: ``__init__`` (which imports every backend, numpy with them): its modules
+#: still import, each on its own
+BARE_STORE = (
+    "import pathlib, sys, types, hangar_git\n"
+    "bare = types.ModuleType('hangar_git.store')\n"
+    "bare.__path__ = [str(pathlib.Path(hangar_git.__file__).parent / 'store')]\n"
+    "sys.modules['hangar_git.store'] = bare\n"
+)
+
+
+def imported(
+    tmp_path: Path, script: Path, *args: str, cwd: Path | None = None, prelude: str = ""
+) -> set[str]:
+    """The modules a fresh interpreter running ``script ARGS`` (after the code
+    ``prelude``) imported; it must succeed. Read from ``sys.modules`` at exit:
+    ``-X importtime`` misses what ``importlib.import_module`` imports."""
     out = tmp_path / "modules.txt"
     subprocess.run(
-        [sys.executable, "-c", PROBE, str(out), str(script), *args],
+        [sys.executable, "-c", prelude + PROBE, str(out), str(script), *args],
         cwd=cwd,
         capture_output=True,
         check=True,
@@ -112,6 +125,19 @@ def test_status_imports_only_its_command_and_no_optional_library(repo, tmp_path)
         "hangar_git.io_formats",
     }
     assert not never & mods, never & mods
+
+
+def test_status_needs_numpy_only_through_the_store_package(repo, tmp_path):
+    """Everything ``status`` imports works without numpy but the ``__init__``
+    of ``hangar_git.store`` (the staging journal imports ``store.durable``,
+    and the package's ``__init__`` imports all of the store, numpy too): with
+    that ``__init__`` left out, status imports neither numpy nor a backend.
+    A lazy ``store/__init__.py`` would take numpy off every short command."""
+    mods = imported(tmp_path, ROOT / "git-hangar", "status", cwd=repo.path, prelude=BARE_STORE)
+    assert "hangar_git.store.durable" in mods
+    assert "numpy" not in mods
+    assert not {"hangar_git.store.packs", "hangar_git.store.writer"} & mods
+    assert imported(tmp_path, snippet(tmp_path, "import hangar_git.schema")).isdisjoint({"numpy"})
 
 
 def test_the_module_entry_point_runs():
