@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "large": ("bench_large.py", [], ["-n", "20"]),
     "diff-merge": ("bench_diff_merge.py", [], ["-n", "100000"]),
     "loaders": ("bench_loaders.py", [], ["--n", "10000"]),
+    "cold": ("bench_cold.py", [], ["--repeat", "3"]),
 }
 
 _VERDICT = re.compile(r"^\s*\[(ok|FAIL)\]\s*(.*)$")

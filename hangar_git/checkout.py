@@ -7,8 +7,6 @@ Reads of payloads go through :class:`hangar_git.payloads.PayloadAccess`
 
 from __future__ import annotations
 
-import atexit
-import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +16,7 @@ from .arraysets import Arraysets, ReaderArraysets
 from .commits import commit_staged
 from .errors import ClosedError, MissingPayloadError
 from .handles import HandleSet
+from .live_writers import LIVE_WRITERS
 from .metadata import MetadataReader, MetadataWriter
 from .naming import Key
 from .payloads import PayloadAccess
@@ -263,29 +262,6 @@ def _shared_reader(repo_cls: type, path: str, commit: str) -> ReaderCheckout:
     return co
 
 
-_LIVE_WRITERS: weakref.WeakSet[WriterCheckout] = weakref.WeakSet()
-
-
-def live_writers() -> list[WriterCheckout]:
-    """The write checkouts of this process not yet closed, on any repository.
-
-    Returns
-    -------
-    list of WriterCheckout
-        A snapshot: closing one of them while iterating is safe.
-    """
-    return list(_LIVE_WRITERS)
-
-
-@atexit.register
-def _close_live_writers() -> None:  # pragma: no cover - runs at interpreter exit
-    for co in list(_LIVE_WRITERS):
-        try:
-            co.close()
-        except Exception:
-            pass
-
-
 class WriterCheckout(Checkout):
     """The write-enabled checkout: the staging area on the head of a branch.
 
@@ -322,7 +298,7 @@ class WriterCheckout(Checkout):
             raise
         self._metadata = self.hand_out(MetadataWriter(self))
         self._diff: WriterUserDiff | None = None
-        _LIVE_WRITERS.add(self)
+        LIVE_WRITERS.add(self)
 
     # ---- properties -----------------------------------------------------
     @property
@@ -595,7 +571,7 @@ class WriterCheckout(Checkout):
         finally:
             self.closed = True
             self._handles.close()
-            _LIVE_WRITERS.discard(self)
+            LIVE_WRITERS.discard(self)
             try:
                 self._writer.close()
                 self.payloads.reader.close()

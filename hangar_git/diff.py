@@ -375,6 +375,11 @@ def merge_base(git: pygit2.Repository, one: str | None, two: str) -> str | None:
     return str(base) if base is not None else None
 
 
+#: each side's net sample changes since the merge base, and the arraysets its
+#: change logs do not cover (:func:`hangar_git.records.changelog.logged_changes`)
+SideLogs = tuple[tuple[changelog.Net, set[str]], tuple[changelog.Net, set[str]]]
+
+
 def diff_commits(
     git: pygit2.Repository, head: str | None, dev: str, master_tree: bytes | None = None
 ) -> tuple[BranchDiff, dict[str, Any]]:
@@ -405,6 +410,28 @@ def diff_commits(
         ConflictRecords}, 'conflict_found': bool}``; ``'sample'`` holds every
         arrayset both sides changed differently.
     """
+    diff, conflicts, _logs = diff_commits_logged(git, head, dev, master_tree)
+    return diff, conflicts
+
+
+def diff_commits_logged(
+    git: pygit2.Repository, head: str | None, dev: str, master_tree: bytes | None = None
+) -> tuple[BranchDiff, dict[str, Any], SideLogs | None]:
+    """:func:`diff_commits`, and the change logs it composed the diff from.
+
+    Parameters
+    ----------
+    git, head, dev, master_tree
+        As for :func:`diff_commits`.
+
+    Returns
+    -------
+    tuple
+        ``(changes, conflicts, logs)``: those of :func:`diff_commits`, and the
+        two sides' composed change logs (None when the samples trees were
+        walked); :func:`logged_triples` tells which arraysets' changes, with
+        their digests, came from them.
+    """
     base = merge_base(git, head, dev)
     m = master_tree if master_tree is not None else commit_tree(git, head)
     logs = None
@@ -412,7 +439,33 @@ def diff_commits(
         lm = changelog.logged_changes(git, base, head)
         ld = changelog.logged_changes(git, base, dev) if lm is not None else None
         logs = (lm, ld) if lm is not None and ld is not None else None
-    return diff3(git, commit_tree(git, base), m, commit_tree(git, dev), base, logs=logs)
+    diff, conflicts = diff3(git, commit_tree(git, base), m, commit_tree(git, dev), base, logs=logs)
+    return diff, conflicts, logs
+
+
+def logged_triples(
+    logs: SideLogs, name: str, states: tuple[AsetState, AsetState, AsetState]
+) -> dict[str, Triple] | None:
+    """The changes :func:`diff3` takes from the change logs for arrayset ``name``.
+
+    Parameters
+    ----------
+    logs : SideLogs
+        As :func:`diff_commits_logged` returns them.
+    name : str
+        The arrayset.
+    states : tuple of AsetState
+        The arrayset in the merge base, master and dev (only ``entry`` and
+        ``samples`` are read).
+
+    Returns
+    -------
+    dict or None
+        ``{encoded key: (base, master, dev) digest}`` of every key a side
+        changed (a digest None where the key is absent); None when the logs
+        do not cover the arrayset and the diff walked its samples trees.
+    """
+    return _logged_triples(logs, name, states)
 
 
 def _logged_triples(

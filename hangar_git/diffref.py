@@ -38,11 +38,24 @@ import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .diff import BranchDiff, Changes, ConflictRecords, DiffRecords
+from .diff import (
+    BranchDiff,
+    Changes,
+    ConflictRecords,
+    DiffRecords,
+    SideLogs,
+    diff_commits_logged,
+    logged_triples,
+)
 from .naming import Key, decode_key, encode_key
+from .records.snapshot import TreeRecords, commit_tree
+from .records.view import CommitView
+from .records.walk import AsetState
 
 if TYPE_CHECKING:
-    from .records.view import CommitView
+    import pygit2
+
+    from .records.walk import Triple
 
 
 class MetadataRecordKey(NamedTuple):
@@ -247,7 +260,12 @@ def _aset_d(base: CommitView, side: CommitView) -> dict[str, Any]:
     """``D`` of the arrayset schemas: a mutation is a changed schema (the
     samples are the ``'samples'`` part's)."""
     b, s = set(base.aset_names()), set(side.aset_names())
-    mutated = {n for n in b & s if base.schema(n) != side.schema(n)}
+    mutated = {
+        n
+        for n in b & s
+        # the same arrayset tree holds the same schema: nothing to read
+        if base.base.aset_oid(n) != side.base.aset_oid(n) and base.schema(n) != side.schema(n)
+    }
     return {
         "additions": {n: side.schema(n) for n in sorted(s - b)},
         "removals": {n: base.schema(n) for n in sorted(b - s)},
@@ -256,10 +274,32 @@ def _aset_d(base: CommitView, side: CommitView) -> dict[str, Any]:
     }
 
 
-def _samples_d(base: CommitView, side: CommitView, name: str, ch: Changes | None) -> dict[str, Any]:
+def _known_value(
+    triples: Mapping[str, Triple], i: int, base: CommitView
+) -> Callable[[CommitView, RawDataRecordKey], str | None]:
+    """:func:`_sample_value` from the digests the diff had (``triples``; ``i``:
+    1 for the master side, 2 for dev), a look-up in the view for any other key."""
+
+    def value(view: CommitView, k: RawDataRecordKey) -> str | None:
+        t = triples.get(encode_key(k.data_name))
+        if t is None:
+            return _sample_value(view, k)
+        d = t[0] if view is base else t[i]
+        return d.hex() if d is not None else None
+
+    return value
+
+
+def _samples_d(
+    base: CommitView,
+    side: CommitView,
+    name: str,
+    ch: Changes | None,
+    value: Callable[[CommitView, RawDataRecordKey], str | None] = _sample_value,
+) -> dict[str, Any]:
     ch = ch if ch is not None else Changes((), (), ())
     keyed = Changes(*(tuple(RawDataRecordKey(name, k) for k in keys) for keys in ch[:3]))
-    d = _side_d(base, side, keyed, _sample_value)
+    d = _side_d(base, side, keyed, value)
     changed = {*ch.removals, *ch.mutations}
 
     def unchanged() -> dict[Any, Any]:
@@ -276,10 +316,21 @@ def _samples_d(base: CommitView, side: CommitView, name: str, ch: Changes | None
     return d
 
 
-def _side(base: CommitView, side: CommitView, recs: DiffRecords) -> tuple[Any, Any, Any]:
-    """``(metadata D, arraysets D, {aset: samples D})`` of one side."""
+def _side(
+    base: CommitView,
+    side: CommitView,
+    recs: DiffRecords,
+    known: Mapping[str, Mapping[str, Triple]] | None = None,
+    i: int = 1,
+) -> tuple[Any, Any, Any]:
+    """``(metadata D, arraysets D, {aset: samples D})`` of one side (``i``: 1
+    master, 2 dev; ``known``: the digests the diff had, by arrayset)."""
     names = sorted({*base.aset_names(), *side.aset_names()})
-    samples = {n: _samples_d(base, side, n, recs.samples.get(n)) for n in names}
+    samples = {}
+    for n in names:
+        triples = known.get(n) if known is not None else None
+        value = _known_value(triples, i, base) if triples is not None else _sample_value
+        samples[n] = _samples_d(base, side, n, recs.samples.get(n), value)
     return _meta_d(base, side, recs.meta), _aset_d(base, side), samples
 
 
@@ -329,6 +380,7 @@ def branch_result(
     views: tuple[CommitView, CommitView, CommitView],
     diff: BranchDiff,
     conflicts: Mapping[str, Any],
+    known: Mapping[str, Mapping[str, Triple]] | None = None,
 ) -> tuple[DiffChanges, dict[str, Any]]:
     """``(changes, conflicts)`` of ``diff.branch()`` / ``diff.commit()``.
 
@@ -338,6 +390,11 @@ def branch_result(
         Views of the merge base, this side (master) and the other side (dev).
     diff, conflicts : BranchDiff, dict
         The diff as :func:`hangar_git.diff.diff_commits` returns it.
+    known : Mapping, optional
+        The sample digests the diff already had, by arrayset (from
+        :func:`hangar_git.diff.logged_triples`): the values
+        of those arraysets' changes are taken from there, not read from the
+        views' record trees.
 
     Returns
     -------
@@ -347,8 +404,8 @@ def branch_result(
         :func:`reference_conflicts` shapes them.
     """
     base, master, dev = views
-    m_meta, m_aset, m_samples = _side(base, master, diff.master)
-    d_meta, d_aset, d_samples = _side(base, dev, diff.dev)
+    m_meta, m_aset, m_samples = _side(base, master, diff.master, known, 1)
+    d_meta, d_aset, d_samples = _side(base, dev, diff.dev, known, 2)
     shape = {
         "metadata": {"master": m_meta, "dev": d_meta},
         "arraysets": {"master": m_aset, "dev": d_aset},
@@ -356,6 +413,64 @@ def branch_result(
     }
     names = {*base.aset_names(), *master.aset_names(), *dev.aset_names()}
     return DiffChanges(shape, diff), reference_conflicts(conflicts, names)
+
+
+def _known(
+    views: tuple[CommitView, CommitView, CommitView], logs: SideLogs | None
+) -> dict[str, dict[str, Triple]]:
+    """The sample digests a diff took from the change logs, by arrayset (read
+    from the views' trees, which the result reads anyway)."""
+    if logs is None:
+        return {}
+    out = {}
+    for name in sorted({n for v in views for n in v.aset_names()}):
+        entries = tuple(v.base.aset_oid(name) for v in views)
+        if entries[0] == entries[1] == entries[2]:
+            continue  # unchanged: no values to find
+        states = tuple(
+            AsetState(e, None, v.base.samples_oid(name) if e is not None else None)
+            for e, v in zip(entries, views, strict=True)
+        )
+        triples = logged_triples(logs, name, states)  # type: ignore[arg-type]
+        if triples is not None:
+            out[name] = triples
+    return out
+
+
+def commit_diff(
+    git: pygit2.Repository, head: str | None, dev: str, master_tree: bytes | None = None
+) -> tuple[DiffChanges, dict[str, Any]]:
+    """``(changes, conflicts)`` of commit ``head`` (master) against commit
+    ``dev``, in the reference's shape, read from the record trees alone (no
+    checkout, no payload store).
+
+    Parameters
+    ----------
+    git : pygit2.Repository
+        The repository holding both commits.
+    head : str or None
+        The master side's commit (None before the first commit).
+    dev : str
+        The dev side's commit (a full hash).
+    master_tree : bytes, optional
+        Root tree standing for the master side instead of ``head``'s (a
+        write checkout's staged changes).
+
+    Returns
+    -------
+    tuple
+        As :func:`branch_result`; the values of changes the change logs
+        gave come from them, the others are read from the trees.
+    """
+    diff, conflicts, logs = diff_commits_logged(git, head, dev, master_tree)
+    trees = (
+        commit_tree(git, diff.base),
+        master_tree if master_tree is not None else commit_tree(git, head),
+        commit_tree(git, dev),
+    )
+    base, master, other = (CommitView(TreeRecords(git, t)) for t in trees)
+    views = (base, master, other)
+    return branch_result(views, diff, conflicts, _known(views, logs))
 
 
 def staged_result(base: CommitView, staged: CommitView, diff: DiffRecords) -> StagedDiff:
@@ -400,6 +515,7 @@ __all__ = [
     "RawDataRecordKey",
     "StagedDiff",
     "branch_result",
+    "commit_diff",
     "reference_conflicts",
     "staged_result",
 ]

@@ -6,23 +6,23 @@ import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from .checkout import ReaderCheckout, WriterCheckout
 from .gitutil import (
     branch_head,
     clear_stale_ref_locks,
 )
 from .naming import check_branch_name
-from .records.objpack import remove_stale_keeps
 from .records.staging import Journal
-from .repair import RepairReport
 from .repository_core import DEFAULT_BRANCH
 from .repository_history import RepositoryHistory
 
 if TYPE_CHECKING:
+    from .checkout import ReaderCheckout, WriterCheckout
+    from .diffref import DiffChanges
     from .fsck import FsckReport
     from .gc import GcReport
     from .history_tools import PurgeReport, SampleComparison
     from .remotes import Remotes
+    from .repair import RepairReport
 
 
 class Repository(RepositoryHistory):
@@ -128,9 +128,14 @@ class Repository(RepositoryHistory):
                     raise ValueError(f"no branch named {branch!r}")
                 raise ValueError(f"branch {branch!r} has no commits yet: nothing to read")
             sha = head
+        from .checkout import ReaderCheckout  # numpy and the store: only when used
+
         return ReaderCheckout(self, sha)
 
     def _open_writer(self, branch: str) -> WriterCheckout:
+        from .checkout import WriterCheckout
+        from .records.objpack import remove_stale_keeps
+
         git = self._git_repo()
         check_branch_name(branch)
         lock = self._acquire_writer()
@@ -265,6 +270,55 @@ class Repository(RepositoryHistory):
         print(render_summary(contents))
         return None
 
+    # ---- diff and merge -----------------------------------------------------------
+    def diff(self, master: str, dev: str) -> tuple[DiffChanges, dict[str, Any]]:
+        """Changes and conflicts between two commits, without opening a checkout.
+
+        The same result as ``repo.checkout(commit=master).diff.commit(dev)``
+        (a three-way diff from the merge base, see
+        :meth:`hangar_git.userdiff.ReaderUserDiff.branch`), read from the
+        record trees alone: no checkout, no payload store, and only the parts
+        of the records that changed.
+
+        Parameters
+        ----------
+        master, dev : str
+            STARTPOINTs: a branch, a tag, ``remote/branch`` or a commit hash
+            (a unique prefix is enough).
+
+        Returns
+        -------
+        tuple
+            ``(changes, conflicts)``: ``changes['samples']['master'][aset]``
+            holds the ``'additions'``, ``'removals'`` and ``'mutations'`` of
+            ``master`` since the merge base, ``'dev'`` those of ``dev``;
+            ``changes.records`` is the plain :class:`~hangar_git.diff.BranchDiff`
+            (``master``, ``dev``, ``incoming``, ``base``).
+
+        Raises
+        ------
+        StartpointError
+            (a LookupError) No such branch, tag or commit, a commit without
+            hangar data, or a branch with no commit yet.
+        TypeError
+            If ``master`` or ``dev`` is not a str.
+        NotInitializedError
+            Before :meth:`init`.
+
+        Examples
+        --------
+        >>> changes, conflicts = repo.diff("master", "dev")   # doctest: +SKIP
+        >>> changes.dev.samples["images"].mutations           # doctest: +SKIP
+        """
+        from .diffref import commit_diff
+
+        for spec in (master, dev):
+            if not isinstance(spec, str):
+                raise TypeError(f"a STARTPOINT is a str, not {type(spec).__name__}")
+        git = self._git_repo()
+        a, b = self.resolve_startpoint(master), self.resolve_startpoint(dev)
+        return commit_diff(git, a.commit, b.commit)
+
     # ---- merge -----------------------------------------------------------------
     def merge(
         self, message: str, master_branch: str, dev_branch: str, *, strategy: str | None = None
@@ -302,6 +356,8 @@ class Repository(RepositoryHistory):
         WriterLockError
             (a PermissionError) If a write checkout is open.
         """
+        from .checkout import WriterCheckout
+
         self._git_repo()
         with self.checkout(write=True, branch=master_branch) as co:
             assert isinstance(co, WriterCheckout)

@@ -22,7 +22,6 @@ import pygit2
 from filelock import FileLock, Timeout
 
 from ._version import __version__
-from .checkout import WriterCheckout, live_writers
 from .errors import NotInitializedError, WriterLockError
 from .gitutil import (
     HEADS,
@@ -32,12 +31,13 @@ from .gitutil import (
     config_identity_outside_repo,
     discover,
 )
-from .records.snapshot import TreeRecords, commit_tree
+from .live_writers import live_writers
 from .records.staging import Journal
-from .store import PackStore
 
 if TYPE_CHECKING:
+    from .checkout import WriterCheckout
     from .status import StagedState
+    from .store import PackStore
 
 
 class _DefaultBranch(str):
@@ -67,6 +67,7 @@ class RepositoryCore:
         self._user_path = p
         self._git: pygit2.Repository | None = None
         self._hdir: Path | None = None
+        self._pack_store: PackStore | None = None
         gitdir = discover(p)
         if gitdir is not None:
             self._attach(pygit2.Repository(gitdir))
@@ -81,7 +82,17 @@ class RepositoryCore:
     def _attach(self, git: pygit2.Repository) -> None:
         self._git = git
         self._hdir = common_dir(git) / "hangar"
-        self._store = PackStore(self._hdir / "store")
+        self._pack_store = None
+
+    @property
+    def _store(self) -> PackStore:
+        """The payload store, opened on first use (status and diffs never need it)."""
+        if self._pack_store is None:
+            from .store import PackStore
+
+            assert self._hdir is not None
+            self._pack_store = PackStore(self._hdir / "store")
+        return self._pack_store
 
     @property
     def initialized(self) -> bool:
@@ -355,6 +366,7 @@ class RepositoryCore:
         """True when the journal's entries add up to no change of its base
         (e.g. an arrayset created then removed): status CLEAN."""
         from .diff import staged_diff
+        from .records.snapshot import TreeRecords, commit_tree
         from .records.view import StagedView
 
         git = self._git_repo()

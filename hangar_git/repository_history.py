@@ -14,7 +14,6 @@ from contextlib import contextmanager
 
 from .gitutil import branch_head, clear_stale_ref_locks
 from .naming import check_branch_name
-from .records.objpack import remove_stale_keeps
 from .records.staging import Journal
 from .repository_refs import RepositoryRefs
 
@@ -26,6 +25,8 @@ class RepositoryHistory(RepositoryRefs):
     def _staging_journal(self, branch: str | None) -> Iterator[Journal]:
         """The staging journal on ``branch`` (default: its own), under the
         writer lock, recovered and reset onto the branch head when clean."""
+        from .records.objpack import remove_stale_keeps
+
         git = self._git_repo()
         lock = self._acquire_writer()
         try:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
+
 
 MAX_RANK = 31
 #: largest sample an arrayset may declare, in bytes (its maximum shape times
@@ -18,6 +21,8 @@ _KINDS = frozenset("biufc")
 
 def check_dtype(dtype: object) -> np.dtype:
     """Return ``dtype`` as a numpy dtype if arraysets can hold it."""
+    import numpy as np
+
     try:
         dt = np.dtype(dtype)  # type: ignore[call-overload]
     except TypeError as exc:
@@ -34,6 +39,8 @@ def check_dtype(dtype: object) -> np.dtype:
 
 def check_shape(shape: object) -> tuple[int, ...]:
     """Return ``shape`` as a tuple of positive ints, else raise ValueError."""
+    import numpy as np
+
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (int(shape),)
     if not isinstance(shape, (tuple, list)):
@@ -117,6 +124,8 @@ class ArraysetSchema:
 
     def validate(self, data: object) -> np.ndarray:
         """Return ``data`` if it fits this schema, else raise ValueError."""
+        import numpy as np
+
         if type(data) is not np.ndarray:
             if not isinstance(data, np.ndarray) or isinstance(data, np.matrix):
                 raise ValueError(f"sample data must be a numpy.ndarray, not {type(data).__name__}")

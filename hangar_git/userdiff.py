@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from .diff import diff_commits, staged_diff
-from .diffref import DiffChanges, StagedDiff, branch_result, staged_result
+from .diff import staged_diff
+from .diffref import DiffChanges, StagedDiff, commit_diff, staged_result
 from .gitutil import resolve_commit
 from .naming import Key, check_arrayset_name, encode_key
 from .records.build import build_root
@@ -67,15 +67,7 @@ class ReaderUserDiff:
         return None
 
     def _diff(self, dev: str) -> tuple[DiffChanges, dict[str, Any]]:
-        git, head, mtree = self._src.git, self._src.head(), self._master_tree()
-        diff, conflicts = diff_commits(git, head, dev, mtree)
-        trees = (
-            commit_tree(git, diff.base),
-            mtree if mtree is not None else commit_tree(git, head),
-            commit_tree(git, dev),
-        )
-        views = tuple(CommitView(TreeRecords(git, t)) for t in trees)
-        return branch_result(views, diff, conflicts)  # type: ignore[arg-type]
+        return commit_diff(self._src.git, self._src.head(), dev, self._master_tree())
 
     def branch(self, dev_branch_name: str) -> tuple[DiffChanges, dict[str, Any]]:
         """Changes and conflicts between this checkout and the head of a branch.

@@ -69,9 +69,9 @@ def repo(repo_path: Path):
     r.init(user_name="Test User", user_email="test@example.org")
     yield r
     # close any writer a test left open, so its lock never leaks across tests
-    from hangar_git.checkout import _LIVE_WRITERS
+    from hangar_git.live_writers import LIVE_WRITERS
 
-    for co in list(_LIVE_WRITERS):
+    for co in list(LIVE_WRITERS):
         co.close()
 
 

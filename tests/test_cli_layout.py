@@ -58,8 +58,14 @@ def test_modules_import_only_the_helpers(module):
 
 
 def test_no_import_cycle():
+    from hangar_git.cli import COMMANDS_AT
+
     graph = {m: cli_imports(m) for m in MODULES}
-    assert graph["__init__"] >= {"staging", "history", "data", "remotes", "maint"}
+    # the package imports a command module when one of its commands is looked
+    # up (COMMANDS_AT): an edge too, and every command module has one
+    named = {where.partition(":")[0] for where in COMMANDS_AT.values()}
+    assert named == set(MODULES) - {"__init__", "__main__", "lazy"} - HELPERS
+    graph["__init__"] |= named
     state: dict[str, int] = {}
 
     def visit(m: str, path: list[str]) -> None:

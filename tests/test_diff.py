@@ -257,3 +257,75 @@ def test_write_checkout_diff_with_staged_arrayset_changes(base):
     assert changes.master.aset == Changes((), ("y",), ())
     assert conflicts["aset"] == ConflictRecords((), ("y",), (), (), True)
     co.close()
+
+
+# --------------------------------------------------------------------------
+# Repository.diff: two commits, no checkout
+# --------------------------------------------------------------------------
+def test_repository_diff_is_the_checkout_diff_without_a_checkout(base, monkeypatch):
+    from hangar_git import checkout as checkout_module
+    from hangar_git.store import PackStore
+
+    master, dev = _diverge(base)
+    base.create_tag("v1", dev)
+    co = base.checkout()
+    want = co.diff.branch("dev")
+    co.close()
+
+    def refused(*args, **kwargs):
+        raise AssertionError("a commit-to-commit diff opened a checkout or the payload store")
+
+    monkeypatch.setattr(checkout_module.Checkout, "__init__", refused)
+    monkeypatch.setattr(PackStore, "reader", refused)
+    got = base.diff("master", "dev")
+    assert got == want and got[0].records == want[0].records
+    assert got[0].dev.samples["x"] == Changes((20,), (3,), (0,))
+    # any STARTPOINT: a commit hash prefix, a tag
+    assert base.diff(master[:10], "v1") == want
+    changes, _ = base.diff("dev", "master")  # the other way round
+    assert changes.master == want[0].dev and changes.dev == want[0].master
+
+
+def test_repository_diff_errors(base):
+    from hangar_git.refs import StartpointError
+
+    with pytest.raises(StartpointError):
+        base.diff("master", "no-such-branch")
+    with pytest.raises(LookupError):
+        base.diff("0123456789abcdef", "master")
+    with pytest.raises(TypeError):
+        base.diff("master", None)  # type: ignore[arg-type]
+
+
+def test_diff_values_come_from_the_change_logs(base, monkeypatch):
+    """The digests of the changes are those the change logs gave the diff: no
+    record leaf is read for them, and they equal what the trees say."""
+    from hangar_git.naming import encode_key
+    from hangar_git.records import changelog
+    from hangar_git.records.view import CommitView
+
+    def on_dev(co):
+        x = co.arraysets["x"]
+        x[0], x[20] = v(-100), v(20)
+        del x[3]
+
+    commit_on(base, "dev", on_dev)
+    commit_on(base, "master", lambda co: co.arraysets["x"].__setitem__(1, v(-1)))
+    looked_up: list[str] = []
+    real_get = CommitView.get
+
+    def get(self, name, enc):
+        looked_up.append(enc)
+        return real_get(self, name, enc)
+
+    monkeypatch.setattr(CommitView, "get", get)
+    got = base.diff("master", "dev")
+    assert looked_up == []
+    monkeypatch.setattr(changelog, "USE_LOGS", False)  # walk the trees instead
+    want = base.diff("master", "dev")
+    assert sorted(looked_up) == sorted(encode_key(k) for k in (0, 1, 3, 20))
+    assert got == want
+    dev_x = got[0]["samples"]["dev"]["x"]
+    assert set(dev_x["removals"]) == {RawDataRecordKey("x", 3)}
+    mutated = dev_x["mutations"][RawDataRecordKey("x", 0)]
+    assert isinstance(mutated, str) and len(bytes.fromhex(mutated)) > 0

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from hangar_git import NotInitializedError, Repository
-from hangar_git.checkout import live_writers
+from hangar_git.live_writers import live_writers
 
 
 def open_repo(path: Path | str) -> Repository:

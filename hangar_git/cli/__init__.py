@@ -18,10 +18,14 @@ The package is a set of thin command modules over the public API:
   :mod:`~hangar_git.cli.samples` (ls, rm, meta),
   :mod:`~hangar_git.cli.remotes` (remote, push, fetch, fetch-data,
   clone), :mod:`~hangar_git.cli.sync` (pull),
-  :mod:`~hangar_git.cli.maint` (lock, help, fsck, gc);
-- this module builds :data:`main` and adds their commands to it. Any command
-  added with ``main.add_command(...)`` (or a module's ``register(group)``)
-  gets ``-q/--quiet`` and the error handling for free.
+  :mod:`~hangar_git.cli.maint` (lock, help, fsck, gc),
+  :mod:`~hangar_git.cli.rewrite` (cherry-pick, revert, purge, schema);
+- this module builds :data:`main` and names their commands in
+  :data:`COMMANDS_AT`; :mod:`~hangar_git.cli.lazy` imports a command's module
+  only when the command is looked up, so ``git hangar --version`` imports none
+  and ``git hangar status`` one (and the library only where a command uses
+  it). Any command added with ``main.add_command(...)`` (or a module's
+  ``register(group)``) gets ``-q/--quiet`` and the error handling for free.
 
 ``git hangar --help`` is answered by git itself: git turns it into ``git help
 hangar``, which shows the manual page ``git-hangar(1)``. That page is
@@ -35,7 +39,6 @@ from __future__ import annotations
 import click
 
 from .._version import __version__
-from . import branches, data, history, maint, remotes, rewrite, samples, staging, sync
 from .common import (
     CONTEXT_SETTINGS,
     SECTIONS,
@@ -46,7 +49,46 @@ from .common import (
     quiet_option,
     resolve_startpoint,
 )
+from .lazy import LazyCommands
 from .render import PROG, manpage
+
+#: command -> ``module:attribute`` of its click command in this package, in the
+#: order of the manual page (and of "Other commands" in `git hangar -h`; the
+#: sections are in SECTIONS). A module is imported when one of its commands is
+#: looked up: `git hangar status` never imports the modules of the others.
+COMMANDS_AT: dict[str, str] = {
+    "init": "staging:init",
+    "status": "staging:status",
+    "add": "staging:add",
+    "commit": "staging:commit",
+    "checkout": "staging:checkout",
+    "reset": "staging:reset",
+    "log": "history:log",
+    "summary": "history:summary",
+    "show": "data:show",
+    "export": "data:export",
+    "ls": "samples:ls",
+    "rm": "samples:rm",
+    "meta": "samples:meta",
+    "branch": "branches:branch",
+    "tag": "branches:tag",
+    "diff": "history:diff",
+    "merge": "history:merge",
+    "lock": "maint:lock",
+    "help": "maint:help_",
+    "remote": "remotes:remote",
+    "push": "remotes:push",
+    "fetch": "remotes:fetch",
+    "fetch-data": "remotes:fetch_data",
+    "clone": "remotes:clone",
+    "pull": "sync:pull",
+    "fsck": "maint:fsck",
+    "gc": "maint:gc",
+    "cherry-pick": "rewrite:cherry_pick",
+    "revert": "rewrite:revert",
+    "purge": "rewrite:purge",
+    "schema": "rewrite:schema",
+}
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -86,27 +128,7 @@ def main() -> None:
 
 main.params.append(quiet_option())
 
-# The order commands are added in is the order of the manual page (and of
-# "Other commands" in `git hangar -h`; the sections are in SECTIONS).
-for _cmd in (
-    *staging.COMMANDS,  # init status add commit checkout reset
-    history.log,
-    history.summary,
-    *data.COMMANDS,  # show export
-    *samples.COMMANDS,  # ls rm meta
-    *branches.COMMANDS,  # branch tag
-    history.diff,
-    history.merge,
-    maint.lock,
-    maint.help_,
-    *remotes.COMMANDS,  # remote push fetch fetch-data clone
-    *sync.COMMANDS,  # pull
-    maint.fsck,
-    maint.gc,
-):
-    main.add_command(_cmd)
-del _cmd
-rewrite.register(main)  # cherry-pick revert purge schema
+main.commands = LazyCommands(__name__, COMMANDS_AT, main.add_command)
 
 
 def render_manpage() -> str:
@@ -127,6 +149,7 @@ def render_manpage() -> str:
 __all__ = [
     "CONTEXT_SETTINGS",
     "CLIError",
+    "COMMANDS_AT",
     "HangarGroup",
     "PROG",
     "RootGroup",

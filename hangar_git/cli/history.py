@@ -16,7 +16,6 @@ from .common import (
     info,
     json_option,
     open_repo,
-    reader,
     resolve_startpoint,
     short,
 )
@@ -162,9 +161,8 @@ def _diff_commits(
         left, right = resolve_startpoint(repo, None), resolve_startpoint(repo, a)
     else:
         left, right = resolve_startpoint(repo, a), resolve_startpoint(repo, b)
-    with reader(repo, left.commit) as co:
-        result, conflicts = co.diff.commit(right.commit)
-        changes = result.records  # the plain view (BranchDiff)
+    result, conflicts = repo.diff(left.commit, right.commit)  # (no checkout needed)
+    changes = result.records  # the plain view (BranchDiff)
     if as_json:
         emit_json(
             {

@@ -119,10 +119,13 @@ def _tracking(repo: Repository, branch: str) -> Tracking | None:
     """The branch against ``REMOTE/branch`` of its upstream remote (as last fetched)."""
     from ..status import tracking_state
 
+    git = repo.git_repository()
+    if not any(git.remotes.names()):  # no git remote, no hangar one: the remotes stay unloaded
+        return None
     remote = remote_or_default(repo, None, required=False)
     if remote is None:
         return None
-    return tracking_state(repo.git_repository(), branch, remote)
+    return tracking_state(git, branch, remote)
 
 
 def _tracking_line(t: Tracking) -> str:

@@ -43,9 +43,8 @@ import json
 import re
 import zlib
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pygit2
 from pygit2.enums import ObjectType
 
@@ -65,6 +64,9 @@ from .layout import (
     parse_links,
     parse_tree,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: largest ``hangar.json`` blob accepted
 MAX_FORMAT_BYTES = 1024
@@ -336,6 +338,8 @@ def check_placement(
 ) -> None:
     """CorruptRecordError unless every key of a leaf (names as str or bytes)
     lies where its hash puts it."""
+    import numpy as np
+
     if not fanout:
         return
     seq: list[Any] = list(names)

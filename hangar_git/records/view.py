@@ -8,14 +8,16 @@ small interface to the user-facing objects.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..schema import ArraysetSchema
 from . import validate
 from .layout import leaf_path
 from .snapshot import SampleRecords, TreeRecords
 from .staging import Journal
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class CommitView:

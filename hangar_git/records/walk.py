@@ -18,13 +18,16 @@ import functools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
 import pygit2
 
 from ..gitutil import read_raw, write_tree
 from .layout import MODE_TREE, Entry, parse_links, parse_tree, serialize_tree
 from .snapshot import SampleRecords
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Oid = bytes | None
 
@@ -92,6 +95,8 @@ class _FanNode:
     @classmethod
     def load(cls, raw: bytes) -> _FanNode | None:
         """The rows of ``raw``, or None unless every entry is a same-width subtree."""
+        import numpy as np
+
         if not raw.startswith(_TREE_MARK):
             return None
         nul = raw.find(b"\x00")
@@ -112,6 +117,8 @@ class _FanNode:
 
     def index(self, name: str) -> int:
         """Row of entry ``name``, -1 when absent."""
+        import numpy as np
+
         if self.sorted_names is None:
             self.sorted_names = np.ascontiguousarray(self.names).view(f"S{self.width}").ravel()
         b = name.encode()
@@ -131,6 +138,8 @@ def _leaf_pieces(raw: bytes) -> frozenset[bytes]:
     (names hold no NUL), which is checked for every piece at once, falling
     back to the regular parse.
     """
+    import numpy as np
+
     parts = raw.split(_LINK_MARK)
     if not parts[0] and len(parts) > 1:
         del parts[0]
@@ -154,6 +163,8 @@ def _changed_span(ra: bytes, rb: bytes) -> tuple[int, int, int] | None:
     that differs. None when the span cannot be cut on entry boundaries (the
     caller then compares whole leaves).
     """
+    import numpy as np
+
     n = min(len(ra), len(rb))
     a = np.frombuffer(ra, np.uint8)
     b = np.frombuffer(rb, np.uint8)
@@ -268,6 +279,8 @@ class Trees:
 
     def children(self, oids: Triple) -> Iterator[tuple[str, Triple]]:
         """Entries of three fan-out trees whose ids are not all equal."""
+        import numpy as np
+
         if None not in oids:
             raws = [self.raw(o) for o in oids]  # type: ignore[arg-type]
             if len(raws[0]) == len(raws[1]) == len(raws[2]) <= _SMALL_FAN:

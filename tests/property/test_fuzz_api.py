@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hangar_git import IntegrityError, Repository
-from hangar_git.checkout import _LIVE_WRITERS
 from hangar_git.errors import FormatVersionError
+from hangar_git.live_writers import LIVE_WRITERS
 
 API_ERRORS = (ValueError, TypeError, LookupError, PermissionError, RuntimeError)
 SETTINGS = settings(
@@ -221,7 +221,7 @@ def fuzz_repo(repo):
     co.close()
     repo.create_branch("fz-dev")
     yield repo
-    for co in list(_LIVE_WRITERS):
+    for co in list(LIVE_WRITERS):
         co.close()
     rep = repo.verify(full=True)
     assert rep.ok, rep.summary()

@@ -1,0 +1,186 @@
+"""Cold start stays cheap: what ``import hangar_git`` and a short ``git hangar``
+command import, read in fresh processes, so that a
+heavy import moved back to the top of a module fails here rather than only
+slowing every ``git hangar`` down (issue 18: ``--version`` and ``status``
+under 0.25 s; ``benchmarks/bench_cold.py`` times them).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+#: optional or heavy libraries no short command needs
+OPTIONAL = {"blosc2", "h5py", "fsspec", "torch", "tensorflow"}
+HEAVY = {"numpy", "pygit2", "filelock", *OPTIONAL}
+
+
+#: runs the script ``argv[2]`` with the arguments after it, then writes the
+#: names of every module imported by then to the file ``argv[1]``
+PROBE = (
+    "import atexit, runpy, sys\n"
+    "out = sys.argv.pop(1)\n"
+    "atexit.register(lambda: open(out, 'w').write('\\n'.join(sys.modules)))\n"
+    "del sys.argv[0]\n"
+    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+
+
+#: stands in for the package ``hangar_git.store`` without running its
+#: ``__init__`` (which imports every backend, numpy with them): its modules
+#: still import, each on its own
+BARE_STORE = (
+    "import pathlib, sys, types, hangar_git\n"
+    "bare = types.ModuleType('hangar_git.store')\n"
+    "bare.__path__ = [str(pathlib.Path(hangar_git.__file__).parent / 'store')]\n"
+    "sys.modules['hangar_git.store'] = bare\n"
+)
+
+
+def imported(
+    tmp_path: Path, script: Path, *args: str, cwd: Path | None = None, prelude: str = ""
+) -> set[str]:
+    """The modules a fresh interpreter running ``script ARGS`` (after the code
+    ``prelude``) imported; it must succeed. Read from ``sys.modules`` at exit:
+    ``-X importtime`` misses what ``importlib.import_module`` imports."""
+    out = tmp_path / "modules.txt"
+    subprocess.run(
+        [sys.executable, "-c", prelude + PROBE, str(out), str(script), *args],
+        cwd=cwd,
+        capture_output=True,
+        check=True,
+    )
+    return set(out.read_text().split())
+
+
+def snippet(tmp_path: Path, code: str) -> Path:
+    path = tmp_path / "snippet.py"
+    path.write_text(code)
+    return path
+
+
+def top_level(modules: set[str]) -> set[str]:
+    return {m.split(".")[0] for m in modules}
+
+
+def test_the_import_reader_sees_imports(tmp_path):
+    code = "import importlib; importlib.import_module('json')"
+    mods = imported(tmp_path, snippet(tmp_path, code))
+    assert {"json", "json.decoder"} <= mods and "hangar_git" not in mods
+
+
+def test_import_hangar_git_imports_no_library(tmp_path):
+    mods = imported(tmp_path, snippet(tmp_path, "import hangar_git"))
+    assert "hangar_git" in mods
+    assert not top_level(mods) & HEAVY, top_level(mods) & HEAVY
+    assert not {m for m in mods if m.startswith("hangar_git.")} - {
+        "hangar_git._version",
+        "hangar_git.errors",
+    }
+
+
+def test_every_public_name_is_there_on_first_use():
+    code = (
+        "import hangar_git\n"
+        "from hangar_git import *\n"
+        "from hangar_git import Repository, make_torch_dataset, ConflictRecords\n"
+        "from hangar_git.repository import Repository as R\n"
+        "assert Repository is R and hangar_git.Repository is R\n"
+        "assert set(hangar_git.__all__) <= set(dir(hangar_git))\n"
+        "missing = [n for n in hangar_git.__all__ if n not in globals()]\n"
+        "assert not missing, missing\n"
+        "try:\n"
+        "    hangar_git.no_such_name\n"
+        "except AttributeError as exc:\n"
+        "    assert 'no_such_name' in str(exc)\n"
+        "else:\n"
+        "    raise AssertionError('no AttributeError')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_version_imports_no_command_and_no_library(tmp_path):
+    mods = imported(tmp_path, ROOT / "git-hangar", "--version")
+    assert "hangar_git.cli" in mods
+    assert not top_level(mods) & HEAVY, top_level(mods) & HEAVY
+    commands = {"staging", "history", "data", "samples", "branches", "maint", "remotes", "sync"}
+    assert not {f"hangar_git.cli.{m}" for m in commands | {"rewrite"}} & mods
+
+
+def test_status_imports_only_its_command_and_no_optional_library(repo, tmp_path):
+    mods = imported(tmp_path, ROOT / "git-hangar", "status", cwd=repo.path)
+    assert "hangar_git.cli.staging" in mods and "hangar_git.status" in mods
+    assert not top_level(mods) & OPTIONAL, top_level(mods) & OPTIONAL
+    never = {
+        "hangar_git.cli.history",
+        "hangar_git.cli.remotes",
+        "hangar_git.checkout",  # (arrays, payloads)
+        "hangar_git.remotes",
+        "hangar_git.dataloaders",
+        "hangar_git.io_formats",
+    }
+    assert not never & mods, never & mods
+
+
+def test_status_needs_numpy_only_through_the_store_package(repo, tmp_path):
+    """Everything ``status`` imports works without numpy but the ``__init__``
+    of ``hangar_git.store`` (the staging journal imports ``store.durable``,
+    and the package's ``__init__`` imports all of the store, numpy too): with
+    that ``__init__`` left out, status imports neither numpy nor a backend.
+    A lazy ``store/__init__.py`` would take numpy off every short command."""
+    mods = imported(tmp_path, ROOT / "git-hangar", "status", cwd=repo.path, prelude=BARE_STORE)
+    assert "hangar_git.store.durable" in mods
+    assert "numpy" not in mods
+    assert not {"hangar_git.store.packs", "hangar_git.store.writer"} & mods
+    assert imported(tmp_path, snippet(tmp_path, "import hangar_git.schema")).isdisjoint({"numpy"})
+
+
+def test_the_module_entry_point_runs():
+    out = subprocess.run(
+        [sys.executable, "-m", "hangar_git.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.startswith("git hangar version ")
+
+
+def test_every_command_loads_under_its_name():
+    from hangar_git.cli import COMMANDS_AT, main
+
+    assert list(main.commands) == list(COMMANDS_AT)  # listed in order, before any import
+    for name in COMMANDS_AT:
+        cmd = main.commands[name]
+        assert cmd.name == name
+        assert any("--quiet" in p.opts for p in cmd.params if isinstance(p, click.Option))
+
+
+def test_lazy_commands_import_on_lookup_only():
+    from hangar_git.cli.lazy import LazyCommands
+
+    prepared: list[str] = []
+    group = click.Group("g")
+    cmds = LazyCommands(
+        "hangar_git.cli",
+        {"status": "staging:status", "bogus": "render:PROG"},
+        lambda c: prepared.append(c.name or ""),
+    )
+    group.commands = cmds
+    assert list(cmds) == ["status", "bogus"] and "status" in cmds and len(cmds) == 2
+    assert cmds.imported() == [] and prepared == []
+    assert group.get_command(click.Context(group), "status") is cmds["status"]
+    assert prepared == ["status"] and cmds.imported() == ["status"]
+    with pytest.raises(TypeError, match="not the click command 'bogus'"):
+        cmds["bogus"]
+    with pytest.raises(KeyError):
+        cmds["nope"]
+    extra = click.Command("extra")
+    cmds["extra"] = extra
+    assert list(cmds) == ["status", "bogus", "extra"] and cmds["extra"] is extra
+    del cmds["bogus"]
+    assert list(cmds) == ["status", "extra"]
