@@ -34,14 +34,6 @@ PROBE = (
 #: stands in for the package ``hangar_git.store`` without running its
 #: ``__init__`` (which imports every backend, numpy with them): its modules
 #: still import, each on its own
-BARE_STORE = (
-    "import pathlib, sys, types, hangar_git\n"
-    "bare = types.ModuleType('hangar_git.store')\n"
-    "bare.__path__ = [str(pathlib.Path(hangar_git.__file__).parent / 'store')]\n"
-    "sys.modules['hangar_git.store'] = bare\n"
-)
-
-
 def imported(
     tmp_path: Path, script: Path, *args: str, cwd: Path | None = None, prelude: str = ""
 ) -> set[str]:
@@ -127,17 +119,24 @@ def test_status_imports_only_its_command_and_no_optional_library(repo, tmp_path)
     assert not never & mods, never & mods
 
 
-def test_status_needs_numpy_only_through_the_store_package(repo, tmp_path):
-    """Everything ``status`` imports works without numpy but the ``__init__``
-    of ``hangar_git.store`` (the staging journal imports ``store.durable``,
-    and the package's ``__init__`` imports all of the store, numpy too): with
-    that ``__init__`` left out, status imports neither numpy nor a backend.
-    A lazy ``store/__init__.py`` would take numpy off every short command."""
-    mods = imported(tmp_path, ROOT / "git-hangar", "status", cwd=repo.path, prelude=BARE_STORE)
+def test_status_imports_no_numpy_and_no_store_backend(repo, tmp_path):
+    """The staging journal imports ``store.durable``; the store package's
+    ``__init__`` loads its names on first use, so that import brings neither
+    numpy nor a backend to ``git hangar status``."""
+    mods = imported(tmp_path, ROOT / "git-hangar", "status", cwd=repo.path)
     assert "hangar_git.store.durable" in mods
     assert "numpy" not in mods
     assert not {"hangar_git.store.packs", "hangar_git.store.writer"} & mods
     assert imported(tmp_path, snippet(tmp_path, "import hangar_git.schema")).isdisjoint({"numpy"})
+
+
+def test_the_store_package_names_load_on_first_use():
+    import hangar_git.store as store
+
+    for name in store.__all__:
+        assert getattr(store, name).__name__ == name
+    with pytest.raises(AttributeError):
+        store.NoSuchThing  # noqa: B018
 
 
 def test_the_module_entry_point_runs():
