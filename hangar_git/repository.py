@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .gitutil import (
@@ -20,7 +19,6 @@ if TYPE_CHECKING:
     from .diffref import DiffChanges
     from .fsck import FsckReport
     from .gc import GcReport
-    from .history_tools import PurgeReport, SampleComparison
     from .remotes import Remotes
     from .repair import RepairReport
 
@@ -362,158 +360,6 @@ class Repository(RepositoryHistory):
         with self.checkout(write=True, branch=master_branch) as co:
             assert isinstance(co, WriterCheckout)
             return co.merge(message, dev_branch, strategy=strategy)
-
-    def compare_sample(self, a: str, b: str, arrayset: str, key: str | int) -> SampleComparison:
-        """One sample at STARTPOINTs ``a`` and ``b`` and at their merge base.
-
-        See :func:`hangar_git.history_tools.compare_sample`.
-
-        Parameters
-        ----------
-        a, b : str
-            Branch names (local or ``remote/branch``), tags or commit hash prefixes.
-        arrayset : str
-            The arrayset of the sample.
-        key : str or int
-            The sample's key; ``s:NAME`` / ``i:NUMBER`` pick its type, and a
-            digit string means the int key when no str key of that text exists.
-
-        Returns
-        -------
-        SampleComparison
-            The sample on each side (None where absent) and how they differ.
-
-        Raises
-        ------
-        LookupError
-            If ``a`` or ``b`` names no data commit, or no side holds the sample.
-        """
-        from .history_tools import compare_sample
-
-        return compare_sample(self, a, b, arrayset, key)
-
-    def purge(
-        self,
-        arrayset: str | None,
-        keys: Iterable[str | int] = (),
-        *,
-        meta_keys: Iterable[str | int] = (),
-        dry_run: bool = False,
-        data_remote: str | None = None,
-    ) -> PurgeReport:
-        """Remove samples (and metadata) from every commit of every local branch.
-
-        Every commit holding them is rewritten and the refs moved; then their
-        payloads and the old commits are deleted from this machine (and from
-        the data remote of remote ``data_remote``). Remote-tracking refs whose
-        history holds them are deleted. See
-        :func:`hangar_git.history_tools.purge_records`, ``drop_purged`` and
-        ``purge_data_remote``.
-
-        Parameters
-        ----------
-        arrayset : str or None
-            The arrayset of ``keys`` (None when only metadata is purged).
-        keys : iterable of str or int, optional
-            Keys of the samples to remove.
-        meta_keys : iterable of str or int, optional
-            Keys of the metadata to remove.
-        dry_run : bool, optional
-            Report what would be rewritten and deleted, change nothing.
-        data_remote : str, optional
-            Also delete the payloads from this remote's data URL.
-
-        Returns
-        -------
-        PurgeReport
-            The commits and refs rewritten, refs deleted and payloads removed.
-
-        Raises
-        ------
-        ValueError
-            No key given, a bad key or arrayset name, staged changes, or no
-            remote named ``data_remote`` (nothing changes).
-        WriterLockError
-            (a PermissionError) While a write checkout is open.
-        """
-        from .history_tools import drop_purged, purge_data_remote, purge_records
-
-        if data_remote is not None:
-            self.remote.fetcher(data_remote)  # no such remote: refused before any change
-        with self._staging_journal(None) as journal:
-            report = purge_records(
-                self._git_repo(), journal, arrayset, keys, meta_keys=meta_keys, dry_run=dry_run
-            )
-        if not dry_run and report.commits:
-            drop_purged(self, report)
-        if data_remote is not None:
-            gone = report.payloads - report.payloads_kept
-            report.data_remote = purge_data_remote(self, data_remote, gone, dry_run=dry_run)
-        return report
-
-    def change_arrayset(
-        self,
-        arrayset: str,
-        *,
-        branch: str | None = None,
-        shape: Any = None,
-        variable_shape: bool | None = None,
-        rename: str | None = None,
-        dtype: Any = None,
-        force: bool = False,
-        message: str | None = None,
-    ) -> str:
-        """Commit a schema change of ``arrayset``; returns the new head.
-
-        The change is a raised maximum shape, the arrayset made
-        variable-shape, renamed, or (in a commit of its own) cast to
-        ``dtype``. See :func:`hangar_git.history_tools.change_schema` and
-        ``change_dtype``.
-
-        Parameters
-        ----------
-        arrayset : str
-            The arrayset to change.
-        branch : str, optional
-            Branch to commit on (default: the staging area's branch).
-        shape : tuple of int, optional
-            The new (maximum) shape; every sample must fit it.
-        variable_shape : bool, optional
-            True to make the arrayset variable-shape.
-        rename : str, optional
-            The arrayset's new name.
-        dtype : numpy dtype-like, optional
-            Cast every sample to this dtype (alone: no other change with it).
-        force : bool, optional
-            Allow a ``dtype`` cast that can lose values.
-        message : str, optional
-            Commit message (default: one describing the change).
-
-        Returns
-        -------
-        str
-            Hash of the branch's new head.
-
-        Raises
-        ------
-        KeyError
-            If the branch head has no such arrayset.
-        ValueError
-            A schema some sample cannot fit, a taken or bad name, nothing to
-            change, a lossy cast without ``force``, or staged changes.
-        WriterLockError
-            (a PermissionError) While a write checkout is open.
-        """
-        from .history_tools import change_dtype, change_schema
-
-        if dtype is not None:
-            if shape is not None or variable_shape is not None or rename is not None:
-                raise ValueError("change the dtype in a commit of its own")
-            return change_dtype(self, arrayset, dtype, branch=branch, force=force, message=message)
-        with self._staging_journal(branch) as journal:
-            git, who = self._git_repo(), self.identity()
-            change = {"shape": shape, "variable_shape": variable_shape, "rename": rename}
-            return change_schema(git, who, journal, arrayset, **change, message=message)
 
     # ---- maintenance -------------------------------------------------------------
     def verify(self, full: bool = False) -> FsckReport:
