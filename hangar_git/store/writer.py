@@ -6,7 +6,7 @@ handed to a :class:`.appender.PackAppender`, which places them in the
 current pack file; a payload of :data:`.chunked.THRESHOLD` bytes or more gets
 a chunked file of its own (:mod:`.chunked`). :meth:`PackWriter.flush` writes
 and syncs what is queued, then commits the index entries naming it as one
-new segment (:func:`.index.plan_commit`, :meth:`.packs.PackStore.commit_segments`):
+new segment (:func:`.segment_plan.plan_commit`, :meth:`.packs.PackStore.commit_segments`):
 bytes are on the disk before any entry points at them.
 """
 
@@ -38,10 +38,9 @@ from .index import (
     index_guard,
     init_index,
     kind_check,
-    plan_commit,
-    runs_after,
 )
 from .manifest import manifest_path
+from .segment_plan import plan_commit, runs_after
 from .segment_probe import PROBE_MAX, maybe_stored, newest_small_runs
 from .uncommitted import Uncommitted
 
