@@ -257,48 +257,54 @@ class PackWriter(IndexTables):
         e["kind"] = kid
         self._new.add_entries(e)
 
+    def _have(self, digest: bytes) -> bool:
+        """True when payload ``digest`` is stored, queued or written already."""
+        if digest in self.known or digest in self._pending_set:
+            return True
+        stored = self._stored([digest])
+        self.known.update(stored)
+        return bool(stored)
+
     def _add_large(self, p: Payload) -> None:
         """Write a large payload to a chunked file of its own (see :mod:`.chunked`);
         the next :meth:`flush` syncs it, puts it in place and indexes it."""
-        stored = self._stored([p.digest])
-        if stored:
-            self.known.update(stored)
-            return
-        kid = self._kind_ids.get(p.kind) or self._kind_id(p.kind)
+        if not self._have(p.digest):
+            self._write_large(p.digest, p.kind, p.data)
+
+    def add_large(self, kind: str, data: memoryview) -> bytes:
+        """:meth:`add` of a payload of :data:`.chunked.THRESHOLD` bytes or more
+        without its digest, computed (and returned) while the file is written."""
+        return self._write_large(None, kind, data)
+
+    def _write_large(self, digest: bytes | None, kind: str, data: memoryview) -> bytes:
         number = self._next_block  # a block id: never reused, so never another file's
         self._next_block += 1
-        pending = self._large.write_temporary(number, p.digest, p.kind, p.data)
-        self._large_pending.append((pending, kid, len(p.data)))
+        p = self._large.write_temporary(number, digest, kind, data, sync=digest is not None)
+        if digest is None:  # known only now: a payload stored already is not written twice
+            if self._have(p.digest):
+                self._large.discard([p])
+                return p.digest
+            p = self._large.start_sync(p)
+        self._queue_large(p, len(data))
+        return p.digest
+
+    def _queue_large(self, p: chunked.Pending, nbytes: int) -> None:
+        self._large_pending.append((p, self._kind_ids.get(p.kind) or self._kind_id(p.kind), nbytes))
         self._pending_set.add(p.digest)
 
     def adopt_large(self, path: Path, digest: bytes, kind: str) -> None:
-        """Take the checked chunked payload file ``path`` (under ``large/tmp/``,
-        e.g. fetched from a remote) as payload ``digest`` of ``kind``; the next
-        :meth:`flush` puts it in place and indexes it.
-
-        Parameters
-        ----------
-        path : pathlib.Path
-            The checked file (see :func:`.chunked.verify_file`); moved, or
-            removed when the payload is stored already.
-        digest : bytes
-        kind : str
-        """
-        if digest in self.known or digest in self._pending_set:
+        """Take the chunked payload file ``path`` (under ``large/tmp/``, e.g.
+        fetched from a remote, checked by :func:`.chunked.verify_file`) as
+        payload ``digest`` of ``kind``: the next :meth:`flush` moves it into
+        place and indexes it; it is removed if the payload is stored already."""
+        if self._have(digest):
             path.unlink(missing_ok=True)
             return
-        stored = self._stored([digest])
-        if stored:
-            self.known.update(stored)
-            path.unlink(missing_ok=True)
-            return
-        kid = self._kind_ids.get(kind) or self._kind_id(kind)
         number = self._next_block
         self._next_block += 1
-        pending = chunked.Pending(number, digest, kind, path.stat().st_size, path)
         dtype, shape = parse_kind(kind)
-        self._large_pending.append((pending, kid, dtype.itemsize * int(np.prod(shape))))
-        self._pending_set.add(digest)
+        pending = chunked.Pending(number, digest, kind, path.stat().st_size, path)
+        self._queue_large(pending, dtype.itemsize * int(np.prod(shape)))
 
     def _place_large(self) -> None:
         """Sync and rename the large payload files written since the last
@@ -314,13 +320,8 @@ class PackWriter(IndexTables):
             self._pending_set.discard(p.digest)
 
     def has_pending(self, digest: bytes | None = None) -> bool:
-        """True when payloads are queued or written but not yet indexed.
-
-        Parameters
-        ----------
-        digest : bytes, optional
-            Ask about this payload only.
-        """
+        """True when payloads (or the one of ``digest``) are queued or written
+        but not yet indexed."""
         if digest is None:
             return bool(self._pending_set or self._new.digests)
         return digest in self._pending_set or (bool(self._new.digests) and digest in self.known)
