@@ -67,12 +67,12 @@ class StagedAset:
 
 def _b_line(aset: str, encs: Sequence[str], digests: Sequence[bytes]) -> str:
     """The ``B`` line setting samples ``encs`` of ``aset`` to ``digests``,
-    formatted in one pass (the digests hexed together, then cut)."""
-    hexed = b"".join(digests).hex()
+    formatted in one pass (the digests hexed together, a tab after each)."""
+    joined = b"".join(digests)
     fields: list[str] = [""] * (2 * len(encs))
     fields[::2] = encs
-    if len(hexed) == 40 * len(encs):
-        fields[1::2] = [hexed[j : j + 40] for j in range(0, len(hexed), 40)]
+    if encs and len(joined) == 20 * len(encs):
+        fields[1::2] = joined.hex("\t", 20).split("\t")
     else:  # not all of 20 bytes (never made so, but the line must stay true)
         fields[1::2] = [d.hex() for d in digests]
     body = f"B\t{aset}\t" + "\t".join(fields)
