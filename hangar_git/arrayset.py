@@ -418,7 +418,7 @@ class ArraysetDataWriter(ArraysetDataReader):
         if cached is None or cached[0] is not schema:
             kind = kind_of(arr)
             cached = self._kind = (schema, kind, digest_prefix(kind))
-        data = arr.data.cast("B")
+        data = arr.tobytes()  # a copy: the caller may refill its array before the block ends
         h = cached[2].copy()
         h.update(data)
         return tuple.__new__(Payload, (h.digest(), cached[1], data))  # type: ignore[return-value]

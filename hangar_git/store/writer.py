@@ -162,7 +162,8 @@ class PackWriter(IndexTables):
         items = self._pending.get(dt)
         if items is None:
             items = self._pending[dt] = []
-        items.append(p)
+        # kept until its block is sealed: a copy, not a view of an array the caller may refill
+        items.append(p if type(p.data) is bytes else Payload(d, p.kind, bytes(p.data)))  # type: ignore[arg-type]
         self._pending_set.add(d)
         total = self._pending_bytes.get(dt, 0) + nbytes
         if total >= BLOCK_TARGET:
