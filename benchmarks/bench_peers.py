@@ -637,7 +637,12 @@ def selected_rows(only: list[str]) -> list[tuple[str, str | None, str | None, st
     The MNIST bulk write always runs: later steps use its repositories."""
     if not only:
         return ROWS
-    return [r for i, r in enumerate(ROWS) if not i or any(w in s for s in r[1:4] if s for w in only)]
+    steps = [[s for s in r[1:4] if s] for r in ROWS]
+    return [
+        r
+        for r, ss in zip(ROWS, steps, strict=True)
+        if r is ROWS[0] or any(w in s for s in ss for w in only)
+    ]
 
 
 def measure(
