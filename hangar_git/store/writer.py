@@ -101,6 +101,7 @@ class PackWriter(IndexTables):
         self._large = LargeFiles(store.large_dir)
         self._large.clean_temporary()  # left by a killed writer
         self._large_pending: list[tuple[chunked.Pending, int, int]] = []
+        self._probed = 0  # digests looked for by segment_probe.maybe_stored
 
     def _kind_id(self, kind: str) -> int:
         kid = self._kind_ids.get(kind)
@@ -314,10 +315,9 @@ class PackWriter(IndexTables):
         self._large.place([p for p, _, _ in todo])  # on failure all stay pending
         self._large_pending = []
         for p, kid, nbytes in todo:
-            n, size = p.number, p.size
-            self._new.add_block(n, LARGE_PACK, n, size)
-            self._new.add([p.digest], n, [LARGE_IOFF], [kid])
-            self.known[p.digest] = Location(LARGE_PACK, n, size, LARGE_IOFF, nbytes, kid)
+            self._new.add_block(p.number, LARGE_PACK, p.number, p.size)
+            self._new.add([p.digest], p.number, [LARGE_IOFF], [kid])
+            self.known[p.digest] = Location(LARGE_PACK, p.number, p.size, LARGE_IOFF, nbytes, kid)
             self._pending_set.discard(p.digest)
 
     def has_pending(self, digest: bytes | None = None) -> bool:
@@ -331,7 +331,8 @@ class PackWriter(IndexTables):
         """Locations of those of ``digests`` already in the committed index."""
         if not self._segs.loaded:
             path = self.store.index_path
-            if len(digests) <= PROBE_MAX and not maybe_stored(self._con, path, digests):
+            self._probed += len(digests)  # past PROBE_MAX in all, one load costs less
+            if self._probed <= PROBE_MAX and not maybe_stored(self._con, path, digests):
                 return {}  # a few new payloads: the whole index stays unread
             self._segs.load(self._con, path)
         found, e = self._segs.lookup(digests)
@@ -427,9 +428,8 @@ class PackWriter(IndexTables):
             self._commit_index(drop=())
 
     def _commit_index(self, drop: Iterable[bytes]) -> None:
-        """Commit the queued block rows and entries as a new segment, in one
-        transaction that also removes the entries of ``drop`` (and merges small
-        segments into the new one)."""
+        """Commit the queued block rows and entries as a new segment (merging small
+        ones into it), in one transaction that also removes those of ``drop``."""
         new = self._new.entries()
         runs: list[Run] | None = self._segs.runs
         if not self._segs.loaded and not drop:  # only the segments it merges
