@@ -33,6 +33,7 @@ Run::
 
     python benchmarks/bench_peers.py               # 60,000 MNIST, 300,000 small
     python benchmarks/bench_peers.py -n 10000 --small 50000 --repeat 1
+    python benchmarks/bench_peers.py --only write     # the write rows only
 """
 
 from __future__ import annotations
@@ -632,7 +633,23 @@ def has_icechunk() -> bool:
     return True
 
 
-def measure(n: int, small: int, root: Path) -> dict[str, dict[str, float]]:
+def selected_rows(only: list[str]) -> list[tuple[str, str | None, str | None, str | None, str]]:
+    """The rows to run: all, or those with a step whose name contains one of
+    ``only`` (``write`` picks the write rows, ``small`` the small samples').
+    The MNIST bulk write always runs: later steps use its repositories."""
+    if not only:
+        return ROWS
+    steps = [[s for s in r[1:4] if s] for r in ROWS]
+    return [
+        r
+        for r, ss in zip(ROWS, steps, strict=True)
+        if r is ROWS[0] or any(w in s for s in ss for w in only)
+    ]
+
+
+def measure(
+    n: int, small: int, root: Path, only: list[str] | None = None
+) -> dict[str, dict[str, float]]:
     """Seconds per row and tool: the MNIST set, then small and large arrays
     in the same repositories (each tool its own directory)."""
     tools = {"numpy": 1, "icechunk": 2, "hangar-git": 3}
@@ -642,7 +659,7 @@ def measure(n: int, small: int, root: Path) -> dict[str, dict[str, float]]:
     for p in dirs.values():
         p.mkdir()
     figures: dict[str, dict[str, float]] = {}
-    for row in ROWS:
+    for row in selected_rows(only or []):
         label, scale = row[0], row[4]
         figures[label] = {}
         for tool, col in tools.items():
@@ -674,6 +691,8 @@ def report(runs: list[dict[str, dict[str, float]]]) -> None:
     print("-" * len(head))
     for row in ROWS:
         label = row[0]
+        if label not in runs[0]:
+            continue
         best = {t: min(r[label][t] for r in runs) for t in tools if t in runs[0][label]}
         cells = ""
         for t in tools:
@@ -696,6 +715,12 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=60_000, help="MNIST samples")
     ap.add_argument("--small", type=int, default=300_000, help="small samples")
     ap.add_argument("--repeat", type=int, default=2, help="runs; the best is shown")
+    ap.add_argument(
+        "--only",
+        action="append",
+        metavar="WORD",
+        help="run only the rows with a step named with WORD (e.g. write, small, large)",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--dir", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -707,7 +732,7 @@ def main() -> None:
     for _ in range(args.repeat):
         root = Path(tempfile.mkdtemp(prefix="bench-peers-"))
         try:
-            runs.append(measure(args.n, args.small, root))
+            runs.append(measure(args.n, args.small, root, args.only))
         finally:
             shutil.rmtree(root, ignore_errors=True)
     report(runs)

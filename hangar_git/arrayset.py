@@ -17,8 +17,7 @@ import numpy as np
 from .errors import MissingPayloadError
 from .naming import Key, decode_key, encode_key, is_key_like
 from .schema import ArraysetSchema
-from .store import Payload, payload_from_array
-from .store.chunked import THRESHOLD as LARGE_THRESHOLD
+from .store import Payload, chunked, payload_from_array
 from .store.digest import digest_prefix, kind_of
 
 if TYPE_CHECKING:
@@ -481,8 +480,7 @@ class ArraysetDataWriter(ArraysetDataReader):
             layout) or the name is invalid or missing for a named arrayset.
         """
         co = self._co
-        co.check_open()
-        schema = self._schema
+        schema = self._schema  # raises ClosedError once the checkout is closed
         if kwargs:
             raise TypeError(f"unexpected arguments: {', '.join(kwargs)}")
         if name is None:
@@ -493,19 +491,21 @@ class ArraysetDataWriter(ArraysetDataReader):
             raise ValueError(f"arrayset {self._name!r} has unnamed samples; do not pass a name")
         enc = f"i:{name}" if type(name) is int and name >= 0 else encode_key(name)
         arr = schema.validate(data)
-        co.stage_sample(self._name, enc, self._payload(schema, arr))
+        if arr.nbytes >= chunked.THRESHOLD:  # hashed while its file is written
+            co.stage_large(self._name, enc, arr)
+        else:
+            co.stage_sample(self._name, enc, self._payload(schema, arr))
         return name
 
     def _payload(self, schema: ArraysetSchema, arr: np.ndarray) -> Payload:
-        """:func:`payload_from_array`, with the kind header of fixed shapes cached
-        (and the digest's hash state after it)."""
+        """:func:`payload_from_array`, the kind (and its hash state) of fixed shapes cached."""
         if schema.variable_shape or not arr.ndim:
             return payload_from_array(arr)
         cached = self._kind
         if cached is None or cached[0] is not schema:
             kind = kind_of(arr)
             cached = self._kind = (schema, kind, digest_prefix(kind))
-        data = arr.data.cast("B")
+        data = arr.tobytes()  # a copy: the caller may refill its array before the block ends
         h = cached[2].copy()
         h.update(data)
         return tuple.__new__(Payload, (h.digest(), cached[1], data))  # type: ignore[return-value]
@@ -542,8 +542,7 @@ class ArraysetDataWriter(ArraysetDataReader):
         if mapping is not None and not isinstance(mapping, Mapping):
             raise TypeError(f"update takes a mapping of key -> array, not {type(mapping).__name__}")
         co = self._co
-        co.check_open()
-        schema = self._schema
+        schema = self._schema  # raises ClosedError once the checkout is closed
         # a plain dict is only read: no copy of it
         items: Mapping[Any, Any] = (
             mapping if not kw and type(mapping) is dict else {**(mapping or {}), **kw}
@@ -554,9 +553,9 @@ class ArraysetDataWriter(ArraysetDataReader):
             raise ValueError(
                 f"arrayset {self._name!r} has unnamed samples; add them with add() or add_stacked()"
             )
-        encs = _encode_keys(list(items))
+        encs, _ = _encode_keys(list(items))
         vals = list(items.values())
-        if schema.dtype.itemsize * int(np.prod(schema.shape)) >= LARGE_THRESHOLD:
+        if schema.dtype.itemsize * int(np.prod(schema.shape)) >= chunked.THRESHOLD:
             # large samples: staged one by one (no stacked copy), hashed on every core
             co.stage_arrays(self._name, encs, [schema.validate(v) for v in vals])
             return
@@ -618,8 +617,7 @@ class ArraysetDataWriter(ArraysetDataReader):
             row, or names are given for an unnamed arrayset.
         """
         co = self._co
-        co.check_open()
-        schema = self._schema
+        schema = self._schema  # raises ClosedError once the checkout is closed
         if not isinstance(data, np.ndarray) or isinstance(data, np.matrix):
             raise ValueError(f"data must be a numpy.ndarray, not {type(data).__name__}")
         if data.ndim != len(schema.shape) + 1:
@@ -652,8 +650,8 @@ class ArraysetDataWriter(ArraysetDataReader):
             return []
         if data.shape[1:] != schema.shape or schema.variable_shape:
             schema.validate(np.array(data[0]))  # the shape checks of add()
-        encs = _encode_keys(keys)
-        if len(set(encs)) != n:
+        encs, ints = _encode_keys(keys)
+        if len(set(keys) if ints else set(encs)) != n:  # ints: one encoding each, cheaper
             seen: set[str] = set()
             dup = next(e for e in encs if e in seen or seen.add(e))  # type: ignore[func-returns-value]
             raise ValueError(f"key {decode_key(dup)!r} appears more than once in names")
@@ -700,11 +698,12 @@ def _reader_accessor(checkout: Any, name: str) -> ArraysetDataReader:
     return checkout.arraysets[name]  # type: ignore[no-any-return]
 
 
-def _encode_keys(keys: list[Any]) -> list[str]:
-    """:func:`encode_key` of each of ``keys`` (ValueError naming the first bad one)."""
+def _encode_keys(keys: list[Any]) -> tuple[list[str], bool]:
+    """:func:`encode_key` of each of ``keys`` (ValueError naming the first bad one),
+    and whether they are all non-negative ``int``."""
     if keys and set(map(type, keys)) == {int} and min(keys) >= 0:  # one C pass
-        return ["i:" + str(k) for k in keys]
-    return [f"i:{k}" if type(k) is int and k >= 0 else encode_key(k) for k in keys]
+        return ["i:" + str(k) for k in keys], True
+    return [f"i:{k}" if type(k) is int and k >= 0 else encode_key(k) for k in keys], False
 
 
 __all__ = ["ArraysetDataReader", "ArraysetDataWriter", "MissingPayloadError"]

@@ -379,6 +379,15 @@ class WriterCheckout(Checkout):
             self._writer.flush()
         self._journal.record_sample(aset, enc, p.digest)
 
+    def stage_large(self, aset: str, enc: str, arr: np.ndarray) -> None:
+        """Stage the C-contiguous ``arr`` of :data:`.store.chunked.THRESHOLD` bytes or
+        more as sample ``enc`` of ``aset``: its digest is computed while its file
+        is written (see :meth:`.store.writer.PackWriter.add_large`)."""
+        digest = self._writer.add_large(kind_of(arr), arr.reshape(-1).data.cast("B"))
+        if not self._batch:
+            self._writer.flush()
+        self._journal.record_sample(aset, enc, digest)
+
     def stage_stacked(self, aset: str, encs: Sequence[str], rows: np.ndarray) -> None:
         """Stage row ``i`` of the C-contiguous ``rows`` under ``encs[i]`` (the bulk path).
 

@@ -570,3 +570,21 @@ def test_identical_arrays_stored_once(repo, co):
     size = sum(p.stat().st_size for p in store.glob("*.pack"))
     assert size < 3 * arr.nbytes, size
     assert all((a[i] == arr).all() for i in (0, 199))
+
+
+@pytest.mark.parametrize("variable", [False, True])
+def test_a_buffer_refilled_inside_a_block_stores_each_sample(repo, co, variable):
+    """Samples added in a ``with`` block wait for their block to be written:
+    refilling the same array for each ``aset[k] = buf`` stores what the array
+    held at each call, not what it holds when the block ends."""
+    a = co.arraysets.init_arrayset("a", shape=(28, 28), dtype=np.uint8, variable_shape=variable)
+    buf = np.zeros((28, 28), np.uint8)
+    with a:
+        for i in range(10):
+            buf[:] = i
+            a[i] = buf
+    assert [int(a[i][0, 0]) for i in range(10)] == list(range(10))
+    co.commit("refilled")
+    assert [int(a[i].max()) for i in range(10)] == list(range(10))
+    co.close()
+    assert repo.verify().ok

@@ -118,3 +118,33 @@ def test_a_damaged_segment_is_set_aside_as_a_full_load_would(store):
     assert loc is not None
     np.testing.assert_array_equal(r.read(loc, p.digest), np.arange(100, dtype=np.int64))
     r.close()
+
+
+def test_a_writer_probes_at_most_probe_max_digests_then_loads_the_index(store, monkeypatch):
+    """Probing costs a few blob reads per digest and segment: a writer storing
+    payloads one at a time probes up to PROBE_MAX digests in all, then loads
+    the index once (and still skips what is stored, stores what is not)."""
+    from hangar_git.store import chunked, segment_probe
+    from hangar_git.store import writer as writer_mod
+
+    monkeypatch.setattr(chunked, "THRESHOLD", 64 * 1024)  # each payload its own file and probe
+    stored = _fill(store, [3])
+    probed: list[int] = []
+
+    def counting(con, path, digests):
+        probed.append(len(digests))
+        return maybe_stored(con, path, digests)
+
+    monkeypatch.setattr(writer_mod, "maybe_stored", counting)
+    w = store.writer()
+    arrays = [np.full(8192, k, np.float64) for k in range(segment_probe.PROBE_MAX + 10)]
+    for a in arrays:
+        w.add(payload_from_array(a))
+    w.add(payload_from_array(np.full(5, 1, np.int64)))  # stored already
+    w.close()
+    assert sum(probed) == segment_probe.PROBE_MAX
+    r = store.reader()
+    assert all(np.array_equal(r.get(payload_from_array(a).digest), a) for a in arrays)
+    assert all(r.locate(d) is not None for d in stored)
+    r.close()
+    assert _entries(store) == 3 + len(arrays)

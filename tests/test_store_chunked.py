@@ -299,6 +299,61 @@ def test_repository_round_trip_dedup_and_identity(repo, small_thresholds):
     assert repo.verify().ok
 
 
+def test_large_sample_hashed_while_written_is_stored_once(repo, small_thresholds, monkeypatch):
+    """``aset[k] = a`` of a large array computes its digest while its file is
+    written: an array stored already (by an earlier commit, or earlier in the
+    same block) leaves no second file and no temporary one, and every key
+    reads back its array."""
+    from hangar_git.store import writer as writer_mod
+
+    written = []
+    orig = writer_mod.PackWriter.add_large
+    monkeypatch.setattr(
+        writer_mod.PackWriter, "add_large", lambda w, *a: written.append(1) or orig(w, *a)
+    )
+    co = repo.checkout(write=True)
+    a = co.arraysets.init_arrayset("a", shape=(96, 128), dtype=np.float64)
+    a[0] = big(0)
+    co.commit("one")
+    with a:
+        a[1] = big(0)  # in an earlier commit
+        a[2] = big(1)
+        a[3] = big(1)  # earlier in this block
+        a[4] = big(1).copy()
+    co.commit("more")
+    co.close()
+    assert len(written) == 5
+    assert len(large_files(repo)) == 2
+    assert not list(LargeFiles(repo._store.large_dir).tmp_dir.iterdir())
+    co = repo.checkout()
+    got = co.arraysets["a"]
+    assert all(np.array_equal(got[k], big(0 if k < 2 else 1)) for k in range(5))
+    co.close()
+    assert repo.verify().ok
+
+
+def test_writing_random_large_arrays_does_not_import_blosc2(tmp_path):
+    """Incompressible large arrays are stored raw: deciding so spares the
+    blosc2 package's import (a third of a second in a fresh process)."""
+    code = textwrap.dedent(
+        f"""
+        import sys
+        import numpy as np
+        from hangar_git import Repository
+        repo = Repository({str(tmp_path)!r}, exists=False)
+        repo.init(user_name="t", user_email="t@example.org")
+        co = repo.checkout(write=True)
+        a = co.arraysets.init_arrayset("a", shape=(512, 512), dtype=np.float32)
+        a[0] = np.random.default_rng(0).random((512, 512), dtype=np.float32)
+        co.commit("raw")
+        co.close()
+        print("blosc2" in sys.modules)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_mixed_batch_of_small_and_large_samples(repo, small_thresholds):
     co = repo.checkout(write=True)
     v = co.arraysets.init_arrayset("v", shape=(200, 128), dtype=np.float32, variable_shape=True)

@@ -89,6 +89,38 @@ def test_lookup_handles_digests_sharing_their_first_8_bytes():
     assert got["block"][: len(digests)].tolist() == list(range(len(digests)))[::-1]
 
 
+def _run(sid, digests, blocks):
+    e = np.zeros(len(digests), ENTRY)
+    q = np.frombuffer(b"".join(digests), dtype=[("key", ">u8"), ("tail", "V12")])
+    e["key"], e["tail"], e["block"] = q["key"], q["tail"], blocks
+    e = sorted_entries(e)
+    return Run(sid, e["key"].astype(np.uint64), e)
+
+
+@pytest.mark.parametrize("n_query", [3, 40, 400])
+def test_lookup_in_runs_smaller_and_larger_than_the_query_matches_a_dict(n_query):
+    """Runs smaller than the query are searched the other way round first:
+    whatever the sizes, every digest resolves to the entry of the first run
+    holding it, repeated digests and 8-byte clashes included."""
+    rng = np.random.default_rng(n_query)
+    pool = [bytes(rng.integers(0, 256, 20, dtype=np.uint8)) for _ in range(300)]
+    pool += [pool[0][:8] + bytes(rng.integers(0, 256, 12, dtype=np.uint8)) for _ in range(4)]
+    runs, first = [], {}
+    for sid, size in enumerate([5, 120, 30], start=1):
+        picked = [pool[int(i)] for i in rng.choice(len(pool), size, replace=False)]
+        blocks = [1000 * sid + i for i in range(size)]
+        runs.append(_run(sid, picked, blocks))
+        for d, b in zip(picked, blocks, strict=True):
+            first.setdefault(d, b)
+    query = [pool[int(i)] for i in rng.integers(0, len(pool), n_query)]
+    query += [pool[0][:8] + bytes(12), query[0]]  # a clash not stored; a repeat
+    found, got = lookup_runs(runs, query)
+    assert found.tolist() == [d in first for d in query]
+    assert [int(b) for b, f in zip(got["block"], found, strict=True) if f] == [
+        first[d] for d in query if d in first
+    ]
+
+
 def test_remove_and_relocate_rewrite_the_segments(store):
     w = store.writer()
     arrays = [np.full(50, i, np.float64) for i in range(40)]

@@ -17,7 +17,6 @@ import shutil
 import struct
 import subprocess
 import tempfile
-import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -25,6 +24,11 @@ from pathlib import Path
 
 import pygit2
 from pygit2.enums import ObjectType
+
+try:  # zlib-ng's deflate: valid zlib streams, about 3x as fast as zlib's at level 1
+    from zlib_ng.zlib_ng import compress as _compress
+except ImportError:  # pragma: no cover - same format, slower
+    from zlib import compress as _compress
 
 from ..gitutil import (
     TYPE_BLOB,
@@ -37,6 +41,7 @@ from ..gitutil import (
     open_batch_of,
 )
 from ..procs import pid_alive
+from ..store.checksum import crc32 as _crc32
 from ..store.durable import fsync_dir, fsync_fd, write_all
 
 #: fewer objects than this are written loose, through libgit2
@@ -184,42 +189,44 @@ def _header(kind: int, size: int) -> bytes:
     return bytes(out)
 
 
-def _deflate(data: bytes) -> bytes:
-    return zlib.compress(data, 1)
+def _deflate_all(datas: list[bytes]) -> list[bytes]:
+    """Each object's data deflated (zlib streams, as a pack holds them); many
+    are split in two halves, one deflated on a second thread (zlib releases
+    the GIL; a future per object would cost more than its deflate)."""
+    if sum(map(len, datas)) > 1 << 20 and len(datas) > 64 and (os.cpu_count() or 1) > 1:
+        half = len(datas) // 2
+        with ThreadPoolExecutor(1) as ex:
+            second = ex.submit(_deflate_list, datas[half:])
+            first = _deflate_list(datas[:half])
+            return first + second.result()
+    return _deflate_list(datas)
 
 
-def write_pack(
-    packdir: Path,
-    objects: Sequence[tuple[int, bytes]],
-    ids: Sequence[bytes],
-    *,
-    keep: bool = False,
-) -> Path | None:
-    """Write ``objects`` (type, raw data) with ids ``ids`` as one pack + index.
+def _deflate_list(datas: list[bytes]) -> list[bytes]:
+    return [_compress(d, 1) for d in datas]
 
-    With ``keep``, a ``.keep`` file naming this process is written before
-    the pack becomes visible, so no ``git gc`` can drop its objects; its
-    path is returned (None without ``keep``, or when the pack and its
-    ``.keep`` were there already). The pack and index are synced.
-    """
-    packdir.mkdir(parents=True, exist_ok=True)
-    datas = [d for _, d in objects]
-    if sum(map(len, datas)) > 1 << 20 and len(datas) > 64:
-        with ThreadPoolExecutor(2) as ex:  # zlib releases the GIL
-            comp = list(ex.map(_deflate, datas, chunksize=32))
-    else:
-        comp = [_deflate(d) for d in datas]
+
+def _pack_body(
+    objects: Sequence[tuple[int, bytes]], ids: Sequence[bytes]
+) -> tuple[bytes, list[tuple[bytes, int, int]]]:
+    """The pack's bytes (without its trailing checksum) and, per object, its
+    ``(id, CRC-32 of its record, offset)``."""
+    comp = _deflate_all([d for _, d in objects])
     parts = [b"PACK" + struct.pack(">II", 2, len(objects))]
     offset = 12
     entries = []
     for (kind, data), z, oid in zip(objects, comp, ids, strict=True):
         rec = _header(kind, len(data)) + z
-        entries.append((oid, zlib.crc32(rec), offset))
+        entries.append((oid, _crc32(rec), offset))
         offset += len(rec)
         parts.append(rec)
-    body = b"".join(parts)
-    pack_sum = hashlib.sha1(body).digest()
-    entries.sort()
+    return b"".join(parts), entries
+
+
+def _pack_index(entries: list[tuple[bytes, int, int]], pack_sum: bytes) -> bytes:
+    """The version-2 ``.idx`` of a pack whose objects are ``entries``
+    (``(id, CRC-32, offset)``) and whose checksum is ``pack_sum``."""
+    entries = sorted(entries)
     fan = [0] * 256
     for oid, _, _ in entries:
         fan[oid[0]] += 1
@@ -243,31 +250,55 @@ def write_pack(
             pack_sum,
         ]
     )
-    idx += hashlib.sha1(idx).digest()
-    name = packdir / f"pack-{pack_sum.hex()}"
-    files: list[tuple[str, bytes]] = [(".pack", body + pack_sum), (".idx", idx)]
-    if keep:
-        files.insert(0, (".keep", f"{KEEP_MARK} {os.getpid()}\n".encode()))
-    written = None
-    for suffix, data in files:
-        final = name.with_suffix(suffix)
-        if final.exists():
-            continue
-        fd, tmp = tempfile.mkstemp(prefix=f"tmp_{suffix[1:]}_", dir=packdir)
-        try:
-            write_all(fd, data)
-            os.fchmod(fd, 0o444)
-            if suffix != ".keep":  # the keep lives only until the ref moves
-                fsync_fd(fd)
+    return idx + hashlib.sha1(idx).digest()
+
+
+def _place(packdir: Path, final: Path, data: bytes, sync: bool) -> bool:
+    """Write ``data`` as ``final`` (read-only) through a temporary file, synced
+    first with ``sync``; False when ``final`` was there already."""
+    if final.exists():
+        return False
+    fd, tmp = tempfile.mkstemp(prefix=f"tmp_{final.suffix[1:]}_", dir=packdir)
+    try:
+        write_all(fd, data)
+        os.fchmod(fd, 0o444)
+        if sync:
+            fsync_fd(fd)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, final)
+    except BaseException:
+        if fd >= 0:
             os.close(fd)
-            fd = -1
-            os.replace(tmp, final)
-        except BaseException:
-            if fd >= 0:
-                os.close(fd)
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        if suffix == ".keep":
-            written = final
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
+
+
+def write_pack(
+    packdir: Path,
+    objects: Sequence[tuple[int, bytes]],
+    ids: Sequence[bytes],
+    *,
+    keep: bool = False,
+) -> Path | None:
+    """Write ``objects`` (type, raw data) with ids ``ids`` as one pack + index.
+
+    With ``keep``, a ``.keep`` file naming this process is written before
+    the pack becomes visible, so no ``git gc`` can drop its objects; its
+    path is returned (None without ``keep``, or when the pack and its
+    ``.keep`` were there already). The pack and index are synced.
+    """
+    packdir.mkdir(parents=True, exist_ok=True)
+    body, entries = _pack_body(objects, ids)
+    pack_sum = hashlib.sha1(body).digest()
+    name = packdir / f"pack-{pack_sum.hex()}"
+    written = None
+    if keep:  # the keep lives only until the ref moves: not synced
+        keep_file = name.with_suffix(".keep")
+        if _place(packdir, keep_file, f"{KEEP_MARK} {os.getpid()}\n".encode(), sync=False):
+            written = keep_file
+    _place(packdir, name.with_suffix(".pack"), body + pack_sum, sync=True)
+    _place(packdir, name.with_suffix(".idx"), _pack_index(entries, pack_sum), sync=True)
     fsync_dir(packdir)
     return written

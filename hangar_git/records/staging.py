@@ -65,6 +65,20 @@ class StagedAset:
     samples: dict[str, bytes | None] = field(default_factory=dict)
 
 
+def _b_line(aset: str, encs: Sequence[str], digests: Sequence[bytes]) -> str:
+    """The ``B`` line setting samples ``encs`` of ``aset`` to ``digests``,
+    formatted in one pass (the digests hexed together, a tab after each)."""
+    joined = b"".join(digests)
+    fields: list[str] = [""] * (2 * len(encs))
+    fields[::2] = encs
+    if encs and len(joined) == 20 * len(encs):
+        fields[1::2] = joined.hex("\t", 20).split("\t")
+    else:  # not all of 20 bytes (never made so, but the line must stay true)
+        fields[1::2] = [d.hex() for d in digests]
+    body = f"B\t{aset}\t" + "\t".join(fields)
+    return f"{body}\t{zlib.crc32(body.encode()):08x}\n"
+
+
 class Journal:
     """Replayable log of staged changes; see the module docstring."""
 
@@ -76,7 +90,8 @@ class Journal:
         self.meta: dict[str, str | None] = {}
         self.pending_commit: str | None = None
         self._buf: list[str] = []
-        self._samples_buf: list[tuple[str, str, bytes]] = []
+        #: arrayset -> (keys, digests) logged by record_sample, not yet formatted
+        self._samples_buf: dict[str, tuple[list[str], list[bytes]]] = {}
         self._fd = -1
         self._size = 0  # length of the file as this journal wrote it
         self._torn = False  # the file may be longer: cut it before writing
@@ -332,7 +347,11 @@ class Journal:
         if st is None:
             st = self._aset(aset)
         st.samples[enc] = digest
-        self._samples_buf.append((aset, enc, digest))
+        buf = self._samples_buf.get(aset)
+        if buf is None:
+            buf = self._samples_buf[aset] = ([], [])
+        buf[0].append(enc)
+        buf[1].append(digest)
         if not self.batching:
             self.sync()
 
@@ -353,15 +372,9 @@ class Journal:
         if st is None:
             st = self._aset(aset)
         st.samples.update(zip(encs, digests, strict=True))
-        hexed = b"".join(digests).hex()
-        step = B_LINE_SAMPLES
-        for i in range(0, len(encs), step):
-            part = encs[i : i + step]
-            fields: list[str] = [""] * (2 * len(part))
-            fields[::2] = part
-            fields[1::2] = [hexed[j : j + 40] for j in range(40 * i, 40 * (i + len(part)), 40)]
-            body = f"B\t{aset}\t" + "\t".join(fields)
-            self._buf.append(f"{body}\t{zlib.crc32(body.encode()):08x}\n")
+        for i in range(0, len(encs), B_LINE_SAMPLES):
+            j = i + B_LINE_SAMPLES
+            self._buf.append(_b_line(aset, encs[i:j], digests[i:j]))
         if not self.batching:
             self.sync()
 
@@ -369,15 +382,9 @@ class Journal:
         """Log the samples held back by :meth:`record_sample`: one ``B`` line per
         arrayset (samples of different arraysets are independent, so only the
         order within an arrayset is kept, and it is)."""
-        per_aset: dict[str, list[str]] = {}
-        for a, e, d in self._samples_buf:
-            fields = per_aset.get(a)
-            if fields is None:
-                fields = per_aset[a] = ["B", a]
-            fields.append(e)
-            fields.append(d.hex())
+        lines = [_b_line(a, encs, digests) for a, (encs, digests) in self._samples_buf.items()]
         self._samples_buf.clear()
-        self._buf.extend([self._line(fields) for fields in per_aset.values()])
+        self._buf.extend(lines)
 
     def sync(self) -> None:
         if self._samples_buf:

@@ -38,7 +38,7 @@ import errno
 import math
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import NamedTuple
@@ -47,6 +47,7 @@ import numpy as np
 
 from ..errors import IntegrityError
 from .blosc_codec import blosc2
+from .blosc_codec import compress as blosc_compress
 from .checksum import crc32
 from .chunk_format import (
     CODEC_BLOSC2,
@@ -70,10 +71,10 @@ from .chunk_format import (
     layout_of,
     part_bytes,
 )
-from .digest import parse_kind
+from .digest import digest_bytes, parse_kind
 from .durable import FILE_MODE
 from .large_reader import SHARED_MAX, LargeReader, empty_arrays, open_file
-from .threads import run_parallel, syncer
+from .threads import hasher, run_parallel, syncer
 
 #: payloads of at least this many raw bytes are stored chunked (measured:
 #: ``benchmarks/bench_large.py``; below it a pack block reads as fast, and
@@ -141,24 +142,38 @@ def _compress(raw: memoryview, typesize: int) -> bytes | None:
 def worth_compressing(arr: np.ndarray, layout: Layout) -> bool:
     """True when sample chunks (the first and the middle one) shrink by at
     least :data:`COMPRESS_GAIN` when compressed; chunks of arrays that do not
-    (random floats save under 10 %) are stored raw, which costs no CPU."""
+    (random floats save under 10 %) are stored raw, which costs no CPU.
+
+    The samples go through C-Blosc2's global context (:func:`.blosc_codec.compress`,
+    same codec and settings), which spares the ``blosc2`` package's import
+    (a third of a second) when nothing is compressed."""
     if not arr.size or not layout.n:
         return False
     tmp = np.empty(layout.max_chunk_bytes, np.uint8)
     for i in sorted({0, layout.n // 2}):
         part = layout.part(i)
-        comp = _compress(part_bytes(arr, part, tmp), arr.dtype.itemsize)
-        if comp is not None and len(comp) <= part.nbytes * (1 - COMPRESS_GAIN):
+        if part.nbytes < 128:
+            continue
+        raw = part_bytes(arr, part, tmp)
+        typesize = max(1, min(arr.dtype.itemsize, 255))
+        comp = blosc_compress(raw, typesize=typesize, clevel=_CLEVEL, codec="lz4")
+        if len(comp) <= part.nbytes * (1 - COMPRESS_GAIN):
             return True
     return False
 
 
 def write_file(
-    path: Path, digest: bytes, kind: str, arr: np.ndarray, chunks: Sequence[int] | None = None
+    path: Path,
+    digest: bytes | Callable[[], bytes],
+    kind: str,
+    arr: np.ndarray,
+    chunks: Sequence[int] | None = None,
 ) -> int:
     """Write ``arr`` as a chunked payload file at ``path`` (created, not synced).
 
-    ``arr`` may have any memory layout. Raw chunks of a C-contiguous array
+    ``digest`` may be a function giving it, called once the chunks are
+    written (the header, which holds it, is written last). ``arr`` may have
+    any memory layout. Raw chunks of a C-contiguous array
     are written straight from it (``pwritev`` of their runs); others are
     copied one at a time into a buffer per thread, so no second copy of the
     whole array is ever made. Returns the file size. The caller syncs the
@@ -206,6 +221,8 @@ def write_file(
             table[i] = (off, len(body), crc, codec, b"")
 
         run_parallel(one, n)
+        if not isinstance(digest, bytes):
+            digest = digest()
         _pwrite(fd, encode_header(digest, kind, layout.chunks, table), 0)
     except BaseException:
         os.close(fd)
@@ -277,17 +294,34 @@ class LargeFiles:
                     pass
         return n
 
-    def write_temporary(self, number: int, digest: bytes, kind: str, data: memoryview) -> Pending:
-        """Write a payload to a temporary file (see :meth:`place`)."""
+    def write_temporary(
+        self, number: int, digest: bytes | None, kind: str, data: memoryview, sync: bool = True
+    ) -> Pending:
+        """Write a payload to a temporary file (see :meth:`place`).
+
+        With ``digest`` None, the digest is computed on another thread while
+        the chunks are written (the returned :class:`Pending` holds it).
+        Without ``sync``, the file's sync is left to :meth:`start_sync`."""
         dtype, shape = parse_kind(kind)
         arr = np.frombuffer(data, dtype=dtype).reshape(shape)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.tmp_dir / f"{number:010d}.{os.getpid()}.tmp"
         tmp.unlink(missing_ok=True)
-        size = write_file(tmp, digest, kind, arr)
-        # its sync runs while the caller goes on (the disk works while we compute)
-        synced = syncer().submit(fsync_path, tmp) if SYNC else None
-        return Pending(number, digest, kind, size, tmp, synced)
+        if digest is None:
+            hashed = hasher().submit(digest_bytes, kind, data)
+            try:
+                size = write_file(tmp, hashed.result, kind, arr)
+            finally:
+                digest = hashed.result()  # done with the buffer before returning
+        else:
+            size = write_file(tmp, digest, kind, arr)
+        pending = Pending(number, digest, kind, size, tmp)
+        return self.start_sync(pending) if sync else pending
+
+    def start_sync(self, p: Pending) -> Pending:
+        """``p`` with its file's sync started: it runs while the caller goes on
+        (the disk works while we compute); :meth:`place` waits for it."""
+        return p._replace(synced=syncer().submit(fsync_path, p.tmp)) if SYNC else p
 
     def place(self, pending: Sequence[Pending], sync: bool | None = None) -> None:
         """Sync the temporary files of ``pending`` and rename them into place.

@@ -60,7 +60,6 @@ from .gather import STREAM_WINDOW
 from .index import (
     ENTRY,
     INDEX_VERSION,
-    CommitPlan,
     Location,
     block_check,
     connect_index,
@@ -71,6 +70,7 @@ from .index import (
     kind_check,
 )
 from .reader import CACHE_BYTES, PackReader
+from .segment_plan import CommitPlan
 from .writer import BLOCK_TARGET, STORE_LOCK_TIMEOUT, PackWriter
 
 #: looked up at each commit (tests stand a failing one in)
@@ -116,7 +116,7 @@ class PackStore:
         block_rows: Sequence[tuple[int, int, int, int, int]],
         plan: CommitPlan,
     ) -> tuple[dict[int, int], int | None]:
-        """Carry out ``plan`` (see :func:`.index.plan_commit`) on the index
+        """Carry out ``plan`` (see :func:`.segment_plan.plan_commit`) on the index
         through the writer's connection ``con``, with the new ``block_rows``,
         in one transaction.
 

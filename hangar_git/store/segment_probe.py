@@ -3,7 +3,7 @@
 A writer that stores a handful of payloads (a commit of a few changed
 samples) needs to know two things about the committed index: whether any
 of those payloads is already stored (to skip it), and which of the newest,
-small segments its new segment absorbs (see :func:`.index.plan_commit`).
+small segments its new segment absorbs (see :func:`.segment_plan.plan_commit`).
 Loading every segment answers both, but costs a read and a checksum of the
 whole index, which grows with the store. Here:
 

@@ -83,17 +83,30 @@ def parallel_map(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
     return out
 
 
-_SYNCER: list[Any] = [None, -1]  # executor, pid it belongs to
+_SINGLES: dict[str, list[Any]] = {}  # name -> [executor, pid it belongs to]
+
+
+def _single(name: str) -> ThreadPoolExecutor:
+    """The process's one background thread ``name`` (made afresh in a forked child)."""
+    slot = _SINGLES.get(name) or [None, -1]
+    if slot[1] != os.getpid():
+        with _POOL_LOCK:
+            slot = _SINGLES.setdefault(name, slot)
+            if slot[1] != os.getpid():
+                slot[0] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"hangar-{name}")
+                slot[1] = os.getpid()
+    return slot[0]  # type: ignore[no-any-return]
 
 
 def syncer() -> ThreadPoolExecutor:
     """A thread syncing files in the background (made afresh in a forked child)."""
-    if _SYNCER[1] != os.getpid():
-        with _POOL_LOCK:
-            if _SYNCER[1] != os.getpid():
-                _SYNCER[0] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hangar-sync")
-                _SYNCER[1] = os.getpid()
-    return _SYNCER[0]
+    return _single("sync")
 
 
-__all__ = ["WORKERS", "parallel_map", "run_parallel", "syncer"]
+def hasher() -> ThreadPoolExecutor:
+    """A thread computing a large payload's digest while its chunks are
+    written (blake2b releases the GIL); made afresh in a forked child."""
+    return _single("hash")
+
+
+__all__ = ["WORKERS", "hasher", "parallel_map", "run_parallel", "syncer"]

@@ -6,7 +6,7 @@ handed to a :class:`.appender.PackAppender`, which places them in the
 current pack file; a payload of :data:`.chunked.THRESHOLD` bytes or more gets
 a chunked file of its own (:mod:`.chunked`). :meth:`PackWriter.flush` writes
 and syncs what is queued, then commits the index entries naming it as one
-new segment (:func:`.index.plan_commit`, :meth:`.packs.PackStore.commit_segments`):
+new segment (:func:`.segment_plan.plan_commit`, :meth:`.packs.PackStore.commit_segments`):
 bytes are on the disk before any entry points at them.
 """
 
@@ -38,10 +38,9 @@ from .index import (
     index_guard,
     init_index,
     kind_check,
-    plan_commit,
-    runs_after,
 )
 from .manifest import manifest_path
+from .segment_plan import plan_commit, runs_after
 from .segment_probe import PROBE_MAX, maybe_stored, newest_small_runs
 from .uncommitted import Uncommitted
 
@@ -102,6 +101,7 @@ class PackWriter(IndexTables):
         self._large = LargeFiles(store.large_dir)
         self._large.clean_temporary()  # left by a killed writer
         self._large_pending: list[tuple[chunked.Pending, int, int]] = []
+        self._probed = 0  # digests looked for by segment_probe.maybe_stored
 
     def _kind_id(self, kind: str) -> int:
         kid = self._kind_ids.get(kind)
@@ -163,7 +163,8 @@ class PackWriter(IndexTables):
         items = self._pending.get(dt)
         if items is None:
             items = self._pending[dt] = []
-        items.append(p)
+        # kept until its block is sealed: a copy, not a view of an array the caller may refill
+        items.append(p if type(p.data) is bytes else Payload(d, p.kind, bytes(p.data)))  # type: ignore[arg-type]
         self._pending_set.add(d)
         total = self._pending_bytes.get(dt, 0) + nbytes
         if total >= BLOCK_TARGET:
@@ -258,48 +259,54 @@ class PackWriter(IndexTables):
         e["kind"] = kid
         self._new.add_entries(e)
 
+    def _have(self, digest: bytes) -> bool:
+        """True when payload ``digest`` is stored, queued or written already."""
+        if digest in self.known or digest in self._pending_set:
+            return True
+        stored = self._stored([digest])
+        self.known.update(stored)
+        return bool(stored)
+
     def _add_large(self, p: Payload) -> None:
         """Write a large payload to a chunked file of its own (see :mod:`.chunked`);
         the next :meth:`flush` syncs it, puts it in place and indexes it."""
-        stored = self._stored([p.digest])
-        if stored:
-            self.known.update(stored)
-            return
-        kid = self._kind_ids.get(p.kind) or self._kind_id(p.kind)
+        if not self._have(p.digest):
+            self._write_large(p.digest, p.kind, p.data)
+
+    def add_large(self, kind: str, data: memoryview) -> bytes:
+        """:meth:`add` of a payload of :data:`.chunked.THRESHOLD` bytes or more
+        without its digest, computed (and returned) while the file is written."""
+        return self._write_large(None, kind, data)
+
+    def _write_large(self, digest: bytes | None, kind: str, data: memoryview) -> bytes:
         number = self._next_block  # a block id: never reused, so never another file's
         self._next_block += 1
-        pending = self._large.write_temporary(number, p.digest, p.kind, p.data)
-        self._large_pending.append((pending, kid, len(p.data)))
+        p = self._large.write_temporary(number, digest, kind, data, sync=digest is not None)
+        if digest is None:  # known only now: a payload stored already is not written twice
+            if self._have(p.digest):
+                self._large.discard([p])
+                return p.digest
+            p = self._large.start_sync(p)
+        self._queue_large(p, len(data))
+        return p.digest
+
+    def _queue_large(self, p: chunked.Pending, nbytes: int) -> None:
+        self._large_pending.append((p, self._kind_ids.get(p.kind) or self._kind_id(p.kind), nbytes))
         self._pending_set.add(p.digest)
 
     def adopt_large(self, path: Path, digest: bytes, kind: str) -> None:
-        """Take the checked chunked payload file ``path`` (under ``large/tmp/``,
-        e.g. fetched from a remote) as payload ``digest`` of ``kind``; the next
-        :meth:`flush` puts it in place and indexes it.
-
-        Parameters
-        ----------
-        path : pathlib.Path
-            The checked file (see :func:`.chunked.verify_file`); moved, or
-            removed when the payload is stored already.
-        digest : bytes
-        kind : str
-        """
-        if digest in self.known or digest in self._pending_set:
+        """Take the chunked payload file ``path`` (under ``large/tmp/``, e.g.
+        fetched from a remote, checked by :func:`.chunked.verify_file`) as
+        payload ``digest`` of ``kind``: the next :meth:`flush` moves it into
+        place and indexes it; it is removed if the payload is stored already."""
+        if self._have(digest):
             path.unlink(missing_ok=True)
             return
-        stored = self._stored([digest])
-        if stored:
-            self.known.update(stored)
-            path.unlink(missing_ok=True)
-            return
-        kid = self._kind_ids.get(kind) or self._kind_id(kind)
         number = self._next_block
         self._next_block += 1
-        pending = chunked.Pending(number, digest, kind, path.stat().st_size, path)
         dtype, shape = parse_kind(kind)
-        self._large_pending.append((pending, kid, dtype.itemsize * int(np.prod(shape))))
-        self._pending_set.add(digest)
+        pending = chunked.Pending(number, digest, kind, path.stat().st_size, path)
+        self._queue_large(pending, dtype.itemsize * int(np.prod(shape)))
 
     def _place_large(self) -> None:
         """Sync and rename the large payload files written since the last
@@ -308,20 +315,14 @@ class PackWriter(IndexTables):
         self._large.place([p for p, _, _ in todo])  # on failure all stay pending
         self._large_pending = []
         for p, kid, nbytes in todo:
-            n, size = p.number, p.size
-            self._new.add_block(n, LARGE_PACK, n, size)
-            self._new.add([p.digest], n, [LARGE_IOFF], [kid])
-            self.known[p.digest] = Location(LARGE_PACK, n, size, LARGE_IOFF, nbytes, kid)
+            self._new.add_block(p.number, LARGE_PACK, p.number, p.size)
+            self._new.add([p.digest], p.number, [LARGE_IOFF], [kid])
+            self.known[p.digest] = Location(LARGE_PACK, p.number, p.size, LARGE_IOFF, nbytes, kid)
             self._pending_set.discard(p.digest)
 
     def has_pending(self, digest: bytes | None = None) -> bool:
-        """True when payloads are queued or written but not yet indexed.
-
-        Parameters
-        ----------
-        digest : bytes, optional
-            Ask about this payload only.
-        """
+        """True when payloads (or the one of ``digest``) are queued or written
+        but not yet indexed."""
         if digest is None:
             return bool(self._pending_set or self._new.digests)
         return digest in self._pending_set or (bool(self._new.digests) and digest in self.known)
@@ -330,7 +331,8 @@ class PackWriter(IndexTables):
         """Locations of those of ``digests`` already in the committed index."""
         if not self._segs.loaded:
             path = self.store.index_path
-            if len(digests) <= PROBE_MAX and not maybe_stored(self._con, path, digests):
+            self._probed += len(digests)  # past PROBE_MAX in all, one load costs less
+            if self._probed <= PROBE_MAX and not maybe_stored(self._con, path, digests):
                 return {}  # a few new payloads: the whole index stays unread
             self._segs.load(self._con, path)
         found, e = self._segs.lookup(digests)
@@ -426,9 +428,8 @@ class PackWriter(IndexTables):
             self._commit_index(drop=())
 
     def _commit_index(self, drop: Iterable[bytes]) -> None:
-        """Commit the queued block rows and entries as a new segment, in one
-        transaction that also removes the entries of ``drop`` (and merges small
-        segments into the new one)."""
+        """Commit the queued block rows and entries as a new segment (merging small
+        ones into it), in one transaction that also removes those of ``drop``."""
         new = self._new.entries()
         runs: list[Run] | None = self._segs.runs
         if not self._segs.loaded and not drop:  # only the segments it merges
