@@ -14,11 +14,11 @@ import numpy as np
 
 from .arraysets import Arraysets, ReaderArraysets
 from .commits import commit_staged
-from .errors import ClosedError, MissingPayloadError
+from .diff_source import CheckoutDiffSource
+from .errors import ClosedError
 from .handles import HandleSet
 from .live_writers import LIVE_WRITERS
 from .metadata import MetadataReader, MetadataWriter
-from .naming import Key
 from .payloads import PayloadAccess
 from .records.snapshot import TreeRecords, commit_tree
 from .records.staging import Journal
@@ -35,49 +35,6 @@ if TYPE_CHECKING:
     from .repository import Repository
     from .store.packs import PackWriter
     from .userdiff import ReaderUserDiff, WriterUserDiff
-
-
-class _DiffAccess:
-    """What a checkout offers its diff object (:class:`hangar_git.userdiff.DiffSource`)."""
-
-    def __init__(self, checkout: ReaderCheckout | WriterCheckout) -> None:
-        self._co = checkout
-        self.git = checkout.view.base.repo
-
-    def check_open(self) -> None:
-        self._co.check_open()
-
-    def head(self) -> str | None:
-        return self._co.commit_hash or None
-
-    def staged(self) -> StagedView | None:
-        co = self._co
-        if not isinstance(co, WriterCheckout):
-            return None
-        co.sync()
-        assert isinstance(co.view, StagedView)
-        return co.view
-
-    def sample(self, arrayset: str, enc: str) -> np.ndarray | None:
-        co = self._co
-        if co.view.writeable:
-            co.sync()  # type: ignore[union-attr]
-        digest = co.view.get(arrayset, enc) if co.view.has_aset(arrayset) else None
-        return co.payloads.read(arrayset, enc, digest) if digest is not None else None
-
-    def array(self, arrayset: str, key: Key, digest: bytes) -> np.ndarray:
-        pa = self._co.payloads
-        loc = pa.locs.get(digest)
-        if loc is None and pa.writer is not None:
-            loc = pa.writer.pending_location(digest)
-        if loc is None:
-            loc = pa.reader.locate(digest)
-        if loc is None:
-            raise MissingPayloadError(
-                f"sample {arrayset}[{key!r}] of the other side is a remote reference: its "
-                "payload is not on this machine; fetch it with `git hangar fetch-data`"
-            )
-        return pa.reader.read(loc, digest)
 
 
 class Checkout:
@@ -220,7 +177,7 @@ class ReaderCheckout(Checkout):
         if self._diff is None:
             from .userdiff import ReaderUserDiff
 
-            self._diff = self.hand_out(ReaderUserDiff(_DiffAccess(self)))
+            self._diff = self.hand_out(ReaderUserDiff(CheckoutDiffSource(self)))
         return self._diff
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -326,7 +283,7 @@ class WriterCheckout(Checkout):
         if self._diff is None:
             from .userdiff import WriterUserDiff
 
-            self._diff = self.hand_out(WriterUserDiff(_DiffAccess(self)))
+            self._diff = self.hand_out(WriterUserDiff(CheckoutDiffSource(self)))
         return self._diff
 
     # ---- staging primitives (used by arraysets, metadata, importers) -------
