@@ -196,8 +196,6 @@ def reach_ins(source: str) -> list[tuple[int, str]]:
 _NO_PUBLIC_REPO = "Repository has no public form of this yet (repository.py: another helper's)"
 _SAME_REPO = "same class: a Repository matching another's directory (Repository.same_as()?)"
 _OWN_JOURNAL = "same class: Journal's own classmethods and sync() setting up a Journal they made"
-_CLI = "remotes/api.py is reworked with the CLI by another helper in #15"
-_CLI_GIT = _CLI + "; the public form is Repository.git_repository()"
 ALLOWED_REACH_INS: dict[str, dict[str, str]] = {
     "hangar_git.checkout": {"self._repo._identity": _NO_PUBLIC_REPO},
     "hangar_git.repair": {"repo._journal_path": _NO_PUBLIC_REPO},
@@ -224,16 +222,6 @@ ALLOWED_REACH_INS: dict[str, dict[str, str]] = {
     },
     "hangar_git.store.large_reader": {
         "lay._byte_strides": "store/ internals (chunk_format's layout), reworked by another helper",
-    },
-    "hangar_git.remotes.api": {
-        "gt._rejected_message": _CLI,
-        "rc._same_address": _CLI,
-        "repo._git": _CLI_GIT,
-        "repo._git_repo": _CLI_GIT,
-        "repo._hdir": _CLI,
-        "repo._user_path": _CLI,
-        "self._repo._git_repo": _CLI_GIT,
-        "self._repo._hdir": _CLI,
     },
 }
 

@@ -386,16 +386,29 @@ def push(git: pygit2.Repository, name: str, branch: str, callbacks: Callbacks) -
     except pygit2.GitError as exc:
         msg = str(exc)
         if "fast-forward" in msg or "not present locally" in msg or "rejected" in msg:
-            raise PushRejectedError(_rejected_message(name, branch, msg)) from None
+            raise PushRejectedError(rejected_message(name, branch, msg)) from None
         raise _connection_error(name, remote.url, exc) from None
     if callbacks.rejected:
         raise PushRejectedError(
-            _rejected_message(name, branch, "; ".join(callbacks.rejected.values()))
+            rejected_message(name, branch, "; ".join(callbacks.rejected.values()))
         )
     callbacks.approve()
 
 
-def _rejected_message(remote: str, branch: str, detail: str) -> str:
+def rejected_message(remote: str, branch: str, detail: str) -> str:
+    """The message of a :class:`PushRejectedError`: what was refused and what to do.
+
+    Parameters
+    ----------
+    remote, branch : str
+        The remote and the branch whose push was refused.
+    detail : str
+        Why (git's words, or ``'non-fast-forward'``).
+
+    Returns
+    -------
+    str
+    """
     return (
         f"push of branch {branch!r} to {remote!r} was rejected ({detail}): the remote has "
         f"commits you do not have. Fetch them (git hangar fetch {remote} {branch}), merge "

@@ -112,7 +112,7 @@ def referenced_digests(
     skip_leaves: Iterable[bytes] | None = None,
 ) -> dict[bytes, str]:
     """Deprecated spelling of :func:`hangar_git.records.reachable.referenced_digests`
-    (``skip_leaves`` is its ``skip``), kept while ``remotes/api.py`` calls it.
+    (``skip_leaves`` is its ``skip``), kept for callers of this older name.
 
     Returns
     -------
