@@ -18,15 +18,17 @@ into a records-only clone. The S3 server is SeaweedFS ``weed mini`` on
 every S3 step imports ``s3fs`` before the clock (about half a second that
 any S3 client pays once), so the S3 rows compare transfers.
 
-Prints one table, best of ``--repeat`` runs, each row with the ratio to its
-baseline from the same runs, the bar and the verdict. Not a test: figures
+Prints one table, best of ``--repeat`` runs, wall and CPU seconds, each row
+with the ratio to its baseline from the same runs, the bar and the verdict;
+``--compare DIR`` measures another checkout's sources too, interleaved with
+these run by run, in columns of its own. Not a test: figures
 vary with the machine's load (printed); compare the ratios.
 
 Run::
 
     python benchmarks/bench_transfer.py               # 60,000 samples, both remotes
     python benchmarks/bench_transfer.py -n 10000 --no-s3 --repeat 1
-    HANGAR_BENCH_CODE=/path/to/other/checkout python benchmarks/bench_transfer.py
+    python benchmarks/bench_transfer.py --compare /path/to/other/checkout  # before/after
 """
 
 from __future__ import annotations
@@ -168,12 +170,18 @@ def child(step: str, d: Path, n: int, url: str) -> None:
     fn = globals()[step](d, n, url)
     if fn is None:
         return
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
-    print(json.dumps({"seconds": time.perf_counter() - t0}))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(json.dumps({"seconds": wall, "cpu": cpu}))
 
 
-def run_step(step: str, d: Path, n: int, url: str, env: dict[str, str]) -> float:
+def run_step(
+    step: str, d: Path, n: int, url: str, env: dict[str, str], code: str | None = None
+) -> tuple[float, float]:
+    """``(wall, CPU)`` seconds of ``step`` in a fresh process (sources: ``code``)."""
+    if code is not None:
+        env = {**env, "HANGAR_BENCH_CODE": code}
     out = subprocess.run(
         [sys.executable, str(HERE), "--child", step, "--dir", str(d), "-n", str(n), "--url", url],
         capture_output=True,
@@ -183,7 +191,10 @@ def run_step(step: str, d: Path, n: int, url: str, env: dict[str, str]) -> float
     if out.returncode:
         raise SystemExit(f"step {step} failed:\n{out.stderr}")
     lines = out.stdout.strip().splitlines()
-    return float(json.loads(lines[-1])["seconds"]) if lines else 0.0
+    if not lines:
+        return 0.0, 0.0
+    got = json.loads(lines[-1])
+    return float(got["seconds"]), float(got["cpu"])
 
 
 # ---------------------------------------------------------------- the table
@@ -200,39 +211,62 @@ ROWS: list[tuple[str, str, str, str | None, float]] = [
 ]
 
 
-def measure_remote(kind: str, d: Path, n: int, url: str, env: dict[str, str]) -> dict[str, float]:
-    out: dict[str, float] = {}
+Figures = dict[str, dict[str, tuple[float, float]]]  # remote -> row -> (wall, CPU)
+
+
+def measure_remote(
+    kind: str, d: Path, n: int, url: str, env: dict[str, str], code: str | None
+) -> dict[str, tuple[float, float]]:
+    out: dict[str, tuple[float, float]] = {}
     for where, label, step, _, _ in ROWS:
         if where != kind:
             continue
         if step == "push":
-            run_step("setup_push", d, n, url, env)
+            run_step("setup_push", d, n, url, env, code)
         elif step == "fetch_data":
-            run_step("setup_fetch", d, n, url, env)
-        out[label] = run_step(step, d, n, url, env)
+            run_step("setup_fetch", d, n, url, env, code)
+        out[label] = run_step(step, d, n, url, env, code)
     return out
 
 
-def report(runs: list[dict[str, dict[str, float]]], n: int) -> None:
+def _best(runs: list[Figures], where: str, label: str) -> tuple[float, float] | None:
+    got = [r[where][label] for r in runs if where in r]
+    if not got:
+        return None
+    return min(w for w, _ in got), min(c for _, c in got)
+
+
+def report(sides: dict[str, list[Figures]], n: int) -> None:
+    """One table: per row the best wall and CPU seconds of each side, and
+    the ratio of the best wall seconds to the best of the row's baseline."""
+    nruns = len(next(iter(sides.values())))
     print(
         f"{n} samples (28x28 uint8 + int64 label); load average {os.getloadavg()[0]:.2f}; "
-        f"best of {len(runs)} run(s), seconds, each step in a fresh process"
+        f"best of {nruns} run(s), each step in a fresh process; seconds wall (CPU)"
     )
-    head = f"{'remote':<7}{'step':<36}{'seconds':>9}{'ratio':>9}{'bar':>6}  verdict"
+    head = f"{'remote':<7}{'step':<36}"
+    for side in sides:
+        head += f"{side:>17}{'ratio':>8}"
+    head += f"{'bar':>6}  verdict"
     print(head)
     print("-" * len(head))
     for where, label, _, base, bar in ROWS:
-        got = [r[where][label] for r in runs if where in r]
-        if not got:
-            print(f"{where:<7}{label:<36}{'n/a':>9}")
-            continue
-        best = min(got)
-        ratio = verdict = bar_txt = ""
-        if base is not None:
-            r = best / min(r[where][base] for r in runs)
-            ratio, bar_txt = f"{r:.1f}x", f"{bar:g}"
-            verdict = f"{'ok' if r <= bar else 'MISSED'} (vs {base})"
-        print(f"{where:<7}{label:<36}{best:>9.3f}{ratio:>9}{bar_txt:>6}  {verdict}")
+        line, verdict = f"{where:<7}{label:<36}", ""
+        for k, runs in enumerate(sides.values()):
+            best = _best(runs, where, label)
+            if best is None:
+                line += f"{'n/a':>17}{'':>8}"
+                continue
+            ratio = ""
+            ref = _best(runs, where, base) if base is not None else None
+            if ref is not None:
+                r = best[0] / ref[0]
+                ratio = f"{r:.1f}x"
+                if k == 0:
+                    verdict = f"{'ok' if r <= bar else 'MISSED'} (vs {base})"
+            line += f"{f'{best[0]:.3f} ({best[1]:.2f})':>17}{ratio:>8}"
+        bar_txt = f"{bar:g}" if base is not None else ""
+        print(f"{line}{bar_txt:>6}  {verdict}")
 
 
 def main() -> None:
@@ -240,6 +274,11 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=60_000, help="MNIST-sized samples")
     ap.add_argument("--repeat", type=int, default=3, help="runs; the best is shown")
     ap.add_argument("--no-s3", action="store_true", help="skip the S3 server")
+    ap.add_argument(
+        "--compare",
+        metavar="DIR",
+        help="also measure the hangar-git sources in DIR (another checkout), interleaved",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--dir", help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
@@ -259,14 +298,19 @@ def main() -> None:
             if weed_binary() is not None:
                 server = start_weed(work / "weed")
                 env.update(server.env())
-        runs: list[dict[str, dict[str, float]]] = []
+        codes: dict[str, str | None] = {"this": None}
+        if args.compare:
+            codes[Path(args.compare).name or args.compare] = str(Path(args.compare).resolve())
+        sides: dict[str, list[Figures]] = {side: [] for side in codes}
         for i in range(args.repeat):
-            run: dict[str, dict[str, float]] = {}
-            run["local"] = measure_remote("local", work, args.n, str(work / f"data-{i}"), env)
-            if server is not None:
-                run["s3"] = measure_remote("s3", work, args.n, server.fresh_url(), env)
-            runs.append(run)
-        report(runs, args.n)
+            for j, (side, code) in enumerate(codes.items()):
+                run: Figures = {}
+                local = str(work / f"data-{i}-{j}")
+                run["local"] = measure_remote("local", work, args.n, local, env, code)
+                if server is not None:
+                    run["s3"] = measure_remote("s3", work, args.n, server.fresh_url(), env, code)
+                sides[side].append(run)
+        report(sides, args.n)
     finally:
         if server is not None:
             from s3_fixture import stop_weed
