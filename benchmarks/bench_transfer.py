@@ -236,9 +236,16 @@ def _best(runs: list[Figures], where: str, label: str) -> tuple[float, float] | 
     return min(w for w, _ in got), min(c for _, c in got)
 
 
+def _baseline(sides: dict[str, list[Figures]], where: str, label: str) -> tuple[float, float]:
+    """The best of a baseline row over every side (it does not run hangar-git)."""
+    got = [b for runs in sides.values() if (b := _best(runs, where, label)) is not None]
+    return min(w for w, _ in got), min(c for _, c in got)
+
+
 def report(sides: dict[str, list[Figures]], n: int) -> None:
     """One table: per row the best wall and CPU seconds of each side, and
-    the ratio of the best wall seconds to the best of the row's baseline."""
+    the ratio of the best wall seconds to the best of the row's baseline
+    (over every side: a baseline runs no hangar-git code)."""
     nruns = len(next(iter(sides.values())))
     print(
         f"{n} samples (28x28 uint8 + int64 label); load average {os.getloadavg()[0]:.2f}; "
@@ -258,7 +265,7 @@ def report(sides: dict[str, list[Figures]], n: int) -> None:
                 line += f"{'n/a':>17}{'':>8}"
                 continue
             ratio = ""
-            ref = _best(runs, where, base) if base is not None else None
+            ref = _baseline(sides, where, base) if base is not None else None
             if ref is not None:
                 r = best[0] / ref[0]
                 ratio = f"{r:.1f}x"
