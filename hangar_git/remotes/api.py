@@ -47,6 +47,12 @@ class Remotes:
 
     ``last_report`` tells what the last payload transfer moved (payloads,
     bytes, packs, requests, seconds).
+
+    Parameters
+    ----------
+    repo : Repository
+        The repository whose remotes these are (``Repository.remote`` makes
+        this object; there is no need to make one yourself).
     """
 
     def __init__(self, repo: Repository) -> None:
