@@ -52,11 +52,12 @@ import numpy as np
 HERE = Path(__file__).resolve()
 #: the hangar-git sources measured (``HANGAR_BENCH_CODE=/other/checkout`` for a before/after)
 CODE = Path(os.environ.get("HANGAR_BENCH_CODE", HERE.parent.parent))
-sys.path.insert(0, str(CODE))
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent.parent / "tests" / "integration"))
 
 from bench_peers import CHILD_ENV, compile_packages  # noqa: E402
+
+sys.path.insert(0, str(CODE))  # after bench_peers, which puts this checkout first
 
 IDENT = {"user_name": "bench", "user_email": "bench@example.com"}
 
@@ -162,7 +163,10 @@ def get_object(d: Path, n: int, url: str) -> Callable[[], object]:
 
 def child(step: str, d: Path, n: int, url: str) -> None:
     """Run one step in this (fresh) process; print its seconds as JSON."""
-    import hangar_git  # noqa: F401
+    import hangar_git
+
+    if not Path(hangar_git.__file__).resolve().is_relative_to(CODE.resolve()):
+        raise SystemExit(f"measuring {hangar_git.__file__}, not the sources in {CODE}")
 
     if url.startswith("s3://"):
         import s3fs  # noqa: F401  # any S3 client's fixed cost, outside the clock for all
