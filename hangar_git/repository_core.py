@@ -455,6 +455,37 @@ class RepositoryCore:
         """
         return self._git_repo()
 
+    def git_repository_found(self) -> pygit2.Repository | None:
+        """The git repository the directory is in, with hangar data or not.
+
+        Returns
+        -------
+        pygit2.Repository or None
+            None when the directory is not inside a git repository.
+        """
+        return self._git
+
+    @property
+    def hangar_dir(self) -> Path | None:
+        """Hangar's own directory in the git directory (``.git/hangar``).
+
+        Returns
+        -------
+        pathlib.Path or None
+            None when the directory is not inside a git repository.
+        """
+        return self._hdir
+
+    def forget_git_repository(self) -> None:
+        """Drop this object's handle on its git repository.
+
+        For a caller that has just removed a git repository this object
+        created (a failed clone): afterwards the object is as if the directory
+        held no git repository.
+        """
+        self._git = None
+        self._hdir = None
+
     @property
     def payload_store(self) -> PackStore:
         """The local payload store (under ``.git/hangar/store``).

@@ -194,8 +194,6 @@ def reach_ins(source: str) -> list[tuple[int, str]]:
 #: Remove an entry when its reach-in goes (test_reach_in_allow_list_is_current
 #: insists); never add one without a reason.
 _OWN_JOURNAL = "same class: Journal's own classmethods and sync() setting up a Journal they made"
-_CLI = "remotes/api.py is reworked with the CLI by another helper in #15"
-_CLI_GIT = _CLI + "; the public form is Repository.git_repository()"
 ALLOWED_REACH_INS: dict[str, dict[str, str]] = {
     "hangar_git.io_formats.scan": {
         "fmt._read_array_header": "numpy has no public reader of version 3.0 .npy headers",
@@ -206,16 +204,6 @@ ALLOWED_REACH_INS: dict[str, dict[str, str]] = {
         "j._replay": _OWN_JOURNAL,
         "j._set_aside": _OWN_JOURNAL,
         "j._size": _OWN_JOURNAL,
-    },
-    "hangar_git.remotes.api": {
-        "gt._rejected_message": _CLI,
-        "rc._same_address": _CLI,
-        "repo._git": _CLI_GIT,
-        "repo._git_repo": _CLI_GIT,
-        "repo._hdir": _CLI,
-        "repo._user_path": _CLI,
-        "self._repo._git_repo": _CLI_GIT,
-        "self._repo._hdir": _CLI,
     },
 }
 

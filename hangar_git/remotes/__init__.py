@@ -17,14 +17,16 @@ git hosts and object stores do the serving.
   backend), :mod:`.large` (large payloads as objects of their own);
   :mod:`.data_transport` re-exports their names.
 - :mod:`.transfer`: which payloads a push or fetch moves, and moving them.
-- :mod:`.api`: :class:`Remotes` (``Repository.remote``) and clone.
+- :mod:`.api`: :class:`Remotes` (``Repository.remote``); :mod:`.steps`: the
+  steps of its push and data fetch; :mod:`.clone`: ``Repository.clone``.
 
 Note: ``git push --mirror`` to a data remote's git repository also deletes
 the remote's hangar refs that are not here; push hangar branches with
 ``git hangar push`` (or explicit ``refs/hangar/heads/<branch>`` refspecs).
 """
 
-from .api import Remotes, clone_repository, lazy_fetcher_for
+from .api import Remotes, lazy_fetcher_for
+from .clone import clone_repository
 from .config import RemoteInfo
 from .git_transport import PushRejectedError
 from .transfer import TransferReport

@@ -1,4 +1,4 @@
-"""The user's side of remotes: ``Repository.remote`` and ``Repository.clone``.
+"""The user's side of remotes: ``Repository.remote`` (clone is in :mod:`.clone`).
 
 Records travel with git (:mod:`.git_transport`), payloads through fsspec
 (:mod:`.data_transport`, :mod:`.transfer`). A push sends the payloads the data
@@ -8,60 +8,30 @@ whoever sees the new commits can fetch their payloads.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import tempfile
 import time
 import weakref
-from collections.abc import Collection, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pygit2
 
-from ..errors import IntegrityError, MissingPayloadError
 from ..gitutil import HEADS, branch_head, resolve_commit
-from ..naming import check_arrayset_name, check_branch_name, check_remote_name
+from ..naming import check_branch_name, check_remote_name
 from . import config as rc
 from . import git_transport as gt
-from .data_remote import DataRemote
+from . import steps
 from .transfer import (
     LazyFetcher,
     Progress,
     TransferReport,
-    commits_between,
     download_payloads,
-    history,
-    leaf_ids,
     payload_limits,
-    referenced_digests,
     upload_payloads,
 )
 
 if TYPE_CHECKING:
     from ..repository import Repository
-
-
-def _data_remote(repo: Repository, name: str) -> DataRemote:
-    git = repo._git_repo()
-    url = rc.data_url(git, name)
-    if url is None:
-        if rc.git_remote_url(git, name) is None:
-            raise ValueError(f"no remote named {name!r}")
-        raise ValueError(
-            f"remote {name!r} has no data URL: set one with "
-            f"`git config remote.{name}.{rc.DATA_KEY} URL` (or remove the remote and "
-            f"add it again with a data URL)"
-        )
-    assert repo._hdir is not None
-    import hashlib
-
-    tag = hashlib.blake2b(url.encode(), digest_size=8).hexdigest()
-    cache = repo._hdir / "remotes" / name / tag
-    try:
-        return DataRemote(url, cache, rc.data_options(git, name))
-    except ImportError as exc:
-        raise ValueError(f"the data URL {url!r} of remote {name!r} needs a package: {exc}")
 
 
 #: last transfer report per Repository object (``Repository.remote`` is made per access)
@@ -77,6 +47,12 @@ class Remotes:
 
     ``last_report`` tells what the last payload transfer moved (payloads,
     bytes, packs, requests, seconds).
+
+    Parameters
+    ----------
+    repo : Repository
+        The repository whose remotes these are (``Repository.remote`` makes
+        this object; there is no need to make one yourself).
     """
 
     def __init__(self, repo: Repository) -> None:
@@ -84,7 +60,13 @@ class Remotes:
 
     @property
     def last_report(self) -> TransferReport | None:
-        """What the last payload transfer of this repository object moved."""
+        """What the last payload transfer of this repository object moved.
+
+        Returns
+        -------
+        TransferReport or None
+            None before any push or data fetch through this repository object.
+        """
         return _REPORTS.get(self._repo)
 
     @last_report.setter
@@ -96,13 +78,19 @@ class Remotes:
 
     @property
     def last_tags(self) -> gt.TagReport | None:
-        """What the last push or fetch of this repository object did with tags:
-        ``added`` (names) and ``kept`` (``{name: their commit}`` of tags left
-        alone because this side has them at another commit)."""
+        """What the last push or fetch of this repository object did with tags.
+
+        Returns
+        -------
+        TagReport or None
+            ``added`` (names) and ``kept`` (``{name: their commit}`` of tags
+            left alone because this side has them at another commit); None
+            before any push or fetch through this repository object.
+        """
         return _TAG_REPORTS.get(self._repo)
 
     def _git(self) -> pygit2.Repository:
-        return self._repo._git_repo()
+        return self._repo.git_repository()
 
     def _callbacks(
         self, progress: Progress | None = None, username: str = "", password: str = ""
@@ -110,6 +98,11 @@ class Remotes:
         return gt.Callbacks(
             self._repo.path, username=username, password=password, progress=progress
         )
+
+    def _forget_cache(self, name: str) -> None:
+        hdir = self._repo.hangar_dir
+        if hdir is not None:
+            shutil.rmtree(hdir / "remotes" / name, ignore_errors=True)
 
     def _known(self, name: str) -> str:
         check_remote_name(name)
@@ -166,14 +159,28 @@ class Remotes:
     ) -> rc.RemoteInfo:
         """Set or replace the data URL of remote ``name`` (e.g. after a clone without one).
 
+        Parameters
+        ----------
+        name : str
+            A configured remote.
+        data : str
+            The new data URL (any fsspec URL, or a directory path).
+        data_options : mapping, optional
+            Extra fsspec storage options that are not secrets; they replace
+            the remote's current ones.
+
+        Returns
+        -------
+        RemoteInfo
+            ``(name, address)``, with the new data URL as ``.data``.
+
         Raises
         ------
         ValueError
             No such remote, or an invalid URL or option (nothing changes then).
         """
         info = rc.set_data(self._git(), name, data, data_options)
-        if self._repo._hdir is not None:  # the cached indexes of the old data remote
-            shutil.rmtree(self._repo._hdir / "remotes" / name, ignore_errors=True)
+        self._forget_cache(name)  # the cached indexes of the old data remote
         return info
 
     def remove(self, name: str) -> rc.RemoteInfo:
@@ -181,22 +188,53 @@ class Remotes:
 
         A git remote that existed before it was added here keeps its URL.
 
+        Parameters
+        ----------
+        name : str
+            The remote to remove.
+
+        Returns
+        -------
+        RemoteInfo
+            What the remote was: ``(name, address)`` with ``.data``.
+
         Raises
         ------
         ValueError
             If there is no such remote.
         """
         info = rc.remove_remote(self._git(), name)
-        if self._repo._hdir is not None:  # the cached indexes of its data remote
-            shutil.rmtree(self._repo._hdir / "remotes" / name, ignore_errors=True)
+        self._forget_cache(name)  # the cached indexes of its data remote
         return info
 
     def list_all(self) -> list[rc.RemoteInfo]:
-        """Every remote: ``RemoteInfo(name, address)`` with ``.data``."""
+        """Every remote of the repository.
+
+        Returns
+        -------
+        list of RemoteInfo
+            ``RemoteInfo(name, address)`` with ``.data`` (None when the
+            remote has no data URL).
+
+        Raises
+        ------
+        NotInitializedError
+            Before :meth:`Repository.init`.
+        """
         return rc.list_remotes(self._git())
 
     def ping(self, name: str) -> float:
-        """Reach both halves of remote ``name``; returns the round trip in seconds.
+        """Reach both halves of remote ``name``: the git remote, then the data remote.
+
+        Parameters
+        ----------
+        name : str
+            A configured hangar remote.
+
+        Returns
+        -------
+        float
+            The round trip, in seconds.
 
         Raises
         ------
@@ -211,7 +249,7 @@ class Remotes:
         t0 = time.perf_counter()
         gt.list_heads(git, name, self._callbacks())
         if rc.data_url(git, name) is not None:
-            _data_remote(self._repo, name).ping()
+            steps.open_data_remote(self._repo, name).ping()
         return time.perf_counter() - t0
 
     # ---- records ---------------------------------------------------------
@@ -222,6 +260,15 @@ class Remotes:
         (``refs/hangar/remotes/<remote>/<branch>``): read it with
         ``checkout(commit=...)``, merge it like any branch, and fetch its
         payloads with :meth:`fetch_data`.
+
+        Parameters
+        ----------
+        remote : str
+            A configured remote.
+        branch : str
+            The remote's branch to fetch.
+        progress : callable, optional
+            Called as ``progress(phase, done, total)`` while the transfer runs.
 
         Returns
         -------
@@ -245,10 +292,29 @@ class Remotes:
         return f"{remote}/{branch}"
 
     def fetch_all(self, remote: str, *, progress: Progress | None = None) -> list[str]:
-        """Fetch every branch and tag of ``remote`` (records only); returns ``remote/branch`` names.
+        """Fetch every branch and tag of ``remote`` (records only).
 
         Tags the remote has and this repository lacks are created; a tag
         that exists here at another commit is kept (see :attr:`last_tags`).
+
+        Parameters
+        ----------
+        remote : str
+            A configured remote.
+        progress : callable, optional
+            Called as ``progress(phase, done, total)`` while the transfer runs.
+
+        Returns
+        -------
+        list of str
+            The remote-tracking branches, ``'<remote>/<branch>'``, sorted.
+
+        Raises
+        ------
+        ValueError
+            Unknown remote.
+        ConnectionError
+            If the remote cannot be reached.
         """
         self._known(remote)
         heads = gt.fetch(self._git(), remote, None, self._callbacks(progress))
@@ -281,6 +347,8 @@ class Remotes:
         username, password : str, optional
             Credentials for an https git remote, for this call only (never
             stored). Without them git's credential helpers are asked.
+        progress : callable, optional
+            Called as ``progress(phase, done, total)`` while the transfer runs.
 
         Returns
         -------
@@ -305,22 +373,10 @@ class Remotes:
         head = branch_head(git, branch)
         if head is None:
             raise ValueError(f"no branch named {branch!r} with commits")
-        cb = self._callbacks(progress, username, password)
-        heads = gt.list_heads(git, remote, cb)
+        heads = gt.list_heads(git, remote, self._callbacks(progress, username, password))
         theirs = heads.get(HEADS + branch)
-        if theirs is not None and theirs != head:
-            known = git.get(theirs) is not None
-            if not known or not git.descendant_of(pygit2.Oid(hex=head), pygit2.Oid(hex=theirs)):
-                raise gt.PushRejectedError(gt._rejected_message(remote, branch, "non-fast-forward"))
-        hide = [h for h in heads.values() if git.get(h) is not None]
-        hide += [
-            str(git.references[r].target)
-            for r in git.references
-            if r.startswith(f"refs/hangar/remotes/{remote}/")
-        ]
-        hide = list(dict.fromkeys(hide))
-        new = commits_between(git, head, hide)
-        digests = referenced_digests(git, new, skip_leaves=leaf_ids(git, hide[:8]))
+        steps.check_fast_forward(git, remote, branch, head, theirs)
+        digests = steps.payloads_to_push(git, remote, head, heads.values())
         self.last_report = TransferReport()
         if digests:
             if rc.data_url(git, remote) is None:
@@ -329,7 +385,7 @@ class Remotes:
                     f"to send: set one with `git config remote.{remote}.{rc.DATA_KEY} URL`"
                 )
             self.last_report = upload_payloads(
-                self._repo, _data_remote(self._repo, remote), digests, progress
+                self._repo, steps.open_data_remote(self._repo, remote), digests, progress
             )
         if theirs != head:
             gt.push(git, remote, branch, self._callbacks(progress, username, password))
@@ -399,6 +455,8 @@ class Remotes:
             Stop before the (uncompressed) payload bytes fetched exceed this.
         retrieve_all_history : bool, optional
             Also every ancestor commit's payloads.
+        progress : callable, optional
+            Called as ``progress(phase, done, total)`` while the transfer runs.
 
         Returns
         -------
@@ -417,30 +475,10 @@ class Remotes:
         """
         git = self._git()
         self._known(remote)
-        if max_num_bytes is not None and (
-            isinstance(max_num_bytes, bool)
-            or not isinstance(max_num_bytes, int)
-            or max_num_bytes < 0
-        ):
-            raise ValueError(f"max_num_bytes must be an int >= 0, not {max_num_bytes!r}")
-        if not isinstance(retrieve_all_history, bool):
-            raise ValueError("retrieve_all_history must be a bool")
+        steps.check_fetch_options(max_num_bytes, retrieve_all_history)
         start = self._startpoint(remote, branch, commit)
-        names: set[str] | None = None
-        if arrayset_names is not None:
-            if isinstance(arrayset_names, str):
-                arrayset_names = [arrayset_names]
-            names = {check_arrayset_name(n) for n in arrayset_names}
-        commits = history(git, start) if retrieve_all_history else [start]
-        digests = referenced_digests(git, commits, names)
-        if names is not None:
-            found = set(digests.values()) | _aset_names(git, commits, names)
-            unknown = sorted(names - found)
-            if unknown:
-                raise ValueError(
-                    f"no arrayset named {', '.join(map(repr, unknown))} in {start[:12]}"
-                )
-        dr = _data_remote(self._repo, remote)
+        commits, digests = steps.wanted_payloads(git, start, arrayset_names, retrieve_all_history)
+        dr = steps.open_data_remote(self._repo, remote)
         report = download_payloads(
             self._repo,
             dr,
@@ -450,34 +488,40 @@ class Remotes:
             limits=payload_limits(git, commits, digests),
         )
         self.last_report = report
-        if report.refused:
-            raise IntegrityError(
-                f"{len(report.refused)} payloads from remote {remote!r} ({dr.url}) failed "
-                f"verification against their digests and were refused, not stored (first: "
-                f"{report.refused[0].hex()}); {report.payloads} others were fetched"
-            )
-        if report.absent:
-            damaged = (
-                f" ({len(dr.damaged)} packs there are damaged and were ignored: "
-                f"{', '.join(dr.damaged[:3])})"
-                if dr.damaged
-                else ""
-            )
-            raise MissingPayloadError(
-                f"{len(report.absent)} payloads are not on the data remote of {remote!r} "
-                f"({dr.url}){damaged}, first: {report.absent[0].hex()}; {report.payloads} "
-                "others were fetched. Whoever pushed those commits may not have sent their "
-                "data there"
-            )
+        steps.raise_for_report(report, remote, dr)
         return commits
 
     def fetcher(self, remote: str) -> LazyFetcher:
-        """A callable that fetches given payload digests from ``remote`` (lazy reads)."""
+        """A callable that fetches given payload digests from ``remote`` (lazy reads).
+
+        Parameters
+        ----------
+        remote : str
+            A configured remote with a data URL.
+
+        Returns
+        -------
+        LazyFetcher
+            Called with digests (and a byte bound), it stores the verified
+            payloads the remote has.
+
+        Raises
+        ------
+        ValueError
+            Unknown remote, or one without a usable data URL.
+        """
         self._known(remote)
-        return LazyFetcher(self._repo, remote, _data_remote(self._repo, remote))
+        return LazyFetcher(self._repo, remote, steps.open_data_remote(self._repo, remote))
 
     def default_remote(self) -> str:
         """The remote lazy reads use when none is named: ``origin``, or the only one.
+
+        Only remotes with a data URL count.
+
+        Returns
+        -------
+        str
+            The remote's name.
 
         Raises
         ------
@@ -497,89 +541,6 @@ class Remotes:
         return f"<hangar_git Remotes of {self._repo.path}>"
 
 
-def _aset_names(git: pygit2.Repository, commits: Sequence[str], names: Collection[str]) -> set[str]:
-    from ..records.snapshot import TreeRecords, commit_tree
-
-    found: set[str] = set()
-    for c in commits[:1]:
-        found |= set(TreeRecords(git, commit_tree(git, c)).arrayset_names()) & set(names)
-    return found
-
-
-def clone_repository(
-    repo: Repository,
-    user_name: str | None,
-    user_email: str | None,
-    remote_address: str,
-    *,
-    remove_old: bool = False,
-    data: str | None = None,
-    remote_name: str = "origin",
-    data_options: Mapping[str, Any] | None = None,
-    progress: Progress | None = None,
-) -> str:
-    """Initialise ``repo`` from a remote's records (see :meth:`Repository.clone`)."""
-    check_remote_name(remote_name)
-    address = rc.normalize_address(remote_address)
-    rc.check_no_credentials(address, "git address")
-    if data is not None:
-        data = rc.normalize_data_url(data)
-    if repo.initialized and not remove_old:
-        raise OSError(f"a hangar repository already exists at {repo.path}")
-    if repo._git is not None:
-        existing = rc.git_remote_url(repo._git, remote_name)
-        if existing is not None and not rc._same_address(existing, address):
-            raise ValueError(
-                f"git remote {remote_name!r} already exists with address {existing!r}: "
-                "clone under another remote name"
-            )
-    with tempfile.TemporaryDirectory(prefix="hangar-clone-") as tmp:
-        scratch = pygit2.init_repository(tmp, bare=True)
-        heads = gt.list_heads_url(address, scratch, gt.Callbacks(str(repo._user_path)))
-        del scratch
-    branches = sorted(h[len(HEADS) :] for h in heads)
-    if not branches:
-        raise ValueError(f"{remote_address} holds no hangar branches: nothing to clone")
-    created_git = repo._git is None
-    had_remote = repo._git is not None and rc.git_remote_url(repo._git, remote_name) is not None
-    try:
-        repo.init(user_name, user_email, remove_old=remove_old)
-        git = repo._git_repo()
-        remotes = Remotes(repo)
-        if rc.is_hangar_remote(git, remote_name):
-            rc.remove_remote(git, remote_name)
-        remotes.add(remote_name, address, data=data, data_options=data_options)
-        remotes.fetch_all(remote_name, progress=progress)
-        main = "master" if "master" in branches else branches[0]
-        target = git.references[gt.remote_tracking_ref(remote_name, main)].target
-        git.references.create(HEADS + main, target, force=True)
-    except BaseException:
-        _undo_clone(repo, created_git, had_remote, remote_name)
-        raise
-    return main
-
-
-def _undo_clone(repo: Repository, created_git: bool, had_remote: bool, remote_name: str) -> None:
-    """Leave the directory as a failed clone found it (best effort)."""
-    git = repo._git
-    if git is None:
-        return
-    if created_git:
-        gitdir = Path(git.path)
-        repo._git = None
-        repo._hdir = None
-        shutil.rmtree(gitdir, ignore_errors=True)
-        return
-    with contextlib.suppress(Exception):
-        if not had_remote and rc.git_remote_url(git, remote_name) is not None:
-            rc.remove_remote(git, remote_name)
-    for ref in [r for r in git.references if r.startswith("refs/hangar/")]:
-        with contextlib.suppress(Exception):
-            git.references.delete(ref)
-    if repo._hdir is not None:
-        shutil.rmtree(repo._hdir, ignore_errors=True)
-
-
 def lazy_fetcher_for(repo: Repository, fetch_missing: bool | str) -> LazyFetcher | None:
     """The fetcher a checkout opened with ``fetch_missing`` uses (None when False)."""
     if fetch_missing is False or fetch_missing is None:
@@ -594,4 +555,4 @@ def lazy_fetcher_for(repo: Repository, fetch_missing: bool | str) -> LazyFetcher
     return remotes.fetcher(name)
 
 
-__all__ = ["Remotes", "clone_repository", "lazy_fetcher_for"]
+__all__ = ["Remotes", "lazy_fetcher_for"]

@@ -228,7 +228,20 @@ def normalize_address(address: object) -> str:
     return address
 
 
-def _same_address(a: str, b: str) -> bool:
+def same_address(a: str, b: str) -> bool:
+    """Whether two normalized git addresses name the same remote.
+
+    Parameters
+    ----------
+    a, b : str
+        Git addresses, as :func:`normalize_address` returns them.
+
+    Returns
+    -------
+    bool
+        True when the strings are equal, or both are existing paths to the
+        same directory.
+    """
     if a == b:
         return True
     try:
@@ -261,7 +274,7 @@ def add_remote(
         git.remotes.create(name, address)
         cfg[_section(name) + CREATED_KEY] = True
     else:
-        if address is not None and not _same_address(normalize_address(address), existing):
+        if address is not None and not same_address(normalize_address(address), existing):
             raise ValueError(
                 f"git remote {name!r} already exists with address {existing!r}; use another "
                 "name, or give the same address to reuse it"
@@ -290,8 +303,8 @@ def _reuse_hangar_remote(
     (another address, another data URL) is refused and nothing changes.
     """
     current = data_url(git, name)
-    same_address = address is None or _same_address(normalize_address(address), existing)
-    if not same_address or data is None or (current is not None and current != data):
+    same = address is None or same_address(normalize_address(address), existing)
+    if not same or data is None or (current is not None and current != data):
         raise ValueError(
             f"a remote named {name!r} already exists ({existing}, data "
             f"{current or '(none)'}): set its data URL with `git hangar remote set-data "

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import IntegrityError
-from ..store.digest import Payload, digest_bytes
+from ..store.digest import digest_prefix
 from . import bounded
 from . import data_transport as dt
 from .data_transport import DataRemote, RemoteLookup
@@ -24,6 +24,40 @@ from .data_transport import DataRemote, RemoteLookup
 if TYPE_CHECKING:
     from ..store.packs import PackWriter
     from .transfer import Progress, TransferReport
+
+
+def row_digests(kind: str, rows: np.ndarray) -> list[bytes]:
+    """The digest of each row of ``rows`` as a payload of ``kind``.
+
+    Row ``i`` gets ``digest_bytes(kind, rows[i])``: the kind header is hashed
+    once and its hash state copied per row.
+
+    Parameters
+    ----------
+    kind : str
+        The kind header, exactly as the digests were made with it.
+    rows : numpy.ndarray
+        uint8, one payload a row.
+
+    Returns
+    -------
+    list of bytes
+    """
+    n, size = rows.shape
+    copy = digest_prefix(kind).copy
+
+    def one(data: bytes | memoryview) -> bytes:
+        h = copy()
+        h.update(data)
+        return h.digest()
+
+    if not size:
+        return [one(b"")] * n
+    if size < 4096:  # slices of one bytes copy: cheaper than memoryview slices
+        raw = np.ascontiguousarray(rows).tobytes()
+        return [one(raw[i : i + size]) for i in range(0, len(raw), size)]
+    view = np.ascontiguousarray(rows).reshape(-1).data.cast("B")
+    return [one(view[i : i + size]) for i in range(0, len(view), size)]
 
 
 def block_raw_bound(biggest_item: int) -> int:
@@ -52,60 +86,62 @@ class FetchPlan:
         self, lk: RemoteLookup, rows: np.ndarray, limits: Mapping[bytes, int] | None
     ) -> None:
         self.lk = lk
-        self.row_list = rows.tolist()
-        self.ioffs = lk.ioff[rows].tolist()
-        self.ilens = lk.ilen[rows].tolist()
-        self.knos = lk.kind[rows].tolist()
-        self.blens = lk.blen[rows].tolist()
-        self.total = int(lk.ilen[rows].sum())
-        self.kinds_ok = [dt.kind_nbytes(k) for k in lk.kinds]
-        # the wanted items of each block, and the blocks in pack order
-        self.by_block: dict[tuple[int, int], list[int]] = {}
-        packs, boffs = lk.pack[rows].tolist(), lk.boff[rows].tolist()
-        for j, (pk, bo) in enumerate(zip(packs, boffs, strict=True)):
-            self.by_block.setdefault((pk, bo), []).append(j)
+        rows = np.asarray(rows, np.int64)
+        self.digests = lk.digests_at(rows.tolist())
+        self.ioffs = lk.ioff[rows]
+        self.ilens = lk.ilen[rows]
+        self.knos = lk.kind[rows]
+        self.total = int(self.ilens.sum())
+        #: bytes of one payload of each kind number (-1: a kind refused)
+        self.kind_bytes = np.array([_or(dt.kind_nbytes(k), -1) for k in lk.kinds] or [-1])
+        self.bad = self._too_big(limits)  # bool per item
+        # the wanted items of each block (in item order), and the blocks in pack order
+        packs, boffs, blens = lk.pack[rows], lk.boff[rows], lk.blen[rows]
+        order = np.lexsort((boffs, packs))
+        cut = np.flatnonzero((np.diff(packs[order]) != 0) | (np.diff(boffs[order]) != 0)) + 1
+        groups = np.split(order, cut) if len(order) else []
+        self.by_block: dict[tuple[int, int], np.ndarray] = {
+            (int(packs[g[0]]), int(boffs[g[0]])): np.sort(g) for g in groups
+        }
         self.pack_no = {pid: i for i, pid in enumerate(lk.pack_ids)}
-        self.bad_items = self._too_big(limits)
         self.max_raw: dict[tuple[int, int], int] = {}
-        refused_blocks = self._check_blocks()
+        refused_blocks = self._check_blocks(blens)
         self.refused: list[bytes] = []
+        skip = self.bad.copy()
         for key in refused_blocks:
-            self.refused.extend(self.digest(j) for j in self.by_block[key])
-        self.refused.extend(
-            self.digest(j)
-            for j in sorted(self.bad_items)
-            if (packs[j], boffs[j]) not in refused_blocks
-        )
+            self.refused.extend(self.digests[j] for j in self.by_block[key].tolist())
+            skip[self.by_block[key]] = False
+        self.refused.extend(self.digests[j] for j in np.flatnonzero(skip).tolist())
         blocks = [
-            (lk.pack_ids[pk], bo, self.blens[items[0]])
+            (lk.pack_ids[pk], bo, int(blens[items[0]]))
             for (pk, bo), items in self.by_block.items()
             if (pk, bo) not in refused_blocks
         ]
         self.plans = dt.plan_ranges(blocks)
 
     def digest(self, j: int) -> bytes:
-        return self.lk.digest_of(self.row_list[j])
+        """The digest of wanted item ``j``."""
+        return self.digests[j]
 
-    def _too_big(self, limits: Mapping[bytes, int] | None) -> set[int]:
+    def _too_big(self, limits: Mapping[bytes, int] | None) -> np.ndarray:
         """Items stated larger than their limit."""
         cap = bounded.MAX_PAYLOAD_BYTES
         if limits is None:
-            return {j for j, n in enumerate(self.ilens) if n > cap}
-        return {
-            j for j, n in enumerate(self.ilens) if n > min(cap, limits.get(self.digest(j), cap))
-        }
+            return self.ilens > cap
+        get = limits.get
+        bound = np.fromiter((get(d, cap) for d in self.digests), np.int64, len(self.digests))
+        return self.ilens > np.minimum(bound, cap)
 
-    def _check_blocks(self) -> set[tuple[int, int]]:
+    def _check_blocks(self, blens: np.ndarray) -> set[tuple[int, int]]:
         """Set the raw bound of each block; the blocks no wanted payload can
         need at their stated length."""
-        ilens, bad = self.ilens, self.bad_items
         refused = set()
         for key, items in self.by_block.items():
-            good = [ilens[j] for j in items if j not in bad] if bad else None
-            biggest = max(ilens[j] for j in items) if good is None else max(good, default=-1)
+            good = items[~self.bad[items]]
+            biggest = int(self.ilens[good].max()) if len(good) else -1
             allowed = block_raw_bound(biggest)
             self.max_raw[key] = allowed
-            if biggest < 0 or self.blens[items[0]] > dt.BLOCK_HEADER_SIZE + allowed:
+            if biggest < 0 or int(blens[items[0]]) > dt.BLOCK_HEADER_SIZE + allowed:
                 refused.add(key)
         return refused
 
@@ -128,46 +164,98 @@ class FetchPlan:
                 size += plans[i][2] - plans[i][1]
                 i += 1
             datas = remote.read_ranges([(pid, s, e) for pid, s, e, _ in batch])
+            verified = _Verified()
             for (pid, start, _end, blks), data in zip(batch, datas, strict=True):
                 for boff, buf in dt.split_blocks(data, start, blks):
-                    done += self._store_block(pid, boff, buf, writer, report)
+                    self._check_block(pid, boff, buf, verified, report)
+            done += verified.store(self.lk.kinds, writer, report)
             writer.flush()
             if progress is not None:
                 progress("payloads", done, self.total)
 
-    def _store_block(
+    def _check_block(
         self,
         pid: str,
         boff: int,
         buf: bytes | memoryview,
-        writer: PackWriter,
+        verified: _Verified,
         report: TransferReport,
-    ) -> int:
-        """Decode one block and store its wanted payloads; the bytes stored."""
+    ) -> None:
+        """Decode one block and queue its wanted payloads in ``verified`` (by
+        kind); refuse those the block cannot hold at their stated kind."""
         key = (self.pack_no[pid], boff)
         items = self.by_block[key]
         try:
-            raw = memoryview(
-                dt.decode_block(buf, f"at {boff} of remote pack {pid}", self.max_raw[key])
-            )
+            raw = dt.decode_block(buf, f"at {boff} of remote pack {pid}", self.max_raw[key])
         except IntegrityError:
-            report.refused.extend(self.digest(j) for j in items)
-            return 0
-        kinds, stored = self.lk.kinds, 0
-        for j in items:
-            if j in self.bad_items:
-                continue  # refused when planned, unread
-            d, ioff, ilen, kno = self.digest(j), self.ioffs[j], self.ilens[j], self.knos[j]
-            item = raw[ioff : ioff + ilen]
-            if (
-                len(item) != ilen
-                or self.kinds_ok[kno] != ilen
-                or digest_bytes(kinds[kno], item) != d
-            ):
-                report.refused.append(d)
-                continue
-            writer.add(Payload(d, kinds[kno], item))
-            report.payloads += 1
-            report.raw_bytes += ilen
-            stored += ilen
+            report.refused.extend(self.digests[j] for j in items.tolist())
+            return
+        items = items[~self.bad[items]]  # the others were refused when planned, unread
+        ioff, ilen, kno = self.ioffs[items], self.ilens[items], self.knos[items]
+        fits = (ioff + ilen <= len(raw)) & (self.kind_bytes[kno] == ilen)
+        if not fits.all():
+            report.refused.extend(self.digests[j] for j in items[~fits].tolist())
+            items, ioff, ilen, kno = items[fits], ioff[fits], ilen[fits], kno[fits]
+        for k in np.unique(kno).tolist():
+            sel = kno == k
+            ds = [self.digests[j] for j in items[sel].tolist()]
+            verified.add(k, ds, _item_rows(raw, ioff[sel], ilen[sel]))
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
+def _item_rows(raw: bytes, ioff: np.ndarray, ilen: np.ndarray) -> np.ndarray:
+    """The items at ``ioff`` (all ``ilen[0]`` bytes long) of a block's raw
+    bytes, as uint8 rows (each item was checked to lie within ``raw``)."""
+    n, width = len(ioff), int(ilen[0]) if len(ilen) else 0
+    buf = np.frombuffer(raw, np.uint8)
+    if not n or not width:
+        return np.zeros((n, width), np.uint8)
+    base = int(ioff.min())
+    rel = ioff - base
+    if not (rel % width).any():  # on a grid of rows from the first: one fancy index
+        grid = buf[base : base + (len(buf) - base) // width * width].reshape(-1, width)
+        return grid[rel // width]
+    out = np.empty((n, width), np.uint8)
+    for r, o in enumerate(ioff.tolist()):
+        out[r] = buf[o : o + width]
+    return out
+
+
+class _Verified:
+    """The payloads of a batch of blocks, by kind number, until each is
+    checked against its digest and the matching ones are stored."""
+
+    def __init__(self) -> None:
+        self.by_kind: dict[int, tuple[list[bytes], list[np.ndarray]]] = {}
+
+    def add(self, kno: int, digests: list[bytes], rows: np.ndarray) -> None:
+        group = self.by_kind.get(kno)
+        if group is None:
+            group = self.by_kind[kno] = ([], [])
+        group[0].extend(digests)
+        group[1].append(rows)
+
+    def store(self, kinds: list[str], writer: PackWriter, report: TransferReport) -> int:
+        """Store the payloads that match their digests, refuse the others;
+        the bytes stored."""
+        stored = 0
+        for kno, (digests, parts) in self.by_kind.items():
+            kind = kinds[kno]
+            rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            got = row_digests(kind, rows)
+            if got != digests:
+                ok = [i for i, (g, d) in enumerate(zip(got, digests, strict=True)) if g == d]
+                good = set(ok)
+                report.refused.extend(d for i, d in enumerate(digests) if i not in good)
+                rows = rows[ok]
+                digests = [digests[i] for i in ok]
+            if digests:
+                writer.add_stacked(kind, digests, rows)
+            report.payloads += len(digests)
+            report.raw_bytes += rows.nbytes
+            stored += rows.nbytes
+        self.by_kind.clear()
         return stored

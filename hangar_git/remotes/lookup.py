@@ -79,6 +79,21 @@ class RemoteLookup:
         """The digest at ``row``."""
         return self._digests[row]
 
+    def digests_at(self, rows: Sequence[int]) -> list[bytes]:
+        """The digests at ``rows``, in order.
+
+        Parameters
+        ----------
+        rows : sequence of int
+            Rows of this lookup.
+
+        Returns
+        -------
+        list of bytes
+        """
+        get = self._digests.__getitem__
+        return [get(r) for r in rows]
+
     def __contains__(self, digest: object) -> bool:
         return digest in self.rows
 

@@ -116,7 +116,7 @@ class PackBuilder:
         kno = self._kinds.setdefault(kind, len(self._kinds))
         for lo in range(0, n, per):
             hi = min(n, lo + per)
-            block = encode_block(rows[lo:hi].tobytes(), typesize)
+            block = encode_block(np.ascontiguousarray(rows[lo:hi]).reshape(-1).data, typesize)
             count = hi - lo
             self._digests.extend(digests[lo:hi])
             self._kind_no.extend([kno] * count)

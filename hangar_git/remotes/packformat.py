@@ -90,7 +90,7 @@ def encode_block(raw: bytes | memoryview, typesize: int) -> bytes:
         )
         if len(comp) < len(raw) * 0.95:
             body, codec = comp, CODEC_BLOSC2
-    return _BLOCK_HEADER.pack(BLOCK_MAGIC, codec, len(raw), crc32(body)) + bytes(body)
+    return b"".join((_BLOCK_HEADER.pack(BLOCK_MAGIC, codec, len(raw), crc32(body)), body))
 
 
 def decode_block(buf: bytes | memoryview, where: str = "", max_raw: int | None = None) -> bytes:
@@ -226,6 +226,25 @@ _COLUMNS = (("boff", "<u8"), ("blen", "<u8"), ("ioff", "<u8"), ("ilen", "<u8"), 
 _COLUMN_BYTES = sum(np.dtype(t).itemsize for _, t in _COLUMNS)
 
 
+_DIGEST_WORDS = np.dtype([("a", ">u8"), ("b", ">u8"), ("c", ">u4")])  # 20 bytes, in order
+
+
+def _digest_order(digests: Sequence[bytes]) -> np.ndarray:
+    """Positions of ``digests`` sorted by their bytes (stable)."""
+    joined = b"".join(digests)
+    if len(joined) != _DIGEST_WORDS.itemsize * len(digests):  # not all 20 bytes long
+        return np.array(sorted(range(len(digests)), key=digests.__getitem__), np.intp)
+    words = np.frombuffer(joined, _DIGEST_WORDS)
+    return np.lexsort((words["c"], words["b"], words["a"]))
+
+
+def _in_order(digests: Sequence[bytes], order: np.ndarray) -> bytes:
+    joined = b"".join(digests)
+    if len(joined) != _DIGEST_WORDS.itemsize * len(digests):
+        return b"".join(digests[i] for i in order.tolist())
+    return np.frombuffer(joined, _DIGEST_WORDS)[order].tobytes()
+
+
 def encode_index(
     digests: Sequence[bytes],
     kind_no: Sequence[int],
@@ -263,13 +282,13 @@ def encode_index(
         The index, whose :func:`content_hash` names the pack.
     """
     n = len(digests)
-    order = sorted(range(n), key=digests.__getitem__)
+    order = _digest_order(digests)
     cols = {"boff": boff, "blen": blen, "ioff": ioff, "ilen": ilen, "kind": kind_no}
     parts = [_INDEX_HEADER.pack(INDEX_MAGIC, FORMAT_VERSION, len(kinds), n, pack_size, pack_hash)]
     for k in kinds:
         kb = k.encode()
         parts.append(struct.pack("<H", len(kb)) + kb)
-    parts.append(b"".join(digests[i] for i in order))
+    parts.append(_in_order(digests, order))
     packed = (
         b"".join(
             np.asarray(cols[name], dtype=np.int64)[order].astype(t).tobytes()

@@ -29,12 +29,11 @@ from ..errors import IntegrityError, MissingPayloadError, WriterLockError
 from ..records import reachable
 from ..records.leaves import RecordWalker
 from ..records.reachable import commits_between, history, leaf_ids
-from ..store.digest import digest_bytes
 from ..store.packs import PackReader, PackWriter
 from . import bounded, large
 from . import data_transport as dt
 from .data_transport import DataRemote, PackBuilder, RemoteLookup, SealedPack
-from .fetchplan import FetchPlan
+from .fetchplan import FetchPlan, row_digests
 
 if TYPE_CHECKING:
     from ..repository import Repository
@@ -44,8 +43,10 @@ Progress = Callable[[str, int, int], None]
 
 #: bytes of ranged reads gathered before their payloads are verified and stored
 FETCH_BATCH = 128 * 1024 * 1024
-#: payloads read from the local store at a time while packing
+#: payloads read from the local store at a time while packing (at least)
 READ_CHUNK = 4096
+#: bytes of payloads read from the local store at a time while packing (about)
+READ_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -112,7 +113,7 @@ def referenced_digests(
     skip_leaves: Iterable[bytes] | None = None,
 ) -> dict[bytes, str]:
     """Deprecated spelling of :func:`hangar_git.records.reachable.referenced_digests`
-    (``skip_leaves`` is its ``skip``), kept while ``remotes/api.py`` calls it.
+    (``skip_leaves`` is its ``skip``), kept for callers of this older name.
 
     Returns
     -------
@@ -257,15 +258,26 @@ class _PackSender:
             self.pending = None
 
 
-def _verified_rows(kind: str, arrays: list[np.ndarray], ds: list[bytes]) -> np.ndarray:
-    """The payloads' bytes as rows, each checked against its digest first."""
-    rows = np.stack([a.reshape(-1).view(np.uint8) for a in arrays])
-    for d, row in zip(ds, rows, strict=True):
-        if digest_bytes(kind, row) != d:
+def _verified_rows(kind: str, rows: np.ndarray, ds: Sequence[bytes]) -> np.ndarray:
+    """``rows`` (uint8, one payload a row), each checked against its digest first."""
+    got = row_digests(kind, rows)
+    for d, g in zip(ds, got, strict=True):
+        if g != d:
             raise IntegrityError(
                 f"local payload {d.hex()} does not match its digest: run `git hangar fsck`"
             )
     return rows
+
+
+def _read_rows(reader: PackReader, kid: int, entries: np.ndarray) -> np.ndarray:
+    """The payloads at ``entries`` (all small, of kind ``kid``) as uint8 rows."""
+    dtype, shape = reader.kind(kid)
+    out = np.empty((len(entries), *shape), dtype)
+    if not reader.gather_into(entries, out):
+        arrays = reader.gather(entries)
+        out = np.stack(arrays) if arrays else out
+    flat = np.ascontiguousarray(out).reshape(-1).view(np.uint8)
+    return flat.reshape(len(entries), flat.size // max(1, len(entries)))
 
 
 def _send_packs(
@@ -275,35 +287,37 @@ def _send_packs(
     entries: np.ndarray,
     progress: Progress | None,
 ) -> list[SealedPack]:
-    """Pack the local payloads ``todo`` (at ``entries``) into packs of about
-    PACK_TARGET raw bytes, send each, then check they landed whole."""
+    """Pack the local payloads ``todo`` (at ``entries``, all small) into packs
+    of about PACK_TARGET raw bytes, send each, then check they landed whole.
+
+    The payloads are read a kind at a time, up to READ_BYTES at once, straight
+    into one array, and each is checked against its digest before it is packed.
+    """
     kind_ids = entries["kind"]
     uk, counts = np.unique(kind_ids, return_counts=True)
-    kinds = {int(k): reader.kind_text(int(k)) for k in uk}
     total = sum(reader.kind_nbytes(int(k)) * int(c) for k, c in zip(uk, counts, strict=True))
     builder = PackBuilder()
     done = 0
     with ThreadPoolExecutor(max_workers=1) as pool:
         sender = _PackSender(remote, pool)
-        for lo in range(0, len(todo), READ_CHUNK):
-            hi = min(len(todo), lo + READ_CHUNK)
-            arrays = reader.gather(entries[lo:hi])
-            chunk_kinds = kind_ids[lo:hi]
-            for kid in np.unique(chunk_kinds).tolist():
-                idx = np.flatnonzero(chunk_kinds == kid).tolist()
-                ds = [todo[lo + i] for i in idx]
-                rows = _verified_rows(kinds[kid], [arrays[i] for i in idx], ds)
-                width = max(1, rows.shape[1])
+        for kid in uk.tolist():
+            kind, width = reader.kind_text(kid), max(1, reader.kind_nbytes(kid))
+            sel = np.flatnonzero(kind_ids == kid)
+            step = max(READ_CHUNK, READ_BYTES // width)
+            for lo in range(0, len(sel), step):
+                part = sel[lo : lo + step]
+                ds = [todo[i] for i in part.tolist()]
+                rows = _verified_rows(kind, _read_rows(reader, kid, entries[part]), ds)
                 pos = 0
                 while pos < len(ds):  # cut packs at PACK_TARGET raw bytes
                     room = max(1, -(-(dt.PACK_TARGET - builder.raw_bytes) // width))
-                    builder.add_rows(ds[pos : pos + room], kinds[kid], rows[pos : pos + room])
+                    builder.add_rows(ds[pos : pos + room], kind, rows[pos : pos + room])
                     pos += room
                     if builder.raw_bytes >= dt.PACK_TARGET:
                         sender.send(builder.seal())
                 done += rows.nbytes
-            if progress is not None:
-                progress("payloads", done, total)
+                if progress is not None:
+                    progress("payloads", done, total)
         if len(builder):
             sender.send(builder.seal())
         sender.wait()
@@ -517,6 +531,7 @@ class LazyFetcher:
 
 __all__ = [
     "FETCH_BATCH",
+    "READ_BYTES",
     "READ_CHUNK",
     "LazyFetcher",
     "Progress",

@@ -1,0 +1,253 @@
+"""The steps of :meth:`Remotes.push` and :meth:`Remotes.fetch_data`.
+
+Opening a remote's data remote, deciding which payloads a push sends (and
+refusing a push that is not a fast-forward), checking the arguments of a
+data fetch and which payloads it wants, and turning what a fetch left
+undone into the documented errors. :mod:`.api` strings them together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING
+
+import pygit2
+
+from ..errors import IntegrityError, MissingPayloadError
+from ..naming import check_arrayset_name
+from ..records import reachable
+from . import config as rc
+from . import git_transport as gt
+from .data_remote import DataRemote
+from .transfer import TransferReport, commits_between, history, leaf_ids
+
+if TYPE_CHECKING:
+    from ..repository import Repository
+
+
+def open_data_remote(repo: Repository, name: str) -> DataRemote:
+    """The data remote of remote ``name``, with its index cache in the repository.
+
+    Parameters
+    ----------
+    repo : Repository
+        An initialised repository.
+    name : str
+        A configured remote.
+
+    Returns
+    -------
+    DataRemote
+
+    Raises
+    ------
+    ValueError
+        No such remote, it has no data URL, or the URL needs a package that
+        is not installed.
+    """
+    git = repo.git_repository()
+    url = rc.data_url(git, name)
+    if url is None:
+        if rc.git_remote_url(git, name) is None:
+            raise ValueError(f"no remote named {name!r}")
+        raise ValueError(
+            f"remote {name!r} has no data URL: set one with "
+            f"`git config remote.{name}.{rc.DATA_KEY} URL` (or remove the remote and "
+            f"add it again with a data URL)"
+        )
+    hdir = repo.hangar_dir
+    assert hdir is not None  # git_repository() succeeded
+    tag = hashlib.blake2b(url.encode(), digest_size=8).hexdigest()
+    try:
+        return DataRemote(url, hdir / "remotes" / name / tag, rc.data_options(git, name))
+    except ImportError as exc:
+        raise ValueError(f"the data URL {url!r} of remote {name!r} needs a package: {exc}")
+
+
+def check_fast_forward(
+    git: pygit2.Repository, remote: str, branch: str, head: str, theirs: str | None
+) -> None:
+    """Refuse a push of ``branch`` (at ``head``) over the remote's ``theirs``
+    unless it only adds commits.
+
+    Parameters
+    ----------
+    git : pygit2.Repository
+        The pushing repository.
+    remote, branch : str
+        Where to, and which branch.
+    head : str
+        The commit pushed.
+    theirs : str or None
+        The remote branch's commit (None: the remote has no such branch).
+
+    Raises
+    ------
+    PushRejectedError
+        If ``theirs`` is unknown here or not an ancestor of ``head``.
+    """
+    if theirs is None or theirs == head:
+        return
+    known = git.get(theirs) is not None
+    if not known or not git.descendant_of(pygit2.Oid(hex=head), pygit2.Oid(hex=theirs)):
+        raise gt.PushRejectedError(gt.rejected_message(remote, branch, "non-fast-forward"))
+
+
+def payloads_to_push(
+    git: pygit2.Repository, remote: str, head: str, remote_heads: Collection[str]
+) -> dict[bytes, str]:
+    """The payloads the commits up to ``head`` reference that the remote's
+    commits (its heads and our remote-tracking branches of it) do not.
+
+    Parameters
+    ----------
+    git : pygit2.Repository
+        The pushing repository.
+    remote : str
+        The remote pushed to.
+    head : str
+        The commit pushed.
+    remote_heads : collection of str
+        The commits the remote's branches are at.
+
+    Returns
+    -------
+    dict of bytes to str
+        ``{digest: arrayset}``.
+    """
+    hide = [h for h in remote_heads if git.get(h) is not None]
+    hide += [
+        str(git.references[r].target)
+        for r in git.references
+        if r.startswith(f"refs/hangar/remotes/{remote}/")
+    ]
+    hide = list(dict.fromkeys(hide))
+    new = commits_between(git, head, hide)
+    return reachable.referenced_digests(git, new, skip=leaf_ids(git, hide[:8]))
+
+
+def check_fetch_options(max_num_bytes: object, retrieve_all_history: object) -> None:
+    """Check the byte budget and history flag of :meth:`Remotes.fetch_data`.
+
+    Parameters
+    ----------
+    max_num_bytes : object
+        None, or an int >= 0.
+    retrieve_all_history : object
+        A bool.
+
+    Raises
+    ------
+    ValueError
+        If either is of another type or value.
+    """
+    if max_num_bytes is not None and (
+        isinstance(max_num_bytes, bool) or not isinstance(max_num_bytes, int) or max_num_bytes < 0
+    ):
+        raise ValueError(f"max_num_bytes must be an int >= 0, not {max_num_bytes!r}")
+    if not isinstance(retrieve_all_history, bool):
+        raise ValueError("retrieve_all_history must be a bool")
+
+
+def wanted_payloads(
+    git: pygit2.Repository,
+    start: str,
+    arrayset_names: Sequence[str] | str | None,
+    retrieve_all_history: bool,
+) -> tuple[list[str], dict[bytes, str]]:
+    """The commits a data fetch covers and the payloads they reference.
+
+    Parameters
+    ----------
+    git : pygit2.Repository
+        The repository holding the records.
+    start : str
+        The commit whose data is fetched.
+    arrayset_names : sequence of str, str or None
+        Only these arraysets (None: all).
+    retrieve_all_history : bool
+        Also every ancestor of ``start``.
+
+    Returns
+    -------
+    tuple of (list of str, dict of bytes to str)
+        The commits, and ``{digest: arrayset}``.
+
+    Raises
+    ------
+    ValueError
+        An invalid arrayset name, or one that ``start`` does not have.
+    """
+    names: set[str] | None = None
+    if arrayset_names is not None:
+        if isinstance(arrayset_names, str):
+            arrayset_names = [arrayset_names]
+        names = {check_arrayset_name(n) for n in arrayset_names}
+    commits = history(git, start) if retrieve_all_history else [start]
+    digests = reachable.referenced_digests(git, commits, names)
+    if names is not None:
+        found = set(digests.values()) | _aset_names(git, commits, names)
+        unknown = sorted(names - found)
+        if unknown:
+            raise ValueError(f"no arrayset named {', '.join(map(repr, unknown))} in {start[:12]}")
+    return commits, digests
+
+
+def _aset_names(git: pygit2.Repository, commits: Sequence[str], names: Collection[str]) -> set[str]:
+    from ..records.snapshot import TreeRecords, commit_tree
+
+    found: set[str] = set()
+    for c in commits[:1]:
+        found |= set(TreeRecords(git, commit_tree(git, c)).arrayset_names()) & set(names)
+    return found
+
+
+def raise_for_report(report: TransferReport, remote: str, dr: DataRemote) -> None:
+    """Raise for the payloads a data fetch refused or did not find.
+
+    Parameters
+    ----------
+    report : TransferReport
+        What the fetch did.
+    remote : str
+        The remote's name (for the message).
+    dr : DataRemote
+        Its data remote.
+
+    Raises
+    ------
+    IntegrityError
+        Some payloads failed verification (they were not stored).
+    MissingPayloadError
+        Some payloads are not on the data remote.
+    """
+    if report.refused:
+        raise IntegrityError(
+            f"{len(report.refused)} payloads from remote {remote!r} ({dr.url}) failed "
+            f"verification against their digests and were refused, not stored (first: "
+            f"{report.refused[0].hex()}); {report.payloads} others were fetched"
+        )
+    if report.absent:
+        damaged = (
+            f" ({len(dr.damaged)} packs there are damaged and were ignored: "
+            f"{', '.join(dr.damaged[:3])})"
+            if dr.damaged
+            else ""
+        )
+        raise MissingPayloadError(
+            f"{len(report.absent)} payloads are not on the data remote of {remote!r} "
+            f"({dr.url}){damaged}, first: {report.absent[0].hex()}; {report.payloads} "
+            "others were fetched. Whoever pushed those commits may not have sent their "
+            "data there"
+        )
+
+
+__all__ = [
+    "check_fast_forward",
+    "check_fetch_options",
+    "open_data_remote",
+    "payloads_to_push",
+    "raise_for_report",
+    "wanted_payloads",
+]
