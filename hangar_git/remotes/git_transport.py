@@ -406,7 +406,8 @@ def local_repository_path(url: str | None) -> str | None:
         return None  # a URL, or scp-like ssh (git reads "host:path" so)
     else:
         path = url
-    return path if os.path.isdir(path) else None
+    # absolute: a directory named like an option ("--upload-pack=...") stays a path
+    return os.path.abspath(path) if os.path.isdir(path) else None
 
 
 def _push_local(

@@ -118,3 +118,11 @@ def test_which_addresses_are_local_repositories(tmp_path, address, local):
     got = gt.local_repository_path(address.format(d=d))
     assert got == (d if local else None)
     assert os.path.isdir(d)
+
+
+def test_a_local_directory_named_like_an_option_is_passed_as_a_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    odd = tmp_path / "--upload-pack=touch pwned"
+    odd.mkdir()
+    got = gt.local_repository_path("--upload-pack=touch pwned")
+    assert got == str(odd)  # absolute, so git never reads it as an option
