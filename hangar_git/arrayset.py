@@ -138,6 +138,12 @@ class ArraysetDataReader:
             if co.closed:
                 co.check_open()
             enc = f"i:{key}"
+            table = co.payloads.rows.get(self._name)
+            if table is not None:  # every sample of a read checkout's arrayset
+                got = table.get(enc)
+                if got is None:
+                    raise KeyError(key)
+                return got.copy()
             d = co.view.get(self._name, enc)
             if d is None:
                 raise KeyError(key)

@@ -130,6 +130,10 @@ class SampleRecords:
             self._leaves[path] = leaf
         return leaf
 
+    def leaves_parsed(self) -> int:
+        """How many leaves were parsed so far (all of them once :meth:`flat` was)."""
+        return len(self._leaves)
+
     def leaf_oid(self, path: tuple[str, ...]) -> bytes | None:
         if not path:
             return self.oid
