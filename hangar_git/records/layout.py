@@ -95,8 +95,12 @@ def _bad_links(data: bytes) -> CorruptRecordError:
     return CorruptRecordError("malformed sample record tree")
 
 
-def parse_links(data: bytes) -> dict[str, bytes]:
+def parse_links(data: bytes, checked: bool = True) -> dict[str, bytes]:
     """Parse a leaf tree of sample records into ``{encoded key: digest}``.
+
+    With ``checked`` False (a leaf of a tree already checked or built on
+    this machine), the structure is checked, not the names as keys nor
+    their order (see :func:`parse_link_digests`).
 
     Raises
     ------
@@ -117,11 +121,17 @@ def parse_links(data: bytes) -> dict[str, bytes]:
     if sum(map(len, names)) + 28 * len(pairs) != len(data):
         raise _bad_links(data)
     joined = b"\x00".join(names)
-    if not _KEYS_RE.fullmatch(joined):  # some name is not a canonical key
+    if not checked:
+        pass  # checked when the tree was
+    elif not _KEYS_RE.fullmatch(joined):  # some name is not a canonical key
         raise _bad_links(data)
-    if len(names) > 1 and not all(map(bytes.__lt__, names, names[1:])):
+    elif len(names) > 1 and not all(map(bytes.__lt__, names, names[1:])):
         raise CorruptRecordError("malformed sample record tree: keys out of order or duplicated")
-    return dict(zip(joined.decode("ascii").split("\x00"), digests, strict=True))
+    try:
+        keys = joined.decode("ascii").split("\x00")
+    except UnicodeDecodeError:  # only where the names were not checked
+        raise _bad_links(data) from None
+    return dict(zip(keys, digests, strict=True))
 
 
 _LINKS_RE = re.compile(rb"(?:160000 " + _KEY + rb"\x00.{20})*", re.S)

@@ -16,7 +16,7 @@ import pygit2
 
 from . import trust, validate
 from .counts import known_count, remember_count
-from .layout import Fanout, leaf_path, parse_link_digests
+from .layout import Fanout, leaf_path, parse_link_digests, parse_links
 from .validate import read_tree
 
 #: parsed leaf trees shared by every checkout of the process, by tree id (git
@@ -46,9 +46,9 @@ def parsed_leaf(
         if not trusted:
             validate.check_placement(list(leaf)[:1], fanout, path)
         return leaf
-    leaf = validate.leaf_links(
-        read_tree(repo, oid, "samples tree"), () if trusted else fanout, path
-    )
+    raw = read_tree(repo, oid, "samples tree")
+    # a leaf of a tree checked whole or built here: its names were checked then
+    leaf = parse_links(raw, checked=False) if trusted else validate.leaf_links(raw, fanout, path)
     with _leaf_lock:
         if oid not in _leaf_cache:
             _leaf_cache[oid] = leaf

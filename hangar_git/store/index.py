@@ -69,6 +69,8 @@ ENTRY = np.dtype(
     [("key", ">u8"), ("tail", "V12"), ("block", "<u4"), ("ioff", "<u4"), ("kind", "<u4")]
 )
 QUERY = np.dtype([("key", ">u8"), ("tail", "V12")])
+#: an entry as one opaque item (copies of entries without per-field work)
+_ENTRY_BYTES = np.dtype(f"V{ENTRY.itemsize}")
 BLOCK_ROW = struct.Struct("<qqqq")
 
 
@@ -323,10 +325,13 @@ def lookup_runs(runs: Sequence[Run], digests: Sequence[bytes]) -> tuple[np.ndarr
             continue
         pos = np.searchsorted(run.keys, qk)
         np.minimum(pos, m - 1, out=pos)
-        cand = run.entries[pos]
+        cand = np.take(run.entries, pos)  # a plain take: much cheaper than [pos] here
         same_key = run.keys[pos] == qk
         hit = same_key & (cand["tail"] == qt) & ~found
-        out[hit] = cand[hit]
+        if hit.all():  # the usual case: every digest in one run
+            out = cand
+        else:
+            np.copyto(out.view(_ENTRY_BYTES), cand.view(_ENTRY_BYTES), where=hit)
         found |= hit
         clash = same_key & ~found  # another digest with the same first 8 bytes
         for i in np.flatnonzero(clash).tolist():
