@@ -32,6 +32,7 @@ Run::
 
     python benchmarks/bench_peers.py               # 60,000 MNIST, 300,000 small
     python benchmarks/bench_peers.py -n 10000 --small 50000 --repeat 1
+    python benchmarks/bench_peers.py --only read --only slices   # some rows
 """
 
 from __future__ import annotations
@@ -572,6 +573,13 @@ ROWS: list[tuple[str, str | None, str | None, str | None, str]] = [
     ("same: read all", "np_large_read", "ice_large_read", "hg_large_read", ""),
     ("same: 100 corner slices", "np_large_slices", "ice_large_slices", "hg_large_slices", ""),
 ]
+#: rows whose data (or repository) other rows write (kept by ``--only``)
+NEEDS: dict[str, list[str]] = {
+    **{r[0]: [ROWS[0][0]] for r in ROWS[1:]},
+    ROWS[8][0]: [ROWS[0][0], ROWS[7][0]],
+    ROWS[9][0]: [ROWS[0][0], ROWS[7][0], ROWS[8][0]],  # the branch of the 10 changes
+    **{r[0]: [ROWS[0][0], ROWS[10][0]] for r in ROWS[11:]},
+}
 #: steps that prepare data for later ones, untimed in the table
 PREPARE = {"ice_diff_300": "ice_prepare_300", "hg_diff_300": "hg_prepare_300"}
 #: bars of issue 18: row -> (peer column, max ratio of hangar-git's time to it)
@@ -630,7 +638,19 @@ def has_icechunk() -> bool:
     return True
 
 
-def measure(n: int, small: int, root: Path) -> dict[str, dict[str, float]]:
+def select(only: list[str] | None) -> list[tuple[str, str | None, str | None, str | None, str]]:
+    """The rows whose label holds one of ``only`` (any case), with the rows
+    that write their data; every row without ``only``."""
+    if not only:
+        return ROWS
+    keep = {r[0] for r in ROWS if any(o.lower() in r[0].lower() for o in only)}
+    keep |= {need for k in keep for need in NEEDS.get(k, [])}
+    return [r for r in ROWS if r[0] in keep]
+
+
+def measure(
+    n: int, small: int, root: Path, rows: list[tuple[str, str | None, str | None, str | None, str]]
+) -> dict[str, dict[str, float]]:
     """Seconds per row and tool: the MNIST set, then small and large arrays
     in the same repositories (each tool its own directory)."""
     tools = {"numpy": 1, "icechunk": 2, "hangar-git": 3}
@@ -640,7 +660,7 @@ def measure(n: int, small: int, root: Path) -> dict[str, dict[str, float]]:
     for p in dirs.values():
         p.mkdir()
     figures: dict[str, dict[str, float]] = {}
-    for row in ROWS:
+    for row in rows:
         label, scale = row[0], row[4]
         figures[label] = {}
         for tool, col in tools.items():
@@ -672,6 +692,8 @@ def report(runs: list[dict[str, dict[str, float]]]) -> None:
     print("-" * len(head))
     for row in ROWS:
         label = row[0]
+        if label not in runs[0]:
+            continue
         best = {t: min(r[label][t] for r in runs) for t in tools if t in runs[0][label]}
         cells = ""
         for t in tools:
@@ -694,6 +716,12 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=60_000, help="MNIST samples")
     ap.add_argument("--small", type=int, default=300_000, help="small samples")
     ap.add_argument("--repeat", type=int, default=2, help="runs; the best is shown")
+    ap.add_argument(
+        "--only",
+        action="append",
+        metavar="TEXT",
+        help="only the rows whose label holds TEXT (and those writing their data); repeatable",
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--dir", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -705,7 +733,7 @@ def main() -> None:
     for _ in range(args.repeat):
         root = Path(tempfile.mkdtemp(prefix="bench-peers-"))
         try:
-            runs.append(measure(args.n, args.small, root))
+            runs.append(measure(args.n, args.small, root, select(args.only)))
         finally:
             shutil.rmtree(root, ignore_errors=True)
     report(runs)
