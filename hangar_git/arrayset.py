@@ -37,6 +37,9 @@ class ArraysetDataReader:
     def __init__(self, checkout: Checkout, name: str) -> None:
         self._co = checkout
         self._name = name
+        #: the int keys of the checkout's row table of this arrayset, once
+        #: built (see :meth:`PayloadAccess.row_table`)
+        self._table: dict[int, np.ndarray] | None = None
 
     @property
     def checkout(self) -> Checkout:
@@ -137,13 +140,15 @@ class ArraysetDataReader:
             co = self._co
             if co.closed:
                 co.check_open()
-            enc = f"i:{key}"
-            table = co.payloads.rows.get(self._name)
-            if table is not None:  # every sample of a read checkout's arrayset
-                got = table.get(enc)
+            table = self._table
+            if table is None:  # (a read checkout's tables stay as they are built)
+                table = self._table = co.payloads.int_rows.get(self._name)
+            if table is not None:  # every int key of a read checkout's arrayset
+                got = table.get(key)
                 if got is None:
                     raise KeyError(key)
                 return got.copy()
+            enc = f"i:{key}"
             d = co.view.get(self._name, enc)
             if d is None:
                 raise KeyError(key)
@@ -258,7 +263,7 @@ class ArraysetDataReader:
                 f"are {s.shape} {s.dtype}"
             )
         if type(names) is range and names.start >= 0 and names.step > 0:
-            encs = list(map("i:{}".format, names))  # no per-key type checks
+            encs = [f"i:{k}" for k in names]  # no per-key type checks
         else:
             encs = [f"i:{k}" if type(k) is int and k >= 0 else encode_key(k) for k in names]
         digests = self._co.view.get_many(self._name, encs)

@@ -46,6 +46,14 @@ _SPREAD_CHECK = 64
 ROWS_BYTES = 128 * 1024**2
 
 
+def _int_keyed(table: dict[str, np.ndarray]) -> dict[int, np.ndarray]:
+    """The entries of ``table`` under int keys (``'i:N'`` -> ``N``)."""
+    joined = "\x00".join(table)
+    if joined.startswith("i:") and "\x00s:" not in joined:  # all int keys: no loop
+        return dict(zip(map(int, joined[2:].split("\x00i:")), table.values(), strict=True))
+    return {int(k[2:]): a for k, a in table.items() if k[0] == "i"}
+
+
 class PayloadAccess:
     """Resolves digests to locations (a leaf at a time) and reads arrays.
 
@@ -67,6 +75,9 @@ class PayloadAccess:
         #: arrayset of a read checkout, once its reads are spread over it
         #: (see :meth:`row_table`); the arrays are never handed out, only copies
         self.rows: dict[str, dict[str, np.ndarray]] = {}
+        #: arrayset -> {int key: its array} of the int keys of its row table:
+        #: the key-by-key hot path (ints hash to themselves; no key to format)
+        self.int_rows: dict[str, dict[int, np.ndarray]] = {}
         self._rows_tried: set[str] = set()
         self._reads_left: dict[str, int] = {}  # arrayset -> reads until _spread is asked
         self._rows_bytes = 0
@@ -296,6 +307,7 @@ class PayloadAccess:
             return None
         self._rows_bytes += size
         table = self.rows[aset] = dict(zip(flat, arrays, strict=True))
+        self.int_rows[aset] = _int_keyed(table)
         return table
 
     def _keep(self, digests: Sequence[bytes], found: np.ndarray, e: np.ndarray) -> None:

@@ -170,3 +170,28 @@ def test_foreign_records_of_another_kind_are_refused_on_read(repo):
             a[1]
     assert "a" not in rc.payloads.rows
     rc.close()
+
+
+@pytest.mark.parametrize("strs", [0, 1, 5])
+def test_int_and_str_keys_stay_distinct(repo, strs):
+    """``1`` and ``'1'`` are different samples; the int keys' fast path sees
+    only int keys, whatever the str keys around them."""
+    co = repo.checkout(write=True)
+    m = co.arraysets.init_arrayset("m", shape=(1,), dtype=np.int64)
+    m.add_stacked(np.arange(10, dtype=np.int64).reshape(10, 1), list(range(10)))
+    with m:
+        for i in range(strs):
+            m[str(i)] = np.array([100 + i], np.int64)
+    co.commit("mixed")
+    co.close()
+    rc = repo.checkout()
+    m = rc.arraysets["m"]
+    with m:
+        assert sorted(rc.payloads.int_rows["m"]) == list(range(10))
+        assert [m[i].item() for i in range(10)] == list(range(10))
+        assert [m[str(i)].item() for i in range(strs)] == [100 + i for i in range(strs)]
+        with pytest.raises(KeyError):
+            m[10]
+        with pytest.raises(KeyError):
+            m[str(strs)]
+    rc.close()
