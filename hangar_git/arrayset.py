@@ -38,7 +38,7 @@ class ArraysetDataReader:
         self._co = checkout
         self._name = name
         #: the int keys of the checkout's row table of this arrayset, once
-        #: built (see :meth:`PayloadAccess.row_table`)
+        #: built (see :meth:`hangar_git.payloads.PayloadAccess.row_table`)
         self._table: dict[int, np.ndarray] | None = None
 
     @property
@@ -313,10 +313,12 @@ class ArraysetDataReader:
 
     # ---- the fast form, and other processes ---------------------------------
     def __enter__(self) -> ArraysetDataReader:
-        """``with aset:`` before a read loop: the index entries of every sample
-        are resolved at once (one vectorised look-up, for arraysets of up to
-        about 262k samples), so each ``get`` in the block is a dict look-up
-        and a block read."""
+        """``with aset:`` before a read loop: the arrayset is decoded once
+        (up to 128 MiB of samples per checkout, in arraysets of up to about
+        262k samples; see :meth:`hangar_git.payloads.PayloadAccess.row_table`),
+        so each ``get`` in the block is a dict look-up and a copy; otherwise
+        the index entries of every sample are resolved at once, and each
+        ``get`` is a dict look-up and a block read."""
         co = self._co
         co.check_open()
         co.payloads.prepare_reads(self._name)
