@@ -195,3 +195,33 @@ def test_int_and_str_keys_stay_distinct(repo, strs):
         with pytest.raises(KeyError):
             m[str(strs)]
     rc.close()
+
+
+@pytest.mark.parametrize("strs", [0, 3])
+def test_read_into_a_range_of_int_keys(repo, strs):
+    """``read_into(range(...))`` (its own fast path of key encoding) reads int
+    keys beside str keys, in a read checkout with or without its row table,
+    names the first missing key, and reads a write checkout's staged samples."""
+    co = repo.checkout(write=True)
+    m = co.arraysets.init_arrayset("m", shape=(2,), dtype=np.int64)
+    m.add_stacked(np.arange(80, dtype=np.int64).reshape(40, 2), list(range(40)))
+    with m:
+        for i in range(strs):
+            m[str(i)] = np.array([-i, -i], np.int64)
+    out = np.empty((40, 2), np.int64)
+    assert (m.read_into(range(40), out) == np.arange(80).reshape(40, 2)).all()
+    co.commit("m")
+    m[3] = np.array([7, 7], np.int64)  # staged over the commit
+    assert m.read_into(range(2, 5), np.empty((3, 2), np.int64)).tolist() == [[4, 5], [7, 7], [8, 9]]
+    co.close()
+    rc = repo.checkout()
+    m = rc.arraysets["m"]
+    if strs:
+        with m:  # the row table does not change what read_into reads
+            assert "m" in rc.payloads.rows
+    evens = m.read_into(range(0, 40, 2), np.empty((20, 2), np.int64))
+    assert (evens[:, 0] == np.arange(0, 80, 4)).all()
+    with pytest.raises(KeyError) as exc:
+        m.read_into(range(35, 45), np.empty((10, 2), np.int64))
+    assert exc.value.args == (40,)
+    rc.close()
