@@ -134,6 +134,18 @@ def parse_links(data: bytes, checked: bool = True) -> dict[str, bytes]:
     return dict(zip(keys, digests, strict=True))
 
 
+def trusted_link_runs(data: bytes) -> tuple[bytes, list[bytes]]:
+    """``(names, digests)`` of a leaf of a tree checked or built here: its
+    names NUL-joined (bytes), its digests in tree order. The structure is
+    checked (CorruptRecordError as :func:`parse_links` raises), not the names
+    as keys nor their order: they were checked when the tree was."""
+    pairs = _LINK_ANY_RE.findall(data)
+    names = [n for n, _ in pairs]
+    if sum(map(len, names)) + 28 * len(pairs) != len(data) or not pairs:
+        parse_links(data, checked=False)  # raises what is wrong
+    return b"\x00".join(names), [d for _, d in pairs]
+
+
 _LINKS_RE = re.compile(rb"(?:160000 " + _KEY + rb"\x00.{20})*", re.S)
 _LINK_NAME_RE = re.compile(rb"160000 (" + _KEY + rb")\x00.{20}", re.S)
 _LINK_DIGEST_RE = re.compile(rb"160000 " + _KEY + rb"\x00(.{20})", re.S)

@@ -16,7 +16,7 @@ import pygit2
 
 from . import trust, validate
 from .counts import known_count, remember_count
-from .layout import Fanout, leaf_path, parse_link_digests, parse_links
+from .layout import Fanout, leaf_path, parse_link_digests, parse_links, trusted_link_runs
 from .validate import read_tree
 
 #: parsed leaf trees shared by every checkout of the process, by tree id (git
@@ -63,6 +63,14 @@ def clear_leaf_cache() -> None:
     with _leaf_lock:
         _leaf_cache.clear()
         _leaf_cache_size[0] = 0
+
+
+def _decoded(names: list[bytes]) -> list[str]:
+    """The names of :func:`.layout.trusted_link_runs` runs, as str."""
+    try:
+        return b"\x00".join(names).decode("ascii").split("\x00")
+    except UnicodeDecodeError:
+        raise validate.corrupt("samples tree: a record name is not ASCII") from None
 
 
 class SampleRecords:
@@ -148,6 +156,8 @@ class SampleRecords:
         if flat is None:
             if not self.fanout:
                 flat = self.leaf(())
+            elif self.trusted:
+                flat = self._trusted_flat()
             else:
                 flat = {}
                 for p in self.leaf_paths():  # in the order of items()
@@ -155,6 +165,36 @@ class SampleRecords:
             self._flat = flat
             self._count = len(flat)
         return flat
+
+    def _trusted_flat(self) -> dict[str, bytes]:
+        """:meth:`flat` of a trusted tree, built in one dict: the leaves not
+        parsed yet are cut into names and digests, not parsed one by one
+        into dicts (nor kept)."""
+        keys: list[str] = []
+        digests: list[bytes] = []
+        names: list[bytes] = []  # NUL-joined names of leaves read, not decoded yet
+        for p in self.leaf_paths():  # in the order of items()
+            leaf = self._leaves.get(p)
+            if leaf is None:
+                oid = self.leaf_oid(p)
+                leaf = _leaf_cache.get(oid) if oid is not None else {}
+                if leaf is None:
+                    raw = read_tree(self.repo, oid, "samples tree")  # type: ignore[arg-type]
+                    joined, ds = trusted_link_runs(raw)
+                    if ds:
+                        names.append(joined)
+                        digests += ds
+                    continue
+            if names:
+                keys += _decoded(names)
+                names = []
+            keys.extend(leaf)
+            digests.extend(leaf.values())
+        if names:
+            keys += _decoded(names)
+        if len(keys) != len(digests):
+            raise validate.corrupt("samples tree: malformed sample records")
+        return dict(zip(keys, digests, strict=True))
 
     def get(self, enc: str) -> bytes | None:
         if self._flat is not None:
