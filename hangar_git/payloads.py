@@ -414,7 +414,7 @@ class PayloadAccess:
         found, e = self.reader.lookup(keys)
         pos = {d: i for i, d in enumerate(keys)}
         inv = np.fromiter(map(pos.__getitem__, digests), np.intp, len(digests))
-        return found[inv], e[inv]
+        return found[inv], np.take(e, inv)  # a plain take: cheaper than e[inv]
 
     def _encs_of(self, aset: str, digests: Sequence[bytes]) -> list[str]:
         """Encoded keys of samples holding ``digests`` (for error messages)."""
