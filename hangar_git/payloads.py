@@ -40,7 +40,7 @@ _SPREAD_LEAVES = 16
 #: ones leaf by leaf, so scattered reads do not load every key
 _RESOLVE_ALL_MAX = 262_144
 #: single reads of an arrayset between two looks at how spread its reads are
-_SPREAD_CHECK = 64
+_SPREAD_CHECK = 16
 #: decoded bytes of small payloads a read checkout keeps in its row tables
 #: (see :meth:`PayloadAccess.row_table`), all its arraysets together
 ROWS_BYTES = 128 * 1024**2

@@ -86,6 +86,7 @@ class SampleRecords:
         self._trees: dict[tuple[str, ...], dict[str, tuple[bytes, bytes]]] = {}
         self._count: int | None = None
         self._flat: dict[str, bytes] | None = None  # all leaves merged, for batches
+        self._paths: list[tuple[str, ...]] | None = None  # see leaf_paths
         self.fanout: Fanout = ()
         if oid is not None:
             raw = read_tree(repo, oid, "samples tree")
@@ -214,11 +215,13 @@ class SampleRecords:
         return [self.get(e) for e in encs]
 
     def leaf_paths(self) -> list[tuple[str, ...]]:
-        """Paths of every existing leaf, in tree order."""
+        """Paths of every existing leaf, in tree order (kept: never mutate it)."""
         if self.oid is None:
             return []
         if not self.fanout:
             return [()]
+        if self._paths is not None:
+            return self._paths
         paths: list[tuple[str, ...]] = [()]
         for _ in self.fanout:
             nxt: list[tuple[str, ...]] = []
@@ -226,6 +229,7 @@ class SampleRecords:
                 t = self._tree(p) or {}
                 nxt.extend((*p, name) for name in sorted(t))
             paths = nxt
+        self._paths = paths
         return paths
 
     def items(self) -> Iterator[tuple[str, bytes]]:
