@@ -33,7 +33,7 @@ Run::
 
     python benchmarks/bench_peers.py               # 60,000 MNIST, 300,000 small
     python benchmarks/bench_peers.py -n 10000 --small 50000 --repeat 1
-    python benchmarks/bench_peers.py --only write     # the write rows only
+    python benchmarks/bench_peers.py --only read --only slices   # some rows
 """
 
 from __future__ import annotations
@@ -575,6 +575,13 @@ ROWS: list[tuple[str, str | None, str | None, str | None, str]] = [
     ("same: read all", "np_large_read", "ice_large_read", "hg_large_read", ""),
     ("same: 100 corner slices", "np_large_slices", "ice_large_slices", "hg_large_slices", ""),
 ]
+#: rows whose data (or repository) other rows write (kept by ``--only``)
+NEEDS: dict[str, list[str]] = {
+    **{r[0]: [ROWS[0][0]] for r in ROWS[1:]},
+    ROWS[8][0]: [ROWS[0][0], ROWS[7][0]],
+    ROWS[9][0]: [ROWS[0][0], ROWS[7][0], ROWS[8][0]],  # the branch of the 10 changes
+    **{r[0]: [ROWS[0][0], ROWS[10][0]] for r in ROWS[11:]},
+}
 #: steps that prepare data for later ones, untimed in the table
 PREPARE = {"ice_diff_300": "ice_prepare_300", "hg_diff_300": "hg_prepare_300"}
 #: bars of issue 18: row -> (peer column, max ratio of hangar-git's time to it)
@@ -633,22 +640,18 @@ def has_icechunk() -> bool:
     return True
 
 
-def selected_rows(only: list[str]) -> list[tuple[str, str | None, str | None, str | None, str]]:
-    """The rows to run: all, or those with a step whose name contains one of
-    ``only`` (``write`` picks the write rows, ``small`` the small samples').
-    The MNIST bulk write always runs: later steps use its repositories."""
+def select(only: list[str] | None) -> list[tuple[str, str | None, str | None, str | None, str]]:
+    """The rows whose label holds one of ``only`` (any case), with the rows
+    that write their data; every row without ``only``."""
     if not only:
         return ROWS
-    steps = [[s for s in r[1:4] if s] for r in ROWS]
-    return [
-        r
-        for r, ss in zip(ROWS, steps, strict=True)
-        if r is ROWS[0] or any(w in s for s in ss for w in only)
-    ]
+    keep = {r[0] for r in ROWS if any(o.lower() in r[0].lower() for o in only)}
+    keep |= {need for k in keep for need in NEEDS.get(k, [])}
+    return [r for r in ROWS if r[0] in keep]
 
 
 def measure(
-    n: int, small: int, root: Path, only: list[str] | None = None
+    n: int, small: int, root: Path, rows: list[tuple[str, str | None, str | None, str | None, str]]
 ) -> dict[str, dict[str, float]]:
     """Seconds per row and tool: the MNIST set, then small and large arrays
     in the same repositories (each tool its own directory)."""
@@ -659,7 +662,7 @@ def measure(
     for p in dirs.values():
         p.mkdir()
     figures: dict[str, dict[str, float]] = {}
-    for row in selected_rows(only or []):
+    for row in rows:
         label, scale = row[0], row[4]
         figures[label] = {}
         for tool, col in tools.items():
@@ -718,8 +721,8 @@ def main() -> None:
     ap.add_argument(
         "--only",
         action="append",
-        metavar="WORD",
-        help="run only the rows with a step named with WORD (e.g. write, small, large)",
+        metavar="TEXT",
+        help="only the rows whose label holds TEXT (and those writing their data); repeatable",
     )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--dir", help=argparse.SUPPRESS)
@@ -732,7 +735,7 @@ def main() -> None:
     for _ in range(args.repeat):
         root = Path(tempfile.mkdtemp(prefix="bench-peers-"))
         try:
-            runs.append(measure(args.n, args.small, root, args.only))
+            runs.append(measure(args.n, args.small, root, select(args.only)))
         finally:
             shutil.rmtree(root, ignore_errors=True)
     report(runs)

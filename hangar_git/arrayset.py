@@ -43,6 +43,9 @@ class ArraysetDataReader:
     def __init__(self, checkout: Checkout, name: str) -> None:
         self._co = checkout
         self._name = name
+        #: the int keys of the checkout's row table of this arrayset, once
+        #: built (see :meth:`hangar_git.payloads.PayloadAccess.row_table`)
+        self._table: dict[int, np.ndarray] | None = None
 
     @property
     def checkout(self) -> Checkout:
@@ -148,6 +151,14 @@ class ArraysetDataReader:
             co = self._co
             if co.closed:
                 co.check_open()
+            table = self._table
+            if table is None:  # (a read checkout's tables stay as they are built)
+                table = self._table = co.payloads.int_rows.get(self._name)
+            if table is not None:  # every int key of a read checkout's arrayset
+                got = table.get(key)
+                if got is None:
+                    raise KeyError(key)
+                return got.copy()
             enc = f"i:{key}"
             d = co.view.get(self._name, enc)
             if d is None:
@@ -292,7 +303,7 @@ class ArraysetDataReader:
                 f"are {s.shape} {s.dtype}"
             )
         if type(names) is range and names.start >= 0 and names.step > 0:
-            encs = list(map("i:{}".format, names))  # no per-key type checks
+            encs = [f"i:{k}" for k in names]  # no per-key type checks
         else:
             encs = [f"i:{k}" if type(k) is int and k >= 0 else encode_key(k) for k in names]
         digests = self._co.view.get_many(self._name, encs)
@@ -369,10 +380,12 @@ class ArraysetDataReader:
 
     # ---- the fast form, and other processes ---------------------------------
     def __enter__(self) -> ArraysetDataReader:
-        """``with aset:`` before a read loop: the index entries of every sample
-        are resolved at once (one vectorised look-up, for arraysets of up to
-        about 262k samples), so each ``get`` in the block is a dict look-up
-        and a block read."""
+        """``with aset:`` before a read loop: the arrayset is decoded once
+        (up to 128 MiB of samples per checkout, in arraysets of up to about
+        262k samples; see :meth:`hangar_git.payloads.PayloadAccess.row_table`),
+        so each ``get`` in the block is a dict look-up and a copy; otherwise
+        the index entries of every sample are resolved at once, and each
+        ``get`` is a dict look-up and a block read."""
         co = self._co
         co.check_open()
         co.payloads.prepare_reads(self._name)

@@ -20,6 +20,7 @@ from .records import validate
 from .records.view import CommitView
 from .store import Location, PackReader, PackWriter
 from .store.chunk_format import is_large_entry
+from .store.chunked import LARGE_IOFF
 from .store.limits import payload_bound
 
 
@@ -38,6 +39,19 @@ _SPREAD_LEAVES = 16
 #: touched a quarter of their leaves (about 20 ms per 100k samples); larger
 #: ones leaf by leaf, so scattered reads do not load every key
 _RESOLVE_ALL_MAX = 262_144
+#: single reads of an arrayset between two looks at how spread its reads are
+_SPREAD_CHECK = 16
+#: decoded bytes of small payloads a read checkout keeps in its row tables
+#: (see :meth:`PayloadAccess.row_table`), all its arraysets together
+ROWS_BYTES = 128 * 1024**2
+
+
+def _int_keyed(table: dict[str, np.ndarray]) -> dict[int, np.ndarray]:
+    """The entries of ``table`` under int keys (``'i:N'`` -> ``N``)."""
+    joined = "\x00".join(table)
+    if joined.startswith("i:") and "\x00s:" not in joined:  # all int keys: no loop
+        return dict(zip(map(int, joined[2:].split("\x00i:")), table.values(), strict=True))
+    return {int(k[2:]): a for k, a in table.items() if k[0] == "i"}
 
 
 class PayloadAccess:
@@ -57,6 +71,16 @@ class PayloadAccess:
         #: digest -> index entry (block, item offset, kind): the fast path of reads
         self._ents: dict[bytes, tuple[int, int, int]] = {}
         self._leaf_misses: dict[str, int] = {}  # arrayset -> leaves until resolving all
+        #: arrayset -> {encoded key: its array, decoded}: every sample of an
+        #: arrayset of a read checkout, once its reads are spread over it
+        #: (see :meth:`row_table`); the arrays are never handed out, only copies
+        self.rows: dict[str, dict[str, np.ndarray]] = {}
+        #: arrayset -> {int key: its array} of the int keys of its row table:
+        #: the key-by-key hot path (ints hash to themselves; no key to format)
+        self.int_rows: dict[str, dict[int, np.ndarray]] = {}
+        self._rows_tried: set[str] = set()
+        self._reads_left: dict[str, int] = {}  # arrayset -> reads until _spread is asked
+        self._rows_bytes = 0
         #: called with absent digests, and the most raw bytes any of them may
         #: hold, to fetch them (a checkout opened with fetch_missing)
         self.fetcher: Callable[[Collection[bytes], int | None], None] | None = None
@@ -117,12 +141,34 @@ class PayloadAccess:
     def read(self, aset: str, enc: str, digest: bytes) -> np.ndarray:
         """The array of sample ``enc`` (payload ``digest``), of a kind its
         arrayset's schema allows (else CorruptRecordError)."""
+        table = self.rows.get(aset)
+        if table is not None:
+            got = table.get(enc)
+            if got is not None:
+                return got.copy()
+        elif self.writer is None and aset not in self._rows_tried:
+            n = self._reads_left.get(aset, _SPREAD_CHECK) - 1
+            self._reads_left[aset] = n or _SPREAD_CHECK
+            if not n and self._spread(aset) and self.row_table(aset) is not None:
+                return self.read(aset, enc, digest)
         return self.view.check_payload(aset, enc, self._read(aset, enc, digest))
+
+    def _spread(self, aset: str) -> bool:
+        """True when the reads of ``aset`` have parsed a quarter of its leaves
+        (at least :data:`_SPREAD_LEAVES`), or all of them."""
+        base = self.view.base_samples(aset)
+        if base is None:
+            return False
+        parsed, total = base.leaves_parsed(), len(base.leaf_paths())
+        return parsed >= total or parsed >= max(_SPREAD_LEAVES, total // 4)
 
     def _read(self, aset: str, enc: str, digest: bytes) -> np.ndarray:
         ent = self._ents.get(digest)
         if ent is None:
             ent = self._resolve_entry(aset, enc, digest)
+            table = self.rows.get(aset)
+            if table is not None and enc in table:  # built by that resolution
+                return table[enc].copy()
         if ent is not None:
             try:
                 return self.reader.read_entry(*ent)
@@ -148,6 +194,10 @@ class PayloadAccess:
         schema before a chunk is read; the whole-read fallback checks what it
         reads as :meth:`read` does.
         """
+        table = self.rows.get(aset)
+        if table is not None and enc in table:  # a small payload, decoded
+            arr = table[enc][index]
+            return arr.copy() if isinstance(arr, np.ndarray) else arr
         ent = self._ents.get(digest)
         if ent is None:
             ent = self._resolve_entry(aset, enc, digest)
@@ -175,6 +225,8 @@ class PayloadAccess:
             if base is not None and base.estimate_count() > _RESOLVE_ALL_MAX:
                 n = -1  # never: a few reads would hold every key in memory
         self._leaf_misses[aset] = n = n - 1
+        if n == 0 and self.row_table(aset) is not None:
+            return None  # the caller reads the sample from the table
         if n == 0:  # reads spread over many leaves: resolve them all at once
             pool = dict.fromkeys(self.view.digests(aset, keep_leaves=True))
         else:
@@ -199,6 +251,8 @@ class PayloadAccess:
         if base.estimate_count() > _RESOLVE_ALL_MAX:
             return
         self._leaf_misses[aset] = -1  # resolved whole: never again
+        if self.row_table(aset) is not None:
+            return
         ents = self._ents
         want = [d for d in dict.fromkeys(base.flat().values()) if d not in ents]
         if not want:
@@ -208,6 +262,53 @@ class PayloadAccess:
         except IntegrityError:
             return  # the careful one-at-a-time path reports it
         self._keep(want, found, e)
+
+    def row_table(self, aset: str) -> dict[str, np.ndarray] | None:
+        """``{encoded key: array}`` of every sample of ``aset``, decoded once,
+        in a read checkout: what key-by-key reads spread over an arrayset copy
+        their arrays from (built on the first call, when reads have spread
+        over the arrayset or a ``with aset:`` block begins).
+
+        None, and key-by-key reads keep resolving entries and reading blocks,
+        in a write checkout (its records change), and when the arrayset's
+        payloads would take more than what is left of :data:`ROWS_BYTES`, are
+        large, absent, damaged (the careful path reports which) or of a kind
+        its schema refuses (reported on the sample read). The blocks are read
+        with their checksums verified, as every read does; the arrays of the
+        table are never handed out, only copies of them.
+        """
+        table = self.rows.get(aset)
+        if table is not None or self.writer is not None or aset in self._rows_tried:
+            return table
+        self._rows_tried.add(aset)
+        base = self.view.base_samples(aset)
+        if base is None:
+            return None
+        schema = self.view.schema(aset)
+        row = schema.dtype.itemsize * int(np.prod(schema.shape, dtype=np.int64))
+        left = ROWS_BYTES - self._rows_bytes
+        count = base.estimate_count()
+        if count > _RESOLVE_ALL_MAX or count * row > left:
+            return None  # its records alone would take much memory
+        flat = base.flat()
+        try:
+            found, e = self._lookup_dedup(list(flat.values()))
+            if not found.all() or (e["ioff"] == LARGE_IOFF).any():
+                return None
+            kinds, counts = np.unique(e["kind"], return_counts=True)
+            size = sum(
+                self.reader.kind_nbytes(k) * c
+                for k, c in zip(kinds.tolist(), counts.tolist(), strict=True)
+            )
+            if size > left:
+                return None
+            arrays = self.view.check_payloads(aset, self.reader.gather(e))
+        except (IntegrityError, ValueError):  # CorruptRecordError is a ValueError
+            return None
+        self._rows_bytes += size
+        table = self.rows[aset] = dict(zip(flat, arrays, strict=True))
+        self.int_rows[aset] = _int_keyed(table)
+        return table
 
     def _keep(self, digests: Sequence[bytes], found: np.ndarray, e: np.ndarray) -> None:
         idx = np.flatnonzero(found)
@@ -313,7 +414,7 @@ class PayloadAccess:
         found, e = self.reader.lookup(keys)
         pos = {d: i for i, d in enumerate(keys)}
         inv = np.fromiter(map(pos.__getitem__, digests), np.intp, len(digests))
-        return found[inv], e[inv]
+        return found[inv], np.take(e, inv)  # a plain take: cheaper than e[inv]
 
     def _encs_of(self, aset: str, digests: Sequence[bytes]) -> list[str]:
         """Encoded keys of samples holding ``digests`` (for error messages)."""

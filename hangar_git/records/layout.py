@@ -70,7 +70,10 @@ def parse_tree(data: bytes) -> dict[str, Entry]:
     return out
 
 
-_LINK_RE = re.compile(rb"160000 (" + _KEY + rb")\x00(.{20})", re.S)
+#: a gitlink entry with any name a tree may hold (names are checked apart)
+_LINK_ANY_RE = re.compile(rb"160000 ([^\x00/]{1,202})\x00(.{20})", re.S)
+#: NUL-separated canonical keys
+_KEYS_RE = re.compile(_KEY + rb"(?:\x00" + _KEY + rb")*")
 _ANY_ENTRY_RE = re.compile(rb"(\d+) ([^\x00]+)\x00.{20}", re.S)
 _KEY_RE = re.compile(_KEY)
 
@@ -92,8 +95,12 @@ def _bad_links(data: bytes) -> CorruptRecordError:
     return CorruptRecordError("malformed sample record tree")
 
 
-def parse_links(data: bytes) -> dict[str, bytes]:
+def parse_links(data: bytes, checked: bool = True) -> dict[str, bytes]:
     """Parse a leaf tree of sample records into ``{encoded key: digest}``.
+
+    With ``checked`` False (a leaf of a tree already checked or built on
+    this machine), the structure is checked, not the names as keys nor
+    their order (see :func:`parse_link_digests`).
 
     Raises
     ------
@@ -101,19 +108,42 @@ def parse_links(data: bytes) -> dict[str, bytes]:
         Unless the tree holds only gitlinks named by canonical encoded keys,
         strictly sorted (so no key appears twice).
     """
-    pairs = _LINK_RE.findall(data)
+    # entries are cut by the cheap pattern (any name up to its NUL), their
+    # names then checked all at once: faster than matching each as a key
+    pairs = _LINK_ANY_RE.findall(data)
     if not pairs:
         if data:
             raise _bad_links(data)
         return {}
     names, digests = zip(*pairs, strict=True)
     # the matches never overlap: they cover the whole tree only if it holds
-    # nothing but well-formed gitlink entries
+    # nothing but gitlink entries, cut where git cuts them
     if sum(map(len, names)) + 28 * len(pairs) != len(data):
         raise _bad_links(data)
-    if len(names) > 1 and not all(map(bytes.__lt__, names, names[1:])):
+    joined = b"\x00".join(names)
+    if not checked:
+        pass  # checked when the tree was
+    elif not _KEYS_RE.fullmatch(joined):  # some name is not a canonical key
+        raise _bad_links(data)
+    elif len(names) > 1 and not all(map(bytes.__lt__, names, names[1:])):
         raise CorruptRecordError("malformed sample record tree: keys out of order or duplicated")
-    return dict(zip(map(bytes.decode, names), digests, strict=True))
+    try:
+        keys = joined.decode("ascii").split("\x00")
+    except UnicodeDecodeError:  # only where the names were not checked
+        raise _bad_links(data) from None
+    return dict(zip(keys, digests, strict=True))
+
+
+def trusted_link_runs(data: bytes) -> tuple[bytes, list[bytes]]:
+    """``(names, digests)`` of a leaf of a tree checked or built here: its
+    names NUL-joined (bytes), its digests in tree order. The structure is
+    checked (CorruptRecordError as :func:`parse_links` raises), not the names
+    as keys nor their order: they were checked when the tree was."""
+    pairs = _LINK_ANY_RE.findall(data)
+    names = [n for n, _ in pairs]
+    if sum(map(len, names)) + 28 * len(pairs) != len(data) or not pairs:
+        parse_links(data, checked=False)  # raises what is wrong
+    return b"\x00".join(names), [d for _, d in pairs]
 
 
 _LINKS_RE = re.compile(rb"(?:160000 " + _KEY + rb"\x00.{20})*", re.S)

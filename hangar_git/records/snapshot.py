@@ -16,7 +16,7 @@ import pygit2
 
 from . import trust, validate
 from .counts import known_count, remember_count
-from .layout import Fanout, leaf_path, parse_link_digests
+from .layout import Fanout, leaf_path, parse_link_digests, parse_links, trusted_link_runs
 from .validate import read_tree
 
 #: parsed leaf trees shared by every checkout of the process, by tree id (git
@@ -46,9 +46,9 @@ def parsed_leaf(
         if not trusted:
             validate.check_placement(list(leaf)[:1], fanout, path)
         return leaf
-    leaf = validate.leaf_links(
-        read_tree(repo, oid, "samples tree"), () if trusted else fanout, path
-    )
+    raw = read_tree(repo, oid, "samples tree")
+    # a leaf of a tree checked whole or built here: its names were checked then
+    leaf = parse_links(raw, checked=False) if trusted else validate.leaf_links(raw, fanout, path)
     with _leaf_lock:
         if oid not in _leaf_cache:
             _leaf_cache[oid] = leaf
@@ -65,6 +65,14 @@ def clear_leaf_cache() -> None:
         _leaf_cache_size[0] = 0
 
 
+def _decoded(names: list[bytes]) -> list[str]:
+    """The names of :func:`.layout.trusted_link_runs` runs, as str."""
+    try:
+        return b"\x00".join(names).decode("ascii").split("\x00")
+    except UnicodeDecodeError:
+        raise validate.corrupt("samples tree: a record name is not ASCII") from None
+
+
 class SampleRecords:
     """The ``samples/`` tree of one arrayset: encoded key -> digest."""
 
@@ -78,6 +86,7 @@ class SampleRecords:
         self._trees: dict[tuple[str, ...], dict[str, tuple[bytes, bytes]]] = {}
         self._count: int | None = None
         self._flat: dict[str, bytes] | None = None  # all leaves merged, for batches
+        self._paths: list[tuple[str, ...]] | None = None  # see leaf_paths
         self.fanout: Fanout = ()
         if oid is not None:
             raw = read_tree(repo, oid, "samples tree")
@@ -130,6 +139,10 @@ class SampleRecords:
             self._leaves[path] = leaf
         return leaf
 
+    def leaves_parsed(self) -> int:
+        """How many leaves were parsed so far (all of them once :meth:`flat` was)."""
+        return len(self._leaves)
+
     def leaf_oid(self, path: tuple[str, ...]) -> bytes | None:
         if not path:
             return self.oid
@@ -144,6 +157,8 @@ class SampleRecords:
         if flat is None:
             if not self.fanout:
                 flat = self.leaf(())
+            elif self.trusted:
+                flat = self._trusted_flat()
             else:
                 flat = {}
                 for p in self.leaf_paths():  # in the order of items()
@@ -151,6 +166,36 @@ class SampleRecords:
             self._flat = flat
             self._count = len(flat)
         return flat
+
+    def _trusted_flat(self) -> dict[str, bytes]:
+        """:meth:`flat` of a trusted tree, built in one dict: the leaves not
+        parsed yet are cut into names and digests, not parsed one by one
+        into dicts (nor kept)."""
+        keys: list[str] = []
+        digests: list[bytes] = []
+        names: list[bytes] = []  # NUL-joined names of leaves read, not decoded yet
+        for p in self.leaf_paths():  # in the order of items()
+            leaf = self._leaves.get(p)
+            if leaf is None:
+                oid = self.leaf_oid(p)
+                leaf = _leaf_cache.get(oid) if oid is not None else {}
+                if leaf is None:
+                    raw = read_tree(self.repo, oid, "samples tree")  # type: ignore[arg-type]
+                    joined, ds = trusted_link_runs(raw)
+                    if ds:
+                        names.append(joined)
+                        digests += ds
+                    continue
+            if names:
+                keys += _decoded(names)
+                names = []
+            keys.extend(leaf)
+            digests.extend(leaf.values())
+        if names:
+            keys += _decoded(names)
+        if len(keys) != len(digests):
+            raise validate.corrupt("samples tree: malformed sample records")
+        return dict(zip(keys, digests, strict=True))
 
     def get(self, enc: str) -> bytes | None:
         if self._flat is not None:
@@ -170,11 +215,13 @@ class SampleRecords:
         return [self.get(e) for e in encs]
 
     def leaf_paths(self) -> list[tuple[str, ...]]:
-        """Paths of every existing leaf, in tree order."""
+        """Paths of every existing leaf, in tree order (kept: never mutate it)."""
         if self.oid is None:
             return []
         if not self.fanout:
             return [()]
+        if self._paths is not None:
+            return self._paths
         paths: list[tuple[str, ...]] = [()]
         for _ in self.fanout:
             nxt: list[tuple[str, ...]] = []
@@ -182,6 +229,7 @@ class SampleRecords:
                 t = self._tree(p) or {}
                 nxt.extend((*p, name) for name in sorted(t))
             paths = nxt
+        self._paths = paths
         return paths
 
     def items(self) -> Iterator[tuple[str, bytes]]:

@@ -70,6 +70,8 @@ ENTRY = np.dtype(
     [("key", ">u8"), ("tail", "V12"), ("block", "<u4"), ("ioff", "<u4"), ("kind", "<u4")]
 )
 QUERY = np.dtype([("key", ">u8"), ("tail", "V12")])
+#: an entry as one opaque item (copies of entries without per-field work)
+_ENTRY_BYTES = np.dtype(f"V{ENTRY.itemsize}")
 BLOCK_ROW = struct.Struct("<qqqq")
 
 
@@ -323,7 +325,7 @@ def lookup_runs(runs: Sequence[Run], digests: Sequence[bytes]) -> tuple[np.ndarr
     qk = q["key"].astype(np.uint64)
     qt = q["tail"]
     sorted_keys: np.ndarray | None = None
-    rows = out.view(f"V{ENTRY.itemsize}")  # whole entries copied as they are
+    rows = out.view(_ENTRY_BYTES)  # whole entries copied as they are
     for run in runs:
         m = len(run.keys)
         if not m:
@@ -337,6 +339,8 @@ def lookup_runs(runs: Sequence[Run], digests: Sequence[bytes]) -> tuple[np.ndarr
                 continue
             sel = np.flatnonzero(np.isin(qk, common) & ~found)
         hit, cand = _search_run(run, qk[sel], qt[sel], found[sel])
+        if len(sel) == n and hit.all():  # the usual case: every digest in this run
+            return hit, cand
         w = sel[hit]
         rows[w] = cand.view(rows.dtype)[hit]
         found[w] = True
