@@ -35,6 +35,8 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "diff-merge": ("bench_diff_merge.py", [], ["-n", "100000"]),
     "loaders": ("bench_loaders.py", [], ["--n", "10000"]),
     "cold": ("bench_cold.py", [], ["--repeat", "3"]),
+    "peers": ("bench_peers.py", [], ["-n", "10000", "--small", "50000", "--repeat", "1"]),
+    "transfer": ("bench_transfer.py", [], ["-n", "10000", "--repeat", "1", "--no-s3"]),
 }
 
 _VERDICT = re.compile(r"^\s*\[(ok|FAIL)\]\s*(.*)$")
