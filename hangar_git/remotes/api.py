@@ -376,7 +376,8 @@ class Remotes:
         heads = gt.list_heads(git, remote, self._callbacks(progress, username, password))
         theirs = heads.get(HEADS + branch)
         steps.check_fast_forward(git, remote, branch, head, theirs)
-        digests = steps.payloads_to_push(git, remote, head, heads.values())
+        resend = rc.resend_pending(git, remote)
+        digests = steps.payloads_to_push(git, remote, head, heads.values(), resend)
         self.last_report = TransferReport()
         if digests:
             if rc.data_url(git, remote) is None:
@@ -387,6 +388,8 @@ class Remotes:
             self.last_report = upload_payloads(
                 self._repo, steps.open_data_remote(self._repo, remote), digests, progress
             )
+        if resend:  # the new data URL now holds what the remote's commits need
+            rc.clear_resend(git, remote)
         if theirs != head:
             gt.push(git, remote, branch, self._callbacks(progress, username, password))
         git.references.create(

@@ -34,6 +34,10 @@ from ..naming import check_remote_name
 DATA_KEY = "hangar-data"
 OPTIONS_KEY = "hangar-data-options"
 CREATED_KEY = "hangar-created"
+#: set when a remote's data URL changes while commits of it are known here:
+#: its commits then say nothing of what the new data URL holds, so the next
+#: push offers every payload they reference (see :func:`resend_pending`)
+RESEND_KEY = "hangar-data-resend"
 
 #: storage option names refused in git config: they would store secrets in plain text
 _SECRET_RE = re.compile(r"key|secret|token|passw|credential|session|auth", re.I)
@@ -283,6 +287,8 @@ def add_remote(
     git.remotes.add_fetch(name, hangar_refspec(name))
     if data is not None:
         cfg[_section(name) + DATA_KEY] = data
+        if _tracking_refs(git, name):  # added again: its old commits are known here
+            cfg[_section(name) + RESEND_KEY] = True
     if opts:
         cfg[_section(name) + OPTIONS_KEY] = json.dumps(opts, sort_keys=True)
     return RemoteInfo(name, address, data)
@@ -332,11 +338,53 @@ def set_data(
     address = git_remote_url(git, name)
     if address is None or not is_hangar_remote(git, name):
         raise ValueError(f"no remote named {name!r}")
+    old = data_url(git, name)
     cfg = git.config
     cfg[_section(name) + DATA_KEY] = url
+    if old is not None and old != url:
+        cfg[_section(name) + RESEND_KEY] = True
     if opts:
         cfg[_section(name) + OPTIONS_KEY] = json.dumps(opts, sort_keys=True)
     return RemoteInfo(name, address, url)
+
+
+def _tracking_refs(git: pygit2.Repository, name: str) -> list[str]:
+    return [r for r in git.references if r.startswith(f"refs/hangar/remotes/{name}/")]
+
+
+def resend_pending(git: pygit2.Repository, name: str) -> bool:
+    """Whether remote ``name``'s data URL changed since its commits were known here.
+
+    Parameters
+    ----------
+    git : pygit2.Repository
+        The local repository.
+    name : str
+        The remote.
+
+    Returns
+    -------
+    bool
+        True until a push has offered the new data URL every payload of the
+        remote's known commits (:func:`clear_resend`).
+    """
+    return _get(git.config, _section(name) + RESEND_KEY) in ("true", "1", "yes", "on")
+
+
+def clear_resend(git: pygit2.Repository, name: str) -> None:
+    """Forget the mark of :func:`resend_pending` once a push has resent all.
+
+    Parameters
+    ----------
+    git : pygit2.Repository
+        The local repository.
+    name : str
+        The remote.
+    """
+    try:
+        del git.config[_section(name) + RESEND_KEY]
+    except (KeyError, pygit2.GitError):
+        pass
 
 
 def remove_remote(git: pygit2.Repository, name: str) -> RemoteInfo:
@@ -354,11 +402,7 @@ def remove_remote(git: pygit2.Repository, name: str) -> RemoteInfo:
     created = _get(cfg, _section(name) + CREATED_KEY) in ("true", "1", "yes", "on")
     if created:
         # libgit2 deletes a remote's tracking refs with it: keep hangar's
-        tracking = {
-            r: git.references[r].target
-            for r in git.references
-            if r.startswith(f"refs/hangar/remotes/{name}/")
-        }
+        tracking = {r: git.references[r].target for r in _tracking_refs(git, name)}
         git.remotes.delete(name)
         for ref, target in tracking.items():
             git.references.create(ref, target, force=True)
@@ -367,7 +411,7 @@ def remove_remote(git: pygit2.Repository, name: str) -> RemoteInfo:
             cfg.delete_multivar(_section(name) + "fetch", r"^\+refs/hangar/")
         except (KeyError, pygit2.GitError):
             pass
-        for key in (DATA_KEY, OPTIONS_KEY):
+        for key in (DATA_KEY, OPTIONS_KEY, RESEND_KEY):
             try:
                 del cfg[_section(name) + key]
             except (KeyError, pygit2.GitError):

@@ -95,7 +95,11 @@ def check_fast_forward(
 
 
 def payloads_to_push(
-    git: pygit2.Repository, remote: str, head: str, remote_heads: Collection[str]
+    git: pygit2.Repository,
+    remote: str,
+    head: str,
+    remote_heads: Collection[str],
+    resend: bool = False,
 ) -> dict[bytes, str]:
     """The payloads the commits up to ``head`` reference that the remote's
     commits (its heads and our remote-tracking branches of it) do not.
@@ -110,6 +114,11 @@ def payloads_to_push(
         The commit pushed.
     remote_heads : collection of str
         The commits the remote's branches are at.
+    resend : bool, optional
+        The remote's data URL changed (:func:`config.resend_pending`): its
+        commits say nothing of what the new URL holds, so every payload of
+        ``head``'s history and of the remote's known commits is offered (the
+        upload skips what the data remote has).
 
     Returns
     -------
@@ -123,6 +132,9 @@ def payloads_to_push(
         if r.startswith(f"refs/hangar/remotes/{remote}/")
     ]
     hide = list(dict.fromkeys(hide))
+    if resend:
+        every = (c for tip in dict.fromkeys([head, *hide]) for c in commits_between(git, tip, ()))
+        return reachable.referenced_digests(git, list(dict.fromkeys(every)))
     new = commits_between(git, head, hide)
     return reachable.referenced_digests(git, new, skip=leaf_ids(git, hide[:8]))
 

@@ -822,3 +822,48 @@ def test_push_and_clone_over_https_with_credential_helper(tmp_path, git_http):
     )
     with pytest.raises(ConnectionError):
         bob.remote.fetch("origin", "master")
+
+
+def _add_dev(repo, n: int = 20) -> None:
+    repo.create_branch("dev")
+    co = repo.checkout(write=True, branch="dev")
+    with co.arraysets["labels"] as labs:
+        for i in range(n):
+            labs[1000 + i] = np.array([1000 + i], dtype=np.int64)
+    co.commit("dev labels")
+    co.close()
+
+
+@pytest.mark.parametrize("how", ["set_data", "remove_and_add"])
+def test_a_new_data_url_gets_every_payload_of_the_remotes_commits(origin, tmp_path, how):
+    """After the data URL changes, the remote's commits (known here from
+    earlier pushes) say nothing of what the new URL holds: the next push
+    sends every payload they need, other branches' included, once."""
+    repo, bare, _ = origin
+    _add_dev(repo)
+    repo.remote.push("origin", "master")
+    repo.remote.push("origin", "dev")
+    moved = tmp_path / "moved-data"
+    if how == "set_data":
+        repo.remote.set_data("origin", str(moved))
+    else:
+        repo.remote.remove("origin")
+        repo.remote.add("origin", str(bare), data=str(moved))
+    repo.remote.push("origin", "master")  # no new commit on master
+    assert repo.remote.last_report.payloads == 620  # master's 600 and dev's 20
+    repo.remote.push("origin", "master")
+    assert repo.remote.last_report.payloads == 0  # once: the mark is cleared
+    bob = clone_of(tmp_path, bare, moved)
+    bob.remote.fetch("origin", "dev")
+    for branch in ("master", "dev"):
+        bob.remote.fetch_data("origin", branch)
+        head = repo.branch_commit(branch)
+        assert_same_data(all_arrays(repo, head), all_arrays(bob, head))
+
+
+def test_the_same_data_url_again_resends_nothing(origin):
+    repo, _, data = origin
+    repo.remote.push("origin", "master")
+    repo.remote.set_data("origin", str(data))
+    repo.remote.push("origin", "master")
+    assert repo.remote.last_report.payloads == 0
