@@ -217,16 +217,22 @@ def test_leaf_ids_reads_no_leaf(hist, monkeypatch):
     assert len(ids) > 2
 
 
-def test_the_transfer_module_answers_with_the_same_walk(hist):
-    from hangar_git.remotes import transfer
-
+def test_commits_between_several_heads_lists_each_commit_once(hist):
     repo, c = hist
     git = repo.git_repository()
-    skip = transfer.leaf_ids(git, [c["c1"]])
-    assert transfer.leaf_ids is reachable.leaf_ids
-    assert transfer.referenced_digests(git, [c["c4"]], None, skip) == referenced_digests(
-        git, [c["c4"]], skip=skip
+    both = reachable.commits_between(git, [c["c3"], c["c4"]], ())
+    assert sorted(both) == sorted({c["c1"], c["c2"], c["c3"], c["c4"]})
+    assert reachable.commits_between(git, [c["c3"], c["c4"]], [c["c2"]]) in (
+        [c["c3"], c["c4"]],
+        [c["c4"], c["c3"]],
     )
+
+
+def test_the_transfer_module_answers_with_the_same_walk():
+    from hangar_git.remotes import transfer
+
+    assert transfer.leaf_ids is reachable.leaf_ids
+    assert transfer.commits_between is reachable.commits_between
 
 
 # ---- damage -------------------------------------------------------------------------

@@ -13,7 +13,7 @@ refuse damaged records: an answer read from them could be incomplete.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import pygit2
@@ -222,15 +222,17 @@ def leaf_ids(git: pygit2.Repository, commits: Iterable[str]) -> set[bytes]:
     return out
 
 
-def commits_between(git: pygit2.Repository, head: str, hide: Iterable[str]) -> list[str]:
-    """Commits reachable from ``head`` but not from any of ``hide``.
+def commits_between(
+    git: pygit2.Repository, head: str | Sequence[str], hide: Iterable[str]
+) -> list[str]:
+    """Commits reachable from ``head`` (one commit or several) but not from any of ``hide``.
 
     Parameters
     ----------
     git : pygit2.Repository
         The repository.
-    head : str
-        The newest commit.
+    head : str or sequence of str
+        The newest commit, or several (each commit is listed once).
     hide : iterable of str
         Commits whose history is left out (unknown ones are passed over).
 
@@ -239,7 +241,10 @@ def commits_between(git: pygit2.Repository, head: str, hide: Iterable[str]) -> l
     list of str
         Newest first (topological order).
     """
-    walker = git.walk(pygit2.Oid(hex=head), pygit2.enums.SortMode.TOPOLOGICAL)
+    tips = [head] if isinstance(head, str) else list(head)
+    walker = git.walk(pygit2.Oid(hex=tips[0]), pygit2.enums.SortMode.TOPOLOGICAL)
+    for tip in tips[1:]:
+        walker.push(pygit2.Oid(hex=tip))
     for h in hide:
         try:
             if git.get(h) is not None:

@@ -17,10 +17,11 @@ import pygit2
 from ..errors import IntegrityError, MissingPayloadError
 from ..naming import check_arrayset_name
 from ..records import reachable
+from ..records.reachable import commits_between, history, leaf_ids
 from . import config as rc
 from . import git_transport as gt
 from .data_remote import DataRemote
-from .transfer import TransferReport, commits_between, history, leaf_ids
+from .transfer import TransferReport
 
 if TYPE_CHECKING:
     from ..repository import Repository
@@ -133,8 +134,7 @@ def payloads_to_push(
     ]
     hide = list(dict.fromkeys(hide))
     if resend:
-        every = (c for tip in dict.fromkeys([head, *hide]) for c in commits_between(git, tip, ()))
-        return reachable.referenced_digests(git, list(dict.fromkeys(every)))
+        return reachable.referenced_digests(git, commits_between(git, [head, *hide], ()))
     new = commits_between(git, head, hide)
     return reachable.referenced_digests(git, new, skip=leaf_ids(git, hide[:8]))
 

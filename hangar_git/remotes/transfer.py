@@ -26,7 +26,6 @@ import numpy as np
 import pygit2
 
 from ..errors import IntegrityError, MissingPayloadError, WriterLockError
-from ..records import reachable
 from ..records.leaves import RecordWalker
 from ..records.reachable import commits_between, history, leaf_ids
 from ..store.packs import PackReader, PackWriter
@@ -101,26 +100,6 @@ class TransferReport:
 
 def _stats(remote: DataRemote) -> tuple[int, int, int]:
     return remote.requests, remote.bytes_sent, remote.bytes_received
-
-
-# --------------------------------------------------------------------------
-# which digests (see hangar_git.records.reachable)
-# --------------------------------------------------------------------------
-def referenced_digests(
-    git: pygit2.Repository,
-    commits: Iterable[str],
-    arrayset_names: Collection[str] | None = None,
-    skip_leaves: Iterable[bytes] | None = None,
-) -> dict[bytes, str]:
-    """Deprecated spelling of :func:`hangar_git.records.reachable.referenced_digests`
-    (``skip_leaves`` is its ``skip``), kept for callers of this older name.
-
-    Returns
-    -------
-    dict of bytes to str
-        ``{digest: arrayset}``.
-    """
-    return reachable.referenced_digests(git, commits, arrayset_names, skip=skip_leaves or ())
 
 
 # --------------------------------------------------------------------------
@@ -451,7 +430,8 @@ def payload_limits(
     commits : iterable of str
         The commits the payloads come from.
     digests : mapping of bytes to str
-        ``{digest: arrayset}``, as :func:`referenced_digests` gives them.
+        ``{digest: arrayset}``, as
+        :func:`hangar_git.records.reachable.referenced_digests` gives them.
 
     Returns
     -------
@@ -541,7 +521,6 @@ __all__ = [
     "history",
     "leaf_ids",
     "payload_limits",
-    "referenced_digests",
     "select_for_fetch",
     "store_writer",
     "upload_payloads",
