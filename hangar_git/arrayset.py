@@ -110,9 +110,9 @@ class ArraysetDataWriter(ArraysetDataReader):
         h.update(data)
         return tuple.__new__(Payload, (h.digest(), cached[1], data))  # type: ignore[return-value]
 
-    def __setitem__(self, key: Key, value: np.ndarray) -> None:
-        """``aset[key] = array``: store a sample (see :meth:`add`)."""
-        self.add(value, key)
+    def __setitem__(self, key: Key, value: np.ndarray) -> Key:
+        """``aset[key] = array``: store a sample (see :meth:`add`); returns ``key``."""
+        return self.add(value, key)
 
     def update(self, mapping: Mapping[Key, np.ndarray] | None = None, /, **kw: np.ndarray) -> None:
         """Add many samples at once: ``{key: array}`` (and ``key=array`` keywords).
@@ -288,9 +288,9 @@ class ArraysetDataWriter(ArraysetDataReader):
             co.stage_remove_aset(self._name)
         return name
 
-    def __delitem__(self, key: Key) -> None:
-        """``del aset[key]``: remove a sample (see :meth:`remove`)."""
-        self.remove(key)
+    def __delitem__(self, key: Key) -> Key:
+        """``del aset[key]``: remove a sample (see :meth:`remove`); returns ``key``."""
+        return self.remove(key)
 
 
 def _encode_keys(keys: list[Any]) -> tuple[list[str], bool]:

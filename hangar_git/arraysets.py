@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import numpy as np
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .checkout import Checkout, WriterCheckout
 
 _BACKENDS = (None, "packs")
+_READ_ONLY = "this is a read-only checkout; open one with write=True"
 
 
 class Arraysets:
@@ -102,9 +103,10 @@ class Arraysets:
         """Refused: raises PermissionError (create arraysets with :meth:`init_arrayset`)."""
         raise PermissionError("arraysets cannot be set with []: create one with init_arrayset()")
 
-    def __delitem__(self, name: str) -> None:
-        """``del co.arraysets[name]``: remove the arrayset (see :meth:`remove_aset`)."""
-        self.remove_aset(name)
+    def __delitem__(self, name: str) -> str:
+        """``del co.arraysets[name]``: remove the arrayset (see :meth:`remove_aset`);
+        returns ``name``."""
+        return self.remove_aset(name)
 
     def keys(self) -> list[str]:
         """The arrayset names.
@@ -161,7 +163,7 @@ class Arraysets:
         """The write checkout these arraysets belong to (PermissionError for a reader)."""
         self._co.check_open()
         if not self._co.view.writeable:
-            raise PermissionError("this is a read-only checkout; open one with write=True")
+            raise PermissionError(_READ_ONLY)
         return cast("WriterCheckout", self._co)
 
     def init_arrayset(
@@ -327,16 +329,19 @@ class Arraysets:
 class ReaderArraysets(Arraysets):
     """The arraysets of a read-only checkout.
 
-    As in the reference, ``init_arrayset`` and ``remove_aset`` are None here
-    (calling them raises TypeError), and ``del`` raises PermissionError.
+    As in Hangar 0.2, ``init_arrayset``, ``remove_aset`` and ``multi_add``
+    are None here (calling them raises TypeError), and ``del`` raises
+    PermissionError, as the reference says.
     """
 
     init_arrayset = None  # type: ignore[assignment]
     remove_aset = None  # type: ignore[assignment]
+    multi_add = None  # type: ignore[assignment]
 
-    def __delitem__(self, name: str) -> None:
+    def __delitem__(self, name: str) -> NoReturn:
         """Refused: raises PermissionError (this is a read-only checkout)."""
-        self._require_writer()
+        self._co.check_open()
+        raise PermissionError(_READ_ONLY)
 
 
 __all__ = ["Arraysets", "ReaderArraysets"]

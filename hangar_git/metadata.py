@@ -218,9 +218,9 @@ class MetadataWriter(MetadataReader):
         self._co.stage_meta(enc, _check_value(value))
         return key
 
-    def __setitem__(self, key: Key, value: str) -> None:
-        """``co.metadata[key] = value``: store a value (see :meth:`add`)."""
-        self.add(key, value)
+    def __setitem__(self, key: Key, value: str) -> Key:
+        """``co.metadata[key] = value``: store a value (see :meth:`add`); returns ``key``."""
+        return self.add(key, value)
 
     def remove(self, key: Key) -> Key:
         """Stage the removal of ``key`` and its value.
@@ -248,6 +248,6 @@ class MetadataWriter(MetadataReader):
         self._co.stage_meta(enc, None)
         return key
 
-    def __delitem__(self, key: Key) -> None:
-        """``del co.metadata[key]``: remove a value (see :meth:`remove`)."""
-        self.remove(key)
+    def __delitem__(self, key: Key) -> Key:
+        """``del co.metadata[key]``: remove a value (see :meth:`remove`); returns ``key``."""
+        return self.remove(key)

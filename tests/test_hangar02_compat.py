@@ -372,14 +372,41 @@ def test_unchanged_is_computed_only_when_read(repo, monkeypatch):
 # --------------------------------------------------------------------------
 # 4. the smaller ones
 # --------------------------------------------------------------------------
-def test_read_only_arraysets_have_no_init_or_remove(written_repo):
+def test_read_only_arraysets_have_no_init_remove_or_multi_add(written_repo):
     rc = written_repo.checkout()
-    assert rc.arraysets.init_arrayset is None and rc.arraysets.remove_aset is None
-    with pytest.raises(TypeError):
-        rc.arraysets.init_arrayset("z", shape=(1,), dtype=np.uint8)
+    asets = rc.arraysets
+    assert asets.init_arrayset is None and asets.remove_aset is None
+    assert asets.multi_add is None  # the reference is silent: as Hangar 0.2.0
+    for call in (
+        lambda: asets.init_arrayset("z", shape=(1,), dtype=np.uint8),
+        lambda: asets.remove_aset("aset"),
+        lambda: asets.multi_add({"aset": np.zeros((5, 7), np.float32)}),
+    ):
+        with pytest.raises(TypeError):
+            call()
+    with pytest.raises(PermissionError):  # the reference's text for __delitem__
+        del asets["aset"]
     rc.close()
     co = written_repo.checkout(write=True)
-    assert callable(co.arraysets.init_arrayset) and callable(co.arraysets.remove_aset)
+    assert all(
+        callable(f)
+        for f in (co.arraysets.init_arrayset, co.arraysets.remove_aset, co.arraysets.multi_add)
+    )
+    co.close()
+
+
+def test_item_assignment_and_deletion_return_the_key_as_documented(written_repo):
+    co = written_repo.checkout(write=True)
+    aset = co.arraysets["aset"]
+    assert aset.__setitem__("new", np.zeros((5, 7), np.float32)) == "new"
+    assert aset.__setitem__(7, np.zeros((5, 7), np.float32)) == 7
+    assert aset.__delitem__(7) == 7
+    assert co.metadata.__setitem__("k", "v") == "k"
+    assert co.metadata.__delitem__("k") == "k"
+    other = co.arraysets.init_arrayset("other", shape=(1,), dtype=np.uint8)
+    other[0] = np.zeros(1, np.uint8)
+    assert co.arraysets.__delitem__("other") == "other"
+    assert "other" not in co.arraysets and "new" in aset and "k" not in co.metadata
     co.close()
 
 
