@@ -295,6 +295,53 @@ def test_diff_branch_has_the_reference_shape(repo):
     rc.close()
 
 
+def test_fast_forward_diff_and_diff_commit_have_the_reference_shape(written_repo):
+    """A linear history: the merge base is this side, so 'master' holds no
+    change and 'dev' all of them (as Hangar 0.2.0 diffed a fast-forward);
+    ``diff.commit`` gives what ``diff.branch`` gives for the same head."""
+    written_repo.create_branch("dev")
+    co = written_repo.checkout(write=True, branch="dev")
+    co.arraysets["aset"]["new"] = np.ones((5, 7), np.float32)
+    del co.arraysets["aset"]["0"]
+    co.metadata["about"] = "dev"
+    dev_head = co.commit("dev")
+    co.close()
+    k = RawDataRecordKey
+    rc = written_repo.checkout()
+    changes, conflicts = rc.diff.branch("dev")
+    assert set(changes) == {"metadata", "arraysets", "samples"}
+    assert changes["samples"]["master"]["aset"] == d(
+        unchanged={k("aset", str(i)): digest(np.full((5, 7), i, np.float32)) for i in range(10)}
+    )
+    assert changes["metadata"]["master"] == d(unchanged={MetadataRecordKey("about"): "fixture"})
+    assert changes["samples"]["dev"]["aset"] == d(
+        additions={k("aset", "new"): digest(np.ones((5, 7), np.float32))},
+        removals={k("aset", "0"): digest(np.zeros((5, 7), np.float32))},
+        unchanged={k("aset", str(i)): digest(np.full((5, 7), i, np.float32)) for i in range(1, 10)},
+    )
+    assert changes["metadata"]["dev"] == d(mutations={MetadataRecordKey("about"): "dev"})
+    assert conflicts == {
+        "aset": NO_CONFLICT,
+        "meta": NO_CONFLICT,
+        "sample": {"aset": NO_CONFLICT},
+        "conflict_found": False,
+    }
+    assert rc.diff.commit(dev_head) == (changes, conflicts)
+    assert rc.diff.commit(dev_head[:10]) == (changes, conflicts)  # a unique prefix
+    for bad in (lambda: rc.diff.branch("nope"), lambda: rc.diff.commit("0" * 40)):
+        with pytest.raises(ValueError):
+            bad()
+    rc.close()
+    # a write checkout diffs its staging area: staged changes are on 'master'
+    co = written_repo.checkout(write=True, branch="master")
+    co.arraysets["aset"]["1"] = np.full((5, 7), 100, np.float32)
+    changes, _ = co.diff.branch("dev")
+    assert changes["samples"]["master"]["aset"]["mutations"] == {
+        k("aset", "1"): digest(np.full((5, 7), 100, np.float32))
+    }
+    co.close()
+
+
 def test_staged_returns_changes_and_conflicts_of_the_master_side(written_repo):
     co = written_repo.checkout(write=True)
     aset = co.arraysets["aset"]
@@ -478,8 +525,13 @@ def test_tutorial_three_way_merge_and_conflicts(tmp_path):
     co.arraysets["dummy_arrayset"]["1"] = np.arange(10, dtype=np.uint16) + 1
     co.commit("commit on `new` branch adding a sample to dummy_arrayset")
     co.close()
+    # [24]-[26]: a fast-forward merge moves master to new's head, no merge commit
+    new_head = repo.log(branch="new", return_contents=True)["head"]
     co = repo.checkout(write=True, branch="master")
-    co.merge(message="message for commit (not used for FF merge)", dev_branch="new")
+    assert co.merge(message="message for commit (not used for FF merge)", dev_branch="new") == (
+        new_head
+    )
+    assert co.commit_hash == new_head
     co.close()
     co = repo.checkout(write=True, branch="testbranch")
     dummy_aset = co.arraysets["dummy_arrayset"]
