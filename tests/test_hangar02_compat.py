@@ -10,8 +10,12 @@ sections with their exact structures.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
+import subprocess
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -503,6 +507,36 @@ def test_a_reader_get_goes_to_a_spawn_pool_and_metadata_get_does_not(written_rep
     with pytest.raises(TypeError):
         pickle.dumps(co.arraysets["aset"].get)  # a writer's stays in its process
     co.close()
+
+
+# --------------------------------------------------------------------------
+# a whole script written for Hangar 0.2, run unchanged
+# --------------------------------------------------------------------------
+def test_a_hangar_02_training_data_script_runs_unchanged(tmp_path):
+    """tests/fixtures/hangar02_script.py imports ``hangar`` only: a one-line
+    module stands for it, and the script runs from import to merges, reads in
+    a spawn pool, stale handles and housekeeping."""
+    alias = tmp_path / "alias"
+    alias.mkdir()
+    (alias / "hangar.py").write_text(
+        "import sys\nimport hangar_git\nsys.modules[__name__] = hangar_git\n"
+    )
+    script = Path(__file__).parent / "fixtures" / "hangar02_script.py"
+    code = script.read_text()
+    assert "import hangar_git" not in code and "from hangar_git" not in code
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(alias), *sys.path]))
+    repo = tmp_path / "mnist"
+    repo.mkdir()
+    done = subprocess.run(
+        [sys.executable, str(script), str(repo)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "all steps ran" in done.stdout
 
 
 # --------------------------------------------------------------------------
