@@ -302,8 +302,12 @@ def _samples_d(
     d = _side_d(base, side, keyed, value)
     changed = {*ch.removals, *ch.mutations}
 
+    # decided now: ``side`` may be a live staging area that changes before
+    # ``unchanged`` is read; the records stay those of the diff's moment
+    on_both = base.has_aset(name) and side.has_aset(name)
+
     def unchanged() -> dict[Any, Any]:
-        if not base.has_aset(name) or not side.has_aset(name):
+        if not on_both:
             return {}
         out = {}
         for enc, digest in base.iter_items(name):

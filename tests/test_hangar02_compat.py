@@ -373,6 +373,23 @@ def test_staged_returns_changes_and_conflicts_of_the_master_side(written_repo):
     co.close()
 
 
+def test_unchanged_read_later_is_the_diffs_not_the_live_staging_areas(written_repo):
+    """``unchanged`` is computed when read, but from the moment of the diff: a
+    change staged (or the checkout closed) in between does not alter it."""
+    co = written_repo.checkout(write=True)
+    aset = co.arraysets["aset"]
+    aset["1"] = np.full((5, 7), 100, np.float32)
+    changes, _ = co.diff.staged()
+    unchanged = changes["samples"]["master"]["aset"]["unchanged"]
+    co.arraysets.remove_aset("aset")  # staged after the diff
+    co.close()
+    assert not unchanged.computed
+    k = RawDataRecordKey
+    assert dict(unchanged) == {
+        k("aset", str(i)): digest(np.full((5, 7), i, np.float32)) for i in range(10) if i != 1
+    }
+
+
 def _count_object_reads(monkeypatch) -> list[int]:
     calls = [0]
     real = gitutil.odb_read
