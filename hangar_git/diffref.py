@@ -121,6 +121,31 @@ class LazyRecords(Mapping[Any, Any]):
     def __repr__(self) -> str:
         return f"LazyRecords({self._records()!r})"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled (and deep-copied) as the records themselves, computed now:
+        a diff result can be saved or sent to another process, as Hangar
+        0.2's plain dicts could."""
+        return (LazyRecords.from_records, (self._records(),))
+
+    @classmethod
+    def from_records(cls, data: dict[Any, Any]) -> LazyRecords:
+        """Records already computed (what unpickling makes).
+
+        Parameters
+        ----------
+        data : dict
+            The records.
+
+        Returns
+        -------
+        LazyRecords
+            Holding ``data``; :attr:`computed` is True.
+        """
+        records = cls(dict)
+        records._data = data
+        records._compute = None
+        return records
+
 
 class DiffChanges(dict[str, Any]):
     """The changes of a diff in the reference's shape (a dict; see the module).
@@ -192,6 +217,10 @@ class StagedDiff(tuple[DiffChanges, dict[str, Any]]):
 
     def __new__(cls, changes: DiffChanges, conflicts: dict[str, Any]) -> StagedDiff:
         return super().__new__(cls, (changes, conflicts))
+
+    def __getnewargs__(self) -> tuple[Any, ...]:  # type: ignore[override]
+        """``(changes, conflicts)``: what copy and pickle pass to :meth:`__new__`."""
+        return (self[0], self[1])
 
     @property
     def records(self) -> DiffRecords:

@@ -9,6 +9,7 @@ sections with their exact structures.
 
 from __future__ import annotations
 
+import copy
 import multiprocessing
 import os
 import pickle
@@ -388,6 +389,28 @@ def test_unchanged_read_later_is_the_diffs_not_the_live_staging_areas(written_re
     assert dict(unchanged) == {
         k("aset", str(i)): digest(np.full((5, 7), i, np.float32)) for i in range(10) if i != 1
     }
+
+
+def test_diff_results_pickle_and_copy_like_plain_dicts(written_repo):
+    """Hangar 0.2 returned plain dicts: code may pickle a diff (save it, send
+    it between processes) or deep-copy it. ``unchanged`` is computed then."""
+    written_repo.create_branch("dev")
+    co = written_repo.checkout(write=True, branch="dev")
+    co.arraysets["aset"]["1"] = np.full((5, 7), 100, np.float32)
+    co.commit("dev")
+    co.arraysets["aset"]["2"] = np.full((5, 7), 200, np.float32)
+    results = {"branch": co.diff.branch("master"), "staged": co.diff.staged()}
+    co.close()
+    for what, result in results.items():
+        for copied in (pickle.loads(pickle.dumps(result)), copy.deepcopy(result)):
+            assert type(copied) is type(result), what
+            assert copied == result, what
+            changes = copied[0]
+            assert changes.records == result[0].records, what
+            assert changes["samples"]["master"]["aset"]["unchanged"].computed, what
+    staged = pickle.loads(pickle.dumps(results["staged"]))
+    assert staged.samples["aset"].mutations == ("2",)
+    assert len(staged[0]["samples"]["master"]["aset"]["unchanged"]) == 9
 
 
 def _count_object_reads(monkeypatch) -> list[int]:
