@@ -121,6 +121,16 @@ class LazyRecords(Mapping[Any, Any]):
     def __repr__(self) -> str:
         return f"LazyRecords({self._records()!r})"
 
+    def copy(self) -> dict[Any, Any]:
+        """The records as a plain (writable) dict, as ``dict.copy`` gives one.
+
+        Returns
+        -------
+        dict
+            A new dict of the records.
+        """
+        return dict(self._records())
+
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled (and deep-copied) as the records themselves, computed now:
         a diff result can be saved or sent to another process, as Hangar

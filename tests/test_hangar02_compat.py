@@ -457,6 +457,10 @@ def test_unchanged_is_computed_only_when_read(repo, monkeypatch):
     assert reads[0] - cost >= 256  # reading unchanged walked the merge base's leaves
     assert RawDataRecordKey("x", 7) in unchanged  # unchanged on master (dev changed it)
     assert RawDataRecordKey("x", 5) not in unchanged
+    plain = unchanged.copy()  # as dict.copy(): a plain, writable dict
+    assert type(plain) is dict and plain == unchanged
+    plain.clear()
+    assert len(unchanged) == n - 3
     rc.close()
 
 
