@@ -295,16 +295,13 @@ def _meta_d(base: CommitView, side: CommitView, ch: Changes) -> dict[str, Any]:
     return d
 
 
-def _aset_d(base: CommitView, side: CommitView) -> dict[str, Any]:
+def _aset_d(base: CommitView, side: CommitView, ch: Changes) -> dict[str, Any]:
     """``D`` of the arrayset schemas: a mutation is a changed schema (the
-    samples are the ``'samples'`` part's)."""
+    samples are the ``'samples'`` part's). Only the schemas the diff found
+    changed (``ch.mutations``: another schema record) are read and compared;
+    an arrayset whose samples alone changed costs no schema read."""
     b, s = set(base.aset_names()), set(side.aset_names())
-    mutated = {
-        n
-        for n in b & s
-        # the same arrayset tree holds the same schema: nothing to read
-        if base.base.aset_oid(n) != side.base.aset_oid(n) and base.schema(n) != side.schema(n)
-    }
+    mutated = {n for n in ch.mutations if n in b and n in s and base.schema(n) != side.schema(n)}
     return {
         "additions": {n: side.schema(n) for n in sorted(s - b)},
         "removals": {n: base.schema(n) for n in sorted(b - s)},
@@ -374,7 +371,7 @@ def _side(
         triples = known.get(n) if known is not None else None
         value = _known_value(triples, i, base) if triples is not None else _sample_value
         samples[n] = _samples_d(base, side, n, recs.samples.get(n), value)
-    return _meta_d(base, side, recs.meta), _aset_d(base, side), samples
+    return _meta_d(base, side, recs.meta), _aset_d(base, side, recs.aset), samples
 
 
 def reference_conflicts(conflicts: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from hangar_git import (
 )
 from hangar_git.arrayset import ArraysetDataReader, ArraysetDataWriter
 from hangar_git.records.snapshot import clear_leaf_cache
+from hangar_git.records.view import CommitView
 from hangar_git.schema import ArraysetSchema
 from hangar_git.store import PackReader, payload_from_array
 
@@ -345,6 +346,65 @@ def test_fast_forward_diff_and_diff_commit_have_the_reference_shape(written_repo
         k("aset", "1"): digest(np.full((5, 7), 100, np.float32))
     }
     co.close()
+
+
+def test_arraysets_part_holds_schema_changes_only(repo, monkeypatch):
+    """In ``'arraysets'`` a mutation is a changed schema (the reference: an
+    arrayset removed and made again with another dtype/shape in one commit);
+    changed samples, or the same schema made again, leave it unchanged, and
+    cost no schema read."""
+    co = repo.checkout(write=True)
+    for name in ("a", "b", "c"):
+        aset = co.arraysets.init_arrayset(name, shape=(2,), dtype=np.int64)
+        aset[0] = _v(0)
+    base = co.commit("base")
+    repo.create_branch("dev")
+    co.close()
+    co = repo.checkout(write=True, branch="dev")
+    co.arraysets.remove_aset("a")  # made again with another dtype: a mutation
+    co.arraysets.init_arrayset("a", shape=(2,), dtype=np.int32)[0] = _v(0).astype(np.int32)
+    co.arraysets.remove_aset("b")  # made again with the same schema: unchanged
+    co.arraysets.init_arrayset("b", shape=(2,), dtype=np.int64)[0] = _v(1)
+    co.arraysets["c"][0] = _v(2)  # samples only
+    staged = co.diff.staged()[0]["arraysets"]["master"]
+    co.commit("dev")
+    co.close()
+    int32 = ArraysetSchema(np.dtype(np.int32), (2,), False, True)
+    int64 = ArraysetSchema(np.dtype(np.int64), (2,), False, True)
+    expected = d(mutations={"a": int32}, unchanged={"b": int64, "c": int64})
+    assert staged == expected
+    rc = repo.checkout()
+    changes, conflicts = rc.diff.branch("dev")
+    assert changes["arraysets"]["dev"] == expected
+    assert conflicts["aset"] == NO_CONFLICT
+    rc.close()
+
+    # samples alone changed on both sides: no schema is read
+    repo.create_branch("other", base_commit=base)
+    co = repo.checkout(write=True, branch="master")
+    co.arraysets["c"][0] = _v(3)
+    co.commit("samples on master")
+    co.close()
+    co = repo.checkout(write=True, branch="other")
+    co.arraysets["b"][1] = _v(4)
+    co.commit("samples on other")
+    co.close()
+    reads = [0]
+    real = CommitView.schema
+
+    def counting(self, name):
+        reads[0] += 1
+        return real(self, name)
+
+    monkeypatch.setattr(CommitView, "schema", counting)
+    rc = repo.checkout(branch="other")
+    changes, _ = rc.diff.branch("master")
+    samples = changes["samples"]
+    assert samples["dev"]["c"]["mutations"] == {RawDataRecordKey("c", 0): digest(_v(3))}
+    assert samples["master"]["b"]["additions"] == {RawDataRecordKey("b", 1): digest(_v(4))}
+    assert changes["arraysets"]["master"]["mutations"] == {}
+    assert reads[0] == 0
+    rc.close()
 
 
 def test_staged_returns_changes_and_conflicts_of_the_master_side(written_repo):
