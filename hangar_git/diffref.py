@@ -83,11 +83,15 @@ class LazyRecords(Mapping[Any, Any]):
     compute : callable
         Called with no argument, once, on first read; returns the records
         as a dict.
+    records : dict, optional
+        The records, already computed (then ``compute`` is never called).
     """
 
-    def __init__(self, compute: Callable[[], dict[Any, Any]]) -> None:
-        self._compute: Callable[[], dict[Any, Any]] | None = compute
-        self._data: dict[Any, Any] | None = None
+    def __init__(
+        self, compute: Callable[[], dict[Any, Any]], *, records: dict[Any, Any] | None = None
+    ) -> None:
+        self._compute: Callable[[], dict[Any, Any]] | None = compute if records is None else None
+        self._data: dict[Any, Any] | None = records
 
     @property
     def computed(self) -> bool:
@@ -151,10 +155,7 @@ class LazyRecords(Mapping[Any, Any]):
         LazyRecords
             Holding ``data``; :attr:`computed` is True.
         """
-        records = cls(dict)
-        records._data = data
-        records._compute = None
-        return records
+        return cls(dict, records=data)
 
 
 class DiffChanges(dict[str, Any]):
