@@ -20,6 +20,7 @@ from .naming import Key, decode_key, encode_key
 from .schema import ArraysetSchema
 from .store import Payload, chunked, payload_from_array
 from .store.digest import digest_prefix, kind_of
+from .store.packs import BLOCK_TARGET
 
 if TYPE_CHECKING:
     from .checkout import WriterCheckout
@@ -36,6 +37,25 @@ class ArraysetDataWriter(ArraysetDataReader):
 
     _co: WriterCheckout  # only the write checkout hands out writers
     _kind: tuple[ArraysetSchema, str, Any] | None = None
+    #: (staged view, staged state of the arrayset, schema) of the last look-up
+    _wmemo: tuple[object, object, ArraysetSchema] | None = None
+
+    @property
+    def _schema(self) -> ArraysetSchema:
+        # the reader's look-up reads ``co.view``, which stages the samples a
+        # ``with`` block holds: remembered here against the view without it
+        co = self._co
+        memo = self._wmemo
+        if (
+            memo is not None
+            and memo[0] is co.staged_view
+            and memo[1] is co.staged_state(self._name)
+            and not co.closed
+        ):
+            return memo[2]
+        schema = super()._schema
+        self._wmemo = (co.staged_view, co.staged_state(self._name), schema)
+        return schema
 
     @property
     def iswriteable(self) -> bool:
@@ -91,7 +111,10 @@ class ArraysetDataWriter(ArraysetDataReader):
             raise ValueError(f"arrayset {self._name!r} has unnamed samples; do not pass a name")
         enc = f"i:{name}" if type(name) is int and name >= 0 else encode_key(name)
         arr = schema.validate(data)
-        if arr.nbytes >= chunked.THRESHOLD:  # hashed while its file is written
+        if co.batching and arr.nbytes < BLOCK_TARGET and arr.ndim and not schema.variable_shape:
+            # held, staged in bulk with the others (a copy: the caller may refill its array)
+            co.hold_sample(self._name, enc, arr.tobytes(), schema.dtype, schema.shape)
+        elif arr.nbytes >= chunked.THRESHOLD:  # hashed while its file is written
             co.stage_large(self._name, enc, arr)
         else:
             co.stage_sample(self._name, enc, self._payload(schema, arr))

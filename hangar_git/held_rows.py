@@ -1,0 +1,143 @@
+"""Samples a write checkout holds back inside a ``with aset:`` block.
+
+``aset[key] = array`` inside a ``with`` block costs a few microseconds of
+Python; digesting, packing and logging each sample on its own costs twice
+that again. So the small samples of a fixed-shape arrayset set inside a
+block are only checked and copied when they are set, and held here; they
+are staged together, through the bulk path (one digest pass over a stacked
+buffer, blocks cut from it, one ``B`` journal line), when the block ends or
+as soon as anything reads or changes the staging area (see
+:class:`hangar_git.checkout.WriterCheckout`). What is held is not
+acknowledged: as before, samples set in a block are durable once it exits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .store import Payload
+from .store.digest import digest_prefix, kind_of
+
+if TYPE_CHECKING:
+    from .checkout import WriterCheckout
+    from .records.view import StagedView
+
+#: raw bytes held per arrayset before they are staged (bounds the memory a
+#: long block holds)
+HOLD_BYTES = 32 << 20
+#: fewer held samples than this are staged one by one (no store flush), so a
+#: block that reads after every few writes costs what it did before holding
+STACK_MIN = 512
+
+
+@dataclass
+class HeldRows:
+    """The samples held for one arrayset: keys and C-order bytes, in order."""
+
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    encs: list[str] = field(default_factory=list)
+    chunks: list[bytes] = field(default_factory=list)
+    nbytes: int = 0
+
+    def add(self, enc: str, data: bytes) -> bool:
+        """Hold ``data`` (the bytes of one sample) under ``enc``; True once
+        :data:`HOLD_BYTES` are held."""
+        self.encs.append(enc)
+        self.chunks.append(data)
+        self.nbytes += len(data)
+        return self.nbytes >= HOLD_BYTES
+
+    def stacked(self) -> np.ndarray:
+        """The held samples as one read-only ``(n, *shape)`` array."""
+        buf = b"".join(self.chunks)
+        return np.frombuffer(buf, self.dtype).reshape(len(self.encs), *self.shape)
+
+
+def stage_held(co: WriterCheckout, held: dict[str, HeldRows]) -> None:
+    """Stage the samples of ``held`` (taken from ``co``): many through the bulk
+    path (:meth:`~hangar_git.checkout.WriterCheckout.stage_stacked`), fewer than
+    :data:`STACK_MIN` one by one (which does not flush the store inside a batch)."""
+    for aset, h in held.items():
+        rows = h.stacked()
+        if len(h.encs) >= STACK_MIN:
+            co.stage_stacked(aset, h.encs, rows)
+            continue
+        kind = kind_of(rows[0])
+        copy = digest_prefix(kind).copy
+        for enc, data in zip(h.encs, h.chunks, strict=True):
+            hsh = copy()
+            hsh.update(data)
+            co.stage_sample(aset, enc, Payload(hsh.digest(), kind, data))  # type: ignore[arg-type]
+
+
+class Holding:
+    """What :class:`~hangar_git.checkout.WriterCheckout` does with held samples:
+    holds them, and stages them before its records are read (:attr:`view`)."""
+
+    _held: dict[str, HeldRows]
+    _lost: BaseException | None  # why held samples could not be staged
+    _view: StagedView
+    _batch: int
+
+    @property
+    def view(self) -> StagedView:
+        """The staged records; samples held in a ``with`` block are staged first."""
+        self._settle()
+        return self._view
+
+    @view.setter
+    def view(self, value: StagedView) -> None:
+        self._view = value
+
+    @property
+    def holds_samples(self) -> bool:
+        """True while samples set in a ``with`` block are held, not yet staged."""
+        return bool(self._held)
+
+    @property
+    def staged_view(self) -> StagedView:
+        """:attr:`view` without staging held samples (for schema look-ups)."""
+        return self._view
+
+    def hold_sample(
+        self, aset: str, enc: str, data: bytes, dtype: np.dtype, shape: tuple[int, ...]
+    ) -> None:
+        """Hold a small sample until the batch ends or is read (outside a batch:
+        staged now).
+
+        Parameters
+        ----------
+        aset : str
+            The arrayset, of fixed-shape samples.
+        enc : str
+            The sample's encoded key.
+        data : bytes
+            Its C-order bytes (a copy), fewer than a block's.
+        dtype : numpy.dtype
+            The arrayset's dtype.
+        shape : tuple of int
+            The arrayset's shape.
+        """
+        held = self._held.get(aset)
+        if held is None:
+            held = self._held[aset] = HeldRows(dtype, shape)
+        if held.add(enc, data) or not self._batch:
+            self._settle()
+
+    def _settle(self) -> None:
+        """Stage the held samples; if that fails, the batch fails (the
+        checkout's ``end_batch`` raises and discards it)."""
+        if self._held:
+            held, self._held = self._held, {}
+            try:
+                stage_held(self, held)  # type: ignore[arg-type]
+            except BaseException as exc:
+                self._lost = exc
+                raise
+
+
+__all__ = ["HOLD_BYTES", "STACK_MIN", "HeldRows", "Holding", "stage_held"]
