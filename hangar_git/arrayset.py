@@ -24,6 +24,7 @@ from .store.packs import BLOCK_TARGET
 
 if TYPE_CHECKING:
     from .checkout import WriterCheckout
+    from .held_rows import HeldRows
 
 
 class ArraysetDataWriter(ArraysetDataReader):
@@ -39,6 +40,8 @@ class ArraysetDataWriter(ArraysetDataReader):
     _kind: tuple[ArraysetSchema, str, Any] | None = None
     #: (staged view, staged state of the arrayset, schema) of the last look-up
     _wmemo: tuple[object, object, ArraysetSchema] | None = None
+    #: the samples of this named arrayset the checkout holds (see ``__setitem__``)
+    _hold: HeldRows | None = None
 
     @property
     def _schema(self) -> ArraysetSchema:
@@ -114,6 +117,7 @@ class ArraysetDataWriter(ArraysetDataReader):
         if co.batching and arr.nbytes < BLOCK_TARGET and arr.ndim and not schema.variable_shape:
             # held, staged in bulk with the others (a copy: the caller may refill its array)
             co.hold_sample(self._name, enc, arr.tobytes(), schema.dtype, schema.shape)
+            self._hold = co.holding(self._name) if schema.named_samples else None
         elif arr.nbytes >= chunked.THRESHOLD:  # hashed while its file is written
             co.stage_large(self._name, enc, arr)
         else:
@@ -135,6 +139,26 @@ class ArraysetDataWriter(ArraysetDataReader):
 
     def __setitem__(self, key: Key, value: np.ndarray) -> None:
         """``aset[key] = array``: store a sample (see :meth:`add`)."""
+        held = self._hold
+        # samples of this arrayset held since add() checked its schema (any change
+        # to it stages them first): the checks of add() that remain, inlined
+        if (
+            held is not None
+            and held is self._co.holding(self._name)
+            and type(value) is np.ndarray
+            and value.dtype == held.dtype
+            and value.shape == held.shape
+            and value.flags.c_contiguous
+        ):
+            if type(key) is int and key >= 0:
+                enc = f"i:{key}"
+            elif type(key) is str:
+                enc = encode_key(key)
+            else:
+                self.add(value, key)
+                return
+            self._co.hold_sample(self._name, enc, value.tobytes(), held.dtype, held.shape)
+            return
         self.add(value, key)
 
     def update(self, mapping: Mapping[Key, np.ndarray] | None = None, /, **kw: np.ndarray) -> None:

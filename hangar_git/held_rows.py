@@ -125,8 +125,24 @@ class Holding:
         held = self._held.get(aset)
         if held is None:
             held = self._held[aset] = HeldRows(dtype, shape)
-        if held.add(enc, data) or not self._batch:
+        held.encs.append(enc)  # HeldRows.add, inlined (the hot path)
+        held.chunks.append(data)
+        held.nbytes += len(data)
+        if held.nbytes >= HOLD_BYTES or not self._batch:
             self._settle()
+
+    def holding(self, aset: str) -> HeldRows | None:
+        """The samples of ``aset`` held now (None if none); replaced once staged.
+
+        Parameters
+        ----------
+        aset : str
+
+        Returns
+        -------
+        HeldRows or None
+        """
+        return self._held.get(aset)
 
     def _settle(self) -> None:
         """Stage the held samples; if that fails, the batch fails (the
