@@ -116,3 +116,26 @@ def test_large_variable_and_scalar_samples_are_not_held(repo):
         assert not co.holds_samples
     assert np.array_equal(var[0], np.arange(3, dtype=np.int32))
     co.close()
+
+
+def test_bad_samples_and_keys_in_a_block_raise_as_outside_it(repo):
+    co = repo.checkout(write=True)
+    named = co.arraysets.init_arrayset("x", shape=(4,), dtype=np.float32)
+    unnamed = co.arraysets.init_arrayset("u", shape=(4,), dtype=np.float32, named_samples=False)
+    good = np.zeros(4, np.float32)
+    with named, unnamed:
+        named[0] = good
+        unnamed.add(good)  # its schema's first look-up stages what was held
+        named[1] = good
+        assert co.holding("x") is not None and co.holding("u") is not None
+        for bad in (np.zeros(4, np.float64), np.zeros(5, np.float32), np.zeros(8, np.float32)[::2]):
+            with pytest.raises(ValueError):
+                named[2] = bad
+        for key in ("bad key/", -1, 1.5):
+            with pytest.raises(ValueError):
+                named[key] = good
+        with pytest.raises(ValueError):
+            unnamed[3] = good  # an unnamed arrayset takes no key
+        named["k"] = good
+    assert sorted(named.keys(), key=str) == [0, 1, "k"] and len(unnamed) == 1
+    co.close()
