@@ -16,6 +16,7 @@ import numpy as np
 
 from .arrayset_reader import ArraysetDataReader
 from .errors import MissingPayloadError
+from .held_rows import HOLD_BYTES
 from .naming import Key, decode_key, encode_key
 from .schema import ArraysetSchema
 from .store import Payload, chunked, payload_from_array
@@ -157,7 +158,11 @@ class ArraysetDataWriter(ArraysetDataReader):
             else:
                 self.add(value, key)
                 return
-            self._co.hold_sample(self._name, enc, value.tobytes(), held.dtype, held.shape)
+            held.encs.append(enc)  # Holding.hold_sample, inlined
+            held.chunks.append(value.tobytes())
+            held.nbytes += value.nbytes
+            if held.nbytes >= HOLD_BYTES:
+                self._co.settle_held()
             return
         self.add(value, key)
 

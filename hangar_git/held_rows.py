@@ -144,6 +144,10 @@ class Holding:
         """
         return self._held.get(aset)
 
+    def settle_held(self) -> None:
+        """Stage the samples held now (see :func:`stage_held`)."""
+        self._settle()
+
     def _settle(self) -> None:
         """Stage the held samples; if that fails, the batch fails (the
         checkout's ``end_batch`` raises and discards it)."""

@@ -139,3 +139,22 @@ def test_bad_samples_and_keys_in_a_block_raise_as_outside_it(repo):
         named["k"] = good
     assert sorted(named.keys(), key=str) == [0, 1, "k"] and len(unnamed) == 1
     co.close()
+
+
+def test_a_long_block_holds_at_most_hold_bytes(repo, monkeypatch):
+    from hangar_git import arrayset as arrayset_mod
+
+    limit = 16 * 100  # samples of 16 bytes: staged every 100
+    monkeypatch.setattr(held_rows, "HOLD_BYTES", limit)
+    monkeypatch.setattr(arrayset_mod, "HOLD_BYTES", limit)
+    co = repo.checkout(write=True)
+    aset = co.arraysets.init_arrayset("x", shape=(4,), dtype=np.float32)
+    most = 0
+    with aset:
+        for i in range(N):
+            aset[i] = np.full(4, i, np.float32)
+            held = co.holding("x")
+            most = max(most, held.nbytes if held is not None else 0)
+    assert 0 < most < limit
+    assert [int(a[0]) for a in aset.get_batch(range(N))] == list(range(N))
+    co.close()
