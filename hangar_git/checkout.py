@@ -261,20 +261,6 @@ class WriterCheckout(Holding, Checkout):  # type: ignore[misc]  # view: a proper
         LIVE_WRITERS.add(self)
 
     # ---- properties -----------------------------------------------------
-    def staged_state(self, aset: str) -> object:
-        """Staged state of an arrayset, replaced whenever it is (re)created.
-
-        Parameters
-        ----------
-        aset : str
-
-        Returns
-        -------
-        object
-            The journal's object for it (None if it has none).
-        """
-        return self._journal.asets.get(aset)
-
     @property
     def metadata(self) -> MetadataWriter:
         """Metadata of the staging area (see :class:`MetadataWriter`)."""
@@ -323,6 +309,8 @@ class WriterCheckout(Holding, Checkout):  # type: ignore[misc]  # view: a proper
     def begin_batch(self) -> None:
         """Open a batch: payloads are flushed and the journal synced once, when
         the outermost batch ends."""
+        if not self._batch:
+            self._lost = None
         self._batch += 1
         self._journal.batching += 1
 
@@ -352,10 +340,11 @@ class WriterCheckout(Holding, Checkout):  # type: ignore[misc]  # view: a proper
             try:
                 self._settle()
                 self._writer.flush()
-            except OSError:
+            except BaseException as err:  # nothing of the batch is staged
+                self._lost = None
                 self._held.clear()
                 self._journal.discard()
-                if exc is None:
+                if exc is None or not isinstance(err, OSError):
                     raise
                 return  # the block's own error goes on
             self._journal.sync()
@@ -378,10 +367,17 @@ class WriterCheckout(Holding, Checkout):  # type: ignore[misc]  # view: a proper
             self._writer.flush()
         self._journal.record_sample(aset, enc, digest)
 
-    def stage_stacked(self, aset: str, encs: Sequence[str], rows: np.ndarray) -> None:
+    def stage_stacked(
+        self,
+        aset: str,
+        encs: Sequence[str],
+        rows: np.ndarray,
+        digests: Sequence[bytes] | None = None,
+    ) -> None:
         """Stage row ``i`` of the C-contiguous ``rows`` under ``encs[i]`` (the bulk path).
 
-        Digests are computed in one pass over the stacked buffer; the payloads
+        Digests (unless given: ``digests[i]`` that of ``rows[i]``) are computed
+        in one pass over the stacked buffer; the payloads
         are written in blocks straight from it and their index committed
         before the records are logged, so a killed process leaves either all
         of them staged or none (unreferenced payload bytes at worst).
@@ -390,7 +386,10 @@ class WriterCheckout(Holding, Checkout):  # type: ignore[misc]  # view: a proper
         self._settle()
         if not len(encs):
             return
-        digests = stacked_digests(rows)
+        if digests is None:
+            digests = stacked_digests(rows)
+        elif len(digests) != len(encs):
+            raise ValueError(f"{len(digests)} digests for {len(encs)} rows")
         if rows.nbytes // len(encs) >= BLOCK_TARGET:
             self.begin_batch()
             try:

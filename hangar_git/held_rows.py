@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .store import Payload
-from .store.digest import digest_prefix, kind_of
+from .store.digest import kind_of, row_digests
 
 if TYPE_CHECKING:
     from .checkout import WriterCheckout
+    from .records.staging import Journal
     from .records.view import StagedView
 
 #: raw bytes held per arrayset before they are staged (bounds the memory a
@@ -63,15 +64,13 @@ def stage_held(co: WriterCheckout, held: dict[str, HeldRows]) -> None:
     :data:`STACK_MIN` one by one (which does not flush the store inside a batch)."""
     for aset, h in held.items():
         rows = h.stacked()
-        if len(h.encs) >= STACK_MIN:
-            co.stage_stacked(aset, h.encs, rows)
-            continue
         kind = kind_of(rows[0])
-        copy = digest_prefix(kind).copy
-        for enc, data in zip(h.encs, h.chunks, strict=True):
-            hsh = copy()
-            hsh.update(data)
-            co.stage_sample(aset, enc, Payload(hsh.digest(), kind, data))  # type: ignore[arg-type]
+        digests = row_digests(kind, h.chunks)  # the rows as held: no slices of a copy
+        if len(h.encs) >= STACK_MIN:
+            co.stage_stacked(aset, h.encs, rows, digests)
+            continue
+        for enc, d, data in zip(h.encs, digests, h.chunks, strict=True):
+            co.stage_sample(aset, enc, Payload(d, kind, data))  # type: ignore[arg-type]
 
 
 class Holding:
@@ -82,6 +81,7 @@ class Holding:
     _lost: BaseException | None  # why held samples could not be staged
     _view: StagedView
     _batch: int
+    _journal: Journal
 
     @property
     def view(self) -> StagedView:
@@ -102,6 +102,20 @@ class Holding:
     def staged_view(self) -> StagedView:
         """:attr:`view` without staging held samples (for schema look-ups)."""
         return self._view
+
+    def staged_state(self, aset: str) -> object:
+        """Staged state of an arrayset, replaced whenever it is (re)created.
+
+        Parameters
+        ----------
+        aset : str
+
+        Returns
+        -------
+        object
+            The journal's object for it (None if it has none).
+        """
+        return self._journal.asets.get(aset)
 
     def hold_sample(
         self, aset: str, enc: str, data: bytes, dtype: np.dtype, shape: tuple[int, ...]

@@ -158,3 +158,23 @@ def test_a_long_block_holds_at_most_hold_bytes(repo, monkeypatch):
     assert 0 < most < limit
     assert [int(a[0]) for a in aset.get_batch(range(N))] == list(range(N))
     co.close()
+
+
+def test_a_block_failing_at_its_end_leaves_the_next_block_unharmed(repo, monkeypatch):
+    co = repo.checkout(write=True)
+    aset = co.arraysets.init_arrayset("x", shape=(4,), dtype=np.float32)
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(PackWriter, "add_stacked", full)
+    with pytest.raises(OSError), aset:
+        for i in range(N):
+            aset[i] = np.full(4, i, np.float32)  # staged (and failing) at the block's end
+    monkeypatch.undo()
+    assert len(aset) == 0
+    with aset:
+        for i in range(N):
+            aset[i] = np.full(4, -i, np.float32)
+    assert len(aset) == N and aset[N - 1][0] == -(N - 1)
+    co.close()
