@@ -3,12 +3,14 @@
 ``aset[key] = array`` inside a ``with`` block costs a few microseconds of
 Python; digesting, packing and logging each sample on its own costs twice
 that again. So the small samples of a fixed-shape arrayset set inside a
-block are only checked and copied when they are set, and held here; they
-are staged together, through the bulk path (one digest pass over a stacked
-buffer, blocks cut from it, one ``B`` journal line), when the block ends or
-as soon as anything reads or changes the staging area (see
-:class:`hangar_git.checkout.WriterCheckout`). What is held is not
-acknowledged: as before, samples set in a block are durable once it exits.
+block are only checked and copied when they are set, and held here (at
+most :data:`HOLD_BYTES` at a time); they are staged together, through the
+bulk path (one digest pass over the held bytes, blocks cut from one
+buffer, one ``B`` journal line), when the block ends or as soon as
+anything reads or changes the staging area (see
+:class:`hangar_git.checkout.WriterCheckout`). Digests, payloads and records
+are those the per-sample path makes. What is held is not acknowledged: as
+before, samples set in a block are durable once the block has exited.
 """
 
 from __future__ import annotations
@@ -43,14 +45,6 @@ class HeldRows:
     encs: list[str] = field(default_factory=list)
     chunks: list[bytes] = field(default_factory=list)
     nbytes: int = 0
-
-    def add(self, enc: str, data: bytes) -> bool:
-        """Hold ``data`` (the bytes of one sample) under ``enc``; True once
-        :data:`HOLD_BYTES` are held."""
-        self.encs.append(enc)
-        self.chunks.append(data)
-        self.nbytes += len(data)
-        return self.nbytes >= HOLD_BYTES
 
     def stacked(self) -> np.ndarray:
         """The held samples as one read-only ``(n, *shape)`` array."""
@@ -139,7 +133,7 @@ class Holding:
         held = self._held.get(aset)
         if held is None:
             held = self._held[aset] = HeldRows(dtype, shape)
-        held.encs.append(enc)  # HeldRows.add, inlined (the hot path)
+        held.encs.append(enc)
         held.chunks.append(data)
         held.nbytes += len(data)
         if held.nbytes >= HOLD_BYTES or not self._batch:
