@@ -29,8 +29,9 @@ if TYPE_CHECKING:
     from .records.view import StagedView
 
 #: raw bytes held per arrayset before they are staged (bounds the memory a
-#: long block holds)
-HOLD_BYTES = 32 << 20
+#: long block holds; each staging flushes the store once, so not much less:
+#: the MNIST images, 47 MB, are staged at once)
+HOLD_BYTES = 64 << 20
 #: fewer held samples than this are staged one by one (no store flush), so a
 #: block that reads after every few writes costs what it did before holding
 STACK_MIN = 512
