@@ -16,13 +16,16 @@ import numpy as np
 
 from .arrayset_reader import ArraysetDataReader
 from .errors import MissingPayloadError
-from .naming import Key, decode_key, encode_key
+from .held_rows import HOLD_BYTES
+from .naming import INT_KEY_BOUND, Key, decode_key, encode_key
 from .schema import ArraysetSchema
 from .store import Payload, chunked, payload_from_array
 from .store.digest import digest_prefix, kind_of
+from .store.packs import BLOCK_TARGET
 
 if TYPE_CHECKING:
     from .checkout import WriterCheckout
+    from .held_rows import HeldRows
 
 
 class ArraysetDataWriter(ArraysetDataReader):
@@ -36,6 +39,27 @@ class ArraysetDataWriter(ArraysetDataReader):
 
     _co: WriterCheckout  # only the write checkout hands out writers
     _kind: tuple[ArraysetSchema, str, Any] | None = None
+    #: (staged view, staged state of the arrayset, schema) of the last look-up
+    _wmemo: tuple[object, object, ArraysetSchema] | None = None
+    #: the samples of this named arrayset the checkout holds (see ``__setitem__``)
+    _hold: HeldRows | None = None
+
+    @property
+    def _schema(self) -> ArraysetSchema:
+        # the reader's look-up reads ``co.view``, which stages the samples a
+        # ``with`` block holds: remembered here against the view without it
+        co = self._co
+        memo = self._wmemo
+        if (
+            memo is not None
+            and memo[0] is co.staged_view
+            and memo[1] is co.staged_state(self._name)
+            and not co.closed
+        ):
+            return memo[2]
+        schema = super()._schema
+        self._wmemo = (co.staged_view, co.staged_state(self._name), schema)
+        return schema
 
     @property
     def iswriteable(self) -> bool:
@@ -89,9 +113,13 @@ class ArraysetDataWriter(ArraysetDataReader):
             name = self._gen_key()
         elif not schema.named_samples:
             raise ValueError(f"arrayset {self._name!r} has unnamed samples; do not pass a name")
-        enc = f"i:{name}" if type(name) is int and name >= 0 else encode_key(name)
+        enc = f"i:{name}" if type(name) is int and 0 <= name < INT_KEY_BOUND else encode_key(name)
         arr = schema.validate(data)
-        if arr.nbytes >= chunked.THRESHOLD:  # hashed while its file is written
+        if co.batching and arr.nbytes < BLOCK_TARGET and arr.ndim and not schema.variable_shape:
+            # held, staged in bulk with the others (a copy: the caller may refill its array)
+            co.hold_sample(self._name, enc, arr.tobytes(), schema.dtype, schema.shape)
+            self._hold = co.holding(self._name) if schema.named_samples else None
+        elif arr.nbytes >= chunked.THRESHOLD:  # hashed while its file is written
             co.stage_large(self._name, enc, arr)
         else:
             co.stage_sample(self._name, enc, self._payload(schema, arr))
@@ -112,6 +140,29 @@ class ArraysetDataWriter(ArraysetDataReader):
 
     def __setitem__(self, key: Key, value: np.ndarray) -> Key:
         """``aset[key] = array``: store a sample (see :meth:`add`); returns ``key``."""
+        held = self._hold
+        # samples of this arrayset held since add() checked its schema (any change
+        # to it stages them first): the checks of add() that remain, inlined
+        if (
+            held is not None
+            and held is self._co.holding(self._name)
+            and type(value) is np.ndarray
+            and value.dtype == held.dtype
+            and value.shape == held.shape
+            and value.flags.c_contiguous
+        ):
+            if type(key) is int and 0 <= key < INT_KEY_BOUND:
+                enc = f"i:{key}"
+            elif type(key) is str:
+                enc = encode_key(key)
+            else:
+                return self.add(value, key)
+            held.encs.append(enc)  # Holding.hold_sample, inlined
+            held.chunks.append(value.tobytes())
+            held.nbytes += value.nbytes
+            if held.nbytes >= HOLD_BYTES:
+                self._co.settle_held()
+            return key
         return self.add(value, key)
 
     def update(self, mapping: Mapping[Key, np.ndarray] | None = None, /, **kw: np.ndarray) -> None:
@@ -296,9 +347,11 @@ class ArraysetDataWriter(ArraysetDataReader):
 def _encode_keys(keys: list[Any]) -> tuple[list[str], bool]:
     """:func:`encode_key` of each of ``keys`` (ValueError naming the first bad one),
     and whether they are all non-negative ``int``."""
-    if keys and set(map(type, keys)) == {int} and min(keys) >= 0:  # one C pass
+    if keys and set(map(type, keys)) == {int} and min(keys) >= 0 and max(keys) < INT_KEY_BOUND:
         return ["i:" + str(k) for k in keys], True
-    return [f"i:{k}" if type(k) is int and k >= 0 else encode_key(k) for k in keys], False
+    return [
+        f"i:{k}" if type(k) is int and 0 <= k < INT_KEY_BOUND else encode_key(k) for k in keys
+    ], False
 
 
 __all__ = ["ArraysetDataReader", "ArraysetDataWriter", "MissingPayloadError"]

@@ -17,6 +17,7 @@ from .commits import commit_staged
 from .diff_source import CheckoutDiffSource
 from .errors import ClosedError
 from .handles import HandleSet
+from .held_rows import Holding
 from .live_writers import LIVE_WRITERS
 from .metadata import MetadataReader, MetadataWriter
 from .payloads import PayloadAccess
@@ -219,7 +220,7 @@ def _shared_reader(repo_cls: type, path: str, commit: str) -> ReaderCheckout:
     return co
 
 
-class WriterCheckout(Checkout):
+class WriterCheckout(Holding, Checkout):  # type: ignore[misc]  # view: a property
     """The write-enabled checkout: the staging area on the head of a branch.
 
     Only one exists at a time (the writer lock). Close it with :meth:`close`
@@ -244,11 +245,13 @@ class WriterCheckout(Checkout):
         self._lock = lock
         self._journal = journal
         self._batch = 0
+        self._held = {}  # small samples set in a ``with`` block, not yet staged
+        self._lost = None  # why held samples could not be staged
         git = repo.git_repository()
         self._git = git
         self._writer = repo.payload_store.writer()
         try:
-            self.view = StagedView(TreeRecords(git, commit_tree(git, journal.base)), journal)
+            self._view = StagedView(TreeRecords(git, commit_tree(git, journal.base)), journal)
             self.payloads = PayloadAccess(self.view, repo.payload_store.reader(), self._writer)
         except BaseException:
             self._writer.close()
@@ -295,19 +298,29 @@ class WriterCheckout(Checkout):
     @property
     def has_staged_changes(self) -> bool:
         """True when the staging journal holds any entry (not yet committed or reset)."""
+        self._settle()
         return self._journal.has_entries
+
+    @property
+    def batching(self) -> bool:
+        """True inside a batch (a ``with aset:`` block, an ``update`` ...)."""
+        return self._batch > 0
 
     def begin_batch(self) -> None:
         """Open a batch: payloads are flushed and the journal synced once, when
         the outermost batch ends."""
+        if not self._batch:
+            self._lost = None
         self._batch += 1
         self._journal.batching += 1
 
     def end_batch(self, exc: BaseException | None = None) -> None:
-        """Close a batch; the outermost flushes the payloads, then syncs the journal.
+        """Close a batch; the outermost stages the held samples, flushes the payloads,
+        then syncs the journal.
 
         With ``exc`` an :class:`OSError` (the store failed), or when the
-        flush fails, the batch's journal entries are discarded instead.
+        flush or the staging of held samples fails (then raised here, if
+        not already), the batch's journal entries are discarded instead.
 
         Parameters
         ----------
@@ -317,20 +330,28 @@ class WriterCheckout(Checkout):
         self._batch -= 1
         self._journal.batching -= 1
         if self._batch == 0 and not self.closed:
-            if isinstance(exc, OSError):  # the store failed (a full disk ...)
+            lost, self._lost = self._lost, None
+            if isinstance(exc, OSError) or lost is not None:  # the store failed (a full disk ...)
+                self._held.clear()
                 self._journal.discard()  # the batch staged nothing
+                if lost is not None and exc is None:
+                    raise lost  # held samples were not staged: the block must not pass
                 return
             try:
+                self._settle()
                 self._writer.flush()
-            except OSError:
+            except BaseException as err:  # nothing of the batch is staged
+                self._lost = None
+                self._held.clear()
                 self._journal.discard()
-                if exc is None:
+                if exc is None or not isinstance(err, OSError):
                     raise
                 return  # the block's own error goes on
             self._journal.sync()
 
     def stage_sample(self, aset: str, enc: str, p: Payload) -> None:
         """Stage payload ``p`` as sample ``enc`` (an encoded key) of arrayset ``aset``."""
+        self._settle()
         self._writer.add(p)
         if not self._batch:
             self._writer.flush()
@@ -340,23 +361,35 @@ class WriterCheckout(Checkout):
         """Stage the C-contiguous ``arr`` of :data:`.store.chunked.THRESHOLD` bytes or
         more as sample ``enc`` of ``aset``: its digest is computed while its file
         is written (see :meth:`.store.writer.PackWriter.add_large`)."""
+        self._settle()
         digest = self._writer.add_large(kind_of(arr), arr.reshape(-1).data.cast("B"))
         if not self._batch:
             self._writer.flush()
         self._journal.record_sample(aset, enc, digest)
 
-    def stage_stacked(self, aset: str, encs: Sequence[str], rows: np.ndarray) -> None:
+    def stage_stacked(
+        self,
+        aset: str,
+        encs: Sequence[str],
+        rows: np.ndarray,
+        digests: Sequence[bytes] | None = None,
+    ) -> None:
         """Stage row ``i`` of the C-contiguous ``rows`` under ``encs[i]`` (the bulk path).
 
-        Digests are computed in one pass over the stacked buffer; the payloads
+        Digests (unless given: ``digests[i]`` that of ``rows[i]``) are computed
+        in one pass over the stacked buffer; the payloads
         are written in blocks straight from it and their index committed
         before the records are logged, so a killed process leaves either all
         of them staged or none (unreferenced payload bytes at worst).
         Rows of a block each go through :meth:`stage_sample`.
         """
+        self._settle()
         if not len(encs):
             return
-        digests = stacked_digests(rows)
+        if digests is None:
+            digests = stacked_digests(rows)
+        elif len(digests) != len(encs):
+            raise ValueError(f"{len(digests)} digests for {len(encs)} rows")
         if rows.nbytes // len(encs) >= BLOCK_TARGET:
             self.begin_batch()
             try:
@@ -376,6 +409,7 @@ class WriterCheckout(Checkout):
         """Stage ``arrs[i]`` (C-contiguous) under ``encs[i]`` as they are: the path
         of large samples, which are not stacked into a copy; their digests are
         computed on every core (blake2b releases the GIL)."""
+        self._settle()
         payloads = parallel_map(payload_from_array, arrs)
         self.begin_batch()
         try:
@@ -388,19 +422,23 @@ class WriterCheckout(Checkout):
 
     def unstage_sample(self, aset: str, enc: str) -> None:
         """Stage the removal of sample ``enc`` of arrayset ``aset``."""
+        self._settle()
         self._journal.record("D", aset, enc)
 
     def restore_sample(self, aset: str, enc: str, digest: bytes) -> None:
         """Stage sample ``enc`` of ``aset`` back to the payload ``digest`` it had
         (already in the store: nothing is written but the journal entry)."""
+        self._settle()
         self._journal.record("A", aset, enc, digest.hex())
 
     def stage_schema(self, aset: str, schema: ArraysetSchema) -> None:
         """Stage the creation of arrayset ``aset`` with ``schema``."""
+        self._settle()
         self._journal.record("S", aset, schema.to_json())
 
     def stage_remove_aset(self, aset: str) -> None:
         """Stage the removal of arrayset ``aset`` and all its samples."""
+        self._settle()
         self._journal.record("R", aset)
 
     def stage_meta(self, enc: str, value: str | None) -> None:
@@ -411,7 +449,8 @@ class WriterCheckout(Checkout):
             self._journal.record("M", enc, value.encode("ascii").hex())
 
     def sync(self) -> None:
-        """Flush staged payloads to the store, then the journal to disk."""
+        """Stage what is held, flush staged payloads to the store, then the journal to disk."""
+        self._settle()
         self._writer.flush()
         self._journal.sync()
 

@@ -14,6 +14,8 @@ from .errors import CorruptRecordError
 _NAME_RE = re.compile(r"[A-Za-z0-9_.\-]+")
 #: longest arrayset, branch, remote, sample or metadata name accepted
 MAX_NAME_LEN = 200
+# int keys are at most MAX_NAME_LEN digits: the bound fast paths check before writing "i:{key}"
+INT_KEY_BOUND = 10**MAX_NAME_LEN
 
 Key = str | int
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -111,25 +112,51 @@ def stacked_digests(stacked: np.ndarray) -> list[bytes]:
         return []
     stacked = np.ascontiguousarray(stacked)
     row = stacked.dtype.str + "|" + ",".join(map(str, stacked.shape[1:]))
-    copy = digest_prefix(row).copy
+    size = stacked.nbytes // n
+    if not size:
+        return row_digests(row, [b""]) * n
+    if size < 4096:  # slices of one bytes copy: cheaper than memoryview slices
+        raw = stacked.tobytes()
+        return row_digests(row, [raw[i : i + size] for i in range(0, len(raw), size)])
+    view = stacked.reshape(-1).data.cast("B")
+    rows = [view[i : i + size] for i in range(0, len(view), size)]
+    if size >= 1 << 16 and n > 1:  # big rows: hashed on every core (blake2b releases the GIL)
+        from .threads import parallel_map
+
+        copy = digest_prefix(row).copy
+
+        def one(data: bytes | memoryview) -> bytes:
+            h = copy()
+            h.update(data)
+            return h.digest()
+
+        return parallel_map(one, rows)
+    return row_digests(row, rows)
+
+
+def row_digests(kind: str, rows: Sequence[bytes | memoryview]) -> list[bytes]:
+    """Digest of each of ``rows``, the C-order bytes of arrays of kind ``kind``.
+
+    The kind header is hashed once and its hash state copied per row:
+    ``row_digests(kind_of(a), [a.tobytes()]) == [array_digest(a)]``.
+
+    Parameters
+    ----------
+    kind : str
+        The kind header of every row.
+    rows : sequence of bytes or memoryview
+
+    Returns
+    -------
+    list of bytes
+    """
+    copy = digest_prefix(kind).copy
 
     def one(data: bytes | memoryview) -> bytes:
         h = copy()
         h.update(data)
         return h.digest()
 
-    size = stacked.nbytes // n
-    if not size:
-        return [one(b"")] * n
-    if size < 4096:  # slices of one bytes copy: cheaper than memoryview slices
-        raw = stacked.tobytes()
-        return list(map(one, [raw[i : i + size] for i in range(0, len(raw), size)]))
-    view = stacked.reshape(-1).data.cast("B")
-    rows = [view[i : i + size] for i in range(0, len(view), size)]
-    if size >= 1 << 16 and n > 1:  # big rows: hashed on every core (blake2b releases the GIL)
-        from .threads import parallel_map
-
-        return parallel_map(one, rows)
     return list(map(one, rows))
 
 

@@ -1,0 +1,172 @@
+"""Samples a write checkout holds back inside a ``with aset:`` block.
+
+``aset[key] = array`` inside a ``with`` block costs a few microseconds of
+Python; digesting, packing and logging each sample on its own costs twice
+that again. So the small samples of a fixed-shape arrayset set inside a
+block are only checked and copied when they are set, and held here (at
+most :data:`HOLD_BYTES` at a time); they are staged together, through the
+bulk path (one digest pass over the held bytes, blocks cut from one
+buffer, one ``B`` journal line), when the block ends or as soon as
+anything reads or changes the staging area (see
+:class:`hangar_git.checkout.WriterCheckout`). Digests, payloads and records
+are those the per-sample path makes. What is held is not acknowledged: as
+before, samples set in a block are durable once the block has exited.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .store import Payload
+from .store.digest import kind_of, row_digests
+
+if TYPE_CHECKING:
+    from .checkout import WriterCheckout
+    from .records.staging import Journal
+    from .records.view import StagedView
+
+#: raw bytes held per arrayset before they are staged (bounds the memory a
+#: long block holds; each staging flushes the store once, so not much less:
+#: the MNIST images, 47 MB, are staged at once)
+HOLD_BYTES = 64 << 20
+#: fewer held samples than this are staged one by one (no store flush), so a
+#: block that reads after every few writes costs what it did before holding
+STACK_MIN = 512
+
+
+@dataclass
+class HeldRows:
+    """The samples held for one arrayset: keys and C-order bytes, in order."""
+
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    encs: list[str] = field(default_factory=list)
+    chunks: list[bytes] = field(default_factory=list)
+    nbytes: int = 0
+
+    def stacked(self) -> np.ndarray:
+        """The held samples as one read-only ``(n, *shape)`` array."""
+        buf = b"".join(self.chunks)
+        return np.frombuffer(buf, self.dtype).reshape(len(self.encs), *self.shape)
+
+
+def stage_held(co: WriterCheckout, held: dict[str, HeldRows]) -> None:
+    """Stage the samples of ``held`` (taken from ``co``): many through the bulk
+    path (:meth:`~hangar_git.checkout.WriterCheckout.stage_stacked`), fewer than
+    :data:`STACK_MIN` one by one (which does not flush the store inside a batch)."""
+    for aset, h in held.items():
+        rows = h.stacked()
+        kind = kind_of(rows[0])
+        digests = row_digests(kind, h.chunks)  # the rows as held: no slices of a copy
+        if len(h.encs) >= STACK_MIN:
+            co.stage_stacked(aset, h.encs, rows, digests)
+            continue
+        for enc, d, data in zip(h.encs, digests, h.chunks, strict=True):
+            co.stage_sample(aset, enc, Payload(d, kind, data))  # type: ignore[arg-type]
+
+
+class Holding:
+    """What :class:`~hangar_git.checkout.WriterCheckout` does with held samples:
+    holds them, and stages them before its records are read (:attr:`view`)."""
+
+    _held: dict[str, HeldRows]
+    _lost: BaseException | None  # why held samples could not be staged
+    _view: StagedView
+    _batch: int
+    _journal: Journal
+
+    @property
+    def view(self) -> StagedView:
+        """The staged records; samples held in a ``with`` block are staged first."""
+        self._settle()
+        return self._view
+
+    @view.setter
+    def view(self, value: StagedView) -> None:
+        self._view = value
+
+    @property
+    def holds_samples(self) -> bool:
+        """True while samples set in a ``with`` block are held, not yet staged."""
+        return bool(self._held)
+
+    @property
+    def staged_view(self) -> StagedView:
+        """:attr:`view` without staging held samples (for schema look-ups)."""
+        return self._view
+
+    def staged_state(self, aset: str) -> object:
+        """Staged state of an arrayset, replaced whenever it is (re)created.
+
+        Parameters
+        ----------
+        aset : str
+
+        Returns
+        -------
+        object
+            The journal's object for it (None if it has none).
+        """
+        return self._journal.asets.get(aset)
+
+    def hold_sample(
+        self, aset: str, enc: str, data: bytes, dtype: np.dtype, shape: tuple[int, ...]
+    ) -> None:
+        """Hold a small sample until the batch ends or is read (outside a batch:
+        staged now).
+
+        Parameters
+        ----------
+        aset : str
+            The arrayset, of fixed-shape samples.
+        enc : str
+            The sample's encoded key.
+        data : bytes
+            Its C-order bytes (a copy), fewer than a block's.
+        dtype : numpy.dtype
+            The arrayset's dtype.
+        shape : tuple of int
+            The arrayset's shape.
+        """
+        held = self._held.get(aset)
+        if held is None:
+            held = self._held[aset] = HeldRows(dtype, shape)
+        held.encs.append(enc)
+        held.chunks.append(data)
+        held.nbytes += len(data)
+        if held.nbytes >= HOLD_BYTES or not self._batch:
+            self._settle()
+
+    def holding(self, aset: str) -> HeldRows | None:
+        """The samples of ``aset`` held now (None if none); replaced once staged.
+
+        Parameters
+        ----------
+        aset : str
+
+        Returns
+        -------
+        HeldRows or None
+        """
+        return self._held.get(aset)
+
+    def settle_held(self) -> None:
+        """Stage the samples held now (see :func:`stage_held`)."""
+        self._settle()
+
+    def _settle(self) -> None:
+        """Stage the held samples; if that fails, the batch fails (the
+        checkout's ``end_batch`` raises and discards it)."""
+        if self._held:
+            held, self._held = self._held, {}
+            try:
+                stage_held(self, held)  # type: ignore[arg-type]
+            except BaseException as exc:
+                self._lost = exc
+                raise
+
+
+__all__ = ["HOLD_BYTES", "STACK_MIN", "HeldRows", "Holding", "stage_held"]
