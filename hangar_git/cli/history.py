@@ -130,7 +130,9 @@ def diff(
 
     No argument: the staged changes. With one STARTPOINT A: from the
     staging area's branch head to A. With two: from A to B. Conflicts that
-    a merge of the two would meet are listed too.
+    a merge of the two would meet are listed too. --json lists the changed
+    keys, with their types (as the Python diff results do); --stat --json
+    only counts them.
     """
     repo = open_repo()
     if sample is not None:
@@ -142,7 +144,7 @@ def diff(
     if a is None:
         st = repo.staged_state()
         if as_json:
-            out = diff_records_json(st.diff, names=name_only)
+            out = diff_records_json(st.diff, names=not stat)
             out.update({"from": st.base, "to": "staged", "branch": st.branch})
             emit_json(out)
             return
@@ -150,7 +152,8 @@ def diff(
         for line in lines:
             click.echo(line)
         return
-    _diff_commits(repo, a, b, stat=stat, names=name_only, as_json=as_json)
+    names = not stat if as_json else name_only  # JSON: the keys, as Python gives them
+    _diff_commits(repo, a, b, stat=stat, names=names, as_json=as_json)
 
 
 def _diff_commits(

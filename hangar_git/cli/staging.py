@@ -48,7 +48,8 @@ if TYPE_CHECKING:
     is_flag=True,
     help="Delete an existing hangar repository here (all its data and history) and start afresh.",
 )
-def init(user_name: str | None, user_email: str | None, overwrite: bool) -> None:
+@json_option
+def init(user_name: str | None, user_email: str | None, overwrite: bool, as_json: bool) -> None:
     """Create a hangar repository in this git repository.
 
     Creates the git repository first when the current directory is not in
@@ -74,8 +75,12 @@ def init(user_name: str | None, user_email: str | None, overwrite: bool) -> None
                 "`git config user.name` and `git config user.email`"
             ) from None
         raise
+    git_dir = repo.git_repository().path
+    if as_json:
+        emit_json({"path": str(hdir), "git_dir": git_dir, "git_initialized": not had_git})
+        return
     if not had_git:  # as `git init` would say it: the user did not ask for it by name
-        info(f"Initialized empty Git repository in {repo.git_repository().path} (no git here yet)")
+        info(f"Initialized empty Git repository in {git_dir} (no git here yet)")
     info(f"Initialized empty hangar repository in {hdir}")
 
 
