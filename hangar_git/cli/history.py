@@ -6,6 +6,7 @@ containing the current directory.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
     from ..diff import BranchDiff, DiffRecords
     from ..refs import Startpoint
     from ..repository import Repository
+
+
+#: a full commit hash in a line of the drawn graph
+_HASH = re.compile(r"\b[0-9a-f]{40}\b")
 
 
 # ---- log / summary ----------------------------------------------------------------------
@@ -52,7 +57,7 @@ def log(
 
     Starts at STARTPOINT (a branch, tag, REMOTE/BRANCH or commit; default:
     the current branch's head). Drawn like `git log --graph --oneline`, with
-    branch names.
+    branch names and tags.
     """
     repo = open_repo()
     sp = resolve_startpoint(repo, startpoint)
@@ -74,7 +79,26 @@ def log(
         emit_json(contents)
         return
     text = repo.log_text(sp.commit, show_time=show_time, show_user=show_user)
+    text = _with_tags(text, repo.list_tags())
     click.echo(_first_commits(text, max_count) if max_count is not None else text)
+
+
+def _with_tags(graph: str, tags: dict[str, str]) -> str:
+    """The drawn graph with ``(tag: NAME)`` after each tagged commit, as git decorates it."""
+    if not tags:
+        return graph
+    at: dict[str, list[str]] = {}
+    for name, commit in sorted(tags.items()):
+        at.setdefault(commit, []).append(name)
+    out: list[str] = []
+    for line in graph.splitlines():
+        head, sep, rest = line.partition(" : ")
+        m = _HASH.search(head)
+        if sep and m is not None and m.group(0) in at:
+            labels = "".join(f" (tag: {t})" for t in at[m.group(0)])
+            head = head[: m.end()] + labels + head[m.end() :]
+        out.append(head + sep + rest)
+    return "\n".join(out)
 
 
 def _first_commits(graph: str, n: int) -> str:

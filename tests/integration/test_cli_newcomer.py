@@ -176,3 +176,38 @@ def test_completion_answers_zsh_and_fish(tmp_path):
     out = subprocess.run(["git-hangar"], env=fish, capture_output=True, text=True, cwd=tmp_path)
     # "plain,VALUE" then a tab and the short help (click's wording, not checked)
     assert [line.split("\t")[0] for line in out.stdout.splitlines()] == ["plain,checkout"]
+
+
+# ---- log draws the tags ----------------------------------------------------------------------
+def test_log_shows_the_tags_of_each_commit(written_repo):
+    path = Path(written_repo.path)
+    first = written_repo.branch_commit("master")
+    hangar(path, "meta", "set", "n", "2")
+    hangar(path, "commit", "-m", "second : with a colon")
+    second = written_repo.branch_commit("master")
+    hangar(path, "tag", "v1", first)
+    hangar(path, "tag", "release/a", first)
+    hangar(path, "tag", "v2")
+    lines = hangar(path, "log").stdout.splitlines()
+    assert lines == [
+        f"* {second} (tag: v2) (master) : second : with a colon",
+        f"* {first} (tag: release/a) (tag: v1) : initial",
+    ]
+    assert hangar(path, "log", "-n", "1", "v1").stdout.splitlines() == [lines[1]]
+
+
+# ---- git clone first, then hangar: init, remote add of the existing origin, pull ------------
+def test_git_clone_then_init_remote_add_and_pull(tmp_path, origin, first):
+    c = tmp_path / "c"
+    git(tmp_path, "clone", "-q", str(origin), str(c))
+    hangar(c, "init", *NAME)
+    out = hangar(c, "remote", "add", "origin", "--data", str(tmp_path / "data")).stdout
+    assert f"records {origin}" in out and "data " in out  # the git remote is reused
+    head = open_repo(first).branch_commit("master")
+    out = hangar(c, "pull").stdout.splitlines()
+    assert out == [
+        f"Branch 'master' set up at {head[:8]} from origin/master",
+        out[1],
+    ] and out[1].startswith("fetched 2 payloads ")
+    assert [r["where"] for r in jsonout(c, "ls", "imgs", "--long")] == ["local", "local"]
+    assert "up to date with 'origin/master'" in hangar(c, "status").stdout
