@@ -211,3 +211,28 @@ def test_git_clone_then_init_remote_add_and_pull(tmp_path, origin, first):
     ] and out[1].startswith("fetched 2 payloads ")
     assert [r["where"] for r in jsonout(c, "ls", "imgs", "--long")] == ["local", "local"]
     assert "up to date with 'origin/master'" in hangar(c, "status").stdout
+
+
+# ---- plain git and the data refs (docs/operations.md#plain-git-and-the-data-refs) ----------
+def test_plain_git_fetch_follows_the_data_branches_and_git_push_never_sends_them(
+    tmp_path, origin, first, arrays
+):
+    b = tmp_path / "b"
+    hangar(tmp_path, "clone", str(origin), str(b), "--data", str(tmp_path / "data"), *NAME)
+    # a plain `git push` of the code leaves the remote's data branch where it was
+    hangar(b, "add", "imgs", str(arrays["k2"]))
+    hangar(b, "commit", "-m", "from b")
+    (b / "notes.txt").write_text("code change\n")
+    git(b, "add", "notes.txt")
+    git(b, "-c", "user.name=B", "-c", "user.email=b@e", "commit", "-qm", "notes")
+    before = git(origin, "for-each-ref", "refs/hangar/")
+    git(b, "push", "-q", "origin", "main")
+    assert git(origin, "for-each-ref", "refs/hangar/") == before
+    assert git(origin, "log", "-1", "--format=%s", "main").strip() == "notes"
+    hangar(b, "push")
+    # a plain `git fetch` updates the data remote-tracking branches: status sees it
+    git(first, "fetch", "-q", "origin")
+    assert jsonout(first, "status")["tracking"]["behind"] == 1
+    assert open_repo(first).branch_commit("master") != open_repo(b).branch_commit("master")
+    hangar(first, "pull")
+    assert hangar(first, "ls", "imgs").stdout.split() == ["k0", "k1", "k2"]
