@@ -236,3 +236,26 @@ def test_plain_git_fetch_follows_the_data_branches_and_git_push_never_sends_them
     assert open_repo(first).branch_commit("master") != open_repo(b).branch_commit("master")
     hangar(first, "pull")
     assert hangar(first, "ls", "imgs").stdout.split() == ["k0", "k1", "k2"]
+
+
+# ---- no remote to default to: what to do ------------------------------------------------------
+def test_no_default_remote_says_what_to_do(tmp_path, origin, first):
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    hangar(lone, "init", *NAME)
+    for cmd in ("push", "pull", "fetch"):
+        res = hangar(lone, cmd, ok=False)
+        assert_one_line_error(res, 1, "no remote yet", "`git hangar remote add NAME GIT_URL")
+    c = tmp_path / "c"  # a plain `git clone`: its origin is no hangar remote yet
+    git(tmp_path, "clone", "-q", str(origin), str(c))
+    hangar(c, "init", *NAME)
+    assert hangar(c, "remote").stdout == ""
+    res = hangar(c, "pull", ok=False)
+    assert_one_line_error(
+        res, 1, "git remote 'origin'", "`git hangar remote add origin --data URL`"
+    )
+    hangar(first, "remote", "add", "backup", str(origin))
+    hangar(first, "remote", "remove", "origin")
+    hangar(first, "remote", "add", "mirror", str(origin))
+    res = hangar(first, "push", ok=False)
+    assert_one_line_error(res, 1, "several remotes (backup, mirror)", "name one")
