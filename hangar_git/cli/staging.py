@@ -215,20 +215,28 @@ def add(
     scan = _scan(paths, recursive)
     _warn_skipped(scan.skipped)
     n = len(scan.sources)
-    with writer(repo, branch) as co:
-        on = co.branch_name
-        if arrayset in co.arraysets:
-            keys = list(co.arraysets[arrayset].keys())
-            int_keys = int_keys or (bool(keys) and all(isinstance(k, int) for k in keys))
-        if int_keys:
-            scan.sources = [_int_key(src) for src in scan.sources]
-        with progress(n, f"Staging into {arrayset}") as update:
-            res = import_arrays(
-                co, arrayset, scan.sources, variable_shape=variable_shape, progress=update
-            )
+    previous = repo.writer_branch
+    try:
+        with writer(repo, branch) as co:
+            on = co.branch_name
+            if arrayset in co.arraysets:
+                keys = list(co.arraysets[arrayset].keys())
+                int_keys = int_keys or (bool(keys) and all(isinstance(k, int) for k in keys))
+            if int_keys:
+                scan.sources = [_int_key(src) for src in scan.sources]
+            with progress(n, f"Staging into {arrayset}") as update:
+                res = import_arrays(
+                    co, arrayset, scan.sources, variable_shape=variable_shape, progress=update
+                )
+    except BaseException:
+        if branch is not None and branch != previous and repo.staged_state().diff.empty:
+            repo.checkout(write=True, branch=previous).close()  # nothing staged: move back
+        raise
     if as_json:
         emit_json({**result_json(res), "total": res.total, "branch": on})
         return
+    if on != previous:  # -b moved the staging area: say so, as checkout does
+        info(f"Switched to branch {on!r}")
     new = " (new arrayset)" if res.created else ""
     info(
         f"Staged {plural(res.total, 'array')} into {arrayset!r}{new} "

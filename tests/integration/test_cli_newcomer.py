@@ -259,3 +259,23 @@ def test_no_default_remote_says_what_to_do(tmp_path, origin, first):
     hangar(first, "remote", "add", "mirror", str(origin))
     res = hangar(first, "push", ok=False)
     assert_one_line_error(res, 1, "several remotes (backup, mirror)", "name one")
+
+
+# ---- add -b moves the current branch only when it stages, and says so --------------------
+def test_add_b_says_it_moved_and_a_failed_add_moves_nothing(written_repo, tmp_path):
+    path = Path(written_repo.path)
+    hangar(path, "branch", "dev")
+    files = write_npy(tmp_path / "in", {"f64": np.zeros((5, 7)), "ok": np.ones((5, 7), np.float32)})
+    res = hangar(path, "add", "-b", "dev", "aset", str(files["f64"]), ok=False)
+    assert_one_line_error(res, 1, "float64")
+    assert jsonout(path, "status")["branch"] == "master"  # refused: still where it was
+    assert open_repo(path).writer_branch == "master"
+    out = hangar(path, "add", "-b", "dev", "aset", str(files["ok"])).stdout.splitlines()
+    assert out[0] == "Switched to branch 'dev'"
+    assert out[1].startswith("Staged 1 array into 'aset' on branch dev")
+    assert jsonout(path, "status")["branch"] == "dev"
+    # staged work on dev: a failing add there leaves it, and the branch, alone
+    res = hangar(path, "add", "-b", "dev", "aset", str(files["f64"]), ok=False)
+    assert res.returncode == 1
+    st = jsonout(path, "status")
+    assert st["branch"] == "dev" and st["changes"]["samples"]["aset"]["added"] == 1
