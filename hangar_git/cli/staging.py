@@ -36,6 +36,7 @@ from .render import diff_records_json, diff_records_lines, result_json
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from ..checkout import WriterCheckout
     from ..io_formats import ArraySource, ScanResult
     from ..repository import Repository
     from ..status import StagedState, Tracking
@@ -224,6 +225,7 @@ def add(
                 int_keys = int_keys or (bool(keys) and all(isinstance(k, int) for k in keys))
             if int_keys:
                 scan.sources = [_int_key(src) for src in scan.sources]
+            _refuse_misfits(co, arrayset, scan.sources, variable_shape)
             with progress(n, f"Staging into {arrayset}") as update:
                 res = import_arrays(
                     co, arrayset, scan.sources, variable_shape=variable_shape, progress=update
@@ -243,6 +245,32 @@ def add(
         f"on branch {on}: {res.added} added, {res.replaced} replaced"
         + (f", {res.unchanged} unchanged" if res.unchanged else "")
     )
+
+
+def _refuse_misfits(
+    co: WriterCheckout, arrayset: str, sources: list[ArraySource], variable_shape: bool
+) -> None:
+    """Every array that does not fit ARRAYSET (or, for a new one, the first array),
+    listed in one error when there are several (one is import_arrays' own error)."""
+    from ..io_formats import ImportConflictError, check_fits, plan_schema
+
+    asets = co.arraysets  # (its get raises KeyError, as [] does)
+    a = asets[arrayset] if arrayset in asets else None  # noqa: SIM401
+    schema = (a.dtype, tuple(a.shape), a.variable_shape) if a is not None else None
+    problems: list[str] = []
+    for src in sources:
+        try:
+            if schema is not None:
+                check_fits([src], arrayset, *schema)
+            else:
+                plan_schema([sources[0], src], variable_shape=variable_shape)
+        except ImportConflictError as exc:
+            problems.append(one_line(str(exc)))
+    if len(problems) > 1:
+        raise CLIError(
+            f"{plural(len(problems), 'array')} do not fit (listed below); nothing staged",
+            [f"  {p}" for p in problems],
+        )
 
 
 def _int_key(src: ArraySource) -> ArraySource:

@@ -279,3 +279,32 @@ def test_add_b_says_it_moved_and_a_failed_add_moves_nothing(written_repo, tmp_pa
     assert res.returncode == 1
     st = jsonout(path, "status")
     assert st["branch"] == "dev" and st["changes"]["samples"]["aset"]["added"] == 1
+
+
+# ---- add lists every array that does not fit, not only the first -----------------------------
+def test_add_lists_every_array_that_does_not_fit(written_repo, tmp_path):
+    path = Path(written_repo.path)
+    folder = tmp_path / "mixed"
+    write_npy(
+        folder,
+        {
+            "a": np.zeros((5, 7), np.float32),
+            "b": np.zeros((5, 7), np.float64),
+            "c": np.zeros((5, 7), np.int8),
+            "d": np.zeros((3, 3), np.float32),
+        },
+    )
+    res = hangar(path, "add", "aset", str(folder), ok=False)
+    assert res.returncode == 1
+    lines = res.stderr.splitlines()
+    assert lines[0] == "error: 3 arrays do not fit (listed below); nothing staged"
+    assert [line.split()[0] for line in lines[1:]] == [str(folder / f"{k}.npy") for k in "bcd"]
+    assert "has shape (3, 3)" in lines[3]
+    # into a new arrayset: each array that differs from the first one
+    res = hangar(path, "add", "fresh", str(folder), ok=False)
+    assert res.stderr.splitlines()[0] == "error: 3 arrays do not fit (listed below); nothing staged"
+    assert jsonout(path, "status")["status"] == "CLEAN"
+    assert "fresh" not in hangar(path, "ls").stdout.split()
+    # one that does not fit: the one-line error it always was
+    res = hangar(path, "add", "aset", str(folder / "b.npy"), ok=False)
+    assert_one_line_error(res, 1, "has dtype float64")
