@@ -451,6 +451,20 @@ def clone(
                 "`git config user.name` and `git config user.email`"
             ) from None
         raise
+    _clone_report(repo, target, git_url, data, data_only, remote_name, branch, as_json)
+
+
+def _clone_report(
+    repo: Repository,
+    target: Path,
+    git_url: str,
+    data: str | None,
+    data_only: bool,
+    remote_name: str,
+    branch: str,
+    as_json: bool,
+) -> None:
+    """What ``clone`` made, and what comes next."""
     if as_json:
         made = next(r for r in repo.remote.list_all() if r.name == remote_name)
         emit_json(

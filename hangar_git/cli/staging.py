@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from ..checkout import WriterCheckout
-    from ..io_formats import ArraySource, ScanResult
+    from ..io_formats import ArraySource, ImportResult, ScanResult
     from ..repository import Repository
     from ..status import StagedState, Tracking
 
@@ -206,7 +206,6 @@ def add(
     bad one is listed. Keys are str, except with --int-keys (or into an
     arrayset of int keys), so that `export` then `add` keeps int keys ints.
     """
-    from ..io_formats import import_arrays
     from ..naming import check_arrayset_name
 
     check_arrayset_name(arrayset)
@@ -215,21 +214,11 @@ def add(
         check_branch_exists(repo, branch)
     scan = _scan(paths, recursive)
     _warn_skipped(scan.skipped)
-    n = len(scan.sources)
     previous = repo.writer_branch
     try:
         with writer(repo, branch) as co:
             on = co.branch_name
-            if arrayset in co.arraysets:
-                keys = list(co.arraysets[arrayset].keys())
-                int_keys = int_keys or (bool(keys) and all(isinstance(k, int) for k in keys))
-            if int_keys:
-                scan.sources = [_int_key(src) for src in scan.sources]
-            _refuse_misfits(co, arrayset, scan.sources, variable_shape)
-            with progress(n, f"Staging into {arrayset}") as update:
-                res = import_arrays(
-                    co, arrayset, scan.sources, variable_shape=variable_shape, progress=update
-                )
+            res = _import(co, arrayset, scan.sources, int_keys, variable_shape)
     except BaseException:
         if branch is not None and branch != previous and repo.staged_state().diff.empty:
             repo.checkout(write=True, branch=previous).close()  # nothing staged: move back
@@ -245,6 +234,27 @@ def add(
         f"on branch {on}: {res.added} added, {res.replaced} replaced"
         + (f", {res.unchanged} unchanged" if res.unchanged else "")
     )
+
+
+def _import(
+    co: WriterCheckout,
+    arrayset: str,
+    sources: list[ArraySource],
+    int_keys: bool,
+    variable_shape: bool,
+) -> ImportResult:
+    """Stage ``sources`` into ``arrayset`` (int keys where asked or where the
+    arrayset has only int keys), with a progress bar; misfits all listed first."""
+    from ..io_formats import import_arrays
+
+    if arrayset in co.arraysets:
+        keys = list(co.arraysets[arrayset].keys())
+        int_keys = int_keys or (bool(keys) and all(isinstance(k, int) for k in keys))
+    if int_keys:
+        sources = [_int_key(src) for src in sources]
+    _refuse_misfits(co, arrayset, sources, variable_shape)
+    with progress(len(sources), f"Staging into {arrayset}") as update:
+        return import_arrays(co, arrayset, sources, variable_shape=variable_shape, progress=update)
 
 
 def _refuse_misfits(
