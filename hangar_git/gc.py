@@ -110,13 +110,14 @@ class GcReport:
         """
         verb = "would remove" if self.dry_run else "removed"
         lines = [
-            f"{verb} {self.payloads_removed} unreferenced payloads",
+            f"{verb} {_n(self.payloads_removed, 'unreferenced payload')}",
             f"{'would compact' if self.dry_run else 'compacted'} "
-            f"{len(self.packs_compacted)} packs "
-            f"({self.payloads_moved} live payloads moved), "
-            f"{'would delete' if self.dry_run else 'deleted'} {len(self.packs_deleted)} packs"
+            f"{_n(len(self.packs_compacted), 'pack')} "
+            f"({_n(self.payloads_moved, 'live payload')} moved), "
+            f"{'would delete' if self.dry_run else 'deleted'} "
+            f"{_n(len(self.packs_deleted), 'pack')}"
             + (
-                f" and {self.large_files_deleted} large payload files"
+                f" and {_n(self.large_files_deleted, 'large payload file')}"
                 if self.large_files_deleted
                 else ""
             ),
@@ -368,6 +369,11 @@ def _repack(git: pygit2.Repository) -> str:
     if res.returncode != 0:
         return f"git repack failed: {res.stderr.strip().splitlines()[-1:] or res.returncode}"
     return "repacked"
+
+
+def _n(n: int, word: str) -> str:
+    """``1 pack``, ``2 packs``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _size(n: int) -> str:

@@ -122,13 +122,14 @@ def _branch_list(repo: Repository, verbose: bool, as_json: bool) -> None:
             ]
         )
         return
-    for h in heads:
+    labels = [f"remotes/{h.name}" if h.remote else h.name for h in heads]
+    width = max(map(len, labels), default=0)  # one column for the commits, as git has
+    for h, label in zip(heads, labels, strict=True):
         mark = "*" if not h.remote and h.name == current else " "
-        label = f"remotes/{h.name}" if h.remote else h.name
         line = f"{mark} {label}"
         if verbose:
             msg = (h.message.splitlines() or [""])[0] if h.message else ""
-            line = f"{mark} {label:<20} {short(h.commit)} {msg}".rstrip()
+            line = f"{mark} {label:<{width}} {short(h.commit)} {msg}".rstrip()
         click.echo(line)
 
 

@@ -486,12 +486,20 @@ def check_branch_exists(repo: Repository, name: str) -> None:
 
 
 def remote_or_default(repo: Repository, given: str | None, *, required: bool = True) -> str | None:
-    """REMOTE as given, else origin, else the only remote (None, or with ``required`` a
-    CLIError, when there is no such remote)."""
+    """REMOTE as given, else origin, else the only one (else None, or a CLIError saying why)."""
     names = [r.name for r in repo.remote.list_all()] if given is None else [given]
     name = "origin" if "origin" in names else (names[0] if len(names) == 1 else None)
     if name is None and required:
-        raise CLIError("no remote to use: name one (see `git hangar remote -v`)")
+        plain = sorted(n for n in repo.git_repository().remotes.names() if n)
+        if names:
+            why = f"several remotes ({', '.join(names)}) and none is origin: name one"
+        elif plain:  # a `git clone` (or `git remote add`) that hangar does not use yet
+            one = "origin" if "origin" in plain else plain[0]
+            why = f"git remote {one!r} is not set up for data: `git hangar remote add {one}"
+            why += " --data URL` does it"
+        else:
+            why = "no remote yet: add one with `git hangar remote add NAME GIT_URL --data URL`"
+        raise CLIError(why)
     return name
 
 

@@ -6,6 +6,7 @@ containing the current directory.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
     from ..diff import BranchDiff, DiffRecords
     from ..refs import Startpoint
     from ..repository import Repository
+
+
+#: a full commit hash in a line of the drawn graph
+_HASH = re.compile(r"\b[0-9a-f]{40}\b")
 
 
 # ---- log / summary ----------------------------------------------------------------------
@@ -52,7 +57,7 @@ def log(
 
     Starts at STARTPOINT (a branch, tag, REMOTE/BRANCH or commit; default:
     the current branch's head). Drawn like `git log --graph --oneline`, with
-    branch names.
+    branch names and tags.
     """
     repo = open_repo()
     sp = resolve_startpoint(repo, startpoint)
@@ -74,7 +79,26 @@ def log(
         emit_json(contents)
         return
     text = repo.log_text(sp.commit, show_time=show_time, show_user=show_user)
+    text = _with_tags(text, repo.list_tags())
     click.echo(_first_commits(text, max_count) if max_count is not None else text)
+
+
+def _with_tags(graph: str, tags: dict[str, str]) -> str:
+    """The drawn graph with ``(tag: NAME)`` after each tagged commit, as git decorates it."""
+    if not tags:
+        return graph
+    at: dict[str, list[str]] = {}
+    for name, commit in sorted(tags.items()):
+        at.setdefault(commit, []).append(name)
+    out: list[str] = []
+    for line in graph.splitlines():
+        head, sep, rest = line.partition(" : ")
+        m = _HASH.search(head)
+        if sep and m is not None and m.group(0) in at:
+            labels = "".join(f" (tag: {t})" for t in at[m.group(0)])
+            head = head[: m.end()] + labels + head[m.end() :]
+        out.append(head + sep + rest)
+    return "\n".join(out)
 
 
 def _first_commits(graph: str, n: int) -> str:
@@ -130,7 +154,9 @@ def diff(
 
     No argument: the staged changes. With one STARTPOINT A: from the
     staging area's branch head to A. With two: from A to B. Conflicts that
-    a merge of the two would meet are listed too.
+    a merge of the two would meet are listed too. --json lists the changed
+    keys, with their types (as the Python diff results do); --stat --json
+    only counts them.
     """
     repo = open_repo()
     if sample is not None:
@@ -142,7 +168,7 @@ def diff(
     if a is None:
         st = repo.staged_state()
         if as_json:
-            out = diff_records_json(st.diff, names=name_only)
+            out = diff_records_json(st.diff, names=not stat)
             out.update({"from": st.base, "to": "staged", "branch": st.branch})
             emit_json(out)
             return
@@ -150,7 +176,8 @@ def diff(
         for line in lines:
             click.echo(line)
         return
-    _diff_commits(repo, a, b, stat=stat, names=name_only, as_json=as_json)
+    names = not stat if as_json else name_only  # JSON: the keys, as Python gives them
+    _diff_commits(repo, a, b, stat=stat, names=names, as_json=as_json)
 
 
 def _diff_commits(

@@ -30,7 +30,7 @@ from .common import (
     progress,
     warn,
 )
-from .render import manpage, result_json
+from .render import manpage, plural, result_json
 
 if TYPE_CHECKING:
     from ..fsck import FsckReport
@@ -266,9 +266,9 @@ def fsck(full: bool, repair: bool, dry_run: bool, as_json: bool) -> None:
                 click.echo(line)
     if not report.ok:
         raise CLIError(
-            f"repository damaged: {len(report.damaged)} samples, {len(report.records)} "
-            f"records, {len(report.store)} store and {len(report.git)} git problems "
-            "(listed above)"
+            f"repository damaged: {plural(len(report.damaged), 'sample')}, "
+            f"{plural(len(report.records), 'record')}, {len(report.store)} store and "
+            f"{len(report.git)} git problems (listed above)"
         )
 
 

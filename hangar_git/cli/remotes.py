@@ -394,6 +394,7 @@ def _default_dir(url: str) -> str:
 )
 @identity_options
 @click.option("--overwrite", is_flag=True, help="Replace a hangar repository that exists in DIR.")
+@json_option
 def clone(
     git_url: str,
     directory: str | None,
@@ -403,6 +404,7 @@ def clone(
     user_name: str | None,
     user_email: str | None,
     overwrite: bool,
+    as_json: bool,
 ) -> None:
     """Clone GIT_URL into DIR: the code (git clone) and the data records.
 
@@ -449,6 +451,33 @@ def clone(
                 "`git config user.name` and `git config user.email`"
             ) from None
         raise
+    _clone_report(repo, target, git_url, data, data_only, remote_name, branch, as_json)
+
+
+def _clone_report(
+    repo: Repository,
+    target: Path,
+    git_url: str,
+    data: str | None,
+    data_only: bool,
+    remote_name: str,
+    branch: str,
+    as_json: bool,
+) -> None:
+    """What ``clone`` made, and what comes next."""
+    if as_json:
+        made = next(r for r in repo.remote.list_all() if r.name == remote_name)
+        emit_json(
+            {
+                "path": os.fspath(target.resolve()),
+                "branch": branch,
+                "remote": made.name,
+                "address": made.address,
+                "data": made.data,
+                "code": not data_only,
+            }
+        )
+        return
     what = "data records" if data_only else "code and data records"
     nxt = f"payloads stay on {data} until `git hangar fetch-data {remote_name} {branch}`"
     if not data:

@@ -239,7 +239,7 @@ def _records_lines(d: DiffRecords, *, stat: bool, names: bool, indent: str) -> l
         lines.append(
             f" {len(asets)} arrayset{'s' if len(asets) != 1 else ''} changed, "
             f"{total} sample{'s' if total != 1 else ''}, "
-            f"{sum(_counts(d.meta).values())} metadata key(s)"
+            f"{plural(sum(_counts(d.meta).values()), 'metadata key')}"
         )
     return lines
 
@@ -367,11 +367,16 @@ def result_json(result: Any) -> dict[str, Any]:
 
 
 def transfer_json(rep: Any) -> dict[str, Any] | None:
-    """The counts of a TransferReport, or None when there is none."""
+    """Every field of a TransferReport (its digests as hex), or None when there is none."""
+    import dataclasses
+
     if rep is None:
         return None
-    fields = ("payloads", "raw_bytes", "packs", "requests", "skipped", "seconds")
-    return {f: getattr(rep, f) for f in fields if hasattr(rep, f)}
+    out = dataclasses.asdict(rep)
+    for f, v in out.items():
+        if isinstance(v, list):  # refused, absent: payload digests
+            out[f] = [d.hex() if isinstance(d, bytes) else d for d in v]
+    return out
 
 
 __all__ = [

@@ -36,7 +36,8 @@ from .render import diff_records_json, diff_records_lines, result_json
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from ..io_formats import ArraySource, ScanResult
+    from ..checkout import WriterCheckout
+    from ..io_formats import ArraySource, ImportResult, ScanResult
     from ..repository import Repository
     from ..status import StagedState, Tracking
 
@@ -48,7 +49,8 @@ if TYPE_CHECKING:
     is_flag=True,
     help="Delete an existing hangar repository here (all its data and history) and start afresh.",
 )
-def init(user_name: str | None, user_email: str | None, overwrite: bool) -> None:
+@json_option
+def init(user_name: str | None, user_email: str | None, overwrite: bool, as_json: bool) -> None:
     """Create a hangar repository in this git repository.
 
     Creates the git repository first when the current directory is not in
@@ -74,8 +76,12 @@ def init(user_name: str | None, user_email: str | None, overwrite: bool) -> None
                 "`git config user.name` and `git config user.email`"
             ) from None
         raise
+    git_dir = repo.git_repository().path
+    if as_json:
+        emit_json({"path": str(hdir), "git_dir": git_dir, "git_initialized": not had_git})
+        return
     if not had_git:  # as `git init` would say it: the user did not ask for it by name
-        info(f"Initialized empty Git repository in {repo.git_repository().path} (no git here yet)")
+        info(f"Initialized empty Git repository in {git_dir} (no git here yet)")
     info(f"Initialized empty hangar repository in {hdir}")
 
 
@@ -200,7 +206,6 @@ def add(
     bad one is listed. Keys are str, except with --int-keys (or into an
     arrayset of int keys), so that `export` then `add` keeps int keys ints.
     """
-    from ..io_formats import import_arrays
     from ..naming import check_arrayset_name
 
     check_arrayset_name(arrayset)
@@ -209,27 +214,73 @@ def add(
         check_branch_exists(repo, branch)
     scan = _scan(paths, recursive)
     _warn_skipped(scan.skipped)
-    n = len(scan.sources)
-    with writer(repo, branch) as co:
-        on = co.branch_name
-        if arrayset in co.arraysets:
-            keys = list(co.arraysets[arrayset].keys())
-            int_keys = int_keys or (bool(keys) and all(isinstance(k, int) for k in keys))
-        if int_keys:
-            scan.sources = [_int_key(src) for src in scan.sources]
-        with progress(n, f"Staging into {arrayset}") as update:
-            res = import_arrays(
-                co, arrayset, scan.sources, variable_shape=variable_shape, progress=update
-            )
+    previous = repo.writer_branch
+    try:
+        with writer(repo, branch) as co:
+            on = co.branch_name
+            res = _import(co, arrayset, scan.sources, int_keys, variable_shape)
+    except BaseException:
+        if branch is not None and branch != previous and repo.staged_state().diff.empty:
+            repo.checkout(write=True, branch=previous).close()  # nothing staged: move back
+        raise
     if as_json:
         emit_json({**result_json(res), "total": res.total, "branch": on})
         return
+    if on != previous:  # -b moved the staging area: say so, as checkout does
+        info(f"Switched to branch {on!r}")
     new = " (new arrayset)" if res.created else ""
     info(
         f"Staged {plural(res.total, 'array')} into {arrayset!r}{new} "
         f"on branch {on}: {res.added} added, {res.replaced} replaced"
         + (f", {res.unchanged} unchanged" if res.unchanged else "")
     )
+
+
+def _import(
+    co: WriterCheckout,
+    arrayset: str,
+    sources: list[ArraySource],
+    int_keys: bool,
+    variable_shape: bool,
+) -> ImportResult:
+    """Stage ``sources`` into ``arrayset`` (int keys where asked or where the
+    arrayset has only int keys), with a progress bar; misfits all listed first."""
+    from ..io_formats import import_arrays
+
+    if arrayset in co.arraysets:
+        keys = list(co.arraysets[arrayset].keys())
+        int_keys = int_keys or (bool(keys) and all(isinstance(k, int) for k in keys))
+    if int_keys:
+        sources = [_int_key(src) for src in sources]
+    _refuse_misfits(co, arrayset, sources, variable_shape)
+    with progress(len(sources), f"Staging into {arrayset}") as update:
+        return import_arrays(co, arrayset, sources, variable_shape=variable_shape, progress=update)
+
+
+def _refuse_misfits(
+    co: WriterCheckout, arrayset: str, sources: list[ArraySource], variable_shape: bool
+) -> None:
+    """Every array that does not fit ARRAYSET (or, for a new one, the first array),
+    listed in one error when there are several (one is import_arrays' own error)."""
+    from ..io_formats import ImportConflictError, check_fits, plan_schema
+
+    asets = co.arraysets  # (its get raises KeyError, as [] does)
+    a = asets[arrayset] if arrayset in asets else None  # noqa: SIM401
+    schema = (a.dtype, tuple(a.shape), a.variable_shape) if a is not None else None
+    problems: list[str] = []
+    for src in sources:
+        try:
+            if schema is not None:
+                check_fits([src], arrayset, *schema)
+            else:
+                plan_schema([sources[0], src], variable_shape=variable_shape)
+        except ImportConflictError as exc:
+            problems.append(one_line(str(exc)))
+    if len(problems) > 1:
+        raise CLIError(
+            f"{plural(len(problems), 'array')} do not fit (listed below); nothing staged",
+            [f"  {p}" for p in problems],
+        )
 
 
 def _int_key(src: ArraySource) -> ArraySource:

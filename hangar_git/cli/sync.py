@@ -89,6 +89,8 @@ def pull(
         return
     if how == "up to date":
         info(f"Already up to date with {tracking}")
+    elif how == "fast-forward" and before is None:  # nothing here yet: the branch starts
+        info(f"Branch {target!r} set up at {short(sha)} from {tracking}")
     elif how == "fast-forward":
         info(f"Fast-forward {target!r}: {short(before)}..{short(sha)}")
     else:

@@ -20,6 +20,11 @@ Progress = Callable[[str, int, int], None]
 _SHOWN = 20
 
 
+def _n(n: int, word: str) -> str:
+    """``1 commit``, ``2 commits``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 @dataclass(frozen=True)
 class SampleIssue:
     """One sample of one commit (or of the staging area) and what is wrong with it.
@@ -139,14 +144,16 @@ class FsckReport:
         """
         mode = "full" if self.full else "quick"
         lines = [
-            f"checked {self.commits} commits, {self.samples} sample records, "
-            f"{self.payloads} payloads ({mode} check)"
+            f"checked {_n(self.commits, 'commit')}, {_n(self.samples, 'sample record')}, "
+            f"{_n(self.payloads, 'payload')} ({mode} check)"
         ]
         if self.remote_references:
             commits = len({s.commit for s in self.remote_references})
+            n = len(self.remote_references)
             lines.append(
-                f"{len(self.remote_references)} sample records in {commits} commits "
-                "are remote references (payloads not on this machine)"
+                f"{_n(n, 'sample record')} in {_n(commits, 'commit')} "
+                f"{'is a remote reference' if n == 1 else 'are remote references'} "
+                "(payloads not on this machine)"
             )
         lines.extend(f"damaged sample: {s}" for s in self.damaged)
         lines.extend(f"damaged record: {r}" for r in self.records)

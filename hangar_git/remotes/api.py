@@ -32,6 +32,7 @@ from .transfer import (
 
 if TYPE_CHECKING:
     from ..repository import Repository
+    from .data_remote import DataRemote
 
 
 #: last transfer report per Repository object (``Repository.remote`` is made per access)
@@ -109,6 +110,15 @@ class Remotes:
         if rc.git_remote_url(self._git(), name) is None:
             raise ValueError(f"no remote named {name!r}")
         return name
+
+    def _data_remote(self, name: str, why: str = "") -> DataRemote:
+        """The data remote of ``name``, or a ValueError that says how to give it one."""
+        if rc.data_url(self._git(), name) is None:
+            raise ValueError(
+                f"remote {name!r} has no data URL{why}: set one with `git hangar remote "
+                f"set-data {name} URL` (Python: repo.remote.set_data({name!r}, URL))"
+            )
+        return steps.open_data_remote(self._repo, name)
 
     # ---- configuration -------------------------------------------------
     def add(
@@ -380,14 +390,8 @@ class Remotes:
         digests = steps.payloads_to_push(git, remote, head, heads.values(), resend)
         self.last_report = TransferReport()
         if digests:
-            if rc.data_url(git, remote) is None:
-                raise ValueError(
-                    f"remote {remote!r} has no data URL, and branch {branch!r} has payloads "
-                    f"to send: set one with `git config remote.{remote}.{rc.DATA_KEY} URL`"
-                )
-            self.last_report = upload_payloads(
-                self._repo, steps.open_data_remote(self._repo, remote), digests, progress
-            )
+            dr = self._data_remote(remote, f", and branch {branch!r} has payloads to send")
+            self.last_report = upload_payloads(self._repo, dr, digests, progress)
         if resend:  # the new data URL now holds what the remote's commits need
             rc.clear_resend(git, remote)
         if theirs != head:
@@ -481,7 +485,7 @@ class Remotes:
         steps.check_fetch_options(max_num_bytes, retrieve_all_history)
         start = self._startpoint(remote, branch, commit)
         commits, digests = steps.wanted_payloads(git, start, arrayset_names, retrieve_all_history)
-        dr = steps.open_data_remote(self._repo, remote)
+        dr = self._data_remote(remote)
         report = download_payloads(
             self._repo,
             dr,
@@ -514,7 +518,7 @@ class Remotes:
             Unknown remote, or one without a usable data URL.
         """
         self._known(remote)
-        return LazyFetcher(self._repo, remote, steps.open_data_remote(self._repo, remote))
+        return LazyFetcher(self._repo, remote, self._data_remote(remote))
 
     def default_remote(self) -> str:
         """The remote lazy reads use when none is named: ``origin``, or the only one.

@@ -194,9 +194,11 @@ def test_scripted_session_byte_for_byte(work, tmp_path):
     hangar(work, "commit", "-m", "Relabel 20, add 30", "-q")
     hangar(work, "checkout", "master")
 
-    d = json.loads(hangar(work, "diff", "master", "dev", "--json").stdout)
+    d = json.loads(hangar(work, "diff", "master", "dev", "--json", "--stat").stdout)
     assert d["merge_base"] == d["from"]
     assert d["to_side"]["samples"]["images"] == {"added": 30, "removed": 0, "mutated": 20}
+    d = json.loads(hangar(work, "diff", "master", "dev", "--json").stdout)  # the keys
+    assert [len(v) for v in d["to_side"]["samples"]["images"].values()] == [30, 0, 20]
     assert d["conflicts"]["conflict_found"] is False
 
     out = hangar(work, "merge", "dev")
