@@ -98,14 +98,12 @@ def test_no_data_url_says_how_to_set_one(tmp_path, origin, first, arrays):
 
 
 # ---- counts of one -----------------------------------------------------------------------
-def test_counts_of_one_are_singular(written_repo, tmp_path):
-    path = Path(written_repo.path)
+def test_counts_of_one_are_singular(tmp_path):
+    # in a fresh repository, so that which packs gc compacts depends on this test alone
     write_npy(tmp_path / "one", {"x": np.full((5, 7), 99, np.float32)})
-    hangar(path, "add", "aset", str(tmp_path / "one" / "x.npy"))
-    hangar(path, "reset")  # the payload of 'x' is now referenced by nothing
-    out = hangar(path, "gc").stdout.splitlines()
-    assert out[0] == "removed 1 unreferenced payload"
-    assert out[1] == "compacted 1 pack (10 live payloads moved), deleted 1 pack"
+    rng = np.random.default_rng(0)
+    four = tmp_path / "four.npz"
+    np.savez(four, **{f"k{i}": rng.random((5, 7)).astype(np.float32) for i in range(4)})
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     hangar(fresh, "init", *NAME)
@@ -113,6 +111,11 @@ def test_counts_of_one_are_singular(written_repo, tmp_path):
     hangar(fresh, "commit", "-m", "one")
     out = hangar(fresh, "fsck").stdout.splitlines()
     assert out[0] == "checked 1 commit, 1 sample record, 1 payload (quick check)"
+    hangar(fresh, "add", "one", str(four))
+    hangar(fresh, "reset")  # four payloads referenced by nothing, beside one committed
+    out = hangar(fresh, "gc").stdout.splitlines()
+    assert out[0] == "removed 4 unreferenced payloads"
+    assert out[1] == "compacted 1 pack (1 live payload moved), deleted 1 pack"
 
 
 # ---- --json on init and clone, and every field of a transfer -------------------------------
