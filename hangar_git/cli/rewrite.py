@@ -117,11 +117,12 @@ def purge(
     dry_run: bool,
     data_remote: str | None,
 ) -> None:
-    """Remove samples from every commit of every local branch.
+    """Remove samples from all history: every branch and tag.
 
-    Rewrites the history of every local branch that holds one of the KEYs
-    of ARRAYSET (or a --meta key): commit ids change, old -> new is printed
-    per branch. Then the payloads and old commits only that history needed
+    Rewrites the history of every local branch and tag that holds one of
+    the KEYs of ARRAYSET (or a --meta key): commit ids change, old -> new is
+    printed per branch and tag (--dry-run also lists every commit and
+    payload). Then the payloads and old commits only that history needed
     are deleted from this machine (reflogs of the hangar refs are expired).
     Remotes keep the old history until you run the force-push printed.
     Write a key that is all digits as i:N (int) or s:N (str).

@@ -106,14 +106,19 @@ def test_purge_from_the_shell(branched, tmp_path):
     repo = open_repo(path)
     cli(path, "merge", "dev", "--strategy", "ours")
     heads = {b: repo.branch_commit(b) for b in ("master", "dev")}
+    cli(path, "tag", "v1", "dev")
     dry = cli(path, "purge", "imgs", "d1", "--dry-run").stdout
     assert "would rewrite" in dry and {b: repo.branch_commit(b) for b in heads} == heads
+    assert f"  {heads['dev']} -> " in dry and re.search(r"^  payload [0-9a-f]{40}$", dry, re.M)
+    assert "refs/hangar/tags/v1" in dry
     out = cli(path, "purge", "imgs", "d1", "k1", "--meta", "who").stdout
     for b in ("master", "dev"):
         new = repo.branch_commit(b)
         assert new != heads[b]
         assert f"refs/hangar/heads/{b}: {heads[b][:10]} -> {new[:10]}" in out
     assert "git push <remote> +refs/hangar/heads/dev:refs/hangar/heads/dev" in out
+    assert "+refs/hangar/tags/v1:refs/hangar/tags/v1" in out and "expired the reflogs" in out
+    assert "d1" not in cli(path, "diff", "v1", "dev", "--name-only").stdout
     assert "expired the reflogs" in out and "pruned unreachable git objects" in out
     for b in ("master", "dev"):
         res = cli(path, "show", f"{b}:imgs/d1", ok=False)
