@@ -4,7 +4,8 @@ Each conflict kind of a merge (t1 added on both sides differently, t21
 removed on the branch and changed by the commit, t22 the other way round,
 t3 changed on both sides) stops a cherry-pick with nothing changed, and
 ``strategy`` resolves it; a commit that adds or removes a whole arrayset is
-picked and reverted like any change.
+picked and reverted like any change. The look at a conflicting sample
+compares one key on every side.
 """
 
 from __future__ import annotations
@@ -106,3 +107,14 @@ def test_an_arrayset_removed_on_the_branch_and_changed_by_the_commit(two):
             repo.cherry_pick(picked, strategy=strategy)
         assert err.value.conflicts["aset"].t21 == ("x",)
     assert head(repo) == before
+
+
+def test_compare_sample_reads_the_same_key_on_every_side(two):
+    """A digit string names the str key wherever some side holds it: a side
+    holding only the int key of those digits is not compared with it."""
+    repo = two
+    commit_on(repo, "master", setitem("3", v(300)), "a str key '3'")
+    cmp = repo.compare_sample("master", "dev", "x", "3")
+    assert cmp.key == "3" and cmp.a.array.tolist() == [300, 301, 302]
+    assert cmp.b.array is None and cmp.base is not None and cmp.base.array is None
+    assert repo.compare_sample("master", "dev", "x", "i:3").b.array.tolist() == [3, 4, 5]
