@@ -117,3 +117,26 @@ def test_cherry_pick_and_revert_of_a_widening_with_samples_added_since(two):
     fresh = repo.change_arrayset("img", branch="dev", shape=(8, 3))
     reverted = repo.revert(fresh, branch="dev")
     assert read(repo, reverted)[:2] == ((4, 3), True)
+
+
+def test_a_dtype_change_holds_a_batch_of_samples_in_memory_not_the_arrayset(repo):
+    import tracemalloc
+
+    n, size = 48, 1 << 20  # 48 MiB of int8 samples: 96 MiB once cast to int16
+
+    def fill(co):
+        a = co.arraysets.init_arrayset("big", shape=(size,), dtype=np.int8)
+        with a:
+            for i in range(n):
+                a[i] = np.full(size, i, np.int8)
+
+    commit_on(repo, "master", fill, "big")
+    tracemalloc.start()
+    try:
+        new = repo.change_arrayset("big", dtype=np.int16)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20, f"peak {peak >> 20} MiB"
+    with repo.checkout(commit=new) as co:
+        assert co.arraysets["big"][47].dtype == np.int16 and co.arraysets["big"][47][0] == 47
