@@ -190,7 +190,10 @@ def change_dtype(
         if new == old:
             raise ValueError(f"arrayset {arrayset!r} has dtype {old} already")
         if not force and not np.can_cast(old, new, "safe"):
-            raise ValueError(f"casting {old} to {new} can lose values: pass force=True to do it")
+            raise ValueError(
+                f"casting {old} to {new} can lose values: force it to do it anyway "
+                "(force=True; git hangar schema --force)"
+            )
         shape, variable, named = aset.shape, aset.variable_shape, aset.named_samples
         # read from the head commit while the arrayset is made again: a batch
         # of samples in memory at a time, not the arrayset

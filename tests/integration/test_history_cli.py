@@ -161,6 +161,7 @@ def test_schema_changes_from_the_shell(branched):
     cli(path, "schema", "imgs", "--rename", "pictures")
     res = cli(path, "schema", "pictures", "--dtype", "int8", ok=False)
     assert_one_line_error(res, 1, "can lose values")
+    assert "--force" in res.stderr
     cli(path, "schema", "pictures", "--dtype", "float32")
     shown = cli(path, "show", "master:pictures/k0").stdout
     assert "dtype float32" in shown and "[100., 100., 100., 100.]" in shown
