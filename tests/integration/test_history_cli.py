@@ -169,3 +169,19 @@ def test_schema_changes_from_the_shell(branched):
     assert_one_line_error(res, 1, "raised")
     assert cli(path, "schema", "pictures", "--max-shape", "x", ok=False).returncode == 2
     assert "imgs['k0'] at dev" in cli(path, "show", "dev:imgs/k0").stdout  # dev keeps its schema
+
+
+def test_merge_of_a_widened_schema_with_samples_added_on_the_other_branch(branched):
+    path = Path(branched.path)
+    cli(path, "checkout", "dev")
+    cli(path, "schema", "imgs", "--variable-shape", "--max-shape", "8")
+    diff = cli(path, "diff", "master", "dev").stdout
+    assert "schema changed: imgs: 1 added, 1 mutated" in diff
+    assert "arrayset 'imgs'" not in diff and "Conflicts a merge would meet (1)" in diff  # k0 only
+    cli(path, "checkout", "master")
+    out = cli(path, "merge", "dev", "--strategy", "ours").stdout  # k0: changed on both
+    assert out.startswith("Merged 'dev' into 'master'"), out
+    summary = cli(path, "summary").stdout
+    assert "schema_is_var: True" in summary and "schema_max_shape: (8,)" in summary
+    assert "[7, 7, 7, 7]" in cli(path, "show", "master:imgs/d1").stdout
+    assert "[100, 100, 100, 100]" in cli(path, "show", "master:imgs/k0").stdout
