@@ -185,3 +185,32 @@ def test_merge_of_a_widened_schema_with_samples_added_on_the_other_branch(branch
     assert "schema_is_var: True" in summary and "schema_max_shape: (8,)" in summary
     assert "[7, 7, 7, 7]" in cli(path, "show", "master:imgs/d1").stdout
     assert "[100, 100, 100, 100]" in cli(path, "show", "master:imgs/k0").stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("diff", "master", "dev", "--key", "imgs/k0"), ("cherry-pick", "dev"), ("revert", "master")],
+)
+def test_a_history_tool_imports_no_remote_code(branched, tmp_path, args):
+    """Each tool imports its own module of ``hangar_git.history_tools``, not
+    the data-remote purge (the remotes and fsspec: a third of a second)."""
+    import sys
+
+    probe = (  # runs git-hangar ARGS, then prints the modules imported by then
+        "import atexit, runpy, sys\n"
+        "atexit.register(lambda: print('\\n'.join(sys.modules)))\n"
+        "del sys.argv[0]\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    )
+    script = Path(__file__).resolve().parents[2] / "git-hangar"
+    res = subprocess.run(
+        [sys.executable, "-c", probe, str(script), "-q", *args],
+        cwd=branched.path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    mods = set(res.stdout.split())
+    assert "hangar_git.history_tools" in mods
+    never = {"fsspec", "hangar_git.remotes", "hangar_git.history_tools.remote_purge"}
+    assert not never & mods, never & mods
