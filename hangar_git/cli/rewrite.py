@@ -27,8 +27,11 @@ _MESSAGE = click.option("-m", "--message", "message", metavar="MSG", help="Messa
 def _conflict(what: str, conflicts: Any, strategy: str | None) -> CLIError:
     n = len(conflict_lines(conflicts, limit=None))
     hint = "resolve them, or run it with --strategy ours|theirs"
+    others = conflicts["meta"].conflict or any(c.conflict for c in conflicts["sample"].values())
     if strategy is not None:
         hint = f"--strategy {strategy} never resolves arrayset (schema) conflicts"
+    elif conflicts["aset"].conflict and not others:
+        hint = "no --strategy resolves arrayset (schema) conflicts: make the same change here first"
     return CLIError(
         f"{what} aborted, nothing changed: {n} conflict{'s' if n != 1 else ''} ({hint})",
         conflict_lines(conflicts, limit=50),

@@ -214,3 +214,13 @@ def test_a_history_tool_imports_no_remote_code(branched, tmp_path, args):
     assert "hangar_git.history_tools" in mods
     never = {"fsspec", "hangar_git.remotes", "hangar_git.history_tools.remote_purge"}
     assert not never & mods, never & mods
+
+
+def test_an_arrayset_conflict_says_no_strategy_resolves_it(branched):
+    path = Path(branched.path)
+    _, second = branched.dev_commits  # adds d1 under the fixed shape
+    cli(path, "schema", "imgs", "--dtype", "int32")
+    res = cli(path, "cherry-pick", second, ok=False)
+    head = res.stderr.splitlines()[0]
+    assert "no --strategy resolves arrayset (schema) conflicts" in head, res.stderr
+    assert "arrayset 'imgs'" in res.stderr
