@@ -189,11 +189,17 @@ def test_merge_of_a_widened_schema_with_samples_added_on_the_other_branch(branch
 
 @pytest.mark.parametrize(
     "args",
-    [("diff", "master", "dev", "--key", "imgs/k0"), ("cherry-pick", "dev"), ("revert", "master")],
+    [
+        ("diff", "master", "dev", "--key", "imgs/k0"),
+        ("cherry-pick", "dev"),
+        ("revert", "master"),
+        ("purge", "imgs", "k1"),
+    ],
 )
 def test_a_history_tool_imports_no_remote_code(branched, tmp_path, args):
     """Each tool imports its own module of ``hangar_git.history_tools``, not
-    the data-remote purge (the remotes and fsspec: a third of a second)."""
+    the data-remote purge (the remotes and fsspec: a third of a second),
+    which a purge imports only with --data-remote."""
     import sys
 
     probe = (  # runs git-hangar ARGS, then prints the modules imported by then
