@@ -230,3 +230,20 @@ def test_an_arrayset_conflict_says_no_strategy_resolves_it(branched):
     head = res.stderr.splitlines()[0]
     assert "no --strategy resolves arrayset (schema) conflicts" in head, res.stderr
     assert "arrayset 'imgs'" in res.stderr
+
+
+def test_revert_conflict_from_the_shell(branched):
+    path = Path(branched.path)
+    first, _ = branched.dev_commits  # dev: k0 -> 200
+    co = branched.checkout(write=True, branch="dev")
+    co.arraysets["imgs"]["k0"] = fill(300)
+    co.commit("dev k0 again")
+    co.close()
+    cli(path, "checkout", "dev")
+    before = open_repo(path).branch_commit("dev")
+    res = cli(path, "revert", first, ok=False)
+    assert res.returncode == 1 and res.stderr.startswith(f"error: revert of {first[:8]}")
+    assert "  sample imgs['k0']: changed on both sides to different values (t3)" in res.stderr
+    assert open_repo(path).branch_commit("dev") == before
+    cli(path, "revert", first, "--strategy", "theirs")
+    assert "[0, 0, 0, 0]" in cli(path, "show", "dev:imgs/k0").stdout  # as before `first`
