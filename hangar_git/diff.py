@@ -24,7 +24,10 @@ kinds:
 
 Arrayset schemas follow the same rules, a side's arrayset counting as changed
 when its schema or its samples changed; where both sides keep the arrayset,
-they conflict only when their schemas differ.
+they conflict only when their schemas differ, unless one side alone changed
+the schema to one that holds every sample the base's holds (a raised maximum
+shape, fixed made variable-shape): the merge keeps that schema and the other
+side's samples, which fit it (:func:`merged_schema`).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from .naming import Key, decode_key
 from .records import changelog
 from .records.snapshot import commit_tree
 from .records.validate import ensure_trusted
-from .records.walk import AsetState, Roots, Trees, Triple, sample_triples
+from .records.walk import AsetState, Oid, Roots, Trees, Triple, sample_triples
 
 if TYPE_CHECKING:
     from .records.view import StagedView
@@ -245,8 +248,12 @@ def conflict_records(conf: Mapping[str, list]) -> ConflictRecords:
     return ConflictRecords(t[0], t[1], t[2], t[3], any(t))
 
 
-def aset_conflict(a: AsetState, m: AsetState, d: AsetState) -> str | None:
-    """Conflict of an arrayset as a whole: existence and schema."""
+def aset_conflict(trees: Trees, a: AsetState, m: AsetState, d: AsetState) -> str | None:
+    """Conflict of an arrayset as a whole: existence and schema.
+
+    Where both sides changed an arrayset both keep, they conflict (t3) when
+    their schemas differ, unless :func:`merged_schema` finds one to keep.
+    """
     if m.entry == a.entry or d.entry == a.entry or m.entry == d.entry:
         return None
     if a.entry is None:
@@ -255,7 +262,43 @@ def aset_conflict(a: AsetState, m: AsetState, d: AsetState) -> str | None:
         return "t21"
     if d.entry is None:
         return "t22"
-    return "t3" if m.schema != d.schema else None
+    return "t3" if merged_schema(trees, a, m, d) is None else None
+
+
+def merged_schema(trees: Trees, a: AsetState, m: AsetState, d: AsetState) -> Oid:
+    """Schema blob a merge keeps for an arrayset both sides hold and changed.
+
+    The common one when both sides have the same schema. When only one side
+    changed the schema (the other kept the base's, and may have added or
+    changed samples under it), that side's new schema when it holds every
+    sample the base's schema holds (same dtype, rank and naming; a maximum
+    shape no smaller: see :func:`schema_holds`): the other side's samples
+    fit it. Otherwise None: a conflict (a narrowed schema, a new dtype, or
+    two different schema changes).
+    """
+    if m.schema == d.schema:
+        return m.schema
+    if a.schema is None or m.schema is None or d.schema is None:
+        return None
+    if d.schema == a.schema:
+        changed = m.schema
+    elif m.schema == a.schema:
+        changed = d.schema
+    else:
+        return None
+    return changed if schema_holds(trees, changed, a.schema) else None
+
+
+def schema_holds(trees: Trees, wide: bytes, narrow: bytes) -> bool:
+    """True when every sample schema blob ``narrow`` accepts, ``wide`` accepts."""
+    from .schema import ArraysetSchema
+
+    w, n = (ArraysetSchema.from_json(trees.raw(o).decode()) for o in (wide, narrow))
+    if (w.dtype, w.named_samples, len(w.shape)) != (n.dtype, n.named_samples, len(n.shape)):
+        return False
+    if not w.variable_shape:
+        return not n.variable_shape and w.shape == n.shape
+    return all(nd <= wd for nd, wd in zip(n.shape, w.shape, strict=True))
 
 
 def changed_differently(sts: tuple[AsetState, AsetState, AsetState]) -> bool:
@@ -307,11 +350,13 @@ def diff3(
         for i, s in enumerate((m, d)):
             if s.entry != a.entry:
                 side_aset[i].add(name, a.schema, s.schema)
-        kind = aset_conflict(a, m, d)
+        kind = aset_conflict(trees, a, m, d)
         if kind is not None:
             aset_conf[kind].append(name)
         elif m.entry == a.entry and d.entry != a.entry:
             inc_aset.add(name, m.schema, d.schema)
+        elif changed_differently((a, m, d)) and a.entry is not None and m.entry is not None:
+            inc_aset.add(name, m.schema, merged_schema(trees, a, m, d))  # dev's new schema
         triples = _logged_triples(logs, name, (a, m, d)) if logs is not None else None
         if triples is None:
             triples = sample_triples(trees, (a.samples, m.samples, d.samples))

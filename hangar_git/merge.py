@@ -26,6 +26,7 @@ from .diff import (
     conflict_records,
     conflicts_dict,
     merge_base,
+    merged_schema,
 )
 from .diffref import reference_conflicts
 from .errors import MergeConflictError
@@ -236,7 +237,7 @@ def _plan_asets(trees: Trees, roots: Roots) -> _AsetsMerge:
     """Plan the merge of the arraysets of ``roots`` (reads only)."""
     out = _AsetsMerge()
     for name, (a, m, d) in roots.asets.items():
-        kind = aset_conflict(a, m, d)
+        kind = aset_conflict(trees, a, m, d)
         if kind is not None:
             out.conflicts[kind].append(name)
         if d.entry == a.entry or d.entry == m.entry:
@@ -294,8 +295,11 @@ def _write_asets(
     for name, plan in asets.plans.items():
         plan.resolve(strategy)
         samples = plan.write(trees)
-        _, m, d = roots.asets[name]
+        a, m, d = roots.asets[name]
         tree = dict(trees.tree(m.entry if m.entry is not None else d.entry))
+        schema = merged_schema(trees, a, m, d)  # one side's widened schema, or the common one
+        assert schema is not None  # else an arrayset conflict: no plan
+        tree["schema"] = (MODE_BLOB, schema)
         if samples is None:
             tree.pop("samples", None)
         else:

@@ -230,7 +230,7 @@ class RepositoryHistory(RepositoryRefs):
         WriterLockError
             (a PermissionError) While a write checkout is open.
         """
-        from .history_tools import drop_purged, purge_data_remote, purge_records
+        from .history_tools import drop_purged, purge_records
 
         if data_remote is not None:
             self._whole().remote.fetcher(data_remote)  # no such remote: refused before any change
@@ -241,6 +241,8 @@ class RepositoryHistory(RepositoryRefs):
         if not dry_run and report.commits:
             drop_purged(self._whole(), report)
         if data_remote is not None:
+            from .history_tools import purge_data_remote  # the remotes: only when asked
+
             gone = report.payloads - report.payloads_kept
             report.data_remote = purge_data_remote(
                 self._whole(), data_remote, gone, dry_run=dry_run

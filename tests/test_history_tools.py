@@ -305,6 +305,63 @@ def test_purge_removes_the_key_from_all_history(history):
     assert "refs/hangar/heads/master:" in text and "git push <remote>" in text
 
 
+def test_purge_rewrites_tags_expires_reflogs_and_prints_their_force_push(history):
+    repo = history
+    git = repo.git_repository()
+    tagged = str(git[repo.branch_commit("dev")].id)  # "dev 3": holds alice
+    repo.create_tag("with-alice", tagged)
+    plain = str(git[_all_commits(repo)[-1]].id)  # the first commit: no alice
+    repo.create_tag("v0", plain)
+    report = repo.purge("x", ["alice"], meta_keys=["alice-email"])
+    moved = report.refs["refs/hangar/tags/with-alice"]
+    assert moved[0] == tagged and moved[1] == report.commits[tagged]
+    assert "refs/hangar/tags/v0" not in report.refs  # nothing to rewrite there
+    assert repo.list_tags()["v0"] == plain
+    got = records(repo, repo.list_tags()["with-alice"])
+    assert "alice" not in got["x"] and "alice-email" not in got["meta"]
+    assert got["x"][3] == (33, 34, 35)
+    # git refuses to expire a ref with no reflog (a tag): the others still are
+    assert any(line.startswith("expired the reflogs of") for line in report.git), report.git
+    res = subprocess.run(
+        ["git", "--git-dir", str(git.path), "reflog", "show", "--all"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert not any(old[:7] in res.stdout for old in report.commits)
+    fresh = pygit2.Repository(git.path)
+    assert all(fresh.get(old) is None for old in report.commits)
+    (push,) = report.push_commands()
+    assert "+refs/hangar/tags/with-alice:refs/hangar/tags/with-alice" in push
+    assert "+refs/hangar/heads/dev:refs/hangar/heads/dev" in push and "v0" not in push
+    assert repo.verify(full=True).ok
+
+
+def test_purge_dry_run_lists_the_commits_and_payloads(history):
+    repo = history
+    before = _all_commits(repo)
+    dry = repo.purge("x", ["alice"], dry_run=True)
+    text = dry.summary()
+    assert len(dry.commits) >= 4 and len(dry.payloads) == 2
+    for old, new in dry.commits.items():
+        assert f"  {old} -> {new}" in text
+    for digest in dry.payloads:
+        assert f"  payload {digest.hex()}" in text
+    assert _all_commits(repo) == before
+    done = repo.purge("x", ["alice"]).summary()
+    assert " -> " in done and not any(d.hex() in done for d in dry.payloads)  # refs only
+
+
+def test_purge_of_metadata_alone(base):
+    repo = base
+    commit_on(repo, "master", lambda co: co.metadata.__setitem__("secret", "s"), "secret")
+    commit_on(repo, "master", lambda co: co.arraysets["x"].__setitem__(5, v(50)), "after")
+    report = repo.purge(None, meta_keys=["secret"])
+    assert len(report.commits) == 2 and not report.payloads
+    got = records(repo, repo.branch_commit("master"))
+    assert "secret" not in got["meta"] and got["x"][5] == (50, 51, 52)
+
+
 def test_purge_keeps_a_payload_other_samples_hold(base):
     repo = base
     commit_on(repo, "master", lambda co: co.arraysets["x"].__setitem__("copy", v(3)))

@@ -27,8 +27,11 @@ _MESSAGE = click.option("-m", "--message", "message", metavar="MSG", help="Messa
 def _conflict(what: str, conflicts: Any, strategy: str | None) -> CLIError:
     n = len(conflict_lines(conflicts, limit=None))
     hint = "resolve them, or run it with --strategy ours|theirs"
+    others = conflicts["meta"].conflict or any(c.conflict for c in conflicts["sample"].values())
     if strategy is not None:
         hint = f"--strategy {strategy} never resolves arrayset (schema) conflicts"
+    elif conflicts["aset"].conflict and not others:
+        hint = "no --strategy resolves arrayset (schema) conflicts: make the same change here first"
     return CLIError(
         f"{what} aborted, nothing changed: {n} conflict{'s' if n != 1 else ''} ({hint})",
         conflict_lines(conflicts, limit=50),
@@ -117,11 +120,12 @@ def purge(
     dry_run: bool,
     data_remote: str | None,
 ) -> None:
-    """Remove samples from every commit of every local branch.
+    """Remove samples from all history: every branch and tag.
 
-    Rewrites the history of every local branch that holds one of the KEYs
-    of ARRAYSET (or a --meta key): commit ids change, old -> new is printed
-    per branch. Then the payloads and old commits only that history needed
+    Rewrites the history of every local branch and tag that holds one of
+    the KEYs of ARRAYSET (or a --meta key): commit ids change, old -> new is
+    printed per branch and tag (--dry-run also lists every commit and
+    payload). Then the payloads and old commits only that history needed
     are deleted from this machine (reflogs of the hangar refs are expired).
     Remotes keep the old history until you run the force-push printed.
     Write a key that is all digits as i:N (int) or s:N (str).

@@ -20,11 +20,44 @@ look at one sample on both sides of a conflict.
 
 from __future__ import annotations
 
-from .apply import cherry_pick, revert
-from .inspect import SampleComparison, SampleSide, compare_sample
-from .purge import PurgeReport, drop_purged, purge_records
-from .remote_purge import RemotePurge, purge_data_remote
-from .schema_change import change_dtype, change_schema, evolved_schema
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .apply import cherry_pick, revert
+    from .inspect import SampleComparison, SampleSide, compare_sample
+    from .purge import PurgeReport, drop_purged, purge_records
+    from .remote_purge import RemotePurge, purge_data_remote
+    from .schema_change import change_dtype, change_schema, evolved_schema
+
+#: name -> the submodule defining it: each is imported when first asked for,
+#: so a command using one tool (``diff --key``) does not import the others
+#: (the data-remote purge imports the remotes and fsspec)
+_WHERE = {
+    "cherry_pick": "apply",
+    "revert": "apply",
+    "SampleComparison": "inspect",
+    "SampleSide": "inspect",
+    "compare_sample": "inspect",
+    "PurgeReport": "purge",
+    "drop_purged": "purge",
+    "purge_records": "purge",
+    "RemotePurge": "remote_purge",
+    "purge_data_remote": "remote_purge",
+    "change_dtype": "schema_change",
+    "change_schema": "schema_change",
+    "evolved_schema": "schema_change",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "PurgeReport",

@@ -241,6 +241,13 @@ def compare_sample(
     held = [k for _, k in found if k is not None]
     if not held:
         raise LookupError(f"no sample {key!r} of arrayset {arrayset!r} at {a}, {b} or their base")
+    chosen = min(held, key=keys.index)  # the str key where a side holds it, on every side
+    if any(k is not None and k != chosen for _, k in found):
+        found = [
+            (side, k) if k == chosen else _side(repo, side.label, side.commit, arrayset, [chosen])
+            for side, k in found
+        ]
+        held = [chosen]
     base = found[2][0] if base_oid is not None else None
     return SampleComparison(arrayset, held[0], found[0][0], found[1][0], base)
 

@@ -51,6 +51,7 @@ from ..records.layout import MODE_TREE, parse_tree, serialize_tree
 from ..records.objpack import held_objects, publish
 from ..records.snapshot import SampleRecords
 from ..records.validate import ensure_trusted
+from ..refs import TAGS
 
 if TYPE_CHECKING:
     from ..gc import GcReport
@@ -107,9 +108,9 @@ class PurgeReport:
     data_remote: RemotePurge | None = None
 
     def push_commands(self) -> list[str]:
-        """The force-pushes that rewrite the moved branches on each git remote
-        of this repository (``<remote>`` when it has none)."""
-        heads = [r for r in sorted(self.refs) if r.startswith(HEADS)]
+        """The force-pushes that rewrite the moved branches and tags on each
+        git remote of this repository (``<remote>`` when it has none)."""
+        heads = [r for r in sorted(self.refs) if r.startswith((HEADS, TAGS))]
         specs = " ".join(f"+{r}:{r}" for r in heads)
         if not specs:
             return []
@@ -124,8 +125,14 @@ class PurgeReport:
             lines.append(f"  {ref}: {old[:10]} -> {new[:10]}")
         for ref in self.remote_refs:
             lines.append(f"  {ref}: {would}delete (fetch it again after the force-push)")
+        if self.dry_run and self.commits:
+            lines.append("commits that would be rewritten (old -> new, parents first):")
+            lines.extend(f"  {old} -> {new}" for old, new in self.commits.items())
         n = len(self.payloads)
         lines.append(f"the purged samples named {n} payload{'s' if n != 1 else ''}")
+        if self.dry_run and self.payloads:
+            lines.append("  removed unless another sample holds the same data:")
+            lines.extend(f"  payload {d.hex()}" for d in sorted(self.payloads))
         if self.payloads_kept:
             lines.append(f"  {len(self.payloads_kept)} stay: other samples hold the same data")
         lines.extend(self.git)
@@ -397,15 +404,19 @@ def drop_purged(repo: Repository, report: PurgeReport) -> None:
     lock = repo.acquire_writer_lock()
     try:
         names = sorted(n for n in git.references if n.startswith(HANGAR_REFS))
-        why = _git(git, "reflog", "expire", "--expire=now", "--expire-unreachable=now", *names)
+        # a ref with no reflog (a tag) has nothing to expire, and git refuses it
+        logged = [n for n in names if any(True for _ in git.references[n].log())]
+        why = None
+        if logged:
+            why = _git(git, "reflog", "expire", "--expire=now", "--expire-unreachable=now", *logged)
         if why is None:
-            for name in names:  # one entry again: repair finds the head there
+            for name in logged:  # one entry again: repair finds the head there
                 target = ref_commit(git, name)
                 if target is not None:
                     git.create_reference_direct(
                         name, pygit2.Oid(hex=target), True, message="hangar purge: reflog expired"
                     )
-            report.git.append(f"expired the reflogs of {len(names)} hangar refs")
+            report.git.append(f"expired the reflogs of {len(logged)} hangar refs")
         else:
             report.git.append(f"reflogs not expired ({why}): the old commits stay reachable")
     finally:

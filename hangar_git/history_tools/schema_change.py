@@ -156,7 +156,8 @@ def change_dtype(
     """Commit arrayset ``arrayset`` with every sample cast to ``dtype``.
 
     The arrayset is made again with the new dtype (its shape and flags
-    kept) and every sample written cast, through a write checkout.
+    kept) and every sample written cast, through a write checkout, read in
+    batches from the branch head (memory holds a batch, not the arrayset).
 
     Parameters
     ----------
@@ -189,17 +190,23 @@ def change_dtype(
         if new == old:
             raise ValueError(f"arrayset {arrayset!r} has dtype {old} already")
         if not force and not np.can_cast(old, new, "safe"):
-            raise ValueError(f"casting {old} to {new} can lose values: pass force=True to do it")
+            raise ValueError(
+                f"casting {old} to {new} can lose values: force it to do it anyway "
+                "(force=True; git hangar schema --force)"
+            )
         shape, variable, named = aset.shape, aset.variable_shape, aset.named_samples
-        samples = {k: aset[k].astype(new) for k in aset}
-        staged = True
-        co.arraysets.remove_aset(arrayset)
-        made = co.arraysets.init_arrayset(
-            arrayset, shape, new, named_samples=named, variable_shape=variable
-        )
-        with made:
-            for k, v in samples.items():
-                made[k] = v
+        # read from the head commit while the arrayset is made again: a batch
+        # of samples in memory at a time, not the arrayset
+        with repo.checkout(commit=co.commit_hash) as head:
+            source = head.arraysets[arrayset]
+            staged = True
+            co.arraysets.remove_aset(arrayset)
+            made = co.arraysets.init_arrayset(
+                arrayset, shape, new, named_samples=named, variable_shape=variable
+            )
+            with made:
+                for k, v in source.items():
+                    made[k] = v.astype(new)
         return co.commit(message or f"Arrayset {arrayset!r}: dtype {old} -> {new}")
     except BaseException:
         if staged:  # nothing half-done stays staged

@@ -106,14 +106,19 @@ def test_purge_from_the_shell(branched, tmp_path):
     repo = open_repo(path)
     cli(path, "merge", "dev", "--strategy", "ours")
     heads = {b: repo.branch_commit(b) for b in ("master", "dev")}
+    cli(path, "tag", "v1", "dev")
     dry = cli(path, "purge", "imgs", "d1", "--dry-run").stdout
     assert "would rewrite" in dry and {b: repo.branch_commit(b) for b in heads} == heads
+    assert f"  {heads['dev']} -> " in dry and re.search(r"^  payload [0-9a-f]{40}$", dry, re.M)
+    assert "refs/hangar/tags/v1" in dry
     out = cli(path, "purge", "imgs", "d1", "k1", "--meta", "who").stdout
     for b in ("master", "dev"):
         new = repo.branch_commit(b)
         assert new != heads[b]
         assert f"refs/hangar/heads/{b}: {heads[b][:10]} -> {new[:10]}" in out
     assert "git push <remote> +refs/hangar/heads/dev:refs/hangar/heads/dev" in out
+    assert "+refs/hangar/tags/v1:refs/hangar/tags/v1" in out and "expired the reflogs" in out
+    assert "d1" not in cli(path, "diff", "v1", "dev", "--name-only").stdout
     assert "expired the reflogs" in out and "pruned unreachable git objects" in out
     for b in ("master", "dev"):
         res = cli(path, "show", f"{b}:imgs/d1", ok=False)
@@ -156,6 +161,7 @@ def test_schema_changes_from_the_shell(branched):
     cli(path, "schema", "imgs", "--rename", "pictures")
     res = cli(path, "schema", "pictures", "--dtype", "int8", ok=False)
     assert_one_line_error(res, 1, "can lose values")
+    assert "--force" in res.stderr
     cli(path, "schema", "pictures", "--dtype", "float32")
     shown = cli(path, "show", "master:pictures/k0").stdout
     assert "dtype float32" in shown and "[100., 100., 100., 100.]" in shown
@@ -163,3 +169,81 @@ def test_schema_changes_from_the_shell(branched):
     assert_one_line_error(res, 1, "raised")
     assert cli(path, "schema", "pictures", "--max-shape", "x", ok=False).returncode == 2
     assert "imgs['k0'] at dev" in cli(path, "show", "dev:imgs/k0").stdout  # dev keeps its schema
+
+
+def test_merge_of_a_widened_schema_with_samples_added_on_the_other_branch(branched):
+    path = Path(branched.path)
+    cli(path, "checkout", "dev")
+    cli(path, "schema", "imgs", "--variable-shape", "--max-shape", "8")
+    diff = cli(path, "diff", "master", "dev").stdout
+    assert "schema changed: imgs: 1 added, 1 mutated" in diff
+    assert "arrayset 'imgs'" not in diff and "Conflicts a merge would meet (1)" in diff  # k0 only
+    cli(path, "checkout", "master")
+    out = cli(path, "merge", "dev", "--strategy", "ours").stdout  # k0: changed on both
+    assert out.startswith("Merged 'dev' into 'master'"), out
+    summary = cli(path, "summary").stdout
+    assert "schema_is_var: True" in summary and "schema_max_shape: (8,)" in summary
+    assert "[7, 7, 7, 7]" in cli(path, "show", "master:imgs/d1").stdout
+    assert "[100, 100, 100, 100]" in cli(path, "show", "master:imgs/k0").stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("diff", "master", "dev", "--key", "imgs/k0"),
+        ("cherry-pick", "dev"),
+        ("revert", "master"),
+        ("purge", "imgs", "k1"),
+    ],
+)
+def test_a_history_tool_imports_no_remote_code(branched, tmp_path, args):
+    """Each tool imports its own module of ``hangar_git.history_tools``, not
+    the data-remote purge (the remotes and fsspec: a third of a second),
+    which a purge imports only with --data-remote."""
+    import sys
+
+    probe = (  # runs git-hangar ARGS, then prints the modules imported by then
+        "import atexit, runpy, sys\n"
+        "atexit.register(lambda: print('\\n'.join(sys.modules)))\n"
+        "del sys.argv[0]\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    )
+    script = Path(__file__).resolve().parents[2] / "git-hangar"
+    res = subprocess.run(
+        [sys.executable, "-c", probe, str(script), "-q", *args],
+        cwd=branched.path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    mods = set(res.stdout.split())
+    assert "hangar_git.history_tools" in mods
+    never = {"fsspec", "hangar_git.remotes", "hangar_git.history_tools.remote_purge"}
+    assert not never & mods, never & mods
+
+
+def test_an_arrayset_conflict_says_no_strategy_resolves_it(branched):
+    path = Path(branched.path)
+    _, second = branched.dev_commits  # adds d1 under the fixed shape
+    cli(path, "schema", "imgs", "--dtype", "int32")
+    res = cli(path, "cherry-pick", second, ok=False)
+    head = res.stderr.splitlines()[0]
+    assert "no --strategy resolves arrayset (schema) conflicts" in head, res.stderr
+    assert "arrayset 'imgs'" in res.stderr
+
+
+def test_revert_conflict_from_the_shell(branched):
+    path = Path(branched.path)
+    first, _ = branched.dev_commits  # dev: k0 -> 200
+    co = branched.checkout(write=True, branch="dev")
+    co.arraysets["imgs"]["k0"] = fill(300)
+    co.commit("dev k0 again")
+    co.close()
+    cli(path, "checkout", "dev")
+    before = open_repo(path).branch_commit("dev")
+    res = cli(path, "revert", first, ok=False)
+    assert res.returncode == 1 and res.stderr.startswith(f"error: revert of {first[:8]}")
+    assert "  sample imgs['k0']: changed on both sides to different values (t3)" in res.stderr
+    assert open_repo(path).branch_commit("dev") == before
+    cli(path, "revert", first, "--strategy", "theirs")
+    assert "[0, 0, 0, 0]" in cli(path, "show", "dev:imgs/k0").stdout  # as before `first`

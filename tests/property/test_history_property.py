@@ -5,7 +5,9 @@
 - reverting a commit and then the revert gives back the records before;
   reverting the head gives its parent's records;
 - a purge leaves every other key's history unchanged: each commit, mapped
-  to its rewritten self, holds the same records but the purged key.
+  to its rewritten self, holds the same records but the purged key;
+- a schema widened on one side merges with any sample changes of the other
+  side: the wider schema and the three-way merge of the samples.
 
 Change sets are those of the merge property (samples, metadata, arrayset
 removal, re-creation with another schema, creation).
@@ -173,5 +175,67 @@ def test_a_purge_leaves_every_other_keys_history_unchanged():
                 if report.commits.get(old, old) == old:
                     assert key not in model["asets"].get("x", (None, {}))[1]
             assert repo.verify().ok
+
+    check()
+
+
+def test_a_widened_schema_merges_with_any_sample_changes_of_the_other_side(tmp_path):
+    """One side widens the schema (fixed (2,) made variable up to (m,)) and may
+    add longer samples; the other adds, changes and removes samples under
+    the old schema. The merge never conflicts on the arrayset: it holds the
+    wider schema and the three-way merge of both sides' samples."""
+    import numpy as np
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        repo = Repository(tmp_path, exists=False)
+    repo.init(user_name="Prop", user_email="prop@example.org")
+    co = repo.checkout(write=True)
+    w = co.arraysets.init_arrayset("w", shape=(2,), dtype=np.int8)
+    for k in range(6):
+        w[k] = np.full(2, k, np.int8)
+    base = co.commit("base")
+    co.close()
+    counter = itertools.count()
+    ops = st.dictionaries(st.integers(0, 9), st.one_of(st.none(), st.integers(-50, 50)), max_size=6)
+
+    @settings(SETTINGS, max_examples=25)
+    @given(
+        on_old=ops,
+        on_new=st.dictionaries(st.integers(10, 14), st.integers(1, 5), max_size=3),
+        widest=st.integers(5, 9),
+        widen_dev=st.booleans(),
+    )
+    def check(on_old: dict, on_new: dict, widest: int, widen_dev: bool) -> None:
+        i = next(counter)
+        wide, old = (f"d{i}", f"m{i}") if widen_dev else (f"m{i}", f"d{i}")
+        for b in (wide, old):
+            repo.create_branch(b, base_commit=base)
+        repo.change_arrayset("w", branch=wide, variable_shape=True, shape=(widest,))
+        want = {k: [k, k] for k in range(6)}
+        co = repo.checkout(write=True, branch=old)
+        for k, val in on_old.items():
+            if val is None:
+                if k in co.arraysets["w"]:
+                    del co.arraysets["w"][k]
+                want.pop(k, None)
+            else:
+                co.arraysets["w"][k] = np.full(2, val, np.int8)
+                want[k] = [val, val]
+        if co.diff.status() == "DIRTY":
+            co.commit("old schema")
+        co.close()
+        co = repo.checkout(write=True, branch=wide)
+        for k, n in on_new.items():  # keys the other side never touches
+            co.arraysets["w"][k] = np.full(n, k, np.int8)
+            want[k] = [k] * n
+        if on_new:
+            co.commit("new schema")
+        co.close()
+        merged = repo.merge("merge", f"m{i}", f"d{i}")
+        with repo.checkout(commit=merged) as rc:
+            a = rc.arraysets["w"]
+            assert (a.variable_shape, a.shape) == (True, (widest,))
+            assert {k: a[k].tolist() for k in a} == want
 
     check()
