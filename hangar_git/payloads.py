@@ -472,6 +472,35 @@ class PayloadAccess:
                 )
             out[i] = a
 
+    def read_range_into(self, aset: str, keys: range, out: np.ndarray) -> bool:
+        """:meth:`read_into` of the int keys ``keys`` (a range of keys >= 0) of
+        a read checkout's arrayset keyed ``0 .. n-1``, with no key encoded nor
+        looked up one by one: their digests are taken from the records'
+        :class:`KeyTable` by position. False (``out`` untouched) when it does
+        not apply (a write checkout, other keys, a key past the end, absent
+        or large payloads): read them with :meth:`read_into`."""
+        if self.writer is not None or not len(keys) or keys.start < 0 or keys.step < 1:
+            return False
+        base = self.view.base_samples(aset)
+        if base is None:
+            return False
+        table = base.key_table()
+        order = table.dense_order()
+        if order is None or keys[-1] >= len(order):
+            return False
+        pos = order[keys.start : keys.stop : keys.step]
+        joined = np.frombuffer(table.digests, f"V{DIGEST_SIZE}")[pos].tobytes()
+        found, e = self.reader.lookup_joined(joined)
+        if not found.all():
+            return False
+        try:
+            done = self.reader.gather_into(e, out)
+        except IntegrityError:
+            return False  # the careful path re-locates or reports it
+        if done:
+            self.view.check_payload(aset, f"i:{keys[0]}", out[0])  # one kind for all
+        return done
+
     def _lookup_dedup(self, digests: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`PackReader.lookup`, each distinct digest searched once."""
         n = len(digests)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +66,7 @@ class KeyTable:
     digests: bytes
     ints: np.ndarray | None
     names: bytes | None
+    _order: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.digests) // DIGEST
@@ -90,15 +91,18 @@ class KeyTable:
     def dense_order(self) -> np.ndarray | None:
         """When the keys are exactly the ints ``0 .. n-1``: the tree position of
         each key, in key order; else None."""
+        if self._order is not None:
+            return self._order if len(self._order) == len(self) else None
         ints = self.ints
         n = len(self)
-        if ints is None or not n or int(ints.min()) != 0 or int(ints.max()) != n - 1:
-            return None
-        if np.bincount(ints, minlength=n).max() != 1:  # a key twice: not a permutation
-            return None
-        order = np.empty(n, np.intp)
-        order[ints] = np.arange(n)
-        return order
+        order = np.empty(0, np.intp)  # not dense
+        dense = ints is not None and n and int(ints.min()) == 0 and int(ints.max()) == n - 1
+        # no key twice among 0 .. n-1: a permutation
+        if dense and np.bincount(ints, minlength=n).max() == 1:  # type: ignore[arg-type]
+            order = np.empty(n, np.intp)
+            order[ints] = np.arange(n)
+        self._order = order
+        return order if len(order) == n else None
 
     @classmethod
     def from_dict(cls, flat: dict[str, bytes]) -> KeyTable:

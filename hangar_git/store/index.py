@@ -323,10 +323,7 @@ def lookup_runs(
     out = np.zeros(n, ENTRY)
     if not n or not runs:
         return found, out
-    if isinstance(digests, bytes):
-        joined = digests
-    else:
-        joined = b"".join(digests)
+    joined = digests if isinstance(digests, bytes) else b"".join(digests)
     if len(joined) != DIGEST_SIZE * n and not isinstance(digests, bytes):
         # a malformed digest is never stored
         ok = [i for i, d in enumerate(digests) if len(d) == DIGEST_SIZE]
@@ -363,10 +360,19 @@ def lookup_runs(
 
 
 def _search_run(
-    run: Run, qk: np.ndarray, qt: np.ndarray, done: np.ndarray
+    run: Run, qk: np.ndarray, qt: np.ndarray, done: np.ndarray, sorted_queries: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(hit, entries)`` of queries ``qk``/``qt`` (keys, tails) in ``run``,
-    leaving out those ``done``; entries are valid where hit."""
+    leaving out those ``done``; entries are valid where hit. Many queries
+    are searched in key order (twice as fast: each search starts where the
+    last ended, in memory still cached)."""
+    if len(qk) > 4096 and len(run.keys) > 4096 and not sorted_queries:
+        o = np.argsort(qk)
+        hit_s, cand_s = _search_run(run, qk[o], qt[o], done[o], True)
+        hit, cand = np.empty_like(hit_s), np.empty_like(cand_s)
+        hit[o] = hit_s
+        cand.view(_ENTRY_BYTES)[o] = cand_s.view(_ENTRY_BYTES)
+        return hit, cand
     m = len(run.keys)
     pos = np.minimum(np.searchsorted(run.keys, qk), m - 1)
     cand = np.take(run.entries, pos)
