@@ -189,3 +189,24 @@ def test_reads_work_when_the_cache_cannot_be_written(repo, monkeypatch):
     s.flat()
     assert key_cache.load(s.repo, s.oid, N) is not None
     assert key_cache.load(s.repo, s.oid, N - 1) is None
+
+
+@pytest.mark.parametrize("kind", ["ints", "mixed", "sparse"])
+def test_the_table_parsed_from_the_leaves_is_the_records(repo, kind):
+    """The key table a first read parses (no dict of the keys) holds every
+    record, in the order of ``items()``, and is what the next process loads."""
+    keys: list = {
+        "ints": list(range(N)),
+        "mixed": [i if i % 3 else f"k{i}" for i in range(N)],
+        "sparse": list(range(0, 2 * N, 2)),
+    }[kind]
+    data = _commit(repo, keys)
+    s = _samples(repo)
+    assert s.trusted
+    table = s.key_table()
+    items = list(_samples(repo).items())  # leaf by leaf
+    assert list(zip(table.keys(), table.digest_list(), strict=True)) == items
+    assert (table.dense_order() is not None) == (kind == "ints")
+    loaded = key_cache.load(s.repo, s.oid, N)
+    assert loaded is not None and loaded.digests == table.digests and loaded.keys() == table.keys()
+    _check_reads(repo, data, keys)

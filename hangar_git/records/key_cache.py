@@ -107,12 +107,22 @@ class KeyTable:
     @classmethod
     def from_dict(cls, flat: dict[str, bytes]) -> KeyTable:
         """The table of ``{encoded key: digest}`` (in its order)."""
-        joined = "\x00".join(flat)
-        digests = b"".join(flat.values())
-        if joined.startswith("i:") and "\x00s:" not in joined:  # every key an int key
-            ints = np.array(list(map(int, joined[2:].split("\x00i:"))), np.int64)
+        return cls.from_names("\x00".join(flat).encode("ascii"), b"".join(flat.values()))
+
+    @classmethod
+    def from_names(cls, names: bytes, digests: bytes) -> KeyTable:
+        """The table of encoded keys ``names`` (NUL-joined, ASCII, in tree
+        order) and their ``digests`` (joined); ValueError when their numbers
+        differ or a name is not ASCII."""
+        n = len(digests) // DIGEST
+        if len(digests) % DIGEST or (names.count(b"\x00") + 1 if names else 0) != n:
+            raise ValueError("as many names as digests")
+        if not names.isascii():
+            raise ValueError("names not ASCII")
+        if names.startswith(b"i:") and b"\x00s:" not in names:  # every key an int key
+            ints = np.array(list(map(int, names[2:].split(b"\x00i:"))), np.int64)
             return cls(digests, ints, None)
-        return cls(digests, None, joined.encode("ascii"))
+        return cls(digests, None, names)
 
 
 def cache_path(repo: pygit2.Repository, oid: bytes) -> Path:

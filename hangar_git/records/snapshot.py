@@ -181,10 +181,40 @@ class SampleRecords:
         the whole arrayset, which need no dict of its keys."""
         table = self._cached_table()
         if table is None:
-            flat = self.flat()
-            table = self._table or KeyTable.from_dict(flat)
-            self._table = table
+            if self.trusted and self.fanout and self._flat is None:
+                self._keep_table(self._trusted_table())  # no dict of the keys
+            else:
+                flat = self.flat()
+                self._table = self._table or KeyTable.from_dict(flat)
+            table = self._table
+            assert table is not None
         return table
+
+    def _trusted_table(self) -> KeyTable:
+        """:meth:`key_table` of a trusted tree, parsed from its leaves: cut
+        into names and digests (as :meth:`_trusted_flat` does), with no dict."""
+        names: list[bytes] = []  # NUL-joined names of each leaf
+        digests: list[bytes] = []  # joined digests of each leaf
+        for p in self.leaf_paths():  # in the order of items()
+            leaf = self._leaves.get(p)
+            if leaf is None:
+                oid = self.leaf_oid(p)
+                if oid is None:
+                    continue
+                leaf = _leaf_cache.get(oid)
+                if leaf is None:
+                    joined, ds = trusted_link_runs(read_tree(self.repo, oid, "samples tree"))
+                    if ds:
+                        names.append(joined)
+                        digests.append(b"".join(ds))
+                    continue
+            if leaf:
+                names.append("\x00".join(leaf).encode("ascii"))
+                digests.append(b"".join(leaf.values()))
+        try:
+            return KeyTable.from_names(b"\x00".join(names), b"".join(digests))
+        except ValueError:
+            raise validate.corrupt("samples tree: malformed sample records") from None
 
     def has_cached_table(self) -> bool:
         """True when :meth:`key_table` needs no parse of the tree's leaves."""
