@@ -210,3 +210,29 @@ def test_the_table_parsed_from_the_leaves_is_the_records(repo, kind):
     loaded = key_cache.load(s.repo, s.oid, N)
     assert loaded is not None and loaded.digests == table.digests and loaded.keys() == table.keys()
     _check_reads(repo, data, keys)
+
+
+def test_the_folder_keeps_the_most_recently_used_tables(repo, monkeypatch):
+    """Past its budget, the least recently used tables go; the one just
+    written and the one just read stay; reads stay right either way."""
+    data = {}
+    for i, name in enumerate("abc"):
+        data[name] = _commit(repo, list(range(i, N + i)), name)
+    s = {name: _samples(repo, name) for name in "abc"}
+    s["a"].flat()
+    size = key_cache.cache_path(s["a"].repo, s["a"].oid).stat().st_size
+    monkeypatch.setattr(key_cache, "KEYS_BYTES", 2 * size)
+    s["b"].flat()
+    path = {n: key_cache.cache_path(s[n].repo, s[n].oid) for n in "abc"}
+    os.utime(path["a"], (1, 1))  # long unused
+    os.utime(path["b"], (2, 2))
+    assert key_cache.load(s["a"].repo, s["a"].oid, N) is not None  # used now
+    s["c"].flat()
+    assert [path[n].exists() for n in "abc"] == [True, False, True]
+    stale = path["a"].with_name(".left.123.tmp")
+    stale.write_bytes(b"x")
+    os.utime(stale, (1, 1))
+    key_cache.prune(path["a"].parent)
+    assert not stale.exists() and path["a"].exists()
+    for name in "abc":
+        _check_reads(repo, data[name], list(range("abc".index(name), N + "abc".index(name))), name)

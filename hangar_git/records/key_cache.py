@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,9 @@ INT_KEYS = 1
 DIGEST = 20
 #: the longest encoded key (``s:`` and 200 characters)
 MAX_KEY = 202
+#: bytes of tables kept per repository: beyond it, the least recently used
+#: files go (a 60,000-sample table takes 1.7 MB)
+KEYS_BYTES = 256 * 1024**2
 
 
 @dataclass
@@ -149,7 +153,13 @@ def load(repo: pygit2.Repository, oid: bytes, count: int) -> KeyTable | None:
         return None
     finally:
         os.close(fd)
-    return parse(data, oid, count)
+    table = parse(data, oid, count)
+    if table is not None:
+        try:
+            os.utime(path)  # recently used: the last to go (see prune)
+        except OSError:
+            pass
+    return table
 
 
 def parse(data: bytes, oid: bytes, count: int) -> KeyTable | None:
@@ -218,6 +228,35 @@ def store(repo: pygit2.Repository, oid: bytes, table: KeyTable) -> None:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
+        return
+    prune(path.parent, keep=path.name)
 
 
-__all__ = ["KeyTable", "cache_path", "encode", "load", "parse", "store"]
+def prune(folder: Path, keep: str = "", budget: int | None = None) -> None:
+    """Remove the least recently used tables of ``folder`` (and temporary
+    files an interrupted write left over an hour ago) until the tables take
+    at most ``budget`` bytes (:data:`KEYS_BYTES`); ``keep`` stays."""
+    budget = KEYS_BYTES if budget is None else budget
+    files: list[tuple[float, int, str]] = []
+    try:
+        with os.scandir(folder) as it:
+            for entry in it:
+                st = entry.stat(follow_symlinks=False)
+                if entry.name.startswith("."):
+                    if st.st_mtime < time.time() - 3600:
+                        os.unlink(entry.path)
+                elif entry.name != keep:
+                    files.append((st.st_mtime, st.st_size, entry.path))
+        total = sum(size for _, size, _ in files)
+        if keep:
+            total += (folder / keep).stat().st_size
+        for _, size, path in sorted(files):
+            if total <= budget:
+                break
+            os.unlink(path)
+            total -= size
+    except OSError:
+        return
+
+
+__all__ = ["KEYS_BYTES", "KeyTable", "cache_path", "encode", "load", "parse", "prune", "store"]
