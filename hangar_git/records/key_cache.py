@@ -26,17 +26,21 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import pygit2
 
 from ..gitutil import common_dir
 from ..store.checksum import crc32
 from ..store.durable import FILE_MODE
 from .layout import canonical_keys
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MAGIC = b"HGKT"
 VERSION = 1
@@ -86,6 +90,8 @@ class KeyTable:
 
     def digest_list(self) -> list[bytes]:
         """The digests, in tree order."""
+        import numpy as np  # imported where used: not on the path of `git hangar status`
+
         return np.frombuffer(self.digests, f"V{DIGEST}").tolist()  # type: ignore[no-any-return]
 
     def to_dict(self) -> dict[str, bytes]:
@@ -95,6 +101,8 @@ class KeyTable:
     def dense_order(self) -> np.ndarray | None:
         """When the keys are exactly the ints ``0 .. n-1``: the tree position of
         each key, in key order; else None."""
+        import numpy as np
+
         if self._order is not None:
             return self._order if len(self._order) == len(self) else None
         ints = self.ints
@@ -118,6 +126,8 @@ class KeyTable:
         """The table of encoded keys ``names`` (NUL-joined, ASCII, in tree
         order) and their ``digests`` (joined); ValueError when their numbers
         differ or a name is not ASCII."""
+        import numpy as np
+
         n = len(digests) // DIGEST
         if len(digests) % DIGEST or (names.count(b"\x00") + 1 if names else 0) != n:
             raise ValueError("as many names as digests")
@@ -165,6 +175,8 @@ def load(repo: pygit2.Repository, oid: bytes, count: int) -> KeyTable | None:
 def parse(data: bytes, oid: bytes, count: int) -> KeyTable | None:
     """The key table in ``data`` when it is a sound table of tree ``oid`` of
     ``count`` samples, else None."""
+    import numpy as np
+
     if len(data) < HEADER.size + CRC.size:
         return None
     magic, version, flags, tree, n, names_len = HEADER.unpack_from(data)
@@ -209,7 +221,7 @@ def store(repo: pygit2.Repository, oid: bytes, table: KeyTable) -> None:
     """Keep ``table`` as the key table of samples tree ``oid`` (best effort:
     written to a temporary file, then renamed into place)."""
     path = cache_path(repo, oid)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         if not path.parent.is_dir():
             if not path.parent.parent.is_dir():
