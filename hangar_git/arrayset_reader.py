@@ -41,7 +41,7 @@ class ArraysetDataReader:
         self._name = name
         #: the int keys of the checkout's row table of this arrayset, once
         #: built (see :meth:`hangar_git.payloads.PayloadAccess.row_table`)
-        self._table: dict[int, np.ndarray] | None = None
+        self._table: dict[int, np.ndarray] | list[np.ndarray] | None = None
 
     @property
     def checkout(self) -> Checkout:
@@ -151,10 +151,10 @@ class ArraysetDataReader:
             if table is None:  # (a read checkout's tables stay as they are built)
                 table = self._table = co.payloads.int_rows.get(self._name)
             if table is not None:  # every int key of a read checkout's arrayset
-                got = table.get(key)
-                if got is None:
-                    raise KeyError(key)
-                return got.copy()
+                try:  # a dict by key, or a list when the keys are 0 .. n-1
+                    return table[key].copy()
+                except (KeyError, IndexError):
+                    raise KeyError(key) from None
             enc = f"i:{key}"
             d = co.view.get(self._name, enc)
             if d is None:
@@ -299,6 +299,8 @@ class ArraysetDataReader:
                 f"are {s.shape} {s.dtype}"
             )
         if type(names) is range and names.start >= 0 and names.step > 0:
+            if self._co.payloads.read_range_into(self._name, names, out):
+                return out  # keys 0 .. n-1 of a commit: digests taken by position
             encs = [f"i:{k}" for k in names]  # no per-key type checks
         else:
             encs = [f"i:{k}" if type(k) is int and k >= 0 else encode_key(k) for k in names]

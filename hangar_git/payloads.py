@@ -8,7 +8,7 @@ batches, and reports damage or absence with the error that says what to do.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,10 +17,13 @@ from .errors import IntegrityError, MissingPayloadError
 from .gitutil import has_remote_source
 from .naming import decode_key
 from .records import validate
+from .records.key_cache import KeyTable
 from .records.view import CommitView
+from .schema import ArraysetSchema
 from .store import Location, PackReader, PackWriter
 from .store.chunk_format import is_large_entry
 from .store.chunked import LARGE_IOFF
+from .store.digest import DIGEST_SIZE
 from .store.limits import payload_bound
 
 
@@ -44,6 +47,38 @@ _SPREAD_CHECK = 16
 #: decoded bytes of small payloads a read checkout keeps in its row tables
 #: (see :meth:`PayloadAccess.row_table`), all its arraysets together
 ROWS_BYTES = 128 * 1024**2
+
+
+class _DenseRows(Mapping[str, np.ndarray]):
+    """The row table of an arrayset keyed ``0 .. n-1``: ``{'i:N': rows[N]}``
+    without a dict (see :meth:`PayloadAccess.row_table`)."""
+
+    def __init__(self, rows: list[np.ndarray]) -> None:
+        self.rows = rows
+
+    def _row(self, enc: object) -> int:
+        if type(enc) is str and enc[:2] == "i:":
+            digits = enc[2:]
+            if digits.isdigit() and digits.isascii() and (digits == "0" or digits[0] != "0"):
+                k = int(digits)
+                if k < len(self.rows):
+                    return k
+        return -1
+
+    def __getitem__(self, enc: str) -> np.ndarray:
+        k = self._row(enc)
+        if k < 0:
+            raise KeyError(enc)
+        return self.rows[k]
+
+    def __contains__(self, enc: object) -> bool:
+        return self._row(enc) >= 0
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[str]:
+        return (f"i:{k}" for k in range(len(self.rows)))
 
 
 def _int_keyed(table: dict[str, np.ndarray]) -> dict[int, np.ndarray]:
@@ -74,10 +109,11 @@ class PayloadAccess:
         #: arrayset -> {encoded key: its array, decoded}: every sample of an
         #: arrayset of a read checkout, once its reads are spread over it
         #: (see :meth:`row_table`); the arrays are never handed out, only copies
-        self.rows: dict[str, dict[str, np.ndarray]] = {}
-        #: arrayset -> {int key: its array} of the int keys of its row table:
-        #: the key-by-key hot path (ints hash to themselves; no key to format)
-        self.int_rows: dict[str, dict[int, np.ndarray]] = {}
+        self.rows: dict[str, Mapping[str, np.ndarray]] = {}
+        #: arrayset -> {int key: its array} of the int keys of its row table
+        #: (a list indexed by key when its keys are ``0 .. n-1``): the
+        #: key-by-key hot path (ints hash to themselves; no key to format)
+        self.int_rows: dict[str, dict[int, np.ndarray] | list[np.ndarray]] = {}
         self._rows_tried: set[str] = set()
         self._reads_left: dict[str, int] = {}  # arrayset -> reads until _spread is asked
         self._rows_bytes = 0
@@ -160,7 +196,11 @@ class PayloadAccess:
         if base is None:
             return False
         parsed, total = base.leaves_parsed(), len(base.leaf_paths())
-        return parsed >= total or parsed >= max(_SPREAD_LEAVES, total // 4)
+        if parsed >= total or parsed >= max(_SPREAD_LEAVES, total // 4):
+            return True
+        # with its records cached on this machine, a table costs little more
+        # than reading the payloads: sooner worth it
+        return parsed >= _SPREAD_LEAVES and base.has_cached_table()
 
     def _read(self, aset: str, enc: str, digest: bytes) -> np.ndarray:
         ent = self._ents.get(digest)
@@ -263,7 +303,7 @@ class PayloadAccess:
             return  # the careful one-at-a-time path reports it
         self._keep(want, found, e)
 
-    def row_table(self, aset: str) -> dict[str, np.ndarray] | None:
+    def row_table(self, aset: str) -> Mapping[str, np.ndarray] | None:
         """``{encoded key: array}`` of every sample of ``aset``, decoded once,
         in a read checkout: what key-by-key reads spread over an arrayset copy
         their arrays from (built on the first call, when reads have spread
@@ -290,8 +330,12 @@ class PayloadAccess:
         count = base.estimate_count()
         if count > _RESOLVE_ALL_MAX or count * row > left:
             return None  # its records alone would take much memory
-        flat = base.flat()
         try:
+            if not schema.variable_shape:
+                dense = self._dense_table(aset, base.key_table(), schema, left)
+                if dense is not None:
+                    return dense
+            flat = base.flat()
             found, e = self._lookup_dedup(list(flat.values()))
             if not found.all() or (e["ioff"] == LARGE_IOFF).any():
                 return None
@@ -308,6 +352,34 @@ class PayloadAccess:
         self._rows_bytes += size
         table = self.rows[aset] = dict(zip(flat, arrays, strict=True))
         self.int_rows[aset] = _int_keyed(table)
+        return table
+
+    def _dense_table(
+        self, aset: str, keys: KeyTable, schema: ArraysetSchema, left: int
+    ) -> Mapping[str, np.ndarray] | None:
+        """:meth:`row_table` of an arrayset whose keys are the ints ``0 ..
+        n-1``, of payloads all of its schema's kind: one stacked array, in
+        key order, read straight into place (:meth:`PackReader.gather_into`),
+        whose rows are found by key with no dict (``int_rows`` is a list).
+        None for other arraysets (the general path builds theirs)."""
+        order = keys.dense_order()
+        if order is None:
+            return None
+        n = len(order)
+        size = n * schema.dtype.itemsize * int(np.prod(schema.shape, dtype=np.int64))
+        if size > left:
+            return None
+        joined = np.frombuffer(keys.digests, f"V{DIGEST_SIZE}")[order].tobytes()
+        found, e = self.reader.lookup_joined(joined)
+        if not found.all():
+            return None
+        stack = np.empty((n, *schema.shape), schema.dtype)
+        if not self.reader.gather_into(e, stack):
+            return None  # large payloads or another kind: the general path
+        self._rows_bytes += size
+        rows = list(stack)
+        self.int_rows[aset] = rows  # type: ignore[assignment]
+        table = self.rows[aset] = _DenseRows(rows)  # type: ignore[assignment]
         return table
 
     def _keep(self, digests: Sequence[bytes], found: np.ndarray, e: np.ndarray) -> None:
@@ -399,6 +471,35 @@ class PayloadAccess:
                     f"a row of out {row_shape} {out.dtype}"
                 )
             out[i] = a
+
+    def read_range_into(self, aset: str, keys: range, out: np.ndarray) -> bool:
+        """:meth:`read_into` of the int keys ``keys`` (a range of keys >= 0) of
+        a read checkout's arrayset keyed ``0 .. n-1``, with no key encoded nor
+        looked up one by one: their digests are taken from the records'
+        :class:`KeyTable` by position. False (``out`` untouched) when it does
+        not apply (a write checkout, other keys, a key past the end, absent
+        or large payloads): read them with :meth:`read_into`."""
+        if self.writer is not None or not len(keys) or keys.start < 0 or keys.step < 1:
+            return False
+        base = self.view.base_samples(aset)
+        if base is None:
+            return False
+        table = base.key_table()
+        order = table.dense_order()
+        if order is None or keys[-1] >= len(order):
+            return False
+        pos = order[keys.start : keys.stop : keys.step]
+        joined = np.frombuffer(table.digests, f"V{DIGEST_SIZE}")[pos].tobytes()
+        found, e = self.reader.lookup_joined(joined)
+        if not found.all():
+            return False
+        try:
+            done = self.reader.gather_into(e, out)
+        except IntegrityError:
+            return False  # the careful path re-locates or reports it
+        if done:
+            self.view.check_payload(aset, f"i:{keys[0]}", out[0])  # one kind for all
+        return done
 
     def _lookup_dedup(self, digests: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`PackReader.lookup`, each distinct digest searched once."""

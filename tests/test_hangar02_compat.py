@@ -137,14 +137,16 @@ def test_handles_stay_valid_across_commits(written_repo):
 # 2. the context manager forms
 # --------------------------------------------------------------------------
 def _count_lookups(monkeypatch) -> list[int]:
+    """Count the reader's index look-ups (of a list of digests, or joined)."""
     calls = [0]
-    real = PackReader.lookup
+    for name in ("lookup", "lookup_joined"):
+        real = getattr(PackReader, name)
 
-    def counting(self, digests):
-        calls[0] += 1
-        return real(self, digests)
+        def counting(self, digests, real=real):
+            calls[0] += 1
+            return real(self, digests)
 
-    monkeypatch.setattr(PackReader, "lookup", counting)
+        monkeypatch.setattr(PackReader, name, counting)
     return calls
 
 

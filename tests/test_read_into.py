@@ -141,3 +141,42 @@ def test_variable_shape_rows_must_match_out(repo):
     with pytest.raises(ValueError, match="a row of out"):
         v.read_into([0, 2], np.empty((2, 2, 3), np.int32))
     co.close()
+
+
+def test_whole_raw_blocks_are_read_in_place(repo, images, monkeypatch):
+    """``read_into`` of the keys of whole blocks, in order, reads each block
+    straight into the rows of ``out`` (no window buffer in between), checks
+    its checksum there, and a damaged block is an IntegrityError."""
+    from hangar_git.errors import IntegrityError
+    from hangar_git.store import gather
+
+    _committed(repo, images, list(range(N)))
+
+    def no_window(*args, **kwargs):
+        raise AssertionError("streamed through a window buffer")
+
+    monkeypatch.setattr(gather, "_stream_window", no_window)
+    co = repo.checkout()
+    out = co.arraysets["x"].read_into(range(N), np.empty((N, 28, 28), np.uint8))
+    np.testing.assert_array_equal(out, images)
+    monkeypatch.undo()
+    reader = co.payloads.reader
+    _, e = reader.lookup([co.view.get("x", f"i:{k}") for k in range(N)])
+    b = [np.flatnonzero(e["block"] == bid).tolist() for bid in np.unique(e["block"])[:4]]
+    # a whole block in order to every other row of out, beside one reversed
+    mixed = [k for pair in zip(b[0], b[1][::-1], strict=True) for k in pair] + b[2] + b[3]
+    out = co.arraysets["x"].read_into(mixed, np.empty((len(mixed), 28, 28), np.uint8))
+    np.testing.assert_array_equal(out, images[mixed])
+    _, e = reader.lookup([co.view.get("x", "i:2000")])
+    pack, boff, blen = reader.block_row(int(e["block"][0]))
+    co.close()
+    path = reader.pack_path(pack)
+    data = bytearray(path.read_bytes())
+    data[boff + blen - 5] ^= 0x01  # a byte of the block's body
+    path.write_bytes(bytes(data))
+    co = repo.checkout()
+    with pytest.raises(IntegrityError, match=r"x\[2000\]|checksum"):
+        co.arraysets["x"].read_into(range(N), np.empty((N, 28, 28), np.uint8))
+    evens = co.arraysets["x"].read_into(range(0, 1000, 2), np.empty((500, 28, 28), np.uint8))
+    np.testing.assert_array_equal(evens, images[:1000:2])  # blocks left whole
+    co.close()

@@ -78,6 +78,11 @@ _ANY_ENTRY_RE = re.compile(rb"(\d+) ([^\x00]+)\x00.{20}", re.S)
 _KEY_RE = re.compile(_KEY)
 
 
+def canonical_keys(joined: bytes) -> bool:
+    """True when ``joined`` is canonical encoded keys, NUL-separated (ASCII)."""
+    return _KEYS_RE.fullmatch(joined) is not None
+
+
 def _bad_links(data: bytes) -> CorruptRecordError:
     """The error for a leaf that is not all gitlinks named by canonical keys,
     naming the first offending entry when one can be told."""

@@ -14,8 +14,9 @@ from collections.abc import Iterator, Sequence
 
 import pygit2
 
-from . import trust, validate
+from . import key_cache, trust, validate
 from .counts import known_count, remember_count
+from .key_cache import KeyTable
 from .layout import Fanout, leaf_path, parse_link_digests, parse_links, trusted_link_runs
 from .validate import read_tree
 
@@ -87,6 +88,7 @@ class SampleRecords:
         self._count: int | None = None
         self._flat: dict[str, bytes] | None = None  # all leaves merged, for batches
         self._paths: list[tuple[str, ...]] | None = None  # see leaf_paths
+        self._table: KeyTable | None = None  # see key_table
         self.fanout: Fanout = ()
         if oid is not None:
             raw = read_tree(repo, oid, "samples tree")
@@ -155,7 +157,10 @@ class SampleRecords:
         the form for reads spread over the arrayset."""
         flat = self._flat
         if flat is None:
-            if not self.fanout:
+            table = self._cached_table()
+            if table is not None:
+                flat = table.to_dict()
+            elif not self.fanout:
                 flat = self.leaf(())
             elif self.trusted:
                 flat = self._trusted_flat()
@@ -165,7 +170,77 @@ class SampleRecords:
                     flat.update(self.leaf(p))
             self._flat = flat
             self._count = len(flat)
+            if table is None and self.fanout:
+                self._keep_table(KeyTable.from_dict(flat))
         return flat
+
+    def key_table(self) -> KeyTable:
+        """Every record, in the order of :meth:`items`, as arrays (see
+        :mod:`.key_cache`): from this machine's cache of the tree when it is
+        there and sound, else parsed (and then cached); the form of reads of
+        the whole arrayset, which need no dict of its keys."""
+        table = self._cached_table()
+        if table is None:
+            if self.trusted and self.fanout and self._flat is None:
+                self._keep_table(self._trusted_table())  # no dict of the keys
+            else:
+                flat = self.flat()
+                self._table = self._table or KeyTable.from_dict(flat)
+            table = self._table
+            assert table is not None
+        return table
+
+    def _trusted_table(self) -> KeyTable:
+        """:meth:`key_table` of a trusted tree, parsed from its leaves: cut
+        into names and digests (as :meth:`_trusted_flat` does), with no dict."""
+        names: list[bytes] = []  # NUL-joined names of each leaf
+        digests: list[bytes] = []  # joined digests of each leaf
+        for p in self.leaf_paths():  # in the order of items()
+            leaf = self._leaves.get(p)
+            if leaf is None:
+                oid = self.leaf_oid(p)
+                if oid is None:
+                    continue
+                leaf = _leaf_cache.get(oid)
+                if leaf is None:
+                    joined, ds = trusted_link_runs(read_tree(self.repo, oid, "samples tree"))
+                    if ds:
+                        names.append(joined)
+                        digests.append(b"".join(ds))
+                    continue
+            if leaf:
+                names.append("\x00".join(leaf).encode("ascii"))
+                digests.append(b"".join(leaf.values()))
+        try:
+            return KeyTable.from_names(b"\x00".join(names), b"".join(digests))
+        except ValueError:
+            raise validate.corrupt("samples tree: malformed sample records") from None
+
+    def has_cached_table(self) -> bool:
+        """True when :meth:`key_table` needs no parse of the tree's leaves."""
+        return self._cached_table() is not None
+
+    def _cached_table(self) -> KeyTable | None:
+        """The key table when this process has it or the cache holds a sound
+        one for this tree (of fan-out trees only: a flat tree is one leaf)."""
+        if self._table is None and self.fanout and self.oid is not None:
+            count = self.known_count()
+            if count is not None:
+                self._table = key_cache.load(self.repo, self.oid, count)
+        return self._table
+
+    def _keep_table(self, table: KeyTable) -> None:
+        """Keep ``table``, parsed from this tree, in this process and in the
+        cache (with the tree's count, which the cache is checked against)."""
+        self._table = table
+        if self.oid is None:
+            return
+        checked = not self.trusted
+        if known_count(self.repo, self.oid, checked=checked) is None:
+            # the leaves of an untrusted tree went through every record check
+            # as they were parsed (as a checked count's do)
+            remember_count(self.repo, self.oid, len(table), checked=checked)
+        key_cache.store(self.repo, self.oid, table)
 
     def _trusted_flat(self) -> dict[str, bytes]:
         """:meth:`flat` of a trusted tree, built in one dict: the leaves not

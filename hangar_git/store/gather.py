@@ -121,9 +121,11 @@ def gather_kind(
     g = _Kind(nbytes, dtype, shape, ioffs, rows, order, bounds, buf, [], out is not None)
     todo: Sequence[int] = range(len(bids))
     n_direct = 0
-    if rows is not None and len(bids) >= 4:
+    if out is not None and rows is not None and len(bids) >= 4:
+        todo = _read_in_place(src, g, bids)  # the caller's rows: no buffer between
+    if rows is not None and len(todo) >= 4:
         g.direct = [None] * len(entries)
-        todo, n_direct = _stream(src, g, bids)
+        todo, n_direct = _stream(src, g, bids, todo)
     for j in todo:
         _copy_block(src, g, j, bids[j])
     if out is not None:
@@ -159,7 +161,90 @@ def _copy_block(src: BlockSource, g: _Kind, j: int, bid: int) -> None:
         buf[i] = arr[off : off + nbytes]
 
 
-def _stream(src: BlockSource, g: _Kind, bids: list[int]) -> tuple[list[int], int]:
+def _whole_blocks(g: _Kind) -> np.ndarray:
+    """Per block position: True when its items are all of its rows in order,
+    going to consecutive rows of the output (read in place, in one piece)."""
+    order, bounds = g.order, np.asarray(g.bounds)
+    assert g.rows is not None
+    counts = np.diff(bounds)
+    starts = np.repeat(bounds[:-1], counts)
+    at = np.arange(len(order)) - starts  # each item's place among its block's
+    ok = (g.rows[order] == at) & (order - order[starts] == at)
+    return np.logical_and.reduceat(ok, bounds[:-1])  # type: ignore[no-any-return]
+
+
+def _read_in_place(src: BlockSource, g: _Kind, bids: list[int]) -> list[int]:
+    """Read the uncached, uncompressed blocks whose items fill them, in
+    order, and go to consecutive rows of the caller's array straight into
+    those rows (``os.preadv``: the header to a scratch buffer, the body to
+    the rows; runs of blocks adjacent in a pack in one call, in file order),
+    their checksums verified there. Returns the block positions left to
+    the other paths (rows they overwrite)."""
+    nbytes, order, bounds = g.nbytes, g.order, g.bounds
+    whole = _whole_blocks(g).tolist()
+    rest: list[int] = []
+    plan: list[tuple[int, int, int, int]] = []  # (pack, offset, length, position)
+    for j, bid in enumerate(bids):
+        pack, boff, blen = src.block_row(bid)
+        k = bounds[j + 1] - bounds[j]
+        if not whole[j] or blen != HEADER_SIZE + k * nbytes or src.is_cached(pack, boff):
+            rest.append(j)
+            continue
+        src.checked_fd(pack, boff, blen)  # inside its pack file
+        plan.append((pack, boff, blen, j))
+    if not plan:
+        return rest
+    plan.sort()
+    body = g.buf.reshape(-1).data
+    heads = memoryview(bytearray(HEADER_SIZE * len(plan)))
+    got: list[int] = []
+    w = 0
+    while w < len(plan):  # runs of adjacent blocks, IOV_MAX buffers a call
+        pack, boff, _, _ = plan[w]
+        end, nxt = w, boff
+        iov: list[memoryview] = []
+        while end < len(plan) and len(iov) + 2 <= _IOV_MAX:
+            p2, b2, l2, j = plan[end]
+            if p2 != pack or b2 != nxt:
+                break
+            start = int(order[bounds[j]]) * nbytes
+            iov += [
+                heads[end * HEADER_SIZE : (end + 1) * HEADER_SIZE],
+                body[start : start + l2 - HEADER_SIZE],
+            ]
+            nxt += l2
+            end += 1
+        n = os.preadv(src.fd(pack), iov, boff)
+        for _p, _b, l2, _j in plan[w:end]:  # a short read shortens the last blocks
+            got.append(max(0, min(l2, n)))
+            n -= l2
+        w = end
+    checks: list[tuple[int, memoryview]] = []
+    for i, (_pack, _boff, blen, j) in enumerate(plan):
+        magic, codec, rawlen = HEADER.unpack_from(heads, i * HEADER_SIZE)
+        if (
+            got[i] != blen
+            or magic != BLOCK_MAGIC
+            or codec != CODEC_RAW
+            or rawlen != blen - HEADER_SIZE
+        ):
+            rest.append(j)  # the careful path decodes it or says what is wrong
+            continue
+        start = int(order[bounds[j]]) * nbytes
+        checks.append((i, body[start : start + rawlen]))
+    crcs = crc_many([v for _, v in checks])
+    for (i, _), got_crc in zip(checks, crcs, strict=True):
+        pack, boff, _, _ = plan[i]
+        (crc,) = CRC.unpack_from(heads, i * HEADER_SIZE + HEADER.size)
+        if got_crc != crc:
+            raise IntegrityError(f"block at {boff} of {src.pack_path(pack)} fails its checksum")
+    rest.sort()
+    return rest
+
+
+def _stream(
+    src: BlockSource, g: _Kind, bids: list[int], todo: Sequence[int] | None = None
+) -> tuple[list[int], int]:
     """Read the items of uncached, uncompressed blocks in bulk.
 
     Blocks are read (``os.preadv``, no intermediate copies) into one
@@ -177,15 +262,17 @@ def _stream(src: BlockSource, g: _Kind, bids: list[int]) -> tuple[list[int], int
     n_direct = 0
     window: list[_Slot] = []
     size = 0
-    for j, bid in enumerate(bids):
-        pack, boff, blen = src.block_row(bid)
+    todo = range(len(bids)) if todo is None else todo
+    last = todo[-1] if len(todo) else -1
+    for j in todo:
+        pack, boff, blen = src.block_row(bids[j])
         if src.is_cached(pack, boff) or blen <= HEADER_SIZE:
             rest.append(j)
         else:  # the window's buffer is sized from blen: check it first
             src.checked_fd(pack, boff, blen)
             window.append((j, pack, boff, blen, size))
             size += blen + g.nbytes  # room to align the next block's rows
-        if window and (size >= STREAM_WINDOW or j == len(bids) - 1):
+        if window and (size >= STREAM_WINDOW or j == last):
             left, n = _stream_window(src, g, window, size)
             rest += left
             n_direct += n

@@ -298,24 +298,34 @@ class Segments:
     def __len__(self) -> int:
         return sum(len(r.keys) for r in self.runs)
 
-    def lookup(self, digests: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
-        """``(found, entries)`` for ``digests``; entries are valid where found."""
+    def lookup(self, digests: Sequence[bytes] | bytes) -> tuple[np.ndarray, np.ndarray]:
+        """``(found, entries)`` for ``digests`` (or them joined); entries are
+        valid where found."""
         return lookup_runs(self.runs, digests)
 
 
-def lookup_runs(runs: Sequence[Run], digests: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+def lookup_runs(
+    runs: Sequence[Run], digests: Sequence[bytes] | bytes
+) -> tuple[np.ndarray, np.ndarray]:
     """``(found, entries)`` for ``digests`` in ``runs``; entries valid where found.
 
-    A run smaller than the query is searched the other way round first (its
-    keys among the sorted queries): only digests sharing a key with it are
-    looked up in it (those of a bulk write are mostly new)."""
-    n = len(digests)
+    ``digests`` may also be given joined (one bytes object of 20-byte
+    digests). A run smaller than the query is searched the other way round
+    first (its keys among the sorted queries): only digests sharing a key
+    with it are looked up in it (those of a bulk write are mostly new)."""
+    if isinstance(digests, bytes):
+        if len(digests) % DIGEST_SIZE:
+            raise ValueError("joined digests of a length not a multiple of 20")
+        n = len(digests) // DIGEST_SIZE
+    else:
+        n = len(digests)
     found = np.zeros(n, bool)
     out = np.zeros(n, ENTRY)
     if not n or not runs:
         return found, out
-    joined = b"".join(digests)
-    if len(joined) != DIGEST_SIZE * n:  # a malformed digest is never stored
+    joined = digests if isinstance(digests, bytes) else b"".join(digests)
+    if len(joined) != DIGEST_SIZE * n and not isinstance(digests, bytes):
+        # a malformed digest is never stored
         ok = [i for i, d in enumerate(digests) if len(d) == DIGEST_SIZE]
         f2, e2 = lookup_runs(runs, [digests[i] for i in ok])
         found[ok] = f2
@@ -350,10 +360,19 @@ def lookup_runs(runs: Sequence[Run], digests: Sequence[bytes]) -> tuple[np.ndarr
 
 
 def _search_run(
-    run: Run, qk: np.ndarray, qt: np.ndarray, done: np.ndarray
+    run: Run, qk: np.ndarray, qt: np.ndarray, done: np.ndarray, sorted_queries: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(hit, entries)`` of queries ``qk``/``qt`` (keys, tails) in ``run``,
-    leaving out those ``done``; entries are valid where hit."""
+    leaving out those ``done``; entries are valid where hit. Many queries
+    are searched in key order (twice as fast: each search starts where the
+    last ended, in memory still cached)."""
+    if len(qk) > 4096 and len(run.keys) > 4096 and not sorted_queries:
+        o = np.argsort(qk)
+        hit_s, cand_s = _search_run(run, qk[o], qt[o], done[o], True)
+        hit, cand = np.empty_like(hit_s), np.empty_like(cand_s)
+        hit[o] = hit_s
+        cand.view(_ENTRY_BYTES)[o] = cand_s.view(_ENTRY_BYTES)
+        return hit, cand
     m = len(run.keys)
     pos = np.minimum(np.searchsorted(run.keys, qk), m - 1)
     cand = np.take(run.entries, pos)

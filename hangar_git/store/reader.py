@@ -126,6 +126,21 @@ class PackReader(IndexTables):
             self._note_damage(digests, found)
         return found, e
 
+    def lookup_joined(self, joined: bytes) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`lookup` of digests given joined (20 bytes each, one bytes
+        object): no list of digests is made unless some are absent from a
+        damaged index (then named in :attr:`bad_rows`)."""
+        self._check_pid()
+        with self._lock:
+            if not self._segs.loaded:
+                self._segs.load(self._con, self.store.index_path)
+            found, e = self._segs.lookup(joined)
+            if not found.all() and self._segs.load(self._con, self.store.index_path):
+                found, e = self._segs.lookup(joined)
+            if not found.all() and self._segs.damaged:
+                self._note_damage(np.frombuffer(joined, "V20").tolist(), found)
+        return found, e
+
     def locate_many(self, digests: Iterable[bytes]) -> dict[bytes, Location]:
         """Locations of those of ``digests`` stored here.
 

@@ -1,0 +1,274 @@
+"""A local cache of the parsed sample records of samples trees, by tree id.
+
+Reading every sample of an arrayset in a fresh process starts by parsing its
+records: hundreds of fan-out leaves cut into keys and digests (about 0.1 s
+per 60,000 samples). A samples tree never changes (git objects are named by
+their content), so the result is kept, once per tree, in
+``<common git dir>/hangar/keys/<tree id hex>``: a :class:`KeyTable` (every
+key and digest, in tree order), the keys as int64 values when every key is
+an int key.
+
+Local state, never part of history, never needed for correctness, and
+treated as untrusted: a file is used only when its header names the tree
+asked for, its sample count is the count this machine knows for the tree
+(:mod:`.counts`; the file's size is checked against it before anything is
+read), its length is exactly what the header states, its CRC-32 matches and
+its keys are well formed. Anything else (absent, torn, damaged, foreign) is
+ignored, and the records are parsed again and the file written anew.
+
+The file: a :data:`HEADER` (magic ``HGKT``, version, flags, tree id, sample
+count, bytes of names), the digests (20 bytes each), then the keys (int64
+little-endian when flag :data:`INT_KEYS` is set, else the encoded keys
+NUL-joined, ASCII), then the CRC-32 of everything before it.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pygit2
+
+from ..gitutil import common_dir
+from ..store.checksum import crc32
+from ..store.durable import FILE_MODE
+from .layout import canonical_keys
+
+if TYPE_CHECKING:
+    import numpy as np
+
+MAGIC = b"HGKT"
+VERSION = 1
+#: magic, version, flags, tree id, sample count, bytes of NUL-joined names
+HEADER = struct.Struct("<4sHH20sQQ")
+CRC = struct.Struct("<I")
+#: the keys are stored as int64 values (every key an int key)
+INT_KEYS = 1
+DIGEST = 20
+#: the longest encoded key (``s:`` and 200 characters)
+MAX_KEY = 202
+#: bytes of tables kept per repository: beyond it, the least recently used
+#: files go (a 60,000-sample table takes 1.7 MB)
+KEYS_BYTES = 256 * 1024**2
+
+
+@dataclass
+class KeyTable:
+    """Every sample record of a samples tree, in tree order, as arrays.
+
+    Attributes
+    ----------
+    digests : bytes
+        The digests, 20 bytes each, joined.
+    ints : numpy.ndarray or None
+        The int keys (int64), when every key is an int key (``'i:N'``).
+    names : bytes or None
+        The encoded keys, NUL-joined (ASCII), when some key is a str key.
+    """
+
+    digests: bytes
+    ints: np.ndarray | None
+    names: bytes | None
+    _order: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.digests) // DIGEST
+
+    def keys(self) -> list[str]:
+        """The encoded keys, in tree order."""
+        if self.ints is not None:
+            if not len(self.ints):
+                return []
+            return ("i:" + "\x00i:".join(map(str, self.ints.tolist()))).split("\x00")
+        assert self.names is not None
+        return self.names.decode("ascii").split("\x00") if self.names else []
+
+    def digest_list(self) -> list[bytes]:
+        """The digests, in tree order."""
+        import numpy as np  # imported where used: not on the path of `git hangar status`
+
+        return np.frombuffer(self.digests, f"V{DIGEST}").tolist()  # type: ignore[no-any-return]
+
+    def to_dict(self) -> dict[str, bytes]:
+        """``{encoded key: digest}``."""
+        return dict(zip(self.keys(), self.digest_list(), strict=True))
+
+    def dense_order(self) -> np.ndarray | None:
+        """When the keys are exactly the ints ``0 .. n-1``: the tree position of
+        each key, in key order; else None."""
+        import numpy as np
+
+        if self._order is not None:
+            return self._order if len(self._order) == len(self) else None
+        ints = self.ints
+        n = len(self)
+        order = np.empty(0, np.intp)  # not dense
+        dense = ints is not None and n and int(ints.min()) == 0 and int(ints.max()) == n - 1
+        # no key twice among 0 .. n-1: a permutation
+        if dense and np.bincount(ints, minlength=n).max() == 1:  # type: ignore[arg-type]
+            order = np.empty(n, np.intp)
+            order[ints] = np.arange(n)
+        self._order = order
+        return order if len(order) == n else None
+
+    @classmethod
+    def from_dict(cls, flat: dict[str, bytes]) -> KeyTable:
+        """The table of ``{encoded key: digest}`` (in its order)."""
+        return cls.from_names("\x00".join(flat).encode("ascii"), b"".join(flat.values()))
+
+    @classmethod
+    def from_names(cls, names: bytes, digests: bytes) -> KeyTable:
+        """The table of encoded keys ``names`` (NUL-joined, ASCII, in tree
+        order) and their ``digests`` (joined); ValueError when their numbers
+        differ or a name is not ASCII."""
+        import numpy as np
+
+        n = len(digests) // DIGEST
+        if len(digests) % DIGEST or (names.count(b"\x00") + 1 if names else 0) != n:
+            raise ValueError("as many names as digests")
+        if not names.isascii():
+            raise ValueError("names not ASCII")
+        if names.startswith(b"i:") and b"\x00s:" not in names:  # every key an int key
+            ints = np.array(list(map(int, names[2:].split(b"\x00i:"))), np.int64)
+            return cls(digests, ints, None)
+        return cls(digests, None, names)
+
+
+def cache_path(repo: pygit2.Repository, oid: bytes) -> Path:
+    """Where the key table of samples tree ``oid`` is kept."""
+    return common_dir(repo) / "hangar" / "keys" / oid.hex()
+
+
+def load(repo: pygit2.Repository, oid: bytes, count: int) -> KeyTable | None:
+    """The cached key table of samples tree ``oid`` holding ``count`` samples
+    (the count this machine knows for it), or None when absent or not sound
+    (see the module's docstring); nothing larger than such a table is read."""
+    path = cache_path(repo, oid)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        # the largest file a table of ``count`` samples can be: checked first
+        if size > HEADER.size + count * (DIGEST + MAX_KEY + 1) + CRC.size:
+            return None
+        data = os.pread(fd, size, 0)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    table = parse(data, oid, count)
+    if table is not None:
+        try:
+            os.utime(path)  # recently used: the last to go (see prune)
+        except OSError:
+            pass
+    return table
+
+
+def parse(data: bytes, oid: bytes, count: int) -> KeyTable | None:
+    """The key table in ``data`` when it is a sound table of tree ``oid`` of
+    ``count`` samples, else None."""
+    import numpy as np
+
+    if len(data) < HEADER.size + CRC.size:
+        return None
+    magic, version, flags, tree, n, names_len = HEADER.unpack_from(data)
+    if magic != MAGIC or version != VERSION or tree != oid or n != count or flags & ~INT_KEYS:
+        return None
+    keys_len = 8 * n if flags & INT_KEYS else names_len
+    body_end = HEADER.size + DIGEST * n + keys_len
+    if len(data) != body_end + CRC.size or (flags & INT_KEYS and names_len):
+        return None
+    view = memoryview(data)
+    if crc32(view[:body_end]) != CRC.unpack_from(data, body_end)[0]:
+        return None
+    digests = data[HEADER.size : HEADER.size + DIGEST * n]
+    if flags & INT_KEYS:
+        ints = np.frombuffer(data, "<i8", n, HEADER.size + DIGEST * n).astype(np.int64)
+        if n and int(ints.min()) < 0:
+            return None
+        return KeyTable(digests, ints, None)
+    names = data[HEADER.size + DIGEST * n : body_end]
+    if not n:
+        return None if names else KeyTable(b"", None, b"")
+    if names.count(b"\x00") != n - 1 or not canonical_keys(names):
+        return None
+    return KeyTable(digests, None, names)
+
+
+def encode(table: KeyTable, oid: bytes) -> bytes:
+    """The file content of ``table`` for tree ``oid``."""
+    n = len(table)
+    if table.ints is not None:
+        flags, keys = INT_KEYS, table.ints.astype("<i8").tobytes()
+        head = HEADER.pack(MAGIC, VERSION, flags, oid, n, 0)
+    else:
+        assert table.names is not None
+        keys = table.names
+        head = HEADER.pack(MAGIC, VERSION, 0, oid, n, len(keys))
+    body = head + table.digests + keys
+    return body + CRC.pack(crc32(body))
+
+
+def store(repo: pygit2.Repository, oid: bytes, table: KeyTable) -> None:
+    """Keep ``table`` as the key table of samples tree ``oid`` (best effort:
+    written to a temporary file, then renamed into place)."""
+    path = cache_path(repo, oid)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        if not path.parent.is_dir():
+            if not path.parent.parent.is_dir():
+                return  # not a repository of ours
+            path.parent.mkdir(exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        try:
+            data = memoryview(encode(table, oid))
+            while data:
+                data = data[os.write(fd, data) :]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        return
+    prune(path.parent, keep=path.name)
+
+
+def prune(folder: Path, keep: str = "", budget: int | None = None) -> None:
+    """Remove the least recently used tables of ``folder`` (and temporary
+    files an interrupted write left over an hour ago) until the tables take
+    at most ``budget`` bytes (:data:`KEYS_BYTES`); ``keep`` stays."""
+    budget = KEYS_BYTES if budget is None else budget
+    files: list[tuple[float, int, str]] = []
+    try:
+        with os.scandir(folder) as it:
+            for entry in it:
+                st = entry.stat(follow_symlinks=False)
+                if entry.name.startswith("."):
+                    if st.st_mtime < time.time() - 3600:
+                        os.unlink(entry.path)
+                elif entry.name != keep:
+                    files.append((st.st_mtime, st.st_size, entry.path))
+        total = sum(size for _, size, _ in files)
+        if keep:
+            total += (folder / keep).stat().st_size
+        for _, size, path in sorted(files):
+            if total <= budget:
+                break
+            os.unlink(path)
+            total -= size
+    except OSError:
+        return
+
+
+__all__ = ["KEYS_BYTES", "KeyTable", "cache_path", "encode", "load", "parse", "prune", "store"]
