@@ -304,7 +304,9 @@ def test_workers_read_the_datasets_commit_while_the_branch_moves_on(data_repo):
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_batch_is_one_batch_read_per_arrayset(rco, monkeypatch, tmp_path, workers):
     from hangar_git.checkout import PayloadAccess
+    from hangar_git.dataloaders import common
 
+    monkeypatch.setattr(common, "COLUMN_LIMIT", 0)  # no arrayset read whole
     orig = PayloadAccess.read_into  # stacked batches are read straight into one array
     log = tmp_path / "calls.log"  # forked workers inherit the spy and append here
 
@@ -316,7 +318,101 @@ def test_a_batch_is_one_batch_read_per_arrayset(rco, monkeypatch, tmp_path, work
     monkeypatch.setattr(PayloadAccess, "read_into", spy)
     kw = {"num_workers": workers, "multiprocessing_context": "fork"} if workers else {}
     loader = DataLoader(make_torch_dataset(pair(rco)), batch_size=16, **kw)
-    assert len(epoch(loader)) == 3
+    assert epoch(loader) == epoch(DataLoader(make_torch_dataset(pair(rco)), batch_size=16))
     calls = log.read_text().split("\n")[:-1]
     expect = [f"{name} {n}" for n in (16, 16, 8) for name in ("images", "labels")]
-    assert sorted(calls) == sorted(expect)
+    assert sorted(calls) == sorted(expect * 2)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_small_arraysets_are_read_whole_once_per_process(rco, monkeypatch, tmp_path, workers):
+    from hangar_git.checkout import PayloadAccess
+    from hangar_git.dataloaders import common
+
+    # the labels (8 bytes a sample) are read whole, the images batch by batch
+    monkeypatch.setattr(common, "COLUMN_LIMIT", 8 * (N - 1))
+    orig = PayloadAccess.read_into
+    log = tmp_path / "calls.log"
+
+    def spy(self, aset, digests, encs, out):
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()} {aset} {len(digests)}\n")
+        return orig(self, aset, digests, encs, out)
+
+    monkeypatch.setattr(PayloadAccess, "read_into", spy)
+    kw = {"num_workers": workers, "multiprocessing_context": "fork"} if workers else {}
+    dset = make_torch_dataset(pair(rco), index_range=slice(1, N))
+    loader = DataLoader(dset, batch_size=8, shuffle=True, **kw)
+    got = epoch(loader)
+    assert sorted(lab for _, labs in got for lab in labs) == list(range(1, N))
+    for imgs, labs in got:
+        assert imgs == [image(lab).tolist() for lab in labs]
+    calls = [line.split() for line in log.read_text().split("\n")[:-1]]
+    pids = {pid for pid, _, _ in calls}
+    assert len(pids) == max(workers, 1)
+    # per process: the labels once, whole; the images one read per batch
+    for pid in pids:
+        labels = [n for p, aset, n in calls if p == pid and aset == "labels"]
+        assert labels == [str(N - 1)]
+    image_reads = sorted(int(n) for _, aset, n in calls if aset == "images")
+    assert image_reads == [7, *[8] * 4]
+    # a second epoch in this process reads no label again
+    if not workers:
+        log.unlink()
+        assert len(epoch(loader)) == 5
+        assert all("labels" not in line for line in log.read_text().split("\n"))
+
+
+def test_small_batches_come_from_workers_through_the_pipe(rco, monkeypatch):
+    """A worker sends a small batch as bytes through its queue (not as a
+    shared-memory tensor, whose file descriptor costs the main process about
+    a millisecond to receive); a large one in shared memory."""
+    from hangar_git.dataloaders import torch_loader
+
+    dset = make_torch_dataset(pair(rco))
+    kw = {"batch_size": 8, "num_workers": 2, "multiprocessing_context": "fork"}
+    expect = epoch(DataLoader(dset, batch_size=8))
+    for limit, shared in ((1 << 20, False), (0, True)):
+        monkeypatch.setattr(torch_loader, "PIPE_LIMIT", limit)  # forked workers inherit it
+        batches = list(DataLoader(dset, **kw))
+        assert [(b.images.tolist(), b.labels.tolist()) for b in batches] == expect
+        for b in batches:
+            assert type(b) is dset.sample_type
+            assert all(type(t) is torch.Tensor and t.is_shared() == shared for t in b)
+            b.images[0] = -1  # writeable, in this process
+
+
+def test_a_piped_batch_pickles_as_a_plain_batch(rco):
+    from hangar_git.dataloaders.torch_loader import _piped_type
+
+    dset = make_torch_dataset(pair(rco))
+    kind = dset.sample_type
+    piped = _piped_type(kind)(torch.arange(6).reshape(2, 3), torch.tensor([1, 2]))
+    back = pickle.loads(pickle.dumps(piped))
+    assert type(back) is kind and back.images.tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert type(back.labels) is torch.Tensor and back.labels.tolist() == [1, 2]
+    # fields changed on the way to what numpy cannot hold: pickled as usual
+    odd = _piped_type(kind)(torch.ones(2, dtype=torch.bfloat16), "text")
+    back = pickle.loads(pickle.dumps(odd))
+    assert type(back) is kind and back.labels == "text"
+    assert back.images.dtype == torch.bfloat16
+
+
+def test_getitems_gives_the_samples_of_getitem(rco):
+    dset = make_torch_dataset(pair(rco))
+    for rows in ([5, 3, 3, 0], [N - 1, -1, -N], range(N)):
+        batch = dset.__getitems__(rows)
+        assert len(batch) == len(rows)
+        for got, i in zip(batch, rows, strict=True):
+            one = dset[i]
+            assert type(got) is not type(one) and isinstance(got, type(one))
+            for a, b in zip(got, one, strict=True):
+                assert type(a) is type(b) is np.ndarray
+                assert a.shape == b.shape and a.dtype == b.dtype
+                np.testing.assert_array_equal(a, b)
+    with pytest.raises(IndexError):
+        dset.__getitems__([0, N])
+    with pytest.raises(TypeError):
+        dset.__getitems__([0, 1.0])
+    with pytest.raises(TypeError):
+        dset.__getitems__([True])
