@@ -348,19 +348,19 @@ def test_small_arraysets_are_read_whole_once_per_process(rco, monkeypatch, tmp_p
     for imgs, labs in got:
         assert imgs == [image(lab).tolist() for lab in labs]
     calls = [line.split() for line in log.read_text().split("\n")[:-1]]
-    pids = {pid for pid, _, _ in calls}
-    assert len(pids) == max(workers, 1)
-    # per process: the labels once, whole; the images one read per batch
-    for pid in pids:
-        labels = [n for p, aset, n in calls if p == pid and aset == "labels"]
-        assert labels == [str(N - 1)]
+    # the labels once, whole, when the dataset was made (forked workers inherit
+    # them); the images one read per batch, in the process reading the batch
+    assert [c for c in calls if c[1] == "labels"] == [[str(os.getpid()), "labels", str(N - 1)]]
+    readers = {pid for pid, aset, _ in calls if aset == "images"}
+    assert len(readers) == max(workers, 1) and (str(os.getpid()) in readers) == (not workers)
     image_reads = sorted(int(n) for _, aset, n in calls if aset == "images")
     assert image_reads == [7, *[8] * 4]
-    # a second epoch in this process reads no label again
-    if not workers:
-        log.unlink()
-        assert len(epoch(loader)) == 5
-        assert all("labels" not in line for line in log.read_text().split("\n"))
+    # after close(), a process reads them again, once
+    dset.close()
+    log.unlink()
+    assert len(epoch(DataLoader(dset, batch_size=8))) == 5
+    calls = [line.split()[1:] for line in log.read_text().split("\n")[:-1]]
+    assert calls.count(["labels", str(N - 1)]) == 1 and len(calls) == 6
 
 
 def test_small_batches_come_from_workers_through_the_pipe(rco, monkeypatch):

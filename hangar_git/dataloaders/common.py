@@ -45,7 +45,7 @@ from ..errors import MissingPayloadError
 from ..naming import Key, decode_key, encode_key
 
 if TYPE_CHECKING:
-    from ..checkout import ReaderCheckout
+    from ..checkout import PayloadAccess, ReaderCheckout
 
 #: how many keys an error message lists before it summarises the rest
 _SHOW_KEYS = 10
@@ -365,8 +365,12 @@ class SampleSource:
         keys: Iterable[Key] | None = None,
         index_range: slice | None = None,
         field_names: object = None,
+        preload: bool = False,
     ) -> SampleSource:
         """Validate the arguments of a ``make_*`` function and select the samples.
+
+        With ``preload``, the small arraysets are read whole now (see
+        :meth:`preload`).
 
         Raises
         ------
@@ -384,7 +388,7 @@ class SampleSource:
         digests = [list(map(r.__getitem__, encs)) for r in records]
         check_local(asets, selected, digests)
         specs = [(a.dtype, a.shape, a.variable_shape) for a in asets]
-        return cls(
+        source = cls(
             co.repository.path,
             co.commit_hash,
             [a.name for a in asets],
@@ -393,6 +397,9 @@ class SampleSource:
             digests,
             encs,
         )
+        if preload:
+            source.preload(co)
+        return source
 
     # ---- per-process handles -------------------------------------------------
     def _setup(self) -> None:
@@ -515,16 +522,36 @@ class SampleSource:
                 if self._small[j]:
                     column = columns.get(j)
                     if column is None:
-                        column = np.empty((len(self.keys), *o.shape[1:]), o.dtype)
-                        payloads.read_into(name, digests, self.encs, column)
-                        columns[j] = column
-                    o[...] = column.take(indices, axis=0)
+                        column = columns[j] = self._read_column(j, payloads)
+                    column.take(indices, axis=0, out=o)
                 elif o.flags.c_contiguous:  # read_into fills contiguous rows best
                     payloads.read_into(name, list(map(digests.__getitem__, indices)), encs, o)
                 else:
                     tmp = np.empty(o.shape, o.dtype)
                     payloads.read_into(name, list(map(digests.__getitem__, indices)), encs, tmp)
                     o[...] = tmp
+
+    def _read_column(self, j: int, payloads: PayloadAccess) -> np.ndarray:
+        """Every selected sample of arrayset ``j``, stacked: each distinct
+        payload read once (labels share a handful)."""
+        dtype, shape, _var = self.specs[j]
+        first: dict[bytes, str] = {}  # each distinct digest -> a sample holding it
+        for d, e in zip(self.digests[j], self.encs, strict=True):
+            first.setdefault(d, e)
+        distinct = np.empty((len(first), *shape), dtype)
+        payloads.read_into(self.names[j], list(first), list(first.values()), distinct)
+        row = {d: i for i, d in enumerate(first)}
+        at = np.fromiter(map(row.__getitem__, self.digests[j]), np.intp, len(self.keys))
+        return distinct.take(at, axis=0)
+
+    def preload(self, checkout: ReaderCheckout) -> None:
+        """Read the small arraysets whole now, through ``checkout`` (a read
+        checkout of :attr:`commit`), for every batch of this process and of
+        worker processes forked from it."""
+        columns = self._pool.columns
+        for j, small in enumerate(self._small):
+            if small and j not in columns:
+                columns[j] = self._read_column(j, checkout.payloads)
 
     def __repr__(self) -> str:
         return (

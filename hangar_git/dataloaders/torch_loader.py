@@ -340,7 +340,8 @@ def make_torch_dataset(
     field_names: Sequence[str] | None = None,
 ) -> HangarTorchDataset:
     """See :func:`hangar_git.make_torch_dataset`."""
-    source = SampleSource.from_arraysets(arraysets, keys, index_range, field_names)
+    # small arraysets (labels) are read whole now: forked workers inherit them
+    source = SampleSource.from_arraysets(arraysets, keys, index_range, field_names, preload=True)
     return HangarTorchDataset(source, field_names)
 
 
