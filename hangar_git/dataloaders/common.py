@@ -15,7 +15,9 @@ made (a commit's records never change). Reading a batch is then, per
 arrayset, a list of digests handed to the checkout's batch read
 (``PayloadAccess.read_batch``: one vectorised index look-up, one
 decompression pass per storage block) -- no per-sample key encoding or
-record look-up.
+record look-up. Stacked batches (:meth:`SampleSource.read_stacked`) of an
+arrayset whose selected samples fit in :data:`COLUMN_LIMIT` bytes come from
+a copy of the whole arrayset, read once per process.
 
 Sample order
 ------------

@@ -11,8 +11,11 @@ read checkout of its own on first use; the samples are exactly those of
 
 Batches: ``DataLoader`` asks for a whole batch of indices at once
 (``__getitems__``), which is read through each arrayset's batch read path
-straight into one tensor per arrayset (in shared memory inside a worker, as
-``default_collate`` allocates it there). The samples handed to the collate
+straight into one tensor per arrayset (small arraysets, such as labels, are
+read whole when the dataset is made, and batches taken from memory). A
+worker sends a batch of up to :data:`PIPE_LIMIT` bytes to the main process
+as plain bytes through its queue, a larger one in shared memory (as
+``default_collate`` would). The samples handed to the collate
 function are views of those tensors, of a subclass of the sample namedtuple
 that ``default_collate`` knows (registered in its documented
 ``default_collate_fn_map``): it returns the tensors themselves instead of
