@@ -160,6 +160,7 @@ def test_dataset_pickles_without_handles(rco):
     dset = make_torch_dataset(pair(rco), field_names=("a", "b"))
     dset[0]  # opens a checkout in this process
     again = pickle.loads(pickle.dumps(dset))
+    assert again.source.digests == dset.source.digests and again.source.keys == dset.keys
     assert again[5].b == 5 and again[5]._fields == ("a", "b")
     copy = pickle.loads(pickle.dumps(again[5]))  # samples pickle too
     assert type(copy) is type(again[5]) and copy.b == 5
