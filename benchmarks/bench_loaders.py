@@ -37,7 +37,7 @@ Run::
 
     python benchmarks/bench_loaders.py [--n 60000] [--batch-size 64]
                                        [--repeat 3] [--dir DIR] [--check]
-                                       [--torch-only]
+                                       [--torch-only] [--compare DIR]
 """
 
 from __future__ import annotations
@@ -221,10 +221,13 @@ def torch_row(root: Path, row: str, batch_size: int) -> dict[str, float]:
     return out
 
 
-def torch_bars(root: Path, n: int, batch_size: int, repeat: int) -> bool:
+def torch_bars(
+    root: Path, n: int, batch_size: int, repeat: int, compare: Path | None = None
+) -> bool:
     """issue 18's torch bars: TensorDataset, ours with 0 and 2 workers, each row
-    in a fresh process, the rows interleaved ``repeat`` times (best kept).
-    Returns whether both bars are met."""
+    in a fresh process, the rows interleaved ``repeat`` times (best kept);
+    with ``compare``, the hangar-git rows of the sources there too, in the
+    same rounds. Returns whether both bars are met (by these sources)."""
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -233,36 +236,54 @@ def torch_bars(root: Path, n: int, batch_size: int, repeat: int) -> bool:
     if not (root / "images.npy").exists():
         images = np.stack([np.load(root / "npy" / f"{i}.npy") for i in range(n)])
         np.save(root / "images.npy", images)
-    best: dict[str, dict[str, float]] = {}
+    sides: dict[str, str | None] = {"this": None}
+    if compare is not None:
+        sides[compare.name or str(compare)] = str(compare.resolve())
+    best: dict[tuple[str, str], dict[str, float]] = {}
     for _ in range(repeat):
         for row in TORCH_ROWS:
-            cmd = [sys.executable, __file__, "--dir", str(root), "--n", str(n)]
-            cmd += ["--batch-size", str(batch_size), "--torch-row", row]
-            got = json.loads(subprocess.run(cmd, check=True, capture_output=True).stdout)
-            mine = best.setdefault(row, got)
-            for k, v in got.items():
-                mine[k] = min(mine[k], v)
+            for side, code in sides.items():
+                if code is not None and TORCH_ROWS[row] is None:
+                    continue  # the baseline runs no hangar-git code
+                env = dict(os.environ)
+                if code is not None:
+                    env["PYTHONPATH"] = os.pathsep.join([code, env.get("PYTHONPATH", "")])
+                cmd = [sys.executable, __file__, "--dir", str(root), "--n", str(n)]
+                cmd += ["--batch-size", str(batch_size), "--torch-row", row]
+                out = subprocess.run(cmd, check=True, capture_output=True, env=env).stdout
+                got = json.loads(out)
+                mine = best.setdefault((side, row), got)
+                for k, v in got.items():
+                    mine[k] = min(mine[k], v)
     print(f"\ntorch DataLoader(batch_size={batch_size}), {n} MNIST-shaped samples, each row in")
-    print(f"a fresh process (imports excluded), best of {repeat}, rows interleaved")
-    print(f"{'':28} {'setup':>8} {'epoch 1':>9} {'samples/s':>10} {'epoch 2':>9} {'samples/s':>10}")
-    labels = {"tensor": "in-memory TensorDataset", "ours-0": "hangar-git, 0 workers"}
-    labels["ours-2"] = "hangar-git, 2 workers"
-    for row, r in best.items():
+    print(f"a fresh process (imports excluded), best of {repeat}, rows interleaved;")
+    print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    head = f"{'':36} {'setup':>8} {'epoch 1':>9} {'samples/s':>10} {'epoch 2':>9} {'samples/s':>10}"
+    print(head)
+    labels = {"tensor": "in-memory TensorDataset", "ours-0": "0 workers", "ours-2": "2 workers"}
+    for (side, row), r in best.items():
+        label = labels[row] if TORCH_ROWS[row] is None else f"hangar-git ({side}), {labels[row]}"
         print(
-            f"{labels[row]:28} {r['setup']:7.3f}s {r['epoch1']:8.3f}s {n / r['epoch1']:10,.0f}"
+            f"{label:36} {r['setup']:7.3f}s {r['epoch1']:8.3f}s {n / r['epoch1']:10,.0f}"
             f" {r['epoch2']:8.3f}s {n / r['epoch2']:10,.0f}"
         )
-    base, zero, two = (best[r]["epoch1"] for r in TORCH_ROWS)
-    ok0, ok2 = base / zero >= 0.5, zero / two >= 1.0
-    print(
-        f"  [{'ok' if ok0 else 'FAIL'}] torch 0 workers at least half the in-memory "
-        f"TensorDataset's samples/s (first epoch): {base / zero:.2f}x"
-    )
-    print(
-        f"  [{'ok' if ok2 else 'FAIL'}] torch 2 workers at least as fast as 0 workers "
-        f"(first epoch, worker start-up included): {zero / two:.2f}x"
-    )
-    return ok0 and ok2
+    met = True
+    for side in sides:
+        base = best["this", "tensor"]["epoch1"]
+        zero, two = best[side, "ours-0"]["epoch1"], best[side, "ours-2"]["epoch1"]
+        ok0, ok2 = base / zero >= 0.5, zero / two >= 1.0
+        verdict = {True: "ok", False: "FAIL"} if side == "this" else {True: "--", False: "--"}
+        print(
+            f"  [{verdict[ok0]}] torch 0 workers ({side}) at least half the in-memory "
+            f"TensorDataset's samples/s (first epoch): {base / zero:.2f}x"
+        )
+        print(
+            f"  [{verdict[ok2]}] torch 2 workers ({side}) at least as fast as 0 workers "
+            f"(first epoch, worker start-up included): {zero / two:.2f}x"
+        )
+        if side == "this":
+            met = ok0 and ok2
+    return met
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,6 +299,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--torch-row", choices=list(TORCH_ROWS), help=argparse.SUPPRESS)
     p.add_argument("--torch-only", action="store_true", help="only issue 18's torch bars")
+    p.add_argument(
+        "--compare",
+        type=Path,
+        metavar="DIR",
+        help="torch bars: also run the hangar-git rows with the sources in DIR (interleaved)",
+    )
     args = p.parse_args(argv)
     if args.torch_row:  # a child of torch_bars: one row, figures as JSON
         print(json.dumps(torch_row(args.dir, args.torch_row, args.batch_size)))
@@ -307,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
                 loader.close()
             rows.extend(torch_rows(root, co, n, args))
             co.close()
-        bars_met = torch_bars(root, n, bs, args.repeat)
+        bars_met = torch_bars(root, n, bs, args.repeat, args.compare)
     finally:
         if args.dir is None:
             shutil.rmtree(root, ignore_errors=True)
