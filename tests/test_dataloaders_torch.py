@@ -393,10 +393,12 @@ def test_a_piped_batch_pickles_as_a_plain_batch(rco):
     assert type(back) is kind and back.images.tolist() == [[0, 1, 2], [3, 4, 5]]
     assert type(back.labels) is torch.Tensor and back.labels.tolist() == [1, 2]
     # fields changed on the way to what numpy cannot hold: pickled as usual
-    odd = _piped_type(kind)(torch.ones(2, dtype=torch.bfloat16), "text")
+    odd = _piped_type(kind)(torch.ones(2, dtype=torch.bfloat16), torch.tensor([1, 2]))
     back = pickle.loads(pickle.dumps(odd))
-    assert type(back) is kind and back.labels == "text"
-    assert back.images.dtype == torch.bfloat16
+    assert type(back) is kind and back.images.dtype == torch.bfloat16
+    assert back.labels.tolist() == [1, 2]
+    back = pickle.loads(pickle.dumps(_piped_type(kind)(torch.ones(2), "text")))
+    assert type(back) is kind and back.labels == "text" and back.images.tolist() == [1, 1]
 
 
 def test_getitems_gives_the_samples_of_getitem(rco):
