@@ -160,6 +160,7 @@ def test_dataset_pickles_without_handles(rco):
     dset = make_torch_dataset(pair(rco), field_names=("a", "b"))
     dset[0]  # opens a checkout in this process
     again = pickle.loads(pickle.dumps(dset))
+    assert again.source.digests == dset.source.digests and again.source.keys == dset.keys
     assert again[5].b == 5 and again[5]._fields == ("a", "b")
     copy = pickle.loads(pickle.dumps(again[5]))  # samples pickle too
     assert type(copy) is type(again[5]) and copy.b == 5
@@ -304,7 +305,9 @@ def test_workers_read_the_datasets_commit_while_the_branch_moves_on(data_repo):
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_batch_is_one_batch_read_per_arrayset(rco, monkeypatch, tmp_path, workers):
     from hangar_git.checkout import PayloadAccess
+    from hangar_git.dataloaders import common
 
+    monkeypatch.setattr(common, "COLUMN_LIMIT", 0)  # no arrayset read whole
     orig = PayloadAccess.read_into  # stacked batches are read straight into one array
     log = tmp_path / "calls.log"  # forked workers inherit the spy and append here
 
@@ -316,7 +319,103 @@ def test_a_batch_is_one_batch_read_per_arrayset(rco, monkeypatch, tmp_path, work
     monkeypatch.setattr(PayloadAccess, "read_into", spy)
     kw = {"num_workers": workers, "multiprocessing_context": "fork"} if workers else {}
     loader = DataLoader(make_torch_dataset(pair(rco)), batch_size=16, **kw)
-    assert len(epoch(loader)) == 3
+    assert epoch(loader) == epoch(DataLoader(make_torch_dataset(pair(rco)), batch_size=16))
     calls = log.read_text().split("\n")[:-1]
     expect = [f"{name} {n}" for n in (16, 16, 8) for name in ("images", "labels")]
-    assert sorted(calls) == sorted(expect)
+    assert sorted(calls) == sorted(expect * 2)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_small_arraysets_are_read_whole_once_per_process(rco, monkeypatch, tmp_path, workers):
+    from hangar_git.checkout import PayloadAccess
+    from hangar_git.dataloaders import common
+
+    # the labels (8 bytes a sample) are read whole, the images batch by batch
+    monkeypatch.setattr(common, "COLUMN_LIMIT", 8 * (N - 1))
+    orig = PayloadAccess.read_into
+    log = tmp_path / "calls.log"
+
+    def spy(self, aset, digests, encs, out):
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()} {aset} {len(digests)}\n")
+        return orig(self, aset, digests, encs, out)
+
+    monkeypatch.setattr(PayloadAccess, "read_into", spy)
+    kw = {"num_workers": workers, "multiprocessing_context": "fork"} if workers else {}
+    dset = make_torch_dataset(pair(rco), index_range=slice(1, N))
+    loader = DataLoader(dset, batch_size=8, shuffle=True, **kw)
+    got = epoch(loader)
+    assert sorted(lab for _, labs in got for lab in labs) == list(range(1, N))
+    for imgs, labs in got:
+        assert imgs == [image(lab).tolist() for lab in labs]
+    calls = [line.split() for line in log.read_text().split("\n")[:-1]]
+    # the labels once, whole, when the dataset was made (forked workers inherit
+    # them); the images one read per batch, in the process reading the batch
+    assert [c for c in calls if c[1] == "labels"] == [[str(os.getpid()), "labels", str(N - 1)]]
+    readers = {pid for pid, aset, _ in calls if aset == "images"}
+    assert len(readers) == max(workers, 1) and (str(os.getpid()) in readers) == (not workers)
+    image_reads = sorted(int(n) for _, aset, n in calls if aset == "images")
+    assert image_reads == [7, *[8] * 4]
+    # after close(), a process reads them again, once
+    dset.close()
+    log.unlink()
+    assert len(epoch(DataLoader(dset, batch_size=8))) == 5
+    calls = [line.split()[1:] for line in log.read_text().split("\n")[:-1]]
+    assert calls.count(["labels", str(N - 1)]) == 1 and len(calls) == 6
+
+
+def test_small_batches_come_from_workers_through_the_pipe(rco, monkeypatch):
+    """A worker sends a small batch as bytes through its queue (not as a
+    shared-memory tensor, whose file descriptor costs the main process about
+    a millisecond to receive); a large one in shared memory."""
+    from hangar_git.dataloaders import torch_loader
+
+    dset = make_torch_dataset(pair(rco))
+    kw = {"batch_size": 8, "num_workers": 2, "multiprocessing_context": "fork"}
+    expect = epoch(DataLoader(dset, batch_size=8))
+    for limit, shared in ((1 << 20, False), (0, True)):
+        monkeypatch.setattr(torch_loader, "PIPE_LIMIT", limit)  # forked workers inherit it
+        batches = list(DataLoader(dset, **kw))
+        assert [(b.images.tolist(), b.labels.tolist()) for b in batches] == expect
+        for b in batches:
+            assert type(b) is dset.sample_type
+            assert all(type(t) is torch.Tensor and t.is_shared() == shared for t in b)
+            b.images[0] = -1  # writeable, in this process
+
+
+def test_a_piped_batch_pickles_as_a_plain_batch(rco):
+    from hangar_git.dataloaders.torch_loader import _piped_type
+
+    dset = make_torch_dataset(pair(rco))
+    kind = dset.sample_type
+    piped = _piped_type(kind)(torch.arange(6).reshape(2, 3), torch.tensor([1, 2]))
+    back = pickle.loads(pickle.dumps(piped))
+    assert type(back) is kind and back.images.tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert type(back.labels) is torch.Tensor and back.labels.tolist() == [1, 2]
+    # fields changed on the way to what numpy cannot hold: pickled as usual
+    odd = _piped_type(kind)(torch.ones(2, dtype=torch.bfloat16), torch.tensor([1, 2]))
+    back = pickle.loads(pickle.dumps(odd))
+    assert type(back) is kind and back.images.dtype == torch.bfloat16
+    assert back.labels.tolist() == [1, 2]
+    back = pickle.loads(pickle.dumps(_piped_type(kind)(torch.ones(2), "text")))
+    assert type(back) is kind and back.labels == "text" and back.images.tolist() == [1, 1]
+
+
+def test_getitems_gives_the_samples_of_getitem(rco):
+    dset = make_torch_dataset(pair(rco))
+    for rows in ([5, 3, 3, 0], [N - 1, -1, -N], range(N)):
+        batch = dset.__getitems__(rows)
+        assert len(batch) == len(rows)
+        for got, i in zip(batch, rows, strict=True):
+            one = dset[i]
+            assert type(got) is not type(one) and isinstance(got, type(one))
+            for a, b in zip(got, one, strict=True):
+                assert type(a) is type(b) is np.ndarray
+                assert a.shape == b.shape and a.dtype == b.dtype
+                np.testing.assert_array_equal(a, b)
+    with pytest.raises(IndexError):
+        dset.__getitems__([0, N])
+    with pytest.raises(TypeError):
+        dset.__getitems__([0, 1.0])
+    with pytest.raises(TypeError):
+        dset.__getitems__([True])

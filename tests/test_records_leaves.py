@@ -146,6 +146,34 @@ def test_referenced_digests_match_the_checkouts_in_record_order(hist):
     assert referenced_digests(git, [c["c3"]], set()) == {}
 
 
+def test_referenced_digests_take_the_digests_without_building_records(hist, monkeypatch):
+    """The digests of each leaf are read straight from its tree (no
+    ``{key: digest}`` built), trusted tree or not, with the same answer."""
+    repo, c = hist
+    plain = craft(repo, "plain", lambda git, root: None)  # a tree never checked here
+    git = repo.git_repository()
+    walker = RecordWalker(git, use_trust=True)
+    assert not walker.commit(plain).trusted
+    want = digests_of(repo, c["c3"])
+
+    parsed: list[bytes] = []
+    real = leaves.parsed_leaf
+
+    def counting(repo_, oid, *args, **kw):
+        parsed.append(oid)
+        return real(repo_, oid, *args, **kw)
+
+    monkeypatch.setattr(leaves, "parsed_leaf", counting)
+    for sha in (c["c3"], plain):
+        got = referenced_digests(git, [sha])
+        assert got == want and list(got.values()) == list(want.values())
+    every = digests_of(repo, c["c1"])
+    for d, a in digests_of(repo, c["c4"]).items():
+        every.setdefault(d, a)
+    assert referenced_digests(git, [c["c1"], c["c4"]]) == every
+    assert parsed == []  # (checkouts parse leaves through records.snapshot)
+
+
 def test_each_leaf_is_read_once_across_commits(hist, monkeypatch):
     repo, c = hist
     git = repo.git_repository()

@@ -11,8 +11,11 @@ read checkout of its own on first use; the samples are exactly those of
 
 Batches: ``DataLoader`` asks for a whole batch of indices at once
 (``__getitems__``), which is read through each arrayset's batch read path
-straight into one tensor per arrayset (in shared memory inside a worker, as
-``default_collate`` allocates it there). The samples handed to the collate
+straight into one tensor per arrayset (small arraysets, such as labels, are
+read whole when the dataset is made, and batches taken from memory). A
+worker sends a batch of up to :data:`PIPE_LIMIT` bytes to the main process
+as plain bytes through its queue, a larger one in shared memory (as
+``default_collate`` would). The samples handed to the collate
 function are views of those tensors, of a subclass of the sample namedtuple
 that ``default_collate`` knows (registered in its documented
 ``default_collate_fn_map``): it returns the tensors themselves instead of
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Iterable, Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -99,7 +103,7 @@ class HangarTorchDataset(Dataset):
     def __getitem__(self, index: int) -> Any:
         """``dataset[i]``: sample ``i`` (a namedtuple of arrays); negative indices count back."""
         make = self.sample_type
-        return make(*(column[0] for column in self.source.read([self._index(index)])))
+        return make(*(_array(column[0]) for column in self.source.read([self._index(index)])))
 
     def __getitems__(self, indices: Sequence[int]) -> list[Any]:
         """The samples at ``indices``, read in one batch per arrayset.
@@ -108,19 +112,39 @@ class HangarTorchDataset(Dataset):
         one tensor per arrayset and the samples are views of it (see the
         module's notes): ``default_collate`` then returns those tensors.
         """
-        rows = [self._index(i) for i in indices]
+        rows = self._rows(indices)
         specs = self._tensor_specs
         if specs is None or not rows:
             make = self.sample_type
-            return [make(*fields) for fields in zip(*self.source.read(rows), strict=True)]
-        shared = get_worker_info() is not None
+            columns = self.source.read(rows)
+            return [make(*map(_array, fields)) for fields in zip(*columns, strict=True)]
         tensors = [torch.empty((len(rows), *shape), dtype=dtype) for dtype, shape in specs]
-        if shared:  # sent to the main process through shared memory, not pickled
-            tensors = [t.share_memory_() for t in tensors]
+        # in a worker, a small batch goes to the main process through the
+        # queue's pipe; a large one through shared memory (see _piped_type)
+        piped = False
+        if get_worker_info() is not None:
+            piped = sum(t.nbytes for t in tensors) <= PIPE_LIMIT
+            if not piped:
+                tensors = [t.share_memory_() for t in tensors]
         views = [t.numpy() for t in tensors]
         self.source.read_stacked(rows, views)
-        make = self._stacked_type
-        return _StackedBatch([make(*(v[i, ...] for v in views)) for i in range(len(rows))], tensors)
+        # per field, the views of its rows (0-d arrays for scalar samples, not
+        # numpy scalars), zipped into samples without a Python call per sample
+        at = [(i, Ellipsis) for i in range(len(rows))]
+        columns = [list(v) if v.ndim > 1 else list(map(v.__getitem__, at)) for v in views]
+        samples: list[Any] = list(
+            map(tuple.__new__, repeat(self._stacked_type), zip(*columns, strict=True))
+        )
+        return _StackedBatch(samples, tensors, piped)
+
+    def _rows(self, indices: Sequence[int]) -> list[int]:
+        """``indices`` as a list of non-negative ints (negative ones count back)."""
+        rows = list(indices)
+        n = len(self.source)
+        # the samplers' case, checked without a Python call per index
+        if rows and set(map(type, rows)) == {int} and min(rows) >= 0 and max(rows) < n:
+            return rows
+        return [self._index(i) for i in rows]
 
     def close(self) -> None:
         """Close the read checkouts this dataset opened in this process."""
@@ -150,10 +174,12 @@ def _tensor_specs(source: SampleSource) -> list[tuple[torch.dtype, tuple[int, ..
 class _StackedBatch(list):  # type: ignore[type-arg]
     """The samples of one ``__getitems__`` call and the tensors they are views of."""
 
-    def __init__(self, samples: list[Any], tensors: list[torch.Tensor]) -> None:
+    def __init__(self, samples: list[Any], tensors: list[torch.Tensor], piped: bool) -> None:
         super().__init__(samples)
         self.tensors = tensors
         self.members = tuple(samples)
+        #: collated into a batch that pickles its tensors as plain bytes
+        self.piped = piped
 
 
 _STACKED_TYPES: dict[type, type] = {}
@@ -186,11 +212,58 @@ def _collate_stacked(batch: Sequence[Any], *, collate_fn_map: dict[Any, Any] | N
         and len(batch) == len(batch.members)
         and all(a is b for a, b in zip(batch, batch.members, strict=True))
     ):
-        return base(*batch.tensors)
+        return (_piped_type(base) if batch.piped else base)(*batch.tensors)
     # otherwise exactly what default_collate does with a namedtuple batch
     return base(
         *(collate(list(field), collate_fn_map=collate_fn_map) for field in zip(*batch, strict=True))
     )
+
+
+#: the largest batch (bytes of all its tensors) a worker sends through the
+#: pipe of its queue rather than in shared memory
+PIPE_LIMIT = 1 << 20
+
+_PIPED_TYPES: dict[type, type] = {}
+
+
+def _piped_type(base: type) -> type:
+    """The subclass of the batch namedtuple ``base`` that a worker returns for
+    a small batch: pickled, its tensors travel as plain bytes and are rebuilt
+    as tensors of a plain ``base`` batch in the main process.
+
+    torch pickles a tensor between processes by moving it to shared memory
+    and passing a file descriptor over a new connection to the sender, about
+    a millisecond of the main process's time per tensor; a batch of a few
+    hundred kilobytes is copied through the pipe in a fraction of that.
+    """
+    made = _PIPED_TYPES.get(base)
+    if made is None:
+        reduce = {"__slots__": (), "__reduce__": _reduce_piped}
+        made = type(base.__name__, (base,), reduce)
+        made.__qualname__ = base.__qualname__
+        made.__module__ = base.__module__
+        _PIPED_TYPES[base] = made
+    return made
+
+
+def _reduce_piped(self: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
+    base = type(self).__mro__[1]
+    if all(type(t) is torch.Tensor and not t.requires_grad for t in self):
+        try:  # a field changed on its way to a dtype numpy lacks: pickled as usual
+            return _rebuild_piped, (base, tuple(t.numpy() for t in self))
+        except (TypeError, RuntimeError):
+            pass
+    return base, tuple(self)
+
+
+def _rebuild_piped(base: type, arrays: tuple[np.ndarray, ...]) -> Any:
+    """A ``base`` batch of tensors from the arrays a worker pickled."""
+    return base(*map(torch.from_numpy, arrays))
+
+
+def _array(x: Any) -> np.ndarray:
+    """``x`` as an array: the batch read gives 0-d samples as numpy scalars."""
+    return x if type(x) is np.ndarray else np.asarray(x)
 
 
 def _as_tensor(x: Any) -> torch.Tensor:
@@ -270,7 +343,8 @@ def make_torch_dataset(
     field_names: Sequence[str] | None = None,
 ) -> HangarTorchDataset:
     """See :func:`hangar_git.make_torch_dataset`."""
-    source = SampleSource.from_arraysets(arraysets, keys, index_range, field_names)
+    # small arraysets (labels) are read whole now: forked workers inherit them
+    source = SampleSource.from_arraysets(arraysets, keys, index_range, field_names, preload=True)
     return HangarTorchDataset(source, field_names)
 
 
