@@ -158,38 +158,79 @@ def signature(name: str, email: str) -> pygit2.Signature:
     return pygit2.Signature(name, email, int(time.time()), offset)
 
 
-def config_identity(repo: pygit2.Repository) -> tuple[str | None, str | None]:
-    """``user.name`` and ``user.email`` from git config, None where unset."""
-    cfg = repo.config
-    out: list[str | None] = []
-    for key in ("user.name", "user.email"):
-        try:
-            out.append(cfg[key])
-        except KeyError:
-            out.append(None)
-    return out[0], out[1]
+_IDENTITY_KEYS = ("user.name", "user.email")
 
 
-def config_identity_outside_repo() -> tuple[str | None, str | None]:
-    """``user.name`` and ``user.email`` a new repository would see: from the
-    global, XDG and system git config files (in that order of precedence)."""
+def _identity_from(configs: list[pygit2.Config]) -> tuple[str | None, str | None]:
+    """The first ``user.name`` and ``user.email`` found in ``configs``, in order."""
     out: list[str | None] = [None, None]
-    for get in (
-        pygit2.Config.get_global_config,
-        pygit2.Config.get_xdg_config,
-        pygit2.Config.get_system_config,
-    ):
-        try:
-            cfg = get()
-        except (OSError, KeyError, pygit2.GitError):
-            continue
-        for i, key in enumerate(("user.name", "user.email")):
+    for cfg in configs:
+        for i, key in enumerate(_IDENTITY_KEYS):
             if out[i] is None:
                 try:
                     out[i] = cfg[key]
                 except KeyError:
                     pass
     return out[0], out[1]
+
+
+def _outer_configs() -> list[pygit2.Config] | None:
+    """The global and system config files as git reads them when the
+    environment names them (``GIT_CONFIG_GLOBAL``; ``GIT_CONFIG_NOSYSTEM``),
+    which libgit2 does not honour; None when it names none."""
+    path = os.environ.get("GIT_CONFIG_GLOBAL")
+    if path is None:
+        return None
+    out: list[pygit2.Config] = []
+    try:
+        if os.path.isfile(path):
+            out.append(pygit2.Config(path))
+    except (OSError, pygit2.GitError):
+        pass
+    if os.environ.get("GIT_CONFIG_NOSYSTEM", "").lower() not in ("1", "true", "yes", "on"):
+        try:
+            out.append(pygit2.Config.get_system_config())
+        except (OSError, KeyError, pygit2.GitError):
+            pass
+    return out
+
+
+def config_identity(repo: pygit2.Repository) -> tuple[str | None, str | None]:
+    """``user.name`` and ``user.email`` from git config, None where unset.
+
+    Read as git reads them: the repository's own config first, then the global
+    file, which is ``GIT_CONFIG_GLOBAL`` when that is set (so an identity set
+    only there is found, and a home ``.gitconfig`` it replaces is not).
+    """
+    outer = _outer_configs()
+    if outer is None:
+        return _identity_from([repo.config])
+    local: list[pygit2.Config] = []
+    try:
+        local.append(pygit2.Config(str(common_dir(repo) / "config")))
+    except (OSError, pygit2.GitError):
+        pass
+    return _identity_from(local + outer)
+
+
+def config_identity_outside_repo() -> tuple[str | None, str | None]:
+    """``user.name`` and ``user.email`` a new repository would see: from the
+    global (``GIT_CONFIG_GLOBAL`` when set), XDG and system git config files,
+    in that order of precedence."""
+    outer = _outer_configs()
+    if outer is not None:
+        return _identity_from(outer)
+    configs: list[pygit2.Config] = []
+    for get in (
+        pygit2.Config.get_global_config,
+        pygit2.Config.get_xdg_config,
+        pygit2.Config.get_system_config,
+    ):
+        try:
+            configs.append(get())
+        except (OSError, KeyError, pygit2.GitError):
+            continue
+    return _identity_from(configs)
 
 
 def code_head(repo: pygit2.Repository) -> str | None:
