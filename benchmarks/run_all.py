@@ -37,6 +37,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "cold": ("bench_cold.py", [], ["--repeat", "3"]),
     "peers": ("bench_peers.py", [], ["-n", "10000", "--small", "50000", "--repeat", "1"]),
     "transfer": ("bench_transfer.py", [], ["-n", "10000", "--repeat", "1", "--no-s3"]),
+    "history": ("bench_history.py", [], ["-n", "100000"]),
 }
 
 _VERDICT = re.compile(r"^\s*\[(ok|FAIL)\]\s*(.*)$")
