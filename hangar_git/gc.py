@@ -46,6 +46,7 @@ from .gitutil import common_dir
 from .records.reachable import referenced_digests
 from .store.chunked import LargeFiles
 from .store.digest import Payload
+from .wording import plural as _n
 
 if TYPE_CHECKING:
     from .repository import Repository
@@ -369,11 +370,6 @@ def _repack(git: pygit2.Repository) -> str:
     if res.returncode != 0:
         return f"git repack failed: {res.stderr.strip().splitlines()[-1:] or res.returncode}"
     return "repacked"
-
-
-def _n(n: int, word: str) -> str:
-    """``1 pack``, ``2 packs``."""
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _size(n: int) -> str:

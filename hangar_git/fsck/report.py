@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..naming import Key
+from ..wording import plural as _n
 
 #: label of the staging area in reports (in place of a commit hash)
 STAGING = "staging"
@@ -18,11 +19,6 @@ STAGING = "staging"
 Progress = Callable[[str, int, int], None]
 #: warnings listed by :meth:`FsckReport.summary` (the report keeps them all)
 _SHOWN = 20
-
-
-def _n(n: int, word: str) -> str:
-    """``1 commit``, ``2 commits``."""
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 @dataclass(frozen=True)
@@ -165,8 +161,8 @@ class FsckReport:
         lines.append(
             "OK"
             if self.ok
-            else f"DAMAGED: {len(self.damaged)} samples, {len(self.records)} records, "
-            f"{len(self.store)} store problems, {len(self.git)} git problems"
+            else f"DAMAGED: {_n(len(self.damaged), 'sample')}, {_n(len(self.records), 'record')}, "
+            f"{_n(len(self.store), 'store problem')}, {_n(len(self.git), 'git problem')}"
         )
         return "\n".join(lines)
 

@@ -52,6 +52,7 @@ from ..records.objpack import held_objects, publish
 from ..records.snapshot import SampleRecords
 from ..records.validate import ensure_trusted
 from ..refs import TAGS
+from ..wording import plural
 
 if TYPE_CHECKING:
     from ..gc import GcReport
@@ -120,7 +121,7 @@ class PurgeReport:
         """Lines for people: the refs moved, payloads, the force-push to run."""
         would = "would " if self.dry_run else ""
         verb = "would rewrite" if self.dry_run else "rewrote"
-        lines = [f"{verb} {len(self.commits)} commits (commit ids change):"]
+        lines = [f"{verb} {plural(len(self.commits), 'commit')} (commit ids change):"]
         for ref, (old, new) in sorted(self.refs.items()):
             lines.append(f"  {ref}: {old[:10]} -> {new[:10]}")
         for ref in self.remote_refs:

@@ -25,6 +25,7 @@ from ..remotes.layout import index_object, kind_nbytes, large_object, pack_objec
 from ..remotes.packbuilder import PackBuilder
 from ..remotes.packformat import BLOCK_HEADER_SIZE, decode_block
 from ..store.digest import digest_bytes
+from ..wording import plural
 
 if TYPE_CHECKING:
     from ..remotes.data_remote import DataRemote
@@ -55,8 +56,8 @@ class RemotePurge:
         """One line for people."""
         verb = "would remove" if self.dry_run else "removed"
         return (
-            f"data remote {self.remote!r}: {verb} {self.removed} payloads "
-            f"({len(self.packs)} packs rewritten)"
+            f"data remote {self.remote!r}: {verb} {plural(self.removed, 'payload')} "
+            f"({plural(len(self.packs), 'pack')} rewritten)"
         )
 
 

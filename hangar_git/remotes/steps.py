@@ -18,6 +18,7 @@ from ..errors import IntegrityError, MissingPayloadError
 from ..naming import check_arrayset_name
 from ..records import reachable
 from ..records.reachable import commits_between, history, leaf_ids
+from ..wording import are, plural, were
 from . import config as rc
 from . import git_transport as gt
 from .data_remote import DataRemote
@@ -235,23 +236,27 @@ def raise_for_report(report: TransferReport, remote: str, dr: DataRemote) -> Non
         Some payloads are not on the data remote.
     """
     if report.refused:
+        n = len(report.refused)
         raise IntegrityError(
-            f"{len(report.refused)} payloads from remote {remote!r} ({dr.url}) failed "
-            f"verification against their digests and were refused, not stored (first: "
-            f"{report.refused[0].hex()}); {report.payloads} others were fetched"
+            f"{plural(n, 'payload')} from remote {remote!r} ({dr.url}) failed verification "
+            f"against their digests and {were(n)} refused, not stored (first: "
+            f"{report.refused[0].hex()}); {plural(report.payloads, 'other')} "
+            f"{were(report.payloads)} fetched"
         )
     if report.absent:
+        nd = len(dr.damaged)
         damaged = (
-            f" ({len(dr.damaged)} packs there are damaged and were ignored: "
+            f" ({plural(nd, 'pack')} there {are(nd)} damaged and ignored: "
             f"{', '.join(dr.damaged[:3])})"
             if dr.damaged
             else ""
         )
+        n = len(report.absent)
         raise MissingPayloadError(
-            f"{len(report.absent)} payloads are not on the data remote of {remote!r} "
-            f"({dr.url}){damaged}, first: {report.absent[0].hex()}; {report.payloads} "
-            "others were fetched. Whoever pushed those commits may not have sent their "
-            "data there"
+            f"{plural(n, 'payload')} {are(n)} not on the data remote of {remote!r} "
+            f"({dr.url}){damaged}, first: {report.absent[0].hex()}; "
+            f"{plural(report.payloads, 'other')} {were(report.payloads)} fetched. Whoever "
+            "pushed those commits may not have sent their data there"
         )
 
 

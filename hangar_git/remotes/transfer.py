@@ -29,6 +29,7 @@ from ..errors import IntegrityError, MissingPayloadError, WriterLockError
 from ..records.leaves import RecordWalker
 from ..records.reachable import commits_between, history, leaf_ids
 from ..store.packs import PackReader, PackWriter
+from ..wording import are, plural, were
 from . import bounded, large
 from . import data_transport as dt
 from .data_transport import DataRemote, PackBuilder, RemoteLookup, SealedPack
@@ -200,9 +201,10 @@ def upload_payloads(
             if not found.all():
                 lost = [todo[i] for i in np.flatnonzero(~found).tolist()]
                 raise MissingPayloadError(
-                    f"{len(lost)} payloads referenced by the commits to push are neither on this "
-                    f"machine nor on the data remote {remote.url} (first: {lost[0].hex()}): fetch "
-                    "them with `git hangar fetch-data` from the remote they came from, then push"
+                    f"{plural(len(lost), 'payload')} referenced by the commits to push "
+                    f"{are(len(lost))} neither on this machine nor on the data remote "
+                    f"{remote.url} (first: {lost[0].hex()}): fetch them with `git hangar "
+                    "fetch-data` from the remote they came from, then push"
                 )
             remote.ensure_marker()
             # large payloads travel as objects of their own (remotes/large.py)
@@ -504,7 +506,8 @@ class LazyFetcher:
             if limit is not None:
                 why = f"larger than the {limit} bytes their records allow, or {why[5:]}"
             raise IntegrityError(
-                f"{len(report.refused)} payloads from remote {self.remote_name!r} were refused "
+                f"{plural(len(report.refused), 'payload')} from remote {self.remote_name!r} "
+                f"{were(len(report.refused))} refused "
                 f"and not stored: {why} (first: {report.refused[0].hex()})"
             )
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..wording import plural
+
 #: problems the report describes in words (the others are only counted)
 MAX_PROBLEMS = 200
 
@@ -91,7 +93,8 @@ class RebuildReport:
         lines = [
             f"{'would index' if self.dry_run else 'indexed'} {self.entries_recovered} packed "
             f"payloads and {self.large_files_recovered} large payload files "
-            f"({self.packs_scanned} packs, {self.blocks_sound} sound blocks scanned)",
+            f"({plural(self.packs_scanned, 'pack')}, "
+            f"{plural(self.blocks_sound, 'sound block')} scanned)",
             f"damaged: {self.damaged_blocks} blocks, {self.damaged_manifests} manifests; "
             f"refused: {self.entries_refused} entries, {self.large_files_refused} large files; "
             f"unattributed: {self.unattributed_blocks} blocks, {self.unattributed_bytes} bytes",
@@ -107,7 +110,7 @@ class RebuildReport:
                 + ", ".join(map(str, self.packs_without_manifest))
             )
         if self.duplicates:
-            lines.append(f"{self.duplicates} payloads found twice (one copy indexed)")
+            lines.append(f"{plural(self.duplicates, 'payload')} found twice (one copy indexed)")
         lines.append(f"old index: {self.old_index}")
         lines.extend(self.problems)
         if self.more_problems:

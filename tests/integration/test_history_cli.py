@@ -147,7 +147,7 @@ def test_purge_deletes_remote_tracking_refs_and_data_remote_payloads(branched, t
     )
     assert open_repo(path).branch_commit("dev") == before  # refused before any change
     out = cli(path, "purge", "imgs", "d1", "--data-remote", "origin").stdout
-    assert "data remote 'origin': removed 1 payloads (1 packs rewritten)" in out
+    assert "data remote 'origin': removed 1 payload (1 pack rewritten)" in out
     assert f"{tracking}: delete" in out
     assert tracking not in open_repo(path).git_repository().references
     assert "git push origin +refs/hangar/heads/dev:refs/hangar/heads/dev" in out
