@@ -181,7 +181,10 @@ def test_init_without_identity_anywhere_refuses(tmp_path):
     assert list(tmp_path.iterdir()) == []  # refused before creating anything
 
 
-def test_identity_from_global_config_for_a_new_git_repository(tmp_path, isolated_git):
+def test_identity_from_global_config_for_a_new_git_repository(tmp_path, isolated_git, monkeypatch):
+    # no GIT_CONFIG_GLOBAL: the global file is found where libgit2 looks (a set
+    # GIT_CONFIG_GLOBAL replaces it, as in git: tests/test_gitutil.py)
+    monkeypatch.delenv("GIT_CONFIG_GLOBAL")
     cfgdir = tmp_path / "globalcfg"
     cfgdir.mkdir()
     (cfgdir / ".gitconfig").write_text("[user]\n\tname = Global Person\n\temail = g@example.org\n")
