@@ -124,7 +124,8 @@ def show(spec: str, full: bool, as_npy: bool, as_json: bool) -> None:
 def _show_json(
     label: str, commit: str, aset: str, key: Any, arr: Any, truncated: bool
 ) -> dict[str, Any]:
-    """``show --json``: where the sample is, its dtype and shape, and its values."""
+    """``show --json``: where the sample is, its dtype and shape, and its values
+    (a complex value as its ``[real, imag]`` pair)."""
     if truncated:
         warn(f'{plural(arr.size, "element")} left out of "data": pass --full to print them')
     return {
@@ -136,8 +137,17 @@ def _show_json(
         "shape": list(arr.shape),
         "size": int(arr.size),
         "truncated": truncated,
-        "data": None if truncated else arr.tolist(),
+        "data": None if truncated else _plain_values(arr),
     }
+
+
+def _plain_values(arr: Any) -> Any:
+    """``arr`` as nested lists of JSON numbers; complex values as [real, imag]."""
+    import numpy as np
+
+    if np.iscomplexobj(arr):
+        return np.stack([arr.real, arr.imag], axis=-1).tolist()
+    return arr.tolist()
 
 
 def _write_npy(arr: Any) -> None:

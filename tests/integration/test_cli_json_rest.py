@@ -147,6 +147,8 @@ def test_show_prints_json_and_reads_an_int_key_after_a_slash(repo):
     big["5"] = np.zeros((40, 40), np.float32)
     small = co.arraysets.init_arrayset("small", shape=(2, 3), dtype=np.int64)
     small[5] = np.arange(6, dtype=np.int64).reshape(2, 3)
+    cplx = co.arraysets.init_arrayset("cplx", shape=2, dtype=np.complex64)
+    cplx["z"] = np.array([1 + 2j, 3 - 1j], np.complex64)
     co.commit("base")
     co.close()
     head = repo.branch_commit("master")
@@ -168,6 +170,7 @@ def test_show_prints_json_and_reads_an_int_key_after_a_slash(repo):
         "truncated": False,
         "data": [[0, 1, 2], [3, 4, 5]],
     }
+    assert jsonout(path, "show", ":cplx:z")["data"] == [[1.0, 2.0], [3.0, -1.0]]  # [re, im]
     # an array the text summarises: no data unless --full, and a warning says so
     res = hangar(path, "show", "master:big/i:5", "--json")
     out = json.loads(res.stdout)
