@@ -417,7 +417,7 @@ def result_json(result: Any) -> dict[str, Any]:
         if isinstance(v, dict):
             return {k: plain(x) for k, x in v.items()}
         if isinstance(v, (set, frozenset)):
-            return sorted(plain(x) for x in v)
+            return sorted((plain(x) for x in v), key=str)  # (keys may mix int and str)
         if isinstance(v, (list, tuple)):
             return [plain(x) for x in v]
         return v
