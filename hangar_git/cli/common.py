@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import click
 
-from .render import PROG, conflict_lines, plural
+from .render import PROG, conflict_headline, conflict_lines, plural
 
 if TYPE_CHECKING:
     from ..checkout import ReaderCheckout, WriterCheckout
@@ -125,12 +125,7 @@ def translate(exc: Exception) -> CLIError:
 
 
 def _conflict_headline(exc: Exception) -> str:
-    n = len(conflict_lines(getattr(exc, "conflicts", None), limit=None))
-    what = f"{n} conflict{'s' if n != 1 else ''}" if n else "conflicts"
-    return (
-        f"merge aborted, nothing changed: {what} (resolve them, or merge with "
-        "--strategy ours|theirs)"
-    )
+    return conflict_headline("merge", getattr(exc, "conflicts", None), retry="merge with")
 
 
 def holder_text(holder: dict[str, Any] | None) -> str:

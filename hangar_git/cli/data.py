@@ -23,6 +23,7 @@ from .common import (
     progress,
     reader,
     resolve_startpoint,
+    warn,
 )
 from .render import lookup_key, plural
 
@@ -33,15 +34,20 @@ if TYPE_CHECKING:
 
 
 def _parse_show_spec(spec: str) -> tuple[str | None, str, str]:
-    parts = spec.split(":", 2)
-    if len(parts) == 2 and "/" in parts[1]:  # STARTPOINT:ARRAYSET/KEY
-        parts = [parts[0], *parts[1].split("/", 1)]
-    if len(parts) != 3 or not parts[1] or not parts[2]:
+    """``STARTPOINT:ARRAYSET:KEY`` or ``STARTPOINT:ARRAYSET/KEY`` in its three parts.
+
+    A STARTPOINT holds no ':' and an arrayset name neither ':' nor '/', so the
+    first ':' ends the STARTPOINT and the next ':' or '/' the arrayset; the
+    rest is the KEY (``i:5`` and ``s:x`` included).
+    """
+    sp, sep, rest = spec.partition(":")
+    cut = min((i for i in (rest.find(":"), rest.find("/")) if i >= 0), default=-1)
+    if not sep or cut <= 0 or cut == len(rest) - 1:
         raise click.BadParameter(
             f"{spec!r}: expected STARTPOINT:ARRAYSET:KEY (e.g. master:images:0001)",
             param_hint="'SPEC'",
         )
-    return parts[0] or None, parts[1], parts[2]
+    return sp or None, rest[:cut], rest[cut + 1 :]
 
 
 @dataclass
@@ -76,15 +82,20 @@ class _Writer:
     is_flag=True,
     help="Write the array as .npy bytes to stdout (redirect it to a file).",
 )
-def show(spec: str, full: bool, as_npy: bool) -> None:
+@json_option
+def show(spec: str, full: bool, as_npy: bool, as_json: bool) -> None:
     """Print one sample array.
 
     KEY may be written s:NAME or i:NUMBER to pick the key type. An empty
     STARTPOINT (':ARRAYSET:KEY') means the staging area's branch head.
-    STARTPOINT:ARRAYSET/KEY works too.
+    STARTPOINT:ARRAYSET/KEY works too. --json gives the array as nested
+    lists in "data"; an array the text would summarise (more than 1000
+    elements) has "data": null and "truncated": true unless --full is given.
     """
     import numpy as np
 
+    if as_npy and as_json:
+        raise click.UsageError("--npy and --json cannot be combined")
     sp_text, aset_name, key_text = _parse_show_spec(spec)
     repo = open_repo()
     sp = resolve_startpoint(repo, sp_text)
@@ -99,10 +110,44 @@ def show(spec: str, full: bool, as_npy: bool) -> None:
     if as_npy:
         _write_npy(arr)
         return
+    # numpy summarises an array of more elements than this (unless --full)
+    summarised = not full and arr.size > np.get_printoptions()["threshold"]
+    if as_json:
+        emit_json(_show_json(sp.label, sp.commit, aset_name, key, arr, summarised))
+        return
     info(f"{aset_name}[{key!r}] at {sp.label}: shape {arr.shape}, dtype {arr.dtype}")
     opts: dict[str, Any] = {"threshold": sys.maxsize} if full else {}
     with np.printoptions(**opts):
         click.echo(np.array2string(arr, separator=", ") if arr.ndim else repr(arr.item()))
+
+
+def _show_json(
+    label: str, commit: str, aset: str, key: Any, arr: Any, truncated: bool
+) -> dict[str, Any]:
+    """``show --json``: where the sample is, its dtype and shape, and its values
+    (a complex value as its ``[real, imag]`` pair)."""
+    if truncated:
+        warn(f'{plural(arr.size, "element")} left out of "data": pass --full to print them')
+    return {
+        "startpoint": label,
+        "commit": commit,
+        "arrayset": aset,
+        "key": key,
+        "dtype": str(arr.dtype),
+        "shape": list(arr.shape),
+        "size": int(arr.size),
+        "truncated": truncated,
+        "data": None if truncated else _plain_values(arr),
+    }
+
+
+def _plain_values(arr: Any) -> Any:
+    """``arr`` as nested lists of JSON numbers; complex values as [real, imag]."""
+    import numpy as np
+
+    if np.iscomplexobj(arr):
+        return np.stack([arr.real, arr.imag], axis=-1).tolist()
+    return arr.tolist()
 
 
 def _write_npy(arr: Any) -> None:

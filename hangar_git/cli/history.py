@@ -20,7 +20,13 @@ from .common import (
     resolve_startpoint,
     short,
 )
-from .render import conflict_lines, conflicts_json, diff_records_json, diff_records_lines
+from .render import (
+    conflict_headline,
+    conflict_lines,
+    conflicts_json,
+    diff_records_json,
+    diff_records_lines,
+)
 
 if TYPE_CHECKING:
     from ..diff import BranchDiff, DiffRecords
@@ -259,7 +265,8 @@ def merge(dev_branch: str, message: str | None, strategy: str | None, as_json: b
     """Merge a branch into the staging area's branch.
 
     Merges DEV_BRANCH. A fast-forward when the history is linear, else a merge commit with both
-    parents. A merge with conflicts changes nothing and lists them.
+    parents. A merge with conflicts changes nothing and lists them (--json
+    prints them too, then exits with status 1).
     """
     from ..errors import MergeConflictError
 
@@ -268,15 +275,21 @@ def merge(dev_branch: str, message: str | None, strategy: str | None, as_json: b
     dev_head = repo.branch_commit(dev_branch)
     before = repo.branch_commit(target, required=False)
     msg = message or f"Merge branch '{dev_branch}' into '{target}'"
+    out: dict[str, Any] = {"branch": target, "merged": dev_branch, "before": before}
     try:
         sha = repo.merge(msg, target, dev_branch, strategy=strategy)
     except MergeConflictError as exc:
-        raise _merge_conflict_error(exc.conflicts, dev_branch, target, strategy) from None
+        what = f"merge of {dev_branch!r} into {target!r}"
+        if as_json:
+            out.update(head=before, result="conflict", conflicts=conflicts_json(exc.conflicts))
+            emit_json(out)
+        raise CLIError(
+            conflict_headline(what, exc.conflicts, strategy, retry="merge with"),
+            conflict_lines(exc.conflicts, limit=50),
+        ) from None
     if as_json:
         how = "up to date" if sha == before else ("fast-forward" if sha == dev_head else "merge")
-        emit_json(
-            {"branch": target, "merged": dev_branch, "before": before, "head": sha, "result": how}
-        )
+        emit_json({**out, "head": sha, "result": how})
         return
     if sha == before:
         info(f"Already up to date: {target!r} contains {dev_branch!r}")
@@ -284,25 +297,6 @@ def merge(dev_branch: str, message: str | None, strategy: str | None, as_json: b
         info(f"Fast-forward {target!r}: {short(before)}..{short(sha)}")
     else:
         info(f"Merged {dev_branch!r} into {target!r}: {short(sha)}")
-
-
-def _merge_conflict_error(
-    conflicts: Any, dev_branch: str, target: str, strategy: str | None
-) -> CLIError:
-    """The error of a merge that met conflicts: how many, the way out, and the list."""
-    n = len(conflict_lines(conflicts, limit=None))
-    if strategy is None:
-        hint = "resolve them, or merge with --strategy ours|theirs"
-    else:
-        hint = (
-            f"--strategy {strategy} resolves sample and metadata conflicts, never "
-            "arrayset (schema) conflicts"
-        )
-    return CLIError(
-        f"merge of {dev_branch!r} into {target!r} aborted, nothing changed: {n} "
-        f"conflict{'s' if n != 1 else ''} ({hint})",
-        conflict_lines(conflicts, limit=50),
-    )
 
 
 #: the commands of this module

@@ -42,22 +42,44 @@ def lock() -> None:
     """Inspect or release the writer lock."""
 
 
+@lock.command("status")
+@json_option
+def lock_status(as_json: bool) -> None:
+    """Show whether the writer lock is held, and by whom.
+
+    --json gives "held" and "holder" (pid, host, user, since), as `status
+    --json` does under "writer_lock".
+    """
+    repo = open_repo()
+    held = repo.writer_lock_held
+    holder = repo.writer_lock_holder() if held else None
+    if as_json:
+        emit_json({"held": held, "holder": holder})
+        return
+    click.echo("Writer lock: " + (f"held by {holder_text(holder)}" if held else "free"))
+
+
 @lock.command("release")
 @click.option(
     "-f", "--force", is_flag=True, help="Break the lock even though a live process holds it."
 )
-def lock_release(force: bool) -> None:
+@json_option
+def lock_release(force: bool, as_json: bool) -> None:
     """Release the writer lock.
 
     A writer process that dies releases the lock by itself. A lock held by a
     live process is only broken with --force: do that only when that process
-    will never write again.
+    will never write again. --json gives "held" (before), "holder" and
+    "released".
     """
     import socket
 
     repo = open_repo()
     if not repo.writer_lock_held:
-        info("The writer lock is free.")
+        if as_json:
+            emit_json({"held": False, "holder": None, "released": False})
+        else:
+            info("The writer lock is free.")
         return
     holder = repo.writer_lock_holder()
     if not force:
@@ -72,7 +94,10 @@ def lock_release(force: bool) -> None:
     ):
         warn(f"breaking the lock of live process {holder['pid']}")
     repo.force_release_writer_lock()
-    info("Writer lock released.")
+    if as_json:
+        emit_json({"held": True, "holder": holder, "released": True})
+    else:
+        info("Writer lock released.")
 
 
 # ---- help -------------------------------------------------------------------------------

@@ -72,6 +72,53 @@ def conflict_lines(conflicts: Any, limit: int | None = 50) -> list[str]:
     return lines
 
 
+def _only_arrayset_conflicts(conflicts: Any) -> bool:
+    """True when a conflicts dict holds arrayset (schema) conflicts and no others."""
+    if not isinstance(conflicts, dict) or not getattr(conflicts.get("aset"), "conflict", False):
+        return False
+    meta = getattr(conflicts.get("meta"), "conflict", False)
+    return not meta and not any(
+        getattr(r, "conflict", False) for r in (conflicts.get("sample") or {}).values()
+    )
+
+
+def conflict_headline(
+    what: str, conflicts: Any, strategy: str | None = None, retry: str = "run it with"
+) -> str:
+    """The first line of the error of a merge, cherry-pick or revert that met conflicts.
+
+    How many, that nothing changed, and the way out: ``--strategy`` for
+    sample and metadata conflicts, never for arrayset (schema) conflicts.
+
+    Parameters
+    ----------
+    what : str
+        What was aborted (``merge of 'dev' into 'master'``).
+    conflicts : dict
+        As a merge gives it (anything else: counted as unknown).
+    strategy : {None, 'ours', 'theirs'}
+        The strategy the command ran with.
+    retry : str
+        How to run it again, before ``--strategy ours|theirs`` (``merge with``).
+
+    Returns
+    -------
+    str
+    """
+    n = len(conflict_lines(conflicts, limit=None))
+    count = f"{n} conflict{'s' if n != 1 else ''}" if n else "conflicts"
+    if strategy is not None:
+        hint = (
+            f"--strategy {strategy} resolves sample and metadata conflicts, never "
+            "arrayset (schema) conflicts"
+        )
+    elif _only_arrayset_conflicts(conflicts):
+        hint = "no --strategy resolves arrayset (schema) conflicts: make the same change here first"
+    else:
+        hint = f"resolve them, or {retry} --strategy ours|theirs"
+    return f"{what} aborted, nothing changed: {count} ({hint})"
+
+
 def conflicts_json(conflicts: Any) -> dict[str, Any]:
     """JSON form of a conflicts dict (``{'aset', 'meta', 'sample', 'conflict_found'}``).
 
@@ -360,10 +407,23 @@ def lookup_key(container: Any, text: str, what: str = "sample") -> Any:
 
 
 def result_json(result: Any) -> dict[str, Any]:
-    """The fields of a result dataclass (a GcReport, an ImportResult ...) as JSON."""
+    """The fields of a result dataclass (a GcReport, a PurgeReport ...) as JSON:
+    nested results as objects, digests (bytes) in hex, sets as sorted lists."""
     import dataclasses
 
-    return dataclasses.asdict(result)
+    def plain(v: Any) -> Any:
+        if isinstance(v, bytes):
+            return v.hex()
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (set, frozenset)):
+            return sorted((plain(x) for x in v), key=str)  # (keys may mix int and str)
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    out: dict[str, Any] = plain(dataclasses.asdict(result))
+    return out
 
 
 def transfer_json(rep: Any) -> dict[str, Any] | None:
@@ -382,6 +442,7 @@ def transfer_json(rep: Any) -> dict[str, Any] | None:
 __all__ = [
     "CONFLICT_KINDS",
     "PROG",
+    "conflict_headline",
     "conflict_lines",
     "conflicts_json",
     "diff_records_json",

@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from .common import CLIError, info, open_repo, short
-from .render import conflict_lines
+from .common import CLIError, emit_json, info, json_option, open_repo, short
+from .render import conflict_headline, conflict_lines, conflicts_json, result_json
 
 _STRATEGY = click.option(
     "-s",
@@ -24,21 +24,9 @@ _STRATEGY = click.option(
 _MESSAGE = click.option("-m", "--message", "message", metavar="MSG", help="Message of the commit.")
 
 
-def _conflict(what: str, conflicts: Any, strategy: str | None) -> CLIError:
-    n = len(conflict_lines(conflicts, limit=None))
-    hint = "resolve them, or run it with --strategy ours|theirs"
-    others = conflicts["meta"].conflict or any(c.conflict for c in conflicts["sample"].values())
-    if strategy is not None:
-        hint = f"--strategy {strategy} never resolves arrayset (schema) conflicts"
-    elif conflicts["aset"].conflict and not others:
-        hint = "no --strategy resolves arrayset (schema) conflicts: make the same change here first"
-    return CLIError(
-        f"{what} aborted, nothing changed: {n} conflict{'s' if n != 1 else ''} ({hint})",
-        conflict_lines(conflicts, limit=50),
-    )
-
-
-def _apply(verb: str, commit: str, strategy: str | None, message: str | None) -> None:
+def _apply(
+    verb: str, commit: str, strategy: str | None, message: str | None, as_json: bool
+) -> None:
     from ..errors import MergeConflictError
 
     repo = open_repo()
@@ -46,44 +34,56 @@ def _apply(verb: str, commit: str, strategy: str | None, message: str | None) ->
     before = repo.branch_commit(branch, required=False)
     sha = repo.resolve_startpoint(commit).commit
     run = repo.cherry_pick if verb == "cherry-pick" else repo.revert
+    out: dict[str, Any] = {"branch": branch, "commit": sha, "before": before}
     try:
         new = run(sha, strategy=strategy, message=message)
     except MergeConflictError as exc:
+        if as_json:
+            out.update(head=before, result="conflict", conflicts=conflicts_json(exc.conflicts))
+            emit_json(out)
         what = f"{verb} of {short(sha)} onto {branch!r}"
-        raise _conflict(what, exc.conflicts, strategy) from None
-    if new == before:
+        raise CLIError(
+            conflict_headline(what, exc.conflicts, strategy),
+            conflict_lines(exc.conflicts, limit=50),
+        ) from None
+    done = "applied" if verb == "cherry-pick" else "reverted"
+    if as_json:
+        emit_json({**out, "head": new, "result": "up to date" if new == before else done})
+    elif new == before:
         info(f"Nothing to do: {branch!r} has that change already (no commit made)")
     else:
-        done = "Applied" if verb == "cherry-pick" else "Reverted"
-        info(f"{done} {short(sha)} on {branch!r}: {short(new)}")
+        info(f"{done.capitalize()} {short(sha)} on {branch!r}: {short(new)}")
 
 
 @click.command("cherry-pick")
 @click.argument("commit")
 @_STRATEGY
 @_MESSAGE
-def cherry_pick(commit: str, strategy: str | None, message: str | None) -> None:
+@json_option
+def cherry_pick(commit: str, strategy: str | None, message: str | None, as_json: bool) -> None:
     """Apply one commit's change to the staging area's branch.
 
     COMMIT (a branch head or a commit hash) is compared with its first
     parent, and that change is merged three-way into the branch head as a
-    new commit. Conflicts are those of a merge; with conflicts nothing changes.
+    new commit. Conflicts are those of a merge; with conflicts nothing changes
+    (--json prints them too, then exits with status 1).
     """
-    _apply("cherry-pick", commit, strategy, message)
+    _apply("cherry-pick", commit, strategy, message, as_json)
 
 
 @click.command()
 @click.argument("commit")
 @_STRATEGY
 @_MESSAGE
-def revert(commit: str, strategy: str | None, message: str | None) -> None:
+@json_option
+def revert(commit: str, strategy: str | None, message: str | None, as_json: bool) -> None:
     """Undo one commit's change on the staging area's branch.
 
     A new commit sets every key COMMIT changed back to its value in COMMIT's
     first parent; a key a later commit changed again is a conflict (nothing
-    changes then).
+    changes then; --json prints them too, then exits with status 1).
     """
-    _apply("revert", commit, strategy, message)
+    _apply("revert", commit, strategy, message, as_json)
 
 
 def _key(text: str) -> str | int:
@@ -113,12 +113,14 @@ def _key(text: str) -> str | int:
     metavar="NAME",
     help="Also remove the purged payloads from the data remote of remote NAME.",
 )
+@json_option
 def purge(
     arrayset: str | None,
     keys: tuple[str, ...],
     meta: tuple[str, ...],
     dry_run: bool,
     data_remote: str | None,
+    as_json: bool,
 ) -> None:
     """Remove samples from all history: every branch and tag.
 
@@ -142,6 +144,9 @@ def purge(
         dry_run=dry_run,
         data_remote=data_remote,
     )
+    if as_json:
+        emit_json({**result_json(report), "push_commands": report.push_commands()})
+        return
     if not report.commits and not report.remote_refs and not report.data_remote:
         info("Nothing to purge: no commit holds those keys")
         return
@@ -166,6 +171,7 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
 @click.option("--dtype", metavar="DTYPE", help="Cast every sample to DTYPE (e.g. float32).")
 @click.option("--force", is_flag=True, help="Allow a dtype cast that can lose values.")
 @_MESSAGE
+@json_option
 def schema(
     arrayset: str,
     shape: str | None,
@@ -174,6 +180,7 @@ def schema(
     dtype: str | None,
     force: bool,
     message: str | None,
+    as_json: bool,
 ) -> None:
     """Change an arrayset's schema, or rename it, as a commit.
 
@@ -184,6 +191,7 @@ def schema(
     """
     repo = open_repo()
     branch = repo.writer_branch
+    before = repo.branch_commit(branch, required=False)
     sha = repo.change_arrayset(
         arrayset,
         shape=_shape(shape),
@@ -193,6 +201,10 @@ def schema(
         force=force,
         message=message,
     )
+    if as_json:
+        out = {"branch": branch, "arrayset": arrayset, "name": rename or arrayset}
+        emit_json({**out, "before": before, "head": sha})
+        return
     info(f"Changed arrayset {arrayset!r} on {branch!r}: {short(sha)}")
 
 
