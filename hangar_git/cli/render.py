@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..wording import plural
+
 if TYPE_CHECKING:
     from ..diff import Changes, DiffRecords
     from ..diffref import StagedDiff
@@ -363,11 +365,6 @@ def manpage(root: click.Group, help_option_names: list[str]) -> str:
 
 
 # ---- transfers (issue 16) ------------------------------------------------------------
-def plural(n: int, word: str) -> str:
-    """``1 payload``, ``2 payloads``."""
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
 def megabytes(n: int) -> str:
     """Bytes as ``12.3 MB``."""
     return f"{n / 1e6:.1f} MB"
