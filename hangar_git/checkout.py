@@ -327,12 +327,7 @@ class WriterCheckout(Holding, Checkout):  # type: ignore[misc]  # view: a proper
         exc : BaseException, optional
             The error that ended the batch, if one did.
         """
-        last = self._batch == 1 and not self.closed and self._lost is None
-        if last and not isinstance(exc, OSError):
-            try:  # still inside the batch: held samples staged without a flush each
-                self._settle()
-            except BaseException:  # kept in self._lost by _settle, raised below
-                pass
+        self.settle_before_batch_ends(exc)
         self._batch -= 1
         self._journal.batching -= 1
         if self._batch == 0 and not self.closed:

@@ -77,6 +77,7 @@ class Holding:
     _view: StagedView
     _batch: int
     _journal: Journal
+    closed: bool
 
     @property
     def view(self) -> StagedView:
@@ -156,6 +157,23 @@ class Holding:
     def settle_held(self) -> None:
         """Stage the samples held now (see :func:`stage_held`)."""
         self._settle()
+
+    def settle_before_batch_ends(self, exc: BaseException | None) -> None:
+        """Stage the held samples while the outermost batch is still open, so
+        that they are staged without a store flush each (a failure is kept,
+        and the batch's end raises it and discards the batch).
+
+        Parameters
+        ----------
+        exc : BaseException, optional
+            The error ending the batch: nothing is staged after a store failure.
+        """
+        if self._batch != 1 or self.closed or self._lost is not None or isinstance(exc, OSError):
+            return
+        try:
+            self._settle()
+        except BaseException:  # kept in self._lost by _settle
+            return
 
     def _settle(self) -> None:
         """Stage the held samples; if that fails, the batch fails (the
