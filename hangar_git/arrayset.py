@@ -313,8 +313,9 @@ class ArraysetDataWriter(ArraysetDataReader):
         """Remove the sample ``name`` from the staging area.
 
         Removing the last sample removes the arrayset too (as the reference
-        does): this accessor then raises ClosedError, and the arrayset must
-        be created again with ``init_arrayset`` before adding to it.
+        does): this accessor's writes then raise ClosedError (its reads find
+        no samples), and the arrayset must be created again with
+        ``init_arrayset`` before adding to it.
 
         Parameters
         ----------
