@@ -15,7 +15,7 @@ import numpy as np
 import pygit2
 
 from ..gitutil import read_raw, write_blob, write_tree
-from . import trust
+from . import key_cache, trust
 from .changelog import CHANGES_NAME
 from .counts import remember_count
 from .layout import (
@@ -142,10 +142,29 @@ def write_samples(
         fanout = choose_fanout(len(encs), None)
     if not fanout:
         return write_tree(repo, serialize_links(dict(zip(encs, digests, strict=True))))  # type: ignore[arg-type]
-    leaves = _fanned_leaves(encs, digests, fanout)  # type: ignore[arg-type]
+    leaves, order = _fanned_leaves(encs, digests, fanout)  # type: ignore[arg-type]
     oid = _write_fanned(repo, leaves, fanout)
     remember_count(repo, oid, len(encs))
+    _cache_table(repo, oid, encs, digests, order)  # type: ignore[arg-type]
     return oid
+
+
+def _cache_table(
+    repo: pygit2.Repository, oid: bytes, encs: list[str], digests: list[bytes], order: np.ndarray
+) -> None:
+    """Keep the key table of the samples tree ``oid`` just written (records
+    ``encs`` -> ``digests``, ``order`` their tree order) in :mod:`.key_cache`,
+    as the first whole read of the tree would: the next process that reads
+    it whole parses no leaf. Best effort: the cache is optional, a failure
+    leaves it to that first read."""
+    try:
+        names = "\x00".join([encs[i] for i in order.tolist()]).encode("ascii")
+        joined = np.frombuffer(b"".join(digests), f"V{key_cache.DIGEST}")[order].tobytes()
+        # parsed as a read of the tree parses its names: the same table
+        table = key_cache.KeyTable.from_names(names, joined)
+    except (ValueError, UnicodeError):  # not records a tree holds: nothing kept
+        return
+    key_cache.store(repo, oid, table)
 
 
 #: rows serialized per pass by :func:`_fanned_leaves` (bounds its memory)
@@ -154,8 +173,9 @@ _ROWS_PER_PASS = 1 << 16
 
 def _fanned_leaves(
     encs: list[str], digests: list[bytes], fanout: Fanout
-) -> dict[tuple[str, ...], bytes]:
-    """The raw leaf trees of records ``encs`` -> ``digests`` laid out in ``fanout``.
+) -> tuple[dict[tuple[str, ...], bytes], np.ndarray]:
+    """The raw leaf trees of records ``encs`` -> ``digests`` laid out in
+    ``fanout``, and the records' tree order (indices into ``encs``).
 
     Keys are placed by :func:`leaf_path` (the leading bits of their CRC-32)
     and sorted by name within a leaf, as :func:`serialize_links` does, with
@@ -207,7 +227,7 @@ def _fanned_leaves(
         v = int(leaf[f])
         path = tuple(hexes[(v >> sh) & mask_] for sh, mask_, hexes in shifts)
         result[path] = raw[int(starts_b[f]) : int(ends[last - 1])]
-    return result
+    return result, order
 
 
 def _write_fanned(

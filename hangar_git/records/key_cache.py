@@ -271,4 +271,4 @@ def prune(folder: Path, keep: str = "", budget: int | None = None) -> None:
         return
 
 
-__all__ = ["KEYS_BYTES", "KeyTable", "cache_path", "encode", "load", "parse", "prune", "store"]
+__all__ = ["DIGEST", "KEYS_BYTES", "KeyTable", "cache_path", "encode", "load", "parse", "prune", "store"]
