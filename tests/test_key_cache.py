@@ -241,3 +241,15 @@ def test_the_folder_keeps_the_most_recently_used_tables(repo, monkeypatch):
     assert not stale.exists() and path["a"].exists()
     for name in "abc":
         _check_reads(repo, data[name], list(range("abc".index(name), N + "abc".index(name))), name)
+
+
+def test_int_keys_past_int64_are_read_whole(repo):
+    """An int key no int64 holds (keys are unbounded ints): the table keeps
+    the keys as names, and every whole read returns the records."""
+    keys: list = [*range(N - 2), 2**63, 10**30]
+    data = _commit(repo, keys)
+    _check_reads(repo, data, keys)
+    s = _samples(repo)
+    table = key_cache.load(s.repo, s.oid, N)
+    assert table is not None and table.ints is None
+    assert set(table.keys()) == {f"i:{k}" for k in keys}

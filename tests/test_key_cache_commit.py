@@ -27,6 +27,10 @@ def _keys(kind: str, n: int = N) -> list:
         "strs": [f"k{i}" for i in range(n)],
         "mixed": [i if i % 3 else f"k{i}" for i in range(n)],
         "sparse": list(range(0, 3 * n, 3)),
+        "wide": [10**17 + 7 * i for i in range(n)],  # 18 digits
+        # past 18 digits, past int64 (a table of names then)
+        "19 digits": [*range(n - 3), 10**18, 2**63 - 1, 10**19 - 1],
+        "huge": [*range(n - 1), 10**30],
     }[kind]
 
 
@@ -71,7 +75,7 @@ def _as_a_read_writes_it(repo, how: str, name: str = "a") -> bytes:
 
 
 @pytest.mark.parametrize("how", ["key_table", "flat"])
-@pytest.mark.parametrize("kind", ["ints", "strs", "mixed", "sparse"])
+@pytest.mark.parametrize("kind", ["ints", "strs", "mixed", "sparse", "wide", "19 digits", "huge"])
 def test_a_first_commit_keeps_the_table_a_read_would_write(repo, monkeypatch, kind, how):
     keys = _keys(kind)
     _write(repo, _rows(keys))

@@ -125,7 +125,8 @@ class KeyTable:
     def from_names(cls, names: bytes, digests: bytes) -> KeyTable:
         """The table of encoded keys ``names`` (NUL-joined, ASCII, in tree
         order) and their ``digests`` (joined); ValueError when their numbers
-        differ or a name is not ASCII."""
+        differ or a name is not ASCII. The keys are kept as int64 values when
+        every key is an int key that fits one, else as names."""
         import numpy as np
 
         n = len(digests) // DIGEST
@@ -134,7 +135,10 @@ class KeyTable:
         if not names.isascii():
             raise ValueError("names not ASCII")
         if names.startswith(b"i:") and b"\x00s:" not in names:  # every key an int key
-            ints = np.array(list(map(int, names[2:].split(b"\x00i:"))), np.int64)
+            try:
+                ints = np.array(list(map(int, names[2:].split(b"\x00i:"))), np.int64)
+            except OverflowError:  # an int key beyond int64: kept as names
+                return cls(digests, None, names)
             return cls(digests, ints, None)
         return cls(digests, None, names)
 
@@ -271,4 +275,14 @@ def prune(folder: Path, keep: str = "", budget: int | None = None) -> None:
         return
 
 
-__all__ = ["DIGEST", "KEYS_BYTES", "KeyTable", "cache_path", "encode", "load", "parse", "prune", "store"]
+__all__ = [
+    "DIGEST",
+    "KEYS_BYTES",
+    "KeyTable",
+    "cache_path",
+    "encode",
+    "load",
+    "parse",
+    "prune",
+    "store",
+]
