@@ -6,7 +6,11 @@ per 60,000 samples). A samples tree never changes (git objects are named by
 their content), so the result is kept, once per tree, in
 ``<common git dir>/hangar/keys/<tree id hex>``: a :class:`KeyTable` (every
 key and digest, in tree order), the keys as int64 values when every key is
-an int key.
+an int key (that fits one). A commit that writes a samples tree whole (an
+arrayset's first commit, a change of fan-out: ``records.build``) keeps its
+table at once, so the first read after it parses no leaf either; a commit of
+a few changes keeps none (a table costs time in proportion to the
+arrayset), the first whole read of its tree does.
 
 Local state, never part of history, never needed for correctness, and
 treated as untrusted: a file is used only when its header names the tree
