@@ -10,12 +10,13 @@ from __future__ import annotations
 import zlib
 from collections import defaultdict
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 import pygit2
 
 from ..gitutil import read_raw, write_blob, write_tree
-from . import trust
+from . import key_cache, trust
 from .changelog import CHANGES_NAME
 from .counts import remember_count
 from .layout import (
@@ -142,10 +143,64 @@ def write_samples(
         fanout = choose_fanout(len(encs), None)
     if not fanout:
         return write_tree(repo, serialize_links(dict(zip(encs, digests, strict=True))))  # type: ignore[arg-type]
-    leaves = _fanned_leaves(encs, digests, fanout)  # type: ignore[arg-type]
+    leaves, tree = _fanned_leaves(encs, digests, fanout)  # type: ignore[arg-type]
     oid = _write_fanned(repo, leaves, fanout)
     remember_count(repo, oid, len(encs))
+    _cache_table(repo, oid, encs, tree)
     return oid
+
+
+class _TreeOrder(NamedTuple):
+    """Records as :func:`_fanned_leaves` laid them out: ``order`` (indices of
+    the records in tree order), their names (fixed-width bytes) and lengths,
+    their digests as rows of 20 bytes (all in the records' order)."""
+
+    order: np.ndarray
+    names: np.ndarray
+    lens: np.ndarray
+    digests: np.ndarray
+
+
+def _cache_table(repo: pygit2.Repository, oid: bytes, encs: list[str], tree: _TreeOrder) -> None:
+    """Keep the key table of the samples tree ``oid`` just written (records
+    ``encs`` laid out as ``tree``) in :mod:`.key_cache`, as the first whole
+    read of the tree would: the next process that reads it whole parses no
+    leaf. Best effort: the cache is optional, a failure leaves it to that
+    first read."""
+    try:
+        table = _key_table(encs, tree)
+    except (ValueError, ArithmeticError):  # not records a tree holds: nothing kept
+        return
+    key_cache.store(repo, oid, table)
+
+
+#: int keys of up to this many digits are parsed in vectorised passes
+_INT_DIGITS = 18
+
+
+def _key_table(encs: list[str], tree: _TreeOrder) -> key_cache.KeyTable:
+    """The key table of records ``encs`` laid out as ``tree``: the table a read
+    of the tree parses from its leaves (:meth:`.KeyTable.from_names`). Int
+    keys (``i:`` and decimal digits) are parsed from the name rows in
+    vectorised passes; other names go through ``from_names``."""
+    order = tree.order
+    # indexed as one item a record (not as rows of bytes: many times faster)
+    digests = tree.digests.view(f"V{key_cache.DIGEST}").ravel()[order].tobytes()
+    width = tree.names.dtype.itemsize
+    rows = tree.names[order].view(np.uint8).reshape(len(order), width)
+    if 2 < width <= 2 + _INT_DIGITS and (rows[:, :2] == np.frombuffer(b"i:", np.uint8)).all():
+        lens = tree.lens[order] - 2
+        digits = rows[:, 2:] - np.uint8(ord("0"))  # a byte that is no digit: above 9
+        valid = np.arange(width - 2) < lens[:, None]
+        if lens.min() > 0 and ((digits <= 9) | ~valid).all():
+            # each key's digits read as a number of width - 2 digits (the
+            # padding as zeros), then divided by 10 per padding digit
+            powers = 10 ** np.arange(width - 3, -1, -1, dtype=np.int64)
+            ints = np.where(valid, digits, 0).astype(np.int64) @ powers
+            ints //= 10 ** (width - 2 - lens)
+            return key_cache.KeyTable(digests, ints, None)
+    names = "\x00".join([encs[i] for i in order.tolist()]).encode("ascii")
+    return key_cache.KeyTable.from_names(names, digests)
 
 
 #: rows serialized per pass by :func:`_fanned_leaves` (bounds its memory)
@@ -154,8 +209,9 @@ _ROWS_PER_PASS = 1 << 16
 
 def _fanned_leaves(
     encs: list[str], digests: list[bytes], fanout: Fanout
-) -> dict[tuple[str, ...], bytes]:
-    """The raw leaf trees of records ``encs`` -> ``digests`` laid out in ``fanout``.
+) -> tuple[dict[tuple[str, ...], bytes], _TreeOrder]:
+    """The raw leaf trees of records ``encs`` -> ``digests`` laid out in
+    ``fanout``, and the records' layout (see :class:`_TreeOrder`).
 
     Keys are placed by :func:`leaf_path` (the leading bits of their CRC-32)
     and sorted by name within a leaf, as :func:`serialize_links` does, with
@@ -207,7 +263,7 @@ def _fanned_leaves(
         v = int(leaf[f])
         path = tuple(hexes[(v >> sh) & mask_] for sh, mask_, hexes in shifts)
         result[path] = raw[int(starts_b[f]) : int(ends[last - 1])]
-    return result
+    return result, _TreeOrder(order, names, lens, dig)
 
 
 def _write_fanned(

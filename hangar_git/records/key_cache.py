@@ -6,7 +6,11 @@ per 60,000 samples). A samples tree never changes (git objects are named by
 their content), so the result is kept, once per tree, in
 ``<common git dir>/hangar/keys/<tree id hex>``: a :class:`KeyTable` (every
 key and digest, in tree order), the keys as int64 values when every key is
-an int key.
+an int key (that fits one). A commit that writes a samples tree whole (an
+arrayset's first commit, a change of fan-out: ``records.build``) keeps its
+table at once, so the first read after it parses no leaf either; a commit of
+a few changes keeps none (a table costs time in proportion to the
+arrayset), the first whole read of its tree does.
 
 Local state, never part of history, never needed for correctness, and
 treated as untrusted: a file is used only when its header names the tree
@@ -125,7 +129,8 @@ class KeyTable:
     def from_names(cls, names: bytes, digests: bytes) -> KeyTable:
         """The table of encoded keys ``names`` (NUL-joined, ASCII, in tree
         order) and their ``digests`` (joined); ValueError when their numbers
-        differ or a name is not ASCII."""
+        differ or a name is not ASCII. The keys are kept as int64 values when
+        every key is an int key that fits one, else as names."""
         import numpy as np
 
         n = len(digests) // DIGEST
@@ -134,7 +139,10 @@ class KeyTable:
         if not names.isascii():
             raise ValueError("names not ASCII")
         if names.startswith(b"i:") and b"\x00s:" not in names:  # every key an int key
-            ints = np.array(list(map(int, names[2:].split(b"\x00i:"))), np.int64)
+            try:
+                ints = np.array(list(map(int, names[2:].split(b"\x00i:"))), np.int64)
+            except OverflowError:  # an int key beyond int64: kept as names
+                return cls(digests, None, names)
             return cls(digests, ints, None)
         return cls(digests, None, names)
 
@@ -271,4 +279,14 @@ def prune(folder: Path, keep: str = "", budget: int | None = None) -> None:
         return
 
 
-__all__ = ["KEYS_BYTES", "KeyTable", "cache_path", "encode", "load", "parse", "prune", "store"]
+__all__ = [
+    "DIGEST",
+    "KEYS_BYTES",
+    "KeyTable",
+    "cache_path",
+    "encode",
+    "load",
+    "parse",
+    "prune",
+    "store",
+]
