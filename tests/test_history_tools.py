@@ -122,6 +122,18 @@ def test_cherry_pick_refuses_staged_changes_and_open_writer(base):
     assert 50 in records(repo, repo.cherry_pick(picked))["x"]
 
 
+def test_revert_of_a_change_undone_already_makes_no_commit(base):
+    # Hypothesis found it: add x[30], remove it, then revert the add: nothing is
+    # left to undo, so the head stays (and reverting "the result" would revert
+    # the removal instead, which is why a caller must compare with the old head)
+    repo = base
+    added = commit_on(repo, "master", lambda co: co.arraysets["x"].__setitem__(30, v(30)))
+    removed = commit_on(repo, "master", lambda co: co.arraysets["x"].remove(30))
+    before = records(repo, removed)
+    assert repo.revert(added) == removed == head(repo)
+    assert records(repo, head(repo)) == before
+
+
 def test_cherry_pick_of_a_change_already_there_makes_no_commit(base):
     repo = base
     picked = commit_on(repo, "dev", lambda co: co.arraysets["x"].__setitem__(50, v(50)))
