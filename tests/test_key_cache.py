@@ -137,6 +137,24 @@ def test_a_bad_cache_file_is_ignored_and_rebuilt(repo, kind):
         assert path.read_bytes() == good, why  # written anew once parsed
 
 
+def test_a_link_or_a_pipe_in_place_of_a_table_is_not_read(repo, tmp_path):
+    keys = list(range(N))
+    data = _commit(repo, keys)
+    s = _samples(repo)
+    s.flat()
+    path = key_cache.cache_path(s.repo, s.oid)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_bytes(path.read_bytes())  # a sound table, but not in its place
+    path.unlink()
+    path.symlink_to(elsewhere)
+    assert key_cache.load(s.repo, s.oid, N) is None
+    _check_reads(repo, data, keys)
+    path.unlink(missing_ok=True)
+    os.mkfifo(path)  # opened without O_NONBLOCK, this would wait for a writer forever
+    assert key_cache.load(s.repo, s.oid, N) is None
+    _check_reads(repo, data, keys)
+
+
 def test_a_sound_file_with_a_forged_key_is_refused(repo):
     """Names that are not canonical keys, or negative int keys, are refused
     even when the file's CRC fits them."""

@@ -29,6 +29,7 @@ NUL-joined, ASCII), then the CRC-32 of everything before it.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import threading
 import time
@@ -157,13 +158,16 @@ def load(repo: pygit2.Repository, oid: bytes, count: int) -> KeyTable | None:
     (the count this machine knows for it), or None when absent or not sound
     (see the module's docstring); nothing larger than such a table is read."""
     path = cache_path(repo, oid)
-    try:
-        fd = os.open(path, os.O_RDONLY)
+    try:  # a link or a pipe in its place is not a table (and a pipe would block)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
     try:
-        size = os.fstat(fd).st_size
-        # the largest file a table of ``count`` samples can be: checked first
+        st = os.fstat(fd)
+        size = st.st_size
+        # a regular file, at most as large as a table of ``count`` samples can be
+        if not stat.S_ISREG(st.st_mode):
+            return None
         if size > HEADER.size + count * (DIGEST + MAX_KEY + 1) + CRC.size:
             return None
         data = os.pread(fd, size, 0)
