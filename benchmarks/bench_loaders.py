@@ -22,9 +22,10 @@ page cache holds both copies), in samples/s, at the same batch size:
 Then issue 18's torch bars, each row in a fresh Python process (as a
 training script is), timed from after the imports, the rows interleaved
 ``--repeat`` times and the best kept: an in-memory ``TensorDataset`` of the
-same samples (loaded from one stacked ``.npy`` per arrayset), and
-``DataLoader(make_torch_dataset(...), batch_size=...)`` with 0 and with 2
-workers (the default start method, workers not persistent). The bars are
+same samples (loaded from one stacked ``.npy`` per arrayset) with 0 and
+with 2 workers (what torch's own worker machinery costs on this machine),
+and ``DataLoader(make_torch_dataset(...), batch_size=...)`` with 0 and with
+2 workers (the default start method, workers not persistent). The bars are
 on the first epoch (worker start-up included): 0 workers at least half the
 ``TensorDataset``'s samples/s, 2 workers at least as fast as 0.
 
@@ -119,6 +120,10 @@ def best_epoch(run: Callable[[], int], repeat: int, n: int) -> float:
     return n / best
 
 
+def len_batches(n: int, batch_size: int) -> int:
+    return -(-n // batch_size)
+
+
 def count(batches: Iterable[object]) -> int:
     total = 0
     for batch in batches:
@@ -182,17 +187,50 @@ def torch_rows(root: Path, co, n: int, args) -> list[tuple[str, float, float]]:
 
 
 # ---- issue 18's torch bars: each row in a fresh process ------------------------------
-#: row name -> num_workers (None: the in-memory TensorDataset baseline)
-TORCH_ROWS = {"tensor": None, "ours-0": 0, "ours-2": 2}
+#: row name -> (dataset, num_workers); "tensor" is the in-memory TensorDataset
+#: baseline, "floor" the least any dataset's batches cost through torch's
+#: workers (:class:`SlicedArrays`), "ours" make_torch_dataset
+TORCH_ROWS = {
+    "tensor": ("tensor", 0),
+    "tensor-2": ("tensor", 2),
+    "floor-2": ("floor", 2),
+    "ours-0": ("ours", 0),
+    "ours-2": ("ours", 2),
+}
+
+
+class SlicedArrays:
+    """The floor of a batch sent through torch's workers: a map-style dataset
+    whose ``__getitems__`` returns the batch's rows of in-memory arrays, as
+    numpy arrays (collated as they are: they travel through the worker's pipe
+    as bytes, torch's cheapest way), doing no other work."""
+
+    def __init__(self, *arrays: np.ndarray) -> None:
+        self.arrays = arrays
+
+    def __len__(self) -> int:
+        return len(self.arrays[0])
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
+        return tuple(a[i] for a in self.arrays)
+
+    def __getitems__(self, rows: list[int]) -> tuple[np.ndarray, ...]:
+        return tuple(a[rows[0] : rows[-1] + 1] for a in self.arrays)  # the samplers' runs
+
+
+def as_is(batch: object) -> object:
+    """A collate function returning the batch unchanged."""
+    return batch
 
 
 def torch_row(root: Path, row: str, batch_size: int) -> dict[str, float]:
     """One row of the torch bars, in this (fresh) process, imports excluded.
 
     ``setup``: the dataset made (our checkout opened and the samples
-    selected; for the baseline, the stacked ``.npy`` files loaded into
-    tensors). ``epoch1``: the first epoch, worker start-up included (the
-    workers are not persistent); ``epoch2``: a second epoch, with new workers.
+    selected; for the baselines, the stacked ``.npy`` files loaded).
+    The floor row's dataset is :class:`SlicedArrays`. ``epoch1``: the first
+    epoch, worker start-up included (the workers are not persistent);
+    ``epoch2``: a second epoch, with new workers.
     """
     import torch
     from torch.utils.data import DataLoader, TensorDataset
@@ -202,14 +240,18 @@ def torch_row(root: Path, row: str, batch_size: int) -> dict[str, float]:
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     co = None
-    if TORCH_ROWS[row] is None:
+    kind, workers = TORCH_ROWS[row]
+    if kind == "tensor":
         images, labels = np.load(root / "images.npy"), np.load(root / "labels.npy")
         dataset: object = TensorDataset(torch.from_numpy(images), torch.from_numpy(labels))
+    elif kind == "floor":
+        dataset = SlicedArrays(np.load(root / "images.npy"), np.load(root / "labels.npy"))
     else:
         co = Repository(root / "repo").checkout()
         dataset = make_torch_dataset([co.arraysets["images"], co.arraysets["labels"]])
     t1 = time.perf_counter()
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=TORCH_ROWS[row] or 0)
+    kw = {"collate_fn": as_is} if kind == "floor" else {}
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, **kw)
     n = len(dataset)  # type: ignore[arg-type]
     out = {"setup": t1 - t0}
     for name in ("epoch1", "epoch2"):
@@ -243,7 +285,7 @@ def torch_bars(
     for _ in range(repeat):
         for row in TORCH_ROWS:
             for side, code in sides.items():
-                if code is not None and TORCH_ROWS[row] is None:
+                if code is not None and TORCH_ROWS[row][0] != "ours":
                     continue  # the baseline runs no hangar-git code
                 env = dict(os.environ)
                 if code is not None:
@@ -260,13 +302,28 @@ def torch_bars(
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     head = f"{'':36} {'setup':>8} {'epoch 1':>9} {'samples/s':>10} {'epoch 2':>9} {'samples/s':>10}"
     print(head)
-    labels = {"tensor": "in-memory TensorDataset", "ours-0": "0 workers", "ours-2": "2 workers"}
     for (side, row), r in best.items():
-        label = labels[row] if TORCH_ROWS[row] is None else f"hangar-git ({side}), {labels[row]}"
+        kind, workers = TORCH_ROWS[row]
+        if kind == "tensor":
+            label = f"in-memory TensorDataset, {workers} workers"
+        elif kind == "floor":
+            label = f"floor (arrays sliced, piped), {workers} w"
+        else:
+            label = f"hangar-git ({side}), {workers} workers"
         print(
             f"{label:36} {r['setup']:7.3f}s {r['epoch1']:8.3f}s {n / r['epoch1']:10,.0f}"
             f" {r['epoch2']:8.3f}s {n / r['epoch2']:10,.0f}"
         )
+    t0, t2 = best["this", "tensor"]["epoch1"], best["this", "tensor-2"]["epoch1"]
+    print(
+        f"  [info] what torch's own worker machinery costs here: the in-memory "
+        f"TensorDataset with 2 workers runs at {t0 / t2:.2f}x its 0-worker speed"
+    )
+    floor = best["this", "floor-2"]["epoch1"]
+    print(
+        f"  [info] the floor: batches that cost nothing to make, through 2 workers, "
+        f"take {floor:.3f}s an epoch ({len_batches(n, batch_size)} batches)"
+    )
     met = True
     for side in sides:
         base = best["this", "tensor"]["epoch1"]

@@ -64,6 +64,25 @@ def pair(co):
     return [co.arraysets["images"], co.arraysets["labels"]]
 
 
+def gather_log(monkeypatch, tmp_path):
+    """A log of the store's batch reads (``PackReader.gather_into``), one line
+    ``pid arrayset rows`` each (the arrayset told by the dtype of its rows);
+    forked workers inherit the spy and append to it too."""
+    from hangar_git.store.reader import PackReader
+
+    orig = PackReader.gather_into
+    log = tmp_path / "calls.log"
+    names = {np.dtype(np.int32): "images", np.dtype(np.int64): "labels"}
+
+    def spy(self, entries, out):
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()} {names[out.dtype]} {len(out)}\n")
+        return orig(self, entries, out)
+
+    monkeypatch.setattr(PackReader, "gather_into", spy)
+    return log
+
+
 def epoch(loader) -> list[tuple[list, list]]:
     return [(b.images.tolist(), b.labels.tolist()) for b in loader]
 
@@ -304,43 +323,26 @@ def test_workers_read_the_datasets_commit_while_the_branch_moves_on(data_repo):
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_batch_is_one_batch_read_per_arrayset(rco, monkeypatch, tmp_path, workers):
-    from hangar_git.checkout import PayloadAccess
     from hangar_git.dataloaders import common
 
     monkeypatch.setattr(common, "COLUMN_LIMIT", 0)  # no arrayset read whole
-    orig = PayloadAccess.read_into  # stacked batches are read straight into one array
-    log = tmp_path / "calls.log"  # forked workers inherit the spy and append here
-
-    def spy(self, aset, digests, encs, out):
-        with open(log, "a") as f:
-            f.write(f"{aset} {len(digests)}\n")
-        return orig(self, aset, digests, encs, out)
-
-    monkeypatch.setattr(PayloadAccess, "read_into", spy)
+    # stacked batches are read straight into one array per arrayset
+    log = gather_log(monkeypatch, tmp_path)
     kw = {"num_workers": workers, "multiprocessing_context": "fork"} if workers else {}
     loader = DataLoader(make_torch_dataset(pair(rco)), batch_size=16, **kw)
     assert epoch(loader) == epoch(DataLoader(make_torch_dataset(pair(rco)), batch_size=16))
-    calls = log.read_text().split("\n")[:-1]
+    calls = [line.split(maxsplit=1)[1] for line in log.read_text().split("\n")[:-1]]
     expect = [f"{name} {n}" for n in (16, 16, 8) for name in ("images", "labels")]
     assert sorted(calls) == sorted(expect * 2)
 
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_small_arraysets_are_read_whole_once_per_process(rco, monkeypatch, tmp_path, workers):
-    from hangar_git.checkout import PayloadAccess
     from hangar_git.dataloaders import common
 
     # the labels (8 bytes a sample) are read whole, the images batch by batch
     monkeypatch.setattr(common, "COLUMN_LIMIT", 8 * (N - 1))
-    orig = PayloadAccess.read_into
-    log = tmp_path / "calls.log"
-
-    def spy(self, aset, digests, encs, out):
-        with open(log, "a") as f:
-            f.write(f"{os.getpid()} {aset} {len(digests)}\n")
-        return orig(self, aset, digests, encs, out)
-
-    monkeypatch.setattr(PayloadAccess, "read_into", spy)
+    log = gather_log(monkeypatch, tmp_path)
     kw = {"num_workers": workers, "multiprocessing_context": "fork"} if workers else {}
     dset = make_torch_dataset(pair(rco), index_range=slice(1, N))
     loader = DataLoader(dset, batch_size=8, shuffle=True, **kw)
@@ -362,6 +364,68 @@ def test_small_arraysets_are_read_whole_once_per_process(rco, monkeypatch, tmp_p
     assert len(epoch(DataLoader(dset, batch_size=8))) == 5
     calls = [line.split()[1:] for line in log.read_text().split("\n")[:-1]]
     assert calls.count(["labels", str(N - 1)]) == 1 and len(calls) == 6
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batches_look_up_no_digest(rco, monkeypatch, tmp_path, workers):
+    """The store's index entries of the selected samples are found once, when
+    the dataset is made; forked workers inherit them: a batch is read
+    straight from them, with no digest looked up in the store's index."""
+    from hangar_git.dataloaders import common
+    from hangar_git.store.reader import PackReader
+
+    monkeypatch.setattr(common, "COLUMN_LIMIT", 0)  # no arrayset read whole
+    orig = PackReader.lookup
+    log = tmp_path / "lookups.log"
+
+    def spy(self, digests):
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()} {len(digests)}\n")
+        return orig(self, digests)
+
+    monkeypatch.setattr(PackReader, "lookup", spy)
+    dset = make_torch_dataset(pair(rco), index_range=slice(1, N))
+    made = log.read_text().split("\n")[:-1]  # by this process, the dataset made
+    kw = {"num_workers": workers, "multiprocessing_context": "fork"} if workers else {}
+    got = epoch(DataLoader(dset, batch_size=8, shuffle=True, **kw))
+    assert sorted(lab for _, labs in got for lab in labs) == list(range(1, N))
+    for imgs, labs in got:
+        assert imgs == [image(lab).tolist() for lab in labs]
+    assert log.read_text().split("\n")[:-1] == made
+
+
+def test_batches_read_after_gc_moved_the_payloads(repo, monkeypatch):
+    """A dataset made before ``gc`` moved its payloads to a new pack reads them
+    afresh from there (its index entries name blocks gone)."""
+    from hangar_git.dataloaders import common
+    from hangar_git.gc import gc
+
+    monkeypatch.setattr(common, "COLUMN_LIMIT", 0)  # no arrayset read whole
+
+    co = repo.checkout(write=True)
+    with co.arraysets.init_arrayset("images", shape=(2, 3), dtype=np.int32) as img:
+        for i in range(N):
+            img[i] = image(i)
+    co.commit("keep")
+    co.close()
+    repo.create_branch("dev")
+    co = repo.checkout(write=True, branch="dev")
+    with co.arraysets["images"] as img:
+        for i in range(N, 3 * N):
+            img[i] = image(i)
+    co.commit("dead")
+    co.close()
+    repo.checkout(write=True, branch="master").close()  # the writer's branch again
+    rco = repo.checkout()
+    dset = make_torch_dataset([rco.arraysets["images"]])
+    repo.remove_branch("dev", force=True)
+    assert gc(repo, threshold=0.0).packs_compacted
+    for _ in range(2):  # the next epoch too
+        got = [b.images.tolist() for b in DataLoader(dset, batch_size=16)]
+        want = [image(i).tolist() for i in range(N)]
+        assert got == [want[0:16], want[16:32], want[32:N]]
+    dset.close()
+    rco.close()
 
 
 def test_small_batches_come_from_workers_through_the_pipe(rco, monkeypatch):

@@ -17,14 +17,12 @@ arrayset, a list of digests handed to the checkout's batch read
 decompression pass per storage block) -- no per-sample key encoding or
 record look-up. Stacked batches (:meth:`SampleSource.read_stacked`) of an
 arrayset whose selected samples fit in :data:`COLUMN_LIMIT` bytes come from
-a copy of the whole arrayset, read once per process.
+a copy of the whole arrayset, read once per process; those of the others
+straight from the store's index entries of the selection (32 bytes a
+sample), found once per process -- or once in the parent of forked workers
+(``preload``) -- so a batch looks up no digest in the store's index.
 
-Sample order
-------------
-When ``keys`` is given the samples come in that order. Otherwise the selection
-is every key present in *all* the arraysets, sorted: int keys ascending, then
-str keys ascending. The order depends only on the commit, never on how this
-machine stores payloads, so ``index_range`` picks the same samples everywhere.
+Sample order: see :mod:`.selection`.
 """
 
 from __future__ import annotations
@@ -33,7 +31,6 @@ import hashlib
 import math
 import os
 import threading
-import warnings
 import weakref
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -43,165 +40,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 import numpy as np
 
 from ..arrayset import ArraysetDataReader
-from ..errors import MissingPayloadError
-from ..naming import Key, decode_key, encode_key
+from ..errors import IntegrityError
+from ..naming import Key, encode_key
+from .selection import as_arrayset_list, check_local, select_keys
 
 if TYPE_CHECKING:
     from ..checkout import PayloadAccess, ReaderCheckout
-
-#: how many keys an error message lists before it summarises the rest
-_SHOW_KEYS = 10
-
-
-def _sort_key(key: Key) -> tuple[bool, Any]:
-    return (isinstance(key, str), key)
-
-
-def _show(keys: Sequence[Key]) -> str:
-    shown = ", ".join(repr(k) for k in keys[:_SHOW_KEYS])
-    if len(keys) > _SHOW_KEYS:
-        shown += f", ... ({len(keys) - _SHOW_KEYS} more)"
-    return shown
-
-
-def as_arrayset_list(arraysets: object) -> list[ArraysetDataReader]:
-    """``arraysets`` (one accessor, or a list or tuple of them) as a list.
-
-    Raises
-    ------
-    TypeError
-        If an item is not an arrayset accessor, or comes from a write-enabled
-        checkout.
-    ValueError
-        If no arrayset is given, or the arraysets come from different
-        repositories or commits.
-    """
-    from ..checkout import ReaderCheckout
-
-    if isinstance(arraysets, ArraysetDataReader):
-        asets = [arraysets]
-    elif isinstance(arraysets, (list, tuple)):
-        asets = list(arraysets)
-    else:
-        raise TypeError(
-            "arraysets must be an arrayset (co.arraysets['name']) or a list/tuple of "
-            f"them, not {type(arraysets).__name__}"
-        )
-    if not asets:
-        raise ValueError("no arraysets given: pass at least one")
-    origin: tuple[str, str] | None = None
-    for aset in asets:
-        if not isinstance(aset, ArraysetDataReader):
-            raise TypeError(f"expected an arrayset accessor, not {type(aset).__name__}: {aset!r}")
-        co = aset.checkout
-        co.check_open()
-        if aset.iswriteable or not isinstance(co, ReaderCheckout):
-            raise TypeError(
-                f"arrayset {aset.name!r} comes from a write-enabled checkout; dataloaders "
-                "read committed data only: open a read checkout with "
-                "repo.checkout(commit=...) or repo.checkout(branch=...)"
-            )
-        here = (co.repository.path, co.commit_hash)
-        if origin is None:
-            origin = here
-        elif here != origin:
-            raise ValueError(
-                "all arraysets must come from read checkouts of the same repository and "
-                f"commit: {aset.name!r} is at {here[1][:12]} of {here[0]}, the first at "
-                f"{origin[1][:12]} of {origin[0]}"
-            )
-    return asets
-
-
-def select_keys(
-    asets: Sequence[ArraysetDataReader],
-    keys: Iterable[Key] | None,
-    index_range: slice | None,
-    records: Sequence[dict[str, bytes]],
-) -> tuple[list[Key], list[str]]:
-    """The keys a loader reads, in order (see the module docstring), and their
-    encodings; ``records`` maps, per arrayset, encoded key -> payload digest.
-
-    Raises
-    ------
-    TypeError
-        If ``keys`` is a single str or int, or ``index_range`` is not a slice.
-    ValueError
-        If an item of ``keys`` cannot be a sample key (e.g. a bool or a negative
-        int), or the selection is empty.
-    KeyError
-        If a given key is missing from one of the arraysets.
-    """
-    if index_range is not None and not isinstance(index_range, slice):
-        raise TypeError(f"index_range must be a slice, not {type(index_range).__name__}")
-    if keys is not None:
-        if isinstance(keys, (str, bytes, int, np.integer)):
-            raise TypeError("keys must be a sequence of sample keys, not a single key")
-        # numpy integers (np.arange, an index array) are int keys
-        selected = [int(k) if isinstance(k, np.integer) else k for k in keys]
-        # ValueError for anything that cannot be a key (bool, -1, '')
-        encs = [encode_key(k) for k in selected]
-        for aset, have in zip(asets, records, strict=True):
-            absent = [k for k, e in zip(selected, encs, strict=True) if e not in have]
-            if absent:
-                raise KeyError(
-                    f"{len(absent)} of the given keys are not in arrayset {aset.name!r}: "
-                    f"{_show(absent)}"
-                )
-    else:
-        common = set(records[0]).intersection(*records[1:])
-        if any(len(r) != len(common) for r in records):
-            counts = ", ".join(f"{a.name!r}: {len(r)}" for a, r in zip(asets, records, strict=True))
-            warnings.warn(
-                f"the arraysets hold different keys ({counts}); only the {len(common)} "
-                "keys present in all of them are used",
-                UserWarning,
-                stacklevel=4,
-            )
-        # int keys ascending, then str keys ascending (decode_key, inlined)
-        ints = sorted(int(e[2:]) for e in common if e.startswith("i:"))
-        strs = sorted(e[2:] for e in common if e.startswith("s:"))
-        if len(ints) + len(strs) != len(common):  # pragma: no cover - records are checked
-            for e in common:
-                decode_key(e)  # CorruptRecordError naming the malformed key
-        selected = [*ints, *strs]
-        if index_range is not None:
-            selected = selected[index_range]
-        encs = [f"i:{k}" if type(k) is int else f"s:{k}" for k in selected]
-    if not selected:
-        raise ValueError("no samples selected: the arraysets, keys or index_range are empty")
-    return selected, encs
-
-
-def check_local(
-    asets: Sequence[ArraysetDataReader], keys: Sequence[Key], digests: Sequence[Sequence[bytes]]
-) -> None:
-    """Raise if any selected sample's payload is not stored on this machine;
-    ``digests`` holds, per arrayset, the payload digest of each of ``keys``.
-
-    Raises
-    ------
-    MissingPayloadError
-        Listing, per arrayset, the selected keys whose payloads are remote
-        references; its ``remote_keys`` attribute maps arrayset name -> keys.
-    """
-    missing: dict[str, list[Key]] = {}
-    for aset, digs in zip(asets, digests, strict=True):
-        absent = aset.checkout.payloads.missing(set(digs))
-        if absent:
-            remote = [k for k, d in zip(keys, digs, strict=True) if d in absent]
-            missing[aset.name] = sorted(set(remote), key=_sort_key)
-    if missing:
-        parts = "; ".join(f"{name!r}: {_show(ks)}" for name, ks in missing.items())
-        total = sum(len(ks) for ks in missing.values())
-        err = MissingPayloadError(
-            f"{total} selected samples are remote references whose payloads are not on "
-            f"this machine ({parts}); fetch them first (`git hangar fetch-data`, "
-            "Repository.remote.fetch_data) or leave them out with `keys=`"
-        )
-        err.remote_keys = missing  # type: ignore[attr-defined]
-        raise err
-
 
 _TUPLE_TYPES: dict[str, type] = {}
 
@@ -291,6 +135,11 @@ class _Pool:
         #: forked child keeps its parent's (they are read-only copies of
         #: immutable payloads)
         self.columns: dict[int, np.ndarray] = {}
+        #: the other arraysets: index of the arrayset -> the store's index
+        #: entries of its selected samples (None: not gathered that way); a
+        #: forked child keeps its parent's too (entries name blocks by ids
+        #: the store never reuses)
+        self.entries: dict[int, np.ndarray | None] = {}
 
     def forked(self) -> None:
         # handles copied from the parent stay untouched (closing them here could
@@ -304,7 +153,7 @@ class _Pool:
             self.forked()
             self.generation += 1
             mine, self.free, self.opened = self.opened, [], []
-            self.columns = {}
+            self.columns, self.entries = {}, {}
         for h in mine:
             try:
                 h.co.close()
@@ -534,24 +383,66 @@ class SampleSource:
         for o, (dtype, shape, _var) in zip(out, self.specs, strict=True):
             if o.shape != (len(indices), *shape) or o.dtype != dtype:
                 raise ValueError(f"output {o.shape} {o.dtype} for samples {shape} {dtype}")
-        encs = list(map(self.encs.__getitem__, indices))
         columns = self._pool.columns
         with self._borrow() as handle:
             co = handle.co
             co.check_open()  # ClosedError once close() closed it under us
             payloads = co.payloads
-            for j, (name, digests, o) in enumerate(zip(self.names, self.digests, out, strict=True)):
+            for j, o in enumerate(out):
                 if self._small[j]:
                     column = columns.get(j)
                     if column is None:
                         column = columns[j] = self._read_column(j, payloads)
                     column.take(indices, axis=0, out=o)
-                elif o.flags.c_contiguous:  # read_into fills contiguous rows best
-                    payloads.read_into(name, list(map(digests.__getitem__, indices)), encs, o)
+                elif o.flags.c_contiguous:  # contiguous rows are filled best
+                    self._fill(j, indices, payloads, o)
                 else:
                     tmp = np.empty(o.shape, o.dtype)
-                    payloads.read_into(name, list(map(digests.__getitem__, indices)), encs, tmp)
+                    self._fill(j, indices, payloads, tmp)
                     o[...] = tmp
+
+    def _fill(
+        self, j: int, indices: Sequence[int], payloads: PayloadAccess, out: np.ndarray
+    ) -> None:
+        """Fill ``out`` (C-contiguous) with the samples at ``indices`` of arrayset ``j``."""
+        if not self._gather(j, indices, payloads, out):
+            encs = list(map(self.encs.__getitem__, indices))
+            digests = list(map(self.digests[j].__getitem__, indices))
+            payloads.read_into(self.names[j], digests, encs, out)
+
+    def _gather(
+        self, j: int, indices: Sequence[int], payloads: PayloadAccess, out: np.ndarray
+    ) -> bool:
+        """Fill ``out`` (C-contiguous) with the samples at ``indices`` of arrayset
+        ``j`` straight from the store's index entries of the selection, found
+        once per process (or inherited from the parent): no digest looked up
+        per batch. False (``out`` not to be trusted) when that does not apply
+        -- some payloads not in this machine's store, large or of another
+        kind, or moved since (``gc``) -- then never tried again here: the
+        caller reads through :meth:`PayloadAccess.read_into`, which locates
+        them afresh, fetches or reports them."""
+        entries = self._pool.entries
+        if j not in entries:
+            entries[j] = self._entries(j, payloads)
+        ents = entries[j]
+        if ents is None:
+            return False
+        try:
+            done = payloads.reader.gather_into(ents.take(indices), out)
+        except IntegrityError:
+            done = False
+        if not done:
+            entries[j] = None
+            return False
+        if len(out):  # one kind for all (gather_into checked that)
+            payloads.view.check_payload(self.names[j], self.encs[indices[0]], out[0])
+        return True
+
+    def _entries(self, j: int, payloads: PayloadAccess) -> np.ndarray | None:
+        """The store's index entries of the selected samples of arrayset ``j``,
+        in order; None unless all of them are in this machine's store."""
+        found, ents = payloads.reader.lookup(self.digests[j])
+        return ents if found.all() else None
 
     def _read_column(self, j: int, payloads: PayloadAccess) -> np.ndarray:
         """Every selected sample of arrayset ``j``, stacked: each distinct
@@ -567,13 +458,16 @@ class SampleSource:
         return distinct.take(at, axis=0)
 
     def preload(self, checkout: ReaderCheckout) -> None:
-        """Read the small arraysets whole now, through ``checkout`` (a read
-        checkout of :attr:`commit`), for every batch of this process and of
-        worker processes forked from it."""
-        columns = self._pool.columns
+        """Read the small arraysets whole now, and find the store's index
+        entries of the others' samples, through ``checkout`` (a read checkout
+        of :attr:`commit`), for every batch of this process and of worker
+        processes forked from it."""
+        columns, entries = self._pool.columns, self._pool.entries
         for j, small in enumerate(self._small):
             if small and j not in columns:
                 columns[j] = self._read_column(j, checkout.payloads)
+            elif not small and not self.specs[j][2] and j not in entries:
+                entries[j] = self._entries(j, checkout.payloads)
 
     def __repr__(self) -> str:
         return (

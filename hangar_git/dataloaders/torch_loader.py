@@ -31,6 +31,7 @@ largest shape in the batch, optionally returning the true shapes) or
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Iterable, Sequence
 from itertools import repeat
@@ -118,19 +119,21 @@ class HangarTorchDataset(Dataset):
             make = self.sample_type
             columns = self.source.read(rows)
             return [make(*map(_array, fields)) for fields in zip(*columns, strict=True)]
-        tensors = [torch.empty((len(rows), *shape), dtype=dtype) for dtype, shape in specs]
+        n = len(rows)
+        views = [np.empty((n, *shape), dtype) for dtype, shape in specs]
         # in a worker, a small batch goes to the main process through the
         # queue's pipe; a large one through shared memory (see _piped_type)
         piped = False
         if get_worker_info() is not None:
-            piped = sum(t.nbytes for t in tensors) <= PIPE_LIMIT
+            piped = sum(v.nbytes for v in views) <= PIPE_LIMIT
             if not piped:
-                tensors = [t.share_memory_() for t in tensors]
-        views = [t.numpy() for t in tensors]
+                shared = [torch.from_numpy(v).share_memory_() for v in views]
+                views = [t.numpy() for t in shared]
+        tensors = list(map(torch.from_numpy, views))
         self.source.read_stacked(rows, views)
         # per field, the views of its rows (0-d arrays for scalar samples, not
         # numpy scalars), zipped into samples without a Python call per sample
-        at = [(i, Ellipsis) for i in range(len(rows))]
+        at = _row_items(n)
         columns = [list(v) if v.ndim > 1 else list(map(v.__getitem__, at)) for v in views]
         samples: list[Any] = list(
             map(tuple.__new__, repeat(self._stacked_type), zip(*columns, strict=True))
@@ -157,18 +160,25 @@ class HangarTorchDataset(Dataset):
         )
 
 
-def _tensor_specs(source: SampleSource) -> list[tuple[torch.dtype, tuple[int, ...]]] | None:
-    """Per arrayset, the torch dtype and sample shape of a stacked batch; None
-    when the samples cannot be stacked (variable shapes, a dtype torch lacks)."""
+def _tensor_specs(source: SampleSource) -> list[tuple[np.dtype, tuple[int, ...]]] | None:
+    """Per arrayset, the dtype and sample shape of a stacked batch; None when
+    the samples cannot be stacked (variable shapes, a dtype torch lacks)."""
     if source.variable:
         return None
     specs = []
     for dtype, shape, _var in source.specs:
         try:
-            specs.append((torch.from_numpy(np.empty(0, dtype)).dtype, tuple(shape)))
+            torch.from_numpy(np.empty(0, dtype))
         except TypeError:
             return None
+        specs.append((np.dtype(dtype), tuple(shape)))
     return specs
+
+
+@functools.lru_cache(maxsize=16)
+def _row_items(n: int) -> tuple[tuple[int, Any], ...]:
+    """``((0, ...), (1, ...), ...)``: the items of ``n`` rows as 0-d views."""
+    return tuple((i, Ellipsis) for i in range(n))
 
 
 class _StackedBatch(list):  # type: ignore[type-arg]
@@ -210,7 +220,7 @@ def _collate_stacked(batch: Sequence[Any], *, collate_fn_map: dict[Any, Any] | N
     if (
         isinstance(batch, _StackedBatch)
         and len(batch) == len(batch.members)
-        and all(a is b for a, b in zip(batch, batch.members, strict=True))
+        and all(map(operator.is_, batch, batch.members))
     ):
         return (_piped_type(base) if batch.piped else base)(*batch.tensors)
     # otherwise exactly what default_collate does with a namedtuple batch
