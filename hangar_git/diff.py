@@ -413,7 +413,10 @@ def _triple_changes(
     i_ch: tuple[list, list, list] = ([], [], [])
     conf: dict[str, list] = defaultdict(list)
     for enc, (b, m, d) in triples.items():
-        key = decode_key(enc)
+        try:  # decode_key, inline for the int keys most records hold
+            key = int(enc[2:]) if enc.startswith("i:") else decode_key(enc)
+        except ValueError:
+            key = decode_key(enc)  # raises its CorruptRecordError
         if m != b:
             m_ch[0 if b is None else 1 if m is None else 2].append(key)
         if d == b:
@@ -554,6 +557,10 @@ def _logged_triples(
     # a side whose samples tree is the base's changed nothing, and the converse
     if (m.samples == a.samples) != (not cm) or (d.samples == a.samples) != (not cd):
         return None
+    if not cm:  # one side changed: each key's base value is its old one
+        return {k: (o, o, n) for k, (o, n) in cd.items()}
+    if not cd:
+        return {k: (o, n, o) for k, (o, n) in cm.items()}
     out: dict[str, Triple] = {}
     for k in cm.keys() | cd.keys():
         om, od = cm.get(k), cd.get(k)

@@ -127,6 +127,28 @@ def test_rows_are_checked_the_same_however_written(row, want):
             assert len(parse(raw).rows) == len(lines)
 
 
+def test_a_log_composes_alone_as_a_chain_does():
+    # one log of one arrayset (the quick path) nets as the general loop does:
+    # rows whose digests agree dropped, a key listed twice composed in order
+    # when the rows follow on, refused when they do not
+    from hangar_git.records.changelog import _compose
+
+    a, b, c = (bytes([n]) * 20 for n in (1, 2, 3))
+
+    def net(*rows):
+        return _compose([ChangeLog("p" * 40, {"u"}, list(rows))])
+
+    assert net(("x", "i:1", a, b), ("x", "i:2", c, c)) == ({"x": {"i:1": (a, b)}}, {"u"})
+    assert net(("x", "i:1", a, b), ("x", "i:1", b, c)) == ({"x": {"i:1": (a, c)}}, {"u"})
+    assert net(("x", "i:1", a, b), ("x", "i:1", b, a)) == ({}, {"u"})
+    assert net(("x", "i:1", a, b), ("x", "i:1", a, c)) is None
+    assert net(("x", "i:1", None, b), ("y", "i:1", a, None)) == (
+        {"x": {"i:1": (None, b)}, "y": {"i:1": (a, None)}},
+        {"u"},
+    )
+    assert net() == ({}, {"u"})
+
+
 def test_a_commit_logs_its_sample_changes(tmp_path):
     repo = new_repo(tmp_path)
     co = repo.checkout(write=True)

@@ -299,6 +299,31 @@ def logged_changes(
         # unreadable or hostile objects on the way (CorruptRecordError is a
         # ValueError): the trees are walked instead, and checked then
         return None
+    return _compose(chain)
+
+
+def _one_arrayset(log: ChangeLog) -> Net | None:
+    """What :func:`_compose` makes of ``log`` alone when its rows are of one
+    arrayset, each key once (the common case), in two passes of
+    comprehensions; None for any other log."""
+    rows = log.rows
+    names = {r[0] for r in rows}
+    if len(names) != 1:
+        return None
+    per = {enc: (old, new) for _, enc, old, new in rows}
+    if len(per) != len(rows):
+        return None
+    per = {k: v for k, v in per.items() if v[0] != v[1]}
+    return {names.pop(): per} if per else {}
+
+
+def _compose(chain: list[ChangeLog]) -> tuple[Net, set[str]] | None:
+    """The net changes of ``chain`` (newest log first); None when its logs do
+    not follow on from one another."""
+    if len(chain) == 1:
+        one = _one_arrayset(chain[0])
+        if one is not None:
+            return one, set(chain[0].unlogged)
     net: Net = {}
     unlogged: set[str] = set()
     for log in reversed(chain):  # oldest first
