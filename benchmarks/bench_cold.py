@@ -7,9 +7,10 @@ its command ``--repeat`` times in a new process (after one untimed run that
 writes the bytecode, as an installed package has it) and keeps the best
 time, as hyperfine's ``min`` would.
 
-Rows: ``git hangar --version``, ``git hangar status`` and ``git hangar log -n
-3`` through git (``git`` finds the ``git-hangar`` script of this checkout on
-``PATH``, as a user's shell does; git's own start is part of the figure),
+Rows: ``git hangar --version``, ``git hangar status``, ``git hangar log -n
+3`` and ``git hangar diff dev master`` through git (``git`` finds the
+``git-hangar`` script of this checkout on ``PATH``, as a user's shell does;
+git's own start is part of the figure),
 the same ``status`` through the console script of the environment when one is
 installed, and ``python -c "import hangar_git"``; the bars are those of
 ``--version`` and ``status`` (``[ok]``/``[FAIL]`` lines, as
@@ -46,6 +47,7 @@ ROWS: dict[str, list[str] | None] = {
     "git hangar --version": ["--version"],
     "git hangar status": ["status"],
     "git hangar log -n 3": ["log", "-n", "3"],
+    "git hangar diff dev master": ["diff", "dev", "master"],
     'python -c "import hangar_git"': None,
 }
 CONSOLE_ROW = "git-hangar status (console script)"
@@ -75,7 +77,8 @@ def command(tree: Path, row: str) -> list[str]:
 
 def make_repo(where: Path, tree: Path) -> None:
     """A git repository with hangar data: an arrayset of 10 samples, and
-    :data:`COMMITS` commits (made in a child process, with ``tree``'s code)."""
+    :data:`COMMITS` commits (made in a child process, with ``tree``'s code),
+    branch ``dev`` at the first (``diff dev master``: the later commits' changes)."""
     code = (
         "import sys, numpy as np\n"
         "from hangar_git import Repository\n"
@@ -87,6 +90,8 @@ def make_repo(where: Path, tree: Path) -> None:
         "            co.arraysets.init_arrayset('a', shape=(4,), dtype=np.float32)\n"
         "        co.arraysets['a'].update({k: np.full(4, i, np.float32) for k in range(10)})\n"
         "        co.commit(f'commit {i}')\n"
+        "    if i == 0:\n"
+        "        repo.create_branch('dev')\n"
     )
     where.mkdir()
     subprocess.run(["git", "init", "-q", str(where)], check=True)

@@ -125,15 +125,33 @@ class BranchDiff(NamedTuple):
 
 
 def changes_of(add: list, rem: list, mut: list) -> Changes:
-    return Changes(
-        tuple(sorted(add, key=key_order)),
-        tuple(sorted(rem, key=key_order)),
-        tuple(sorted(mut, key=key_order)),
-    )
+    return Changes(sorted_keys(add), sorted_keys(rem), sorted_keys(mut))
 
 
 def key_order(k: Key) -> tuple[int, str]:
     return (0, f"{k:020d}") if isinstance(k, int) else (1, str(k))
+
+
+#: int keys below this sort by value as by :func:`key_order` (20 digits padded)
+_PLAIN_INT_BOUND = 10**20
+
+
+def sorted_keys(keys: list) -> tuple:
+    """``keys`` sorted by :func:`key_order` (ints first, then strs), without
+    calling it per key where ints sort by value and strs by themselves."""
+    ints = [k for k in keys if isinstance(k, int)]
+    if len(ints) == len(keys):
+        others: list = []
+    else:
+        others = [k for k in keys if not isinstance(k, int)]
+        if not all(type(k) is str for k in others):
+            return tuple(sorted(keys, key=key_order))
+        others.sort()
+    if ints and max(ints) >= _PLAIN_INT_BOUND:
+        ints.sort(key=key_order)
+    else:
+        ints.sort()
+    return tuple(ints + others) if others else tuple(ints)
 
 
 def staged_diff(view: StagedView) -> DiffRecords:
@@ -387,19 +405,29 @@ def _triple_changes(
     to master (none unless ``incoming``; conflicting keys never), and the
     conflicting keys by kind. Keys are decoded.
     """
-    sides = (_ChangeLists(), _ChangeLists())
-    inc = _ChangeLists()
+    # the lists of master's, dev's and the incoming additions, removals and
+    # mutations, filled as _ChangeLists.add and conflict_kind would (inline:
+    # this loop runs once per changed key)
+    m_ch: tuple[list, list, list] = ([], [], [])
+    d_ch: tuple[list, list, list] = ([], [], [])
+    i_ch: tuple[list, list, list] = ([], [], [])
     conf: dict[str, list] = defaultdict(list)
-    for enc, t in triples.items():
-        key = decode_key(enc)
-        sides[0].add(key, t[0], t[1])
-        sides[1].add(key, t[0], t[2])
-        kind = conflict_kind(*t)
-        if kind is not None:
+    for enc, (b, m, d) in triples.items():
+        try:  # decode_key, inline for the int keys most records hold
+            key = int(enc[2:]) if enc.startswith("i:") else decode_key(enc)
+        except ValueError:
+            key = decode_key(enc)  # raises its CorruptRecordError
+        if m != b:
+            m_ch[0 if b is None else 1 if m is None else 2].append(key)
+        if d == b:
+            continue
+        d_ch[0 if b is None else 1 if d is None else 2].append(key)
+        if m != b and m != d:
+            kind = "t1" if b is None else "t21" if m is None else "t22" if d is None else "t3"
             conf[kind].append(key)
-        elif incoming and t[2] != t[0]:
-            inc.add(key, t[1], t[2])
-    return sides[0].result(), sides[1].result(), inc.result(), conf
+        elif incoming and m != d:
+            i_ch[0 if m is None else 1 if d is None else 2].append(key)
+    return changes_of(*m_ch), changes_of(*d_ch), changes_of(*i_ch), conf
 
 
 def conflicts_dict(
@@ -529,6 +557,10 @@ def _logged_triples(
     # a side whose samples tree is the base's changed nothing, and the converse
     if (m.samples == a.samples) != (not cm) or (d.samples == a.samples) != (not cd):
         return None
+    if not cm:  # one side changed: each key's base value is its old one
+        return {k: (o, o, n) for k, (o, n) in cd.items()}
+    if not cd:
+        return {k: (o, n, o) for k, (o, n) in cm.items()}
     out: dict[str, Triple] = {}
     for k in cm.keys() | cd.keys():
         om, od = cm.get(k), cd.get(k)

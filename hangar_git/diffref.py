@@ -318,7 +318,11 @@ def _known_value(
     1 for the master side, 2 for dev), a look-up in the view for any other key."""
 
     def value(view: CommitView, k: RawDataRecordKey) -> str | None:
-        t = triples.get(encode_key(k.data_name))
+        n = k.data_name
+        # encode_key, inline for the int keys most records hold (a key it
+        # refuses is in no record: looked up and refused by _sample_value)
+        enc = f"i:{n}" if type(n) is int else "s:" + n if type(n) is str else None
+        t = triples.get(enc) if enc is not None else None
         if t is None:
             return _sample_value(view, k)
         d = t[0] if view is base else t[i]

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pygit2
-from filelock import FileLock, Timeout
 
 from ._version import __version__
 from .errors import NotInitializedError, WriterLockError
@@ -35,6 +34,8 @@ from .live_writers import live_writers
 from .records.staging import Journal
 
 if TYPE_CHECKING:
+    from filelock import FileLock
+
     from .checkout import WriterCheckout
     from .status import StagedState
     from .store import PackStore
@@ -206,6 +207,8 @@ class RepositoryCore:
     @property
     def writer_lock_held(self) -> bool:
         """True while a write checkout (in any process) holds the writer lock."""
+        from filelock import Timeout
+
         self._git_repo()
         lock = self._lock_obj()
         try:
@@ -281,11 +284,16 @@ class RepositoryCore:
 
     # ---- writer lock -----------------------------------------------------------
     def _lock_obj(self) -> FileLock:
+        # imported here: diffs, logs and reads never take the lock
+        from filelock import FileLock
+
         assert self._hdir is not None
         return FileLock(str(self._hdir / "writer.lock"), thread_local=False)
 
     def _acquire_writer(self) -> FileLock:
         assert self._hdir is not None
+        from filelock import Timeout
+
         lock = self._lock_obj()
         try:
             lock.acquire(timeout=0)

@@ -81,6 +81,74 @@ def test_encode_parse_roundtrip_and_malformed_logs():
             parse(bad)
 
 
+def test_rows_as_written_are_parsed_without_a_json_call_each(monkeypatch):
+    # a log of 300 rows costs one JSON parse (its header), not 301
+    rows = [
+        ("x", f"i:{i}", None if i % 3 else bytes([i % 256]) * 20, bytes(20)) for i in range(300)
+    ]
+    raw = encode(ChangeLog("a" * 40, set(), rows))
+    calls = []
+    loads = changelog.json.loads
+    monkeypatch.setattr(changelog.json, "loads", lambda s: calls.append(s) or loads(s))
+    assert sorted(parse(raw).rows) == sorted(rows)
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("row", "want"),
+    [
+        # written otherwise than encode writes them: parsed as JSON, the same rows
+        (b'["x","i:1",null,null]', ("x", "i:1", None, None)),
+        (b'["x", "\\u0069:1", null, null]', ("x", "i:1", None, None)),
+        (b'["x", "s:k", "' + b"AB" * 20 + b'", null]', ("x", "s:k", b"\xab" * 20, None)),
+        (b'["x", "s:k", null, "' + b"0a0a " * 8 + b'"]', ("x", "s:k", None, b"\n" * 16)),
+        (b'["x", "i:1", null, null] ', ("x", "i:1", None, None)),
+        # refused either way
+        (b'[".git", "i:1", null, null]', None),
+        (b'["..", "i:1", null, null]', None),
+        (b'["x", "i:01", null, null]', None),
+        (b'["x", "k", null, null]', None),
+        (b'["' + b"n" * 201 + b'", "i:1", null, null]', None),
+        (b'["x", "i:1", "' + b"a" * 38 + b'", null]', None),
+        (b'["x", "i:1", null]', None),
+        (b'["x", "i:1\\u0000", null, null]', None),
+        (b'["x", "i:1", null, "' + b"g" * 40 + b'"]', None),
+    ],
+)
+def test_rows_are_checked_the_same_however_written(row, want):
+    good = b'["x", "i:7", null, "' + b"0" * 40 + b'"]'
+    for lines in ([row], [good, row], [row, good]):
+        raw = b"\n".join([b'{"parent": null, "unlogged": []}', *lines, b""])
+        if want is None:
+            with pytest.raises(ValueError, match="malformed change log"):
+                parse(raw)
+        else:
+            assert want in parse(raw).rows
+            assert len(parse(raw).rows) == len(lines)
+
+
+def test_a_log_composes_alone_as_a_chain_does():
+    # one log of one arrayset (the quick path) nets as the general loop does:
+    # rows whose digests agree dropped, a key listed twice composed in order
+    # when the rows follow on, refused when they do not
+    from hangar_git.records.changelog import _compose
+
+    a, b, c = (bytes([n]) * 20 for n in (1, 2, 3))
+
+    def net(*rows):
+        return _compose([ChangeLog("p" * 40, {"u"}, list(rows))])
+
+    assert net(("x", "i:1", a, b), ("x", "i:2", c, c)) == ({"x": {"i:1": (a, b)}}, {"u"})
+    assert net(("x", "i:1", a, b), ("x", "i:1", b, c)) == ({"x": {"i:1": (a, c)}}, {"u"})
+    assert net(("x", "i:1", a, b), ("x", "i:1", b, a)) == ({}, {"u"})
+    assert net(("x", "i:1", a, b), ("x", "i:1", a, c)) is None
+    assert net(("x", "i:1", None, b), ("y", "i:1", a, None)) == (
+        {"x": {"i:1": (None, b)}, "y": {"i:1": (a, None)}},
+        {"u"},
+    )
+    assert net() == ({}, {"u"})
+
+
 def test_a_commit_logs_its_sample_changes(tmp_path):
     repo = new_repo(tmp_path)
     co = repo.checkout(write=True)

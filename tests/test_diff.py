@@ -329,3 +329,50 @@ def test_diff_values_come_from_the_change_logs(base, monkeypatch):
     assert set(dev_x["removals"]) == {RawDataRecordKey("x", 3)}
     mutated = dev_x["mutations"][RawDataRecordKey("x", 0)]
     assert isinstance(mutated, str) and len(bytes.fromhex(mutated)) > 0
+
+
+def test_changes_and_conflicts_of_every_triple_follow_the_rules():
+    # every (base, master, dev) of absent and three values: each side's change
+    # kind, the conflict kind and what a merge brings, as the module states them
+    import itertools
+
+    from hangar_git.diff import _triple_changes, conflict_kind
+
+    vals = (None, b"x", b"y", b"z")
+    triples = {f"i:{n}": t for n, t in enumerate(itertools.product(vals, repeat=3))}
+    for incoming in (True, False):
+        on_master, on_dev, inc, conf = _triple_changes(triples, incoming=incoming)
+        want: dict[str, list] = {}
+        for n, (b, m, d) in enumerate(triples.values()):
+            for side, new in (("m", m), ("d", d)):
+                if new != b:
+                    want.setdefault(
+                        side + ("add" if b is None else "rem" if new is None else "mut"), []
+                    ).append(n)
+            kind = conflict_kind(b, m, d)
+            if kind is not None:
+                want.setdefault(kind, []).append(n)
+            elif incoming and d != b and m != d:
+                want.setdefault(
+                    "i" + ("add" if m is None else "rem" if d is None else "mut"), []
+                ).append(n)
+        got = {}
+        for prefix, ch in (("m", on_master), ("d", on_dev), ("i", inc)):
+            for kind, keys in zip(("add", "rem", "mut"), ch, strict=True):
+                if keys:
+                    got[prefix + kind] = list(keys)
+        got.update({k: sorted(v) for k, v in conf.items() if v})
+        assert got == want
+
+
+def test_keys_sort_ints_by_value_then_strs_and_huge_ints_as_before():
+    from hangar_git.diff import key_order, sorted_keys
+
+    for keys in (
+        [3, "b", 10, "a", 0, "B"],
+        [10**20, 99999999999999999999, 5, 10**25 + 1],
+        ["z", "a"],
+        [],
+        [7, 1],
+    ):
+        assert sorted_keys(list(keys)) == tuple(sorted(keys, key=key_order))

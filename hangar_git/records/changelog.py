@@ -30,6 +30,7 @@ are walked as before.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -40,7 +41,7 @@ from ..errors import FormatVersionError
 from ..gitutil import odb_read_header, read_raw, write_blob, write_tree
 from ..naming import MAX_NAME_LEN, check_arrayset_name
 from . import trust
-from .layout import MODE_BLOB, parse_tree, serialize_tree
+from .layout import MODE_BLOB, canonical_keys, parse_tree, serialize_tree
 
 if TYPE_CHECKING:
     from .snapshot import TreeRecords
@@ -100,10 +101,42 @@ def _digest(v: object) -> bytes | None:
     return bytes.fromhex(v)
 
 
+#: a JSON string's characters that stand for themselves (no escape, no quote)
+_PLAIN = r'[^"\\\x00-\x1f]'
+#: a line in the shape :func:`encode` writes: ``["name", "key", D, D]`` with D
+#: ``null`` or a quoted 40-character digest, its strings free of escapes (so
+#: they are their JSON values); groups: name, key, digests ('' for null)
+_DIGEST = rf'(?:null|"({_PLAIN}{{40}})")'
+_ROW_RE = re.compile(rf'^\["({_PLAIN}+)", "({_PLAIN}+)", {_DIGEST}, {_DIGEST}\]\n', re.M)
+
+
+def _fast_rows(body: str, n: int) -> list[tuple[str, str, bytes | None, bytes | None]] | None:
+    """The ``n`` rows of ``body`` (the lines after the header) when every line
+    is in the shape :func:`encode` writes, checked as :func:`_json_rows` checks
+    them (names, canonical keys, digests) without a JSON parse per line; None
+    when a line is in another shape or fails a check (then the lines are
+    parsed as JSON, which accepts or refuses them as it always did)."""
+    found = _ROW_RE.findall(body)
+    if len(found) != n:  # each match is a whole line: every line matched
+        return None
+    try:
+        for name in {r[0] for r in found}:
+            check_arrayset_name(name)
+        if not canonical_keys("\x00".join([r[1] for r in found]).encode()):
+            return None
+        fromhex = bytes.fromhex
+        return [
+            (a, k, fromhex(o) if o else None, fromhex(d) if d else None) for a, k, o, d in found
+        ]
+    except ValueError:
+        return None
+
+
 def parse(raw: bytes) -> ChangeLog:
     """A ``changes`` blob; ValueError when it is malformed."""
     try:
-        lines = raw.decode("ascii").split("\n")
+        text = raw.decode("ascii")
+        lines = text.split("\n")
         if lines[-1] != "":
             raise ValueError("no final newline")
         head = json.loads(lines[0])
@@ -115,19 +148,28 @@ def parse(raw: bytes) -> ChangeLog:
             raise ValueError("bad unlogged list")
         if len(lines) - 2 > CHANGES_MAX:
             raise ValueError("more rows than a log holds")
-        from .validate import check_key
-
-        rows = []
-        for line in lines[1:-1]:
-            aset, enc, old, new = json.loads(line)
-            if not isinstance(aset, str) or not isinstance(enc, str):
-                raise ValueError("bad row")
-            check_arrayset_name(aset)
-            check_key(enc)
-            rows.append((aset, enc, _digest(old), _digest(new)))
+        rows = _fast_rows(text[len(lines[0]) + 1 :], len(lines) - 2)
+        if rows is None:
+            rows = _json_rows(lines[1:-1])
     except (ValueError, KeyError, TypeError) as exc:  # JSON and UTF-8 errors included
         raise ValueError(f"malformed change log: {exc}") from None
     return ChangeLog(parent, set(unlogged), rows)
+
+
+def _json_rows(lines: list[str]) -> list[tuple[str, str, bytes | None, bytes | None]]:
+    """The rows of ``lines``, each parsed as JSON and checked; ValueError,
+    KeyError or TypeError when one is malformed."""
+    from .validate import check_key
+
+    rows = []
+    for line in lines:
+        aset, enc, old, new = json.loads(line)
+        if not isinstance(aset, str) or not isinstance(enc, str):
+            raise ValueError("bad row")
+        check_arrayset_name(aset)
+        check_key(enc)
+        rows.append((aset, enc, _digest(old), _digest(new)))
+    return rows
 
 
 def from_staged(
@@ -257,6 +299,31 @@ def logged_changes(
         # unreadable or hostile objects on the way (CorruptRecordError is a
         # ValueError): the trees are walked instead, and checked then
         return None
+    return _compose(chain)
+
+
+def _one_arrayset(log: ChangeLog) -> Net | None:
+    """What :func:`_compose` makes of ``log`` alone when its rows are of one
+    arrayset, each key once (the common case), in two passes of
+    comprehensions; None for any other log."""
+    rows = log.rows
+    names = {r[0] for r in rows}
+    if len(names) != 1:
+        return None
+    per = {enc: (old, new) for _, enc, old, new in rows}
+    if len(per) != len(rows):
+        return None
+    per = {k: v for k, v in per.items() if v[0] != v[1]}
+    return {names.pop(): per} if per else {}
+
+
+def _compose(chain: list[ChangeLog]) -> tuple[Net, set[str]] | None:
+    """The net changes of ``chain`` (newest log first); None when its logs do
+    not follow on from one another."""
+    if len(chain) == 1:
+        one = _one_arrayset(chain[0])
+        if one is not None:
+            return one, set(chain[0].unlogged)
     net: Net = {}
     unlogged: set[str] = set()
     for log in reversed(chain):  # oldest first

@@ -11,14 +11,17 @@ import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import pygit2
 
-from . import key_cache, trust, validate
+from . import trust, validate
 from .counts import known_count, remember_count
-from .key_cache import KeyTable
 from .layout import Fanout, leaf_path, parse_link_digests, parse_links, trusted_link_runs
 from .validate import read_tree
+
+if TYPE_CHECKING:
+    from .key_cache import KeyTable
 
 #: parsed leaf trees shared by every checkout of the process, by tree id (git
 #: objects never change, so an entry is never stale); at most this many records
@@ -171,6 +174,8 @@ class SampleRecords:
             self._flat = flat
             self._count = len(flat)
             if table is None and self.fanout:
+                from .key_cache import KeyTable
+
                 self._keep_table(KeyTable.from_dict(flat))
         return flat
 
@@ -184,6 +189,8 @@ class SampleRecords:
             if self.trusted and self.fanout and self._flat is None:
                 self._keep_table(self._trusted_table())  # no dict of the keys
             else:
+                from .key_cache import KeyTable
+
                 flat = self.flat()
                 self._table = self._table or KeyTable.from_dict(flat)
             table = self._table
@@ -193,6 +200,8 @@ class SampleRecords:
     def _trusted_table(self) -> KeyTable:
         """:meth:`key_table` of a trusted tree, parsed from its leaves: cut
         into names and digests (as :meth:`_trusted_flat` does), with no dict."""
+        from .key_cache import KeyTable
+
         names: list[bytes] = []  # NUL-joined names of each leaf
         digests: list[bytes] = []  # joined digests of each leaf
         for p in self.leaf_paths():  # in the order of items()
@@ -226,6 +235,8 @@ class SampleRecords:
         if self._table is None and self.fanout and self.oid is not None:
             count = self.known_count()
             if count is not None:
+                from . import key_cache  # (with its checksums: reads of samples only)
+
                 self._table = key_cache.load(self.repo, self.oid, count)
         return self._table
 
@@ -240,6 +251,8 @@ class SampleRecords:
             # the leaves of an untrusted tree went through every record check
             # as they were parsed (as a checked count's do)
             remember_count(self.repo, self.oid, len(table), checked=checked)
+        from . import key_cache
+
         key_cache.store(self.repo, self.oid, table)
 
     def _trusted_flat(self) -> dict[str, bytes]:
