@@ -18,6 +18,7 @@ from .arrayset_reader import ArraysetDataReader
 from .errors import MissingPayloadError
 from .held_rows import HOLD_BYTES
 from .naming import INT_KEY_BOUND, Key, decode_key, encode_key
+from .records.keynames import int_key_names
 from .schema import ArraysetSchema
 from .store import Payload, chunked, payload_from_array
 from .store.digest import digest_prefix, kind_of
@@ -301,12 +302,7 @@ class ArraysetDataWriter(ArraysetDataReader):
             return []
         if data.shape[1:] != schema.shape or schema.variable_shape:
             schema.validate(np.array(data[0]))  # the shape checks of add()
-        encs, ints = _encode_keys(keys)
-        if len(set(keys) if ints else set(encs)) != n:  # ints: one encoding each, cheaper
-            seen: set[str] = set()
-            dup = next(e for e in encs if e in seen or seen.add(e))  # type: ignore[func-returns-value]
-            raise ValueError(f"key {decode_key(dup)!r} appears more than once in names")
-        co.stage_stacked(self._name, encs, np.ascontiguousarray(data))
+        co.stage_stacked(self._name, _distinct_names(keys), np.ascontiguousarray(data))
         return keys
 
     def remove(self, name: Key) -> Key:
@@ -343,6 +339,25 @@ class ArraysetDataWriter(ArraysetDataReader):
     def __delitem__(self, key: Key) -> Key:
         """``del aset[key]``: remove a sample (see :meth:`remove`); returns ``key``."""
         return self.remove(key)
+
+
+def _distinct_names(keys: list[Any]) -> Sequence[str]:
+    """The encoded names of ``keys``, checked distinct (ValueError naming the
+    first bad or repeated key). Non-negative ints are encoded in vectorised
+    passes, as one array (:class:`.KeyNames`)."""
+    if keys and set(map(type, keys)) == {int}:
+        ints = np.array(keys)
+        if ints.dtype == np.int64 and ints.min() >= 0:
+            ordered = np.sort(ints)
+            if not (ordered[1:] == ordered[:-1]).any():
+                return int_key_names(ints)
+            # a repeated key: named below
+    encs, ints_only = _encode_keys(keys)
+    if len(set(keys) if ints_only else set(encs)) != len(keys):  # ints: one encoding each
+        seen: set[str] = set()
+        dup = next(e for e in encs if e in seen or seen.add(e))  # type: ignore[func-returns-value]
+        raise ValueError(f"key {decode_key(dup)!r} appears more than once in names")
+    return encs
 
 
 def _encode_keys(keys: list[Any]) -> tuple[list[str], bool]:

@@ -36,10 +36,10 @@ import time
 import warnings
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..store.durable import FILE_MODE, fsync_dir, fsync_fd, truncate_to, write_all
+from .keynames import KeyNames
 
 
 class UnreadableJournal(RuntimeError):
@@ -55,14 +55,56 @@ class UnreadableJournal(RuntimeError):
 B_LINE_SAMPLES = 1 << 16
 
 
-@dataclass
 class StagedAset:
-    """Staged changes of one arrayset."""
+    """Staged changes of one arrayset.
 
-    created: bool = False  # (re)created in staging: base samples do not count
-    removed: bool = False
-    schema: str | None = None
-    samples: dict[str, bytes | None] = field(default_factory=dict)
+    ``samples`` maps each staged key to its digest (None: removed). Runs of
+    a bulk add (:meth:`add_run`) are kept as they came, arrays of names and
+    a list of digests, and merged into ``samples`` (in order, later wins)
+    only when something reads it: a commit of one bulk add per arrayset
+    lays its records out from the run (:meth:`sole_run`) without a Python
+    object per key.
+    """
+
+    __slots__ = ("_runs", "_samples", "created", "removed", "schema")
+
+    def __init__(
+        self,
+        created: bool = False,
+        removed: bool = False,
+        schema: str | None = None,
+        samples: dict[str, bytes | None] | None = None,
+    ) -> None:
+        self.created = created  # (re)created in staging: base samples do not count
+        self.removed = removed
+        self.schema = schema
+        self._samples: dict[str, bytes | None] = {} if samples is None else samples
+        self._runs: list[tuple[KeyNames, Sequence[bytes]]] = []
+
+    @property
+    def samples(self) -> dict[str, bytes | None]:
+        """Encoded key -> digest (None: removed) of every staged sample."""
+        if self._runs:
+            runs, self._runs = self._runs, []
+            for names, digests in runs:
+                self._samples.update(zip(names.tolist(), digests, strict=True))
+        return self._samples
+
+    def add_run(self, names: KeyNames, digests: Sequence[bytes]) -> None:
+        """Stage samples ``names[i]`` -> ``digests[i]`` (distinct names), after
+        the samples staged so far."""
+        self._runs.append((names, digests))
+
+    def sole_run(self) -> tuple[KeyNames, Sequence[bytes]] | None:
+        """The one run of a bulk add that is all this arrayset stages
+        (nothing else staged in it), or None."""
+        if len(self._runs) == 1 and not self._samples:
+            return self._runs[0]
+        return None
+
+    def has_samples(self) -> bool:
+        """True when any sample change is staged (without merging runs)."""
+        return bool(self._samples) or any(len(n) for n, _ in self._runs)
 
 
 def _b_line(aset: str, encs: Sequence[str], digests: Sequence[bytes]) -> str:
@@ -77,6 +119,28 @@ def _b_line(aset: str, encs: Sequence[str], digests: Sequence[bytes]) -> str:
         fields[1::2] = [d.hex() for d in digests]
     body = f"B\t{aset}\t" + "\t".join(fields)
     return f"{body}\t{zlib.crc32(body.encode()):08x}\n"
+
+
+def _b_line_of_names(aset: str, names: KeyNames, digests: Sequence[bytes]) -> str:
+    """:func:`_b_line` of names held as an array, built in vectorised passes:
+    each ``<name> TAB <hex digest> TAB`` cut from fixed-width rows."""
+    import numpy as np  # not at the top: ``git hangar status`` reads journals without it
+
+    joined = b"".join(digests)
+    n = len(names)
+    if not n or len(joined) != 20 * n:
+        return _b_line(aset, names.tolist(), digests)
+    width = names.names.dtype.itemsize
+    row = width + 42
+    rec = np.empty((n, row), np.uint8)
+    rec[:, :width] = names.rows()
+    rec[:, width] = rec[:, width + 41] = ord("\t")
+    rec[:, width + 1 : width + 41] = np.frombuffer(joined.hex().encode(), np.uint8).reshape(n, 40)
+    keep = np.ones((n, row), bool)
+    keep[:, :width] = np.arange(width) < names.lengths()[:, None]
+    fields = rec[keep].tobytes()[:-1]  # no tab after the last digest
+    body = f"B\t{aset}\t".encode() + fields
+    return f"{body.decode('ascii')}\t{zlib.crc32(body):08x}\n"
 
 
 class Journal:
@@ -358,6 +422,9 @@ class Journal:
     def record_samples(self, aset: str, encs: Sequence[str], digests: Sequence[bytes]) -> None:
         """Many :meth:`record_sample` calls of one arrayset at once (the bulk path).
 
+        ``encs`` must be distinct; as :class:`.KeyNames` they are kept as
+        arrays (see :meth:`StagedAset.add_run`) and logged from them.
+
         Logged as ``B`` lines of up to :data:`B_LINE_SAMPLES` samples each,
         formatted from the whole run at once; several lines are one batch
         (replayed whole or not at all), like the lines of a ``with`` block.
@@ -371,10 +438,15 @@ class Journal:
         st = self.asets.get(aset)
         if st is None:
             st = self._aset(aset)
-        st.samples.update(zip(encs, digests, strict=True))
+        if isinstance(encs, KeyNames):  # kept as arrays until read
+            st.add_run(encs, digests)
+            line = _b_line_of_names
+        else:
+            st.samples.update(zip(encs, digests, strict=True))
+            line = _b_line  # type: ignore[assignment]
         for i in range(0, len(encs), B_LINE_SAMPLES):
             j = i + B_LINE_SAMPLES
-            self._buf.append(_b_line(aset, encs[i:j], digests[i:j]))
+            self._buf.append(line(aset, encs[i:j], digests[i:j]))  # type: ignore[arg-type]
         if not self.batching:
             self.sync()
 

@@ -1,0 +1,120 @@
+"""Keys of a bulk add held as one array (:mod:`hangar_git.records.keynames`):
+encoded, logged and committed exactly as the key-by-key path does."""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+
+import numpy as np
+import pygit2
+import pytest
+
+from hangar_git.naming import encode_key
+from hangar_git.records import build as build_mod
+from hangar_git.records.build import build_root, write_sample_run, write_samples
+from hangar_git.records.keynames import KeyNames, int_key_names, names_crc32
+from hangar_git.records.snapshot import TreeRecords
+from hangar_git.records.staging import B_LINE_SAMPLES, Journal, StagedAset
+
+
+@pytest.fixture
+def git(tmp_path) -> pygit2.Repository:
+    return pygit2.init_repository(str(tmp_path / "g"), bare=True)
+
+
+def digest(i: int) -> bytes:
+    return hashlib.blake2b(str(i).encode(), digest_size=20).digest()
+
+
+INTS = [0, 1, 9, 10, 11, 99, 100, 12345, 10**17, 10**18 - 1, 2**63 - 1]
+
+
+def test_int_key_names_are_encode_key_of_each():
+    rng = np.random.default_rng(0)
+    ints = np.array(INTS + rng.integers(0, 2**63 - 1, 500).tolist() + list(range(1000)))
+    names = int_key_names(ints)
+    assert names.tolist() == [encode_key(int(k)) for k in ints]
+    assert list(names) == names.tolist()
+    assert names[3] == "i:10" and names[-1] == "i:999"
+    assert names[1:4].tolist() == ["i:1", "i:9", "i:10"]
+    assert names.lengths().tolist() == [len(encode_key(int(k))) for k in ints]
+
+
+def test_names_crc32_is_zlib_crc32():
+    encs = [encode_key(k) for k in INTS] + ["s:a", "s:abc-DEF_1.2", "s:" + "x" * 200]
+    raw = [e.encode() for e in encs]
+    names = KeyNames(np.array(raw))
+    assert names.lengths().tolist() == list(map(len, raw))
+    assert names_crc32(names.rows(), names.lengths()).tolist() == list(map(zlib.crc32, raw))
+
+
+def test_a_run_is_staged_in_order_with_the_samples_set_around_it():
+    st = StagedAset(samples={"i:1": digest(-1), "i:5": digest(-5)})
+    st.add_run(int_key_names(np.arange(4)), [digest(i) for i in range(4)])
+    assert st.has_samples() and st.sole_run() is None  # not alone: samples before it
+    st.samples["i:2"] = None  # a later change wins
+    assert st.samples == {
+        "i:1": digest(1),
+        "i:5": digest(-5),
+        "i:0": digest(0),
+        "i:2": None,
+        "i:3": digest(3),
+    }
+    alone = StagedAset(created=True)
+    run = (int_key_names(np.arange(3)), [digest(i) for i in range(3)])
+    alone.add_run(*run)
+    assert alone.sole_run() == run
+
+
+@pytest.mark.parametrize("n", [5, 3000, B_LINE_SAMPLES + 10])
+def test_a_logged_run_replays_as_the_same_samples(tmp_path, n):
+    encs = int_key_names(np.arange(n)[::-1].copy())
+    digests = [digest(i) for i in range(n)]
+    j = Journal.open(tmp_path / "journal", "master", None)
+    j.record("S", "a", "{}")
+    j.record_samples("a", encs, digests)
+    j.close()
+    expected = dict(zip([f"i:{k}" for k in range(n)[::-1]], digests, strict=True))
+    assert j.asets["a"].samples == expected
+    again = Journal.peek(tmp_path / "journal")
+    assert again is not None and again.asets["a"].samples == expected
+    # the log holds what the key-by-key path writes
+    k = Journal.open(tmp_path / "other", "master", None)
+    k.record("S", "a", "{}")
+    k.record_samples("a", encs.tolist(), digests)
+    k.close()
+    assert (tmp_path / "journal").read_bytes() == (tmp_path / "other").read_bytes()
+
+
+@pytest.mark.parametrize("n", [10, 3000, 70_000])
+def test_a_run_commits_the_tree_the_samples_make(git, n):
+    rng = np.random.default_rng(n)
+    ints = rng.permutation(n * 3)[:n]
+    digests = [digest(i) for i in range(n)]
+    names = int_key_names(ints)
+    records = dict(zip(names.tolist(), digests, strict=True))
+    assert write_sample_run(git, names, digests) == write_samples(git, records)
+    mixed = KeyNames(np.array([e.encode() for e in [*names.tolist()[:-1], "s:word"]]))
+    mixed_records = dict(zip(mixed.tolist(), digests, strict=True))
+    assert write_sample_run(git, mixed, digests) == write_samples(git, mixed_records)
+    base = TreeRecords(git, None)
+    run_st = StagedAset(created=True, schema="{}")
+    run_st.add_run(names, digests)
+    dict_st = StagedAset(created=True, schema="{}", samples=dict(records))
+    assert build_root(git, base, {"a": run_st}, {}) == build_root(git, base, {"a": dict_st}, {})
+
+
+def test_a_run_is_laid_out_from_its_arrays(git, monkeypatch):
+    """The commit of one bulk add does not go through a dict of its records."""
+    names = int_key_names(np.arange(5000))
+    st = StagedAset(created=True, schema="{}")
+    st.add_run(names, [digest(i) for i in range(5000)])
+
+    def no_dict(*a: object, **k: object) -> None:
+        raise AssertionError("laid out from a dict")
+
+    monkeypatch.setattr(build_mod, "build_samples", no_dict)
+    monkeypatch.setattr(build_mod, "_fanned_leaves", no_dict)
+    build_root(git, TreeRecords(git, None), {"a": st}, {})
+    assert st.sole_run() is not None  # and the run was never merged into a dict
