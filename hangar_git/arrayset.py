@@ -118,7 +118,8 @@ class ArraysetDataWriter(ArraysetDataReader):
         arr = schema.validate(data)
         if co.batching and arr.nbytes < BLOCK_TARGET and arr.ndim and not schema.variable_shape:
             # held, staged in bulk with the others (a copy: the caller may refill its array)
-            co.hold_sample(self._name, enc, arr.tobytes(), schema.dtype, schema.shape)
+            held_key = name if enc[0] == "i" and type(name) is int else enc  # see HeldRows
+            co.hold_sample(self._name, held_key, arr.tobytes(), schema.dtype, schema.shape)
             self._hold = co.holding(self._name) if schema.named_samples else None
         elif arr.nbytes >= chunked.THRESHOLD:  # hashed while its file is written
             co.stage_large(self._name, enc, arr)
@@ -153,12 +154,11 @@ class ArraysetDataWriter(ArraysetDataReader):
             and value.flags.c_contiguous
         ):
             if type(key) is int and 0 <= key < INT_KEY_BOUND:
-                enc = f"i:{key}"
+                held.encs.append(key)  # encoded with the others (HeldRows.names)
             elif type(key) is str:
-                enc = encode_key(key)
+                held.encs.append(encode_key(key))  # Holding.hold_sample, inlined
             else:
                 return self.add(value, key)
-            held.encs.append(enc)  # Holding.hold_sample, inlined
             held.chunks.append(value.tobytes())
             held.nbytes += value.nbytes
             if held.nbytes >= HOLD_BYTES:

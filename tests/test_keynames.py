@@ -10,6 +10,7 @@ import numpy as np
 import pygit2
 import pytest
 
+from hangar_git.held_rows import HeldRows
 from hangar_git.naming import encode_key
 from hangar_git.records import build as build_mod
 from hangar_git.records.build import build_root, write_sample_run, write_samples
@@ -52,7 +53,7 @@ def test_names_crc32_is_zlib_crc32():
 def test_a_run_is_staged_in_order_with_the_samples_set_around_it():
     st = StagedAset(samples={"i:1": digest(-1), "i:5": digest(-5)})
     st.add_run(int_key_names(np.arange(4)), [digest(i) for i in range(4)])
-    assert st.has_samples() and st.sole_run() is None  # not alone: samples before it
+    assert st.as_run() is None  # i:1 set twice: for the dict to settle
     st.samples["i:2"] = None  # a later change wins
     assert st.samples == {
         "i:1": digest(1),
@@ -61,10 +62,28 @@ def test_a_run_is_staged_in_order_with_the_samples_set_around_it():
         "i:2": None,
         "i:3": digest(3),
     }
+    assert st.as_run() is None  # no run left
     alone = StagedAset(created=True)
     run = (int_key_names(np.arange(3)), [digest(i) for i in range(3)])
     alone.add_run(*run)
-    assert alone.sole_run() == run
+    assert alone.as_run() == run
+
+
+def test_runs_and_the_samples_before_them_are_one_run():
+    st = StagedAset(created=True, samples={"s:x": digest(-1), "i:99": digest(-2)})
+    st.add_run(int_key_names(np.arange(3)), [digest(i) for i in range(3)])
+    st.add_run(int_key_names(np.arange(10, 12)), [digest(i) for i in range(10, 12)])
+    run = st.as_run()
+    assert run is not None
+    names, digests = run
+    assert names.tolist() == ["s:x", "i:99", "i:0", "i:1", "i:2", "i:10", "i:11"]
+    assert list(digests) == [digest(-1), digest(-2), *map(digest, [0, 1, 2, 10, 11])]
+    st.add_run(int_key_names(np.array([11])), [digest(0)])  # set again: the last wins
+    assert st.as_run() is None
+    assert st.samples["i:11"] == digest(0)
+    removed = StagedAset(created=True, samples={"i:5": None})
+    removed.add_run(int_key_names(np.arange(3)), [digest(i) for i in range(3)])
+    assert removed.as_run() is None
 
 
 @pytest.mark.parametrize("n", [5, 3000, B_LINE_SAMPLES + 10])
@@ -117,4 +136,35 @@ def test_a_run_is_laid_out_from_its_arrays(git, monkeypatch):
     monkeypatch.setattr(build_mod, "build_samples", no_dict)
     monkeypatch.setattr(build_mod, "_fanned_leaves", no_dict)
     build_root(git, TreeRecords(git, None), {"a": st}, {})
-    assert st.sole_run() is not None  # and the run was never merged into a dict
+    assert st.as_run() is not None  # and the run was never merged into a dict
+
+
+def test_held_int_keys_are_named_as_one_array():
+    held = HeldRows(np.dtype(np.uint8), (2,), encs=[3, 1, 2])
+    names = held.names()
+    assert isinstance(names, KeyNames) and names.tolist() == ["i:3", "i:1", "i:2"]
+    assert HeldRows(np.dtype(np.uint8), (2,), encs=[3, "s:a", 2]).names() == ["i:3", "s:a", "i:2"]
+    # a key set twice: a list, whose last sample wins when staged
+    assert HeldRows(np.dtype(np.uint8), (2,), encs=[3, 1, 3]).names() == ["i:3", "i:1", "i:3"]
+
+
+def test_a_with_block_of_int_keys_commits_from_arrays(repo, monkeypatch):
+    co = repo.checkout(write=True)
+    a = co.arraysets.init_arrayset("a", shape=(2,), dtype=np.uint8)
+    b = co.arraysets.init_arrayset("b", shape=(1,), dtype=np.int64)
+    rows = np.arange(6000, dtype=np.uint8).reshape(3000, 2)
+    with a, b:
+        for i in range(3000):
+            a[i] = rows[i]
+            b[i] = np.array([i])
+
+    def no_dict(*args: object, **kw: object) -> None:
+        raise AssertionError("laid out from a dict")
+
+    monkeypatch.setattr(build_mod, "build_samples", no_dict)
+    co.commit("keys")
+    co.close()
+    r = repo.checkout()
+    assert all((r.arraysets["a"][i] == rows[i]).all() for i in range(0, 3000, 7))
+    assert r.arraysets["b"][2999].tolist() == [2999] and len(r.arraysets["b"]) == 3000
+    r.close()

@@ -360,8 +360,8 @@ def build_root(
             samples_base = base.samples(name)
         else:  # sample changes logged against an arrayset that does not exist
             continue
-        run = st.sole_run() if samples_base is None else None
-        if run is not None:  # one bulk add: laid out from its arrays
+        run = st.as_run() if samples_base is None else None
+        if run is not None:  # bulk adds: laid out from their arrays
             samples_oid = write_sample_run(repo, *run)
         else:
             samples_oid = build_samples(repo, samples_base, st.samples)

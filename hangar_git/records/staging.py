@@ -61,8 +61,8 @@ class StagedAset:
     ``samples`` maps each staged key to its digest (None: removed). Runs of
     a bulk add (:meth:`add_run`) are kept as they came, arrays of names and
     a list of digests, and merged into ``samples`` (in order, later wins)
-    only when something reads it: a commit of one bulk add per arrayset
-    lays its records out from the run (:meth:`sole_run`) without a Python
+    only when something reads it: a commit of bulk adds lays their records out
+    from the runs (:meth:`as_run`) without a Python
     object per key.
     """
 
@@ -95,16 +95,31 @@ class StagedAset:
         the samples staged so far."""
         self._runs.append((names, digests))
 
-    def sole_run(self) -> tuple[KeyNames, Sequence[bytes]] | None:
-        """The one run of a bulk add that is all this arrayset stages
-        (nothing else staged in it), or None."""
-        if len(self._runs) == 1 and not self._samples:
-            return self._runs[0]
-        return None
+    def as_run(self) -> tuple[KeyNames, Sequence[bytes]] | None:
+        """Every staged sample as one run of distinct names (what a commit
+        lays out from arrays), when bulk adds staged them: their runs and
+        any samples set before them (none removed, no key set twice);
+        None otherwise."""
+        runs, before = self._runs, self._samples
+        if not runs:
+            return None
+        if len(runs) == 1 and not before:
+            return runs[0]
+        if None in before.values():
+            return None
+        import numpy as np  # not at the top: see _b_line_of_names
 
-    def has_samples(self) -> bool:
-        """True when any sample change is staged (without merging runs)."""
-        return bool(self._samples) or any(len(n) for n, _ in self._runs)
+        # samples in the dict were all set before the runs (setting one merges them)
+        parts = [KeyNames(np.array([e.encode() for e in before]))] if before else []
+        parts += [names for names, _ in runs]
+        merged = np.concatenate([p.names for p in parts])
+        ints = [p.ints for p in parts if p.ints is not None]
+        both = np.concatenate(ints) if len(ints) == len(parts) else None
+        ordered = np.sort(both if both is not None else merged)  # ints: one name each
+        if (ordered[1:] == ordered[:-1]).any():
+            return None
+        digests = list(before.values()) + [d for _, ds in runs for d in ds]
+        return KeyNames(merged, both), digests  # type: ignore[return-value]
 
 
 def _b_line(aset: str, encs: Sequence[str], digests: Sequence[bytes]) -> str:
