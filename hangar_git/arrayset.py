@@ -282,6 +282,7 @@ class ArraysetDataWriter(ArraysetDataReader):
                 f"sample dtype {data.dtype} does not match the arrayset dtype {schema.dtype}"
             )
         n = len(data)
+        given: np.ndarray | None = None  # int keys given as a range or an array
         if names is None:
             if schema.named_samples:
                 raise ValueError(f"arrayset {self._name!r} needs a name for every sample")
@@ -294,15 +295,19 @@ class ArraysetDataWriter(ArraysetDataReader):
             if names.ndim != 1 or names.dtype.kind not in "iu":
                 raise ValueError("names given as a numpy array must be 1-D integers")
             keys = names.tolist()
+            if names.dtype.itemsize < 8 or names.dtype == np.int64:  # the values, as int64
+                given = names.astype(np.int64)
         else:
             keys = list(names)
+            if type(names) is range and names.start >= 0 and names.step > 0:
+                given = np.arange(names.start, names.stop, names.step, dtype=np.int64)
         if len(keys) != n:
             raise ValueError(f"{n} rows but {len(keys)} names")
         if not n:
             return []
         if data.shape[1:] != schema.shape or schema.variable_shape:
             schema.validate(np.array(data[0]))  # the shape checks of add()
-        co.stage_stacked(self._name, _distinct_names(keys), np.ascontiguousarray(data))
+        co.stage_stacked(self._name, _distinct_names(keys, given), np.ascontiguousarray(data))
         return keys
 
     def remove(self, name: Key) -> Key:
@@ -341,12 +346,13 @@ class ArraysetDataWriter(ArraysetDataReader):
         return self.remove(key)
 
 
-def _distinct_names(keys: list[Any]) -> Sequence[str]:
+def _distinct_names(keys: list[Any], given: np.ndarray | None = None) -> Sequence[str]:
     """The encoded names of ``keys``, checked distinct (ValueError naming the
     first bad or repeated key). Non-negative ints are encoded in vectorised
-    passes, as one array (:class:`.KeyNames`)."""
-    if keys and set(map(type, keys)) == {int}:
-        ints = np.array(keys)
+    passes, as one array (:class:`.KeyNames`); ``given``, when not None, is
+    ``keys`` as an int64 array already."""
+    if given is not None or (keys and set(map(type, keys)) == {int}):
+        ints = np.array(keys) if given is None else given
         if ints.dtype == np.int64 and ints.min() >= 0:
             ordered = np.sort(ints)
             if not (ordered[1:] == ordered[:-1]).any():

@@ -168,3 +168,32 @@ def test_a_with_block_of_int_keys_commits_from_arrays(repo, monkeypatch):
     assert all((r.arraysets["a"][i] == rows[i]).all() for i in range(0, 3000, 7))
     assert r.arraysets["b"][2999].tolist() == [2999] and len(r.arraysets["b"]) == 3000
     r.close()
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        range(5, 3005),
+        range(3004, 4, -1),
+        np.arange(5, 3005, dtype=np.int32),
+        np.arange(5, 3005, dtype=np.uint64),
+        list(range(5, 3005)),
+    ],
+    ids=["range", "descending-range", "int32", "uint64", "list"],
+)
+def test_bulk_keys_in_any_form_make_the_same_records(repo, names):
+    rows = np.arange(6000, dtype=np.uint8).reshape(3000, 2)
+    co = repo.checkout(write=True)
+    a = co.arraysets.init_arrayset("a", shape=(2,), dtype=np.uint8)
+    assert a.add_stacked(rows, names) == [int(k) for k in names]
+    co.commit("bulk")
+    got = dict(co.arraysets["a"].items())
+    assert got.keys() == {int(k) for k in names}
+    assert all((got[int(k)] == rows[i]).all() for i, k in enumerate(names))
+    co.close()
+    with pytest.raises(ValueError, match="appears more than once"):
+        co = repo.checkout(write=True)
+        try:
+            co.arraysets["a"].add_stacked(rows[:3], np.array([7, 8, 7], dtype=np.int16))
+        finally:
+            co.close()
