@@ -147,9 +147,9 @@ class ArraysetDataWriter(ArraysetDataReader):
         # to it stages them first): the checks of add() that remain, inlined
         if (
             held is not None
-            and held is self._co.holding(self._name)
+            and held.live  # still the checkout's (else: staged, or dropped)
             and type(value) is np.ndarray
-            and value.dtype == held.dtype
+            and (value.dtype is held.dtype or value.dtype == held.dtype)
             and value.shape == held.shape
             and value.flags.c_contiguous
         ):

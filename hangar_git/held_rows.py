@@ -53,6 +53,9 @@ class HeldRows:
     encs: list[str | int] = field(default_factory=list)
     chunks: list[bytes] = field(default_factory=list)
     nbytes: int = 0
+    #: False once the checkout let go of these samples (staged, or dropped
+    #: with a failed batch): nothing may be added to them then
+    live: bool = True
 
     def names(self) -> Sequence[str]:
         """The encoded keys, in order: one array (:class:`.KeyNames`) when they
@@ -175,6 +178,13 @@ class Holding:
         """
         return self._held.get(aset)
 
+    def _drop_held(self) -> dict[str, HeldRows]:
+        """Let go of the held samples (no longer :attr:`HeldRows.live`); returns them."""
+        held, self._held = self._held, {}
+        for h in held.values():
+            h.live = False
+        return held
+
     def settle_held(self) -> None:
         """Stage the samples held now (see :func:`stage_held`)."""
         self._settle()
@@ -200,7 +210,7 @@ class Holding:
         """Stage the held samples; if that fails, the batch fails (the
         checkout's ``end_batch`` raises and discards it)."""
         if self._held:
-            held, self._held = self._held, {}
+            held = self._drop_held()
             try:
                 stage_held(self, held)  # type: ignore[arg-type]
             except BaseException as exc:
