@@ -59,11 +59,11 @@ class StagedAset:
     """Staged changes of one arrayset.
 
     ``samples`` maps each staged key to its digest (None: removed). Runs of
-    a bulk add (:meth:`add_run`) are kept as they came, arrays of names and
-    a list of digests, and merged into ``samples`` (in order, later wins)
-    only when something reads it: a commit of bulk adds lays their records out
-    from the runs (:meth:`as_run`) without a Python
-    object per key.
+    a bulk add (:meth:`add_run`) are kept as they came, an array of names
+    and a list of digests, and merged into ``samples`` (in order, later
+    wins) only when something reads it: a commit of bulk adds lays their
+    records out from the runs (:meth:`as_run`) without a str or a dict
+    entry per key.
     """
 
     __slots__ = ("_runs", "_samples", "created", "removed", "schema")
@@ -437,8 +437,8 @@ class Journal:
     def record_samples(self, aset: str, encs: Sequence[str], digests: Sequence[bytes]) -> None:
         """Many :meth:`record_sample` calls of one arrayset at once (the bulk path).
 
-        ``encs`` must be distinct; as :class:`.KeyNames` they are kept as
-        arrays (see :meth:`StagedAset.add_run`) and logged from them.
+        Names given as :class:`.KeyNames` (distinct ones) are kept as an
+        array (see :meth:`StagedAset.add_run`) and logged from it.
 
         Logged as ``B`` lines of up to :data:`B_LINE_SAMPLES` samples each,
         formatted from the whole run at once; several lines are one batch
