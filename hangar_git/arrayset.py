@@ -18,6 +18,7 @@ from .arrayset_reader import ArraysetDataReader
 from .errors import MissingPayloadError
 from .held_rows import HOLD_BYTES
 from .naming import INT_KEY_BOUND, Key, decode_key, encode_key
+from .records.keynames import int_key_names
 from .schema import ArraysetSchema
 from .store import Payload, chunked, payload_from_array
 from .store.digest import digest_prefix, kind_of
@@ -117,7 +118,8 @@ class ArraysetDataWriter(ArraysetDataReader):
         arr = schema.validate(data)
         if co.batching and arr.nbytes < BLOCK_TARGET and arr.ndim and not schema.variable_shape:
             # held, staged in bulk with the others (a copy: the caller may refill its array)
-            co.hold_sample(self._name, enc, arr.tobytes(), schema.dtype, schema.shape)
+            held_key = name if enc[0] == "i" and type(name) is int else enc  # see HeldRows
+            co.hold_sample(self._name, held_key, arr.tobytes(), schema.dtype, schema.shape)
             self._hold = co.holding(self._name) if schema.named_samples else None
         elif arr.nbytes >= chunked.THRESHOLD:  # hashed while its file is written
             co.stage_large(self._name, enc, arr)
@@ -145,19 +147,18 @@ class ArraysetDataWriter(ArraysetDataReader):
         # to it stages them first): the checks of add() that remain, inlined
         if (
             held is not None
-            and held is self._co.holding(self._name)
+            and held.live  # still the checkout's (else: staged, or dropped)
             and type(value) is np.ndarray
-            and value.dtype == held.dtype
+            and (value.dtype is held.dtype or value.dtype == held.dtype)
             and value.shape == held.shape
             and value.flags.c_contiguous
         ):
             if type(key) is int and 0 <= key < INT_KEY_BOUND:
-                enc = f"i:{key}"
+                held.encs.append(key)  # encoded with the others (HeldRows.names)
             elif type(key) is str:
-                enc = encode_key(key)
+                held.encs.append(encode_key(key))  # Holding.hold_sample, inlined
             else:
                 return self.add(value, key)
-            held.encs.append(enc)  # Holding.hold_sample, inlined
             held.chunks.append(value.tobytes())
             held.nbytes += value.nbytes
             if held.nbytes >= HOLD_BYTES:
@@ -281,6 +282,7 @@ class ArraysetDataWriter(ArraysetDataReader):
                 f"sample dtype {data.dtype} does not match the arrayset dtype {schema.dtype}"
             )
         n = len(data)
+        given: np.ndarray | None = None  # int keys given as a range or an array
         if names is None:
             if schema.named_samples:
                 raise ValueError(f"arrayset {self._name!r} needs a name for every sample")
@@ -293,20 +295,19 @@ class ArraysetDataWriter(ArraysetDataReader):
             if names.ndim != 1 or names.dtype.kind not in "iu":
                 raise ValueError("names given as a numpy array must be 1-D integers")
             keys = names.tolist()
+            if names.dtype.itemsize < 8 or names.dtype == np.int64:  # the values, as int64
+                given = names.astype(np.int64)
         else:
             keys = list(names)
+            if type(names) is range and names.start >= 0 and names.step > 0:
+                given = np.arange(names.start, names.stop, names.step, dtype=np.int64)
         if len(keys) != n:
             raise ValueError(f"{n} rows but {len(keys)} names")
         if not n:
             return []
         if data.shape[1:] != schema.shape or schema.variable_shape:
             schema.validate(np.array(data[0]))  # the shape checks of add()
-        encs, ints = _encode_keys(keys)
-        if len(set(keys) if ints else set(encs)) != n:  # ints: one encoding each, cheaper
-            seen: set[str] = set()
-            dup = next(e for e in encs if e in seen or seen.add(e))  # type: ignore[func-returns-value]
-            raise ValueError(f"key {decode_key(dup)!r} appears more than once in names")
-        co.stage_stacked(self._name, encs, np.ascontiguousarray(data))
+        co.stage_stacked(self._name, _distinct_names(keys, given), np.ascontiguousarray(data))
         return keys
 
     def remove(self, name: Key) -> Key:
@@ -343,6 +344,26 @@ class ArraysetDataWriter(ArraysetDataReader):
     def __delitem__(self, key: Key) -> Key:
         """``del aset[key]``: remove a sample (see :meth:`remove`); returns ``key``."""
         return self.remove(key)
+
+
+def _distinct_names(keys: list[Any], given: np.ndarray | None = None) -> Sequence[str]:
+    """The encoded names of ``keys``, checked distinct (ValueError naming the
+    first bad or repeated key). Non-negative ints are encoded in vectorised
+    passes, as one array (:class:`.KeyNames`); ``given``, when not None, is
+    ``keys`` as an int64 array already."""
+    if given is not None or (keys and set(map(type, keys)) == {int}):
+        ints = np.array(keys) if given is None else given
+        if ints.dtype == np.int64 and ints.min() >= 0:
+            ordered = np.sort(ints)
+            if not (ordered[1:] == ordered[:-1]).any():
+                return int_key_names(ints)
+            # a repeated key: named below
+    encs, ints_only = _encode_keys(keys)
+    if len(set(keys) if ints_only else set(encs)) != len(keys):  # ints: one encoding each
+        seen: set[str] = set()
+        dup = next(e for e in encs if e in seen or seen.add(e))  # type: ignore[func-returns-value]
+        raise ValueError(f"key {decode_key(dup)!r} appears more than once in names")
+    return encs
 
 
 def _encode_keys(keys: list[Any]) -> tuple[list[str], bool]:

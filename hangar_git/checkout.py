@@ -333,7 +333,7 @@ class WriterCheckout(Holding, Checkout):  # type: ignore[misc]  # view: a proper
         if self._batch == 0 and not self.closed:
             lost, self._lost = self._lost, None
             if isinstance(exc, OSError) or lost is not None:  # the store failed (a full disk ...)
-                self._held.clear()
+                self._drop_held()
                 self._journal.discard()  # the batch staged nothing
                 if lost is not None and exc is None:
                     raise lost  # held samples were not staged: the block must not pass
@@ -343,7 +343,7 @@ class WriterCheckout(Holding, Checkout):  # type: ignore[misc]  # view: a proper
                 self._writer.flush()
             except BaseException as err:  # nothing of the batch is staged
                 self._lost = None
-                self._held.clear()
+                self._drop_held()
                 self._journal.discard()
                 if exc is None or not isinstance(err, OSError):
                     raise

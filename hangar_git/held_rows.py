@@ -15,11 +15,13 @@ before, samples set in a block are durable once the block has exited.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .records.keynames import int_key_names
 from .store import Payload
 from .store.digest import kind_of, row_digests
 
@@ -39,13 +41,33 @@ STACK_MIN = 512
 
 @dataclass
 class HeldRows:
-    """The samples held for one arrayset: keys and C-order bytes, in order."""
+    """The samples held for one arrayset: keys and C-order bytes, in order.
+
+    ``encs`` holds each key encoded, or a non-negative int key (below
+    :data:`~hangar_git.naming.INT_KEY_BOUND`) as it is: :meth:`names`
+    encodes those with the others, in vectorised passes when all are ints.
+    """
 
     dtype: np.dtype
     shape: tuple[int, ...]
-    encs: list[str] = field(default_factory=list)
+    encs: list[str | int] = field(default_factory=list)
     chunks: list[bytes] = field(default_factory=list)
     nbytes: int = 0
+    #: False once the checkout let go of these samples (staged, or dropped
+    #: with a failed batch): nothing may be added to them then
+    live: bool = True
+
+    def names(self) -> Sequence[str]:
+        """The encoded keys, in order: one array (:class:`.KeyNames`) when they
+        are distinct int64 keys, else a list."""
+        encs = self.encs
+        if encs and set(map(type, encs)) == {int}:
+            ints = np.array(encs)
+            if ints.dtype == np.int64:
+                ordered = np.sort(ints)
+                if not (ordered[1:] == ordered[:-1]).any():  # set again: the last wins
+                    return int_key_names(ints)
+        return [e if type(e) is str else f"i:{e}" for e in encs]
 
     def stacked(self) -> np.ndarray:
         """The held samples as one read-only ``(n, *shape)`` array."""
@@ -61,10 +83,11 @@ def stage_held(co: WriterCheckout, held: dict[str, HeldRows]) -> None:
         rows = h.stacked()
         kind = kind_of(rows[0])
         digests = row_digests(kind, h.chunks)  # the rows as held: no slices of a copy
-        if len(h.encs) >= STACK_MIN:
-            co.stage_stacked(aset, h.encs, rows, digests)
+        encs = h.names()
+        if len(encs) >= STACK_MIN:
+            co.stage_stacked(aset, encs, rows, digests)
             continue
-        for enc, d, data in zip(h.encs, digests, h.chunks, strict=True):
+        for enc, d, data in zip(encs, digests, h.chunks, strict=True):
             co.stage_sample(aset, enc, Payload(d, kind, data))  # type: ignore[arg-type]
 
 
@@ -114,7 +137,7 @@ class Holding:
         return self._journal.asets.get(aset)
 
     def hold_sample(
-        self, aset: str, enc: str, data: bytes, dtype: np.dtype, shape: tuple[int, ...]
+        self, aset: str, enc: str | int, data: bytes, dtype: np.dtype, shape: tuple[int, ...]
     ) -> None:
         """Hold a small sample until the batch ends or is read (outside a batch:
         staged now).
@@ -123,8 +146,9 @@ class Holding:
         ----------
         aset : str
             The arrayset, of fixed-shape samples.
-        enc : str
-            The sample's encoded key.
+        enc : str or int
+            The sample's encoded key, or its int key (>= 0, below
+            :data:`~hangar_git.naming.INT_KEY_BOUND`) as it is.
         data : bytes
             Its C-order bytes (a copy), fewer than a block's.
         dtype : numpy.dtype
@@ -154,6 +178,13 @@ class Holding:
         """
         return self._held.get(aset)
 
+    def _drop_held(self) -> dict[str, HeldRows]:
+        """Let go of the held samples (no longer :attr:`HeldRows.live`); returns them."""
+        held, self._held = self._held, {}
+        for h in held.values():
+            h.live = False
+        return held
+
     def settle_held(self) -> None:
         """Stage the samples held now (see :func:`stage_held`)."""
         self._settle()
@@ -179,7 +210,7 @@ class Holding:
         """Stage the held samples; if that fails, the batch fails (the
         checkout's ``end_batch`` raises and discards it)."""
         if self._held:
-            held, self._held = self._held, {}
+            held = self._drop_held()
             try:
                 stage_held(self, held)  # type: ignore[arg-type]
             except BaseException as exc:

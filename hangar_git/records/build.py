@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zlib
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -19,6 +19,7 @@ from ..gitutil import read_raw, write_blob, write_tree
 from . import key_cache, trust
 from .changelog import CHANGES_NAME
 from .counts import remember_count
+from .keynames import KeyNames, names_crc32
 from .layout import (
     FORMAT_BLOB,
     HEX_NAMES,
@@ -146,7 +147,26 @@ def write_samples(
     leaves, tree = _fanned_leaves(encs, digests, fanout)  # type: ignore[arg-type]
     oid = _write_fanned(repo, leaves, fanout)
     remember_count(repo, oid, len(encs))
-    _cache_table(repo, oid, encs, tree)
+    _cache_table(repo, oid, tree)
+    return oid
+
+
+def write_sample_run(
+    repo: pygit2.Repository, names: KeyNames, digests: Sequence[bytes]
+) -> bytes | None:
+    """:func:`write_samples` of the distinct records ``names[i] -> digests[i]``
+    (a bulk add), laid out from the names' array: the same tree."""
+    n = len(names)
+    fanout = choose_fanout(n, None)
+    joined = b"".join(digests)
+    if not fanout or len(joined) != 20 * n:
+        return write_samples(repo, dict(zip(names.tolist(), digests, strict=True)), fanout)
+    lens = names.lengths()
+    crc = names_crc32(names.rows(), lens)
+    leaves, tree = _lay_out(names.names, lens, crc, joined, fanout)
+    oid = _write_fanned(repo, leaves, fanout)
+    remember_count(repo, oid, n)
+    _cache_table(repo, oid, tree, names.ints)
     return oid
 
 
@@ -161,14 +181,17 @@ class _TreeOrder(NamedTuple):
     digests: np.ndarray
 
 
-def _cache_table(repo: pygit2.Repository, oid: bytes, encs: list[str], tree: _TreeOrder) -> None:
+def _cache_table(
+    repo: pygit2.Repository, oid: bytes, tree: _TreeOrder, ints: np.ndarray | None = None
+) -> None:
     """Keep the key table of the samples tree ``oid`` just written (records
-    ``encs`` laid out as ``tree``) in :mod:`.key_cache`, as the first whole
+    laid out as ``tree``; ``ints``, when given, the int keys they encode, in
+    the records' order) in :mod:`.key_cache`, as the first whole
     read of the tree would: the next process that reads it whole parses no
     leaf. Best effort: the cache is optional, a failure leaves it to that
     first read."""
     try:
-        table = _key_table(encs, tree)
+        table = _key_table(tree, ints)
     except (ValueError, ArithmeticError):  # not records a tree holds: nothing kept
         return
     key_cache.store(repo, oid, table)
@@ -178,14 +201,16 @@ def _cache_table(repo: pygit2.Repository, oid: bytes, encs: list[str], tree: _Tr
 _INT_DIGITS = 18
 
 
-def _key_table(encs: list[str], tree: _TreeOrder) -> key_cache.KeyTable:
-    """The key table of records ``encs`` laid out as ``tree``: the table a read
+def _key_table(tree: _TreeOrder, ints: np.ndarray | None = None) -> key_cache.KeyTable:
+    """The key table of records laid out as ``tree``: the table a read
     of the tree parses from its leaves (:meth:`.KeyTable.from_names`). Int
-    keys (``i:`` and decimal digits) are parsed from the name rows in
-    vectorised passes; other names go through ``from_names``."""
+    keys (``i:`` and decimal digits) are taken from ``ints`` or parsed from
+    the name rows in vectorised passes; other names go through ``from_names``."""
     order = tree.order
     # indexed as one item a record (not as rows of bytes: many times faster)
     digests = tree.digests.view(f"V{key_cache.DIGEST}").ravel()[order].tobytes()
+    if ints is not None:
+        return key_cache.KeyTable(digests, ints[order], None)
     width = tree.names.dtype.itemsize
     rows = tree.names[order].view(np.uint8).reshape(len(order), width)
     if 2 < width <= 2 + _INT_DIGITS and (rows[:, :2] == np.frombuffer(b"i:", np.uint8)).all():
@@ -199,7 +224,7 @@ def _key_table(encs: list[str], tree: _TreeOrder) -> key_cache.KeyTable:
             ints = np.where(valid, digits, 0).astype(np.int64) @ powers
             ints //= 10 ** (width - 2 - lens)
             return key_cache.KeyTable(digests, ints, None)
-    names = "\x00".join([encs[i] for i in order.tolist()]).encode("ascii")
+    names = b"\x00".join(tree.names[order].tolist())  # NUL padding stripped
     return key_cache.KeyTable.from_names(names, digests)
 
 
@@ -218,19 +243,32 @@ def _fanned_leaves(
     numpy: one sort of all keys, then each ``160000 <name> NUL <digest>``
     entry cut from fixed-width rows without their padding.
     """
-    n = len(encs)
     kb = [e.encode() for e in encs]
+    crc = np.fromiter(map(zlib.crc32, kb), np.uint32, len(kb))
+    lens = np.fromiter(map(len, kb), np.int64, len(kb))
+    return _lay_out(np.array(kb), lens, crc, b"".join(digests), fanout)
+
+
+def _lay_out(
+    names: np.ndarray, lens: np.ndarray, crc: np.ndarray, digests: bytes, fanout: Fanout
+) -> tuple[dict[tuple[str, ...], bytes], _TreeOrder]:
+    """:func:`_fanned_leaves` of records given as arrays: ``names`` (fixed-width
+    bytes, NUL-padded), their lengths ``lens`` and CRC-32s ``crc``, and the
+    20-byte ``digests`` joined."""
+    n = len(names)
     bits = 4 * sum(fanout)
-    leaf = np.fromiter(map(zlib.crc32, kb), np.uint32, n) >> np.uint32(32 - bits)
-    names = np.array(kb)  # bytes order is git's order of gitlink names
+    leaf = crc >> np.uint32(32 - bits)
     width = names.dtype.itemsize
-    lens = np.fromiter(map(len, kb), np.int64, n)
-    order = np.lexsort((names, leaf))
+    if bits <= 16:  # by name, then (stable, a radix sort) by leaf: the same order, faster
+        by_name = np.argsort(names, kind="stable")
+        order = by_name[np.argsort(leaf[by_name].astype(np.uint16), kind="stable")]
+    else:
+        order = np.lexsort((names, leaf))
     leaf = leaf[order]
     sizes = lens[order] + 28
     total = int(sizes.sum())
     out = np.empty(total, np.uint8)
-    dig = np.frombuffer(b"".join(digests), np.uint8).reshape(n, 20)
+    dig = np.frombuffer(digests, np.uint8).reshape(n, 20)
     name_rows = names.view(np.uint8).reshape(n, width)
     row = 7 + width + 21
     keep_name = np.arange(width)
@@ -326,7 +364,11 @@ def build_root(
             samples_base = base.samples(name)
         else:  # sample changes logged against an arrayset that does not exist
             continue
-        samples_oid = build_samples(repo, samples_base, st.samples)
+        run = st.as_run() if samples_base is None else None
+        if run is not None:  # bulk adds: laid out from their arrays
+            samples_oid = write_sample_run(repo, *run)
+        else:
+            samples_oid = build_samples(repo, samples_base, st.samples)
         tree: dict[str, Entry] = (
             {} if st.created else dict(parse_tree(read_raw(repo, base.aset_entries[name][1])))
         )

@@ -36,10 +36,10 @@ import time
 import warnings
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..store.durable import FILE_MODE, fsync_dir, fsync_fd, truncate_to, write_all
+from .keynames import KeyNames
 
 
 class UnreadableJournal(RuntimeError):
@@ -55,14 +55,71 @@ class UnreadableJournal(RuntimeError):
 B_LINE_SAMPLES = 1 << 16
 
 
-@dataclass
 class StagedAset:
-    """Staged changes of one arrayset."""
+    """Staged changes of one arrayset.
 
-    created: bool = False  # (re)created in staging: base samples do not count
-    removed: bool = False
-    schema: str | None = None
-    samples: dict[str, bytes | None] = field(default_factory=dict)
+    ``samples`` maps each staged key to its digest (None: removed). Runs of
+    a bulk add (:meth:`add_run`) are kept as they came, an array of names
+    and a list of digests, and merged into ``samples`` (in order, later
+    wins) only when something reads it: a commit of bulk adds lays their
+    records out from the runs (:meth:`as_run`) without a str or a dict
+    entry per key.
+    """
+
+    __slots__ = ("_runs", "_samples", "created", "removed", "schema")
+
+    def __init__(
+        self,
+        created: bool = False,
+        removed: bool = False,
+        schema: str | None = None,
+        samples: dict[str, bytes | None] | None = None,
+    ) -> None:
+        self.created = created  # (re)created in staging: base samples do not count
+        self.removed = removed
+        self.schema = schema
+        self._samples: dict[str, bytes | None] = {} if samples is None else samples
+        self._runs: list[tuple[KeyNames, Sequence[bytes]]] = []
+
+    @property
+    def samples(self) -> dict[str, bytes | None]:
+        """Encoded key -> digest (None: removed) of every staged sample."""
+        if self._runs:
+            runs, self._runs = self._runs, []
+            for names, digests in runs:
+                self._samples.update(zip(names.tolist(), digests, strict=True))
+        return self._samples
+
+    def add_run(self, names: KeyNames, digests: Sequence[bytes]) -> None:
+        """Stage samples ``names[i]`` -> ``digests[i]`` (distinct names), after
+        the samples staged so far."""
+        self._runs.append((names, digests))
+
+    def as_run(self) -> tuple[KeyNames, Sequence[bytes]] | None:
+        """Every staged sample as one run of distinct names (what a commit
+        lays out from arrays), when bulk adds staged them: their runs and
+        any samples set before them (none removed, no key set twice);
+        None otherwise."""
+        runs, before = self._runs, self._samples
+        if not runs:
+            return None
+        if len(runs) == 1 and not before:
+            return runs[0]
+        if None in before.values():
+            return None
+        import numpy as np  # not at the top: see _b_line_of_names
+
+        # samples in the dict were all set before the runs (setting one merges them)
+        parts = [KeyNames(np.array([e.encode() for e in before]))] if before else []
+        parts += [names for names, _ in runs]
+        merged = np.concatenate([p.names for p in parts])
+        ints = [p.ints for p in parts if p.ints is not None]
+        both = np.concatenate(ints) if len(ints) == len(parts) else None
+        ordered = np.sort(both if both is not None else merged)  # ints: one name each
+        if (ordered[1:] == ordered[:-1]).any():
+            return None
+        digests = list(before.values()) + [d for _, ds in runs for d in ds]
+        return KeyNames(merged, both), digests  # type: ignore[return-value]
 
 
 def _b_line(aset: str, encs: Sequence[str], digests: Sequence[bytes]) -> str:
@@ -77,6 +134,28 @@ def _b_line(aset: str, encs: Sequence[str], digests: Sequence[bytes]) -> str:
         fields[1::2] = [d.hex() for d in digests]
     body = f"B\t{aset}\t" + "\t".join(fields)
     return f"{body}\t{zlib.crc32(body.encode()):08x}\n"
+
+
+def _b_line_of_names(aset: str, names: KeyNames, digests: Sequence[bytes]) -> str:
+    """:func:`_b_line` of names held as an array, built in vectorised passes:
+    each ``<name> TAB <hex digest> TAB`` cut from fixed-width rows."""
+    import numpy as np  # not at the top: ``git hangar status`` reads journals without it
+
+    joined = b"".join(digests)
+    n = len(names)
+    if not n or len(joined) != 20 * n:
+        return _b_line(aset, names.tolist(), digests)
+    width = names.names.dtype.itemsize
+    row = width + 42
+    rec = np.empty((n, row), np.uint8)
+    rec[:, :width] = names.rows()
+    rec[:, width] = rec[:, width + 41] = ord("\t")
+    rec[:, width + 1 : width + 41] = np.frombuffer(joined.hex().encode(), np.uint8).reshape(n, 40)
+    keep = np.ones((n, row), bool)
+    keep[:, :width] = np.arange(width) < names.lengths()[:, None]
+    fields = rec[keep].tobytes()[:-1]  # no tab after the last digest
+    body = f"B\t{aset}\t".encode() + fields
+    return f"{body.decode('ascii')}\t{zlib.crc32(body):08x}\n"
 
 
 class Journal:
@@ -358,6 +437,9 @@ class Journal:
     def record_samples(self, aset: str, encs: Sequence[str], digests: Sequence[bytes]) -> None:
         """Many :meth:`record_sample` calls of one arrayset at once (the bulk path).
 
+        Names given as :class:`.KeyNames` (distinct ones) are kept as an
+        array (see :meth:`StagedAset.add_run`) and logged from it.
+
         Logged as ``B`` lines of up to :data:`B_LINE_SAMPLES` samples each,
         formatted from the whole run at once; several lines are one batch
         (replayed whole or not at all), like the lines of a ``with`` block.
@@ -371,10 +453,15 @@ class Journal:
         st = self.asets.get(aset)
         if st is None:
             st = self._aset(aset)
-        st.samples.update(zip(encs, digests, strict=True))
+        if isinstance(encs, KeyNames):  # kept as arrays until read
+            st.add_run(encs, digests)
+            line = _b_line_of_names
+        else:
+            st.samples.update(zip(encs, digests, strict=True))
+            line = _b_line  # type: ignore[assignment]
         for i in range(0, len(encs), B_LINE_SAMPLES):
             j = i + B_LINE_SAMPLES
-            self._buf.append(_b_line(aset, encs[i:j], digests[i:j]))
+            self._buf.append(line(aset, encs[i:j], digests[i:j]))  # type: ignore[arg-type]
         if not self.batching:
             self.sync()
 

@@ -1,0 +1,199 @@
+"""Keys of a bulk add held as one array (:mod:`hangar_git.records.keynames`):
+encoded, logged and committed exactly as the key-by-key path does."""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+
+import numpy as np
+import pygit2
+import pytest
+
+from hangar_git.held_rows import HeldRows
+from hangar_git.naming import encode_key
+from hangar_git.records import build as build_mod
+from hangar_git.records.build import build_root, write_sample_run, write_samples
+from hangar_git.records.keynames import KeyNames, int_key_names, names_crc32
+from hangar_git.records.snapshot import TreeRecords
+from hangar_git.records.staging import B_LINE_SAMPLES, Journal, StagedAset
+
+
+@pytest.fixture
+def git(tmp_path) -> pygit2.Repository:
+    return pygit2.init_repository(str(tmp_path / "g"), bare=True)
+
+
+def digest(i: int) -> bytes:
+    return hashlib.blake2b(str(i).encode(), digest_size=20).digest()
+
+
+INTS = [0, 1, 9, 10, 11, 99, 100, 12345, 10**17, 10**18 - 1, 2**63 - 1]
+
+
+def test_int_key_names_are_encode_key_of_each():
+    rng = np.random.default_rng(0)
+    ints = np.array(INTS + rng.integers(0, 2**63 - 1, 500).tolist() + list(range(1000)))
+    names = int_key_names(ints)
+    assert names.tolist() == [encode_key(int(k)) for k in ints]
+    assert list(names) == names.tolist()
+    assert names[3] == "i:10" and names[-1] == "i:999"
+    assert names[1:4].tolist() == ["i:1", "i:9", "i:10"]
+    assert names.lengths().tolist() == [len(encode_key(int(k))) for k in ints]
+
+
+def test_names_crc32_is_zlib_crc32():
+    encs = [encode_key(k) for k in INTS] + ["s:a", "s:abc-DEF_1.2", "s:" + "x" * 200]
+    raw = [e.encode() for e in encs]
+    names = KeyNames(np.array(raw))
+    assert names.lengths().tolist() == list(map(len, raw))
+    assert names_crc32(names.rows(), names.lengths()).tolist() == list(map(zlib.crc32, raw))
+
+
+def test_a_run_is_staged_in_order_with_the_samples_set_around_it():
+    st = StagedAset(samples={"i:1": digest(-1), "i:5": digest(-5)})
+    st.add_run(int_key_names(np.arange(4)), [digest(i) for i in range(4)])
+    assert st.as_run() is None  # i:1 set twice: for the dict to settle
+    st.samples["i:2"] = None  # a later change wins
+    assert st.samples == {
+        "i:1": digest(1),
+        "i:5": digest(-5),
+        "i:0": digest(0),
+        "i:2": None,
+        "i:3": digest(3),
+    }
+    assert st.as_run() is None  # no run left
+    alone = StagedAset(created=True)
+    run = (int_key_names(np.arange(3)), [digest(i) for i in range(3)])
+    alone.add_run(*run)
+    assert alone.as_run() == run
+
+
+def test_runs_and_the_samples_before_them_are_one_run():
+    st = StagedAset(created=True, samples={"s:x": digest(-1), "i:99": digest(-2)})
+    st.add_run(int_key_names(np.arange(3)), [digest(i) for i in range(3)])
+    st.add_run(int_key_names(np.arange(10, 12)), [digest(i) for i in range(10, 12)])
+    run = st.as_run()
+    assert run is not None
+    names, digests = run
+    assert names.tolist() == ["s:x", "i:99", "i:0", "i:1", "i:2", "i:10", "i:11"]
+    assert list(digests) == [digest(-1), digest(-2), *map(digest, [0, 1, 2, 10, 11])]
+    st.add_run(int_key_names(np.array([11])), [digest(0)])  # set again: the last wins
+    assert st.as_run() is None
+    assert st.samples["i:11"] == digest(0)
+    removed = StagedAset(created=True, samples={"i:5": None})
+    removed.add_run(int_key_names(np.arange(3)), [digest(i) for i in range(3)])
+    assert removed.as_run() is None
+
+
+@pytest.mark.parametrize("n", [5, 3000, B_LINE_SAMPLES + 10])
+def test_a_logged_run_replays_as_the_same_samples(tmp_path, n):
+    encs = int_key_names(np.arange(n)[::-1].copy())
+    digests = [digest(i) for i in range(n)]
+    j = Journal.open(tmp_path / "journal", "master", None)
+    j.record("S", "a", "{}")
+    j.record_samples("a", encs, digests)
+    j.close()
+    expected = dict(zip([f"i:{k}" for k in range(n)[::-1]], digests, strict=True))
+    assert j.asets["a"].samples == expected
+    again = Journal.peek(tmp_path / "journal")
+    assert again is not None and again.asets["a"].samples == expected
+    # the log holds what the key-by-key path writes
+    k = Journal.open(tmp_path / "other", "master", None)
+    k.record("S", "a", "{}")
+    k.record_samples("a", encs.tolist(), digests)
+    k.close()
+    assert (tmp_path / "journal").read_bytes() == (tmp_path / "other").read_bytes()
+
+
+@pytest.mark.parametrize("n", [10, 3000, 70_000])
+def test_a_run_commits_the_tree_the_samples_make(git, n):
+    rng = np.random.default_rng(n)
+    ints = rng.permutation(n * 3)[:n]
+    digests = [digest(i) for i in range(n)]
+    names = int_key_names(ints)
+    records = dict(zip(names.tolist(), digests, strict=True))
+    assert write_sample_run(git, names, digests) == write_samples(git, records)
+    mixed = KeyNames(np.array([e.encode() for e in [*names.tolist()[:-1], "s:word"]]))
+    mixed_records = dict(zip(mixed.tolist(), digests, strict=True))
+    assert write_sample_run(git, mixed, digests) == write_samples(git, mixed_records)
+    base = TreeRecords(git, None)
+    run_st = StagedAset(created=True, schema="{}")
+    run_st.add_run(names, digests)
+    dict_st = StagedAset(created=True, schema="{}", samples=dict(records))
+    assert build_root(git, base, {"a": run_st}, {}) == build_root(git, base, {"a": dict_st}, {})
+
+
+def test_a_run_is_laid_out_from_its_arrays(git, monkeypatch):
+    """The commit of one bulk add does not go through a dict of its records."""
+    names = int_key_names(np.arange(5000))
+    st = StagedAset(created=True, schema="{}")
+    st.add_run(names, [digest(i) for i in range(5000)])
+
+    def no_dict(*a: object, **k: object) -> None:
+        raise AssertionError("laid out from a dict")
+
+    monkeypatch.setattr(build_mod, "build_samples", no_dict)
+    monkeypatch.setattr(build_mod, "_fanned_leaves", no_dict)
+    build_root(git, TreeRecords(git, None), {"a": st}, {})
+    assert st.as_run() is not None  # and the run was never merged into a dict
+
+
+def test_held_int_keys_are_named_as_one_array():
+    held = HeldRows(np.dtype(np.uint8), (2,), encs=[3, 1, 2])
+    names = held.names()
+    assert isinstance(names, KeyNames) and names.tolist() == ["i:3", "i:1", "i:2"]
+    assert HeldRows(np.dtype(np.uint8), (2,), encs=[3, "s:a", 2]).names() == ["i:3", "s:a", "i:2"]
+    # a key set twice: a list, whose last sample wins when staged
+    assert HeldRows(np.dtype(np.uint8), (2,), encs=[3, 1, 3]).names() == ["i:3", "i:1", "i:3"]
+
+
+def test_a_with_block_of_int_keys_commits_from_arrays(repo, monkeypatch):
+    co = repo.checkout(write=True)
+    a = co.arraysets.init_arrayset("a", shape=(2,), dtype=np.uint8)
+    b = co.arraysets.init_arrayset("b", shape=(1,), dtype=np.int64)
+    rows = np.arange(6000, dtype=np.uint8).reshape(3000, 2)
+    with a, b:
+        for i in range(3000):
+            a[i] = rows[i]
+            b[i] = np.array([i])
+
+    def no_dict(*args: object, **kw: object) -> None:
+        raise AssertionError("laid out from a dict")
+
+    monkeypatch.setattr(build_mod, "build_samples", no_dict)
+    co.commit("keys")
+    co.close()
+    r = repo.checkout()
+    assert all((r.arraysets["a"][i] == rows[i]).all() for i in range(0, 3000, 7))
+    assert r.arraysets["b"][2999].tolist() == [2999] and len(r.arraysets["b"]) == 3000
+    r.close()
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        range(5, 3005),
+        range(3004, 4, -1),
+        np.arange(5, 3005, dtype=np.int32),
+        np.arange(5, 3005, dtype=np.uint64),
+        list(range(5, 3005)),
+    ],
+    ids=["range", "descending-range", "int32", "uint64", "list"],
+)
+def test_bulk_keys_in_any_form_make_the_same_records(repo, names):
+    rows = np.arange(6000, dtype=np.uint8).reshape(3000, 2)
+    co = repo.checkout(write=True)
+    a = co.arraysets.init_arrayset("a", shape=(2,), dtype=np.uint8)
+    assert a.add_stacked(rows, names) == [int(k) for k in names]
+    co.commit("bulk")
+    got = dict(co.arraysets["a"].items())
+    assert got.keys() == {int(k) for k in names}
+    assert all((got[int(k)] == rows[i]).all() for i, k in enumerate(names))
+    co.close()
+    with pytest.raises(ValueError, match="appears more than once"):
+        co = repo.checkout(write=True)
+        try:
+            co.arraysets["a"].add_stacked(rows[:3], np.array([7, 8, 7], dtype=np.int16))
+        finally:
+            co.close()
