@@ -116,7 +116,8 @@ def encode_block(raw: bytes | memoryview, typesize: int, nthreads: int = 1) -> b
         )
         if len(comp) < len(raw) * 0.95:
             body, codec = comp, CODEC_BLOSC2_LZ4
-    return HEADER.pack(BLOCK_MAGIC, codec, len(raw)) + CRC.pack(crc32(body)) + bytes(body)
+    # one copy of the body (a view of the caller's rows when raw), not two
+    return b"".join((HEADER.pack(BLOCK_MAGIC, codec, len(raw)), CRC.pack(crc32(body)), body))
 
 
 def typesize_of(kind: str) -> int:

@@ -28,7 +28,7 @@ from .appender import PackAppender
 from .block_format import BLOCK_TARGET
 from .chunked import LARGE_IOFF, LARGE_PACK, LargeFiles
 from .codec import encode_block
-from .digest import Payload, parse_kind
+from .digest import DIGEST_SIZE, Payload, parse_kind
 from .durable import rollback
 from .gather import STREAM_WINDOW
 from .index import (
@@ -44,7 +44,7 @@ from .index import (
 )
 from .segment_plan import plan_commit, runs_after
 from .segment_probe import PROBE_MAX, maybe_stored, newest_small_runs
-from .uncommitted import Uncommitted
+from .uncommitted import Uncommitted, digest_order
 from .writer_gc import PackMaintenance
 
 if TYPE_CHECKING:
@@ -205,33 +205,57 @@ class PackWriter(PackMaintenance, IndexTables):
                 self.add(tuple.__new__(Payload, (d, kind, view[i * size : (i + 1) * size])))  # type: ignore[arg-type]
             self.flush()
             return
-        # one row per distinct digest not stored yet, in input order
-        if not self.known and not self._pending_set and len(set(digests)) == n:
-            idx = None  # all distinct, none written by this writer yet
-        else:
-            pick = dict(zip(digests, range(n), strict=True))
-            known, pend = self.known, self._pending_set
-            idx = sorted(i for d, i in pick.items() if d not in known and d not in pend)
-        new = list(digests) if idx is None else [digests[i] for i in idx]
-        if new:
-            if not self._segs.loaded:
-                self._segs.load(self._con, self.store.index_path)
-            found, _ = self._segs.lookup(new)
-            if found.any():
-                keep = np.flatnonzero(~found)
-                base = range(n) if idx is None else idx
-                idx = [base[i] for i in keep.tolist()]
-                new = [new[i] for i in keep.tolist()]
-        if new:
+        joined = b"".join(digests)
+        if len(joined) != DIGEST_SIZE * n:
+            raise ValueError(f"digests of {DIGEST_SIZE} bytes expected")
+        idx, order = self._fresh_rows(digests, joined)
+        if idx is None or idx:
             flat = np.ascontiguousarray(rows).reshape(n, -1).view(np.uint8)
+            new = digests
             if idx is not None:
                 flat = flat[np.asarray(idx, np.intp)]
-            self._write_rows(self._kind_id(kind), new, flat, self._dtype_of(kind)[1])
+                new = [digests[i] for i in idx]
+                joined = b"".join(new)
+            typesize = self._dtype_of(kind)[1]
+            self._write_rows(self._kind_id(kind), new, joined, flat, typesize, order)
         self.flush()
 
-    def _write_rows(self, kid: int, digests: list[bytes], flat: np.ndarray, typesize: int) -> None:
-        """Write the rows of ``flat`` (uint8, one payload per row) in blocks and
-        queue their index entries (committed by the next :meth:`flush`)."""
+    def _fresh_rows(
+        self, digests: Sequence[bytes], joined: bytes
+    ) -> tuple[list[int] | None, np.ndarray | None]:
+        """The rows of a bulk add to write: one per distinct digest not stored
+        yet, in input order (None: all of them); when all, also the order
+        that sorts their digests (the index entries' order)."""
+        order = None if self.known or self._pending_set else digest_order(joined)
+        idx: list[int] | None = None
+        if order is None:  # repeated digests, or some written by this writer already
+            pick = dict(zip(digests, range(len(digests)), strict=True))
+            known, pend = self.known, self._pending_set
+            idx = sorted(i for d, i in pick.items() if d not in known and d not in pend)
+            if not idx:
+                return idx, None
+            joined = b"".join([digests[i] for i in idx])
+        if not self._segs.loaded:
+            self._segs.load(self._con, self.store.index_path)
+        found, _ = self._segs.lookup(joined)
+        if found.any():
+            keep = np.flatnonzero(~found).tolist()
+            return (keep if idx is None else [idx[i] for i in keep]), None
+        return idx, order
+
+    def _write_rows(
+        self,
+        kid: int,
+        digests: Sequence[bytes],
+        joined: bytes,
+        flat: np.ndarray,
+        typesize: int,
+        order: np.ndarray | None,
+    ) -> None:
+        """Write the rows of ``flat`` (uint8, one payload per row, of kind ``kid``)
+        in blocks and queue their index entries (committed by the next
+        :meth:`flush`); ``joined`` is ``digests`` joined, ``order`` the order
+        that sorts them if known."""
         n, size = flat.shape
         per = max(1, -(-BLOCK_TARGET // size))  # rows per block: as many as add() gathers
         raw = np.ascontiguousarray(flat).reshape(-1).data.cast("B")
@@ -251,13 +275,16 @@ class PackWriter(PackMaintenance, IndexTables):
                 self._app.write_out()
                 self._app.sync()  # bounds what a failed sync must write again
         e = np.empty(n, ENTRY)
-        q = np.frombuffer(b"".join(digests), QUERY)
+        q = np.frombuffer(joined, QUERY)
         e["key"] = q["key"]
         e["tail"] = q["tail"]
         e["block"] = bids
         e["ioff"] = (np.arange(n, dtype=np.uint32) % per) * size
         e["kind"] = kid
-        self._new.add_entries(e)
+        if order is None:
+            self._new.add_entries(e)
+        else:
+            self._new.add_sorted_entries(np.take(e, order))
 
     def _have(self, digest: bytes) -> bool:
         """True when payload ``digest`` is stored, queued or written already."""
