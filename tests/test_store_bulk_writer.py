@@ -49,8 +49,10 @@ def _segments(store: PackStore) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_digest_order_sorts_as_the_index_sorts(seed):
-    digests = _colliding(300, seed)
+@pytest.mark.parametrize("collide", [False, True])
+def test_digest_order_sorts_as_the_index_sorts(seed, collide):
+    rng = np.random.default_rng(seed)
+    digests = _colliding(300, seed) if collide else [rng.bytes(20) for _ in range(3000)]
     order = digest_order(b"".join(digests))
     assert order is not None
     e = _entries(digests)

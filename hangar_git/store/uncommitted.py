@@ -98,10 +98,13 @@ def digest_order(joined: bytes) -> np.ndarray | None:
     """
     q = np.frombuffer(joined, QUERY)
     key = q["key"].astype(np.uint64)
-    order = np.argsort(key, kind="stable")
+    order = np.argsort(key)  # twice as fast as a stable sort: the same order for distinct keys
     sk = key[order]
     same = np.flatnonzero(sk[1:] == sk[:-1])  # neighbours sharing a key (rare)
     if len(same):
+        order = np.argsort(key, kind="stable")  # equal keys in input order
+        sk = key[order]
+        same = np.flatnonzero(sk[1:] == sk[:-1])
         tails = q["tail"][order]
         if (tails[same] == tails[same + 1]).any():  # a digest next to itself
             return None
