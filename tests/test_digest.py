@@ -13,8 +13,17 @@ import hashlib
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from hangar_git.store.digest import array_digest, kind_of, row_digests, stacked_digests
+from hangar_git.store import digest as digest_mod
+from hangar_git.store.digest import (
+    array_digest,
+    digest_bytes,
+    kind_of,
+    row_digests,
+    stacked_digests,
+)
 
 DTYPES = ["|u1", "<i2", ">i4", "<i8", "<f2", "<f4", ">f8", "|b1", "<c8", "<U3"]
 ROW_SHAPES = [(), (0,), (1,), (3,), (28, 28), (7, 5, 3), (2, 1100), (64, 520)]
@@ -53,3 +62,32 @@ def test_distinct_kinds_give_distinct_digests_of_the_same_bytes():
     a = np.arange(12, dtype=np.int32)
     digests = {array_digest(a), array_digest(a.reshape(3, 4)), array_digest(a.view(np.float32))}
     assert len(digests) == 3
+
+
+# row sizes on both sides of the ways stacked_digests hashes rows: copies of
+# spans of _COPY_SPAN bytes (rows not dividing it, rows crossing spans), views
+# from _VIEW_MIN bytes, every core from 64 KiB
+_SIZES = st.sampled_from([1, 3, 8, 16, 127, 128, 129, 784, 4095, 4096, 65535, 65536, 70001])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    size=_SIZES,
+    n=st.integers(1, 40),
+    dtype=st.sampled_from(["|u1", ">i2", "<f4", "|V1"]),
+    seed=st.integers(0, 2**32 - 1),
+    spans=st.sampled_from([None, 64, 1000]),
+)
+def test_stacked_digests_equal_digest_bytes_of_each_row(size, n, dtype, seed, spans):
+    dt = np.dtype(dtype)
+    if size % dt.itemsize:
+        size = size * dt.itemsize
+    raw = np.random.default_rng(seed).integers(0, 256, n * size, np.uint8)
+    rows = raw.view(dt).reshape(n, size // dt.itemsize)
+    kind = kind_of(rows[0])
+    want = [digest_bytes(kind, rows[i].tobytes()) for i in range(n)]
+    with pytest.MonkeyPatch.context() as mp:
+        if spans is not None:  # small spans: many rows cross from one copy to the next
+            mp.setattr(digest_mod, "_COPY_SPAN", spans)
+        assert stacked_digests(rows) == want
+    assert row_digests(kind, [rows[i].tobytes() for i in range(n)]) == want

@@ -111,3 +111,43 @@ def test_a_fresh_process_reads_and_writes_without_the_blosc2_package(tmp_path: P
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def _mixed(seed: int, size: int, noise: float) -> bytes:
+    """``size`` bytes of which about ``noise`` are random, the rest runs of a
+    few values: compressible to any ratio, near the 95% bar too."""
+    rng = np.random.default_rng(seed)
+    out = rng.integers(0, 4, size, dtype=np.uint8)
+    pick = rng.random(size) < noise
+    out[pick] = rng.integers(0, 256, int(pick.sum()), dtype=np.uint8)
+    return out.tobytes()
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    size=st.sampled_from([64, 100, 784, 4096, 65_536, 70_001]),
+    noise=st.sampled_from([0.0, 0.3, 0.8, 0.9, 0.95, 0.97, 1.0]),
+    typesize=st.sampled_from([1, 4, 8]),
+    shift=st.integers(-40, 40),
+)
+def test_compress_below_is_compress_when_the_chunk_fits(seed, size, noise, typesize, shift):
+    raw = _mixed(seed, size, noise)
+    chunk = _blosc.compress(raw, typesize=typesize, clevel=5, codec="lz4")
+    for limit in (len(chunk) + shift, len(chunk), len(chunk) + 1, -(-size * 95 // 100)):
+        if not 32 < limit <= size:  # the limits it is made for: below the raw size
+            continue
+        want = chunk if len(chunk) < limit else None
+        got = _blosc.compress_below(raw, limit, typesize=typesize, clevel=5, codec="lz4")
+        assert got == want, (limit, len(chunk))
+
+
+def test_compress_below_through_the_package_and_its_refusals(codec_path: str) -> None:
+    raw = _mixed(1, 5000, 0.5)
+    chunk = _blosc.compress(raw, typesize=1, clevel=5, codec="lz4")
+    assert _blosc.compress_below(raw, len(chunk) + 1, typesize=1, clevel=5, codec="lz4") == chunk
+    assert _blosc.compress_below(raw, len(chunk), typesize=1, clevel=5, codec="lz4") is None
+    with pytest.raises(ValueError, match="codec"):
+        _blosc.compress_below(raw, 4000, typesize=1, clevel=5, codec="brotli")
+    with pytest.raises(ValueError, match="no room"):
+        _blosc.compress_below(raw, 32, typesize=1, clevel=5, codec="lz4")

@@ -126,15 +126,15 @@ class PackAppender:
         """
         if not self._out:
             return
-        data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
         try:
-            write_all(self._fd, data)
+            for block in self._out:  # block by block: no joined copy of them all
+                write_all(self._fd, block)
         except BaseException:
             if truncate_to(self._fd, self._size) != self._size:
                 self._on_lost()
             raise
-        self._size += len(data)
-        self._written.append(data)
+        self._size += self._out_bytes
+        self._written += self._out
         self._out.clear()
         self._out_bytes = 0
 

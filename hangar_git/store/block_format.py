@@ -19,4 +19,15 @@ HEADER_SIZE = HEADER.size + CRC.size  # 20 bytes
 CODEC_RAW = 0
 CODEC_BLOSC2_LZ4 = 1
 
-__all__ = ["BLOCK_MAGIC", "CODEC_BLOSC2_LZ4", "CODEC_RAW", "CRC", "HEADER", "HEADER_SIZE"]
+#: raw bytes the writer gathers into one block before it is compressed and written
+BLOCK_TARGET = 64 * 1024
+
+__all__ = [
+    "BLOCK_MAGIC",
+    "BLOCK_TARGET",
+    "CODEC_BLOSC2_LZ4",
+    "CODEC_RAW",
+    "CRC",
+    "HEADER",
+    "HEADER_SIZE",
+]

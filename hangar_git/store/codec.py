@@ -11,6 +11,7 @@ codec numbers).
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -111,12 +112,18 @@ def encode_block(raw: bytes | memoryview, typesize: int, nthreads: int = 1) -> b
     body: bytes | memoryview = raw
     codec = CODEC_RAW
     if 64 <= len(raw) <= BLOSC_MAX:
-        comp = blosc_codec.compress(
-            raw, typesize=max(1, min(typesize, 255)), clevel=5, codec="lz4", nthreads=nthreads
+        comp = blosc_codec.compress_below(
+            raw,
+            math.ceil(len(raw) * 0.95),  # kept when under 95% of the raw size
+            typesize=max(1, min(typesize, 255)),
+            clevel=5,
+            codec="lz4",
+            nthreads=nthreads,
         )
-        if len(comp) < len(raw) * 0.95:
+        if comp is not None:
             body, codec = comp, CODEC_BLOSC2_LZ4
-    return HEADER.pack(BLOCK_MAGIC, codec, len(raw)) + CRC.pack(crc32(body)) + bytes(body)
+    # one copy of the body (a view of the caller's rows when raw), not two
+    return b"".join((HEADER.pack(BLOCK_MAGIC, codec, len(raw)), CRC.pack(crc32(body)), body))
 
 
 def typesize_of(kind: str) -> int:

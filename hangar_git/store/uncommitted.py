@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from .index import block_check, make_entries, sorted_entries
+from .index import QUERY, block_check, make_entries, sorted_entries
 
 
 class Uncommitted:
@@ -32,6 +32,7 @@ class Uncommitted:
         self._kinds: list[int] = []
         self.block_rows: list[tuple[int, int, int, int, int]] = []
         self._arrays: list[np.ndarray] = []  # entries added whole (stacked rows)
+        self._presorted = False  # True while the one array added is sorted already
 
     def __bool__(self) -> bool:
         return bool(self.digests or self._arrays)
@@ -52,9 +53,19 @@ class Uncommitted:
     def add_entries(self, e: np.ndarray) -> None:
         """Entries already built (:data:`.index.ENTRY`, any order)."""
         self._arrays.append(e)
+        self._presorted = False
+
+    def add_sorted_entries(self, e: np.ndarray) -> None:
+        """Entries already built and sorted by digest (:data:`.index.ENTRY`, in
+        the order of :func:`.index.sorted_entries`): when they are all there
+        is, :meth:`entries` returns them as they are."""
+        self._arrays.append(e)
+        self._presorted = len(self._arrays) == 1
 
     def entries(self) -> np.ndarray:
         """Every entry added, sorted by digest."""
+        if self._presorted and not self.digests:
+            return self._arrays[0]
         new = make_entries(self.digests, self._blocks, self._ioffs, self._kinds)
         if self._arrays:
             new = sorted_entries(np.concatenate([new, *self._arrays]))
@@ -68,6 +79,42 @@ class Uncommitted:
         self._kinds.clear()
         self.block_rows.clear()
         self._arrays.clear()
+        self._presorted = False
 
 
-__all__ = ["Uncommitted"]
+def digest_order(joined: bytes) -> np.ndarray | None:
+    """The order that sorts the 20-byte digests of ``joined`` as
+    :func:`.index.sorted_entries` sorts their entries (by their first 8
+    bytes, stably), or None when a digest is there twice.
+
+    Parameters
+    ----------
+    joined : bytes
+        Digests, joined.
+
+    Returns
+    -------
+    numpy.ndarray or None
+    """
+    q = np.frombuffer(joined, QUERY)
+    key = q["key"].astype(np.uint64)
+    order = np.argsort(key)  # twice as fast as a stable sort: the same order for distinct keys
+    sk = key[order]
+    same = np.flatnonzero(sk[1:] == sk[:-1])  # neighbours sharing a key (rare)
+    if len(same):
+        order = np.argsort(key, kind="stable")  # equal keys in input order
+        sk = key[order]
+        same = np.flatnonzero(sk[1:] == sk[:-1])
+        tails = q["tail"][order]
+        if (tails[same] == tails[same + 1]).any():  # a digest next to itself
+            return None
+        # a repeated digest is among those sharing a key, not always a neighbour
+        shared = np.zeros(len(sk), bool)
+        shared[same] = shared[same + 1] = True
+        raw = q[order[shared]].tobytes()
+        if len({raw[i : i + 20] for i in range(0, len(raw), 20)}) < len(raw) // 20:
+            return None
+    return order
+
+
+__all__ = ["Uncommitted", "digest_order"]

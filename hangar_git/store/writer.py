@@ -7,7 +7,9 @@ current pack file; a payload of :data:`.chunked.THRESHOLD` bytes or more gets
 a chunked file of its own (:mod:`.chunked`). :meth:`PackWriter.flush` writes
 and syncs what is queued, then commits the index entries naming it as one
 new segment (:func:`.segment_plan.plan_commit`, :meth:`.packs.PackStore.commit_segments`):
-bytes are on the disk before any entry points at them.
+bytes are on the disk before any entry points at them. What ``gc`` asks of the
+writer (removing entries, relocating payloads, dropping packs) is in
+:mod:`.writer_gc`.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from filelock import FileLock, Timeout
 from ..errors import IntegrityError, WriterLockError
 from . import chunked
 from .appender import PackAppender
+from .block_format import BLOCK_TARGET
 from .chunked import LARGE_IOFF, LARGE_PACK, LargeFiles
-from .codec import encode_block, typesize_of
-from .digest import Payload, parse_kind
+from .codec import encode_block
+from .digest import DIGEST_SIZE, Payload, parse_kind
 from .durable import rollback
 from .gather import STREAM_WINDOW
 from .index import (
@@ -39,22 +42,19 @@ from .index import (
     init_index,
     kind_check,
 )
-from .manifest import manifest_path
 from .segment_plan import plan_commit, runs_after
 from .segment_probe import PROBE_MAX, maybe_stored, newest_small_runs
-from .uncommitted import Uncommitted
+from .uncommitted import Uncommitted, digest_order
+from .writer_gc import PackMaintenance
 
 if TYPE_CHECKING:
     from .packs import PackStore
-
-#: raw bytes gathered into one block before it is compressed and written
-BLOCK_TARGET = 64 * 1024
 
 #: seconds a new store writer waits for another (fetch-data, gc) to finish
 STORE_LOCK_TIMEOUT = 120.0
 
 
-class PackWriter(IndexTables):
+class PackWriter(PackMaintenance, IndexTables):
     """The single writer of a store: appends blocks and index entries.
 
     Items are gathered per dtype into blocks of about :data:`BLOCK_TARGET`
@@ -205,33 +205,57 @@ class PackWriter(IndexTables):
                 self.add(tuple.__new__(Payload, (d, kind, view[i * size : (i + 1) * size])))  # type: ignore[arg-type]
             self.flush()
             return
-        # one row per distinct digest not stored yet, in input order
-        if not self.known and not self._pending_set and len(set(digests)) == n:
-            idx = None  # all distinct, none written by this writer yet
-        else:
-            pick = dict(zip(digests, range(n), strict=True))
-            known, pend = self.known, self._pending_set
-            idx = sorted(i for d, i in pick.items() if d not in known and d not in pend)
-        new = list(digests) if idx is None else [digests[i] for i in idx]
-        if new:
-            if not self._segs.loaded:
-                self._segs.load(self._con, self.store.index_path)
-            found, _ = self._segs.lookup(new)
-            if found.any():
-                keep = np.flatnonzero(~found)
-                base = range(n) if idx is None else idx
-                idx = [base[i] for i in keep.tolist()]
-                new = [new[i] for i in keep.tolist()]
-        if new:
+        joined = b"".join(digests)
+        if len(joined) != DIGEST_SIZE * n:
+            raise ValueError(f"digests of {DIGEST_SIZE} bytes expected")
+        idx, order = self._fresh_rows(digests, joined)
+        if idx is None or idx:
             flat = np.ascontiguousarray(rows).reshape(n, -1).view(np.uint8)
+            new = digests
             if idx is not None:
                 flat = flat[np.asarray(idx, np.intp)]
-            self._write_rows(self._kind_id(kind), new, flat, self._dtype_of(kind)[1])
+                new = [digests[i] for i in idx]
+                joined = b"".join(new)
+            typesize = self._dtype_of(kind)[1]
+            self._write_rows(self._kind_id(kind), new, joined, flat, typesize, order)
         self.flush()
 
-    def _write_rows(self, kid: int, digests: list[bytes], flat: np.ndarray, typesize: int) -> None:
-        """Write the rows of ``flat`` (uint8, one payload per row) in blocks and
-        queue their index entries (committed by the next :meth:`flush`)."""
+    def _fresh_rows(
+        self, digests: Sequence[bytes], joined: bytes
+    ) -> tuple[list[int] | None, np.ndarray | None]:
+        """The rows of a bulk add to write: one per distinct digest not stored
+        yet, in input order (None: all of them); when all, also the order
+        that sorts their digests (the index entries' order)."""
+        order = None if self.known or self._pending_set else digest_order(joined)
+        idx: list[int] | None = None
+        if order is None:  # repeated digests, or some written by this writer already
+            pick = dict(zip(digests, range(len(digests)), strict=True))
+            known, pend = self.known, self._pending_set
+            idx = sorted(i for d, i in pick.items() if d not in known and d not in pend)
+            if not idx:
+                return idx, None
+            joined = b"".join([digests[i] for i in idx])
+        if not self._segs.loaded:
+            self._segs.load(self._con, self.store.index_path)
+        found, _ = self._segs.lookup(joined)
+        if found.any():
+            keep = np.flatnonzero(~found).tolist()
+            return (keep if idx is None else [idx[i] for i in keep]), None
+        return idx, order
+
+    def _write_rows(
+        self,
+        kid: int,
+        digests: Sequence[bytes],
+        joined: bytes,
+        flat: np.ndarray,
+        typesize: int,
+        order: np.ndarray | None,
+    ) -> None:
+        """Write the rows of ``flat`` (uint8, one payload per row, of kind ``kid``)
+        in blocks and queue their index entries (committed by the next
+        :meth:`flush`); ``joined`` is ``digests`` joined, ``order`` the order
+        that sorts them if known."""
         n, size = flat.shape
         per = max(1, -(-BLOCK_TARGET // size))  # rows per block: as many as add() gathers
         raw = np.ascontiguousarray(flat).reshape(-1).data.cast("B")
@@ -251,13 +275,16 @@ class PackWriter(IndexTables):
                 self._app.write_out()
                 self._app.sync()  # bounds what a failed sync must write again
         e = np.empty(n, ENTRY)
-        q = np.frombuffer(b"".join(digests), QUERY)
+        q = np.frombuffer(joined, QUERY)
         e["key"] = q["key"]
         e["tail"] = q["tail"]
         e["block"] = bids
         e["ioff"] = (np.arange(n, dtype=np.uint32) % per) * size
         e["kind"] = kid
-        self._new.add_entries(e)
+        if order is None:
+            self._new.add_entries(e)
+        else:
+            self._new.add_sorted_entries(np.take(e, order))
 
     def _have(self, digest: bytes) -> bool:
         """True when payload ``digest`` is stored, queued or written already."""
@@ -466,120 +493,6 @@ class PackWriter(IndexTables):
         if loc is not None and self._new.digests:
             self.flush()
         return loc
-
-    # ---- maintenance (gc) ----------------------------------------------
-    def remove(self, digests: Iterable[bytes]) -> int:
-        """Delete the index entries of ``digests`` in one transaction; returns
-        how many there were.
-
-        The bytes stay in their packs until :meth:`relocate` compacts them.
-
-        Parameters
-        ----------
-        digests : iterable of bytes
-
-        Returns
-        -------
-        int
-        """
-        self.flush()
-        if not self._segs.loaded:
-            self._segs.load(self._con, self.store.index_path)
-        gone = list(dict.fromkeys(digests))
-        found, _ = self._segs.lookup(gone)
-        n = int(found.sum())
-        if n:
-            self._commit_index(drop=gone)
-        for d in gone:
-            self.known.pop(d, None)
-        return n
-
-    def relocate(self, payloads: Iterable[Payload], new_pack: bool = True) -> dict[bytes, Location]:
-        """Write ``payloads`` again, into a new pack, and point their entries there.
-
-        With ``new_pack`` the writer first moves to a pack numbered above
-        every existing one (numbers are never reused, so a location a reader
-        cached can never name other bytes); otherwise it appends to the pack
-        of the previous call. The bytes are synced to disk before the entries
-        move, in one transaction: a process killed at any point leaves every
-        entry pointing at intact bytes, the old ones until the commit, the
-        new ones after.
-
-        Parameters
-        ----------
-        payloads : iterable of Payload
-            The payloads to move (their bytes, read from their old place).
-        new_pack : bool, optional
-            Start a new pack first.
-
-        Returns
-        -------
-        dict of bytes to Location
-            The new location of each payload.
-        """
-        self.flush()
-        if not self._segs.loaded:
-            self._segs.load(self._con, self.store.index_path)
-        if new_pack or self._app.full():
-            self._app.switch_to(max([self._app.pack, *self.store.pack_numbers()]) + 1)
-        moved: dict[bytes, Location] = {}
-        groups: dict[str, list[Payload]] = {}
-        for p in payloads:
-            if p.digest not in moved:
-                groups.setdefault(self._dtype_of(p.kind)[0], []).append(p)
-                moved[p.digest] = Location(0, 0, 0, 0, 0, 0)
-        for items in groups.values():
-            start = 0
-            while start < len(items):
-                end, size = start, 0
-                while end < len(items) and (end == start or size < BLOCK_TARGET):
-                    size += len(items[end].data)
-                    end += 1
-                chunk = items[start:end]
-                start = end
-                raw = b"".join(p.data for p in chunk)
-                block = encode_block(raw, typesize_of(chunk[0].kind))
-                moved.update(self._queue_block(block, chunk))
-        self._app.manifest.seal(self._app.pack, self._kind_ids)
-        self._app.write_out()
-        self._app.sync_always()  # gc syncs whatever HANGAR_FSYNC says: old bytes go
-        if self._new.digests:
-            self._commit_index(drop=list(moved))
-        return moved
-
-    def drop_pack(self, pack: int) -> None:
-        """Delete pack file ``pack``; refused while an index entry points into it.
-
-        Parameters
-        ----------
-        pack : int
-
-        Raises
-        ------
-        ValueError
-            The pack is the one appended to, or index entries still point into it.
-        """
-        self.flush()
-        if pack == self._app.pack:
-            raise ValueError(f"pack {pack} is the pack this writer appends to")
-        if not self._segs.loaded:
-            self._segs.load(self._con, self.store.index_path)
-        with index_guard(self.store.index_path):
-            ids = [r[0] for r in self._con.execute("SELECT id FROM blocks WHERE pack=?", (pack,))]
-        used = 0
-        if ids:
-            want = np.array(ids, np.uint32)
-            used = sum(int(np.isin(r.entries["block"], want).sum()) for r in self._segs.runs)
-        if used:
-            raise ValueError(f"pack {pack} still holds {used} indexed payloads")
-        with index_guard(self.store.index_path):
-            # the row of the highest block id stays: block ids are never reused,
-            # so a block row a reader cached can never name other bytes
-            self._con.execute(
-                "DELETE FROM blocks WHERE pack=? AND id < (SELECT MAX(id) FROM blocks)", (pack,)
-            )
-        self.store.pack_path(pack).unlink(missing_ok=True)
-        manifest_path(self.store.packs_dir, pack).unlink(missing_ok=True)
 
     def close(self) -> None:
         """Flush, then close the pack, the index and release the store's lock."""
