@@ -67,7 +67,7 @@ class PackBuilder:
         self._reset()
 
     def _reset(self) -> None:
-        self._blocks: list[bytes] = []
+        self._blocks: list[bytes | memoryview] = []
         self._size = 0
         self._digests: list[bytes] = []
         self._seen: set[bytes] = set()
@@ -127,6 +127,42 @@ class PackBuilder:
             self._blocks.append(block)
             self._size += len(block)
         self.raw_bytes += n * width
+
+    def add_block(
+        self,
+        digests: Sequence[bytes],
+        kinds: Sequence[str],
+        ioff: Sequence[int] | np.ndarray,
+        ilen: Sequence[int] | np.ndarray,
+        header: bytes,
+        body: bytes | memoryview,
+    ) -> None:
+        """Add a block made already (``header`` and ``body``, see
+        :func:`~.packformat.block_header`) holding payload ``digests[i]`` of
+        kind ``kinds[i]`` at ``ioff[i]`` (``ilen[i]`` bytes) of its raw bytes.
+
+        The caller has checked the block: its body is sent as it is. A
+        digest added before is not indexed again (its bytes stay in the block).
+        """
+        self._seal_pending()
+        blen = len(header) + len(body)
+        ioffs, ilens = np.asarray(ioff).tolist(), np.asarray(ilen).tolist()
+        ds, ks = list(digests), list(kinds)
+        if not self._seen.isdisjoint(ds):
+            keep = [i for i, d in enumerate(ds) if d not in self._seen]
+            ds, ks = [ds[i] for i in keep], [ks[i] for i in keep]
+            ioffs, ilens = [ioffs[i] for i in keep], [ilens[i] for i in keep]
+        self._seen.update(ds)
+        kno = {k: self._kinds.setdefault(k, len(self._kinds)) for k in dict.fromkeys(ks)}
+        self._digests.extend(ds)
+        self._kind_no.extend(kno[k] for k in ks)
+        self._boff.extend([self._size] * len(ds))
+        self._blen.extend([blen] * len(ds))
+        self._ioff.extend(ioffs)
+        self._ilen.extend(ilens)
+        self.raw_bytes += sum(ilens)
+        self._blocks.extend((header, body))
+        self._size += blen
 
     def _seal_pending(self) -> None:
         if not self._pending:

@@ -67,6 +67,27 @@ def content_hash(data: bytes | memoryview) -> bytes:
 # --------------------------------------------------------------------------
 # blocks
 # --------------------------------------------------------------------------
+def block_header(codec: int, rawlen: int, crc: int) -> bytes:
+    """The header of a block whose stored body has CRC-32 ``crc``.
+
+    Parameters
+    ----------
+    codec : int
+        :data:`CODEC_RAW` or :data:`CODEC_BLOSC2` (the local store's codec
+        numbers are the same, so a local block's body travels unchanged).
+    rawlen : int
+        The items' raw bytes.
+    crc : int
+        CRC-32 of the body.
+
+    Returns
+    -------
+    bytes
+        :data:`BLOCK_HEADER_SIZE` bytes.
+    """
+    return _BLOCK_HEADER.pack(BLOCK_MAGIC, codec, rawlen, crc)
+
+
 def encode_block(raw: bytes | memoryview, typesize: int) -> bytes:
     """Compress ``raw`` into a remote pack block (raw when incompressible).
 
@@ -90,7 +111,7 @@ def encode_block(raw: bytes | memoryview, typesize: int) -> bytes:
         )
         if len(comp) < len(raw) * 0.95:
             body, codec = comp, CODEC_BLOSC2
-    return b"".join((_BLOCK_HEADER.pack(BLOCK_MAGIC, codec, len(raw), crc32(body)), body))
+    return b"".join((block_header(codec, len(raw), crc32(body)), body))
 
 
 def decode_block(buf: bytes | memoryview, where: str = "", max_raw: int | None = None) -> bytes:
@@ -383,6 +404,7 @@ __all__ = [
     "INDEX_MAGIC",
     "Entry",
     "PackIndex",
+    "block_header",
     "content_hash",
     "decode_block",
     "decode_index",
