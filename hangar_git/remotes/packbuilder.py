@@ -71,12 +71,10 @@ class PackBuilder:
         self._size = 0
         self._digests: list[bytes] = []
         self._seen: set[bytes] = set()
-        self._kind_no: list[int] = []
         self._kinds: dict[str, int] = {}
-        self._boff: list[int] = []
-        self._blen: list[int] = []
-        self._ioff: list[int] = []
-        self._ilen: list[int] = []
+        #: index columns of the payloads added, in chunks: kind number,
+        #: block offset and length, item offset and length (one row each)
+        self._cols: list[np.ndarray] = []
         self._pending: list[tuple[bytes, str, bytes | memoryview]] = []
         self._pending_bytes = 0
         self._pending_dtype = ""
@@ -119,11 +117,7 @@ class PackBuilder:
             block = encode_block(np.ascontiguousarray(rows[lo:hi]).reshape(-1).data, typesize)
             count = hi - lo
             self._digests.extend(digests[lo:hi])
-            self._kind_no.extend([kno] * count)
-            self._boff.extend([self._size] * count)
-            self._blen.extend([len(block)] * count)
-            self._ioff.extend(range(0, count * width, width) if width else [0] * count)
-            self._ilen.extend([width] * count)
+            self._add_cols(kno, len(block), np.arange(count, dtype=np.int64) * width, width)
             self._blocks.append(block)
             self._size += len(block)
         self.raw_bytes += n * width
@@ -146,21 +140,18 @@ class PackBuilder:
         """
         self._seal_pending()
         blen = len(header) + len(body)
-        ioffs, ilens = np.asarray(ioff).tolist(), np.asarray(ilen).tolist()
+        ioffs, ilens = np.asarray(ioff, np.int64), np.asarray(ilen, np.int64)
         ds, ks = list(digests), list(kinds)
         if not self._seen.isdisjoint(ds):
             keep = [i for i, d in enumerate(ds) if d not in self._seen]
             ds, ks = [ds[i] for i in keep], [ks[i] for i in keep]
-            ioffs, ilens = [ioffs[i] for i in keep], [ilens[i] for i in keep]
+            ioffs, ilens = ioffs[keep], ilens[keep]
         self._seen.update(ds)
         kno = {k: self._kinds.setdefault(k, len(self._kinds)) for k in dict.fromkeys(ks)}
+        knos = kno[ks[0]] if len(kno) == 1 else np.array([kno[k] for k in ks], np.int64)
         self._digests.extend(ds)
-        self._kind_no.extend(kno[k] for k in ks)
-        self._boff.extend([self._size] * len(ds))
-        self._blen.extend([blen] * len(ds))
-        self._ioff.extend(ioffs)
-        self._ilen.extend(ilens)
-        self.raw_bytes += sum(ilens)
+        self._add_cols(knos, blen, ioffs, ilens)
+        self.raw_bytes += int(ilens.sum())
         self._blocks.extend((header, body))
         self._size += blen
 
@@ -171,33 +162,42 @@ class PackBuilder:
         raw = b"".join(p[2] for p in items)
         typesize = np.dtype(self._pending_dtype).itemsize
         block = encode_block(raw, typesize)
-        ioff = 0
-        for d, kind, data in items:
-            n = len(data)
-            self._digests.append(d)
-            self._kind_no.append(self._kinds.setdefault(kind, len(self._kinds)))
-            self._boff.append(self._size)
-            self._blen.append(len(block))
-            self._ioff.append(ioff)
-            self._ilen.append(n)
-            ioff += n
+        lens = np.array([len(p[2]) for p in items], np.int64)
+        self._digests.extend(p[0] for p in items)
+        knos = np.array([self._kinds.setdefault(p[1], len(self._kinds)) for p in items], np.int64)
+        self._add_cols(knos, len(block), np.cumsum(lens) - lens, lens)
         self._blocks.append(block)
         self._size += len(block)
         self._pending = []
         self._pending_bytes = 0
 
+    def _add_cols(
+        self, kno: int | np.ndarray, blen: int, ioff: np.ndarray, ilen: int | np.ndarray
+    ) -> None:
+        """Index the payloads of the block about to be appended at ``self._size``."""
+        cols = np.empty((len(ioff), 5), np.int64)
+        cols[:, 0], cols[:, 1], cols[:, 2], cols[:, 3], cols[:, 4] = (
+            kno,
+            self._size,
+            blen,
+            ioff,
+            ilen,
+        )
+        self._cols.append(cols)
+
     def seal(self) -> SealedPack:
         """The finished pack (the builder is then empty)."""
         self._seal_pending()
         data = b"".join(self._blocks)
+        cols = np.concatenate(self._cols) if self._cols else np.zeros((0, 5), np.int64)
         index = encode_index(
             self._digests,
-            self._kind_no,
+            cols[:, 0],
             list(self._kinds),
-            self._boff,
-            self._blen,
-            self._ioff,
-            self._ilen,
+            cols[:, 1],
+            cols[:, 2],
+            cols[:, 3],
+            cols[:, 4],
             len(data),
             content_hash(data),
         )
