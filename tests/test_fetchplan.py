@@ -150,3 +150,36 @@ def test_the_next_group_of_ranges_is_read_while_one_is_checked(monkeypatch):
         plan.run(Remote(), Writer(), TransferReport(), None, 1)  # type: ignore[arg-type]
     assert seen_ahead == [True, True]
     assert stored == {d: r.tobytes() for d, r in zip(digests[:2], rows[:2], strict=True)}
+
+
+@pytest.mark.parametrize("wanted", [[0, 1, 2, 3], [1, 0], [0, 1, 3], [1, 2], [2, 0]])
+def test_the_rows_of_a_block_are_read_in_place_only_when_they_tile_it(wanted):
+    """The wanted rows of a block are read as a view only when they follow
+    each other from its start; any other choice reads each at its offset."""
+    from hangar_git.remotes.transfer import TransferReport
+    from hangar_git.store.digest import digest_bytes
+
+    rows = np.random.default_rng(3).integers(0, 256, (4, 64), dtype=np.uint8)
+    digests = [digest_bytes(KIND, r.tobytes()) for r in rows]
+    block = pf.encode_block(rows.tobytes(), 1)
+    lk = lookup([(0, len(block), [(digests[i], 64 * i, 64) for i in range(4)])], len(block))
+    want = np.array([lk.rows[digests[i]] for i in wanted])
+    plan = FetchPlan(lk, want, None)
+    assert bool(plan.rows_only) == (sorted(wanted) == list(range(len(wanted))))
+    stored: dict[bytes, bytes] = {}
+
+    class Writer:
+        def add_stacked(self, kind, ds, rs):
+            stored.update((d, r.tobytes()) for d, r in zip(ds, rs, strict=True))
+
+        def flush(self) -> None:
+            pass
+
+    class Remote:
+        def read_ranges(self, ranges):
+            return [block[s:e] for _pid, s, e in ranges]
+
+    report = TransferReport()
+    plan.run(Remote(), Writer(), report, None, 1 << 20)  # type: ignore[arg-type]
+    assert report.refused == []
+    assert stored == {digests[i]: rows[i].tobytes() for i in wanted}

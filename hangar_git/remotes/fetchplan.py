@@ -102,14 +102,16 @@ class FetchPlan:
         #: bytes of one payload of each kind number (-1: a kind refused)
         self.kind_bytes = np.array([_or(dt.kind_nbytes(k), -1) for k in lk.kinds] or [-1])
         self.bad = self._too_big(limits)  # bool per item
-        # the wanted items of each block (in item order), and the blocks in pack order
+        # the wanted items of each block (in the block's order), the blocks in pack order
         packs, boffs, blens = lk.pack[rows], lk.boff[rows], lk.blen[rows]
-        order = np.lexsort((boffs, packs))
+        order = np.lexsort((self.ioffs, boffs, packs))
         cut = np.flatnonzero((np.diff(packs[order]) != 0) | (np.diff(boffs[order]) != 0)) + 1
         groups = np.split(order, cut) if len(order) else []
         self.by_block: dict[tuple[int, int], np.ndarray] = {
-            (int(packs[g[0]]), int(boffs[g[0]])): np.sort(g) for g in groups
+            (int(packs[g[0]]), int(boffs[g[0]])): g for g in groups
         }
+        #: blocks whose wanted items are rows of one kind from offset 0, none refused
+        self.rows_only = self._rows_only(order, cut, packs, boffs)
         self.pack_no = {pid: i for i, pid in enumerate(lk.pack_ids)}
         self.max_raw: dict[tuple[int, int], int] = {}
         refused_blocks = self._check_blocks(blens)
@@ -125,6 +127,27 @@ class FetchPlan:
             if (pk, bo) not in refused_blocks
         ]
         self.plans = dt.plan_ranges(blocks)
+
+    def _rows_only(
+        self, order: np.ndarray, cut: np.ndarray, packs: np.ndarray, boffs: np.ndarray
+    ) -> set[tuple[int, int]]:
+        """The blocks whose wanted items (``order``, cut into blocks at ``cut``)
+        are all of one kind, at its length, one after the other from offset 0,
+        and none over its limit: their rows are read without a copy."""
+        if not len(order):
+            return set()
+        starts = np.concatenate(([0], cut))
+        first = np.zeros(len(order), bool)
+        first[starts] = True
+        ioff, ilen, kno = self.ioffs[order], self.ilens[order], self.knos[order]
+        prev_end = np.concatenate(([0], (ioff + ilen)[:-1]))
+        prev_end[first] = 0
+        group_kind = np.repeat(kno[starts], np.diff(np.concatenate((starts, [len(order)]))))
+        ok = (ioff == prev_end) & (ilen == self.kind_bytes[kno]) & (kno == group_kind)
+        ok &= ~self.bad[order]
+        good = np.logical_and.reduceat(ok, starts)
+        heads = order[starts[good]]
+        return set(zip(packs[heads].tolist(), boffs[heads].tolist(), strict=True))
 
     def digest(self, j: int) -> bytes:
         """The digest of wanted item ``j``."""
@@ -206,8 +229,15 @@ class FetchPlan:
         except IntegrityError:
             report.refused.extend(self.digests[j] for j in items.tolist())
             return
+        if key in self.rows_only:  # rows of one kind from offset 0: a view of them
+            kno, n = int(self.knos[items[0]]), len(items)
+            width = int(self.ilens[items[0]])
+            if n * width <= len(raw):
+                rows = np.frombuffer(raw, np.uint8, count=n * width).reshape(n, width)
+                ds = [self.digests[j] for j in items.tolist()]
+                verified.add(kno, self.lk.kinds[kno], ds, rows, report)
+                return
         items = items[~self.bad[items]]  # the others were refused when planned, unread
-        items = items[np.argsort(self.ioffs[items], kind="stable")]  # in the block's order
         ioff, ilen, kno = self.ioffs[items], self.ilens[items], self.knos[items]
         fits = (ioff + ilen <= len(raw)) & (self.kind_bytes[kno] == ilen)
         if not fits.all():
