@@ -151,3 +151,33 @@ def test_a_damaged_local_block_is_not_sent(repo, tmp_path):
     remote = DataRemote(str(url))
     remote.refresh()
     assert len(remote.lookup()) == 0  # nothing was sent
+
+
+def test_a_sealed_pack_names_the_hash_of_its_bytes(monkeypatch):
+    """The pack's hash, computed on a second thread as blocks come, is that
+    of the bytes sent, whichever way its blocks were added."""
+    from hangar_git.remotes import packbuilder
+    from hangar_git.remotes import packformat as pf
+
+    monkeypatch.setattr(packbuilder, "HASH_STEP", 1000)  # many hand-overs to the thread
+    rows = np.random.default_rng(7).integers(0, 256, (50, 64), dtype=np.uint8)
+    digests = [digest_bytes(KIND, r.tobytes()) for r in rows]
+    builder = packbuilder.PackBuilder(block_target=640)
+    builder.add_rows(digests[:20], KIND, rows[:20])
+    for d, r in zip(digests[20:30], rows[20:30], strict=True):
+        builder.add(d, KIND, r.tobytes())
+    block = pf.encode_block(rows[30:].tobytes(), 1)
+    builder.add_block(
+        digests[30:],
+        [KIND] * 20,
+        np.arange(20) * 64,
+        np.full(20, 64),
+        block[: pf.BLOCK_HEADER_SIZE],
+        memoryview(block)[pf.BLOCK_HEADER_SIZE :],
+    )
+    for _ in range(2):  # a builder is reused after a seal
+        pack = builder.seal()
+        idx = pf.decode_index(pack.pack_id, pack.index)
+        assert idx.pack_hash == pf.content_hash(pack.data)
+        assert idx.pack_size == len(pack.data)
+        builder.add_rows(digests[:5], KIND, rows[:5])

@@ -10,12 +10,63 @@ The format is described in :mod:`.packformat`.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from .packformat import BLOCK_TARGET, content_hash, encode_block, encode_index
+
+#: bytes of blocks handed to the hashing thread at a time
+HASH_STEP = 4 * 1024 * 1024
+
+_hash_pool: list[ThreadPoolExecutor] = []
+
+
+def _pool() -> ThreadPoolExecutor:
+    if not _hash_pool:
+        _hash_pool.append(ThreadPoolExecutor(1, thread_name_prefix="hangar-packhash"))
+    return _hash_pool[0]
+
+
+os.register_at_fork(after_in_child=_hash_pool.clear)  # its thread did not cross the fork
+
+
+def _update(h: hashlib.blake2b, parts: list[bytes | memoryview]) -> None:
+    for p in parts:
+        h.update(p)
+
+
+class _RunningHash:
+    """:func:`~.packformat.content_hash` of the bytes appended, computed on a
+    second thread as they come (blake2b releases the GIL on large buffers,
+    so it overlaps with the checks the caller runs meanwhile)."""
+
+    def __init__(self) -> None:
+        self._h = hashlib.blake2b(digest_size=20)
+        self._jobs: list[Future[None]] = []
+        self._parts: list[bytes | memoryview] = []
+        self._bytes = 0
+
+    def add(self, part: bytes | memoryview) -> None:
+        self._parts.append(part)
+        self._bytes += len(part)
+        if self._bytes >= HASH_STEP:
+            self._submit()
+
+    def _submit(self) -> None:
+        if self._parts:
+            self._jobs.append(_pool().submit(_update, self._h, self._parts))
+            self._parts, self._bytes = [], 0
+
+    def digest(self) -> bytes:
+        self._submit()
+        for job in self._jobs:
+            job.result()
+        return self._h.digest()
 
 
 @dataclass
@@ -68,6 +119,7 @@ class PackBuilder:
 
     def _reset(self) -> None:
         self._blocks: list[bytes | memoryview] = []
+        self._hash = _RunningHash()
         self._size = 0
         self._digests: list[bytes] = []
         self._seen: set[bytes] = set()
@@ -118,8 +170,7 @@ class PackBuilder:
             count = hi - lo
             self._digests.extend(digests[lo:hi])
             self._add_cols(kno, len(block), np.arange(count, dtype=np.int64) * width, width)
-            self._blocks.append(block)
-            self._size += len(block)
+            self._append(block)
         self.raw_bytes += n * width
 
     def add_block(
@@ -152,8 +203,8 @@ class PackBuilder:
         self._digests.extend(ds)
         self._add_cols(knos, blen, ioffs, ilens)
         self.raw_bytes += int(ilens.sum())
-        self._blocks.extend((header, body))
-        self._size += blen
+        self._append(header)
+        self._append(body)
 
     def _seal_pending(self) -> None:
         if not self._pending:
@@ -166,10 +217,14 @@ class PackBuilder:
         self._digests.extend(p[0] for p in items)
         knos = np.array([self._kinds.setdefault(p[1], len(self._kinds)) for p in items], np.int64)
         self._add_cols(knos, len(block), np.cumsum(lens) - lens, lens)
-        self._blocks.append(block)
-        self._size += len(block)
+        self._append(block)
         self._pending = []
         self._pending_bytes = 0
+
+    def _append(self, part: bytes | memoryview) -> None:
+        self._blocks.append(part)
+        self._hash.add(part)
+        self._size += len(part)
 
     def _add_cols(
         self, kno: int | np.ndarray, blen: int, ioff: np.ndarray, ilen: int | np.ndarray
@@ -199,7 +254,7 @@ class PackBuilder:
             cols[:, 3],
             cols[:, 4],
             len(data),
-            content_hash(data),
+            self._hash.digest(),
         )
         out = SealedPack(content_hash(index).hex(), data, index, self._digests, self.raw_bytes)
         self._reset()
