@@ -95,3 +95,91 @@ def test_purging_a_remote_pack_checks_its_stated_sizes_before_reading():
     idx = pf.decode_index(*_encoded([(0, 100, [(b, 0, big), (gone, 0, 8)])], 100))
     with pytest.raises(IntegrityError, match="states"):
         _repack(_NoReads(), idx, {gone})
+
+
+def test_the_next_group_of_ranges_is_read_while_one_is_checked(monkeypatch):
+    """A fetch asks for the next group of ranges before it checks the blocks
+    of the group it has: reading and checking overlap. A read that fails
+    stops the fetch after the groups before it are stored."""
+    import threading
+
+    from hangar_git.remotes import fetchplan
+    from hangar_git.remotes import lookup as lookup_module
+    from hangar_git.remotes.transfer import TransferReport
+    from hangar_git.store.digest import digest_bytes
+
+    monkeypatch.setattr(fetchplan, "READ_GROUP", 1)  # a group per range
+    monkeypatch.setattr(lookup_module, "COALESCE_GAP", -1)  # a range per block
+    rows = np.random.default_rng(2).integers(0, 256, (3, 64), dtype=np.uint8)
+    digests = [digest_bytes(KIND, r.tobytes()) for r in rows]
+    blocks = [pf.encode_block(r.tobytes(), 1) for r in rows]
+    offs = np.cumsum([0] + [len(b) for b in blocks]).tolist()
+    data = b"".join(blocks)
+    lk = lookup([(offs[i], len(blocks[i]), [(digests[i], 0, 64)]) for i in range(3)], len(data))
+    asked = [threading.Event() for _ in range(3)]
+
+    class Remote:
+        def read_ranges(self, ranges):
+            ((_pid, s, e),) = ranges
+            i = offs.index(s)
+            asked[i].set()
+            if i == 2:
+                raise ConnectionError("network cut")
+            return [data[s:e]]
+
+    plan = plan_for(lk)
+    real_check = FetchPlan._check_block
+    seen_ahead = []
+
+    def check(self, pid, boff, buf, verified, report):
+        i = offs.index(boff)
+        seen_ahead.append(asked[i + 1].wait(timeout=30))  # the next read was asked for
+        return real_check(self, pid, boff, buf, verified, report)
+
+    monkeypatch.setattr(FetchPlan, "_check_block", check)
+    stored: dict[bytes, bytes] = {}
+
+    class Writer:
+        def add_stacked(self, kind, ds, rs):
+            stored.update((d, r.tobytes()) for d, r in zip(ds, rs, strict=True))
+
+        def flush(self) -> None:
+            pass
+
+    with pytest.raises(ConnectionError):
+        plan.run(Remote(), Writer(), TransferReport(), None, 1)  # type: ignore[arg-type]
+    assert seen_ahead == [True, True]
+    assert stored == {d: r.tobytes() for d, r in zip(digests[:2], rows[:2], strict=True)}
+
+
+@pytest.mark.parametrize("wanted", [[0, 1, 2, 3], [1, 0], [0, 1, 3], [1, 2], [2, 0]])
+def test_the_rows_of_a_block_are_read_in_place_only_when_they_tile_it(wanted):
+    """The wanted rows of a block are read as a view only when they follow
+    each other from its start; any other choice reads each at its offset."""
+    from hangar_git.remotes.transfer import TransferReport
+    from hangar_git.store.digest import digest_bytes
+
+    rows = np.random.default_rng(3).integers(0, 256, (4, 64), dtype=np.uint8)
+    digests = [digest_bytes(KIND, r.tobytes()) for r in rows]
+    block = pf.encode_block(rows.tobytes(), 1)
+    lk = lookup([(0, len(block), [(digests[i], 64 * i, 64) for i in range(4)])], len(block))
+    want = np.array([lk.rows[digests[i]] for i in wanted])
+    plan = FetchPlan(lk, want, None)
+    assert bool(plan.rows_only) == (sorted(wanted) == list(range(len(wanted))))
+    stored: dict[bytes, bytes] = {}
+
+    class Writer:
+        def add_stacked(self, kind, ds, rs):
+            stored.update((d, r.tobytes()) for d, r in zip(ds, rs, strict=True))
+
+        def flush(self) -> None:
+            pass
+
+    class Remote:
+        def read_ranges(self, ranges):
+            return [block[s:e] for _pid, s, e in ranges]
+
+    report = TransferReport()
+    plan.run(Remote(), Writer(), report, None, 1 << 20)  # type: ignore[arg-type]
+    assert report.refused == []
+    assert stored == {digests[i]: rows[i].tobytes() for i in wanted}

@@ -11,6 +11,7 @@ bound and stores only the payloads that match their digests. Used by
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,6 +25,12 @@ from .data_transport import DataRemote, RemoteLookup
 if TYPE_CHECKING:
     from ..store.packs import PackWriter
     from .transfer import Progress, TransferReport
+
+
+#: bytes of ranged reads asked for in one call: the next group is read while one is checked
+READ_GROUP = 8 * 1024 * 1024
+#: one ranged read: ``(pack id, start, end, [(block offset, block length) ...])``
+Plan = tuple[str, int, int, list[tuple[int, int]]]
 
 
 def row_digests(kind: str, rows: np.ndarray) -> list[bytes]:
@@ -95,14 +102,16 @@ class FetchPlan:
         #: bytes of one payload of each kind number (-1: a kind refused)
         self.kind_bytes = np.array([_or(dt.kind_nbytes(k), -1) for k in lk.kinds] or [-1])
         self.bad = self._too_big(limits)  # bool per item
-        # the wanted items of each block (in item order), and the blocks in pack order
+        # the wanted items of each block (in the block's order), the blocks in pack order
         packs, boffs, blens = lk.pack[rows], lk.boff[rows], lk.blen[rows]
-        order = np.lexsort((boffs, packs))
+        order = np.lexsort((self.ioffs, boffs, packs))
         cut = np.flatnonzero((np.diff(packs[order]) != 0) | (np.diff(boffs[order]) != 0)) + 1
         groups = np.split(order, cut) if len(order) else []
         self.by_block: dict[tuple[int, int], np.ndarray] = {
-            (int(packs[g[0]]), int(boffs[g[0]])): np.sort(g) for g in groups
+            (int(packs[g[0]]), int(boffs[g[0]])): g for g in groups
         }
+        #: blocks whose wanted items are rows of one kind from offset 0, none refused
+        self.rows_only = self._rows_only(order, cut, packs, boffs)
         self.pack_no = {pid: i for i, pid in enumerate(lk.pack_ids)}
         self.max_raw: dict[tuple[int, int], int] = {}
         refused_blocks = self._check_blocks(blens)
@@ -119,6 +128,27 @@ class FetchPlan:
         ]
         self.plans = dt.plan_ranges(blocks)
 
+    def _rows_only(
+        self, order: np.ndarray, cut: np.ndarray, packs: np.ndarray, boffs: np.ndarray
+    ) -> set[tuple[int, int]]:
+        """The blocks whose wanted items (``order``, cut into blocks at ``cut``)
+        are all of one kind, at its length, one after the other from offset 0,
+        and none over its limit: their rows are read without a copy."""
+        if not len(order):
+            return set()
+        starts = np.concatenate(([0], cut))
+        first = np.zeros(len(order), bool)
+        first[starts] = True
+        ioff, ilen, kno = self.ioffs[order], self.ilens[order], self.knos[order]
+        prev_end = np.concatenate(([0], (ioff + ilen)[:-1]))
+        prev_end[first] = 0
+        group_kind = np.repeat(kno[starts], np.diff(np.concatenate((starts, [len(order)]))))
+        ok = (ioff == prev_end) & (ilen == self.kind_bytes[kno]) & (kno == group_kind)
+        ok &= ~self.bad[order]
+        good = np.logical_and.reduceat(ok, starts)
+        heads = order[starts[good]]
+        return set(zip(packs[heads].tolist(), boffs[heads].tolist(), strict=True))
+
     def digest(self, j: int) -> bytes:
         """The digest of wanted item ``j``."""
         return self.digests[j]
@@ -128,6 +158,8 @@ class FetchPlan:
         cap = bounded.MAX_PAYLOAD_BYTES
         if limits is None:
             return self.ilens > cap
+        if not len(self.ilens) or int(self.ilens.max()) <= min(cap, *limits.values()):
+            return np.zeros(len(self.ilens), bool)  # none over even the smallest bound
         get = limits.get
         bound = np.fromiter((get(d, cap) for d in self.digests), np.int64, len(self.digests))
         return self.ilens > np.minimum(bound, cap)
@@ -153,25 +185,32 @@ class FetchPlan:
         progress: Progress | None,
         batch_bytes: int,
     ) -> None:
-        """Read the planned ranges in batches of about ``batch_bytes``; store
-        each payload that matches its digest, refuse the others."""
-        plans, done, i = self.plans, 0, 0
-        while i < len(plans):
-            batch: list[tuple[str, int, int, list[tuple[int, int]]]] = []
-            size = 0
-            while i < len(plans) and (not batch or size + plans[i][2] - plans[i][1] <= batch_bytes):
-                batch.append(plans[i])
-                size += plans[i][2] - plans[i][1]
-                i += 1
-            datas = remote.read_ranges([(pid, s, e) for pid, s, e, _ in batch])
-            verified = _Verified()
-            for (pid, start, _end, blks), data in zip(batch, datas, strict=True):
-                for boff, buf in dt.split_blocks(data, start, blks):
-                    self._check_block(pid, boff, buf, verified, report)
-            done += verified.store(self.lk.kinds, writer, report)
-            writer.flush()
-            if progress is not None:
-                progress("payloads", done, self.total)
+        """Read the planned ranges, the next group while one is checked; store
+        each payload that matches its digest, refuse the others, and flush
+        each time about ``batch_bytes`` were read."""
+        groups = _read_groups(self.plans, max(1, min(batch_bytes, READ_GROUP)))
+        done = size = 0
+        verified = _Verified()
+
+        def read(group: list[Plan]) -> list[bytes]:
+            return remote.read_ranges([(pid, s, e) for pid, s, e, _ in group])
+
+        with ThreadPoolExecutor(1, thread_name_prefix="hangar-fetch") as pool:
+            ahead = pool.submit(read, groups[0]) if groups else None
+            for k, group in enumerate(groups):
+                assert ahead is not None
+                datas = ahead.result()
+                ahead = pool.submit(read, groups[k + 1]) if k + 1 < len(groups) else None
+                for (pid, start, end, blks), data in zip(group, datas, strict=True):
+                    for boff, buf in dt.split_blocks(data, start, blks):
+                        self._check_block(pid, boff, buf, verified, report)
+                    size += end - start
+                if size >= batch_bytes or ahead is None:
+                    done += verified.store(writer, report)
+                    writer.flush()
+                    size = 0
+                    if progress is not None:
+                        progress("payloads", done, self.total)
 
     def _check_block(
         self,
@@ -190,6 +229,14 @@ class FetchPlan:
         except IntegrityError:
             report.refused.extend(self.digests[j] for j in items.tolist())
             return
+        if key in self.rows_only:  # rows of one kind from offset 0: a view of them
+            kno, n = int(self.knos[items[0]]), len(items)
+            width = int(self.ilens[items[0]])
+            if n * width <= len(raw):
+                rows = np.frombuffer(raw, np.uint8, count=n * width).reshape(n, width)
+                ds = [self.digests[j] for j in items.tolist()]
+                verified.add(kno, self.lk.kinds[kno], ds, rows, report)
+                return
         items = items[~self.bad[items]]  # the others were refused when planned, unread
         ioff, ilen, kno = self.ioffs[items], self.ilens[items], self.knos[items]
         fits = (ioff + ilen <= len(raw)) & (self.kind_bytes[kno] == ilen)
@@ -199,7 +246,22 @@ class FetchPlan:
         for k in np.unique(kno).tolist():
             sel = kno == k
             ds = [self.digests[j] for j in items[sel].tolist()]
-            verified.add(k, ds, _item_rows(raw, ioff[sel], ilen[sel]))
+            rows = _item_rows(raw, ioff[sel], ilen[sel])
+            verified.add(k, self.lk.kinds[k], ds, rows, report)
+
+
+def _read_groups(plans: list[Plan], group_bytes: int) -> list[list[Plan]]:
+    """``plans`` in groups of about ``group_bytes`` (at least one plan each),
+    each group read in one call (its ranges concurrently where the backend can)."""
+    groups: list[list[Plan]] = []
+    size = 0
+    for p in plans:
+        if not groups or size + p[2] - p[1] > group_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append(p)
+        size += p[2] - p[1]
+    return groups
 
 
 def _or(value: int | None, default: int) -> int:
@@ -217,7 +279,10 @@ def _item_rows(raw: bytes, ioff: np.ndarray, ilen: np.ndarray) -> np.ndarray:
     rel = ioff - base
     if not (rel % width).any():  # on a grid of rows from the first: one fancy index
         grid = buf[base : base + (len(buf) - base) // width * width].reshape(-1, width)
-        return grid[rel // width]
+        at = rel // width
+        if int(at[-1]) == n - 1 and bool((np.diff(at) == 1).all()):
+            return grid[:n]  # one after the other: a view, no copy
+        return grid[at]
     out = np.empty((n, width), np.uint8)
     for r, o in enumerate(ioff.tolist()):
         out[r] = buf[o : o + width]
@@ -225,35 +290,37 @@ def _item_rows(raw: bytes, ioff: np.ndarray, ilen: np.ndarray) -> np.ndarray:
 
 
 class _Verified:
-    """The payloads of a batch of blocks, by kind number, until each is
-    checked against its digest and the matching ones are stored."""
+    """The payloads of a batch of blocks that match their digests, by kind
+    number, until they are stored."""
 
     def __init__(self) -> None:
-        self.by_kind: dict[int, tuple[list[bytes], list[np.ndarray]]] = {}
+        self.by_kind: dict[int, tuple[str, list[bytes], list[np.ndarray]]] = {}
 
-    def add(self, kno: int, digests: list[bytes], rows: np.ndarray) -> None:
+    def add(
+        self, kno: int, kind: str, digests: list[bytes], rows: np.ndarray, report: TransferReport
+    ) -> None:
+        """Keep the rows of ``rows`` that match their ``digests``; refuse the others."""
+        got = row_digests(kind, rows)
+        if got != digests:
+            ok = [i for i, (g, d) in enumerate(zip(got, digests, strict=True)) if g == d]
+            good = set(ok)
+            report.refused.extend(d for i, d in enumerate(digests) if i not in good)
+            rows = rows[ok]
+            digests = [digests[i] for i in ok]
+        if not digests:
+            return
         group = self.by_kind.get(kno)
         if group is None:
-            group = self.by_kind[kno] = ([], [])
-        group[0].extend(digests)
-        group[1].append(rows)
+            group = self.by_kind[kno] = (kind, [], [])
+        group[1].extend(digests)
+        group[2].append(rows)
 
-    def store(self, kinds: list[str], writer: PackWriter, report: TransferReport) -> int:
-        """Store the payloads that match their digests, refuse the others;
-        the bytes stored."""
+    def store(self, writer: PackWriter, report: TransferReport) -> int:
+        """Store the payloads kept; the bytes stored."""
         stored = 0
-        for kno, (digests, parts) in self.by_kind.items():
-            kind = kinds[kno]
+        for kind, digests, parts in self.by_kind.values():
             rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
-            got = row_digests(kind, rows)
-            if got != digests:
-                ok = [i for i, (g, d) in enumerate(zip(got, digests, strict=True)) if g == d]
-                good = set(ok)
-                report.refused.extend(d for i, d in enumerate(digests) if i not in good)
-                rows = rows[ok]
-                digests = [digests[i] for i in ok]
-            if digests:
-                writer.add_stacked(kind, digests, rows)
+            writer.add_stacked(kind, digests, rows)
             report.payloads += len(digests)
             report.raw_bytes += rows.nbytes
             stored += rows.nbytes

@@ -16,8 +16,8 @@ from .packformat import ENTRY_DTYPE, Entry, PackIndex
 
 #: two block ranges of one pack closer than this are read in one request
 COALESCE_GAP = 512 * 1024
-#: largest single ranged read
-MAX_RANGE = 64 * 1024 * 1024
+#: largest single ranged read (a fetch checks one while it reads the next)
+MAX_RANGE = 8 * 1024 * 1024
 
 
 class RemoteLookup:

@@ -10,12 +10,63 @@ The format is described in :mod:`.packformat`.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from .packformat import BLOCK_TARGET, content_hash, encode_block, encode_index
+
+#: bytes of blocks handed to the hashing thread at a time
+HASH_STEP = 4 * 1024 * 1024
+
+_hash_pool: list[ThreadPoolExecutor] = []
+
+
+def _pool() -> ThreadPoolExecutor:
+    if not _hash_pool:
+        _hash_pool.append(ThreadPoolExecutor(1, thread_name_prefix="hangar-packhash"))
+    return _hash_pool[0]
+
+
+os.register_at_fork(after_in_child=_hash_pool.clear)  # its thread did not cross the fork
+
+
+def _update(h: hashlib.blake2b, parts: list[bytes | memoryview]) -> None:
+    for p in parts:
+        h.update(p)
+
+
+class _RunningHash:
+    """:func:`~.packformat.content_hash` of the bytes appended, computed on a
+    second thread as they come (blake2b releases the GIL on large buffers,
+    so it overlaps with the checks the caller runs meanwhile)."""
+
+    def __init__(self) -> None:
+        self._h = hashlib.blake2b(digest_size=20)
+        self._jobs: list[Future[None]] = []
+        self._parts: list[bytes | memoryview] = []
+        self._bytes = 0
+
+    def add(self, part: bytes | memoryview) -> None:
+        self._parts.append(part)
+        self._bytes += len(part)
+        if self._bytes >= HASH_STEP:
+            self._submit()
+
+    def _submit(self) -> None:
+        if self._parts:
+            self._jobs.append(_pool().submit(_update, self._h, self._parts))
+            self._parts, self._bytes = [], 0
+
+    def digest(self) -> bytes:
+        self._submit()
+        for job in self._jobs:
+            job.result()
+        return self._h.digest()
 
 
 @dataclass
@@ -67,16 +118,15 @@ class PackBuilder:
         self._reset()
 
     def _reset(self) -> None:
-        self._blocks: list[bytes] = []
+        self._blocks: list[bytes | memoryview] = []
+        self._hash = _RunningHash()
         self._size = 0
         self._digests: list[bytes] = []
         self._seen: set[bytes] = set()
-        self._kind_no: list[int] = []
         self._kinds: dict[str, int] = {}
-        self._boff: list[int] = []
-        self._blen: list[int] = []
-        self._ioff: list[int] = []
-        self._ilen: list[int] = []
+        #: index columns of the payloads added, in chunks: kind number,
+        #: block offset and length, item offset and length (one row each)
+        self._cols: list[np.ndarray] = []
         self._pending: list[tuple[bytes, str, bytes | memoryview]] = []
         self._pending_bytes = 0
         self._pending_dtype = ""
@@ -119,14 +169,42 @@ class PackBuilder:
             block = encode_block(np.ascontiguousarray(rows[lo:hi]).reshape(-1).data, typesize)
             count = hi - lo
             self._digests.extend(digests[lo:hi])
-            self._kind_no.extend([kno] * count)
-            self._boff.extend([self._size] * count)
-            self._blen.extend([len(block)] * count)
-            self._ioff.extend(range(0, count * width, width) if width else [0] * count)
-            self._ilen.extend([width] * count)
-            self._blocks.append(block)
-            self._size += len(block)
+            self._add_cols(kno, len(block), np.arange(count, dtype=np.int64) * width, width)
+            self._append(block)
         self.raw_bytes += n * width
+
+    def add_block(
+        self,
+        digests: Sequence[bytes],
+        kinds: Sequence[str],
+        ioff: Sequence[int] | np.ndarray,
+        ilen: Sequence[int] | np.ndarray,
+        header: bytes,
+        body: bytes | memoryview,
+    ) -> None:
+        """Add a block made already (``header`` and ``body``, see
+        :func:`~.packformat.block_header`) holding payload ``digests[i]`` of
+        kind ``kinds[i]`` at ``ioff[i]`` (``ilen[i]`` bytes) of its raw bytes.
+
+        The caller has checked the block: its body is sent as it is. A
+        digest added before is not indexed again (its bytes stay in the block).
+        """
+        self._seal_pending()
+        blen = len(header) + len(body)
+        ioffs, ilens = np.asarray(ioff, np.int64), np.asarray(ilen, np.int64)
+        ds, ks = list(digests), list(kinds)
+        if not self._seen.isdisjoint(ds):
+            keep = [i for i, d in enumerate(ds) if d not in self._seen]
+            ds, ks = [ds[i] for i in keep], [ks[i] for i in keep]
+            ioffs, ilens = ioffs[keep], ilens[keep]
+        self._seen.update(ds)
+        kno = {k: self._kinds.setdefault(k, len(self._kinds)) for k in dict.fromkeys(ks)}
+        knos = kno[ks[0]] if len(kno) == 1 else np.array([kno[k] for k in ks], np.int64)
+        self._digests.extend(ds)
+        self._add_cols(knos, blen, ioffs, ilens)
+        self.raw_bytes += int(ilens.sum())
+        self._append(header)
+        self._append(body)
 
     def _seal_pending(self) -> None:
         if not self._pending:
@@ -135,35 +213,48 @@ class PackBuilder:
         raw = b"".join(p[2] for p in items)
         typesize = np.dtype(self._pending_dtype).itemsize
         block = encode_block(raw, typesize)
-        ioff = 0
-        for d, kind, data in items:
-            n = len(data)
-            self._digests.append(d)
-            self._kind_no.append(self._kinds.setdefault(kind, len(self._kinds)))
-            self._boff.append(self._size)
-            self._blen.append(len(block))
-            self._ioff.append(ioff)
-            self._ilen.append(n)
-            ioff += n
-        self._blocks.append(block)
-        self._size += len(block)
+        lens = np.array([len(p[2]) for p in items], np.int64)
+        self._digests.extend(p[0] for p in items)
+        knos = np.array([self._kinds.setdefault(p[1], len(self._kinds)) for p in items], np.int64)
+        self._add_cols(knos, len(block), np.cumsum(lens) - lens, lens)
+        self._append(block)
         self._pending = []
         self._pending_bytes = 0
+
+    def _append(self, part: bytes | memoryview) -> None:
+        self._blocks.append(part)
+        self._hash.add(part)
+        self._size += len(part)
+
+    def _add_cols(
+        self, kno: int | np.ndarray, blen: int, ioff: np.ndarray, ilen: int | np.ndarray
+    ) -> None:
+        """Index the payloads of the block about to be appended at ``self._size``."""
+        cols = np.empty((len(ioff), 5), np.int64)
+        cols[:, 0], cols[:, 1], cols[:, 2], cols[:, 3], cols[:, 4] = (
+            kno,
+            self._size,
+            blen,
+            ioff,
+            ilen,
+        )
+        self._cols.append(cols)
 
     def seal(self) -> SealedPack:
         """The finished pack (the builder is then empty)."""
         self._seal_pending()
         data = b"".join(self._blocks)
+        cols = np.concatenate(self._cols) if self._cols else np.zeros((0, 5), np.int64)
         index = encode_index(
             self._digests,
-            self._kind_no,
+            cols[:, 0],
             list(self._kinds),
-            self._boff,
-            self._blen,
-            self._ioff,
-            self._ilen,
+            cols[:, 1],
+            cols[:, 2],
+            cols[:, 3],
+            cols[:, 4],
             len(data),
-            content_hash(data),
+            self._hash.digest(),
         )
         out = SealedPack(content_hash(index).hex(), data, index, self._digests, self.raw_bytes)
         self._reset()

@@ -30,7 +30,7 @@ from ..records.leaves import RecordWalker
 from ..records.reachable import commits_between, history, leaf_ids
 from ..store.packs import PackReader, PackWriter
 from ..wording import are, plural, were
-from . import bounded, large
+from . import bounded, large, packsend
 from . import data_transport as dt
 from .data_transport import DataRemote, PackBuilder, RemoteLookup, SealedPack
 from .fetchplan import FetchPlan, row_digests
@@ -271,8 +271,11 @@ def _send_packs(
     """Pack the local payloads ``todo`` (at ``entries``, all small) into packs
     of about PACK_TARGET raw bytes, send each, then check they landed whole.
 
-    The payloads are read a kind at a time, up to READ_BYTES at once, straight
-    into one array, and each is checked against its digest before it is packed.
+    A local block holding nothing but payloads of ``todo`` goes as it is
+    stored, once its checksum and each payload's digest are checked
+    (:func:`.packsend.send_whole_blocks`). The others are read a kind at a
+    time, up to READ_BYTES at once, straight into one array, and each is
+    checked against its digest before it is packed anew.
     """
     kind_ids = entries["kind"]
     uk, counts = np.unique(kind_ids, return_counts=True)
@@ -281,7 +284,20 @@ def _send_packs(
     done = 0
     with ThreadPoolExecutor(max_workers=1) as pool:
         sender = _PackSender(remote, pool)
-        for kid in uk.tolist():
+
+        def whole(b: packsend.WholeBlock) -> None:
+            nonlocal done
+            builder.add_block(b.digests, b.kinds, b.ioff, b.ilen, b.header, b.body)
+            if builder.raw_bytes >= dt.PACK_TARGET:
+                sender.send(builder.seal())
+            done += b.raw_bytes
+            if progress is not None:
+                progress("payloads", done, total)
+
+        rest = packsend.send_whole_blocks(reader, todo, entries, whole, dt.PACK_TARGET)
+        todo, entries = [todo[i] for i in rest.tolist()], entries[rest]
+        kind_ids = entries["kind"]
+        for kid in np.unique(kind_ids).tolist():
             kind, width = reader.kind_text(kid), max(1, reader.kind_nbytes(kid))
             sel = np.flatnonzero(kind_ids == kid)
             step = max(READ_CHUNK, READ_BYTES // width)

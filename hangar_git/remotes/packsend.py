@@ -1,0 +1,227 @@
+"""Whole local blocks sent as they are stored: the fast path of a push.
+
+The local store's blocks and the data remote's have the same layout (a
+20-byte header: magic, codec, raw length, CRC-32 of the stored body; then
+the body, compressed by the same codec numbers; see
+:mod:`hangar_git.store.block_format` and :mod:`.packformat`), only the
+magic differs. A local block whose items are *all* wanted by a push, and
+whose raw bytes are nothing but those items, is therefore sent with its body
+unchanged: no payload is copied out, and nothing is compressed again.
+
+It is still checked before it leaves, as every payload a push sends: the
+block's CRC-32, its length, and each of its payloads hashed against its
+digest (:class:`~hangar_git.errors.IntegrityError` otherwise, and nothing of
+it is sent). A block holding any byte that is not a wanted payload (a
+payload of another branch, one dropped by ``gc``, one the remote has
+already) never leaves this way: its wanted payloads are left to
+:mod:`.transfer`, which reads them out and packs them anew.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import IntegrityError
+from ..store.block_format import BLOCK_MAGIC, CRC, HEADER, HEADER_SIZE
+from ..store.checksum import crc32
+from ..store.codec import decode_body
+from .fetchplan import row_digests
+from .packformat import block_header
+
+if TYPE_CHECKING:
+    from ..store.packs import PackReader
+
+#: bytes of neighbouring local blocks read in one call
+READ_WINDOW = 16 * 1024 * 1024
+
+
+@dataclass
+class WholeBlock:
+    """A local block to send as it is, checked.
+
+    Attributes
+    ----------
+    digests : list of bytes
+        Its payloads, in item order.
+    kinds : list of str
+        Their kind headers.
+    ioff, ilen : numpy.ndarray
+        Offset and length of each in the block's raw bytes.
+    header : bytes
+        The remote block header (:func:`~.packformat.block_header`).
+    body : memoryview
+        The stored body, unchanged.
+    raw_bytes : int
+        The block's raw length.
+    """
+
+    digests: list[bytes]
+    kinds: list[str]
+    ioff: np.ndarray
+    ilen: np.ndarray
+    header: bytes
+    body: memoryview
+    raw_bytes: int
+
+
+def _candidates(
+    entries: np.ndarray, ilen: np.ndarray, max_raw: int
+) -> tuple[list[tuple[int, np.ndarray]], np.ndarray]:
+    """``([(block id, positions in item order)], the other positions)``: the
+    blocks whose wanted items follow each other from offset 0 without a gap,
+    ``max_raw`` bytes at most (whether they end where the block does is seen
+    once its header is read)."""
+    n = len(entries)
+    if not n:
+        return [], np.zeros(0, np.intp)
+    bid = entries["block"].astype(np.int64)
+    ioff = entries["ioff"].astype(np.int64)
+    order = np.lexsort((ioff, bid))
+    b, o, s = bid[order], ioff[order], ilen[order]
+    first = np.ones(n, bool)
+    first[1:] = b[1:] != b[:-1]
+    prev_end = np.zeros(n, np.int64)
+    prev_end[1:] = (o + s)[:-1]
+    prev_end[first] = 0
+    starts = np.flatnonzero(first)
+    good = np.logical_and.reduceat((o == prev_end) & (s > 0), starts)
+    good &= np.add.reduceat(s, starts) <= max_raw
+    groups = np.split(order, starts[1:])
+    whole = [(int(b[st]), g) for st, g, ok in zip(starts, groups, good, strict=True) if ok]
+    rest = [g for g, ok in zip(groups, good, strict=True) if not ok]
+    return whole, (np.concatenate(rest) if rest else np.zeros(0, np.intp))
+
+
+def _read_ranges(
+    reader: PackReader, rows: list[tuple[int, int, int]]
+) -> list[tuple[int, int, bytes]]:
+    """``(pack, start, bytes)`` reads covering the blocks ``rows`` (pack,
+    offset, length; sorted), neighbours read together up to READ_WINDOW."""
+    out: list[tuple[int, int, bytes]] = []
+    i = 0
+    while i < len(rows):
+        pack, start, blen = rows[i]
+        end = start + blen
+        j = i + 1
+        while j < len(rows) and rows[j][0] == pack and rows[j][1] == end:
+            if rows[j][1] + rows[j][2] - start > READ_WINDOW:
+                break
+            end += rows[j][2]
+            j += 1
+        fd = reader.checked_fd(pack, start, end - start)
+        data = os.pread(fd, end - start, start)
+        if len(data) != end - start:
+            raise IntegrityError(f"blocks at {start} of {reader.pack_path(pack)} are truncated")
+        out.append((pack, start, data))
+        i = j
+    return out
+
+
+def _check(
+    where: str,
+    buf: memoryview,
+    ds: list[bytes],
+    kinds: list[str],
+    ioff: np.ndarray,
+    ilen: np.ndarray,
+) -> WholeBlock | None:
+    """The block in ``buf`` holding exactly the payloads ``ds``, checked;
+    None when its raw bytes hold more than them."""
+    if len(buf) < HEADER_SIZE:
+        raise IntegrityError(f"block {where} is truncated")
+    magic, codec, rawlen = HEADER.unpack_from(buf)
+    (crc,) = CRC.unpack_from(buf, HEADER.size)
+    body = buf[HEADER_SIZE:]
+    if magic != BLOCK_MAGIC or crc32(body) != crc:
+        raise IntegrityError(f"block {where} fails its checksum")
+    if rawlen != int(ioff[-1] + ilen[-1]):
+        return None  # bytes beside the wanted payloads: they must not leave
+    raw = np.frombuffer(decode_body(codec, body, rawlen, where), np.uint8)
+    if len(set(kinds)) == 1:
+        got = row_digests(kinds[0], raw.reshape(len(ds), -1))
+    else:
+        got = [
+            row_digests(k, raw[o : o + n].reshape(1, n))[0]
+            for k, o, n in zip(kinds, ioff.tolist(), ilen.tolist(), strict=True)
+        ]
+    for d, g in zip(ds, got, strict=True):
+        if g != d:
+            raise IntegrityError(
+                f"local payload {d.hex()} does not match its digest: run `git hangar fsck`"
+            )
+    return WholeBlock(ds, kinds, ioff, ilen, block_header(codec, rawlen, crc), body, rawlen)
+
+
+def send_whole_blocks(
+    reader: PackReader,
+    digests: Sequence[bytes],
+    entries: np.ndarray,
+    send: Callable[[WholeBlock], None],
+    max_raw: int,
+) -> np.ndarray:
+    """Hand each local block holding only payloads of ``digests`` to ``send``, checked.
+
+    Parameters
+    ----------
+    reader : PackReader
+        The local store.
+    digests : sequence of bytes
+        The payloads to push (distinct, all small).
+    entries : numpy.ndarray
+        Their local index entries, parallel to ``digests``.
+    send : callable
+        Called with each :class:`WholeBlock`, in pack order.
+    max_raw : int
+        Raw bytes of the largest block sent whole (a pack's target: a larger
+        one is left to be packed anew, cut into packs of that size).
+
+    Returns
+    -------
+    numpy.ndarray
+        Positions in ``digests`` of the payloads not sent: those sharing a
+        block with bytes that are not to be pushed, or in a block over
+        ``max_raw``.
+
+    Raises
+    ------
+    IntegrityError
+        If a block is truncated or fails its checksum, or a payload does
+        not match its digest (``git hangar fsck`` finds which).
+    """
+    kid = entries["kind"].astype(np.int64)
+    uk = np.unique(kid)
+    nbytes = np.array([reader.kind_nbytes(int(k)) for k in uk.tolist()], np.int64)
+    texts = {int(k): reader.kind_text(int(k)) for k in uk.tolist()}
+    ilen = nbytes[np.searchsorted(uk, kid)] if len(kid) else np.zeros(0, np.int64)
+    whole, rest = _candidates(entries, ilen, max_raw)
+    blocks = sorted((*reader.block_row(b), pos) for b, pos in whole)
+    left: list[np.ndarray] = [rest]
+    k = 0
+    for pack, start, data in _read_ranges(reader, [b[:3] for b in blocks]):
+        view = memoryview(data)
+        while k < len(blocks) and blocks[k][0] == pack and blocks[k][1] < start + len(data):
+            _, boff, blen, pos = blocks[k]
+            k += 1
+            ioff = entries["ioff"][pos].astype(np.int64)
+            where = f"at {boff} of {reader.pack_path(pack)}"
+            got = _check(
+                where,
+                view[boff - start : boff - start + blen],
+                [digests[i] for i in pos.tolist()],
+                [texts[int(x)] for x in kid[pos].tolist()],
+                ioff,
+                ilen[pos],
+            )
+            if got is None:
+                left.append(pos)
+            else:
+                send(got)
+    return np.sort(np.concatenate(left)) if left else np.zeros(0, np.intp)
+
+
+__all__ = ["READ_WINDOW", "WholeBlock", "send_whole_blocks"]

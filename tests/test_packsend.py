@@ -1,0 +1,183 @@
+"""A push sends a local block whose items are all wanted as it is stored
+(hangar_git/remotes/packsend.py): its body is not compressed again, it is
+checked (checksum, each payload's digest) before it leaves, and a block
+holding any byte not pushed is never sent whole."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hangar_git import Repository
+from hangar_git.errors import IntegrityError
+from hangar_git.remotes.data_remote import DataRemote
+from hangar_git.remotes.transfer import download_payloads, upload_payloads
+from hangar_git.store.block_format import HEADER_SIZE
+from hangar_git.store.digest import Payload, digest_bytes
+
+KIND = "|u1|64"
+
+
+def _stored(repo, rows: np.ndarray, kind: str = KIND) -> list[bytes]:
+    digests = [digest_bytes(kind, r.tobytes()) for r in rows]
+    writer = repo.payload_store.writer()
+    writer.add_stacked(kind, digests, rows)
+    writer.close()
+    return digests
+
+
+def _local_blocks(repo, digests: list[bytes]) -> list[bytes]:
+    """The stored bytes (header and body) of the blocks holding ``digests``."""
+    reader = repo.payload_store.reader()
+    try:
+        found, entries = reader.lookup(digests)
+        assert found.all()
+        out = []
+        for bid in sorted(set(entries["block"].tolist())):
+            pack, boff, blen = reader.block_row(bid)
+            out.append(os.pread(reader.fd(pack), blen, boff))
+        return out
+    finally:
+        reader.close()
+
+
+def _remote_bytes(url: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted((url / "packs").glob("*.pack")))
+
+
+def _other_repo(tmp_path: Path) -> Repository:
+    (tmp_path / "other").mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other = Repository(tmp_path / "other", exists=False)
+    other.init(user_name="T", user_email="t@example.org")
+    return other
+
+
+def test_a_wholly_wanted_block_travels_with_its_body_unchanged(repo, tmp_path):
+    # compressible rows: the local block is blosc2-LZ4, a block packed anew
+    # by the remote packer would be zstd, so its bytes would differ
+    rows = np.zeros((300, 64), np.uint8)
+    rows[:, 0], rows[:, 1] = np.arange(300) % 256, np.arange(300) // 256
+    digests = _stored(repo, rows)
+    blocks = _local_blocks(repo, digests)
+    assert blocks and all(b[4] == 1 for b in blocks)  # compressed (codec 1)
+    url = tmp_path / "data"
+    report = upload_payloads(repo, DataRemote(str(url)), digests)
+    assert report.payloads == len(digests)
+    sent = _remote_bytes(url)
+    for b in blocks:
+        assert b[HEADER_SIZE:] in sent  # the body as stored here
+        assert b[4:HEADER_SIZE] in sent  # codec, raw length and CRC too
+    other = _other_repo(tmp_path)
+    got = download_payloads(other, DataRemote(str(url)), digests)
+    assert got.payloads == len(digests) and not got.refused
+    reader = other.payload_store.reader()
+    try:
+        for d, r in zip(digests, rows, strict=True):
+            assert reader.get(d).tobytes() == r.tobytes()
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize("kept", [2, 5])  # a gap among the items, or bytes after them
+def test_a_block_shared_with_a_payload_not_pushed_never_leaves_whole(repo, tmp_path, kept):
+    rows = np.random.default_rng(4).integers(0, 256, (6, 64), dtype=np.uint8)  # incompressible
+    digests = _stored(repo, rows)
+    assert len(_local_blocks(repo, digests)) == 1  # all six share one block
+    url = tmp_path / "data"
+    wanted = digests[:kept] + digests[kept + 1 :]  # row ``kept`` stays here
+    report = upload_payloads(repo, DataRemote(str(url)), wanted)
+    assert report.payloads == 5
+    sent = _remote_bytes(url)
+    assert rows[kept].tobytes() not in sent
+    assert all(r.tobytes() in sent for i, r in enumerate(rows) if i != kept)
+    other = _other_repo(tmp_path)
+    got = download_payloads(other, DataRemote(str(url)), wanted)
+    assert got.payloads == 5 and not got.refused
+
+
+def test_blocks_of_several_kinds_travel_whole_and_are_checked(repo, tmp_path):
+    """Payloads added one at a time share blocks across kinds of one dtype."""
+    rng = np.random.default_rng(5)
+    arrays = [rng.integers(0, 256, (8,) if i % 2 else (5, 3), dtype=np.uint8) for i in range(40)]
+    payloads = []
+    for a in arrays:
+        kind = f"|u1|{','.join(map(str, a.shape))}"
+        payloads.append(Payload(digest_bytes(kind, a.tobytes()), kind, memoryview(a.tobytes())))
+    writer = repo.payload_store.writer()
+    for p in payloads:
+        writer.add(p)
+    writer.close()
+    digests = [p.digest for p in payloads]
+    blocks = _local_blocks(repo, digests)
+    url = tmp_path / "data"
+    assert upload_payloads(repo, DataRemote(str(url)), digests).payloads == 40
+    sent = _remote_bytes(url)
+    assert all(b[HEADER_SIZE:] in sent for b in blocks)
+    other = _other_repo(tmp_path)
+    got = download_payloads(other, DataRemote(str(url)), digests)
+    assert got.payloads == 40 and not got.refused
+    reader = other.payload_store.reader()
+    try:
+        for p, a in zip(payloads, arrays, strict=True):
+            assert np.array_equal(reader.get(p.digest), a)
+    finally:
+        reader.close()
+
+
+def test_a_damaged_local_block_is_not_sent(repo, tmp_path):
+    rows = np.random.default_rng(6).integers(0, 256, (10, 64), dtype=np.uint8)
+    digests = _stored(repo, rows)
+    reader = repo.payload_store.reader()
+    try:
+        _, entries = reader.lookup(digests[:1])
+        pack, boff, _ = reader.block_row(int(entries["block"][0]))
+        path = reader.pack_path(pack)
+    finally:
+        reader.close()
+    with open(path, "r+b") as f:  # flip one byte of the body
+        f.seek(boff + HEADER_SIZE + 5)
+        byte = f.read(1)
+        f.seek(boff + HEADER_SIZE + 5)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    url = tmp_path / "data"
+    with pytest.raises(IntegrityError, match="fails its checksum"):
+        upload_payloads(repo, DataRemote(str(url)), digests)
+    remote = DataRemote(str(url))
+    remote.refresh()
+    assert len(remote.lookup()) == 0  # nothing was sent
+
+
+def test_a_sealed_pack_names_the_hash_of_its_bytes(monkeypatch):
+    """The pack's hash, computed on a second thread as blocks come, is that
+    of the bytes sent, whichever way its blocks were added."""
+    from hangar_git.remotes import packbuilder
+    from hangar_git.remotes import packformat as pf
+
+    monkeypatch.setattr(packbuilder, "HASH_STEP", 1000)  # many hand-overs to the thread
+    rows = np.random.default_rng(7).integers(0, 256, (50, 64), dtype=np.uint8)
+    digests = [digest_bytes(KIND, r.tobytes()) for r in rows]
+    builder = packbuilder.PackBuilder(block_target=640)
+    builder.add_rows(digests[:20], KIND, rows[:20])
+    for d, r in zip(digests[20:30], rows[20:30], strict=True):
+        builder.add(d, KIND, r.tobytes())
+    block = pf.encode_block(rows[30:].tobytes(), 1)
+    builder.add_block(
+        digests[30:],
+        [KIND] * 20,
+        np.arange(20) * 64,
+        np.full(20, 64),
+        block[: pf.BLOCK_HEADER_SIZE],
+        memoryview(block)[pf.BLOCK_HEADER_SIZE :],
+    )
+    for _ in range(2):  # a builder is reused after a seal
+        pack = builder.seal()
+        idx = pf.decode_index(pack.pack_id, pack.index)
+        assert idx.pack_hash == pf.content_hash(pack.data)
+        assert idx.pack_size == len(pack.data)
+        builder.add_rows(digests[:5], KIND, rows[:5])
