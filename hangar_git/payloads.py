@@ -16,7 +16,7 @@ import numpy as np
 from .errors import IntegrityError, MissingPayloadError
 from .gitutil import has_remote_source
 from .naming import decode_key
-from .records import validate
+from .records import entry_hints, validate
 from .records.key_cache import KeyTable
 from .records.view import CommitView
 from .schema import ArraysetSchema
@@ -369,9 +369,8 @@ class PayloadAccess:
         size = n * schema.dtype.itemsize * int(np.prod(schema.shape, dtype=np.int64))
         if size > left:
             return None
-        joined = np.frombuffer(keys.digests, f"V{DIGEST_SIZE}")[order].tobytes()
-        found, e = self.reader.lookup_joined(joined)
-        if not found.all():
+        e = self._table_entries(aset, keys, order)
+        if e is None:
             return None
         stack = np.empty((n, *schema.shape), schema.dtype)
         if not self.reader.gather_into(e, stack):
@@ -381,6 +380,22 @@ class PayloadAccess:
         self.int_rows[aset] = rows  # type: ignore[assignment]
         table = self.rows[aset] = _DenseRows(rows)  # type: ignore[assignment]
         return table
+
+    def _table_entries(self, aset: str, keys: KeyTable, pos: np.ndarray) -> np.ndarray | None:
+        """Index entries of the digests at positions ``pos`` of the key table
+        of ``aset``'s samples tree, in that order; None when some is absent.
+        For most of the table, through the places kept for the tree
+        (:mod:`.records.entry_hints`: no index search in a later process)."""
+        if len(pos) * 2 >= len(keys):
+            base = self.view.base_samples(aset)
+            oid = base.oid if base is not None else None
+            found, e = entry_hints.table_entries(self.reader, self.view.base.repo, oid, keys)
+            if not found.all():
+                return None
+            return np.take(e.view(f"V{e.dtype.itemsize}"), pos).view(e.dtype)
+        joined = np.frombuffer(keys.digests, f"V{DIGEST_SIZE}")[pos].tobytes()
+        found, e = self.reader.lookup_joined(joined)
+        return e if found.all() else None
 
     def _keep(self, digests: Sequence[bytes], found: np.ndarray, e: np.ndarray) -> None:
         idx = np.flatnonzero(found)
@@ -489,9 +504,8 @@ class PayloadAccess:
         if order is None or keys[-1] >= len(order):
             return False
         pos = order[keys.start : keys.stop : keys.step]
-        joined = np.frombuffer(table.digests, f"V{DIGEST_SIZE}")[pos].tobytes()
-        found, e = self.reader.lookup_joined(joined)
-        if not found.all():
+        e = self._table_entries(aset, table, pos)
+        if e is None:
             return False
         try:
             done = self.reader.gather_into(e, out)
