@@ -51,9 +51,10 @@ ROWS_BYTES = 128 * 1024**2
 
 class _DenseRows(Mapping[str, np.ndarray]):
     """The row table of an arrayset keyed ``0 .. n-1``: ``{'i:N': rows[N]}``
-    without a dict (see :meth:`PayloadAccess.row_table`)."""
+    without a dict (see :meth:`PayloadAccess.row_table`): ``rows`` is the
+    stacked array, row N the sample of key N."""
 
-    def __init__(self, rows: list[np.ndarray]) -> None:
+    def __init__(self, rows: np.ndarray) -> None:
         self.rows = rows
 
     def _row(self, enc: object) -> int:
@@ -111,9 +112,9 @@ class PayloadAccess:
         #: (see :meth:`row_table`); the arrays are never handed out, only copies
         self.rows: dict[str, Mapping[str, np.ndarray]] = {}
         #: arrayset -> {int key: its array} of the int keys of its row table
-        #: (a list indexed by key when its keys are ``0 .. n-1``): the
-        #: key-by-key hot path (ints hash to themselves; no key to format)
-        self.int_rows: dict[str, dict[int, np.ndarray] | list[np.ndarray]] = {}
+        #: (the stacked array, indexed by key, when its keys are ``0 .. n-1``):
+        #: the key-by-key hot path (ints hash to themselves; no key to format)
+        self.int_rows: dict[str, dict[int, np.ndarray] | np.ndarray] = {}
         self._rows_tried: set[str] = set()
         self._reads_left: dict[str, int] = {}  # arrayset -> reads until _spread is asked
         self._rows_bytes = 0
@@ -360,7 +361,8 @@ class PayloadAccess:
         """:meth:`row_table` of an arrayset whose keys are the ints ``0 ..
         n-1``, of payloads all of its schema's kind: one stacked array, in
         key order, read straight into place (:meth:`PackReader.gather_into`),
-        whose rows are found by key with no dict (``int_rows`` is a list).
+        whose rows are found by key with no dict (``int_rows`` is that array:
+        no view of each row made before it is read).
         None for other arraysets (the general path builds theirs)."""
         order = keys.dense_order()
         if order is None:
@@ -376,9 +378,8 @@ class PayloadAccess:
         if not self.reader.gather_into(e, stack):
             return None  # large payloads or another kind: the general path
         self._rows_bytes += size
-        rows = list(stack)
-        self.int_rows[aset] = rows  # type: ignore[assignment]
-        table = self.rows[aset] = _DenseRows(rows)  # type: ignore[assignment]
+        self.int_rows[aset] = stack
+        table = self.rows[aset] = _DenseRows(stack)
         return table
 
     def _table_entries(self, aset: str, keys: KeyTable, pos: np.ndarray) -> np.ndarray | None:

@@ -51,6 +51,9 @@ def test_with_block_builds_the_table_and_hands_out_fresh_arrays(repo):
         assert s["k7"].tolist() == [7.0, 7.0]
         with pytest.raises(KeyError):
             a[300]
+        for past in (2**63, 2**64, 2**70):  # no row of the stacked table
+            with pytest.raises(KeyError):
+                a[past]
         with pytest.raises(KeyError):
             s["nope"]
     rc.close()
