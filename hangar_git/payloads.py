@@ -44,6 +44,10 @@ _SPREAD_LEAVES = 16
 _RESOLVE_ALL_MAX = 262_144
 #: single reads of an arrayset between two looks at how spread its reads are
 _SPREAD_CHECK = 16
+#: reads of an arrayset whose records are cached on this machine (see
+#: :mod:`.records.key_cache`), each in a leaf of its own, before the first
+#: look: key-by-key loops build the table at their third read
+_CACHED_SPREAD = 3
 #: decoded bytes of small payloads a read checkout keeps in its row tables
 #: (see :meth:`PayloadAccess.row_table`), all its arraysets together
 ROWS_BYTES = 128 * 1024**2
@@ -184,7 +188,7 @@ class PayloadAccess:
             if got is not None:
                 return got.copy()
         elif self.writer is None and aset not in self._rows_tried:
-            n = self._reads_left.get(aset, _SPREAD_CHECK) - 1
+            n = self._reads_left.get(aset, _CACHED_SPREAD) - 1
             self._reads_left[aset] = n or _SPREAD_CHECK
             if not n and self._spread(aset) and self.row_table(aset) is not None:
                 return self.read(aset, enc, digest)
@@ -192,7 +196,8 @@ class PayloadAccess:
 
     def _spread(self, aset: str) -> bool:
         """True when the reads of ``aset`` have parsed a quarter of its leaves
-        (at least :data:`_SPREAD_LEAVES`), or all of them."""
+        (at least :data:`_SPREAD_LEAVES`), or all of them, or (its records
+        cached here) :data:`_CACHED_SPREAD` of them."""
         base = self.view.base_samples(aset)
         if base is None:
             return False
@@ -200,8 +205,8 @@ class PayloadAccess:
         if parsed >= total or parsed >= max(_SPREAD_LEAVES, total // 4):
             return True
         # with its records cached on this machine, a table costs little more
-        # than reading the payloads: sooner worth it
-        return parsed >= _SPREAD_LEAVES and base.has_cached_table()
+        # than reading the payloads: worth it once reads go from leaf to leaf
+        return parsed >= _CACHED_SPREAD and base.has_cached_table()
 
     def _read(self, aset: str, enc: str, digest: bytes) -> np.ndarray:
         ent = self._ents.get(digest)

@@ -75,6 +75,29 @@ def test_spread_reads_build_the_table(repo):
     rc.close()
 
 
+def test_three_spread_reads_of_records_cached_here_build_the_table(repo):
+    """A commit keeps its new tree's key table on this machine: a loop of
+    reads builds the table at its third read (each in a leaf of its own);
+    reads of one key again and again, or fewer reads, build none."""
+    n = 3000  # 256 leaves
+    _commit(repo, n)
+    want = _rows(n)
+    rc = repo.checkout()
+    a = rc.arraysets["a"]
+    for _ in range(5):
+        assert (a[7] == want[7]).all()  # one leaf only
+    assert (a[8] == want[8]).all()
+    assert "a" not in rc.payloads.rows
+    rc.close()
+    rc = repo.checkout()
+    a = rc.arraysets["a"]
+    for k in range(3):
+        assert (a[k] == want[k]).all()
+    assert len(rc.payloads.rows["a"]) == n
+    assert all((a[k] == want[k]).all() for k in range(n))
+    rc.close()
+
+
 def test_write_checkout_reads_its_own_writes_without_a_table(repo):
     _commit(repo)
     co = repo.checkout(write=True)
