@@ -41,7 +41,7 @@ class ArraysetDataReader:
         self._name = name
         #: the int keys of the checkout's row table of this arrayset, once
         #: built (see :meth:`hangar_git.payloads.PayloadAccess.row_table`)
-        self._table: dict[int, np.ndarray] | list[np.ndarray] | None = None
+        self._table: dict[int, np.ndarray] | np.ndarray | None = None
 
     @property
     def checkout(self) -> Checkout:
@@ -151,9 +151,9 @@ class ArraysetDataReader:
             if table is None:  # (a read checkout's tables stay as they are built)
                 table = self._table = co.payloads.int_rows.get(self._name)
             if table is not None:  # every int key of a read checkout's arrayset
-                try:  # a dict by key, or a list when the keys are 0 .. n-1
+                try:  # a dict by key, or the stacked rows when the keys are 0 .. n-1
                     return table[key].copy()
-                except (KeyError, IndexError):
+                except (KeyError, IndexError, OverflowError):  # past int64: not a row
                     raise KeyError(key) from None
             enc = f"i:{key}"
             d = co.view.get(self._name, enc)

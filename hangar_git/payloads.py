@@ -16,7 +16,7 @@ import numpy as np
 from .errors import IntegrityError, MissingPayloadError
 from .gitutil import has_remote_source
 from .naming import decode_key
-from .records import validate
+from .records import entry_hints, validate
 from .records.key_cache import KeyTable
 from .records.view import CommitView
 from .schema import ArraysetSchema
@@ -44,6 +44,10 @@ _SPREAD_LEAVES = 16
 _RESOLVE_ALL_MAX = 262_144
 #: single reads of an arrayset between two looks at how spread its reads are
 _SPREAD_CHECK = 16
+#: reads of an arrayset whose records are cached on this machine (see
+#: :mod:`.records.key_cache`), each in a leaf of its own, before the first
+#: look: key-by-key loops build the table at their third read
+_CACHED_SPREAD = 3
 #: decoded bytes of small payloads a read checkout keeps in its row tables
 #: (see :meth:`PayloadAccess.row_table`), all its arraysets together
 ROWS_BYTES = 128 * 1024**2
@@ -51,9 +55,10 @@ ROWS_BYTES = 128 * 1024**2
 
 class _DenseRows(Mapping[str, np.ndarray]):
     """The row table of an arrayset keyed ``0 .. n-1``: ``{'i:N': rows[N]}``
-    without a dict (see :meth:`PayloadAccess.row_table`)."""
+    without a dict (see :meth:`PayloadAccess.row_table`): ``rows`` is the
+    stacked array, row N the sample of key N."""
 
-    def __init__(self, rows: list[np.ndarray]) -> None:
+    def __init__(self, rows: np.ndarray) -> None:
         self.rows = rows
 
     def _row(self, enc: object) -> int:
@@ -111,9 +116,9 @@ class PayloadAccess:
         #: (see :meth:`row_table`); the arrays are never handed out, only copies
         self.rows: dict[str, Mapping[str, np.ndarray]] = {}
         #: arrayset -> {int key: its array} of the int keys of its row table
-        #: (a list indexed by key when its keys are ``0 .. n-1``): the
-        #: key-by-key hot path (ints hash to themselves; no key to format)
-        self.int_rows: dict[str, dict[int, np.ndarray] | list[np.ndarray]] = {}
+        #: (the stacked array, indexed by key, when its keys are ``0 .. n-1``):
+        #: the key-by-key hot path (ints hash to themselves; no key to format)
+        self.int_rows: dict[str, dict[int, np.ndarray] | np.ndarray] = {}
         self._rows_tried: set[str] = set()
         self._reads_left: dict[str, int] = {}  # arrayset -> reads until _spread is asked
         self._rows_bytes = 0
@@ -183,7 +188,7 @@ class PayloadAccess:
             if got is not None:
                 return got.copy()
         elif self.writer is None and aset not in self._rows_tried:
-            n = self._reads_left.get(aset, _SPREAD_CHECK) - 1
+            n = self._reads_left.get(aset, _CACHED_SPREAD) - 1
             self._reads_left[aset] = n or _SPREAD_CHECK
             if not n and self._spread(aset) and self.row_table(aset) is not None:
                 return self.read(aset, enc, digest)
@@ -191,7 +196,8 @@ class PayloadAccess:
 
     def _spread(self, aset: str) -> bool:
         """True when the reads of ``aset`` have parsed a quarter of its leaves
-        (at least :data:`_SPREAD_LEAVES`), or all of them."""
+        (at least :data:`_SPREAD_LEAVES`), or all of them, or (its records
+        cached here) :data:`_CACHED_SPREAD` of them."""
         base = self.view.base_samples(aset)
         if base is None:
             return False
@@ -199,8 +205,8 @@ class PayloadAccess:
         if parsed >= total or parsed >= max(_SPREAD_LEAVES, total // 4):
             return True
         # with its records cached on this machine, a table costs little more
-        # than reading the payloads: sooner worth it
-        return parsed >= _SPREAD_LEAVES and base.has_cached_table()
+        # than reading the payloads: worth it once reads go from leaf to leaf
+        return parsed >= _CACHED_SPREAD and base.has_cached_table()
 
     def _read(self, aset: str, enc: str, digest: bytes) -> np.ndarray:
         ent = self._ents.get(digest)
@@ -360,7 +366,8 @@ class PayloadAccess:
         """:meth:`row_table` of an arrayset whose keys are the ints ``0 ..
         n-1``, of payloads all of its schema's kind: one stacked array, in
         key order, read straight into place (:meth:`PackReader.gather_into`),
-        whose rows are found by key with no dict (``int_rows`` is a list).
+        whose rows are found by key with no dict (``int_rows`` is that array:
+        no view of each row made before it is read).
         None for other arraysets (the general path builds theirs)."""
         order = keys.dense_order()
         if order is None:
@@ -369,18 +376,32 @@ class PayloadAccess:
         size = n * schema.dtype.itemsize * int(np.prod(schema.shape, dtype=np.int64))
         if size > left:
             return None
-        joined = np.frombuffer(keys.digests, f"V{DIGEST_SIZE}")[order].tobytes()
-        found, e = self.reader.lookup_joined(joined)
-        if not found.all():
+        e = self._table_entries(aset, keys, order)
+        if e is None:
             return None
         stack = np.empty((n, *schema.shape), schema.dtype)
         if not self.reader.gather_into(e, stack):
             return None  # large payloads or another kind: the general path
         self._rows_bytes += size
-        rows = list(stack)
-        self.int_rows[aset] = rows  # type: ignore[assignment]
-        table = self.rows[aset] = _DenseRows(rows)  # type: ignore[assignment]
+        self.int_rows[aset] = stack
+        table = self.rows[aset] = _DenseRows(stack)
         return table
+
+    def _table_entries(self, aset: str, keys: KeyTable, pos: np.ndarray) -> np.ndarray | None:
+        """Index entries of the digests at positions ``pos`` of the key table
+        of ``aset``'s samples tree, in that order; None when some is absent.
+        For most of the table, through the places kept for the tree
+        (:mod:`.records.entry_hints`: no index search in a later process)."""
+        if len(pos) * 2 >= len(keys):
+            base = self.view.base_samples(aset)
+            oid = base.oid if base is not None else None
+            found, e = entry_hints.table_entries(self.reader, self.view.base.repo, oid, keys)
+            if not found.all():
+                return None
+            return np.take(e.view(f"V{e.dtype.itemsize}"), pos).view(e.dtype)
+        joined = np.frombuffer(keys.digests, f"V{DIGEST_SIZE}")[pos].tobytes()
+        found, e = self.reader.lookup_joined(joined)
+        return e if found.all() else None
 
     def _keep(self, digests: Sequence[bytes], found: np.ndarray, e: np.ndarray) -> None:
         idx = np.flatnonzero(found)
@@ -489,9 +510,8 @@ class PayloadAccess:
         if order is None or keys[-1] >= len(order):
             return False
         pos = order[keys.start : keys.stop : keys.step]
-        joined = np.frombuffer(table.digests, f"V{DIGEST_SIZE}")[pos].tobytes()
-        found, e = self.reader.lookup_joined(joined)
-        if not found.all():
+        e = self._table_entries(aset, table, pos)
+        if e is None:
             return False
         try:
             done = self.reader.gather_into(e, out)

@@ -51,6 +51,9 @@ def test_with_block_builds_the_table_and_hands_out_fresh_arrays(repo):
         assert s["k7"].tolist() == [7.0, 7.0]
         with pytest.raises(KeyError):
             a[300]
+        for past in (2**63, 2**64, 2**70):  # no row of the stacked table
+            with pytest.raises(KeyError):
+                a[past]
         with pytest.raises(KeyError):
             s["nope"]
     rc.close()
@@ -69,6 +72,29 @@ def test_spread_reads_build_the_table(repo):
     assert len(rc.payloads.rows["a"]) == n
     for k in range(n):
         assert (a[k] == want[k]).all()
+    rc.close()
+
+
+def test_three_spread_reads_of_records_cached_here_build_the_table(repo):
+    """A commit keeps its new tree's key table on this machine: a loop of
+    reads builds the table at its third read (each in a leaf of its own);
+    reads of one key again and again, or fewer reads, build none."""
+    n = 3000  # 256 leaves
+    _commit(repo, n)
+    want = _rows(n)
+    rc = repo.checkout()
+    a = rc.arraysets["a"]
+    for _ in range(5):
+        assert (a[7] == want[7]).all()  # one leaf only
+    assert (a[8] == want[8]).all()
+    assert "a" not in rc.payloads.rows
+    rc.close()
+    rc = repo.checkout()
+    a = rc.arraysets["a"]
+    for k in range(3):
+        assert (a[k] == want[k]).all()
+    assert len(rc.payloads.rows["a"]) == n
+    assert all((a[k] == want[k]).all() for k in range(n))
     rc.close()
 
 

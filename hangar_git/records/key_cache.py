@@ -158,30 +158,38 @@ def load(repo: pygit2.Repository, oid: bytes, count: int) -> KeyTable | None:
     (the count this machine knows for it), or None when absent or not sound
     (see the module's docstring); nothing larger than such a table is read."""
     path = cache_path(repo, oid)
+    # at most as large as a table of ``count`` samples can be
+    data = read_file(path, HEADER.size + count * (DIGEST + MAX_KEY + 1) + CRC.size)
+    table = None if data is None else parse(data, oid, count)
+    if table is not None:
+        touch(path)
+    return table
+
+
+def read_file(path: Path, limit: int) -> bytes | None:
+    """The content of the cache file ``path`` when it is a regular file of at
+    most ``limit`` bytes, else None (nothing larger is read)."""
     try:  # a link or a pipe in its place is not a table (and a pipe would block)
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
     try:
         st = os.fstat(fd)
-        size = st.st_size
-        # a regular file, at most as large as a table of ``count`` samples can be
-        if not stat.S_ISREG(st.st_mode):
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
             return None
-        if size > HEADER.size + count * (DIGEST + MAX_KEY + 1) + CRC.size:
-            return None
-        data = os.pread(fd, size, 0)
+        return os.pread(fd, st.st_size, 0)
     except OSError:
         return None
     finally:
         os.close(fd)
-    table = parse(data, oid, count)
-    if table is not None:
-        try:
-            os.utime(path)  # recently used: the last to go (see prune)
-        except OSError:
-            pass
-    return table
+
+
+def touch(path: Path) -> None:
+    """Mark cache file ``path`` recently used: the last to go (see :func:`prune`)."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
 
 
 def parse(data: bytes, oid: bytes, count: int) -> KeyTable | None:
@@ -232,7 +240,12 @@ def encode(table: KeyTable, oid: bytes) -> bytes:
 def store(repo: pygit2.Repository, oid: bytes, table: KeyTable) -> None:
     """Keep ``table`` as the key table of samples tree ``oid`` (best effort:
     written to a temporary file, then renamed into place)."""
-    path = cache_path(repo, oid)
+    write_file(cache_path(repo, oid), encode(table, oid))
+
+
+def write_file(path: Path, content: bytes) -> None:
+    """Write cache file ``path`` (best effort: to a temporary file, then
+    renamed into place), then :func:`prune` its folder."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         if not path.parent.is_dir():
@@ -241,7 +254,7 @@ def store(repo: pygit2.Repository, oid: bytes, table: KeyTable) -> None:
             path.parent.mkdir(exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
         try:
-            data = memoryview(encode(table, oid))
+            data = memoryview(content)
             while data:
                 data = data[os.write(fd, data) :]
         finally:
@@ -292,5 +305,8 @@ __all__ = [
     "load",
     "parse",
     "prune",
+    "read_file",
     "store",
+    "touch",
+    "write_file",
 ]

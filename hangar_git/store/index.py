@@ -305,14 +305,16 @@ class Segments:
 
 
 def lookup_runs(
-    runs: Sequence[Run], digests: Sequence[bytes] | bytes
+    runs: Sequence[Run], digests: Sequence[bytes] | bytes, where: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(found, entries)`` for ``digests`` in ``runs``; entries valid where found.
 
     ``digests`` may also be given joined (one bytes object of 20-byte
     digests). A run smaller than the query is searched the other way round
     first (its keys among the sorted queries): only digests sharing a key
-    with it are looked up in it (those of a bulk write are mostly new)."""
+    with it are looked up in it (those of a bulk write are mostly new).
+    ``where`` (int64, one per digest), when given, is set where found to
+    the place of each entry: ``run index << 32 | position in the run``."""
     if isinstance(digests, bytes):
         if len(digests) % DIGEST_SIZE:
             raise ValueError("joined digests of a length not a multiple of 20")
@@ -327,16 +329,19 @@ def lookup_runs(
     if len(joined) != DIGEST_SIZE * n and not isinstance(digests, bytes):
         # a malformed digest is never stored
         ok = [i for i, d in enumerate(digests) if len(d) == DIGEST_SIZE]
-        f2, e2 = lookup_runs(runs, [digests[i] for i in ok])
+        w2 = None if where is None else np.zeros(len(ok), np.int64)
+        f2, e2 = lookup_runs(runs, [digests[i] for i in ok], w2)
         found[ok] = f2
         out[ok] = e2
+        if where is not None:
+            where[ok] = w2
         return found, out
     q = np.frombuffer(joined, QUERY)
     qk = q["key"].astype(np.uint64)
     qt = q["tail"]
     sorted_keys: np.ndarray | None = None
     rows = out.view(_ENTRY_BYTES)  # whole entries copied as they are
-    for run in runs:
+    for ri, run in enumerate(runs):
         m = len(run.keys)
         if not m:
             continue
@@ -348,12 +353,17 @@ def lookup_runs(
             if not len(common):
                 continue
             sel = np.flatnonzero(np.isin(qk, common) & ~found)
-        hit, cand = _search_run(run, qk[sel], qt[sel], found[sel])
+        hit, cand, pos = _search_run(run, qk[sel], qt[sel], found[sel])
         if len(sel) == n and hit.all():  # the usual case: every digest in this run
+            if where is not None:
+                where[:] = pos
+                where |= ri << 32
             return hit, cand
         w = sel[hit]
         rows[w] = cand.view(rows.dtype)[hit]
         found[w] = True
+        if where is not None:
+            where[w] = pos[hit] | (ri << 32)
         if found.all():
             break
     return found, out
@@ -361,20 +371,22 @@ def lookup_runs(
 
 def _search_run(
     run: Run, qk: np.ndarray, qt: np.ndarray, done: np.ndarray, sorted_queries: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(hit, entries)`` of queries ``qk``/``qt`` (keys, tails) in ``run``,
-    leaving out those ``done``; entries are valid where hit. Many queries
-    are searched in key order (twice as fast: each search starts where the
-    last ended, in memory still cached)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(hit, entries, positions)`` of queries ``qk``/``qt`` (keys, tails) in
+    ``run``, leaving out those ``done``; entries and their positions in the
+    run (int64) are valid where hit. Many queries are searched in key order
+    (twice as fast: each search starts where the last ended, in memory
+    still cached)."""
     if len(qk) > 4096 and len(run.keys) > 4096 and not sorted_queries:
         o = np.argsort(qk)
-        hit_s, cand_s = _search_run(run, qk[o], qt[o], done[o], True)
-        hit, cand = np.empty_like(hit_s), np.empty_like(cand_s)
+        hit_s, cand_s, pos_s = _search_run(run, qk[o], qt[o], done[o], True)
+        hit, cand, where = np.empty_like(hit_s), np.empty_like(cand_s), np.empty_like(pos_s)
         hit[o] = hit_s
         cand.view(_ENTRY_BYTES)[o] = cand_s.view(_ENTRY_BYTES)
-        return hit, cand
+        where[o] = pos_s
+        return hit, cand, where
     m = len(run.keys)
-    pos = np.minimum(np.searchsorted(run.keys, qk), m - 1)
+    pos = np.minimum(np.searchsorted(run.keys, qk), m - 1).astype(np.int64, copy=False)
     cand = np.take(run.entries, pos)
     same_key = run.keys[pos] == qk
     hit = same_key & (cand["tail"] == qt) & ~done
@@ -385,9 +397,10 @@ def _search_run(
             if run.entries[j]["tail"] == qt[i]:
                 cand[i] = run.entries[j]
                 hit[i] = True
+                pos[i] = j
                 break
             j += 1
-    return hit, cand
+    return hit, cand, pos
 
 
 def parse_run(sid: int, n: int, chk: int, blob: bytes) -> Run | str:

@@ -27,6 +27,7 @@ from .digest import digest_bytes
 from .gather import gather_kind
 from .index import IndexTables, Location, connect_index, entry_digests, index_guard, init_index
 from .limits import check_extent
+from .placement import Placement, entries_at, place
 
 if TYPE_CHECKING:
     from .packs import PackStore
@@ -130,16 +131,27 @@ class PackReader(IndexTables):
         """:meth:`lookup` of digests given joined (20 bytes each, one bytes
         object): no list of digests is made unless some are absent from a
         damaged index (then named in :attr:`bad_rows`)."""
+        return self.lookup_placed(joined)[:2]
+
+    def lookup_placed(
+        self, joined: bytes, hint: Placement | None = None
+    ) -> tuple[np.ndarray, np.ndarray, Placement | None]:
+        """:meth:`lookup_joined`, with where the entries sit: taken at ``hint``
+        when it is sound (checked entry by entry, see :mod:`.placement`; None
+        is returned for it then), else searched for (and where they are found)."""
         self._check_pid()
         with self._lock:
             if not self._segs.loaded:
                 self._segs.load(self._con, self.store.index_path)
-            found, e = self._segs.lookup(joined)
+            e = None if hint is None else entries_at(self._segs.runs, joined, hint)
+            if e is not None:
+                return np.ones(len(e), bool), e, None
+            found, e, placed = place(self._segs.runs, joined)
             if not found.all() and self._segs.load(self._con, self.store.index_path):
-                found, e = self._segs.lookup(joined)
+                found, e, placed = place(self._segs.runs, joined)
             if not found.all() and self._segs.damaged:
                 self._note_damage(np.frombuffer(joined, "V20").tolist(), found)
-        return found, e
+            return found, e, placed
 
     def locate_many(self, digests: Iterable[bytes]) -> dict[bytes, Location]:
         """Locations of those of ``digests`` stored here.

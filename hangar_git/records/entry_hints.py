@@ -1,0 +1,121 @@
+"""Where the payload index holds the entries of a samples tree, kept by tree id.
+
+A whole read of an arrayset in a fresh process resolves every digest of
+its key table (:mod:`.key_cache`) through the payload index: a binary
+search of each segment, about 12 ms per 60,000 samples. The places found
+(see :class:`hangar_git.store.placement.Placement`) are kept next to the
+key table, in ``<common git dir>/hangar/keys/<tree id hex>.at``, in the
+order of the table's digests, so the next whole read takes each entry at
+its place and only checks it.
+
+Local state, never part of history, never needed for correctness, and
+treated as untrusted: a file is used only when its size is what its
+header says and the tree's sample count allows (checked before anything
+is read), its header names the tree asked for and its CRC-32 matches; and
+even then it is only a hint: the reader checks that every segment it names
+is loaded with the size it had and that each entry found at its place is
+the entry of the digest asked for (:func:`.placement.entries_at`). Anything
+else is ignored, the entries are searched for, and the file written anew.
+
+The file: a :data:`HEADER` (magic ``HGEA``, version, tree id, sample
+count, number of segments), the segments (id and size, int64 each), one
+int64 place per sample, then the CRC-32 of everything before it.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING
+
+from ..store.checksum import crc32
+from . import key_cache
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import numpy as np
+    import pygit2
+
+    from ..store.placement import Placement
+    from ..store.reader import PackReader
+    from .key_cache import KeyTable
+
+MAGIC = b"HGEA"
+VERSION = 1
+#: magic, version, tree id, sample count, segments named
+HEADER = struct.Struct("<4sH20sQI")
+SEGMENT = struct.Struct("<qq")
+CRC = struct.Struct("<I")
+#: the most segments a hint may name (the index keeps a handful)
+MAX_SEGMENTS = 4096
+
+
+def hint_path(repo: pygit2.Repository, oid: bytes) -> Path:
+    """Where the entry hints of samples tree ``oid`` are kept."""
+    path = key_cache.cache_path(repo, oid)
+    return path.with_name(path.name + ".at")
+
+
+def encode(placement: Placement, oid: bytes) -> bytes:
+    """The file content of ``placement`` for tree ``oid``."""
+    n, k = len(placement.where), len(placement.sids)
+    body = HEADER.pack(MAGIC, VERSION, oid, n, k)
+    pairs = zip(placement.sids, placement.sizes, strict=True)
+    body += b"".join(SEGMENT.pack(s, z) for s, z in pairs)
+    body += placement.where.astype("<i8").tobytes()
+    return body + CRC.pack(crc32(body))
+
+
+def parse(data: bytes, oid: bytes, count: int) -> Placement | None:
+    """The placement in ``data`` when it is a sound hint file of tree ``oid``
+    of ``count`` samples, else None."""
+    import numpy as np
+
+    from ..store.placement import Placement
+
+    if len(data) < HEADER.size + CRC.size:
+        return None
+    magic, version, tree, n, k = HEADER.unpack_from(data)
+    if magic != MAGIC or version != VERSION or tree != oid or n != count or k > MAX_SEGMENTS:
+        return None
+    end = HEADER.size + SEGMENT.size * k + 8 * n
+    if len(data) != end + CRC.size:
+        return None
+    if crc32(memoryview(data)[:end]) != CRC.unpack_from(data, end)[0]:
+        return None
+    segs = [SEGMENT.unpack_from(data, HEADER.size + SEGMENT.size * i) for i in range(k)]
+    where = np.frombuffer(data, "<i8", n, HEADER.size + SEGMENT.size * k).astype(np.int64)
+    return Placement(tuple(s for s, _ in segs), tuple(z for _, z in segs), where)
+
+
+def load(repo: pygit2.Repository, oid: bytes, count: int) -> Placement | None:
+    """The kept placement of the ``count`` digests of tree ``oid``, or None
+    when absent or not sound (see the module's docstring)."""
+    path = hint_path(repo, oid)
+    limit = HEADER.size + SEGMENT.size * MAX_SEGMENTS + 8 * count + CRC.size
+    data = key_cache.read_file(path, limit)
+    placement = None if data is None else parse(data, oid, count)
+    if placement is not None:
+        key_cache.touch(path)
+    return placement
+
+
+def store(repo: pygit2.Repository, oid: bytes, placement: Placement) -> None:
+    """Keep ``placement`` as the entry hints of tree ``oid`` (best effort)."""
+    key_cache.write_file(hint_path(repo, oid), encode(placement, oid))
+
+
+def table_entries(
+    reader: PackReader, repo: pygit2.Repository, oid: bytes | None, table: KeyTable
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(found, entries)`` of every digest of ``table`` (the key table of
+    samples tree ``oid``), in its order: taken at the places kept for the
+    tree when they are sound, else searched for (and their places kept)."""
+    hint = load(repo, oid, len(table)) if oid is not None else None
+    found, e, placed = reader.lookup_placed(table.digests, hint)
+    if placed is not None and oid is not None and len(e) and found.all():
+        store(repo, oid, placed)
+    return found, e
+
+
+__all__ = ["hint_path", "load", "parse", "store", "table_entries"]

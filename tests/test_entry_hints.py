@@ -1,0 +1,210 @@
+"""The places of a tree's index entries kept by tree id (``.git/hangar/keys/<tree>.at``).
+
+A whole read in a fresh process takes each payload's index entry at the
+place a first read found it instead of searching the index. The file is
+local, untrusted state, and only a hint: whatever it says (torn, another
+tree's, pointing at other payloads' entries, naming segments merged
+since), reads return what the records say.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hangar_git.records import entry_hints, snapshot
+from hangar_git.store import placement
+from hangar_git.store.checksum import crc32
+from hangar_git.store.index import ENTRY, Run, lookup_runs, sorted_entries
+
+N = 600
+
+
+def _commit(repo, n: int = N, name: str = "a", start: int = 0) -> np.ndarray:
+    data = np.arange(start, start + n * 4, dtype=np.int64).reshape(n, 4)
+    co = repo.checkout(write=True)
+    if name not in co.arraysets:
+        co.arraysets.init_arrayset(name, shape=(4,), dtype=np.int64)
+    co.arraysets[name].add_stacked(data, list(range(n)))
+    co.commit(f"{name}: {n}")
+    co.close()
+    return data
+
+
+def _read(repo, data: np.ndarray, name: str = "a") -> None:
+    """A whole read as a fresh process does it gives ``data``; key-by-key
+    reads (through the arrayset's row table) too."""
+    snapshot.clear_leaf_cache()
+    rc = repo.checkout()
+    aset = rc.arraysets[name]
+    out = np.empty_like(data)
+    np.testing.assert_array_equal(aset.read_into(range(len(data)), out), data)
+    rc.close()
+    snapshot.clear_leaf_cache()
+    rc = repo.checkout()
+    aset = rc.arraysets[name]
+    with aset:
+        got = np.stack([aset[i] for i in range(len(data))])
+    np.testing.assert_array_equal(got, data)
+    rc.close()
+
+
+def _hint(repo, name: str = "a"):
+    rc = repo.checkout()
+    s = rc.view.base_samples(name)
+    rc.close()
+    return s, entry_hints.hint_path(s.repo, s.oid)
+
+
+def _searches(monkeypatch) -> list[int]:
+    """Count the index searches of hinted lookups from now on."""
+    calls: list[int] = []
+    real = placement.place
+
+    def spy(runs, joined):
+        calls.append(len(joined) // 20)
+        return real(runs, joined)
+
+    monkeypatch.setattr(placement, "place", spy)
+    monkeypatch.setattr("hangar_git.store.reader.place", spy)
+    return calls
+
+
+def test_a_second_whole_read_takes_the_entries_at_their_kept_places(repo, monkeypatch):
+    data = _commit(repo)
+    _, path = _hint(repo)
+    assert not path.exists()
+    calls = _searches(monkeypatch)
+    _read(repo, data)
+    assert path.exists() and calls == [N]  # searched once, then hinted
+    calls.clear()
+    _read(repo, data)
+    assert calls == []  # no search at all
+
+
+def _rewrite(path, oid: bytes, where: np.ndarray, sids=None, sizes=None) -> None:
+    got = entry_hints.parse(path.read_bytes(), oid, len(where))
+    assert got is not None
+    fake = placement.Placement(
+        got.sids if sids is None else sids, got.sizes if sizes is None else sizes, where
+    )
+    path.write_bytes(entry_hints.encode(fake, oid))  # a sound file: CRC and all
+
+
+def test_a_hint_pointing_at_other_payloads_entries_is_not_followed(repo, monkeypatch):
+    """A file with a right checksum whose places are swapped (each key sent
+    to another payload's entry) reads the right samples: every entry is
+    checked against its digest, and the file is written anew."""
+    data = _commit(repo)
+    _read(repo, data)
+    s, path = _hint(repo)
+    good = entry_hints.load(s.repo, s.oid, N)
+    assert good is not None
+    _rewrite(path, s.oid, np.roll(good.where, 1))
+    calls = _searches(monkeypatch)
+    _read(repo, data)
+    assert calls == [N]
+    again = entry_hints.load(s.repo, s.oid, N)
+    assert again is not None and (again.where == good.where).all()
+
+
+@pytest.mark.parametrize("why", ["past the end", "unknown segment", "other size", "bad run"])
+def test_a_hint_naming_what_the_index_does_not_hold_is_not_followed(repo, why):
+    data = _commit(repo)
+    _read(repo, data)
+    s, path = _hint(repo)
+    good = entry_hints.load(s.repo, s.oid, N)
+    assert good is not None
+    if why == "past the end":
+        _rewrite(path, s.oid, good.where + 10**6)
+    elif why == "unknown segment":
+        _rewrite(path, s.oid, good.where, sids=tuple(i + 999 for i in good.sids))
+    elif why == "other size":
+        _rewrite(path, s.oid, good.where, sizes=tuple(z + 1 for z in good.sizes))
+    else:
+        _rewrite(path, s.oid, good.where | (7 << 32))
+    _read(repo, data)
+
+
+def test_hints_of_segments_merged_since_are_searched_again(repo, monkeypatch):
+    """Later commits merge the index segments the hints name: the next
+    whole read finds them gone, searches, and keeps the new places."""
+    data = _commit(repo)
+    _read(repo, data)
+    s, _ = _hint(repo)
+    before = entry_hints.load(s.repo, s.oid, N)
+    _commit(repo, 400, name="b", start=10**6)  # its segment absorbs a's
+    calls = _searches(monkeypatch)
+    _read(repo, data)  # a's tree is unchanged (the same tree id)
+    after = entry_hints.load(s.repo, s.oid, N)
+    assert before is not None and after is not None
+    assert after.sids != before.sids and calls == [N]
+
+
+@pytest.mark.parametrize(
+    "damage", ["flip", "truncate", "other tree", "other count", "grown", "empty", "link"]
+)
+def test_a_damaged_or_foreign_hint_file_is_ignored_and_replaced(repo, tmp_path, damage):
+    data = _commit(repo)
+    _read(repo, data)
+    s, path = _hint(repo)
+    raw = bytearray(path.read_bytes())
+    assert entry_hints.parse(bytes(raw), s.oid, N) is not None
+    if damage == "flip":
+        raw[len(raw) // 2] ^= 1
+    elif damage == "truncate":
+        raw = raw[:-9]
+    elif damage == "other tree":
+        raw[6] ^= 1
+        body = bytes(raw[:-4])
+        raw = bytearray(body + crc32(body).to_bytes(4, "little"))
+    elif damage == "other count":
+        assert entry_hints.parse(bytes(raw), s.oid, N + 1) is None
+    elif damage == "grown":
+        raw += bytes(8 * N + 10**6)
+    elif damage == "empty":
+        raw = bytearray()
+    if damage == "link":
+        other = tmp_path / "elsewhere"
+        other.write_bytes(bytes(raw))
+        path.unlink()
+        path.symlink_to(other)
+        assert entry_hints.load(s.repo, s.oid, N) is None
+    else:
+        path.write_bytes(bytes(raw))
+        if damage != "other count":
+            assert entry_hints.parse(bytes(raw), s.oid, N) is None
+    _read(repo, data)
+    assert entry_hints.load(s.repo, s.oid, N) is not None  # written anew
+
+
+def _run(sid: int, digests: list[bytes]) -> Run:
+    e = np.zeros(len(digests), ENTRY)
+    q = np.frombuffer(b"".join(digests), [("key", ">u8"), ("tail", "V12")])
+    e["key"], e["tail"] = q["key"], q["tail"]
+    e["block"] = np.arange(len(digests)) + 100 * sid
+    e = sorted_entries(e)
+    return Run(sid, e["key"].astype(np.uint64), e)
+
+
+def test_lookup_places_name_the_entry_found_in_each_run():
+    rng = np.random.default_rng(3)
+    pool = [bytes(rng.integers(0, 256, 20, dtype=np.uint8)) for _ in range(9000)]
+    runs = [_run(4, pool[:5000]), _run(9, pool[5000:5020]), _run(12, pool[5020:8000])]
+    query = [pool[int(i)] for i in rng.integers(0, 9000, 6000)]
+    where = np.zeros(len(query), np.int64)
+    found, e = lookup_runs(runs, query, where)
+    assert found.tolist() == [pool.index(d) < 8000 for d in query]
+    for i in np.flatnonzero(found).tolist():
+        run = runs[int(where[i]) >> 32]
+        assert run.entries[int(where[i]) & 0xFFFFFFFF].tobytes() == e[i].tobytes()
+    joined = b"".join(d for d, f in zip(query, found, strict=True) if f)
+    f2, e2, placed = placement.place(runs, joined)
+    assert f2.all() and placed.sids == (4, 9, 12)
+    got = placement.entries_at(runs, joined, placed)
+    assert got is not None and got.tobytes() == e2.tobytes()
+    only_first = b"".join(pool[:50])
+    _, _, p1 = placement.place(runs, only_first)
+    assert p1.sids == (4,) and (p1.where >> 32 == 0).all()  # only the segments named
+    assert placement.entries_at(runs[:1], only_first, p1) is not None
+    assert placement.entries_at(runs[1:], only_first, p1) is None  # segment 4 gone
