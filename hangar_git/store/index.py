@@ -418,8 +418,9 @@ def parse_run(sid: int, n: int, chk: int, blob: bytes) -> Run | str:
 
 def insert_segment(con: sqlite3.Connection, e: np.ndarray) -> int:
     """Insert entries ``e`` as a new segment row; returns its id."""
-    # numpy's promotion may turn the big-endian key native: insist on the layout
-    blob = np.ascontiguousarray(e, dtype=ENTRY).tobytes()
+    # numpy's promotion may turn the big-endian key native: insist on the layout;
+    # SQLite copies the bytes from the array's buffer (no copy of 32 bytes a row first)
+    blob = np.ascontiguousarray(e, dtype=ENTRY).view(np.uint8).data
     cur = con.execute(
         "INSERT INTO segments (n, chk, entries) VALUES (?,?,?)", (len(e), crc32(blob), blob)
     )

@@ -58,6 +58,7 @@ import numpy as np
 
 from . import durable
 from .checksum import crc32
+from .digest import DIGEST_SIZE as DIGEST
 from .digest import parse_kind
 from .durable import FILE_MODE, fsync_fd, truncate_to, write_all
 from .threads import syncer
@@ -138,7 +139,7 @@ class ManifestWriter:
     def __init__(self, packs_dir: Path) -> None:
         self.packs_dir = packs_dir
         self._blocks: list[tuple[int, int, Any]] = []
-        self._pending: list[tuple[int, bytes]] = []  # (pack, records) sealed, not yet synced
+        self._pending: list[tuple[int, memoryview]] = []  # (pack, records) sealed, not yet synced
         self._fds: dict[int, int] = {}  # pack -> its manifest file, open for appending
 
     def __bool__(self) -> bool:
@@ -151,10 +152,20 @@ class ManifestWriter:
         self._blocks.append((boff, blen, items))
 
     def add_rows(
-        self, boff: int, blen: int, kind_id: int, size: int, rows: Sequence[bytes], span: slice
+        self,
+        boff: int,
+        blen: int,
+        kind_id: int,
+        size: int,
+        rows: Sequence[bytes] | bytes,
+        span: slice,
     ) -> None:
         """Note a block holding the payloads of digests ``rows[span]``, each ``size``
-        bytes of kind ``kind_id``, one after the other."""
+        bytes of kind ``kind_id``, one after the other.
+
+        ``rows`` is a sequence of digests, or them joined (``span`` then counts
+        digests, not bytes, and has no step): the faster form, no object per
+        digest. It is read when the records are sealed: keep it unchanged."""
         self._blocks.append((boff, blen, (kind_id, size, rows, span)))
 
     def discard(self) -> None:
@@ -225,76 +236,135 @@ def _fsync_all(fds: list[int]) -> None:
         fsync_fd(fd)
 
 
-def _records(blocks: list[tuple[int, int, Any]], kind_ids: Mapping[str, int]) -> bytes:
-    """The records of noted ``blocks``: one per :data:`RECORD_ENTRIES` entries."""
-    digests: list[bytes] = []
-    ioffs: list[int] = []
-    kinds: list[int] = []
+#: a record to encode: block rows, first entry and end, kind table, kinds
+_Plan = tuple[list[tuple[int, int, int]], int, int, bytes, int]
+
+
+def _records(blocks: list[tuple[int, int, Any]], kind_ids: Mapping[str, int]) -> memoryview:
+    """The records of noted ``blocks``: one per :data:`RECORD_ENTRIES` entries.
+
+    The entries are laid out once, block by block, in one :data:`ENTRY`
+    array (no Python object per entry for rows noted by
+    :meth:`ManifestWriter.add_rows`), and the records are encoded into one
+    buffer allocated once.
+    """
+    ents, rows = _entries(blocks)
+    if not len(ents):
+        return memoryview(b"")
+    texts = {kid: text.encode() for text, kid in kind_ids.items()}  # a handful of kinds
+    kinds = ents["kind"]  # kind ids, made positions in each record's kind table here
+    one = bool((kinds == kinds[0]).all())
+    plan: list[_Plan] = []
+    for part, start, stop in _cut(rows):
+        kids = kinds[start:stop]
+        if one or (kids == kids[0]).all():  # the usual case: one kind
+            uk = [int(kids[0])]
+            if not one:
+                kids[:] = 0
+        else:
+            srt = np.sort(kids)  # np.unique, without the import of numpy.ma it makes (30 ms)
+            u = srt[np.concatenate(([True], srt[1:] != srt[:-1]))]
+            uk = u.tolist()
+            kids[:] = np.searchsorted(u, kids)
+        # a kind id the writer does not know (never so) gets an empty text: refused on reading
+        ktab = b"".join([_KLEN.pack(len(t)) + t for t in (texts.get(k, b"") for k in uk)])
+        plan.append((part, start, stop, ktab, len(uk)))
+    if one:
+        kinds[:] = 0
+    return _encode(ents, plan)
+
+
+def _encode(ents: np.ndarray, plan: list[_Plan]) -> memoryview:
+    """The records of ``plan``, entries from ``ents``, in one buffer."""
+    size = sum(
+        HEAD_SIZE + len(kt) + BLOCK_ROW.itemsize * len(pr) + ENTRY.itemsize * (b - a) + _U32.size
+        for pr, a, b, kt, _ in plan
+    )
+    arr = np.empty(size, np.uint8)
+    out = arr.data
+    raw = ents.view(np.uint8)
+    pos = 0
+    for part, start, stop, ktab, nk in plan:
+        head = _HEAD.pack(MAGIC, VERSION, 0, 0, nk, len(part), stop - start, len(ktab))
+        body = pos + HEAD_SIZE
+        p = body + len(ktab)
+        out[pos : pos + _HEAD.size] = head
+        _U32.pack_into(out, pos + _HEAD.size, crc32(head))
+        out[body:p] = ktab
+        for r in part:
+            _ROW.pack_into(out, p, *r)
+            p += _ROW.size
+        q = p + ENTRY.itemsize * (stop - start)
+        arr[p:q] = raw[ENTRY.itemsize * start : ENTRY.itemsize * stop]
+        _U32.pack_into(out, q, crc32(out[body:q]))
+        pos = q + _U32.size
+    return out
+
+
+def _entries(blocks: list[tuple[int, int, Any]]) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+    """The entries of ``blocks`` (of :data:`ENTRY`, ``kind`` a kind id), and a
+    row ``(block offset, length, entries)`` per block."""
+    counts = [_span_len(w[2], w[3]) if type(w) is tuple else len(w) for _, _, w in blocks]
+    ents = np.empty(sum(counts), ENTRY)
     rows: list[tuple[int, int, int]] = []
-    for boff, blen, what in blocks:
+    a = 0
+    for (boff, blen, what), n in zip(blocks, counts, strict=True):
+        rows.append((boff, blen, n))
+        if not n:
+            continue
+        b = a + n
         if type(what) is tuple:
             kid, size, ds, span = what
-            part = ds[span]
-            n = len(part)
-            digests += part
-            ioffs += range(0, n * size, size) if size else [0] * n
-            kinds += [kid] * n
+            ents["digest"][a:b] = np.frombuffer(_span_digests(ds, span), "V20", n)
+            if (n - 1) * size >= 1 << 32:
+                raise OverflowError(f"an item offset of {(n - 1) * size} bytes")
+            ents["ioff"][a:b] = np.arange(n, dtype=np.uint64) * size
+            ents["kind"][a:b] = kid
         else:
-            n = len(what)
             locs = what.values()
-            digests += what
-            ioffs += map(_IOFF, locs)
-            kinds += map(_KIND, locs)
-        rows.append((boff, blen, n))
-    texts = {kid: text.encode() for text, kid in kind_ids.items()}  # a handful of kinds
-    joined = b"".join(digests)
-    ioff_all = np.array(ioffs, np.uint32)
-    kind_all = np.array(kinds, np.uint32)
-    out: list[bytes] = []
-    part_rows: list[tuple[int, int, int]] = []
+            ents["digest"][a:b] = np.frombuffer(b"".join(what), "V20", n)
+            ents["ioff"][a:b] = np.array(list(map(_IOFF, locs)), np.uint32)
+            ents["kind"][a:b] = np.array(list(map(_KIND, locs)), np.uint32)
+        a = b
+    return ents, rows
+
+
+def _cut(rows: list[tuple[int, int, int]]) -> list[tuple[list[tuple[int, int, int]], int, int]]:
+    """Block ``rows`` cut into records of :data:`RECORD_ENTRIES` entries at most,
+    a block's entries over two if need be: (block rows, first entry, end)."""
+    out: list[tuple[list[tuple[int, int, int]], int, int]] = []
+    part: list[tuple[int, int, int]] = []
     start = pos = 0
-    for boff, blen, n in rows:  # cut into records, a block's entries over two if need be
+    for boff, blen, n in rows:
         while n:
             take = min(n, RECORD_ENTRIES - (pos - start))
-            part_rows.append((boff, blen, take))
+            part.append((boff, blen, take))
             pos += take
             n -= take
             if pos - start == RECORD_ENTRIES:
-                out.append(_encode(texts, part_rows, joined, ioff_all, kind_all, start, pos))
-                part_rows, start = [], pos
-    if part_rows:
-        out.append(_encode(texts, part_rows, joined, ioff_all, kind_all, start, pos))
-    return b"".join(out)
+                out.append((part, start, pos))
+                part, start = [], pos
+    if part:
+        out.append((part, start, pos))
+    return out
 
 
-def _encode(
-    texts: Mapping[int, bytes],
-    rows: list[tuple[int, int, int]],
-    digests: bytes,
-    ioffs: np.ndarray,
-    kinds: np.ndarray,
-    start: int,
-    stop: int,
-) -> bytes:
-    """One record: block ``rows`` and entries ``start:stop`` of the flat arrays."""
-    kids = kinds[start:stop]
-    ents = np.empty(stop - start, ENTRY)
-    ents["digest"] = np.frombuffer(digests, "V20", stop - start, 20 * start)
-    ents["ioff"] = ioffs[start:stop]
-    k0 = int(kids[0])
-    if len(kids) == 1 or (kids == k0).all():  # the usual case: one kind
-        uk = [k0]
-        ents["kind"] = 0
-    else:
-        srt = np.sort(kids)  # np.unique, without the import of numpy.ma it makes (30 ms)
-        u = srt[np.concatenate(([True], srt[1:] != srt[:-1]))]
-        uk = u.tolist()
-        ents["kind"] = np.searchsorted(u, kids)
-    # a kind id the writer does not know (never so) gets an empty text: refused on reading
-    ktab = b"".join([_KLEN.pack(len(t)) + t for t in (texts.get(k, b"") for k in uk)])
-    body = b"".join([ktab, *[_ROW.pack(*r) for r in rows], ents.tobytes()])
-    head = _HEAD.pack(MAGIC, VERSION, 0, 0, len(uk), len(rows), stop - start, len(ktab))
-    return b"".join((head, _U32.pack(crc32(head)), body, _U32.pack(crc32(body))))
+def _span_len(ds: Sequence[bytes] | bytes, span: slice) -> int:
+    """Digests in ``span`` of ``ds`` (a sequence of digests, or them joined)."""
+    if isinstance(ds, bytes | bytearray | memoryview):
+        start, stop, step = span.indices(len(ds) // DIGEST)
+        if step != 1:
+            raise ValueError("a span of joined digests must be contiguous")
+        return max(0, stop - start)
+    return len(range(*span.indices(len(ds))))
+
+
+def _span_digests(ds: Sequence[bytes] | bytes, span: slice) -> bytes | memoryview:
+    """The digests ``span`` of ``ds`` (a sequence of digests, or them joined), joined."""
+    if isinstance(ds, bytes | bytearray | memoryview):
+        start = span.indices(len(ds) // DIGEST)[0]
+        return memoryview(ds)[DIGEST * start : DIGEST * (start + _span_len(ds, span))]
+    return b"".join(ds[span])
 
 
 # --------------------------------------------------------------------------
