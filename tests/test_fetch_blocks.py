@@ -22,8 +22,9 @@ from hangar_git.remotes.fetchplan import FetchPlan
 from hangar_git.remotes.lookup import RemoteLookup
 from hangar_git.remotes.transfer import TransferReport, download_payloads, upload_payloads
 from hangar_git.store import durable
-from hangar_git.store.block_format import HEADER_SIZE, CheckedBlock
+from hangar_git.store.block_format import BLOCK_MAGIC, BLOCK_TARGET, HEADER_SIZE, CheckedBlock
 from hangar_git.store.checksum import crc32
+from hangar_git.store.codec import encode_block
 from hangar_git.store.digest import digest_bytes
 
 KIND = "|u1|64"
@@ -90,16 +91,36 @@ def _read_all(repo, digests: list[bytes]) -> list[bytes]:
         reader.close()
 
 
+def _as_remote(local_block: bytes) -> bytes:
+    """A block made by the local writer, with the remote magic (as a push sends it)."""
+    assert local_block[:4] == BLOCK_MAGIC
+    return pf.BLOCK_MAGIC + local_block[4:]
+
+
 @pytest.mark.parametrize("compressible", [False, True])
 def test_a_checked_block_is_appended_as_it_is_and_reads_back(repo, compressible):
     rows = _rows(300, compressible)
     digests = _digests(rows)
-    block = pf.encode_block(rows.tobytes(), 1)  # zstd inside blosc2 when compressible
+    block = _as_remote(encode_block(rows.tobytes(), 1))  # LZ4 inside blosc2 when compressible
     assert pf.block_fields(block)[0] == (pf.CODEC_BLOSC2 if compressible else pf.CODEC_RAW)
     report = _fetch(repo, block, digests)
     assert report.payloads == 300 and not report.refused
     packs = _pack_bytes(repo)
     assert block[4:] in packs  # codec, raw length, CRC and body, unchanged
+    assert _read_all(repo, digests) == [r.tobytes() for r in rows]
+
+
+@pytest.mark.parametrize("n, compressible", [(300, True), (4000, False)])
+def test_a_block_shaped_otherwise_is_stored_the_local_way(repo, n, compressible):
+    """A remote-packed block (zstd, or raw and four times as long as the
+    local writer's) is checked and its payloads stored in local blocks."""
+    rows = _rows(n, compressible)
+    digests = _digests(rows)
+    block = pf.encode_block(rows.tobytes(), 1)
+    assert len(block) > (BLOCK_TARGET if not compressible else 0)
+    report = _fetch(repo, block, digests)
+    assert report.payloads == n and not report.refused
+    assert block[HEADER_SIZE:] not in _pack_bytes(repo)
     assert _read_all(repo, digests) == [r.tobytes() for r in rows]
 
 

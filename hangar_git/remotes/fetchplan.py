@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import IntegrityError
-from ..store.block_format import CODEC_BLOSC2_LZ4, CODEC_RAW, CheckedBlock
+from ..store.block_format import CODEC_BLOSC2_LZ4, CODEC_RAW, CheckedBlock, written_here
 from ..store.digest import digest_prefix
 from . import bounded
 from . import data_transport as dt
@@ -240,13 +240,7 @@ class FetchPlan:
                 rows = np.frombuffer(raw, np.uint8, count=n * width).reshape(n, width)
                 ds = [self.digests[j] for j in items.tolist()]
                 kind = self.lk.kinds[kno]
-                codec, rawlen, crc = block_fields(buf)
-                if n * width == rawlen and width and codec in LOCAL_CODEC:  # nothing but rows
-                    body = memoryview(buf).cast("B")[dt.BLOCK_HEADER_SIZE :]
-                    whole = CheckedBlock(kind, LOCAL_CODEC[codec], rawlen, crc, body, ds)
-                    verified.add(kno, kind, ds, rows, report, whole)
-                else:
-                    verified.add(kno, kind, ds, rows, report)
+                verified.add(kno, kind, ds, rows, report, self._whole(buf, kind, ds, width))
                 return
         items = items[~self.bad[items]]  # the others were refused when planned, unread
         ioff, ilen, kno = self.ioffs[items], self.ilens[items], self.knos[items]
@@ -259,6 +253,22 @@ class FetchPlan:
             ds = [self.digests[j] for j in items[sel].tolist()]
             rows = _item_rows(raw, ioff[sel], ilen[sel])
             verified.add(k, self.lk.kinds[k], ds, rows, report)
+
+    @staticmethod
+    def _whole(
+        buf: bytes | memoryview, kind: str, ds: list[bytes], width: int
+    ) -> CheckedBlock | None:
+        """Block ``buf`` (CRC verified) to keep as it is when its rows ``ds``
+        fill it and it is shaped as the local writer shapes blocks (so it reads
+        back as fast: see :func:`~hangar_git.store.block_format.written_here`)."""
+        codec, rawlen, crc = block_fields(buf)
+        local = LOCAL_CODEC.get(codec)
+        body = memoryview(buf).cast("B")[dt.BLOCK_HEADER_SIZE :]
+        if local is None or len(ds) * width != rawlen:  # bytes besides the rows
+            return None
+        if not written_here(local, body, len(ds), width):
+            return None
+        return CheckedBlock(kind, local, rawlen, crc, body, ds)
 
 
 def _read_groups(plans: list[Plan], group_bytes: int) -> list[list[Plan]]:

@@ -24,6 +24,24 @@ CODEC_BLOSC2_LZ4 = 1
 BLOCK_TARGET = 64 * 1024
 #: raw bytes of a block appended as it is, at most (item offsets are u32; blosc2's largest)
 RAW_MAX = 2**31 - 64
+#: C-Blosc's code of the LZ4 family, in bits 5-7 of a chunk header's flags (byte 2)
+_BLOSC_LZ4 = 1
+
+
+def written_here(codec: int, body: bytes | memoryview, rows: int, width: int) -> bool:
+    """True when a block of ``codec`` and ``body`` holding ``rows`` payloads of
+    ``width`` bytes (and nothing else) is one this store's writer could have
+    made: raw or blosc2-LZ4, no more rows than it gathers into a block.
+
+    Such a block read back costs what the store's own cost; another
+    (zstd, or blocks four times as long, as a data remote packs) is still
+    readable, but slower to decode or to read one payload out of.
+    """
+    if width <= 0 or rows <= 0 or (rows - 1) * width >= BLOCK_TARGET:
+        return False
+    if codec == CODEC_RAW:
+        return True
+    return codec == CODEC_BLOSC2_LZ4 and len(body) > 2 and body[2] >> 5 == _BLOSC_LZ4
 
 
 class CheckedBlock(NamedTuple):
@@ -86,4 +104,6 @@ __all__ = [
     "CheckedBlock",
     "HEADER",
     "HEADER_SIZE",
+    "RAW_MAX",
+    "written_here",
 ]
