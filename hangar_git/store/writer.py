@@ -295,9 +295,8 @@ class PackWriter(PackMaintenance, IndexTables):
         e["block"] = bid
         e["ioff"] = np.arange(0, b.rawlen, size)
         e["kind"] = kid
-        if self._app.queued_bytes >= STREAM_WINDOW:
-            self._app.write_out()
-            self._app.sync()  # bounds what a failed sync must write again
+        if self._app.queued_bytes >= STREAM_WINDOW:  # written as it comes, synced once by flush
+            self._app.write_out()  # (the bodies are held by the caller anyway)
 
     def _fresh_rows(
         self, digests: Sequence[bytes], joined: bytes
