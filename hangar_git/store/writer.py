@@ -254,6 +254,8 @@ class PackWriter(PackMaintenance, IndexTables):
         idx, order = self._fresh_rows(digests, joined)
         keep = None
         if idx is not None:
+            if not idx:
+                return  # every one stored already
             keep = np.zeros(len(digests), bool)
             keep[idx] = True
         e = np.empty(len(digests), ENTRY)
