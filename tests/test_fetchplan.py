@@ -10,6 +10,7 @@ from hangar_git.remotes import bounded
 from hangar_git.remotes import packformat as pf
 from hangar_git.remotes.fetchplan import FetchPlan
 from hangar_git.remotes.lookup import RemoteLookup
+from hangar_git.store.codec import decode_body
 
 MiB = 1 << 20
 KIND = "|u1|64"
@@ -41,6 +42,27 @@ def _encoded(blocks: list[tuple[int, int, list[tuple[bytes, int, int]]]], size: 
 def lookup(blocks: list[tuple[int, int, list[tuple[bytes, int, int]]]], size: int) -> RemoteLookup:
     pid, index = _encoded(blocks, size)
     return RemoteLookup({pid: pf.decode_index(pid, index)})
+
+
+class Recorder:
+    """A writer recording what a fetch stores, rows and whole blocks (decoded)."""
+
+    def __init__(self) -> None:
+        self.stored: dict[bytes, bytes] = {}
+        self.whole_blocks = 0
+
+    def add_stacked(self, kind, ds, rs):
+        self.stored.update((d, r.tobytes()) for d, r in zip(ds, rs, strict=True))
+
+    def add_blocks(self, blocks):
+        for b in blocks:
+            raw = bytes(decode_body(b.codec, memoryview(b.body), b.rawlen, "test"))
+            size = b.rawlen // len(b.digests)
+            self.stored.update((d, raw[i * size : (i + 1) * size]) for i, d in enumerate(b.digests))
+            self.whole_blocks += 1
+
+    def flush(self) -> None:
+        pass
 
 
 def plan_for(lk: RemoteLookup, limits=None) -> FetchPlan:
@@ -137,19 +159,11 @@ def test_the_next_group_of_ranges_is_read_while_one_is_checked(monkeypatch):
         return real_check(self, pid, boff, buf, verified, report)
 
     monkeypatch.setattr(FetchPlan, "_check_block", check)
-    stored: dict[bytes, bytes] = {}
-
-    class Writer:
-        def add_stacked(self, kind, ds, rs):
-            stored.update((d, r.tobytes()) for d, r in zip(ds, rs, strict=True))
-
-        def flush(self) -> None:
-            pass
-
+    writer = Recorder()
     with pytest.raises(ConnectionError):
-        plan.run(Remote(), Writer(), TransferReport(), None, 1)  # type: ignore[arg-type]
+        plan.run(Remote(), writer, TransferReport(), None, 1)  # type: ignore[arg-type]
     assert seen_ahead == [True, True]
-    assert stored == {d: r.tobytes() for d, r in zip(digests[:2], rows[:2], strict=True)}
+    assert writer.stored == {d: r.tobytes() for d, r in zip(digests[:2], rows[:2], strict=True)}
 
 
 @pytest.mark.parametrize("wanted", [[0, 1, 2, 3], [1, 0], [0, 1, 3], [1, 2], [2, 0]])
@@ -166,20 +180,14 @@ def test_the_rows_of_a_block_are_read_in_place_only_when_they_tile_it(wanted):
     want = np.array([lk.rows[digests[i]] for i in wanted])
     plan = FetchPlan(lk, want, None)
     assert bool(plan.rows_only) == (sorted(wanted) == list(range(len(wanted))))
-    stored: dict[bytes, bytes] = {}
-
-    class Writer:
-        def add_stacked(self, kind, ds, rs):
-            stored.update((d, r.tobytes()) for d, r in zip(ds, rs, strict=True))
-
-        def flush(self) -> None:
-            pass
 
     class Remote:
         def read_ranges(self, ranges):
             return [block[s:e] for _pid, s, e in ranges]
 
-    report = TransferReport()
-    plan.run(Remote(), Writer(), report, None, 1 << 20)  # type: ignore[arg-type]
+    report, writer = TransferReport(), Recorder()
+    plan.run(Remote(), writer, report, None, 1 << 20)  # type: ignore[arg-type]
     assert report.refused == []
-    assert stored == {digests[i]: rows[i].tobytes() for i in wanted}
+    assert writer.stored == {digests[i]: rows[i].tobytes() for i in wanted}
+    # the block is kept as it is only when the wanted rows fill it
+    assert writer.whole_blocks == (1 if sorted(wanted) == [0, 1, 2, 3] else 0)

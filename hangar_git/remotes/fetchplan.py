@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import IntegrityError
+from ..store.block_format import CODEC_BLOSC2_LZ4, CODEC_RAW, CheckedBlock, written_here
 from ..store.digest import digest_prefix
 from . import bounded
 from . import data_transport as dt
 from .data_transport import DataRemote, RemoteLookup
+from .packformat import block_fields
 
 if TYPE_CHECKING:
     from ..store.packs import PackWriter
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
 READ_GROUP = 8 * 1024 * 1024
 #: one ranged read: ``(pack id, start, end, [(block offset, block length) ...])``
 Plan = tuple[str, int, int, list[tuple[int, int]]]
+#: remote codec number -> the local packs' number for the same body (both read any blosc2)
+LOCAL_CODEC = {dt.CODEC_RAW: CODEC_RAW, dt.CODEC_BLOSC2: CODEC_BLOSC2_LZ4}
 
 
 def row_digests(kind: str, rows: np.ndarray) -> list[bytes]:
@@ -235,7 +239,8 @@ class FetchPlan:
             if n * width <= len(raw):
                 rows = np.frombuffer(raw, np.uint8, count=n * width).reshape(n, width)
                 ds = [self.digests[j] for j in items.tolist()]
-                verified.add(kno, self.lk.kinds[kno], ds, rows, report)
+                kind = self.lk.kinds[kno]
+                verified.add(kno, kind, ds, rows, report, self._whole(buf, kind, ds, width))
                 return
         items = items[~self.bad[items]]  # the others were refused when planned, unread
         ioff, ilen, kno = self.ioffs[items], self.ilens[items], self.knos[items]
@@ -248,6 +253,22 @@ class FetchPlan:
             ds = [self.digests[j] for j in items[sel].tolist()]
             rows = _item_rows(raw, ioff[sel], ilen[sel])
             verified.add(k, self.lk.kinds[k], ds, rows, report)
+
+    @staticmethod
+    def _whole(
+        buf: bytes | memoryview, kind: str, ds: list[bytes], width: int
+    ) -> CheckedBlock | None:
+        """Block ``buf`` (CRC verified) to keep as it is when its rows ``ds``
+        fill it and it is shaped as the local writer shapes blocks (so it reads
+        back as fast: see :func:`~hangar_git.store.block_format.written_here`)."""
+        codec, rawlen, crc = block_fields(buf)
+        local = LOCAL_CODEC.get(codec)
+        body = memoryview(buf).cast("B")[dt.BLOCK_HEADER_SIZE :]
+        if local is None or len(ds) * width != rawlen:  # bytes besides the rows
+            return None
+        if not written_here(local, body, len(ds), width):
+            return None
+        return CheckedBlock(kind, local, rawlen, crc, body, ds)
 
 
 def _read_groups(plans: list[Plan], group_bytes: int) -> list[list[Plan]]:
@@ -291,15 +312,25 @@ def _item_rows(raw: bytes, ioff: np.ndarray, ilen: np.ndarray) -> np.ndarray:
 
 class _Verified:
     """The payloads of a batch of blocks that match their digests, by kind
-    number, until they are stored."""
+    number, until they are stored; and the blocks whose payloads all match
+    and fill them, to be stored as they are."""
 
     def __init__(self) -> None:
         self.by_kind: dict[int, tuple[str, list[bytes], list[np.ndarray]]] = {}
+        self.whole: list[CheckedBlock] = []
 
     def add(
-        self, kno: int, kind: str, digests: list[bytes], rows: np.ndarray, report: TransferReport
+        self,
+        kno: int,
+        kind: str,
+        digests: list[bytes],
+        rows: np.ndarray,
+        report: TransferReport,
+        whole: CheckedBlock | None = None,
     ) -> None:
-        """Keep the rows of ``rows`` that match their ``digests``; refuse the others."""
+        """Keep the rows of ``rows`` that match their ``digests``; refuse the
+        others. ``whole``: the block these rows fill, its CRC verified: kept
+        as it is when every row matches."""
         got = row_digests(kind, rows)
         if got != digests:
             ok = [i for i, (g, d) in enumerate(zip(got, digests, strict=True)) if g == d]
@@ -307,6 +338,9 @@ class _Verified:
             report.refused.extend(d for i, d in enumerate(digests) if i not in good)
             rows = rows[ok]
             digests = [digests[i] for i in ok]
+        elif whole is not None:
+            self.whole.append(whole)
+            return
         if not digests:
             return
         group = self.by_kind.get(kno)
@@ -316,8 +350,15 @@ class _Verified:
         group[2].append(rows)
 
     def store(self, writer: PackWriter, report: TransferReport) -> int:
-        """Store the payloads kept; the bytes stored."""
+        """Store the payloads kept (the whole blocks as they are); the bytes stored."""
         stored = 0
+        if self.whole:
+            writer.add_blocks(self.whole)
+            for b in self.whole:
+                report.payloads += len(b.digests)
+                stored += b.rawlen
+            report.raw_bytes += stored
+            self.whole.clear()
         for kind, digests, parts in self.by_kind.values():
             rows = parts[0] if len(parts) == 1 else np.concatenate(parts)
             writer.add_stacked(kind, digests, rows)

@@ -93,6 +93,13 @@ def block_header(codec: int, rawlen: int, crc: int) -> bytes:
     return _BLOCK_HEADER.pack(BLOCK_MAGIC, codec, rawlen, crc)
 
 
+def block_fields(buf: bytes | memoryview) -> tuple[int, int, int]:
+    """``(codec, raw length, CRC-32 of the body)`` of a block's header
+    (``buf`` holds at least :data:`BLOCK_HEADER_SIZE` bytes; nothing is checked)."""
+    _, codec, rawlen, crc = _BLOCK_HEADER.unpack_from(buf)
+    return codec, rawlen, crc
+
+
 def encode_block(raw: bytes | memoryview, typesize: int) -> bytes:
     """Compress ``raw`` into a remote pack block (raw when incompressible).
 
@@ -413,6 +420,7 @@ __all__ = [
     "INDEX_MAGIC",
     "Entry",
     "PackIndex",
+    "block_fields",
     "block_header",
     "content_hash",
     "decode_block",

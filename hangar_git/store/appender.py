@@ -17,7 +17,7 @@ them failed: nothing acknowledged is lost).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from . import durable
@@ -60,10 +60,10 @@ class PackAppender:
         self.pack = pack
         self._fd = self._open(pack)
         self._size = self._synced_size = os.fstat(self._fd).st_size
-        self._out: list[bytes] = []
+        self._out: list[bytes | memoryview] = []
         self._out_bytes = 0
         #: blocks written since the last sync (written again if it fails)
-        self._written: list[bytes] = []
+        self._written: list[bytes | memoryview] = []
         self.manifest = ManifestWriter(store.packs_dir)
 
     def _open(self, pack: int) -> int:
@@ -93,6 +93,16 @@ class PackAppender:
         boff = self._size + self._out_bytes
         self._out.append(block)
         self._out_bytes += len(block)
+        return boff
+
+    def queue_parts(self, parts: Sequence[bytes | memoryview]) -> int:
+        """:meth:`queue` of one block given in ``parts`` (bytes-like of
+        unsigned bytes), written one after the other, never joined; returns
+        the block's offset."""
+        boff = self._size + self._out_bytes
+        for part in parts:
+            self._out.append(part)
+            self._out_bytes += len(part)
         return boff
 
     def rotate(self, kind_ids: Mapping[str, int]) -> None:
