@@ -349,7 +349,7 @@ class PackWriter(PackMaintenance, IndexTables):
             bid = self._next_block
             self._next_block += 1
             self._new.add_block(bid, pack, boff, blen)
-            self._app.manifest.add_rows(boff, blen, kid, size, digests, slice(start, stop))
+            self._app.manifest.add_rows(boff, blen, kid, size, joined, slice(start, stop))
             bids[start:stop] = bid
             if self._app.queued_bytes >= STREAM_WINDOW:
                 self._app.write_out()
