@@ -76,6 +76,20 @@ def repo(repo_path: Path):
 
 
 @pytest.fixture
+def other_repo(tmp_path: Path):
+    """A second initialised repository (``tmp_path / "other"``), e.g. the
+    receiving side of a push or fetch."""
+    from hangar_git import Repository
+
+    (tmp_path / "other").mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        other = Repository(tmp_path / "other", exists=False)
+    other.init(user_name="T", user_email="t@example.org")
+    return other
+
+
+@pytest.fixture
 def written_repo(repo):
     """A repository with one commit on master: arrayset 'aset' of 10 samples."""
     import numpy as np

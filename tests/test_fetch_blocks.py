@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import errno
 import os
-import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from hangar_git import Repository
 from hangar_git.errors import IntegrityError, MissingPayloadError
 from hangar_git.remotes import packformat as pf
 from hangar_git.remotes.data_remote import DataRemote
@@ -258,16 +255,7 @@ def test_a_failed_write_indexes_nothing_and_a_later_flush_stores_the_blocks(repo
     assert _read_all(repo, digests) == [r.tobytes() for r in rows]
 
 
-def _other_repo(tmp_path: Path) -> Repository:
-    (tmp_path / "other").mkdir()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        other = Repository(tmp_path / "other", exists=False)
-    other.init(user_name="T", user_email="t@example.org")
-    return other
-
-
-def test_push_then_fetch_keeps_the_local_blocks_byte_for_byte(repo, tmp_path):
+def test_push_then_fetch_keeps_the_local_blocks_byte_for_byte(repo, tmp_path, other_repo):
     rows = _rows(3000, compressible=True)
     digests = _digests(rows)
     writer = repo.payload_store.writer()
@@ -275,7 +263,7 @@ def test_push_then_fetch_keeps_the_local_blocks_byte_for_byte(repo, tmp_path):
     writer.close()
     url = str(tmp_path / "data")
     assert upload_payloads(repo, DataRemote(url), digests).payloads == len(digests)
-    other = _other_repo(tmp_path)
+    other = other_repo
     got = download_payloads(other, DataRemote(url), digests)
     assert got.payloads == len(digests) and not got.refused
     assert _pack_bytes(other) == _pack_bytes(repo)  # the same blocks, not encoded again

@@ -6,13 +6,11 @@ holding any byte not pushed is never sent whole."""
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from hangar_git import Repository
 from hangar_git.errors import IntegrityError
 from hangar_git.remotes.data_remote import DataRemote
 from hangar_git.remotes.transfer import download_payloads, upload_payloads
@@ -49,16 +47,7 @@ def _remote_bytes(url: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted((url / "packs").glob("*.pack")))
 
 
-def _other_repo(tmp_path: Path) -> Repository:
-    (tmp_path / "other").mkdir()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        other = Repository(tmp_path / "other", exists=False)
-    other.init(user_name="T", user_email="t@example.org")
-    return other
-
-
-def test_a_wholly_wanted_block_travels_with_its_body_unchanged(repo, tmp_path):
+def test_a_wholly_wanted_block_travels_with_its_body_unchanged(repo, tmp_path, other_repo):
     # compressible rows: the local block is blosc2-LZ4, a block packed anew
     # by the remote packer would be zstd, so its bytes would differ
     rows = np.zeros((300, 64), np.uint8)
@@ -73,7 +62,7 @@ def test_a_wholly_wanted_block_travels_with_its_body_unchanged(repo, tmp_path):
     for b in blocks:
         assert b[HEADER_SIZE:] in sent  # the body as stored here
         assert b[4:HEADER_SIZE] in sent  # codec, raw length and CRC too
-    other = _other_repo(tmp_path)
+    other = other_repo
     got = download_payloads(other, DataRemote(str(url)), digests)
     assert got.payloads == len(digests) and not got.refused
     reader = other.payload_store.reader()
@@ -85,7 +74,9 @@ def test_a_wholly_wanted_block_travels_with_its_body_unchanged(repo, tmp_path):
 
 
 @pytest.mark.parametrize("kept", [2, 5])  # a gap among the items, or bytes after them
-def test_a_block_shared_with_a_payload_not_pushed_never_leaves_whole(repo, tmp_path, kept):
+def test_a_block_shared_with_a_payload_not_pushed_never_leaves_whole(
+    repo, tmp_path, kept, other_repo
+):
     rows = np.random.default_rng(4).integers(0, 256, (6, 64), dtype=np.uint8)  # incompressible
     digests = _stored(repo, rows)
     assert len(_local_blocks(repo, digests)) == 1  # all six share one block
@@ -96,12 +87,12 @@ def test_a_block_shared_with_a_payload_not_pushed_never_leaves_whole(repo, tmp_p
     sent = _remote_bytes(url)
     assert rows[kept].tobytes() not in sent
     assert all(r.tobytes() in sent for i, r in enumerate(rows) if i != kept)
-    other = _other_repo(tmp_path)
+    other = other_repo
     got = download_payloads(other, DataRemote(str(url)), wanted)
     assert got.payloads == 5 and not got.refused
 
 
-def test_blocks_of_several_kinds_travel_whole_and_are_checked(repo, tmp_path):
+def test_blocks_of_several_kinds_travel_whole_and_are_checked(repo, tmp_path, other_repo):
     """Payloads added one at a time share blocks across kinds of one dtype."""
     rng = np.random.default_rng(5)
     arrays = [rng.integers(0, 256, (8,) if i % 2 else (5, 3), dtype=np.uint8) for i in range(40)]
@@ -119,7 +110,7 @@ def test_blocks_of_several_kinds_travel_whole_and_are_checked(repo, tmp_path):
     assert upload_payloads(repo, DataRemote(str(url)), digests).payloads == 40
     sent = _remote_bytes(url)
     assert all(b[HEADER_SIZE:] in sent for b in blocks)
-    other = _other_repo(tmp_path)
+    other = other_repo
     got = download_payloads(other, DataRemote(str(url)), digests)
     assert got.payloads == 40 and not got.refused
     reader = other.payload_store.reader()
