@@ -13,6 +13,7 @@ import pytest
 
 from hangar_git.errors import IntegrityError
 from hangar_git.remotes.data_remote import DataRemote
+from hangar_git.remotes.packbuilder import PackBuilder
 from hangar_git.remotes.transfer import download_payloads, upload_payloads
 from hangar_git.store.block_format import HEADER_SIZE
 from hangar_git.store.digest import Payload, digest_bytes
@@ -172,3 +173,38 @@ def test_a_sealed_pack_names_the_hash_of_its_bytes(monkeypatch):
         assert idx.pack_hash == pf.content_hash(pack.data)
         assert idx.pack_size == len(pack.data)
         builder.add_rows(digests[:5], KIND, rows[:5])
+
+
+@pytest.mark.parametrize("n", [0, 1, 4095, 4096, 4097, 9000])
+def test_an_index_gives_back_its_digests_in_order(n):
+    """A pack index read back gives every digest, in its sorted order, as
+    bytes: cut from the index a run at a time, and the tail one by one."""
+    from hangar_git.remotes import packformat as pf
+
+    rng = np.random.default_rng(n)
+    rows = rng.integers(0, 256, (n, 8), dtype=np.uint8)
+    digests = [digest_bytes("|u1|8", r.tobytes()) for r in rows]
+    builder = PackBuilder()
+    builder.add_rows(digests, "|u1|8", rows)
+    pack = builder.seal()
+    idx = pf.decode_index(pack.pack_id, pack.index)
+    assert idx.digests == sorted(digests)
+    assert all(type(d) is bytes and len(d) == 20 for d in idx.digests)
+    raw = os.urandom(7 + 20 * n + 3)
+    plain = [raw[i : i + 20] for i in range(7, 7 + 20 * n, 20)]
+    assert pf.split_digests(raw, 7, n) == plain
+    assert pf.split_digests(memoryview(raw), 7, n) == plain
+
+
+def test_object_stores_get_packs_cut_smaller(tmp_path, monkeypatch):
+    """A push cuts its packs at PACK_TARGET for a local folder, at
+    OBJECT_STORE_PACK_TARGET for an object store (the next pack is built
+    while one uploads), never above PACK_TARGET."""
+    from hangar_git.remotes import data_transport as dt
+
+    assert dt.OBJECT_STORE_PACK_TARGET < dt.PACK_TARGET
+    local, memory = DataRemote(str(tmp_path / "d")), DataRemote("memory://h5-send-target")
+    assert dt.send_target(local) == dt.PACK_TARGET
+    assert dt.send_target(memory) == dt.OBJECT_STORE_PACK_TARGET
+    monkeypatch.setattr(dt, "PACK_TARGET", 2048)
+    assert dt.send_target(local) == dt.send_target(memory) == 2048

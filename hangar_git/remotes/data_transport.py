@@ -16,7 +16,8 @@ below it:
 
 This module re-exports their public names for :mod:`.transfer` and older
 callers, and holds :data:`PACK_TARGET`, the size a push cuts its packs at
-(:mod:`.transfer` reads it from here). The other constants are copies: to
+(:mod:`.transfer` reads it from here), and :func:`send_target`, the size it
+cuts them at on a given remote. The other constants are copies: to
 change one for a test, patch it in the module that defines it (for
 example ``lookup.COALESCE_GAP``).
 """
@@ -45,8 +46,38 @@ from .packformat import (
     encode_index,
 )
 
-#: raw bytes gathered into one pack before it is sealed and uploaded
+#: raw bytes gathered into one pack before it is sealed and uploaded (the
+#: largest pack a push writes: tools that rewrite packs bound them by it)
 PACK_TARGET = 64 * 1024 * 1024
+#: raw bytes of one pack on an object store: a push builds the next pack
+#: while this one uploads, so smaller packs overlap more of the two
+OBJECT_STORE_PACK_TARGET = 16 * 1024 * 1024
+
+
+def send_target(remote: DataRemote) -> int:
+    """Raw bytes a push gathers into one pack before it seals and sends it to ``remote``.
+
+    A push sends each sealed pack on a second thread while it builds the
+    next. A local folder takes a pack at the speed of a file copy, so it
+    gets packs of :data:`PACK_TARGET`; an object store takes it at network
+    speed, so it gets packs of at most :data:`OBJECT_STORE_PACK_TARGET`,
+    and the building of each overlaps the upload of the one before (only
+    the last upload is waited for). The pack format is the same.
+
+    Parameters
+    ----------
+    remote : DataRemote
+        Where the packs go.
+
+    Returns
+    -------
+    int
+        At most :data:`PACK_TARGET`.
+    """
+    if remote.store.renames_into_place:
+        return PACK_TARGET
+    return min(PACK_TARGET, OBJECT_STORE_PACK_TARGET)
+
 
 __all__ = [
     "BLOCK_HEADER_SIZE",
@@ -61,6 +92,7 @@ __all__ = [
     "INDEX_MAGIC",
     "MARKER",
     "MAX_RANGE",
+    "OBJECT_STORE_PACK_TARGET",
     "PACKS",
     "PACK_TARGET",
     "DataRemote",
@@ -78,5 +110,6 @@ __all__ = [
     "kind_nbytes",
     "landed",
     "plan_ranges",
+    "send_target",
     "split_blocks",
 ]

@@ -379,12 +379,33 @@ def decode_index(pack_id: str, data: bytes) -> PackIndex:
         )
         table = _entry_table(data, packed, pos, nentries)
         _check_entries(table, nkinds, size)
-        digests = [data[i : i + 20] for i in range(pos, dend, 20)]
+        digests = split_digests(data, pos, nentries)
     except IntegrityError:
         raise
     except (struct.error, ValueError, IndexError, UnicodeDecodeError, zlib.error) as exc:
         raise IntegrityError(f"remote pack index {pack_id} is malformed: {exc}") from None
     return PackIndex(pack_id, size, phash, kinds, table, digests, len(data))
+
+
+#: digests cut from an index by one struct call each
+_DIGEST_RUN = 4096
+_DIGESTS = struct.Struct("20s" * _DIGEST_RUN)
+
+
+def split_digests(data: bytes | memoryview, pos: int, n: int) -> list[bytes]:
+    """The ``n`` 20-byte digests at ``pos`` of ``data`` (which holds them all), as bytes.
+
+    The same list as ``[data[i : i + 20] for i in range(pos, pos + 20 * n, 20)]``,
+    cut :data:`_DIGEST_RUN` at a time by a precompiled :class:`struct.Struct`
+    (several times as fast for a pack's tens of thousands).
+    """
+    out: list[bytes] = []
+    full = n - n % _DIGEST_RUN
+    for at in range(pos, pos + 20 * full, 20 * _DIGEST_RUN):
+        out.extend(_DIGESTS.unpack_from(data, at))
+    tail = pos + 20 * full
+    out.extend(bytes(data[i : i + 20]) for i in range(tail, pos + 20 * n, 20))
+    return out
 
 
 def _entry_table(data: bytes, packed: bytes, pos: int, nentries: int) -> np.ndarray:
@@ -427,4 +448,5 @@ __all__ = [
     "decode_index",
     "encode_block",
     "encode_index",
+    "split_digests",
 ]
