@@ -148,3 +148,30 @@ def test_a_writer_probes_at_most_probe_max_digests_then_loads_the_index(store, m
     assert all(r.locate(d) is not None for d in stored)
     r.close()
     assert _entries(store) == 3 + len(arrays)
+
+
+def test_a_mapped_connection_stays_exact_as_the_index_changes(store):
+    """The probe maps the index file (reads deep in a big segment then cost no
+    ``pread`` per overflow page) and leaves it mapped: later searches on that
+    connection see every segment written, merged or removed since."""
+    digests = _fill(store, [400, 20])
+    con = sqlite3.connect(store.index_path, isolation_level=None)
+    try:
+        assert con.execute("PRAGMA mmap_size").fetchone()[0] == 0
+        assert maybe_stored(con, store.index_path, [digests[3]])
+        assert con.execute("PRAGMA mmap_size").fetchone()[0] > 0
+        later = []
+        for size in (5, 5, 30):  # new segments, small ones merged away
+            w = store.writer()
+            for _ in range(size):
+                p = payload_from_array(np.full(5, 1000 + len(later), np.int64))
+                w.add(p)
+                later.append(p.digest)
+            w.close()
+        assert len(_segments(store)) < 5
+        for d in later[::7] + digests[::53]:
+            assert maybe_stored(con, store.index_path, [d])
+        absent = [payload_from_array(np.full(5, -i, np.int64)).digest for i in range(1, 30)]
+        assert not maybe_stored(con, store.index_path, absent)
+    finally:
+        con.close()

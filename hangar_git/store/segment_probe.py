@@ -8,11 +8,14 @@ Loading every segment answers both, but costs a read and a checksum of the
 whole index, which grows with the store. Here:
 
 - :func:`maybe_stored` binary-searches each segment's sorted entries in
-  place (SQLite incremental blob reads). It says "none of them" only when
-  no segment holds any of the digests as its bytes stand; a "maybe" is left
-  to the full, checksum-verified load. An intact segment is searched
-  exactly, and a damaged one is one the full load would refuse anyway, so
-  "none" means what the full load would conclude.
+  place (SQLite incremental blob reads, through a memory map of the file:
+  a read deep into a segment of a million entries walks its chain of
+  thousands of overflow pages, which costs a ``pread`` each without one).
+  It says "none of them" only when no segment holds any of the digests as
+  its bytes stand; a "maybe" is left to the full, checksum-verified load.
+  An intact segment is searched exactly, and a damaged one is one the full
+  load would refuse anyway, so "none" means what the full load would
+  conclude.
 - :func:`newest_small_runs` loads (checksum verified) just the newest
   segments a commit of ``count`` entries merges.
 """
@@ -27,6 +30,9 @@ from .index import ENTRY, Run, index_guard, parse_run
 
 #: the most digests :func:`maybe_stored` searches one by one
 PROBE_MAX = 64
+#: bytes of the index file :func:`maybe_stored` maps while it searches
+#: (SQLite caps it at its own limit, 2 GiB by default)
+PROBE_MMAP = 1 << 40
 
 _ROW = ENTRY.itemsize
 _KEY = 8  # bytes of an entry's big-endian sort key; its tail follows
@@ -54,6 +60,18 @@ def _in_blob(blob: sqlite3.Blob, n: int, digest: bytes) -> bool:
     return False
 
 
+def _map(con: sqlite3.Connection) -> None:
+    """Let SQLite read the file of ``con`` through a memory map from now on.
+
+    Left on for the connection (the writer's): unmapping a file whose pages
+    were touched costs more than the search, and a later search finds the
+    pages mapped already. SQLite still writes through ``write``.
+    """
+    (size,) = con.execute("PRAGMA mmap_size").fetchone()
+    if size <= 0:  # else mapped already (SQLite capped the size asked for)
+        con.execute(f"PRAGMA mmap_size={PROBE_MMAP}")
+
+
 def maybe_stored(con: sqlite3.Connection, path: Path, digests: Sequence[bytes]) -> bool:
     """False when no segment of the index at ``path`` holds any of ``digests``.
 
@@ -73,6 +91,7 @@ def maybe_stored(con: sqlite3.Connection, path: Path, digests: Sequence[bytes]) 
         and search the index properly.
     """
     with index_guard(path):
+        _map(con)
         con.execute("BEGIN")
         try:
             for sid, n, size in con.execute(
