@@ -7,26 +7,35 @@ small segments its new segment absorbs (see :func:`.segment_plan.plan_commit`).
 Loading every segment answers both, but costs a read and a checksum of the
 whole index, which grows with the store. Here:
 
-- :func:`maybe_stored` binary-searches each segment's sorted entries in
+- :func:`stored_entries` binary-searches each segment's sorted entries in
   place (SQLite incremental blob reads, through a memory map of the file:
   a read deep into a segment of a million entries walks its chain of
   thousands of overflow pages, which costs a ``pread`` each without one).
-  It says "none of them" only when no segment holds any of the digests as
-  its bytes stand; a "maybe" is left to the full, checksum-verified load.
-  An intact segment is searched exactly, and a damaged one is one the full
-  load would refuse anyway, so "none" means what the full load would
-  conclude.
+  An intact segment is searched exactly, so "none of them" means what the
+  full load would conclude (a damaged one is one the full load refuses);
+  :func:`maybe_stored` says just that.
+- :func:`stored_locations` turns what the probe found into locations, each
+  believed only once the payload it points at checks out (block checksum,
+  item digest): a payload set again to a value already stored is skipped
+  without loading the index; a find that does not check out is left to the
+  full, checksum-verified load.
 - :func:`newest_small_runs` loads (checksum verified) just the newest
   segments a commit of ``count`` entries merges.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
-from .index import ENTRY, Run, index_guard, parse_run
+import numpy as np
+
+from ..errors import IntegrityError
+from .codec import read_block
+from .digest import digest_bytes
+from .index import ENTRY, IndexTables, Location, Run, index_guard, parse_run
 
 #: the most digests :func:`maybe_stored` searches one by one
 PROBE_MAX = 64
@@ -38,8 +47,9 @@ _ROW = ENTRY.itemsize
 _KEY = 8  # bytes of an entry's big-endian sort key; its tail follows
 
 
-def _in_blob(blob: sqlite3.Blob, n: int, digest: bytes) -> bool:
-    """True when the ``n`` entries of ``blob``, sorted by key, hold ``digest``."""
+def _in_blob(blob: sqlite3.Blob, n: int, digest: bytes) -> bytes | None:
+    """The entry (its :data:`.index.ENTRY` bytes) of ``digest`` among the ``n``
+    entries of ``blob``, sorted by key; None when it holds none."""
     key, tail = digest[:_KEY], digest[_KEY:]
     lo, hi = 0, n
     while lo < hi:  # the first entry whose key is >= key (big-endian bytes sort as ints)
@@ -51,13 +61,13 @@ def _in_blob(blob: sqlite3.Blob, n: int, digest: bytes) -> bool:
             hi = mid
     while lo < n:
         blob.seek(lo * _ROW)
-        row = blob.read(_KEY + len(tail))
+        row = blob.read(_ROW)
         if row[:_KEY] != key:
-            return False
-        if row[_KEY:] == tail:
-            return True
+            return None
+        if row[_KEY : _KEY + len(tail)] == tail:
+            return row
         lo += 1
-    return False
+    return None
 
 
 def _map(con: sqlite3.Connection) -> None:
@@ -70,6 +80,51 @@ def _map(con: sqlite3.Connection) -> None:
     (size,) = con.execute("PRAGMA mmap_size").fetchone()
     if size <= 0:  # else mapped already (SQLite capped the size asked for)
         con.execute(f"PRAGMA mmap_size={PROBE_MMAP}")
+
+
+def stored_entries(
+    con: sqlite3.Connection, path: Path, digests: Sequence[bytes]
+) -> dict[bytes, np.void] | None:
+    """The index entries of those of ``digests`` some segment holds, as its
+    bytes stand (not checksum verified: see :func:`stored_locations`).
+
+    Parameters
+    ----------
+    con : sqlite3.Connection
+        A connection to the index.
+    path : pathlib.Path
+        The index file (for messages).
+    digests : sequence of bytes
+        At most :data:`PROBE_MAX` digests.
+
+    Returns
+    -------
+    dict of bytes to numpy.void, or None
+        Digest -> its entry (:data:`.index.ENTRY`), for those found (the
+        newest segment's, when two hold one); None when a segment has an
+        odd length (the full load says what is wrong with it).
+    """
+    found: dict[bytes, np.void] = {}
+    with index_guard(path):
+        _map(con)
+        con.execute("BEGIN")
+        try:
+            for sid, n, size in con.execute(
+                "SELECT id, n, length(entries) FROM segments ORDER BY id"
+            ).fetchall():
+                if size != n * _ROW:
+                    return None
+                if not n:
+                    continue
+                with con.blobopen("segments", "entries", sid, readonly=True) as blob:
+                    for d in digests:
+                        row = _in_blob(blob, n, d)
+                        if row is not None:
+                            found[d] = np.frombuffer(row, ENTRY)[0]
+        finally:
+            if con.in_transaction:
+                con.execute("COMMIT")
+    return found
 
 
 def maybe_stored(con: sqlite3.Connection, path: Path, digests: Sequence[bytes]) -> bool:
@@ -90,24 +145,65 @@ def maybe_stored(con: sqlite3.Connection, path: Path, digests: Sequence[bytes]) 
         True when one may be stored (or a segment has an odd length): load
         and search the index properly.
     """
-    with index_guard(path):
-        _map(con)
-        con.execute("BEGIN")
+    found = stored_entries(con, path, digests)
+    return found is None or bool(found)
+
+
+def stored_locations(
+    tables: IndexTables, con: sqlite3.Connection, digests: Sequence[bytes]
+) -> dict[bytes, Location] | None:
+    """Where those of ``digests`` already stored sit, without loading the index;
+    None when only the full, checksum-verified load can say.
+
+    The probe reads entries without the segment's checksum, so an entry it
+    finds is believed only once the payload it points at proves to be the
+    one asked for: its block passes its own checksum and the item's bytes
+    hash to the digest. A payload stored again after such a look-up is
+    skipped for what it is, not written twice; anything else (a large
+    payload, a damaged row, a block or item that does not check out) is
+    left to the full load, which sets a damaged segment aside.
+
+    Parameters
+    ----------
+    tables : IndexTables
+        The writer's view of the index (block and kind rows, verified).
+    con : sqlite3.Connection
+        Its connection.
+    digests : sequence of bytes
+        At most :data:`PROBE_MAX` digests.
+
+    Returns
+    -------
+    dict of bytes to Location, or None
+        The locations of those found (empty: none is stored).
+    """
+    path = tables.store.index_path
+    found = stored_entries(con, path, digests)
+    if not found:
+        return found
+    out: dict[bytes, Location] = {}
+    for digest, entry in found.items():
         try:
-            for sid, n, size in con.execute(
-                "SELECT id, n, length(entries) FROM segments ORDER BY id"
-            ).fetchall():
-                if size != n * _ROW:
-                    return True  # the full load says what is wrong with it
-                if not n:
-                    continue
-                with con.blobopen("segments", "entries", sid, readonly=True) as blob:
-                    if any(_in_blob(blob, n, d) for d in digests):
-                        return True
-        finally:
-            if con.in_transaction:
-                con.execute("COMMIT")
-    return False
+            loc = tables.location_of(entry)
+            if loc.is_large or not _holds(tables, loc, digest):
+                return None
+        except (IntegrityError, OSError):
+            return None
+        out[digest] = loc
+    return out
+
+
+def _holds(tables: IndexTables, loc: Location, digest: bytes) -> bool:
+    """True when the item at ``loc`` is payload ``digest`` (block checksum and
+    item digest verified)."""
+    path = tables.store.pack_path(loc.pack)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        raw = read_block(fd, loc.pack, loc.boff, loc.blen, path)
+    finally:
+        os.close(fd)
+    item = raw[loc.ioff : loc.ioff + loc.ilen]
+    return len(item) == loc.ilen and digest_bytes(tables.kind_text(loc.kind), item) == digest
 
 
 def newest_small_runs(
@@ -145,4 +241,10 @@ def newest_small_runs(
     return runs
 
 
-__all__ = ["PROBE_MAX", "maybe_stored", "newest_small_runs"]
+__all__ = [
+    "PROBE_MAX",
+    "maybe_stored",
+    "newest_small_runs",
+    "stored_entries",
+    "stored_locations",
+]

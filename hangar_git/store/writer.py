@@ -44,7 +44,7 @@ from .index import (
 )
 from .manifest import kind_size
 from .segment_plan import plan_commit, runs_after
-from .segment_probe import PROBE_MAX, maybe_stored, newest_small_runs
+from .segment_probe import PROBE_MAX, newest_small_runs, stored_locations
 from .uncommitted import Uncommitted, digest_order
 from .writer_gc import PackMaintenance
 
@@ -102,7 +102,7 @@ class PackWriter(PackMaintenance, IndexTables):
         self._large = LargeFiles(store.large_dir)
         self._large.clean_temporary()  # left by a killed writer
         self._large_pending: list[tuple[chunked.Pending, int, int]] = []
-        self._probed = 0  # digests looked for by segment_probe.maybe_stored
+        self._probed = 0  # digests looked for by segment_probe.stored_locations
 
     def _kind_id(self, kind: str) -> int:
         kid = self._kind_ids.get(kind)
@@ -439,8 +439,12 @@ class PackWriter(PackMaintenance, IndexTables):
         if not self._segs.loaded:
             path = self.store.index_path
             self._probed += len(digests)  # past PROBE_MAX in all, one load costs less
-            if self._probed <= PROBE_MAX and not maybe_stored(self._con, path, digests):
-                return {}  # a few new payloads: the whole index stays unread
+            if self._probed <= PROBE_MAX:
+                # a few payloads: the whole index stays unread, unless a
+                # probe's find does not check out
+                got = stored_locations(self, self._con, digests)
+                if got is not None:
+                    return got
             self._segs.load(self._con, path)
         found, e = self._segs.lookup(digests)
         if not found.any():
