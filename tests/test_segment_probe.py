@@ -141,9 +141,9 @@ def test_a_writer_probes_at_most_probe_max_digests_then_loads_the_index(store, m
     stored = _fill(store, [3])
     probed: list[int] = []
 
-    def counting(tables, con, digests):
+    def counting(tables, con, digests, kept=None):
         probed.append(len(digests))
-        return stored_locations(tables, con, digests)
+        return stored_locations(tables, con, digests, kept)
 
     monkeypatch.setattr(writer_mod, "stored_locations", counting)
     w = store.writer()
@@ -231,3 +231,74 @@ def test_stored_locations_believe_only_payloads_that_check_out(store, monkeypatc
         con.close()
     finally:
         w.close()
+
+
+def test_kept_handles_stay_exact_over_a_writers_flushes(store, monkeypatch):
+    """A writer storing one payload per flush searches the big segments through
+    handles it keeps open (their overflow walk paid once): segments written
+    after the handles' snapshot are read too, stored payloads are skipped, new
+    ones stored, and the index loaded by no flush."""
+    from hangar_git.store import segment_probe
+
+    monkeypatch.setattr(segment_probe, "KEEP_ENTRIES", 4)  # every segment of 4+ is "big"
+    digests = _fill(store, [40])
+    loads, opened = [], []
+    orig_load, orig_blob = Segments.load, segment_probe.KeptBlobs.blob
+
+    def spy_load(self, con, path):
+        loads.append(path)
+        return orig_load(self, con, path)
+
+    def spy_blob(self, sid):
+        opened.append(sid)
+        return orig_blob(self, sid)
+
+    monkeypatch.setattr(Segments, "load", spy_load)
+    monkeypatch.setattr(segment_probe.KeptBlobs, "blob", spy_blob)
+    w = store.writer()
+    news = []
+    for i in range(12):  # one flush each: new segments (of 1, merged as they pile up)
+        p = payload_from_array(np.full(5, 5000 + i, np.int64))
+        w.add(p)
+        w.flush()
+        news.append(p.digest)
+        w.add(payload_from_array(np.full(5, i, np.int64)))  # stored before: skipped
+        w.add(payload_from_array(np.full(5, 5000 + i, np.int64)))  # stored just now
+        w.flush()
+    assert loads == []
+    assert opened  # the big segments went through kept handles
+    w.close()
+    assert _entries(store) == 40 + 12
+    r = store.reader()
+    assert all(r.locate(d) is not None for d in digests + news)
+    r.close()
+
+
+def test_a_writer_checkpoints_past_its_kept_handles_when_it_closes(store, monkeypatch):
+    """The kept handles hold a read transaction open: the writer ends it before
+    its closing checkpoint, so a reader of the main file alone (``immutable=1``,
+    for those who cannot write the index) finds every payload written, even
+    while another connection keeps the write-ahead log from being removed."""
+    from hangar_git.store import segment_probe
+
+    monkeypatch.setattr(segment_probe, "KEEP_ENTRIES", 4)
+    _fill(store, [40])
+    other = sqlite3.connect(store.index_path)  # open: the writer's close is not the last
+    other.execute("SELECT COUNT(*) FROM segments").fetchone()
+    try:
+        w = store.writer()
+        news = []
+        for i in range(6):
+            p = payload_from_array(np.full(5, 9000 + i, np.int64))
+            w.add(p)
+            w.flush()
+            news.append(p.digest)
+        w.close()
+        uri = store.index_path.resolve().as_uri() + "?mode=ro&immutable=1"
+        con = sqlite3.connect(uri, uri=True)
+        try:
+            assert sum(n for (n,) in con.execute("SELECT n FROM segments")) == 46
+        finally:
+            con.close()
+    finally:
+        other.close()

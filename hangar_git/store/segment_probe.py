@@ -43,6 +43,10 @@ PROBE_MAX = 64
 #: (SQLite caps it at its own limit, 2 GiB by default)
 PROBE_MMAP = 1 << 40
 
+#: segments of at least this many entries are searched through a handle
+#: :class:`KeptBlobs` keeps open (the walk of their overflow pages paid once)
+KEEP_ENTRIES = 1 << 14
+
 _ROW = ENTRY.itemsize
 _KEY = 8  # bytes of an entry's big-endian sort key; its tail follows
 
@@ -82,8 +86,81 @@ def _map(con: sqlite3.Connection) -> None:
         con.execute(f"PRAGMA mmap_size={PROBE_MMAP}")
 
 
+class KeptBlobs:
+    """Blob handles on the big segments, kept open between a writer's probes.
+
+    Reading deep into a segment walks its chain of overflow pages up to the
+    place read; SQLite remembers the walk for as long as the handle stays
+    open. A writer that stores one payload per flush (each ``aset[k] = a``
+    outside a ``with`` block) would walk a segment of a million entries
+    again at every flush; through these handles it walks it once.
+
+    The handles belong to a connection of their own, whose read transaction
+    stays open with them: segments are never changed in place (a merge or a
+    rewrite gives a new id), so a segment the index still lists reads the
+    same through an older snapshot. A segment newer than that snapshot
+    starts a new one. The writer closes the handles (:meth:`close`) before
+    it loads the whole index and before its closing checkpoint, which the
+    open transaction would hold back.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The index file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._con: sqlite3.Connection | None = None
+        self._blobs: dict[int, sqlite3.Blob] = {}
+
+    def blob(self, sid: int) -> sqlite3.Blob:
+        """An open handle on the entries of segment ``sid``."""
+        blob = self._blobs.get(sid)
+        if blob is not None:
+            return blob
+        con = self._con
+        if con is None:
+            con = self._con = sqlite3.connect(
+                self.path, timeout=60, isolation_level=None, check_same_thread=False
+            )
+            _map(con)
+        try:
+            blob = con.blobopen("segments", "entries", sid, readonly=True)
+        except sqlite3.OperationalError:
+            if not self._blobs:
+                raise
+            self._end()  # the snapshot predates the segment: start a new one
+            blob = con.blobopen("segments", "entries", sid, readonly=True)
+        self._blobs[sid] = blob
+        return blob
+
+    def _end(self) -> None:
+        blobs, self._blobs = self._blobs, {}
+        for b in blobs.values():
+            b.close()
+
+    def close(self) -> None:
+        """Close the handles and their connection (ends its read transaction)."""
+        try:
+            self._end()
+        finally:
+            if self._con is not None:
+                con, self._con = self._con, None
+                con.close()
+
+
+def close_kept(kept: KeptBlobs | None) -> None:
+    """:meth:`KeptBlobs.close` of ``kept``, if any (it reopens when used again)."""
+    if kept is not None:
+        kept.close()
+
+
 def stored_entries(
-    con: sqlite3.Connection, path: Path, digests: Sequence[bytes]
+    con: sqlite3.Connection,
+    path: Path,
+    digests: Sequence[bytes],
+    kept: KeptBlobs | None = None,
 ) -> dict[bytes, np.void] | None:
     """The index entries of those of ``digests`` some segment holds, as its
     bytes stand (not checksum verified: see :func:`stored_locations`).
@@ -96,6 +173,9 @@ def stored_entries(
         The index file (for messages).
     digests : sequence of bytes
         At most :data:`PROBE_MAX` digests.
+    kept : KeptBlobs, optional
+        Where segments of :data:`KEEP_ENTRIES` entries or more are read
+        (else through ``con``, each handle closed after the search).
 
     Returns
     -------
@@ -116,15 +196,24 @@ def stored_entries(
                     return None
                 if not n:
                     continue
+                if kept is not None and n >= KEEP_ENTRIES:
+                    _search(kept.blob(sid), n, digests, found)
+                    continue
                 with con.blobopen("segments", "entries", sid, readonly=True) as blob:
-                    for d in digests:
-                        row = _in_blob(blob, n, d)
-                        if row is not None:
-                            found[d] = np.frombuffer(row, ENTRY)[0]
+                    _search(blob, n, digests, found)
         finally:
             if con.in_transaction:
                 con.execute("COMMIT")
     return found
+
+
+def _search(
+    blob: sqlite3.Blob, n: int, digests: Sequence[bytes], found: dict[bytes, np.void]
+) -> None:
+    for d in digests:
+        row = _in_blob(blob, n, d)
+        if row is not None:
+            found[d] = np.frombuffer(row, ENTRY)[0]
 
 
 def maybe_stored(con: sqlite3.Connection, path: Path, digests: Sequence[bytes]) -> bool:
@@ -150,7 +239,10 @@ def maybe_stored(con: sqlite3.Connection, path: Path, digests: Sequence[bytes]) 
 
 
 def stored_locations(
-    tables: IndexTables, con: sqlite3.Connection, digests: Sequence[bytes]
+    tables: IndexTables,
+    con: sqlite3.Connection,
+    digests: Sequence[bytes],
+    kept: KeptBlobs | None = None,
 ) -> dict[bytes, Location] | None:
     """Where those of ``digests`` already stored sit, without loading the index;
     None when only the full, checksum-verified load can say.
@@ -171,6 +263,8 @@ def stored_locations(
         Its connection.
     digests : sequence of bytes
         At most :data:`PROBE_MAX` digests.
+    kept : KeptBlobs, optional
+        Handles on the big segments (see :func:`stored_entries`).
 
     Returns
     -------
@@ -178,9 +272,9 @@ def stored_locations(
         The locations of those found (empty: none is stored).
     """
     path = tables.store.index_path
-    found = stored_entries(con, path, digests)
-    if not found:
-        return found
+    found = stored_entries(con, path, digests, kept)
+    if found is None:
+        return None
     out: dict[bytes, Location] = {}
     for digest, entry in found.items():
         try:
@@ -242,7 +336,10 @@ def newest_small_runs(
 
 
 __all__ = [
+    "KEEP_ENTRIES",
     "PROBE_MAX",
+    "KeptBlobs",
+    "close_kept",
     "maybe_stored",
     "newest_small_runs",
     "stored_entries",
