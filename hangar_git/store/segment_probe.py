@@ -79,7 +79,10 @@ def _map(con: sqlite3.Connection) -> None:
 
     Left on for the connection (the writer's): unmapping a file whose pages
     were touched costs more than the search, and a later search finds the
-    pages mapped already. SQLite still writes through ``write``.
+    pages mapped already. SQLite still writes through ``write``. The price:
+    a disk that fails to read a mapped page stops the process (``SIGBUS``)
+    instead of raising ``EIO``; nothing is written through the map, so
+    nothing acknowledged is at stake.
     """
     (size,) = con.execute("PRAGMA mmap_size").fetchone()
     if size <= 0:  # else mapped already (SQLite capped the size asked for)
