@@ -9,9 +9,10 @@ imports done before the clock starts (as ``bench_peers.py`` does), on a
 repository an earlier process wrote.
 
 Each run changes 10 random keys to fresh random values (so no payload is
-stored already). ``--base DIR`` times another source tree (a copy of main,
-say) on a repository of its own, its runs interleaved with this tree's so
-that both see the same load. Prints, per tree, the best and the spread of
+stored already; both trees get the same keys and values in a round).
+``--base DIR`` times another source tree (a copy of main, say) on a
+repository of its own, its runs interleaved with this tree's so that both
+see the same load. Prints, per tree, the best and the spread of
 the runs, and the phases of the best run: open (``Repository`` +
 ``checkout(write=True)``), the 10 sets, ``commit`` and ``close``.
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -129,9 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         if not repos[label].exists():
             _child(tree, "-n", str(args.n), "--child", "build", str(repos[label]), "0")
     runs: dict[str, list[dict[str, float]]] = {label: [] for label in trees}
-    for i in range(max(1, args.repeat)):
+    for _ in range(max(1, args.repeat)):
+        seed = str(secrets.randbits(48))  # new values (a reused --dir holds the old ones)
         for label, tree in trees.items():
-            got = _child(tree, "-n", str(args.n), "--child", "run", str(repos[label]), str(i + 1))
+            got = _child(tree, "-n", str(args.n), "--child", "run", str(repos[label]), seed)
             runs[label].append(json.loads(got))
     print(
         f"commit of {CHANGES} changes at {args.n:,} samples, each run a fresh process "
