@@ -545,6 +545,16 @@ class IndexTables:
             )
             self._block_top = max(self._block_top, bid)
 
+    def location_of(self, e: np.void | np.ndarray) -> Location:
+        """Where the payload of index entry ``e`` (:data:`ENTRY`) sits.
+
+        Raises
+        ------
+        IntegrityError
+            Its block or kind row is unknown or fails its check.
+        """
+        return self._location(e)
+
     def _location(self, e: np.void | np.ndarray) -> Location:
         pack, boff, blen = self.block_row(int(e["block"]))
         kid = int(e["kind"])

@@ -108,7 +108,11 @@ class PackStore:
 
     def pack_numbers(self) -> list[int]:
         """Numbers of the pack files present, ascending."""
-        return sorted(int(p.stem) for p in self.packs_dir.glob("*.pack") if p.stem.isdigit())
+        try:  # listed, not globbed: a glob compiles a pattern at every writer's opening
+            names = os.listdir(self.packs_dir)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(int(n[:-5]) for n in names if n.endswith(".pack") and n[:-5].isdigit())
 
     def commit_segments(
         self,

@@ -44,7 +44,7 @@ from .index import (
 )
 from .manifest import kind_size
 from .segment_plan import plan_commit, runs_after
-from .segment_probe import PROBE_MAX, maybe_stored, newest_small_runs
+from .segment_probe import PROBE_MAX, KeptBlobs, close_kept, newest_small_runs, stored_locations
 from .uncommitted import Uncommitted, digest_order
 from .writer_gc import PackMaintenance
 
@@ -62,6 +62,8 @@ class PackWriter(PackMaintenance, IndexTables):
     bytes; :meth:`flush` writes what is pending and commits the index, and is
     the point from which added payloads survive a killed process.
     """
+
+    _kept: KeptBlobs | None = None  # the probe's handles on big segments (see _stored)
 
     def __init__(self, store: PackStore) -> None:
         self.store = store
@@ -102,7 +104,7 @@ class PackWriter(PackMaintenance, IndexTables):
         self._large = LargeFiles(store.large_dir)
         self._large.clean_temporary()  # left by a killed writer
         self._large_pending: list[tuple[chunked.Pending, int, int]] = []
-        self._probed = 0  # digests looked for by segment_probe.maybe_stored
+        self._probed = 0  # digests looked for by segment_probe.stored_locations
 
     def _kind_id(self, kind: str) -> int:
         kid = self._kind_ids.get(kind)
@@ -439,8 +441,12 @@ class PackWriter(PackMaintenance, IndexTables):
         if not self._segs.loaded:
             path = self.store.index_path
             self._probed += len(digests)  # past PROBE_MAX in all, one load costs less
-            if self._probed <= PROBE_MAX and not maybe_stored(self._con, path, digests):
-                return {}  # a few new payloads: the whole index stays unread
+            if self._probed <= PROBE_MAX:  # the index stays unread, unless a find fails its check
+                self._kept = self._kept or KeptBlobs(path)
+                got = stored_locations(self, self._con, digests, self._kept)
+                if got is not None:
+                    return got
+            close_kept(self._kept)
             self._segs.load(self._con, path)
         found, e = self._segs.lookup(digests)
         if not found.any():
@@ -540,8 +546,7 @@ class PackWriter(PackMaintenance, IndexTables):
         new = self._new.entries()
         runs: list[Run] | None = self._segs.runs
         if not self._segs.loaded and not drop:  # only the segments it merges
-            have = self._segs.runs
-            runs = newest_small_runs(self._con, self.store.index_path, have, len(new))
+            runs = newest_small_runs(self._con, self.store.index_path, runs or [], len(new))
         if runs is None or (drop and not self._segs.loaded):
             self._segs.load(self._con, self.store.index_path)
             runs = self._segs.runs
@@ -550,10 +555,8 @@ class PackWriter(PackMaintenance, IndexTables):
         rewritten, new_sid = self.store.commit_segments(con, self._new.block_rows, plan)
         self._new.clear()
         # the writer holds the store lock: its view of the segments stays exact
-        runs2 = runs_after(plan, rewritten, new_sid)
-        self._segs.runs = runs2
-        self._segs.seen = [r.sid for r in runs2] + sorted(self._segs.damaged)
-        self._segs.seen.sort()
+        self._segs.runs = runs_after(plan, rewritten, new_sid)
+        self._segs.seen = sorted([r.sid for r in self._segs.runs] + list(self._segs.damaged))
         if plan.merged or plan.replaced:
             with index_guard(self.store.index_path):
                 con.execute("PRAGMA incremental_vacuum")
@@ -580,6 +583,7 @@ class PackWriter(PackMaintenance, IndexTables):
             return
         try:
             self.flush()
+            close_kept(self._kept)  # its open snapshot would hold the checkpoint back
             # readers that cannot write (``immutable=1``, see durable.py) read the
             # main file only: put what the WAL holds into it
             try:
@@ -588,6 +592,7 @@ class PackWriter(PackMaintenance, IndexTables):
                 pass  # best effort: the WAL stays, readers that can write read it
         finally:
             self.closed = True
+            close_kept(self._kept)
             self._app.close()
             self._con.close()
             self._flock.release()
