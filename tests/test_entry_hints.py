@@ -208,3 +208,43 @@ def test_lookup_places_name_the_entry_found_in_each_run():
     assert p1.sids == (4,) and (p1.where >> 32 == 0).all()  # only the segments named
     assert placement.entries_at(runs[:1], only_first, p1) is not None
     assert placement.entries_at(runs[1:], only_first, p1) is None  # segment 4 gone
+
+
+@pytest.mark.parametrize("case", ["all found", "in two runs", "shared first bytes", "absent"])
+def test_the_sorted_placement_finds_what_the_index_search_finds(case):
+    """:func:`placement.place` searches in key order and compares whole
+    digests; whatever the runs hold (a digest in two runs, two digests with
+    the same first 8 bytes, absent ones) it gives the entries and places the
+    general search of the index gives."""
+    rng = np.random.default_rng(5)
+    pool = [bytes(rng.integers(0, 256, 20, dtype=np.uint8)) for _ in range(9000)]
+    if case == "shared first bytes":  # each twin differs from its digest after byte 8
+        pool[6000:6100] = [d[:8] + bytes(12) for d in pool[100:200]]
+    split = [pool[:5000], pool[5000:5020], pool[5020:8000]]
+    if case == "in two runs":
+        split[2] += pool[:300]  # also in the first run: found there first
+    if case == "shared first bytes":
+        split[0] += pool[6000:6100]
+    runs = [_run(sid, ds) for sid, ds in zip((4, 9, 12), split, strict=True)]
+    stored = list(dict.fromkeys(d for part in split for d in part))
+    query = [stored[int(i)] for i in rng.integers(0, len(stored), 6000)]
+    if case == "shared first bytes":
+        query[:200] = pool[100:200] + pool[6000:6100]
+    if case == "absent":
+        query[::7] = pool[8000 : 8000 + len(query[::7])]
+    joined = b"".join(query)
+    where = np.zeros(len(query), np.int64)
+    found, e = lookup_runs(runs, joined, where)
+    f2, e2, placed = placement.place(runs, joined)
+    assert f2.tolist() == found.tolist() and found.all() == (case != "absent")
+    # the sorted search answers alone unless the general one must decide
+    fast = placement._place_sorted(runs, joined) is not None
+    assert fast == (case in ("all found", "in two runs"))
+    assert e2[found].tobytes() == e[found].tobytes()
+    sids = [r.sid for r in runs]
+    for i in np.flatnonzero(found).tolist()[:500]:
+        run = runs[sids.index(placed.sids[int(placed.where[i]) >> 32])]
+        assert run.entries[int(placed.where[i]) & 0xFFFFFFFF].tobytes() == e[i].tobytes()
+    if found.all():
+        got = placement.entries_at(runs, joined, placed)
+        assert got is not None and got.tobytes() == e.tobytes()
