@@ -21,6 +21,7 @@ from .held_rows import Holding
 from .live_writers import LIVE_WRITERS
 from .metadata import MetadataWriter
 from .payloads import PayloadAccess
+from .records import entry_hints
 from .records.snapshot import TreeRecords, commit_tree
 from .records.staging import Journal
 from .records.view import StagedView
@@ -302,8 +303,10 @@ class WriterCheckout(Holding, Checkout):  # type: ignore[misc]  # view: a proper
         self.sync()
         if self.diff.status() == "CLEAN":
             raise RuntimeError("no changes staged: nothing to commit")
+        before = self.view.base
         sha = commit_staged(self._git, self._journal, commit_message, self._repo.identity())
         self._rebase_view()
+        entry_hints.keep_committed(self.payloads.reader, before, self.view.base)
         return sha
 
     def _rebase_view(self) -> None:

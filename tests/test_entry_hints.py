@@ -248,3 +248,56 @@ def test_the_sorted_placement_finds_what_the_index_search_finds(case):
     if found.all():
         got = placement.entries_at(runs, joined, placed)
         assert got is not None and got.tobytes() == e.tobytes()
+
+
+#: samples of a fanned-out tree: its commit keeps the key table (flat trees keep none)
+FANNED = 2000
+
+
+def test_a_commit_keeps_the_entry_hints_of_the_trees_it_wrote_whole(repo, monkeypatch):
+    """The commit that writes a samples tree whole keeps its places too:
+    the first whole read after it, in a fresh process, searches nothing."""
+    data = _commit(repo, FANNED)
+    s, path = _hint(repo)
+    assert path.exists()
+    assert entry_hints.load(s.repo, s.oid, FANNED) is not None
+    calls = _searches(monkeypatch)
+    _read(repo, data)
+    assert calls == []
+
+
+def test_commit_time_hints_are_only_hints(repo, monkeypatch):
+    """A commit's hint file rewritten to send each key to another payload's
+    entry (checksum and all) reads the right samples, and is written anew."""
+    data = _commit(repo, FANNED)
+    s, path = _hint(repo)
+    good = entry_hints.load(s.repo, s.oid, FANNED)
+    assert good is not None
+    _rewrite(path, s.oid, np.roll(good.where, 1))
+    calls = _searches(monkeypatch)
+    _read(repo, data)
+    assert calls == [FANNED]
+    again = entry_hints.load(s.repo, s.oid, FANNED)
+    assert again is not None and (again.where == good.where).all()
+
+
+def test_a_commit_of_a_few_changes_searches_nothing(repo, monkeypatch):
+    """A commit that keeps no key table (a few changes) keeps no hint, and a
+    commit leaves the hints of arraysets it did not change alone: neither
+    costs an index search."""
+    _commit(repo, FANNED)
+    data_b = _commit(repo, FANNED, name="b", start=10**6)
+    _, path_a = _hint(repo)
+    path_a.unlink()
+    calls = _searches(monkeypatch)
+    co = repo.checkout(write=True)
+    co.arraysets["b"][0] = data_b[0] + 1
+    co.commit("one change to b")
+    co.close()
+    assert calls == [] and not path_a.exists()
+    _, path_b = _hint(repo, "b")
+    assert not path_b.exists()  # b's new tree: no table kept, so no hint
+    data_b[0] += 1
+    _read(repo, data_b, "b")
+    assert calls == [FANNED]  # its first whole read searches, then keeps them
+    assert path_b.exists()

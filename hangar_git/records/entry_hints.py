@@ -6,7 +6,10 @@ search of each segment, about 12 ms per 60,000 samples. The places found
 (see :class:`hangar_git.store.placement.Placement`) are kept next to the
 key table, in ``<common git dir>/hangar/keys/<tree id hex>.at``, in the
 order of the table's digests, so the next whole read takes each entry at
-its place and only checks it.
+its place and only checks it. The commit that writes a samples tree whole
+(and keeps its key table) keeps its places at once (:func:`keep_committed`),
+so even the first whole read after it searches nothing; otherwise the
+first whole read keeps them.
 
 Local state, never part of history, never needed for correctness, and
 treated as untrusted: a file is used only when its size is what its
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
     from ..store.placement import Placement
     from ..store.reader import PackReader
     from .key_cache import KeyTable
+    from .snapshot import TreeRecords
 
 MAGIC = b"HGEA"
 VERSION = 1
@@ -118,4 +122,27 @@ def table_entries(
     return found, e
 
 
-__all__ = ["hint_path", "load", "parse", "store", "table_entries"]
+def keep_committed(reader: PackReader, before: TreeRecords, after: TreeRecords) -> None:
+    """After a commit from ``before`` to ``after`` (the records of the old
+    and the new head): keep the entry hints of every samples tree the
+    commit wrote whole, those whose key table it kept (see
+    :mod:`.key_cache`), so the first whole read in a later process searches
+    no index. Arraysets whose tree did not change, and trees with no table
+    kept (a commit of a few changes), cost nothing. Best effort: what cannot
+    be placed (a payload not in the index, a damaged index) is left to the
+    first read, as before."""
+    from ..errors import IntegrityError
+
+    for name in after.aset_entries:
+        if before.aset_oid(name) == after.aset_oid(name):
+            continue
+        samples = after.samples(name)
+        if samples.oid is None or not samples.has_cached_table():
+            continue
+        try:
+            table_entries(reader, after.repo, samples.oid, samples.key_table())
+        except (IntegrityError, OSError):
+            continue
+
+
+__all__ = ["hint_path", "keep_committed", "load", "parse", "store", "table_entries"]
