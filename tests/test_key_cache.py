@@ -15,7 +15,7 @@ import struct
 import numpy as np
 import pytest
 
-from hangar_git.records import key_cache, snapshot
+from hangar_git.records import entry_hints, key_cache, snapshot
 from hangar_git.records.key_cache import HEADER, KeyTable
 from hangar_git.store.checksum import crc32
 
@@ -29,11 +29,13 @@ def _commit(repo, keys: list, name: str = "a") -> np.ndarray:
     aset.add_stacked(data, keys)
     co.commit(f"{name}: {len(keys)}")
     co.close()
-    # the commit kept the new tree's table (see test_key_cache_commit.py):
-    # dropped, so that the first read here parses the leaves as a first
-    # read of a tree committed elsewhere (fetched) does
+    # the commit kept the new tree's table (see test_key_cache_commit.py)
+    # and its entry hints (test_entry_hints.py): dropped, so that the first
+    # read here parses the leaves as a first read of a tree committed
+    # elsewhere (fetched) does
     s = _samples(repo, name)
     key_cache.cache_path(s.repo, s.oid).unlink()
+    entry_hints.hint_path(s.repo, s.oid).unlink()
     return data
 
 

@@ -26,7 +26,7 @@ from .chunked import LARGE_IOFF, LARGE_PACK, LargeFiles, LargeReader
 from .codec import read_block
 from .digest import digest_bytes
 from .index import IndexTables, Location, connect_index, index_guard, init_index
-from .limits import check_extent
+from .limits import MAX_BLOCK, check_extent
 
 if TYPE_CHECKING:
     from .packs import PackStore
@@ -126,9 +126,50 @@ class BlockReader(IndexTables):
         check_extent(fd, self._sizes, pack, boff, blen, str(self._paths[pack]))
         return fd
 
+    def check_extents(self, rows: np.ndarray) -> None:
+        """:meth:`checked_fd` of many blocks at once: ``rows`` of ``(pack,
+        offset, length)`` (int64), the files opened and each pack's furthest
+        block checked against its size (see :func:`.limits.check_extent`).
+
+        Raises
+        ------
+        IntegrityError
+            A pack file is missing, or a block does not lie inside its pack.
+        """
+        if not len(rows):
+            return
+        packs, boffs, blens = rows[:, 0], rows[:, 1], rows[:, 2]
+        odd = (boffs < 0) | (blens < 0) | (blens > MAX_BLOCK)
+        ends = np.where(odd, np.iinfo(np.int64).max, boffs + blens)  # odd ones first
+        for pack in np.unique(packs).tolist():
+            i = int(np.flatnonzero(packs == pack)[np.argmax(ends[packs == pack])])
+            self.checked_fd(pack, int(boffs[i]), int(blens[i]))
+
+    def block_rows(self, bids: list[int]) -> np.ndarray:
+        """``(pack, offset, length)`` of each block of ``bids``, as rows of an
+        int64 array, their row checks verified (see :meth:`block_row`).
+
+        Raises
+        ------
+        IntegrityError
+            A block is unknown or its row fails its check.
+        """
+        rows = self._blockrows
+        try:
+            got = [rows[b] for b in bids]
+        except KeyError:
+            got = [self.block_row(b) for b in bids]  # loads new rows, or says which is unknown
+        if any(type(r) is str for r in got):
+            got = [self.block_row(b) for b in bids]  # raises on the damaged one
+        return np.array(got, np.int64).reshape(len(bids), 3)
+
     def is_cached(self, pack: int, boff: int) -> bool:
         """True when the block at ``boff`` of ``pack`` is in the block cache."""
         return (pack, boff) in self._blocks
+
+    def caches_blocks(self) -> bool:
+        """True when the block cache holds any block (else no block is cached)."""
+        return bool(self._blocks)
 
     def pack_path(self, pack: int) -> Path:
         """Path of pack file ``pack``."""
