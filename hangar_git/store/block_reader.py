@@ -158,7 +158,11 @@ class BlockReader(IndexTables):
         try:
             got = [rows[b] for b in bids]
         except KeyError:
-            got = [self.block_row(b) for b in bids]  # loads new rows, or says which is unknown
+            self._load_blocks()  # rows added since they were loaded
+            try:
+                got = [rows[b] for b in bids]
+            except KeyError:
+                got = [self.block_row(b) for b in bids]  # says which is unknown
         if any(type(r) is str for r in got):
             got = [self.block_row(b) for b in bids]  # raises on the damaged one
         return np.array(got, np.int64).reshape(len(bids), 3)

