@@ -16,7 +16,6 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -210,8 +209,27 @@ def _read_in_place(src: BlockSource, g: _Kind, bids: list[int]) -> list[int]:
     plan = sel[np.lexsort((rows[sel, 1], rows[sel, 0]))]  # block positions, in file order
     packs, boffs, blens = (rows[plan, i] for i in range(3))
     starts = order[bounds[plan]].astype(np.int64) * nbytes  # each body's place in the rows
-    sound = _read_planned(src, g.buf.reshape(-1).data, packs, boffs, blens, starts)
+    got = _read_planned(src, g.buf.reshape(-1).data, packs, boffs, blens, starts)
+    heads = got[1]
+    sound = (
+        (got[0] == blens)
+        & (heads["magic"] == BLOCK_MAGIC)
+        & (heads["codec"] == CODEC_RAW)
+        & (heads["rawlen"] == blens - HEADER_SIZE)
+    )
     rest += plan[~sound].tolist()  # the careful path decodes them or says what is wrong
+    body = g.buf.reshape(-1).data
+    views = [
+        body[a : a + n]
+        for a, n in zip(starts[sound].tolist(), (blens[sound] - HEADER_SIZE).tolist(), strict=True)
+    ]
+    crcs = np.array(crc_many(views), np.uint32)
+    bad = np.flatnonzero(crcs != heads["crc"][sound])
+    if len(bad):
+        i = int(np.flatnonzero(sound)[bad[0]])
+        raise IntegrityError(
+            f"block at {int(boffs[i])} of {src.pack_path(int(packs[i]))} fails its checksum"
+        )
     rest.sort()
     return rest
 
@@ -229,34 +247,21 @@ def _read_planned(
     boffs: np.ndarray,
     blens: np.ndarray,
     starts: np.ndarray,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Read blocks (in file order) with scattering ``preadv`` calls, runs of
-    blocks adjacent in a pack (up to :data:`RUN_BYTES`) in one call: each
-    header to a scratch buffer, each body to ``body[starts[i]:]``. Returns
-    per block whether it was read whole under a sound header; those have
-    their checksums verified (on a second thread while the next run is read:
-    ``preadv`` and the CRC both release the GIL), the others are left to
-    the careful path.
-
-    Raises
-    ------
-    IntegrityError
-        A block read whole fails its checksum.
-    """
+    blocks adjacent in a pack in one call: each header to a scratch buffer,
+    each body to ``body[starts[i]:]``. Returns the bytes read per block (a
+    short read shortens the last blocks of its run) and the headers."""
     k = len(packs)
     heads = np.zeros(k, _HEAD)
     hv = heads.view(np.uint8).data
-    # a run ends where the next block is in another pack or not adjacent,
-    # every IOV_MAX // 2 blocks, and past each RUN_BYTES
+    # a run ends where the next block is in another pack or not adjacent, and
+    # every IOV_MAX // 2 blocks
     cut = np.flatnonzero((packs[1:] != packs[:-1]) | (boffs[1:] != boffs[:-1] + blens[:-1])) + 1
-    ends = np.cumsum(blens)
-    by_size = np.searchsorted(ends, np.arange(RUN_BYTES, int(ends[-1]), RUN_BYTES), "right")
-    edges = sorted({0, k, *cut.tolist(), *range(0, k, _IOV_MAX // 2), *by_size.tolist()})
+    edges = sorted({0, k, *cut.tolist(), *range(0, k, _IOV_MAX // 2)})
     sizes = (blens - HEADER_SIZE).tolist()
     at = starts.tolist()
-    sound = np.zeros(k, bool)
-    pool = _checksum_pool() if len(edges) > 2 else None
-    checks: list[tuple[np.ndarray, Future[list[int]] | list[int]]] = []
+    got = np.zeros(k, np.int64)
     for a, b in itertools.pairwise(edges):
         iov: list[memoryview] = []
         for t in range(a, b):
@@ -264,45 +269,8 @@ def _read_planned(
             iov.append(body[at[t] : at[t] + sizes[t]])
         n = os.preadv(src.fd(int(packs[a])), iov, int(boffs[a]))
         before = np.cumsum(blens[a:b]) - blens[a:b]  # bytes of the run before each block
-        h = heads[a:b]
-        ok = (
-            (np.clip(n - before, 0, blens[a:b]) == blens[a:b])  # a short read: the last ones
-            & (h["magic"] == BLOCK_MAGIC)
-            & (h["codec"] == CODEC_RAW)
-            & (h["rawlen"] == blens[a:b] - HEADER_SIZE)
-        )
-        sound[a:b] = ok
-        idx = np.flatnonzero(ok) + a
-        views = [body[at[t] : at[t] + sizes[t]] for t in idx.tolist()]
-        checks.append((idx, crc_many(views) if pool is None else pool.submit(crc_many, views)))
-    for idx, crcs in checks:
-        got = np.array(crcs if isinstance(crcs, list) else crcs.result(), np.uint32)
-        bad = np.flatnonzero(got != heads["crc"][idx])
-        if len(bad):
-            i = int(idx[bad[0]])
-            raise IntegrityError(
-                f"block at {int(boffs[i])} of {src.pack_path(int(packs[i]))} fails its checksum"
-            )
-    return sound
-
-
-#: bytes of blocks one ``preadv`` of :func:`_read_planned` reads at most
-#: (their checksums are verified while the next ones are read)
-RUN_BYTES = 4 * 1024**2
-#: the thread that verifies the checksums of blocks read in place
-_POOL: list[ThreadPoolExecutor] = []
-
-
-def _checksum_pool() -> ThreadPoolExecutor | None:
-    """The checksum thread, None on a machine of one core."""
-    if (os.cpu_count() or 1) < 2:
-        return None
-    if not _POOL:
-        _POOL.append(ThreadPoolExecutor(1, thread_name_prefix="hangar-gather-crc"))
-    return _POOL[0]
-
-
-os.register_at_fork(after_in_child=_POOL.clear)  # its thread did not cross the fork
+        got[a:b] = np.clip(n - before, 0, blens[a:b])
+    return got, heads
 
 
 def _stream(
