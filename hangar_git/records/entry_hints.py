@@ -126,9 +126,10 @@ def keep_committed(reader: PackReader, before: TreeRecords, after: TreeRecords) 
     """After a commit from ``before`` to ``after`` (the records of the old
     and the new head): keep the entry hints of every samples tree the
     commit wrote whole, those whose key table it kept (see
-    :mod:`.key_cache`), so the first whole read in a later process searches
-    no index. Arraysets whose tree did not change, and trees with no table
-    kept (a commit of a few changes), cost nothing. Best effort: what cannot
+    :mod:`.key_cache`; the table is taken from memory, not read back), so
+    the first whole read in a later process searches no index. Arraysets
+    whose tree did not change, and trees with no table kept (a commit of a
+    few changes), cost nothing. Best effort: what cannot
     be placed (a payload not in the index, a damaged index) is left to the
     first read, as before."""
     from ..errors import IntegrityError
@@ -136,11 +137,12 @@ def keep_committed(reader: PackReader, before: TreeRecords, after: TreeRecords) 
     for name in after.aset_entries:
         if before.aset_oid(name) == after.aset_oid(name):
             continue
-        samples = after.samples(name)
-        if samples.oid is None or not samples.has_cached_table():
+        oid = after.samples_oid(name)
+        table = None if oid is None else key_cache.take_stored(oid)
+        if table is None:  # no table kept by this commit
             continue
         try:
-            table_entries(reader, after.repo, samples.oid, samples.key_table())
+            table_entries(reader, after.repo, oid, table)
         except (IntegrityError, OSError):
             continue
 

@@ -239,8 +239,28 @@ def encode(table: KeyTable, oid: bytes) -> bytes:
 
 def store(repo: pygit2.Repository, oid: bytes, table: KeyTable) -> None:
     """Keep ``table`` as the key table of samples tree ``oid`` (best effort:
-    written to a temporary file, then renamed into place)."""
+    written to a temporary file, then renamed into place); the last few
+    stay at hand in this process too (see :func:`take_stored`)."""
     write_file(cache_path(repo, oid), encode(table, oid))
+    with _stored_lock:
+        _stored[oid] = table
+        while len(_stored) > _STORED_MAX:
+            del _stored[next(iter(_stored))]
+
+
+#: tree id -> the key table this process kept for it last (a few at most)
+_stored: dict[bytes, KeyTable] = {}
+_stored_lock = threading.Lock()
+_STORED_MAX = 8
+
+
+def take_stored(oid: bytes) -> KeyTable | None:
+    """The key table of tree ``oid`` this process kept with :func:`store`
+    (forgotten here once taken), None when it kept none lately: what a
+    commit hands on to whatever it keeps beside the table, with no read of
+    the file back."""
+    with _stored_lock:
+        return _stored.pop(oid, None)
 
 
 def write_file(path: Path, content: bytes) -> None:
@@ -307,6 +327,7 @@ __all__ = [
     "prune",
     "read_file",
     "store",
+    "take_stored",
     "touch",
     "write_file",
 ]
