@@ -273,3 +273,17 @@ def test_int_keys_past_int64_are_read_whole(repo):
     table = key_cache.load(s.repo, s.oid, N)
     assert table is not None and table.ints is None
     assert set(table.keys()) == {f"i:{k}" for k in keys}
+
+
+@pytest.mark.parametrize(
+    ("ints", "dense"),
+    [([2, 0, 1], True), ([0, 0, 2], False), ([1, 2, 3], False), ([0, 2, 2, 1], False), ([0], True)],
+)
+def test_dense_order_is_the_key_order_of_a_permutation_only(ints, dense):
+    """Keys exactly ``0 .. n-1``: the tree position of each key in key order;
+    any key twice (even with the right least and greatest keys): None."""
+    table = KeyTable(bytes(20 * len(ints)), np.array(ints, np.int64), None)
+    order = table.dense_order()
+    assert (order is not None) == dense
+    if order is not None:
+        assert np.array(ints)[order].tolist() == list(range(len(ints)))

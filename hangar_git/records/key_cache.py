@@ -113,11 +113,12 @@ class KeyTable:
         ints = self.ints
         n = len(self)
         order = np.empty(0, np.intp)  # not dense
-        dense = ints is not None and n and int(ints.min()) == 0 and int(ints.max()) == n - 1
-        # no key twice among 0 .. n-1: a permutation
-        if dense and np.bincount(ints, minlength=n).max() == 1:  # type: ignore[arg-type]
-            order = np.empty(n, np.intp)
+        if ints is not None and n and int(ints.min()) == 0 and int(ints.max()) == n - 1:
+            # n keys among 0 .. n-1: a permutation when each slot is filled (no key twice)
+            order = np.full(n, -1, np.intp)
             order[ints] = np.arange(n)
+            if int(order.min()) < 0:
+                order = order[:0]
         self._order = order
         return order if len(order) == n else None
 
