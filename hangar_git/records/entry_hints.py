@@ -63,11 +63,16 @@ def hint_path(repo: pygit2.Repository, oid: bytes) -> Path:
 def encode(placement: Placement, oid: bytes) -> bytes:
     """The file content of ``placement`` for tree ``oid``."""
     n, k = len(placement.where), len(placement.sids)
-    body = HEADER.pack(MAGIC, VERSION, oid, n, k)
     pairs = zip(placement.sids, placement.sizes, strict=True)
-    body += b"".join(SEGMENT.pack(s, z) for s, z in pairs)
-    body += placement.where.astype("<i8").tobytes()
-    return body + CRC.pack(crc32(body))
+    parts: list[bytes | memoryview] = [
+        HEADER.pack(MAGIC, VERSION, oid, n, k),
+        b"".join(SEGMENT.pack(s, z) for s, z in pairs),
+        placement.where.astype("<i8", copy=False).data,  # no copy of the places first
+    ]
+    crc = 0
+    for part in parts:
+        crc = crc32(part, crc)
+    return b"".join([*parts, CRC.pack(crc)])
 
 
 def parse(data: bytes, oid: bytes, count: int) -> Placement | None:

@@ -123,8 +123,11 @@ def gather_kind(
     blocks = entries["block"]
     ioffs = entries["ioff"].astype(np.int64)
     rows = None if not nbytes or (ioffs % nbytes).any() else ioffs // nbytes
-    order = np.argsort(blocks, kind="stable")
-    sb = blocks[order]
+    if len(blocks) < 2 or (blocks[1:] >= blocks[:-1]).all():  # in block order already
+        order, sb = np.arange(len(blocks)), blocks
+    else:
+        order = np.argsort(blocks, kind="stable")
+        sb = blocks[order]
     bounds = [0, *(np.flatnonzero(sb[1:] != sb[:-1]) + 1).tolist(), len(sb)]
     bids = sb[bounds[:-1]].tolist()
     if out is None:
