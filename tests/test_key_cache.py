@@ -287,3 +287,23 @@ def test_dense_order_is_the_key_order_of_a_permutation_only(ints, dense):
     assert (order is not None) == dense
     if order is not None:
         assert np.array(ints)[order].tolist() == list(range(len(ints)))
+
+
+def test_tables_kept_for_a_commit_are_handed_on_once_and_few_stay(repo, monkeypatch):
+    """``take_stored`` gives the table ``store`` just kept, once; tables no
+    commit takes are forgotten beyond a few, or beyond a size."""
+    git = repo._git_repo()
+    tables = [
+        KeyTable(bytes([i]) * 20 * 10, np.arange(10, dtype=np.int64), None) for i in range(12)
+    ]
+    oids = [bytes([i]) * 20 for i in range(12)]
+    for oid, table in zip(oids, tables, strict=True):
+        key_cache.store(git, oid, table)
+    assert key_cache.take_stored(oids[0]) is None  # the oldest went: at most 8 stay
+    assert key_cache.take_stored(oids[-1]) is tables[-1]
+    assert key_cache.take_stored(oids[-1]) is None  # handed on once
+    monkeypatch.setattr(key_cache, "_STORED_BYTES", 500)
+    key_cache.store(git, oids[0], tables[0])
+    key_cache.store(git, oids[1], tables[1])  # 280 bytes each: only the last fits
+    assert key_cache.take_stored(oids[0]) is None
+    assert key_cache.take_stored(oids[1]) is tables[1]

@@ -245,14 +245,23 @@ def store(repo: pygit2.Repository, oid: bytes, table: KeyTable) -> None:
     write_file(cache_path(repo, oid), encode(table, oid))
     with _stored_lock:
         _stored[oid] = table
-        while len(_stored) > _STORED_MAX:
-            del _stored[next(iter(_stored))]
+        while len(_stored) > 1 and (
+            len(_stored) > _STORED_MAX or sum(map(_table_bytes, _stored.values())) > _STORED_BYTES
+        ):
+            del _stored[next(iter(_stored))]  # the oldest
 
 
-#: tree id -> the key table this process kept for it last (a few at most)
+def _table_bytes(table: KeyTable) -> int:
+    keys = table.ints.nbytes if table.ints is not None else len(table.names or b"")
+    return len(table.digests) + keys
+
+
+#: tree id -> the key table this process kept for it last (a few, a bounded
+#: size: commits that hand none on leave no more than that behind)
 _stored: dict[bytes, KeyTable] = {}
 _stored_lock = threading.Lock()
 _STORED_MAX = 8
+_STORED_BYTES = 64 * 1024**2
 
 
 def take_stored(oid: bytes) -> KeyTable | None:
