@@ -212,3 +212,16 @@ def test_a_block_with_a_damaged_header_or_past_its_pack_is_refused(repo, images,
     with pytest.raises(IntegrityError):
         co.arraysets["x"].read_into(range(N), np.empty((N, 28, 28), np.uint8))
     co.close()
+
+
+def test_the_block_header_layout_read_in_place_is_the_stored_one():
+    """Headers of blocks read in place are parsed as one array: its layout
+    is the one :mod:`hangar_git.store.block_format` writes."""
+    from hangar_git.store import block_format, gather
+
+    raw = block_format.HEADER.pack(block_format.BLOCK_MAGIC, 3, 123456789) + block_format.CRC.pack(
+        0xDEADBEEF
+    )
+    h = np.frombuffer(raw, gather._HEAD)[0]
+    assert gather._HEAD.itemsize == block_format.HEADER_SIZE == len(raw)
+    assert (h["magic"], h["codec"], h["rawlen"], h["crc"]) == (b"HGB1", 3, 123456789, 0xDEADBEEF)
