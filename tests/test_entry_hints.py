@@ -301,3 +301,22 @@ def test_a_commit_of_a_few_changes_searches_nothing(repo, monkeypatch):
     _read(repo, data_b, "b")
     assert calls == [FANNED]  # its first whole read searches, then keeps them
     assert path_b.exists()
+
+
+def test_a_commit_whose_hints_cannot_be_placed_is_made_all_the_same(repo, monkeypatch):
+    """Keeping the hints is best effort, after the commit: a busy or damaged
+    index then leaves them to the first read, and the commit stands."""
+    import sqlite3
+
+    from hangar_git.store.reader import PackReader
+
+    def busy(*args, **kwargs):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(PackReader, "lookup_placed", busy)
+    data = _commit(repo, FANNED)
+    _, path = _hint(repo)
+    assert not path.exists()
+    monkeypatch.undo()
+    _read(repo, data)
+    assert path.exists()

@@ -137,6 +137,8 @@ def keep_committed(reader: PackReader, before: TreeRecords, after: TreeRecords) 
     few changes), cost nothing. Best effort: what cannot
     be placed (a payload not in the index, a damaged index) is left to the
     first read, as before."""
+    import sqlite3
+
     from ..errors import IntegrityError
 
     for name in after.aset_entries:
@@ -148,7 +150,7 @@ def keep_committed(reader: PackReader, before: TreeRecords, after: TreeRecords) 
             continue
         try:
             table_entries(reader, after.repo, oid, table)
-        except (IntegrityError, OSError):
+        except (IntegrityError, OSError, sqlite3.Error):  # the commit is made: never fail it
             continue
 
 
