@@ -144,17 +144,21 @@ class ArraysetDataReader:
         """``aset[key]``: the sample (see :meth:`get`); ``aset[key, idx...]`` a
         read-only copy of ``aset[key][idx...]``, reading only what it needs."""
         if type(key) is int and key >= 0:  # the hot path of get(), inlined
-            co = self._co
-            if co.closed:
-                co.check_open()
             table = self._table
-            if table is None:  # (a read checkout's tables stay as they are built)
-                table = self._table = co.payloads.int_rows.get(self._name)
             if table is not None:  # every int key of a read checkout's arrayset
+                # (no look at whether the checkout is closed: closing it turns
+                # this accessor into a stale handle, see hangar_git.handles)
                 try:  # a dict by key, or the stacked rows when the keys are 0 .. n-1
                     return table[key].copy()
                 except (KeyError, IndexError, OverflowError):  # past int64: not a row
                     raise KeyError(key) from None
+            co = self._co
+            if co.closed:
+                co.check_open()
+            # (a read checkout's tables stay as they are built)
+            table = self._table = co.payloads.int_rows.get(self._name)
+            if table is not None:
+                return self[key]
             enc = f"i:{key}"
             d = co.view.get(self._name, enc)
             if d is None:

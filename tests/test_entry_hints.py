@@ -208,3 +208,115 @@ def test_lookup_places_name_the_entry_found_in_each_run():
     assert p1.sids == (4,) and (p1.where >> 32 == 0).all()  # only the segments named
     assert placement.entries_at(runs[:1], only_first, p1) is not None
     assert placement.entries_at(runs[1:], only_first, p1) is None  # segment 4 gone
+
+
+@pytest.mark.parametrize("case", ["all found", "in two runs", "shared first bytes", "absent"])
+def test_the_sorted_placement_finds_what_the_index_search_finds(case):
+    """:func:`placement.place` searches in key order and compares whole
+    digests; whatever the runs hold (a digest in two runs, two digests with
+    the same first 8 bytes, absent ones) it gives the entries and places the
+    general search of the index gives."""
+    rng = np.random.default_rng(5)
+    pool = [bytes(rng.integers(0, 256, 20, dtype=np.uint8)) for _ in range(9000)]
+    if case == "shared first bytes":  # each twin differs from its digest after byte 8
+        pool[6000:6100] = [d[:8] + bytes(12) for d in pool[100:200]]
+    split = [pool[:5000], pool[5000:5020], pool[5020:8000]]
+    if case == "in two runs":
+        split[2] += pool[:300]  # also in the first run: found there first
+    if case == "shared first bytes":
+        split[0] += pool[6000:6100]
+    runs = [_run(sid, ds) for sid, ds in zip((4, 9, 12), split, strict=True)]
+    stored = list(dict.fromkeys(d for part in split for d in part))
+    query = [stored[int(i)] for i in rng.integers(0, len(stored), 6000)]
+    if case == "shared first bytes":
+        query[:200] = pool[100:200] + pool[6000:6100]
+    if case == "absent":
+        query[::7] = pool[8000 : 8000 + len(query[::7])]
+    joined = b"".join(query)
+    where = np.zeros(len(query), np.int64)
+    found, e = lookup_runs(runs, joined, where)
+    f2, e2, placed = placement.place(runs, joined)
+    assert f2.tolist() == found.tolist() and found.all() == (case != "absent")
+    # the sorted search answers alone unless the general one must decide
+    fast = placement._place_sorted(runs, joined) is not None
+    assert fast == (case in ("all found", "in two runs"))
+    assert e2[found].tobytes() == e[found].tobytes()
+    sids = [r.sid for r in runs]
+    for i in np.flatnonzero(found).tolist()[:500]:
+        run = runs[sids.index(placed.sids[int(placed.where[i]) >> 32])]
+        assert run.entries[int(placed.where[i]) & 0xFFFFFFFF].tobytes() == e[i].tobytes()
+    if found.all():
+        got = placement.entries_at(runs, joined, placed)
+        assert got is not None and got.tobytes() == e.tobytes()
+
+
+#: samples of a fanned-out tree: its commit keeps the key table (flat trees keep none)
+FANNED = 2000
+
+
+def test_a_commit_keeps_the_entry_hints_of_the_trees_it_wrote_whole(repo, monkeypatch):
+    """The commit that writes a samples tree whole keeps its places too:
+    the first whole read after it, in a fresh process, searches nothing."""
+    data = _commit(repo, FANNED)
+    s, path = _hint(repo)
+    assert path.exists()
+    assert entry_hints.load(s.repo, s.oid, FANNED) is not None
+    calls = _searches(monkeypatch)
+    _read(repo, data)
+    assert calls == []
+
+
+def test_commit_time_hints_are_only_hints(repo, monkeypatch):
+    """A commit's hint file rewritten to send each key to another payload's
+    entry (checksum and all) reads the right samples, and is written anew."""
+    data = _commit(repo, FANNED)
+    s, path = _hint(repo)
+    good = entry_hints.load(s.repo, s.oid, FANNED)
+    assert good is not None
+    _rewrite(path, s.oid, np.roll(good.where, 1))
+    calls = _searches(monkeypatch)
+    _read(repo, data)
+    assert calls == [FANNED]
+    again = entry_hints.load(s.repo, s.oid, FANNED)
+    assert again is not None and (again.where == good.where).all()
+
+
+def test_a_commit_of_a_few_changes_searches_nothing(repo, monkeypatch):
+    """A commit that keeps no key table (a few changes) keeps no hint, and a
+    commit leaves the hints of arraysets it did not change alone: neither
+    costs an index search."""
+    _commit(repo, FANNED)
+    data_b = _commit(repo, FANNED, name="b", start=10**6)
+    _, path_a = _hint(repo)
+    path_a.unlink()
+    calls = _searches(monkeypatch)
+    co = repo.checkout(write=True)
+    co.arraysets["b"][0] = data_b[0] + 1
+    co.commit("one change to b")
+    co.close()
+    assert calls == [] and not path_a.exists()
+    _, path_b = _hint(repo, "b")
+    assert not path_b.exists()  # b's new tree: no table kept, so no hint
+    data_b[0] += 1
+    _read(repo, data_b, "b")
+    assert calls == [FANNED]  # its first whole read searches, then keeps them
+    assert path_b.exists()
+
+
+def test_a_commit_whose_hints_cannot_be_placed_is_made_all_the_same(repo, monkeypatch):
+    """Keeping the hints is best effort, after the commit: a busy or damaged
+    index then leaves them to the first read, and the commit stands."""
+    import sqlite3
+
+    from hangar_git.store.reader import PackReader
+
+    def busy(*args, **kwargs):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(PackReader, "lookup_placed", busy)
+    data = _commit(repo, FANNED)
+    _, path = _hint(repo)
+    assert not path.exists()
+    monkeypatch.undo()
+    _read(repo, data)
+    assert path.exists()

@@ -256,6 +256,31 @@ def test_key_in_the_wrong_leaf_is_refused(setup):
     co.close()
 
 
+@pytest.mark.parametrize("extra", [b"zz", b"fff"])
+def test_a_malformed_top_fan_out_level_is_refused(setup, extra):
+    """A fanned-out samples tree whose top level holds a name that is not a
+    fan-out name (checked when the level is first used, not when the tree
+    is opened) is refused by every read that lists or finds keys."""
+    repo, git = setup
+    co = repo.checkout(write=True, branch="dev")
+    big = co.arraysets.init_arrayset("big", shape=(1,), dtype=np.uint8)
+    big.add_stacked(np.zeros((1100, 1), np.uint8), list(range(1100)))
+    co.commit("fanned out")
+    co.close()
+    root = entries(git, dev_root(git))
+    at = entries(git, entries(git, root[b"arraysets"][1])[b"big"][1])
+    top = entries(git, at[b"samples"][1])
+    top[extra] = next(iter(top.values()))  # after the first entry, in sorted place
+    tree = with_aset_samples(git, dev_root(git), "big", raw_tree(git, sorted_raw(top)))
+    hostile_dev(git, tree)
+    co = repo.checkout(branch="dev")
+    with pytest.raises(CorruptRecordError, match="fan-out"):
+        list(co.arraysets["big"].keys())
+    with pytest.raises(CorruptRecordError, match="fan-out"):
+        co.arraysets["big"][7]
+    co.close()
+
+
 def test_format_99_is_not_merged_nor_restamped(setup):
     repo, git = setup
     before = head(git)

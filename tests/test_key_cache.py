@@ -15,7 +15,7 @@ import struct
 import numpy as np
 import pytest
 
-from hangar_git.records import key_cache, snapshot
+from hangar_git.records import entry_hints, key_cache, snapshot
 from hangar_git.records.key_cache import HEADER, KeyTable
 from hangar_git.store.checksum import crc32
 
@@ -29,11 +29,13 @@ def _commit(repo, keys: list, name: str = "a") -> np.ndarray:
     aset.add_stacked(data, keys)
     co.commit(f"{name}: {len(keys)}")
     co.close()
-    # the commit kept the new tree's table (see test_key_cache_commit.py):
-    # dropped, so that the first read here parses the leaves as a first
-    # read of a tree committed elsewhere (fetched) does
+    # the commit kept the new tree's table (see test_key_cache_commit.py)
+    # and its entry hints (test_entry_hints.py): dropped, so that the first
+    # read here parses the leaves as a first read of a tree committed
+    # elsewhere (fetched) does
     s = _samples(repo, name)
     key_cache.cache_path(s.repo, s.oid).unlink()
+    entry_hints.hint_path(s.repo, s.oid).unlink()
     return data
 
 
@@ -271,3 +273,37 @@ def test_int_keys_past_int64_are_read_whole(repo):
     table = key_cache.load(s.repo, s.oid, N)
     assert table is not None and table.ints is None
     assert set(table.keys()) == {f"i:{k}" for k in keys}
+
+
+@pytest.mark.parametrize(
+    ("ints", "dense"),
+    [([2, 0, 1], True), ([0, 0, 2], False), ([1, 2, 3], False), ([0, 2, 2, 1], False), ([0], True)],
+)
+def test_dense_order_is_the_key_order_of_a_permutation_only(ints, dense):
+    """Keys exactly ``0 .. n-1``: the tree position of each key in key order;
+    any key twice (even with the right least and greatest keys): None."""
+    table = KeyTable(bytes(20 * len(ints)), np.array(ints, np.int64), None)
+    order = table.dense_order()
+    assert (order is not None) == dense
+    if order is not None:
+        assert np.array(ints)[order].tolist() == list(range(len(ints)))
+
+
+def test_tables_kept_for_a_commit_are_handed_on_once_and_few_stay(repo, monkeypatch):
+    """``take_stored`` gives the table ``store`` just kept, once; tables no
+    commit takes are forgotten beyond a few, or beyond a size."""
+    git = repo._git_repo()
+    tables = [
+        KeyTable(bytes([i]) * 20 * 10, np.arange(10, dtype=np.int64), None) for i in range(12)
+    ]
+    oids = [bytes([i]) * 20 for i in range(12)]
+    for oid, table in zip(oids, tables, strict=True):
+        key_cache.store(git, oid, table)
+    assert key_cache.take_stored(oids[0]) is None  # the oldest went: at most 8 stay
+    assert key_cache.take_stored(oids[-1]) is tables[-1]
+    assert key_cache.take_stored(oids[-1]) is None  # handed on once
+    monkeypatch.setattr(key_cache, "_STORED_BYTES", 500)
+    key_cache.store(git, oids[0], tables[0])
+    key_cache.store(git, oids[1], tables[1])  # 280 bytes each: only the last fits
+    assert key_cache.take_stored(oids[0]) is None
+    assert key_cache.take_stored(oids[1]) is tables[1]

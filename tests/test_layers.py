@@ -117,6 +117,7 @@ FORBIDDEN = {
     "hangar_git.store": (
         "hangar_git.records",
         "hangar_git.checkout",
+        "hangar_git.checkout_reader",
         "hangar_git.repository",
         "hangar_git.diff",
         "hangar_git.merge",
@@ -125,6 +126,7 @@ FORBIDDEN = {
     ),
     "hangar_git.records": (
         "hangar_git.checkout",
+        "hangar_git.checkout_reader",
         "hangar_git.repository",
         "hangar_git.userdiff",
         "hangar_git.diff",
@@ -132,9 +134,24 @@ FORBIDDEN = {
         "hangar_git.cli",
         "hangar_git.remotes",
     ),
-    "hangar_git.diff": ("hangar_git.checkout", "hangar_git.repository", "hangar_git.cli"),
-    "hangar_git.merge": ("hangar_git.checkout", "hangar_git.repository", "hangar_git.cli"),
-    "hangar_git.commits": ("hangar_git.checkout", "hangar_git.repository", "hangar_git.cli"),
+    "hangar_git.diff": (
+        "hangar_git.checkout",
+        "hangar_git.checkout_reader",
+        "hangar_git.repository",
+        "hangar_git.cli",
+    ),
+    "hangar_git.merge": (
+        "hangar_git.checkout",
+        "hangar_git.checkout_reader",
+        "hangar_git.repository",
+        "hangar_git.cli",
+    ),
+    "hangar_git.commits": (
+        "hangar_git.checkout",
+        "hangar_git.checkout_reader",
+        "hangar_git.repository",
+        "hangar_git.cli",
+    ),
 }
 
 

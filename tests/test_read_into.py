@@ -180,3 +180,48 @@ def test_whole_raw_blocks_are_read_in_place(repo, images, monkeypatch):
     evens = co.arraysets["x"].read_into(range(0, 1000, 2), np.empty((500, 28, 28), np.uint8))
     np.testing.assert_array_equal(evens, images[:1000:2])  # blocks left whole
     co.close()
+
+
+@pytest.mark.parametrize("damage", ["magic", "codec", "raw length", "short pack"])
+def test_a_block_with_a_damaged_header_or_past_its_pack_is_refused(repo, images, damage):
+    """Blocks read in place are checked as the careful path checks them: a
+    damaged header (its magic, codec or raw length) or a pack cut short
+    inside a block is an IntegrityError, never rows read from the bytes."""
+    from hangar_git.errors import IntegrityError
+
+    _committed(repo, images, list(range(N)))
+    co = repo.checkout()
+    reader = co.payloads.reader
+    _, e = reader.lookup([co.view.get("x", f"i:{k}") for k in (1500, N - 1)])
+    pack, boff, _ = reader.block_row(int(e["block"][0]))
+    last = reader.block_row(int(e["block"][1]))
+    co.close()
+    path = reader.pack_path(pack)
+    data = bytearray(path.read_bytes())
+    if damage == "magic":
+        data[boff] ^= 0x01
+    elif damage == "codec":
+        data[boff + 4] = 7
+    elif damage == "raw length":
+        data[boff + 8] ^= 0x01
+    else:
+        assert last[0] == pack
+        data = data[: last[1] + last[2] - 3]
+    path.write_bytes(bytes(data))
+    co = repo.checkout()
+    with pytest.raises(IntegrityError):
+        co.arraysets["x"].read_into(range(N), np.empty((N, 28, 28), np.uint8))
+    co.close()
+
+
+def test_the_block_header_layout_read_in_place_is_the_stored_one():
+    """Headers of blocks read in place are parsed as one array: its layout
+    is the one :mod:`hangar_git.store.block_format` writes."""
+    from hangar_git.store import block_format, gather
+
+    raw = block_format.HEADER.pack(block_format.BLOCK_MAGIC, 3, 123456789) + block_format.CRC.pack(
+        0xDEADBEEF
+    )
+    h = np.frombuffer(raw, gather._HEAD)[0]
+    assert gather._HEAD.itemsize == block_format.HEADER_SIZE == len(raw)
+    assert (h["magic"], h["codec"], h["rawlen"], h["crc"]) == (b"HGB1", 3, 123456789, 0xDEADBEEF)

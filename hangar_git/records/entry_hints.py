@@ -6,7 +6,10 @@ search of each segment, about 12 ms per 60,000 samples. The places found
 (see :class:`hangar_git.store.placement.Placement`) are kept next to the
 key table, in ``<common git dir>/hangar/keys/<tree id hex>.at``, in the
 order of the table's digests, so the next whole read takes each entry at
-its place and only checks it.
+its place and only checks it. The commit that writes a samples tree whole
+(and keeps its key table) keeps its places at once (:func:`keep_committed`),
+so even the first whole read after it searches nothing; otherwise the
+first whole read keeps them.
 
 Local state, never part of history, never needed for correctness, and
 treated as untrusted: a file is used only when its size is what its
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
     from ..store.placement import Placement
     from ..store.reader import PackReader
     from .key_cache import KeyTable
+    from .snapshot import TreeRecords
 
 MAGIC = b"HGEA"
 VERSION = 1
@@ -59,11 +63,16 @@ def hint_path(repo: pygit2.Repository, oid: bytes) -> Path:
 def encode(placement: Placement, oid: bytes) -> bytes:
     """The file content of ``placement`` for tree ``oid``."""
     n, k = len(placement.where), len(placement.sids)
-    body = HEADER.pack(MAGIC, VERSION, oid, n, k)
     pairs = zip(placement.sids, placement.sizes, strict=True)
-    body += b"".join(SEGMENT.pack(s, z) for s, z in pairs)
-    body += placement.where.astype("<i8").tobytes()
-    return body + CRC.pack(crc32(body))
+    parts: list[bytes | memoryview] = [
+        HEADER.pack(MAGIC, VERSION, oid, n, k),
+        b"".join(SEGMENT.pack(s, z) for s, z in pairs),
+        placement.where.astype("<i8", copy=False).data,  # no copy of the places first
+    ]
+    crc = 0
+    for part in parts:
+        crc = crc32(part, crc)
+    return b"".join([*parts, CRC.pack(crc)])
 
 
 def parse(data: bytes, oid: bytes, count: int) -> Placement | None:
@@ -118,4 +127,31 @@ def table_entries(
     return found, e
 
 
-__all__ = ["hint_path", "load", "parse", "store", "table_entries"]
+def keep_committed(reader: PackReader, before: TreeRecords, after: TreeRecords) -> None:
+    """After a commit from ``before`` to ``after`` (the records of the old
+    and the new head): keep the entry hints of every samples tree the
+    commit wrote whole, those whose key table it kept (see
+    :mod:`.key_cache`; the table is taken from memory, not read back), so
+    the first whole read in a later process searches no index. Arraysets
+    whose tree did not change, and trees with no table kept (a commit of a
+    few changes), cost nothing. Best effort: what cannot
+    be placed (a payload not in the index, a damaged index) is left to the
+    first read, as before."""
+    import sqlite3
+
+    from ..errors import IntegrityError
+
+    for name in after.aset_entries:
+        if before.aset_oid(name) == after.aset_oid(name):
+            continue
+        oid = after.samples_oid(name)
+        table = None if oid is None else key_cache.take_stored(oid)
+        if table is None:  # no table kept by this commit
+            continue
+        try:
+            table_entries(reader, after.repo, oid, table)
+        except (IntegrityError, OSError, sqlite3.Error):  # the commit is made: never fail it
+            continue
+
+
+__all__ = ["hint_path", "keep_committed", "load", "parse", "store", "table_entries"]

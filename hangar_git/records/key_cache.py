@@ -113,11 +113,12 @@ class KeyTable:
         ints = self.ints
         n = len(self)
         order = np.empty(0, np.intp)  # not dense
-        dense = ints is not None and n and int(ints.min()) == 0 and int(ints.max()) == n - 1
-        # no key twice among 0 .. n-1: a permutation
-        if dense and np.bincount(ints, minlength=n).max() == 1:  # type: ignore[arg-type]
-            order = np.empty(n, np.intp)
+        if ints is not None and n and int(ints.min()) == 0 and int(ints.max()) == n - 1:
+            # n keys among 0 .. n-1: a permutation when each slot is filled (no key twice)
+            order = np.full(n, -1, np.intp)
             order[ints] = np.arange(n)
+            if int(order.min()) < 0:
+                order = order[:0]
         self._order = order
         return order if len(order) == n else None
 
@@ -239,8 +240,37 @@ def encode(table: KeyTable, oid: bytes) -> bytes:
 
 def store(repo: pygit2.Repository, oid: bytes, table: KeyTable) -> None:
     """Keep ``table`` as the key table of samples tree ``oid`` (best effort:
-    written to a temporary file, then renamed into place)."""
+    written to a temporary file, then renamed into place); the last few
+    stay at hand in this process too (see :func:`take_stored`)."""
     write_file(cache_path(repo, oid), encode(table, oid))
+    with _stored_lock:
+        _stored[oid] = table
+        while len(_stored) > 1 and (
+            len(_stored) > _STORED_MAX or sum(map(_table_bytes, _stored.values())) > _STORED_BYTES
+        ):
+            del _stored[next(iter(_stored))]  # the oldest
+
+
+def _table_bytes(table: KeyTable) -> int:
+    keys = table.ints.nbytes if table.ints is not None else len(table.names or b"")
+    return len(table.digests) + keys
+
+
+#: tree id -> the key table this process kept for it last (a few, a bounded
+#: size: commits that hand none on leave no more than that behind)
+_stored: dict[bytes, KeyTable] = {}
+_stored_lock = threading.Lock()
+_STORED_MAX = 8
+_STORED_BYTES = 64 * 1024**2
+
+
+def take_stored(oid: bytes) -> KeyTable | None:
+    """The key table of tree ``oid`` this process kept with :func:`store`
+    (forgotten here once taken), None when it kept none lately: what a
+    commit hands on to whatever it keeps beside the table, with no read of
+    the file back."""
+    with _stored_lock:
+        return _stored.pop(oid, None)
 
 
 def write_file(path: Path, content: bytes) -> None:
@@ -307,6 +337,7 @@ __all__ = [
     "prune",
     "read_file",
     "store",
+    "take_stored",
     "touch",
     "write_file",
 ]

@@ -17,7 +17,14 @@ import pygit2
 
 from . import trust, validate
 from .counts import known_count, remember_count
-from .layout import Fanout, leaf_path, parse_link_digests, parse_links, trusted_link_runs
+from .layout import (
+    MODE_TREE,
+    Fanout,
+    leaf_path,
+    parse_link_digests,
+    parse_links,
+    trusted_link_runs,
+)
 from .validate import read_tree
 
 if TYPE_CHECKING:
@@ -77,6 +84,16 @@ def _decoded(names: list[bytes]) -> list[str]:
         raise validate.corrupt("samples tree: a record name is not ASCII") from None
 
 
+def _first_id(raw: bytes, width: int) -> bytes:
+    """The id of the first entry of fan-out level ``raw`` (its first name of
+    ``width`` hex digits checked by :func:`.validate.fan_width`)."""
+    start = len(MODE_TREE) + 1 + width + 1
+    oid = raw[start : start + 20]
+    if len(oid) != 20:
+        raise validate.corrupt("samples tree: malformed fan-out level (truncated)")
+    return oid
+
+
 class SampleRecords:
     """The ``samples/`` tree of one arrayset: encoded key -> digest."""
 
@@ -93,30 +110,34 @@ class SampleRecords:
         self._paths: list[tuple[str, ...]] | None = None  # see leaf_paths
         self._table: KeyTable | None = None  # see key_table
         self.fanout: Fanout = ()
+        self._top = b""  # the raw top level of a fanned-out tree, until parsed
         if oid is not None:
             raw = read_tree(repo, oid, "samples tree")
             width = validate.fan_width(raw)
             if width is None:
                 self._leaves[()] = validate.leaf_links(raw)
             else:
-                top = validate.fan_entries(raw, width)
-                self._trees[()] = top
+                # the top level is parsed (and checked whole) when first used
+                # (see _tree): a whole read through the key table needs none of it
+                self._top = raw
                 fan = [width]
-                sub = top
-                while True:
-                    first = next(iter(sub.values()))
-                    raw = read_tree(repo, first[1], "samples tree")
+                while True:  # the levels below, down the first entry of each
+                    raw = read_tree(repo, _first_id(raw, width), "samples tree")
                     w = validate.fan_width(raw)
                     if w is None:
                         break
                     fan.append(w)
                     validate.check_fanout(fan)
-                    sub = validate.fan_entries(raw, w)
+                    width = w
                 self.fanout = tuple(fan)
 
     def _tree(self, path: tuple[str, ...]) -> dict[str, tuple[bytes, bytes]] | None:
         t = self._trees.get(path)
-        if t is None:
+        if t is None and not path:
+            if not self.fanout:
+                return None
+            t = self._trees[()] = validate.fan_entries(self._top, self.fanout[0])
+        elif t is None:
             parent = self._tree(path[:-1])
             if parent is None or path[-1] not in parent:
                 return None

@@ -8,7 +8,7 @@ The interface every backend implements is :class:`PayloadStore`
 (:mod:`.base`); the backends are :class:`PackPayloadStore` (the
 repository's packs and chunked large files), :class:`LargeFileStore` and
 :class:`MemoryStore`. The pack store's parts: :mod:`.packs` (``PackStore``),
-:mod:`.reader`, :mod:`.writer`, :mod:`.appender`, :mod:`.index`,
+:mod:`.reader`, :mod:`.block_reader`, :mod:`.writer`, :mod:`.appender`, :mod:`.index`,
 :mod:`.codec`; large payloads: :mod:`.chunked`, :mod:`.chunk_format`,
 :mod:`.large_reader`; recovery: :mod:`.manifest`, :mod:`.manifest_scan`,
 :mod:`.rebuild`.

@@ -22,10 +22,12 @@ from typing import NamedTuple
 import numpy as np
 
 from .digest import DIGEST_SIZE
-from .index import ENTRY, Run, lookup_runs
+from .index import ENTRY, QUERY, Run, lookup_runs
 
 #: an entry as one opaque item, and its digest (its first 20 bytes)
 _ENTRY_BYTES = np.dtype(f"V{ENTRY.itemsize}")
+#: uint32 words of a digest
+_WORDS = DIGEST_SIZE // 4
 
 
 class Placement(NamedTuple):
@@ -48,9 +50,22 @@ class Placement(NamedTuple):
 
 def place(runs: Sequence[Run], joined: bytes) -> tuple[np.ndarray, np.ndarray, Placement]:
     """:func:`.index.lookup_runs` of ``joined`` digests, with the placement
-    of what it found (valid where found)."""
+    of what it found (valid where found).
+
+    When every digest is found by :func:`_place_sorted` (each the only
+    entry of its first 8 bytes in the run holding it: the usual case) that
+    is the answer; otherwise the general search of :mod:`.index` is run."""
+    fast = _place_sorted(runs, joined)
+    if fast is not None:
+        return np.ones(len(fast[0]), bool), *fast
     where = np.zeros(len(joined) // DIGEST_SIZE, np.int64)
     found, e = lookup_runs(runs, joined, where)
+    return found, e, _placement(runs, where, found)
+
+
+def _placement(runs: Sequence[Run], where: np.ndarray, found: np.ndarray) -> Placement:
+    """The placement of ``where`` (``run index << 32 | position``, valid
+    where ``found``), naming only the runs used."""
     counts = np.bincount(where[found] >> 32, minlength=len(runs))
     used = np.flatnonzero(counts).tolist()  # only the segments named
     if used != list(range(len(used))):
@@ -59,7 +74,55 @@ def place(runs: Sequence[Run], joined: bytes) -> tuple[np.ndarray, np.ndarray, P
         where = (remap[where >> 32] << 32) | (where & 0xFFFFFFFF)
     sids = tuple(runs[i].sid for i in used)
     sizes = tuple(len(runs[i].keys) for i in used)
-    return found, e, Placement(sids, sizes, where)
+    return Placement(sids, sizes, where)
+
+
+def _same_digests(entries: np.ndarray, words: np.ndarray) -> np.ndarray:
+    """Per entry of ``entries`` (:data:`ENTRY`, or its opaque items): True
+    when its digest is the row of ``words`` (digests as rows of five uint32)
+    beside it; compared a word at a time (many times faster than rows)."""
+    ew = entries.view(np.uint32).reshape(len(entries), ENTRY.itemsize // 4)
+    same = ew[:, 0] == words[:, 0]
+    for i in range(1, _WORDS):
+        same &= ew[:, i] == words[:, i]
+    return same  # type: ignore[no-any-return]
+
+
+def _place_sorted(runs: Sequence[Run], joined: bytes) -> tuple[np.ndarray, Placement] | None:
+    """``(entries, placement)`` of ``joined`` digests when each is found as
+    the entry at its search position in some run (the runs in order, each
+    asked for the digests not found before); None when some digest is not
+    (absent, or sharing its first 8 bytes with another entry of a run): the
+    general search then decides. The queries are searched in key order (about four
+    times as fast as in their own order), each found entry compared whole."""
+    n = len(joined) // DIGEST_SIZE
+    if not n or len(joined) % DIGEST_SIZE or not runs:
+        return None
+    q = np.frombuffer(joined, QUERY)
+    qk = q["key"].astype(np.uint64)
+    words = np.frombuffer(joined, np.uint32).reshape(n, _WORDS)
+    todo = np.argsort(qk)  # query positions, in key order
+    e = np.empty(n, _ENTRY_BYTES)
+    where = np.empty(n, np.int64)
+    hit = np.zeros(n, bool)
+    for ri, run in enumerate(runs):
+        m = len(run.keys)
+        if not m:
+            continue
+        pos = np.searchsorted(run.keys, qk[todo])
+        np.minimum(pos, m - 1, out=pos)
+        e[todo] = np.take(run.entries.view(_ENTRY_BYTES), pos)
+        where[todo] = pos | (ri << 32)
+        # compared in the queries' order (no gather); those found in an
+        # earlier run are not among ``todo``: their entries stay
+        hit |= _same_digests(e, words)
+        if hit.all():
+            return e.view(ENTRY), _placement(runs, where, hit)
+        miss = ~hit[todo]
+        if (run.keys[pos[miss]] == qk[todo[miss]]).any():
+            return None  # another digest of the same first 8 bytes: maybe it is further on
+        todo = todo[miss]
+    return None
 
 
 def entries_at(runs: Sequence[Run], joined: bytes, placement: Placement) -> np.ndarray | None:
@@ -99,8 +162,7 @@ def entries_at(runs: Sequence[Run], joined: bytes, placement: Placement) -> np.n
                 return None
             e[sel] = np.take(run.entries.view(_ENTRY_BYTES), p)
     # each entry must be its digest's: the first 20 bytes of an entry are the digest
-    got = np.ndarray((n,), f"V{DIGEST_SIZE}", e, strides=(ENTRY.itemsize,))
-    if got.tobytes() != joined:
+    if not _same_digests(e, np.frombuffer(joined, np.uint32).reshape(n, _WORDS)).all():
         return None
     return e.view(ENTRY)
 
