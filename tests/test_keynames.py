@@ -15,6 +15,7 @@ from hangar_git.naming import encode_key
 from hangar_git.records import build as build_mod
 from hangar_git.records.build import build_root, write_sample_run, write_samples
 from hangar_git.records.keynames import KeyNames, int_key_names, names_crc32
+from hangar_git.records.layout import leaf_path, serialize_links
 from hangar_git.records.snapshot import TreeRecords
 from hangar_git.records.staging import B_LINE_SAMPLES, Journal, StagedAset
 
@@ -122,6 +123,22 @@ def test_a_run_commits_the_tree_the_samples_make(git, n):
     run_st.add_run(names, digests)
     dict_st = StagedAset(created=True, schema="{}", samples=dict(records))
     assert build_root(git, base, {"a": run_st}, {}) == build_root(git, base, {"a": dict_st}, {})
+
+
+@pytest.mark.parametrize("fanout", [(1,), (2,), (2, 1), (2, 2)])
+def test_leaves_laid_out_from_arrays_are_the_serialized_records(fanout):
+    """Each leaf the array layout cuts is byte for byte serialize_links of the
+    records leaf_path puts in it (names of every length, int and str keys)."""
+    rng = np.random.default_rng(len(fanout))
+    ints = rng.permutation(10**6)[:3000].tolist() + INTS
+    strs = ["s:" + "k" * int(rng.integers(1, 40)) + str(i) for i in range(2000)]
+    encs = [encode_key(int(k)) for k in ints] + strs
+    digests = [digest(i) for i in range(len(encs))]
+    leaves, _ = build_mod._fanned_leaves(encs, digests, fanout)
+    want: dict[tuple[str, ...], dict[str, bytes]] = {}
+    for enc, d in zip(encs, digests, strict=True):
+        want.setdefault(leaf_path(enc, fanout), {})[enc] = d
+    assert leaves == {path: serialize_links(links) for path, links in want.items()}
 
 
 def test_a_run_is_laid_out_from_its_arrays(git, monkeypatch):
