@@ -27,7 +27,7 @@ from . import chunked
 from .appender import PackAppender
 from .block_format import BLOCK_TARGET, CheckedBlock
 from .chunked import LARGE_IOFF, LARGE_PACK, LargeFiles
-from .codec import encode_block
+from .codec import encode_block, encode_blocks
 from .digest import DIGEST_SIZE, Payload, parse_kind
 from .durable import rollback
 from .gather import STREAM_WINDOW
@@ -340,17 +340,22 @@ class PackWriter(PackMaintenance, IndexTables):
         per = max(1, -(-BLOCK_TARGET // size))  # rows per block: as many as add() gathers
         raw = np.ascontiguousarray(flat).reshape(-1).data.cast("B")
         bids = np.empty(n, np.uint32)
-        for start in range(0, n, per):
-            stop = min(n, start + per)
-            block = encode_block(raw[start * size : stop * size], typesize)
+        # encoded into buffers of the writer's own, a window of STREAM_WINDOW raw bytes
+        # each (the caller may refill its rows once this returns, written or not)
+        window = per * max(1, STREAM_WINDOW // (per * size))  # rows a window
+        for w0 in range(0, n, window):
+            w1 = min(n, w0 + window)
+            part, ends = encode_blocks(raw[w0 * size : w1 * size], size * per, typesize)
             self._app.make_room(self._kind_ids)
-            pack, blen = self._app.pack, len(block)
-            boff = self._app.queue(block)
-            bid = self._next_block
-            self._next_block += 1
-            self._new.add_block(bid, pack, boff, blen)
-            self._app.manifest.add_rows(boff, blen, kid, size, joined, slice(start, stop))
-            bids[start:stop] = bid
+            pack = self._app.pack
+            base = at = self._app.queue_parts((part.data,))
+            for end, start in zip(ends, range(w0, w1, per), strict=True):
+                bid, blen, stop = self._next_block, base + end - at, min(w1, start + per)
+                self._next_block += 1
+                self._new.add_block(bid, pack, at, blen)
+                self._app.manifest.add_rows(at, blen, kid, size, joined, slice(start, stop))
+                bids[start:stop] = bid
+                at += blen
             if self._app.queued_bytes >= STREAM_WINDOW:
                 self._app.write_out()
                 self._app.sync()  # bounds what a failed sync must write again
