@@ -33,7 +33,7 @@ from .layout import (
     serialize_links,
     serialize_tree,
 )
-from .objpack import PACK_MIN_OBJECTS, TYPE_TREE, object_id, write_trees
+from .objpack import PACK_MIN_OBJECTS, tree_ids, write_trees
 from .snapshot import SampleRecords, TreeRecords
 from .staging import StagedAset
 
@@ -318,9 +318,8 @@ def _write_fanned(
 ) -> bytes:
     """Write raw leaf trees and the fan-out levels above them; the top tree's id."""
     objects: list[bytes] = list(leaves.values())
-    level: dict[tuple[str, ...], bytes] = dict(
-        zip(leaves, [object_id(TYPE_TREE, d) for d in objects], strict=True)
-    )
+    ids = tree_ids(objects)
+    level: dict[tuple[str, ...], bytes] = dict(zip(leaves, ids, strict=True))
     for _ in fanout:
         parents: dict[tuple[str, ...], dict[str, Entry]] = defaultdict(dict)
         for path, oid in level.items():
@@ -329,9 +328,9 @@ def _write_fanned(
         for path, entries in parents.items():
             data = serialize_tree(entries)
             objects.append(data)
-            level[path] = object_id(TYPE_TREE, data)
-    ids = write_trees(repo, objects)
-    return ids[-1]
+            (level[path],) = tree_ids([data])
+            ids.append(level[path])
+    return write_trees(repo, objects, ids)[-1]
 
 
 def _write_leaves(
