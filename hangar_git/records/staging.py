@@ -140,11 +140,11 @@ def _b_line(aset: str, encs: Sequence[str], digests: Sequence[bytes]) -> str:
     return f"{body}\t{zlib.crc32(body.encode()):08x}\n"
 
 
-def _b_line_of_names(aset: str, names: KeyNames, digests: Sequence[bytes]) -> bytes:
+def _b_line_of_names(aset: str, names: KeyNames, digests: Sequence[bytes]) -> _Line:
     """:func:`_b_line` (encoded) of names held as an array, built in vectorised passes:
     each ``<name> TAB <hex digest> TAB`` a fixed-width record filled a field
     at a time, then cut without the names' padding (one mask row per name
-    length)."""
+    length). Given in parts, written one after the other (no joined copy)."""
     import numpy as np  # not at the top: ``git hangar status`` reads journals without it
 
     joined = b"".join(digests)
@@ -170,9 +170,43 @@ def _b_line_of_names(aset: str, names: KeyNames, digests: Sequence[bytes]) -> by
     keep = np.ones((width + 1, row), bool)  # keep[k]: the bytes of a record whose name has k
     keep[:, :width] = np.arange(width) < np.arange(width + 1)[:, None]
     mask = keep.view(f"V{row}").ravel()[names.lengths()].view(bool)
-    fields = rec.view(np.uint8)[mask].tobytes()[:-1]  # no tab after the last digest
-    body = f"B\t{aset}\t".encode() + fields
-    return body + b"\t%08x\n" % zlib.crc32(body)
+    fields = rec.view(np.uint8)[mask].data[:-1]  # no tab after the last digest
+    head = f"B\t{aset}\t".encode()
+    return (head, fields, b"\t%08x\n" % zlib.crc32(fields, zlib.crc32(head)))
+
+
+#: a journal line to write: its bytes, or them in parts
+_Line = bytes | tuple[bytes | memoryview, ...]
+
+
+def _write_lines(fd: int, lines: list[_Line]) -> int:
+    """Write ``lines`` (see :data:`_Line`) one after the other with as few
+    calls as can be, as :func:`.durable.write_all` writes one buffer (an
+    ``OSError`` leaves part of them written); returns the bytes written."""
+    parts: list[bytes | memoryview] = []
+    for line in lines:
+        if isinstance(line, tuple):
+            parts.extend(line)
+        else:
+            parts.append(line)
+    total = sum(map(len, parts))
+    while parts:
+        batch = parts[:_IOV_MAX]
+        n = os.writev(fd, batch)
+        if n <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        for i, part in enumerate(batch):  # drop what was written
+            if n < len(part):
+                parts[: i + 1] = [memoryview(part)[n:]]
+                break
+            n -= len(part)
+        else:
+            del parts[: len(batch)]
+    return total
+
+
+#: buffers given to one ``writev`` at most (POSIX's IOV_MAX is 1024 or more)
+_IOV_MAX = 1024
 
 
 _HEX: list[np.ndarray] = []
@@ -197,7 +231,7 @@ class Journal:
         self.asets: dict[str, StagedAset] = {}
         self.meta: dict[str, str | None] = {}
         self.pending_commit: str | None = None
-        self._buf: list[bytes] = []  # lines logged, not yet written
+        self._buf: list[_Line] = []  # lines logged, not yet written
         #: arrayset -> (keys, digests) logged by record_sample, not yet formatted
         self._samples_buf: dict[str, tuple[list[str], list[bytes]]] = {}
         self._fd = -1
@@ -512,22 +546,21 @@ class Journal:
             return
         if len(self._buf) > 1:  # a batch is replayed whole or not at all
             self._buf.insert(0, self._line(("T", str(len(self._buf)))).encode())
-        data = b"".join(self._buf)
-        self._buf.clear()
+        lines, self._buf = self._buf, []
         try:
             if self._torn and truncate_to(self._fd, self._size) != self._size:
                 raise OSError(
                     errno.EIO, f"staging journal {self.path} cannot be cut back to its end"
                 )
             self._torn = False
-            write_all(self._fd, data)
+            written = _write_lines(self._fd, lines)
             fsync_fd(self._fd)
         except BaseException:
             # a cut that fails is tried again before the next line is written
             self._torn = truncate_to(self._fd, self._size) != self._size
             self._restore()
             raise
-        self._size += len(data)
+        self._size += written
 
     def discard(self) -> None:
         """Drop the changes logged since the last :meth:`sync` (a batch whose
