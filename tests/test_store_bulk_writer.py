@@ -175,3 +175,28 @@ def test_add_stacked_writes_the_blocks_encode_block_makes(store, monkeypatch, wi
         con.close()
     ends = np.cumsum([0] + [len(b) for b in blocks]).tolist()
     assert got == [(a, b - a) for a, b in itertools.pairwise(ends)]
+
+
+def test_add_stacked_moves_to_a_new_pack_at_the_limit(store, monkeypatch):
+    """A bulk add fills a pack up to PACK_LIMIT and one block past it at most,
+    then goes on in the next; every row reads back from where it went."""
+    from hangar_git.store import appender
+
+    monkeypatch.setattr(appender, "PACK_LIMIT", 150_000)
+    rows = np.random.default_rng(5).integers(0, 256, (1500, 784), dtype=np.uint8)
+    digests = stacked_digests(rows)
+    w = store.writer()
+    try:
+        w.add_stacked(kind_of(rows[0]), digests, rows)
+    finally:
+        w.close()
+    numbers = store.pack_numbers()
+    assert len(numbers) == 6  # 18 blocks, 3 a pack: as the writer placed them block by block
+    block = -(-BLOCK_TARGET // 784) * 784 + 20
+    assert all(store.pack_path(k).stat().st_size < 150_000 + block for k in numbers)
+    r = store.reader()
+    try:
+        got = [r.get(d) for d in digests]
+    finally:
+        r.close()
+    assert all(g.tobytes() == row.tobytes() for g, row in zip(got, rows, strict=True))
