@@ -180,33 +180,15 @@ _Line = bytes | tuple[bytes | memoryview, ...]
 
 
 def _write_lines(fd: int, lines: list[_Line]) -> int:
-    """Write ``lines`` (see :data:`_Line`) one after the other with as few
-    calls as can be, as :func:`.durable.write_all` writes one buffer (an
-    ``OSError`` leaves part of them written); returns the bytes written."""
-    parts: list[bytes | memoryview] = []
+    """Write ``lines`` (see :data:`_Line`) one after the other, part by part
+    (no joined copy; an ``OSError`` leaves part of them written, as from
+    :func:`.durable.write_all`); returns the bytes written."""
+    total = 0
     for line in lines:
-        if isinstance(line, tuple):
-            parts.extend(line)
-        else:
-            parts.append(line)
-    total = sum(map(len, parts))
-    while parts:
-        batch = parts[:_IOV_MAX]
-        n = os.writev(fd, batch)
-        if n <= 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        for i, part in enumerate(batch):  # drop what was written
-            if n < len(part):
-                parts[: i + 1] = [memoryview(part)[n:]]
-                break
-            n -= len(part)
-        else:
-            del parts[: len(batch)]
+        for part in line if isinstance(line, tuple) else (line,):
+            write_all(fd, part)
+            total += len(part)
     return total
-
-
-#: buffers given to one ``writev`` at most (POSIX's IOV_MAX is 1024 or more)
-_IOV_MAX = 1024
 
 
 _HEX: list[np.ndarray] = []
