@@ -161,7 +161,7 @@ _digest = hashlib.blake2b.digest
 def _map_digests(state: hashlib.blake2b, rows: Sequence[bytes | memoryview]) -> list[bytes]:
     """Digests of ``rows`` hashed on from ``state`` (the kind header hashed):
     a copy of the state per row, then each updated, then each digested, all in
-    C-level ``map`` passes (no Python code per row: two thirds the time of a
+    C-level ``map`` passes (no Python code per row: 0.8-0.9x the CPU of a
     loop calling the three methods)."""
     states = list(map(_copy_state, repeat(state, len(rows))))
     deque(map(_update, states, rows), maxlen=0)
