@@ -4,6 +4,7 @@ encoded, logged and committed exactly as the key-by-key path does."""
 from __future__ import annotations
 
 import hashlib
+import os
 import zlib
 
 import numpy as np
@@ -15,6 +16,7 @@ from hangar_git.naming import encode_key
 from hangar_git.records import build as build_mod
 from hangar_git.records.build import build_root, write_sample_run, write_samples
 from hangar_git.records.keynames import KeyNames, int_key_names, names_crc32
+from hangar_git.records.layout import leaf_path, serialize_links
 from hangar_git.records.snapshot import TreeRecords
 from hangar_git.records.staging import B_LINE_SAMPLES, Journal, StagedAset
 
@@ -124,6 +126,22 @@ def test_a_run_commits_the_tree_the_samples_make(git, n):
     assert build_root(git, base, {"a": run_st}, {}) == build_root(git, base, {"a": dict_st}, {})
 
 
+@pytest.mark.parametrize("fanout", [(1,), (2,), (2, 1), (2, 2)])
+def test_leaves_laid_out_from_arrays_are_the_serialized_records(fanout):
+    """Each leaf the array layout cuts is byte for byte serialize_links of the
+    records leaf_path puts in it (names of every length, int and str keys)."""
+    rng = np.random.default_rng(len(fanout))
+    ints = rng.permutation(10**6)[:3000].tolist() + INTS
+    strs = ["s:" + "k" * int(rng.integers(1, 40)) + str(i) for i in range(2000)]
+    encs = [encode_key(int(k)) for k in ints] + strs
+    digests = [digest(i) for i in range(len(encs))]
+    leaves, _ = build_mod._fanned_leaves(encs, digests, fanout)
+    want: dict[tuple[str, ...], dict[str, bytes]] = {}
+    for enc, d in zip(encs, digests, strict=True):
+        want.setdefault(leaf_path(enc, fanout), {})[enc] = d
+    assert leaves == {path: serialize_links(links) for path, links in want.items()}
+
+
 def test_a_run_is_laid_out_from_its_arrays(git, monkeypatch):
     """The commit of one bulk add does not go through a dict of its records."""
     names = int_key_names(np.arange(5000))
@@ -197,3 +215,47 @@ def test_bulk_keys_in_any_form_make_the_same_records(repo, names):
             co.arraysets["a"].add_stacked(rows[:3], np.array([7, 8, 7], dtype=np.int16))
         finally:
             co.close()
+
+
+@pytest.mark.parametrize("iter_min", [0, 1 << 40])
+def test_held_rows_stack_to_the_rows_held(monkeypatch, iter_min):
+    """Through numpy (past _ITER_MIN bytes) or a join, the stacked rows are the
+    rows as held, in order, of their dtype and shape."""
+    import hangar_git.held_rows as held_mod
+
+    monkeypatch.setattr(held_mod, "_ITER_MIN", iter_min)
+    rows = np.random.default_rng(2).random((300, 3, 5)).astype(">f4")
+    held = HeldRows(rows.dtype, (3, 5))
+    for i, r in enumerate(rows):
+        held.encs.append(i)
+        held.chunks.append(r.tobytes())
+        held.nbytes += r.nbytes
+    got = held.stacked()
+    assert got.dtype == rows.dtype and got.shape == rows.shape
+    assert got.tobytes() == rows.tobytes()
+
+
+@pytest.mark.parametrize("step", [5, 4096, None])
+def test_journal_lines_in_parts_are_written_whole(tmp_path, monkeypatch, step):
+    """A bulk line is written part by part; writes that take only some of what
+    they are given (a signal, a pipe) still leave every byte in order, as
+    one joined write would."""
+    if step is not None:
+        real = os.write
+        monkeypatch.setattr(os, "write", lambda fd, buf: real(fd, memoryview(buf)[:step]))
+    n = 700
+    encs = int_key_names(np.arange(n))
+    digests = [digest(i) for i in range(n)]
+    j = Journal.open(tmp_path / "journal", "master", None)
+    j.record("S", "a", "{}")
+    j.record_samples("a", encs, digests)  # the key-by-key path writes the same, joined
+    j.close()
+    k = Journal.open(tmp_path / "other", "master", None)
+    k.record("S", "a", "{}")
+    k.record_samples("a", encs.tolist(), digests)
+    k.close()
+    assert (tmp_path / "journal").read_bytes() == (tmp_path / "other").read_bytes()
+    again = Journal.peek(tmp_path / "journal")
+    assert again is not None and again.asets["a"].samples == dict(
+        zip(encs.tolist(), digests, strict=True)
+    )

@@ -3,6 +3,8 @@ that ``git gc --prune=now`` cannot delete before the branch names them."""
 
 from __future__ import annotations
 
+import hashlib
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,7 @@ import pygit2
 import pytest
 
 from hangar_git import commits as commits_mod
-from hangar_git.gitutil import HEADS, TYPE_BLOB, commit_bytes
+from hangar_git.gitutil import HEADS, TYPE_BLOB, TYPE_TREE, commit_bytes
 from hangar_git.records import objpack
 
 
@@ -282,3 +284,28 @@ def test_a_large_pack_deflated_on_two_threads_is_what_git_reads(tmp_path):
     subprocess.run(["git", "verify-pack", str(idx)], check=True, capture_output=True)
     git = pygit2.Repository(git.path)
     assert [git.odb.read(pygit2.Oid(raw=oid))[1] for oid in ids] == datas
+
+
+def test_trees_written_with_their_ids_make_the_pack_of_old(tmp_path):
+    """tree_ids is object_id; write_trees given them writes the pack it writes
+    without (the bytes of old: each object's header and deflated data, the
+    SHA-1 of all after them), and git reads every tree back."""
+    git = pygit2.init_repository(str(tmp_path / "r"), bare=True)
+    rng = np.random.default_rng(1)
+    trees = [
+        b"".join(b"160000 i:%d\x00" % (k * 1000 + j) + rng.bytes(20) for j in range(1 + k % 50))
+        for k in range(80)
+    ]
+    ids = objpack.tree_ids(trees)
+    assert ids == [objpack.object_id(TYPE_TREE, t) for t in trees]
+    assert objpack.write_trees(git, trees, ids) == ids
+    body = b"PACK" + struct.pack(">II", 2, len(trees))
+    body += b"".join(objpack._header(TYPE_TREE, len(t)) + objpack._compress(t, 1) for t in trees)
+    packdir = Path(git.path) / "objects" / "pack"
+    (pack,) = packdir.glob("pack-*.pack")
+    assert pack.read_bytes() == body + hashlib.sha1(body).digest()
+    assert pack.name == f"pack-{hashlib.sha1(body).hexdigest()}.pack"
+    (idx,) = packdir.glob("pack-*.idx")
+    subprocess.run(["git", "verify-pack", str(idx)], check=True, capture_output=True)
+    git = pygit2.Repository(git.path)
+    assert [git.odb.read(pygit2.Oid(raw=oid))[1] for oid in ids] == trees

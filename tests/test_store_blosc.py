@@ -16,6 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hangar_git.store import blosc_codec as _blosc
+from hangar_git.store.block_format import HEADER_SIZE
+from hangar_git.store.codec import encode_block, encode_block_into
 
 CODEC = {"lz4": blosc2.Codec.LZ4, "zstd": blosc2.Codec.ZSTD}
 
@@ -151,3 +153,42 @@ def test_compress_below_through_the_package_and_its_refusals(codec_path: str) ->
         _blosc.compress_below(raw, 4000, typesize=1, clevel=5, codec="brotli")
     with pytest.raises(ValueError, match="no room"):
         _blosc.compress_below(raw, 32, typesize=1, clevel=5, codec="lz4")
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    size=st.sampled_from([0, 1, 63, 64, 100, 784, 4096, 65_536, 70_001]),
+    noise=st.sampled_from([0.0, 0.3, 0.9, 0.95, 0.97, 1.0]),
+    typesize=st.sampled_from([1, 4, 8, 300]),
+    slack=st.sampled_from([0, 1, 1000]),
+)
+def test_a_block_encoded_into_a_buffer_is_the_block_encode_block_makes(
+    seed, size, noise, typesize, slack
+):
+    """encode_block_into (the bulk writer's) writes encode_block's bytes,
+    compressed or raw, and touches nothing past them."""
+    raw = _mixed(seed, size, noise) if size else b""
+    out = np.full(size + HEADER_SIZE + slack, 0xA5, np.uint8)
+    n = encode_block_into(memoryview(raw), typesize, out)
+    assert out[:n].tobytes() == encode_block(raw, typesize)
+    assert (out[n + max(0, size + HEADER_SIZE - n) :] == 0xA5).all()
+
+
+def test_compress_into_through_the_package_and_its_refusals(codec_path: str) -> None:
+    raw = _mixed(1, 5000, 0.1)
+    chunk = _blosc.compress(raw, typesize=1, clevel=5, codec="lz4")
+    out = np.zeros(5000, np.uint8)
+    args = {"typesize": 1, "clevel": 5, "codec": "lz4"}
+    assert _blosc.compress_into(raw, out, len(chunk) + 1, **args) == len(chunk)
+    assert out[: len(chunk)].tobytes() == chunk
+    assert _blosc.compress_into(raw, out, len(chunk), **args) is None
+    assert _blosc.compress_into(raw, out[: len(chunk) - 1], 5000, **args) is None  # out too short
+    with pytest.raises(ValueError, match="codec"):
+        _blosc.compress_into(raw, out, 4000, typesize=1, clevel=5, codec="brotli")
+    with pytest.raises(ValueError, match="no room"):
+        _blosc.compress_into(raw, out, 32, **args)
+    with pytest.raises(ValueError, match="writable"):
+        _blosc.compress_into(raw, out[::2], 4000, **args)
+    with pytest.raises(ValueError, match="no room"):
+        encode_block_into(raw, 1, np.zeros(len(raw) + HEADER_SIZE - 1, np.uint8))

@@ -4,12 +4,16 @@ and :func:`.uncommitted.digest_order`, which both rest on."""
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 
 import numpy as np
 import pytest
 
 from hangar_git.store import PackStore
+from hangar_git.store import writer as writer_mod
+from hangar_git.store.block_format import BLOCK_TARGET
+from hangar_git.store.codec import encode_block
 from hangar_git.store.digest import kind_of, stacked_digests
 from hangar_git.store.index import ENTRY, QUERY, entry_digests, sorted_entries
 from hangar_git.store.uncommitted import Uncommitted, digest_order
@@ -142,3 +146,57 @@ def test_add_stacked_refuses_digests_of_the_wrong_length(store):
             w.add_stacked(kind_of(rows[0]), [bytes(20), bytes(19)], rows)
     finally:
         w.close()
+
+
+@pytest.mark.parametrize("window", [None, 200_000])
+def test_add_stacked_writes_the_blocks_encode_block_makes(store, monkeypatch, window):
+    """The pack holds, block after block, encode_block of each run of rows
+    (compressible and not, one window or several encoded into buffers of
+    their own), and every block row the index commits points at one."""
+    if window is not None:
+        monkeypatch.setattr(writer_mod, "STREAM_WINDOW", window)
+    rng = np.random.default_rng(4)
+    rows = rng.integers(0, 256, (1500, 784), dtype=np.uint8)
+    rows[::3] = rows[::3] // 64  # some rows compress, some do not
+    digests = stacked_digests(rows)
+    w = store.writer()
+    try:
+        w.add_stacked(kind_of(rows[0]), digests, rows)
+    finally:
+        w.close()
+    per = -(-BLOCK_TARGET // 784)
+    blocks = [encode_block(rows[a : a + per].tobytes(), 1) for a in range(0, 1500, per)]
+    (pack,) = store.pack_numbers()
+    assert store.pack_path(pack).read_bytes() == b"".join(blocks)
+    con = sqlite3.connect(store.index_path)
+    try:
+        got = con.execute("SELECT boff, blen FROM blocks ORDER BY boff").fetchall()
+    finally:
+        con.close()
+    ends = np.cumsum([0] + [len(b) for b in blocks]).tolist()
+    assert got == [(a, b - a) for a, b in itertools.pairwise(ends)]
+
+
+def test_add_stacked_moves_to_a_new_pack_at_the_limit(store, monkeypatch):
+    """A bulk add fills a pack up to PACK_LIMIT and one block past it at most,
+    then goes on in the next; every row reads back from where it went."""
+    from hangar_git.store import appender
+
+    monkeypatch.setattr(appender, "PACK_LIMIT", 150_000)
+    rows = np.random.default_rng(5).integers(0, 256, (1500, 784), dtype=np.uint8)
+    digests = stacked_digests(rows)
+    w = store.writer()
+    try:
+        w.add_stacked(kind_of(rows[0]), digests, rows)
+    finally:
+        w.close()
+    numbers = store.pack_numbers()
+    assert len(numbers) == 6  # 18 blocks, 3 a pack: as the writer placed them block by block
+    block = -(-BLOCK_TARGET // 784) * 784 + 20
+    assert all(store.pack_path(k).stat().st_size < 150_000 + block for k in numbers)
+    r = store.reader()
+    try:
+        got = [r.get(d) for d in digests]
+    finally:
+        r.close()
+    assert all(g.tobytes() == row.tobytes() for g, row in zip(got, rows, strict=True))

@@ -33,7 +33,7 @@ from .layout import (
     serialize_links,
     serialize_tree,
 )
-from .objpack import PACK_MIN_OBJECTS, TYPE_TREE, object_id, write_trees
+from .objpack import PACK_MIN_OBJECTS, tree_ids, write_trees
 from .snapshot import SampleRecords, TreeRecords
 from .staging import StagedAset
 
@@ -228,10 +228,6 @@ def _key_table(tree: _TreeOrder, ints: np.ndarray | None = None) -> key_cache.Ke
     return key_cache.KeyTable.from_names(names, digests)
 
 
-#: rows serialized per pass by :func:`_fanned_leaves` (bounds its memory)
-_ROWS_PER_PASS = 1 << 16
-
-
 def _fanned_leaves(
     encs: list[str], digests: list[bytes], fanout: Fanout
 ) -> tuple[dict[tuple[str, ...], bytes], _TreeOrder]:
@@ -249,6 +245,43 @@ def _fanned_leaves(
     return _lay_out(np.array(kb), lens, crc, b"".join(digests), fanout)
 
 
+def _tree_order(names: np.ndarray, leaf: np.ndarray, bits: int) -> np.ndarray:
+    """Indices of the records in tree order: by leaf, then by name."""
+    if bits <= 16:  # by name, then (stable, a radix sort) by leaf: the same order, faster
+        by_name = np.argsort(names, kind="stable")
+        return by_name[np.argsort(leaf[by_name].astype(np.uint16), kind="stable")]  # type: ignore[no-any-return]
+    return np.lexsort((names, leaf))
+
+
+def _entries(names: np.ndarray, lens: np.ndarray, digests: np.ndarray) -> bytes:
+    """The tree entries ``160000 <name> NUL <digest>`` of records given as
+    arrays (``names`` fixed-width bytes, NUL-padded; ``lens`` their lengths;
+    ``digests`` items of 20 bytes), one after the other: fixed-width rows
+    filled a field at a time (one item a record: no strided row copies),
+    then their padding dropped by one mask (one row of it per name length)."""
+    n, width = len(names), names.dtype.itemsize
+    row = width + 28
+    rec = np.empty(
+        n,
+        np.dtype(
+            {
+                "names": ["mode", "name", "nul", "digest"],
+                "formats": ["V7", f"S{width}", "V1", "V20"],
+                "offsets": [0, 7, 7 + width, 8 + width],
+                "itemsize": row,
+            }
+        ),
+    )
+    rec["mode"] = np.frombuffer(b"160000 ", "V7")[0]
+    rec["name"] = names
+    rec["nul"] = np.frombuffer(b"\x00", "V1")[0]
+    rec["digest"] = digests
+    keep = np.ones((width + 1, row), bool)  # keep[k]: the bytes of a record whose name has k
+    keep[:, 7 : 7 + width] = np.arange(width) < np.arange(width + 1)[:, None]
+    mask = keep.view(f"V{row}").ravel()[lens].view(bool)
+    return rec.view(np.uint8)[mask].tobytes()  # type: ignore[no-any-return]
+
+
 def _lay_out(
     names: np.ndarray, lens: np.ndarray, crc: np.ndarray, digests: bytes, fanout: Fanout
 ) -> tuple[dict[tuple[str, ...], bytes], _TreeOrder]:
@@ -258,49 +291,25 @@ def _lay_out(
     n = len(names)
     bits = 4 * sum(fanout)
     leaf = crc >> np.uint32(32 - bits)
-    width = names.dtype.itemsize
-    if bits <= 16:  # by name, then (stable, a radix sort) by leaf: the same order, faster
-        by_name = np.argsort(names, kind="stable")
-        order = by_name[np.argsort(leaf[by_name].astype(np.uint16), kind="stable")]
-    else:
-        order = np.lexsort((names, leaf))
+    order = _tree_order(names, leaf, bits)
     leaf = leaf[order]
-    sizes = lens[order] + 28
-    total = int(sizes.sum())
-    out = np.empty(total, np.uint8)
-    dig = np.frombuffer(digests, np.uint8).reshape(n, 20)
-    name_rows = names.view(np.uint8).reshape(n, width)
-    row = 7 + width + 21
-    keep_name = np.arange(width)
-    pos = 0
-    for start in range(0, n, _ROWS_PER_PASS):
-        sel = order[start : start + _ROWS_PER_PASS]
-        m = len(sel)
-        rec = np.zeros((m, row), np.uint8)
-        rec[:, :7] = np.frombuffer(b"160000 ", np.uint8)
-        rec[:, 7 : 7 + width] = name_rows[sel]
-        rec[:, 8 + width :] = dig[sel]
-        mask = np.ones((m, row), bool)
-        mask[:, 7 : 7 + width] = keep_name < lens[sel][:, None]
-        part = rec[mask]
-        out[pos : pos + len(part)] = part
-        pos += len(part)
-    raw = out.tobytes()
-    ends = np.cumsum(sizes)
+    olens = lens[order]
+    raw = _entries(names[order], olens, np.frombuffer(digests, "V20")[order])
+    ends = np.cumsum(olens + 28)
     cuts = np.flatnonzero(leaf[1:] != leaf[:-1]) + 1
     firsts = np.concatenate(([0], cuts))
-    lasts = np.concatenate((cuts, [n]))
-    starts_b = np.concatenate(([0], ends[:-1]))
-    result: dict[tuple[str, ...], bytes] = {}
-    shifts = []
+    starts_b = np.concatenate(([0], ends[cuts - 1]))
+    stops_b = np.concatenate((ends[cuts - 1], ends[-1:]))
+    values = leaf[firsts].tolist()
     used = 0
+    levels = []  # each leaf's directory name at each level of the fan-out
     for w in fanout:
         used += 4 * w
-        shifts.append((bits - used, (1 << (4 * w)) - 1, HEX_NAMES[w]))
-    for f, last in zip(firsts.tolist(), lasts.tolist(), strict=True):
-        v = int(leaf[f])
-        path = tuple(hexes[(v >> sh) & mask_] for sh, mask_, hexes in shifts)
-        result[path] = raw[int(starts_b[f]) : int(ends[last - 1])]
+        shift, mask, hexes = bits - used, (1 << (4 * w)) - 1, HEX_NAMES[w]
+        levels.append([hexes[(v >> shift) & mask] for v in values])
+    cut = map(slice, starts_b.tolist(), stops_b.tolist())
+    result = dict(zip(zip(*levels, strict=True), map(raw.__getitem__, cut), strict=True))
+    dig = np.frombuffer(digests, np.uint8).reshape(n, 20)
     return result, _TreeOrder(order, names, lens, dig)
 
 
@@ -309,9 +318,8 @@ def _write_fanned(
 ) -> bytes:
     """Write raw leaf trees and the fan-out levels above them; the top tree's id."""
     objects: list[bytes] = list(leaves.values())
-    level: dict[tuple[str, ...], bytes] = dict(
-        zip(leaves, [object_id(TYPE_TREE, d) for d in objects], strict=True)
-    )
+    ids = tree_ids(objects)
+    level: dict[tuple[str, ...], bytes] = dict(zip(leaves, ids, strict=True))
     for _ in fanout:
         parents: dict[tuple[str, ...], dict[str, Entry]] = defaultdict(dict)
         for path, oid in level.items():
@@ -320,9 +328,9 @@ def _write_fanned(
         for path, entries in parents.items():
             data = serialize_tree(entries)
             objects.append(data)
-            level[path] = object_id(TYPE_TREE, data)
-    ids = write_trees(repo, objects)
-    return ids[-1]
+            (level[path],) = tree_ids([data])
+            ids.append(level[path])
+    return write_trees(repo, objects, ids)[-1]
 
 
 def _write_leaves(

@@ -51,20 +51,47 @@ _TYPE_BLOB = TYPE_BLOB
 #: first line of the ``.keep`` files that guard a commit's objects
 KEEP_MARK = "hangar-git: objects of a commit being written by pid"
 
-__all__ = ["held_objects", "object_id", "publish", "roll_up_packs", "write_pack", "write_trees"]
+__all__ = [
+    "held_objects",
+    "object_id",
+    "publish",
+    "roll_up_packs",
+    "tree_ids",
+    "write_pack",
+    "write_trees",
+]
 
 
-def write_trees(repo: pygit2.Repository, trees: Sequence[bytes]) -> list[bytes]:
-    """Write raw tree objects; returns their raw ids, in order."""
+def tree_ids(trees: Sequence[bytes]) -> list[bytes]:
+    """The raw ids of raw tree objects (:func:`object_id` of each, the data
+    hashed where it lies rather than copied after its header)."""
+    out = []
+    for t in trees:
+        h = hashlib.sha1(b"tree %d\x00" % len(t))
+        h.update(t)
+        out.append(h.digest())
+    return out
+
+
+def write_trees(
+    repo: pygit2.Repository, trees: Sequence[bytes], ids: Sequence[bytes] | None = None
+) -> list[bytes]:
+    """Write raw tree objects; returns their raw ids, in order (``ids``, when
+    the caller computed them already: :func:`tree_ids` of ``trees``)."""
     batch = open_batch_of(repo)
     if batch is not None:
-        return [batch.add(TYPE_TREE, t) for t in trees]
+        if ids is None:
+            return [batch.add(TYPE_TREE, t) for t in trees]
+        held = batch.objects
+        for oid, t in zip(ids, trees, strict=True):
+            held.setdefault(oid, (TYPE_TREE, t))
+        return list(ids)
     if len(trees) < PACK_MIN_OBJECTS:
         return [repo.odb.write(ObjectType.TREE, t).raw for t in trees]
     objdir = common_dir(repo) / "objects"
     if not objdir.is_dir():
         return [repo.odb.write(ObjectType.TREE, t).raw for t in trees]
-    ids = [object_id(TYPE_TREE, t) for t in trees]
+    ids = tree_ids(trees) if ids is None else list(ids)
     write_pack(objdir / "pack", [(TYPE_TREE, t) for t in trees], ids)
     return ids
 
@@ -215,11 +242,13 @@ def _pack_body(
     parts = [b"PACK" + struct.pack(">II", 2, len(objects))]
     offset = 12
     entries = []
+    add = parts.append
     for (kind, data), z, oid in zip(objects, comp, ids, strict=True):
-        rec = _header(kind, len(data)) + z
-        entries.append((oid, _crc32(rec), offset))
-        offset += len(rec)
-        parts.append(rec)
+        head = _header(kind, len(data))
+        entries.append((oid, _crc32(z, _crc32(head)), offset))
+        offset += len(head) + len(z)
+        add(head)
+        add(z)
     return b"".join(parts), entries
 
 
@@ -253,14 +282,16 @@ def _pack_index(entries: list[tuple[bytes, int, int]], pack_sum: bytes) -> bytes
     return idx + hashlib.sha1(idx).digest()
 
 
-def _place(packdir: Path, final: Path, data: bytes, sync: bool) -> bool:
-    """Write ``data`` as ``final`` (read-only) through a temporary file, synced
-    first with ``sync``; False when ``final`` was there already."""
+def _place(packdir: Path, final: Path, data: bytes, sync: bool, tail: bytes = b"") -> bool:
+    """Write ``data`` then ``tail`` as ``final`` (read-only) through a temporary
+    file, synced first with ``sync``; False when ``final`` was there already."""
     if final.exists():
         return False
     fd, tmp = tempfile.mkstemp(prefix=f"tmp_{final.suffix[1:]}_", dir=packdir)
     try:
         write_all(fd, data)
+        if tail:
+            write_all(fd, tail)
         os.fchmod(fd, 0o444)
         if sync:
             fsync_fd(fd)
@@ -298,7 +329,7 @@ def write_pack(
         keep_file = name.with_suffix(".keep")
         if _place(packdir, keep_file, f"{KEEP_MARK} {os.getpid()}\n".encode(), sync=False):
             written = keep_file
-    _place(packdir, name.with_suffix(".pack"), body + pack_sum, sync=True)
+    _place(packdir, name.with_suffix(".pack"), body, sync=True, tail=pack_sum)
     _place(packdir, name.with_suffix(".idx"), _pack_index(entries, pack_sum), sync=True)
     fsync_dir(packdir)
     return written

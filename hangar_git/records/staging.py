@@ -37,9 +37,13 @@ import warnings
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..store.durable import FILE_MODE, fsync_dir, fsync_fd, truncate_to, write_all
 from .keynames import KeyNames
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class UnreadableJournal(RuntimeError):
@@ -136,26 +140,67 @@ def _b_line(aset: str, encs: Sequence[str], digests: Sequence[bytes]) -> str:
     return f"{body}\t{zlib.crc32(body.encode()):08x}\n"
 
 
-def _b_line_of_names(aset: str, names: KeyNames, digests: Sequence[bytes]) -> str:
-    """:func:`_b_line` of names held as an array, built in vectorised passes:
-    each ``<name> TAB <hex digest> TAB`` cut from fixed-width rows."""
+def _b_line_of_names(aset: str, names: KeyNames, digests: Sequence[bytes]) -> _Line:
+    """:func:`_b_line` (encoded) of names held as an array, built in vectorised passes:
+    each ``<name> TAB <hex digest> TAB`` a fixed-width record filled a field
+    at a time, then cut without the names' padding (one mask row per name
+    length). Given in parts, written one after the other (no joined copy)."""
     import numpy as np  # not at the top: ``git hangar status`` reads journals without it
 
     joined = b"".join(digests)
     n = len(names)
     if not n or len(joined) != 20 * n:
-        return _b_line(aset, names.tolist(), digests)
+        return _b_line(aset, names.tolist(), digests).encode()
     width = names.names.dtype.itemsize
     row = width + 42
-    rec = np.empty((n, row), np.uint8)
-    rec[:, :width] = names.rows()
-    rec[:, width] = rec[:, width + 41] = ord("\t")
-    rec[:, width + 1 : width + 41] = np.frombuffer(joined.hex().encode(), np.uint8).reshape(n, 40)
-    keep = np.ones((n, row), bool)
-    keep[:, :width] = np.arange(width) < names.lengths()[:, None]
-    fields = rec[keep].tobytes()[:-1]  # no tab after the last digest
-    body = f"B\t{aset}\t".encode() + fields
-    return f"{body.decode('ascii')}\t{zlib.crc32(body):08x}\n"
+    rec = np.empty(
+        n,
+        np.dtype(
+            {
+                "names": ["name", "tab", "hex", "tab2"],
+                "formats": [f"S{width}", "S1", "V40", "S1"],
+                "offsets": [0, width, width + 1, width + 41],
+                "itemsize": row,
+            }
+        ),
+    )
+    rec["name"] = names.names
+    rec["tab"] = rec["tab2"] = b"\t"
+    rec["hex"] = _hex_digits()[np.frombuffer(joined, np.uint8)].view("V40")
+    keep = np.ones((width + 1, row), bool)  # keep[k]: the bytes of a record whose name has k
+    keep[:, :width] = np.arange(width) < np.arange(width + 1)[:, None]
+    mask = keep.view(f"V{row}").ravel()[names.lengths()].view(bool)
+    fields = rec.view(np.uint8)[mask].data[:-1]  # no tab after the last digest
+    head = f"B\t{aset}\t".encode()
+    return (head, fields, b"\t%08x\n" % zlib.crc32(fields, zlib.crc32(head)))
+
+
+#: a journal line to write: its bytes, or them in parts
+_Line = bytes | tuple[bytes | memoryview, ...]
+
+
+def _write_lines(fd: int, lines: list[_Line]) -> int:
+    """Write ``lines`` (see :data:`_Line`) one after the other, part by part
+    (no joined copy; an ``OSError`` leaves part of them written, as from
+    :func:`.durable.write_all`); returns the bytes written."""
+    total = 0
+    for line in lines:
+        for part in line if isinstance(line, tuple) else (line,):
+            write_all(fd, part)
+            total += len(part)
+    return total
+
+
+_HEX: list[np.ndarray] = []
+
+
+def _hex_digits() -> np.ndarray:
+    """Two lower-case hex digits of each byte value, as 256 items of 2 bytes."""
+    if not _HEX:
+        import numpy as np
+
+        _HEX.append(np.frombuffer(bytes(range(256)).hex().encode(), "V2").copy())
+    return _HEX[0]
 
 
 class Journal:
@@ -168,7 +213,7 @@ class Journal:
         self.asets: dict[str, StagedAset] = {}
         self.meta: dict[str, str | None] = {}
         self.pending_commit: str | None = None
-        self._buf: list[str] = []
+        self._buf: list[_Line] = []  # lines logged, not yet written
         #: arrayset -> (keys, digests) logged by record_sample, not yet formatted
         self._samples_buf: dict[str, tuple[list[str], list[bytes]]] = {}
         self._fd = -1
@@ -412,7 +457,7 @@ class Journal:
         if self._samples_buf:
             self._drain_samples()
         self._apply(list(fields))
-        self._buf.append(self._line(fields))
+        self._buf.append(self._line(fields).encode())
         if not self.batching:
             self.sync()
 
@@ -455,13 +500,14 @@ class Journal:
             st = self._aset(aset)
         if isinstance(encs, KeyNames):  # kept as arrays until read
             st.add_run(encs, digests)
-            line = _b_line_of_names
+            for i in range(0, len(encs), B_LINE_SAMPLES):
+                j = i + B_LINE_SAMPLES
+                self._buf.append(_b_line_of_names(aset, encs[i:j], digests[i:j]))
         else:
             st.samples.update(zip(encs, digests, strict=True))
-            line = _b_line  # type: ignore[assignment]
-        for i in range(0, len(encs), B_LINE_SAMPLES):
-            j = i + B_LINE_SAMPLES
-            self._buf.append(line(aset, encs[i:j], digests[i:j]))  # type: ignore[arg-type]
+            for i in range(0, len(encs), B_LINE_SAMPLES):
+                j = i + B_LINE_SAMPLES
+                self._buf.append(_b_line(aset, encs[i:j], digests[i:j]).encode())
         if not self.batching:
             self.sync()
 
@@ -469,7 +515,9 @@ class Journal:
         """Log the samples held back by :meth:`record_sample`: one ``B`` line per
         arrayset (samples of different arraysets are independent, so only the
         order within an arrayset is kept, and it is)."""
-        lines = [_b_line(a, encs, digests) for a, (encs, digests) in self._samples_buf.items()]
+        lines = [
+            _b_line(a, encs, digests).encode() for a, (encs, digests) in self._samples_buf.items()
+        ]
         self._samples_buf.clear()
         self._buf.extend(lines)
 
@@ -479,23 +527,22 @@ class Journal:
         if not self._buf:
             return
         if len(self._buf) > 1:  # a batch is replayed whole or not at all
-            self._buf.insert(0, self._line(("T", str(len(self._buf)))))
-        data = "".join(self._buf).encode()
-        self._buf.clear()
+            self._buf.insert(0, self._line(("T", str(len(self._buf)))).encode())
+        lines, self._buf = self._buf, []
         try:
             if self._torn and truncate_to(self._fd, self._size) != self._size:
                 raise OSError(
                     errno.EIO, f"staging journal {self.path} cannot be cut back to its end"
                 )
             self._torn = False
-            write_all(self._fd, data)
+            written = _write_lines(self._fd, lines)
             fsync_fd(self._fd)
         except BaseException:
             # a cut that fails is tried again before the next line is written
             self._torn = truncate_to(self._fd, self._size) != self._size
             self._restore()
             raise
-        self._size += len(data)
+        self._size += written
 
     def discard(self) -> None:
         """Drop the changes logged since the last :meth:`sync` (a batch whose

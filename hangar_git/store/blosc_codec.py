@@ -115,23 +115,29 @@ class _CBlosc2:
         room: int | None = None,
     ) -> bytes | None:
         """The chunk; with ``room``, None when it takes more than ``room`` bytes."""
-        src, n = _address(raw)
+        n = memoryview(raw).nbytes
         cap = n + _MAX_OVERHEAD if room is None else room
         dest = _new_bytes(None, cap)
+        size = self.compress_to(raw, _bytes_address(dest), cap, typesize, clevel, codec, nthreads)
+        if size == 0 and room is not None:
+            return None  # it does not fit: C-Blosc2 stopped as soon as it knew
+        if size <= 0:
+            raise ValueError("Cannot compress")
+        return dest[:size]
+
+    def compress_to(
+        self, raw: Any, dest: Any, cap: int, typesize: int, clevel: int, codec: str, nthreads: int
+    ) -> int:
+        """``blosc2_compress`` of ``raw`` to the ``cap`` bytes at address ``dest``:
+        the chunk's size, 0 when it does not fit, negative on an error."""
+        src, n = _address(raw)
         with _lock:
             if codec != self._codec:
                 if self._lib.blosc1_set_compressor(codec.encode()) < 0:
                     raise ValueError(f"codec {codec} is not available")
                 self._codec = codec
             self._threads(nthreads)
-            size = self._lib.blosc2_compress(
-                clevel, SHUFFLE, typesize, src, n, _bytes_address(dest), cap
-            )
-        if size == 0 and room is not None:
-            return None  # it does not fit: C-Blosc2 stopped as soon as it knew
-        if size <= 0:
-            raise ValueError("Cannot compress")
-        return dest[:size]
+            return int(self._lib.blosc2_compress(clevel, SHUFFLE, typesize, src, n, dest, cap))
 
     def _threads(self, nthreads: int) -> None:
         if nthreads != self._nthreads:
@@ -267,6 +273,35 @@ def compress_below(
         return lib.compress(raw, typesize, clevel, codec, nthreads, room=limit - 1)
     chunk = _package_compress(raw, typesize, clevel, codec, nthreads)
     return chunk if len(chunk) < limit else None
+
+
+def compress_into(
+    raw: Any, out: np.ndarray, limit: int, *, typesize: int, clevel: int, codec: str
+) -> int | None:
+    """:func:`compress_below` written into ``out`` (a writable, C-contiguous
+    uint8 array of ``limit - 1`` bytes or more) instead of a new ``bytes``:
+    the chunk's size, or None when it would take ``limit`` bytes or more (what
+    ``out`` then holds is undefined). The chunk is the one :func:`compress`
+    makes.
+    """
+    if codec not in CODECS:
+        raise ValueError(f"unknown codec {codec!r}")
+    if limit <= _MAX_OVERHEAD:
+        raise ValueError(f"a limit of {limit} bytes leaves no room for a chunk")
+    if out.dtype != np.uint8 or not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError("out must be a writable, contiguous uint8 array")
+    room = min(limit - 1, out.nbytes)
+    lib = _c()
+    if lib is not None:
+        size = lib.compress_to(raw, out.ctypes.data, room, typesize, clevel, codec, 1)
+        if size < 0:
+            raise ValueError("Cannot compress")
+        return size or None  # 0: it does not fit
+    chunk = _package_compress(raw, typesize, clevel, codec, 1)
+    if len(chunk) > room:
+        return None
+    out[: len(chunk)] = np.frombuffer(chunk, np.uint8)
+    return len(chunk)
 
 
 def _package_compress(raw: Any, typesize: int, clevel: int, codec: str, nthreads: int) -> bytes:

@@ -126,6 +126,82 @@ def encode_block(raw: bytes | memoryview, typesize: int, nthreads: int = 1) -> b
     return b"".join((HEADER.pack(BLOCK_MAGIC, codec, len(raw)), CRC.pack(crc32(body)), body))
 
 
+def encode_block_into(raw: bytes | memoryview, typesize: int, out: np.ndarray) -> int:
+    """:func:`encode_block` written into ``out`` instead of a new ``bytes``:
+    header, CRC-32 and stored bytes at its start; their length is returned.
+
+    The compressed body goes straight where it is kept, and an incompressible
+    one is copied there once (numpy's copy into a buffer made in one piece is
+    several times faster than making a ``bytes`` of each block).
+
+    Parameters
+    ----------
+    raw : bytes or memoryview
+        The items' bytes, concatenated (unsigned bytes).
+    typesize : int
+        Item size of their dtype (for blosc2's byte shuffle).
+    out : numpy.ndarray
+        Writable, C-contiguous uint8, of ``len(raw) + HEADER_SIZE`` bytes or more.
+
+    Returns
+    -------
+    int
+        Bytes of the block: ``out[:returned]`` is ``encode_block(raw, typesize)``.
+    """
+    n = memoryview(raw).nbytes
+    if out.nbytes < n + HEADER_SIZE:
+        raise ValueError(f"{out.nbytes} bytes leave no room for a block of {n}")
+    body = out[HEADER_SIZE:]
+    size = None
+    if 64 <= n <= BLOSC_MAX:
+        size = blosc_codec.compress_into(
+            raw,
+            body,
+            math.ceil(n * 0.95),  # kept when under 95% of the raw size, as encode_block
+            typesize=max(1, min(typesize, 255)),
+            clevel=5,
+            codec="lz4",
+        )
+    codec = CODEC_BLOSC2_LZ4
+    if size is None:
+        body[:n] = np.frombuffer(raw, np.uint8)
+        size, codec = n, CODEC_RAW
+    HEADER.pack_into(out, 0, BLOCK_MAGIC, codec, n)  # type: ignore[arg-type]
+    CRC.pack_into(out, HEADER.size, crc32(body[:size]))  # type: ignore[arg-type]
+    return HEADER_SIZE + size
+
+
+def encode_blocks(raw: memoryview, span: int, typesize: int) -> tuple[np.ndarray, list[int]]:
+    """The blocks of each ``span`` bytes of ``raw`` (the last may be shorter),
+    encoded one after the other into one new buffer (:func:`encode_block_into`).
+
+    Parameters
+    ----------
+    raw : memoryview
+        Unsigned bytes.
+    span : int
+        Raw bytes of a block.
+    typesize : int
+        Item size of their dtype (for blosc2's byte shuffle).
+
+    Returns
+    -------
+    blocks : numpy.ndarray
+        uint8, the blocks one after the other (a buffer of their size: one
+        made for the raw size is copied down when they compressed well).
+    ends : list of int
+        Where each block ends in ``blocks``.
+    """
+    n = len(raw)
+    out = np.empty(n + HEADER_SIZE * -(-n // span), np.uint8)
+    ends = []
+    at = 0
+    for start in range(0, n, span):
+        at += encode_block_into(raw[start : start + span], typesize, out[at:])
+        ends.append(at)
+    return (out[:at] if 2 * at >= out.nbytes else out[:at].copy()), ends
+
+
 def typesize_of(kind: str) -> int:
     """Item size of a kind header's dtype (for blosc2's shuffle).
 
@@ -140,4 +216,12 @@ def typesize_of(kind: str) -> int:
     return np.dtype(kind[: kind.rindex("|")]).itemsize
 
 
-__all__ = ["BLOSC_MAX", "decode_body", "encode_block", "read_block", "typesize_of"]
+__all__ = [
+    "BLOSC_MAX",
+    "decode_body",
+    "encode_block",
+    "encode_block_into",
+    "encode_blocks",
+    "read_block",
+    "typesize_of",
+]

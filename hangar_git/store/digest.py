@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Sequence
+from itertools import repeat
 from typing import NamedTuple
 
 import numpy as np
@@ -88,12 +90,13 @@ def stacked_digests(stacked: np.ndarray) -> list[bytes]:
 
     Row ``i`` gets exactly ``array_digest(stacked[i])``: the kind header is
     the dtype and the shape of one row (``stacked.shape[1:]``). The header is
-    hashed once and its hash state copied per row. Rows of
-    :data:`_VIEW_MIN` bytes or more are hashed through views of the array's
-    buffer (no copy); smaller ones through ``bytes`` slices of copies of
-    :data:`_COPY_SPAN` bytes at a time (a small ``bytes`` costs less than a
-    view, and the copy stays in the processor's cache); rows of 64 KiB or
-    more on every core (blake2b releases the GIL for them).
+    hashed once and its hash state copied per row. Rows under
+    :data:`_VIEW_MIN` bytes are cut as ``bytes`` from copies of
+    :data:`_COPY_SPAN` bytes at a time (a small ``bytes`` costs less to hash
+    than a view, and the copy stays in the processor's cache) and hashed with
+    no Python code per row (:func:`_map_digests`); larger ones through views
+    of the array's buffer (no copy); rows of 64 KiB or more on every core
+    (blake2b releases the GIL for them).
 
     Parameters
     ----------
@@ -119,6 +122,14 @@ def stacked_digests(stacked: np.ndarray) -> list[bytes]:
     size = stacked.nbytes // n
     if not size:
         return [digest_bytes(row, b"")] * n
+    if size < _VIEW_MIN:  # rows as bytes, cut by numpy (one void item a row)
+        rows = stacked.reshape(-1).view(np.uint8).view(f"V{size}")
+        state = digest_prefix(row)
+        per = max(1, min(_MAP_ROWS, _COPY_SPAN // size))
+        out: list[bytes] = []
+        for start in range(0, n, per):
+            out += _map_digests(state, rows[start : start + per].tolist())
+        return out
     view = stacked.reshape(-1).data.cast("B")
     if size >= 1 << 16 and n > 1:  # big rows: hashed on every core (blake2b releases the GIL)
         from .threads import parallel_map
@@ -131,20 +142,30 @@ def stacked_digests(stacked: np.ndarray) -> list[bytes]:
             return h.digest()
 
         return parallel_map(one, range(0, len(view), size))
-    if size >= _VIEW_MIN:
-        return _digest_spans(row, view, size, len(view))
-    out: list[bytes] = []
-    span = size * max(1, _COPY_SPAN // size)
-    for start in range(0, len(view), span):
-        part = view[start : start + span].tobytes()
-        out += _digest_spans(row, part, size, len(part))
-    return out
+    return _digest_spans(row, view, size, len(view))
 
 
-#: rows of this many bytes or more are hashed through views, smaller ones through copies
-_VIEW_MIN = 128
+#: rows of this many bytes or more are hashed through views, smaller ones
+#: through copies (at 2 KiB a row the hashing itself outweighs either)
+_VIEW_MIN = 2048
 #: bytes of small rows copied at a time
 _COPY_SPAN = 1 << 18
+#: rows hashed per pass of :func:`_map_digests` (bounds the hash states alive at once)
+_MAP_ROWS = 1024
+
+_copy_state = hashlib.blake2b.copy
+_update = hashlib.blake2b.update
+_digest = hashlib.blake2b.digest
+
+
+def _map_digests(state: hashlib.blake2b, rows: Sequence[bytes | memoryview]) -> list[bytes]:
+    """Digests of ``rows`` hashed on from ``state`` (the kind header hashed):
+    a copy of the state per row, then each updated, then each digested, all in
+    C-level ``map`` passes (no Python code per row: 0.8-0.9x the CPU of a
+    loop calling the three methods)."""
+    states = list(map(_copy_state, repeat(state, len(rows))))
+    deque(map(_update, states, rows), maxlen=0)
+    return list(map(_digest, states))
 
 
 def _digest_spans(kind: str, buf: bytes | memoryview, size: int, end: int) -> list[bytes]:
@@ -176,13 +197,11 @@ def row_digests(kind: str, rows: Iterable[bytes | memoryview]) -> list[bytes]:
     -------
     list of bytes
     """
-    copy = digest_prefix(kind).copy
+    state = digest_prefix(kind)
+    seq = rows if isinstance(rows, list) else list(rows)
     out: list[bytes] = []
-    add = out.append
-    for data in rows:
-        h = copy()
-        h.update(data)
-        add(h.digest())
+    for start in range(0, len(seq), _MAP_ROWS):
+        out += _map_digests(state, seq[start : start + _MAP_ROWS])
     return out
 
 

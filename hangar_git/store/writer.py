@@ -23,11 +23,11 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from ..errors import IntegrityError, WriterLockError
-from . import chunked
+from . import appender, chunked
 from .appender import PackAppender
-from .block_format import BLOCK_TARGET, CheckedBlock
+from .block_format import BLOCK_TARGET, HEADER_SIZE, CheckedBlock
 from .chunked import LARGE_IOFF, LARGE_PACK, LargeFiles
-from .codec import encode_block
+from .codec import encode_block, encode_blocks
 from .digest import DIGEST_SIZE, Payload, parse_kind
 from .durable import rollback
 from .gather import STREAM_WINDOW
@@ -342,20 +342,27 @@ class PackWriter(PackMaintenance, IndexTables):
         per = max(1, -(-BLOCK_TARGET // size))  # rows per block: as many as add() gathers
         raw = np.ascontiguousarray(flat).reshape(-1).data.cast("B")
         bids = np.empty(n, np.uint32)
-        for start in range(0, n, per):
-            stop = min(n, start + per)
-            block = encode_block(raw[start * size : stop * size], typesize)
-            self._app.make_room(self._kind_ids)
-            pack, blen = self._app.pack, len(block)
-            boff = self._app.queue(block)
-            bid = self._next_block
-            self._next_block += 1
-            self._new.add_block(bid, pack, boff, blen)
-            self._app.manifest.add_rows(boff, blen, kid, size, joined, slice(start, stop))
-            bids[start:stop] = bid
+        # encoded into buffers of the writer's own (the caller may refill its rows)
+        window = per * max(1, STREAM_WINDOW // (per * size))  # rows a window
+        w0 = 0
+        while w0 < n:
+            self._app.make_room(self._kind_ids)  # a pack passes PACK_LIMIT by a block at most
+            room = (appender.PACK_LIMIT - self._app.end) // (per * size + HEADER_SIZE) * per
+            w1 = min(n, w0 + max(per, min(window, room)))
+            part, ends = encode_blocks(raw[w0 * size : w1 * size], size * per, typesize)
+            pack = self._app.pack
+            base = at = self._app.queue_parts((part.data,))
+            for end, start in zip(ends, range(w0, w1, per), strict=True):
+                bid, blen, stop = self._next_block, base + end - at, min(w1, start + per)
+                self._next_block += 1
+                self._new.add_block(bid, pack, at, blen)
+                self._app.manifest.add_rows(at, blen, kid, size, joined, slice(start, stop))
+                bids[start:stop] = bid
+                at += blen
             if self._app.queued_bytes >= STREAM_WINDOW:
                 self._app.write_out()
                 self._app.sync()  # bounds what a failed sync must write again
+            w0 = w1
         e = np.empty(n, ENTRY)
         q = np.frombuffer(joined, QUERY)
         e["key"] = q["key"]
