@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,9 +25,9 @@ from ..errors import IntegrityError, WriterLockError
 from . import appender, chunked
 from .appender import PackAppender
 from .block_format import BLOCK_TARGET, HEADER_SIZE, CheckedBlock
-from .chunked import LARGE_IOFF, LARGE_PACK, LargeFiles
+from .chunked import LargeFiles
 from .codec import encode_block, encode_blocks
-from .digest import DIGEST_SIZE, Payload, parse_kind
+from .digest import DIGEST_SIZE, Payload
 from .durable import rollback
 from .gather import STREAM_WINDOW
 from .index import (
@@ -47,6 +46,7 @@ from .segment_plan import plan_commit, runs_after
 from .segment_probe import PROBE_MAX, KeptBlobs, close_kept, newest_small_runs, stored_locations
 from .uncommitted import Uncommitted, digest_order
 from .writer_gc import PackMaintenance
+from .writer_large import LargePayloads
 
 if TYPE_CHECKING:
     from .packs import PackStore
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 STORE_LOCK_TIMEOUT = 120.0
 
 
-class PackWriter(PackMaintenance, IndexTables):
+class PackWriter(LargePayloads, PackMaintenance, IndexTables):
     """The single writer of a store: appends blocks and index entries.
 
     Items are gathered per dtype into blocks of about :data:`BLOCK_TARGET`
@@ -382,59 +382,6 @@ class PackWriter(PackMaintenance, IndexTables):
         stored = self._stored([digest])
         self.known.update(stored)
         return bool(stored)
-
-    def _add_large(self, p: Payload) -> None:
-        """Write a large payload to a chunked file of its own (see :mod:`.chunked`);
-        the next :meth:`flush` syncs it, puts it in place and indexes it."""
-        if not self._have(p.digest):
-            self._write_large(p.digest, p.kind, p.data)
-
-    def add_large(self, kind: str, data: memoryview) -> bytes:
-        """:meth:`add` of a payload of :data:`.chunked.THRESHOLD` bytes or more
-        without its digest, computed (and returned) while the file is written."""
-        return self._write_large(None, kind, data)
-
-    def _write_large(self, digest: bytes | None, kind: str, data: memoryview) -> bytes:
-        number = self._next_block  # a block id: never reused, so never another file's
-        self._next_block += 1
-        p = self._large.write_temporary(number, digest, kind, data, sync=digest is not None)
-        if digest is None:  # known only now: a payload stored already is not written twice
-            if self._have(p.digest):
-                self._large.discard([p])
-                return p.digest
-            p = self._large.start_sync(p)
-        self._queue_large(p, len(data))
-        return p.digest
-
-    def _queue_large(self, p: chunked.Pending, nbytes: int) -> None:
-        self._large_pending.append((p, self._kind_ids.get(p.kind) or self._kind_id(p.kind), nbytes))
-        self._pending_set.add(p.digest)
-
-    def adopt_large(self, path: Path, digest: bytes, kind: str) -> None:
-        """Take the chunked payload file ``path`` (under ``large/tmp/``, e.g.
-        fetched from a remote, checked by :func:`.chunked.verify_file`) as
-        payload ``digest`` of ``kind``: the next :meth:`flush` moves it into
-        place and indexes it; it is removed if the payload is stored already."""
-        if self._have(digest):
-            path.unlink(missing_ok=True)
-            return
-        number = self._next_block
-        self._next_block += 1
-        dtype, shape = parse_kind(kind)
-        pending = chunked.Pending(number, digest, kind, path.stat().st_size, path)
-        self._queue_large(pending, dtype.itemsize * int(np.prod(shape)))
-
-    def _place_large(self) -> None:
-        """Sync and rename the large payload files written since the last
-        flush, and queue their index entries (committed by the flush)."""
-        todo = self._large_pending
-        self._large.place([p for p, _, _ in todo])  # on failure all stay pending
-        self._large_pending = []
-        for p, kid, nbytes in todo:
-            self._new.add_block(p.number, LARGE_PACK, p.number, p.size)
-            self._new.add([p.digest], p.number, [LARGE_IOFF], [kid])
-            self.known[p.digest] = Location(LARGE_PACK, p.number, p.size, LARGE_IOFF, nbytes, kid)
-            self._pending_set.discard(p.digest)
 
     def has_pending(self, digest: bytes | None = None) -> bool:
         """True when payloads (or the one of ``digest``) are queued or written
