@@ -22,6 +22,7 @@ from ..store.digest import digest_prefix
 from . import bounded
 from . import data_transport as dt
 from .data_transport import DataRemote, RemoteLookup
+from .lookup import DigestLimits
 from .packformat import block_fields
 
 if TYPE_CHECKING:
@@ -98,7 +99,8 @@ class FetchPlan:
     ) -> None:
         self.lk = lk
         rows = np.asarray(rows, np.int64)
-        self.digests = lk.digests_at(rows.tolist())
+        self.rows = rows
+        self.digests = lk.digests_at(rows)
         self.ioffs = lk.ioff[rows]
         self.ilens = lk.ilen[rows]
         self.knos = lk.kind[rows]
@@ -162,10 +164,17 @@ class FetchPlan:
         cap = bounded.MAX_PAYLOAD_BYTES
         if limits is None:
             return self.ilens > cap
-        if not len(self.ilens) or int(self.ilens.max()) <= min(cap, *limits.values()):
+        if isinstance(limits, DigestLimits):  # arrays: no lookup per digest
+            smallest = int(limits.bounds.min()) if len(limits.bounds) else cap
+        else:
+            smallest = min(cap, *limits.values())
+        if not len(self.ilens) or int(self.ilens.max()) <= min(cap, smallest):
             return np.zeros(len(self.ilens), bool)  # none over even the smallest bound
-        get = limits.get
-        bound = np.fromiter((get(d, cap) for d in self.digests), np.int64, len(self.digests))
+        if isinstance(limits, DigestLimits):
+            bound = limits.bounds_of(self.lk.index.at(self.rows), cap)
+        else:
+            get = limits.get
+            bound = np.fromiter((get(d, cap) for d in self.digests), np.int64, len(self.digests))
         return self.ilens > np.minimum(bound, cap)
 
     def _check_blocks(self, blens: np.ndarray) -> set[tuple[int, int]]:
