@@ -67,16 +67,18 @@ class DigestIndex:
         out = np.full(len(q), -1, np.int64)
         if not len(self) or not len(q):
             return out
-        lo = np.searchsorted(self._sorted, q, "left")
-        hi = np.searchsorted(self._sorted, q, "right")
-        one = hi - lo == 1  # the usual case: one row shares the key
-        cand = self._order[np.minimum(lo, len(self) - 1)]
+        last = len(self) - 1
+        lo = np.minimum(np.searchsorted(self._sorted, q, "left"), last)
+        key = self._sorted[lo] == q
+        more = key & (self._sorted[np.minimum(lo + 1, last)] == q) & (lo < last)
+        cand = self._order[lo]
         mine = np.frombuffer(self.joined, f"S{DIGEST}")
-        ok = one & (mine[cand] == np.frombuffer(joined, f"S{DIGEST}"))
+        ok = key & ~more & (mine[cand] == np.frombuffer(joined, f"S{DIGEST}"))
         out[ok] = cand[ok]
-        for i in np.flatnonzero(hi - lo > 1).tolist():  # rare: repeats, or shared keys
+        for i in np.flatnonzero(more).tolist():  # rare: repeats, or shared keys
             d = joined[i * DIGEST : (i + 1) * DIGEST]
-            for r in sorted(self._order[lo[i] : hi[i]].tolist()):
+            hi = int(np.searchsorted(self._sorted, q[i], "right"))
+            for r in sorted(self._order[lo[i] : hi].tolist()):
                 if self.joined[r * DIGEST : (r + 1) * DIGEST] == d:
                     out[i] = r
                     break
