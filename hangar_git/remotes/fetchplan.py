@@ -116,6 +116,14 @@ class FetchPlan:
         self.by_block: dict[tuple[int, int], np.ndarray] = {
             (int(packs[g[0]]), int(boffs[g[0]])): g for g in groups
         }
+        # the digests of each block's wanted items, in its order (one list cut in pieces)
+        in_order = lk.digests_at(rows[order])
+        starts, ends = [0, *cut.tolist()], [*cut.tolist(), len(order)]
+        self.block_digests: dict[tuple[int, int], list[bytes]] = (
+            {key: in_order[a:b] for key, a, b in zip(self.by_block, starts, ends, strict=True)}
+            if len(order)
+            else {}
+        )
         #: blocks whose wanted items are rows of one kind from offset 0, none refused
         self.rows_only = self._rows_only(order, cut, packs, boffs)
         self.pack_no = {pid: i for i, pid in enumerate(lk.pack_ids)}
@@ -247,7 +255,7 @@ class FetchPlan:
             width = int(self.ilens[items[0]])
             if n * width <= len(raw):
                 rows = np.frombuffer(raw, np.uint8, count=n * width).reshape(n, width)
-                ds = [self.digests[j] for j in items.tolist()]
+                ds = self.block_digests[key]
                 kind = self.lk.kinds[kno]
                 verified.add(kno, kind, ds, rows, report, self._whole(buf, kind, ds, width))
                 return
