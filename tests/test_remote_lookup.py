@@ -59,6 +59,8 @@ def test_rows_are_those_a_dict_of_the_digests_gives(packs, queries):
         assert (got is None) == (d not in rows)
         if got is not None:
             assert got[0] == lk.pack_ids[lk.pack[rows[d]]]
+    every = lk.index.joined  # the digests indexed, in order: each at its first row
+    assert lk.find(every).tolist() == [rows[every[i : i + 20]] for i in range(0, len(every), 20)]
     found = [r for r in lk.find(want).tolist() if r >= 0]
     assert lk.digests_at(found) == [d for d in want if d in rows]
 
@@ -68,6 +70,8 @@ def test_digests_sharing_their_first_bytes_are_told_apart():
     index = DigestIndex(b"".join([twins[3], twins[1], twins[3], twins[0]]))
     assert index.find(b"".join(twins)).tolist() == [3, 1, -1, 0, -1]
     assert index.at(np.array([3, 0])) == twins[0] + twins[3]
+    assert index.find(index.joined).tolist() == [0, 1, 0, 3]
+    assert DigestIndex(twins[2] * 2).find(twins[2] * 2).tolist() == [0, 0]
     assert DigestIndex(twins[0]).find(twins[1] + twins[0]).tolist() == [-1, 0]
 
 

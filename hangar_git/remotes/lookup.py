@@ -63,6 +63,12 @@ class DigestIndex:
         """
         if len(joined) % DIGEST:
             raise ValueError("joined digests of a length not a multiple of 20")
+        if joined == self.joined:  # the digests indexed, in order (a whole fetch)
+            return self._first_rows()
+        return self._search(joined)
+
+    def _search(self, joined: bytes) -> np.ndarray:
+        """:meth:`find` by a binary search of each digest."""
         q = _keys(joined)
         out = np.full(len(q), -1, np.int64)
         if not len(self) or not len(q):
@@ -84,13 +90,26 @@ class DigestIndex:
                     break
         return out
 
+    def _first_rows(self) -> np.ndarray:
+        """:meth:`find` of every digest indexed, in order: each row, or the
+        first row of its digest (rows sharing a key compared whole)."""
+        out = np.arange(len(self), dtype=np.int64)
+        key = self._sorted
+        same = np.flatnonzero(key[1:] == key[:-1])
+        if len(same):
+            rows = np.unique(np.concatenate((self._order[same], self._order[same + 1])))
+            out[rows] = self._search(self.at(rows))
+        return out
+
     def at(self, rows: np.ndarray) -> bytes:
         """The digests at ``rows``, joined."""
-        return np.frombuffer(self.joined, f"V{DIGEST}")[rows].tobytes()  # type: ignore[no-any-return]
+        grid = np.frombuffer(self.joined, np.uint8).reshape(-1, DIGEST)
+        return grid[rows].tobytes()  # type: ignore[no-any-return]
 
     def digests_at(self, rows: np.ndarray) -> list[bytes]:
         """The digests at ``rows``, in order."""
-        return np.frombuffer(self.joined, f"V{DIGEST}")[rows].tolist()  # type: ignore[no-any-return]
+        grid = np.frombuffer(self.joined, np.uint8).reshape(-1, DIGEST)
+        return np.ascontiguousarray(grid[rows]).view(f"V{DIGEST}").ravel().tolist()  # type: ignore[no-any-return]
 
 
 def _keys(joined: bytes) -> np.ndarray:
