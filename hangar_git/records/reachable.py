@@ -167,8 +167,8 @@ def tree_digests(raws: Sequence[bytes], paths: Sequence[LeafPath], trusted: bool
         return digests.tobytes()
     starts = np.zeros(n, bool)
     starts[np.concatenate(([0], last[:-1] + 1))] = True
-    rising = np.fromiter(map(bytes.__lt__, names[:-1], names[1:]), bool, n - 1)
-    if not (rising | starts[1:]).all():  # out of order within a leaf
+    keys = np.array(names)  # fixed width: a key holds no NUL, so padding orders as bytes do
+    if not ((keys[:-1] < keys[1:]) | starts[1:]).all():  # out of order within a leaf
         return None
     if paths[0]:
         counts = np.diff(np.concatenate(([-1], last)))
@@ -416,14 +416,25 @@ def referenced(
     for rec, name, sid, leaves, whole in _new_trees(walker, commits, arrayset_names, skip, strict):
         joined = None
         if whole and not strict:
-            samples = SampleRecords(git, sid, trusted=rec.trusted)
-            if samples.fanout and samples.has_cached_table():
-                joined = samples.key_table().digests
+            joined = _cached_digests(git, sid, rec.trusted)
         if joined is None:
             joined = _leaves_digests(walker, rec, name, leaves)
         parts.append(joined)
         owners.append(names.setdefault(name, len(names)))
     return Referenced.from_parts(parts, owners, list(names))
+
+
+def _cached_digests(git: pygit2.Repository, sid: bytes, trusted: bool) -> bytes | None:
+    """The digests of samples tree ``sid`` from this machine's sound key
+    table of it, in tree order; None when there is none (or the tree's
+    levels do not read: its leaves are read then, and name the problem)."""
+    try:
+        samples = SampleRecords(git, sid, trusted=trusted)
+        if samples.fanout and samples.has_cached_table():
+            return samples.key_table().digests
+    except HangarError:
+        pass
+    return None
 
 
 def _leaves_digests(

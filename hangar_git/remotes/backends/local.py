@@ -103,8 +103,8 @@ class LocalFiles:
         return out
 
     def exists(self, path: str) -> bool:
-        """True when there is an entry at ``path`` (a dangling link counts)."""
-        return os.path.lexists(path)
+        """True when there is a file or folder at ``path`` (links followed)."""
+        return os.path.exists(path)
 
     def pipe_file(self, path: str, data: bytes) -> None:
         """Write ``data`` as the new file ``path`` (replacing one there)."""
