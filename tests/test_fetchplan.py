@@ -177,7 +177,7 @@ def test_the_rows_of_a_block_are_read_in_place_only_when_they_tile_it(wanted):
     digests = [digest_bytes(KIND, r.tobytes()) for r in rows]
     block = pf.encode_block(rows.tobytes(), 1)
     lk = lookup([(0, len(block), [(digests[i], 64 * i, 64) for i in range(4)])], len(block))
-    want = np.array([lk.rows[digests[i]] for i in wanted])
+    want = np.array([lk.row(digests[i]) for i in wanted])
     plan = FetchPlan(lk, want, None)
     assert bool(plan.rows_only) == (sorted(wanted) == list(range(len(wanted))))
 

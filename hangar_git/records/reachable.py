@@ -13,8 +13,11 @@ refuse damaged records: an answer read from them could be incomplete.
 
 from __future__ import annotations
 
+import re
+import zlib
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pygit2
 
@@ -22,6 +25,159 @@ from ..errors import FormatVersionError, HangarError
 from . import layout, validate
 from .changelog import CHANGES_NAME
 from .leaves import CommitRecords, Leaf, LeafPath, Problem, Records, RecordWalker
+from .snapshot import SampleRecords
+
+if TYPE_CHECKING:
+    import numpy as np
+
+#: bytes of a digest
+DIGEST = 20
+#: one sample record of a leaf tree (mode, key, digest), the key captured
+_RECORD_RE = re.compile(rb"160000 (" + validate.KEY_RE.pattern + rb")\x00.{20}", re.S)
+
+
+@dataclass(frozen=True)
+class Referenced:
+    """The payloads some commits reference, each once, in record order (see
+    :func:`referenced`), as arrays.
+
+    Attributes
+    ----------
+    joined : bytes
+        The digests, 20 bytes each, joined.
+    owner : numpy.ndarray
+        Per digest, the number in :attr:`arraysets` of the first arrayset naming it.
+    arraysets : list of str
+        The arraysets, in the order first met.
+    """
+
+    joined: bytes
+    owner: np.ndarray
+    arraysets: list[str]
+
+    def __len__(self) -> int:
+        return len(self.joined) // DIGEST
+
+    def digest_list(self) -> list[bytes]:
+        """The digests, in order."""
+        import numpy as np
+
+        return np.frombuffer(self.joined, f"V{DIGEST}").tolist()  # type: ignore[no-any-return]
+
+    def to_dict(self) -> dict[bytes, str]:
+        """``{digest: arrayset}``, in order (what :func:`referenced_digests` gives)."""
+        names = self.arraysets
+        return dict(zip(self.digest_list(), [names[i] for i in self.owner.tolist()], strict=True))
+
+    @classmethod
+    def from_parts(cls, parts: list[bytes], owners: list[int], arraysets: list[str]) -> Referenced:
+        """The digests of ``parts`` (joined digests, those of part ``i`` named
+        by arrayset ``owners[i]``), each kept where it first comes."""
+        import numpy as np
+
+        joined = b"".join(parts)
+        owner = np.repeat(np.array(owners, np.int32), [len(p) // DIGEST for p in parts]).astype(
+            np.int32
+        )
+        keep = first_occurrences(joined)
+        if len(keep) < len(owner):
+            joined = np.frombuffer(joined, f"V{DIGEST}")[keep].tobytes()
+            owner = owner[keep]
+        return cls(joined, owner, arraysets)
+
+
+def first_occurrences(joined: bytes) -> np.ndarray:
+    """Positions, ascending, of the first occurrence of each distinct digest of ``joined``.
+
+    Sorted by their first 8 bytes (stably); only the digests sharing those
+    with another are compared whole.
+
+    Parameters
+    ----------
+    joined : bytes
+        Digests, 20 bytes each, joined.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 positions.
+    """
+    import numpy as np
+
+    n = len(joined) // DIGEST
+    key = np.frombuffer(joined, np.dtype([("key", ">u8"), ("tail", "V12")]), n)["key"]
+    order = np.argsort(key.astype(np.uint64), kind="stable")
+    sk = key[order]
+    eq = sk[1:] == sk[:-1]
+    if not eq.any():
+        return np.arange(n, dtype=np.int64)
+    shared = np.zeros(n, bool)
+    shared[1:] |= eq
+    shared[:-1] |= eq
+    rows = order[shared]  # by key prefix, then position: a digest's first place first
+    _, first = np.unique(np.frombuffer(joined, f"S{DIGEST}", n)[rows], return_index=True)
+    keep = np.ones(n, bool)
+    keep[rows] = False
+    keep[rows[first]] = True
+    return np.flatnonzero(keep)
+
+
+def tree_digests(raws: Sequence[bytes], paths: Sequence[LeafPath], trusted: bool) -> bytes | None:
+    """The digests of the leaf trees ``raws`` (at ``paths`` of one samples
+    tree), joined in order, when every leaf is plainly well formed; else None
+    (then reading leaf by leaf names the problem).
+
+    Well formed: nothing but sample records (mode ``160000``, a canonical
+    key as name, a 20-byte id), none across two leaves; unless ``trusted``,
+    also the keys of each leaf in strictly increasing order and each in the
+    leaf its hash puts it (the checks of :func:`.validate.leaf_digests`). One
+    pass over all the leaves at once, not one per leaf.
+
+    Parameters
+    ----------
+    raws : sequence of bytes
+        The leaves' raw tree bytes.
+    paths : sequence of tuple of str
+        Their paths in the fan-out (hex digits per level).
+    trusted : bool
+        The tree is part of one checked whole on this machine.
+
+    Returns
+    -------
+    bytes or None
+    """
+    import numpy as np
+
+    if not raws or not all(raws):
+        return None
+    data = b"".join(raws)
+    names = _RECORD_RE.findall(data)
+    n = len(names)
+    if not n:
+        return None
+    ends = np.cumsum(np.fromiter(map(len, names), np.int64, n) + 28)
+    if int(ends[-1]) != len(data):  # bytes besides records
+        return None
+    leaf_ends = np.cumsum(np.fromiter(map(len, raws), np.int64, len(raws)))
+    last = np.searchsorted(ends, leaf_ends)  # the last record of each leaf
+    if int(last[-1]) >= n or (ends[last] != leaf_ends).any():  # a record across leaves
+        return None
+    digests = np.frombuffer(data, np.uint8)[(ends - DIGEST)[:, None] + np.arange(DIGEST)]
+    if trusted:
+        return digests.tobytes()
+    starts = np.zeros(n, bool)
+    starts[np.concatenate(([0], last[:-1] + 1))] = True
+    keys = np.array(names)  # fixed width: a key holds no NUL, so padding orders as bytes do
+    if not ((keys[:-1] < keys[1:]) | starts[1:]).all():  # out of order within a leaf
+        return None
+    if paths[0]:
+        counts = np.diff(np.concatenate(([-1], last)))
+        want = np.repeat(np.array([int("".join(p), 16) for p in paths], np.uint64), counts)
+        bits = np.repeat(np.array([4 * len("".join(p)) for p in paths], np.uint64), counts)
+        h = np.fromiter(map(zlib.crc32, names), np.uint64, n)
+        if ((h >> (np.uint64(32) - bits)) != want).any():  # a key out of its leaf
+            return None
+    return digests.tobytes()
 
 
 @dataclass(frozen=True)
@@ -102,6 +258,21 @@ def _new_leaf_ids(
 ) -> Iterator[tuple[CommitRecords, str, LeafPath, bytes]]:
     """``(commit records, arrayset, leaf path, leaf id)`` of each leaf
     :func:`new_leaves` yields, the leaf not read."""
+    for rec, name, _, leaves, _ in _new_trees(walker, commits, arrayset_names, skip, strict):
+        for path, lid in leaves:
+            yield rec, name, path, lid
+
+
+def _new_trees(
+    walker: RecordWalker,
+    commits: Iterable[str],
+    arrayset_names: Collection[str] | None,
+    skip: Iterable[bytes],
+    strict: bool,
+) -> Iterator[tuple[CommitRecords, str, bytes, list[tuple[LeafPath, bytes]], bool]]:
+    """``(commit records, arrayset, samples tree id, its new leaves, whole)``
+    of each ``samples`` tree met for the first time with a leaf not met
+    before; ``whole`` when none of its leaves was met before (nor skipped)."""
     trees_seen = set(skip)
     leaves_seen = set(trees_seen)
     for sha in commits:
@@ -128,10 +299,10 @@ def _new_leaf_ids(
                 at, why = tree.problems[0]
                 where = f"arraysets/{aset.name}/samples/{at}".rstrip("/")
                 raise _refusal(sha, (where, why))
-            for path, lid in tree.leaves:
-                if lid not in leaves_seen:
-                    leaves_seen.add(lid)
-                    yield rec, aset.name, path, lid
+            new = [(path, lid) for path, lid in tree.leaves if lid not in leaves_seen]
+            leaves_seen.update(lid for _, lid in new)
+            if new:
+                yield rec, aset.name, sid, new, len(new) == len(tree.leaves)
 
 
 def _read_leaf(
@@ -182,7 +353,7 @@ def referenced_digests(
     Each leaf is read once however many commits share it (see
     :func:`new_leaves`); digests come in record order (commits,
     then arraysets by name, then keys in tree order), each with the first
-    arrayset naming it.
+    arrayset naming it. :func:`referenced` gives the same as arrays.
 
     Parameters
     ----------
@@ -212,14 +383,72 @@ def referenced_digests(
     FormatVersionError
         If a commit is in a record format newer than this version reads.
     """
+    return referenced(git, commits, arrayset_names, skip=skip, strict=strict).to_dict()
+
+
+def referenced(
+    git: pygit2.Repository,
+    commits: Iterable[str],
+    arrayset_names: Collection[str] | None = None,
+    *,
+    skip: Iterable[bytes] = (),
+    strict: bool = False,
+) -> Referenced:
+    """:func:`referenced_digests` as arrays: no Python object per digest.
+
+    A ``samples`` tree met whole is taken from this machine's key table of
+    it when there is a sound one (:meth:`.SampleRecords.has_cached_table`:
+    written from checked records, as reads use it), unless ``strict``; the
+    others are read leaf by leaf, all the leaves of a tree checked at once
+    (:func:`.tree_digests`), with the checks of :func:`.validate.leaf_digests`
+    (or of :func:`.layout.parse_link_digests` in a trusted tree).
+
+    Parameters and errors are those of :func:`referenced_digests`.
+
+    Returns
+    -------
+    Referenced
+    """
     walker = RecordWalker(git, keep_leaves=False, use_trust=not strict)
-    out: dict[bytes, str] = {}
-    for rec, name, path, lid in _new_leaf_ids(walker, commits, arrayset_names, skip, strict):
-        digests = _leaf_digests(walker, rec, name, path, lid)
-        if out:  # each digest with the first arrayset naming it
-            digests = [d for d in digests if d not in out]
-        out.update(dict.fromkeys(digests, name))
-    return out
+    parts: list[bytes] = []
+    owners: list[int] = []
+    names: dict[str, int] = {}
+    for rec, name, sid, leaves, whole in _new_trees(walker, commits, arrayset_names, skip, strict):
+        joined = None
+        if whole and not strict:
+            joined = _cached_digests(git, sid, rec.trusted)
+        if joined is None:
+            joined = _leaves_digests(walker, rec, name, leaves)
+        parts.append(joined)
+        owners.append(names.setdefault(name, len(names)))
+    return Referenced.from_parts(parts, owners, list(names))
+
+
+def _cached_digests(git: pygit2.Repository, sid: bytes, trusted: bool) -> bytes | None:
+    """The digests of samples tree ``sid`` from this machine's sound key
+    table of it, in tree order; None when there is none (or the tree's
+    levels do not read: its leaves are read then, and name the problem)."""
+    try:
+        samples = SampleRecords(git, sid, trusted=trusted)
+        if samples.fanout and samples.has_cached_table():
+            return samples.key_table().digests
+    except HangarError:
+        pass
+    return None
+
+
+def _leaves_digests(
+    walker: RecordWalker, rec: CommitRecords, name: str, leaves: list[tuple[LeafPath, bytes]]
+) -> bytes:
+    """The digests of ``leaves`` (of arrayset ``name``), joined in tree order;
+    raises for the first problem of one."""
+    raws = [validate.read_tree(walker.git, lid, "samples tree") for _, lid in leaves]
+    paths = [path for path, _ in leaves]
+    joined = tree_digests(raws, paths, rec.trusted)
+    if joined is not None:
+        return joined
+    # some leaf is not plainly well formed: leaf by leaf, which names the problem
+    return b"".join(b"".join(_leaf_digests(walker, rec, name, path, lid)) for path, lid in leaves)
 
 
 def leaf_ids(git: pygit2.Repository, commits: Iterable[str]) -> set[bytes]:
@@ -301,9 +530,12 @@ def history(git: pygit2.Repository, head: str) -> list[str]:
 
 __all__ = [
     "NewLeaf",
+    "Referenced",
     "commits_between",
     "history",
     "leaf_ids",
     "new_leaves",
+    "referenced",
     "referenced_digests",
+    "tree_digests",
 ]

@@ -391,7 +391,7 @@ class Remotes:
         self.last_report = TransferReport()
         if digests:
             dr = self._data_remote(remote, f", and branch {branch!r} has payloads to send")
-            self.last_report = upload_payloads(self._repo, dr, digests, progress)
+            self.last_report = upload_payloads(self._repo, dr, digests.digest_list(), progress)
         if resend:  # the new data URL now holds what the remote's commits need
             rc.clear_resend(git, remote)
         if theirs != head:
@@ -489,7 +489,7 @@ class Remotes:
         report = download_payloads(
             self._repo,
             dr,
-            list(digests),
+            digests.digest_list(),
             max_bytes=max_num_bytes,
             progress=progress,
             limits=payload_limits(git, commits, digests),

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
-import fsspec
 import pygit2
 
 from ..naming import check_remote_name
@@ -211,6 +210,8 @@ def normalize_data_url(url: object) -> str:
     protocol = url.split("://", 1)[0]
     if protocol == "file":
         return "file://" + str(Path(url[len("file://") :]).expanduser().resolve())
+    import fsspec  # only for URLs of other filesystems: it costs ~0.1 s
+
     try:
         fsspec.get_filesystem_class(protocol)
     except ValueError:

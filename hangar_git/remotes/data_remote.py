@@ -88,6 +88,8 @@ class DataRemote:
         self.store: RemoteStore = open_store(url, options)
         self.cache_dir = cache_dir
         self._indexes: dict[str, PackIndex] = {}
+        #: indexes of the packs this object sent, decoded when first needed
+        self._sent: dict[str, bytes] = {}
         self._lookup: RemoteLookup | None = None
         self.large: dict[bytes, int] = {}
         self.damaged: list[str] = []
@@ -162,6 +164,7 @@ class DataRemote:
         listing = self.list_packs()
         self.large = large_in_listing(listing)
         self.check_marker()
+        self._decode_sent()
         before = set(self._indexes)
         # a pack whose index or body is a pipe, device or link out of the root
         self.damaged = sorted(
@@ -253,8 +256,16 @@ class DataRemote:
     def lookup(self) -> RemoteLookup:
         """Where each payload of every known pack is (rebuilt after a refresh)."""
         if self._lookup is None:
+            self._decode_sent()
             self._lookup = RemoteLookup(self._indexes)
         return self._lookup
+
+    def _decode_sent(self) -> None:
+        """Take the indexes of the packs sent into :attr:`_indexes` (built
+        here, so they decode; a push that asks nothing more never does)."""
+        for pid, data in self._sent.items():
+            self._indexes[pid] = decode_index(pid, data)
+        self._sent.clear()
 
     # ---- the format marker -------------------------------------------------
     def check_marker(self) -> bool:
@@ -320,7 +331,7 @@ class DataRemote:
         """Send a pack, then its index (the index makes the pack visible)."""
         self.store.put(_in_packs(pack_object(pack.pack_id)), pack.data)
         self.store.put(_in_packs(index_object(pack.pack_id)), pack.index)
-        self._indexes[pack.pack_id] = decode_index(pack.pack_id, pack.index)
+        self._sent[pack.pack_id] = pack.index
         self._store_cached_index(pack.pack_id, pack.index)
         self._lookup = None
 

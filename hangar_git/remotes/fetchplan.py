@@ -22,6 +22,7 @@ from ..store.digest import digest_prefix
 from . import bounded
 from . import data_transport as dt
 from .data_transport import DataRemote, RemoteLookup
+from .lookup import DigestLimits
 from .packformat import block_fields
 
 if TYPE_CHECKING:
@@ -98,7 +99,8 @@ class FetchPlan:
     ) -> None:
         self.lk = lk
         rows = np.asarray(rows, np.int64)
-        self.digests = lk.digests_at(rows.tolist())
+        self.rows = rows
+        self.digests = lk.digests_at(rows)
         self.ioffs = lk.ioff[rows]
         self.ilens = lk.ilen[rows]
         self.knos = lk.kind[rows]
@@ -110,25 +112,37 @@ class FetchPlan:
         packs, boffs, blens = lk.pack[rows], lk.boff[rows], lk.blen[rows]
         order = np.lexsort((self.ioffs, boffs, packs))
         cut = np.flatnonzero((np.diff(packs[order]) != 0) | (np.diff(boffs[order]) != 0)) + 1
-        groups = np.split(order, cut) if len(order) else []
+        starts = np.concatenate(([0], cut)).astype(np.int64) if len(order) else cut
+        ends = np.concatenate((cut, [len(order)])).astype(np.int64) if len(order) else cut
+        heads = order[starts]  # an item of each block
+        keys = list(zip(packs[heads].tolist(), boffs[heads].tolist(), strict=True))
+        spans = list(zip(starts.tolist(), ends.tolist(), strict=True))
         self.by_block: dict[tuple[int, int], np.ndarray] = {
-            (int(packs[g[0]]), int(boffs[g[0]])): g for g in groups
+            key: order[a:b] for key, (a, b) in zip(keys, spans, strict=True)
+        }
+        # the digests of each block's wanted items, in its order (one list cut in pieces)
+        in_order = lk.digests_at(rows[order])
+        self.block_digests: dict[tuple[int, int], list[bytes]] = {
+            key: in_order[a:b] for key, (a, b) in zip(keys, spans, strict=True)
         }
         #: blocks whose wanted items are rows of one kind from offset 0, none refused
         self.rows_only = self._rows_only(order, cut, packs, boffs)
         self.pack_no = {pid: i for i, pid in enumerate(lk.pack_ids)}
-        self.max_raw: dict[tuple[int, int], int] = {}
-        refused_blocks = self._check_blocks(blens)
+        bounds, refused = self._check_blocks(order, starts, blens[heads])
+        self.max_raw: dict[tuple[int, int], int] = dict(zip(keys, bounds.tolist(), strict=True))
+        refused_blocks = {keys[b] for b in refused.tolist()}
         self.refused: list[bytes] = []
         skip = self.bad.copy()
         for key in refused_blocks:
             self.refused.extend(self.digests[j] for j in self.by_block[key].tolist())
             skip[self.by_block[key]] = False
         self.refused.extend(self.digests[j] for j in np.flatnonzero(skip).tolist())
+        kept = np.ones(len(keys), bool)
+        kept[refused] = False
         blocks = [
-            (lk.pack_ids[pk], bo, int(blens[items[0]]))
-            for (pk, bo), items in self.by_block.items()
-            if (pk, bo) not in refused_blocks
+            (lk.pack_ids[pk], bo, bl)
+            for (pk, bo), bl, k in zip(keys, blens[heads].tolist(), kept.tolist(), strict=True)
+            if k
         ]
         self.plans = dt.plan_ranges(blocks)
 
@@ -162,24 +176,33 @@ class FetchPlan:
         cap = bounded.MAX_PAYLOAD_BYTES
         if limits is None:
             return self.ilens > cap
-        if not len(self.ilens) or int(self.ilens.max()) <= min(cap, *limits.values()):
+        if isinstance(limits, DigestLimits):  # arrays: no lookup per digest
+            smallest = int(limits.bounds.min()) if len(limits.bounds) else cap
+        else:
+            smallest = min(cap, *limits.values())
+        if not len(self.ilens) or int(self.ilens.max()) <= min(cap, smallest):
             return np.zeros(len(self.ilens), bool)  # none over even the smallest bound
-        get = limits.get
-        bound = np.fromiter((get(d, cap) for d in self.digests), np.int64, len(self.digests))
+        if isinstance(limits, DigestLimits):
+            bound = limits.bounds_of(self.lk.index.at(self.rows), cap)
+        else:
+            get = limits.get
+            bound = np.fromiter((get(d, cap) for d in self.digests), np.int64, len(self.digests))
         return self.ilens > np.minimum(bound, cap)
 
-    def _check_blocks(self, blens: np.ndarray) -> set[tuple[int, int]]:
-        """Set the raw bound of each block; the blocks no wanted payload can
-        need at their stated length."""
-        refused = set()
-        for key, items in self.by_block.items():
-            good = items[~self.bad[items]]
-            biggest = int(self.ilens[good].max()) if len(good) else -1
-            allowed = block_raw_bound(biggest)
-            self.max_raw[key] = allowed
-            if biggest < 0 or int(blens[items[0]]) > dt.BLOCK_HEADER_SIZE + allowed:
-                refused.add(key)
-        return refused
+    def _check_blocks(
+        self, order: np.ndarray, starts: np.ndarray, blens: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(raw bound of each block, numbers of the blocks refused)``: the
+        bound is :func:`block_raw_bound` of the largest of the block's wanted
+        payloads not refused; a block is refused when no wanted payload can
+        need it at its stated length ``blens``."""
+        if not len(order):
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        sizes = np.where(self.bad[order], -1, self.ilens[order])
+        biggest = np.maximum.reduceat(sizes, starts)
+        bounds = np.maximum(bounded.MAX_BLOCK_RAW, dt.BLOCK_TARGET + biggest)
+        too_long = blens > dt.BLOCK_HEADER_SIZE + bounds
+        return bounds, np.flatnonzero((biggest < 0) | too_long)
 
     def run(
         self,
@@ -238,7 +261,7 @@ class FetchPlan:
             width = int(self.ilens[items[0]])
             if n * width <= len(raw):
                 rows = np.frombuffer(raw, np.uint8, count=n * width).reshape(n, width)
-                ds = [self.digests[j] for j in items.tolist()]
+                ds = self.block_digests[key]
                 kind = self.lk.kinds[kno]
                 verified.add(kno, kind, ds, rows, report, self._whole(buf, kind, ds, width))
                 return

@@ -17,7 +17,7 @@ import pygit2
 from ..errors import IntegrityError, MissingPayloadError
 from ..naming import check_arrayset_name
 from ..records import reachable
-from ..records.reachable import commits_between, history, leaf_ids
+from ..records.reachable import Referenced, commits_between, history, leaf_ids
 from ..wording import are, plural, were
 from . import config as rc
 from . import git_transport as gt
@@ -102,7 +102,7 @@ def payloads_to_push(
     head: str,
     remote_heads: Collection[str],
     resend: bool = False,
-) -> dict[bytes, str]:
+) -> Referenced:
     """The payloads the commits up to ``head`` reference that the remote's
     commits (its heads and our remote-tracking branches of it) do not.
 
@@ -124,8 +124,8 @@ def payloads_to_push(
 
     Returns
     -------
-    dict of bytes to str
-        ``{digest: arrayset}``.
+    Referenced
+        The digests, with the arraysets naming them.
     """
     hide = [h for h in remote_heads if git.get(h) is not None]
     hide += [
@@ -135,9 +135,9 @@ def payloads_to_push(
     ]
     hide = list(dict.fromkeys(hide))
     if resend:
-        return reachable.referenced_digests(git, commits_between(git, [head, *hide], ()))
+        return reachable.referenced(git, commits_between(git, [head, *hide], ()))
     new = commits_between(git, head, hide)
-    return reachable.referenced_digests(git, new, skip=leaf_ids(git, hide[:8]))
+    return reachable.referenced(git, new, skip=leaf_ids(git, hide[:8]))
 
 
 def check_fetch_options(max_num_bytes: object, retrieve_all_history: object) -> None:
@@ -168,7 +168,7 @@ def wanted_payloads(
     start: str,
     arrayset_names: Sequence[str] | str | None,
     retrieve_all_history: bool,
-) -> tuple[list[str], dict[bytes, str]]:
+) -> tuple[list[str], Referenced]:
     """The commits a data fetch covers and the payloads they reference.
 
     Parameters
@@ -184,8 +184,8 @@ def wanted_payloads(
 
     Returns
     -------
-    tuple of (list of str, dict of bytes to str)
-        The commits, and ``{digest: arrayset}``.
+    tuple of (list of str, Referenced)
+        The commits, and the digests with their arraysets.
 
     Raises
     ------
@@ -198,9 +198,9 @@ def wanted_payloads(
             arrayset_names = [arrayset_names]
         names = {check_arrayset_name(n) for n in arrayset_names}
     commits = history(git, start) if retrieve_all_history else [start]
-    digests = reachable.referenced_digests(git, commits, names)
+    digests = reachable.referenced(git, commits, names)
     if names is not None:
-        found = set(digests.values()) | _aset_names(git, commits, names)
+        found = set(digests.arraysets) | _aset_names(git, commits, names)
         unknown = sorted(names - found)
         if unknown:
             raise ValueError(f"no arrayset named {', '.join(map(repr, unknown))} in {start[:12]}")

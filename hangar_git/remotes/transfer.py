@@ -27,13 +27,14 @@ import pygit2
 
 from ..errors import IntegrityError, MissingPayloadError, WriterLockError
 from ..records.leaves import RecordWalker
-from ..records.reachable import commits_between, history, leaf_ids
+from ..records.reachable import Referenced, commits_between, history, leaf_ids
 from ..store.packs import PackReader, PackWriter
 from ..wording import are, plural, were
 from . import bounded, large, packsend
 from . import data_transport as dt
 from .data_transport import DataRemote, PackBuilder, RemoteLookup, SealedPack
 from .fetchplan import FetchPlan, row_digests
+from .lookup import DigestLimits
 
 if TYPE_CHECKING:
     from ..repository import Repository
@@ -190,9 +191,8 @@ def upload_payloads(
     report = TransferReport()
     before = _stats(remote)
     remote.refresh()
-    have = remote.lookup()
     wanted = list(dict.fromkeys(digests))
-    todo = [d for d in wanted if d not in have and d not in remote.large]
+    todo = _not_there(remote, wanted)
     report.skipped = len(wanted) - len(todo)
     if todo:
         reader = repo.payload_store.reader()
@@ -218,6 +218,15 @@ def upload_payloads(
     report.add_remote_stats(remote, before)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _not_there(remote: DataRemote, wanted: list[bytes]) -> list[bytes]:
+    """The digests of ``wanted`` that ``remote`` has neither in a pack nor as a large object."""
+    rows = remote.lookup().find(wanted)
+    todo = [wanted[i] for i in np.flatnonzero(rows < 0).tolist()]
+    if remote.large:
+        todo = [d for d in todo if d not in remote.large]
+    return todo
 
 
 class _PackSender:
@@ -349,7 +358,7 @@ def select_for_fetch(
     tuple of (numpy.ndarray, list of bytes)
         Rows of ``lookup`` in order, and the digests the remote does not have.
     """
-    rows = np.fromiter((lookup.rows.get(d, -1) for d in wanted), np.int64, len(wanted))
+    rows = lookup.find(wanted)
     absent = [wanted[i] for i in np.flatnonzero(rows < 0).tolist()]
     rows = rows[rows >= 0]
     if max_bytes is not None:
@@ -433,8 +442,8 @@ def download_payloads(
 
 
 def payload_limits(
-    git: pygit2.Repository, commits: Iterable[str], digests: Mapping[bytes, str]
-) -> dict[bytes, int]:
+    git: pygit2.Repository, commits: Iterable[str], digests: Mapping[bytes, str] | Referenced
+) -> Mapping[bytes, int]:
     """``{digest: largest raw bytes its records allow}``, from the schemas of
     the arraysets that reference each digest (the largest over ``commits``),
     capped at :data:`~hangar_git.remotes.bounded.MAX_PAYLOAD_BYTES`.
@@ -447,17 +456,20 @@ def payload_limits(
         The repository holding the records.
     commits : iterable of str
         The commits the payloads come from.
-    digests : mapping of bytes to str
+    digests : mapping of bytes to str, or Referenced
         ``{digest: arrayset}``, as
-        :func:`hangar_git.records.reachable.referenced_digests` gives them.
+        :func:`hangar_git.records.reachable.referenced_digests` gives them
+        (or :func:`~hangar_git.records.reachable.referenced`: then the bounds
+        are arrays, a :class:`~.lookup.DigestLimits`).
 
     Returns
     -------
-    dict of bytes to int
+    mapping of bytes to int
     """
     cap = bounded.MAX_PAYLOAD_BYTES
     per_aset: dict[str, int] = {}
-    names = set(digests.values())
+    arraysets = digests.arraysets if isinstance(digests, Referenced) else digests.values()
+    names = set(arraysets)
     walker = RecordWalker(git, keep_leaves=False)
     for c in commits:
         for aset in walker.commit(c).arraysets:
@@ -468,6 +480,9 @@ def payload_limits(
                 continue
             n = bounded.payload_bound(sch.dtype.itemsize, sch.shape)
             per_aset[aset.name] = max(per_aset.get(aset.name, 0), n)
+    if isinstance(digests, Referenced):
+        bound = np.array([per_aset.get(a, cap) for a in digests.arraysets] or [cap], np.int64)
+        return DigestLimits(digests.joined, bound[digests.owner])
     return {d: per_aset.get(a, cap) for d, a in digests.items()}
 
 

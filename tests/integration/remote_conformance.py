@@ -367,6 +367,7 @@ class DataRemoteTests:
         pack = builder.seal()
         remote.ensure_marker()
         remote.upload(pack)
+        assert all(d in remote.lookup() for d in payloads)  # the sender knows it at once
         assert remote.verify_uploaded([pack]) == []
         reader = DataRemote(url)
         assert list(reader.refresh()) == [pack.pack_id] and reader.damaged == []

@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 from hangar_git import Repository
+from hangar_git.remotes.backends import local as local_backend
+from hangar_git.remotes.backends.local import LocalFiles
 
 
 def make_repo(path: Path, n: int = 200, seed: int = 0, name: str = "Ada") -> Repository:
@@ -226,7 +228,8 @@ class CountingFS:
 
 @pytest.fixture
 def count_requests(monkeypatch: pytest.MonkeyPatch) -> list[CountingFS]:
-    """Every filesystem a data remote opens is wrapped; the wrappers are listed here."""
+    """Every filesystem a data remote opens is wrapped (fsspec's, and the
+    plain file operations of a local folder); the wrappers are listed here."""
     made: list[CountingFS] = []
     real = fsspec.core.url_to_fs
 
@@ -236,7 +239,13 @@ def count_requests(monkeypatch: pytest.MonkeyPatch) -> list[CountingFS]:
         made.append(c)
         return c, path
 
+    def local_files() -> CountingFS:
+        c = CountingFS(LocalFiles())
+        made.append(c)
+        return c
+
     monkeypatch.setattr(fsspec.core, "url_to_fs", wrapped)
+    monkeypatch.setattr(local_backend, "LocalFiles", local_files)
     return made
 
 

@@ -4,12 +4,13 @@
 - :mod:`.fsspec_store`: :class:`FsspecStore`, any fsspec filesystem
   (``s3://``, ``gs://``, ``memory://`` ...).
 - :mod:`.local`: :class:`LocalStore`, a local folder: regular files only,
-  writes renamed into place.
+  writes renamed into place, plain ``os`` calls.
 
 :func:`open_store` picks the backend from the URL's filesystem, as fsspec's
 registry picks a filesystem from its protocol: a new backend is a module
 here, an entry in :data:`BACKENDS`, and a subclass of the conformance tests
-(``tests/integration/remote_conformance.py``).
+(``tests/integration/remote_conformance.py``). A local folder (a path,
+``file://`` or ``local://``) is opened without importing fsspec at all.
 """
 
 from __future__ import annotations
@@ -17,12 +18,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import fsspec
-
 from .. import bounded
 from .base import RemoteStore
 from .fsspec_store import FsspecStore
-from .local import LocalStore
+from .local import LocalStore, local_root
 
 #: backend of each fsspec protocol; others get :class:`FsspecStore`
 BACKENDS: dict[str, type[RemoteStore]] = {"file": LocalStore, "local": LocalStore}
@@ -48,7 +47,8 @@ def open_store(url: str, options: Mapping[str, Any] | None = None) -> RemoteStor
         fsspec storage options (never credentials: those come from the
         environment or the backend's own configuration files). Object
         stores get read and connect timeouts unless set
-        (:func:`~hangar_git.remotes.bounded.with_timeouts`).
+        (:func:`~hangar_git.remotes.bounded.with_timeouts`). A local folder
+        takes none (it is reached with plain ``os`` calls).
 
     Returns
     -------
@@ -60,6 +60,10 @@ def open_store(url: str, options: Mapping[str, Any] | None = None) -> RemoteStor
     ImportError
         If the URL's protocol needs a package that is not installed.
     """
+    if local_root(url) is not None:
+        return LocalStore(url)
+    import fsspec  # only for remotes that are not local folders: it costs ~0.1 s
+
     opts = bounded.with_timeouts(fsspec.utils.get_protocol(url), options or {})
     fs, root = fsspec.core.url_to_fs(url, **opts)
     return backend_for(fs)(url, fs, root)
