@@ -278,7 +278,7 @@ def _send_packs(
     progress: Progress | None,
 ) -> list[SealedPack]:
     """Pack the local payloads ``todo`` (at ``entries``, all small) into packs
-    of about PACK_TARGET raw bytes, send each, then check they landed whole.
+    of about :func:`.data_transport.send_target` raw bytes, send each, then check they landed whole.
 
     A local block holding nothing but payloads of ``todo`` goes as it is
     stored, once its checksum and each payload's digest are checked
@@ -290,6 +290,7 @@ def _send_packs(
     uk, counts = np.unique(kind_ids, return_counts=True)
     total = sum(reader.kind_nbytes(int(k)) * int(c) for k, c in zip(uk, counts, strict=True))
     builder = PackBuilder()
+    target = dt.send_target(remote)
     done = 0
     with ThreadPoolExecutor(max_workers=1) as pool:
         sender = _PackSender(remote, pool)
@@ -297,13 +298,13 @@ def _send_packs(
         def whole(b: packsend.WholeBlock) -> None:
             nonlocal done
             builder.add_block(b.digests, b.kinds, b.ioff, b.ilen, b.header, b.body)
-            if builder.raw_bytes >= dt.PACK_TARGET:
+            if builder.raw_bytes >= target:
                 sender.send(builder.seal())
             done += b.raw_bytes
             if progress is not None:
                 progress("payloads", done, total)
 
-        rest = packsend.send_whole_blocks(reader, todo, entries, whole, dt.PACK_TARGET)
+        rest = packsend.send_whole_blocks(reader, todo, entries, whole, target)
         todo, entries = [todo[i] for i in rest.tolist()], entries[rest]
         kind_ids = entries["kind"]
         for kid in np.unique(kind_ids).tolist():
@@ -315,11 +316,11 @@ def _send_packs(
                 ds = [todo[i] for i in part.tolist()]
                 rows = _verified_rows(kind, _read_rows(reader, kid, entries[part]), ds)
                 pos = 0
-                while pos < len(ds):  # cut packs at PACK_TARGET raw bytes
-                    room = max(1, -(-(dt.PACK_TARGET - builder.raw_bytes) // width))
+                while pos < len(ds):  # cut packs at the target raw bytes
+                    room = max(1, -(-(target - builder.raw_bytes) // width))
                     builder.add_rows(ds[pos : pos + room], kind, rows[pos : pos + room])
                     pos += room
-                    if builder.raw_bytes >= dt.PACK_TARGET:
+                    if builder.raw_bytes >= target:
                         sender.send(builder.seal())
                 done += rows.nbytes
                 if progress is not None:

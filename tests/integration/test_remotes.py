@@ -867,3 +867,22 @@ def test_the_same_data_url_again_resends_nothing(origin):
     repo.remote.set_data("origin", str(data))
     repo.remote.push("origin", "master")
     assert repo.remote.last_report.payloads == 0
+
+
+def test_object_store_push_cuts_packs_at_send_target(tmp_path, monkeypatch):
+    """On an object store a push cuts its packs at send_target (each sent
+    while the next is built); a local folder still gets one pack; both
+    clones read every array back."""
+    monkeypatch.setattr(dt, "OBJECT_STORE_PACK_TARGET", 4096)
+    alice = make_repo(tmp_path / "alice", n=300)  # 300 x 64 + 300 x 8 bytes
+    packs = {}
+    for name, data in (("mem", "memory://h5-send-target"), ("dir", str(tmp_path / "d"))):
+        bare = bare_repo(tmp_path / f"{name}.git")
+        alice.remote.add(name, str(bare), data=data)
+        alice.remote.push(name, "master")
+        packs[name] = alice.remote.last_report.packs
+        bob = empty_clone_target(tmp_path / f"bob-{name}")
+        bob.clone("Bob", "bob@example.org", str(bare), data=data)
+        bob.remote.fetch_data("origin", "master")
+        assert_same_data(all_arrays(alice), all_arrays(bob))
+    assert packs["dir"] == 1 and packs["mem"] >= 5, packs
