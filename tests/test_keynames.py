@@ -217,13 +217,8 @@ def test_bulk_keys_in_any_form_make_the_same_records(repo, names):
             co.close()
 
 
-@pytest.mark.parametrize("iter_min", [0, 1 << 40])
-def test_held_rows_stack_to_the_rows_held(monkeypatch, iter_min):
-    """Through numpy (past _ITER_MIN bytes) or a join, the stacked rows are the
-    rows as held, in order, of their dtype and shape."""
-    import hangar_git.held_rows as held_mod
-
-    monkeypatch.setattr(held_mod, "_ITER_MIN", iter_min)
+def test_held_rows_stack_to_the_rows_held():
+    """The stacked rows are the rows as held, in order, of their dtype and shape."""
     rows = np.random.default_rng(2).random((300, 3, 5)).astype(">f4")
     held = HeldRows(rows.dtype, (3, 5))
     for i, r in enumerate(rows):

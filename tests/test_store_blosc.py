@@ -192,3 +192,17 @@ def test_compress_into_through_the_package_and_its_refusals(codec_path: str) -> 
         _blosc.compress_into(raw, out[::2], 4000, **args)
     with pytest.raises(ValueError, match="no room"):
         encode_block_into(raw, 1, np.zeros(len(raw) + HEADER_SIZE - 1, np.uint8))
+
+
+@pytest.mark.parametrize("map_from", [0, 1 << 40])
+def test_blocks_encoded_in_a_scratch_buffer_are_encode_blocks_of_each_span(monkeypatch, map_from):
+    """encode_blocks writes, in an anonymous memory map or numpy's memory, the
+    blocks encode_block makes of each span, ending where it says."""
+    from hangar_git.store import codec
+
+    monkeypatch.setattr(codec, "_SCRATCH_MAP", map_from)
+    raw = _mixed(3, 50_000, 0.3) + bytes(20_000)  # noisy blocks, then ones that compress
+    blocks, ends = codec.encode_blocks(memoryview(raw), 16_384, 4)
+    want = [encode_block(raw[s : s + 16_384], 4) for s in range(0, len(raw), 16_384)]
+    assert blocks.tobytes() == b"".join(want)
+    assert ends == list(np.cumsum([len(b) for b in want]))
