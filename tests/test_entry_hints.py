@@ -18,6 +18,8 @@ from hangar_git.store.checksum import crc32
 from hangar_git.store.index import ENTRY, Run, lookup_runs, sorted_entries
 
 N = 600
+#: samples of a fanned-out tree: its commit keeps the key table (flat trees keep none)
+FANNED = 2000
 
 
 def _commit(repo, n: int = N, name: str = "a", start: int = 0) -> np.ndarray:
@@ -91,20 +93,25 @@ def _rewrite(path, oid: bytes, where: np.ndarray, sids=None, sizes=None) -> None
     path.write_bytes(entry_hints.encode(fake, oid))  # a sound file: CRC and all
 
 
-def test_a_hint_pointing_at_other_payloads_entries_is_not_followed(repo, monkeypatch):
-    """A file with a right checksum whose places are swapped (each key sent
-    to another payload's entry) reads the right samples: every entry is
+@pytest.mark.parametrize("n, written_by", [(N, "read"), (FANNED, "commit")])
+def test_a_hint_pointing_at_other_payloads_entries_is_not_followed(
+    repo, monkeypatch, n, written_by
+):
+    """A hint file (kept by the first whole read, or by the commit that wrote
+    the tree whole) with a right checksum whose places are swapped (each key
+    sent to another payload's entry) reads the right samples: every entry is
     checked against its digest, and the file is written anew."""
-    data = _commit(repo)
-    _read(repo, data)
+    data = _commit(repo, n)
+    if written_by == "read":
+        _read(repo, data)
     s, path = _hint(repo)
-    good = entry_hints.load(s.repo, s.oid, N)
+    good = entry_hints.load(s.repo, s.oid, n)
     assert good is not None
     _rewrite(path, s.oid, np.roll(good.where, 1))
     calls = _searches(monkeypatch)
     _read(repo, data)
-    assert calls == [N]
-    again = entry_hints.load(s.repo, s.oid, N)
+    assert calls == [n]
+    again = entry_hints.load(s.repo, s.oid, n)
     assert again is not None and (again.where == good.where).all()
 
 
@@ -250,10 +257,6 @@ def test_the_sorted_placement_finds_what_the_index_search_finds(case):
         assert got is not None and got.tobytes() == e.tobytes()
 
 
-#: samples of a fanned-out tree: its commit keeps the key table (flat trees keep none)
-FANNED = 2000
-
-
 def test_a_commit_keeps_the_entry_hints_of_the_trees_it_wrote_whole(repo, monkeypatch):
     """The commit that writes a samples tree whole keeps its places too:
     the first whole read after it, in a fresh process, searches nothing."""
@@ -264,21 +267,6 @@ def test_a_commit_keeps_the_entry_hints_of_the_trees_it_wrote_whole(repo, monkey
     calls = _searches(monkeypatch)
     _read(repo, data)
     assert calls == []
-
-
-def test_commit_time_hints_are_only_hints(repo, monkeypatch):
-    """A commit's hint file rewritten to send each key to another payload's
-    entry (checksum and all) reads the right samples, and is written anew."""
-    data = _commit(repo, FANNED)
-    s, path = _hint(repo)
-    good = entry_hints.load(s.repo, s.oid, FANNED)
-    assert good is not None
-    _rewrite(path, s.oid, np.roll(good.where, 1))
-    calls = _searches(monkeypatch)
-    _read(repo, data)
-    assert calls == [FANNED]
-    again = entry_hints.load(s.repo, s.oid, FANNED)
-    assert again is not None and (again.where == good.where).all()
 
 
 def test_a_commit_of_a_few_changes_searches_nothing(repo, monkeypatch):
