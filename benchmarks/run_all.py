@@ -38,6 +38,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "peers": ("bench_peers.py", [], ["-n", "10000", "--small", "50000", "--repeat", "1"]),
     "transfer": ("bench_transfer.py", [], ["-n", "10000", "--repeat", "1", "--no-s3"]),
     "history": ("bench_history.py", [], ["-n", "100000"]),
+    "commit10": ("bench_commit10.py", [], ["-n", "100000", "--repeat", "3"]),
 }
 
 _VERDICT = re.compile(r"^\s*\[(ok|FAIL)\]\s*(.*)$")
