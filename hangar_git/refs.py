@@ -2,7 +2,8 @@
 
 A STARTPOINT is what a user types to name a commit: a local branch, a tag,
 a remote-tracking branch ``remote/branch``, or a commit hash (a unique prefix
-is enough), looked up in that order. Branch and tag names may have parts
+is enough), looked up in that order, optionally followed by git's ancestry
+suffixes (``master~2``, ``v1^``, ``dev^2``). Branch and tag names may have parts
 (``feature/x``). Tags are ``refs/hangar/tags/<name>``: a fixed name for a
 commit, never moved by a commit or merge. The functions here take the pygit2
 repository; the public way in is through :class:`hangar_git.Repository`
@@ -14,6 +15,7 @@ functions write.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, overload
 
@@ -26,6 +28,10 @@ if TYPE_CHECKING:
 
 SHORT = 8  # digits of a commit hash in labels and messages
 TAGS = "refs/hangar/tags/"
+#: a STARTPOINT's ancestry suffixes (``~N`` first parent N times, ``^N`` the
+#: Nth parent; no digits means 1): branch and tag names never hold ``~`` or ``^``
+_ANCESTRY = re.compile(r"(?P<base>[^~^]+)(?P<steps>(?:[~^][0-9]{0,6})+)")
+_STEP = re.compile(r"([~^])([0-9]*)")
 
 
 class StartpointError(HangarError, LookupError):
@@ -106,7 +112,9 @@ def branch_startpoint(git: pygit2.Repository, branch: str) -> Startpoint:
 
 
 def resolve_startpoint(git: pygit2.Repository, spec: str) -> Startpoint:
-    """Resolve a branch name (local), a tag, ``remote/branch`` or a commit hash prefix.
+    """Resolve a branch name (local), a tag, ``remote/branch`` or a commit hash prefix,
+    then its ancestry suffixes, if any: ``~N`` (the first parent, N times) and
+    ``^N`` (the Nth parent; ``^0`` the commit itself), N being 1 when left out.
 
     Parameters
     ----------
@@ -118,15 +126,25 @@ def resolve_startpoint(git: pygit2.Repository, spec: str) -> Startpoint:
     Returns
     -------
     Startpoint
-        The commit, with the branch name when ``spec`` named a branch.
+        The commit, with the branch name when ``spec`` named a branch (no
+        suffix).
 
     Raises
     ------
     UnknownStartpointError
-        If ``spec`` is no branch and no commit of this repository.
+        If ``spec`` is no branch and no commit of this repository, or a
+        suffix asks for a parent that is not there.
     NotDataCommitError
         If ``spec`` names a commit that holds no hangar data.
     """
+    m = _ANCESTRY.fullmatch(spec) if isinstance(spec, str) else None
+    if m is not None:
+        try:
+            base = resolve_startpoint(git, m["base"]).commit
+        except UnknownStartpointError:
+            raise UnknownStartpointError(f"unknown branch, tag or commit {spec!r}") from None
+        sha = _ancestor(git, base, m["steps"], spec)
+        return Startpoint(_data_commit(git, sha), None)
     for prefix in (HEADS, TAGS, REMOTES):
         try:
             ref = git.references.get(prefix + spec)
@@ -138,10 +156,33 @@ def resolve_startpoint(git: pygit2.Repository, spec: str) -> Startpoint:
         sha = resolve_commit(git, spec)
     except ValueError:
         raise UnknownStartpointError(f"unknown branch, tag or commit {spec!r}") from None
+    return Startpoint(_data_commit(git, sha), None)
+
+
+def _data_commit(git: pygit2.Repository, sha: str) -> str:
+    """``sha``, if it names a commit holding hangar data (else NotDataCommitError)."""
     commit = git.get(sha)
     if commit is None or "hangar.json" not in commit.tree:
         raise NotDataCommitError(f"commit {sha[:SHORT]} is not a hangar data commit")
-    return Startpoint(sha, None)
+    return sha
+
+
+def _ancestor(git: pygit2.Repository, sha: str, steps: str, spec: str) -> str:
+    """The commit ``steps`` (``~2^``...) away from ``sha``, as ``git rev-parse`` walks."""
+    for kind, digits in _STEP.findall(steps):
+        n = int(digits) if digits else 1
+        for _ in range(n if kind == "~" else 1):
+            parents = git.get(sha).parent_ids
+            pick = 1 if kind == "~" else n
+            if pick == 0:  # ``^0``: the commit itself
+                break
+            if len(parents) < pick:
+                raise UnknownStartpointError(
+                    f"unknown branch, tag or commit {spec!r}: commit {sha[:SHORT]} "
+                    f"has {len(parents)} parent{'s' if len(parents) != 1 else ''}"
+                )
+            sha = str(parents[pick - 1])
+    return sha
 
 
 def branch_heads(

@@ -197,10 +197,16 @@ class RepositoryRefs(RepositoryCore):
         return remove_tag(self._git_repo(), name)
 
     def _tag_or_commit(self, spec: str) -> str:
-        """The commit of tag ``spec``, else of the commit hash (prefix) ``spec``."""
-        from .refs import TAGS, check_tag_name
+        """The commit of tag ``spec``, else of the commit hash (prefix) ``spec``;
+        either, or a branch, with ancestry suffixes (``v1~2``, ``master^``)."""
+        from .refs import TAGS, StartpointError, check_tag_name, resolve_startpoint
 
         git = self._git_repo()
+        if isinstance(spec, str) and ("~" in spec or "^" in spec):  # not in tags or hashes
+            try:
+                return resolve_startpoint(git, spec).commit
+            except StartpointError as e:
+                raise ValueError(str(e)) from None
         try:
             sha = ref_commit(git, TAGS + check_tag_name(spec))
         except ValueError:  # not a tag name: a commit hash, or nothing

@@ -164,6 +164,20 @@ def test_checkout_b_log_n_and_startpoints(written_repo):
     assert_one_line_error(hangar(path, "log", "-n", "0", ok=False), 2)
 
 
+def test_startpoints_take_ancestry_suffixes(written_repo):
+    path = Path(written_repo.path)
+    first = written_repo.branch_commit("master")
+    cli(path, "meta", "set", "about", "second")
+    cli(path, "commit", "-m", "second")
+    assert cli(path, "log", "-n", "1", "master~1").stdout.split()[1] == first
+    assert cli(path, "show", "master^:aset/3").stdout.startswith("aset['3'] at ")
+    cli(path, "branch", "old", "master~")
+    assert written_repo.branch_commit("old") == first
+    assert "metadata: 1 mutated" in cli(path, "diff", "master~1", "master").stdout
+    err = assert_one_line_error(cli(path, "show", "master~2:aset/3", ok=False), 1)
+    assert "unknown branch, tag or commit 'master~2'" in err
+
+
 def test_version_has_no_short_v(tmp_path):
     work = tmp_path
     from hangar_git import __version__
