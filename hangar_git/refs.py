@@ -169,10 +169,15 @@ def _data_commit(git: pygit2.Repository, sha: str) -> str:
 
 def _ancestor(git: pygit2.Repository, sha: str, steps: str, spec: str) -> str:
     """The commit ``steps`` (``~2^``...) away from ``sha``, as ``git rev-parse`` walks."""
+    import pygit2  # loaded already: ``git`` is one of its repositories
+
     for kind, digits in _STEP.findall(steps):
         n = int(digits) if digits else 1
         for _ in range(n if kind == "~" else 1):
-            parents = git.get(sha).parent_ids
+            commit = git.get(sha)
+            if not isinstance(commit, pygit2.Commit):
+                raise UnknownStartpointError(f"{spec!r}: {sha[:SHORT]} is not a commit")
+            parents = commit.parent_ids
             pick = 1 if kind == "~" else n
             if pick == 0:  # ``^0``: the commit itself
                 break
