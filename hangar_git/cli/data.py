@@ -89,8 +89,10 @@ def show(spec: str, full: bool, as_npy: bool, as_json: bool) -> None:
     KEY may be written s:NAME or i:NUMBER to pick the key type. An empty
     STARTPOINT (':ARRAYSET:KEY') means the staging area's branch head.
     STARTPOINT:ARRAYSET/KEY works too. --json gives the array as nested
-    lists in "data"; an array the text would summarise (more than 1000
-    elements) has "data": null and "truncated": true unless --full is given.
+    lists in "data" (NaN and infinities as the strings "NaN", "Infinity" and
+    "-Infinity": JSON has no such numbers); an array the text would summarise
+    (more than 1000 elements) has "data": null and "truncated": true unless
+    --full is given.
     """
     import numpy as np
 
@@ -141,12 +143,22 @@ def _show_json(
     }
 
 
+#: JSON has no NaN or infinity: such floats are these strings (as in protobuf's JSON mapping)
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
 def _plain_values(arr: Any) -> Any:
-    """``arr`` as nested lists of JSON numbers; complex values as [real, imag]."""
+    """``arr`` as nested lists of JSON numbers; complex values as [real, imag];
+    NaN and infinities as the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"``."""
     import numpy as np
 
     if np.iscomplexobj(arr):
-        return np.stack([arr.real, arr.imag], axis=-1).tolist()
+        arr = np.stack([arr.real, arr.imag], axis=-1)
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        out = arr.astype(object)
+        bad = ~np.isfinite(arr)
+        out[bad] = [_NON_FINITE[str(float(v))] for v in arr[bad]]
+        return out.tolist()
     return arr.tolist()
 
 

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from hangar_git.history_tools.purge import PurgeReport
 
@@ -181,6 +182,25 @@ def test_show_prints_json_and_reads_an_int_key_after_a_slash(repo):
     assert hangar(path, "show", "master:big/i:5", "--json", "--npy", ok=False).returncode == 2
     for bad in ("master:big/", "master:/5", "master:big", "big/5"):
         assert hangar(path, "show", bad, ok=False).returncode == 2, bad
+
+
+def test_show_json_is_strict_json_with_nan_and_infinities(repo):
+    path = Path(repo.path)
+    co = repo.checkout(write=True)
+    f = co.arraysets.init_arrayset("f", shape=(2, 2), dtype=np.float16)
+    f["x"] = np.array([[np.nan, 1.5], [np.inf, -np.inf]], np.float16)
+    z = co.arraysets.init_arrayset("z", shape=1, dtype=np.complex128)
+    z["x"] = np.array([complex(np.nan, -np.inf)])
+    co.commit("non-finite")
+    co.close()
+
+    def strict(text: str) -> dict:  # json.loads would accept NaN; JSON does not
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+
+    out = strict(hangar(path, "show", "master:f/x", "--json").stdout)
+    assert out["data"] == [["NaN", 1.5], ["Infinity", "-Infinity"]]
+    out = strict(hangar(path, "show", "master:z/x", "--json").stdout)
+    assert out["data"] == [["NaN", "-Infinity"]]  # [re, im]
 
 
 def test_lock_status_and_release_print_json(repo):
