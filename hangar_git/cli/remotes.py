@@ -282,9 +282,9 @@ def fetch(remote_name: str | None, branch: str | None, as_json: bool) -> None:
 
 
 @click.command("fetch-data")
-@click.argument("remote_name", metavar="REMOTE")
-@click.argument("startpoint")
-@click.argument("keys", nargs=-1, metavar="[KEY...]")
+@click.argument("remote_name", metavar="[REMOTE", required=False)
+@click.argument("startpoint", metavar="[STARTPOINT", required=False)
+@click.argument("keys", nargs=-1, metavar="[KEY...]]]")
 @click.option(
     "-d", "--aset", "asets", multiple=True, metavar="ASET", help="Only this arrayset (repeatable)."
 )
@@ -298,8 +298,8 @@ def fetch(remote_name: str | None, branch: str | None, as_json: bool) -> None:
 )
 @json_option
 def fetch_data(
-    remote_name: str,
-    startpoint: str,
+    remote_name: str | None,
+    startpoint: str | None,
     keys: tuple[str, ...],
     asets: tuple[str, ...],
     nbytes: str | None,
@@ -308,12 +308,14 @@ def fetch_data(
 ) -> None:
     """Fetch the payloads of STARTPOINT (branch, tag, REMOTE/BRANCH or commit) from REMOTE.
 
-    With KEY... (and one -d ASET), only those samples. Every payload is
-    verified against its digest before it is stored.
+    REMOTE defaults to origin (or the only remote), STARTPOINT to the current
+    branch. With KEY... (and one -d ASET), only those samples. Every payload
+    is verified against its digest before it is stored.
     """
     budget = parse_size(nbytes) if nbytes is not None else None
     repo = open_repo()
-    sp = resolve_startpoint(repo, startpoint)
+    remote_name = remote_or_default(repo, remote_name) or ""
+    sp = resolve_startpoint(repo, startpoint or repo.writer_branch)
     if keys:
         _fetch_keys(repo, remote_name, sp.commit, asets, keys, as_json)
         return

@@ -332,6 +332,18 @@ def test_fetch_data_of_single_keys(tmp_path, origin, first):
     assert_one_line_error(hangar(b, "fetch-data", "origin", "master", "k1", ok=False), 2)
 
 
+def test_fetch_data_defaults_to_the_default_remote_and_the_current_branch(tmp_path, origin, first):
+    b = tmp_path / "b"
+    hangar(tmp_path, "clone", str(origin), str(b), "--data", str(tmp_path / "data"), *NAME)
+    assert {r["where"] for r in jsonout(b, "ls", "imgs", "--long")} == {"remote"}
+    out = jsonout(b, "fetch-data")
+    assert out["remote"] == "origin" and out["commit"] == open_repo(b).branch_commit("master")
+    assert {r["where"] for r in jsonout(b, "ls", "imgs", "--long")} == {"local"}
+    assert hangar(b, "fetch-data").stdout.startswith("nothing fetched for master ")
+    hangar(b, "remote", "remove", "origin")
+    assert_one_line_error(hangar(b, "fetch-data", ok=False), 1, "not set up for data")
+
+
 # ---- samples and metadata ----------------------------------------------------------------
 def test_ls_rm_and_meta(written_repo):
     path = Path(written_repo.path)
