@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from . import complete
 from .common import (
     emit_json,
     info,
@@ -31,7 +32,12 @@ _LEGACY = ("create", "list", "delete")
 
 # ---- branch ------------------------------------------------------------------------------
 @click.command()
-@click.argument("args", nargs=-1, metavar="[NAME [STARTPOINT]]")
+@click.argument(
+    "args",
+    nargs=-1,
+    metavar="[NAME [STARTPOINT]]",
+    shell_complete=complete.branches_then_startpoint,
+)
 @click.option(
     "-d",
     "--delete",
@@ -144,7 +150,7 @@ def _branch_delete(repo: Repository, name: str, force: bool, as_json: bool) -> N
 # ---- tag ----------------------------------------------------------------------------------
 @click.command()
 @click.argument("name", required=False)
-@click.argument("commit", required=False, metavar="[COMMIT]")
+@click.argument("commit", required=False, metavar="[COMMIT]", shell_complete=complete.startpoints)
 @click.option("-d", "--delete", "delete", is_flag=True, help="Delete tag NAME.")
 @json_option
 def tag(name: str | None, commit: str | None, delete: bool, as_json: bool) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from . import complete
 from .common import (
     CLIError,
     emit_json,
@@ -179,7 +180,7 @@ def _write_npy(arr: Any) -> None:
 
 @click.command()
 @click.argument("arrayset")
-@click.argument("startpoint", required=False)
+@click.argument("startpoint", required=False, shell_complete=complete.startpoints)
 @click.option(
     "-o",
     "--output",

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from . import complete
 from .common import (
     CLIError,
     emit_json,
@@ -40,7 +41,7 @@ _HASH = re.compile(r"\b[0-9a-f]{40}\b")
 
 # ---- log / summary ----------------------------------------------------------------------
 @click.command()
-@click.argument("startpoint", required=False)
+@click.argument("startpoint", required=False, shell_complete=complete.startpoints)
 @click.option(
     "-n",
     "--max-count",
@@ -121,7 +122,7 @@ def _first_commits(graph: str, n: int) -> str:
 
 
 @click.command()
-@click.argument("startpoint", required=False)
+@click.argument("startpoint", required=False, shell_complete=complete.startpoints)
 @json_option
 def summary(startpoint: str | None, as_json: bool) -> None:
     """Show what a commit holds.
@@ -142,8 +143,8 @@ def summary(startpoint: str | None, as_json: bool) -> None:
 
 # ---- diff and merge ----------------------------------------------------------------------
 @click.command()
-@click.argument("a", required=False, metavar="[A]")
-@click.argument("b", required=False, metavar="[B]")
+@click.argument("a", required=False, metavar="[A]", shell_complete=complete.startpoints)
+@click.argument("b", required=False, metavar="[B]", shell_complete=complete.startpoints)
 @click.option("--stat", is_flag=True, help="A table of change counts per arrayset.")
 @click.option("--name-only", is_flag=True, help="List the changed keys (A/D/M, one per line).")
 @click.option(
@@ -244,7 +245,7 @@ def _diff_sections(
 
 
 @click.command()
-@click.argument("dev_branch")
+@click.argument("dev_branch", shell_complete=complete.startpoints)
 @click.option(
     "-m",
     "--message",

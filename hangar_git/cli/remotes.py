@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import click
 
+from . import complete
 from .common import (
     CLIError,
     HangarGroup,
@@ -144,7 +145,7 @@ def remote_list(as_json: bool) -> None:
 
 
 @remote.command("set-data")
-@click.argument("name")
+@click.argument("name", shell_complete=complete.remotes)
 @click.argument("url")
 @click.option(
     "--data-option",
@@ -181,7 +182,7 @@ def _options(items: tuple[str, ...]) -> dict[str, Any]:
 
 
 @remote.command("remove")
-@click.argument("name")
+@click.argument("name", shell_complete=complete.remotes)
 @json_option
 def remote_remove(name: str, as_json: bool) -> None:
     """Remove remote NAME (its remote-tracking branches stay)."""
@@ -193,7 +194,7 @@ def remote_remove(name: str, as_json: bool) -> None:
 
 
 @remote.command("ping")
-@click.argument("name")
+@click.argument("name", shell_complete=complete.remotes)
 @json_option
 def remote_ping(name: str, as_json: bool) -> None:
     """Reach remote NAME's git address and data URL; print the round trip."""
@@ -210,8 +211,8 @@ def remote_ping(name: str, as_json: bool) -> None:
 
 # ---- push / fetch / pull ------------------------------------------------------------
 @click.command()
-@click.argument("remote_name", metavar="[REMOTE", required=False)
-@click.argument("branch", metavar="[BRANCH]]", required=False)
+@click.argument("remote_name", metavar="[REMOTE", required=False, shell_complete=complete.remotes)
+@click.argument("branch", metavar="[BRANCH]]", required=False, shell_complete=complete.branches)
 @json_option
 def push(remote_name: str | None, branch: str | None, as_json: bool) -> None:
     """Send BRANCH to REMOTE: the payloads it lacks, then the commits and tags.
@@ -247,8 +248,8 @@ def push(remote_name: str | None, branch: str | None, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("remote_name", metavar="[REMOTE", required=False)
-@click.argument("branch", metavar="[BRANCH]]", required=False)
+@click.argument("remote_name", metavar="[REMOTE", required=False, shell_complete=complete.remotes)
+@click.argument("branch", metavar="[BRANCH]]", required=False, shell_complete=complete.branches)
 @json_option
 def fetch(remote_name: str | None, branch: str | None, as_json: bool) -> None:
     """Fetch the commits of BRANCH (all branches and tags if omitted) from REMOTE.
@@ -282,8 +283,10 @@ def fetch(remote_name: str | None, branch: str | None, as_json: bool) -> None:
 
 
 @click.command("fetch-data")
-@click.argument("remote_name", metavar="[REMOTE", required=False)
-@click.argument("startpoint", metavar="[STARTPOINT", required=False)
+@click.argument("remote_name", metavar="[REMOTE", required=False, shell_complete=complete.remotes)
+@click.argument(
+    "startpoint", metavar="[STARTPOINT", required=False, shell_complete=complete.startpoints
+)
 @click.argument("keys", nargs=-1, metavar="[KEY...]]]")
 @click.option(
     "-d", "--aset", "asets", multiple=True, metavar="ASET", help="Only this arrayset (repeatable)."

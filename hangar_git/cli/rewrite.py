@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from . import complete
 from .common import CLIError, emit_json, info, json_option, open_repo, short
 from .render import conflict_headline, conflict_lines, conflicts_json, result_json
 
@@ -56,7 +57,7 @@ def _apply(
 
 
 @click.command("cherry-pick")
-@click.argument("commit")
+@click.argument("commit", shell_complete=complete.startpoints)
 @_STRATEGY
 @_MESSAGE
 @json_option
@@ -72,7 +73,7 @@ def cherry_pick(commit: str, strategy: str | None, message: str | None, as_json:
 
 
 @click.command()
-@click.argument("commit")
+@click.argument("commit", shell_complete=complete.startpoints)
 @_STRATEGY
 @_MESSAGE
 @json_option

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from . import complete
 from .common import (
     CLIError,
     HangarGroup,
@@ -30,7 +31,7 @@ from .render import lookup_key, plural
 # ---- ls ------------------------------------------------------------------------------
 @click.command("ls")
 @click.argument("arrayset", required=False)
-@click.argument("startpoint", required=False)
+@click.argument("startpoint", required=False, shell_complete=complete.startpoints)
 @click.option("-l", "--long", "long_", is_flag=True, help="Also shape, dtype and where.")
 @json_option
 def ls(arrayset: str | None, startpoint: str | None, long_: bool, as_json: bool) -> None:
@@ -166,7 +167,7 @@ def meta() -> None:
 
 
 @meta.command("list")
-@click.argument("startpoint", required=False)
+@click.argument("startpoint", required=False, shell_complete=complete.startpoints)
 @json_option
 def meta_list(startpoint: str | None, as_json: bool) -> None:
     """List the metadata at STARTPOINT (default: the current branch's head)."""
@@ -184,7 +185,7 @@ def meta_list(startpoint: str | None, as_json: bool) -> None:
 
 @meta.command("get")
 @click.argument("key")
-@click.argument("startpoint", required=False)
+@click.argument("startpoint", required=False, shell_complete=complete.startpoints)
 @json_option
 def meta_get(key: str, startpoint: str | None, as_json: bool) -> None:
     """Print the value of metadata KEY at STARTPOINT (default: the current head)."""

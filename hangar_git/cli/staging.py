@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from . import complete
 from .common import (
     CLIError,
     check_branch_exists,
@@ -403,8 +404,8 @@ def commit(messages: tuple[str, ...], as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("branch", metavar="NAME")
-@click.argument("startpoint", required=False)
+@click.argument("branch", metavar="NAME", shell_complete=complete.branches)
+@click.argument("startpoint", required=False, shell_complete=complete.startpoints)
 @click.option(
     "-b",
     "new_branch",

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from . import complete
 from .common import (
     ProgressBars,
     emit_json,
@@ -27,8 +28,8 @@ if TYPE_CHECKING:
 
 
 @click.command()
-@click.argument("remote_name", metavar="[REMOTE", required=False)
-@click.argument("branch", metavar="[BRANCH]]", required=False)
+@click.argument("remote_name", metavar="[REMOTE", required=False, shell_complete=complete.remotes)
+@click.argument("branch", metavar="[BRANCH]]", required=False, shell_complete=complete.branches)
 @click.option(
     "--no-data", is_flag=True, help="Records only: do not fetch the payloads of the new head."
 )

@@ -509,6 +509,35 @@ def test_shell_completion_for_git_hangar_and_git_dash_hangar(written_repo, tmp_p
         assert "_GIT_HANGAR_COMPLETE" in hangar(path, "help", "--completion", shell).stdout
 
 
+def test_shell_completion_offers_branches_tags_and_remotes(written_repo, tmp_path):
+    path = Path(written_repo.path)
+    written_repo.create_branch("feature/x")
+    written_repo.create_branch("fix")
+    written_repo.create_tag("v1")
+    hangar(path, "remote", "add", "origin", str(tmp_path / "o.git"), "--data", str(tmp_path / "d"))
+    hangar(path, "remote", "add", "backup", str(tmp_path / "b.git"), "--data", str(tmp_path / "e"))
+
+    def offered(*words: str, cwd: Path = path) -> list[str]:
+        """What `git-hangar WORDS<TAB>` offers, through click's bash protocol."""
+        env = {**cli_env(), "_GIT_HANGAR_COMPLETE": "bash_complete"}
+        env.update(COMP_WORDS=" ".join(["git-hangar", *words]), COMP_CWORD=str(len(words)))
+        out = subprocess.run(["git-hangar"], cwd=cwd, env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return [line.split(",", 1)[1] for line in out.stdout.splitlines() if line]
+
+    assert offered("checkout", "f") == ["feature/x", "fix"]
+    assert offered("log", "") == ["feature/x", "fix", "master", "v1"]
+    assert offered("diff", "master", "v") == ["v1"]
+    assert offered("branch", "") == ["feature/x", "fix", "master"]
+    assert offered("branch", "new", "v") == ["v1"]
+    assert offered("push", "") == ["backup", "origin"]
+    assert offered("push", "origin", "m") == ["master"]
+    assert offered("fetch-data", "origin", "") == ["feature/x", "fix", "master", "v1"]
+    assert offered("remote", "remove", "o") == ["origin"]
+    # outside a repository: nothing offered, and no error
+    assert offered("log", "", cwd=tmp_path) == []
+
+
 def test_json_on_the_commands_that_print_state(written_repo, tmp_path, arrays):
     path = Path(written_repo.path)
 
