@@ -349,6 +349,52 @@ def test_purge_rewrites_tags_expires_reflogs_and_prints_their_force_push(history
     assert repo.verify(full=True).ok
 
 
+def test_purge_follows_renames_of_the_arrayset_through_history(history):
+    repo = history
+
+    def unrelated(co):  # another arrayset, its own sample named alice: not purged
+        y = co.arraysets.init_arrayset("y", prototype=v(0))
+        y["alice"] = v(900)
+
+    commit_on(repo, "master", unrelated, "y")
+    repo.change_arrayset("x", branch="master", rename="people")
+    commit_on(repo, "master", lambda co: co.arraysets["people"].__setitem__(6, v(66)), "six")
+    # dev still calls it x, and gets a commit of its own
+    commit_on(repo, "dev", lambda co: co.arraysets["x"].__setitem__(7, v(77)), "dev 7")
+    old_commits = _all_commits(repo)
+    report = repo.purge("people", ["alice"])
+    assert report.renamed == ["x"]
+    assert "purged under its names in history too: 'x'" in report.summary()
+    for c in _all_commits(repo):
+        got = records(repo, c)
+        assert "alice" not in got.get("x", {}) and "alice" not in got.get("people", {}), c
+    assert records(repo, head(repo))["y"]["alice"] == tuple(v(900).tolist())
+    assert records(repo, head(repo, "dev"))["x"][7] == tuple(v(77).tolist())
+    assert len(report.payloads) == 2 and not report.payloads_kept  # both of her values
+    reader = repo.payload_store.reader()
+    try:
+        assert not any(reader.contains(d) for d in report.payloads)
+    finally:
+        reader.close()
+    assert set(report.commits) < set(old_commits) and repo.verify(full=True).ok
+
+
+def test_purge_does_not_follow_an_arrayset_replaced_by_another(history):
+    repo = history
+
+    def replace(co):  # x removed and z made in one commit: other samples, not a rename
+        co.arraysets.remove_aset("x")
+        z = co.arraysets.init_arrayset("z", prototype=v(0))
+        z["alice"] = v(500)
+
+    commit_on(repo, "master", replace, "replace")
+    before = records(repo, head(repo, "dev"))
+    report = repo.purge("z", ["alice"])
+    assert report.renamed == [] and len(report.payloads) == 1
+    assert "alice" not in records(repo, head(repo)).get("z", {})
+    assert records(repo, head(repo, "dev")) == before  # x's alice is another sample
+
+
 def test_purge_dry_run_lists_the_commits_and_payloads(history):
     repo = history
     before = _all_commits(repo)

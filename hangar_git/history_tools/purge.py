@@ -8,7 +8,8 @@ id does); the others keep their ids. A rewritten commit keeps its author,
 committer, dates and message; its change log is found again against its new
 parent. Each root tree is rewritten once however many commits share it, and
 only the leaves holding the keys are written, so the cost is that of the
-commits rewritten.
+commits rewritten. An arrayset renamed in history (``change_arrayset(rename=
+...)``) is purged under each of its names (:mod:`.lineage`).
 
 Then (:func:`drop_purged`) what only the old history needed leaves this
 machine: remote-tracking refs whose history holds the keys are deleted (fetch
@@ -53,6 +54,7 @@ from ..records.snapshot import SampleRecords
 from ..records.validate import ensure_trusted
 from ..refs import TAGS
 from ..wording import plural
+from .lineage import arrayset_names
 
 if TYPE_CHECKING:
     from ..gc import GcReport
@@ -82,6 +84,9 @@ class PurgeReport:
         Remote-tracking refs deleted (their history held the keys).
     remotes : list of str
         The git remotes of the repository (see :meth:`push_commands`).
+    renamed : list of str
+        The other names of ``arrayset`` in history whose samples were purged
+        too (renames are followed: see :mod:`.lineage`).
     payloads : set of bytes
         Digests the purged samples named.
     payloads_kept : set of bytes
@@ -102,6 +107,7 @@ class PurgeReport:
     refs: dict[str, tuple[str, str]] = field(default_factory=dict)
     remote_refs: list[str] = field(default_factory=list)
     remotes: list[str] = field(default_factory=list)
+    renamed: list[str] = field(default_factory=list)
     payloads: set[bytes] = field(default_factory=set)
     payloads_kept: set[bytes] = field(default_factory=set)
     gc: GcReport | None = None
@@ -129,6 +135,9 @@ class PurgeReport:
         if self.dry_run and self.commits:
             lines.append("commits that would be rewritten (old -> new, parents first):")
             lines.extend(f"  {old} -> {new}" for old, new in self.commits.items())
+        if self.renamed:
+            names = ", ".join(repr(n) for n in self.renamed)
+            lines.append(f"{would}purged under its names in history too: {names}")
         n = len(self.payloads)
         lines.append(f"the purged samples named {n} payload{'s' if n != 1 else ''}")
         if self.dry_run and self.payloads:
@@ -151,10 +160,14 @@ class PurgeReport:
 class _Rewriter:
     """Root trees and commits without the purged keys, each rewritten once."""
 
-    def __init__(self, git: pygit2.Repository, report: PurgeReport) -> None:
+    def __init__(
+        self, git: pygit2.Repository, report: PurgeReport, names: dict[str, frozenset[str]]
+    ) -> None:
         self.git = git
         self.report = report
-        self.roots: dict[bytes, bytes] = {}
+        #: commit hash -> the names the purged arrayset has there (renames followed)
+        self.names = names
+        self.roots: dict[tuple[bytes, frozenset[str]], bytes] = {}
         self.samples: dict[bytes, bytes | None] = {}
         self.mapped: dict[str, str] = {}
         #: new commit hash -> its root tree
@@ -171,31 +184,21 @@ class _Rewriter:
             )
         return self.samples[oid]
 
-    def root(self, oid: bytes) -> bytes:
-        """Root tree ``oid`` without the purged keys (and without its change log
-        when anything changed: the caller finds it again)."""
-        if oid in self.roots:
-            return self.roots[oid]
+    def root(self, oid: bytes, names: frozenset[str]) -> bytes:
+        """Root tree ``oid`` without the purged keys in the arraysets ``names``
+        (and without its change log when anything changed: the caller finds it
+        again)."""
+        if (oid, names) in self.roots:
+            return self.roots[oid, names]
         root = parse_tree(read_raw(self.git, oid))
         changed = False
         aset_entry = root.get("arraysets")
-        if self.report.arrayset is not None and aset_entry is not None:
+        if names and aset_entry is not None:
             asets = parse_tree(read_raw(self.git, aset_entry[1]))
-            entry = asets.get(self.report.arrayset)
-            tree = parse_tree(read_raw(self.git, entry[1])) if entry is not None else {}
-            if "samples" in tree:
-                new = self.samples_tree(tree["samples"][1])
-                if new != tree["samples"][1]:
-                    if new is None:
-                        del tree["samples"]
-                    else:
-                        tree["samples"] = (MODE_TREE, new)
-                    asets[self.report.arrayset] = (
-                        MODE_TREE,
-                        write_tree(self.git, serialize_tree(tree)),
-                    )
-                    root["arraysets"] = (MODE_TREE, write_tree(self.git, serialize_tree(asets)))
-                    changed = True
+            for name in sorted(names):
+                changed |= self._purge_arrayset(asets, name)
+            if changed:
+                root["arraysets"] = (MODE_TREE, write_tree(self.git, serialize_tree(asets)))
         meta_entry = root.get("metadata")
         if self.report.meta_keys and meta_entry is not None:
             meta = parse_tree(read_raw(self.git, meta_entry[1]))
@@ -213,15 +216,33 @@ class _Rewriter:
             trust.remember(self.git, out)
             if trust.is_trusted(self.git, oid, trust.PAYLOADS):
                 trust.remember(self.git, out, trust.PAYLOADS)
-        self.roots[oid] = out
+        self.roots[oid, names] = out
         return out
+
+    def _purge_arrayset(self, asets: dict[str, tuple[bytes, bytes]], name: str) -> bool:
+        """Arrayset ``name`` of ``asets`` without the purged keys; True if it changed."""
+        entry = asets.get(name)
+        tree = parse_tree(read_raw(self.git, entry[1])) if entry is not None else {}
+        if "samples" not in tree:
+            return False
+        new = self.samples_tree(tree["samples"][1])
+        if new == tree["samples"][1]:
+            return False
+        if new is None:
+            del tree["samples"]
+        else:
+            tree["samples"] = (MODE_TREE, new)
+        asets[name] = (MODE_TREE, write_tree(self.git, serialize_tree(tree)))
+        if name != self.report.arrayset and name not in self.report.renamed:
+            self.report.renamed.append(name)
+        return True
 
     def commit(self, c: pygit2.Commit) -> str:
         """The hash of commit ``c`` rewritten (its own when nothing changes)."""
         sha = str(c.id)
         parents = [self.mapped[str(p)] for p in c.parent_ids]
         old_parents = [str(p) for p in c.parent_ids]
-        tree = self.root(c.tree_id.raw)
+        tree = self.root(c.tree_id.raw, self.names.get(sha, frozenset()))
         if tree == c.tree_id.raw and parents == old_parents:
             self.mapped[sha] = sha
             self.trees[sha] = tree
@@ -310,7 +331,8 @@ def purge_records(
         return report
     commits = _history(git, heads.values())
     ensure_trusted(git, [c.tree_id.raw for c in commits])
-    rw = _Rewriter(git, report)
+    names = arrayset_names(git, commits, arrayset) if arrayset is not None else {}
+    rw = _Rewriter(git, report, names)
     with held_objects(git) as batch:
         for commit in commits:
             rw.commit(commit)
