@@ -7,17 +7,9 @@ import re
 import subprocess
 
 import pytest
+from test_tags import commit_meta
 
 from hangar_git.refs import UnknownStartpointError
-
-
-def commit_meta(repo, key, value, branch="master"):
-    co = repo.checkout(write=True, branch=branch)
-    try:
-        co.metadata[key] = value
-        return co.commit(f"{key}={value}")
-    finally:
-        co.close()
 
 
 @pytest.fixture
