@@ -313,3 +313,77 @@ def test_bulk_paths_agree_with_key_by_key(repo):
         if r is not co:
             r.close()
     co.close()
+
+
+def _pragma(path: Path, name: str) -> int:
+    con = sqlite3.connect(path)
+    try:
+        return int(con.execute(f"PRAGMA {name}").fetchone()[0])
+    finally:
+        con.close()
+
+
+def _wal_checkpoint_pages(path: Path) -> int:
+    from hangar_git.store.index import connect_index
+
+    con = connect_index(path)
+    try:
+        return int(con.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+    finally:
+        con.close()
+
+
+def test_a_new_index_has_large_pages_and_a_rebuilt_one_too(store):
+    """A new index, and one rebuilt from the packs, have PAGE_SIZE pages (a
+    segment's blob is a chain of them), its WAL checkpointed once it holds
+    WAL_CHECKPOINT_BYTES; every entry reads back after a rebuild."""
+    from hangar_git.store.index import PAGE_SIZE, WAL_CHECKPOINT_BYTES
+    from hangar_git.store.rebuild import rebuild_index
+
+    assert _pragma(store.index_path, "page_size") == PAGE_SIZE > 4096
+    assert _wal_checkpoint_pages(store.index_path) == WAL_CHECKPOINT_BYTES // PAGE_SIZE
+    w = store.writer()
+    arrays = [np.full(4, i, np.float32) for i in range(2000)]
+    w.add_stacked(
+        payload_from_array(arrays[0]).kind,
+        [payload_from_array(a).digest for a in arrays],
+        np.stack(arrays),
+    )
+    w.close()
+    store.index_path.unlink()
+    for side in ("-wal", "-shm"):
+        Path(str(store.index_path) + side).unlink(missing_ok=True)
+    rebuild_index(store.root)
+    assert _pragma(store.index_path, "page_size") == PAGE_SIZE
+    r = store.reader()
+    assert r.count() == 2000
+    np.testing.assert_array_equal(r.get(payload_from_array(arrays[7]).digest), arrays[7])
+    r.close()
+
+
+def test_an_index_of_small_pages_keeps_them_and_works(tmp_path):
+    """An index made with 4 KiB pages (by an older version) keeps them: it is
+    written and read as before, and its WAL is checkpointed at about the
+    same size (WAL_CHECKPOINT_BYTES) as with any page size."""
+    from hangar_git.store.index import WAL_CHECKPOINT_BYTES
+
+    root = tmp_path / "store"
+    root.mkdir()
+    con = sqlite3.connect(root / "index.sqlite")
+    con.execute("PRAGMA page_size=4096")
+    con.execute("PRAGMA journal_mode=WAL")
+    con.close()
+    s = PackStore(root)
+    s.create()
+    assert _pragma(s.index_path, "page_size") == 4096
+    w = s.writer()
+    arrays = [np.full(3, i, np.int32) for i in range(500)]
+    for a in arrays:
+        w.add(payload_from_array(a))
+    w.close()
+    assert _pragma(s.index_path, "page_size") == 4096
+    r = s.reader()
+    assert r.count() == 500
+    np.testing.assert_array_equal(r.get(payload_from_array(arrays[99]).digest), arrays[99])
+    r.close()
+    assert _wal_checkpoint_pages(s.index_path) * 4096 == WAL_CHECKPOINT_BYTES

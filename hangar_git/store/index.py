@@ -42,6 +42,13 @@ if TYPE_CHECKING:
 
 #: version of the index layout (``PRAGMA user_version``)
 INDEX_VERSION = 3
+#: page size of a new index (bytes). A segment is one blob: SQLite writes it
+#: as a chain of overflow pages, each a WAL frame, so large pages make a bulk
+#: commit's index write (13 MB at 420,000 entries) about half as costly
+PAGE_SIZE = 65536
+#: the WAL is checkpointed into the index once it holds this many bytes
+#: (SQLite's default of 1000 pages of 4 KiB, whatever the page size)
+WAL_CHECKPOINT_BYTES = 1000 * 4096
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kinds (
@@ -101,15 +108,25 @@ def connect_index(path: Path, readonly: bool = False) -> sqlite3.Connection:
     con = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
     try:
         with index_guard(path):
+            set_page_size(con)  # before WAL mode writes the file's header
             con.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit is on the disk when it returns (the WAL synced)
             con.execute(f"PRAGMA synchronous={'FULL' if durable.FSYNC else 'NORMAL'}")
+            (page,) = con.execute("PRAGMA page_size").fetchone()
+            con.execute(f"PRAGMA wal_autocheckpoint={max(1, WAL_CHECKPOINT_BYTES // page)}")
     except OSError as exc:
         con.close()
         if readonly and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
             return connect_readonly(path)
         raise
     return con
+
+
+def set_page_size(con: sqlite3.Connection) -> None:
+    """Give a new (empty) index :data:`PAGE_SIZE`; an index with pages keeps
+    its own (any page size reads the same)."""
+    if not con.execute("PRAGMA page_count").fetchone()[0]:
+        con.execute(f"PRAGMA page_size={PAGE_SIZE}")
 
 
 def block_check(block: int, pack: int, boff: int, blen: int) -> int:
@@ -149,6 +166,7 @@ def init_index(con: sqlite3.Connection) -> None:
     """Create the tables (idempotent) and upgrade an index of the first layout."""
     if con.execute("PRAGMA user_version").fetchone()[0] >= INDEX_VERSION:
         return
+    set_page_size(con)  # an index made in another journal mode (a rebuild's)
     con.execute("BEGIN IMMEDIATE")
     try:
         if con.execute("PRAGMA user_version").fetchone()[0] < INDEX_VERSION:
