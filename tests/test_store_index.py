@@ -387,3 +387,27 @@ def test_an_index_of_small_pages_keeps_them_and_works(tmp_path):
     np.testing.assert_array_equal(r.get(payload_from_array(arrays[99]).digest), arrays[99])
     r.close()
     assert _wal_checkpoint_pages(s.index_path) * 4096 == WAL_CHECKPOINT_BYTES
+
+
+def test_sorted_parts_merge_as_their_stable_sort():
+    """merge_sorted of sorted parts (the new segment and those it absorbs) is
+    sorted_entries of them joined, entry for entry: where keys are equal
+    (in several parts, or twice in one), earlier parts' entries first."""
+    from hangar_git.store.segment_plan import merge_sorted
+
+    rng = np.random.default_rng(3)
+
+    def part(n: int, top: int) -> np.ndarray:
+        e = np.zeros(n, ENTRY)
+        e["key"] = rng.integers(0, top, n, dtype=np.uint64)
+        e["block"] = rng.integers(0, 2**31, n)  # tells equal keys apart
+        return sorted_entries(e)
+
+    for parts in (
+        [part(3000, 2**63), part(1200, 2**63)],
+        [part(50, 20), part(70, 20), part(30, 20)],  # many equal keys across parts
+        [part(0, 5), part(5, 5), part(0, 5)],
+    ):
+        merged = merge_sorted(parts)
+        assert merged.dtype == ENTRY
+        assert merged.tobytes() == sorted_entries(np.concatenate(parts)).tobytes()
