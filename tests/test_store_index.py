@@ -411,3 +411,25 @@ def test_sorted_parts_merge_as_their_stable_sort():
         merged = merge_sorted(parts)
         assert merged.dtype == ENTRY
         assert merged.tobytes() == sorted_entries(np.concatenate(parts)).tobytes()
+
+
+def test_key_order_is_the_stable_argsort():
+    """key_order gives np.argsort(kind="stable") and the keys in that order:
+    for uniform keys (its packed sort), many equal keys (in input order),
+    keys sharing their top bits out of order (the argsort taken), one and none."""
+    from hangar_git.store.index import key_order
+
+    rng = np.random.default_rng(4)
+    top = np.uint64(1 << 63)
+    cases = [
+        rng.integers(0, 2**64 - 1, 50_000, dtype=np.uint64),
+        rng.integers(0, 30, 5_000).astype(np.uint64),
+        np.array([top + np.uint64(5), top + np.uint64(3), np.uint64(3), np.uint64(3)]),
+        np.array([7], np.uint64),
+        np.zeros(0, np.uint64),
+    ]
+    for keys in cases:
+        order, sk = key_order(keys)
+        want = np.argsort(keys, kind="stable")
+        assert order.tolist() == want.tolist()
+        assert sk.tolist() == keys[want].tolist()

@@ -252,8 +252,48 @@ def make_entries(
 def sorted_entries(e: np.ndarray) -> np.ndarray:
     """Entries ``e`` as :data:`ENTRY`, sorted by digest (stable)."""
     e = e.astype(ENTRY, copy=False)
-    order = np.argsort(e["key"], kind="stable")
+    order, _ = key_order(e["key"].astype(np.uint64))
     return np.take(e, order)  # 10x faster than e[order] for this structured dtype
+
+
+def key_order(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(order, keys[order])``: the stable sort of uint64 ``keys`` (what
+    ``np.argsort(keys, kind="stable")`` gives), about three times as fast.
+
+    Each key's top bits are packed with its position (in the bits a
+    position needs) into one uint64, and those sorted by numpy's vectorised
+    sort: keys then come in order of their top bits, equal ones in order
+    of position. That is the stable order unless two different keys share
+    their top bits and come out of order (rare for digests, whose keys are
+    uniform): then the argsort is taken.
+
+    Parameters
+    ----------
+    keys : numpy.ndarray
+        1-D, native uint64.
+
+    Returns
+    -------
+    order : numpy.ndarray
+        int64 positions.
+    sorted_keys : numpy.ndarray
+        uint64, ``keys[order]``.
+    """
+    n = len(keys)
+    bits = (n - 1).bit_length()
+    if n > 1 and bits <= 40:
+        shift = np.uint64(bits)
+        packed = keys >> shift
+        packed <<= shift
+        packed |= np.arange(n, dtype=np.uint64)
+        packed.sort()
+        packed &= np.uint64((1 << bits) - 1)  # the positions, in place
+        order = packed.view(np.int64)
+        sk = keys[order]
+        if not (sk[1:] < sk[:-1]).any():
+            return order, sk
+    order = np.argsort(keys, kind="stable")
+    return order, keys[order]
 
 
 def entry_digests(e: np.ndarray) -> list[bytes]:
