@@ -16,7 +16,7 @@ from hangar_git.errors import IntegrityError
 from hangar_git.records.objpack import object_id, write_trees
 from hangar_git.records.staging import Journal
 from hangar_git.store import PackStore, payload_from_array
-from hangar_git.store.index import ENTRY, Run, lookup_runs, sorted_entries
+from hangar_git.store.index import ENTRY, QUERY, Run, lookup_runs, sorted_entries
 
 
 @pytest.fixture
@@ -119,6 +119,13 @@ def test_lookup_in_runs_smaller_and_larger_than_the_query_matches_a_dict(n_query
     assert [int(b) for b, f in zip(got["block"], found, strict=True) if f] == [
         first[d] for d in query if d in first
     ]
+    # the same with the queries' keys given sorted (as a bulk write has them)
+    keys = np.sort(np.frombuffer(b"".join(query), QUERY)["key"].astype(np.uint64))
+    found2, got2 = lookup_runs(runs, b"".join(query), sorted_keys=keys)
+    assert found2.tolist() == found.tolist()
+    assert got2[found2].tobytes() == got[found].tobytes()
+    with pytest.raises(ValueError):
+        lookup_runs(runs, b"".join(query), sorted_keys=keys[1:])
 
 
 def test_remove_and_relocate_rewrite_the_segments(store):

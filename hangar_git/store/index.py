@@ -356,14 +356,19 @@ class Segments:
     def __len__(self) -> int:
         return sum(len(r.keys) for r in self.runs)
 
-    def lookup(self, digests: Sequence[bytes] | bytes) -> tuple[np.ndarray, np.ndarray]:
+    def lookup(
+        self, digests: Sequence[bytes] | bytes, sorted_keys: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(found, entries)`` for ``digests`` (or them joined); entries are
-        valid where found."""
-        return lookup_runs(self.runs, digests)
+        valid where found (``sorted_keys``: see :func:`lookup_runs`)."""
+        return lookup_runs(self.runs, digests, sorted_keys=sorted_keys)
 
 
 def lookup_runs(
-    runs: Sequence[Run], digests: Sequence[bytes] | bytes, where: np.ndarray | None = None
+    runs: Sequence[Run],
+    digests: Sequence[bytes] | bytes,
+    where: np.ndarray | None = None,
+    sorted_keys: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(found, entries)`` for ``digests`` in ``runs``; entries valid where found.
 
@@ -371,6 +376,8 @@ def lookup_runs(
     digests). A run smaller than the query is searched the other way round
     first (its keys among the sorted queries): only digests sharing a key
     with it are looked up in it (those of a bulk write are mostly new).
+    ``sorted_keys``, when the caller has them, are the digests' keys (their
+    first 8 bytes, big-endian, as native uint64) sorted, spared a sort here.
     ``where`` (int64, one per digest), when given, is set where found to
     the place of each entry: ``run index << 32 | position in the run``."""
     if isinstance(digests, bytes):
@@ -397,7 +404,8 @@ def lookup_runs(
     q = np.frombuffer(joined, QUERY)
     qk = q["key"].astype(np.uint64)
     qt = q["tail"]
-    sorted_keys: np.ndarray | None = None
+    if sorted_keys is not None and len(sorted_keys) != n:
+        raise ValueError(f"{len(sorted_keys)} sorted keys for {n} digests")
     rows = out.view(_ENTRY_BYTES)  # whole entries copied as they are
     for ri, run in enumerate(runs):
         m = len(run.keys)
