@@ -253,12 +253,13 @@ def _tree_order(names: np.ndarray, leaf: np.ndarray, bits: int) -> np.ndarray:
     return np.lexsort((names, leaf))
 
 
-def _entries(names: np.ndarray, lens: np.ndarray, digests: np.ndarray) -> bytes:
+def _entries(names: np.ndarray, lens: np.ndarray, digests: np.ndarray) -> np.ndarray:
     """The tree entries ``160000 <name> NUL <digest>`` of records given as
     arrays (``names`` fixed-width bytes, NUL-padded; ``lens`` their lengths;
     ``digests`` items of 20 bytes), one after the other: fixed-width rows
     filled a field at a time (one item a record: no strided row copies),
-    then their padding dropped by one mask (one row of it per name length)."""
+    then their padding dropped by one mask (one row of it per name length);
+    one uint8 array."""
     n, width = len(names), names.dtype.itemsize
     row = width + 28
     rec = np.empty(
@@ -279,7 +280,7 @@ def _entries(names: np.ndarray, lens: np.ndarray, digests: np.ndarray) -> bytes:
     keep = np.ones((width + 1, row), bool)  # keep[k]: the bytes of a record whose name has k
     keep[:, 7 : 7 + width] = np.arange(width) < np.arange(width + 1)[:, None]
     mask = keep.view(f"V{row}").ravel()[lens].view(bool)
-    return rec.view(np.uint8)[mask].tobytes()  # type: ignore[no-any-return]
+    return rec.view(np.uint8)[mask]  # type: ignore[no-any-return]
 
 
 def _lay_out(
@@ -308,8 +309,9 @@ def _lay_out(
         used += 4 * w
         shift, mask, hexes = bits - used, (1 << (4 * w)) - 1, HEX_NAMES[w]
         levels.append([hexes[(v >> shift) & mask] for v in values])
-    cut = map(slice, starts_b.tolist(), stops_b.tolist())
-    result = dict(zip(zip(*levels, strict=True), map(raw.__getitem__, cut), strict=True))
+    # each leaf's bytes cut from the entries' array (no bytes copy of it whole first)
+    cut = map(raw.data.__getitem__, map(slice, starts_b.tolist(), stops_b.tolist()))
+    result = dict(zip(zip(*levels, strict=True), map(bytes, cut), strict=True))
     return result, _TreeOrder(order, names, lens, odig)
 
 
