@@ -307,3 +307,34 @@ def test_tables_kept_for_a_commit_are_handed_on_once_and_few_stay(repo, monkeypa
     key_cache.store(git, oids[1], tables[1])  # 280 bytes each: only the last fits
     assert key_cache.take_stored(oids[0]) is None
     assert key_cache.take_stored(oids[1]) is tables[1]
+
+
+@pytest.mark.parametrize("kind", ["ints", "strs"])
+def test_a_table_kept_is_written_in_parts_as_its_encoding(repo, kind):
+    """store writes the table's buffers one after the other: the file is
+    encode() of the table byte for byte and parses back to it; so are the
+    entry hints kept beside it."""
+    keys = list(range(N)) if kind == "ints" else [f"k{i}" for i in range(N)]
+    _commit(repo, keys)
+    s = _samples(repo)
+    rng = np.random.default_rng(5)
+    digests = rng.bytes(20 * N)
+    table = (
+        KeyTable(digests, np.arange(N, dtype=np.int64)[::-1], None)  # not contiguous
+        if kind == "ints"
+        else KeyTable(digests, None, "\x00".join(f"s:k{i}" for i in range(N)).encode())
+    )
+    key_cache.store(s.repo, s.oid, table)
+    path = key_cache.cache_path(s.repo, s.oid)
+    assert path.read_bytes() == key_cache.encode(table, s.oid)
+    back_table = key_cache.parse(path.read_bytes(), s.oid, N)
+    assert back_table is not None and back_table.digests == digests
+    assert back_table.keys() == table.keys()
+    from hangar_git.store.placement import Placement
+
+    places = Placement((3, 9), (N, 7), (np.arange(N, dtype=np.int64) * 2)[::2].repeat(2))
+    entry_hints.store(s.repo, s.oid, places)
+    data = entry_hints.hint_path(s.repo, s.oid).read_bytes()
+    assert data == entry_hints.encode(places, s.oid)
+    back = entry_hints.parse(data, s.oid, N)
+    assert back is not None and back.sids == (3, 9) and back.where.tolist() == places.where.tolist()

@@ -44,6 +44,20 @@ def test_int_key_names_are_encode_key_of_each():
     assert names.lengths().tolist() == [len(encode_key(int(k))) for k in ints]
 
 
+@pytest.mark.parametrize("order", ["sorted", "shuffled", "none"])
+def test_int_key_names_of_runs_and_of_scattered_keys(order):
+    """Keys of each digit count in one run of rows (a range: sliced) or
+    scattered (gathered), and no keys at all, all named as encode_key does."""
+    ints = np.arange(20_000, dtype=np.int64) * 7 + 3
+    if order == "shuffled":
+        ints = np.random.default_rng(1).permutation(ints)
+    elif order == "none":
+        ints = ints[:0]
+    names = int_key_names(ints)
+    assert names.tolist() == [encode_key(int(k)) for k in ints]
+    assert names.lengths().tolist() == [len(encode_key(int(k))) for k in ints]
+
+
 def test_names_crc32_is_zlib_crc32():
     encs = [encode_key(k) for k in INTS] + ["s:a", "s:abc-DEF_1.2", "s:" + "x" * 200]
     raw = [e.encode() for e in encs]

@@ -4,9 +4,11 @@ that ``git gc --prune=now`` cannot delete before the branch names them."""
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -242,13 +244,14 @@ def test_full_disk_inside_a_commit_loses_nothing(repo, repo_path, monkeypatch, f
         raise OSError(errno.ENOSPC, "No space left on device")
 
     if fail_at == "pack":
-        real_write_all = objpack.write_all
+        real_write_parts = objpack._write_parts
 
-        def write_all(fd, data):  # a short write, then the disk is full
-            real_write_all(fd, data[: len(data) // 2])
+        def write_parts(fd, parts):  # a short write, then the disk is full
+            data = b"".join(parts)
+            real_write_parts(fd, [data[: len(data) // 2]])
             full()
 
-        monkeypatch.setattr(objpack, "write_all", write_all)
+        monkeypatch.setattr(objpack, "_write_parts", write_parts)
     else:
         monkeypatch.setattr(commits_mod, "move_branch", full)
     with pytest.raises(OSError) as err:
@@ -305,6 +308,101 @@ def test_trees_written_with_their_ids_make_the_pack_of_old(tmp_path):
     (pack,) = packdir.glob("pack-*.pack")
     assert pack.read_bytes() == body + hashlib.sha1(body).digest()
     assert pack.name == f"pack-{hashlib.sha1(body).hexdigest()}.pack"
+    (idx,) = packdir.glob("pack-*.idx")
+    subprocess.run(["git", "verify-pack", str(idx)], check=True, capture_output=True)
+    git = pygit2.Repository(git.path)
+    assert [git.odb.read(pygit2.Oid(raw=oid))[1] for oid in ids] == trees
+
+
+def _records(pack: bytes, idx_path: Path) -> dict[bytes, bytes]:
+    """Each object's record in ``pack`` (header and zlib stream), by id, cut
+    at the offsets ``git show-index`` lists."""
+    out = subprocess.run(
+        ["git", "show-index"], input=idx_path.read_bytes(), capture_output=True, check=True
+    ).stdout.decode()
+    lines = map(str.split, out.splitlines())
+    rows = sorted((int(off), bytes.fromhex(oid)) for off, oid, *_ in lines)
+    ends = [off for off, _ in rows[1:]] + [len(pack) - 20]
+    return {oid: pack[off:end] for (off, oid), end in zip(rows, ends, strict=True)}
+
+
+def _stream(record: bytes) -> bytes:
+    """The zlib stream of a pack record (after its size-encoding header)."""
+    i = 0
+    while record[i] & 0x80:
+        i += 1
+    return record[i + 1 :]
+
+
+def test_a_bulk_commits_trees_are_stored_uncompressed_and_git_reads_them(tmp_path, monkeypatch):
+    """A pack holding STORED_TREES_FROM bytes of trees or more keeps each tree
+    as stored deflate blocks (one tree longer than a block, in several); its
+    blobs are still compressed; git verifies the pack and reads every object."""
+    monkeypatch.setattr(objpack, "STORED_TREES_FROM", 50_000)
+    git = pygit2.init_repository(str(tmp_path / "r"), bare=True)
+    rng = np.random.default_rng(2)
+    trees = [
+        b"".join(b"160000 i:%d\x00" % (k * 1000 + j) + rng.bytes(20) for j in range(1 + k % 60))
+        for k in range(40)
+    ]
+    trees.append(b"".join(b"160000 i:%d\x00" % j + rng.bytes(20) for j in range(3000)))  # 3 blocks
+    blob = b"a compressible blob " * 500
+    objects = [(TYPE_TREE, t) for t in trees] + [(TYPE_BLOB, blob)]
+    ids = [*objpack.tree_ids(trees), objpack.object_id(TYPE_BLOB, blob)]
+    assert sum(map(len, trees)) >= objpack.STORED_TREES_FROM
+    packdir = Path(git.path) / "objects" / "pack"
+    objpack.write_pack(packdir, objects, ids)
+    (pack,) = packdir.glob("pack-*.pack")
+    (idx,) = packdir.glob("pack-*.idx")
+    subprocess.run(["git", "verify-pack", str(idx)], check=True, capture_output=True)
+    records = _records(pack.read_bytes(), idx)
+    for oid, (_, data) in zip(ids, objects, strict=True):
+        stream = _stream(records[oid])
+        assert zlib.decompress(stream) == data
+        stored = stream[2] & 0x06 == 0  # BTYPE 00 of the first block
+        assert stored == (data is not blob)
+    assert len(_stream(records[ids[-1]])) < len(blob) // 10
+    git = pygit2.Repository(git.path)
+    assert [git.odb.read(pygit2.Oid(raw=oid))[1] for oid in ids] == [d for _, d in objects]
+
+
+def test_trees_of_a_small_pack_are_still_compressed(tmp_path):
+    """Under STORED_TREES_FROM bytes of trees, a pack deflates them (a commit
+    of a few changes keeps its records as small as before)."""
+    git = pygit2.init_repository(str(tmp_path / "r"), bare=True)
+    trees = [b"".join(b"160000 i:%d\x00" % j + bytes(20) for j in range(50 + k)) for k in range(40)]
+    ids = objpack.tree_ids(trees)
+    packdir = Path(git.path) / "objects" / "pack"
+    objpack.write_pack(packdir, [(TYPE_TREE, t) for t in trees], ids)
+    (pack,) = packdir.glob("pack-*.pack")
+    (idx,) = packdir.glob("pack-*.idx")
+    records = _records(pack.read_bytes(), idx)
+    for oid, t in zip(ids, trees, strict=True):
+        stream = _stream(records[oid])
+        assert zlib.decompress(stream) == t
+        assert len(stream) < len(t) // 2
+
+
+def test_a_pack_written_in_short_writes_is_whole(tmp_path, monkeypatch):
+    """A gathered write that takes only part of what it was given (as a
+    pipe or a signal may make it) is finished: the pack on the disk is the
+    pack, git verifies it."""
+    real = os.writev
+    calls = []
+
+    def short_writev(fd, parts):
+        calls.append(len(parts))
+        want = sum(map(len, parts))
+        return real(fd, [b"".join(parts)[: max(1, want // 3)]])
+
+    monkeypatch.setattr(objpack.os, "writev", short_writev)
+    git = pygit2.init_repository(str(tmp_path / "r"), bare=True)
+    trees = [b"160000 i:%d\x00" % k + bytes(range(20)) for k in range(1500)]
+    ids = objpack.tree_ids(trees)
+    packdir = Path(git.path) / "objects" / "pack"
+    objpack.write_pack(packdir, [(TYPE_TREE, t) for t in trees], ids)
+    monkeypatch.undo()
+    assert max(calls) > 1  # parts were gathered, and cut short
     (idx,) = packdir.glob("pack-*.idx")
     subprocess.run(["git", "verify-pack", str(idx)], check=True, capture_output=True)
     git = pygit2.Repository(git.path)

@@ -16,7 +16,7 @@ from hangar_git.errors import IntegrityError
 from hangar_git.records.objpack import object_id, write_trees
 from hangar_git.records.staging import Journal
 from hangar_git.store import PackStore, payload_from_array
-from hangar_git.store.index import ENTRY, Run, lookup_runs, sorted_entries
+from hangar_git.store.index import ENTRY, QUERY, Run, lookup_runs, sorted_entries
 
 
 @pytest.fixture
@@ -119,6 +119,13 @@ def test_lookup_in_runs_smaller_and_larger_than_the_query_matches_a_dict(n_query
     assert [int(b) for b, f in zip(got["block"], found, strict=True) if f] == [
         first[d] for d in query if d in first
     ]
+    # the same with the queries' keys given sorted (as a bulk write has them)
+    keys = np.sort(np.frombuffer(b"".join(query), QUERY)["key"].astype(np.uint64))
+    found2, got2 = lookup_runs(runs, b"".join(query), sorted_keys=keys)
+    assert found2.tolist() == found.tolist()
+    assert got2[found2].tobytes() == got[found].tobytes()
+    with pytest.raises(ValueError):
+        lookup_runs(runs, b"".join(query), sorted_keys=keys[1:])
 
 
 def test_remove_and_relocate_rewrite_the_segments(store):
@@ -313,3 +320,123 @@ def test_bulk_paths_agree_with_key_by_key(repo):
         if r is not co:
             r.close()
     co.close()
+
+
+def _pragma(path: Path, name: str) -> int:
+    con = sqlite3.connect(path)
+    try:
+        return int(con.execute(f"PRAGMA {name}").fetchone()[0])
+    finally:
+        con.close()
+
+
+def _wal_checkpoint_pages(path: Path) -> int:
+    from hangar_git.store.index import connect_index
+
+    con = connect_index(path)
+    try:
+        return int(con.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+    finally:
+        con.close()
+
+
+def test_a_new_index_has_large_pages_and_a_rebuilt_one_too(store):
+    """A new index, and one rebuilt from the packs, have PAGE_SIZE pages (a
+    segment's blob is a chain of them), its WAL checkpointed once it holds
+    WAL_CHECKPOINT_BYTES; every entry reads back after a rebuild."""
+    from hangar_git.store.index import PAGE_SIZE, WAL_CHECKPOINT_BYTES
+    from hangar_git.store.rebuild import rebuild_index
+
+    assert _pragma(store.index_path, "page_size") == PAGE_SIZE > 4096
+    assert _wal_checkpoint_pages(store.index_path) == WAL_CHECKPOINT_BYTES // PAGE_SIZE
+    w = store.writer()
+    arrays = [np.full(4, i, np.float32) for i in range(2000)]
+    w.add_stacked(
+        payload_from_array(arrays[0]).kind,
+        [payload_from_array(a).digest for a in arrays],
+        np.stack(arrays),
+    )
+    w.close()
+    store.index_path.unlink()
+    for side in ("-wal", "-shm"):
+        Path(str(store.index_path) + side).unlink(missing_ok=True)
+    rebuild_index(store.root)
+    assert _pragma(store.index_path, "page_size") == PAGE_SIZE
+    r = store.reader()
+    assert r.count() == 2000
+    np.testing.assert_array_equal(r.get(payload_from_array(arrays[7]).digest), arrays[7])
+    r.close()
+
+
+def test_an_index_of_small_pages_keeps_them_and_works(tmp_path):
+    """An index made with 4 KiB pages (by an older version) keeps them: it is
+    written and read as before, and its WAL is checkpointed at about the
+    same size (WAL_CHECKPOINT_BYTES) as with any page size."""
+    from hangar_git.store.index import WAL_CHECKPOINT_BYTES
+
+    root = tmp_path / "store"
+    root.mkdir()
+    con = sqlite3.connect(root / "index.sqlite")
+    con.execute("PRAGMA page_size=4096")
+    con.execute("PRAGMA journal_mode=WAL")
+    con.close()
+    s = PackStore(root)
+    s.create()
+    assert _pragma(s.index_path, "page_size") == 4096
+    w = s.writer()
+    arrays = [np.full(3, i, np.int32) for i in range(500)]
+    for a in arrays:
+        w.add(payload_from_array(a))
+    w.close()
+    assert _pragma(s.index_path, "page_size") == 4096
+    r = s.reader()
+    assert r.count() == 500
+    np.testing.assert_array_equal(r.get(payload_from_array(arrays[99]).digest), arrays[99])
+    r.close()
+    assert _wal_checkpoint_pages(s.index_path) * 4096 == WAL_CHECKPOINT_BYTES
+
+
+def test_sorted_parts_merge_as_their_stable_sort():
+    """merge_sorted of sorted parts (the new segment and those it absorbs) is
+    sorted_entries of them joined, entry for entry: where keys are equal
+    (in several parts, or twice in one), earlier parts' entries first."""
+    from hangar_git.store.segment_plan import merge_sorted
+
+    rng = np.random.default_rng(3)
+
+    def part(n: int, top: int) -> np.ndarray:
+        e = np.zeros(n, ENTRY)
+        e["key"] = rng.integers(0, top, n, dtype=np.uint64)
+        e["block"] = rng.integers(0, 2**31, n)  # tells equal keys apart
+        return sorted_entries(e)
+
+    for parts in (
+        [part(3000, 2**63), part(1200, 2**63)],
+        [part(50, 20), part(70, 20), part(30, 20)],  # many equal keys across parts
+        [part(0, 5), part(5, 5), part(0, 5)],
+    ):
+        merged = merge_sorted(parts)
+        assert merged.dtype == ENTRY
+        assert merged.tobytes() == sorted_entries(np.concatenate(parts)).tobytes()
+
+
+def test_key_order_is_the_stable_argsort():
+    """key_order gives np.argsort(kind="stable") and the keys in that order:
+    for uniform keys (its packed sort), many equal keys (in input order),
+    keys sharing their top bits out of order (the argsort taken), one and none."""
+    from hangar_git.store.index import key_order
+
+    rng = np.random.default_rng(4)
+    top = np.uint64(1 << 63)
+    cases = [
+        rng.integers(0, 2**64 - 1, 50_000, dtype=np.uint64),
+        rng.integers(0, 30, 5_000).astype(np.uint64),
+        np.array([top + np.uint64(5), top + np.uint64(3), np.uint64(3), np.uint64(3)]),
+        np.array([7], np.uint64),
+        np.zeros(0, np.uint64),
+    ]
+    for keys in cases:
+        order, sk = key_order(keys)
+        want = np.argsort(keys, kind="stable")
+        assert order.tolist() == want.tolist()
+        assert sk.tolist() == keys[want].tolist()

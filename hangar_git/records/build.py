@@ -172,13 +172,13 @@ def write_sample_run(
 
 class _TreeOrder(NamedTuple):
     """Records as :func:`_fanned_leaves` laid them out: ``order`` (indices of
-    the records in tree order), their names (fixed-width bytes) and lengths,
-    their digests as rows of 20 bytes (all in the records' order)."""
+    the records in tree order), their names (fixed-width bytes) and lengths
+    (in the records' order), and their digests in tree order (``S20`` items)."""
 
     order: np.ndarray
     names: np.ndarray
     lens: np.ndarray
-    digests: np.ndarray
+    tree_digests: np.ndarray
 
 
 def _cache_table(
@@ -208,7 +208,7 @@ def _key_table(tree: _TreeOrder, ints: np.ndarray | None = None) -> key_cache.Ke
     the name rows in vectorised passes; other names go through ``from_names``."""
     order = tree.order
     # indexed as one item a record (not as rows of bytes: many times faster)
-    digests = tree.digests.view(f"V{key_cache.DIGEST}").ravel()[order].tobytes()
+    digests = tree.tree_digests.tobytes()
     if ints is not None:
         return key_cache.KeyTable(digests, ints[order], None)
     width = tree.names.dtype.itemsize
@@ -253,12 +253,13 @@ def _tree_order(names: np.ndarray, leaf: np.ndarray, bits: int) -> np.ndarray:
     return np.lexsort((names, leaf))
 
 
-def _entries(names: np.ndarray, lens: np.ndarray, digests: np.ndarray) -> bytes:
+def _entries(names: np.ndarray, lens: np.ndarray, digests: np.ndarray) -> np.ndarray:
     """The tree entries ``160000 <name> NUL <digest>`` of records given as
     arrays (``names`` fixed-width bytes, NUL-padded; ``lens`` their lengths;
     ``digests`` items of 20 bytes), one after the other: fixed-width rows
     filled a field at a time (one item a record: no strided row copies),
-    then their padding dropped by one mask (one row of it per name length)."""
+    then their padding dropped by one mask (one row of it per name length);
+    one uint8 array."""
     n, width = len(names), names.dtype.itemsize
     row = width + 28
     rec = np.empty(
@@ -279,7 +280,7 @@ def _entries(names: np.ndarray, lens: np.ndarray, digests: np.ndarray) -> bytes:
     keep = np.ones((width + 1, row), bool)  # keep[k]: the bytes of a record whose name has k
     keep[:, 7 : 7 + width] = np.arange(width) < np.arange(width + 1)[:, None]
     mask = keep.view(f"V{row}").ravel()[lens].view(bool)
-    return rec.view(np.uint8)[mask].tobytes()  # type: ignore[no-any-return]
+    return rec.view(np.uint8)[mask]  # type: ignore[no-any-return]
 
 
 def _lay_out(
@@ -288,13 +289,14 @@ def _lay_out(
     """:func:`_fanned_leaves` of records given as arrays: ``names`` (fixed-width
     bytes, NUL-padded), their lengths ``lens`` and CRC-32s ``crc``, and the
     20-byte ``digests`` joined."""
-    n = len(names)
     bits = 4 * sum(fanout)
     leaf = crc >> np.uint32(32 - bits)
     order = _tree_order(names, leaf, bits)
     leaf = leaf[order]
     olens = lens[order]
-    raw = _entries(names[order], olens, np.frombuffer(digests, "V20")[order])
+    # gathered as S20 items (as V20 ones, several times slower)
+    odig = np.frombuffer(digests, "S20")[order]
+    raw = _entries(names[order], olens, odig.view("V20"))
     ends = np.cumsum(olens + 28)
     cuts = np.flatnonzero(leaf[1:] != leaf[:-1]) + 1
     firsts = np.concatenate(([0], cuts))
@@ -307,10 +309,10 @@ def _lay_out(
         used += 4 * w
         shift, mask, hexes = bits - used, (1 << (4 * w)) - 1, HEX_NAMES[w]
         levels.append([hexes[(v >> shift) & mask] for v in values])
-    cut = map(slice, starts_b.tolist(), stops_b.tolist())
-    result = dict(zip(zip(*levels, strict=True), map(raw.__getitem__, cut), strict=True))
-    dig = np.frombuffer(digests, np.uint8).reshape(n, 20)
-    return result, _TreeOrder(order, names, lens, dig)
+    # each leaf's bytes cut from the entries' array (no bytes copy of it whole first)
+    cut = map(raw.data.__getitem__, map(slice, starts_b.tolist(), stops_b.tolist()))
+    result = dict(zip(zip(*levels, strict=True), map(bytes, cut), strict=True))
+    return result, _TreeOrder(order, names, lens, odig)
 
 
 def _write_fanned(

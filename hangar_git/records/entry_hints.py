@@ -62,17 +62,22 @@ def hint_path(repo: pygit2.Repository, oid: bytes) -> Path:
 
 def encode(placement: Placement, oid: bytes) -> bytes:
     """The file content of ``placement`` for tree ``oid``."""
+    return b"".join(encode_parts(placement, oid))
+
+
+def encode_parts(placement: Placement, oid: bytes) -> list[bytes | memoryview]:
+    """:func:`encode` in parts (the places as they are, no joined copy)."""
     n, k = len(placement.where), len(placement.sids)
     pairs = zip(placement.sids, placement.sizes, strict=True)
     parts: list[bytes | memoryview] = [
         HEADER.pack(MAGIC, VERSION, oid, n, k),
         b"".join(SEGMENT.pack(s, z) for s, z in pairs),
-        placement.where.astype("<i8", copy=False).data,  # no copy of the places first
+        placement.where.astype("<i8", order="C", copy=False).data.cast("B"),  # no copy
     ]
     crc = 0
     for part in parts:
         crc = crc32(part, crc)
-    return b"".join([*parts, CRC.pack(crc)])
+    return [*parts, CRC.pack(crc)]
 
 
 def parse(data: bytes, oid: bytes, count: int) -> Placement | None:
@@ -111,7 +116,7 @@ def load(repo: pygit2.Repository, oid: bytes, count: int) -> Placement | None:
 
 def store(repo: pygit2.Repository, oid: bytes, placement: Placement) -> None:
     """Keep ``placement`` as the entry hints of tree ``oid`` (best effort)."""
-    key_cache.write_file(hint_path(repo, oid), encode(placement, oid))
+    key_cache.write_file(hint_path(repo, oid), encode_parts(placement, oid))
 
 
 def table_entries(

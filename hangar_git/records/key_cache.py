@@ -33,6 +33,7 @@ import stat
 import struct
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -226,23 +227,33 @@ def parse(data: bytes, oid: bytes, count: int) -> KeyTable | None:
 
 def encode(table: KeyTable, oid: bytes) -> bytes:
     """The file content of ``table`` for tree ``oid``."""
+    return b"".join(encode_parts(table, oid))
+
+
+def encode_parts(table: KeyTable, oid: bytes) -> list[bytes | memoryview]:
+    """:func:`encode` in parts (the table's buffers as they are, no joined copy)."""
     n = len(table)
+    keys: bytes | memoryview
     if table.ints is not None:
-        flags, keys = INT_KEYS, table.ints.astype("<i8").tobytes()
+        import numpy as np
+
+        flags, keys = INT_KEYS, np.ascontiguousarray(table.ints, "<i8").data.cast("B")
         head = HEADER.pack(MAGIC, VERSION, flags, oid, n, 0)
     else:
         assert table.names is not None
         keys = table.names
         head = HEADER.pack(MAGIC, VERSION, 0, oid, n, len(keys))
-    body = head + table.digests + keys
-    return body + CRC.pack(crc32(body))
+    crc = 0
+    for part in (head, table.digests, keys):
+        crc = crc32(part, crc)
+    return [head, table.digests, keys, CRC.pack(crc)]
 
 
 def store(repo: pygit2.Repository, oid: bytes, table: KeyTable) -> None:
     """Keep ``table`` as the key table of samples tree ``oid`` (best effort:
     written to a temporary file, then renamed into place); the last few
     stay at hand in this process too (see :func:`take_stored`)."""
-    write_file(cache_path(repo, oid), encode(table, oid))
+    write_file(cache_path(repo, oid), encode_parts(table, oid))
     with _stored_lock:
         _stored[oid] = table
         while len(_stored) > 1 and (
@@ -273,9 +284,10 @@ def take_stored(oid: bytes) -> KeyTable | None:
         return _stored.pop(oid, None)
 
 
-def write_file(path: Path, content: bytes) -> None:
-    """Write cache file ``path`` (best effort: to a temporary file, then
-    renamed into place), then :func:`prune` its folder."""
+def write_file(path: Path, content: bytes | Sequence[bytes | memoryview]) -> None:
+    """Write cache file ``path`` (``content``, or its parts one after the
+    other; best effort: to a temporary file, then renamed into place), then
+    :func:`prune` its folder."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         if not path.parent.is_dir():
@@ -284,9 +296,10 @@ def write_file(path: Path, content: bytes) -> None:
             path.parent.mkdir(exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
         try:
-            data = memoryview(content)
-            while data:
-                data = data[os.write(fd, data) :]
+            for part in [content] if isinstance(content, bytes) else content:
+                data = memoryview(part)
+                while data:
+                    data = data[os.write(fd, data) :]
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -332,6 +345,7 @@ __all__ = [
     "KeyTable",
     "cache_path",
     "encode",
+    "encode_parts",
     "load",
     "parse",
     "prune",

@@ -92,10 +92,6 @@ class KeyNames(Sequence[str]):
         return (self.rows() != 0).sum(axis=1, dtype=np.int64)  # type: ignore[no-any-return]
 
 
-#: rows gathered per pass by :func:`int_key_names`
-_ROWS_PER_PASS = 1 << 16
-
-
 def _digit_counts(ints: np.ndarray) -> np.ndarray:
     """Decimal digits of each non-negative int64 of ``ints``."""
     import numpy as np
@@ -128,23 +124,27 @@ def int_key_names(ints: np.ndarray) -> KeyNames:
     n = len(ints)
     counts = _digit_counts(ints)
     width = int(counts.max()) if n else 1
-    # each row: the digits right-aligned in its first half, NULs in its second
-    digits = np.zeros((n, 2 * width), np.uint8)
     # divisions of 32-bit ints are several times faster than of 64-bit ones
     rest = ints.astype(np.uint32) if width < 10 else ints.copy()
     ten = rest.dtype.type(10)
+    digits = np.empty((width, n), np.uint8)  # a row per decimal place, the units last
     for j in range(width - 1, -1, -1):
-        digits[:, j] = rest % ten
-        rest //= ten
-    digits[:, :width] += ord("0")
-    # each name read from its first digit on: its digits, then NULs (the second half)
-    first = np.arange(n) * (2 * width) + (width - counts)
-    rows = np.empty((n, width + 2), np.uint8)
+        quot = rest // ten
+        np.subtract(rest, quot * ten, out=digits[j], casting="unsafe")
+        rest = quot
+    digits += np.uint8(ord("0"))
+    rows = np.zeros((n, width + 2), np.uint8)  # each name, NUL-padded
     rows[:, 0], rows[:, 1] = ord("i"), ord(":")
-    flat, cols = digits.ravel(), np.arange(width)
-    for a in range(0, n, _ROWS_PER_PASS):  # bounds the index array's memory
-        b = a + _ROWS_PER_PASS
-        rows[a:b, 2:] = flat[first[a:b, None] + cols]
+    by_name = digits.T  # each key's digits right-aligned, leading zeros first
+    for c in range(1, width + 1):  # the names of c digits take their last c
+        at = np.flatnonzero(counts == c)
+        if not len(at):
+            continue
+        a, b = int(at[0]), int(at[-1]) + 1
+        if b - a == len(at):  # one run of rows (sorted keys): sliced, not gathered
+            rows[a:b, 2 : 2 + c] = by_name[a:b, width - c :]
+        else:
+            rows[at, 2 : 2 + c] = by_name[at, width - c :]
     return KeyNames(rows.view(f"S{width + 2}").ravel(), ints)
 
 

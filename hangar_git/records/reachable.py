@@ -104,10 +104,11 @@ def first_occurrences(joined: bytes) -> np.ndarray:
     """
     import numpy as np
 
+    from ..store.index import key_order
+
     n = len(joined) // DIGEST
     key = np.frombuffer(joined, np.dtype([("key", ">u8"), ("tail", "V12")]), n)["key"]
-    order = np.argsort(key.astype(np.uint64), kind="stable")
-    sk = key[order]
+    order, sk = key_order(key.astype(np.uint64))
     eq = sk[1:] == sk[:-1]
     if not eq.any():
         return np.arange(n, dtype=np.int64)

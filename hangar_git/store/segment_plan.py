@@ -15,7 +15,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .index import ENTRY, Run, entry_digests, lookup_runs, sorted_entries
+from .index import ENTRY, Run, entry_digests, lookup_runs
+
+#: an entry as one opaque item (copies of entries without per-field work)
+_ENTRY_BYTES = np.dtype(f"V{ENTRY.itemsize}")
 
 
 class CommitPlan(NamedTuple):
@@ -69,8 +72,39 @@ def plan_commit(runs: Sequence[Run], new: np.ndarray, drop: Iterable[bytes]) -> 
         merged.append(r.sid)
         parts.append(replaced.pop(r.sid, r.entries))
     if len(parts) > 1:
-        new = sorted_entries(np.concatenate(parts).astype(ENTRY, copy=False))
+        new = merge_sorted(parts)
     return CommitPlan(new, merged, replaced, keep)
+
+
+def merge_sorted(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """:func:`.index.sorted_entries` of ``parts`` joined, each of them sorted
+    already: each entry's place is found by binary searches in the other parts
+    (where keys are equal, an earlier part's entries come first, as a stable
+    sort puts them) and it is written there, into the one new array.
+
+    A sort of the joined parts makes two more copies of them (the join and
+    the sorted one), which at 420,000 entries cost more in page faults than
+    the searches.
+
+    Parameters
+    ----------
+    parts : sequence of numpy.ndarray
+        Entries (:data:`.index.ENTRY`), each sorted by key.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    keys = [p["key"].astype(np.uint64) for p in parts]
+    out = np.empty(sum(map(len, parts)), ENTRY)
+    rows = out.view(_ENTRY_BYTES)
+    for i, (part, k) in enumerate(zip(parts, keys, strict=True)):
+        at = np.arange(len(part), dtype=np.int64)
+        for j, other in enumerate(keys):
+            if j != i:  # entries of other parts before these
+                at += np.searchsorted(other, k, side="right" if j < i else "left")
+        rows[at] = np.ascontiguousarray(part, ENTRY).view(_ENTRY_BYTES)
+    return out
 
 
 def runs_after(plan: CommitPlan, rewritten: dict[int, int], new_sid: int | None) -> list[Run]:
@@ -98,4 +132,4 @@ def entries_without(run: Run, digests: Sequence[bytes]) -> np.ndarray:
     return run.entries[mask]
 
 
-__all__ = ["CommitPlan", "entries_without", "plan_commit", "runs_after"]
+__all__ = ["CommitPlan", "entries_without", "merge_sorted", "plan_commit", "runs_after"]

@@ -319,7 +319,10 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
             joined = b"".join([digests[i] for i in idx])
         if not self._segs.loaded:
             self._segs.load(self._con, self.store.index_path)
-        found, _ = self._segs.lookup(joined)
+        keys = None  # with the order known, the digests' keys sorted: the lookup sorts none
+        if order is not None:
+            keys = np.frombuffer(joined, QUERY)["key"].astype(np.uint64)[order]
+        found, _ = self._segs.lookup(joined, keys)
         if found.any():
             keep = np.flatnonzero(~found).tolist()
             return (keep if idx is None else [idx[i] for i in keep]), None
