@@ -329,7 +329,7 @@ class DataRemote:
     # ---- packs -------------------------------------------------------------
     def upload(self, pack: SealedPack) -> None:
         """Send a pack, then its index (the index makes the pack visible)."""
-        self.store.put(_in_packs(pack_object(pack.pack_id)), pack.data)
+        self.store.put_parts(_in_packs(pack_object(pack.pack_id)), pack.parts)
         self.store.put(_in_packs(index_object(pack.pack_id)), pack.index)
         self._sent[pack.pack_id] = pack.index
         self._store_cached_index(pack.pack_id, pack.index)
@@ -343,7 +343,7 @@ class DataRemote:
         bad = []
         for p in packs:
             for name, size in (
-                (pack_object(p.pack_id), len(p.data)),
+                (pack_object(p.pack_id), p.size),
                 (index_object(p.pack_id), len(p.index)),
             ):
                 if not landed(listing, name, size):

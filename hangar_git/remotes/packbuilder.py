@@ -77,8 +77,9 @@ class SealedPack:
     ----------
     pack_id : str
         Its content name (:func:`~.packformat.content_hash` of ``index``, hex).
-    data : bytes
-        The pack's body.
+    parts : list of bytes or memoryview
+        The pack's body, in pieces (blocks as they were made or read: never
+        joined here, a backend that can write pieces sends them as they are).
     index : bytes
         Its serialized index.
     digests : list of bytes
@@ -88,10 +89,20 @@ class SealedPack:
     """
 
     pack_id: str
-    data: bytes
+    parts: list[bytes | memoryview]
     index: bytes
     digests: list[bytes]
     raw_bytes: int
+
+    @property
+    def size(self) -> int:
+        """Bytes of the pack's body."""
+        return sum(len(p) for p in self.parts)
+
+    @property
+    def data(self) -> bytes:
+        """The pack's body in one piece (a copy of :attr:`parts`)."""
+        return b"".join(self.parts)
 
 
 class PackBuilder:
@@ -243,7 +254,6 @@ class PackBuilder:
     def seal(self) -> SealedPack:
         """The finished pack (the builder is then empty)."""
         self._seal_pending()
-        data = b"".join(self._blocks)
         cols = np.concatenate(self._cols) if self._cols else np.zeros((0, 5), np.int64)
         index = encode_index(
             self._digests,
@@ -253,10 +263,12 @@ class PackBuilder:
             cols[:, 2],
             cols[:, 3],
             cols[:, 4],
-            len(data),
+            self._size,
             self._hash.digest(),
         )
-        out = SealedPack(content_hash(index).hex(), data, index, self._digests, self.raw_bytes)
+        out = SealedPack(
+            content_hash(index).hex(), self._blocks, index, self._digests, self.raw_bytes
+        )
         self._reset()
         return out
 

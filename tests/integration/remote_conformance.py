@@ -228,6 +228,33 @@ class DataRemoteTests:
         assert store.get(_packed("a"), BIG) == b"short"
         assert store.list_dir(PACKS)[0] == {"a": 5}
 
+    def test_put_parts_writes_the_pieces_one_after_the_other(self, store: RemoteStore) -> None:
+        blob = np.random.default_rng(2).integers(0, 256, 5000, np.uint8).tobytes()
+        parts = [blob[:7], memoryview(blob)[7:4000], b"", memoryview(blob)[4000:]]
+        store.put_parts(_packed("p"), parts)
+        assert store.get(_packed("p"), BIG) == blob
+        assert store.list_dir(PACKS)[0] == {"p": 5000}
+        store.put_parts(_packed("p"), [b"ab", b"c"])  # replaced whole
+        assert store.get(_packed("p"), BIG) == b"abc"
+
+    def test_a_failed_put_parts_leaves_the_old_object_and_nothing_else(
+        self, store: RemoteStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        store.put(_packed("a"), b"old")
+        real = store.fs.pipe_file
+
+        def cut(path: str, data: Any, **kw: Any) -> None:
+            if store.renames_into_place:
+                real(path, list(data)[:1], **kw)
+            raise OSError("connection cut")
+
+        monkeypatch.setattr(store.fs, "pipe_file", cut)
+        with pytest.raises(OSError, match="connection cut"):
+            store.put_parts(_packed("a"), [b"new ", b"and longer"])
+        monkeypatch.undo()
+        assert store.get(_packed("a"), BIG) == b"old"
+        assert store.list_dir(PACKS) == ({"a": 3}, set())
+
     def test_a_failed_put_leaves_the_old_object_and_nothing_else(
         self, store: RemoteStore, monkeypatch: pytest.MonkeyPatch
     ) -> None:

@@ -175,6 +175,14 @@ class RemoteStore(ABC):
     def put(self, name: str, data: bytes) -> None:
         """Write object ``name``: a reader sees the old object or the whole new one."""
 
+    def put_parts(self, name: str, parts: Sequence[bytes | memoryview]) -> None:
+        """Write object ``name`` whose bytes are ``parts`` one after the other, as :meth:`put`.
+
+        This default joins them and puts the whole; a backend that can write
+        pieces (a file) overrides it and copies nothing.
+        """
+        self.put(name, b"".join(parts))
+
     @abstractmethod
     def put_file(self, name: str, src: Path) -> None:
         """Write object ``name`` from local file ``src``, streamed, as :meth:`put`."""

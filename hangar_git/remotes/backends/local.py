@@ -28,6 +28,7 @@ from typing import Any
 
 from ...errors import IntegrityError
 from ...safe_paths import UnsafePathError, open_regular
+from ...store.durable import write_all
 from .. import bounded
 from .base import RemoteStore
 
@@ -106,10 +107,15 @@ class LocalFiles:
         """True when there is a file or folder at ``path`` (links followed)."""
         return os.path.exists(path)
 
-    def pipe_file(self, path: str, data: bytes) -> None:
-        """Write ``data`` as the new file ``path`` (replacing one there)."""
-        with open(path, "wb") as fh:
-            fh.write(data)
+    def pipe_file(self, path: str, data: bytes | Sequence[bytes | memoryview]) -> None:
+        """Write ``data`` as the new file ``path`` (replacing one there); a
+        list of pieces is written one after the other, none of them copied."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            for part in [data] if isinstance(data, bytes | memoryview) else data:
+                write_all(fd, part)
+        finally:
+            os.close(fd)
 
     def put_file(self, src: str, dst: str) -> None:
         """Copy local file ``src`` to ``dst``."""
@@ -217,6 +223,13 @@ class LocalStore(RemoteStore):
         path = self.path(name)
         self.count(sent=len(data))
         self._into_place(path, lambda tmp: self.fs.pipe_file(tmp, data))
+
+    def put_parts(self, name: str, parts: Sequence[bytes | memoryview]) -> None:
+        """Write the ``parts`` beside ``name`` one after the other (not joined),
+        then rename the file into place (see :meth:`RemoteStore.put_parts`)."""
+        path = self.path(name)
+        self.count(sent=sum(len(p) for p in parts))
+        self._into_place(path, lambda tmp: self.fs.pipe_file(tmp, parts))
 
     def put_file(self, name: str, src: Path) -> None:
         """Copy ``src`` beside ``name``, then rename it into place."""
