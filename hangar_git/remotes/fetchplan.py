@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import IntegrityError
 from ..store.block_format import CODEC_BLOSC2_LZ4, CODEC_RAW, CheckedBlock, written_here
 from ..store.digest import digest_prefix
+from ..store.digest import row_digests as digest_rows
 from . import bounded
 from . import data_transport as dt
 from .data_transport import DataRemote, RemoteLookup
@@ -56,6 +57,12 @@ def row_digests(kind: str, rows: np.ndarray) -> list[bytes]:
     list of bytes
     """
     n, size = rows.shape
+    if 0 < size < 4096:  # rows as bytes cut by numpy, hashed with no Python code per row
+        items = np.ascontiguousarray(rows).reshape(-1).view(f"V{size}")
+        out: list[bytes] = []
+        for lo in range(0, n, _HASH_ROWS):
+            out += digest_rows(kind, items[lo : lo + _HASH_ROWS].tolist())
+        return out
     copy = digest_prefix(kind).copy
 
     def one(data: bytes | memoryview) -> bytes:
@@ -65,11 +72,12 @@ def row_digests(kind: str, rows: np.ndarray) -> list[bytes]:
 
     if not size:
         return [one(b"")] * n
-    if size < 4096:  # slices of one bytes copy: cheaper than memoryview slices
-        raw = np.ascontiguousarray(rows).tobytes()
-        return [one(raw[i : i + size]) for i in range(0, len(raw), size)]
     view = np.ascontiguousarray(rows).reshape(-1).data.cast("B")
     return [one(view[i : i + size]) for i in range(0, len(view), size)]
+
+
+#: small rows copied out as bytes at a time by :func:`row_digests`
+_HASH_ROWS = 1024
 
 
 def block_raw_bound(biggest_item: int) -> int:

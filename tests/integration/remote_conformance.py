@@ -248,10 +248,10 @@ class DataRemoteTests:
                 real(path, list(data)[:1], **kw)
             raise OSError("connection cut")
 
-        monkeypatch.setattr(store.fs, "pipe_file", cut)
-        with pytest.raises(OSError, match="connection cut"):
-            store.put_parts(_packed("a"), [b"new ", b"and longer"])
-        monkeypatch.undo()
+        with monkeypatch.context() as m:
+            m.setattr(store.fs, "pipe_file", cut)
+            with pytest.raises(OSError, match="connection cut"):
+                store.put_parts(_packed("a"), [b"new ", b"and longer"])
         assert store.get(_packed("a"), BIG) == b"old"
         assert store.list_dir(PACKS) == ({"a": 3}, set())
 
@@ -514,14 +514,21 @@ class DataRemoteTests:
         repo = make_repo(tmp_path / "alice", n=20)
         bare = bare_repo(tmp_path / "origin.git")
         repo.remote.add("origin", str(bare), data=url)
-        real_put = self.backend.put
+        real_put, real_parts = self.backend.put, self.backend.put_parts
 
         def lossy(store: RemoteStore, name: str, data: bytes) -> None:
             if name.endswith(suffix):
                 data = data[: len(data) // 2]  # the connection dropped half of it, silently
             real_put(store, name, data)
 
+        def lossy_parts(store: RemoteStore, name: str, parts: list[bytes]) -> None:
+            if name.endswith(suffix):
+                whole = b"".join(parts)
+                parts = [whole[: len(whole) // 2]]
+            real_parts(store, name, parts)
+
         monkeypatch.setattr(self.backend, "put", lossy)
+        monkeypatch.setattr(self.backend, "put_parts", lossy_parts)
         with pytest.raises(IntegrityError, match="did not land whole"):
             repo.remote.push("origin", "master")
         assert remote_heads(bare) == {}  # nobody sees commits whose payloads are not there
@@ -529,6 +536,7 @@ class DataRemoteTests:
         reader = DataRemote(url)  # a reader ignores the damaged pack: its payloads are absent
         assert reader.refresh() == {} and len(reader.damaged) == 1
         monkeypatch.setattr(self.backend, "put", real_put)
+        monkeypatch.setattr(self.backend, "put_parts", real_parts)
         repo.remote.push("origin", "master")
         rep = repo.remote.last_report
         assert rep.payloads == 40 and rep.skipped == 0  # all sent again, the pack made whole

@@ -142,10 +142,10 @@ def test_a_local_push_starts_no_process_and_sends_only_what_is_missing(tmp_path,
     def no_process(*a, **k):
         raise AssertionError(f"a process was started: {a}")
 
-    monkeypatch.setattr(gt.subprocess, "run", no_process)
-    monkeypatch.setattr(gt.subprocess, "Popen", no_process)
-    alice.remote.push("origin", "master")
-    monkeypatch.undo()
+    with monkeypatch.context() as m:
+        m.setattr(gt.subprocess, "run", no_process)
+        m.setattr(gt.subprocess, "Popen", no_process)
+        alice.remote.push("origin", "master")
     first = _head(alice)
     assert remote_heads(bare)["refs/hangar/heads/master"] == first
     theirs = pygit2.Repository(str(bare))
