@@ -94,7 +94,8 @@ class DataRemote:
         self.large: dict[bytes, int] = {}
         self.damaged: list[str] = []
         self.unsafe: set[str] = set()
-        #: hangar-data.json was read and holds the known format (None: not read yet)
+        #: hangar-data.json holds the known format (True), was not there when
+        #: last read (False), or was not read yet (None)
         self._marker: bool | None = None
 
     # ---- the backend's face ----------------------------------------------
@@ -285,9 +286,9 @@ class DataRemote:
             :data:`~hangar_git.remotes.bounded.MAX_MARKER_BYTES` (nothing is
             read or written then).
         """
-        if self._marker is None:
-            self._marker = self._read_marker() or None
-        return bool(self._marker)
+        if not self._marker:  # read again while absent: another pusher may write it
+            self._marker = self._read_marker()
+        return self._marker
 
     def _read_marker(self) -> bool:
         try:
@@ -321,7 +322,9 @@ class DataRemote:
         FormatVersionError
             If the one there names an unknown format (nothing is written).
         """
-        if self.check_marker():
+        if self._marker is None:  # False: found absent by this object's last read
+            self.check_marker()
+        if self._marker:
             return
         self.store.put(MARKER, json.dumps({"hangar_git_data_format": FORMAT_VERSION}).encode())
         self._marker = True

@@ -357,6 +357,11 @@ class DataRemoteTests:
         assert remote.requests == sent
         again = DataRemote(url)
         assert again.check_marker() is True
+        fresh = DataRemote(url + "-fresh")  # a push's refresh found no marker: not read again
+        fresh.refresh()
+        sent = fresh.requests
+        fresh.ensure_marker()
+        assert fresh.requests == sent + 1 and fresh.check_marker() is True
         assert json.loads(again.store.get(MARKER, BIG)) == {"hangar_git_data_format": 1}
         remote.ping()
 
