@@ -260,7 +260,7 @@ class FetchPlan:
         key = (self.pack_no[pid], boff)
         items = self.by_block[key]
         try:
-            raw = dt.decode_block(buf, f"at {boff} of remote pack {pid}", self.max_raw[key])
+            raw = dt.block_raw(buf, f"at {boff} of remote pack {pid}", self.max_raw[key])
         except IntegrityError:
             report.refused.extend(self.digests[j] for j in items.tolist())
             return
