@@ -18,7 +18,11 @@ as ``git push`` does it:
 
 No hook runs on either side, as with ``git push --no-verify`` into a bare
 repository. A refused ref changes nothing there but leaves the pack of its
-objects (``git gc`` drops them), as an interrupted ``git push`` may.
+objects (``git gc`` drops them), as an interrupted ``git push`` may. Each
+push that sends objects adds one pack; past
+:data:`~hangar_git.records.objpack.PACK_LIMIT` packs the small ones are
+rolled together, as after a commit here
+(:func:`~hangar_git.records.objpack.roll_up_packs`).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import pygit2
 from pygit2.enums import RepositoryOpenFlag
 
 from ..gitutil import TYPE_COMMIT, TYPE_TREE, common_dir, odb_read
-from ..records.objpack import write_pack
+from ..records.objpack import roll_up_packs, write_pack
 
 TAGS = "refs/hangar/tags/"
 
@@ -248,6 +252,8 @@ def push_refs(git: pygit2.Repository, path: str, specs: Sequence[str]) -> dict[s
                 ref.set_target(new, "push")
         except (ValueError, pygit2.GitError) as exc:  # created or moved meanwhile
             rejected[dst] = f"the remote moved meanwhile ({exc})"
+    if objects:
+        roll_up_packs(theirs)  # a pack a push: small ones rolled together past a limit
     return rejected
 
 

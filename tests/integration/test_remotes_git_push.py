@@ -166,9 +166,12 @@ def test_a_local_push_starts_no_process_and_sends_only_what_is_missing(tmp_path,
     assert sorted(i.hex() for i in ids) == sorted(w for w in listed if len(w) == 40)
     all_objs = sum(1 for _ in theirs.odb)
     assert 1 < len(ids) < all_objs
+    rolled = []
+    monkeypatch.setattr(git_local, "roll_up_packs", lambda r: rolled.append(r.path))
     alice.remote.push("origin", "master")
     assert remote_heads(bare)["refs/hangar/heads/master"] == _head(alice)
     assert sum(1 for _ in theirs.odb) == all_objs + len(ids)
+    assert rolled == [theirs.path]  # a pack a push: rolled together past a limit
     assert theirs.descendant_of(pygit2.Oid(hex=_head(alice)), pygit2.Oid(hex=first))
 
 
