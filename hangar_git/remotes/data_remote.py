@@ -27,6 +27,7 @@ from ..errors import FormatVersionError, IntegrityError
 from ..safe_paths import is_pack_id
 from . import bounded
 from .backends import RemoteStore, open_store
+from .backends.base import ObjectStream
 from .layout import (
     FORMAT_VERSION,
     MARKER,
@@ -330,9 +331,24 @@ class DataRemote:
         self._marker = True
 
     # ---- packs -------------------------------------------------------------
+    def open_pack_stream(self) -> ObjectStream | None:
+        """A stream to write a pack's body ahead as it is built (then
+        :meth:`upload` with it); None when the backend takes a pack in one
+        request (an object store)."""
+        return self.store.open_stream(PACKS)
+
     def upload(self, pack: SealedPack) -> None:
-        """Send a pack, then its index (the index makes the pack visible)."""
-        self.store.put_parts(_in_packs(pack_object(pack.pack_id)), pack.parts)
+        """Send a pack, then its index (the index makes the pack visible).
+
+        When its body was written ahead to ``pack.stream`` (its first
+        ``pack.streamed`` parts), the rest follow there, then it is named.
+        """
+        name = _in_packs(pack_object(pack.pack_id))
+        if pack.stream is None:
+            self.store.put_parts(name, pack.parts)
+        else:
+            pack.stream.write(pack.parts[pack.streamed :])
+            pack.stream.finish(name)
         self.store.put(_in_packs(index_object(pack.pack_id)), pack.index)
         self._sent[pack.pack_id] = pack.index
         self._store_cached_index(pack.pack_id, pack.index)

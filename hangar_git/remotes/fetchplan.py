@@ -320,7 +320,7 @@ def _or(value: int | None, default: int) -> int:
     return default if value is None else value
 
 
-def _item_rows(raw: bytes, ioff: np.ndarray, ilen: np.ndarray) -> np.ndarray:
+def _item_rows(raw: bytes | memoryview, ioff: np.ndarray, ilen: np.ndarray) -> np.ndarray:
     """The items at ``ioff`` (all ``ilen[0]`` bytes long) of a block's raw
     bytes, as uint8 rows (each item was checked to lie within ``raw``)."""
     n, width = len(ioff), int(ilen[0]) if len(ilen) else 0

@@ -15,10 +15,14 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .packformat import BLOCK_TARGET, content_hash, encode_block, encode_index
+
+if TYPE_CHECKING:
+    from .backends.base import ObjectStream
 
 #: bytes of blocks handed to the hashing thread at a time
 HASH_STEP = 4 * 1024 * 1024
@@ -86,6 +90,11 @@ class SealedPack:
         The payloads it holds, in the order added.
     raw_bytes : int
         Their raw bytes.
+    streamed : int
+        How many of the first :attr:`parts` were handed out already by
+        :meth:`PackBuilder.take_parts` (written ahead to :attr:`stream`).
+    stream : ObjectStream or None
+        Where those were written (None: nothing was written ahead).
     """
 
     pack_id: str
@@ -93,6 +102,8 @@ class SealedPack:
     index: bytes
     digests: list[bytes]
     raw_bytes: int
+    streamed: int = 0
+    stream: ObjectStream | None = None
 
     @property
     def size(self) -> int:
@@ -141,6 +152,7 @@ class PackBuilder:
         self._pending: list[tuple[bytes, str, bytes | memoryview]] = []
         self._pending_bytes = 0
         self._pending_dtype = ""
+        self._taken = 0
         self.raw_bytes = 0
 
     def __len__(self) -> int:
@@ -217,6 +229,14 @@ class PackBuilder:
         self._append(header)
         self._append(body)
 
+    def take_parts(self) -> list[bytes | memoryview]:
+        """The pieces of the pack's body made since the last call (or the
+        last seal), in order: to write them ahead while more are added (the
+        sealed pack still lists them, and counts them in its ``streamed``)."""
+        out = self._blocks[self._taken :]
+        self._taken = len(self._blocks)
+        return out
+
     def _seal_pending(self) -> None:
         if not self._pending:
             return
@@ -267,7 +287,12 @@ class PackBuilder:
             self._hash.digest(),
         )
         out = SealedPack(
-            content_hash(index).hex(), self._blocks, index, self._digests, self.raw_bytes
+            content_hash(index).hex(),
+            self._blocks,
+            index,
+            self._digests,
+            self.raw_bytes,
+            self._taken,
         )
         self._reset()
         return out

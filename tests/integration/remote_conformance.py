@@ -255,6 +255,28 @@ class DataRemoteTests:
         assert store.get(_packed("a"), BIG) == b"old"
         assert store.list_dir(PACKS) == ({"a": 3}, set())
 
+    def test_a_stream_is_named_when_finished_and_leaves_nothing_when_aborted(
+        self, store: RemoteStore
+    ) -> None:
+        """A file system writes a pack piece by piece beside its name; an
+        object store has no streams (each object is one request)."""
+        stream = store.open_stream(PACKS)
+        if not store.renames_into_place:
+            assert stream is None
+            return
+        assert stream is not None
+        stream.write([b"ab", memoryview(b"cde")])
+        assert "s" not in store.list_dir(PACKS)[0]  # not seen before it is named
+        stream.write([b"f"])
+        assert stream.finish(_packed("s")) == 6
+        assert store.get(_packed("s"), BIG) == b"abcdef"
+        stream.abort()  # finished: kept
+        cut = store.open_stream(PACKS)
+        assert cut is not None
+        cut.write([b"half"])
+        cut.abort()
+        assert store.list_dir(PACKS) == ({"s": 6}, set())  # no temporary left
+
     def test_a_failed_put_leaves_the_old_object_and_nothing_else(
         self, store: RemoteStore, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -532,8 +554,26 @@ class DataRemoteTests:
                 parts = [whole[: len(whole) // 2]]
             real_parts(store, name, parts)
 
+        real_open = self.backend.open_stream
+
+        def lossy_stream(store: RemoteStore, folder: str) -> Any:
+            stream = real_open(store, folder)  # a folder: the pack is written ahead
+            if stream is None:
+                return None
+            real_finish = stream.finish
+
+            def finish(name: str) -> int:
+                if name.endswith(suffix):
+                    stream.write([])
+                    os.truncate(stream.tmp, stream.size // 2)  # half of it, silently
+                return real_finish(name)
+
+            stream.finish = finish
+            return stream
+
         monkeypatch.setattr(self.backend, "put", lossy)
         monkeypatch.setattr(self.backend, "put_parts", lossy_parts)
+        monkeypatch.setattr(self.backend, "open_stream", lossy_stream)
         with pytest.raises(IntegrityError, match="did not land whole"):
             repo.remote.push("origin", "master")
         assert remote_heads(bare) == {}  # nobody sees commits whose payloads are not there
@@ -542,6 +582,7 @@ class DataRemoteTests:
         assert reader.refresh() == {} and len(reader.damaged) == 1
         monkeypatch.setattr(self.backend, "put", real_put)
         monkeypatch.setattr(self.backend, "put_parts", real_parts)
+        monkeypatch.setattr(self.backend, "open_stream", real_open)
         repo.remote.push("origin", "master")
         rep = repo.remote.last_report
         assert rep.payloads == 40 and rep.skipped == 0  # all sent again, the pack made whole

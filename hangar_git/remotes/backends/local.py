@@ -30,7 +30,7 @@ from ...errors import IntegrityError
 from ...safe_paths import UnsafePathError, open_regular
 from ...store.durable import write_all
 from .. import bounded
-from .base import RemoteStore
+from .base import ObjectStream, RemoteStore
 
 
 def _absolute(path: str) -> str:
@@ -237,6 +237,11 @@ class LocalStore(RemoteStore):
         self.count(sent=src.stat().st_size)
         self._into_place(path, lambda tmp: self.fs.put_file(str(src), tmp))
 
+    def open_stream(self, folder: str) -> ObjectStream:
+        """A new file under ``folder``, written piece by piece beside its final
+        name and renamed into place by :meth:`ObjectStream.finish`."""
+        return _FileStream(self, self.path(folder))
+
     def _into_place(self, path: str, write: Callable[[str], object]) -> None:
         tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
@@ -261,6 +266,57 @@ class LocalStore(RemoteStore):
                 self.fs.rm_file(path)
             except FileNotFoundError:
                 pass
+
+
+class _FileStream(ObjectStream):
+    """A temporary file in the folder of the objects it becomes (so the
+    rename that names it is atomic), opened when first written to."""
+
+    _serial = 0
+
+    def __init__(self, store: LocalStore, folder: str) -> None:
+        _FileStream._serial += 1
+        self.store, self.folder = store, folder
+        self.tmp = f"{folder}/stream.{os.getpid()}.{threading.get_ident()}.{self._serial}.tmp"
+        self.fd: int | None = None
+        self.size = 0
+        self.done = False
+
+    def write(self, parts: Sequence[bytes | memoryview]) -> None:
+        if self.done:
+            raise ValueError("this stream is finished")
+        if self.fd is None:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+            try:
+                self.fd = os.open(self.tmp, flags, 0o666)
+            except FileNotFoundError:  # its folder is not there yet
+                self.store.fs.makedirs(self.folder, exist_ok=True)
+                self.fd = os.open(self.tmp, flags, 0o666)
+        for part in parts:
+            write_all(self.fd, part)
+            self.size += len(part)
+
+    def _close(self) -> None:
+        if self.fd is not None and self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def finish(self, name: str) -> int:
+        self.write([])  # an empty object is a file too
+        self._close()
+        self.store.count(sent=self.size)
+        self.store.fs.mv(self.tmp, self.store.path(name))
+        self.done = True
+        return self.size
+
+    def abort(self) -> None:
+        self._close()
+        if not self.done:
+            try:
+                os.unlink(self.tmp)
+            except OSError:
+                pass
+            self.done = True
 
 
 __all__ = ["LocalFiles", "LocalStore", "local_root"]
