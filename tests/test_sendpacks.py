@@ -6,11 +6,13 @@ hangar_git/remotes/backends/local.py)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from hangar_git.remotes import sendpacks
 from hangar_git.remotes.backends import local
 from hangar_git.remotes.data_remote import DataRemote
 from hangar_git.remotes.transfer import download_payloads, upload_payloads
@@ -42,6 +44,7 @@ def test_a_folder_pack_is_written_ahead_then_named(repo, other_repo, tmp_path, m
         real(self, parts)
 
     monkeypatch.setattr(local._FileStream, "write", spy)
+    monkeypatch.setattr(sendpacks, "WRITE_AHEAD", 1 << 16)  # pieces of 64 KiB and more
     url = tmp_path / "data"
     report = upload_payloads(repo, DataRemote(str(url)), digests)
     assert report.packs == 1 and report.payloads == len(digests)
@@ -71,6 +74,7 @@ def test_a_pack_cut_while_written_ahead_leaves_nothing(repo, tmp_path, monkeypat
         real(self, parts)
 
     url = tmp_path / "data"
+    monkeypatch.setattr(sendpacks, "WRITE_AHEAD", 1 << 16)
     with monkeypatch.context() as m:
         m.setattr(local._FileStream, "write", cut)
         with pytest.raises(OSError, match="disk full"):
@@ -81,3 +85,21 @@ def test_a_pack_cut_while_written_ahead_leaves_nothing(repo, tmp_path, monkeypat
     report = upload_payloads(repo, remote, digests)  # all of it again
     assert report.payloads == len(digests) and report.skipped == 0
     assert len(_files(url)) == 2
+
+
+def test_pieces_are_written_whole_through_short_writes(tmp_path, monkeypatch):
+    parts = [b"abc", memoryview(b"defgh"), b"", b"ij" * 100]
+    real = os.writev
+
+    def short(fd, bufs):  # the system takes 4 bytes at most per call
+        return real(fd, [b"".join(bytes(b) for b in bufs)[:4]])
+
+    path = tmp_path / "f"
+    with monkeypatch.context() as m:
+        m.setattr(os, "writev", short)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+        try:
+            assert local.write_parts(fd, parts) == 208
+        finally:
+            os.close(fd)
+    assert path.read_bytes() == b"abcdefgh" + b"ij" * 100

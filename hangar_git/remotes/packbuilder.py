@@ -153,6 +153,7 @@ class PackBuilder:
         self._pending_bytes = 0
         self._pending_dtype = ""
         self._taken = 0
+        self._taken_bytes = 0
         self.raw_bytes = 0
 
     def __len__(self) -> int:
@@ -229,12 +230,16 @@ class PackBuilder:
         self._append(header)
         self._append(body)
 
-    def take_parts(self) -> list[bytes | memoryview]:
+    def take_parts(self, min_bytes: int = 0) -> list[bytes | memoryview]:
         """The pieces of the pack's body made since the last call (or the
-        last seal), in order: to write them ahead while more are added (the
-        sealed pack still lists them, and counts them in its ``streamed``)."""
+        last seal), in order, once they hold ``min_bytes`` at least (else
+        none): to write them ahead while more are added (the sealed pack
+        still lists them, and counts them in its ``streamed``)."""
+        if self._size - self._taken_bytes < max(1, min_bytes):
+            return []
         out = self._blocks[self._taken :]
         self._taken = len(self._blocks)
+        self._taken_bytes = self._size
         return out
 
     def _seal_pending(self) -> None:

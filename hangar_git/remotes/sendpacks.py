@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 READ_CHUNK = 4096
 #: bytes of payloads read from the local store at a time while packing (about)
 READ_BYTES = 16 * 1024 * 1024
+#: bytes of a pack's body handed to the sending thread at a time, to write ahead
+WRITE_AHEAD = 4 * 1024 * 1024
 
 
 class PackSender:
@@ -62,7 +64,7 @@ class PackSender:
                 self.streaming = False
                 return
             self.streams.append(self.stream)
-        parts = builder.take_parts()
+        parts = builder.take_parts(WRITE_AHEAD)
         if parts:
             self.jobs.append(self.pool.submit(self.stream.write, parts))
 
@@ -200,4 +202,4 @@ def _build(
     sender.wait()
 
 
-__all__ = ["READ_BYTES", "READ_CHUNK", "PackSender", "send_packs"]
+__all__ = ["READ_BYTES", "READ_CHUNK", "WRITE_AHEAD", "PackSender", "send_packs"]

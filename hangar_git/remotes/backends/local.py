@@ -37,6 +37,34 @@ def _absolute(path: str) -> str:
     return path if path.startswith("/") else "/" + path
 
 
+#: buffers handed to one ``writev`` call (Linux takes 1024 at most)
+_IOV_MAX = 512
+
+
+def write_parts(fd: int, parts: Sequence[bytes | memoryview]) -> int:
+    """Write ``parts`` one after the other to ``fd``, many per system call; the bytes written.
+
+    Raises
+    ------
+    OSError
+        What the system reported (part of the bytes may have been written).
+    """
+    total = 0
+    for lo in range(0, len(parts), _IOV_MAX):
+        batch = parts[lo : lo + _IOV_MAX]
+        want = sum(len(p) for p in batch)
+        done = os.writev(fd, batch) if want else 0
+        if done < want:  # a short write: the rest one buffer at a time
+            for p in batch:
+                if done >= len(p):
+                    done -= len(p)
+                    continue
+                write_all(fd, memoryview(p)[done:])
+                done = 0
+        total += want
+    return total
+
+
 def local_root(url: str) -> str | None:
     """The folder of data URL ``url`` when it names a local one, else None.
 
@@ -112,8 +140,7 @@ class LocalFiles:
         list of pieces is written one after the other, none of them copied."""
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         try:
-            for part in [data] if isinstance(data, bytes | memoryview) else data:
-                write_all(fd, part)
+            write_parts(fd, [data] if isinstance(data, bytes | memoryview) else data)
         finally:
             os.close(fd)
 
@@ -292,9 +319,7 @@ class _FileStream(ObjectStream):
             except FileNotFoundError:  # its folder is not there yet
                 self.store.fs.makedirs(self.folder, exist_ok=True)
                 self.fd = os.open(self.tmp, flags, 0o666)
-        for part in parts:
-            write_all(self.fd, part)
-            self.size += len(part)
+        self.size += write_parts(self.fd, parts)
 
     def _close(self) -> None:
         if self.fd is not None and self.fd >= 0:
@@ -319,4 +344,4 @@ class _FileStream(ObjectStream):
             self.done = True
 
 
-__all__ = ["LocalFiles", "LocalStore", "local_root"]
+__all__ = ["LocalFiles", "LocalStore", "local_root", "write_parts"]
