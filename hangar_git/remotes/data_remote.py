@@ -27,6 +27,7 @@ from ..errors import FormatVersionError, IntegrityError
 from ..safe_paths import is_pack_id
 from . import bounded
 from .backends import RemoteStore, open_store
+from .backends.base import ObjectStream
 from .layout import (
     FORMAT_VERSION,
     MARKER,
@@ -94,7 +95,8 @@ class DataRemote:
         self.large: dict[bytes, int] = {}
         self.damaged: list[str] = []
         self.unsafe: set[str] = set()
-        #: hangar-data.json was read and holds the known format (None: not read yet)
+        #: hangar-data.json holds the known format (True), was not there when
+        #: last read (False), or was not read yet (None)
         self._marker: bool | None = None
 
     # ---- the backend's face ----------------------------------------------
@@ -285,9 +287,9 @@ class DataRemote:
             :data:`~hangar_git.remotes.bounded.MAX_MARKER_BYTES` (nothing is
             read or written then).
         """
-        if self._marker is None:
-            self._marker = self._read_marker() or None
-        return bool(self._marker)
+        if not self._marker:  # read again while absent: another pusher may write it
+            self._marker = self._read_marker()
+        return self._marker
 
     def _read_marker(self) -> bool:
         try:
@@ -321,15 +323,32 @@ class DataRemote:
         FormatVersionError
             If the one there names an unknown format (nothing is written).
         """
-        if self.check_marker():
+        if self._marker is None:  # False: found absent by this object's last read
+            self.check_marker()
+        if self._marker:
             return
         self.store.put(MARKER, json.dumps({"hangar_git_data_format": FORMAT_VERSION}).encode())
         self._marker = True
 
     # ---- packs -------------------------------------------------------------
+    def open_pack_stream(self) -> ObjectStream | None:
+        """A stream to write a pack's body ahead as it is built (then
+        :meth:`upload` with it); None when the backend takes a pack in one
+        request (an object store)."""
+        return self.store.open_stream(PACKS)
+
     def upload(self, pack: SealedPack) -> None:
-        """Send a pack, then its index (the index makes the pack visible)."""
-        self.store.put(_in_packs(pack_object(pack.pack_id)), pack.data)
+        """Send a pack, then its index (the index makes the pack visible).
+
+        When its body was written ahead to ``pack.stream`` (its first
+        ``pack.streamed`` parts), the rest follow there, then it is named.
+        """
+        name = _in_packs(pack_object(pack.pack_id))
+        if pack.stream is None:
+            self.store.put_parts(name, pack.parts)
+        else:
+            pack.stream.write(pack.parts[pack.streamed :])
+            pack.stream.finish(name)
         self.store.put(_in_packs(index_object(pack.pack_id)), pack.index)
         self._sent[pack.pack_id] = pack.index
         self._store_cached_index(pack.pack_id, pack.index)
@@ -343,7 +362,7 @@ class DataRemote:
         bad = []
         for p in packs:
             for name, size in (
-                (pack_object(p.pack_id), len(p.data)),
+                (pack_object(p.pack_id), p.size),
                 (index_object(p.pack_id), len(p.index)),
             ):
                 if not landed(listing, name, size):

@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import IntegrityError
 from ..store.block_format import CODEC_BLOSC2_LZ4, CODEC_RAW, CheckedBlock, written_here
 from ..store.digest import digest_prefix
+from ..store.digest import row_digests as digest_rows
 from . import bounded
 from . import data_transport as dt
 from .data_transport import DataRemote, RemoteLookup
@@ -56,6 +57,12 @@ def row_digests(kind: str, rows: np.ndarray) -> list[bytes]:
     list of bytes
     """
     n, size = rows.shape
+    if 0 < size < 4096:  # rows as bytes cut by numpy, hashed with no Python code per row
+        items = np.ascontiguousarray(rows).reshape(-1).view(f"V{size}")
+        out: list[bytes] = []
+        for lo in range(0, n, _HASH_ROWS):
+            out += digest_rows(kind, items[lo : lo + _HASH_ROWS].tolist())
+        return out
     copy = digest_prefix(kind).copy
 
     def one(data: bytes | memoryview) -> bytes:
@@ -65,11 +72,12 @@ def row_digests(kind: str, rows: np.ndarray) -> list[bytes]:
 
     if not size:
         return [one(b"")] * n
-    if size < 4096:  # slices of one bytes copy: cheaper than memoryview slices
-        raw = np.ascontiguousarray(rows).tobytes()
-        return [one(raw[i : i + size]) for i in range(0, len(raw), size)]
     view = np.ascontiguousarray(rows).reshape(-1).data.cast("B")
     return [one(view[i : i + size]) for i in range(0, len(view), size)]
+
+
+#: small rows copied out as bytes at a time by :func:`row_digests`
+_HASH_ROWS = 1024
 
 
 def block_raw_bound(biggest_item: int) -> int:
@@ -252,7 +260,7 @@ class FetchPlan:
         key = (self.pack_no[pid], boff)
         items = self.by_block[key]
         try:
-            raw = dt.decode_block(buf, f"at {boff} of remote pack {pid}", self.max_raw[key])
+            raw = dt.block_raw(buf, f"at {boff} of remote pack {pid}", self.max_raw[key])
         except IntegrityError:
             report.refused.extend(self.digests[j] for j in items.tolist())
             return
@@ -312,7 +320,7 @@ def _or(value: int | None, default: int) -> int:
     return default if value is None else value
 
 
-def _item_rows(raw: bytes, ioff: np.ndarray, ilen: np.ndarray) -> np.ndarray:
+def _item_rows(raw: bytes | memoryview, ioff: np.ndarray, ilen: np.ndarray) -> np.ndarray:
     """The items at ``ioff`` (all ``ilen[0]`` bytes long) of a block's raw
     bytes, as uint8 rows (each item was checked to lie within ``raw``)."""
     n, width = len(ioff), int(ilen[0]) if len(ilen) else 0

@@ -9,11 +9,10 @@ exists with another commit on the receiving side stays as it is and is
 reported (as git does without ``--force``).
 
 A remote that is a local repository (a path, or ``file://``) is pushed to
-with the ``git`` executable when there is one (``git push --porcelain
---no-verify``: no local hooks, as with libgit2): it sends the objects as they
-are packed here, where libgit2 deltifies and compresses each one again
-(three to four times slower on a data set's record trees). It refuses what
-libgit2 would refuse, and without ``git`` libgit2 pushes.
+in-process (:mod:`.git_local`: no ``git`` process, no hooks; libgit2's own
+push deltifies and compresses each object again, three to four times
+slower on a data set's record trees). It refuses what ``git push`` would
+refuse.
 
 Authentication comes from the usual places and nothing is stored by us:
 ssh keys through the ssh agent (then the default key files in ``~/.ssh``),
@@ -36,6 +35,7 @@ import pygit2
 from pygit2.enums import CredentialType
 
 from ..errors import HangarError
+from . import git_local
 
 HEADS = "refs/hangar/heads/"
 TAGS = "refs/hangar/tags/"
@@ -413,36 +413,23 @@ def local_repository_path(url: str | None) -> str | None:
 def _push_local(
     git: pygit2.Repository, remote: pygit2.Remote, name: str, specs: list[str]
 ) -> dict[str, str] | None:
-    """Push ``specs`` with the git executable when ``remote`` is a local
-    repository; ``{remote ref: why}`` of the refs it refused, or None when
-    this is not for git's executable (then libgit2 pushes).
+    """Push ``specs`` in-process when ``remote`` is a repository on this
+    machine (:func:`.git_local.push_refs`); ``{remote ref: why}`` of the refs
+    it refused, or None when it is not local (then libgit2 pushes).
 
     Raises
     ------
     ConnectionError
-        If git refuses the whole push (not a repository, unreadable, ...).
+        If the whole push fails (not a repository, unwritable, an object
+        missing here ...).
     """
     path = local_repository_path(remote.push_url or remote.url)
-    exe = shutil.which("git") if path is not None else None
-    if exe is None or path is None:
+    if path is None:
         return None
-    res = subprocess.run(
-        [exe, f"--git-dir={git.path}", "push", "--porcelain", "--no-verify", path, *specs],
-        capture_output=True,
-        text=True,
-        errors="replace",
-        stdin=subprocess.DEVNULL,
-    )
-    rejected = {}
-    for line in res.stdout.splitlines():
-        flag, _, rest = line.partition("\t")
-        if flag == "!":
-            ref, _, why = rest.partition("\t")
-            rejected[ref.rpartition(":")[2]] = why.strip()
-    if res.returncode and not rejected:
-        why = (res.stderr.strip().splitlines() or [f"git push exited {res.returncode}"])[-1]
-        raise ConnectionError(f"cannot reach git remote {name!r} ({path}): {why}")
-    return rejected
+    try:
+        return git_local.push_refs(git, path, specs)
+    except (pygit2.GitError, OSError, KeyError, ValueError) as exc:
+        raise ConnectionError(f"cannot reach git remote {name!r} ({path}): {exc}") from None
 
 
 def push(git: pygit2.Repository, name: str, branch: str, callbacks: Callbacks) -> None:

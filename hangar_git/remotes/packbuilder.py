@@ -15,10 +15,14 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .packformat import BLOCK_TARGET, content_hash, encode_block, encode_index
+
+if TYPE_CHECKING:
+    from .backends.base import ObjectStream
 
 #: bytes of blocks handed to the hashing thread at a time
 HASH_STEP = 4 * 1024 * 1024
@@ -77,21 +81,39 @@ class SealedPack:
     ----------
     pack_id : str
         Its content name (:func:`~.packformat.content_hash` of ``index``, hex).
-    data : bytes
-        The pack's body.
+    parts : list of bytes or memoryview
+        The pack's body, in pieces (blocks as they were made or read: never
+        joined here, a backend that can write pieces sends them as they are).
     index : bytes
         Its serialized index.
     digests : list of bytes
         The payloads it holds, in the order added.
     raw_bytes : int
         Their raw bytes.
+    streamed : int
+        How many of the first :attr:`parts` were handed out already by
+        :meth:`PackBuilder.take_parts` (written ahead to :attr:`stream`).
+    stream : ObjectStream or None
+        Where those were written (None: nothing was written ahead).
     """
 
     pack_id: str
-    data: bytes
+    parts: list[bytes | memoryview]
     index: bytes
     digests: list[bytes]
     raw_bytes: int
+    streamed: int = 0
+    stream: ObjectStream | None = None
+
+    @property
+    def size(self) -> int:
+        """Bytes of the pack's body."""
+        return sum(len(p) for p in self.parts)
+
+    @property
+    def data(self) -> bytes:
+        """The pack's body in one piece (a copy of :attr:`parts`)."""
+        return b"".join(self.parts)
 
 
 class PackBuilder:
@@ -130,6 +152,8 @@ class PackBuilder:
         self._pending: list[tuple[bytes, str, bytes | memoryview]] = []
         self._pending_bytes = 0
         self._pending_dtype = ""
+        self._taken = 0
+        self._taken_bytes = 0
         self.raw_bytes = 0
 
     def __len__(self) -> int:
@@ -206,6 +230,18 @@ class PackBuilder:
         self._append(header)
         self._append(body)
 
+    def take_parts(self, min_bytes: int = 0) -> list[bytes | memoryview]:
+        """The pieces of the pack's body made since the last call (or the
+        last seal), in order, once they hold ``min_bytes`` at least (else
+        none): to write them ahead while more are added (the sealed pack
+        still lists them, and counts them in its ``streamed``)."""
+        if self._size - self._taken_bytes < max(1, min_bytes):
+            return []
+        out = self._blocks[self._taken :]
+        self._taken = len(self._blocks)
+        self._taken_bytes = self._size
+        return out
+
     def _seal_pending(self) -> None:
         if not self._pending:
             return
@@ -243,7 +279,6 @@ class PackBuilder:
     def seal(self) -> SealedPack:
         """The finished pack (the builder is then empty)."""
         self._seal_pending()
-        data = b"".join(self._blocks)
         cols = np.concatenate(self._cols) if self._cols else np.zeros((0, 5), np.int64)
         index = encode_index(
             self._digests,
@@ -253,10 +288,17 @@ class PackBuilder:
             cols[:, 2],
             cols[:, 3],
             cols[:, 4],
-            len(data),
+            self._size,
             self._hash.digest(),
         )
-        out = SealedPack(content_hash(index).hex(), data, index, self._digests, self.raw_bytes)
+        out = SealedPack(
+            content_hash(index).hex(),
+            self._blocks,
+            index,
+            self._digests,
+            self.raw_bytes,
+            self._taken,
+        )
         self._reset()
         return out
 

@@ -127,7 +127,8 @@ def encode_block(raw: bytes | memoryview, typesize: int) -> bytes:
 
 
 def decode_block(buf: bytes | memoryview, where: str = "", max_raw: int | None = None) -> bytes:
-    """The raw bytes of one block, after its checksum is verified.
+    """The raw bytes of one block, after its checksum is verified (a copy:
+    :func:`block_raw` gives a raw block's body as a view of ``buf``).
 
     Parameters
     ----------
@@ -150,6 +151,20 @@ def decode_block(buf: bytes | memoryview, where: str = "", max_raw: int | None =
         If the block is truncated, fails its checksum, states a raw length
         over ``max_raw`` or other than its stream's, or cannot be decoded.
     """
+    return bytes(block_raw(buf, where, max_raw))
+
+
+def block_raw(
+    buf: bytes | memoryview, where: str = "", max_raw: int | None = None
+) -> bytes | memoryview:
+    """:func:`decode_block` without the copy: a raw block's body is returned
+    as a view of ``buf`` (read-only when ``buf`` is ``bytes``).
+
+    Raises
+    ------
+    IntegrityError
+        As :func:`decode_block`.
+    """
     if len(buf) < BLOCK_HEADER_SIZE:
         raise IntegrityError(f"block {where} is truncated")
     magic, codec, rawlen, crc = _BLOCK_HEADER.unpack_from(buf)
@@ -165,7 +180,7 @@ def decode_block(buf: bytes | memoryview, where: str = "", max_raw: int | None =
             raise IntegrityError(f"block {where} cannot be decoded") from None
         if stated != rawlen:
             raise IntegrityError(f"block {where} has the wrong length")
-    return bytes(decode_body(codec, body, rawlen, where))
+    return decode_body(codec, body, rawlen, where)
 
 
 # --------------------------------------------------------------------------
@@ -444,6 +459,7 @@ __all__ = [
     "block_fields",
     "block_header",
     "content_hash",
+    "block_raw",
     "decode_block",
     "decode_index",
     "encode_block",

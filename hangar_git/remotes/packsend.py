@@ -142,18 +142,18 @@ def _check(
     if rawlen != int(ioff[-1] + ilen[-1]):
         return None  # bytes beside the wanted payloads: they must not leave
     raw = np.frombuffer(decode_body(codec, body, rawlen, where), np.uint8)
-    if len(set(kinds)) == 1:
+    if kinds.count(kinds[0]) == len(kinds):
         got = row_digests(kinds[0], raw.reshape(len(ds), -1))
     else:
         got = [
             row_digests(k, raw[o : o + n].reshape(1, n))[0]
             for k, o, n in zip(kinds, ioff.tolist(), ilen.tolist(), strict=True)
         ]
-    for d, g in zip(ds, got, strict=True):
-        if g != d:
-            raise IntegrityError(
-                f"local payload {d.hex()} does not match its digest: run `git hangar fsck`"
-            )
+    if got != ds:
+        bad = next(d for d, g in zip(ds, got, strict=True) if g != d)
+        raise IntegrityError(
+            f"local payload {bad.hex()} does not match its digest: run `git hangar fsck`"
+        )
     return WholeBlock(ds, kinds, ioff, ilen, block_header(codec, rawlen, crc), body, rawlen)
 
 
@@ -204,16 +204,21 @@ def send_whole_blocks(
     k = 0
     for pack, start, data in _read_ranges(reader, [b[:3] for b in blocks]):
         view = memoryview(data)
+        path = reader.pack_path(pack)
         while k < len(blocks) and blocks[k][0] == pack and blocks[k][1] < start + len(data):
             _, boff, blen, pos = blocks[k]
             k += 1
             ioff = entries["ioff"][pos].astype(np.int64)
-            where = f"at {boff} of {reader.pack_path(pack)}"
+            ks = kid[pos]
+            if (ks == ks[0]).all():  # one kind: one name, not one lookup a payload
+                kinds = [texts[int(ks[0])]] * len(ks)
+            else:
+                kinds = [texts[x] for x in ks.tolist()]
             got = _check(
-                where,
+                f"at {boff} of {path}",
                 view[boff - start : boff - start + blen],
                 [digests[i] for i in pos.tolist()],
-                [texts[int(x)] for x in kid[pos].tolist()],
+                kinds,
                 ioff,
                 ilen[pos],
             )

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -28,13 +27,13 @@ import pygit2
 from ..errors import IntegrityError, MissingPayloadError, WriterLockError
 from ..records.leaves import RecordWalker
 from ..records.reachable import Referenced, commits_between, history, leaf_ids
-from ..store.packs import PackReader, PackWriter
+from ..store.packs import PackWriter
 from ..wording import are, plural, were
-from . import bounded, large, packsend
-from . import data_transport as dt
-from .data_transport import DataRemote, PackBuilder, RemoteLookup, SealedPack
-from .fetchplan import FetchPlan, row_digests
+from . import bounded, large
+from .data_transport import DataRemote, RemoteLookup
+from .fetchplan import FetchPlan
 from .lookup import DigestLimits
+from .sendpacks import READ_BYTES, READ_CHUNK, send_packs
 
 if TYPE_CHECKING:
     from ..repository import Repository
@@ -44,10 +43,6 @@ Progress = Callable[[str, int, int], None]
 
 #: bytes of ranged reads gathered before their payloads are verified and stored
 FETCH_BATCH = 128 * 1024 * 1024
-#: payloads read from the local store at a time while packing (at least)
-READ_CHUNK = 4096
-#: bytes of payloads read from the local store at a time while packing (about)
-READ_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -209,7 +204,7 @@ def upload_payloads(
             remote.ensure_marker()
             # large payloads travel as objects of their own (remotes/large.py)
             todo, entries = large.upload(remote, reader, todo, entries, report, progress)
-            uploaded = _send_packs(remote, reader, todo, entries, progress)
+            uploaded = send_packs(remote, reader, todo, entries, progress)
         finally:
             reader.close()
         report.packs += len(uploaded)
@@ -227,114 +222,6 @@ def _not_there(remote: DataRemote, wanted: list[bytes]) -> list[bytes]:
     if remote.large:
         todo = [d for d in todo if d not in remote.large]
     return todo
-
-
-class _PackSender:
-    """Sends sealed packs on one background thread, one upload in flight."""
-
-    def __init__(self, remote: DataRemote, pool: ThreadPoolExecutor) -> None:
-        self.remote, self.pool = remote, pool
-        self.pending: Future[None] | None = None
-        self.sent: list[SealedPack] = []
-
-    def send(self, pack: SealedPack) -> None:
-        self.wait()
-        self.pending = self.pool.submit(self.remote.upload, pack)
-        self.sent.append(pack)
-
-    def wait(self) -> None:
-        if self.pending is not None:
-            self.pending.result()
-            self.pending = None
-
-
-def _verified_rows(kind: str, rows: np.ndarray, ds: Sequence[bytes]) -> np.ndarray:
-    """``rows`` (uint8, one payload a row), each checked against its digest first."""
-    got = row_digests(kind, rows)
-    for d, g in zip(ds, got, strict=True):
-        if g != d:
-            raise IntegrityError(
-                f"local payload {d.hex()} does not match its digest: run `git hangar fsck`"
-            )
-    return rows
-
-
-def _read_rows(reader: PackReader, kid: int, entries: np.ndarray) -> np.ndarray:
-    """The payloads at ``entries`` (all small, of kind ``kid``) as uint8 rows."""
-    dtype, shape = reader.kind(kid)
-    out = np.empty((len(entries), *shape), dtype)
-    if not reader.gather_into(entries, out):
-        arrays = reader.gather(entries)
-        out = np.stack(arrays) if arrays else out
-    flat = np.ascontiguousarray(out).reshape(-1).view(np.uint8)
-    return flat.reshape(len(entries), flat.size // max(1, len(entries)))
-
-
-def _send_packs(
-    remote: DataRemote,
-    reader: PackReader,
-    todo: list[bytes],
-    entries: np.ndarray,
-    progress: Progress | None,
-) -> list[SealedPack]:
-    """Pack the local payloads ``todo`` (at ``entries``, all small) into packs
-    of about :func:`.data_transport.send_target` raw bytes, send each, then check they landed whole.
-
-    A local block holding nothing but payloads of ``todo`` goes as it is
-    stored, once its checksum and each payload's digest are checked
-    (:func:`.packsend.send_whole_blocks`). The others are read a kind at a
-    time, up to READ_BYTES at once, straight into one array, and each is
-    checked against its digest before it is packed anew.
-    """
-    kind_ids = entries["kind"]
-    uk, counts = np.unique(kind_ids, return_counts=True)
-    total = sum(reader.kind_nbytes(int(k)) * int(c) for k, c in zip(uk, counts, strict=True))
-    builder = PackBuilder()
-    target = dt.send_target(remote)
-    done = 0
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        sender = _PackSender(remote, pool)
-
-        def whole(b: packsend.WholeBlock) -> None:
-            nonlocal done
-            builder.add_block(b.digests, b.kinds, b.ioff, b.ilen, b.header, b.body)
-            if builder.raw_bytes >= target:
-                sender.send(builder.seal())
-            done += b.raw_bytes
-            if progress is not None:
-                progress("payloads", done, total)
-
-        rest = packsend.send_whole_blocks(reader, todo, entries, whole, target)
-        todo, entries = [todo[i] for i in rest.tolist()], entries[rest]
-        kind_ids = entries["kind"]
-        for kid in np.unique(kind_ids).tolist():
-            kind, width = reader.kind_text(kid), max(1, reader.kind_nbytes(kid))
-            sel = np.flatnonzero(kind_ids == kid)
-            step = max(READ_CHUNK, READ_BYTES // width)
-            for lo in range(0, len(sel), step):
-                part = sel[lo : lo + step]
-                ds = [todo[i] for i in part.tolist()]
-                rows = _verified_rows(kind, _read_rows(reader, kid, entries[part]), ds)
-                pos = 0
-                while pos < len(ds):  # cut packs at the target raw bytes
-                    room = max(1, -(-(target - builder.raw_bytes) // width))
-                    builder.add_rows(ds[pos : pos + room], kind, rows[pos : pos + room])
-                    pos += room
-                    if builder.raw_bytes >= target:
-                        sender.send(builder.seal())
-                done += rows.nbytes
-                if progress is not None:
-                    progress("payloads", done, total)
-        if len(builder):
-            sender.send(builder.seal())
-        sender.wait()
-    bad = remote.verify_uploaded(sender.sent)
-    if bad:
-        raise IntegrityError(
-            f"{len(bad)} uploaded objects did not land whole on {remote.url} "
-            f"({', '.join(bad[:3])}): push again"
-        )
-    return sender.sent
 
 
 # --------------------------------------------------------------------------

@@ -228,6 +228,55 @@ class DataRemoteTests:
         assert store.get(_packed("a"), BIG) == b"short"
         assert store.list_dir(PACKS)[0] == {"a": 5}
 
+    def test_put_parts_writes_the_pieces_one_after_the_other(self, store: RemoteStore) -> None:
+        blob = np.random.default_rng(2).integers(0, 256, 5000, np.uint8).tobytes()
+        parts = [blob[:7], memoryview(blob)[7:4000], b"", memoryview(blob)[4000:]]
+        store.put_parts(_packed("p"), parts)
+        assert store.get(_packed("p"), BIG) == blob
+        assert store.list_dir(PACKS)[0] == {"p": 5000}
+        store.put_parts(_packed("p"), [b"ab", b"c"])  # replaced whole
+        assert store.get(_packed("p"), BIG) == b"abc"
+
+    def test_a_failed_put_parts_leaves_the_old_object_and_nothing_else(
+        self, store: RemoteStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        store.put(_packed("a"), b"old")
+        real = store.fs.pipe_file
+
+        def cut(path: str, data: Any, **kw: Any) -> None:
+            if store.renames_into_place:
+                real(path, list(data)[:1], **kw)
+            raise OSError("connection cut")
+
+        with monkeypatch.context() as m:
+            m.setattr(store.fs, "pipe_file", cut)
+            with pytest.raises(OSError, match="connection cut"):
+                store.put_parts(_packed("a"), [b"new ", b"and longer"])
+        assert store.get(_packed("a"), BIG) == b"old"
+        assert store.list_dir(PACKS) == ({"a": 3}, set())
+
+    def test_a_stream_is_named_when_finished_and_leaves_nothing_when_aborted(
+        self, store: RemoteStore
+    ) -> None:
+        """A file system writes a pack piece by piece beside its name; an
+        object store has no streams (each object is one request)."""
+        stream = store.open_stream(PACKS)
+        if not store.renames_into_place:
+            assert stream is None
+            return
+        assert stream is not None
+        stream.write([b"ab", memoryview(b"cde")])
+        assert "s" not in store.list_dir(PACKS)[0]  # not seen before it is named
+        stream.write([b"f"])
+        assert stream.finish(_packed("s")) == 6
+        assert store.get(_packed("s"), BIG) == b"abcdef"
+        stream.abort()  # finished: kept
+        cut = store.open_stream(PACKS)
+        assert cut is not None
+        cut.write([b"half"])
+        cut.abort()
+        assert store.list_dir(PACKS) == ({"s": 6}, set())  # no temporary left
+
     def test_a_failed_put_leaves_the_old_object_and_nothing_else(
         self, store: RemoteStore, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -330,6 +379,11 @@ class DataRemoteTests:
         assert remote.requests == sent
         again = DataRemote(url)
         assert again.check_marker() is True
+        fresh = DataRemote(url + "-fresh")  # a push's refresh found no marker: not read again
+        fresh.refresh()
+        sent = fresh.requests
+        fresh.ensure_marker()
+        assert fresh.requests == sent + 1 and fresh.check_marker() is True
         assert json.loads(again.store.get(MARKER, BIG)) == {"hangar_git_data_format": 1}
         remote.ping()
 
@@ -487,14 +541,39 @@ class DataRemoteTests:
         repo = make_repo(tmp_path / "alice", n=20)
         bare = bare_repo(tmp_path / "origin.git")
         repo.remote.add("origin", str(bare), data=url)
-        real_put = self.backend.put
+        real_put, real_parts = self.backend.put, self.backend.put_parts
 
         def lossy(store: RemoteStore, name: str, data: bytes) -> None:
             if name.endswith(suffix):
                 data = data[: len(data) // 2]  # the connection dropped half of it, silently
             real_put(store, name, data)
 
+        def lossy_parts(store: RemoteStore, name: str, parts: list[bytes]) -> None:
+            if name.endswith(suffix):
+                whole = b"".join(parts)
+                parts = [whole[: len(whole) // 2]]
+            real_parts(store, name, parts)
+
+        real_open = self.backend.open_stream
+
+        def lossy_stream(store: RemoteStore, folder: str) -> Any:
+            stream = real_open(store, folder)  # a folder: the pack is written ahead
+            if stream is None:
+                return None
+            real_finish = stream.finish
+
+            def finish(name: str) -> int:
+                if name.endswith(suffix):
+                    stream.write([])
+                    os.truncate(stream.tmp, stream.size // 2)  # half of it, silently
+                return real_finish(name)
+
+            stream.finish = finish
+            return stream
+
         monkeypatch.setattr(self.backend, "put", lossy)
+        monkeypatch.setattr(self.backend, "put_parts", lossy_parts)
+        monkeypatch.setattr(self.backend, "open_stream", lossy_stream)
         with pytest.raises(IntegrityError, match="did not land whole"):
             repo.remote.push("origin", "master")
         assert remote_heads(bare) == {}  # nobody sees commits whose payloads are not there
@@ -502,6 +581,8 @@ class DataRemoteTests:
         reader = DataRemote(url)  # a reader ignores the damaged pack: its payloads are absent
         assert reader.refresh() == {} and len(reader.damaged) == 1
         monkeypatch.setattr(self.backend, "put", real_put)
+        monkeypatch.setattr(self.backend, "put_parts", real_parts)
+        monkeypatch.setattr(self.backend, "open_stream", real_open)
         repo.remote.push("origin", "master")
         rep = repo.remote.last_report
         assert rep.payloads == 40 and rep.skipped == 0  # all sent again, the pack made whole

@@ -1,20 +1,23 @@
-"""Records pushed to a local repository (a path or ``file://``) go through the
-``git`` executable when there is one, through libgit2 otherwise, with the
-same outcome: the branch and its objects land, a branch the remote moved
-on is refused, the pushing repository's hooks are not run
-(hangar_git/remotes/git_transport.py)."""
+"""Records pushed to a local repository (a path or ``file://``) are written
+in-process, with the outcome libgit2's push (kept for other addresses) has:
+the branch and its objects land, a branch the remote moved on is refused,
+the pushing repository's hooks are not run; no ``git`` process is started,
+only the objects the remote lacks are sent, and a ref moved meanwhile is
+refused, never overwritten (hangar_git/remotes/git_transport.py,
+hangar_git/remotes/git_local.py)."""
 
 from __future__ import annotations
 
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pygit2
 import pytest
 
-from hangar_git.remotes import PushRejectedError
+from hangar_git.remotes import PushRejectedError, git_local
 from hangar_git.remotes import git_transport as gt
 
 try:
@@ -28,12 +31,11 @@ except ImportError:
     )
 
 
-@pytest.fixture(params=["git", "libgit2"])
+@pytest.fixture(params=["in-process", "libgit2"])
 def pusher(request, monkeypatch):
-    """Which pushes to a local repository: the git executable, or libgit2 (no git found)."""
+    """Which pushes to a local repository: this process, or libgit2 (as for any other address)."""
     if request.param == "libgit2":
-        real = gt.shutil.which
-        monkeypatch.setattr(gt.shutil, "which", lambda n, *a, **k: None if n == "git" else real(n))
+        monkeypatch.setattr(gt, "local_repository_path", lambda url: None)
     return request.param
 
 
@@ -126,3 +128,128 @@ def test_a_local_directory_named_like_an_option_is_passed_as_a_path(tmp_path, mo
     odd.mkdir()
     got = gt.local_repository_path("--upload-pack=touch pwned")
     assert got == str(odd)  # absolute, so git never reads it as an option
+
+
+def _head(repo, branch: str = "master") -> str:
+    return str(repo.git_repository().references[f"refs/hangar/heads/{branch}"].target)
+
+
+def test_a_local_push_starts_no_process_and_sends_only_what_is_missing(tmp_path, monkeypatch):
+    alice = make_repo(tmp_path / "alice", n=300)
+    bare = bare_repo(tmp_path / "origin.git")
+    alice.remote.add("origin", str(bare), data=str(tmp_path / "data"))
+
+    def no_process(*a, **k):
+        raise AssertionError(f"a process was started: {a}")
+
+    with monkeypatch.context() as m:
+        m.setattr(gt.subprocess, "run", no_process)
+        m.setattr(gt.subprocess, "Popen", no_process)
+        alice.remote.push("origin", "master")
+    first = _head(alice)
+    assert remote_heads(bare)["refs/hangar/heads/master"] == first
+    theirs = pygit2.Repository(str(bare))
+    git = alice.git_repository()
+    assert git_local.missing_objects(git, theirs, [pygit2.Oid(hex=first)]) == ([], [])
+    co = alice.checkout(write=True)
+    co.arraysets["images"][7] = np.ones((8, 8), np.uint8)
+    co.commit("one change")
+    co.close()
+    _objs, ids = git_local.missing_objects(git, theirs, [pygit2.Oid(hex=_head(alice))])
+    assert ids[0] == bytes.fromhex(_head(alice))  # the new commit, then only its new trees
+    listed = subprocess.run(  # what git itself would send
+        ["git", f"--git-dir={git.path}", "rev-list", "--objects", _head(alice), f"^{first}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert sorted(i.hex() for i in ids) == sorted(w for w in listed if len(w) == 40)
+    all_objs = sum(1 for _ in theirs.odb)
+    assert 1 < len(ids) < all_objs
+    rolled = []
+    monkeypatch.setattr(git_local, "roll_up_packs", lambda r: rolled.append(r.path))
+    alice.remote.push("origin", "master")
+    assert remote_heads(bare)["refs/hangar/heads/master"] == _head(alice)
+    assert sum(1 for _ in theirs.odb) == all_objs + len(ids)
+    assert rolled == [theirs.path]  # a pack a push: rolled together past a limit
+    assert theirs.descendant_of(pygit2.Oid(hex=_head(alice)), pygit2.Oid(hex=first))
+
+
+def test_a_ref_moved_while_a_local_push_runs_is_refused_not_overwritten(tmp_path, monkeypatch):
+    alice = make_repo(tmp_path / "alice", n=10)
+    bare = bare_repo(tmp_path / "origin.git")
+    alice.remote.add("origin", str(bare), data=str(tmp_path / "data"))
+    alice.remote.push("origin", "master")
+    first = _head(alice)
+    co = alice.checkout(write=True)
+    co.arraysets["images"][99] = np.ones((8, 8), np.uint8)
+    co.commit("on")
+    co.close()
+    theirs = pygit2.Repository(str(bare))
+    sig = pygit2.Signature("Bob", "bob@example.org")
+    other = theirs.create_commit(
+        None, sig, sig, "bob's", theirs[pygit2.Oid(hex=first)].tree_id, [pygit2.Oid(hex=first)]
+    )
+    real = git_local.missing_objects
+
+    def and_bob_pushes(*a, **k):  # between reading the remote's ref and moving it
+        theirs.references["refs/hangar/heads/master"].set_target(other)
+        return real(*a, **k)
+
+    monkeypatch.setattr(git_local, "missing_objects", and_bob_pushes)
+    with pytest.raises(PushRejectedError, match="moved meanwhile"):
+        gt.push(alice.git_repository(), "origin", "master", _callbacks(alice))
+    assert remote_heads(bare)["refs/hangar/heads/master"] == str(other)
+
+
+def test_a_local_push_refuses_commits_it_does_not_know_and_never_moves_a_tag(tmp_path):
+    alice = make_repo(tmp_path / "alice", n=10)
+    bare = bare_repo(tmp_path / "origin.git")
+    alice.remote.add("origin", str(bare), data=str(tmp_path / "data"))
+    alice.remote.push("origin", "master")
+    first = _head(alice)
+    theirs = pygit2.Repository(str(bare))
+    sig = pygit2.Signature("Bob", "bob@example.org")
+    tree = theirs[pygit2.Oid(hex=first)].tree_id
+    bobs = theirs.create_commit(None, sig, sig, "bob's", tree, [pygit2.Oid(hex=first)])
+    theirs.references["refs/hangar/heads/master"].set_target(bobs)
+    theirs.references.create("refs/hangar/tags/v1", bobs)
+    git = alice.git_repository()
+    git.references.create("refs/hangar/tags/v1", pygit2.Oid(hex=first))
+    got = git_local.push_refs(
+        git,
+        str(bare),
+        [
+            "refs/hangar/heads/master:refs/hangar/heads/master",
+            "refs/hangar/tags/v1:refs/hangar/tags/v1",
+        ],
+    )
+    assert got == {
+        "refs/hangar/heads/master": "fetch first",
+        "refs/hangar/tags/v1": "already exists",
+    }
+    assert remote_heads(bare)["refs/hangar/heads/master"] == str(bobs)
+    assert str(theirs.references["refs/hangar/tags/v1"].target) == str(bobs)
+
+
+def test_tree_children_follow_trees_and_blobs_never_gitlinks():
+    oid = [bytes([i]) * 20 for i in range(4)]
+    tree = (
+        b"160000 a\0"
+        + oid[0]
+        + b"40000 b\0"
+        + oid[1]
+        + b"160000 c\0"
+        + oid[2]
+        + b"100644 d \xff\0"
+        + oid[3]
+        + b"160000 e\0"
+        + b"40000 \0" * 2
+        + b"x" * 6
+    )
+    assert git_local.tree_children(tree) == [(True, b"b", oid[1]), (False, b"d \xff", oid[3])]
+    assert git_local.tree_children(b"") == []
+    with pytest.raises(ValueError, match="malformed"):
+        git_local.tree_children(b"40000 b\0" + oid[1][:19])
+    with pytest.raises(ValueError, match="malformed"):
+        git_local.tree_children(b"160000 a" + oid[0])

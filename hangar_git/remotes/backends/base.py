@@ -175,6 +175,21 @@ class RemoteStore(ABC):
     def put(self, name: str, data: bytes) -> None:
         """Write object ``name``: a reader sees the old object or the whole new one."""
 
+    def put_parts(self, name: str, parts: Sequence[bytes | memoryview]) -> None:
+        """Write object ``name`` whose bytes are ``parts`` one after the other, as :meth:`put`.
+
+        This default joins them and puts the whole; a backend that can write
+        pieces (a file) overrides it and copies nothing.
+        """
+        self.put(name, b"".join(parts))
+
+    def open_stream(self, folder: str) -> ObjectStream | None:
+        """A new object under ``folder`` to write piece by piece, named when
+        finished (see :class:`ObjectStream`); None when this backend sends
+        an object in one request (an object store): then use :meth:`put_parts`.
+        """
+        return None
+
     @abstractmethod
     def put_file(self, name: str, src: Path) -> None:
         """Write object ``name`` from local file ``src``, streamed, as :meth:`put`."""
@@ -184,4 +199,21 @@ class RemoteStore(ABC):
         """Remove objects (one request each); one that is not there is no error."""
 
 
-__all__ = ["RemoteStore"]
+class ObjectStream(ABC):
+    """An object being written piece by piece, invisible until :meth:`finish`
+    names it (a file renamed into place); :meth:`abort` leaves nothing."""
+
+    @abstractmethod
+    def write(self, parts: Sequence[bytes | memoryview]) -> None:
+        """Append ``parts``, one after the other."""
+
+    @abstractmethod
+    def finish(self, name: str) -> int:
+        """Make the bytes written object ``name`` (replacing one there); their count."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Drop what was written (nothing is left behind); no error when finished."""
+
+
+__all__ = ["ObjectStream", "RemoteStore"]

@@ -28,12 +28,41 @@ from typing import Any
 
 from ...errors import IntegrityError
 from ...safe_paths import UnsafePathError, open_regular
+from ...store.durable import write_all
 from .. import bounded
-from .base import RemoteStore
+from .base import ObjectStream, RemoteStore
 
 
 def _absolute(path: str) -> str:
     return path if path.startswith("/") else "/" + path
+
+
+#: buffers handed to one ``writev`` call (Linux takes 1024 at most)
+_IOV_MAX = 512
+
+
+def write_parts(fd: int, parts: Sequence[bytes | memoryview]) -> int:
+    """Write ``parts`` one after the other to ``fd``, many per system call; the bytes written.
+
+    Raises
+    ------
+    OSError
+        What the system reported (part of the bytes may have been written).
+    """
+    total = 0
+    for lo in range(0, len(parts), _IOV_MAX):
+        batch = parts[lo : lo + _IOV_MAX]
+        want = sum(len(p) for p in batch)
+        done = os.writev(fd, batch) if want else 0
+        if done < want:  # a short write: the rest one buffer at a time
+            for p in batch:
+                if done >= len(p):
+                    done -= len(p)
+                    continue
+                write_all(fd, memoryview(p)[done:])
+                done = 0
+        total += want
+    return total
 
 
 def local_root(url: str) -> str | None:
@@ -106,10 +135,14 @@ class LocalFiles:
         """True when there is a file or folder at ``path`` (links followed)."""
         return os.path.exists(path)
 
-    def pipe_file(self, path: str, data: bytes) -> None:
-        """Write ``data`` as the new file ``path`` (replacing one there)."""
-        with open(path, "wb") as fh:
-            fh.write(data)
+    def pipe_file(self, path: str, data: bytes | Sequence[bytes | memoryview]) -> None:
+        """Write ``data`` as the new file ``path`` (replacing one there); a
+        list of pieces is written one after the other, none of them copied."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            write_parts(fd, [data] if isinstance(data, bytes | memoryview) else data)
+        finally:
+            os.close(fd)
 
     def put_file(self, src: str, dst: str) -> None:
         """Copy local file ``src`` to ``dst``."""
@@ -218,11 +251,23 @@ class LocalStore(RemoteStore):
         self.count(sent=len(data))
         self._into_place(path, lambda tmp: self.fs.pipe_file(tmp, data))
 
+    def put_parts(self, name: str, parts: Sequence[bytes | memoryview]) -> None:
+        """Write the ``parts`` beside ``name`` one after the other (not joined),
+        then rename the file into place (see :meth:`RemoteStore.put_parts`)."""
+        path = self.path(name)
+        self.count(sent=sum(len(p) for p in parts))
+        self._into_place(path, lambda tmp: self.fs.pipe_file(tmp, parts))
+
     def put_file(self, name: str, src: Path) -> None:
         """Copy ``src`` beside ``name``, then rename it into place."""
         path = self.path(name)
         self.count(sent=src.stat().st_size)
         self._into_place(path, lambda tmp: self.fs.put_file(str(src), tmp))
+
+    def open_stream(self, folder: str) -> ObjectStream:
+        """A new file under ``folder``, written piece by piece beside its final
+        name and renamed into place by :meth:`ObjectStream.finish`."""
+        return _FileStream(self, self.path(folder))
 
     def _into_place(self, path: str, write: Callable[[str], object]) -> None:
         tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
@@ -250,4 +295,53 @@ class LocalStore(RemoteStore):
                 pass
 
 
-__all__ = ["LocalFiles", "LocalStore", "local_root"]
+class _FileStream(ObjectStream):
+    """A temporary file in the folder of the objects it becomes (so the
+    rename that names it is atomic), opened when first written to."""
+
+    _serial = 0
+
+    def __init__(self, store: LocalStore, folder: str) -> None:
+        _FileStream._serial += 1
+        self.store, self.folder = store, folder
+        self.tmp = f"{folder}/stream.{os.getpid()}.{threading.get_ident()}.{self._serial}.tmp"
+        self.fd: int | None = None
+        self.size = 0
+        self.done = False
+
+    def write(self, parts: Sequence[bytes | memoryview]) -> None:
+        if self.done:
+            raise ValueError("this stream is finished")
+        if self.fd is None:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+            try:
+                self.fd = os.open(self.tmp, flags, 0o666)
+            except FileNotFoundError:  # its folder is not there yet
+                self.store.fs.makedirs(self.folder, exist_ok=True)
+                self.fd = os.open(self.tmp, flags, 0o666)
+        self.size += write_parts(self.fd, parts)
+
+    def _close(self) -> None:
+        if self.fd is not None and self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def finish(self, name: str) -> int:
+        self.write([])  # an empty object is a file too
+        self._close()
+        self.store.count(sent=self.size)
+        self.store.fs.mv(self.tmp, self.store.path(name))
+        self.done = True
+        return self.size
+
+    def abort(self) -> None:
+        self._close()
+        if not self.done:
+            try:
+                os.unlink(self.tmp)
+            except OSError:
+                pass
+            self.done = True
+
+
+__all__ = ["LocalFiles", "LocalStore", "local_root", "write_parts"]
