@@ -22,13 +22,16 @@ _ISOLATED_ENV = {
 
 
 @pytest.fixture(autouse=True)
-def isolated_git(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Path]:
-    """Point git and pygit2 at an empty home: no user config leaks in."""
+def isolated_git(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Point git and pygit2 at an empty home: no user config leaks in.
+
+    With a MonkeyPatch of its own, not the test's ``monkeypatch``: a test that
+    calls ``monkeypatch.undo()`` to drop its own patches keeps this isolation.
+    """
     home = tmp_path_factory.mktemp("home")
     gcfg = home / ".gitconfig"
     gcfg.write_text("")
+    monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(gcfg))
@@ -49,6 +52,7 @@ def isolated_git(
     finally:
         for level, value in saved.items():
             pygit2.settings.search_path[level] = value
+        monkeypatch.undo()
 
 
 @pytest.fixture

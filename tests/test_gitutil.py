@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -64,3 +65,11 @@ def test_git_hangar_init_takes_the_identity_git_commit_takes(tmp_path, monkeypat
     import hangar_git
 
     assert hangar_git.Repository(work).identity() == ("Grace", "grace@example.org")
+
+
+def test_a_tests_monkeypatch_undo_keeps_the_git_isolation(monkeypatch, isolated_git):
+    # tests drop their own patches with monkeypatch.undo(); git must stay isolated
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/elsewhere")
+    monkeypatch.undo()
+    assert os.environ["GIT_CONFIG_GLOBAL"] == str(isolated_git / ".gitconfig")
+    assert os.environ["HOME"] == str(isolated_git) and os.environ["GIT_CONFIG_NOSYSTEM"] == "1"
