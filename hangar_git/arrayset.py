@@ -159,9 +159,9 @@ class ArraysetDataWriter(ArraysetDataReader):
                 held.encs.append(encode_key(key))  # Holding.hold_sample, inlined
             else:
                 return self.add(value, key)
-            held.chunks.append(value.tobytes())
-            held.nbytes += value.nbytes
-            if held.nbytes >= HOLD_BYTES:
+            buf = held.buf
+            buf += value.tobytes()  # grows in place (HeldRows.buf)
+            if len(buf) >= HOLD_BYTES:
                 self._co.settle_held()
             return key
         return self.add(value, key)

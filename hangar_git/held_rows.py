@@ -23,7 +23,7 @@ import numpy as np
 
 from .records.keynames import int_key_names
 from .store import Payload
-from .store.digest import kind_of, row_digests
+from .store.digest import kind_of, stacked_digests
 
 if TYPE_CHECKING:
     from .checkout import WriterCheckout
@@ -46,16 +46,23 @@ class HeldRows:
     ``encs`` holds each key encoded, or a non-negative int key (below
     :data:`~hangar_git.naming.INT_KEY_BOUND`) as it is: :meth:`names`
     encodes those with the others, in vectorised passes when all are ints.
+    ``buf`` holds the samples' bytes one after the other: appended to as
+    they are set (a ``bytearray`` grows in place, with no copy of what it
+    holds), and staged as they lie there (:meth:`stacked`), with no join.
     """
 
     dtype: np.dtype
     shape: tuple[int, ...]
     encs: list[str | int] = field(default_factory=list)
-    chunks: list[bytes] = field(default_factory=list)
-    nbytes: int = 0
+    buf: bytearray = field(default_factory=bytearray)
     #: False once the checkout let go of these samples (staged, or dropped
     #: with a failed batch): nothing may be added to them then
     live: bool = True
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held."""
+        return len(self.buf)
 
     def names(self) -> Sequence[str]:
         """The encoded keys, in order: one array (:class:`.KeyNames`) when they
@@ -70,13 +77,11 @@ class HeldRows:
         return [e if type(e) is str else f"i:{e}" for e in encs]
 
     def stacked(self) -> np.ndarray:
-        """The held samples as one ``(n, *shape)`` array (not to be written to)."""
-        n = len(self.chunks)
-        # joined into a bytes object: memory numpy allocates itself is advised
-        # for transparent huge pages, whose first faults in a fresh process
-        # can cost a kernel compaction pass (0.3 s for MNIST's 47 MB, measured)
-        buf = b"".join(self.chunks)
-        return np.frombuffer(buf, self.dtype).reshape(n, *self.shape)
+        """The held samples as one read-only ``(n, *shape)`` array: a view of
+        :attr:`buf`, which can grow no more (held samples are staged once)."""
+        rows = np.frombuffer(self.buf, self.dtype).reshape(len(self.encs), *self.shape)
+        rows.flags.writeable = False
+        return rows
 
 
 def stage_held(co: WriterCheckout, held: dict[str, HeldRows]) -> None:
@@ -86,13 +91,16 @@ def stage_held(co: WriterCheckout, held: dict[str, HeldRows]) -> None:
     for aset, h in held.items():
         rows = h.stacked()
         kind = kind_of(rows[0])
-        digests = row_digests(kind, h.chunks)  # the rows as held: no slices of a copy
+        digests = stacked_digests(rows)
         encs = h.names()
         if len(encs) >= STACK_MIN:
             co.stage_stacked(aset, encs, rows, digests)
             continue
-        for enc, d, data in zip(encs, digests, h.chunks, strict=True):
-            co.stage_sample(aset, enc, Payload(d, kind, data))  # type: ignore[arg-type]
+        size = rows.nbytes // len(encs)
+        data = rows.reshape(-1).data.cast("B")
+        for i, (enc, d) in enumerate(zip(encs, digests, strict=True)):
+            p = Payload(d, kind, data[i * size : (i + 1) * size])
+            co.stage_sample(aset, enc, p)
 
 
 class Holding:
@@ -164,9 +172,8 @@ class Holding:
         if held is None:
             held = self._held[aset] = HeldRows(dtype, shape)
         held.encs.append(enc)
-        held.chunks.append(data)
-        held.nbytes += len(data)
-        if held.nbytes >= HOLD_BYTES or not self._batch:
+        held.buf += data
+        if len(held.buf) >= HOLD_BYTES or not self._batch:
             self._settle()
 
     def holding(self, aset: str) -> HeldRows | None:

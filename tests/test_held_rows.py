@@ -202,3 +202,20 @@ def test_a_block_flushes_the_store_at_its_end_not_per_sample(repo, monkeypatch, 
     assert aset[n - 1].tolist() == [-(n - 1)] * 4
     co.commit("changed")
     co.close()
+
+
+def test_held_samples_stack_as_a_read_only_view_of_the_bytes_held():
+    """The held bytes are staged where they lie (no joined copy of them), and
+    can neither be written through the stacked rows nor grow once stacked."""
+    rows = np.arange(6 * 5, dtype=np.int16).reshape(6, 5)
+    held = held_rows.HeldRows(rows.dtype, (5,))
+    for i, r in enumerate(rows):
+        held.encs.append(i)
+        held.buf += r.tobytes()
+    assert held.nbytes == rows.nbytes
+    got = held.stacked()
+    assert np.array_equal(got, rows)
+    assert np.shares_memory(got, np.frombuffer(held.buf, np.uint8))
+    assert not got.flags.writeable
+    with pytest.raises(BufferError):
+        held.buf += rows[0].tobytes()

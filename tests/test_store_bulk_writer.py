@@ -4,7 +4,9 @@ and :func:`.uncommitted.digest_order`, which both rest on."""
 
 from __future__ import annotations
 
+import errno
 import itertools
+import os
 import sqlite3
 
 import numpy as np
@@ -200,3 +202,34 @@ def test_add_stacked_moves_to_a_new_pack_at_the_limit(store, monkeypatch):
     finally:
         r.close()
     assert all(g.tobytes() == row.tobytes() for g, row in zip(got, rows, strict=True))
+
+
+@pytest.mark.parametrize("fails", ["write", "fsync"])
+def test_a_failed_bulk_add_leaves_no_view_of_the_callers_rows_queued(store, monkeypatch, fails):
+    """Rows that do not compress are written from the caller's own buffer. When
+    the add fails (a full disk) its blocks stay queued for a later flush: as
+    copies, so a caller refilling its buffer afterwards changes nothing stored."""
+    rows = np.random.default_rng(6).integers(0, 256, (400, 784), dtype=np.uint8)
+    rows[300:] //= 64  # blocks that compress too
+    want = rows.copy()
+    digests = stacked_digests(rows)
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    w = store.writer()
+    try:
+        monkeypatch.setattr(os, fails, full)
+        with pytest.raises(OSError):
+            w.add_stacked(kind_of(rows[0]), digests, rows)
+        monkeypatch.undo()
+        rows[:] = 7  # the caller's buffer, reused
+        w.flush()  # space is back: the queued blocks are written now
+    finally:
+        w.close()
+    r = store.reader()
+    try:
+        got = [r.get(d) for d in digests]
+    finally:
+        r.close()
+    assert all(g.tobytes() == x.tobytes() for g, x in zip(got, want, strict=True))

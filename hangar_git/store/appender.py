@@ -182,6 +182,13 @@ class PackAppender:
             self._synced_size = self._size
         self.sync()
 
+    def own_queued(self) -> None:
+        """Replace the queued (and written, not yet synced) blocks that are
+        views of someone else's memory by copies: a later write or rewrite
+        then writes the bytes they held now, whatever becomes of that memory."""
+        self._out[:] = [b if type(b) is bytes else bytes(b) for b in self._out]
+        self._written[:] = [b if type(b) is bytes else bytes(b) for b in self._written]
+
     def forget(self) -> None:
         """Drop every queued and unsynced block and manifest record; later
         blocks go after the pack's real end."""

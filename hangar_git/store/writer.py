@@ -26,7 +26,7 @@ from . import appender, chunked
 from .appender import PackAppender
 from .block_format import BLOCK_TARGET, HEADER_SIZE, CheckedBlock
 from .chunked import LargeFiles
-from .codec import encode_block, encode_blocks
+from .codec import encode_block, encode_parts
 from .digest import DIGEST_SIZE, Payload
 from .durable import rollback
 from .gather import STREAM_WINDOW
@@ -212,16 +212,22 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
         if len(joined) != DIGEST_SIZE * n:
             raise ValueError(f"digests of {DIGEST_SIZE} bytes expected")
         idx, order = self._fresh_rows(digests, joined)
-        if idx is None or idx:
-            flat = np.ascontiguousarray(rows).reshape(n, -1).view(np.uint8)
-            new = digests
-            if idx is not None:
-                flat = flat[np.asarray(idx, np.intp)]
-                new = [digests[i] for i in idx]
-                joined = b"".join(new)
-            typesize = self._dtype_of(kind)[1]
-            self._write_rows(self._kind_id(kind), new, joined, flat, typesize, order)
-        self.flush()
+        try:
+            if idx is None or idx:
+                flat = np.ascontiguousarray(rows).reshape(n, -1).view(np.uint8)
+                new = digests
+                if idx is not None:
+                    flat = flat[np.asarray(idx, np.intp)]
+                    new = [digests[i] for i in idx]
+                    joined = b"".join(new)
+                typesize = self._dtype_of(kind)[1]
+                self._write_rows(self._kind_id(kind), new, joined, flat, typesize, order)
+            self.flush()
+        except BaseException:
+            # blocks still queued are written by a later flush: from copies, not
+            # from rows the caller may refill once this call has failed
+            self._app.own_queued()
+            raise
 
     def add_blocks(self, blocks: Sequence[CheckedBlock]) -> None:
         """Append blocks checked elsewhere (a fetch) as they are, index their
@@ -342,18 +348,18 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
         per = max(1, -(-BLOCK_TARGET // size))  # rows per block: as many as add() gathers
         raw = np.ascontiguousarray(flat).reshape(-1).data.cast("B")
         bids = np.empty(n, np.uint32)
-        # encoded into buffers of the writer's own (the caller may refill its rows)
+        # rows that do not compress are written from where they are (see add_stacked)
         window = per * max(1, STREAM_WINDOW // (per * size))  # rows a window
         w0 = 0
         while w0 < n:
             self._app.make_room(self._kind_ids)  # a pack passes PACK_LIMIT by a block at most
             room = (appender.PACK_LIMIT - self._app.end) // (per * size + HEADER_SIZE) * per
             w1 = min(n, w0 + max(per, min(window, room)))
-            part, ends = encode_blocks(raw[w0 * size : w1 * size], size * per, typesize)
+            parts, lengths = encode_parts(raw[w0 * size : w1 * size], size * per, typesize)
             pack = self._app.pack
-            base = at = self._app.queue_parts((part.data,))
-            for end, start in zip(ends, range(w0, w1, per), strict=True):
-                bid, blen, stop = self._next_block, base + end - at, min(w1, start + per)
+            at = self._app.queue_parts(parts)
+            for blen, start in zip(lengths, range(w0, w1, per), strict=True):
+                bid, stop = self._next_block, min(w1, start + per)
                 self._next_block += 1
                 self._new.add_block(bid, pack, at, blen)
                 self._app.manifest.add_rows(at, blen, kid, size, joined, slice(start, stop))
