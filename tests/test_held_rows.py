@@ -219,3 +219,20 @@ def test_held_samples_stack_as_a_read_only_view_of_the_bytes_held():
     assert not got.flags.writeable
     with pytest.raises(BufferError):
         held.buf += rows[0].tobytes()
+
+
+def test_a_block_setting_several_arraysets_holds_each_ones_first_sample_too(repo):
+    """The first set of an arrayset looks its schema up without staging what
+    the block holds for the others: every sample goes to the bulk path."""
+    co = repo.checkout(write=True)
+    a = co.arraysets.init_arrayset("a", shape=(4,), dtype=np.float32)
+    b = co.arraysets.init_arrayset("b", shape=(1,), dtype=np.int64)
+    with a, b:
+        for i in range(N):
+            a[i] = np.full(4, i, np.float32)
+            b[i] = np.array([i])
+            if i == 0:
+                assert co.holding("a").nbytes == 16 and co.holding("b").nbytes == 8
+        assert len(co.holding("a").encs) == N and len(co.holding("b").encs) == N
+    assert [int(x[0]) for x in b.get_batch(range(N))] == list(range(N))
+    co.close()

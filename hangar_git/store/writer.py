@@ -216,7 +216,7 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
             if idx is None or idx:
                 flat = np.ascontiguousarray(rows).reshape(n, -1).view(np.uint8)
                 new = digests
-                if idx is not None:
+                if idx is not None and len(idx) < n:  # (all of them: no copy)
                     flat = flat[np.asarray(idx, np.intp)]
                     new = [digests[i] for i in idx]
                     joined = b"".join(new)
