@@ -5,8 +5,9 @@ Python; digesting, packing and logging each sample on its own costs twice
 that again. So the small samples of a fixed-shape arrayset set inside a
 block are only checked and copied when they are set, and held here (at
 most :data:`HOLD_BYTES` at a time); they are staged together, through the
-bulk path (one digest pass over the held bytes, blocks cut from one
-buffer, one ``B`` journal line), when the block ends or as soon as
+bulk path (one digest pass over the held bytes, blocks written from
+where those lie, one flush of the store for all arraysets, ``B`` journal
+lines), when the block ends or as soon as
 anything reads or changes the staging area (see
 :class:`hangar_git.checkout.WriterCheckout`). Digests, payloads and records
 are those the per-sample path makes. What is held is not acknowledged: as
@@ -26,9 +27,9 @@ from .store import Payload
 from .store.digest import kind_of, stacked_digests
 
 if TYPE_CHECKING:
-    from .checkout import WriterCheckout
     from .records.staging import Journal
     from .records.view import StagedView
+    from .store.writer import PackWriter
 
 #: raw bytes held per arrayset before they are staged (bounds the memory a
 #: long block holds; each staging flushes the store once, so not much less:
@@ -84,31 +85,13 @@ class HeldRows:
         return rows
 
 
-def stage_held(co: WriterCheckout, held: dict[str, HeldRows]) -> None:
-    """Stage the samples of ``held`` (taken from ``co``): many through the bulk
-    path (:meth:`~hangar_git.checkout.WriterCheckout.stage_stacked`), fewer than
-    :data:`STACK_MIN` one by one (which does not flush the store inside a batch)."""
-    for aset, h in held.items():
-        rows = h.stacked()
-        kind = kind_of(rows[0])
-        digests = stacked_digests(rows)
-        encs = h.names()
-        if len(encs) >= STACK_MIN:
-            co.stage_stacked(aset, encs, rows, digests)
-            continue
-        size = rows.nbytes // len(encs)
-        data = rows.reshape(-1).data.cast("B")
-        for i, (enc, d) in enumerate(zip(encs, digests, strict=True)):
-            p = Payload(d, kind, data[i * size : (i + 1) * size])
-            co.stage_sample(aset, enc, p)
-
-
 class Holding:
     """What :class:`~hangar_git.checkout.WriterCheckout` does with held samples:
     holds them, and stages them before its records are read (:attr:`view`)."""
 
     _held: dict[str, HeldRows]
     _lost: BaseException | None  # why held samples could not be staged
+    _writer: PackWriter
     _view: StagedView
     _batch: int
     _journal: Journal
@@ -197,7 +180,7 @@ class Holding:
         return held
 
     def settle_held(self) -> None:
-        """Stage the samples held now (see :func:`stage_held`)."""
+        """Stage the samples held now (see :meth:`_stage_held`)."""
         self._settle()
 
     def settle_before_batch_ends(self, exc: BaseException | None) -> None:
@@ -223,10 +206,36 @@ class Holding:
         if self._held:
             held = self._drop_held()
             try:
-                stage_held(self, held)  # type: ignore[arg-type]
+                self._stage_held(held)
             except BaseException as exc:
                 self._lost = exc
                 raise
 
+    def _stage_held(self, held: dict[str, HeldRows]) -> None:
+        """Stage the samples of ``held``: many through the bulk path, written
+        for every arrayset, then flushed once (one sync, one index commit)
+        before their records are logged; fewer than :data:`STACK_MIN` one by
+        one (which does not flush the store inside a batch)."""
+        logged: list[tuple[str, Sequence[str], list[bytes]]] = []
+        for aset, h in held.items():
+            rows = h.stacked()
+            kind = kind_of(rows[0])
+            digests = stacked_digests(rows)
+            encs = h.names()
+            if len(encs) >= STACK_MIN:
+                # the held bytes never change: written from where they lie
+                self._writer.add_stacked(kind, digests, rows, flush=False)
+                logged.append((aset, encs, digests))
+                continue
+            size = rows.nbytes // len(encs)
+            data = rows.reshape(-1).data.cast("B")
+            for i, (enc, d) in enumerate(zip(encs, digests, strict=True)):
+                p = Payload(d, kind, data[i * size : (i + 1) * size])
+                self.stage_sample(aset, enc, p)  # type: ignore[attr-defined]
+        if logged:
+            self._writer.flush()  # the payloads are stored before any record names them
+            for aset, encs, digests in logged:
+                self._journal.record_samples(aset, encs, digests)
 
-__all__ = ["HOLD_BYTES", "STACK_MIN", "HeldRows", "Holding", "stage_held"]
+
+__all__ = ["HOLD_BYTES", "STACK_MIN", "HeldRows", "Holding"]

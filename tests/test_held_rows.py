@@ -236,3 +236,32 @@ def test_a_block_setting_several_arraysets_holds_each_ones_first_sample_too(repo
         assert len(co.holding("a").encs) == N and len(co.holding("b").encs) == N
     assert [int(x[0]) for x in b.get_batch(range(N))] == list(range(N))
     co.close()
+
+
+def test_a_block_commits_the_payloads_of_all_its_arraysets_at_once(repo, monkeypatch):
+    """The held samples of every arrayset are written, then synced and indexed
+    together: one index commit for the block, not one per arrayset."""
+    from hangar_git.store.packs import PackStore
+
+    co = repo.checkout(write=True)
+    a = co.arraysets.init_arrayset("a", shape=(4,), dtype=np.float32)
+    b = co.arraysets.init_arrayset("b", shape=(1,), dtype=np.int64)
+    commits = []
+    real = PackStore.commit_segments
+
+    def counted(self, *args, **kwargs):
+        commits.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(PackStore, "commit_segments", counted)
+    with a, b:
+        for i in range(N):
+            a[i] = np.full(4, i, np.float32)
+            b[i] = np.array([-i])
+    assert len(commits) == 1
+    monkeypatch.undo()
+    co.close()
+    co = _reopen(repo)
+    assert [int(x[0]) for x in co.arraysets["a"].get_batch(range(N))] == list(range(N))
+    assert [int(x[0]) for x in co.arraysets["b"].get_batch(range(N))] == [-i for i in range(N)]
+    co.close()

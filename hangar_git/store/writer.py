@@ -177,15 +177,18 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
         else:
             self._pending_bytes[dt] = total
 
-    def add_stacked(self, kind: str, digests: Sequence[bytes], rows: np.ndarray) -> None:
+    def add_stacked(
+        self, kind: str, digests: Sequence[bytes], rows: np.ndarray, *, flush: bool = True
+    ) -> None:
         """Store each row of ``rows`` (all of kind ``kind``) under its digest, and flush.
 
         The bulk form of :meth:`add` for many small payloads of one kind:
         duplicates and payloads already stored are skipped in vectorised
         passes, the new rows are cut into blocks of :data:`BLOCK_TARGET`
-        bytes straight from the stacked buffer (no per-payload objects), and
-        their index entries are committed with everything else pending (the
-        point from which they survive a killed process).
+        bytes straight from the stacked buffer (no per-payload objects;
+        blocks that do not compress are written from it), and their index
+        entries are committed with everything else pending (the point from
+        which they survive a killed process).
 
         Parameters
         ----------
@@ -195,6 +198,9 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
             ``digests[i]`` is the digest of ``rows[i]``.
         rows : numpy.ndarray
             The stacked payloads, ``len(rows) == len(digests)``.
+        flush : bool, optional
+            False: queued, indexed by the next :meth:`flush`; ``rows`` must
+            not change until then (blocks are written from them).
         """
         n = len(digests)
         if n != len(rows):
@@ -206,7 +212,8 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
             view = np.ascontiguousarray(rows).reshape(-1).data.cast("B")
             for i, d in enumerate(digests):
                 self.add(tuple.__new__(Payload, (d, kind, view[i * size : (i + 1) * size])))  # type: ignore[arg-type]
-            self.flush()
+            if flush:
+                self.flush()
             return
         joined = b"".join(digests)
         if len(joined) != DIGEST_SIZE * n:
@@ -222,7 +229,8 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
                     joined = b"".join(new)
                 typesize = self._dtype_of(kind)[1]
                 self._write_rows(self._kind_id(kind), new, joined, flat, typesize, order)
-            self.flush()
+            if flush:
+                self.flush()
         except BaseException:
             # blocks still queued are written by a later flush: from copies, not
             # from rows the caller may refill once this call has failed
