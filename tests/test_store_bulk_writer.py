@@ -233,3 +233,37 @@ def test_a_failed_bulk_add_leaves_no_view_of_the_callers_rows_queued(store, monk
     finally:
         r.close()
     assert all(g.tobytes() == x.tobytes() for g, x in zip(got, want, strict=True))
+
+
+@pytest.mark.parametrize("compressible", [False, True])
+def test_windows_start_their_writeback_and_sync_only_encoded_bytes(
+    store, monkeypatch, compressible
+):
+    """Each window written has the disk start on it (the range it wrote); a
+    window is synced before the next only when the writer holds a window's
+    worth of encoded bytes: rows written from where they lie are synced once,
+    by the flush."""
+    from hangar_git.store import appender
+
+    monkeypatch.setattr(writer_mod, "STREAM_WINDOW", 200_000)
+    ranges, syncs = [], []
+    monkeypatch.setattr(appender, "start_writeback", lambda fd, off, n: ranges.append((off, n)))
+    real_sync = appender.PackAppender.sync
+    monkeypatch.setattr(
+        appender.PackAppender, "sync", lambda self: (syncs.append(1), real_sync(self))[1]
+    )
+    rows = np.random.default_rng(7).integers(0, 256, (1500, 784), dtype=np.uint8)
+    if compressible:
+        rows //= 64
+    w = store.writer()
+    try:
+        w.add_stacked(kind_of(rows[0]), stacked_digests(rows), rows)
+    finally:
+        w.close()
+    (pack,) = store.pack_numbers()
+    size = store.pack_path(pack).stat().st_size
+    assert len(ranges) >= 3
+    assert [off for off, _ in ranges] == list(np.cumsum([0] + [n for _, n in ranges[:-1]]))
+    assert sum(n for _, n in ranges) == size
+    window_syncs = len(syncs) - 2  # the flush's, and close's (nothing left by then)
+    assert (window_syncs > 0) if compressible else (window_syncs == 0), (window_syncs, size)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from . import durable
-from .durable import FILE_MODE, fsync_fd, truncate_to, write_all
+from .durable import FILE_MODE, fsync_fd, start_writeback, truncate_to, write_all
 from .manifest import ManifestWriter
 
 if TYPE_CHECKING:
@@ -143,6 +143,7 @@ class PackAppender:
             if truncate_to(self._fd, self._size) != self._size:
                 self._on_lost()
             raise
+        start_writeback(self._fd, self._size, self._out_bytes)  # while the caller goes on
         self._size += self._out_bytes
         self._written += self._out
         self._out.clear()

@@ -358,7 +358,7 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
         bids = np.empty(n, np.uint32)
         # rows that do not compress are written from where they are (see add_stacked)
         window = per * max(1, STREAM_WINDOW // (per * size))  # rows a window
-        w0 = 0
+        w0 = owned = 0  # owned: bytes of the writer's own buffers written, not yet synced
         while w0 < n:
             self._app.make_room(self._kind_ids)  # a pack passes PACK_LIMIT by a block at most
             room = (appender.PACK_LIMIT - self._app.end) // (per * size + HEADER_SIZE) * per
@@ -373,9 +373,12 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
                 self._app.manifest.add_rows(at, blen, kid, size, joined, slice(start, stop))
                 bids[start:stop] = bid
                 at += blen
+                owned += HEADER_SIZE if blen == HEADER_SIZE + (stop - start) * size else blen
             if self._app.queued_bytes >= STREAM_WINDOW:
-                self._app.write_out()
-                self._app.sync()  # bounds what a failed sync must write again
+                self._app.write_out()  # the disk starts on it while the next window is encoded
+                if owned >= STREAM_WINDOW:  # bounds the encoded bytes held until a sync
+                    self._app.sync()
+                    owned = 0
             w0 = w1
         e = np.empty(n, ENTRY)
         q = np.frombuffer(joined, QUERY)
