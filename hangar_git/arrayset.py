@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from .checkout import WriterCheckout
     from .held_rows import HeldRows
 
+_NDARRAY = np.ndarray  # (one global look-up in __setitem__, not two)
+
 
 class ArraysetDataWriter(ArraysetDataReader):
     """Read and write access to the samples of one arrayset.
@@ -149,13 +151,15 @@ class ArraysetDataWriter(ArraysetDataReader):
         # to it stages them first): the checks of add() that remain, inlined
         if (
             held is not None
+            and type(value) is _NDARRAY
             and held.live  # still the checkout's (else: staged, or dropped)
-            and type(value) is np.ndarray
             and (value.dtype is held.dtype or value.dtype == held.dtype)
             and value.shape == held.shape
             and value.flags.c_contiguous
         ):
-            if type(key) is int and 0 <= key < INT_KEY_BOUND:
+            if type(key) is int:
+                if not 0 <= key < INT_KEY_BOUND:
+                    return self.add(value, key)
                 held.encs.append(key)  # encoded with the others (HeldRows.names)
             elif type(key) is str:
                 held.encs.append(encode_key(key))  # Holding.hold_sample, inlined
