@@ -96,7 +96,8 @@ def stacked_digests(stacked: np.ndarray) -> list[bytes]:
     than a view, and the copy stays in the processor's cache) and hashed with
     no Python code per row (:func:`_map_digests`); larger ones through views
     of the array's buffer (no copy); rows of 64 KiB or more on every core
-    (blake2b releases the GIL for them).
+    (blake2b releases the GIL for them). Rows of 8 bytes or fewer that
+    repeat (labels: a few values over and over) are hashed once per value.
 
     Parameters
     ----------
