@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .arrayset_reader import ArraysetDataReader
-from .errors import MissingPayloadError
+from .errors import ClosedError, MissingPayloadError
 from .held_rows import HOLD_BYTES
 from .naming import INT_KEY_BOUND, Key, decode_key, encode_key
 from .records.keynames import int_key_names
@@ -27,6 +27,8 @@ from .store.packs import BLOCK_TARGET
 if TYPE_CHECKING:
     from .checkout import WriterCheckout
     from .held_rows import HeldRows
+
+_NDARRAY = np.ndarray  # (one global look-up in __setitem__, not two)
 
 
 class ArraysetDataWriter(ArraysetDataReader):
@@ -47,19 +49,21 @@ class ArraysetDataWriter(ArraysetDataReader):
 
     @property
     def _schema(self) -> ArraysetSchema:
-        # the reader's look-up reads ``co.view``, which stages the samples a
-        # ``with`` block holds: remembered here against the view without it
+        # looked up in the staged view as it is: the samples a ``with`` block
+        # holds change no schema, so they are not staged for it (the reader's
+        # look-up reads ``co.view``, which stages them: a block setting two
+        # arraysets would stage the first one's first sample on its own)
         co = self._co
+        view = co.staged_view
+        st = co.staged_state(self._name)
         memo = self._wmemo
-        if (
-            memo is not None
-            and memo[0] is co.staged_view
-            and memo[1] is co.staged_state(self._name)
-            and not co.closed
-        ):
+        if memo is not None and memo[0] is view and memo[1] is st and not co.closed:
             return memo[2]
-        schema = super()._schema
-        self._wmemo = (co.staged_view, co.staged_state(self._name), schema)
+        co.check_open()
+        if not view.has_aset(self._name):
+            raise ClosedError(f"arrayset {self._name!r} was removed from this checkout")
+        schema = view.schema(self._name)
+        self._wmemo = (view, st, schema)
         return schema
 
     @property
@@ -147,21 +151,23 @@ class ArraysetDataWriter(ArraysetDataReader):
         # to it stages them first): the checks of add() that remain, inlined
         if (
             held is not None
+            and type(value) is _NDARRAY
             and held.live  # still the checkout's (else: staged, or dropped)
-            and type(value) is np.ndarray
             and (value.dtype is held.dtype or value.dtype == held.dtype)
             and value.shape == held.shape
             and value.flags.c_contiguous
         ):
-            if type(key) is int and 0 <= key < INT_KEY_BOUND:
+            if type(key) is int:
+                if not 0 <= key < INT_KEY_BOUND:
+                    return self.add(value, key)
                 held.encs.append(key)  # encoded with the others (HeldRows.names)
             elif type(key) is str:
                 held.encs.append(encode_key(key))  # Holding.hold_sample, inlined
             else:
                 return self.add(value, key)
-            held.chunks.append(value.tobytes())
-            held.nbytes += value.nbytes
-            if held.nbytes >= HOLD_BYTES:
+            buf = held.buf
+            buf += value.tobytes()  # grows in place (HeldRows.buf)
+            if len(buf) >= HOLD_BYTES:
                 self._co.settle_held()
             return key
         return self.add(value, key)

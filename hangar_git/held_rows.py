@@ -5,8 +5,9 @@ Python; digesting, packing and logging each sample on its own costs twice
 that again. So the small samples of a fixed-shape arrayset set inside a
 block are only checked and copied when they are set, and held here (at
 most :data:`HOLD_BYTES` at a time); they are staged together, through the
-bulk path (one digest pass over the held bytes, blocks cut from one
-buffer, one ``B`` journal line), when the block ends or as soon as
+bulk path (one digest pass over the held bytes, blocks written from
+where those lie, one flush of the store for all arraysets, ``B`` journal
+lines), when the block ends or as soon as
 anything reads or changes the staging area (see
 :class:`hangar_git.checkout.WriterCheckout`). Digests, payloads and records
 are those the per-sample path makes. What is held is not acknowledged: as
@@ -23,12 +24,12 @@ import numpy as np
 
 from .records.keynames import int_key_names
 from .store import Payload
-from .store.digest import kind_of, row_digests
+from .store.digest import kind_of, stacked_digests
 
 if TYPE_CHECKING:
-    from .checkout import WriterCheckout
     from .records.staging import Journal
     from .records.view import StagedView
+    from .store.writer import PackWriter
 
 #: raw bytes held per arrayset before they are staged (bounds the memory a
 #: long block holds; each staging flushes the store once, so not much less:
@@ -46,16 +47,23 @@ class HeldRows:
     ``encs`` holds each key encoded, or a non-negative int key (below
     :data:`~hangar_git.naming.INT_KEY_BOUND`) as it is: :meth:`names`
     encodes those with the others, in vectorised passes when all are ints.
+    ``buf`` holds the samples' bytes one after the other: appended to as
+    they are set (a ``bytearray`` grows in place, with no copy of what it
+    holds), and staged as they lie there (:meth:`stacked`), with no join.
     """
 
     dtype: np.dtype
     shape: tuple[int, ...]
     encs: list[str | int] = field(default_factory=list)
-    chunks: list[bytes] = field(default_factory=list)
-    nbytes: int = 0
+    buf: bytearray = field(default_factory=bytearray)
     #: False once the checkout let go of these samples (staged, or dropped
     #: with a failed batch): nothing may be added to them then
     live: bool = True
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held."""
+        return len(self.buf)
 
     def names(self) -> Sequence[str]:
         """The encoded keys, in order: one array (:class:`.KeyNames`) when they
@@ -70,29 +78,11 @@ class HeldRows:
         return [e if type(e) is str else f"i:{e}" for e in encs]
 
     def stacked(self) -> np.ndarray:
-        """The held samples as one ``(n, *shape)`` array (not to be written to)."""
-        n = len(self.chunks)
-        # joined into a bytes object: memory numpy allocates itself is advised
-        # for transparent huge pages, whose first faults in a fresh process
-        # can cost a kernel compaction pass (0.3 s for MNIST's 47 MB, measured)
-        buf = b"".join(self.chunks)
-        return np.frombuffer(buf, self.dtype).reshape(n, *self.shape)
-
-
-def stage_held(co: WriterCheckout, held: dict[str, HeldRows]) -> None:
-    """Stage the samples of ``held`` (taken from ``co``): many through the bulk
-    path (:meth:`~hangar_git.checkout.WriterCheckout.stage_stacked`), fewer than
-    :data:`STACK_MIN` one by one (which does not flush the store inside a batch)."""
-    for aset, h in held.items():
-        rows = h.stacked()
-        kind = kind_of(rows[0])
-        digests = row_digests(kind, h.chunks)  # the rows as held: no slices of a copy
-        encs = h.names()
-        if len(encs) >= STACK_MIN:
-            co.stage_stacked(aset, encs, rows, digests)
-            continue
-        for enc, d, data in zip(encs, digests, h.chunks, strict=True):
-            co.stage_sample(aset, enc, Payload(d, kind, data))  # type: ignore[arg-type]
+        """The held samples as one read-only ``(n, *shape)`` array: a view of
+        :attr:`buf`, which can grow no more (held samples are staged once)."""
+        rows = np.frombuffer(self.buf, self.dtype).reshape(len(self.encs), *self.shape)
+        rows.flags.writeable = False
+        return rows
 
 
 class Holding:
@@ -101,6 +91,7 @@ class Holding:
 
     _held: dict[str, HeldRows]
     _lost: BaseException | None  # why held samples could not be staged
+    _writer: PackWriter
     _view: StagedView
     _batch: int
     _journal: Journal
@@ -164,9 +155,8 @@ class Holding:
         if held is None:
             held = self._held[aset] = HeldRows(dtype, shape)
         held.encs.append(enc)
-        held.chunks.append(data)
-        held.nbytes += len(data)
-        if held.nbytes >= HOLD_BYTES or not self._batch:
+        held.buf += data
+        if len(held.buf) >= HOLD_BYTES or not self._batch:
             self._settle()
 
     def holding(self, aset: str) -> HeldRows | None:
@@ -190,7 +180,7 @@ class Holding:
         return held
 
     def settle_held(self) -> None:
-        """Stage the samples held now (see :func:`stage_held`)."""
+        """Stage the samples held now (see :meth:`_stage_held`)."""
         self._settle()
 
     def settle_before_batch_ends(self, exc: BaseException | None) -> None:
@@ -216,10 +206,36 @@ class Holding:
         if self._held:
             held = self._drop_held()
             try:
-                stage_held(self, held)  # type: ignore[arg-type]
+                self._stage_held(held)
             except BaseException as exc:
                 self._lost = exc
                 raise
 
+    def _stage_held(self, held: dict[str, HeldRows]) -> None:
+        """Stage the samples of ``held``: many through the bulk path, written
+        for every arrayset, then flushed once (one sync, one index commit)
+        before their records are logged; fewer than :data:`STACK_MIN` one by
+        one (which does not flush the store inside a batch)."""
+        logged: list[tuple[str, Sequence[str], list[bytes]]] = []
+        for aset, h in held.items():
+            rows = h.stacked()
+            kind = kind_of(rows[0])
+            digests = stacked_digests(rows)
+            encs = h.names()
+            if len(encs) >= STACK_MIN:
+                # the held bytes never change: written from where they lie
+                self._writer.add_stacked(kind, digests, rows, flush=False)
+                logged.append((aset, encs, digests))
+                continue
+            size = rows.nbytes // len(encs)
+            data = rows.reshape(-1).data.cast("B")
+            for i, (enc, d) in enumerate(zip(encs, digests, strict=True)):
+                p = Payload(d, kind, data[i * size : (i + 1) * size])
+                self.stage_sample(aset, enc, p)  # type: ignore[attr-defined]
+        if logged:
+            self._writer.flush()  # the payloads are stored before any record names them
+            for aset, encs, digests in logged:
+                self._journal.record_samples(aset, encs, digests)
 
-__all__ = ["HOLD_BYTES", "STACK_MIN", "HeldRows", "Holding", "stage_held"]
+
+__all__ = ["HOLD_BYTES", "STACK_MIN", "HeldRows", "Holding"]

@@ -93,3 +93,26 @@ def test_stacked_digests_equal_digest_bytes_of_each_row(size, n, dtype, seed, sp
             mp.setattr(digest_mod, "_COPY_SPAN", spans)
         assert stacked_digests(rows) == want
     assert row_digests(kind, [rows[i].tobytes() for i in range(n)]) == want
+
+
+#: rows of 8 bytes or fewer (those looked at for repeats), and one of 9
+_SMALL_ROWS = [
+    *[(dt, shape) for dt in ("|u1", "<i2", "|b1", "<f2") for shape in [(), (1,), (3,)]],
+    *[(dt, shape) for dt in (">i4", "<i8", ">f8") for shape in [(), (1,)]],
+    (">i4", (2,)),
+    ("|u1", (9,)),
+]
+
+
+@pytest.mark.parametrize(("dtype", "shape"), _SMALL_ROWS)
+@pytest.mark.parametrize("values", [3, 700, None])  # few distinct rows, half, all
+def test_stacked_digests_of_small_repeating_rows_are_each_rows_digest(dtype, shape, values):
+    """Small rows that repeat (labels) are hashed once per distinct value: each
+    row still gets its own row's digest, in order."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    pool = _rows(dtype, shape, values or n, 9)
+    rows = pool[rng.integers(0, len(pool), n)] if values else pool
+    rows = np.ascontiguousarray(rows)
+    want = [_definition(rows[i : i + 1].reshape(shape)) for i in range(n)]  # (0-d: as stored)
+    assert stacked_digests(rows) == want

@@ -202,3 +202,66 @@ def test_a_block_flushes_the_store_at_its_end_not_per_sample(repo, monkeypatch, 
     assert aset[n - 1].tolist() == [-(n - 1)] * 4
     co.commit("changed")
     co.close()
+
+
+def test_held_samples_stack_as_a_read_only_view_of_the_bytes_held():
+    """The held bytes are staged where they lie (no joined copy of them), and
+    can neither be written through the stacked rows nor grow once stacked."""
+    rows = np.arange(6 * 5, dtype=np.int16).reshape(6, 5)
+    held = held_rows.HeldRows(rows.dtype, (5,))
+    for i, r in enumerate(rows):
+        held.encs.append(i)
+        held.buf += r.tobytes()
+    assert held.nbytes == rows.nbytes
+    got = held.stacked()
+    assert np.array_equal(got, rows)
+    assert np.shares_memory(got, np.frombuffer(held.buf, np.uint8))
+    assert not got.flags.writeable
+    with pytest.raises(BufferError):
+        held.buf += rows[0].tobytes()
+
+
+def test_a_block_setting_several_arraysets_holds_each_ones_first_sample_too(repo):
+    """The first set of an arrayset looks its schema up without staging what
+    the block holds for the others: every sample goes to the bulk path."""
+    co = repo.checkout(write=True)
+    a = co.arraysets.init_arrayset("a", shape=(4,), dtype=np.float32)
+    b = co.arraysets.init_arrayset("b", shape=(1,), dtype=np.int64)
+    with a, b:
+        for i in range(N):
+            a[i] = np.full(4, i, np.float32)
+            b[i] = np.array([i])
+            if i == 0:
+                assert co.holding("a").nbytes == 16 and co.holding("b").nbytes == 8
+        assert len(co.holding("a").encs) == N and len(co.holding("b").encs) == N
+    assert [int(x[0]) for x in b.get_batch(range(N))] == list(range(N))
+    co.close()
+
+
+def test_a_block_commits_the_payloads_of_all_its_arraysets_at_once(repo, monkeypatch):
+    """The held samples of every arrayset are written, then synced and indexed
+    together: one index commit for the block, not one per arrayset."""
+    from hangar_git.store.packs import PackStore
+
+    co = repo.checkout(write=True)
+    a = co.arraysets.init_arrayset("a", shape=(4,), dtype=np.float32)
+    b = co.arraysets.init_arrayset("b", shape=(1,), dtype=np.int64)
+    commits = []
+    real = PackStore.commit_segments
+
+    def counted(self, *args, **kwargs):
+        commits.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(PackStore, "commit_segments", counted)
+    with a, b:
+        for i in range(N):
+            a[i] = np.full(4, i, np.float32)
+            b[i] = np.array([-i])
+    assert len(commits) == 1
+    monkeypatch.undo()
+    co.close()
+    co = _reopen(repo)
+    assert [int(x[0]) for x in co.arraysets["a"].get_batch(range(N))] == list(range(N))
+    assert [int(x[0]) for x in co.arraysets["b"].get_batch(range(N))] == [-i for i in range(N)]
+    co.close()

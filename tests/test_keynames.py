@@ -237,8 +237,7 @@ def test_held_rows_stack_to_the_rows_held():
     held = HeldRows(rows.dtype, (3, 5))
     for i, r in enumerate(rows):
         held.encs.append(i)
-        held.chunks.append(r.tobytes())
-        held.nbytes += r.nbytes
+        held.buf += r.tobytes()
     got = held.stacked()
     assert got.dtype == rows.dtype and got.shape == rows.shape
     assert got.tobytes() == rows.tobytes()

@@ -4,7 +4,9 @@ and :func:`.uncommitted.digest_order`, which both rest on."""
 
 from __future__ import annotations
 
+import errno
 import itertools
+import os
 import sqlite3
 
 import numpy as np
@@ -200,3 +202,68 @@ def test_add_stacked_moves_to_a_new_pack_at_the_limit(store, monkeypatch):
     finally:
         r.close()
     assert all(g.tobytes() == row.tobytes() for g, row in zip(got, rows, strict=True))
+
+
+@pytest.mark.parametrize("fails", ["write", "fsync"])
+def test_a_failed_bulk_add_leaves_no_view_of_the_callers_rows_queued(store, monkeypatch, fails):
+    """Rows that do not compress are written from the caller's own buffer. When
+    the add fails (a full disk) its blocks stay queued for a later flush: as
+    copies, so a caller refilling its buffer afterwards changes nothing stored."""
+    rows = np.random.default_rng(6).integers(0, 256, (400, 784), dtype=np.uint8)
+    rows[300:] //= 64  # blocks that compress too
+    want = rows.copy()
+    digests = stacked_digests(rows)
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    w = store.writer()
+    try:
+        monkeypatch.setattr(os, fails, full)
+        with pytest.raises(OSError):
+            w.add_stacked(kind_of(rows[0]), digests, rows)
+        monkeypatch.undo()
+        rows[:] = 7  # the caller's buffer, reused
+        w.flush()  # space is back: the queued blocks are written now
+    finally:
+        w.close()
+    r = store.reader()
+    try:
+        got = [r.get(d) for d in digests]
+    finally:
+        r.close()
+    assert all(g.tobytes() == x.tobytes() for g, x in zip(got, want, strict=True))
+
+
+@pytest.mark.parametrize("compressible", [False, True])
+def test_windows_start_their_writeback_and_sync_only_encoded_bytes(
+    store, monkeypatch, compressible
+):
+    """Each window written has the disk start on it (the range it wrote); a
+    window is synced before the next only when the writer holds a window's
+    worth of encoded bytes: rows written from where they lie are synced once,
+    by the flush."""
+    from hangar_git.store import appender
+
+    monkeypatch.setattr(writer_mod, "STREAM_WINDOW", 200_000)
+    ranges, syncs = [], []
+    monkeypatch.setattr(appender, "start_writeback", lambda fd, off, n: ranges.append((off, n)))
+    real_sync = appender.PackAppender.sync
+    monkeypatch.setattr(
+        appender.PackAppender, "sync", lambda self: (syncs.append(1), real_sync(self))[1]
+    )
+    rows = np.random.default_rng(7).integers(0, 256, (1500, 784), dtype=np.uint8)
+    if compressible:
+        rows //= 64
+    w = store.writer()
+    try:
+        w.add_stacked(kind_of(rows[0]), stacked_digests(rows), rows)
+    finally:
+        w.close()
+    (pack,) = store.pack_numbers()
+    size = store.pack_path(pack).stat().st_size
+    assert len(ranges) >= 3
+    assert [off for off, _ in ranges] == list(np.cumsum([0] + [n for _, n in ranges[:-1]]))
+    assert sum(n for _, n in ranges) == size
+    window_syncs = len(syncs) - 2  # the flush's, and close's (nothing left by then)
+    assert (window_syncs > 0) if compressible else (window_syncs == 0), (window_syncs, size)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from . import durable
-from .durable import FILE_MODE, fsync_fd, truncate_to, write_all
+from .durable import FILE_MODE, fsync_fd, start_writeback, truncate_to, write_all
 from .manifest import ManifestWriter
 
 if TYPE_CHECKING:
@@ -143,6 +143,7 @@ class PackAppender:
             if truncate_to(self._fd, self._size) != self._size:
                 self._on_lost()
             raise
+        start_writeback(self._fd, self._size, self._out_bytes)  # while the caller goes on
         self._size += self._out_bytes
         self._written += self._out
         self._out.clear()
@@ -181,6 +182,13 @@ class PackAppender:
             os.fsync(self._fd)
             self._synced_size = self._size
         self.sync()
+
+    def own_queued(self) -> None:
+        """Replace the queued (and written, not yet synced) blocks that are
+        views of someone else's memory by copies: a later write or rewrite
+        then writes the bytes they held now, whatever becomes of that memory."""
+        self._out[:] = [b if type(b) is bytes else bytes(b) for b in self._out]
+        self._written[:] = [b if type(b) is bytes else bytes(b) for b in self._written]
 
     def forget(self) -> None:
         """Drop every queued and unsynced block and manifest record; later

@@ -4,6 +4,7 @@ A block is a :data:`.block_format.HEADER` (magic, codec, raw length), the
 CRC-32 of the stored bytes, then the stored bytes: the blosc2-compressed
 (LZ4, byte shuffle) concatenation of its items' raw bytes, or those bytes as
 they are when they do not compress. :func:`encode_block` makes one,
+:func:`encode_parts` makes many from rows written where they lie,
 :func:`read_block` reads and checks one from a pack file, and
 :func:`decode_body` decodes a checked body (the remote's packs use the same
 codec numbers).
@@ -129,51 +130,6 @@ def encode_block(raw: bytes | memoryview, typesize: int, nthreads: int = 1) -> b
     return b"".join((HEADER.pack(BLOCK_MAGIC, codec, len(raw)), CRC.pack(crc32(body)), body))
 
 
-def encode_block_into(raw: bytes | memoryview, typesize: int, out: np.ndarray) -> int:
-    """:func:`encode_block` written into ``out`` instead of a new ``bytes``:
-    header, CRC-32 and stored bytes at its start; their length is returned.
-
-    The compressed body goes straight where it is kept, and an incompressible
-    one is copied there once (numpy's copy into a buffer made in one piece is
-    several times faster than making a ``bytes`` of each block).
-
-    Parameters
-    ----------
-    raw : bytes or memoryview
-        The items' bytes, concatenated (unsigned bytes).
-    typesize : int
-        Item size of their dtype (for blosc2's byte shuffle).
-    out : numpy.ndarray
-        Writable, C-contiguous uint8, of ``len(raw) + HEADER_SIZE`` bytes or more.
-
-    Returns
-    -------
-    int
-        Bytes of the block: ``out[:returned]`` is ``encode_block(raw, typesize)``.
-    """
-    n = memoryview(raw).nbytes
-    if out.nbytes < n + HEADER_SIZE:
-        raise ValueError(f"{out.nbytes} bytes leave no room for a block of {n}")
-    body = out[HEADER_SIZE:]
-    size = None
-    if 64 <= n <= BLOSC_MAX:
-        size = blosc_codec.compress_into(
-            raw,
-            body,
-            math.ceil(n * 0.95),  # kept when under 95% of the raw size, as encode_block
-            typesize=max(1, min(typesize, 255)),
-            clevel=5,
-            codec="lz4",
-        )
-    codec = CODEC_BLOSC2_LZ4
-    if size is None:
-        body[:n] = np.frombuffer(raw, np.uint8)
-        size, codec = n, CODEC_RAW
-    HEADER.pack_into(out, 0, BLOCK_MAGIC, codec, n)  # type: ignore[arg-type]
-    CRC.pack_into(out, HEADER.size, crc32(body[:size]))  # type: ignore[arg-type]
-    return HEADER_SIZE + size
-
-
 def scratch(nbytes: int) -> np.ndarray:
     """A new uint8 buffer of ``nbytes`` for transient data, its pages faulted
     in as they are written.
@@ -188,9 +144,17 @@ def scratch(nbytes: int) -> np.ndarray:
     return np.frombuffer(mmap.mmap(-1, nbytes), np.uint8)
 
 
-def encode_blocks(raw: memoryview, span: int, typesize: int) -> tuple[np.ndarray, list[int]]:
+def encode_parts(raw: memoryview, span: int, typesize: int) -> tuple[list[memoryview], list[int]]:
     """The blocks of each ``span`` bytes of ``raw`` (the last may be shorter),
-    encoded one after the other into one new buffer (:func:`encode_block_into`).
+    as parts to write one after the other, with no copy of what does not
+    compress.
+
+    A block that compresses is encoded whole into one new buffer (a
+    :func:`scratch` one, the blocks one after the other); one that does not
+    is its header there and its span of ``raw`` itself: a view, the bytes
+    left where they are (a copy costs a fresh page per 4 KiB, and the first
+    touch of a page is most of its cost). ``raw`` must stay unchanged until
+    the parts are written.
 
     Parameters
     ----------
@@ -203,24 +167,49 @@ def encode_blocks(raw: memoryview, span: int, typesize: int) -> tuple[np.ndarray
 
     Returns
     -------
-    blocks : numpy.ndarray
-        uint8, the blocks one after the other (a buffer of their size: one
-        made for the raw size is copied down when they compressed well).
-    ends : list of int
-        Where each block ends in ``blocks``.
+    parts : list of memoryview
+        Unsigned bytes: written one after the other, they are the blocks
+        :func:`encode_block` makes of each span.
+    lengths : list of int
+        Bytes of each block.
     """
     n = len(raw)
+    # only the pages that compressed blocks and headers fill are touched
     out = scratch(n + HEADER_SIZE * -(-n // span))
-    ends = []
-    at = 0
+    head = out.data
+    parts: list[memoryview] = []
+    lengths: list[int] = []
+    at = mark = 0
     for start in range(0, n, span):
-        at += encode_block_into(raw[start : start + span], typesize, out[at:])
-        ends.append(at)
-    if 2 * at >= out.nbytes:
-        return out[:at], ends
-    small = scratch(at)
-    small[:] = out[:at]
-    return small, ends
+        chunk = raw[start : start + span]
+        size = len(chunk)
+        body = out[at + HEADER_SIZE :]
+        comp = None
+        if 64 <= size <= BLOSC_MAX:  # as encode_block
+            comp = blosc_codec.compress_into(
+                chunk,
+                body,
+                math.ceil(size * 0.95),
+                typesize=max(1, min(typesize, 255)),
+                clevel=5,
+                codec="lz4",
+            )
+        if comp is None:  # the header here, the bytes where they are
+            HEADER.pack_into(head, at, BLOCK_MAGIC, CODEC_RAW, size)
+            CRC.pack_into(head, at + HEADER.size, crc32(chunk))
+            at += HEADER_SIZE
+            parts.append(head[mark:at])
+            parts.append(chunk)
+            mark = at
+            lengths.append(HEADER_SIZE + size)
+        else:
+            HEADER.pack_into(head, at, BLOCK_MAGIC, CODEC_BLOSC2_LZ4, size)
+            CRC.pack_into(head, at + HEADER.size, crc32(body[:comp]))
+            at += HEADER_SIZE + comp
+            lengths.append(HEADER_SIZE + comp)
+    if at > mark:
+        parts.append(head[mark:at])
+    return parts, lengths
 
 
 def typesize_of(kind: str) -> int:
@@ -241,8 +230,7 @@ __all__ = [
     "BLOSC_MAX",
     "decode_body",
     "encode_block",
-    "encode_block_into",
-    "encode_blocks",
+    "encode_parts",
     "read_block",
     "typesize_of",
 ]

@@ -96,7 +96,8 @@ def stacked_digests(stacked: np.ndarray) -> list[bytes]:
     than a view, and the copy stays in the processor's cache) and hashed with
     no Python code per row (:func:`_map_digests`); larger ones through views
     of the array's buffer (no copy); rows of 64 KiB or more on every core
-    (blake2b releases the GIL for them).
+    (blake2b releases the GIL for them). Rows of 8 bytes or fewer that
+    repeat (labels: a few values over and over) are hashed once per value.
 
     Parameters
     ----------
@@ -122,6 +123,12 @@ def stacked_digests(stacked: np.ndarray) -> list[bytes]:
     size = stacked.nbytes // n
     if not size:
         return [digest_bytes(row, b"")] * n
+    if size <= 8 and n >= _REPEAT_PROBE:
+        repeated = _repeated_rows(stacked, n, size)
+        if repeated is not None:  # each distinct row hashed once
+            first, inverse = repeated
+            distinct = stacked_digests(stacked[first])
+            return list(map(distinct.__getitem__, inverse.tolist()))
     if size < _VIEW_MIN:  # rows as bytes, cut by numpy (one void item a row)
         rows = stacked.reshape(-1).view(np.uint8).view(f"V{size}")
         state = digest_prefix(row)
@@ -143,6 +150,31 @@ def stacked_digests(stacked: np.ndarray) -> list[bytes]:
 
         return parallel_map(one, range(0, len(view), size))
     return _digest_spans(row, view, size, len(view))
+
+
+#: rows of 8 bytes or fewer, this many or more, are looked at for repeats
+#: (labels: a few values over and over) when the first this many repeat
+_REPEAT_PROBE = 1024
+
+
+def _repeated_rows(stacked: np.ndarray, n: int, size: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """For ``n`` rows of ``size`` <= 8 bytes of which at most half are
+    distinct: the index of one row of each distinct value, and which of those
+    each row is; None when they repeat less (found from the first
+    :data:`_REPEAT_PROBE` rows, at little cost)."""
+    raw = stacked.reshape(-1).view(np.uint8).reshape(n, size)
+    if size == 8:
+        keys = raw.view(np.uint64).reshape(n)
+    else:  # zero-padded to 8 bytes: equal keys, equal bytes
+        pad = np.zeros((n, 8), np.uint8)
+        pad[:, :size] = raw
+        keys = pad.view(np.uint64).reshape(n)
+    if len(np.unique(keys[:_REPEAT_PROBE])) * 2 > _REPEAT_PROBE:
+        return None
+    values, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    if len(values) * 2 > n:
+        return None
+    return first, inverse.reshape(n)
 
 
 #: rows of this many bytes or more are hashed through views, smaller ones

@@ -26,7 +26,7 @@ from . import appender, chunked
 from .appender import PackAppender
 from .block_format import BLOCK_TARGET, HEADER_SIZE, CheckedBlock
 from .chunked import LargeFiles
-from .codec import encode_block, encode_blocks
+from .codec import encode_block, encode_parts
 from .digest import DIGEST_SIZE, Payload
 from .durable import rollback
 from .gather import STREAM_WINDOW
@@ -177,15 +177,18 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
         else:
             self._pending_bytes[dt] = total
 
-    def add_stacked(self, kind: str, digests: Sequence[bytes], rows: np.ndarray) -> None:
+    def add_stacked(
+        self, kind: str, digests: Sequence[bytes], rows: np.ndarray, *, flush: bool = True
+    ) -> None:
         """Store each row of ``rows`` (all of kind ``kind``) under its digest, and flush.
 
         The bulk form of :meth:`add` for many small payloads of one kind:
         duplicates and payloads already stored are skipped in vectorised
         passes, the new rows are cut into blocks of :data:`BLOCK_TARGET`
-        bytes straight from the stacked buffer (no per-payload objects), and
-        their index entries are committed with everything else pending (the
-        point from which they survive a killed process).
+        bytes straight from the stacked buffer (no per-payload objects;
+        blocks that do not compress are written from it), and their index
+        entries are committed with everything else pending (the point from
+        which they survive a killed process).
 
         Parameters
         ----------
@@ -195,6 +198,9 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
             ``digests[i]`` is the digest of ``rows[i]``.
         rows : numpy.ndarray
             The stacked payloads, ``len(rows) == len(digests)``.
+        flush : bool, optional
+            False: queued, indexed by the next :meth:`flush`; ``rows`` must
+            not change until then (blocks are written from them).
         """
         n = len(digests)
         if n != len(rows):
@@ -206,22 +212,30 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
             view = np.ascontiguousarray(rows).reshape(-1).data.cast("B")
             for i, d in enumerate(digests):
                 self.add(tuple.__new__(Payload, (d, kind, view[i * size : (i + 1) * size])))  # type: ignore[arg-type]
-            self.flush()
+            if flush:
+                self.flush()
             return
         joined = b"".join(digests)
         if len(joined) != DIGEST_SIZE * n:
             raise ValueError(f"digests of {DIGEST_SIZE} bytes expected")
         idx, order = self._fresh_rows(digests, joined)
-        if idx is None or idx:
-            flat = np.ascontiguousarray(rows).reshape(n, -1).view(np.uint8)
-            new = digests
-            if idx is not None:
-                flat = flat[np.asarray(idx, np.intp)]
-                new = [digests[i] for i in idx]
-                joined = b"".join(new)
-            typesize = self._dtype_of(kind)[1]
-            self._write_rows(self._kind_id(kind), new, joined, flat, typesize, order)
-        self.flush()
+        try:
+            if idx is None or idx:
+                flat = np.ascontiguousarray(rows).reshape(n, -1).view(np.uint8)
+                new = digests
+                if idx is not None and len(idx) < n:  # (all of them: no copy)
+                    flat = flat[np.asarray(idx, np.intp)]
+                    new = [digests[i] for i in idx]
+                    joined = b"".join(new)
+                typesize = self._dtype_of(kind)[1]
+                self._write_rows(self._kind_id(kind), new, joined, flat, typesize, order)
+            if flush:
+                self.flush()
+        except BaseException:
+            # blocks still queued are written by a later flush: from copies, not
+            # from rows the caller may refill once this call has failed
+            self._app.own_queued()
+            raise
 
     def add_blocks(self, blocks: Sequence[CheckedBlock]) -> None:
         """Append blocks checked elsewhere (a fetch) as they are, index their
@@ -345,26 +359,29 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
         per = max(1, -(-BLOCK_TARGET // size))  # rows per block: as many as add() gathers
         raw = np.ascontiguousarray(flat).reshape(-1).data.cast("B")
         bids = np.empty(n, np.uint32)
-        # encoded into buffers of the writer's own (the caller may refill its rows)
+        # rows that do not compress are written from where they are (see add_stacked)
         window = per * max(1, STREAM_WINDOW // (per * size))  # rows a window
-        w0 = 0
+        w0 = owned = 0  # owned: bytes of the writer's own buffers written, not yet synced
         while w0 < n:
             self._app.make_room(self._kind_ids)  # a pack passes PACK_LIMIT by a block at most
             room = (appender.PACK_LIMIT - self._app.end) // (per * size + HEADER_SIZE) * per
             w1 = min(n, w0 + max(per, min(window, room)))
-            part, ends = encode_blocks(raw[w0 * size : w1 * size], size * per, typesize)
+            parts, lengths = encode_parts(raw[w0 * size : w1 * size], size * per, typesize)
             pack = self._app.pack
-            base = at = self._app.queue_parts((part.data,))
-            for end, start in zip(ends, range(w0, w1, per), strict=True):
-                bid, blen, stop = self._next_block, base + end - at, min(w1, start + per)
+            at = self._app.queue_parts(parts)
+            for blen, start in zip(lengths, range(w0, w1, per), strict=True):
+                bid, stop = self._next_block, min(w1, start + per)
                 self._next_block += 1
                 self._new.add_block(bid, pack, at, blen)
                 self._app.manifest.add_rows(at, blen, kid, size, joined, slice(start, stop))
                 bids[start:stop] = bid
                 at += blen
+                owned += HEADER_SIZE if blen == HEADER_SIZE + (stop - start) * size else blen
             if self._app.queued_bytes >= STREAM_WINDOW:
-                self._app.write_out()
-                self._app.sync()  # bounds what a failed sync must write again
+                self._app.write_out()  # the disk starts on it while the next window is encoded
+                if owned >= STREAM_WINDOW:  # bounds the encoded bytes held until a sync
+                    self._app.sync()
+                    owned = 0
             w0 = w1
         e = np.empty(n, ENTRY)
         q = np.frombuffer(joined, QUERY)
