@@ -314,3 +314,34 @@ def test_blosc2_is_imported_on_first_use_only():
         "assert 'blosc2' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _mapped(path: Path) -> bool:
+    """True when this process maps the file at ``path`` (Linux's /proc)."""
+    with open("/proc/self/maps") as maps:
+        return any(line.rstrip().endswith(str(path)) for line in maps)
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc/self/maps")
+def test_a_reader_maps_its_index_and_sees_it_change(store):
+    """A reader reads the index through a memory map (no ``pread`` per page of
+    a segment), and still finds every payload written, merged or removed
+    since it opened: SQLite maps the file afresh as it grows and shrinks."""
+    first = put(store, [np.full(7, i, np.int64) for i in range(300)])
+    r = store.reader()
+    try:
+        found, _ = r.lookup(first[:5])
+        assert found.all()
+        assert _mapped(store.index_path)
+        later: list[bytes] = []
+        for size in (5, 5, 40):  # new segments; small ones merged away
+            later += put(store, [np.full(7, 1000 + len(later) + i, np.int64) for i in range(size)])
+        found, _ = r.lookup(later + first[::37])
+        assert found.all()
+        got = read_all(store, later[-3:])
+        assert [int(a[0]) for a in got] == [1047, 1048, 1049]
+        absent = [payload_from_array(np.full(7, -i, np.int64)).digest for i in range(1, 9)]
+        assert not r.lookup(absent)[0].any()
+    finally:
+        r.close()
+    assert not _mapped(store.index_path)
