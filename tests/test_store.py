@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -314,6 +315,31 @@ def test_blosc2_is_imported_on_first_use_only():
         "assert 'blosc2' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_block_rows_of_many_blocks_refuse_a_damaged_one(store):
+    """The bulk form of ``block_row``: rows of many blocks as one array, and
+    an IntegrityError naming the damaged row when one fails its check."""
+    w = store.writer()
+    for k in range(3):  # three flushes: three blocks
+        w.add(payload_from_array(np.full(64, k, np.int64)))
+        w.flush()
+    w.close()
+    con = sqlite3.connect(store.index_path)
+    bids = [r[0] for r in con.execute("SELECT id FROM blocks ORDER BY id")]
+    r = store.reader()
+    rows = r.block_rows(bids)
+    assert rows.shape == (3, 3) and rows.dtype == np.int64
+    assert [tuple(x) for x in rows.tolist()] == [r.block_row(b) for b in bids]
+    r.close()
+    con.execute("UPDATE blocks SET boff = boff + 1 WHERE id = ?", (bids[1],))
+    con.commit()
+    con.close()
+    r = store.reader()
+    assert r.block_rows([bids[0], bids[2]]).shape == (2, 3)
+    with pytest.raises(IntegrityError, match=f"block row {bids[1]} "):
+        r.block_rows(bids)
+    r.close()
 
 
 def _mapped(path: Path) -> bool:

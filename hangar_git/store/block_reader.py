@@ -172,7 +172,9 @@ class BlockReader(IndexTables):
                 got = [rows[b] for b in bids]
             except KeyError:
                 got = [self.block_row(b) for b in bids]  # says which is unknown
-        if any(type(r) is str for r in got):
+        try:  # a damaged row is its message (a str): no array of it
+            return np.array(got, np.int64).reshape(len(bids), 3)
+        except (ValueError, TypeError):
             got = [self.block_row(b) for b in bids]  # raises on the damaged one
         return np.array(got, np.int64).reshape(len(bids), 3)
 
@@ -181,8 +183,9 @@ class BlockReader(IndexTables):
         return (pack, boff) in self._blocks
 
     def caches_blocks(self) -> bool:
-        """True when the block cache holds any block (else no block is cached)."""
-        return bool(self._blocks)
+        """True when the block cache holds a block by place (what :meth:`is_cached`
+        looks for; single reads keep theirs by block id only)."""
+        return any(type(k) is tuple for k in self._blocks)
 
     def pack_path(self, pack: int) -> Path:
         """Path of pack file ``pack``."""

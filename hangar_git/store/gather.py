@@ -67,7 +67,7 @@ class BlockSource(Protocol):
         ...
 
     def caches_blocks(self) -> bool:
-        """True when the block cache holds any block."""
+        """True when :meth:`is_cached` may be True for some block."""
         ...
 
     def pack_path(self, pack: int) -> Path:
