@@ -371,3 +371,20 @@ def test_a_reader_maps_its_index_and_sees_it_change(store):
     finally:
         r.close()
     assert not _mapped(store.index_path)
+
+
+@pytest.mark.parametrize("n", [0, 1, 700])
+def test_take_places_are_the_fields_of_the_entries_taken(n):
+    """What a bulk read needs of index entries, taken in a given order: the
+    block, offset and kind of each, with nothing else copied."""
+    from hangar_git.store.index import ENTRY
+    from hangar_git.store.reader import PLACE, take_places
+
+    rng = np.random.default_rng(n)
+    e = np.zeros(n, ENTRY)
+    e.view(np.uint8)[:] = rng.integers(0, 256, e.nbytes, dtype=np.uint8)
+    pos = rng.permutation(n)[: max(0, n - 3)] if n else np.zeros(0, np.intp)
+    got = take_places(e, pos)
+    assert got.dtype == PLACE and got.shape == (len(pos),)
+    for f in ("block", "ioff", "kind"):
+        np.testing.assert_array_equal(got[f], e[f][pos])

@@ -106,7 +106,7 @@ def gather_kind(
     ----------
     src : BlockSource
         Where the blocks are read.
-    entries : numpy.ndarray of ENTRY
+    entries : numpy.ndarray of ENTRY (or of PLACE, see :func:`.reader.take_places`)
         Entries of small payloads of one kind.
     dtype, shape, nbytes
         The kind: dtype, shape and bytes of one item.
@@ -193,7 +193,8 @@ def _whole_blocks(g: _Kind) -> np.ndarray:
     counts = np.diff(bounds)
     starts = np.repeat(bounds[:-1], counts)
     at = np.arange(len(order)) - starts  # each item's place among its block's
-    ok = (g.rows[order] == at) & (order - order[starts] == at)
+    # (when order is 0 .. n-1, each block's items go to consecutive rows)
+    ok = g.rows == at if g.in_order else (g.rows[order] == at) & (order - order[starts] == at)
     return np.logical_and.reduceat(ok, bounds[:-1])  # type: ignore[no-any-return]
 
 
