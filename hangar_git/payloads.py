@@ -25,6 +25,7 @@ from .store.chunk_format import is_large_entry
 from .store.chunked import LARGE_IOFF
 from .store.digest import DIGEST_SIZE
 from .store.limits import payload_bound
+from .store.reader import take_places
 
 
 def _damaged(aset: str, enc: str, digest: bytes, why: object) -> IntegrityError:
@@ -389,7 +390,9 @@ class PayloadAccess:
 
     def _table_entries(self, aset: str, keys: KeyTable, pos: np.ndarray) -> np.ndarray | None:
         """Index entries of the digests at positions ``pos`` of the key table
-        of ``aset``'s samples tree, in that order; None when some is absent.
+        of ``aset``'s samples tree, in that order (or their places, see
+        :func:`.store.reader.take_places`: what :meth:`PackReader.gather_into`
+        reads); None when some is absent.
         For most of the table, through the places kept for the tree
         (:mod:`.records.entry_hints`: no index search in a later process)."""
         if len(pos) * 2 >= len(keys):
@@ -398,7 +401,7 @@ class PayloadAccess:
             found, e = entry_hints.table_entries(self.reader, self.view.base.repo, oid, keys)
             if not found.all():
                 return None
-            return np.take(e.view(f"V{e.dtype.itemsize}"), pos).view(e.dtype)
+            return take_places(e, pos)  # what the bulk read needs of them
         joined = np.frombuffer(keys.digests, f"V{DIGEST_SIZE}")[pos].tobytes()
         found, e = self.reader.lookup_joined(joined)
         return e if found.all() else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -314,3 +315,76 @@ def test_blosc2_is_imported_on_first_use_only():
         "assert 'blosc2' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_block_rows_of_many_blocks_refuse_a_damaged_one(store):
+    """The bulk form of ``block_row``: rows of many blocks as one array, and
+    an IntegrityError naming the damaged row when one fails its check."""
+    w = store.writer()
+    for k in range(3):  # three flushes: three blocks
+        w.add(payload_from_array(np.full(64, k, np.int64)))
+        w.flush()
+    w.close()
+    con = sqlite3.connect(store.index_path)
+    bids = [r[0] for r in con.execute("SELECT id FROM blocks ORDER BY id")]
+    r = store.reader()
+    rows = r.block_rows(bids)
+    assert rows.shape == (3, 3) and rows.dtype == np.int64
+    assert [tuple(x) for x in rows.tolist()] == [r.block_row(b) for b in bids]
+    r.close()
+    con.execute("UPDATE blocks SET boff = boff + 1 WHERE id = ?", (bids[1],))
+    con.commit()
+    con.close()
+    r = store.reader()
+    assert r.block_rows([bids[0], bids[2]]).shape == (2, 3)
+    with pytest.raises(IntegrityError, match=f"block row {bids[1]} "):
+        r.block_rows(bids)
+    r.close()
+
+
+def _mapped(path: Path) -> bool:
+    """True when this process maps the file at ``path`` (Linux's /proc)."""
+    with open("/proc/self/maps") as maps:
+        return any(line.rstrip().endswith(str(path)) for line in maps)
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc/self/maps")
+def test_a_reader_maps_its_index_and_sees_it_change(store):
+    """A reader reads the index through a memory map (no ``pread`` per page of
+    a segment), and still finds every payload written, merged or removed
+    since it opened: SQLite maps the file afresh as it grows and shrinks."""
+    first = put(store, [np.full(7, i, np.int64) for i in range(300)])
+    r = store.reader()
+    try:
+        found, _ = r.lookup(first[:5])
+        assert found.all()
+        assert _mapped(store.index_path)
+        later: list[bytes] = []
+        for size in (5, 5, 40):  # new segments; small ones merged away
+            later += put(store, [np.full(7, 1000 + len(later) + i, np.int64) for i in range(size)])
+        found, _ = r.lookup(later + first[::37])
+        assert found.all()
+        got = read_all(store, later[-3:])
+        assert [int(a[0]) for a in got] == [1047, 1048, 1049]
+        absent = [payload_from_array(np.full(7, -i, np.int64)).digest for i in range(1, 9)]
+        assert not r.lookup(absent)[0].any()
+    finally:
+        r.close()
+    assert not _mapped(store.index_path)
+
+
+@pytest.mark.parametrize("n", [0, 1, 700])
+def test_take_places_are_the_fields_of_the_entries_taken(n):
+    """What a bulk read needs of index entries, taken in a given order: the
+    block, offset and kind of each, with nothing else copied."""
+    from hangar_git.store.index import ENTRY
+    from hangar_git.store.reader import PLACE, take_places
+
+    rng = np.random.default_rng(n)
+    e = np.zeros(n, ENTRY)
+    e.view(np.uint8)[:] = rng.integers(0, 256, e.nbytes, dtype=np.uint8)
+    pos = rng.permutation(n)[: max(0, n - 3)] if n else np.zeros(0, np.intp)
+    got = take_places(e, pos)
+    assert got.dtype == PLACE and got.shape == (len(pos),)
+    for f in ("block", "ioff", "kind"):
+        np.testing.assert_array_equal(got[f], e[f][pos])

@@ -67,7 +67,7 @@ class BlockSource(Protocol):
         ...
 
     def caches_blocks(self) -> bool:
-        """True when the block cache holds any block."""
+        """True when :meth:`is_cached` may be True for some block."""
         ...
 
     def pack_path(self, pack: int) -> Path:
@@ -89,6 +89,7 @@ class _Kind:
     buf: np.ndarray  # (items, nbytes) uint8: where copied items go
     direct: list[np.ndarray | None]  # items handed out as views of a window
     into: bool = False  # buf is the caller's array: never hand out views
+    in_order: bool = False  # order is 0 .. n-1: a block's items go to a run of rows
 
 
 def gather_kind(
@@ -105,7 +106,7 @@ def gather_kind(
     ----------
     src : BlockSource
         Where the blocks are read.
-    entries : numpy.ndarray of ENTRY
+    entries : numpy.ndarray of ENTRY (or of PLACE, see :func:`.reader.take_places`)
         Entries of small payloads of one kind.
     dtype, shape, nbytes
         The kind: dtype, shape and bytes of one item.
@@ -135,6 +136,7 @@ def gather_kind(
     else:
         buf = out.reshape(len(entries), -1).view(np.uint8)  # a view: out is C-contiguous
     g = _Kind(nbytes, dtype, shape, ioffs, rows, order, bounds, buf, [], out is not None)
+    g.in_order = sb is blocks
     todo: Sequence[int] = range(len(bids))
     n_direct = 0
     if out is not None and rows is not None and len(bids) >= 4:
@@ -157,15 +159,20 @@ def gather_kind(
 def _copy_block(src: BlockSource, g: _Kind, j: int, bid: int) -> None:
     """Copy the items of block position ``j`` (block ``bid``) into ``g.buf``."""
     nbytes, buf = g.nbytes, g.buf
-    idx = g.order[g.bounds[j] : g.bounds[j + 1]]
+    lo, hi = g.bounds[j], g.bounds[j + 1]
+    idx = g.order[lo:hi]
     pack, boff, blen = src.block_row(bid)
     raw = src.block(pack, boff, blen)
     if g.rows is not None and len(raw) % nbytes == 0:
-        rows = g.rows[idx]
+        rows = g.rows[lo:hi] if g.in_order else g.rows[idx]
         if int(rows.max()) < len(raw) // nbytes:  # (else reported below)
             # each item one opaque element: a plain take, not rows of bytes (10x faster)
             items = np.frombuffer(raw, f"V{nbytes}")
-            buf.view(f"V{nbytes}").reshape(-1)[idx] = np.take(items, rows)
+            dst = buf.view(f"V{nbytes}").reshape(-1)
+            if g.in_order:  # the block's items fill rows lo .. hi - 1: taken into place
+                np.take(items, rows, out=dst[lo:hi], mode="clip")
+            else:
+                dst[idx] = np.take(items, rows)
             return
     offs = g.ioffs[idx]
     if int(offs.max()) + nbytes > len(raw):
@@ -186,7 +193,8 @@ def _whole_blocks(g: _Kind) -> np.ndarray:
     counts = np.diff(bounds)
     starts = np.repeat(bounds[:-1], counts)
     at = np.arange(len(order)) - starts  # each item's place among its block's
-    ok = (g.rows[order] == at) & (order - order[starts] == at)
+    # (when order is 0 .. n-1, each block's items go to consecutive rows)
+    ok = g.rows == at if g.in_order else (g.rows[order] == at) & (order - order[starts] == at)
     return np.logical_and.reduceat(ok, bounds[:-1])  # type: ignore[no-any-return]
 
 

@@ -143,15 +143,15 @@ def entries_at(runs: Sequence[Run], joined: bytes, placement: Placement) -> np.n
         return np.zeros(0, ENTRY)
     if not named:
         return None
-    which = where >> 32
-    pos = where & 0xFFFFFFFF
-    if int(which.min()) < 0 or int(which.max()) >= len(named):
-        return None
-    if len(named) == 1:
-        if int(pos.max()) >= placement.sizes[0]:
+    if len(named) == 1:  # every place in segment 0: the places are the positions
+        if int(where.min()) < 0 or int(where.max()) >= placement.sizes[0]:
             return None
-        e = np.take(named[0].entries.view(_ENTRY_BYTES), pos)
+        e = np.take(named[0].entries.view(_ENTRY_BYTES), where)
     else:
+        which = where >> 32
+        pos = where & 0xFFFFFFFF
+        if int(which.min()) < 0 or int(which.max()) >= len(named):
+            return None
         e = np.empty(n, _ENTRY_BYTES)
         for i, run in enumerate(named):
             sel = np.flatnonzero(which == i)

@@ -20,8 +20,36 @@ from . import chunked
 from .block_reader import CACHE_BYTES, BlockReader
 from .chunked import LARGE_IOFF, LARGE_PACK
 from .gather import gather_kind
-from .index import Location, entry_digests
+from .index import ENTRY, Location, entry_digests
 from .placement import Placement, entries_at, place
+
+#: the fields of an index entry a bulk read uses (block id, item offset, kind
+#: id), 12 bytes where the entry (:data:`.index.ENTRY`) takes 32: what
+#: :meth:`PackReader.gather_into` reads from, as it does from entries
+PLACE = np.dtype([("block", "<u4"), ("ioff", "<u4"), ("kind", "<u4")])
+#: the first uint32 word of the three fields of PLACE in an entry (they
+#: follow each other there, in the same order and types)
+_PLACE_WORD = ENTRY.fields["block"][1] // 4  # type: ignore[index]
+assert ENTRY.fields is not None and PLACE.fields is not None and PLACE.names is not None
+assert [ENTRY.fields[f][:2] for f in PLACE.names] == [
+    (PLACE.fields[f][0], 4 * _PLACE_WORD + PLACE.fields[f][1]) for f in PLACE.names
+]
+
+
+def take_places(entries: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """The block, offset and kind of ``entries[pos]`` (index entries, of
+    :data:`.index.ENTRY`) as :data:`PLACE` records, in the order of ``pos``:
+    the part of the entries a bulk read needs, taken with no copy of the rest
+    (a 60,000-entry permutation writes 0.7 MB, not 1.9)."""
+    e = np.ascontiguousarray(entries)
+    if not len(e):
+        return np.take(np.zeros(0, PLACE), pos)  # (an IndexError for any position)
+    # the three fields of each entry as one opaque item, read in place: a fancy
+    # index of it writes only its output (np.take would copy them together first)
+    tails = np.ndarray(
+        (len(e),), f"V{PLACE.itemsize}", e, offset=4 * _PLACE_WORD, strides=(ENTRY.itemsize,)
+    )
+    return tails[pos].view(PLACE)  # type: ignore[no-any-return]
 
 
 class PackReader(BlockReader):
@@ -202,8 +230,9 @@ class PackReader(BlockReader):
 
         Parameters
         ----------
-        entries : numpy.ndarray of ENTRY
-            Index entries (see :meth:`lookup`), ``len(out)`` of them.
+        entries : numpy.ndarray of ENTRY or PLACE
+            Index entries (see :meth:`lookup`), ``len(out)`` of them, or
+            their places (:func:`take_places`).
         out : numpy.ndarray
             A C-contiguous, writeable array.
 
@@ -309,4 +338,4 @@ class PackReader(BlockReader):
         return out
 
 
-__all__ = ["CACHE_BYTES", "PackReader"]
+__all__ = ["CACHE_BYTES", "PLACE", "PackReader", "take_places"]
