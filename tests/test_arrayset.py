@@ -457,6 +457,28 @@ def test_get_batch(repo, co):
     rc.close()
 
 
+@pytest.mark.parametrize("n", [3, 2000])  # a few blocks' items, and many blocks'
+def test_get_batch_of_0d_samples_gives_0d_arrays_as_reads_do(repo, co, n):
+    a = co.arraysets.init_arrayset("s", prototype=np.array(0.5))
+    with a:
+        for i in range(n):
+            a[i] = np.array(i + 0.5)
+    keys = list(range(n))[::-1]
+
+    def check(aset) -> None:
+        got = aset.get_batch(keys)
+        assert all(type(v) is np.ndarray and v.shape == () for v in got)
+        assert [float(v) for v in got] == [k + 0.5 for k in keys]
+        assert type(aset[keys[0]]) is np.ndarray
+        got[0][()] = -1.0  # each the caller's own
+        assert float(got[1]) == keys[1] + 0.5
+
+    check(a)
+    rc = repo.checkout(commit=co.commit("scalars"))
+    check(rc.arraysets["s"])
+    rc.close()
+
+
 def test_subarray_slicing_is_read_only(repo, co):
     a = co.arraysets.init_arrayset("a", shape=(20, 3), dtype=np.int32)
     full = np.arange(60, dtype=np.int32).reshape(20, 3)

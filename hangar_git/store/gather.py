@@ -149,6 +149,12 @@ def gather_kind(
     if out is not None:
         return []
     typed = buf.view(dtype).reshape((len(entries), *shape))
+    if not shape:  # rows of 0-d items: 0-d arrays, not the numpy scalars list() gives
+        typed = typed.reshape(len(entries), 1)
+        return [
+            (r.reshape(()) if a is None else a)
+            for r, a in zip(typed, g.direct or [None] * len(entries), strict=True)
+        ]
     if not g.direct:
         return list(typed)
     if n_direct == len(entries):
