@@ -76,7 +76,15 @@ def tree_children(data: bytes) -> list[tuple[bool, bytes, bytes]]:
 def _new_commits(
     git: pygit2.Repository, theirs: pygit2.Repository, tips: Sequence[pygit2.Oid]
 ) -> list[pygit2.Commit]:
-    """The commits reachable from ``tips`` that ``theirs`` lacks."""
+    """The commits reachable from ``tips`` that ``theirs`` lacks, parents first.
+
+    The order matters to :func:`missing_objects`: a commit's objects are sent
+    except those its parents hold at the same paths, so the parents' must
+    have been gathered already (a tree gathered earlier is skipped whole: it
+    must be complete). Children first, a tree a later commit shares with an
+    earlier one (a sample removed, then set back) would be gathered against
+    the wrong parent and objects under it never sent.
+    """
     has = theirs.odb.exists
     out: list[pygit2.Commit] = []
     seen: set[pygit2.Oid] = set()
@@ -91,7 +99,27 @@ def _new_commits(
             raise ValueError(f"{c} is not a commit")
         out.append(obj)
         stack.extend(obj.parent_ids)
-    return out
+    return _parents_first(out)
+
+
+def _parents_first(commits: list[pygit2.Commit]) -> list[pygit2.Commit]:
+    """``commits`` ordered so that each comes after its parents among them."""
+    by_id = {c.id: c for c in commits}
+    order: list[pygit2.Commit] = []
+    done: set[pygit2.Oid] = set()
+    for c in commits:
+        stack = [(c.id, False)]
+        while stack:
+            cid, parents_placed = stack.pop()
+            if parents_placed:
+                order.append(by_id[cid])
+                continue
+            if cid in done:
+                continue
+            done.add(cid)
+            stack.append((cid, True))
+            stack.extend((p, False) for p in by_id[cid].parent_ids if p in by_id and p not in done)
+    return order
 
 
 class _Sending:

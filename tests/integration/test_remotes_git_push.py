@@ -175,6 +175,34 @@ def test_a_local_push_starts_no_process_and_sends_only_what_is_missing(tmp_path,
     assert theirs.descendant_of(pygit2.Oid(hex=_head(alice)), pygit2.Oid(hex=first))
 
 
+def test_a_tree_a_later_commit_shares_with_an_earlier_one_is_sent_whole(tmp_path, pusher):
+    # a sample removed, then set back: the third commit's arraysets tree is the
+    # first's; the objects under it that the second commit shares must travel too
+    alice = make_repo(tmp_path / "alice", n=5)
+    with alice.checkout() as co:
+        back = co.arraysets["images"][4]
+    for change, message in (("remove", "drop 4"), ("set", "4 is back")):
+        co = alice.checkout(write=True)
+        if change == "remove":
+            co.arraysets["images"].remove(4)
+        else:
+            co.arraysets["images"][4] = back
+        co.commit(message)
+        co.close()
+    bare = bare_repo(tmp_path / "origin.git")
+    alice.remote.add("origin", str(bare), data=str(tmp_path / "data"))
+    alice.remote.push("origin", "master")
+    fsck = subprocess.run(
+        ["git", f"--git-dir={bare}", "fsck", "--connectivity-only", "--no-dangling"],
+        capture_output=True,
+        text=True,
+    )
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    bob = empty_clone_target(tmp_path / "bob")
+    bob.clone("Bob", "bob@example.org", str(bare), data=str(tmp_path / "data"))
+    assert bob.verify().ok
+
+
 def test_a_ref_moved_while_a_local_push_runs_is_refused_not_overwritten(tmp_path, monkeypatch):
     alice = make_repo(tmp_path / "alice", n=10)
     bare = bare_repo(tmp_path / "origin.git")
