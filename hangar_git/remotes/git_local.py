@@ -226,6 +226,34 @@ def _refusal(git: pygit2.Repository, dst: str, old: pygit2.Oid, new: pygit2.Oid)
     return None
 
 
+def check_connected(theirs: pygit2.Repository, objects: Sequence[tuple[int, bytes]]) -> None:
+    """Check that what the ``objects`` just sent name is in ``theirs``, as git's
+    receive-pack does before it moves a ref: each commit's tree and parents,
+    each tree's trees and blobs (gitlinks name payloads, not git objects).
+
+    Raises
+    ------
+    ValueError
+        If an object is missing there (the refs are then left as they are).
+    """
+    has = theirs.odb.exists
+    for kind, data in objects:
+        if kind == TYPE_COMMIT:
+            head = data.split(b"\n\n", 1)[0].split(b"\n")
+            named = [bytes.fromhex(h[5:].decode()) for h in head if h.startswith(b"tree ")]
+            named += [bytes.fromhex(h[7:].decode()) for h in head if h.startswith(b"parent ")]
+        elif kind == TYPE_TREE:
+            named = [cid for _, _, cid in tree_children(data)]
+        else:
+            continue
+        for oid in named:
+            if not has(pygit2.Oid(raw=oid)):
+                raise ValueError(
+                    f"push refused: the remote would lack object {oid.hex()} "
+                    "(nothing was moved there)"
+                )
+
+
 def push_refs(git: pygit2.Repository, path: str, specs: Sequence[str]) -> dict[str, str]:
     """Push ``src:dst`` refspecs of ``git`` to the git repository at ``path``.
 
@@ -272,6 +300,7 @@ def push_refs(git: pygit2.Repository, path: str, specs: Sequence[str]) -> dict[s
     objects, ids = missing_objects(git, theirs, [new for _, _, new in moves])
     if objects:
         write_pack(common_dir(theirs) / "objects" / "pack", objects, ids)
+    check_connected(theirs, objects)
     for dst, ref, new in moves:
         try:
             if ref is None:
@@ -285,4 +314,4 @@ def push_refs(git: pygit2.Repository, path: str, specs: Sequence[str]) -> dict[s
     return rejected
 
 
-__all__ = ["missing_objects", "open_local", "push_refs", "tree_children"]
+__all__ = ["check_connected", "missing_objects", "open_local", "push_refs", "tree_children"]

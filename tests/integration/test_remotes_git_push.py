@@ -203,6 +203,29 @@ def test_a_tree_a_later_commit_shares_with_an_earlier_one_is_sent_whole(tmp_path
     assert bob.verify().ok
 
 
+def test_a_push_that_would_leave_the_remote_incomplete_moves_no_ref(tmp_path, monkeypatch):
+    # the check git's receive-pack makes: were an object not sent (here: the
+    # commits gathered children first, the old bug), no ref moves
+    alice = make_repo(tmp_path / "alice", n=5)
+    with alice.checkout() as co:
+        back = co.arraysets["images"][4]
+    for message in ("drop 4", "4 is back"):
+        co = alice.checkout(write=True)
+        if message == "drop 4":
+            co.arraysets["images"].remove(4)
+        else:
+            co.arraysets["images"][4] = back
+        co.commit(message)
+        co.close()
+    bare = bare_repo(tmp_path / "origin.git")
+    monkeypatch.setattr(git_local, "_parents_first", lambda commits: commits)
+    with pytest.raises(ValueError, match="the remote would lack object"):
+        git_local.push_refs(
+            alice.git_repository(), str(bare), ["refs/hangar/heads/master:refs/hangar/heads/master"]
+        )
+    assert remote_heads(bare) == {}
+
+
 def test_a_ref_moved_while_a_local_push_runs_is_refused_not_overwritten(tmp_path, monkeypatch):
     alice = make_repo(tmp_path / "alice", n=10)
     bare = bare_repo(tmp_path / "origin.git")
