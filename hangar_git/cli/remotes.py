@@ -11,7 +11,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 import click
@@ -72,7 +72,17 @@ def parse_size(text: str) -> int:
 
 
 # ---- remote ---------------------------------------------------------------------
-@click.group(cls=HangarGroup, invoke_without_command=True, subcommand_metavar="[COMMAND] [ARGS]...")
+class RemoteGroup(HangarGroup):
+    """``remote``'s subcommands, and git's other spelling of one (``rm``)."""
+
+    ALIASES: ClassVar[dict[str, str]] = {"rm": "remove"}
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The subcommand ``cmd_name``, or the one it is git's alias of."""
+        return super().get_command(ctx, self.ALIASES.get(cmd_name, cmd_name))
+
+
+@click.group(cls=RemoteGroup, invoke_without_command=True, subcommand_metavar="[COMMAND] [ARGS]...")
 @click.option("-v", "--verbose", is_flag=True, help="Also show each git address and data URL.")
 @json_option
 @click.pass_context

@@ -340,7 +340,7 @@ def test_fetch_data_defaults_to_the_default_remote_and_the_current_branch(tmp_pa
     assert out["remote"] == "origin" and out["commit"] == open_repo(b).branch_commit("master")
     assert {r["where"] for r in jsonout(b, "ls", "imgs", "--long")} == {"local"}
     assert hangar(b, "fetch-data").stdout.startswith("nothing fetched for master ")
-    hangar(b, "remote", "remove", "origin")
+    hangar(b, "remote", "rm", "origin")  # git's other spelling of remove
     assert_one_line_error(hangar(b, "fetch-data", ok=False), 1, "not set up for data")
 
 
