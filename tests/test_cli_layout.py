@@ -4,8 +4,9 @@ Read from the source with :mod:`ast` (imports under ``if TYPE_CHECKING:``
 aside, as they never run): the command modules import only the helper
 modules (``common``, ``render``, ``complete``) and the library, never each
 other nor the package ``__init__``; ``render`` imports nothing of the CLI,
-``common`` only ``render``, ``complete`` only ``common``; so the imports inside the package form no cycle. Each module stays
-under 600 lines and each function under 80.
+``common`` only ``render``, ``complete`` only ``common``; so the imports
+inside the package form no cycle. Each module stays under 600 lines and each
+function under 80.
 """
 
 from __future__ import annotations
