@@ -11,6 +11,7 @@ helper, and the remembered sample counts behind ``len(aset)``.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import sys
 import warnings
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pygit2
 import pytest
+from forked import run_forked
 from pygit2.enums import ObjectType
 
 from hangar_git import Repository
@@ -318,52 +320,37 @@ def test_later_adds_win_in_order_and_survive_a_reopen(repo, writer, data, monkey
 def _kill_during_add_stacked(path: Path, data: np.ndarray, kill_at: int, seed: int) -> int:
     """Fork a child that runs add_stacked and is SIGKILLed at its ``kill_at``-th
     ``os.write`` (after writing a random prefix of it); returns how many writes it saw."""
-    rfd, wfd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        os.close(rfd)
-        try:
-            import random
 
-            rng = random.Random(seed)
-            repo = _open(path)
-            co = repo.checkout(write=True)
-            aset = co.arraysets["x"]
-            real = os.write
-            seen = [0]
+    def child(wfd: int) -> None:
+        rng = random.Random(seed)
+        repo = _open(path)
+        co = repo.checkout(write=True)
+        aset = co.arraysets["x"]
+        real = os.write
+        seen = [0]
 
-            def write(fd: int, buf) -> int:
-                if fd == wfd:
-                    return real(fd, buf)
-                seen[0] += 1
-                if seen[0] == kill_at:
-                    raw = bytes(buf)
-                    # nothing written, a cut anywhere, a cut after a line, all of it
-                    cut = [
-                        0,
-                        rng.randrange(len(raw)),
-                        raw.rfind(b"\n", 0, len(raw) - 1) + 1,
-                        len(raw),
-                    ][seed % 4]
-                    real(fd, raw[:cut])
-                    os.kill(os.getpid(), signal.SIGKILL)
+        def write(fd: int, buf) -> int:
+            if fd == wfd:
                 return real(fd, buf)
+            seen[0] += 1
+            if seen[0] == kill_at:
+                raw = bytes(buf)
+                # nothing written, a cut anywhere, a cut after a line, all of it
+                cut = [
+                    0,
+                    rng.randrange(len(raw)),
+                    raw.rfind(b"\n", 0, len(raw) - 1) + 1,
+                    len(raw),
+                ][seed % 4]
+                real(fd, raw[:cut])
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(fd, buf)
 
-            os.write = write  # type: ignore[assignment]
-            aset.add_stacked(data, range(len(data)))
-            real(wfd, str(seen[0]).encode())
-            os._exit(0)
-        except BaseException:
-            import traceback
+        os.write = write  # type: ignore[assignment]
+        aset.add_stacked(data, range(len(data)))
+        real(wfd, str(seen[0]).encode())
 
-            traceback.print_exc()
-            os._exit(3)
-    os.close(wfd)
-    out = b""
-    while chunk := os.read(rfd, 64):
-        out += chunk
-    os.close(rfd)
-    _, status = os.waitpid(pid, 0)
+    out, status = run_forked(child)
     if out:
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
         return int(out)

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from forked import run_forked
 
 from hangar_git import Repository
 
@@ -96,24 +97,7 @@ def _child(path: Path, kill_at: int, wfd: int) -> None:  # pragma: no cover - a 
 
 def _run(path: Path, kill_at: int) -> bytes:
     """Run :func:`_child` in a forked process; what it wrote to its pipe."""
-    rfd, wfd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        os.close(rfd)
-        try:
-            _child(path, kill_at, wfd)
-            os._exit(0)
-        except BaseException:
-            import traceback
-
-            traceback.print_exc()
-            os._exit(3)
-    os.close(wfd)
-    out = b""
-    while chunk := os.read(rfd, 64):
-        out += chunk
-    os.close(rfd)
-    _, status = os.waitpid(pid, 0)
+    out, status = run_forked(lambda wfd: _child(path, kill_at, wfd))
     if kill_at:
         assert os.WIFSIGNALED(status), (kill_at, status, out)
     else:

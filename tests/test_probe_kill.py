@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from forked import run_forked
 
 from hangar_git import Repository
 
@@ -39,30 +40,17 @@ def _killed_after(path: Path, data: np.ndarray, acks: int) -> int:
     """Fork a child that sets :func:`_sets` outside a ``with`` block, acknowledging
     each once it returned, and SIGKILLs itself right after the ``acks``-th;
     returns how many sets it acknowledged."""
-    rfd, wfd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        os.close(rfd)
-        try:
-            co = _open(path).checkout(write=True)
-            aset = co.arraysets["x"]
-            for i, (key, value) in enumerate(_sets(data)):
-                aset[key] = value
-                os.write(wfd, b"+")
-                if i + 1 == acks:
-                    os.kill(os.getpid(), signal.SIGKILL)
-            os._exit(0)
-        except BaseException:
-            import traceback
 
-            traceback.print_exc()
-            os._exit(3)
-    os.close(wfd)
-    out = b""
-    while chunk := os.read(rfd, 64):
-        out += chunk
-    os.close(rfd)
-    _, status = os.waitpid(pid, 0)
+    def child(wfd: int) -> None:
+        co = _open(path).checkout(write=True)
+        aset = co.arraysets["x"]
+        for i, (key, value) in enumerate(_sets(data)):
+            aset[key] = value
+            os.write(wfd, b"+")
+            if i + 1 == acks:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    out, status = run_forked(child)
     assert os.WIFSIGNALED(status), status
     return len(out)
 

@@ -163,16 +163,23 @@ def _build(
     """The body of :func:`send_packs`: build and send every pack, and wait for the last."""
     done = 0
 
-    def whole(b: packsend.WholeBlock) -> None:
-        nonlocal done
-        builder.add_block(b.digests, b.kinds, b.ioff, b.ilen, b.header, b.body)
+    def ship() -> None:
+        """Send the pack once it reaches the target, else write ahead what it has."""
         if builder.raw_bytes >= target:
             sender.send(builder.seal())
         else:
             sender.feed(builder)
-        done += b.raw_bytes
+
+    def advance(nbytes: int) -> None:
+        nonlocal done
+        done += nbytes
         if progress is not None:
             progress("payloads", done, total)
+
+    def whole(b: packsend.WholeBlock) -> None:
+        builder.add_block(b.digests, b.kinds, b.ioff, b.ilen, b.header, b.body)
+        ship()
+        advance(b.raw_bytes)
 
     rest = packsend.send_whole_blocks(reader, todo, entries, whole, target)
     todo, entries = [todo[i] for i in rest.tolist()], entries[rest]
@@ -190,13 +197,8 @@ def _build(
                 room = max(1, -(-(target - builder.raw_bytes) // width))
                 builder.add_rows(ds[pos : pos + room], kind, rows[pos : pos + room])
                 pos += room
-                if builder.raw_bytes >= target:
-                    sender.send(builder.seal())
-                else:
-                    sender.feed(builder)
-            done += rows.nbytes
-            if progress is not None:
-                progress("payloads", done, total)
+                ship()
+            advance(rows.nbytes)
     if len(builder):
         sender.send(builder.seal())
     sender.wait()

@@ -175,20 +175,26 @@ def test_a_local_push_starts_no_process_and_sends_only_what_is_missing(tmp_path,
     assert theirs.descendant_of(pygit2.Oid(hex=_head(alice)), pygit2.Oid(hex=first))
 
 
-def test_a_tree_a_later_commit_shares_with_an_earlier_one_is_sent_whole(tmp_path, pusher):
-    # a sample removed, then set back: the third commit's arraysets tree is the
-    # first's; the objects under it that the second commit shares must travel too
-    alice = make_repo(tmp_path / "alice", n=5)
-    with alice.checkout() as co:
+def _removed_and_set_back(path: Path):
+    """A repository of three commits: 5 samples, sample 4 removed, sample 4 set back."""
+    repo = make_repo(path, n=5)
+    with repo.checkout() as co:
         back = co.arraysets["images"][4]
-    for change, message in (("remove", "drop 4"), ("set", "4 is back")):
-        co = alice.checkout(write=True)
-        if change == "remove":
+    for message in ("drop 4", "4 is back"):
+        co = repo.checkout(write=True)
+        if message == "drop 4":
             co.arraysets["images"].remove(4)
         else:
             co.arraysets["images"][4] = back
         co.commit(message)
         co.close()
+    return repo
+
+
+def test_a_tree_a_later_commit_shares_with_an_earlier_one_is_sent_whole(tmp_path, pusher):
+    # the third commit's arraysets tree is the first's; the objects under it
+    # that the second commit shares must travel too
+    alice = _removed_and_set_back(tmp_path / "alice")
     bare = bare_repo(tmp_path / "origin.git")
     alice.remote.add("origin", str(bare), data=str(tmp_path / "data"))
     alice.remote.push("origin", "master")
@@ -206,17 +212,7 @@ def test_a_tree_a_later_commit_shares_with_an_earlier_one_is_sent_whole(tmp_path
 def test_a_push_that_would_leave_the_remote_incomplete_moves_no_ref(tmp_path, monkeypatch):
     # the check git's receive-pack makes: were an object not sent (here: the
     # commits gathered children first, the old bug), no ref moves
-    alice = make_repo(tmp_path / "alice", n=5)
-    with alice.checkout() as co:
-        back = co.arraysets["images"][4]
-    for message in ("drop 4", "4 is back"):
-        co = alice.checkout(write=True)
-        if message == "drop 4":
-            co.arraysets["images"].remove(4)
-        else:
-            co.arraysets["images"][4] = back
-        co.commit(message)
-        co.close()
+    alice = _removed_and_set_back(tmp_path / "alice")
     bare = bare_repo(tmp_path / "origin.git")
     monkeypatch.setattr(git_local, "_parents_first", lambda commits: commits)
     with pytest.raises(ValueError, match="the remote would lack object"):
