@@ -5,6 +5,7 @@ holding any byte not pushed is never sent whole."""
 
 from __future__ import annotations
 
+import mmap
 import os
 from pathlib import Path
 
@@ -208,3 +209,48 @@ def test_object_stores_get_packs_cut_smaller(tmp_path, monkeypatch):
     assert dt.send_target(memory) == dt.OBJECT_STORE_PACK_TARGET
     monkeypatch.setattr(dt, "PACK_TARGET", 2048)
     assert dt.send_target(local) == dt.send_target(memory) == 2048
+
+
+def test_blocks_are_read_from_a_mapping_of_exactly_their_bytes(tmp_path):
+    """The push reads local blocks through a read-only mapping (no copy), at
+    any offset; a range past the file's end is not mapped (a truncated pack
+    is read, and refused as truncated), nor an empty one."""
+    from hangar_git.remotes.packsend import _map_window
+
+    data = np.random.default_rng(7).integers(0, 256, 5 * mmap.ALLOCATIONGRANULARITY + 123, np.uint8)
+    path = tmp_path / "p.pack"
+    path.write_bytes(data.tobytes())
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for start, n in [
+            (0, 10),
+            (5, 4096),
+            (mmap.ALLOCATIONGRANULARITY + 17, 9000),
+            (100, len(data) - 100),
+        ]:
+            view = _map_window(fd, start, n)
+            assert isinstance(view, memoryview) and view.readonly
+            assert bytes(view) == data[start : start + n].tobytes()
+        assert _map_window(fd, len(data) - 5, 6) is None
+        assert _map_window(fd, 0, 0) is None
+    finally:
+        os.close(fd)
+
+
+def test_a_pack_truncated_under_its_index_is_refused_not_mapped(repo, tmp_path):
+    rows = np.random.default_rng(8).integers(0, 256, (50, 64), dtype=np.uint8)
+    digests = _stored(repo, rows)
+    reader = repo.payload_store.reader()
+    try:
+        _, entries = reader.lookup(digests[-1:])
+        pack, boff, blen = reader.block_row(int(entries["block"][0]))
+        path = reader.pack_path(pack)
+    finally:
+        reader.close()
+    os.truncate(path, boff + blen - 3)  # the last block's tail gone
+    url = tmp_path / "data"
+    with pytest.raises(IntegrityError, match="passes the end of the file"):
+        upload_payloads(repo, DataRemote(str(url)), digests)
+    remote = DataRemote(str(url))
+    remote.refresh()
+    assert len(remote.lookup()) == 0  # nothing was sent

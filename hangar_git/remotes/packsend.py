@@ -19,6 +19,7 @@ already) never leaves this way: its wanted payloads are left to
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -99,10 +100,11 @@ def _candidates(
 
 def _read_ranges(
     reader: PackReader, rows: list[tuple[int, int, int]]
-) -> list[tuple[int, int, bytes]]:
+) -> list[tuple[int, int, bytes | memoryview]]:
     """``(pack, start, bytes)`` reads covering the blocks ``rows`` (pack,
-    offset, length; sorted), neighbours read together up to READ_WINDOW."""
-    out: list[tuple[int, int, bytes]] = []
+    offset, length; sorted), neighbours read together up to READ_WINDOW:
+    each window mapped (:func:`_map_window`), else read."""
+    out: list[tuple[int, int, bytes | memoryview]] = []
     i = 0
     while i < len(rows):
         pack, start, blen = rows[i]
@@ -114,12 +116,33 @@ def _read_ranges(
             end += rows[j][2]
             j += 1
         fd = reader.checked_fd(pack, start, end - start)
-        data = os.pread(fd, end - start, start)
+        mapped = _map_window(fd, start, end - start)
+        data = os.pread(fd, end - start, start) if mapped is None else mapped
         if len(data) != end - start:
             raise IntegrityError(f"blocks at {start} of {reader.pack_path(pack)} are truncated")
         out.append((pack, start, data))
         i = j
     return out
+
+
+def _map_window(fd: int, start: int, n: int) -> memoryview | None:
+    """The ``n`` bytes at ``start`` of pack file ``fd``, mapped read-only (no
+    copy: checked, hashed and written from the page cache); None when the
+    file is shorter than that now (the caller reads, and finds it truncated)
+    or cannot be mapped. Local packs only ever grow (a failed write is cut
+    back past the indexed blocks, never into them), so a mapping of indexed
+    blocks stays whole while the push reads it; it is unmapped once the
+    last view of it is dropped."""
+    if n <= 0:
+        return None
+    try:
+        if os.fstat(fd).st_size < start + n:
+            return None
+        base = start - start % mmap.ALLOCATIONGRANULARITY
+        mapped = mmap.mmap(fd, start + n - base, access=mmap.ACCESS_READ, offset=base)
+    except (OSError, ValueError, OverflowError):
+        return None
+    return memoryview(mapped)[start - base :]
 
 
 def _check(
