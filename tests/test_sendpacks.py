@@ -103,3 +103,37 @@ def test_pieces_are_written_whole_through_short_writes(tmp_path, monkeypatch):
         finally:
             os.close(fd)
     assert path.read_bytes() == b"abcdefgh" + b"ij" * 100
+
+
+def test_an_object_store_gets_two_packs_uploading_at_once(repo, other_repo, monkeypatch):
+    """To an object store the next sealed pack starts uploading while the one
+    before is still under way (OBJECT_STORE_UPLOADS at once); every pack
+    lands, is checked, and a fetch reads them all back."""
+    import threading
+
+    from hangar_git.remotes import data_transport as dt
+
+    rows, digests = _stored(repo, 20_000)  # 1.3 MB: three packs of 512 KiB
+    monkeypatch.setattr(dt, "OBJECT_STORE_PACK_TARGET", 1 << 19)
+    both = threading.Barrier(2, timeout=20)  # the first two uploads meet here
+    seen: list[str] = []
+    real = DataRemote.upload
+
+    def upload(self, pack):
+        seen.append(pack.pack_id)
+        if len(seen) <= 2:
+            both.wait()  # one upload at a time never gets past this
+        real(self, pack)
+
+    monkeypatch.setattr(DataRemote, "upload", upload)
+    url = "memory://h4-two-uploads"
+    report = upload_payloads(repo, DataRemote(url), digests)
+    assert report.packs == len(seen) == 3 and report.payloads == len(digests)
+    got = download_payloads(other_repo, DataRemote(url), digests)
+    assert got.payloads == len(digests) and not got.refused
+    reader = other_repo.payload_store.reader()
+    try:
+        for d, r in zip(digests, rows, strict=True):
+            assert reader.get(d).tobytes() == r.tobytes()
+    finally:
+        reader.close()

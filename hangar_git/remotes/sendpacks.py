@@ -35,19 +35,26 @@ READ_CHUNK = 4096
 READ_BYTES = 16 * 1024 * 1024
 #: bytes of a pack's body handed to the sending thread at a time, to write ahead
 WRITE_AHEAD = 4 * 1024 * 1024
+#: packs uploading at once to an object store (each its own requests; a
+#: folder takes one at a time, written ahead as it is built)
+OBJECT_STORE_UPLOADS = 2
 
 
 class PackSender:
-    """Sends sealed packs on one background thread, one upload in flight.
+    """Sends sealed packs on background threads, ``in_flight`` uploads at most.
 
     Where the remote can take a pack piece by piece (a folder), the pieces
-    of the pack being built are written ahead on that thread as they come
+    of the pack being built are written ahead on one thread as they come
     (:meth:`feed`), and the upload of the sealed pack writes only the rest
-    and names it; elsewhere each sealed pack is sent whole.
+    and names it; elsewhere each sealed pack is sent whole, up to
+    ``in_flight`` of them at once (the pool has as many threads). Each pack
+    is named by its own index, so packs may land in any order; the records
+    move only once every one has landed and been checked.
     """
 
-    def __init__(self, remote: DataRemote, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, remote: DataRemote, pool: ThreadPoolExecutor, in_flight: int = 1) -> None:
         self.remote, self.pool = remote, pool
+        self.in_flight = max(1, in_flight)
         self.jobs: list[Future[None]] = []
         self.sent: list[SealedPack] = []
         self.stream: ObjectStream | None = None
@@ -69,19 +76,20 @@ class PackSender:
             self.jobs.append(self.pool.submit(self.stream.write, parts))
 
     def send(self, pack: SealedPack) -> None:
-        """Upload ``pack`` (after the one before has landed)."""
+        """Upload ``pack`` once fewer than ``in_flight`` uploads are under way
+        (with one: after the one before, and what was written ahead, landed)."""
         pack.stream, self.stream = self.stream, None
         if pack.stream is None:
             pack.streamed = 0  # nothing written ahead: all of it goes now
-        self.wait()
+        self.wait(self.in_flight - 1)
         self.jobs.append(self.pool.submit(self.remote.upload, pack))
         self.sent.append(pack)
 
-    def wait(self) -> None:
-        """Wait for every write and upload submitted (their errors raise here)."""
-        jobs, self.jobs = self.jobs, []
-        for job in jobs:
-            job.result()
+    def wait(self, leave: int = 0) -> None:
+        """Wait for the writes and uploads submitted, oldest first, until at
+        most ``leave`` are under way (their errors raise here)."""
+        while len(self.jobs) > leave:
+            self.jobs.pop(0).result()
 
     def close(self) -> None:
         """Wait for what is in flight, then drop any pack body written but not named."""
@@ -135,8 +143,9 @@ def send_packs(
     total = sum(reader.kind_nbytes(int(k)) * int(c) for k, c in zip(uk, counts, strict=True))
     builder = PackBuilder()
     target = dt.send_target(remote)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        sender = PackSender(remote, pool)
+    uploads = 1 if remote.store.renames_into_place else OBJECT_STORE_UPLOADS
+    with ThreadPoolExecutor(max_workers=uploads) as pool:
+        sender = PackSender(remote, pool, uploads)
         try:
             _build(reader, todo, entries, builder, sender, target, progress, total)
         finally:
@@ -204,4 +213,11 @@ def _build(
     sender.wait()
 
 
-__all__ = ["READ_BYTES", "READ_CHUNK", "WRITE_AHEAD", "PackSender", "send_packs"]
+__all__ = [
+    "OBJECT_STORE_UPLOADS",
+    "READ_BYTES",
+    "READ_CHUNK",
+    "WRITE_AHEAD",
+    "PackSender",
+    "send_packs",
+]
