@@ -22,6 +22,7 @@ from . import config as rc
 from . import git_transport as gt
 from . import steps
 from .transfer import (
+    EarlyRefresh,
     LazyFetcher,
     Progress,
     TransferReport,
@@ -484,15 +485,21 @@ class Remotes:
         self._known(remote)
         steps.check_fetch_options(max_num_bytes, retrieve_all_history)
         start = self._startpoint(remote, branch, commit)
+        try:  # the remote's packs are listed while the records are read
+            early: EarlyRefresh | None = EarlyRefresh(self._data_remote(remote))
+        except ValueError:
+            early = None  # no data URL: said once the records are read, as ever
         commits, digests = steps.wanted_payloads(git, start, arrayset_names, retrieve_all_history)
-        dr = self._data_remote(remote)
+        limits = payload_limits(git, commits, digests)
+        dr = self._data_remote(remote) if early is None else early.remote
         report = download_payloads(
             self._repo,
             dr,
             digests.digest_list(),
             max_bytes=max_num_bytes,
             progress=progress,
-            limits=payload_limits(git, commits, digests),
+            limits=limits,
+            early=early,
         )
         self.last_report = report
         steps.raise_for_report(report, remote, dr)

@@ -87,7 +87,11 @@ class PackSender:
 
     def wait(self, leave: int = 0) -> None:
         """Wait for the writes and uploads submitted, oldest first, until at
-        most ``leave`` are under way (their errors raise here)."""
+        most ``leave`` are under way (their errors raise here, and that of
+        any one finished already: nothing more is sent after a failure)."""
+        for job in self.jobs:
+            if job.done():
+                job.result()
         while len(self.jobs) > leave:
             self.jobs.pop(0).result()
 

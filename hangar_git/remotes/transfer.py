@@ -15,6 +15,7 @@ stores it. Both can be rerun after an interruption: what arrived is found
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -97,6 +98,45 @@ class TransferReport:
 
 def _stats(remote: DataRemote) -> tuple[int, int, int]:
     return remote.requests, remote.bytes_sent, remote.bytes_received
+
+
+class EarlyRefresh:
+    """:meth:`DataRemote.refresh` started on a thread of its own, so the
+    remote's listing and new pack indexes are read (network round trips on
+    an object store) while the caller reads the records.
+
+    Hand it to :func:`download_payloads`, which waits for it only when it
+    has payloads to fetch (a fetch that finds everything here never waits
+    on the network), and refreshes again itself when it failed: its error
+    is then raised by that refresh, where it always was. The thread is a
+    daemon (it is not waited for when the process ends) and touches only
+    ``remote`` and its index cache.
+
+    Parameters
+    ----------
+    remote : DataRemote
+        Not used by anyone else until :meth:`wait` returns.
+    """
+
+    def __init__(self, remote: DataRemote) -> None:
+        self.remote = remote
+        self._ok = False
+        self._done = threading.Event()
+        threading.Thread(target=self._run, name="hangar-refresh", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self.remote.refresh()
+            self._ok = True
+        except Exception:  # raised again by the refresh made after it
+            pass
+        finally:
+            self._done.set()
+
+    def wait(self) -> bool:
+        """Wait for the refresh; True when it succeeded."""
+        self._done.wait()
+        return self._ok
 
 
 # --------------------------------------------------------------------------
@@ -264,6 +304,7 @@ def download_payloads(
     progress: Progress | None = None,
     refresh: bool = True,
     limits: Mapping[bytes, int] | None = None,
+    early: EarlyRefresh | None = None,
 ) -> TransferReport:
     """Fetch the payloads of ``digests`` not stored here, verified, into the store.
 
@@ -294,6 +335,9 @@ def download_payloads(
         Read the remote's list of packs again first (default).
     limits : mapping of bytes to int, optional
         The most raw bytes each payload may hold.
+    early : EarlyRefresh, optional
+        A refresh of ``remote`` started earlier: when it succeeded, it
+        stands for the refresh ``refresh`` asks for.
 
     Returns
     -------
@@ -313,6 +357,8 @@ def download_payloads(
     if not todo:
         report.seconds = time.perf_counter() - t0
         return report
+    if early is not None and early.wait():
+        refresh = False  # read while the records were
     if refresh or not len(remote.lookup()):
         remote.refresh()
     lk = remote.lookup()
