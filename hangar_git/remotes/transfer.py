@@ -31,7 +31,7 @@ from ..records.reachable import Referenced, commits_between, history, leaf_ids
 from ..store.packs import PackWriter
 from ..wording import are, plural, were
 from . import bounded, large
-from .data_transport import DataRemote, RemoteLookup
+from .data_transport import DataRemote, RemoteLookup, SealedPack
 from .fetchplan import FetchPlan
 from .lookup import DigestLimits
 from .sendpacks import READ_BYTES, READ_CHUNK, send_packs
@@ -120,6 +120,8 @@ class EarlyRefresh:
 
     def __init__(self, remote: DataRemote) -> None:
         self.remote = remote
+        #: the remote's counters when it began (its requests count in the transfer's)
+        self.before = _stats(remote)
         self._ok = False
         self._done = threading.Event()
         threading.Thread(target=self._run, name="hangar-refresh", daemon=True).start()
@@ -195,6 +197,7 @@ def upload_payloads(
     remote: DataRemote,
     digests: Iterable[bytes],
     progress: Progress | None = None,
+    early: EarlyRefresh | None = None,
 ) -> TransferReport:
     """Send the payloads of ``digests`` that ``remote`` lacks, in packs.
 
@@ -208,6 +211,10 @@ def upload_payloads(
         The payloads the remote must have afterwards.
     progress : callable, optional
         Called as ``progress("payloads", bytes done, bytes in all)``.
+    early : EarlyRefresh, optional
+        A refresh of ``remote`` started earlier: the local store is looked
+        up while it runs, and when it succeeded it stands for the refresh
+        made here.
 
     Returns
     -------
@@ -224,17 +231,23 @@ def upload_payloads(
     """
     t0 = time.perf_counter()
     report = TransferReport()
-    before = _stats(remote)
-    remote.refresh()
+    before = _stats(remote) if early is None else early.before
     wanted = list(dict.fromkeys(digests))
-    todo = _not_there(remote, wanted)
-    report.skipped = len(wanted) - len(todo)
-    if todo:
-        reader = repo.payload_store.reader()
-        try:
-            found, entries = reader.lookup(todo)
+    reader = repo.payload_store.reader()
+    uploaded: list[SealedPack] = []
+    try:
+        found, entries = reader.lookup(wanted)  # while the remote is listed
+        if early is None or not early.wait():
+            remote.refresh()
+        there = _there(remote, wanted)
+        report.skipped = int(there.sum())
+        if there.any():
+            keep = np.flatnonzero(~there)
+            wanted = [wanted[i] for i in keep.tolist()]
+            found, entries = found[keep], entries[keep]
+        if wanted:
             if not found.all():
-                lost = [todo[i] for i in np.flatnonzero(~found).tolist()]
+                lost = [wanted[i] for i in np.flatnonzero(~found).tolist()]
                 raise MissingPayloadError(
                     f"{plural(len(lost), 'payload')} referenced by the commits to push "
                     f"{are(len(lost))} neither on this machine nor on the data remote "
@@ -243,25 +256,24 @@ def upload_payloads(
                 )
             remote.ensure_marker()
             # large payloads travel as objects of their own (remotes/large.py)
-            todo, entries = large.upload(remote, reader, todo, entries, report, progress)
+            todo, entries = large.upload(remote, reader, wanted, entries, report, progress)
             uploaded = send_packs(remote, reader, todo, entries, progress)
-        finally:
-            reader.close()
-        report.packs += len(uploaded)
-        report.payloads += sum(len(p.digests) for p in uploaded)
-        report.raw_bytes += sum(p.raw_bytes for p in uploaded)
+    finally:
+        reader.close()
+    report.packs += len(uploaded)
+    report.payloads += sum(len(p.digests) for p in uploaded)
+    report.raw_bytes += sum(p.raw_bytes for p in uploaded)
     report.add_remote_stats(remote, before)
     report.seconds = time.perf_counter() - t0
     return report
 
 
-def _not_there(remote: DataRemote, wanted: list[bytes]) -> list[bytes]:
-    """The digests of ``wanted`` that ``remote`` has neither in a pack nor as a large object."""
-    rows = remote.lookup().find(wanted)
-    todo = [wanted[i] for i in np.flatnonzero(rows < 0).tolist()]
+def _there(remote: DataRemote, wanted: list[bytes]) -> np.ndarray:
+    """Which of ``wanted`` ``remote`` has, in a pack or as a large object (bool each)."""
+    there = remote.lookup().find(wanted) >= 0
     if remote.large:
-        todo = [d for d in todo if d not in remote.large]
-    return todo
+        there |= np.fromiter((d in remote.large for d in wanted), bool, len(wanted))
+    return there
 
 
 # --------------------------------------------------------------------------
@@ -345,7 +357,7 @@ def download_payloads(
     """
     t0 = time.perf_counter()
     report = TransferReport()
-    before = _stats(remote)
+    before = _stats(remote) if early is None else early.before
     wanted = list(dict.fromkeys(digests))
     reader = repo.payload_store.reader()
     try:
