@@ -1,8 +1,8 @@
 """Fresh arrays for bulk reads, laid on whole huge pages: :func:`empty_huge`.
 
 Every page of a fresh array is a page fault when first written (about
-1.2 us each here, more in a virtual machine): reading 47 MB into a new
-array takes 11,500 of them in 4 KiB pages, and 23 in 2 MiB pages.
+1.2 us each on the 2-core VM the benchmarks ran on): reading 47 MB into a
+new array takes 11,500 of them in 4 KiB pages, and 23 in 2 MiB pages.
 numpy asks for transparent huge pages for arrays of 4 MiB or more
 (``madvise(MADV_HUGEPAGE)``), but the kernel backs only the 2 MiB-aligned
 stretches lying wholly inside the allocation, and where the allocation
