@@ -24,6 +24,7 @@ from .store import Location, PackReader, PackWriter
 from .store.chunk_format import is_large_entry
 from .store.chunked import LARGE_IOFF
 from .store.digest import DIGEST_SIZE
+from .store.hugepages import empty_huge
 from .store.limits import payload_bound
 from .store.reader import take_places
 
@@ -380,7 +381,7 @@ class PayloadAccess:
         e = self._table_entries(aset, keys, order)
         if e is None:
             return None
-        stack = np.empty((n, *schema.shape), schema.dtype)
+        stack = empty_huge((n, *schema.shape), schema.dtype)  # (few page faults)
         if not self.reader.gather_into(e, stack):
             return None  # large payloads or another kind: the general path
         self._rows_bytes += size

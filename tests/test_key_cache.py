@@ -338,3 +338,39 @@ def test_a_table_kept_is_written_in_parts_as_its_encoding(repo, kind):
     assert data == entry_hints.encode(places, s.oid)
     back = entry_hints.parse(data, s.oid, N)
     assert back is not None and back.sids == (3, 9) and back.where.tolist() == places.where.tolist()
+
+
+@pytest.mark.parametrize("kind", ["ints", "strs"])
+def test_a_table_is_read_in_its_parts_never_whole(repo, monkeypatch, kind):
+    """load reads the header, the digests, the keys and the checksum each
+    straight into its own buffer (no read of the whole file, then copies
+    of its parts: in a fresh process each page of a fresh buffer is a page
+    fault), and gives what parse() of the whole file gives."""
+    keys: list = list(range(N)) if kind == "ints" else [f"k{i}" for i in range(N)]
+    _commit(repo, keys)
+    s = _samples(repo)
+    s.flat()  # parsed, then cached
+    path = key_cache.cache_path(s.repo, s.oid)
+    whole = key_cache.parse(path.read_bytes(), s.oid, N)
+    assert whole is not None
+    sizes: list[int] = []
+    real_pread, real_preadv = os.pread, os.preadv
+
+    def pread(fd, n, off):
+        sizes.append(n)
+        return real_pread(fd, n, off)
+
+    def preadv(fd, buffers, off):
+        sizes.append(sum(memoryview(b).nbytes for b in buffers))
+        return real_preadv(fd, buffers, off)
+
+    monkeypatch.setattr(key_cache.os, "pread", pread)
+    monkeypatch.setattr(key_cache.os, "preadv", preadv)
+    table = key_cache.load(s.repo, s.oid, N)
+    assert table is not None and table.to_dict() == whole.to_dict()
+    assert table.digests == whole.digests
+    if kind == "ints":
+        assert table.ints is not None and table.ints.flags.writeable
+        assert table.ints.dtype == np.int64 and table.dense_order() is not None
+    assert sizes and max(sizes) < path.stat().st_size
+    assert sum(sizes) == path.stat().st_size  # every byte read once

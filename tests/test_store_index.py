@@ -170,6 +170,51 @@ def test_damaged_segment_is_refused_not_misread(store):
     r.close()
 
 
+@pytest.mark.parametrize("value", ["garbage", 12345, 1.5])
+def test_a_segment_row_holding_no_blob_is_refused_and_the_others_load(store, value):
+    """A segment whose entries are not a blob (a damaged row: text, a
+    number) is a damaged segment, as a blob failing its checksum is; the
+    other segments are loaded and read (they are read through a blob
+    handle, which opens blobs only)."""
+    w = store.writer()
+    arrays = [np.full(4, i, np.int32) for i in range(3)]
+    payloads = [payload_from_array(a) for a in arrays]
+    for p in payloads:
+        w.add(p)
+    w.close()
+    con = sqlite3.connect(store.index_path)
+    ((first, n, chk, blob),) = con.execute("SELECT id, n, chk, entries FROM segments").fetchall()
+    # the same entries again in a second segment, then the first one damaged
+    con.execute("INSERT INTO segments (n, chk, entries) VALUES (?,?,?)", (n, chk, blob))
+    con.execute("UPDATE segments SET entries=? WHERE id=?", (value, first))
+    con.commit()
+    con.close()
+    r = store.reader()
+    found = r.locate_many([p.digest for p in payloads])
+    assert list(r.damaged_segments) == [first]
+    assert len(found) == len(payloads)  # from the sound segment
+    for p, a in zip(payloads, arrays, strict=True):
+        np.testing.assert_array_equal(r.read(found[p.digest], p.digest), a)
+    r.close()
+
+
+def test_segments_are_read_through_a_blob_handle_not_selected(store):
+    """Loading the index selects no segment's entries: each blob is read
+    through an incremental blob handle, with no copy of it SQLite makes
+    first (in a fresh process, twice the fresh memory)."""
+    w = store.writer()
+    p = payload_from_array(np.arange(50, dtype=np.int64))
+    w.add(p)
+    w.close()
+    r = store.reader()
+    statements: list[str] = []
+    r._con.set_trace_callback(statements.append)
+    assert r.locate(p.digest) is not None
+    assert any("FROM segments" in s for s in statements)
+    assert not any("entries FROM segments" in s for s in statements), statements
+    r.close()
+
+
 def test_damaged_block_row_is_refused(store):
     w = store.writer()
     p = payload_from_array(np.arange(10, dtype=np.int16))

@@ -158,28 +158,112 @@ def cache_path(repo: pygit2.Repository, oid: bytes) -> Path:
 def load(repo: pygit2.Repository, oid: bytes, count: int) -> KeyTable | None:
     """The cached key table of samples tree ``oid`` holding ``count`` samples
     (the count this machine knows for it), or None when absent or not sound
-    (see the module's docstring); nothing larger than such a table is read."""
+    (see the module's docstring); nothing larger than such a table is read.
+
+    The file is read in its parts, each straight into the buffer the table
+    keeps (the digests, the keys), with the checks of :func:`parse`: no copy
+    of the whole file is made first (in a fresh process every page of a
+    fresh buffer is a page fault, and a 60,000-sample table is 1.7 MB)."""
     path = cache_path(repo, oid)
     # at most as large as a table of ``count`` samples can be
-    data = read_file(path, HEADER.size + count * (DIGEST + MAX_KEY + 1) + CRC.size)
-    table = None if data is None else parse(data, oid, count)
+    fd = _open_regular(path, HEADER.size + count * (DIGEST + MAX_KEY + 1) + CRC.size)
+    if fd is None:
+        return None
+    try:
+        table = _read_parts(fd, oid, count)
+    except OSError:
+        table = None
+    finally:
+        os.close(fd)
     if table is not None:
         touch(path)
     return table
 
 
-def read_file(path: Path, limit: int) -> bytes | None:
-    """The content of the cache file ``path`` when it is a regular file of at
-    most ``limit`` bytes, else None (nothing larger is read)."""
+def _read_parts(fd: int, oid: bytes, count: int) -> KeyTable | None:
+    """The table in the file open at ``fd`` (see :func:`load`)."""
+    import numpy as np
+
+    size = os.fstat(fd).st_size
+    head = os.pread(fd, HEADER.size, 0)
+    layout = _layout(head, size, oid, count)
+    if layout is None:
+        return None
+    flags, n, keys_len = layout
+    digests = os.pread(fd, DIGEST * n, HEADER.size)
+    at = HEADER.size + DIGEST * n
+    keys: bytes | np.ndarray
+    if flags & INT_KEYS:
+        keys = np.empty(n, "<i8")
+        got = os.preadv(fd, [keys.data.cast("B")], at) if n else 0
+    else:
+        keys = os.pread(fd, keys_len, at)
+        got = len(keys)
+    tail = os.pread(fd, CRC.size, at + keys_len)
+    if len(digests) != DIGEST * n or got != keys_len or len(tail) != CRC.size:
+        return None  # the file changed under the read
+    if crc32(keys, crc32(digests, crc32(head))) != CRC.unpack(tail)[0]:
+        return None
+    return _table(digests, keys, n)
+
+
+def _layout(head: bytes, size: int, oid: bytes, count: int) -> tuple[int, int, int] | None:
+    """``(flags, sample count, bytes of keys)`` of a file of ``size`` bytes
+    whose header is ``head``, when the header is sound for tree ``oid`` of
+    ``count`` samples and states that size; else None."""
+    if size < HEADER.size + CRC.size or len(head) < HEADER.size:
+        return None
+    magic, version, flags, tree, n, names_len = HEADER.unpack_from(head)
+    if magic != MAGIC or version != VERSION or tree != oid or n != count or flags & ~INT_KEYS:
+        return None
+    keys_len = 8 * n if flags & INT_KEYS else names_len
+    if size != HEADER.size + DIGEST * n + keys_len + CRC.size or (flags & INT_KEYS and names_len):
+        return None
+    return flags, n, keys_len
+
+
+def _table(digests: bytes, keys: bytes | np.ndarray, n: int) -> KeyTable | None:
+    """The table of ``n`` joined ``digests`` and their ``keys`` (int64 values,
+    or NUL-joined names) when the keys are well formed, else None."""
+    import numpy as np
+
+    if isinstance(keys, np.ndarray):
+        ints = keys.astype(np.int64, copy=False)  # (a copy only where not native)
+        if n and int(ints.min()) < 0:
+            return None
+        return KeyTable(digests, ints, None)
+    if not n:
+        return None if keys else KeyTable(b"", None, b"")
+    if keys.count(b"\x00") != n - 1 or not canonical_keys(keys):
+        return None
+    return KeyTable(digests, None, keys)
+
+
+def _open_regular(path: Path, limit: int) -> int | None:
+    """A descriptor of ``path``, open for reading, when it is a regular file
+    of at most ``limit`` bytes, else None."""
     try:  # a link or a pipe in its place is not a table (and a pipe would block)
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
-            return None
-        return os.pread(fd, st.st_size, 0)
+    except OSError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+        os.close(fd)
+        return None
+    return fd
+
+
+def read_file(path: Path, limit: int) -> bytes | None:
+    """The content of the cache file ``path`` when it is a regular file of at
+    most ``limit`` bytes, else None (nothing larger is read)."""
+    fd = _open_regular(path, limit)
+    if fd is None:
+        return None
+    try:
+        return os.pread(fd, os.fstat(fd).st_size, 0)
     except OSError:
         return None
     finally:
@@ -199,30 +283,17 @@ def parse(data: bytes, oid: bytes, count: int) -> KeyTable | None:
     ``count`` samples, else None."""
     import numpy as np
 
-    if len(data) < HEADER.size + CRC.size:
+    layout = _layout(data[: HEADER.size], len(data), oid, count)
+    if layout is None:
         return None
-    magic, version, flags, tree, n, names_len = HEADER.unpack_from(data)
-    if magic != MAGIC or version != VERSION or tree != oid or n != count or flags & ~INT_KEYS:
-        return None
-    keys_len = 8 * n if flags & INT_KEYS else names_len
+    flags, n, keys_len = layout
     body_end = HEADER.size + DIGEST * n + keys_len
-    if len(data) != body_end + CRC.size or (flags & INT_KEYS and names_len):
-        return None
-    view = memoryview(data)
-    if crc32(view[:body_end]) != CRC.unpack_from(data, body_end)[0]:
+    if crc32(memoryview(data)[:body_end]) != CRC.unpack_from(data, body_end)[0]:
         return None
     digests = data[HEADER.size : HEADER.size + DIGEST * n]
     if flags & INT_KEYS:
-        ints = np.frombuffer(data, "<i8", n, HEADER.size + DIGEST * n).astype(np.int64)
-        if n and int(ints.min()) < 0:
-            return None
-        return KeyTable(digests, ints, None)
-    names = data[HEADER.size + DIGEST * n : body_end]
-    if not n:
-        return None if names else KeyTable(b"", None, b"")
-    if names.count(b"\x00") != n - 1 or not canonical_keys(names):
-        return None
-    return KeyTable(digests, None, names)
+        return _table(digests, np.frombuffer(data, "<i8", n, HEADER.size + DIGEST * n).copy(), n)
+    return _table(digests, data[HEADER.size + DIGEST * n : body_end], n)
 
 
 def encode(table: KeyTable, oid: bytes) -> bytes:

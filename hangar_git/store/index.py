@@ -28,7 +28,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -239,6 +239,22 @@ def _upgrade_v1(con: sqlite3.Connection) -> None:
     con.execute("DROP TABLE payloads")
 
 
+def _segment_bytes(con: sqlite3.Connection, sid: int, kind: str) -> Any:
+    """The ``entries`` value of segment row ``sid`` (SQLite type ``kind``).
+
+    A blob is read through an incremental blob handle: straight from the
+    pages into one bytes object (a ``SELECT`` of it first gathers its
+    overflow pages into a buffer of SQLite's, then copies that: twice the
+    fresh memory, each page of it a page fault in a fresh process). Any
+    other value (a damaged row) is selected as it is, for
+    :func:`.entries.parse_run` to refuse."""
+    if kind == "blob":
+        with con.blobopen("segments", "entries", sid, readonly=True) as blob:
+            return blob.read()
+    row = con.execute("SELECT entries FROM segments WHERE id=?", (sid,)).fetchone()
+    return row[0] if row is not None else None
+
+
 class Segments:
     """The index segments as loaded by one reader or the writer."""
 
@@ -261,10 +277,11 @@ class Segments:
                 fresh: dict[int, Run] = {}
                 for part in _chunks(need):
                     marks = ",".join("?" * len(part))
-                    for sid, n, chk, blob in con.execute(
-                        f"SELECT id, n, chk, entries FROM segments WHERE id IN ({marks})", part
+                    for sid, n, chk, kind in con.execute(
+                        f"SELECT id, n, chk, typeof(entries) FROM segments WHERE id IN ({marks})",
+                        part,
                     ).fetchall():
-                        run = parse_run(sid, n, chk, blob)
+                        run = parse_run(sid, n, chk, _segment_bytes(con, sid, kind))
                         if isinstance(run, str):
                             self.damaged[sid] = f"index segment {sid} of {path} {run}"
                         else:
