@@ -323,9 +323,10 @@ def test_workers_read_the_datasets_commit_while_the_branch_moves_on(data_repo):
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_batch_is_one_batch_read_per_arrayset(rco, monkeypatch, tmp_path, workers):
-    from hangar_git.dataloaders import common
+    from hangar_git.dataloaders import common, row_cache
 
     monkeypatch.setattr(common, "COLUMN_LIMIT", 0)  # no arrayset read whole
+    monkeypatch.setattr(row_cache, "CACHE_LIMIT", 0)  # nor cached (see test_row_cache_*)
     # stacked batches are read straight into one array per arrayset
     log = gather_log(monkeypatch, tmp_path)
     kw = {"num_workers": workers, "multiprocessing_context": "fork"} if workers else {}
@@ -338,10 +339,11 @@ def test_a_batch_is_one_batch_read_per_arrayset(rco, monkeypatch, tmp_path, work
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_small_arraysets_are_read_whole_once_per_process(rco, monkeypatch, tmp_path, workers):
-    from hangar_git.dataloaders import common
+    from hangar_git.dataloaders import common, row_cache
 
     # the labels (8 bytes a sample) are read whole, the images batch by batch
     monkeypatch.setattr(common, "COLUMN_LIMIT", 8 * (N - 1))
+    monkeypatch.setattr(row_cache, "CACHE_LIMIT", 0)  # (see test_row_cache_*)
     log = gather_log(monkeypatch, tmp_path)
     kw = {"num_workers": workers, "multiprocessing_context": "fork"} if workers else {}
     dset = make_torch_dataset(pair(rco), index_range=slice(1, N))

@@ -20,7 +20,9 @@ arrayset whose selected samples fit in :data:`COLUMN_LIMIT` bytes come from
 a copy of the whole arrayset, read once per process; those of the others
 straight from the store's index entries of the selection (32 bytes a
 sample), found once per process -- or once in the parent of forked workers
-(``preload``) -- so a batch looks up no digest in the store's index.
+(``preload``) -- so a batch looks up no digest in the store's index. A
+shuffled batch of those reads the whole blocks it touches once into a cache
+of decoded samples that forked workers share (:mod:`.row_cache`).
 
 Sample order: see :mod:`.selection`.
 """
@@ -42,6 +44,7 @@ import numpy as np
 from ..arrayset import ArraysetDataReader
 from ..errors import IntegrityError
 from ..naming import Key, encode_key
+from .row_cache import RowCache
 from .selection import as_arrayset_list, check_local, select_keys
 
 if TYPE_CHECKING:
@@ -140,6 +143,10 @@ class _Pool:
         #: forked child keeps its parent's too (entries name blocks by ids
         #: the store never reuses)
         self.entries: dict[int, np.ndarray | None] = {}
+        #: the decoded samples of those arraysets, filled as batches read
+        #: them, in memory a forked child shares with its parent and siblings
+        #: (see :mod:`.row_cache`; None: not cached)
+        self.caches: dict[int, RowCache | None] = {}
 
     def forked(self) -> None:
         # handles copied from the parent stay untouched (closing them here could
@@ -153,7 +160,11 @@ class _Pool:
             self.forked()
             self.generation += 1
             mine, self.free, self.opened = self.opened, [], []
-            self.columns, self.entries = {}, {}
+            caches = self.caches
+            self.columns, self.entries, self.caches = {}, {}, {}
+        for cache in caches.values():
+            if cache is not None:
+                cache.close()
         for h in mine:
             try:
                 h.co.close()
@@ -427,16 +438,45 @@ class SampleSource:
         ents = entries[j]
         if ents is None:
             return False
-        try:
-            done = payloads.reader.gather_into(ents.take(indices), out)
-        except IntegrityError:
-            done = False
-        if not done:
-            entries[j] = None
+        cache = self._cache(j, ents)
+        done = False
+        if cache is not None:
+
+            def fill(rows: np.ndarray, got: np.ndarray) -> bool:
+                return self._gather_entries(j, ents.take(rows), payloads, got)
+
+            done = cache.take(indices, out, fill)
+            if not done and entries[j] is None:  # the store could not give them
+                return False
+        # not from the cache (none, an ordered batch not cached, a cache turned off)
+        if not done and not self._gather_entries(j, ents.take(indices), payloads, out):
             return False
         if len(out):  # one kind for all (gather_into checked that)
             payloads.view.check_payload(self.names[j], self.encs[indices[0]], out[0])
         return True
+
+    def _gather_entries(
+        self, j: int, ents: np.ndarray, payloads: PayloadAccess, out: np.ndarray
+    ) -> bool:
+        """Fill ``out`` with the payloads of index entries ``ents`` of arrayset
+        ``j``; False, and the entries of ``j`` never used again here, when the
+        store cannot give them that way (see :meth:`_gather`)."""
+        try:
+            done = payloads.reader.gather_into(ents, out)
+        except IntegrityError:
+            done = False
+        if not done:
+            self._pool.entries[j] = None
+        return done
+
+    def _cache(self, j: int, ents: np.ndarray) -> RowCache | None:
+        """The cache of the decoded samples of arrayset ``j`` in this process
+        (made on first need; a forked child shares its parent's)."""
+        caches = self._pool.caches
+        if j not in caches:
+            dtype, shape, _var = self.specs[j]
+            caches[j] = RowCache.make(ents["block"], dtype, shape)
+        return caches[j]
 
     def _entries(self, j: int, payloads: PayloadAccess) -> np.ndarray | None:
         """The store's index entries of the selected samples of arrayset ``j``,
@@ -459,15 +499,18 @@ class SampleSource:
 
     def preload(self, checkout: ReaderCheckout) -> None:
         """Read the small arraysets whole now, and find the store's index
-        entries of the others' samples, through ``checkout`` (a read checkout
-        of :attr:`commit`), for every batch of this process and of worker
-        processes forked from it."""
+        entries of the others' samples (and make their caches of decoded
+        samples), through ``checkout`` (a read checkout of :attr:`commit`),
+        for every batch of this process and of worker processes forked from
+        it."""
         columns, entries = self._pool.columns, self._pool.entries
         for j, small in enumerate(self._small):
             if small and j not in columns:
                 columns[j] = self._read_column(j, checkout.payloads)
             elif not small and not self.specs[j][2] and j not in entries:
-                entries[j] = self._entries(j, checkout.payloads)
+                ents = entries[j] = self._entries(j, checkout.payloads)
+                if ents is not None:  # made here: forked workers share it
+                    self._cache(j, ents)
 
     def __repr__(self) -> str:
         return (
