@@ -387,13 +387,15 @@ def test_batches_look_up_no_digest(rco, monkeypatch, tmp_path, workers):
 
     monkeypatch.setattr(PackReader, "lookup", spy)
     dset = make_torch_dataset(pair(rco), index_range=slice(1, N))
-    made = log.read_text().split("\n")[:-1]  # by this process, the dataset made
+    # by this process, the dataset made (none when the places kept for the
+    # key tables gave the entries)
+    made = log.read_text().split("\n")[:-1] if log.exists() else []
     kw = {"num_workers": workers, "multiprocessing_context": "fork"} if workers else {}
     got = epoch(DataLoader(dset, batch_size=8, shuffle=True, **kw))
     assert sorted(lab for _, labs in got for lab in labs) == list(range(1, N))
     for imgs, labs in got:
         assert imgs == [image(lab).tolist() for lab in labs]
-    assert log.read_text().split("\n")[:-1] == made
+    assert (log.read_text().split("\n")[:-1] if log.exists() else []) == made
 
 
 def test_batches_read_after_gc_moved_the_payloads(repo, monkeypatch):

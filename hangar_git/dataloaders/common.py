@@ -44,8 +44,15 @@ import numpy as np
 from ..arrayset import ArraysetDataReader
 from ..errors import IntegrityError
 from ..naming import Key, encode_key
+from ..records import entry_hints
 from .row_cache import RowCache
-from .selection import as_arrayset_list, check_local, select_keys
+from .selection import (
+    TableSelection,
+    as_arrayset_list,
+    check_local,
+    select_keys,
+    table_selection,
+)
 
 if TYPE_CHECKING:
     from ..checkout import PayloadAccess, ReaderCheckout
@@ -260,10 +267,14 @@ class SampleSource:
         asets = as_arrayset_list(arraysets)
         check_field_names(field_names, len(asets))
         co = cast("ReaderCheckout", asets[0].checkout)  # as_arrayset_list checked it
-        records = [dict(co.view.iter_items(a.name)) for a in asets]  # one pass each
-        selected, encs = select_keys(asets, keys, index_range, records)
-        digests = [list(map(r.__getitem__, encs)) for r in records]
-        check_local(asets, selected, digests)
+        table = table_selection(asets, index_range) if keys is None else None
+        if table is not None:
+            selected: list[Key] = list(table.keys)
+            encs, digests = table.encs, table.digests
+        else:
+            records = [dict(co.view.iter_items(a.name)) for a in asets]  # one pass each
+            selected, encs = select_keys(asets, keys, index_range, records)
+            digests = [list(map(r.__getitem__, encs)) for r in records]
         specs = [(a.dtype, a.shape, a.variable_shape) for a in asets]
         source = cls(
             co.repository.path,
@@ -274,9 +285,35 @@ class SampleSource:
             digests,
             encs,
         )
+        source._check_local(co, asets, table)
         if preload:
             source.preload(co)
         return source
+
+    def _check_local(
+        self, co: ReaderCheckout, asets: list[ArraysetDataReader], table: TableSelection | None
+    ) -> None:
+        """:func:`check_local` of the selection. The store's index entries of
+        the arraysets read by entries (see :meth:`read_stacked`) are found
+        now, through the places kept for their key tables when ``table``
+        gives them (no index search; see :mod:`hangar_git.records.entry_hints`),
+        and kept for the batches: all found, none of their payloads is missing."""
+        rest = []
+        for j, aset in enumerate(asets):
+            if table is None or self._small[j] or self.specs[j][2]:
+                rest.append(j)
+                continue
+            records = co.view.base_samples(aset.name)
+            oid = records.oid if records is not None else None
+            found, e = entry_hints.table_entries(
+                co.payloads.reader, co.view.base.repo, oid, table.tables[j]
+            )
+            if found.all():
+                self._pool.entries[j] = e[table.positions]
+            else:
+                rest.append(j)
+        if rest:
+            check_local([asets[j] for j in rest], self.keys, [self.digests[j] for j in rest])
 
     # ---- per-process handles -------------------------------------------------
     def _setup(self) -> None:
@@ -507,8 +544,10 @@ class SampleSource:
         for j, small in enumerate(self._small):
             if small and j not in columns:
                 columns[j] = self._read_column(j, checkout.payloads)
-            elif not small and not self.specs[j][2] and j not in entries:
-                ents = entries[j] = self._entries(j, checkout.payloads)
+            elif not small and not self.specs[j][2]:
+                if j not in entries:
+                    entries[j] = self._entries(j, checkout.payloads)
+                ents = entries[j]
                 if ents is not None:  # made here: forked workers share it
                     self._cache(j, ents)
 
