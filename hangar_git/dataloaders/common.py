@@ -525,13 +525,13 @@ class SampleSource:
         """Every selected sample of arrayset ``j``, stacked: each distinct
         payload read once (labels share a handful)."""
         dtype, shape, _var = self.specs[j]
-        first: dict[bytes, str] = {}  # each distinct digest -> a sample holding it
-        for d, e in zip(self.digests[j], self.encs, strict=True):
-            first.setdefault(d, e)
+        digests = self.digests[j]
+        # each distinct digest -> a sample holding it (the last: one C loop)
+        first = dict(zip(digests, self.encs, strict=True))
         distinct = np.empty((len(first), *shape), dtype)
         payloads.read_into(self.names[j], list(first), list(first.values()), distinct)
         row = {d: i for i, d in enumerate(first)}
-        at = np.fromiter(map(row.__getitem__, self.digests[j]), np.intp, len(self.keys))
+        at = np.fromiter(map(row.__getitem__, digests), np.intp, len(self.keys))
         return distinct.take(at, axis=0)
 
     def preload(self, checkout: ReaderCheckout) -> None:
