@@ -285,19 +285,37 @@ class SampleSource:
             digests,
             encs,
         )
-        source._check_local(co, asets, table)
+        source.check_local_payloads(co, asets, table)
         if preload:
             source.preload(co)
         return source
 
-    def _check_local(
+    def check_local_payloads(
         self, co: ReaderCheckout, asets: list[ArraysetDataReader], table: TableSelection | None
     ) -> None:
-        """:func:`check_local` of the selection. The store's index entries of
-        the arraysets read by entries (see :meth:`read_stacked`) are found
-        now, through the places kept for their key tables when ``table``
-        gives them (no index search; see :mod:`hangar_git.records.entry_hints`),
-        and kept for the batches: all found, none of their payloads is missing."""
+        """Raise unless every selected sample's payload is on this machine.
+
+        The store's index entries of the arraysets read by entries (see
+        :meth:`read_stacked`) are found through the places kept for their key
+        tables when ``table`` gives them (no index search; see
+        :mod:`hangar_git.records.entry_hints`), and kept for the batches: all
+        found, none of their payloads is missing. The others go through
+        :func:`.selection.check_local`.
+
+        Parameters
+        ----------
+        co : ReaderCheckout
+            A read checkout of :attr:`commit`.
+        asets : list of ArraysetDataReader
+            Its arraysets of :attr:`names`, in order.
+        table : TableSelection or None
+            The selection, when it was taken from the key tables.
+
+        Raises
+        ------
+        MissingPayloadError
+            See :func:`.selection.check_local`.
+        """
         rest = []
         for j, aset in enumerate(asets):
             if table is None or self._small[j] or self.specs[j][2]:
