@@ -81,7 +81,10 @@ class RowCache:
         )
         #: per block position: 1 once all its selected rows are in :attr:`rows`
         self._filled = np.frombuffer(self._mem, np.uint8, len(uniq), offset=n * row_bytes)
-        self._lock = multiprocessing.Lock()
+        # (a fork context's lock is unlinked at once: no resource tracker process
+        # started for it where another start method is the default)
+        fork = "fork" in multiprocessing.get_all_start_methods()
+        self._lock = multiprocessing.get_context("fork" if fork else None).Lock()
         #: False once the lock could not be obtained: this process reads around the cache
         self.usable = True
 
