@@ -48,6 +48,10 @@ CACHE_LIMIT = 256 << 20
 #: seconds to wait for the cache's lock before reading around the cache
 LOCK_TIMEOUT = 10.0
 
+#: bytes before the rows in the shared memory: the count of filled blocks (the
+#: rows stay aligned for any dtype)
+_HEAD = 64
+
 #: fills the rows ``rows`` (indices into the selection) into ``out``; False
 #: when the store cannot give them that way (the cache is then not filled)
 Fill = Callable[[np.ndarray, np.ndarray], bool]
@@ -74,13 +78,15 @@ class RowCache:
         self._order = np.argsort(self._block_pos, kind="stable")
         self._bounds = np.searchsorted(self._block_pos[self._order], np.arange(len(uniq) + 1))
         row_bytes = self.dtype.itemsize * int(np.prod(self.shape, dtype=np.int64))
-        size = n * row_bytes + len(uniq)
+        size = _HEAD + n * row_bytes + len(uniq)
         self._mem = mmap.mmap(-1, max(size, 1))  # anonymous, MAP_SHARED: seen by forked children
-        self.rows = np.frombuffer(self._mem, self.dtype, n * int(np.prod(self.shape))).reshape(
-            (n, *self.shape)
-        )
+        self.rows = np.frombuffer(
+            self._mem, self.dtype, n * int(np.prod(self.shape)), offset=_HEAD
+        ).reshape((n, *self.shape))
         #: per block position: 1 once all its selected rows are in :attr:`rows`
-        self._filled = np.frombuffer(self._mem, np.uint8, len(uniq), offset=n * row_bytes)
+        self._filled = np.frombuffer(self._mem, np.uint8, len(uniq), offset=_HEAD + n * row_bytes)
+        #: how many blocks are filled (0: an ordered batch need look no further)
+        self._count = np.frombuffer(self._mem, np.int64, 1)
         # (a fork context's lock is unlinked at once: no resource tracker process
         # started for it where another start method is the default)
         fork = "fork" in multiprocessing.get_all_start_methods()
@@ -110,8 +116,11 @@ class RowCache:
         blocks straight into ``out`` best; filling them here would cost a
         copy and the first touch of the cache's pages, and, with worker
         processes reading neighbouring runs at once, save no decompression."""
-        if not self.usable or not len(indices):
+        n = len(indices)
+        if not self.usable or not n:
             return False
+        if not self._count[0] and indices[n - 1] - indices[0] + 1 == n:
+            return False  # (a run, as its ends tell, and nothing cached: read around)
         idx = np.asarray(indices, dtype=np.intp)
         pos = self._block_pos[idx]
         if not self._acquire():
@@ -148,6 +157,7 @@ class RowCache:
             return False
         try:
             self._filled[missing] = 1
+            self._count[0] = np.count_nonzero(self._filled)
         finally:
             self._lock.release()
         return True
@@ -167,6 +177,7 @@ class RowCache:
         self.usable = False
         self.rows = np.empty((0, *self.shape), self.dtype)
         self._filled = np.empty(0, np.uint8)
+        self._count = np.zeros(1, np.int64)
         try:
             self._mem.close()
         except BufferError:  # a view of the rows is still alive: freed with it
