@@ -233,3 +233,22 @@ def test_a_fill_that_fails_leaves_the_cache_empty():
     assert out.tolist() == [50, 0] and cache.filled_blocks() == 2
     assert cache.rows.tolist() == [0, 10, 20, 30, 40, 50, 60, 70, 0, 0, 0, 0]
     cache.close()
+
+
+def test_a_pickled_source_makes_its_own_cache(rco, no_columns):
+    """As in a spawned worker: the cache is not pickled; the copy makes one
+    of its own on first need, and reads the same samples."""
+    import pickle
+
+    source = SampleSource.from_arraysets(rco.arraysets["images"], preload=True)
+    read(source, [3, 100])
+    copy = pickle.loads(pickle.dumps(source))
+    assert copy._pool.caches == {} and copy._pool.entries == {}
+    for batch in shuffled_batches(5):
+        np.testing.assert_array_equal(read(copy, batch), want(batch))
+    mine = copy._pool.caches[0]
+    assert mine is not None and mine is not source._pool.caches[0]
+    assert mine.filled_blocks() == len(np.unique(mine._block_pos))
+    assert source._pool.caches[0].filled_blocks() < mine.filled_blocks()
+    copy.close()
+    source.close()
