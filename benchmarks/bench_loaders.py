@@ -25,7 +25,8 @@ training script is), timed from after the imports, the rows interleaved
 same samples (loaded from one stacked ``.npy`` per arrayset) with 0 and
 with 2 workers (what torch's own worker machinery costs on this machine),
 and ``DataLoader(make_torch_dataset(...), batch_size=...)`` with 0 and with
-2 workers (the default start method, workers not persistent). The bars are
+2 workers (the default start method, workers not persistent), and the same
+with ``shuffle=True`` (information rows, no bar). The bars are
 on the first epoch (worker start-up included): 0 workers at least half the
 ``TensorDataset``'s samples/s, 2 workers at least as fast as 0.
 
@@ -196,6 +197,9 @@ TORCH_ROWS = {
     "floor-2": ("floor", 2),
     "ours-0": ("ours", 0),
     "ours-2": ("ours", 2),
+    # information rows (no bar): the same with shuffle=True, as training runs
+    "ours-0-shuffled": ("ours-shuffled", 0),
+    "ours-2-shuffled": ("ours-shuffled", 2),
 }
 
 
@@ -250,7 +254,9 @@ def torch_row(root: Path, row: str, batch_size: int) -> dict[str, float]:
         co = Repository(root / "repo").checkout()
         dataset = make_torch_dataset([co.arraysets["images"], co.arraysets["labels"]])
     t1 = time.perf_counter()
-    kw = {"collate_fn": as_is} if kind == "floor" else {}
+    kw: dict[str, object] = {"collate_fn": as_is} if kind == "floor" else {}
+    if kind == "ours-shuffled":
+        kw["shuffle"] = True
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, **kw)
     n = len(dataset)  # type: ignore[arg-type]
     out = {"setup": t1 - t0}
@@ -285,7 +291,7 @@ def torch_bars(
     for _ in range(repeat):
         for row in TORCH_ROWS:
             for side, code in sides.items():
-                if code is not None and TORCH_ROWS[row][0] != "ours":
+                if code is not None and not TORCH_ROWS[row][0].startswith("ours"):
                     continue  # the baseline runs no hangar-git code
                 env = dict(os.environ)
                 if code is not None:
@@ -308,8 +314,10 @@ def torch_bars(
             label = f"in-memory TensorDataset, {workers} workers"
         elif kind == "floor":
             label = f"floor (arrays sliced, piped), {workers} w"
-        else:
+        elif kind == "ours":
             label = f"hangar-git ({side}), {workers} workers"
+        else:
+            label = f"  same, shuffled ({side}), {workers} w"
         print(
             f"{label:36} {r['setup']:7.3f}s {r['epoch1']:8.3f}s {n / r['epoch1']:10,.0f}"
             f" {r['epoch2']:8.3f}s {n / r['epoch2']:10,.0f}"

@@ -323,9 +323,10 @@ def test_workers_read_the_datasets_commit_while_the_branch_moves_on(data_repo):
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_batch_is_one_batch_read_per_arrayset(rco, monkeypatch, tmp_path, workers):
-    from hangar_git.dataloaders import common
+    from hangar_git.dataloaders import common, row_cache
 
     monkeypatch.setattr(common, "COLUMN_LIMIT", 0)  # no arrayset read whole
+    monkeypatch.setattr(row_cache, "CACHE_LIMIT", 0)  # nor cached (see test_row_cache_*)
     # stacked batches are read straight into one array per arrayset
     log = gather_log(monkeypatch, tmp_path)
     kw = {"num_workers": workers, "multiprocessing_context": "fork"} if workers else {}
@@ -338,10 +339,11 @@ def test_a_batch_is_one_batch_read_per_arrayset(rco, monkeypatch, tmp_path, work
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_small_arraysets_are_read_whole_once_per_process(rco, monkeypatch, tmp_path, workers):
-    from hangar_git.dataloaders import common
+    from hangar_git.dataloaders import common, row_cache
 
     # the labels (8 bytes a sample) are read whole, the images batch by batch
     monkeypatch.setattr(common, "COLUMN_LIMIT", 8 * (N - 1))
+    monkeypatch.setattr(row_cache, "CACHE_LIMIT", 0)  # (see test_row_cache_*)
     log = gather_log(monkeypatch, tmp_path)
     kw = {"num_workers": workers, "multiprocessing_context": "fork"} if workers else {}
     dset = make_torch_dataset(pair(rco), index_range=slice(1, N))
@@ -385,13 +387,15 @@ def test_batches_look_up_no_digest(rco, monkeypatch, tmp_path, workers):
 
     monkeypatch.setattr(PackReader, "lookup", spy)
     dset = make_torch_dataset(pair(rco), index_range=slice(1, N))
-    made = log.read_text().split("\n")[:-1]  # by this process, the dataset made
+    # by this process, the dataset made (none when the places kept for the
+    # key tables gave the entries)
+    made = log.read_text().split("\n")[:-1] if log.exists() else []
     kw = {"num_workers": workers, "multiprocessing_context": "fork"} if workers else {}
     got = epoch(DataLoader(dset, batch_size=8, shuffle=True, **kw))
     assert sorted(lab for _, labs in got for lab in labs) == list(range(1, N))
     for imgs, labs in got:
         assert imgs == [image(lab).tolist() for lab in labs]
-    assert log.read_text().split("\n")[:-1] == made
+    assert (log.read_text().split("\n")[:-1] if log.exists() else []) == made
 
 
 def test_batches_read_after_gc_moved_the_payloads(repo, monkeypatch):

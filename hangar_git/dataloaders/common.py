@@ -20,7 +20,9 @@ arrayset whose selected samples fit in :data:`COLUMN_LIMIT` bytes come from
 a copy of the whole arrayset, read once per process; those of the others
 straight from the store's index entries of the selection (32 bytes a
 sample), found once per process -- or once in the parent of forked workers
-(``preload``) -- so a batch looks up no digest in the store's index.
+(``preload``) -- so a batch looks up no digest in the store's index. A
+shuffled batch of those reads the whole blocks it touches once into a cache
+of decoded samples that forked workers share (:mod:`.row_cache`).
 
 Sample order: see :mod:`.selection`.
 """
@@ -42,7 +44,15 @@ import numpy as np
 from ..arrayset import ArraysetDataReader
 from ..errors import IntegrityError
 from ..naming import Key, encode_key
-from .selection import as_arrayset_list, check_local, select_keys
+from ..records import entry_hints
+from .row_cache import RowCache
+from .selection import (
+    TableSelection,
+    as_arrayset_list,
+    check_local,
+    select_keys,
+    table_selection,
+)
 
 if TYPE_CHECKING:
     from ..checkout import PayloadAccess, ReaderCheckout
@@ -140,6 +150,10 @@ class _Pool:
         #: forked child keeps its parent's too (entries name blocks by ids
         #: the store never reuses)
         self.entries: dict[int, np.ndarray | None] = {}
+        #: the decoded samples of those arraysets, filled as batches read
+        #: them, in memory a forked child shares with its parent and siblings
+        #: (see :mod:`.row_cache`; None: not cached)
+        self.caches: dict[int, RowCache | None] = {}
 
     def forked(self) -> None:
         # handles copied from the parent stay untouched (closing them here could
@@ -153,7 +167,11 @@ class _Pool:
             self.forked()
             self.generation += 1
             mine, self.free, self.opened = self.opened, [], []
-            self.columns, self.entries = {}, {}
+            caches = self.caches
+            self.columns, self.entries, self.caches = {}, {}, {}
+        for cache in caches.values():
+            if cache is not None:
+                cache.close()
         for h in mine:
             try:
                 h.co.close()
@@ -249,10 +267,14 @@ class SampleSource:
         asets = as_arrayset_list(arraysets)
         check_field_names(field_names, len(asets))
         co = cast("ReaderCheckout", asets[0].checkout)  # as_arrayset_list checked it
-        records = [dict(co.view.iter_items(a.name)) for a in asets]  # one pass each
-        selected, encs = select_keys(asets, keys, index_range, records)
-        digests = [list(map(r.__getitem__, encs)) for r in records]
-        check_local(asets, selected, digests)
+        table = table_selection(asets, index_range) if keys is None else None
+        if table is not None:
+            selected: list[Key] = list(table.keys)
+            encs, digests = table.encs, table.digests
+        else:
+            records = [dict(co.view.iter_items(a.name)) for a in asets]  # one pass each
+            selected, encs = select_keys(asets, keys, index_range, records)
+            digests = [list(map(r.__getitem__, encs)) for r in records]
         specs = [(a.dtype, a.shape, a.variable_shape) for a in asets]
         source = cls(
             co.repository.path,
@@ -263,9 +285,53 @@ class SampleSource:
             digests,
             encs,
         )
+        source.check_local_payloads(co, asets, table)
         if preload:
             source.preload(co)
         return source
+
+    def check_local_payloads(
+        self, co: ReaderCheckout, asets: list[ArraysetDataReader], table: TableSelection | None
+    ) -> None:
+        """Raise unless every selected sample's payload is on this machine.
+
+        The store's index entries of the arraysets read by entries (see
+        :meth:`read_stacked`) are found through the places kept for their key
+        tables when ``table`` gives them (no index search; see
+        :mod:`hangar_git.records.entry_hints`), and kept for the batches: all
+        found, none of their payloads is missing. The others go through
+        :func:`.selection.check_local`.
+
+        Parameters
+        ----------
+        co : ReaderCheckout
+            A read checkout of :attr:`commit`.
+        asets : list of ArraysetDataReader
+            Its arraysets of :attr:`names`, in order.
+        table : TableSelection or None
+            The selection, when it was taken from the key tables.
+
+        Raises
+        ------
+        MissingPayloadError
+            See :func:`.selection.check_local`.
+        """
+        rest = []
+        for j, aset in enumerate(asets):
+            if table is None or self._small[j] or self.specs[j][2]:
+                rest.append(j)
+                continue
+            records = co.view.base_samples(aset.name)
+            oid = records.oid if records is not None else None
+            found, e = entry_hints.table_entries(
+                co.payloads.reader, co.view.base.repo, oid, table.tables[j]
+            )
+            if found.all():
+                self._pool.entries[j] = e[table.positions]
+            else:
+                rest.append(j)
+        if rest:
+            check_local([asets[j] for j in rest], self.keys, [self.digests[j] for j in rest])
 
     # ---- per-process handles -------------------------------------------------
     def _setup(self) -> None:
@@ -427,16 +493,45 @@ class SampleSource:
         ents = entries[j]
         if ents is None:
             return False
-        try:
-            done = payloads.reader.gather_into(ents.take(indices), out)
-        except IntegrityError:
-            done = False
-        if not done:
-            entries[j] = None
+        cache = self._cache(j, ents)
+        done = False
+        if cache is not None:
+
+            def fill(rows: np.ndarray, got: np.ndarray) -> bool:
+                return self._gather_entries(j, ents.take(rows), payloads, got)
+
+            done = cache.take(indices, out, fill)
+            if not done and entries[j] is None:  # the store could not give them
+                return False
+        # not from the cache (none, an ordered batch not cached, a cache turned off)
+        if not done and not self._gather_entries(j, ents.take(indices), payloads, out):
             return False
         if len(out):  # one kind for all (gather_into checked that)
             payloads.view.check_payload(self.names[j], self.encs[indices[0]], out[0])
         return True
+
+    def _gather_entries(
+        self, j: int, ents: np.ndarray, payloads: PayloadAccess, out: np.ndarray
+    ) -> bool:
+        """Fill ``out`` with the payloads of index entries ``ents`` of arrayset
+        ``j``; False, and the entries of ``j`` never used again here, when the
+        store cannot give them that way (see :meth:`_gather`)."""
+        try:
+            done = payloads.reader.gather_into(ents, out)
+        except IntegrityError:
+            done = False
+        if not done:
+            self._pool.entries[j] = None
+        return done
+
+    def _cache(self, j: int, ents: np.ndarray) -> RowCache | None:
+        """The cache of the decoded samples of arrayset ``j`` in this process
+        (made on first need; a forked child shares its parent's)."""
+        caches = self._pool.caches
+        if j not in caches:
+            dtype, shape, _var = self.specs[j]
+            caches[j] = RowCache.make(ents["block"], dtype, shape)
+        return caches[j]
 
     def _entries(self, j: int, payloads: PayloadAccess) -> np.ndarray | None:
         """The store's index entries of the selected samples of arrayset ``j``,
@@ -448,26 +543,31 @@ class SampleSource:
         """Every selected sample of arrayset ``j``, stacked: each distinct
         payload read once (labels share a handful)."""
         dtype, shape, _var = self.specs[j]
-        first: dict[bytes, str] = {}  # each distinct digest -> a sample holding it
-        for d, e in zip(self.digests[j], self.encs, strict=True):
-            first.setdefault(d, e)
+        digests = self.digests[j]
+        # each distinct digest -> a sample holding it (the last: one C loop)
+        first = dict(zip(digests, self.encs, strict=True))
         distinct = np.empty((len(first), *shape), dtype)
         payloads.read_into(self.names[j], list(first), list(first.values()), distinct)
         row = {d: i for i, d in enumerate(first)}
-        at = np.fromiter(map(row.__getitem__, self.digests[j]), np.intp, len(self.keys))
+        at = np.fromiter(map(row.__getitem__, digests), np.intp, len(self.keys))
         return distinct.take(at, axis=0)
 
     def preload(self, checkout: ReaderCheckout) -> None:
         """Read the small arraysets whole now, and find the store's index
-        entries of the others' samples, through ``checkout`` (a read checkout
-        of :attr:`commit`), for every batch of this process and of worker
-        processes forked from it."""
+        entries of the others' samples (and make their caches of decoded
+        samples), through ``checkout`` (a read checkout of :attr:`commit`),
+        for every batch of this process and of worker processes forked from
+        it."""
         columns, entries = self._pool.columns, self._pool.entries
         for j, small in enumerate(self._small):
             if small and j not in columns:
                 columns[j] = self._read_column(j, checkout.payloads)
-            elif not small and not self.specs[j][2] and j not in entries:
-                entries[j] = self._entries(j, checkout.payloads)
+            elif not small and not self.specs[j][2]:
+                if j not in entries:
+                    entries[j] = self._entries(j, checkout.payloads)
+                ents = entries[j]
+                if ents is not None:  # made here: forked workers share it
+                    self._cache(j, ents)
 
     def __repr__(self) -> str:
         return (

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from ..arrayset import ArraysetDataReader
 from ..errors import MissingPayloadError
 from ..naming import Key, decode_key, encode_key
+
+if TYPE_CHECKING:
+    from ..records.key_cache import KeyTable
 
 #: how many keys an error message lists before it summarises the rest
 _SHOW_KEYS = 10
@@ -144,6 +147,59 @@ def select_keys(
     return selected, encs
 
 
+class TableSelection(NamedTuple):
+    """The default selection of :func:`select_keys`, taken from key tables."""
+
+    keys: list[int]
+    encs: list[str]
+    #: per arrayset: the digest of each selected key
+    digests: list[list[bytes]]
+    #: per arrayset: its key table, and the position in it of each selected key
+    tables: list[KeyTable]
+    positions: np.ndarray
+
+
+def table_selection(
+    asets: Sequence[ArraysetDataReader], index_range: slice | None
+) -> TableSelection | None:
+    """:func:`select_keys`'s selection with no ``keys`` given, when every
+    arrayset holds the same int keys: from the arraysets' key tables (the
+    records as arrays; see :mod:`hangar_git.records.key_cache`), with no
+    dict of the records and no key parsed one by one. None when that does
+    not apply (str keys, arraysets holding different keys, an empty
+    selection): :func:`select_keys` then decides, warns or raises."""
+    if index_range is not None and not isinstance(index_range, slice):
+        return None
+    tables = []
+    for aset in asets:
+        records = aset.checkout.view.base_samples(aset.name)
+        if records is None:
+            return None
+        table = records.key_table()
+        if table.ints is None:
+            return None
+        tables.append(table)
+    ints = tables[0].ints
+    assert ints is not None
+    if not all(
+        t.ints is not None and len(t) == len(ints) and np.array_equal(t.ints, ints)
+        for t in tables[1:]
+    ):
+        return None
+    order = tables[0].dense_order()  # keys 0 .. n-1: their places at once
+    if order is None:
+        order = np.argsort(ints, kind="stable")  # int keys ascending, as select_keys
+    positions = order if index_range is None else order[index_range]
+    if not len(positions):
+        return None
+    keys: list[int] = ints[positions].tolist()
+    encs = ("i:" + "\x00i:".join(map(str, keys))).split("\x00")
+    from ..records.key_cache import DIGEST
+
+    digests = [np.frombuffer(t.digests, f"V{DIGEST}")[positions].tolist() for t in tables]
+    return TableSelection(keys, encs, digests, tables, positions)
+
+
 def check_local(
     asets: Sequence[ArraysetDataReader], keys: Sequence[Key], digests: Sequence[Sequence[bytes]]
 ) -> None:
@@ -174,4 +230,4 @@ def check_local(
         raise err
 
 
-__all__ = ["as_arrayset_list", "check_local", "select_keys"]
+__all__ = ["TableSelection", "as_arrayset_list", "check_local", "select_keys", "table_selection"]
