@@ -88,6 +88,50 @@ def test_stacked_digests_equal_single_digests(stack):
     assert got == [array_digest(np.array(stack[i])) for i in range(len(stack))]
 
 
+# what a fresh process writing MNIST-like data (images and repeating labels,
+# in bulk and key by key in a with block) imports on the way: numpy.ma costs
+# 25-40 ms to import (np.unique imports it) and no write needs it
+_WRITE_IMPORTS = """
+import sys
+import numpy as np
+from hangar_git import Repository
+repo = Repository(sys.argv[1], exists=False)
+repo.init(user_name="a", user_email="a@example.com")
+co = repo.checkout(write=True)
+n = 2000
+images = np.random.default_rng(0).integers(0, 255, (n, 28, 28), dtype=np.uint8)
+labels = np.random.default_rng(1).integers(0, 10, (n, 1)).astype(np.int64)
+a = co.arraysets.init_arrayset("images", shape=(28, 28), dtype=np.uint8)
+b = co.arraysets.init_arrayset("labels", prototype=labels[0])
+if sys.argv[2] == "bulk":
+    a.add_stacked(images, list(range(n)))
+    b.add_stacked(labels, list(range(n)))
+else:
+    with a, b:
+        for i in range(n):
+            a[i] = images[i]
+            b[i] = labels[i]
+co.commit("mnist")
+co.close()
+print(sorted(m for m in sys.modules if m == "numpy.ma" or m.startswith("numpy.ma.")))
+"""
+
+
+@pytest.mark.parametrize("how", ["bulk", "keys"])
+def test_a_fresh_process_writing_images_and_labels_imports_no_numpy_ma(tmp_path, how):
+    import subprocess
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    out = subprocess.run(
+        [sys.executable, "-c", _WRITE_IMPORTS, str(repo), how],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split("\n")[-2] == "[]", out.stdout
+
+
 def test_stacked_digests_of_a_non_contiguous_stack():
     base = np.arange(60, dtype=np.int32).reshape(6, 10)
     view = base[:, ::2]
