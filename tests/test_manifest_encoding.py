@@ -218,3 +218,41 @@ def test_a_joined_span_must_be_contiguous(tmp_path):
     with pytest.raises(ValueError, match="contiguous"):
         w.seal(1, KINDS)
     w.close()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    cuts=st.lists(
+        st.tuples(st.integers(0, 30), st.integers(0, 2), st.booleans(), st.booleans()),
+        min_size=1,
+        max_size=12,
+    ),
+    per_record=st.sampled_from([1, 5, 64, 4096]),
+    seed=st.integers(0, 10**6),
+)
+def test_blocks_cut_from_one_joined_run_are_those_of_the_reference_encoder(
+    tmp_path_factory, cuts, per_record, seed
+):
+    """Blocks noted from one joined digest buffer, as a bulk write notes them:
+    spans one after the other (filled as one run), with gaps, empty ones,
+    another kind or size, or another buffer between them (each breaks a run)."""
+    tmp = tmp_path_factory.mktemp("r")
+    total = sum(n + gap for n, gap, _, _ in cuts)
+    ds, ds2 = _digests(seed, total), _digests(seed + 1, total)
+    joined, other = b"".join(ds), b"".join(ds2)
+    noted: list[tuple[int, int, Any]] = []
+    calls: list = []
+    at = boff = 0
+    for k, (n, gap, other_kind, other_buf) in enumerate(cuts):
+        at += gap
+        span = slice(at, at + n)
+        kid, size = (3, 8) if other_kind else (2, 784)
+        blen = 100 + k
+        noted.append((boff, blen, (kid, size, ds2 if other_buf else ds, span)))
+        calls.append(("rows", boff, blen, kid, size, other if other_buf else joined, span))
+        at += n
+        boff += blen
+    with mock.patch.object(manifest, "RECORD_ENTRIES", per_record):
+        want = reference_records(noted, KINDS)
+        got = _written(tmp, calls, KINDS)
+    assert got == want

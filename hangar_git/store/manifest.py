@@ -303,30 +303,62 @@ def _encode(ents: np.ndarray, plan: list[_Plan]) -> memoryview:
 
 def _entries(blocks: list[tuple[int, int, Any]]) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
     """The entries of ``blocks`` (of :data:`ENTRY`, ``kind`` a kind id), and a
-    row ``(block offset, length, entries)`` per block."""
+    row ``(block offset, length, entries)`` per block.
+
+    Consecutive blocks noted by :meth:`ManifestWriter.add_rows` from the same
+    joined digests, kind and size, their spans one after the other (a bulk
+    add's), are filled as one run: a few array passes, not a few per block."""
     counts = [_span_len(w[2], w[3]) if type(w) is tuple else len(w) for _, _, w in blocks]
     ents = np.empty(sum(counts), ENTRY)
-    rows: list[tuple[int, int, int]] = []
-    a = 0
-    for (boff, blen, what), n in zip(blocks, counts, strict=True):
-        rows.append((boff, blen, n))
+    rows = [(boff, blen, n) for (boff, blen, _), n in zip(blocks, counts, strict=True)]
+    digest, ioff, kind = ents["digest"], ents["ioff"], ents["kind"]
+    a = i = 0
+    while i < len(blocks):
+        what, n = blocks[i][2], counts[i]
+        j, b = i + 1, a + n
         if not n:
+            i = j
             continue
-        b = a + n
         if type(what) is tuple:
             kid, size, ds, span = what
-            ents["digest"][a:b] = np.frombuffer(_span_digests(ds, span), "V20", n)
             if (n - 1) * size >= 1 << 32:
                 raise OverflowError(f"an item offset of {(n - 1) * size} bytes")
-            ents["ioff"][a:b] = np.arange(n, dtype=np.uint64) * size
-            ents["kind"][a:b] = kid
+            joined = isinstance(ds, bytes | bytearray | memoryview)
+            while joined and j < len(blocks) and counts[j]:  # the run this block starts
+                nxt = blocks[j][2]
+                if type(nxt) is not tuple or nxt[2] is not ds or nxt[:2] != (kid, size):
+                    break
+                if _span_start(ds, nxt[3]) != _span_start(ds, span) + (b - a):
+                    break
+                if (counts[j] - 1) * size >= 1 << 32:
+                    raise OverflowError(f"an item offset of {(counts[j] - 1) * size} bytes")
+                b += counts[j]
+                j += 1
+            if joined:
+                start = _span_start(ds, span)
+                digest[a:b] = np.frombuffer(ds, "V20", b - a, DIGEST * start)
+            else:
+                digest[a:b] = np.frombuffer(_span_digests(ds, span), "V20", n)
+            if j - i == 1:
+                ioff[a:b] = np.arange(n, dtype=np.uint64) * size
+            else:  # each entry's place in its block: its place in the run less its block's
+                firsts = np.cumsum([0, *counts[i : j - 1]], dtype=np.int64)
+                at = np.arange(b - a, dtype=np.int64)
+                at -= np.repeat(firsts, counts[i:j])
+                ioff[a:b] = at * size
+            kind[a:b] = kid
         else:
             locs = what.values()
-            ents["digest"][a:b] = np.frombuffer(b"".join(what), "V20", n)
-            ents["ioff"][a:b] = np.array(list(map(_IOFF, locs)), np.uint32)
-            ents["kind"][a:b] = np.array(list(map(_KIND, locs)), np.uint32)
-        a = b
+            digest[a:b] = np.frombuffer(b"".join(what), "V20", n)
+            ioff[a:b] = np.array(list(map(_IOFF, locs)), np.uint32)
+            kind[a:b] = np.array(list(map(_KIND, locs)), np.uint32)
+        a, i = b, j
     return ents, rows
+
+
+def _span_start(ds: bytes | bytearray | memoryview, span: slice) -> int:
+    """First digest of ``span`` of the joined digests ``ds``."""
+    return span.indices(len(ds) // DIGEST)[0]
 
 
 def _cut(rows: list[tuple[int, int, int]]) -> list[tuple[list[tuple[int, int, int]], int, int]]:
