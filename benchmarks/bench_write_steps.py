@@ -3,10 +3,9 @@
 Issue 18 times the MNIST set (``-n`` images of 28x28 uint8 and int64
 labels) written and committed in bulk (``add_stacked``) and key by key in
 ``with`` blocks, each in a fresh process. On a machine other work shares,
-wall times swing; the CPU time of a step (user + system, a forked child's
-included: the hashing of large stacks, see ``store/digest.py``) moves far
-less. This script runs both steps in fresh processes (imports before the
-clock, as ``bench_peers.py``), for this tree and, with ``--base DIR``,
+wall times swing; the CPU time of a step (user + system, any child
+process's included) moves far less. This script runs both steps in fresh
+processes (imports before the clock, as ``bench_peers.py``), for this tree and, with ``--base DIR``,
 another source tree (a copy of main, say) interleaved run by run, and
 prints for each the best wall and CPU time of the whole step and the CPU
 time of its phases in the run of least CPU time (with its page faults).
