@@ -293,3 +293,10 @@ def test_journal_lines_in_parts_are_written_whole(tmp_path, monkeypatch, step):
     assert again is not None and again.asets["a"].samples == dict(
         zip(encs.tolist(), digests, strict=True)
     )
+
+
+def test_names_given_with_lengths_need_one_length_each():
+    names = np.array([b"i:1", b"i:22"])
+    assert KeyNames(names, lengths=np.array([3, 4])).lengths().tolist() == [3, 4]
+    with pytest.raises(ValueError, match="one length per name"):
+        KeyNames(names, lengths=np.array([3]))

@@ -45,16 +45,22 @@ class KeyNames(Sequence[str]):
     ints : numpy.ndarray, optional
         The int keys the names encode (``names[i] == b"i:%d" % ints[i]``),
         when they are all ints.
+    lengths : numpy.ndarray, optional
+        Each name's length in bytes (int64), when known already.
     """
 
     __slots__ = ("_lens", "ints", "names")
 
-    def __init__(self, names: np.ndarray, ints: np.ndarray | None = None) -> None:
+    def __init__(
+        self, names: np.ndarray, ints: np.ndarray | None = None, lengths: np.ndarray | None = None
+    ) -> None:
         if names.ndim != 1 or names.dtype.kind != "S":
             raise ValueError("names must be a 1-D bytes array")
+        if lengths is not None and len(lengths) != len(names):
+            raise ValueError("one length per name")
         self.names = names
         self.ints = ints
-        self._lens: np.ndarray | None = None  # lengths(), when known
+        self._lens = lengths
 
     def __len__(self) -> int:
         return len(self.names)
@@ -67,9 +73,11 @@ class KeyNames(Sequence[str]):
 
     def __getitem__(self, i: int | slice) -> str | KeyNames:
         if isinstance(i, slice):
-            out = KeyNames(self.names[i], None if self.ints is None else self.ints[i])
-            out._lens = None if self._lens is None else self._lens[i]
-            return out
+            return KeyNames(
+                self.names[i],
+                None if self.ints is None else self.ints[i],
+                None if self._lens is None else self._lens[i],
+            )
         return bytes(self.names[i]).decode("ascii")
 
     def __iter__(self) -> Iterator[str]:
@@ -201,9 +209,7 @@ def _ascending_key_names(ints: np.ndarray, runs: list[tuple[int, int, int]]) -> 
             part += zero
             rows[a:b, 1 + digits - place] = part
             rest, quot = quot, rest
-    out = KeyNames(rows.view(f"S{width + 2}").ravel(), ints)
-    out._lens = lens
-    return out
+    return KeyNames(rows.view(f"S{width + 2}").ravel(), ints, lens)
 
 
 def names_crc32(rows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
