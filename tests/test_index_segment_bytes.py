@@ -39,3 +39,32 @@ def test_a_segment_row_is_the_packed_entries(layout):
     assert n == 1000 and chk == crc32(blob)
     run = parse_run(sid, n, chk, blob)
     assert not isinstance(run, str) and (run.entries == e).all()
+
+
+def test_an_empty_segment_row_holds_no_bytes():
+    con = sqlite3.connect(":memory:")
+    con.execute("CREATE TABLE segments (id INTEGER PRIMARY KEY, n INT, chk INT, entries BLOB)")
+    sid = insert_segment(con, np.zeros(0, ENTRY))
+    assert con.execute("SELECT n, chk, entries FROM segments WHERE id=?", (sid,)).fetchone() == (
+        0,
+        crc32(b""),
+        b"",
+    )
+
+
+def test_a_segment_that_does_not_fit_raises_a_full_disk_and_leaves_no_row():
+    """The entries are written into the row after it is inserted: on a full
+    disk (``SQLITE_FULL``, which the writer reports as ENOSPC) the insert
+    fails as a whole and the transaction holds nothing of it."""
+    con = sqlite3.connect(":memory:", isolation_level=None)
+    con.execute("CREATE TABLE segments (id INTEGER PRIMARY KEY, n INT, chk INT, entries BLOB)")
+    insert_segment(con, _entries(10))
+    (pages,) = con.execute("PRAGMA page_count").fetchone()
+    con.execute(f"PRAGMA max_page_count={pages + 4}")
+    con.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.OperationalError) as info:
+        insert_segment(con, _entries(5000))
+    assert info.value.sqlite_errorcode == sqlite3.SQLITE_FULL
+    if con.in_transaction:
+        con.execute("ROLLBACK")
+    assert con.execute("SELECT n FROM segments").fetchall() == [(10,)]

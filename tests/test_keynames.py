@@ -66,6 +66,32 @@ def test_names_crc32_is_zlib_crc32():
     assert names_crc32(names.rows(), names.lengths()).tolist() == list(map(zlib.crc32, raw))
 
 
+@pytest.mark.parametrize("order", ["ascending", "shuffled", "strings by length"])
+def test_names_crc32_of_names_in_ascending_and_in_mixed_lengths(order):
+    """Names whose lengths ascend (those of ascending int keys: each column
+    taken from the first name that long) and names in any order, each
+    given zlib.crc32 of its bytes."""
+    if order == "strings by length":
+        raw = sorted((f"s:{'ab' * (i % 9)}{i}".encode() for i in range(3000)), key=len)
+        names = KeyNames(np.array(raw))
+    else:
+        ints = np.concatenate([np.arange(0, 120_000, 7), np.array(INTS[-3:])])
+        if order == "shuffled":
+            ints = np.random.default_rng(2).permutation(ints)
+        names = int_key_names(ints)
+        raw = [encode_key(int(k)).encode() for k in ints]
+    assert names.lengths().tolist() == list(map(len, raw))
+    assert names_crc32(names.rows(), names.lengths()).tolist() == list(map(zlib.crc32, raw))
+
+
+def test_lengths_of_ascending_int_key_names_follow_their_slices():
+    names = int_key_names(np.array([5, 50, 500, 5000, 10**18]))
+    assert names.lengths().tolist() == [3, 4, 5, 6, 21]
+    part = names[1:4]
+    assert part.tolist() == ["i:50", "i:500", "i:5000"]
+    assert part.lengths().tolist() == [4, 5, 6]
+
+
 def test_a_run_is_staged_in_order_with_the_samples_set_around_it():
     st = StagedAset(samples={"i:1": digest(-1), "i:5": digest(-5)})
     st.add_run(int_key_names(np.arange(4)), [digest(i) for i in range(4)])
@@ -267,3 +293,10 @@ def test_journal_lines_in_parts_are_written_whole(tmp_path, monkeypatch, step):
     assert again is not None and again.asets["a"].samples == dict(
         zip(encs.tolist(), digests, strict=True)
     )
+
+
+def test_names_given_with_lengths_need_one_length_each():
+    names = np.array([b"i:1", b"i:22"])
+    assert KeyNames(names, lengths=np.array([3, 4])).lengths().tolist() == [3, 4]
+    with pytest.raises(ValueError, match="one length per name"):
+        KeyNames(names, lengths=np.array([3]))

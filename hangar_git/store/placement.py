@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .digest import DIGEST_SIZE
-from .index import ENTRY, QUERY, Run, lookup_runs
+from .index import ENTRY, QUERY, Run, key_order, lookup_runs
 
 #: an entry as one opaque item, and its digest (its first 20 bytes)
 _ENTRY_BYTES = np.dtype(f"V{ENTRY.itemsize}")
@@ -94,14 +94,16 @@ def _place_sorted(runs: Sequence[Run], joined: bytes) -> tuple[np.ndarray, Place
     asked for the digests not found before); None when some digest is not
     (absent, or sharing its first 8 bytes with another entry of a run): the
     general search then decides. The queries are searched in key order (about four
-    times as fast as in their own order), each found entry compared whole."""
+    times as fast as in their own order; put in it by :func:`.index.key_order`,
+    0.6x the time of an argsort and a gather of the keys), each found entry
+    compared whole."""
     n = len(joined) // DIGEST_SIZE
     if not n or len(joined) % DIGEST_SIZE or not runs:
         return None
     q = np.frombuffer(joined, QUERY)
     qk = q["key"].astype(np.uint64)
     words = np.frombuffer(joined, np.uint32).reshape(n, _WORDS)
-    todo = np.argsort(qk)  # query positions, in key order
+    todo, tk = key_order(qk)  # query positions in key order, and their keys
     e = np.empty(n, _ENTRY_BYTES)
     where = np.empty(n, np.int64)
     hit = np.zeros(n, bool)
@@ -109,7 +111,7 @@ def _place_sorted(runs: Sequence[Run], joined: bytes) -> tuple[np.ndarray, Place
         m = len(run.keys)
         if not m:
             continue
-        pos = np.searchsorted(run.keys, qk[todo])
+        pos = np.searchsorted(run.keys, tk)
         np.minimum(pos, m - 1, out=pos)
         e[todo] = np.take(run.entries.view(_ENTRY_BYTES), pos)
         where[todo] = pos | (ri << 32)
@@ -119,7 +121,8 @@ def _place_sorted(runs: Sequence[Run], joined: bytes) -> tuple[np.ndarray, Place
         if hit.all():
             return e.view(ENTRY), _placement(runs, where, hit)
         miss = ~hit[todo]
-        if (run.keys[pos[miss]] == qk[todo[miss]]).any():
+        tk = tk[miss]
+        if (run.keys[pos[miss]] == tk).any():
             return None  # another digest of the same first 8 bytes: maybe it is further on
         todo = todo[miss]
     return None

@@ -78,13 +78,16 @@ def plan_commit(runs: Sequence[Run], new: np.ndarray, drop: Iterable[bytes]) -> 
 
 def merge_sorted(parts: Sequence[np.ndarray]) -> np.ndarray:
     """:func:`.index.sorted_entries` of ``parts`` joined, each of them sorted
-    already: each entry's place is found by binary searches in the other parts
-    (where keys are equal, an earlier part's entries come first, as a stable
-    sort puts them) and it is written there, into the one new array.
+    already: the place of each entry in the merged array is taken from one
+    stable argsort of the parts' keys joined (a merge of sorted runs, which
+    timsort finds: where keys are equal, an earlier part's entries come
+    first, as a stable sort puts them), and each part is written there,
+    into the one new array.
 
-    A sort of the joined parts makes two more copies of them (the join and
+    A sort of the joined entries makes two more copies of them (the join and
     the sorted one), which at 420,000 entries cost more in page faults than
-    the searches.
+    the argsort of their keys; binary searches of each part in the others
+    cost 3x this (9 vs 3 ms at 300,000 + 60,000).
 
     Parameters
     ----------
@@ -95,15 +98,17 @@ def merge_sorted(parts: Sequence[np.ndarray]) -> np.ndarray:
     -------
     numpy.ndarray
     """
-    keys = [p["key"].astype(np.uint64) for p in parts]
-    out = np.empty(sum(map(len, parts)), ENTRY)
+    keys = np.concatenate([p["key"].astype(np.uint64) for p in parts])
+    order = np.argsort(keys, kind="stable")  # sorted runs: merged, not sorted
+    at = np.empty(len(keys), np.intp)
+    at[order] = np.arange(len(keys))  # where each entry goes
+    out = np.empty(len(keys), ENTRY)
     rows = out.view(_ENTRY_BYTES)
-    for i, (part, k) in enumerate(zip(parts, keys, strict=True)):
-        at = np.arange(len(part), dtype=np.int64)
-        for j, other in enumerate(keys):
-            if j != i:  # entries of other parts before these
-                at += np.searchsorted(other, k, side="right" if j < i else "left")
-        rows[at] = np.ascontiguousarray(part, ENTRY).view(_ENTRY_BYTES)
+    start = 0
+    for part in parts:
+        stop = start + len(part)
+        rows[at[start:stop]] = np.ascontiguousarray(part, ENTRY).view(_ENTRY_BYTES)
+        start = stop
     return out
 
 
