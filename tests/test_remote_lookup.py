@@ -103,3 +103,14 @@ def test_limits_as_arrays_answer_as_their_dict_and_bound_a_fetch():
     assert FetchPlan(lk, np.arange(len(lk)), DigestLimits(b"", np.zeros(0))).refused == []
     cap = bounded.MAX_PAYLOAD_BYTES
     assert DigestLimits(b"", np.zeros(0)).bounds_of(ds[0], cap).tolist() == [cap]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[], [7], [3, 1, 3, 2, 1], [5, 5, 5], list(range(10, 0, -1))],
+)
+def test_distinct_is_np_unique(values):
+    from hangar_git.remotes.lookup import distinct
+
+    a = np.array(values, np.int64)
+    assert distinct(a).tolist() == np.unique(a).tolist()

@@ -23,7 +23,7 @@ from ..store.digest import row_digests as digest_rows
 from . import bounded
 from . import data_transport as dt
 from .data_transport import DataRemote, RemoteLookup
-from .lookup import DigestLimits
+from .lookup import DigestLimits, distinct
 from .packformat import block_fields
 
 if TYPE_CHECKING:
@@ -279,7 +279,7 @@ class FetchPlan:
         if not fits.all():
             report.refused.extend(self.digests[j] for j in items[~fits].tolist())
             items, ioff, ilen, kno = items[fits], ioff[fits], ilen[fits], kno[fits]
-        for k in np.unique(kno).tolist():
+        for k in distinct(kno).tolist():
             sel = kno == k
             ds = [self.digests[j] for j in items[sel].tolist()]
             rows = _item_rows(raw, ioff[sel], ilen[sel])
