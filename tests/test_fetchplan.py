@@ -191,3 +191,22 @@ def test_the_rows_of_a_block_are_read_in_place_only_when_they_tile_it(wanted):
     assert writer.stored == {digests[i]: rows[i].tobytes() for i in wanted}
     # the block is kept as it is only when the wanted rows fill it
     assert writer.whole_blocks == (1 if sorted(wanted) == [0, 1, 2, 3] else 0)
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_blocks_are_ordered_as_lexsort_orders_them(big):
+    """The items of a fetch go by pack, block offset, then item offset (ties
+    by position), as ``np.lexsort`` orders them; one packed key when the
+    three fit in 64 bits, lexsort itself when they do not."""
+    from hangar_git.remotes.fetchplan import _block_order
+
+    rng = np.random.default_rng(7)
+    n = 5000
+    packs = rng.integers(0, 4, n).astype(np.int32)
+    boffs = rng.integers(0, 1 << (50 if big else 20), n) // 64 * 64
+    ioffs = rng.integers(0, 1 << (30 if big else 16), n) // 8 * 8
+    ioffs[:50] = ioffs[50:100]  # ties
+    boffs[:50], packs[:50] = boffs[50:100], packs[50:100]
+    got = _block_order(packs, boffs, ioffs)
+    assert got.tolist() == np.lexsort((ioffs, boffs, packs)).tolist()
+    assert _block_order(packs[:0], boffs[:0], ioffs[:0]).tolist() == []

@@ -103,3 +103,35 @@ def test_limits_as_arrays_answer_as_their_dict_and_bound_a_fetch():
     assert FetchPlan(lk, np.arange(len(lk)), DigestLimits(b"", np.zeros(0))).refused == []
     cap = bounded.MAX_PAYLOAD_BYTES
     assert DigestLimits(b"", np.zeros(0)).bounds_of(ds[0], cap).tolist() == [cap]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[], [7], [3, 1, 3, 2, 1], [5, 5, 5], list(range(10, 0, -1))],
+)
+def test_distinct_is_np_unique(values):
+    from hangar_git.remotes.lookup import distinct
+
+    a = np.array(values, np.int64)
+    assert distinct(a).tolist() == np.unique(a).tolist()
+
+
+def test_many_queries_are_found_as_a_dict_finds_them():
+    """Over :data:`~hangar_git.remotes.lookup.SORT_QUERIES` queries are
+    searched in key order; the answer is the same: the first row of each
+    digest, -1 where absent, digests sharing their first 8 bytes told apart."""
+    from hangar_git.remotes.lookup import SORT_QUERIES
+
+    rng = np.random.default_rng(3)
+    twins = [b"\x07" * 8 + bytes([i]) * 12 for i in range(6)]
+    rows = [_d(i) for i in range(3 * SORT_QUERIES)] + twins[:4] + [_d(5), twins[1]]
+    index = DigestIndex(b"".join(rows))
+    first: dict[bytes, int] = {}
+    for r, d in enumerate(rows):
+        first.setdefault(d, r)
+    pool = rows + twins[4:] + [_d(-i) for i in range(1, 50)]
+    want = [pool[i] for i in rng.integers(0, len(pool), 2 * SORT_QUERIES).tolist()]
+    want += [*twins, _d(5), b"\xff" * 20, b"\x00" * 20]
+    assert len(want) >= SORT_QUERIES
+    assert index.find(b"".join(want)).tolist() == [first.get(d, -1) for d in want]
+    assert index.find(index.joined).tolist() == [first[d] for d in rows]

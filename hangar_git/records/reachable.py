@@ -163,7 +163,9 @@ def tree_digests(raws: Sequence[bytes], paths: Sequence[LeafPath], trusted: bool
     last = np.searchsorted(ends, leaf_ends)  # the last record of each leaf
     if int(last[-1]) >= n or (ends[last] != leaf_ends).any():  # a record across leaves
         return None
-    digests = np.frombuffer(data, np.uint8)[(ends - DIGEST)[:, None] + np.arange(DIGEST)]
+    # every 20-byte window of the data (a strided view, no copy); those ending each record
+    windows = np.ndarray((len(data) - DIGEST + 1, DIGEST), np.uint8, data, strides=(1, 1))
+    digests = windows[ends - DIGEST]
     if trusted:
         return digests.tobytes()
     starts = np.zeros(n, bool)

@@ -32,6 +32,7 @@ from ..store.block_format import BLOCK_MAGIC, CRC, HEADER, HEADER_SIZE
 from ..store.checksum import crc32
 from ..store.codec import decode_body
 from .fetchplan import row_digests
+from .lookup import distinct
 from .packformat import block_header
 
 if TYPE_CHECKING:
@@ -217,7 +218,7 @@ def send_whole_blocks(
         not match its digest (``git hangar fsck`` finds which).
     """
     kid = entries["kind"].astype(np.int64)
-    uk = np.unique(kid)
+    uk = distinct(kid)
     nbytes = np.array([reader.kind_nbytes(int(k)) for k in uk.tolist()], np.int64)
     texts = {int(k): reader.kind_text(int(k)) for k in uk.tolist()}
     ilen = nbytes[np.searchsorted(uk, kid)] if len(kid) else np.zeros(0, np.int64)

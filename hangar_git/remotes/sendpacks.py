@@ -25,6 +25,7 @@ from . import packsend
 from .backends.base import ObjectStream
 from .data_transport import DataRemote, PackBuilder, SealedPack
 from .fetchplan import row_digests
+from .lookup import distinct
 
 if TYPE_CHECKING:
     from .transfer import Progress
@@ -197,7 +198,7 @@ def _build(
     rest = packsend.send_whole_blocks(reader, todo, entries, whole, target)
     todo, entries = [todo[i] for i in rest.tolist()], entries[rest]
     kind_ids = entries["kind"]
-    for kid in np.unique(kind_ids).tolist():
+    for kid in distinct(kind_ids).tolist():
         kind, width = reader.kind_text(kid), max(1, reader.kind_nbytes(kid))
         sel = np.flatnonzero(kind_ids == kid)
         step = max(READ_CHUNK, READ_BYTES // width)
