@@ -115,7 +115,8 @@ def test_ordered_batches_are_read_straight_from_the_store(rco, no_columns, monke
 
 
 def test_forked_workers_share_the_cache_with_later_workers(rco, no_columns, monkeypatch, tmp_path):
-    pytest.importorskip("torch", reason="pip install torch==2.13.0 to run these")
+    if not os.environ.get("HANGAR_REQUIRE_FRAMEWORKS"):  # .ci/run: torch installed, never skipped
+        pytest.importorskip("torch", reason="pip install torch==2.13.0 to run these")
     from torch.utils.data import DataLoader
 
     from hangar_git import make_torch_dataset
