@@ -16,6 +16,7 @@ import numpy as np
 import pygit2
 
 from ..gitutil import read_raw, write_blob, write_tree
+from ..store.digest_run import joined_digests
 from . import key_cache, trust
 from .changelog import CHANGES_NAME
 from .counts import remember_count
@@ -158,7 +159,7 @@ def write_sample_run(
     (a bulk add), laid out from the names' array: the same tree."""
     n = len(names)
     fanout = choose_fanout(n, None)
-    joined = b"".join(digests)
+    joined = joined_digests(digests)
     if not fanout or len(joined) != 20 * n:
         return write_samples(repo, dict(zip(names.tolist(), digests, strict=True)), fanout)
     lens = names.lengths()

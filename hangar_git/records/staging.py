@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..store.digest_run import joined_digests
 from ..store.durable import FILE_MODE, fsync_dir, fsync_fd, truncate_to, write_all
 from .keynames import KeyNames
 
@@ -129,7 +130,7 @@ class StagedAset:
 def _b_line(aset: str, encs: Sequence[str], digests: Sequence[bytes]) -> str:
     """The ``B`` line setting samples ``encs`` of ``aset`` to ``digests``,
     formatted in one pass (the digests hexed together, a tab after each)."""
-    joined = b"".join(digests)
+    joined = joined_digests(digests)
     fields: list[str] = [""] * (2 * len(encs))
     fields[::2] = encs
     if encs and len(joined) == 20 * len(encs):
@@ -147,7 +148,7 @@ def _b_line_of_names(aset: str, names: KeyNames, digests: Sequence[bytes]) -> _L
     length). Given in parts, written one after the other (no joined copy)."""
     import numpy as np  # not at the top: ``git hangar status`` reads journals without it
 
-    joined = b"".join(digests)
+    joined = joined_digests(digests)
     n = len(names)
     if not n or len(joined) != 20 * n:
         return _b_line(aset, names.tolist(), digests).encode()

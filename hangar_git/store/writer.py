@@ -28,6 +28,7 @@ from .block_format import BLOCK_TARGET, HEADER_SIZE, CheckedBlock
 from .chunked import LargeFiles
 from .codec import encode_block, encode_parts
 from .digest import DIGEST_SIZE, Payload
+from .digest_run import joined_digests
 from .durable import rollback
 from .gather import STREAM_WINDOW
 from .index import (
@@ -215,7 +216,7 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
             if flush:
                 self.flush()
             return
-        joined = b"".join(digests)
+        joined = joined_digests(digests)  # (no copy of a stacked_digests)
         if len(joined) != DIGEST_SIZE * n:
             raise ValueError(f"digests of {DIGEST_SIZE} bytes expected")
         idx, order = self._fresh_rows(digests, joined)
