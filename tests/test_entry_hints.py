@@ -302,9 +302,91 @@ def test_a_commit_whose_hints_cannot_be_placed_is_made_all_the_same(repo, monkey
         raise sqlite3.OperationalError("database is locked")
 
     monkeypatch.setattr(PackReader, "lookup_placed", busy)
+    monkeypatch.setattr(entry_hints, "_take_layout", lambda oid: None)  # the search path
     data = _commit(repo, FANNED)
     _, path = _hint(repo)
     assert not path.exists()
     monkeypatch.undo()
     _read(repo, data)
     assert path.exists()
+
+
+def _searched_placement(repo, s) -> placement.Placement:
+    """The placement an index search gives for the digests of samples tree ``s``."""
+    from hangar_git.records import key_cache
+
+    table = key_cache.load(s.repo, s.oid, FANNED)
+    assert table is not None
+    rc = repo.checkout()
+    try:
+        found, _, placed = rc.payloads.reader.lookup_placed(table.digests)
+    finally:
+        rc.close()
+    assert found.all() and placed is not None
+    return placed
+
+
+@pytest.mark.parametrize("merged", [False, True])
+def test_a_bulk_add_commit_places_its_hints_with_no_search(repo, monkeypatch, merged):
+    """The rows of one bulk add, committed alone by the payload writer, are
+    placed from where its merge put them and from the tree's layout: the
+    commit searches nothing, and the hint is the one a search gives (in a
+    new segment of their own, and merged with an older, smaller one)."""
+    if merged:
+        _commit(repo, N // 2, name="small", start=-(10**6))
+    calls = _searches(monkeypatch)
+    data = _commit(repo, FANNED)
+    assert calls == []
+    s, _ = _hint(repo)
+    kept = entry_hints.load(s.repo, s.oid, FANNED)
+    assert kept is not None
+    want = _searched_placement(repo, s)
+    assert kept.sids == want.sids and kept.sizes == want.sizes
+    np.testing.assert_array_equal(kept.where, want.where)
+    if merged:
+        assert kept.sizes[0] == FANNED + N // 2  # the older segment merged into it
+    calls.clear()
+    _read(repo, data)
+    assert calls == []
+
+
+def test_rows_not_committed_alone_are_placed_by_a_search(repo, monkeypatch):
+    """Rows whose entries the writer committed before another's (a bulk add
+    flushed before the next one's) or with others (two arraysets set key
+    by key in one ``with`` block, flushed at once) or not all (repeated
+    payloads) are not placed from the writer's merge: the commit searches
+    for them, as before."""
+    calls = _searches(monkeypatch)
+    data = np.arange(FANNED * 4, dtype=np.int64).reshape(FANNED, 4)
+    co = repo.checkout(write=True)
+    a = co.arraysets.init_arrayset("a", shape=(4,), dtype=np.int64)
+    b = co.arraysets.init_arrayset("b", shape=(4,), dtype=np.int64)
+    with a, b:
+        a.add_stacked(data, list(range(FANNED)))
+        b.add_stacked(data + FANNED * 4, list(range(FANNED)))
+    co.commit("a and b, in bulk")
+    co.close()
+    assert calls == [FANNED]  # a searched, b placed from its flush
+    co = repo.checkout(write=True)
+    c = co.arraysets.init_arrayset("c", shape=(4,), dtype=np.int64)
+    d = co.arraysets.init_arrayset("d", shape=(4,), dtype=np.int64)
+    with c, d:
+        for i in range(FANNED):
+            c[i] = data[i] + 2 * FANNED * 4
+            d[i] = data[i] + 3 * FANNED * 4
+    co.commit("c and d, key by key")
+    co.close()
+    assert calls == [FANNED] * 3
+    rep = np.zeros((FANNED, 4), np.int64)
+    rep[::2] = 7  # repeated payloads
+    co = repo.checkout(write=True)
+    co.arraysets.init_arrayset("e", shape=(4,), dtype=np.int64).add_stacked(rep, range(FANNED))
+    co.commit("e")
+    co.close()
+    assert calls == [FANNED] * 4
+    for k, name in enumerate("abcd"):
+        _, path = _hint(repo, name)
+        assert path.exists()
+        _read(repo, data + k * FANNED * 4, name)
+    assert _hint(repo, "e")[1].exists()
+    _read(repo, rep, "e")

@@ -17,7 +17,7 @@ import pygit2
 
 from ..gitutil import read_raw, write_blob, write_tree
 from ..store.digest_run import joined_digests
-from . import key_cache, trust
+from . import entry_hints, key_cache, trust
 from .changelog import CHANGES_NAME
 from .counts import remember_count
 from .keynames import KeyNames, names_crc32
@@ -168,6 +168,7 @@ def write_sample_run(
     oid = _write_fanned(repo, leaves, fanout)
     remember_count(repo, oid, n)
     _cache_table(repo, oid, tree, names.ints)
+    entry_hints.note_layout(oid, joined, tree.order)
     return oid
 
 

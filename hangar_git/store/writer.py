@@ -43,6 +43,7 @@ from .index import (
     kind_check,
 )
 from .manifest import kind_size
+from .placement import PlacedRows
 from .segment_plan import plan_commit, runs_after
 from .segment_probe import PROBE_MAX, KeptBlobs, close_kept, newest_small_runs, stored_locations
 from .uncommitted import Uncommitted, digest_order
@@ -106,6 +107,13 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
         self._large.clean_temporary()  # left by a killed writer
         self._large_pending: list[tuple[chunked.Pending, int, int]] = []
         self._probed = 0  # digests looked for by segment_probe.stored_locations
+        #: the rows of the last bulk add queued whole: (digests joined, their
+        #: key order, their sorted entries), until the next index commit
+        self._rows_sorted: tuple[bytes, np.ndarray, np.ndarray] | None = None
+        #: where the last index commit put the rows of a bulk add, when it
+        #: committed those alone (entry hints of the commit that follows, see
+        #: :func:`.records.entry_hints.keep_committed`); None otherwise
+        self.placed_rows: PlacedRows | None = None
 
     def _kind_id(self, kind: str) -> int:
         kid = self._kind_ids.get(kind)
@@ -394,7 +402,9 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
         if order is None:
             self._new.add_entries(e)
         else:
-            self._new.add_sorted_entries(np.take(e, order))
+            ordered = np.take(e, order)
+            self._new.add_sorted_entries(ordered)
+            self._rows_sorted = (joined, order, ordered)
 
     def _have(self, digest: bytes) -> bool:
         """True when payload ``digest`` is stored, queued or written already."""
@@ -487,6 +497,7 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
         self._large.discard([p for p, _, _ in self._large_pending])
         self._large_pending.clear()
         self._new.clear()
+        self._rows_sorted = None
         self._pending.clear()
         self._pending_bytes.clear()
         self._pending_set.clear()
@@ -519,6 +530,8 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
         """Commit the queued block rows and entries as a new segment (merging small
         ones into it), in one transaction that also removes those of ``drop``."""
         new = self._new.entries()
+        rows, self._rows_sorted = self._rows_sorted, None
+        self.placed_rows = None
         runs: list[Run] | None = self._segs.runs
         if not self._segs.loaded and not drop:  # only the segments it merges
             runs = newest_small_runs(self._con, self.store.index_path, runs or [], len(new))
@@ -529,6 +542,8 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
         con = self._con
         rewritten, new_sid = self.store.commit_segments(con, self._new.block_rows, plan)
         self._new.clear()
+        if rows is not None and rows[2] is new and new_sid is not None:  # those rows alone
+            self.placed_rows = PlacedRows(rows[0], rows[1], plan.new_at, new_sid, len(plan.new))
         # the writer holds the store lock: its view of the segments stays exact
         self._segs.runs = runs_after(plan, rewritten, new_sid)
         self._segs.seen = sorted([r.sid for r in self._segs.runs] + list(self._segs.damaged))
