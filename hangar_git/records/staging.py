@@ -2,7 +2,8 @@
 
 The journal's first line names the branch and the base commit; every later
 line is one change (arrayset created or removed, sample set or removed,
-metadata set or removed; ``B`` sets many samples of one arrayset),
+metadata set or removed; ``B`` sets many samples of one arrayset, ``Y``
+the distinct ones of a bulk add, in columns: see :func:`_y_line`),
 tab-separated and closed by its CRC-32. Replaying
 the journal rebuilds the staged state. A line is durable once ``sync()`` has
 written it; a line cut short by a killed process fails its CRC and is dropped
@@ -29,6 +30,7 @@ forward (ref already moved: the journal is reset onto the new commit) or back
 
 from __future__ import annotations
 
+import binascii
 import errno
 import json
 import os
@@ -37,14 +39,10 @@ import warnings
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from ..store.digest_run import joined_digests
+from ..store.digest_run import Digests, joined_digests
 from ..store.durable import FILE_MODE, fsync_dir, fsync_fd, truncate_to, write_all
 from .keynames import KeyNames
-
-if TYPE_CHECKING:
-    import numpy as np
 
 
 class UnreadableJournal(RuntimeError):
@@ -112,7 +110,7 @@ class StagedAset:
             return runs[0]
         if None in before.values():
             return None
-        import numpy as np  # not at the top: see _b_line_of_names
+        import numpy as np  # not at the top: ``git hangar status`` reads journals without it
 
         # samples in the dict were all set before the runs (setting one merges them)
         parts = [KeyNames(np.array([e.encode() for e in before]))] if before else []
@@ -123,6 +121,9 @@ class StagedAset:
         ordered = np.sort(both if both is not None else merged)  # ints: one name each
         if (ordered[1:] == ordered[:-1]).any():
             return None
+        if not before and all(isinstance(ds, Digests) for _, ds in runs):  # no list of them
+            joined = b"".join([ds.joined for _, ds in runs])  # type: ignore[attr-defined]
+            return KeyNames(merged, both), Digests(joined)
         digests = list(before.values()) + [d for _, ds in runs for d in ds]
         return KeyNames(merged, both), digests  # type: ignore[return-value]
 
@@ -141,40 +142,69 @@ def _b_line(aset: str, encs: Sequence[str], digests: Sequence[bytes]) -> str:
     return f"{body}\t{zlib.crc32(body.encode()):08x}\n"
 
 
-def _b_line_of_names(aset: str, names: KeyNames, digests: Sequence[bytes]) -> _Line:
-    """:func:`_b_line` (encoded) of names held as an array, built in vectorised passes:
-    each ``<name> TAB <hex digest> TAB`` a fixed-width record filled a field
-    at a time, then cut without the names' padding (one mask row per name
-    length). Given in parts, written one after the other (no joined copy)."""
-    import numpy as np  # not at the top: ``git hangar status`` reads journals without it
-
+def _y_line(aset: str, names: KeyNames, digests: Sequence[bytes]) -> _Line:
+    """The ``Y`` line staging the distinct samples ``names[i]`` of ``aset`` as
+    ``digests[i]`` (the bulk path): ``Y <aset> <names> <digests>``, the
+    digests joined in base64, the names as ``r<start>,<step>`` (int keys
+    ``start + k * step``: a range) or ``s<width>,`` and the NUL-padded
+    names of that width joined in base64. Columns, not a name and a hex
+    digest per sample (:func:`_b_line_of_names`): 0.55x the bytes, and
+    about a third of the CPU. Given in parts (no joined copy)."""
     joined = joined_digests(digests)
     n = len(names)
     if not n or len(joined) != 20 * n:
         return _b_line(aset, names.tolist(), digests).encode()
-    width = names.names.dtype.itemsize
-    row = width + 42
-    rec = np.empty(
-        n,
-        np.dtype(
-            {
-                "names": ["name", "tab", "hex", "tab2"],
-                "formats": [f"S{width}", "S1", "V40", "S1"],
-                "offsets": [0, width, width + 1, width + 41],
-                "itemsize": row,
-            }
-        ),
-    )
-    rec["name"] = names.names
-    rec["tab"] = rec["tab2"] = b"\t"
-    # two hex digits a byte, looked up as uint16 items (as V2 ones, about twice as slow)
-    rec["hex"] = _hex_digits()[np.frombuffer(joined, np.uint8)].view("V40")
-    keep = np.ones((width + 1, row), bool)  # keep[k]: the bytes of a record whose name has k
-    keep[:, :width] = np.arange(width) < np.arange(width + 1)[:, None]
-    mask = keep.view(f"V{row}").ravel()[names.lengths()].view(bool)
-    fields = rec.view(np.uint8)[mask].data[:-1]  # no tab after the last digest
-    head = f"B\t{aset}\t".encode()
-    return (head, fields, b"\t%08x\n" % zlib.crc32(fields, zlib.crc32(head)))
+    head = f"Y\t{aset}\t{_y_names(names)}\t".encode()
+    body = binascii.b2a_base64(joined, newline=False)
+    return (head, body, b"\t%08x\n" % zlib.crc32(body, zlib.crc32(head)))
+
+
+def _y_names(names: KeyNames) -> str:
+    """The names column of a ``Y`` line (see :func:`_y_line`)."""
+    import numpy as np  # not at the top: ``git hangar status`` reads journals without it
+
+    ints = names.ints
+    if ints is not None and len(ints):
+        start = int(ints[0])
+        step = int(ints[1]) - start if len(ints) > 1 else 1
+        if start >= 0 and step > 0 and (len(ints) == 1 or bool((np.diff(ints) == step).all())):
+            return f"r{start},{step}"
+    raw = np.ascontiguousarray(names.names).tobytes()
+    return f"s{names.names.dtype.itemsize}," + binascii.b2a_base64(raw, newline=False).decode()
+
+
+def _y_run(field: str, digests: str) -> tuple[KeyNames, Sequence[bytes]]:
+    """The names and digests of the columns of a ``Y`` line, checked: whole
+    digests, one name each, distinct names (RuntimeError otherwise)."""
+    import numpy as np
+
+    from ..naming import INT_KEY_BOUND
+    from .keynames import int_key_names
+
+    bad = RuntimeError("malformed staging journal entry 'Y'")
+    try:
+        joined = binascii.a2b_base64(digests, strict_mode=True)
+        ds = Digests(joined)
+        n = len(ds)
+        kind, rest = field[:1], field[1:]
+        if kind == "r":
+            start, step = map(int, rest.split(","))
+            top = min(INT_KEY_BOUND, 1 << 63)  # (int64)
+            if not n or start < 0 or step <= 0 or start + step * (n - 1) >= top:
+                raise bad
+            names = int_key_names(np.arange(n, dtype=np.int64) * step + start)
+        elif kind == "s":
+            width, _, b64 = rest.partition(",")
+            arr = np.frombuffer(binascii.a2b_base64(b64, strict_mode=True), f"S{int(width)}")
+            names = KeyNames(arr)
+            ordered = np.sort(arr)
+            if len(arr) != n or not n or (ordered[1:] == ordered[:-1]).any() or not ordered[0]:
+                raise bad
+        else:
+            raise bad
+    except (ValueError, TypeError, OverflowError, binascii.Error):
+        raise bad from None
+    return names, ds
 
 
 #: a journal line to write: its bytes, or them in parts
@@ -191,18 +221,6 @@ def _write_lines(fd: int, lines: list[_Line]) -> int:
             write_all(fd, part)
             total += len(part)
     return total
-
-
-_HEX: list[np.ndarray] = []
-
-
-def _hex_digits() -> np.ndarray:
-    """Two lower-case hex digits of each byte value, as 256 uint16 items (their bytes)."""
-    if not _HEX:
-        import numpy as np
-
-        _HEX.append(np.frombuffer(bytes(range(256)).hex().encode(), np.uint16).copy())
-    return _HEX[0]
 
 
 class Journal:
@@ -361,6 +379,10 @@ class Journal:
             fromhex = bytes.fromhex
             for i in range(2, len(f), 2):
                 samples[f[i]] = fromhex(f[i + 1])
+        elif op == "Y":  # a bulk add's distinct samples, in columns (see _y_line)
+            if len(f) != 4:
+                raise RuntimeError("malformed staging journal entry 'Y'")
+            self._aset(f[1]).add_run(*_y_run(f[2], f[3]))
         elif op == "D":
             self._aset(f[1]).samples[f[2]] = None
         elif op == "S":
@@ -487,8 +509,8 @@ class Journal:
         Names given as :class:`.KeyNames` (distinct ones) are kept as an
         array (see :meth:`StagedAset.add_run`) and logged from it.
 
-        Logged as ``B`` lines of up to :data:`B_LINE_SAMPLES` samples each,
-        formatted from the whole run at once; several lines are one batch
+        Logged as ``Y`` lines (names as a :class:`.KeyNames`) or ``B`` lines of up
+        to :data:`B_LINE_SAMPLES` samples each; several lines are one batch
         (replayed whole or not at all), like the lines of a ``with`` block.
         """
         if len(encs) != len(digests):
@@ -504,7 +526,7 @@ class Journal:
             st.add_run(encs, digests)
             for i in range(0, len(encs), B_LINE_SAMPLES):
                 j = i + B_LINE_SAMPLES
-                self._buf.append(_b_line_of_names(aset, encs[i:j], digests[i:j]))
+                self._buf.append(_y_line(aset, encs[i:j], digests[i:j]))
         else:
             st.samples.update(zip(encs, digests, strict=True))
             for i in range(0, len(encs), B_LINE_SAMPLES):
