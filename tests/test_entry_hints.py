@@ -390,3 +390,27 @@ def test_rows_not_committed_alone_are_placed_by_a_search(repo, monkeypatch):
         _read(repo, data + k * FANNED * 4, name)
     assert _hint(repo, "e")[1].exists()
     _read(repo, rep, "e")
+
+
+def test_bulk_adds_whose_segments_stay_are_all_placed_with_no_search(repo, monkeypatch):
+    """A later flush that leaves an earlier bulk add's segment alone (it is
+    more than twice the size of what is written) keeps that add's places:
+    a commit of two bulk adds, images then a few repeated labels as MNIST's,
+    searches for neither of the images."""
+    calls = _searches(monkeypatch)
+    co = repo.checkout(write=True)
+    a = co.arraysets.init_arrayset("a", shape=(4,), dtype=np.int64)
+    b = co.arraysets.init_arrayset("b", shape=(4,), dtype=np.int64)
+    c = co.arraysets.init_arrayset("c", shape=(1,), dtype=np.int64)
+    data_a = np.arange(3 * FANNED * 4, dtype=np.int64).reshape(3 * FANNED, 4)
+    data_b = np.arange(FANNED * 4, dtype=np.int64).reshape(FANNED, 4) - 10**6
+    labels = (np.arange(3 * FANNED, dtype=np.int64) % 10).reshape(-1, 1)
+    a.add_stacked(data_a, range(3 * FANNED))
+    b.add_stacked(data_b, range(FANNED))  # a's segment: 3x this, stays
+    c.add_stacked(labels, range(3 * FANNED))  # repeated payloads: searched
+    co.commit("a, b and c")
+    co.close()
+    assert calls == [3 * FANNED]
+    for name, want in (("a", data_a), ("b", data_b), ("c", labels)):
+        assert _hint(repo, name)[1].exists()
+        _read(repo, want, name)

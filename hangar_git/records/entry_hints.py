@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import struct
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..store.checksum import crc32
@@ -164,7 +165,7 @@ def keep_committed(
     reader: PackReader,
     before: TreeRecords,
     after: TreeRecords,
-    placed: PlacedRows | None = None,
+    placed: Sequence[PlacedRows] = (),
 ) -> None:
     """After a commit from ``before`` to ``after`` (the records of the old
     and the new head): keep the entry hints of every samples tree the
@@ -172,8 +173,8 @@ def keep_committed(
     :mod:`.key_cache`; the table is taken from memory, not read back), so
     the first whole read in a later process searches no index. Arraysets
     whose tree did not change, and trees with no table kept (a commit of a
-    few changes), cost nothing. A tree whose records are the rows of
-    ``placed`` (the payload writer's last index commit, see
+    few changes), cost nothing. A tree whose records are the rows of one
+    of ``placed`` (bulk adds the payload writer committed alone, see
     :attr:`.writer.PackWriter.placed_rows`), as :func:`note_layout` noted,
     is placed from it with no search. Best effort: what cannot
     be placed (a payload not in the index, a damaged index) is left to the
@@ -191,13 +192,12 @@ def keep_committed(
         table, layout = key_cache.take_stored(oid), _take_layout(oid)
         if table is None:  # no table kept by this commit
             continue
-        if (
-            placed is not None
-            and layout is not None
-            and len(layout[1]) == len(table) == len(placed.order)
-            and layout[0] == placed.joined  # (the same object, usually: no compare)
-        ):
-            store(after.repo, oid, placed.placement(layout[1]))
+        rows = None
+        if layout is not None and len(layout[1]) == len(table):
+            # (the same bytes object, usually: no compare)
+            rows = next((p for p in placed if p.joined == layout[0]), None)
+        if rows is not None and layout is not None:
+            store(after.repo, oid, rows.placement(layout[1]))
             continue
         try:
             table_entries(reader, after.repo, oid, table)

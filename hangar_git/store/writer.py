@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 
 #: seconds a new store writer waits for another (fetch-data, gc) to finish
 STORE_LOCK_TIMEOUT = 120.0
+#: bulk adds whose places the writer keeps (:attr:`PackWriter.placed_rows`)
+_PLACED_MAX = 4
 
 
 class PackWriter(LargePayloads, PackMaintenance, IndexTables):
@@ -110,10 +112,11 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
         #: the rows of the last bulk add queued whole: (digests joined, their
         #: key order, their sorted entries), until the next index commit
         self._rows_sorted: tuple[bytes, np.ndarray, np.ndarray] | None = None
-        #: where the last index commit put the rows of a bulk add, when it
-        #: committed those alone (entry hints of the commit that follows, see
-        #: :func:`.records.entry_hints.keep_committed`); None otherwise
-        self.placed_rows: PlacedRows | None = None
+        #: where index commits put the rows of bulk adds they committed alone,
+        #: the last few whose segments no later commit merged or rewrote (entry
+        #: hints of the commit that follows, see
+        #: :func:`.records.entry_hints.keep_committed`)
+        self.placed_rows: list[PlacedRows] = []
 
     def _kind_id(self, kind: str) -> int:
         kid = self._kind_ids.get(kind)
@@ -531,7 +534,6 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
         ones into it), in one transaction that also removes those of ``drop``."""
         new = self._new.entries()
         rows, self._rows_sorted = self._rows_sorted, None
-        self.placed_rows = None
         runs: list[Run] | None = self._segs.runs
         if not self._segs.loaded and not drop:  # only the segments it merges
             runs = newest_small_runs(self._con, self.store.index_path, runs or [], len(new))
@@ -542,8 +544,11 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
         con = self._con
         rewritten, new_sid = self.store.commit_segments(con, self._new.block_rows, plan)
         self._new.clear()
+        gone = set(plan.merged) | set(plan.replaced)  # segments whose places changed
+        placed = [p for p in self.placed_rows if p.sid not in gone]
         if rows is not None and rows[2] is new and new_sid is not None:  # those rows alone
-            self.placed_rows = PlacedRows(rows[0], rows[1], plan.new_at, new_sid, len(plan.new))
+            placed.append(PlacedRows(rows[0], rows[1], plan.new_at, new_sid, len(plan.new)))
+        self.placed_rows = placed[-_PLACED_MAX:]
         # the writer holds the store lock: its view of the segments stays exact
         self._segs.runs = runs_after(plan, rewritten, new_sid)
         self._segs.seen = sorted([r.sid for r in self._segs.runs] + list(self._segs.damaged))
