@@ -414,3 +414,23 @@ def test_bulk_adds_whose_segments_stay_are_all_placed_with_no_search(repo, monke
     for name, want in (("a", data_a), ("b", data_b), ("c", labels)):
         assert _hint(repo, name)[1].exists()
         _read(repo, want, name)
+
+
+def test_layouts_noted_and_never_committed_are_bounded(monkeypatch):
+    """Trees built and never committed (a diff of the staging area) leave at
+    most a few layouts behind, of a bounded size; the newest is kept."""
+    monkeypatch.setattr(entry_hints, "_layouts", {})
+    order = np.arange(1000, dtype=np.int64)
+    for i in range(10):
+        entry_hints.note_layout(bytes([i]) * 20, b"x" * 20_000, order)
+    assert len(entry_hints._layouts) == entry_hints._LAYOUTS_MAX
+    assert entry_hints._take_layout(bytes([9]) * 20) is not None
+    assert entry_hints._take_layout(bytes([0]) * 20) is None
+    monkeypatch.setattr(entry_hints, "_LAYOUTS_BYTES", 50_000)
+    for i in range(3):
+        entry_hints.note_layout(bytes([i]) * 20, b"x" * 20_000, order)
+    assert len(entry_hints._layouts) == 1  # 28 kB each: only the newest fits
+    big = b"x" * 200_000
+    entry_hints.note_layout(b"b" * 20, big, order)
+    assert list(entry_hints._layouts) == [b"b" * 20]
+    assert entry_hints._take_layout(b"b" * 20)[0] is big

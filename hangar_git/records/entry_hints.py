@@ -142,17 +142,24 @@ def table_entries(
 #: bulk add wrote whole (see :func:`note_layout`)
 _layouts: dict[bytes, tuple[bytes, np.ndarray]] = {}
 _layouts_lock = threading.Lock()
+#: layouts kept at most, and bytes (the newest is kept whatever its size)
 _LAYOUTS_MAX = 4
+_LAYOUTS_BYTES = 64 * 1024**2
 
 
 def note_layout(oid: bytes, joined: bytes, order: np.ndarray) -> None:
     """Note that samples tree ``oid`` lays out the records whose digests are
     ``joined`` (in the order they were written) in ``order`` (its records'
     numbers, in tree order), for :func:`keep_committed` to place them without
-    a search. The last few are kept (taken once)."""
+    a search. The last few are kept (taken once; a tree built for a diff of
+    the staging area is never committed, so their number and size are bounded)."""
     with _layouts_lock:
+        _layouts.pop(oid, None)
         _layouts[oid] = (joined, order)
-        while len(_layouts) > _LAYOUTS_MAX:
+        while len(_layouts) > 1 and (
+            len(_layouts) > _LAYOUTS_MAX
+            or sum(len(j) + o.nbytes for j, o in _layouts.values()) > _LAYOUTS_BYTES
+        ):
             del _layouts[next(iter(_layouts))]  # the oldest
 
 
