@@ -15,7 +15,7 @@ import pytest
 from hangar_git.held_rows import HeldRows
 from hangar_git.naming import encode_key
 from hangar_git.records import build as build_mod
-from hangar_git.records import staging
+from hangar_git.records import journal_lines
 from hangar_git.records.build import build_root, write_sample_run, write_samples
 from hangar_git.records.keynames import KeyNames, int_key_names, names_crc32
 from hangar_git.records.layout import leaf_path, serialize_links
@@ -214,7 +214,7 @@ def test_a_journal_of_b_lines_still_replays(tmp_path):
     j.record("S", "a", "{}")
     j.close()
     with open(path, "ab") as fh:
-        fh.write(staging._b_line("a", encs, digests).encode())
+        fh.write(journal_lines.b_line("a", encs, digests).encode())
     again = Journal.open(path, "master", None)
     assert again.asets["a"].samples == dict(zip(encs, digests, strict=True))
     again.close()
@@ -385,7 +385,7 @@ def test_journal_lines_in_parts_are_written_whole(tmp_path, monkeypatch, step):
     k = Journal.open(tmp_path / "other", "master", None)
     k.record("S", "a", "{}")
     k.close()
-    line = staging._y_line("a", encs, digests)
+    line = journal_lines.y_line("a", encs, digests)
     assert isinstance(line, tuple) and len(line) > 1  # in parts
     whole = (tmp_path / "other").read_bytes() + b"".join(line)  # the same, joined
     assert (tmp_path / "journal").read_bytes() == whole

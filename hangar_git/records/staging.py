@@ -3,7 +3,7 @@
 The journal's first line names the branch and the base commit; every later
 line is one change (arrayset created or removed, sample set or removed,
 metadata set or removed; ``B`` sets many samples of one arrayset, ``Y``
-the distinct ones of a bulk add, in columns: see :func:`_y_line`),
+the distinct ones of a bulk add, in columns: see :func:`.journal_lines.y_line`),
 tab-separated and closed by its CRC-32. Replaying
 the journal rebuilds the staged state. A line is durable once ``sync()`` has
 written it; a line cut short by a killed process fails its CRC and is dropped
@@ -30,7 +30,6 @@ forward (ref already moved: the journal is reset onto the new commit) or back
 
 from __future__ import annotations
 
-import binascii
 import errno
 import json
 import os
@@ -40,8 +39,9 @@ import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..store.digest_run import Digests, joined_digests
+from ..store.digest_run import Digests
 from ..store.durable import FILE_MODE, fsync_dir, fsync_fd, truncate_to, write_all
+from .journal_lines import b_line, y_line, y_run
 from .keynames import KeyNames
 
 
@@ -126,85 +126,6 @@ class StagedAset:
             return KeyNames(merged, both), Digests(joined)
         digests = list(before.values()) + [d for _, ds in runs for d in ds]
         return KeyNames(merged, both), digests  # type: ignore[return-value]
-
-
-def _b_line(aset: str, encs: Sequence[str], digests: Sequence[bytes]) -> str:
-    """The ``B`` line setting samples ``encs`` of ``aset`` to ``digests``,
-    formatted in one pass (the digests hexed together, a tab after each)."""
-    joined = joined_digests(digests)
-    fields: list[str] = [""] * (2 * len(encs))
-    fields[::2] = encs
-    if encs and len(joined) == 20 * len(encs):
-        fields[1::2] = joined.hex("\t", 20).split("\t")
-    else:  # not all of 20 bytes (never made so, but the line must stay true)
-        fields[1::2] = [d.hex() for d in digests]
-    body = f"B\t{aset}\t" + "\t".join(fields)
-    return f"{body}\t{zlib.crc32(body.encode()):08x}\n"
-
-
-def _y_line(aset: str, names: KeyNames, digests: Sequence[bytes]) -> _Line:
-    """The ``Y`` line staging the distinct samples ``names[i]`` of ``aset`` as
-    ``digests[i]`` (the bulk path): ``Y <aset> <names> <digests>``, the
-    digests joined in base64, the names as ``r<start>,<step>`` (int keys
-    ``start + k * step``: a range) or ``s<width>,`` and the NUL-padded
-    names of that width joined in base64. Columns, not a name and a hex
-    digest per sample (:func:`_b_line_of_names`): 0.55x the bytes, and
-    about a third of the CPU. Given in parts (no joined copy)."""
-    joined = joined_digests(digests)
-    n = len(names)
-    if not n or len(joined) != 20 * n:
-        return _b_line(aset, names.tolist(), digests).encode()
-    head = f"Y\t{aset}\t{_y_names(names)}\t".encode()
-    body = binascii.b2a_base64(joined, newline=False)
-    return (head, body, b"\t%08x\n" % zlib.crc32(body, zlib.crc32(head)))
-
-
-def _y_names(names: KeyNames) -> str:
-    """The names column of a ``Y`` line (see :func:`_y_line`)."""
-    import numpy as np  # not at the top: ``git hangar status`` reads journals without it
-
-    ints = names.ints
-    if ints is not None and len(ints):
-        start = int(ints[0])
-        step = int(ints[1]) - start if len(ints) > 1 else 1
-        if start >= 0 and step > 0 and (len(ints) == 1 or bool((np.diff(ints) == step).all())):
-            return f"r{start},{step}"
-    raw = np.ascontiguousarray(names.names).tobytes()
-    return f"s{names.names.dtype.itemsize}," + binascii.b2a_base64(raw, newline=False).decode()
-
-
-def _y_run(field: str, digests: str) -> tuple[KeyNames, Sequence[bytes]]:
-    """The names and digests of the columns of a ``Y`` line, checked: whole
-    digests, one name each, distinct names (RuntimeError otherwise)."""
-    import numpy as np
-
-    from ..naming import INT_KEY_BOUND
-    from .keynames import int_key_names
-
-    bad = RuntimeError("malformed staging journal entry 'Y'")
-    try:
-        joined = binascii.a2b_base64(digests, strict_mode=True)
-        ds = Digests(joined)
-        n = len(ds)
-        kind, rest = field[:1], field[1:]
-        if kind == "r":
-            start, step = map(int, rest.split(","))
-            top = min(INT_KEY_BOUND, 1 << 63)  # (int64)
-            if not n or start < 0 or step <= 0 or start + step * (n - 1) >= top:
-                raise bad
-            names = int_key_names(np.arange(n, dtype=np.int64) * step + start)
-        elif kind == "s":
-            width, _, b64 = rest.partition(",")
-            arr = np.frombuffer(binascii.a2b_base64(b64, strict_mode=True), f"S{int(width)}")
-            names = KeyNames(arr)
-            ordered = np.sort(arr)
-            if len(arr) != n or not n or (ordered[1:] == ordered[:-1]).any() or not ordered[0]:
-                raise bad
-        else:
-            raise bad
-    except (ValueError, TypeError, OverflowError, binascii.Error):
-        raise bad from None
-    return names, ds
 
 
 #: a journal line to write: its bytes, or them in parts
@@ -379,10 +300,10 @@ class Journal:
             fromhex = bytes.fromhex
             for i in range(2, len(f), 2):
                 samples[f[i]] = fromhex(f[i + 1])
-        elif op == "Y":  # a bulk add's distinct samples, in columns (see _y_line)
+        elif op == "Y":  # a bulk add's distinct samples, in columns (see y_line)
             if len(f) != 4:
                 raise RuntimeError("malformed staging journal entry 'Y'")
-            self._aset(f[1]).add_run(*_y_run(f[2], f[3]))
+            self._aset(f[1]).add_run(*y_run(f[2], f[3]))
         elif op == "D":
             self._aset(f[1]).samples[f[2]] = None
         elif op == "S":
@@ -526,12 +447,12 @@ class Journal:
             st.add_run(encs, digests)
             for i in range(0, len(encs), B_LINE_SAMPLES):
                 j = i + B_LINE_SAMPLES
-                self._buf.append(_y_line(aset, encs[i:j], digests[i:j]))
+                self._buf.append(y_line(aset, encs[i:j], digests[i:j]))
         else:
             st.samples.update(zip(encs, digests, strict=True))
             for i in range(0, len(encs), B_LINE_SAMPLES):
                 j = i + B_LINE_SAMPLES
-                self._buf.append(_b_line(aset, encs[i:j], digests[i:j]).encode())
+                self._buf.append(b_line(aset, encs[i:j], digests[i:j]).encode())
         if not self.batching:
             self.sync()
 
@@ -540,7 +461,7 @@ class Journal:
         arrayset (samples of different arraysets are independent, so only the
         order within an arrayset is kept, and it is)."""
         lines = [
-            _b_line(a, encs, digests).encode() for a, (encs, digests) in self._samples_buf.items()
+            b_line(a, encs, digests).encode() for a, (encs, digests) in self._samples_buf.items()
         ]
         self._samples_buf.clear()
         self._buf.extend(lines)
