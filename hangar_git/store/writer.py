@@ -28,7 +28,7 @@ from .block_format import BLOCK_TARGET, HEADER_SIZE, CheckedBlock
 from .chunked import LargeFiles
 from .codec import encode_block, encode_parts
 from .digest import DIGEST_SIZE, Payload
-from .digest_run import joined_digests
+from .digest_run import Digests, joined_digests
 from .durable import rollback
 from .gather import STREAM_WINDOW
 from .index import (
@@ -46,7 +46,7 @@ from .manifest import kind_size
 from .placement import PlacedRows
 from .segment_plan import plan_commit, runs_after
 from .segment_probe import PROBE_MAX, KeptBlobs, close_kept, newest_small_runs, stored_locations
-from .uncommitted import Uncommitted, digest_order
+from .uncommitted import Uncommitted, digest_order, fresh_positions
 from .writer_gc import PackMaintenance
 from .writer_large import LargePayloads
 
@@ -236,9 +236,10 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
                 flat = np.ascontiguousarray(rows).reshape(n, -1).view(np.uint8)
                 new = digests
                 if idx is not None and len(idx) < n:  # (all of them: no copy)
-                    flat = flat[np.asarray(idx, np.intp)]
-                    new = [digests[i] for i in idx]
-                    joined = b"".join(new)
+                    at = np.asarray(idx, np.intp)
+                    flat = flat[at]
+                    new = Digests(np.frombuffer(joined, f"V{DIGEST_SIZE}")[at].tobytes())
+                    joined = new.joined
                 typesize = self._dtype_of(kind)[1]
                 self._write_rows(self._kind_id(kind), new, joined, flat, typesize, order)
             if flush:
@@ -337,12 +338,10 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
         order = None if self.known or self._pending_set else digest_order(joined)
         idx: list[int] | None = None
         if order is None:  # repeated digests, or some written by this writer already
-            pick = dict(zip(digests, range(len(digests)), strict=True))
-            known, pend = self.known, self._pending_set
-            idx = sorted(i for d, i in pick.items() if d not in known and d not in pend)
+            idx = fresh_positions(joined, digests, self.known, self._pending_set)
             if not idx:
                 return idx, None
-            joined = b"".join([digests[i] for i in idx])
+            joined = np.frombuffer(joined, f"V{DIGEST_SIZE}")[idx].tobytes()
         if not self._segs.loaded:
             self._segs.load(self._con, self.store.index_path)
         keys = None  # with the order known, the digests' keys sorted: the lookup sorts none
