@@ -306,7 +306,8 @@ class WriterCheckout(Holding, Checkout):  # type: ignore[misc]  # view: a proper
         before = self.view.base
         sha = commit_staged(self._git, self._journal, commit_message, self._repo.identity())
         self._rebase_view()
-        entry_hints.keep_committed(self.payloads.reader, before, self.view.base)
+        placed, self._writer.placed_rows = self._writer.placed_rows, []  # used once
+        entry_hints.keep_committed(self.payloads.reader, before, self.view.base, placed)
         return sha
 
     def _rebase_view(self) -> None:

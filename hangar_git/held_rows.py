@@ -216,7 +216,7 @@ class Holding:
         for every arrayset, then flushed once (one sync, one index commit)
         before their records are logged; fewer than :data:`STACK_MIN` one by
         one (which does not flush the store inside a batch)."""
-        logged: list[tuple[str, Sequence[str], list[bytes]]] = []
+        logged: list[tuple[str, Sequence[str], Sequence[bytes]]] = []
         for aset, h in held.items():
             rows = h.stacked()
             kind = kind_of(rows[0])
@@ -234,8 +234,8 @@ class Holding:
                 self.stage_sample(aset, enc, p)  # type: ignore[attr-defined]
         if logged:
             self._writer.flush()  # the payloads are stored before any record names them
-            for aset, encs, digests in logged:
-                self._journal.record_samples(aset, encs, digests)
+            for aset, encs, ds in logged:
+                self._journal.record_samples(aset, encs, ds)
 
 
 __all__ = ["HOLD_BYTES", "STACK_MIN", "HeldRows", "Holding"]

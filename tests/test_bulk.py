@@ -340,7 +340,7 @@ def test_bulk_calls_on_a_reader_or_closed_checkout_fail(repo, writer, data):
 # staging: order, batches, replay after reopening
 # --------------------------------------------------------------------------
 def test_later_adds_win_in_order_and_survive_a_reopen(repo, writer, data, monkeypatch):
-    monkeypatch.setattr(staging, "B_LINE_SAMPLES", 700)  # several B lines in one batch
+    monkeypatch.setattr(staging, "B_LINE_SAMPLES", 700)  # several Y lines in one batch
     aset = writer.arraysets["x"]
     aset[5] = data[0]  # before the bulk call: overwritten by it
     with aset:
@@ -348,7 +348,7 @@ def test_later_adds_win_in_order_and_survive_a_reopen(repo, writer, data, monkey
         aset[6] = data[1]  # after it, in the same batch: wins
     aset.update({7: data[2], "s": data[3]})
     lines = [ln for ln in _journal(repo).split(b"\n") if ln]
-    assert sum(ln.startswith(b"B\t") for ln in lines) >= N // 700
+    assert sum(ln.startswith(b"Y\t") for ln in lines) >= N // 700
     writer.close()
     co = repo.checkout(write=True)
     a2 = co.arraysets["x"]

@@ -55,6 +55,7 @@ def test_every_helper_gives_the_defined_digest(dtype, shape):
     want = [_definition(r) for r in one]
     assert [array_digest(r) for r in one] == want
     assert stacked_digests(rows) == want
+    assert stacked_digests(rows).joined == b"".join(want)  # held joined (see digest_run)
     assert row_digests(kind_of(one[0]), [r.tobytes() for r in one]) == want
 
 
@@ -115,4 +116,6 @@ def test_stacked_digests_of_small_repeating_rows_are_each_rows_digest(dtype, sha
     rows = pool[rng.integers(0, len(pool), n)] if values else pool
     rows = np.ascontiguousarray(rows)
     want = [_definition(rows[i : i + 1].reshape(shape)) for i in range(n)]  # (0-d: as stored)
-    assert stacked_digests(rows) == want
+    got = stacked_digests(rows)
+    assert got == want
+    assert got.joined == b"".join(want)

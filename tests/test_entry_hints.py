@@ -302,9 +302,135 @@ def test_a_commit_whose_hints_cannot_be_placed_is_made_all_the_same(repo, monkey
         raise sqlite3.OperationalError("database is locked")
 
     monkeypatch.setattr(PackReader, "lookup_placed", busy)
+    monkeypatch.setattr(entry_hints, "_take_layout", lambda oid: None)  # the search path
     data = _commit(repo, FANNED)
     _, path = _hint(repo)
     assert not path.exists()
     monkeypatch.undo()
     _read(repo, data)
     assert path.exists()
+
+
+def _searched_placement(repo, s) -> placement.Placement:
+    """The placement an index search gives for the digests of samples tree ``s``."""
+    from hangar_git.records import key_cache
+
+    table = key_cache.load(s.repo, s.oid, FANNED)
+    assert table is not None
+    rc = repo.checkout()
+    try:
+        found, _, placed = rc.payloads.reader.lookup_placed(table.digests)
+    finally:
+        rc.close()
+    assert found.all() and placed is not None
+    return placed
+
+
+@pytest.mark.parametrize("merged", [False, True])
+def test_a_bulk_add_commit_places_its_hints_with_no_search(repo, monkeypatch, merged):
+    """The rows of one bulk add, committed alone by the payload writer, are
+    placed from where its merge put them and from the tree's layout: the
+    commit searches nothing, and the hint is the one a search gives (in a
+    new segment of their own, and merged with an older, smaller one)."""
+    if merged:
+        _commit(repo, N // 2, name="small", start=-(10**6))
+    calls = _searches(monkeypatch)
+    data = _commit(repo, FANNED)
+    assert calls == []
+    s, _ = _hint(repo)
+    kept = entry_hints.load(s.repo, s.oid, FANNED)
+    assert kept is not None
+    want = _searched_placement(repo, s)
+    assert kept.sids == want.sids and kept.sizes == want.sizes
+    np.testing.assert_array_equal(kept.where, want.where)
+    if merged:
+        assert kept.sizes[0] == FANNED + N // 2  # the older segment merged into it
+    calls.clear()
+    _read(repo, data)
+    assert calls == []
+
+
+def test_rows_not_committed_alone_are_placed_by_a_search(repo, monkeypatch):
+    """Rows whose entries the writer committed before another's (a bulk add
+    flushed before the next one's) or with others (two arraysets set key
+    by key in one ``with`` block, flushed at once) or not all (repeated
+    payloads) are not placed from the writer's merge: the commit searches
+    for them, as before."""
+    calls = _searches(monkeypatch)
+    data = np.arange(FANNED * 4, dtype=np.int64).reshape(FANNED, 4)
+    co = repo.checkout(write=True)
+    a = co.arraysets.init_arrayset("a", shape=(4,), dtype=np.int64)
+    b = co.arraysets.init_arrayset("b", shape=(4,), dtype=np.int64)
+    with a, b:
+        a.add_stacked(data, list(range(FANNED)))
+        b.add_stacked(data + FANNED * 4, list(range(FANNED)))
+    co.commit("a and b, in bulk")
+    co.close()
+    assert calls == [FANNED]  # a searched, b placed from its flush
+    co = repo.checkout(write=True)
+    c = co.arraysets.init_arrayset("c", shape=(4,), dtype=np.int64)
+    d = co.arraysets.init_arrayset("d", shape=(4,), dtype=np.int64)
+    with c, d:
+        for i in range(FANNED):
+            c[i] = data[i] + 2 * FANNED * 4
+            d[i] = data[i] + 3 * FANNED * 4
+    co.commit("c and d, key by key")
+    co.close()
+    assert calls == [FANNED] * 3
+    rep = np.zeros((FANNED, 4), np.int64)
+    rep[::2] = 7  # repeated payloads
+    co = repo.checkout(write=True)
+    co.arraysets.init_arrayset("e", shape=(4,), dtype=np.int64).add_stacked(rep, range(FANNED))
+    co.commit("e")
+    co.close()
+    assert calls == [FANNED] * 4
+    for k, name in enumerate("abcd"):
+        _, path = _hint(repo, name)
+        assert path.exists()
+        _read(repo, data + k * FANNED * 4, name)
+    assert _hint(repo, "e")[1].exists()
+    _read(repo, rep, "e")
+
+
+def test_bulk_adds_whose_segments_stay_are_all_placed_with_no_search(repo, monkeypatch):
+    """A later flush that leaves an earlier bulk add's segment alone (it is
+    more than twice the size of what is written) keeps that add's places:
+    a commit of two bulk adds, images then a few repeated labels as MNIST's,
+    searches for neither of the images."""
+    calls = _searches(monkeypatch)
+    co = repo.checkout(write=True)
+    a = co.arraysets.init_arrayset("a", shape=(4,), dtype=np.int64)
+    b = co.arraysets.init_arrayset("b", shape=(4,), dtype=np.int64)
+    c = co.arraysets.init_arrayset("c", shape=(1,), dtype=np.int64)
+    data_a = np.arange(3 * FANNED * 4, dtype=np.int64).reshape(3 * FANNED, 4)
+    data_b = np.arange(FANNED * 4, dtype=np.int64).reshape(FANNED, 4) - 10**6
+    labels = (np.arange(3 * FANNED, dtype=np.int64) % 10).reshape(-1, 1)
+    a.add_stacked(data_a, range(3 * FANNED))
+    b.add_stacked(data_b, range(FANNED))  # a's segment: 3x this, stays
+    c.add_stacked(labels, range(3 * FANNED))  # repeated payloads: searched
+    co.commit("a, b and c")
+    co.close()
+    assert calls == [3 * FANNED]
+    for name, want in (("a", data_a), ("b", data_b), ("c", labels)):
+        assert _hint(repo, name)[1].exists()
+        _read(repo, want, name)
+
+
+def test_layouts_noted_and_never_committed_are_bounded(monkeypatch):
+    """Trees built and never committed (a diff of the staging area) leave at
+    most a few layouts behind, of a bounded size; the newest is kept."""
+    monkeypatch.setattr(entry_hints, "_layouts", {})
+    order = np.arange(1000, dtype=np.int64)
+    for i in range(10):
+        entry_hints.note_layout(bytes([i]) * 20, b"x" * 20_000, order)
+    assert len(entry_hints._layouts) == entry_hints._LAYOUTS_MAX
+    assert entry_hints._take_layout(bytes([9]) * 20) is not None
+    assert entry_hints._take_layout(bytes([0]) * 20) is None
+    monkeypatch.setattr(entry_hints, "_LAYOUTS_BYTES", 50_000)
+    for i in range(3):
+        entry_hints.note_layout(bytes([i]) * 20, b"x" * 20_000, order)
+    assert len(entry_hints._layouts) == 1  # 28 kB each: only the newest fits
+    big = b"x" * 200_000
+    entry_hints.note_layout(b"b" * 20, big, order)
+    assert list(entry_hints._layouts) == [b"b" * 20]
+    assert entry_hints._take_layout(b"b" * 20)[0] is big

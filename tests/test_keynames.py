@@ -3,6 +3,7 @@ encoded, logged and committed exactly as the key-by-key path does."""
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import os
 import zlib
@@ -14,11 +15,13 @@ import pytest
 from hangar_git.held_rows import HeldRows
 from hangar_git.naming import encode_key
 from hangar_git.records import build as build_mod
+from hangar_git.records import journal_lines
 from hangar_git.records.build import build_root, write_sample_run, write_samples
 from hangar_git.records.keynames import KeyNames, int_key_names, names_crc32
 from hangar_git.records.layout import leaf_path, serialize_links
 from hangar_git.records.snapshot import TreeRecords
 from hangar_git.records.staging import B_LINE_SAMPLES, Journal, StagedAset
+from hangar_git.store.digest_run import Digests
 
 
 @pytest.fixture
@@ -128,24 +131,119 @@ def test_runs_and_the_samples_before_them_are_one_run():
     assert removed.as_run() is None
 
 
-@pytest.mark.parametrize("n", [5, 3000, B_LINE_SAMPLES + 10])
-def test_a_logged_run_replays_as_the_same_samples(tmp_path, n):
-    encs = int_key_names(np.arange(n)[::-1].copy())
+def _b64(raw: bytes) -> str:
+    return binascii.b2a_base64(raw, newline=False).decode()
+
+
+#: int keys logged as a range (ascending, evenly spaced), and as names
+_RUN_KEYS = {
+    "range": lambda n: int_key_names(np.arange(7, 7 + 3 * n, 3)),
+    "descending": lambda n: int_key_names(np.arange(n)[::-1].copy()),
+    "str": lambda n: KeyNames(np.array([b"s:k%d" % i for i in range(n)])),
+}
+
+
+@pytest.mark.parametrize("keys", sorted(_RUN_KEYS))
+@pytest.mark.parametrize("n", [1, 5, 3000, B_LINE_SAMPLES + 10])
+def test_a_logged_run_replays_as_the_same_samples(tmp_path, n, keys):
+    encs = _RUN_KEYS[keys](n)
     digests = [digest(i) for i in range(n)]
     j = Journal.open(tmp_path / "journal", "master", None)
     j.record("S", "a", "{}")
-    j.record_samples("a", encs, digests)
+    j.record_samples("a", encs, Digests(b"".join(digests)))
     j.close()
-    expected = dict(zip([f"i:{k}" for k in range(n)[::-1]], digests, strict=True))
+    expected = dict(zip(encs.tolist(), digests, strict=True))
     assert j.asets["a"].samples == expected
     again = Journal.peek(tmp_path / "journal")
-    assert again is not None and again.asets["a"].samples == expected
-    # the log holds what the key-by-key path writes
+    assert again is not None and again.asets["a"].as_run() is not None  # a run, not a dict
+    assert again.asets["a"].samples == expected
+    # the same samples logged key by key (B lines) replay the same; the
+    # columns of the bulk log (Y lines) take fewer bytes
     k = Journal.open(tmp_path / "other", "master", None)
     k.record("S", "a", "{}")
     k.record_samples("a", encs.tolist(), digests)
     k.close()
-    assert (tmp_path / "journal").read_bytes() == (tmp_path / "other").read_bytes()
+    other = Journal.peek(tmp_path / "other")
+    assert other is not None and other.asets["a"].samples == expected
+    bulk, by_key = (tmp_path / "journal").read_bytes(), (tmp_path / "other").read_bytes()
+    assert b"\nY\t" in bulk and b"\nY\t" not in by_key
+    if n >= 3000:
+        assert len(bulk) < (0.65 if keys == "range" else 0.8) * len(by_key)
+
+
+def test_a_bulk_log_names_a_range_of_int_keys_by_its_ends(tmp_path):
+    j = Journal.open(tmp_path / "journal", "master", None)
+    j.record_samples("a", int_key_names(np.arange(7, 7 + 3 * 5000, 3)), [digest(1)] * 5000)
+    j.close()
+    line = (tmp_path / "journal").read_bytes().split(b"\n")[1]
+    assert line.startswith(b"Y\ta\tr7,3\t")
+
+
+@pytest.mark.parametrize(
+    ("names", "digests"),
+    [
+        ("r0,1", "!!"),  # not base64
+        ("r0,1", "AAAA"),  # not whole digests
+        ("r0,0", _b64(b"x" * 40)),  # a step of 0: one key twice
+        ("r-1,1", _b64(b"x" * 20)),
+        (f"r{10**40},1", _b64(b"x" * 20)),  # past the int keys' bound
+        ("rx", _b64(b"x" * 20)),
+        ("s3," + _b64(b"s:a" * 2), _b64(b"x" * 40)),  # a name twice
+        ("s3," + _b64(b"s:a"), _b64(b"x" * 40)),  # fewer names than digests
+        ("s3," + _b64(b"\x00" * 3), _b64(b"x" * 20)),  # an empty name
+        ("s0,", ""),  # nothing
+        ("q0,1", _b64(b"x" * 20)),  # an unknown form
+    ],
+)
+def test_a_malformed_bulk_log_line_is_refused_on_replay(tmp_path, names, digests):
+    """A ``Y`` line with an intact CRC but columns that do not make distinct
+    names, one per whole digest, is refused as a ``B`` line of odd fields is."""
+    with pytest.raises(RuntimeError, match="malformed staging journal entry 'Y'"):
+        Journal(tmp_path / "journal")._apply(["Y", "a", names, digests])
+    with pytest.raises(RuntimeError, match="malformed"):
+        Journal(tmp_path / "journal")._apply(["Y", "a", "r0,1"])
+
+
+def test_a_journal_of_b_lines_still_replays(tmp_path):
+    """Journals written before ``Y`` lines (bulk adds as ``B`` lines) replay as they did."""
+    n = 3000
+    encs = [f"i:{k}" for k in range(n)]
+    digests = [digest(i) for i in range(n)]
+    path = tmp_path / "journal"
+    j = Journal.open(path, "master", None)
+    j.record("S", "a", "{}")
+    j.close()
+    with open(path, "ab") as fh:
+        fh.write(journal_lines.b_line("a", encs, digests).encode())
+    again = Journal.open(path, "master", None)
+    assert again.asets["a"].samples == dict(zip(encs, digests, strict=True))
+    again.close()
+
+
+def test_a_damaged_or_torn_bulk_log_line_stages_nothing_of_it(tmp_path):
+    """A ``Y`` line is a line: cut short (a killed process) or damaged (its
+    CRC fails), none of its samples are staged, and the lines around it are."""
+    n = 3000
+    path = tmp_path / "journal"
+    j = Journal.open(path, "master", None)
+    j.record("S", "a", "{}")
+    j.record_samples("a", int_key_names(np.arange(n)), [digest(i) for i in range(n)])
+    j.record("S", "b", "{}")
+    j.close()
+    data = path.read_bytes()
+    at = data.index(b"\nY\t") + 1
+    end = data.index(b"\n", at) + 1
+    path.write_bytes(data[: at + (end - at) // 2])  # torn inside the Y line
+    again = Journal.open(path, "master", None)
+    assert "a" in again.asets and not again.asets["a"].samples and "b" not in again.asets
+    again.close()
+    damaged = bytearray(data)
+    damaged[at + 100] ^= 1  # a flipped bit in the digests column
+    path.write_bytes(bytes(damaged))
+    with pytest.warns(RuntimeWarning, match="damaged"):
+        again = Journal.open(path, "master", None)
+    assert not again.asets["a"].samples and "b" in again.asets
+    again.close()
 
 
 @pytest.mark.parametrize("n", [10, 3000, 70_000])
@@ -282,13 +380,15 @@ def test_journal_lines_in_parts_are_written_whole(tmp_path, monkeypatch, step):
     digests = [digest(i) for i in range(n)]
     j = Journal.open(tmp_path / "journal", "master", None)
     j.record("S", "a", "{}")
-    j.record_samples("a", encs, digests)  # the key-by-key path writes the same, joined
+    j.record_samples("a", encs, digests)
     j.close()
     k = Journal.open(tmp_path / "other", "master", None)
     k.record("S", "a", "{}")
-    k.record_samples("a", encs.tolist(), digests)
     k.close()
-    assert (tmp_path / "journal").read_bytes() == (tmp_path / "other").read_bytes()
+    line = journal_lines.y_line("a", encs, digests)
+    assert isinstance(line, tuple) and len(line) > 1  # in parts
+    whole = (tmp_path / "other").read_bytes() + b"".join(line)  # the same, joined
+    assert (tmp_path / "journal").read_bytes() == whole
     again = Journal.peek(tmp_path / "journal")
     assert again is not None and again.asets["a"].samples == dict(
         zip(encs.tolist(), digests, strict=True)

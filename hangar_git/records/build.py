@@ -16,7 +16,8 @@ import numpy as np
 import pygit2
 
 from ..gitutil import read_raw, write_blob, write_tree
-from . import key_cache, trust
+from ..store.digest_run import joined_digests
+from . import entry_hints, key_cache, trust
 from .changelog import CHANGES_NAME
 from .counts import remember_count
 from .keynames import KeyNames, names_crc32
@@ -158,7 +159,7 @@ def write_sample_run(
     (a bulk add), laid out from the names' array: the same tree."""
     n = len(names)
     fanout = choose_fanout(n, None)
-    joined = b"".join(digests)
+    joined = joined_digests(digests)
     if not fanout or len(joined) != 20 * n:
         return write_samples(repo, dict(zip(names.tolist(), digests, strict=True)), fanout)
     lens = names.lengths()
@@ -167,6 +168,7 @@ def write_sample_run(
     oid = _write_fanned(repo, leaves, fanout)
     remember_count(repo, oid, n)
     _cache_table(repo, oid, tree, names.ints)
+    entry_hints.note_layout(oid, joined, tree.order)
     return oid
 
 

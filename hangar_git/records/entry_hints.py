@@ -9,7 +9,10 @@ order of the table's digests, so the next whole read takes each entry at
 its place and only checks it. The commit that writes a samples tree whole
 (and keeps its key table) keeps its places at once (:func:`keep_committed`),
 so even the first whole read after it searches nothing; otherwise the
-first whole read keeps them.
+first whole read keeps them. When the tree's records are the rows of one
+bulk add whose entries the payload writer committed alone, their places
+are taken from what the writer's merge computed and the tree's layout
+(:func:`note_layout`, :class:`.placement.PlacedRows`): two gathers, no search.
 
 Local state, never part of history, never needed for correctness, and
 treated as untrusted: a file is used only when its size is what its
@@ -28,6 +31,8 @@ int64 place per sample, then the CRC-32 of everything before it.
 from __future__ import annotations
 
 import struct
+import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..store.checksum import crc32
@@ -39,7 +44,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pygit2
 
-    from ..store.placement import Placement
+    from ..store.placement import PlacedRows, Placement
     from ..store.reader import PackReader
     from .key_cache import KeyTable
     from .snapshot import TreeRecords
@@ -132,14 +137,53 @@ def table_entries(
     return found, e
 
 
-def keep_committed(reader: PackReader, before: TreeRecords, after: TreeRecords) -> None:
+#: samples tree id -> (its records' digests joined in their order as
+#: written, and the order the tree lays them out in), for the last trees a
+#: bulk add wrote whole (see :func:`note_layout`)
+_layouts: dict[bytes, tuple[bytes, np.ndarray]] = {}
+_layouts_lock = threading.Lock()
+#: layouts kept at most, and bytes (the newest is kept whatever its size)
+_LAYOUTS_MAX = 4
+_LAYOUTS_BYTES = 64 * 1024**2
+
+
+def note_layout(oid: bytes, joined: bytes, order: np.ndarray) -> None:
+    """Note that samples tree ``oid`` lays out the records whose digests are
+    ``joined`` (in the order they were written) in ``order`` (its records'
+    numbers, in tree order), for :func:`keep_committed` to place them without
+    a search. The last few are kept (taken once; a tree built for a diff of
+    the staging area is never committed, so their number and size are bounded)."""
+    with _layouts_lock:
+        _layouts.pop(oid, None)
+        _layouts[oid] = (joined, order)
+        while len(_layouts) > 1 and (
+            len(_layouts) > _LAYOUTS_MAX
+            or sum(len(j) + o.nbytes for j, o in _layouts.values()) > _LAYOUTS_BYTES
+        ):
+            del _layouts[next(iter(_layouts))]  # the oldest
+
+
+def _take_layout(oid: bytes) -> tuple[bytes, np.ndarray] | None:
+    with _layouts_lock:
+        return _layouts.pop(oid, None)
+
+
+def keep_committed(
+    reader: PackReader,
+    before: TreeRecords,
+    after: TreeRecords,
+    placed: Sequence[PlacedRows] = (),
+) -> None:
     """After a commit from ``before`` to ``after`` (the records of the old
     and the new head): keep the entry hints of every samples tree the
     commit wrote whole, those whose key table it kept (see
     :mod:`.key_cache`; the table is taken from memory, not read back), so
     the first whole read in a later process searches no index. Arraysets
     whose tree did not change, and trees with no table kept (a commit of a
-    few changes), cost nothing. Best effort: what cannot
+    few changes), cost nothing. A tree whose records are the rows of one
+    of ``placed`` (bulk adds the payload writer committed alone, see
+    :attr:`.writer.PackWriter.placed_rows`), as :func:`note_layout` noted,
+    is placed from it with no search. Best effort: what cannot
     be placed (a payload not in the index, a damaged index) is left to the
     first read, as before."""
     import sqlite3
@@ -150,8 +194,17 @@ def keep_committed(reader: PackReader, before: TreeRecords, after: TreeRecords) 
         if before.aset_oid(name) == after.aset_oid(name):
             continue
         oid = after.samples_oid(name)
-        table = None if oid is None else key_cache.take_stored(oid)
+        if oid is None:
+            continue
+        table, layout = key_cache.take_stored(oid), _take_layout(oid)
         if table is None:  # no table kept by this commit
+            continue
+        rows = None
+        if layout is not None and len(layout[1]) == len(table):
+            # (the same bytes object, usually: no compare)
+            rows = next((p for p in placed if p.joined == layout[0]), None)
+        if rows is not None and layout is not None:
+            store(after.repo, oid, rows.placement(layout[1]))
             continue
         try:
             table_entries(reader, after.repo, oid, table)
@@ -159,4 +212,12 @@ def keep_committed(reader: PackReader, before: TreeRecords, after: TreeRecords) 
             continue
 
 
-__all__ = ["hint_path", "keep_committed", "load", "parse", "store", "table_entries"]
+__all__ = [
+    "hint_path",
+    "keep_committed",
+    "load",
+    "note_layout",
+    "parse",
+    "store",
+    "table_entries",
+]

@@ -2,7 +2,8 @@
 
 The journal's first line names the branch and the base commit; every later
 line is one change (arrayset created or removed, sample set or removed,
-metadata set or removed; ``B`` sets many samples of one arrayset),
+metadata set or removed; ``B`` sets many samples of one arrayset, ``Y``
+the distinct ones of a bulk add, in columns: see :func:`.journal_lines.y_line`),
 tab-separated and closed by its CRC-32. Replaying
 the journal rebuilds the staged state. A line is durable once ``sync()`` has
 written it; a line cut short by a killed process fails its CRC and is dropped
@@ -37,13 +38,11 @@ import warnings
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from ..store.digest_run import Digests
 from ..store.durable import FILE_MODE, fsync_dir, fsync_fd, truncate_to, write_all
+from .journal_lines import b_line, y_line, y_run
 from .keynames import KeyNames
-
-if TYPE_CHECKING:
-    import numpy as np
 
 
 class UnreadableJournal(RuntimeError):
@@ -111,7 +110,7 @@ class StagedAset:
             return runs[0]
         if None in before.values():
             return None
-        import numpy as np  # not at the top: see _b_line_of_names
+        import numpy as np  # not at the top: ``git hangar status`` reads journals without it
 
         # samples in the dict were all set before the runs (setting one merges them)
         parts = [KeyNames(np.array([e.encode() for e in before]))] if before else []
@@ -122,58 +121,11 @@ class StagedAset:
         ordered = np.sort(both if both is not None else merged)  # ints: one name each
         if (ordered[1:] == ordered[:-1]).any():
             return None
+        if not before and all(isinstance(ds, Digests) for _, ds in runs):  # no list of them
+            joined = b"".join([ds.joined for _, ds in runs])  # type: ignore[attr-defined]
+            return KeyNames(merged, both), Digests(joined)
         digests = list(before.values()) + [d for _, ds in runs for d in ds]
         return KeyNames(merged, both), digests  # type: ignore[return-value]
-
-
-def _b_line(aset: str, encs: Sequence[str], digests: Sequence[bytes]) -> str:
-    """The ``B`` line setting samples ``encs`` of ``aset`` to ``digests``,
-    formatted in one pass (the digests hexed together, a tab after each)."""
-    joined = b"".join(digests)
-    fields: list[str] = [""] * (2 * len(encs))
-    fields[::2] = encs
-    if encs and len(joined) == 20 * len(encs):
-        fields[1::2] = joined.hex("\t", 20).split("\t")
-    else:  # not all of 20 bytes (never made so, but the line must stay true)
-        fields[1::2] = [d.hex() for d in digests]
-    body = f"B\t{aset}\t" + "\t".join(fields)
-    return f"{body}\t{zlib.crc32(body.encode()):08x}\n"
-
-
-def _b_line_of_names(aset: str, names: KeyNames, digests: Sequence[bytes]) -> _Line:
-    """:func:`_b_line` (encoded) of names held as an array, built in vectorised passes:
-    each ``<name> TAB <hex digest> TAB`` a fixed-width record filled a field
-    at a time, then cut without the names' padding (one mask row per name
-    length). Given in parts, written one after the other (no joined copy)."""
-    import numpy as np  # not at the top: ``git hangar status`` reads journals without it
-
-    joined = b"".join(digests)
-    n = len(names)
-    if not n or len(joined) != 20 * n:
-        return _b_line(aset, names.tolist(), digests).encode()
-    width = names.names.dtype.itemsize
-    row = width + 42
-    rec = np.empty(
-        n,
-        np.dtype(
-            {
-                "names": ["name", "tab", "hex", "tab2"],
-                "formats": [f"S{width}", "S1", "V40", "S1"],
-                "offsets": [0, width, width + 1, width + 41],
-                "itemsize": row,
-            }
-        ),
-    )
-    rec["name"] = names.names
-    rec["tab"] = rec["tab2"] = b"\t"
-    # two hex digits a byte, looked up as uint16 items (as V2 ones, about twice as slow)
-    rec["hex"] = _hex_digits()[np.frombuffer(joined, np.uint8)].view("V40")
-    keep = np.ones((width + 1, row), bool)  # keep[k]: the bytes of a record whose name has k
-    keep[:, :width] = np.arange(width) < np.arange(width + 1)[:, None]
-    mask = keep.view(f"V{row}").ravel()[names.lengths()].view(bool)
-    fields = rec.view(np.uint8)[mask].data[:-1]  # no tab after the last digest
-    head = f"B\t{aset}\t".encode()
-    return (head, fields, b"\t%08x\n" % zlib.crc32(fields, zlib.crc32(head)))
 
 
 #: a journal line to write: its bytes, or them in parts
@@ -190,18 +142,6 @@ def _write_lines(fd: int, lines: list[_Line]) -> int:
             write_all(fd, part)
             total += len(part)
     return total
-
-
-_HEX: list[np.ndarray] = []
-
-
-def _hex_digits() -> np.ndarray:
-    """Two lower-case hex digits of each byte value, as 256 uint16 items (their bytes)."""
-    if not _HEX:
-        import numpy as np
-
-        _HEX.append(np.frombuffer(bytes(range(256)).hex().encode(), np.uint16).copy())
-    return _HEX[0]
 
 
 class Journal:
@@ -360,6 +300,10 @@ class Journal:
             fromhex = bytes.fromhex
             for i in range(2, len(f), 2):
                 samples[f[i]] = fromhex(f[i + 1])
+        elif op == "Y":  # a bulk add's distinct samples, in columns (see y_line)
+            if len(f) != 4:
+                raise RuntimeError("malformed staging journal entry 'Y'")
+            self._aset(f[1]).add_run(*y_run(f[2], f[3]))
         elif op == "D":
             self._aset(f[1]).samples[f[2]] = None
         elif op == "S":
@@ -486,8 +430,8 @@ class Journal:
         Names given as :class:`.KeyNames` (distinct ones) are kept as an
         array (see :meth:`StagedAset.add_run`) and logged from it.
 
-        Logged as ``B`` lines of up to :data:`B_LINE_SAMPLES` samples each,
-        formatted from the whole run at once; several lines are one batch
+        Logged as ``Y`` lines (names as a :class:`.KeyNames`) or ``B`` lines of up
+        to :data:`B_LINE_SAMPLES` samples each; several lines are one batch
         (replayed whole or not at all), like the lines of a ``with`` block.
         """
         if len(encs) != len(digests):
@@ -503,12 +447,12 @@ class Journal:
             st.add_run(encs, digests)
             for i in range(0, len(encs), B_LINE_SAMPLES):
                 j = i + B_LINE_SAMPLES
-                self._buf.append(_b_line_of_names(aset, encs[i:j], digests[i:j]))
+                self._buf.append(y_line(aset, encs[i:j], digests[i:j]))
         else:
             st.samples.update(zip(encs, digests, strict=True))
             for i in range(0, len(encs), B_LINE_SAMPLES):
                 j = i + B_LINE_SAMPLES
-                self._buf.append(_b_line(aset, encs[i:j], digests[i:j]).encode())
+                self._buf.append(b_line(aset, encs[i:j], digests[i:j]).encode())
         if not self.batching:
             self.sync()
 
@@ -517,7 +461,7 @@ class Journal:
         arrayset (samples of different arraysets are independent, so only the
         order within an arrayset is kept, and it is)."""
         lines = [
-            _b_line(a, encs, digests).encode() for a, (encs, digests) in self._samples_buf.items()
+            b_line(a, encs, digests).encode() for a, (encs, digests) in self._samples_buf.items()
         ]
         self._samples_buf.clear()
         self._buf.extend(lines)

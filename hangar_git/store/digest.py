@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-DIGEST_SIZE = 20
+from .digest_run import DIGEST_SIZE, Digests
 
 
 class Payload(NamedTuple):
@@ -85,7 +85,7 @@ def digest_prefix(kind: str) -> hashlib.blake2b:
     return hashlib.blake2b(kind.encode() + b"\x00", digest_size=DIGEST_SIZE)
 
 
-def stacked_digests(stacked: np.ndarray) -> list[bytes]:
+def stacked_digests(stacked: np.ndarray) -> Digests:
     """Digest of each row ``stacked[i]`` of a stacked array, in order.
 
     Row ``i`` gets exactly ``array_digest(stacked[i])``: the kind header is
@@ -97,7 +97,9 @@ def stacked_digests(stacked: np.ndarray) -> list[bytes]:
     no Python code per row (:func:`_map_digests`); larger ones through views
     of the array's buffer (no copy); rows of 64 KiB or more on every core
     (blake2b releases the GIL for them). Rows of 8 bytes or fewer that
-    repeat (labels: a few values over and over) are hashed once per value.
+    repeat (labels: a few values over and over) are hashed once per value
+    and their digests gathered by numpy. The digests are joined as they are
+    made, a pass at a time (no list of them all, see :mod:`.digest_run`).
 
     Parameters
     ----------
@@ -106,7 +108,8 @@ def stacked_digests(stacked: np.ndarray) -> list[bytes]:
 
     Returns
     -------
-    list of bytes
+    Digests
+        A sequence of ``bytes``, and them joined.
 
     Raises
     ------
@@ -117,26 +120,25 @@ def stacked_digests(stacked: np.ndarray) -> list[bytes]:
         raise ValueError("a stacked array needs at least one dimension")
     n = stacked.shape[0]
     if not n:
-        return []
+        return Digests(b"")
     stacked = np.ascontiguousarray(stacked)
     row = stacked.dtype.str + "|" + ",".join(map(str, stacked.shape[1:]))
     size = stacked.nbytes // n
     if not size:
-        return [digest_bytes(row, b"")] * n
+        return Digests(digest_bytes(row, b"") * n)
     if size <= 8 and n >= _REPEAT_PROBE:
         repeated = _repeated_rows(stacked, n, size)
         if repeated is not None:  # each distinct row hashed once
             first, inverse = repeated
-            distinct = stacked_digests(stacked[first])
-            return list(map(distinct.__getitem__, inverse.tolist()))
+            distinct = stacked_digests(stacked[first]).joined
+            return Digests(np.frombuffer(distinct, _DIGEST_ITEM)[inverse].tobytes())
     if size < _VIEW_MIN:  # rows as bytes, cut by numpy (one void item a row)
         rows = stacked.reshape(-1).view(np.uint8).view(f"V{size}")
         state = digest_prefix(row)
         per = max(1, min(_MAP_ROWS, _COPY_SPAN // size))
-        out: list[bytes] = []
-        for start in range(0, n, per):
-            out += _map_digests(state, rows[start : start + per].tolist())
-        return out
+        join = b"".join
+        parts = [join(_map_digests(state, rows[s : s + per].tolist())) for s in range(0, n, per)]
+        return Digests(join(parts))
     view = stacked.reshape(-1).data.cast("B")
     if size >= 1 << 16 and n > 1:  # big rows: hashed on every core (blake2b releases the GIL)
         from .threads import parallel_map
@@ -148,8 +150,12 @@ def stacked_digests(stacked: np.ndarray) -> list[bytes]:
             h.update(view[start : start + size])
             return h.digest()
 
-        return parallel_map(one, range(0, len(view), size))
-    return _digest_spans(row, view, size, len(view))
+        return Digests(b"".join(parallel_map(one, range(0, len(view), size))))
+    return Digests(b"".join(_digest_spans(row, view, size, len(view))))
+
+
+#: a digest as one numpy item
+_DIGEST_ITEM = np.dtype(f"V{DIGEST_SIZE}")
 
 
 #: rows of 8 bytes or fewer, this many or more, are looked at for repeats

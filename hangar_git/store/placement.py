@@ -48,6 +48,39 @@ class Placement(NamedTuple):
     where: np.ndarray
 
 
+class PlacedRows(NamedTuple):
+    """Where a flush put the index entries of the rows of one bulk add: all
+    in the one segment it committed (see :attr:`.writer.PackWriter.placed_rows`).
+
+    Attributes
+    ----------
+    joined : bytes
+        The rows' digests, joined, in row order.
+    order : numpy.ndarray
+        The rows in key order: row ``order[k]`` was the ``k``-th entry committed.
+    at : numpy.ndarray or None
+        Where the ``k``-th entry committed sits in the segment (int64); None:
+        at ``k`` (no older segment merged into it).
+    sid : int
+        The segment's id, and ``size`` its number of entries.
+    size : int
+    """
+
+    joined: bytes
+    order: np.ndarray
+    at: np.ndarray | None
+    sid: int
+    size: int
+
+    def placement(self, rows: np.ndarray) -> Placement:
+        """The :class:`Placement` of the digests of ``rows`` (row numbers), in
+        that order: two gathers, no search."""
+        n = len(self.order)
+        pos = np.empty(n, np.int64)
+        pos[self.order] = np.arange(n, dtype=np.int64) if self.at is None else self.at
+        return Placement((self.sid,), (self.size,), pos[rows])
+
+
 def place(runs: Sequence[Run], joined: bytes) -> tuple[np.ndarray, np.ndarray, Placement]:
     """:func:`.index.lookup_runs` of ``joined`` digests, with the placement
     of what it found (valid where found).
@@ -170,4 +203,4 @@ def entries_at(runs: Sequence[Run], joined: bytes, placement: Placement) -> np.n
     return e.view(ENTRY)
 
 
-__all__ = ["Placement", "entries_at", "place"]
+__all__ = ["PlacedRows", "Placement", "entries_at", "place"]

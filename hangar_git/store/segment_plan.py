@@ -32,6 +32,9 @@ class CommitPlan(NamedTuple):
     replaced: dict[int, np.ndarray]
     #: the loaded runs that stay, in order
     keep: list[Run]
+    #: where each of the entries given to :func:`plan_commit` lands in ``new``
+    #: (int64); None when ``new`` is them, in their order
+    new_at: np.ndarray | None = None
 
 
 def plan_commit(runs: Sequence[Run], new: np.ndarray, drop: Iterable[bytes]) -> CommitPlan:
@@ -71,9 +74,10 @@ def plan_commit(runs: Sequence[Run], new: np.ndarray, drop: Iterable[bytes]) -> 
         r = keep.pop()
         merged.append(r.sid)
         parts.append(replaced.pop(r.sid, r.entries))
+    new_at = None
     if len(parts) > 1:
-        new = merge_sorted(parts)
-    return CommitPlan(new, merged, replaced, keep)
+        new, new_at = _merge(parts)
+    return CommitPlan(new, merged, replaced, keep, new_at)
 
 
 def merge_sorted(parts: Sequence[np.ndarray]) -> np.ndarray:
@@ -98,6 +102,12 @@ def merge_sorted(parts: Sequence[np.ndarray]) -> np.ndarray:
     -------
     numpy.ndarray
     """
+    return _merge(parts)[0]
+
+
+def _merge(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`merge_sorted` of ``parts``, and where each entry of the first
+    part lands in it (int64)."""
     keys = np.concatenate([p["key"].astype(np.uint64) for p in parts])
     order = np.argsort(keys, kind="stable")  # sorted runs: merged, not sorted
     at = np.empty(len(keys), np.intp)
@@ -109,7 +119,7 @@ def merge_sorted(parts: Sequence[np.ndarray]) -> np.ndarray:
         stop = start + len(part)
         rows[at[start:stop]] = np.ascontiguousarray(part, ENTRY).view(_ENTRY_BYTES)
         start = stop
-    return out
+    return out, at[: len(parts[0])]
 
 
 def runs_after(plan: CommitPlan, rewritten: dict[int, int], new_sid: int | None) -> list[Run]:

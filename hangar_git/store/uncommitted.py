@@ -7,7 +7,7 @@ rows and entries wait here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 
 import numpy as np
 
@@ -112,4 +112,66 @@ def digest_order(joined: bytes) -> np.ndarray | None:
     return order
 
 
-__all__ = ["Uncommitted", "digest_order"]
+def last_occurrences(joined: bytes) -> np.ndarray | None:
+    """Positions, ascending, of the last occurrence of each distinct 20-byte
+    digest of ``joined`` (what ``dict(zip(digests, range(n)))`` keeps), from
+    one stable sort of their first 8 bytes; None when two different digests
+    share those (rare: the caller's dict then decides).
+
+    Parameters
+    ----------
+    joined : bytes
+        Digests, joined.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        int64 positions.
+    """
+    q = np.frombuffer(joined, QUERY)
+    if not len(q):
+        return np.zeros(0, np.int64)
+    order, sk = key_order(q["key"].astype(np.uint64))  # stable: a run ends at its last
+    ends = np.ones(len(sk), bool)
+    np.not_equal(sk[1:], sk[:-1], out=ends[:-1])
+    inner = np.flatnonzero(~ends)  # each next to the one after it, under one key
+    if len(inner):
+        tails = q["tail"]
+        if (tails[order[inner]] != tails[order[inner + 1]]).any():
+            return None
+    last = order[ends]
+    last.sort()
+    return last  # type: ignore[no-any-return]
+
+
+def fresh_positions(
+    joined: bytes, digests: Sequence[bytes], known: Container[bytes], pending: Container[bytes]
+) -> list[int]:
+    """Positions, ascending, of the last occurrence of each distinct digest of
+    ``joined`` (``digests`` joined) that neither ``known`` nor ``pending``
+    holds: found by :func:`last_occurrences` (labels, a few digests over and
+    over: no Python object per row), else by a dict of them all.
+
+    Parameters
+    ----------
+    joined : bytes
+    digests : sequence of bytes
+    known, pending : container of bytes
+        Digests stored or queued already (both empty: none looked up).
+
+    Returns
+    -------
+    list of int
+    """
+    last = last_occurrences(joined)
+    if last is None:
+        pick = dict(zip(digests, range(len(digests)), strict=True))
+        return sorted(i for d, i in pick.items() if d not in known and d not in pending)
+    at: list[int] = last.tolist()
+    if not known and not pending:
+        return at
+    ds = np.frombuffer(joined, f"V{QUERY.itemsize}")[last].tolist()
+    return [i for i, d in zip(at, ds, strict=True) if d not in known and d not in pending]
+
+
+__all__ = ["Uncommitted", "digest_order", "fresh_positions", "last_occurrences"]

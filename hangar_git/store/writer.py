@@ -28,6 +28,7 @@ from .block_format import BLOCK_TARGET, HEADER_SIZE, CheckedBlock
 from .chunked import LargeFiles
 from .codec import encode_block, encode_parts
 from .digest import DIGEST_SIZE, Payload
+from .digest_run import Digests, joined_digests
 from .durable import rollback
 from .gather import STREAM_WINDOW
 from .index import (
@@ -42,9 +43,10 @@ from .index import (
     kind_check,
 )
 from .manifest import kind_size
+from .placement import PlacedRows
 from .segment_plan import plan_commit, runs_after
 from .segment_probe import PROBE_MAX, KeptBlobs, close_kept, newest_small_runs, stored_locations
-from .uncommitted import Uncommitted, digest_order
+from .uncommitted import Uncommitted, digest_order, fresh_positions
 from .writer_gc import PackMaintenance
 from .writer_large import LargePayloads
 
@@ -53,6 +55,8 @@ if TYPE_CHECKING:
 
 #: seconds a new store writer waits for another (fetch-data, gc) to finish
 STORE_LOCK_TIMEOUT = 120.0
+#: bulk adds whose places the writer keeps (:attr:`PackWriter.placed_rows`)
+_PLACED_MAX = 4
 
 
 class PackWriter(LargePayloads, PackMaintenance, IndexTables):
@@ -105,6 +109,14 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
         self._large.clean_temporary()  # left by a killed writer
         self._large_pending: list[tuple[chunked.Pending, int, int]] = []
         self._probed = 0  # digests looked for by segment_probe.stored_locations
+        #: the rows of the last bulk add queued whole: (digests joined, their
+        #: key order, their sorted entries), until the next index commit
+        self._rows_sorted: tuple[bytes, np.ndarray, np.ndarray] | None = None
+        #: where index commits put the rows of bulk adds they committed alone,
+        #: the last few whose segments no later commit merged or rewrote (entry
+        #: hints of the commit that follows, see
+        #: :func:`.records.entry_hints.keep_committed`)
+        self.placed_rows: list[PlacedRows] = []
 
     def _kind_id(self, kind: str) -> int:
         kid = self._kind_ids.get(kind)
@@ -215,7 +227,7 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
             if flush:
                 self.flush()
             return
-        joined = b"".join(digests)
+        joined = joined_digests(digests)  # (no copy of a stacked_digests)
         if len(joined) != DIGEST_SIZE * n:
             raise ValueError(f"digests of {DIGEST_SIZE} bytes expected")
         idx, order = self._fresh_rows(digests, joined)
@@ -224,9 +236,10 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
                 flat = np.ascontiguousarray(rows).reshape(n, -1).view(np.uint8)
                 new = digests
                 if idx is not None and len(idx) < n:  # (all of them: no copy)
-                    flat = flat[np.asarray(idx, np.intp)]
-                    new = [digests[i] for i in idx]
-                    joined = b"".join(new)
+                    at = np.asarray(idx, np.intp)
+                    flat = flat[at]
+                    new = Digests(np.frombuffer(joined, f"V{DIGEST_SIZE}")[at].tobytes())
+                    joined = new.joined
                 typesize = self._dtype_of(kind)[1]
                 self._write_rows(self._kind_id(kind), new, joined, flat, typesize, order)
             if flush:
@@ -325,12 +338,10 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
         order = None if self.known or self._pending_set else digest_order(joined)
         idx: list[int] | None = None
         if order is None:  # repeated digests, or some written by this writer already
-            pick = dict(zip(digests, range(len(digests)), strict=True))
-            known, pend = self.known, self._pending_set
-            idx = sorted(i for d, i in pick.items() if d not in known and d not in pend)
+            idx = fresh_positions(joined, digests, self.known, self._pending_set)
             if not idx:
                 return idx, None
-            joined = b"".join([digests[i] for i in idx])
+            joined = np.frombuffer(joined, f"V{DIGEST_SIZE}")[idx].tobytes()
         if not self._segs.loaded:
             self._segs.load(self._con, self.store.index_path)
         keys = None  # with the order known, the digests' keys sorted: the lookup sorts none
@@ -393,7 +404,9 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
         if order is None:
             self._new.add_entries(e)
         else:
-            self._new.add_sorted_entries(np.take(e, order))
+            ordered = np.take(e, order)
+            self._new.add_sorted_entries(ordered)
+            self._rows_sorted = (joined, order, ordered)
 
     def _have(self, digest: bytes) -> bool:
         """True when payload ``digest`` is stored, queued or written already."""
@@ -486,6 +499,7 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
         self._large.discard([p for p, _, _ in self._large_pending])
         self._large_pending.clear()
         self._new.clear()
+        self._rows_sorted = None
         self._pending.clear()
         self._pending_bytes.clear()
         self._pending_set.clear()
@@ -518,6 +532,7 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
         """Commit the queued block rows and entries as a new segment (merging small
         ones into it), in one transaction that also removes those of ``drop``."""
         new = self._new.entries()
+        rows, self._rows_sorted = self._rows_sorted, None
         runs: list[Run] | None = self._segs.runs
         if not self._segs.loaded and not drop:  # only the segments it merges
             runs = newest_small_runs(self._con, self.store.index_path, runs or [], len(new))
@@ -528,6 +543,11 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
         con = self._con
         rewritten, new_sid = self.store.commit_segments(con, self._new.block_rows, plan)
         self._new.clear()
+        gone = set(plan.merged) | set(plan.replaced)  # segments whose places changed
+        placed = [p for p in self.placed_rows if p.sid not in gone]
+        if rows is not None and rows[2] is new and new_sid is not None:  # those rows alone
+            placed.append(PlacedRows(rows[0], rows[1], plan.new_at, new_sid, len(plan.new)))
+        self.placed_rows = placed[-_PLACED_MAX:]
         # the writer holds the store lock: its view of the segments stays exact
         self._segs.runs = runs_after(plan, rewritten, new_sid)
         self._segs.seen = sorted([r.sid for r in self._segs.runs] + list(self._segs.damaged))
