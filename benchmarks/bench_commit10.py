@@ -30,12 +30,13 @@ import argparse
 import json
 import os
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
+
+from _common import tree_child
 
 HERE = Path(__file__).resolve()
 ROOT = HERE.parent.parent
@@ -96,14 +97,7 @@ def run(path: Path, n: int, seed: int) -> dict[str, float]:
 
 
 def _child(tree: Path, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPATH"] = str(tree)
-    out = subprocess.run(
-        [sys.executable, str(HERE), *args], capture_output=True, text=True, env=env, check=False
-    )
-    if out.returncode:
-        raise SystemExit(f"{tree}: {' '.join(args)} failed:\n{out.stderr}")
-    return out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+    return tree_child(HERE, tree, *args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,11 +26,12 @@ import os
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _common import tree_child
 
 HERE = Path(__file__).resolve()
 ROOT = HERE.parent.parent
@@ -67,13 +68,8 @@ def child(step: str, d: Path, n: int, tree: Path) -> None:
 
 
 def run_child(step: str, d: Path, n: int, tree: Path) -> dict[str, float]:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPATH"] = str(tree)
-    cmd = [sys.executable, str(HERE), "--child", step, "--dir", str(d), "-n", str(n)]
-    out = subprocess.run([*cmd, "--tree", str(tree)], capture_output=True, text=True, env=env)
-    if out.returncode:
-        raise SystemExit(f"step {step} failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    args = ("--child", step, "--dir", str(d), "-n", str(n), "--tree", str(tree))
+    return json.loads(tree_child(HERE, tree, *args))  # type: ignore[no-any-return]
 
 
 def main() -> None:

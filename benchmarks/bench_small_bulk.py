@@ -33,12 +33,13 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _common import tree_child
 
 HERE = Path(__file__).resolve()
 ROOT = HERE.parent.parent
@@ -111,19 +112,8 @@ def child(tree: Path, step: str, d: Path) -> None:
 
 
 def _run(tree: Path, step: str, d: Path) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPATH"] = str(tree)
-    cmd = [sys.executable, str(HERE), "--child", step, "--tree", str(tree), "--dir", str(d)]
-    out = subprocess.run(
-        cmd,
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    if out.returncode:
-        raise SystemExit(f"{step} in {tree} failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    args = ("--child", step, "--tree", str(tree), "--dir", str(d))
+    return json.loads(tree_child(HERE, tree, *args))  # type: ignore[no-any-return]
 
 
 def main(argv: list[str] | None = None) -> int:

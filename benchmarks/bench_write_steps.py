@@ -26,12 +26,13 @@ import json
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
+
+from _common import tree_child
 
 HERE = Path(__file__).resolve()
 ROOT = HERE.parent.parent
@@ -98,14 +99,7 @@ def run(step: str, path: Path, n: int) -> dict[str, list[float]]:
 
 
 def _child(tree: Path, *args: str) -> dict[str, list[float]]:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPATH"] = str(tree)
-    out = subprocess.run(
-        [sys.executable, str(HERE), *args], capture_output=True, text=True, env=env, check=False
-    )
-    if out.returncode:
-        raise SystemExit(f"{tree}: {' '.join(args)} failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(tree_child(HERE, tree, *args))  # type: ignore[no-any-return]
 
 
 def main(argv: list[str] | None = None) -> int:
