@@ -34,6 +34,19 @@ def _files(url: Path) -> list[str]:
     return sorted(p.name for p in (url / "packs").iterdir())
 
 
+def _fetch_back(repo, url: str, digests: list[bytes], rows: np.ndarray) -> None:
+    """Fetch ``digests`` from the data remote at ``url`` into ``repo`` and
+    check each payload's bytes against ``rows``."""
+    got = download_payloads(repo, DataRemote(url), digests)
+    assert got.payloads == len(digests) and not got.refused
+    reader = repo.payload_store.reader()
+    try:
+        for d, r in zip(digests, rows, strict=True):
+            assert reader.get(d).tobytes() == r.tobytes()
+    finally:
+        reader.close()
+
+
 def test_a_folder_pack_is_written_ahead_then_named(repo, other_repo, tmp_path, monkeypatch):
     rows, digests = _stored(repo, 20_000)  # 1.3 MB: several local blocks
     writes: list[tuple[int, bool]] = []
@@ -51,14 +64,7 @@ def test_a_folder_pack_is_written_ahead_then_named(repo, other_repo, tmp_path, m
     assert len(writes) >= 3 and sum(n for n, _ in writes[:-1]) > 0  # ahead, then the rest
     names = _files(url)
     assert len(names) == 2 and not [n for n in names if n.endswith(".tmp")]
-    got = download_payloads(other_repo, DataRemote(str(url)), digests)
-    assert got.payloads == len(digests) and not got.refused
-    reader = other_repo.payload_store.reader()
-    try:
-        for d, r in zip(digests, rows, strict=True):
-            assert reader.get(d).tobytes() == r.tobytes()
-    finally:
-        reader.close()
+    _fetch_back(other_repo, str(url), digests, rows)
 
 
 @pytest.mark.parametrize("cut_at", [1, 3])  # the first piece, or one after pieces landed
@@ -129,11 +135,4 @@ def test_an_object_store_gets_two_packs_uploading_at_once(repo, other_repo, monk
     url = "memory://h4-two-uploads"
     report = upload_payloads(repo, DataRemote(url), digests)
     assert report.packs == len(seen) == 3 and report.payloads == len(digests)
-    got = download_payloads(other_repo, DataRemote(url), digests)
-    assert got.payloads == len(digests) and not got.refused
-    reader = other_repo.payload_store.reader()
-    try:
-        for d, r in zip(digests, rows, strict=True):
-            assert reader.get(d).tobytes() == r.tobytes()
-    finally:
-        reader.close()
+    _fetch_back(other_repo, url, digests, rows)
