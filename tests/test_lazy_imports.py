@@ -215,21 +215,15 @@ def test_lazy_commands_import_on_lookup_only():
     assert list(cmds) == ["status", "extra"]
 
 
-def test_a_push_and_fetch_data_with_a_local_folder_import_no_fsspec(repo, tmp_path):
-    """A folder data remote is reached with plain ``os`` calls: neither a push
-    to it nor a fetch-data from it pays for importing fsspec (issue 18), and
-    fsspec is still imported for a remote that needs it."""
-    co = repo.checkout(write=True)
-    x = co.arraysets.init_arrayset("x", prototype=np.zeros(3, np.int64))
-    x.add_stacked(np.arange(30, dtype=np.int64).reshape(10, 3), list(range(10)))
-    co.commit("ten")
-    co.close()
+def _push_then_fetch(repo, tmp_path: Path, payloads: int) -> tuple[set[str], set[str]]:
+    """The modules a fresh process imports to push ``repo``'s master to a
+    bare repository and a folder data remote, and those another imports to
+    clone it and fetch-data all ``payloads`` payloads."""
     subprocess.run(["git", "init", "-q", "--bare", str(tmp_path / "origin.git")], check=True)
     data = tmp_path / "data"
     repo.remote.add("origin", str(tmp_path / "origin.git"), data=str(data))
     push = "from hangar_git import Repository\nRepository(%r).remote.push('origin', 'master')\n"
-    mods = imported(tmp_path, snippet(tmp_path, push % repo.path))
-    assert "hangar_git.remotes.transfer" in mods and "fsspec" not in mods
+    pushed = imported(tmp_path, snippet(tmp_path, push % repo.path))
     assert any(data.joinpath("packs").iterdir())  # the payloads went
     (tmp_path / "clone").mkdir()
     fetch = (
@@ -239,11 +233,24 @@ def test_a_push_and_fetch_data_with_a_local_folder_import_no_fsspec(repo, tmp_pa
         "r = Repository(%r, exists=False)\n"
         "r.clone('C', 'c@example.org', %r, data=%r)\n"
         "r.remote.fetch_data('origin', 'master')\n"
-        "assert r.remote.last_report.payloads == 10\n"
+        "assert r.remote.last_report.payloads == %d\n"
     )
-    code = fetch % (str(tmp_path / "clone"), str(tmp_path / "origin.git"), str(data))
-    mods = imported(tmp_path, snippet(tmp_path, code))
-    assert "hangar_git.remotes.fetchplan" in mods and "fsspec" not in mods
+    code = fetch % (str(tmp_path / "clone"), str(tmp_path / "origin.git"), str(data), payloads)
+    return pushed, imported(tmp_path, snippet(tmp_path, code))
+
+
+def test_a_push_and_fetch_data_with_a_local_folder_import_no_fsspec(repo, tmp_path):
+    """A folder data remote is reached with plain ``os`` calls: neither a push
+    to it nor a fetch-data from it pays for importing fsspec (issue 18), and
+    fsspec is still imported for a remote that needs it."""
+    co = repo.checkout(write=True)
+    x = co.arraysets.init_arrayset("x", prototype=np.zeros(3, np.int64))
+    x.add_stacked(np.arange(30, dtype=np.int64).reshape(10, 3), list(range(10)))
+    co.commit("ten")
+    co.close()
+    pushed, fetched = _push_then_fetch(repo, tmp_path, 10)
+    assert "hangar_git.remotes.transfer" in pushed and "fsspec" not in pushed
+    assert "hangar_git.remotes.fetchplan" in fetched and "fsspec" not in fetched
     other = "from hangar_git.remotes.data_remote import DataRemote\nDataRemote('memory://x')\n"
     assert "fsspec" in imported(tmp_path, snippet(tmp_path, other))
 
@@ -263,24 +270,6 @@ def test_a_push_and_fetch_data_of_images_and_labels_import_no_numpy_ma(repo, tmp
     b.add_stacked(rng.integers(0, 10, (n, 1)).astype(np.int64), list(range(n)))
     co.commit("labels")
     co.close()
-    subprocess.run(["git", "init", "-q", "--bare", str(tmp_path / "origin.git")], check=True)
-    data = tmp_path / "data"
-    repo.remote.add("origin", str(tmp_path / "origin.git"), data=str(data))
-    push = "from hangar_git import Repository\nRepository(%r).remote.push('origin', 'master')\n"
-    mods = imported(tmp_path, snippet(tmp_path, push % repo.path))
-    assert "hangar_git.remotes.packsend" in mods
-    assert "numpy.ma" not in mods
-    (tmp_path / "clone").mkdir()
-    fetch = (
-        "import warnings\n"
-        "from hangar_git import Repository\n"
-        "warnings.simplefilter('ignore')\n"
-        "r = Repository(%r, exists=False)\n"
-        "r.clone('C', 'c@example.org', %r, data=%r)\n"
-        "r.remote.fetch_data('origin', 'master')\n"
-        "assert r.remote.last_report.payloads == %d\n"
-    )
-    code = fetch % (str(tmp_path / "clone"), str(tmp_path / "origin.git"), str(data), n + 10)
-    mods = imported(tmp_path, snippet(tmp_path, code))
-    assert "hangar_git.remotes.fetchplan" in mods
-    assert "numpy.ma" not in mods
+    pushed, fetched = _push_then_fetch(repo, tmp_path, n + 10)
+    assert "hangar_git.remotes.packsend" in pushed and "numpy.ma" not in pushed
+    assert "hangar_git.remotes.fetchplan" in fetched and "numpy.ma" not in fetched
