@@ -212,9 +212,10 @@ def test_object_stores_get_packs_cut_smaller(tmp_path, monkeypatch):
 
 
 def test_blocks_are_read_from_a_mapping_of_exactly_their_bytes(tmp_path):
-    """The push reads local blocks through a read-only mapping (no copy), at
-    any offset; a range past the file's end is not mapped (a truncated pack
-    is read, and refused as truncated), nor an empty one."""
+    """The push reads local blocks through a private mapping (no copy), at
+    any offset, and what it writes there never reaches the file; a range
+    past the file's end is not mapped (a truncated pack is read, and refused
+    as truncated), nor an empty one."""
     from hangar_git.remotes.packsend import _map_window
 
     data = np.random.default_rng(7).integers(0, 256, 5 * mmap.ALLOCATIONGRANULARITY + 123, np.uint8)
@@ -229,8 +230,11 @@ def test_blocks_are_read_from_a_mapping_of_exactly_their_bytes(tmp_path):
             (100, len(data) - 100),
         ]:
             view = _map_window(fd, start, n)
-            assert isinstance(view, memoryview) and view.readonly
+            assert isinstance(view, memoryview)
             assert bytes(view) == data[start : start + n].tobytes()
+            view[:4] = b"HGRB"  # as a push puts a remote header in place
+            assert bytes(view[:4]) == b"HGRB"
+            assert path.read_bytes() == data.tobytes()  # the file is unchanged
         assert _map_window(fd, len(data) - 5, 6) is None
         assert _map_window(fd, 0, 0) is None
     finally:
@@ -254,3 +258,35 @@ def test_a_pack_truncated_under_its_index_is_refused_not_mapped(repo, tmp_path):
     remote = DataRemote(str(url))
     remote.refresh()
     assert len(remote.lookup()) == 0  # nothing was sent
+
+
+def test_blocks_lying_one_after_the_other_go_as_one_piece():
+    """Blocks added from one piece of memory, each where the one before
+    ended, make one part of the pack (one write, one hash update); a gap, or
+    another piece of memory, starts a new part; the pack and its name are
+    those of the same blocks added one by one."""
+    from hangar_git.remotes import packformat as pf
+
+    rng = np.random.default_rng(3)
+    rows = rng.integers(0, 256, (40, 64), dtype=np.uint8)
+    digests = [digest_bytes(KIND, r.tobytes()) for r in rows]
+    blocks = [pf.encode_block(rows[i : i + 8].tobytes(), 1) for i in range(0, 40, 8)]
+    gap = b"\0" * 7
+    mem = bytearray(b"".join(blocks[:3]) + gap + blocks[3])  # blocks 0-2, a gap, block 3
+    base, other = memoryview(mem).toreadonly(), memoryview(blocks[4])
+    starts = [0, len(blocks[0]), len(blocks[0]) + len(blocks[1])]
+    starts.append(starts[2] + len(blocks[2]) + len(gap))
+    plain, joined = PackBuilder(), PackBuilder()
+    for i, block in enumerate(blocks):
+        args = (digests[8 * i : 8 * i + 8], [KIND] * 8, np.arange(8) * 64, np.full(8, 64))
+        head, body = block[: pf.BLOCK_HEADER_SIZE], memoryview(block)[pf.BLOCK_HEADER_SIZE :]
+        plain.add_block(*args, head, body)
+        if i < 4:
+            joined.add_block(*args, head, body, base, starts[i])
+        else:
+            joined.add_block(*args, head, body, other, 0)
+    a, b = plain.seal(), joined.seal()
+    assert b.data == a.data == b"".join(blocks)
+    assert b.pack_id == a.pack_id and b.index == a.index
+    assert len(a.parts) == 10
+    assert [len(p) for p in b.parts] == [starts[2] + len(blocks[2]), len(blocks[3]), len(blocks[4])]

@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -152,6 +152,8 @@ class PackBuilder:
         self._pending: list[tuple[bytes, str, bytes | memoryview]] = []
         self._pending_bytes = 0
         self._pending_dtype = ""
+        #: blocks added from one piece of memory, not appended yet: [base, start, end]
+        self._run: list[Any] | None = None
         self._taken = 0
         self._taken_bytes = 0
         self.raw_bytes = 0
@@ -203,8 +205,10 @@ class PackBuilder:
         kinds: Sequence[str],
         ioff: Sequence[int] | np.ndarray,
         ilen: Sequence[int] | np.ndarray,
-        header: bytes,
+        header: bytes | memoryview,
         body: bytes | memoryview,
+        base: memoryview | None = None,
+        at: int = 0,
     ) -> None:
         """Add a block made already (``header`` and ``body``, see
         :func:`~.packformat.block_header`) holding payload ``digests[i]`` of
@@ -212,6 +216,10 @@ class PackBuilder:
 
         The caller has checked the block: its body is sent as it is. A
         digest added before is not indexed again (its bytes stay in the block).
+        ``base`` and ``at``: the header and body lie one after the other at
+        ``at`` of ``base``; blocks added one after the other from the same
+        ``base`` in order go on as one piece of the pack (one write, one
+        hash update, not two a block).
         """
         self._seal_pending()
         blen = len(header) + len(body)
@@ -227,8 +235,24 @@ class PackBuilder:
         self._digests.extend(ds)
         self._add_cols(knos, blen, ioffs, ilens)
         self.raw_bytes += int(ilens.sum())
-        self._append(header)
-        self._append(body)
+        if base is None:
+            self._append(header)
+            self._append(body)
+            return
+        if self._run is not None and self._run[0] is base and self._run[2] == at:
+            self._run[2] = at + blen
+        else:
+            self._end_run()
+            self._run = [base, at, at + blen]
+        self._size += blen
+
+    def _end_run(self) -> None:
+        """Append the blocks taken from one piece of memory since the last call, as one part."""
+        if self._run is not None:
+            base, start, end = self._run
+            self._run = None
+            self._size -= end - start  # counted as they came
+            self._append(base[start:end])
 
     def take_parts(self, min_bytes: int = 0) -> list[bytes | memoryview]:
         """The pieces of the pack's body made since the last call (or the
@@ -237,6 +261,7 @@ class PackBuilder:
         still lists them, and counts them in its ``streamed``)."""
         if self._size - self._taken_bytes < max(1, min_bytes):
             return []
+        self._end_run()
         out = self._blocks[self._taken :]
         self._taken = len(self._blocks)
         self._taken_bytes = self._size
@@ -258,6 +283,7 @@ class PackBuilder:
         self._pending_bytes = 0
 
     def _append(self, part: bytes | memoryview) -> None:
+        self._end_run()  # what came before this part
         self._blocks.append(part)
         self._hash.add(part)
         self._size += len(part)
@@ -279,6 +305,7 @@ class PackBuilder:
     def seal(self) -> SealedPack:
         """The finished pack (the builder is then empty)."""
         self._seal_pending()
+        self._end_run()
         cols = np.concatenate(self._cols) if self._cols else np.zeros((0, 5), np.int64)
         index = encode_index(
             self._digests,

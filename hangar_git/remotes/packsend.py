@@ -11,10 +11,16 @@ unchanged: no payload is copied out, and nothing is compressed again.
 It is still checked before it leaves, as every payload a push sends: the
 block's CRC-32, its length, and each of its payloads hashed against its
 digest (:class:`~hangar_git.errors.IntegrityError` otherwise, and nothing of
-it is sent). A block holding any byte that is not a wanted payload (a
-payload of another branch, one dropped by ``gc``, one the remote has
-already) never leaves this way: its wanted payloads are left to
-:mod:`.transfer`, which reads them out and packs them anew.
+it is sent). Local blocks are read through a private (copy-on-write)
+mapping of the pack: once checked, a block's header is overwritten there
+with the remote one (only that page is copied; the file never changes), so
+neighbouring blocks sent whole lie one after the other in memory exactly as
+the remote pack holds them, and travel (and are hashed) as one piece.
+
+A block holding any byte that is not a wanted payload (a payload of
+another branch, one dropped by ``gc``, one the remote has already) never
+leaves this way: its wanted payloads are left to :mod:`.transfer`, which
+reads them out and packs them anew.
 """
 
 from __future__ import annotations
@@ -54,21 +60,28 @@ class WholeBlock:
         Their kind headers.
     ioff, ilen : numpy.ndarray
         Offset and length of each in the block's raw bytes.
-    header : bytes
+    header : bytes or memoryview
         The remote block header (:func:`~.packformat.block_header`).
     body : memoryview
         The stored body, unchanged.
     raw_bytes : int
         The block's raw length.
+    base : memoryview or None
+        When set, the header and body lie one after the other at ``at`` of
+        ``base`` (read-only; shared by the neighbouring blocks read with it).
+    at : int
+        Where the block starts in ``base``.
     """
 
     digests: list[bytes]
     kinds: list[str]
     ioff: np.ndarray
     ilen: np.ndarray
-    header: bytes
+    header: bytes | memoryview
     body: memoryview
     raw_bytes: int
+    base: memoryview | None = None
+    at: int = 0
 
 
 def _candidates(
@@ -127,20 +140,21 @@ def _read_ranges(
 
 
 def _map_window(fd: int, start: int, n: int) -> memoryview | None:
-    """The ``n`` bytes at ``start`` of pack file ``fd``, mapped read-only (no
-    copy: checked, hashed and written from the page cache); None when the
-    file is shorter than that now (the caller reads, and finds it truncated)
-    or cannot be mapped. Local packs only ever grow (a failed write is cut
-    back past the indexed blocks, never into them), so a mapping of indexed
-    blocks stays whole while the push reads it; it is unmapped once the
-    last view of it is dropped."""
+    """The ``n`` bytes at ``start`` of pack file ``fd``, mapped privately (no
+    copy: checked, hashed and written from the page cache; a write to the
+    view copies the page it touches and never reaches the file); None when
+    the file is shorter than that now (the caller reads, and finds it
+    truncated) or cannot be mapped. Local packs only ever grow (a failed
+    write is cut back past the indexed blocks, never into them), so a
+    mapping of indexed blocks stays whole while the push reads it; it is
+    unmapped once the last view of it is dropped."""
     if n <= 0:
         return None
     try:
         if os.fstat(fd).st_size < start + n:
             return None
         base = start - start % mmap.ALLOCATIONGRANULARITY
-        mapped = mmap.mmap(fd, start + n - base, access=mmap.ACCESS_READ, offset=base)
+        mapped = mmap.mmap(fd, start + n - base, access=mmap.ACCESS_COPY, offset=base)
     except (OSError, ValueError, OverflowError):
         return None
     return memoryview(mapped)[start - base :]
@@ -228,6 +242,7 @@ def send_whole_blocks(
     k = 0
     for pack, start, data in _read_ranges(reader, [b[:3] for b in blocks]):
         view = memoryview(data)
+        shown = None if view.readonly else view.toreadonly()  # a private mapping
         path = reader.pack_path(pack)
         while k < len(blocks) and blocks[k][0] == pack and blocks[k][1] < start + len(data):
             _, boff, blen, pos = blocks[k]
@@ -248,8 +263,14 @@ def send_whole_blocks(
             )
             if got is None:
                 left.append(pos)
-            else:
-                send(got)
+                continue
+            if shown is not None and len(got.header) == HEADER_SIZE:
+                at = boff - start  # the remote header in place of the local one
+                view[at : at + HEADER_SIZE] = got.header
+                got.header = shown[at : at + HEADER_SIZE]
+                got.body = shown[at + HEADER_SIZE : at + blen]
+                got.base, got.at = shown, at
+            send(got)
     return np.sort(np.concatenate(left)) if left else np.zeros(0, np.intp)
 
 

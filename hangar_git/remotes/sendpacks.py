@@ -191,7 +191,7 @@ def _build(
             progress("payloads", done, total)
 
     def whole(b: packsend.WholeBlock) -> None:
-        builder.add_block(b.digests, b.kinds, b.ioff, b.ilen, b.header, b.body)
+        builder.add_block(b.digests, b.kinds, b.ioff, b.ilen, b.header, b.body, b.base, b.at)
         ship()
         advance(b.raw_bytes)
 
