@@ -290,3 +290,29 @@ def test_blocks_lying_one_after_the_other_go_as_one_piece():
     assert b.pack_id == a.pack_id and b.index == a.index
     assert len(a.parts) == 10
     assert [len(p) for p in b.parts] == [starts[2] + len(blocks[2]), len(blocks[3]), len(blocks[4])]
+
+
+def test_digests_given_joined_are_sent_and_fetched_as_a_list_of_them(repo, tmp_path, other_repo):
+    """upload_payloads and download_payloads take the payloads a push or a
+    fetch-data works out as they come (a Referenced: distinct, joined; looked
+    up here without a list of them), with the outcome of the same digests
+    given as a list; a malformed digest in a list is looked up one by one."""
+    from hangar_git.records.reachable import Referenced
+
+    rows = np.random.default_rng(11).integers(0, 256, (30, 64), dtype=np.uint8)
+    digests = _stored(repo, rows)
+    ref = Referenced.from_parts([b"".join(digests)], [0], ["x"])
+    url = tmp_path / "data"
+    report = upload_payloads(repo, DataRemote(str(url)), ref)
+    assert report.payloads == 30 and report.skipped == 0
+    assert upload_payloads(repo, DataRemote(str(url)), ref).skipped == 30  # there already
+    got = download_payloads(other_repo, DataRemote(str(url)), ref)
+    assert got.payloads == 30 and not got.refused and not got.absent
+    assert download_payloads(other_repo, DataRemote(str(url)), ref).skipped == 30
+    reader = other_repo.payload_store.reader()
+    try:
+        assert [reader.get(d).tobytes() for d in digests] == [r.tobytes() for r in rows]
+    finally:
+        reader.close()
+    again = download_payloads(other_repo, DataRemote(str(url)), [*digests, b"short"])
+    assert again.skipped == 30 and again.absent == [b"short"]

@@ -400,9 +400,7 @@ class Remotes:
         if digests:
             why = f", and branch {branch!r} has payloads to send"
             dr = self._data_remote(remote, why) if early is None else early.remote
-            self.last_report = upload_payloads(
-                self._repo, dr, digests.digest_list(), progress, early=early
-            )
+            self.last_report = upload_payloads(self._repo, dr, digests, progress, early=early)
         if resend:  # the new data URL now holds what the remote's commits need
             rc.clear_resend(git, remote)
         if theirs != head:
@@ -505,7 +503,7 @@ class Remotes:
         report = download_payloads(
             self._repo,
             dr,
-            digests.digest_list(),
+            digests,
             max_bytes=max_num_bytes,
             progress=progress,
             limits=limits,
