@@ -316,3 +316,22 @@ def test_digests_given_joined_are_sent_and_fetched_as_a_list_of_them(repo, tmp_p
         reader.close()
     again = download_payloads(other_repo, DataRemote(str(url)), [*digests, b"short"])
     assert again.skipped == 30 and again.absent == [b"short"]
+
+
+def test_the_remote_is_searched_for_digests_given_joined_as_for_a_list(repo, tmp_path):
+    """select_for_fetch finds the same rows, and names the same absent
+    digests, whether the wanted digests come joined or as a list."""
+    from hangar_git.remotes.transfer import select_for_fetch
+
+    rows = np.random.default_rng(12).integers(0, 256, (20, 64), dtype=np.uint8)
+    digests = _stored(repo, rows)
+    remote = DataRemote(str(tmp_path / "data"))
+    upload_payloads(repo, remote, digests[:15])
+    remote.refresh()
+    lk = remote.lookup()
+    wanted = digests[5:] + digests[:5]
+    for budget in (None, 64 * 7):
+        as_list = select_for_fetch(lk, wanted, budget)
+        joined = select_for_fetch(lk, wanted, budget, b"".join(wanted))
+        assert joined[0].tolist() == as_list[0].tolist() and joined[1] == as_list[1]
+        assert joined[1] == digests[15:]

@@ -277,9 +277,11 @@ _COLUMN_BYTES = sum(np.dtype(t).itemsize for _, t in _COLUMNS)
 _DIGEST_WORDS = np.dtype([("a", ">u8"), ("b", ">u8"), ("c", ">u4")])  # 20 bytes, in order
 
 
-def _digest_order(digests: Sequence[bytes]) -> np.ndarray:
-    """Positions of ``digests`` sorted by their bytes (stable)."""
-    joined = b"".join(digests)
+def _digest_order(digests: Sequence[bytes], joined: bytes | None = None) -> np.ndarray:
+    """Positions of ``digests`` sorted by their bytes (stable); ``joined``:
+    them joined, when the caller has them so."""
+    if joined is None:
+        joined = b"".join(digests)
     if len(joined) != _DIGEST_WORDS.itemsize * len(digests):  # not all 20 bytes long
         return np.array(sorted(range(len(digests)), key=digests.__getitem__), np.intp)
     words = np.frombuffer(joined, _DIGEST_WORDS)
@@ -290,8 +292,7 @@ def _digest_order(digests: Sequence[bytes]) -> np.ndarray:
     return order
 
 
-def _in_order(digests: Sequence[bytes], order: np.ndarray) -> bytes:
-    joined = b"".join(digests)
+def _in_order(digests: Sequence[bytes], order: np.ndarray, joined: bytes) -> bytes:
     if len(joined) != _DIGEST_WORDS.itemsize * len(digests):
         return b"".join(digests[i] for i in order.tolist())
     return np.frombuffer(joined, _DIGEST_WORDS)[order].tobytes()
@@ -334,13 +335,14 @@ def encode_index(
         The index, whose :func:`content_hash` names the pack.
     """
     n = len(digests)
-    order = _digest_order(digests)
+    joined = b"".join(digests)
+    order = _digest_order(digests, joined)
     cols = {"boff": boff, "blen": blen, "ioff": ioff, "ilen": ilen, "kind": kind_no}
     parts = [_INDEX_HEADER.pack(INDEX_MAGIC, FORMAT_VERSION, len(kinds), n, pack_size, pack_hash)]
     for k in kinds:
         kb = k.encode()
         parts.append(struct.pack("<H", len(kb)) + kb)
-    parts.append(_in_order(digests, order))
+    parts.append(_in_order(digests, order, joined))
     packed = (
         b"".join(
             np.asarray(cols[name], dtype=np.int64)[order].astype(t).tobytes()

@@ -298,7 +298,10 @@ def _there(remote: DataRemote, wanted: list[bytes], joined: bytes | None = None)
 # download
 # --------------------------------------------------------------------------
 def select_for_fetch(
-    lookup: RemoteLookup, wanted: Sequence[bytes], max_bytes: int | None
+    lookup: RemoteLookup,
+    wanted: Sequence[bytes],
+    max_bytes: int | None,
+    joined: bytes | None = None,
 ) -> tuple[np.ndarray, list[bytes]]:
     """The wanted payloads the remote has, within the byte budget.
 
@@ -310,13 +313,15 @@ def select_for_fetch(
         Digests, in the order to fetch them.
     max_bytes : int or None
         The budget of raw bytes (None: no budget).
+    joined : bytes, optional
+        ``wanted`` joined, when the caller has them so (not joined again).
 
     Returns
     -------
     tuple of (numpy.ndarray, list of bytes)
         Rows of ``lookup`` in order, and the digests the remote does not have.
     """
-    rows = lookup.find(wanted)
+    rows = lookup.find(wanted if joined is None else joined)
     absent = [wanted[i] for i in np.flatnonzero(rows < 0).tolist()]
     rows = rows[rows >= 0]
     if max_bytes is not None:
@@ -382,7 +387,10 @@ def download_payloads(
         found, _ = _lookup_local(reader, wanted, joined)
     finally:
         reader.close()
-    todo = [wanted[i] for i in np.flatnonzero(~found).tolist()]
+    if found.any():
+        todo, joined = [wanted[i] for i in np.flatnonzero(~found).tolist()], None
+    else:  # none here (a fresh clone): all of them, joined already
+        todo = wanted
     report.skipped = len(wanted) - len(todo)
     if not todo:
         report.seconds = time.perf_counter() - t0
@@ -392,7 +400,7 @@ def download_payloads(
     if refresh or not len(remote.lookup()):
         remote.refresh()
     lk = remote.lookup()
-    rows, report.absent = select_for_fetch(lk, todo, max_bytes)
+    rows, report.absent = select_for_fetch(lk, todo, max_bytes, joined)
     budget = None if max_bytes is None else max_bytes - int(lk.ilen[rows].sum())
     report.absent, large_todo = large.split_absent(remote, report.absent, budget)
     plan = FetchPlan(lk, rows, limits)
