@@ -239,6 +239,9 @@ def send_whole_blocks(
     whole, rest = _candidates(entries, ilen, max_raw)
     blocks = sorted((*reader.block_row(b), pos) for b, pos in whole)
     left: list[np.ndarray] = [rest]
+    ioffs = entries["ioff"].astype(np.int64)
+    one_kind = texts[int(uk[0])] if len(uk) == 1 else None  # the usual case: no lookup a block
+    digest_at = digests.__getitem__
     k = 0
     for pack, start, data in _read_ranges(reader, [b[:3] for b in blocks]):
         view = memoryview(data)
@@ -247,18 +250,20 @@ def send_whole_blocks(
         while k < len(blocks) and blocks[k][0] == pack and blocks[k][1] < start + len(data):
             _, boff, blen, pos = blocks[k]
             k += 1
-            ioff = entries["ioff"][pos].astype(np.int64)
-            ks = kid[pos]
-            if (ks == ks[0]).all():  # one kind: one name, not one lookup a payload
-                kinds = [texts[int(ks[0])]] * len(ks)
+            if one_kind is not None:
+                kinds = [one_kind] * len(pos)
             else:
-                kinds = [texts[x] for x in ks.tolist()]
+                ks = kid[pos]
+                if (ks == ks[0]).all():  # one kind: one name, not one lookup a payload
+                    kinds = [texts[int(ks[0])]] * len(ks)
+                else:
+                    kinds = [texts[x] for x in ks.tolist()]
             got = _check(
                 f"at {boff} of {path}",
                 view[boff - start : boff - start + blen],
-                [digests[i] for i in pos.tolist()],
+                list(map(digest_at, pos.tolist())),
                 kinds,
-                ioff,
+                ioffs[pos],
                 ilen[pos],
             )
             if got is None:
