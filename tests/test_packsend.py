@@ -335,3 +335,20 @@ def test_the_remote_is_searched_for_digests_given_joined_as_for_a_list(repo, tmp
         joined = select_for_fetch(lk, wanted, budget, b"".join(wanted))
         assert joined[0].tolist() == as_list[0].tolist() and joined[1] == as_list[1]
         assert joined[1] == digests[15:]
+
+
+def test_an_index_sorts_digests_sharing_their_first_words():
+    """Digests equal in their first 8 (or 16) bytes, and repeated ones, are
+    sorted by all their bytes, stably: as Python sorts them."""
+    from hangar_git.remotes import packformat as pf
+
+    rng = np.random.default_rng(5)
+    head = rng.bytes(8)
+    ds = [rng.bytes(20) for _ in range(300)]
+    ds += [head + rng.bytes(12) for _ in range(50)] + [head * 2 + rng.bytes(4) for _ in range(20)]
+    ds += ds[:10]
+    order = pf._digest_order(ds, b"".join(ds))
+    assert order.tolist() == sorted(range(len(ds)), key=ds.__getitem__)
+    plain = [rng.bytes(20) for _ in range(5000)]
+    got = pf._digest_order(plain, b"".join(plain))
+    assert got.tolist() == sorted(range(len(plain)), key=plain.__getitem__)

@@ -40,6 +40,7 @@ import numpy as np
 from ..errors import IntegrityError
 from ..store import blosc_codec
 from ..store.checksum import crc32
+from ..store.entries import key_order
 from ..store.packs import decode_body
 from . import bounded
 from .layout import FORMAT_VERSION
@@ -285,8 +286,7 @@ def _digest_order(digests: Sequence[bytes], joined: bytes | None = None) -> np.n
     if len(joined) != _DIGEST_WORDS.itemsize * len(digests):  # not all 20 bytes long
         return np.array(sorted(range(len(digests)), key=digests.__getitem__), np.intp)
     words = np.frombuffer(joined, _DIGEST_WORDS)
-    order = np.argsort(words["a"], kind="stable")
-    first = words["a"][order]
+    order, first = key_order(words["a"].astype(np.uint64))  # argsort's, in a fifth of the time
     if len(first) > 1 and bool((first[1:] == first[:-1]).any()):  # first words tie: all of them
         return np.lexsort((words["c"], words["b"], words["a"]))
     return order
