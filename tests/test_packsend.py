@@ -352,3 +352,19 @@ def test_an_index_sorts_digests_sharing_their_first_words():
     plain = [rng.bytes(20) for _ in range(5000)]
     got = pf._digest_order(plain, b"".join(plain))
     assert got.tolist() == sorted(range(len(plain)), key=plain.__getitem__)
+
+
+@pytest.mark.parametrize("n", [1, 2, 300, 5000])
+def test_items_are_ordered_by_block_then_offset_as_lexsort_orders_them(n):
+    """The order a push walks its items in is lexsort's, ties kept in their
+    order, whether block, offset and position fit one 64-bit key or not."""
+    from hangar_git.remotes.packsend import _item_order
+
+    rng = np.random.default_rng(n)
+    for top in (50, 1 << 40):  # packed, and too wide to pack
+        bid = rng.integers(0, top, n).astype(np.int64)
+        ioff = rng.integers(0, 7, n).astype(np.int64) * 784
+        if n > 2:
+            bid[1], ioff[1] = bid[0], ioff[0]  # a pair twice
+        got = _item_order(bid, ioff)
+        assert got.dtype == np.int64 and got.tolist() == np.lexsort((ioff, bid)).tolist()

@@ -84,6 +84,24 @@ class WholeBlock:
     at: int = 0
 
 
+def _item_order(bid: np.ndarray, ioff: np.ndarray) -> np.ndarray:
+    """``np.lexsort((ioff, bid))`` (int64 arrays): by one sort of uint64 keys
+    packing block, offset and position when the three fit in 64 bits (a
+    tenth of the time at 60,000 items; the position keeps equal pairs in
+    their order, as lexsort does)."""
+    n = len(bid)
+    pbits = max(1, (n - 1).bit_length())
+    obits = max(1, int(ioff.max()).bit_length())
+    bbits = max(1, int(bid.max()).bit_length())
+    if min(int(bid.min()), int(ioff.min())) < 0 or pbits + obits + bbits > 64:
+        return np.lexsort((ioff, bid))
+    key = bid.astype(np.uint64) << np.uint64(obits + pbits)
+    key |= ioff.astype(np.uint64) << np.uint64(pbits)
+    key |= np.arange(n, dtype=np.uint64)
+    key.sort()
+    return (key & np.uint64((1 << pbits) - 1)).astype(np.int64)
+
+
 def _candidates(
     entries: np.ndarray, ilen: np.ndarray, max_raw: int
 ) -> tuple[list[tuple[int, np.ndarray]], np.ndarray]:
@@ -96,7 +114,7 @@ def _candidates(
         return [], np.zeros(0, np.intp)
     bid = entries["block"].astype(np.int64)
     ioff = entries["ioff"].astype(np.int64)
-    order = np.lexsort((ioff, bid))
+    order = _item_order(bid, ioff)
     b, o, s = bid[order], ioff[order], ilen[order]
     first = np.ones(n, bool)
     first[1:] = b[1:] != b[:-1]
