@@ -368,3 +368,31 @@ def test_items_are_ordered_by_block_then_offset_as_lexsort_orders_them(n):
             bid[1], ioff[1] = bid[0], ioff[0]  # a pair twice
         got = _item_order(bid, ioff)
         assert got.dtype == np.int64 and got.tolist() == np.lexsort((ioff, bid)).tolist()
+
+
+def test_a_builder_told_its_digests_are_distinct_keeps_no_set_of_them():
+    """A push adds each payload once: its builder (distinct=True) makes the
+    same pack without checking for repeats; one not told so keeps a digest
+    added twice once (a repeat given to the other is indexed twice)."""
+    from hangar_git.remotes import packformat as pf
+
+    rows = np.random.default_rng(9).integers(0, 256, (30, 64), dtype=np.uint8)
+    digests = [digest_bytes(KIND, r.tobytes()) for r in rows]
+    block = pf.encode_block(rows[20:].tobytes(), 1)
+    head, body = block[: pf.BLOCK_HEADER_SIZE], memoryview(block)[pf.BLOCK_HEADER_SIZE :]
+    packs = []
+    for distinct in (False, True):
+        b = PackBuilder(block_target=640, distinct=distinct)
+        b.add_rows(digests[:10], KIND, rows[:10])
+        for d, r in zip(digests[10:20], rows[10:20], strict=True):
+            b.add(d, KIND, r.tobytes())
+        b.add_block(digests[20:], [KIND] * 10, np.arange(10) * 64, np.full(10, 64), head, body)
+        packs.append(b.seal())
+    assert packs[0].data == packs[1].data and packs[0].index == packs[1].index
+    twice = []
+    for distinct in (False, True):
+        b = PackBuilder(distinct=distinct)
+        b.add_rows(digests[:3], KIND, rows[:3])
+        b.add(digests[0], KIND, rows[0].tobytes())
+        twice.append(len(pf.decode_index((p := b.seal()).pack_id, p.index).digests))
+    assert twice == [3, 4]

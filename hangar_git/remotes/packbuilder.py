@@ -128,6 +128,10 @@ class PackBuilder:
     block_target : int, optional
         Raw bytes gathered into one block (default
         :data:`~.packformat.BLOCK_TARGET`).
+    distinct : bool, optional
+        The caller adds each digest once (a push's payloads are distinct):
+        no set of the digests added is kept to find repeats (a repeat would
+        be indexed twice; a lookup takes the first).
 
     Attributes
     ----------
@@ -135,8 +139,9 @@ class PackBuilder:
         Raw bytes of the payloads added since the last seal.
     """
 
-    def __init__(self, block_target: int | None = None) -> None:
+    def __init__(self, block_target: int | None = None, *, distinct: bool = False) -> None:
         self.block_target = BLOCK_TARGET if block_target is None else block_target
+        self.distinct = distinct
         self._reset()
 
     def _reset(self) -> None:
@@ -163,9 +168,10 @@ class PackBuilder:
 
     def add(self, digest: bytes, kind: str, data: bytes | memoryview) -> None:
         """Add one payload (its digest was computed by the caller)."""
-        if digest in self._seen:
-            return
-        self._seen.add(digest)
+        if not self.distinct:
+            if digest in self._seen:
+                return
+            self._seen.add(digest)
         dtype = kind[: kind.rindex("|")]
         if self._pending and dtype != self._pending_dtype:
             self._seal_pending()
@@ -179,13 +185,14 @@ class PackBuilder:
     def add_rows(self, digests: Sequence[bytes], kind: str, rows: np.ndarray) -> None:
         """Add payloads of one ``kind``: row ``i`` of uint8 matrix ``rows`` is ``digests[i]``."""
         self._seal_pending()
-        keep = [i for i, d in enumerate(digests) if d not in self._seen]
-        if not keep:
-            return
-        if len(keep) != len(digests):
-            rows = rows[keep]
-            digests = [digests[i] for i in keep]
-        self._seen.update(digests)
+        if not self.distinct:
+            keep = [i for i, d in enumerate(digests) if d not in self._seen]
+            if not keep:
+                return
+            if len(keep) != len(digests):
+                rows = rows[keep]
+                digests = [digests[i] for i in keep]
+            self._seen.update(digests)
         n, width = rows.shape
         typesize = np.dtype(kind[: kind.rindex("|")]).itemsize
         per = max(1, self.block_target // max(1, width))
@@ -225,11 +232,12 @@ class PackBuilder:
         blen = len(header) + len(body)
         ioffs, ilens = np.asarray(ioff, np.int64), np.asarray(ilen, np.int64)
         ds, ks = list(digests), list(kinds)
-        if not self._seen.isdisjoint(ds):
-            keep = [i for i, d in enumerate(ds) if d not in self._seen]
-            ds, ks = [ds[i] for i in keep], [ks[i] for i in keep]
-            ioffs, ilens = ioffs[keep], ilens[keep]
-        self._seen.update(ds)
+        if not self.distinct:
+            if not self._seen.isdisjoint(ds):
+                keep = [i for i, d in enumerate(ds) if d not in self._seen]
+                ds, ks = [ds[i] for i in keep], [ks[i] for i in keep]
+                ioffs, ilens = ioffs[keep], ilens[keep]
+            self._seen.update(ds)
         kno = {k: self._kinds.setdefault(k, len(self._kinds)) for k in dict.fromkeys(ks)}
         knos = kno[ks[0]] if len(kno) == 1 else np.array([kno[k] for k in ks], np.int64)
         self._digests.extend(ds)
