@@ -213,6 +213,19 @@ def _check(
     return WholeBlock(ds, kinds, ioff, ilen, block_header(codec, rawlen, crc), body, rawlen)
 
 
+def _header_in_place(got: WholeBlock, view: memoryview, shown: memoryview, at: int) -> None:
+    """Put the remote header of checked block ``got`` in place of its local
+    one at ``at`` of the private mapping ``view`` (``shown``: its read-only
+    face), and point ``got`` there: its bytes then follow those of the block
+    before it, as in the remote pack."""
+    if len(got.header) != HEADER_SIZE:  # never: both headers are of 20 bytes
+        return
+    view[at : at + HEADER_SIZE] = got.header
+    got.header = shown[at : at + HEADER_SIZE]
+    got.body = shown[at + HEADER_SIZE : at + HEADER_SIZE + len(got.body)]
+    got.base, got.at = shown, at
+
+
 def send_whole_blocks(
     reader: PackReader,
     digests: Sequence[bytes],
@@ -287,12 +300,8 @@ def send_whole_blocks(
             if got is None:
                 left.append(pos)
                 continue
-            if shown is not None and len(got.header) == HEADER_SIZE:
-                at = boff - start  # the remote header in place of the local one
-                view[at : at + HEADER_SIZE] = got.header
-                got.header = shown[at : at + HEADER_SIZE]
-                got.body = shown[at + HEADER_SIZE : at + blen]
-                got.base, got.at = shown, at
+            if shown is not None:
+                _header_in_place(got, view, shown, boff - start)
             send(got)
     return np.sort(np.concatenate(left)) if left else np.zeros(0, np.intp)
 

@@ -330,6 +330,22 @@ def select_for_fetch(
     return rows, absent
 
 
+def _not_here(
+    repo: Repository, digests: Iterable[bytes] | Referenced
+) -> tuple[list[bytes], list[bytes], bytes | None]:
+    """``(wanted, todo, joined)``: ``digests`` each once, those of them not
+    stored here, and those joined when at hand (none stored here: all)."""
+    wanted, joined = _distinct(digests)
+    reader = repo.payload_store.reader()
+    try:
+        found, _ = _lookup_local(reader, wanted, joined)
+    finally:
+        reader.close()
+    if found.any():
+        return wanted, [wanted[i] for i in np.flatnonzero(~found).tolist()], None
+    return wanted, wanted, joined  # none here (a fresh clone): all of them
+
+
 def download_payloads(
     repo: Repository,
     remote: DataRemote,
@@ -381,16 +397,7 @@ def download_payloads(
     t0 = time.perf_counter()
     report = TransferReport()
     before = _stats(remote) if early is None else early.before
-    wanted, joined = _distinct(digests)
-    reader = repo.payload_store.reader()
-    try:
-        found, _ = _lookup_local(reader, wanted, joined)
-    finally:
-        reader.close()
-    if found.any():
-        todo, joined = [wanted[i] for i in np.flatnonzero(~found).tolist()], None
-    else:  # none here (a fresh clone): all of them, joined already
-        todo = wanted
+    wanted, todo, joined = _not_here(repo, digests)
     report.skipped = len(wanted) - len(todo)
     if not todo:
         report.seconds = time.perf_counter() - t0
