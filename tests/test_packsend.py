@@ -396,3 +396,45 @@ def test_a_builder_told_its_digests_are_distinct_keeps_no_set_of_them():
         b.add(digests[0], KIND, rows[0].tobytes())
         twice.append(len(pf.decode_index((p := b.seal()).pack_id, p.index).digests))
     assert twice == [3, 4]
+
+
+def test_a_long_run_of_blocks_goes_to_the_hash_in_pieces(monkeypatch):
+    """Blocks one after the other in memory, never taken to be written ahead
+    (an object store's pack), are still handed to the hashing thread a
+    HASH_STEP or so at a time, not all at the seal."""
+    from hangar_git.remotes import packbuilder
+    from hangar_git.remotes import packformat as pf
+
+    rows = np.random.default_rng(4).integers(0, 256, (40, 64), dtype=np.uint8)
+    digests = [digest_bytes(KIND, r.tobytes()) for r in rows]
+    blocks = [pf.encode_block(rows[i : i + 8].tobytes(), 1) for i in range(0, 40, 8)]
+    monkeypatch.setattr(packbuilder, "HASH_STEP", 2 * len(blocks[0]))
+    hashed: list[int] = []
+    real = packbuilder._RunningHash.add
+    monkeypatch.setattr(
+        packbuilder._RunningHash,
+        "add",
+        lambda self, part: (hashed.append(len(part)), real(self, part)),
+    )
+    base = memoryview(b"".join(blocks)).toreadonly()
+    builder, at = PackBuilder(distinct=True), 0
+    for i, block in enumerate(blocks):
+        head, body = block[: pf.BLOCK_HEADER_SIZE], memoryview(block)[pf.BLOCK_HEADER_SIZE :]
+        builder.add_block(
+            digests[8 * i : 8 * i + 8],
+            [KIND] * 8,
+            np.arange(8) * 64,
+            np.full(8, 64),
+            head,
+            body,
+            base,
+            at,
+        )
+        at += len(block)
+        if i == 1:
+            assert hashed == [2 * len(block)]  # before the seal
+    pack = builder.seal()
+    assert hashed == [2 * len(blocks[0])] * 2 + [len(blocks[0])]
+    assert pack.data == bytes(base) and pf.decode_index(
+        pack.pack_id, pack.index
+    ).pack_hash == pf.content_hash(bytes(base))

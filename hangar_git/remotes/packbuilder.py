@@ -253,6 +253,8 @@ class PackBuilder:
             self._end_run()
             self._run = [base, at, at + blen]
         self._size += blen
+        if self._run[2] - self._run[1] >= HASH_STEP:  # hashed on while more are added
+            self._end_run()
 
     def _end_run(self) -> None:
         """Append the blocks taken from one piece of memory since the last call, as one part."""
