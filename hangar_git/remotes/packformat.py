@@ -33,6 +33,7 @@ import struct
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
@@ -237,8 +238,8 @@ class PackIndex:
         The kind headers its entries number.
     table : numpy.ndarray
         One row of :data:`ENTRY_DTYPE` per payload.
-    digests : list of bytes
-        The payloads' digests, in the table's order.
+    joined : bytes
+        The payloads' digests, joined (20 bytes each), in the table's order.
     index_size : int
         Bytes of the serialized index (0 when unknown).
     """
@@ -248,11 +249,17 @@ class PackIndex:
     pack_hash: bytes
     kinds: list[str]
     table: np.ndarray
-    digests: list[bytes]
+    joined: bytes
     index_size: int = 0
 
     def __len__(self) -> int:
-        return len(self.digests)
+        return len(self.joined) // 20
+
+    @cached_property
+    def digests(self) -> list[bytes]:
+        """The payloads' digests, in the table's order, as bytes (made when
+        first asked for: a lookup over the remote's packs takes :attr:`joined`)."""
+        return split_digests(self.joined, 0, len(self))
 
     @property
     def entries(self) -> dict[bytes, Entry]:
@@ -396,12 +403,12 @@ def decode_index(pack_id: str, data: bytes) -> PackIndex:
         )
         table = _entry_table(data, packed, pos, nentries)
         _check_entries(table, nkinds, size)
-        digests = split_digests(data, pos, nentries)
+        joined = data[pos:dend]
     except IntegrityError:
         raise
     except (struct.error, ValueError, IndexError, UnicodeDecodeError, zlib.error) as exc:
         raise IntegrityError(f"remote pack index {pack_id} is malformed: {exc}") from None
-    return PackIndex(pack_id, size, phash, kinds, table, digests, len(data))
+    return PackIndex(pack_id, size, phash, kinds, table, bytes(joined), len(data))
 
 
 #: digests cut from an index by one struct call each
