@@ -212,9 +212,10 @@ def test_object_stores_get_packs_cut_smaller(tmp_path, monkeypatch):
 
 
 def test_blocks_are_read_from_a_mapping_of_exactly_their_bytes(tmp_path):
-    """The push reads local blocks through a read-only mapping (no copy), at
-    any offset; a range past the file's end is not mapped (a truncated pack
-    is read, and refused as truncated), nor an empty one."""
+    """The push reads local blocks through a private mapping (no copy), at
+    any offset, and what it writes there never reaches the file; a range
+    past the file's end is not mapped (a truncated pack is read, and refused
+    as truncated), nor an empty one."""
     from hangar_git.remotes.packsend import _map_window
 
     data = np.random.default_rng(7).integers(0, 256, 5 * mmap.ALLOCATIONGRANULARITY + 123, np.uint8)
@@ -229,8 +230,11 @@ def test_blocks_are_read_from_a_mapping_of_exactly_their_bytes(tmp_path):
             (100, len(data) - 100),
         ]:
             view = _map_window(fd, start, n)
-            assert isinstance(view, memoryview) and view.readonly
+            assert isinstance(view, memoryview)
             assert bytes(view) == data[start : start + n].tobytes()
+            view[:4] = b"HGRB"  # as a push puts a remote header in place
+            assert bytes(view[:4]) == b"HGRB"
+            assert path.read_bytes() == data.tobytes()  # the file is unchanged
         assert _map_window(fd, len(data) - 5, 6) is None
         assert _map_window(fd, 0, 0) is None
     finally:
@@ -254,3 +258,183 @@ def test_a_pack_truncated_under_its_index_is_refused_not_mapped(repo, tmp_path):
     remote = DataRemote(str(url))
     remote.refresh()
     assert len(remote.lookup()) == 0  # nothing was sent
+
+
+def test_blocks_lying_one_after_the_other_go_as_one_piece():
+    """Blocks added from one piece of memory, each where the one before
+    ended, make one part of the pack (one write, one hash update); a gap, or
+    another piece of memory, starts a new part; the pack and its name are
+    those of the same blocks added one by one."""
+    from hangar_git.remotes import packformat as pf
+
+    rng = np.random.default_rng(3)
+    rows = rng.integers(0, 256, (40, 64), dtype=np.uint8)
+    digests = [digest_bytes(KIND, r.tobytes()) for r in rows]
+    blocks = [pf.encode_block(rows[i : i + 8].tobytes(), 1) for i in range(0, 40, 8)]
+    gap = b"\0" * 7
+    mem = bytearray(b"".join(blocks[:3]) + gap + blocks[3])  # blocks 0-2, a gap, block 3
+    base, other = memoryview(mem).toreadonly(), memoryview(blocks[4])
+    starts = [0, len(blocks[0]), len(blocks[0]) + len(blocks[1])]
+    starts.append(starts[2] + len(blocks[2]) + len(gap))
+    plain, joined = PackBuilder(), PackBuilder()
+    for i, block in enumerate(blocks):
+        args = (digests[8 * i : 8 * i + 8], [KIND] * 8, np.arange(8) * 64, np.full(8, 64))
+        head, body = block[: pf.BLOCK_HEADER_SIZE], memoryview(block)[pf.BLOCK_HEADER_SIZE :]
+        plain.add_block(*args, head, body)
+        if i < 4:
+            joined.add_block(*args, head, body, base, starts[i])
+        else:
+            joined.add_block(*args, head, body, other, 0)
+    a, b = plain.seal(), joined.seal()
+    assert b.data == a.data == b"".join(blocks)
+    assert b.pack_id == a.pack_id and b.index == a.index
+    assert len(a.parts) == 10
+    assert [len(p) for p in b.parts] == [starts[2] + len(blocks[2]), len(blocks[3]), len(blocks[4])]
+
+
+def test_digests_given_joined_are_sent_and_fetched_as_a_list_of_them(repo, tmp_path, other_repo):
+    """upload_payloads and download_payloads take the payloads a push or a
+    fetch-data works out as they come (a Referenced: distinct, joined; looked
+    up here without a list of them), with the outcome of the same digests
+    given as a list; a malformed digest in a list is looked up one by one."""
+    from hangar_git.records.reachable import Referenced
+
+    rows = np.random.default_rng(11).integers(0, 256, (30, 64), dtype=np.uint8)
+    digests = _stored(repo, rows)
+    ref = Referenced.from_parts([b"".join(digests)], [0], ["x"])
+    url = tmp_path / "data"
+    report = upload_payloads(repo, DataRemote(str(url)), ref)
+    assert report.payloads == 30 and report.skipped == 0
+    assert upload_payloads(repo, DataRemote(str(url)), ref).skipped == 30  # there already
+    got = download_payloads(other_repo, DataRemote(str(url)), ref)
+    assert got.payloads == 30 and not got.refused and not got.absent
+    assert download_payloads(other_repo, DataRemote(str(url)), ref).skipped == 30
+    reader = other_repo.payload_store.reader()
+    try:
+        assert [reader.get(d).tobytes() for d in digests] == [r.tobytes() for r in rows]
+    finally:
+        reader.close()
+    again = download_payloads(other_repo, DataRemote(str(url)), [*digests, b"short"])
+    assert again.skipped == 30 and again.absent == [b"short"]
+
+
+def test_the_remote_is_searched_for_digests_given_joined_as_for_a_list(repo, tmp_path):
+    """select_for_fetch finds the same rows, and names the same absent
+    digests, whether the wanted digests come joined or as a list."""
+    from hangar_git.remotes.transfer import select_for_fetch
+
+    rows = np.random.default_rng(12).integers(0, 256, (20, 64), dtype=np.uint8)
+    digests = _stored(repo, rows)
+    remote = DataRemote(str(tmp_path / "data"))
+    upload_payloads(repo, remote, digests[:15])
+    remote.refresh()
+    lk = remote.lookup()
+    wanted = digests[5:] + digests[:5]
+    for budget in (None, 64 * 7):
+        as_list = select_for_fetch(lk, wanted, budget)
+        joined = select_for_fetch(lk, wanted, budget, b"".join(wanted))
+        assert joined[0].tolist() == as_list[0].tolist() and joined[1] == as_list[1]
+        assert joined[1] == digests[15:]
+
+
+def test_an_index_sorts_digests_sharing_their_first_words():
+    """Digests equal in their first 8 (or 16) bytes, and repeated ones, are
+    sorted by all their bytes, stably: as Python sorts them."""
+    from hangar_git.remotes import packformat as pf
+
+    rng = np.random.default_rng(5)
+    head = rng.bytes(8)
+    ds = [rng.bytes(20) for _ in range(300)]
+    ds += [head + rng.bytes(12) for _ in range(50)] + [head * 2 + rng.bytes(4) for _ in range(20)]
+    ds += ds[:10]
+    order = pf._digest_order(ds, b"".join(ds))
+    assert order.tolist() == sorted(range(len(ds)), key=ds.__getitem__)
+    plain = [rng.bytes(20) for _ in range(5000)]
+    got = pf._digest_order(plain, b"".join(plain))
+    assert got.tolist() == sorted(range(len(plain)), key=plain.__getitem__)
+
+
+@pytest.mark.parametrize("n", [1, 2, 300, 5000])
+def test_items_are_ordered_by_block_then_offset_as_lexsort_orders_them(n):
+    """The order a push walks its items in is lexsort's, ties kept in their
+    order, whether block, offset and position fit one 64-bit key or not."""
+    from hangar_git.remotes.packsend import _item_order
+
+    rng = np.random.default_rng(n)
+    for top in (50, 1 << 40):  # packed, and too wide to pack
+        bid = rng.integers(0, top, n).astype(np.int64)
+        ioff = rng.integers(0, 7, n).astype(np.int64) * 784
+        if n > 2:
+            bid[1], ioff[1] = bid[0], ioff[0]  # a pair twice
+        got = _item_order(bid, ioff)
+        assert got.dtype == np.int64 and got.tolist() == np.lexsort((ioff, bid)).tolist()
+
+
+def test_a_builder_told_its_digests_are_distinct_keeps_no_set_of_them():
+    """A push adds each payload once: its builder (distinct=True) makes the
+    same pack without checking for repeats; one not told so keeps a digest
+    added twice once (a repeat given to the other is indexed twice)."""
+    from hangar_git.remotes import packformat as pf
+
+    rows = np.random.default_rng(9).integers(0, 256, (30, 64), dtype=np.uint8)
+    digests = [digest_bytes(KIND, r.tobytes()) for r in rows]
+    block = pf.encode_block(rows[20:].tobytes(), 1)
+    head, body = block[: pf.BLOCK_HEADER_SIZE], memoryview(block)[pf.BLOCK_HEADER_SIZE :]
+    packs = []
+    for distinct in (False, True):
+        b = PackBuilder(block_target=640, distinct=distinct)
+        b.add_rows(digests[:10], KIND, rows[:10])
+        for d, r in zip(digests[10:20], rows[10:20], strict=True):
+            b.add(d, KIND, r.tobytes())
+        b.add_block(digests[20:], [KIND] * 10, np.arange(10) * 64, np.full(10, 64), head, body)
+        packs.append(b.seal())
+    assert packs[0].data == packs[1].data and packs[0].index == packs[1].index
+    twice = []
+    for distinct in (False, True):
+        b = PackBuilder(distinct=distinct)
+        b.add_rows(digests[:3], KIND, rows[:3])
+        b.add(digests[0], KIND, rows[0].tobytes())
+        twice.append(len(pf.decode_index((p := b.seal()).pack_id, p.index).digests))
+    assert twice == [3, 4]
+
+
+def test_a_long_run_of_blocks_goes_to_the_hash_in_pieces(monkeypatch):
+    """Blocks one after the other in memory, never taken to be written ahead
+    (an object store's pack), are still handed to the hashing thread a
+    HASH_STEP or so at a time, not all at the seal."""
+    from hangar_git.remotes import packbuilder
+    from hangar_git.remotes import packformat as pf
+
+    rows = np.random.default_rng(4).integers(0, 256, (40, 64), dtype=np.uint8)
+    digests = [digest_bytes(KIND, r.tobytes()) for r in rows]
+    blocks = [pf.encode_block(rows[i : i + 8].tobytes(), 1) for i in range(0, 40, 8)]
+    monkeypatch.setattr(packbuilder, "HASH_STEP", 2 * len(blocks[0]))
+    hashed: list[int] = []
+    real = packbuilder._RunningHash.add
+    monkeypatch.setattr(
+        packbuilder._RunningHash,
+        "add",
+        lambda self, part: (hashed.append(len(part)), real(self, part)),
+    )
+    base = memoryview(b"".join(blocks)).toreadonly()
+    builder, at = PackBuilder(distinct=True), 0
+    for i, block in enumerate(blocks):
+        head, body = block[: pf.BLOCK_HEADER_SIZE], memoryview(block)[pf.BLOCK_HEADER_SIZE :]
+        builder.add_block(
+            digests[8 * i : 8 * i + 8],
+            [KIND] * 8,
+            np.arange(8) * 64,
+            np.full(8, 64),
+            head,
+            body,
+            base,
+            at,
+        )
+        at += len(block)
+        if i == 1:
+            assert hashed == [2 * len(block)]  # before the seal
+    pack = builder.seal()
+    assert hashed == [2 * len(blocks[0])] * 2 + [len(blocks[0])]
+    assert pack.data == bytes(base) and pf.decode_index(
+        pack.pack_id, pack.index
+    ).pack_hash == pf.content_hash(bytes(base))

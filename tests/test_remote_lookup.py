@@ -135,3 +135,23 @@ def test_many_queries_are_found_as_a_dict_finds_them():
     assert len(want) >= SORT_QUERIES
     assert index.find(b"".join(want)).tolist() == [first.get(d, -1) for d in want]
     assert index.find(index.joined).tolist() == [first[d] for d in rows]
+
+
+def test_a_lookup_takes_each_index_s_digests_joined_without_a_list_of_them():
+    """A parsed pack index holds its digests joined as they lie in it; the
+    list of them is made only when asked for, and a lookup over the
+    remote's packs never asks (it searches the joined digests)."""
+    a = _pack([_d(i) for i in range(300)])
+    b = _pack([_d(i) for i in range(250, 400)])
+    for _, idx in (a, b):
+        assert "digests" not in vars(idx)  # not made at parse time
+        assert len(idx) == len(idx.joined) // 20
+    lk = RemoteLookup(dict([a, b]))
+    assert all("digests" not in vars(idx) for _, idx in (a, b))
+    assert lk.find([_d(5), _d(399), _d(1000)]).tolist()[:2] == [
+        lk.row(_d(5)),
+        lk.row(_d(399)),
+    ]
+    for _, idx in (a, b):
+        assert b"".join(idx.digests) == idx.joined and idx.digests == sorted(idx.digests)
+    assert lk.row(_d(1000)) == -1

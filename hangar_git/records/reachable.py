@@ -156,7 +156,10 @@ def tree_digests(raws: Sequence[bytes], paths: Sequence[LeafPath], trusted: bool
     n = len(names)
     if not n:
         return None
-    ends = np.cumsum(np.fromiter(map(len, names), np.int64, n) + 28)
+    # untrusted, the keys are compared as one fixed-width array: their lengths from it
+    keys = None if trusted else np.array(names)  # a key holds no NUL: padding orders as bytes do
+    lens = np.fromiter(map(len, names), np.int64, n) if keys is None else np.char.str_len(keys)
+    ends = np.cumsum(lens.astype(np.int64) + 28)
     if int(ends[-1]) != len(data):  # bytes besides records
         return None
     leaf_ends = np.cumsum(np.fromiter(map(len, raws), np.int64, len(raws)))
@@ -170,7 +173,7 @@ def tree_digests(raws: Sequence[bytes], paths: Sequence[LeafPath], trusted: bool
         return digests.tobytes()
     starts = np.zeros(n, bool)
     starts[np.concatenate(([0], last[:-1] + 1))] = True
-    keys = np.array(names)  # fixed width: a key holds no NUL, so padding orders as bytes do
+    assert keys is not None
     if not ((keys[:-1] < keys[1:]) | starts[1:]).all():  # out of order within a leaf
         return None
     if paths[0]:

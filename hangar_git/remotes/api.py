@@ -387,19 +387,20 @@ class Remotes:
         heads = gt.list_heads(git, remote, self._callbacks(progress, username, password))
         theirs = heads.get(HEADS + branch)
         steps.check_fast_forward(git, remote, branch, head, theirs)
-        try:  # the data remote's packs are listed while what to send is worked out
-            early: EarlyRefresh | None = EarlyRefresh(self._data_remote(remote))
-        except ValueError:
-            early = None  # no data URL: said below if payloads must go
         resend = rc.resend_pending(git, remote)
-        digests = steps.payloads_to_push(git, remote, head, heads.values(), resend)
+        new = [] if resend else steps.commits_to_push(git, remote, head, heads.values())
+        early: EarlyRefresh | None = None
+        if resend or new:  # else no payload to send: the data remote is not asked
+            try:  # its packs are listed while what to send is worked out
+                early = EarlyRefresh(self._data_remote(remote))
+            except ValueError:
+                pass  # no data URL: said below if payloads must go
+        digests = steps.payloads_to_push(git, remote, head, heads.values(), resend, new=new)
         self.last_report = TransferReport()
         if digests:
             why = f", and branch {branch!r} has payloads to send"
             dr = self._data_remote(remote, why) if early is None else early.remote
-            self.last_report = upload_payloads(
-                self._repo, dr, digests.digest_list(), progress, early=early
-            )
+            self.last_report = upload_payloads(self._repo, dr, digests, progress, early=early)
         if resend:  # the new data URL now holds what the remote's commits need
             rc.clear_resend(git, remote)
         if theirs != head:
@@ -502,7 +503,7 @@ class Remotes:
         report = download_payloads(
             self._repo,
             dr,
-            digests.digest_list(),
+            digests,
             max_bytes=max_num_bytes,
             progress=progress,
             limits=limits,

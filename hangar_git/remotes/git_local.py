@@ -28,7 +28,7 @@ rolled together, as after a commit here
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pygit2
 from pygit2.enums import RepositoryOpenFlag
@@ -130,6 +130,8 @@ class _Sending:
         self.objects: list[tuple[int, bytes]] = []
         self.ids: list[bytes] = []
         self.sent: set[bytes] = set()
+        #: the ids each tree sent names (its trees and blobs), as read once here
+        self.named: dict[bytes, list[bytes]] = {}
 
     def add(self, oid: bytes, want: int | None = None) -> bytes:
         kind, data = odb_read(self.git, oid)
@@ -154,7 +156,9 @@ class _Sending:
             for old in olds:
                 for is_tree, name, cid in tree_children(odb_read(self.git, old)[1]):
                     before.setdefault(name, []).append((is_tree, cid))
-            for is_tree, name, cid in tree_children(data):
+            children = tree_children(data)
+            self.named[tid] = [cid for _, _, cid in children]
+            for is_tree, name, cid in children:
                 prev = before.get(name, ())
                 if cid in self.sent or any(cid == p for _, p in prev):
                     continue
@@ -165,7 +169,10 @@ class _Sending:
 
 
 def missing_objects(
-    git: pygit2.Repository, theirs: pygit2.Repository, tips: Sequence[pygit2.Oid]
+    git: pygit2.Repository,
+    theirs: pygit2.Repository,
+    tips: Sequence[pygit2.Oid],
+    named: dict[bytes, list[bytes]] | None = None,
 ) -> tuple[list[tuple[int, bytes]], list[bytes]]:
     """The objects reachable from ``tips`` here that ``theirs`` lacks.
 
@@ -183,6 +190,9 @@ def missing_objects(
         The receiving one.
     tips : sequence of pygit2.Oid
         Commits to send.
+    named : dict, optional
+        Filled with what each tree sent names (its trees' and blobs' ids),
+        for :func:`check_connected`.
 
     Returns
     -------
@@ -197,6 +207,8 @@ def missing_objects(
         If a commit or tree to send is malformed.
     """
     out = _Sending(git)
+    if named is not None:
+        out.named = named
     for commit in _new_commits(git, theirs, tips):
         out.add(commit.id.raw, TYPE_COMMIT)
         parents = [git[p] for p in commit.parent_ids]
@@ -226,10 +238,19 @@ def _refusal(git: pygit2.Repository, dst: str, old: pygit2.Oid, new: pygit2.Oid)
     return None
 
 
-def check_connected(theirs: pygit2.Repository, objects: Sequence[tuple[int, bytes]]) -> None:
+def check_connected(
+    theirs: pygit2.Repository,
+    objects: Sequence[tuple[int, bytes]],
+    ids: Sequence[bytes] = (),
+    named_by: Mapping[bytes, list[bytes]] | None = None,
+) -> None:
     """Check that what the ``objects`` just sent name is in ``theirs``, as git's
     receive-pack does before it moves a ref: each commit's tree and parents,
     each tree's trees and blobs (gitlinks name payloads, not git objects).
+
+    ``ids``: the objects' ids; those are in ``theirs`` (in the pack just
+    written there) and not asked for again. ``named_by``: what some of
+    these trees name, by id, as read already (not parsed again).
 
     Raises
     ------
@@ -237,17 +258,20 @@ def check_connected(theirs: pygit2.Repository, objects: Sequence[tuple[int, byte
         If an object is missing there (the refs are then left as they are).
     """
     has = theirs.odb.exists
-    for kind, data in objects:
+    sent = set(ids)
+    known = {} if named_by is None else named_by
+    for k, (kind, data) in enumerate(objects):
         if kind == TYPE_COMMIT:
             head = data.split(b"\n\n", 1)[0].split(b"\n")
             named = [bytes.fromhex(h[5:].decode()) for h in head if h.startswith(b"tree ")]
             named += [bytes.fromhex(h[7:].decode()) for h in head if h.startswith(b"parent ")]
         elif kind == TYPE_TREE:
-            named = [cid for _, _, cid in tree_children(data)]
+            got = known.get(ids[k]) if k < len(ids) else None
+            named = [cid for _, _, cid in tree_children(data)] if got is None else got
         else:
             continue
         for oid in named:
-            if not has(pygit2.Oid(raw=oid)):
+            if oid not in sent and not has(pygit2.Oid(raw=oid)):
                 raise ValueError(
                     f"push refused: the remote would lack object {oid.hex()} "
                     "(nothing was moved there)"
@@ -297,10 +321,11 @@ def push_refs(git: pygit2.Repository, path: str, specs: Sequence[str]) -> dict[s
         moves.append((dst, ref, new))
     if not moves:
         return rejected
-    objects, ids = missing_objects(git, theirs, [new for _, _, new in moves])
+    named: dict[bytes, list[bytes]] = {}
+    objects, ids = missing_objects(git, theirs, [new for _, _, new in moves], named)
     if objects:
         write_pack(common_dir(theirs) / "objects" / "pack", objects, ids)
-    check_connected(theirs, objects)
+    check_connected(theirs, objects, ids, named)
     for dst, ref, new in moves:
         try:
             if ref is None:

@@ -237,7 +237,7 @@ class RemoteLookup:
             )
             kmaps.append(kmap[idx.table["kind"].astype(np.int64)] if n else np.zeros(0, np.int32))
             tables.append(idx.table)
-            joined.append(b"".join(idx.digests))
+            joined.append(idx.joined)
         self.kinds: list[str] = list(kind_no)
         self.pack = np.concatenate(packs) if packs else np.zeros(0, np.int32)
         self.kind = np.concatenate(kmaps) if kmaps else np.zeros(0, np.int32)

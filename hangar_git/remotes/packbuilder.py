@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -128,6 +128,10 @@ class PackBuilder:
     block_target : int, optional
         Raw bytes gathered into one block (default
         :data:`~.packformat.BLOCK_TARGET`).
+    distinct : bool, optional
+        The caller adds each digest once (a push's payloads are distinct):
+        no set of the digests added is kept to find repeats (a repeat would
+        be indexed twice; a lookup takes the first).
 
     Attributes
     ----------
@@ -135,8 +139,9 @@ class PackBuilder:
         Raw bytes of the payloads added since the last seal.
     """
 
-    def __init__(self, block_target: int | None = None) -> None:
+    def __init__(self, block_target: int | None = None, *, distinct: bool = False) -> None:
         self.block_target = BLOCK_TARGET if block_target is None else block_target
+        self.distinct = distinct
         self._reset()
 
     def _reset(self) -> None:
@@ -152,6 +157,8 @@ class PackBuilder:
         self._pending: list[tuple[bytes, str, bytes | memoryview]] = []
         self._pending_bytes = 0
         self._pending_dtype = ""
+        #: blocks added from one piece of memory, not appended yet: [base, start, end]
+        self._run: list[Any] | None = None
         self._taken = 0
         self._taken_bytes = 0
         self.raw_bytes = 0
@@ -161,9 +168,10 @@ class PackBuilder:
 
     def add(self, digest: bytes, kind: str, data: bytes | memoryview) -> None:
         """Add one payload (its digest was computed by the caller)."""
-        if digest in self._seen:
-            return
-        self._seen.add(digest)
+        if not self.distinct:
+            if digest in self._seen:
+                return
+            self._seen.add(digest)
         dtype = kind[: kind.rindex("|")]
         if self._pending and dtype != self._pending_dtype:
             self._seal_pending()
@@ -177,13 +185,14 @@ class PackBuilder:
     def add_rows(self, digests: Sequence[bytes], kind: str, rows: np.ndarray) -> None:
         """Add payloads of one ``kind``: row ``i`` of uint8 matrix ``rows`` is ``digests[i]``."""
         self._seal_pending()
-        keep = [i for i, d in enumerate(digests) if d not in self._seen]
-        if not keep:
-            return
-        if len(keep) != len(digests):
-            rows = rows[keep]
-            digests = [digests[i] for i in keep]
-        self._seen.update(digests)
+        if not self.distinct:
+            keep = [i for i, d in enumerate(digests) if d not in self._seen]
+            if not keep:
+                return
+            if len(keep) != len(digests):
+                rows = rows[keep]
+                digests = [digests[i] for i in keep]
+            self._seen.update(digests)
         n, width = rows.shape
         typesize = np.dtype(kind[: kind.rindex("|")]).itemsize
         per = max(1, self.block_target // max(1, width))
@@ -203,8 +212,10 @@ class PackBuilder:
         kinds: Sequence[str],
         ioff: Sequence[int] | np.ndarray,
         ilen: Sequence[int] | np.ndarray,
-        header: bytes,
+        header: bytes | memoryview,
         body: bytes | memoryview,
+        base: memoryview | None = None,
+        at: int = 0,
     ) -> None:
         """Add a block made already (``header`` and ``body``, see
         :func:`~.packformat.block_header`) holding payload ``digests[i]`` of
@@ -212,23 +223,46 @@ class PackBuilder:
 
         The caller has checked the block: its body is sent as it is. A
         digest added before is not indexed again (its bytes stay in the block).
+        ``base`` and ``at``: the header and body lie one after the other at
+        ``at`` of ``base``; blocks added one after the other from the same
+        ``base`` in order go on as one piece of the pack (one write, one
+        hash update, not two a block).
         """
         self._seal_pending()
         blen = len(header) + len(body)
         ioffs, ilens = np.asarray(ioff, np.int64), np.asarray(ilen, np.int64)
         ds, ks = list(digests), list(kinds)
-        if not self._seen.isdisjoint(ds):
-            keep = [i for i, d in enumerate(ds) if d not in self._seen]
-            ds, ks = [ds[i] for i in keep], [ks[i] for i in keep]
-            ioffs, ilens = ioffs[keep], ilens[keep]
-        self._seen.update(ds)
+        if not self.distinct:
+            if not self._seen.isdisjoint(ds):
+                keep = [i for i, d in enumerate(ds) if d not in self._seen]
+                ds, ks = [ds[i] for i in keep], [ks[i] for i in keep]
+                ioffs, ilens = ioffs[keep], ilens[keep]
+            self._seen.update(ds)
         kno = {k: self._kinds.setdefault(k, len(self._kinds)) for k in dict.fromkeys(ks)}
         knos = kno[ks[0]] if len(kno) == 1 else np.array([kno[k] for k in ks], np.int64)
         self._digests.extend(ds)
         self._add_cols(knos, blen, ioffs, ilens)
         self.raw_bytes += int(ilens.sum())
-        self._append(header)
-        self._append(body)
+        if base is None:
+            self._append(header)
+            self._append(body)
+            return
+        if self._run is not None and self._run[0] is base and self._run[2] == at:
+            self._run[2] = at + blen
+        else:
+            self._end_run()
+            self._run = [base, at, at + blen]
+        self._size += blen
+        if self._run[2] - self._run[1] >= HASH_STEP:  # hashed on while more are added
+            self._end_run()
+
+    def _end_run(self) -> None:
+        """Append the blocks taken from one piece of memory since the last call, as one part."""
+        if self._run is not None:
+            base, start, end = self._run
+            self._run = None
+            self._size -= end - start  # counted as they came
+            self._append(base[start:end])
 
     def take_parts(self, min_bytes: int = 0) -> list[bytes | memoryview]:
         """The pieces of the pack's body made since the last call (or the
@@ -237,6 +271,7 @@ class PackBuilder:
         still lists them, and counts them in its ``streamed``)."""
         if self._size - self._taken_bytes < max(1, min_bytes):
             return []
+        self._end_run()
         out = self._blocks[self._taken :]
         self._taken = len(self._blocks)
         self._taken_bytes = self._size
@@ -258,6 +293,7 @@ class PackBuilder:
         self._pending_bytes = 0
 
     def _append(self, part: bytes | memoryview) -> None:
+        self._end_run()  # what came before this part
         self._blocks.append(part)
         self._hash.add(part)
         self._size += len(part)
@@ -279,6 +315,7 @@ class PackBuilder:
     def seal(self) -> SealedPack:
         """The finished pack (the builder is then empty)."""
         self._seal_pending()
+        self._end_run()
         cols = np.concatenate(self._cols) if self._cols else np.zeros((0, 5), np.int64)
         index = encode_index(
             self._digests,

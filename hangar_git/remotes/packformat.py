@@ -33,6 +33,7 @@ import struct
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
@@ -40,6 +41,7 @@ import numpy as np
 from ..errors import IntegrityError
 from ..store import blosc_codec
 from ..store.checksum import crc32
+from ..store.entries import key_order
 from ..store.packs import decode_body
 from . import bounded
 from .layout import FORMAT_VERSION
@@ -236,8 +238,8 @@ class PackIndex:
         The kind headers its entries number.
     table : numpy.ndarray
         One row of :data:`ENTRY_DTYPE` per payload.
-    digests : list of bytes
-        The payloads' digests, in the table's order.
+    joined : bytes
+        The payloads' digests, joined (20 bytes each), in the table's order.
     index_size : int
         Bytes of the serialized index (0 when unknown).
     """
@@ -247,11 +249,17 @@ class PackIndex:
     pack_hash: bytes
     kinds: list[str]
     table: np.ndarray
-    digests: list[bytes]
+    joined: bytes
     index_size: int = 0
 
     def __len__(self) -> int:
-        return len(self.digests)
+        return len(self.joined) // 20
+
+    @cached_property
+    def digests(self) -> list[bytes]:
+        """The payloads' digests, in the table's order, as bytes (made when
+        first asked for: a lookup over the remote's packs takes :attr:`joined`)."""
+        return split_digests(self.joined, 0, len(self))
 
     @property
     def entries(self) -> dict[bytes, Entry]:
@@ -277,21 +285,21 @@ _COLUMN_BYTES = sum(np.dtype(t).itemsize for _, t in _COLUMNS)
 _DIGEST_WORDS = np.dtype([("a", ">u8"), ("b", ">u8"), ("c", ">u4")])  # 20 bytes, in order
 
 
-def _digest_order(digests: Sequence[bytes]) -> np.ndarray:
-    """Positions of ``digests`` sorted by their bytes (stable)."""
-    joined = b"".join(digests)
+def _digest_order(digests: Sequence[bytes], joined: bytes | None = None) -> np.ndarray:
+    """Positions of ``digests`` sorted by their bytes (stable); ``joined``:
+    them joined, when the caller has them so."""
+    if joined is None:
+        joined = b"".join(digests)
     if len(joined) != _DIGEST_WORDS.itemsize * len(digests):  # not all 20 bytes long
         return np.array(sorted(range(len(digests)), key=digests.__getitem__), np.intp)
     words = np.frombuffer(joined, _DIGEST_WORDS)
-    order = np.argsort(words["a"], kind="stable")
-    first = words["a"][order]
+    order, first = key_order(words["a"].astype(np.uint64))  # argsort's, in a fifth of the time
     if len(first) > 1 and bool((first[1:] == first[:-1]).any()):  # first words tie: all of them
         return np.lexsort((words["c"], words["b"], words["a"]))
     return order
 
 
-def _in_order(digests: Sequence[bytes], order: np.ndarray) -> bytes:
-    joined = b"".join(digests)
+def _in_order(digests: Sequence[bytes], order: np.ndarray, joined: bytes) -> bytes:
     if len(joined) != _DIGEST_WORDS.itemsize * len(digests):
         return b"".join(digests[i] for i in order.tolist())
     return np.frombuffer(joined, _DIGEST_WORDS)[order].tobytes()
@@ -334,13 +342,14 @@ def encode_index(
         The index, whose :func:`content_hash` names the pack.
     """
     n = len(digests)
-    order = _digest_order(digests)
+    joined = b"".join(digests)
+    order = _digest_order(digests, joined)
     cols = {"boff": boff, "blen": blen, "ioff": ioff, "ilen": ilen, "kind": kind_no}
     parts = [_INDEX_HEADER.pack(INDEX_MAGIC, FORMAT_VERSION, len(kinds), n, pack_size, pack_hash)]
     for k in kinds:
         kb = k.encode()
         parts.append(struct.pack("<H", len(kb)) + kb)
-    parts.append(_in_order(digests, order))
+    parts.append(_in_order(digests, order, joined))
     packed = (
         b"".join(
             np.asarray(cols[name], dtype=np.int64)[order].astype(t).tobytes()
@@ -394,12 +403,12 @@ def decode_index(pack_id: str, data: bytes) -> PackIndex:
         )
         table = _entry_table(data, packed, pos, nentries)
         _check_entries(table, nkinds, size)
-        digests = split_digests(data, pos, nentries)
+        joined = data[pos:dend]
     except IntegrityError:
         raise
     except (struct.error, ValueError, IndexError, UnicodeDecodeError, zlib.error) as exc:
         raise IntegrityError(f"remote pack index {pack_id} is malformed: {exc}") from None
-    return PackIndex(pack_id, size, phash, kinds, table, digests, len(data))
+    return PackIndex(pack_id, size, phash, kinds, table, bytes(joined), len(data))
 
 
 #: digests cut from an index by one struct call each

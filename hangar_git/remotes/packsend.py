@@ -11,10 +11,16 @@ unchanged: no payload is copied out, and nothing is compressed again.
 It is still checked before it leaves, as every payload a push sends: the
 block's CRC-32, its length, and each of its payloads hashed against its
 digest (:class:`~hangar_git.errors.IntegrityError` otherwise, and nothing of
-it is sent). A block holding any byte that is not a wanted payload (a
-payload of another branch, one dropped by ``gc``, one the remote has
-already) never leaves this way: its wanted payloads are left to
-:mod:`.transfer`, which reads them out and packs them anew.
+it is sent). Local blocks are read through a private (copy-on-write)
+mapping of the pack: once checked, a block's header is overwritten there
+with the remote one (only that page is copied; the file never changes), so
+neighbouring blocks sent whole lie one after the other in memory exactly as
+the remote pack holds them, and travel (and are hashed) as one piece.
+
+A block holding any byte that is not a wanted payload (a payload of
+another branch, one dropped by ``gc``, one the remote has already) never
+leaves this way: its wanted payloads are left to :mod:`.transfer`, which
+reads them out and packs them anew.
 """
 
 from __future__ import annotations
@@ -54,21 +60,46 @@ class WholeBlock:
         Their kind headers.
     ioff, ilen : numpy.ndarray
         Offset and length of each in the block's raw bytes.
-    header : bytes
+    header : bytes or memoryview
         The remote block header (:func:`~.packformat.block_header`).
     body : memoryview
         The stored body, unchanged.
     raw_bytes : int
         The block's raw length.
+    base : memoryview or None
+        When set, the header and body lie one after the other at ``at`` of
+        ``base`` (read-only; shared by the neighbouring blocks read with it).
+    at : int
+        Where the block starts in ``base``.
     """
 
     digests: list[bytes]
     kinds: list[str]
     ioff: np.ndarray
     ilen: np.ndarray
-    header: bytes
+    header: bytes | memoryview
     body: memoryview
     raw_bytes: int
+    base: memoryview | None = None
+    at: int = 0
+
+
+def _item_order(bid: np.ndarray, ioff: np.ndarray) -> np.ndarray:
+    """``np.lexsort((ioff, bid))`` (int64 arrays): by one sort of uint64 keys
+    packing block, offset and position when the three fit in 64 bits (a
+    tenth of the time at 60,000 items; the position keeps equal pairs in
+    their order, as lexsort does)."""
+    n = len(bid)
+    pbits = max(1, (n - 1).bit_length())
+    obits = max(1, int(ioff.max()).bit_length())
+    bbits = max(1, int(bid.max()).bit_length())
+    if min(int(bid.min()), int(ioff.min())) < 0 or pbits + obits + bbits > 64:
+        return np.lexsort((ioff, bid))
+    key = bid.astype(np.uint64) << np.uint64(obits + pbits)
+    key |= ioff.astype(np.uint64) << np.uint64(pbits)
+    key |= np.arange(n, dtype=np.uint64)
+    key.sort()
+    return (key & np.uint64((1 << pbits) - 1)).astype(np.int64)
 
 
 def _candidates(
@@ -83,7 +114,7 @@ def _candidates(
         return [], np.zeros(0, np.intp)
     bid = entries["block"].astype(np.int64)
     ioff = entries["ioff"].astype(np.int64)
-    order = np.lexsort((ioff, bid))
+    order = _item_order(bid, ioff)
     b, o, s = bid[order], ioff[order], ilen[order]
     first = np.ones(n, bool)
     first[1:] = b[1:] != b[:-1]
@@ -127,20 +158,21 @@ def _read_ranges(
 
 
 def _map_window(fd: int, start: int, n: int) -> memoryview | None:
-    """The ``n`` bytes at ``start`` of pack file ``fd``, mapped read-only (no
-    copy: checked, hashed and written from the page cache); None when the
-    file is shorter than that now (the caller reads, and finds it truncated)
-    or cannot be mapped. Local packs only ever grow (a failed write is cut
-    back past the indexed blocks, never into them), so a mapping of indexed
-    blocks stays whole while the push reads it; it is unmapped once the
-    last view of it is dropped."""
+    """The ``n`` bytes at ``start`` of pack file ``fd``, mapped privately (no
+    copy: checked, hashed and written from the page cache; a write to the
+    view copies the page it touches and never reaches the file); None when
+    the file is shorter than that now (the caller reads, and finds it
+    truncated) or cannot be mapped. Local packs only ever grow (a failed
+    write is cut back past the indexed blocks, never into them), so a
+    mapping of indexed blocks stays whole while the push reads it; it is
+    unmapped once the last view of it is dropped."""
     if n <= 0:
         return None
     try:
         if os.fstat(fd).st_size < start + n:
             return None
         base = start - start % mmap.ALLOCATIONGRANULARITY
-        mapped = mmap.mmap(fd, start + n - base, access=mmap.ACCESS_READ, offset=base)
+        mapped = mmap.mmap(fd, start + n - base, access=mmap.ACCESS_COPY, offset=base)
     except (OSError, ValueError, OverflowError):
         return None
     return memoryview(mapped)[start - base :]
@@ -179,6 +211,19 @@ def _check(
             f"local payload {bad.hex()} does not match its digest: run `git hangar fsck`"
         )
     return WholeBlock(ds, kinds, ioff, ilen, block_header(codec, rawlen, crc), body, rawlen)
+
+
+def _header_in_place(got: WholeBlock, view: memoryview, shown: memoryview, at: int) -> None:
+    """Put the remote header of checked block ``got`` in place of its local
+    one at ``at`` of the private mapping ``view`` (``shown``: its read-only
+    face), and point ``got`` there: its bytes then follow those of the block
+    before it, as in the remote pack."""
+    if len(got.header) != HEADER_SIZE:  # never: both headers are of 20 bytes
+        return
+    view[at : at + HEADER_SIZE] = got.header
+    got.header = shown[at : at + HEADER_SIZE]
+    got.body = shown[at + HEADER_SIZE : at + HEADER_SIZE + len(got.body)]
+    got.base, got.at = shown, at
 
 
 def send_whole_blocks(
@@ -225,31 +270,39 @@ def send_whole_blocks(
     whole, rest = _candidates(entries, ilen, max_raw)
     blocks = sorted((*reader.block_row(b), pos) for b, pos in whole)
     left: list[np.ndarray] = [rest]
+    ioffs = entries["ioff"].astype(np.int64)
+    one_kind = texts[int(uk[0])] if len(uk) == 1 else None  # the usual case: no lookup a block
+    digest_at = digests.__getitem__
     k = 0
     for pack, start, data in _read_ranges(reader, [b[:3] for b in blocks]):
         view = memoryview(data)
+        shown = None if view.readonly else view.toreadonly()  # a private mapping
         path = reader.pack_path(pack)
         while k < len(blocks) and blocks[k][0] == pack and blocks[k][1] < start + len(data):
             _, boff, blen, pos = blocks[k]
             k += 1
-            ioff = entries["ioff"][pos].astype(np.int64)
-            ks = kid[pos]
-            if (ks == ks[0]).all():  # one kind: one name, not one lookup a payload
-                kinds = [texts[int(ks[0])]] * len(ks)
+            if one_kind is not None:
+                kinds = [one_kind] * len(pos)
             else:
-                kinds = [texts[x] for x in ks.tolist()]
+                ks = kid[pos]
+                if (ks == ks[0]).all():  # one kind: one name, not one lookup a payload
+                    kinds = [texts[int(ks[0])]] * len(ks)
+                else:
+                    kinds = [texts[x] for x in ks.tolist()]
             got = _check(
                 f"at {boff} of {path}",
                 view[boff - start : boff - start + blen],
-                [digests[i] for i in pos.tolist()],
+                list(map(digest_at, pos.tolist())),
                 kinds,
-                ioff,
+                ioffs[pos],
                 ilen[pos],
             )
             if got is None:
                 left.append(pos)
-            else:
-                send(got)
+                continue
+            if shown is not None:
+                _header_in_place(got, view, shown, boff - start)
+            send(got)
     return np.sort(np.concatenate(left)) if left else np.zeros(0, np.intp)
 
 

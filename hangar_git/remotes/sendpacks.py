@@ -134,7 +134,7 @@ def send_packs(
     entries: np.ndarray,
     progress: Progress | None,
 ) -> list[SealedPack]:
-    """Pack the local payloads ``todo`` (at ``entries``, all small) into packs
+    """Pack the local payloads ``todo`` (each once, at ``entries``, all small) into packs
     of about :func:`.data_transport.send_target` raw bytes, send each, then check they landed whole.
 
     A local block holding nothing but payloads of ``todo`` goes as it is
@@ -146,7 +146,7 @@ def send_packs(
     kind_ids = entries["kind"]
     uk, counts = np.unique(kind_ids, return_counts=True)
     total = sum(reader.kind_nbytes(int(k)) * int(c) for k, c in zip(uk, counts, strict=True))
-    builder = PackBuilder()
+    builder = PackBuilder(distinct=True)  # todo holds each digest once
     target = dt.send_target(remote)
     uploads = 1 if remote.store.renames_into_place else OBJECT_STORE_UPLOADS
     with ThreadPoolExecutor(max_workers=uploads) as pool:
@@ -191,7 +191,7 @@ def _build(
             progress("payloads", done, total)
 
     def whole(b: packsend.WholeBlock) -> None:
-        builder.add_block(b.digests, b.kinds, b.ioff, b.ilen, b.header, b.body)
+        builder.add_block(b.digests, b.kinds, b.ioff, b.ilen, b.header, b.body, b.base, b.at)
         ship()
         advance(b.raw_bytes)
 

@@ -96,12 +96,52 @@ def check_fast_forward(
         raise gt.PushRejectedError(gt.rejected_message(remote, branch, "non-fast-forward"))
 
 
+def _hidden(git: pygit2.Repository, remote: str, remote_heads: Collection[str]) -> list[str]:
+    """The remote's commits known here: its heads and our remote-tracking branches of it."""
+    hide = [h for h in remote_heads if git.get(h) is not None]
+    hide += [
+        str(git.references[r].target)
+        for r in git.references
+        if r.startswith(f"refs/hangar/remotes/{remote}/")
+    ]
+    return list(dict.fromkeys(hide))
+
+
+def commits_to_push(
+    git: pygit2.Repository, remote: str, head: str, remote_heads: Collection[str]
+) -> list[str]:
+    """The commits up to ``head`` that the remote's commits (its heads and our
+    remote-tracking branches of it) do not reach, newest first.
+
+    None of them: a push has no payload to send (unless its data URL changed,
+    see :func:`payloads_to_push`), and need not list the data remote.
+
+    Parameters
+    ----------
+    git : pygit2.Repository
+        The pushing repository.
+    remote : str
+        The remote pushed to.
+    head : str
+        The commit pushed.
+    remote_heads : collection of str
+        The commits the remote's branches are at.
+
+    Returns
+    -------
+    list of str
+    """
+    return commits_between(git, head, _hidden(git, remote, remote_heads))
+
+
 def payloads_to_push(
     git: pygit2.Repository,
     remote: str,
     head: str,
     remote_heads: Collection[str],
     resend: bool = False,
+    *,
+    new: Sequence[str] | None = None,
 ) -> Referenced:
     """The payloads the commits up to ``head`` reference that the remote's
     commits (its heads and our remote-tracking branches of it) do not.
@@ -121,22 +161,22 @@ def payloads_to_push(
         commits say nothing of what the new URL holds, so every payload of
         ``head``'s history and of the remote's known commits is offered (the
         upload skips what the data remote has).
+    new : sequence of str, optional
+        :func:`commits_to_push` of the same arguments, when the caller has
+        it already (not used with ``resend``).
 
     Returns
     -------
     Referenced
         The digests, with the arraysets naming them.
     """
-    hide = [h for h in remote_heads if git.get(h) is not None]
-    hide += [
-        str(git.references[r].target)
-        for r in git.references
-        if r.startswith(f"refs/hangar/remotes/{remote}/")
-    ]
-    hide = list(dict.fromkeys(hide))
+    hide = _hidden(git, remote, remote_heads)
     if resend:
         return reachable.referenced(git, commits_between(git, [head, *hide], ()))
-    new = commits_between(git, head, hide)
+    if new is None:
+        new = commits_between(git, head, hide)
+    if not new:  # nothing new: no record to read, not even the remote's leaves
+        return reachable.referenced(git, [])
     return reachable.referenced(git, new, skip=leaf_ids(git, hide[:8]))
 
 
@@ -263,6 +303,7 @@ def raise_for_report(report: TransferReport, remote: str, dr: DataRemote) -> Non
 __all__ = [
     "check_fast_forward",
     "check_fetch_options",
+    "commits_to_push",
     "open_data_remote",
     "payloads_to_push",
     "raise_for_report",

@@ -28,12 +28,13 @@ import pygit2
 from ..errors import IntegrityError, MissingPayloadError, WriterLockError
 from ..records.leaves import RecordWalker
 from ..records.reachable import Referenced, commits_between, history, leaf_ids
-from ..store.packs import PackWriter
+from ..store.digest_run import Digests
+from ..store.packs import PackReader, PackWriter
 from ..wording import are, plural, were
 from . import bounded, large
 from .data_transport import DataRemote, RemoteLookup, SealedPack
 from .fetchplan import FetchPlan
-from .lookup import DigestLimits
+from .lookup import DigestLimits, join_digests
 from .sendpacks import READ_BYTES, READ_CHUNK, send_packs
 
 if TYPE_CHECKING:
@@ -192,10 +193,27 @@ def store_writer(repo: Repository) -> Iterator[PackWriter]:
 # --------------------------------------------------------------------------
 # upload
 # --------------------------------------------------------------------------
+def _distinct(digests: Iterable[bytes] | Referenced) -> tuple[list[bytes], bytes | None]:
+    """``digests`` each once, in order, and joined (None when one is not 20
+    bytes long): those of a :class:`Referenced` are distinct and joined already."""
+    if isinstance(digests, Referenced):
+        return digests.digest_list(), digests.joined
+    wanted = list(dict.fromkeys(digests))
+    return wanted, join_digests(wanted)
+
+
+def _lookup_local(
+    reader: PackReader, wanted: Sequence[bytes], joined: bytes | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``reader.lookup(wanted)``, of the joined digests when there are (about
+    a seventh of the time at 60,000 digests in a store of one bulk add)."""
+    return reader.lookup(wanted) if joined is None else reader.lookup_joined(joined)
+
+
 def upload_payloads(
     repo: Repository,
     remote: DataRemote,
-    digests: Iterable[bytes],
+    digests: Iterable[bytes] | Referenced,
     progress: Progress | None = None,
     early: EarlyRefresh | None = None,
 ) -> TransferReport:
@@ -207,7 +225,7 @@ def upload_payloads(
         The repository whose store holds the payloads.
     remote : DataRemote
         Where to send them.
-    digests : iterable of bytes
+    digests : iterable of bytes, or Referenced
         The payloads the remote must have afterwards.
     progress : callable, optional
         Called as ``progress("payloads", bytes done, bytes in all)``.
@@ -232,14 +250,14 @@ def upload_payloads(
     t0 = time.perf_counter()
     report = TransferReport()
     before = _stats(remote) if early is None else early.before
-    wanted = list(dict.fromkeys(digests))
+    wanted, joined = _distinct(digests)
     reader = repo.payload_store.reader()
     uploaded: list[SealedPack] = []
     try:
-        found, entries = reader.lookup(wanted)  # while the remote is listed
+        found, entries = _lookup_local(reader, wanted, joined)  # while the remote is listed
         if early is None or not early.wait():
             remote.refresh()
-        there = _there(remote, wanted)
+        there = _there(remote, wanted, joined)
         report.skipped = int(there.sum())
         if there.any():
             keep = np.flatnonzero(~there)
@@ -268,9 +286,10 @@ def upload_payloads(
     return report
 
 
-def _there(remote: DataRemote, wanted: list[bytes]) -> np.ndarray:
-    """Which of ``wanted`` ``remote`` has, in a pack or as a large object (bool each)."""
-    there = remote.lookup().find(wanted) >= 0
+def _there(remote: DataRemote, wanted: list[bytes], joined: bytes | None = None) -> np.ndarray:
+    """Which of ``wanted`` (``joined``, when given) ``remote`` has, in a pack
+    or as a large object (bool each)."""
+    there = remote.lookup().find(wanted if joined is None else joined) >= 0
     if remote.large:
         there |= np.fromiter((d in remote.large for d in wanted), bool, len(wanted))
     return there
@@ -280,7 +299,10 @@ def _there(remote: DataRemote, wanted: list[bytes]) -> np.ndarray:
 # download
 # --------------------------------------------------------------------------
 def select_for_fetch(
-    lookup: RemoteLookup, wanted: Sequence[bytes], max_bytes: int | None
+    lookup: RemoteLookup,
+    wanted: Sequence[bytes],
+    max_bytes: int | None,
+    joined: bytes | None = None,
 ) -> tuple[np.ndarray, list[bytes]]:
     """The wanted payloads the remote has, within the byte budget.
 
@@ -292,13 +314,15 @@ def select_for_fetch(
         Digests, in the order to fetch them.
     max_bytes : int or None
         The budget of raw bytes (None: no budget).
+    joined : bytes, optional
+        ``wanted`` joined, when the caller has them so (not joined again).
 
     Returns
     -------
     tuple of (numpy.ndarray, list of bytes)
         Rows of ``lookup`` in order, and the digests the remote does not have.
     """
-    rows = lookup.find(wanted)
+    rows = lookup.find(wanted if joined is None else joined)
     absent = [wanted[i] for i in np.flatnonzero(rows < 0).tolist()]
     rows = rows[rows >= 0]
     if max_bytes is not None:
@@ -307,10 +331,31 @@ def select_for_fetch(
     return rows, absent
 
 
+def _not_here(
+    repo: Repository, digests: Iterable[bytes] | Referenced
+) -> tuple[Sequence[bytes], Sequence[bytes], bytes | None]:
+    """``(wanted, todo, joined)``: ``digests`` each once, those of them not
+    stored here, and those joined when at hand (none stored here: all; those
+    of a :class:`Referenced` stay joined, no bytes object made for each)."""
+    if isinstance(digests, Referenced):
+        wanted: Sequence[bytes] = Digests(digests.joined)
+        joined: bytes | None = digests.joined
+    else:
+        wanted, joined = _distinct(digests)
+    reader = repo.payload_store.reader()
+    try:
+        found, _ = _lookup_local(reader, wanted, joined)
+    finally:
+        reader.close()
+    if found.any():
+        return wanted, [wanted[i] for i in np.flatnonzero(~found).tolist()], None
+    return wanted, wanted, joined  # none here (a fresh clone): all of them
+
+
 def download_payloads(
     repo: Repository,
     remote: DataRemote,
-    digests: Iterable[bytes],
+    digests: Iterable[bytes] | Referenced,
     *,
     max_bytes: int | None = None,
     progress: Progress | None = None,
@@ -337,7 +382,7 @@ def download_payloads(
         The repository whose store receives the payloads.
     remote : DataRemote
         Where they are.
-    digests : iterable of bytes
+    digests : iterable of bytes, or Referenced
         The payloads wanted, in the order to fetch them.
     max_bytes : int, optional
         Stop before the raw bytes fetched exceed this.
@@ -358,13 +403,7 @@ def download_payloads(
     t0 = time.perf_counter()
     report = TransferReport()
     before = _stats(remote) if early is None else early.before
-    wanted = list(dict.fromkeys(digests))
-    reader = repo.payload_store.reader()
-    try:
-        found, _ = reader.lookup(wanted)
-    finally:
-        reader.close()
-    todo = [wanted[i] for i in np.flatnonzero(~found).tolist()]
+    wanted, todo, joined = _not_here(repo, digests)
     report.skipped = len(wanted) - len(todo)
     if not todo:
         report.seconds = time.perf_counter() - t0
@@ -374,7 +413,7 @@ def download_payloads(
     if refresh or not len(remote.lookup()):
         remote.refresh()
     lk = remote.lookup()
-    rows, report.absent = select_for_fetch(lk, todo, max_bytes)
+    rows, report.absent = select_for_fetch(lk, todo, max_bytes, joined)
     budget = None if max_bytes is None else max_bytes - int(lk.ilen[rows].sum())
     report.absent, large_todo = large.split_absent(remote, report.absent, budget)
     plan = FetchPlan(lk, rows, limits)

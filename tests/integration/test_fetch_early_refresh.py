@@ -188,3 +188,26 @@ def test_a_push_whose_early_listing_failed_lists_again_and_raises_there(alice, m
         alice.remote.push("origin", "master")
     assert calls == ["hangar-refresh", threading.current_thread().name]
     assert alice.remote.last_report.payloads == 0
+
+
+def test_a_push_with_no_new_commit_does_not_list_the_data_remote(alice, tmp_path, monkeypatch):
+    alice.remote.push("origin", "master")
+    calls: list[str] = []
+    real_refresh = DataRemote.refresh
+
+    def refresh(self):
+        calls.append(threading.current_thread().name)
+        return real_refresh(self)
+
+    monkeypatch.setattr(DataRemote, "refresh", refresh)
+    made = _capture_early(monkeypatch)
+    alice.remote.push("origin", "master")  # the remote has every commit: nothing to send
+    assert made == [] and calls == []
+    rep = alice.remote.last_report
+    assert rep.payloads == 0 and rep.requests == 0
+
+    # a data URL changed since: every payload is offered again, the new one listed
+    alice.remote.set_data("origin", str(tmp_path / "elsewhere"))
+    alice.remote.push("origin", "master")
+    assert len(made) == 1 and calls[0] == "hangar-refresh"
+    assert alice.remote.last_report.payloads > 0

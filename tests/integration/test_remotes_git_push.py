@@ -300,3 +300,26 @@ def test_tree_children_follow_trees_and_blobs_never_gitlinks():
         git_local.tree_children(b"40000 b\0" + oid[1][:19])
     with pytest.raises(ValueError, match="malformed"):
         git_local.tree_children(b"160000 a" + oid[0])
+
+
+def test_the_objects_just_sent_are_taken_as_there_and_their_trees_read_once(tmp_path):
+    """check_connected asks the remote only for what the objects sent name
+    besides themselves (those are in the pack just written there), and takes
+    a tree's names as missing_objects read them (not parsed again): what is
+    named and is neither sent nor there is still refused."""
+    alice = make_repo(tmp_path / "alice", n=10)
+    empty = pygit2.Repository(str(bare_repo(tmp_path / "empty.git")))
+    git = alice.git_repository()
+    named: dict[bytes, list[bytes]] = {}
+    objects, ids = git_local.missing_objects(git, empty, [pygit2.Oid(hex=_head(alice))], named)
+    trees = [i for (kind, _), i in zip(objects, ids, strict=True) if kind == 2]
+    assert trees and set(named) == set(trees)
+    for (kind, data), oid in zip(objects, ids, strict=True):
+        if kind == 2:
+            assert named[oid] == [cid for _, _, cid in git_local.tree_children(data)]
+    git_local.check_connected(empty, objects, ids, named)  # nothing asked of the empty remote
+    with pytest.raises(ValueError, match="would lack object"):
+        git_local.check_connected(empty, objects)  # not said to be sent: asked, and absent
+    stray = b"\x01" * 20
+    with pytest.raises(ValueError, match=stray.hex()):
+        git_local.check_connected(empty, objects, ids, {**named, trees[0]: [stray]})
