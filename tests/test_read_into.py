@@ -8,6 +8,8 @@ with a ValueError before reading, and leave ``out`` untouched on a missing key.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -225,3 +227,32 @@ def test_the_block_header_layout_read_in_place_is_the_stored_one():
     h = np.frombuffer(raw, gather._HEAD)[0]
     assert gather._HEAD.itemsize == block_format.HEADER_SIZE == len(raw)
     assert (h["magic"], h["codec"], h["rawlen"], h["crc"]) == (b"HGB1", 3, 123456789, 0xDEADBEEF)
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.int64])
+def test_the_whole_blocks_of_items_in_order_are_those_whose_rows_count_up_from_0(dtype):
+    """Of items in block order going to consecutive rows, a block is read in
+    place only when its items' rows in it are 0, 1, 2, ... in turn: a
+    repeated, skipped, swapped or wrapped row, or a first row past 0, keeps
+    it out (checked against the definition), the rows as index entries keep
+    them (unsigned 32-bit) or as int64."""
+    from hangar_git.store import gather
+
+    rng = np.random.default_rng(4)
+    for _ in range(300):
+        counts = rng.integers(1, 6, rng.integers(1, 12))
+        rows = np.concatenate([np.arange(c) for c in counts]).astype(np.int64)
+        for _ in range(rng.integers(0, 3)):  # some damage
+            i = int(rng.integers(0, len(rows)))
+            rows[i] = rng.choice(
+                [rows[i] + 1, rows[i] - 1, 0, 2**32 - 1 if dtype is np.uint32 else 7]
+            )
+        rows = rows.astype(dtype)
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        want = [
+            rows[lo:hi].astype(np.int64).tolist() == list(range(hi - lo))
+            for lo, hi in itertools.pairwise(bounds.tolist())
+        ]
+        assert gather._whole_blocks_in_order(rows, bounds).tolist() == want
+    assert gather._item_rows(np.array([0, 8, 24], np.uint32), 8)[1].tolist() == [0, 1, 3]
+    assert gather._item_rows(np.array([0, 8, 20], np.uint32), 8)[1] is None  # off its row

@@ -122,10 +122,9 @@ def gather_kind(
         A block row or block is damaged, or an item lies past its block.
     """
     blocks = entries["block"]
-    ioffs = entries["ioff"].astype(np.int64)
-    rows = None if not nbytes or (ioffs % nbytes).any() else ioffs // nbytes
+    ioffs, rows = _item_rows(entries["ioff"], nbytes)
     if len(blocks) < 2 or (blocks[1:] >= blocks[:-1]).all():  # in block order already
-        order, sb = np.arange(len(blocks)), blocks
+        order, sb = np.arange(len(blocks), dtype=_index_type(len(blocks))), blocks
     else:
         order = np.argsort(blocks, kind="stable")
         sb = blocks[order]
@@ -162,6 +161,24 @@ def gather_kind(
     return [typed[i] if a is None else a for i, a in enumerate(g.direct)]
 
 
+def _index_type(n: int) -> type[np.signedinteger]:
+    """The int type of positions below ``n``: int32 when it holds them (half
+    the fresh memory of intp, so half its page faults in a fresh process)."""
+    return np.int32 if n < 2**31 else np.intp
+
+
+def _item_rows(ioffs: np.ndarray, nbytes: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(ioffs, rows)`` of the items at offsets ``ioffs`` in their blocks
+    (unsigned 32-bit, as index entries keep them), items of ``nbytes``:
+    ``rows`` is ``ioffs // nbytes`` when every item sits on a row, else None.
+    Kept in 32 bits (no int64 copy of the offsets, no int64 temporaries)."""
+    if ioffs.dtype != np.uint32 or not 0 < nbytes < 2**31:
+        ioffs = ioffs.astype(np.int64)
+        return ioffs, (None if not nbytes or (ioffs % nbytes).any() else ioffs // nbytes)
+    rows, rem = np.divmod(ioffs, np.uint32(nbytes))
+    return ioffs, (None if rem.any() else rows)
+
+
 def _copy_block(src: BlockSource, g: _Kind, j: int, bid: int) -> None:
     """Copy the items of block position ``j`` (block ``bid``) into ``g.buf``."""
     nbytes, buf = g.nbytes, g.buf
@@ -196,12 +213,30 @@ def _whole_blocks(g: _Kind) -> np.ndarray:
     going to consecutive rows of the output (read in place, in one piece)."""
     order, bounds = g.order, np.asarray(g.bounds)
     assert g.rows is not None
+    if g.in_order:
+        return _whole_blocks_in_order(g.rows, bounds)
     counts = np.diff(bounds)
     starts = np.repeat(bounds[:-1], counts)
     at = np.arange(len(order)) - starts  # each item's place among its block's
     # (when order is 0 .. n-1, each block's items go to consecutive rows)
-    ok = g.rows == at if g.in_order else (g.rows[order] == at) & (order - order[starts] == at)
+    ok = (g.rows[order] == at) & (order - order[starts] == at)
     return np.logical_and.reduceat(ok, bounds[:-1])  # type: ignore[no-any-return]
+
+
+def _whole_blocks_in_order(rows: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """:func:`_whole_blocks` of items in block order going to rows ``0 ..
+    n-1`` (each block's items to consecutive rows): per block, True when
+    its items' rows in it are ``0, 1, ...`` in turn, i.e. the first is row 0
+    and each next one row further. With no array of each item's place in
+    its block (two int64 arrays of the items' size fewer)."""
+    n = len(rows)
+    step = np.empty(n, bool)  # step[i]: item i + 1 is on the row after item i's
+    # (of unsigned rows, the difference wraps: 1 only for the next row, as
+    # no block holds 2**32 rows)
+    np.equal(np.subtract(rows[1:], rows[:-1]), 1, out=step[:-1])
+    step[bounds[1:] - 1] = True  # a block's last item: the next block starts anew
+    first = rows[bounds[:-1]] == 0
+    return first & np.logical_and.reduceat(step, bounds[:-1])  # type: ignore[no-any-return]
 
 
 def _read_in_place(src: BlockSource, g: _Kind, bids: list[int]) -> list[int]:
