@@ -256,3 +256,49 @@ def test_the_whole_blocks_of_items_in_order_are_those_whose_rows_count_up_from_0
         assert gather._whole_blocks_in_order(rows, bounds).tolist() == want
     assert gather._item_rows(np.array([0, 8, 24], np.uint32), 8)[1].tolist() == [0, 1, 3]
     assert gather._item_rows(np.array([0, 8, 20], np.uint32), 8)[1] is None  # off its row
+
+
+@pytest.mark.parametrize("damage", [None, "first half", "second half"])
+def test_a_large_read_in_place_is_read_in_halves_on_two_threads(repo, images, monkeypatch, damage):
+    """From :data:`gather.PARALLEL_BYTES` of blocks on, the second half is
+    read and checked on another thread: the rows are the same, and a block
+    damaged in either half is an IntegrityError, raised once both halves
+    are done."""
+    import threading
+
+    from hangar_git.errors import IntegrityError
+    from hangar_git.store import gather
+
+    _committed(repo, images, list(range(N)))
+    monkeypatch.setattr(gather, "PARALLEL_BYTES", 1)
+    monkeypatch.setattr(gather, "_processors", lambda: {0, 1})
+    threads: list[tuple[str, int]] = []
+    real = gather._read_checked
+
+    def spy(fds, body, packs, *rest):
+        threads.append((threading.current_thread().name, len(packs)))
+        return real(fds, body, packs, *rest)
+
+    monkeypatch.setattr(gather, "_read_checked", spy)
+    co = repo.checkout()
+    reader = co.payloads.reader
+    _, e = reader.lookup([co.view.get("x", f"i:{k}") for k in (10, N - 10)])
+    (pack, b1, l1), (_, b2, l2) = (reader.block_row(int(b)) for b in e["block"])
+    if damage is None:
+        out = co.arraysets["x"].read_into(range(N), np.empty((N, 28, 28), np.uint8))
+        np.testing.assert_array_equal(out, images)
+        names = sorted(name.split("_")[0] for name, _ in threads)
+        assert names == ["MainThread", "hangar-read"] and min(k for _, k in threads) > 1
+    co.close()
+    if damage is None:
+        return
+    path = reader.pack_path(pack)
+    data = bytearray(path.read_bytes())
+    at = b1 + l1 - 5 if damage == "first half" else b2 + l2 - 5  # a byte of a block's body
+    data[at] ^= 0x01
+    path.write_bytes(bytes(data))
+    co = repo.checkout()
+    with pytest.raises(IntegrityError):
+        co.arraysets["x"].read_into(range(N), np.empty((N, 28, 28), np.uint8))
+    co.close()
+    assert len({name for name, _ in threads}) == 2  # both halves read, then refused

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -30,6 +31,10 @@ from .checksum import crc_many
 STREAM_WINDOW = 32 * 1024**2
 #: buffers one ``preadv`` call fills at most (the usual IOV_MAX)
 _IOV_MAX = 1024
+#: bytes of blocks read in place from which a second thread reads half of them
+PARALLEL_BYTES = 16 * 1024**2
+#: that second thread (made on first use; a forked child makes its own)
+_pool: list[ThreadPoolExecutor] = []
 
 #: a block of a window: (block position, pack, offset, length, start in the buffer)
 _Slot = tuple[int, int, int, int, int]
@@ -261,29 +266,85 @@ def _read_in_place(src: BlockSource, g: _Kind, bids: list[int]) -> list[int]:
     plan = sel[np.lexsort((rows[sel, 1], rows[sel, 0]))]  # block positions, in file order
     packs, boffs, blens = (rows[plan, i] for i in range(3))
     starts = order[bounds[plan]].astype(np.int64) * nbytes  # each body's place in the rows
-    got = _read_planned(src, g.buf.reshape(-1).data, packs, boffs, blens, starts)
-    heads = got[1]
-    sound = (
-        (got[0] == blens)
-        & (heads["magic"] == BLOCK_MAGIC)
-        & (heads["codec"] == CODEC_RAW)
-        & (heads["rawlen"] == blens - HEADER_SIZE)
-    )
-    rest += plan[~sound].tolist()  # the careful path decodes them or says what is wrong
+    fds = {p: src.fd(p) for p in set(packs.tolist())}  # (opened here, not on another thread)
     body = g.buf.reshape(-1).data
-    views = [
-        body[a : a + n]
-        for a, n in zip(starts[sound].tolist(), (blens[sound] - HEADER_SIZE).tolist(), strict=True)
-    ]
-    crcs = np.array(crc_many(views), np.uint32)
-    bad = np.flatnonzero(crcs != heads["crc"][sound])
+    sound, good = _read_in_halves(fds, body, packs, boffs, blens, starts)
+    rest += plan[~sound].tolist()  # the careful path decodes them or says what is wrong
+    bad = np.flatnonzero(sound & ~good)
     if len(bad):
-        i = int(np.flatnonzero(sound)[bad[0]])
+        i = int(bad[0])
         raise IntegrityError(
             f"block at {int(boffs[i])} of {src.pack_path(int(packs[i]))} fails its checksum"
         )
     rest.sort()
     return rest
+
+
+def _read_in_halves(
+    fds: dict[int, int],
+    body: memoryview,
+    packs: np.ndarray,
+    boffs: np.ndarray,
+    blens: np.ndarray,
+    starts: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_read_checked` of planned blocks; from :data:`PARALLEL_BYTES`
+    of them on (and two processors), the second half (by bytes) on a
+    second thread while this one reads the first: ``preadv`` and the
+    checksums release the GIL, and each half is a copy of as many bytes.
+    Both halves are done before it returns or raises."""
+    cum = np.cumsum(blens)
+    if not len(cum) or cum[-1] < PARALLEL_BYTES or len(_processors()) < 2:
+        return _read_checked(fds, body, packs, boffs, blens, starts)
+    cut = int(np.searchsorted(cum, cum[-1] // 2)) + 1  # the first half ends at the middle byte
+    if not 0 < cut < len(cum):
+        return _read_checked(fds, body, packs, boffs, blens, starts)
+    if not _pool:
+        _pool.append(ThreadPoolExecutor(1, thread_name_prefix="hangar-read"))
+    halves = [slice(0, cut), slice(cut, None)]
+    other = _pool[0].submit(
+        _read_checked, fds, body, *(a[halves[1]] for a in (packs, boffs, blens, starts))
+    )
+    try:
+        first = _read_checked(fds, body, *(a[halves[0]] for a in (packs, boffs, blens, starts)))
+    finally:
+        second = other.result()  # (waited for even when the first half raised)
+    return np.concatenate([first[0], second[0]]), np.concatenate([first[1], second[1]])
+
+
+def _processors() -> set[int]:
+    """The processors this process may run on."""
+    try:
+        return os.sched_getaffinity(0)
+    except (AttributeError, OSError):  # not on Linux
+        return set(range(os.cpu_count() or 1))
+
+
+def _read_checked(
+    fds: dict[int, int],
+    body: memoryview,
+    packs: np.ndarray,
+    boffs: np.ndarray,
+    blens: np.ndarray,
+    starts: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read planned blocks (:func:`_read_planned`); per block ``(sound,
+    good)``: its header is sound and it was read whole, and (of the sound
+    ones) its body's checksum is the header's."""
+    got, heads = _read_planned(fds, body, packs, boffs, blens, starts)
+    sound = (
+        (got == blens)
+        & (heads["magic"] == BLOCK_MAGIC)
+        & (heads["codec"] == CODEC_RAW)
+        & (heads["rawlen"] == blens - HEADER_SIZE)
+    )
+    views = [
+        body[a : a + n]
+        for a, n in zip(starts[sound].tolist(), (blens[sound] - HEADER_SIZE).tolist(), strict=True)
+    ]
+    good = np.zeros(len(sound), bool)
+    good[sound] = np.array(crc_many(views), np.uint32) == heads["crc"][sound]
+    return sound, good
 
 
 #: a block header as :mod:`.block_format` lays it out (magic, codec, raw length, CRC-32)
@@ -293,7 +354,7 @@ _HEAD = np.dtype(
 
 
 def _read_planned(
-    src: BlockSource,
+    fds: dict[int, int],
     body: memoryview,
     packs: np.ndarray,
     boffs: np.ndarray,
@@ -302,8 +363,9 @@ def _read_planned(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read blocks (in file order) with scattering ``preadv`` calls, runs of
     blocks adjacent in a pack in one call: each header to a scratch buffer,
-    each body to ``body[starts[i]:]``. Returns the bytes read per block (a
-    short read shortens the last blocks of its run) and the headers."""
+    each body to ``body[starts[i]:]`` (``fds``: a descriptor of each pack,
+    open for reading). Returns the bytes read per block (a short read
+    shortens the last blocks of its run) and the headers."""
     k = len(packs)
     heads = np.zeros(k, _HEAD)
     hv = heads.view(np.uint8).data
@@ -319,7 +381,7 @@ def _read_planned(
         for t in range(a, b):
             iov.append(hv[t * HEADER_SIZE : (t + 1) * HEADER_SIZE])
             iov.append(body[at[t] : at[t] + sizes[t]])
-        n = os.preadv(src.fd(int(packs[a])), iov, int(boffs[a]))
+        n = os.preadv(fds[int(packs[a])], iov, int(boffs[a]))
         before = np.cumsum(blens[a:b]) - blens[a:b]  # bytes of the run before each block
         got[a:b] = np.clip(n - before, 0, blens[a:b])
     return got, heads
@@ -457,4 +519,10 @@ def _scatter_read(
     return gots
 
 
-__all__ = ["STREAM_WINDOW", "BlockSource", "gather_kind"]
+def _after_fork() -> None:
+    _pool.clear()  # its thread did not cross the fork
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+__all__ = ["PARALLEL_BYTES", "STREAM_WINDOW", "BlockSource", "gather_kind"]
