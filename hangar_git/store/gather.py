@@ -331,17 +331,15 @@ def _read_checked(
     """Read planned blocks (:func:`_read_planned`); per block ``(sound,
     good)``: its header is sound and it was read whole, and (of the sound
     ones) its body's checksum is the header's."""
-    got, heads = _read_planned(fds, body, packs, boffs, blens, starts)
+    got, heads, bodies = _read_planned(fds, body, packs, boffs, blens, starts)
     sound = (
         (got == blens)
         & (heads["magic"] == BLOCK_MAGIC)
         & (heads["codec"] == CODEC_RAW)
         & (heads["rawlen"] == blens - HEADER_SIZE)
     )
-    views = [
-        body[a : a + n]
-        for a, n in zip(starts[sound].tolist(), (blens[sound] - HEADER_SIZE).tolist(), strict=True)
-    ]
+    # (a sound block's body is the whole of its view)
+    views = bodies if sound.all() else [bodies[i] for i in np.flatnonzero(sound).tolist()]
     good = np.zeros(len(sound), bool)
     good[sound] = np.array(crc_many(views), np.uint32) == heads["crc"][sound]
     return sound, good
@@ -360,12 +358,13 @@ def _read_planned(
     boffs: np.ndarray,
     blens: np.ndarray,
     starts: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, list[memoryview]]:
     """Read blocks (in file order) with scattering ``preadv`` calls, runs of
     blocks adjacent in a pack in one call: each header to a scratch buffer,
     each body to ``body[starts[i]:]`` (``fds``: a descriptor of each pack,
     open for reading). Returns the bytes read per block (a short read
-    shortens the last blocks of its run) and the headers."""
+    shortens the last blocks of its run), the headers, and the views of
+    ``body`` each body was read to (``blens[i]`` less a header)."""
     k = len(packs)
     heads = np.zeros(k, _HEAD)
     hv = heads.view(np.uint8).data
@@ -376,15 +375,17 @@ def _read_planned(
     sizes = (blens - HEADER_SIZE).tolist()
     at = starts.tolist()
     got = np.zeros(k, np.int64)
+    bodies: list[memoryview] = []
     for a, b in itertools.pairwise(edges):
         iov: list[memoryview] = []
         for t in range(a, b):
             iov.append(hv[t * HEADER_SIZE : (t + 1) * HEADER_SIZE])
-            iov.append(body[at[t] : at[t] + sizes[t]])
+            iov.append(view := body[at[t] : at[t] + sizes[t]])
+            bodies.append(view)
         n = os.preadv(fds[int(packs[a])], iov, int(boffs[a]))
         before = np.cumsum(blens[a:b]) - blens[a:b]  # bytes of the run before each block
         got[a:b] = np.clip(n - before, 0, blens[a:b])
-    return got, heads
+    return got, heads, bodies
 
 
 def _stream(
