@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,8 +32,10 @@ from .checksum import crc_many
 STREAM_WINDOW = 32 * 1024**2
 #: buffers one ``preadv`` call fills at most (the usual IOV_MAX)
 _IOV_MAX = 1024
-#: bytes of blocks read in place from which a second thread reads half of them
+#: bytes of blocks read in place from which a second thread helps (see
+#: :func:`_read_in_parts`), and about the bytes of each part it or this one takes
 PARALLEL_BYTES = 16 * 1024**2
+PART_BYTES = 4 * 1024**2
 #: that second thread (made on first use; a forked child makes its own)
 _pool: list[ThreadPoolExecutor] = []
 
@@ -268,7 +271,7 @@ def _read_in_place(src: BlockSource, g: _Kind, bids: list[int]) -> list[int]:
     starts = order[bounds[plan]].astype(np.int64) * nbytes  # each body's place in the rows
     fds = {p: src.fd(p) for p in set(packs.tolist())}  # (opened here, not on another thread)
     body = g.buf.reshape(-1).data
-    sound, good = _read_in_halves(fds, body, packs, boffs, blens, starts)
+    sound, good = _read_in_parts(fds, body, packs, boffs, blens, starts)
     rest += plan[~sound].tolist()  # the careful path decodes them or says what is wrong
     bad = np.flatnonzero(sound & ~good)
     if len(bad):
@@ -280,7 +283,7 @@ def _read_in_place(src: BlockSource, g: _Kind, bids: list[int]) -> list[int]:
     return rest
 
 
-def _read_in_halves(
+def _read_in_parts(
     fds: dict[int, int],
     body: memoryview,
     packs: np.ndarray,
@@ -289,27 +292,68 @@ def _read_in_halves(
     starts: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_read_checked` of planned blocks; from :data:`PARALLEL_BYTES`
-    of them on (and two processors), the second half (by bytes) on a
-    second thread while this one reads the first: ``preadv`` and the
-    checksums release the GIL, and each half is a copy of as many bytes.
-    Both halves are done before it returns or raises."""
+    of them on (and two processors), in parts of about :data:`PART_BYTES`
+    that this thread takes from the front and a second one from the back
+    (``preadv`` and the checksums release the GIL) until they meet. When
+    the second thread does not get a processor soon (a busy machine), this
+    one reads every part: never slower than alone by more than the cuts.
+    Every part taken is done before it returns or raises; a part is never
+    read after it returns."""
     cum = np.cumsum(blens)
     if not len(cum) or cum[-1] < PARALLEL_BYTES or len(_processors()) < 2:
         return _read_checked(fds, body, packs, boffs, blens, starts)
-    cut = int(np.searchsorted(cum, cum[-1] // 2)) + 1  # the first half ends at the middle byte
-    if not 0 < cut < len(cum):
-        return _read_checked(fds, body, packs, boffs, blens, starts)
+    n = max(2, int(cum[-1] // PART_BYTES))
+    cuts = np.searchsorted(cum, cum[-1] * np.arange(1, n) // n) + 1  # at block bounds
+    edges = sorted({0, len(cum), *cuts.tolist()})
+    parts = list(itertools.pairwise(edges))
+    done: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(parts)
+    left = [0, len(parts) - 1]  # the next part from the front, and from the back
+    busy = [False]  # the second thread is reading a part
+    failed: list[BaseException] = []
+    cond = threading.Condition()
+
+    def read(i: int) -> None:
+        a, b = parts[i]
+        done[i] = _read_checked(fds, body, packs[a:b], boffs[a:b], blens[a:b], starts[a:b])
+
+    def from_back() -> None:
+        while True:
+            with cond:
+                if left[0] > left[1]:
+                    return
+                i = left[1]
+                left[1] -= 1
+                busy[0] = True
+            try:
+                read(i)
+            except BaseException as exc:  # raised on the caller's thread
+                failed.append(exc)
+            finally:
+                with cond:
+                    busy[0] = False
+                    cond.notify_all()
+
     if not _pool:
         _pool.append(ThreadPoolExecutor(1, thread_name_prefix="hangar-read"))
-    halves = [slice(0, cut), slice(cut, None)]
-    other = _pool[0].submit(
-        _read_checked, fds, body, *(a[halves[1]] for a in (packs, boffs, blens, starts))
-    )
+    _pool[0].submit(from_back)
     try:
-        first = _read_checked(fds, body, *(a[halves[0]] for a in (packs, boffs, blens, starts)))
+        while True:
+            with cond:
+                if left[0] > left[1]:
+                    break
+                i = left[0]
+                left[0] += 1
+            read(i)
     finally:
-        second = other.result()  # (waited for even when the first half raised)
-    return np.concatenate([first[0], second[0]]), np.concatenate([first[1], second[1]])
+        with cond:
+            left[0] = left[1] + 1  # no part taken from now on
+            while busy[0]:
+                cond.wait()
+    if failed:
+        raise failed[0]
+    got = [d for d in done if d is not None]
+    assert len(got) == len(parts)
+    return np.concatenate([d[0] for d in got]), np.concatenate([d[1] for d in got])
 
 
 def _processors() -> set[int]:
@@ -526,4 +570,4 @@ def _after_fork() -> None:
 
 os.register_at_fork(after_in_child=_after_fork)
 
-__all__ = ["PARALLEL_BYTES", "STREAM_WINDOW", "BlockSource", "gather_kind"]
+__all__ = ["PARALLEL_BYTES", "PART_BYTES", "STREAM_WINDOW", "BlockSource", "gather_kind"]
