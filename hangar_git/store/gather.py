@@ -7,7 +7,11 @@ blocks are streamed instead (:func:`_stream`): read with scattering
 ``preadv`` calls straight into one buffer per window of
 :data:`.reader.STREAM_WINDOW` bytes, placed so their items are rows of it,
 checksums verified; when the items fill most of a window they are handed
-out as views of its rows, with no copy at all. The blocks come from a
+out as views of its rows, with no copy at all. Whole blocks whose items go
+to consecutive rows of the caller's array are read straight into them
+(:func:`_read_in_place`); from :data:`PARALLEL_BYTES` on, a second thread
+helps, taking parts from the back while the caller's thread takes them
+from the front (:func:`_read_in_parts`). The blocks come from a
 :class:`BlockSource` (the :class:`.reader.PackReader`).
 """
 
