@@ -128,7 +128,7 @@ class PackReader(BlockReader):
             runs = self._segs.runs
             run = positions_in_one(runs, joined, hint)
             if run is not None:
-                return take_places(run.entries, np.take(hint.where, pos))
+                return take_places(run.entries, hint.where[pos])  # (no intp copy of pos)
             e = entries_at(runs, joined, hint)
         return None if e is None else take_places(e, pos)
 
