@@ -26,7 +26,6 @@ from .store.chunked import LARGE_IOFF
 from .store.digest import DIGEST_SIZE
 from .store.hugepages import empty_huge
 from .store.limits import payload_bound
-from .store.reader import take_places
 
 
 def _damaged(aset: str, enc: str, digest: bytes, why: object) -> IntegrityError:
@@ -399,10 +398,7 @@ class PayloadAccess:
         if len(pos) * 2 >= len(keys):
             base = self.view.base_samples(aset)
             oid = base.oid if base is not None else None
-            found, e = entry_hints.table_entries(self.reader, self.view.base.repo, oid, keys)
-            if not found.all():
-                return None
-            return take_places(e, pos)  # what the bulk read needs of them
+            return entry_hints.table_places(self.reader, self.view.base.repo, oid, keys, pos)
         joined = np.frombuffer(keys.digests, f"V{DIGEST_SIZE}")[pos].tobytes()
         found, e = self.reader.lookup_joined(joined)
         return e if found.all() else None

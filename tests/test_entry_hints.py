@@ -434,3 +434,40 @@ def test_layouts_noted_and_never_committed_are_bounded(monkeypatch):
     entry_hints.note_layout(b"b" * 20, big, order)
     assert list(entry_hints._layouts) == [b"b" * 20]
     assert entry_hints._take_layout(b"b" * 20)[0] is big
+
+
+def test_places_in_one_segment_are_checked_a_stretch_at_a_time():
+    """A hint of one segment gives the run only when every entry at its
+    places is its digest's, the stretches after the first included (each
+    compared through a reused buffer); the places it gives are those the
+    entries at the hint give."""
+    from hangar_git.store.reader import take_places
+
+    rng = np.random.default_rng(8)
+    n = 2 * placement._CHECK_ROWS + 500  # three stretches
+    pool = [bytes(rng.integers(0, 256, 20, dtype=np.uint8)) for _ in range(n + 10)]
+    runs = [_run(4, pool)]
+    query = [pool[int(i)] for i in rng.permutation(n)]
+    joined = b"".join(query)
+    found, _, placed = placement.place(runs, joined)
+    assert found.all() and placed.sids == (4,)
+    assert placement.positions_in_one(runs, joined, placed) is runs[0]
+    pos = rng.permutation(n)[: n - 7]
+    got = take_places(runs[0].entries, placed.where[pos])
+    want = take_places(placement.entries_at(runs, joined, placed), pos)
+    assert got.tobytes() == want.tobytes()
+    for at in (0, placement._CHECK_ROWS + 3, n - 1):  # a wrong place in each stretch
+        where = placed.where.copy()
+        where[at] = (where[at] + 1) % len(pool)
+        bad = placement.Placement(placed.sids, placed.sizes, where)
+        assert placement.positions_in_one(runs, joined, bad) is None
+        assert placement.entries_at(runs, joined, bad) is None
+    past = placed.where.copy()
+    past[-1] = len(pool)  # past the segment's end
+    bad = placement.Placement(placed.sids, placed.sizes, past)
+    assert placement.positions_in_one(runs, joined, bad) is None
+    resized = placement.Placement(placed.sids, (len(pool) + 1,), placed.where)
+    assert placement.positions_in_one(runs, joined, resized) is None
+    two = [_run(4, pool[:100]), _run(9, pool[100:])]
+    _, _, p2 = placement.place(two, joined)
+    assert placement.positions_in_one(two, joined, p2) is None  # two segments: not its case

@@ -138,9 +138,10 @@ def test_handles_stay_valid_across_commits(written_repo):
 # --------------------------------------------------------------------------
 def _count_lookups(monkeypatch) -> list[int]:
     """Count the reader's index look-ups (of a list of digests, or joined:
-    ``lookup_joined`` is a ``lookup_placed``)."""
+    ``lookup_joined`` is a ``lookup_placed``; or at the places kept for them,
+    ``places_at``)."""
     calls = [0]
-    for name in ("lookup", "lookup_placed"):
+    for name in ("lookup", "lookup_placed", "places_at"):
         real = getattr(PackReader, name)
 
         def counting(self, digests, *args, real=real):

@@ -7,6 +7,10 @@ a page fault per 2 MiB, not per 4 KiB. Small arrays are plain ones.
 
 from __future__ import annotations
 
+import platform
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -51,3 +55,56 @@ def test_the_row_table_of_a_large_arrayset_is_laid_on_huge_pages(repo):
         for k in (0, 1, n // 2, n - 1):
             np.testing.assert_array_equal(aset[k], data[k])
     rc.close()
+
+
+_REUSE_CHILD = """
+import resource, sys
+import numpy as np
+from hangar_git.store import hugepages
+
+if sys.argv[1] == "reuse":
+    hugepages.reuse_freed()
+    hugepages.reuse_freed()  # (once is enough: a second call does nothing)
+faults = []
+for _ in range(2):  # an arrayset's metadata array written, freed, and another one
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    a = np.ones(1 << 20, np.uint8)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+    del a
+print(faults[1])
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+    reason="glibc's malloc on Linux",
+)
+def test_a_read_checkout_has_memory_freed_before_used_again(repo):
+    """After :func:`reuse_freed` (which a read checkout calls), a 1 MiB array
+    made after another was freed takes that one's memory: no page faults;
+    without it, each is new memory, a page fault per 4 KiB (in a fresh
+    process, where glibc's mmap threshold has not risen yet)."""
+    import hangar_git.checkout_reader as checkout_reader
+
+    def second_array_faults(mode: str) -> int:
+        got = subprocess.run(
+            [sys.executable, "-c", _REUSE_CHILD, mode], capture_output=True, text=True, check=True
+        )
+        return int(got.stdout)
+
+    assert second_array_faults("reuse") < 16
+    assert second_array_faults("plain") > 128  # what it spares
+    co = repo.checkout(write=True)
+    co.arraysets.init_arrayset("a", shape=(2,), dtype=np.uint8).add_stacked(
+        np.zeros((3, 2), np.uint8), range(3)
+    )
+    co.commit("a")
+    co.close()
+    calls: list[int] = []
+    real = checkout_reader.reuse_freed
+    checkout_reader.reuse_freed = lambda: calls.append(1) or real()
+    try:
+        repo.checkout().close()
+    finally:
+        checkout_reader.reuse_freed = real
+    assert calls == [1]

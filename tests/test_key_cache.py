@@ -287,6 +287,7 @@ def test_dense_order_is_the_key_order_of_a_permutation_only(ints, dense):
     assert (order is not None) == dense
     if order is not None:
         assert np.array(ints)[order].tolist() == list(range(len(ints)))
+        assert order.dtype == np.int32  # (half the memory of intp)
 
 
 def test_tables_kept_for_a_commit_are_handed_on_once_and_few_stay(repo, monkeypatch):

@@ -8,6 +8,8 @@ with a ValueError before reading, and leave ``out`` untouched on a missing key.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -225,3 +227,125 @@ def test_the_block_header_layout_read_in_place_is_the_stored_one():
     h = np.frombuffer(raw, gather._HEAD)[0]
     assert gather._HEAD.itemsize == block_format.HEADER_SIZE == len(raw)
     assert (h["magic"], h["codec"], h["rawlen"], h["crc"]) == (b"HGB1", 3, 123456789, 0xDEADBEEF)
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.int64])
+def test_the_whole_blocks_of_items_in_order_are_those_whose_rows_count_up_from_0(dtype):
+    """Of items in block order going to consecutive rows, a block is read in
+    place only when its items' rows in it are 0, 1, 2, ... in turn: a
+    repeated, skipped, swapped or wrapped row, or a first row past 0, keeps
+    it out (checked against the definition), the rows as index entries keep
+    them (unsigned 32-bit) or as int64."""
+    from hangar_git.store import gather
+
+    rng = np.random.default_rng(4)
+    for _ in range(300):
+        counts = rng.integers(1, 6, rng.integers(1, 12))
+        rows = np.concatenate([np.arange(c) for c in counts]).astype(np.int64)
+        for _ in range(rng.integers(0, 3)):  # some damage
+            i = int(rng.integers(0, len(rows)))
+            rows[i] = rng.choice(
+                [rows[i] + 1, rows[i] - 1, 0, 2**32 - 1 if dtype is np.uint32 else 7]
+            )
+        rows = rows.astype(dtype)
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        want = [
+            rows[lo:hi].astype(np.int64).tolist() == list(range(hi - lo))
+            for lo, hi in itertools.pairwise(bounds.tolist())
+        ]
+        assert gather._whole_blocks_in_order(rows, bounds).tolist() == want
+    assert gather._item_rows(np.array([0, 8, 24], np.uint32), 8)[1].tolist() == [0, 1, 3]
+    assert gather._item_rows(np.array([0, 8, 20], np.uint32), 8)[1] is None  # off its row
+
+
+def _read_parts_spy(monkeypatch, gather):
+    """Record which thread reads each part (thread name, blocks); each thread
+    waits at its first part for the other to be at its own, so that of two
+    parts each reads one, whatever the scheduler does (neither can take a
+    second part before the other has taken one)."""
+    import threading
+
+    threads: list[tuple[str, int]] = []
+    meet = threading.Barrier(2, timeout=30)
+    met: set[str] = set()
+    real = gather._read_checked
+
+    def spy(fds, body, packs, *rest):
+        name = threading.current_thread().name.split("_")[0]
+        if name not in met:
+            met.add(name)
+            meet.wait()
+        threads.append((name, len(packs)))
+        return real(fds, body, packs, *rest)
+
+    monkeypatch.setattr(gather, "_read_checked", spy)
+    return threads
+
+
+@pytest.mark.parametrize("damage", [None, "front part", "back part"])
+def test_a_large_read_in_place_is_read_in_parts_on_two_threads(repo, images, monkeypatch, damage):
+    """From :data:`gather.PARALLEL_BYTES` of blocks on, a second thread reads
+    and checks parts from the back while the caller's thread does from the
+    front: the rows are the same, and a block damaged in either thread's
+    part is an IntegrityError, raised once both are done."""
+    from hangar_git.errors import IntegrityError
+    from hangar_git.store import gather
+
+    _committed(repo, images, list(range(N)))
+    monkeypatch.setattr(gather, "PARALLEL_BYTES", 1)
+    monkeypatch.setattr(gather, "PART_BYTES", N * 28 * 28 // 2)  # two parts
+    monkeypatch.setattr(gather, "_processors", lambda: {0, 1})
+    threads = _read_parts_spy(monkeypatch, gather)
+    co = repo.checkout()
+    reader = co.payloads.reader
+    _, e = reader.lookup([co.view.get("x", f"i:{k}") for k in (10, N - 10)])
+    (pack, b1, l1), (_, b2, l2) = (reader.block_row(int(b)) for b in e["block"])
+    if damage is None:
+        out = co.arraysets["x"].read_into(range(N), np.empty((N, 28, 28), np.uint8))
+        np.testing.assert_array_equal(out, images)
+        assert sorted(name for name, _ in threads) == ["MainThread", "hangar-read"]
+        assert min(k for _, k in threads) > 1
+    co.close()
+    if damage is None:
+        return
+    path = reader.pack_path(pack)
+    data = bytearray(path.read_bytes())
+    at = b1 + l1 - 5 if damage == "front part" else b2 + l2 - 5  # a byte of a block's body
+    data[at] ^= 0x01
+    path.write_bytes(bytes(data))
+    co = repo.checkout()
+    with pytest.raises(IntegrityError):
+        co.arraysets["x"].read_into(range(N), np.empty((N, 28, 28), np.uint8))
+    co.close()
+    assert {name for name, _ in threads} == {"MainThread", "hangar-read"}
+
+
+def test_parts_the_second_thread_has_not_taken_are_read_by_the_caller(repo, images, monkeypatch):
+    """When the second thread does not run before the caller's has read every
+    part (a busy machine), the read is whole all the same, and the second
+    thread, when it runs later, reads nothing (the rows are the caller's)."""
+    from hangar_git.store import gather
+
+    _committed(repo, images, list(range(N)))
+    monkeypatch.setattr(gather, "PARALLEL_BYTES", 1)
+    monkeypatch.setattr(gather, "PART_BYTES", N * 28 * 28 // 4)  # four parts
+    monkeypatch.setattr(gather, "_processors", lambda: {0, 1})
+    late: list = []
+
+    class Idle:  # a pool whose thread gets no processor until the read is over
+        def submit(self, fn, *args):
+            late.append(fn)
+
+    monkeypatch.setattr(gather, "_pool", [Idle()])
+    reads: list[int] = []
+    real = gather._read_checked
+    monkeypatch.setattr(
+        gather, "_read_checked", lambda f, b, p, *r: reads.append(len(p)) or real(f, b, p, *r)
+    )
+    co = repo.checkout()
+    out = co.arraysets["x"].read_into(range(N), np.empty((N, 28, 28), np.uint8))
+    np.testing.assert_array_equal(out, images)
+    co.close()
+    assert len(reads) == 4 and len(late) == 1
+    late[0]()  # the second thread runs at last: nothing is left to it
+    assert len(reads) == 4

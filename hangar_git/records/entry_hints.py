@@ -103,7 +103,10 @@ def parse(data: bytes, oid: bytes, count: int) -> Placement | None:
     if crc32(memoryview(data)[:end]) != CRC.unpack_from(data, end)[0]:
         return None
     segs = [SEGMENT.unpack_from(data, HEADER.size + SEGMENT.size * i) for i in range(k)]
-    where = np.frombuffer(data, "<i8", n, HEADER.size + SEGMENT.size * k).astype(np.int64)
+    # (read-only, in ``data``: no copy, whose fresh pages would each be a page fault)
+    where = np.frombuffer(data, "<i8", n, HEADER.size + SEGMENT.size * k).astype(
+        np.int64, copy=False
+    )
     return Placement(tuple(s for s, _ in segs), tuple(z for _, z in segs), where)
 
 
@@ -125,16 +128,46 @@ def store(repo: pygit2.Repository, oid: bytes, placement: Placement) -> None:
 
 
 def table_entries(
-    reader: PackReader, repo: pygit2.Repository, oid: bytes | None, table: KeyTable
+    reader: PackReader,
+    repo: pygit2.Repository,
+    oid: bytes | None,
+    table: KeyTable,
+    hint: Placement | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(found, entries)`` of every digest of ``table`` (the key table of
     samples tree ``oid``), in its order: taken at the places kept for the
-    tree when they are sound, else searched for (and their places kept)."""
-    hint = load(repo, oid, len(table)) if oid is not None else None
+    tree when they are sound, else searched for (and their places kept).
+    ``hint``: those places, when the caller loaded them already."""
+    if hint is None and oid is not None:
+        hint = load(repo, oid, len(table))
     found, e, placed = reader.lookup_placed(table.digests, hint)
     if placed is not None and oid is not None and len(e) and found.all():
         store(repo, oid, placed)
     return found, e
+
+
+def table_places(
+    reader: PackReader,
+    repo: pygit2.Repository,
+    oid: bytes | None,
+    table: KeyTable,
+    pos: np.ndarray,
+) -> np.ndarray | None:
+    """The places (:data:`.store.reader.PLACE`) of the entries of the digests
+    at positions ``pos`` of ``table`` (the key table of samples tree ``oid``),
+    in that order: what a bulk read of them needs. Taken at the places kept
+    for the tree when they are sound (:meth:`.store.reader.PackReader.places_at`:
+    no array of whole entries made), else as :func:`table_entries` finds
+    them; None when some digest of the table is absent."""
+    from ..store.reader import take_places
+
+    hint = load(repo, oid, len(table)) if oid is not None else None
+    if hint is not None:
+        places = reader.places_at(table.digests, hint, pos)
+        if places is not None:
+            return places
+    found, e = table_entries(reader, repo, oid, table, hint)
+    return take_places(e, pos) if found.all() else None
 
 
 #: samples tree id -> (its records' digests joined in their order as
@@ -220,4 +253,5 @@ __all__ = [
     "parse",
     "store",
     "table_entries",
+    "table_places",
 ]

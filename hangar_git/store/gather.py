@@ -7,7 +7,11 @@ blocks are streamed instead (:func:`_stream`): read with scattering
 ``preadv`` calls straight into one buffer per window of
 :data:`.reader.STREAM_WINDOW` bytes, placed so their items are rows of it,
 checksums verified; when the items fill most of a window they are handed
-out as views of its rows, with no copy at all. The blocks come from a
+out as views of its rows, with no copy at all. Whole blocks whose items go
+to consecutive rows of the caller's array are read straight into them
+(:func:`_read_in_place`); from :data:`PARALLEL_BYTES` on, a second thread
+helps, taking parts from the back while the caller's thread takes them
+from the front (:func:`_read_in_parts`). The blocks come from a
 :class:`BlockSource` (the :class:`.reader.PackReader`).
 """
 
@@ -15,7 +19,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -30,6 +36,12 @@ from .checksum import crc_many
 STREAM_WINDOW = 32 * 1024**2
 #: buffers one ``preadv`` call fills at most (the usual IOV_MAX)
 _IOV_MAX = 1024
+#: bytes of blocks read in place from which a second thread helps (see
+#: :func:`_read_in_parts`), and about the bytes of each part it or this one takes
+PARALLEL_BYTES = 16 * 1024**2
+PART_BYTES = 4 * 1024**2
+#: that second thread (made on first use; a forked child makes its own)
+_pool: list[ThreadPoolExecutor] = []
 
 #: a block of a window: (block position, pack, offset, length, start in the buffer)
 _Slot = tuple[int, int, int, int, int]
@@ -122,10 +134,9 @@ def gather_kind(
         A block row or block is damaged, or an item lies past its block.
     """
     blocks = entries["block"]
-    ioffs = entries["ioff"].astype(np.int64)
-    rows = None if not nbytes or (ioffs % nbytes).any() else ioffs // nbytes
+    ioffs, rows = _item_rows(entries["ioff"], nbytes)
     if len(blocks) < 2 or (blocks[1:] >= blocks[:-1]).all():  # in block order already
-        order, sb = np.arange(len(blocks)), blocks
+        order, sb = np.arange(len(blocks), dtype=_index_type(len(blocks))), blocks
     else:
         order = np.argsort(blocks, kind="stable")
         sb = blocks[order]
@@ -162,6 +173,24 @@ def gather_kind(
     return [typed[i] if a is None else a for i, a in enumerate(g.direct)]
 
 
+def _index_type(n: int) -> type[np.signedinteger]:
+    """The int type of positions below ``n``: int32 when it holds them (half
+    the fresh memory of intp, so half its page faults in a fresh process)."""
+    return np.int32 if n < 2**31 else np.intp
+
+
+def _item_rows(ioffs: np.ndarray, nbytes: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(ioffs, rows)`` of the items at offsets ``ioffs`` in their blocks
+    (unsigned 32-bit, as index entries keep them), items of ``nbytes``:
+    ``rows`` is ``ioffs // nbytes`` when every item sits on a row, else None.
+    Kept in 32 bits (no int64 copy of the offsets, no int64 temporaries)."""
+    if ioffs.dtype != np.uint32 or not 0 < nbytes < 2**31:
+        ioffs = ioffs.astype(np.int64)
+        return ioffs, (None if not nbytes or (ioffs % nbytes).any() else ioffs // nbytes)
+    rows, rem = np.divmod(ioffs, np.uint32(nbytes))
+    return ioffs, (None if rem.any() else rows)
+
+
 def _copy_block(src: BlockSource, g: _Kind, j: int, bid: int) -> None:
     """Copy the items of block position ``j`` (block ``bid``) into ``g.buf``."""
     nbytes, buf = g.nbytes, g.buf
@@ -196,12 +225,30 @@ def _whole_blocks(g: _Kind) -> np.ndarray:
     going to consecutive rows of the output (read in place, in one piece)."""
     order, bounds = g.order, np.asarray(g.bounds)
     assert g.rows is not None
+    if g.in_order:
+        return _whole_blocks_in_order(g.rows, bounds)
     counts = np.diff(bounds)
     starts = np.repeat(bounds[:-1], counts)
     at = np.arange(len(order)) - starts  # each item's place among its block's
     # (when order is 0 .. n-1, each block's items go to consecutive rows)
-    ok = g.rows == at if g.in_order else (g.rows[order] == at) & (order - order[starts] == at)
+    ok = (g.rows[order] == at) & (order - order[starts] == at)
     return np.logical_and.reduceat(ok, bounds[:-1])  # type: ignore[no-any-return]
+
+
+def _whole_blocks_in_order(rows: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """:func:`_whole_blocks` of items in block order going to rows ``0 ..
+    n-1`` (each block's items to consecutive rows): per block, True when
+    its items' rows in it are ``0, 1, ...`` in turn, i.e. the first is row 0
+    and each next one row further. With no array of each item's place in
+    its block (two int64 arrays of the items' size fewer)."""
+    n = len(rows)
+    step = np.empty(n, bool)  # step[i]: item i + 1 is on the row after item i's
+    # (of unsigned rows, the difference wraps: 1 only for the next row, as
+    # no block holds 2**32 rows)
+    np.equal(np.subtract(rows[1:], rows[:-1]), 1, out=step[:-1])
+    step[bounds[1:] - 1] = True  # a block's last item: the next block starts anew
+    first = rows[bounds[:-1]] == 0
+    return first & np.logical_and.reduceat(step, bounds[:-1])  # type: ignore[no-any-return]
 
 
 def _read_in_place(src: BlockSource, g: _Kind, bids: list[int]) -> list[int]:
@@ -226,29 +273,124 @@ def _read_in_place(src: BlockSource, g: _Kind, bids: list[int]) -> list[int]:
     plan = sel[np.lexsort((rows[sel, 1], rows[sel, 0]))]  # block positions, in file order
     packs, boffs, blens = (rows[plan, i] for i in range(3))
     starts = order[bounds[plan]].astype(np.int64) * nbytes  # each body's place in the rows
-    got = _read_planned(src, g.buf.reshape(-1).data, packs, boffs, blens, starts)
-    heads = got[1]
-    sound = (
-        (got[0] == blens)
-        & (heads["magic"] == BLOCK_MAGIC)
-        & (heads["codec"] == CODEC_RAW)
-        & (heads["rawlen"] == blens - HEADER_SIZE)
-    )
-    rest += plan[~sound].tolist()  # the careful path decodes them or says what is wrong
+    fds = {p: src.fd(p) for p in set(packs.tolist())}  # (opened here, not on another thread)
     body = g.buf.reshape(-1).data
-    views = [
-        body[a : a + n]
-        for a, n in zip(starts[sound].tolist(), (blens[sound] - HEADER_SIZE).tolist(), strict=True)
-    ]
-    crcs = np.array(crc_many(views), np.uint32)
-    bad = np.flatnonzero(crcs != heads["crc"][sound])
+    sound, good = _read_in_parts(fds, body, packs, boffs, blens, starts)
+    rest += plan[~sound].tolist()  # the careful path decodes them or says what is wrong
+    bad = np.flatnonzero(sound & ~good)
     if len(bad):
-        i = int(np.flatnonzero(sound)[bad[0]])
+        i = int(bad[0])
         raise IntegrityError(
             f"block at {int(boffs[i])} of {src.pack_path(int(packs[i]))} fails its checksum"
         )
     rest.sort()
     return rest
+
+
+def _read_in_parts(
+    fds: dict[int, int],
+    body: memoryview,
+    packs: np.ndarray,
+    boffs: np.ndarray,
+    blens: np.ndarray,
+    starts: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_read_checked` of planned blocks; from :data:`PARALLEL_BYTES`
+    of them on (and two processors), in parts of about :data:`PART_BYTES`
+    that this thread takes from the front and a second one from the back
+    (``preadv`` and the checksums release the GIL) until they meet. When
+    the second thread does not get a processor soon (a busy machine), this
+    one reads every part: never slower than alone by more than the cuts.
+    Every part taken is done before it returns or raises; a part is never
+    read after it returns."""
+    cum = np.cumsum(blens)
+    if not len(cum) or cum[-1] < PARALLEL_BYTES or len(_processors()) < 2:
+        return _read_checked(fds, body, packs, boffs, blens, starts)
+    n = max(2, int(cum[-1] // PART_BYTES))
+    cuts = np.searchsorted(cum, cum[-1] * np.arange(1, n) // n) + 1  # at block bounds
+    edges = sorted({0, len(cum), *cuts.tolist()})
+    parts = list(itertools.pairwise(edges))
+    done: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(parts)
+    left = [0, len(parts) - 1]  # the next part from the front, and from the back
+    busy = [False]  # the second thread is reading a part
+    failed: list[BaseException] = []
+    cond = threading.Condition()
+
+    def read(i: int) -> None:
+        a, b = parts[i]
+        done[i] = _read_checked(fds, body, packs[a:b], boffs[a:b], blens[a:b], starts[a:b])
+
+    def from_back() -> None:
+        while True:
+            with cond:
+                if left[0] > left[1]:
+                    return
+                i = left[1]
+                left[1] -= 1
+                busy[0] = True
+            try:
+                read(i)
+            except BaseException as exc:  # raised on the caller's thread
+                failed.append(exc)
+            finally:
+                with cond:
+                    busy[0] = False
+                    cond.notify_all()
+
+    if not _pool:
+        _pool.append(ThreadPoolExecutor(1, thread_name_prefix="hangar-read"))
+    _pool[0].submit(from_back)
+    try:
+        while True:
+            with cond:
+                if left[0] > left[1]:
+                    break
+                i = left[0]
+                left[0] += 1
+            read(i)
+    finally:
+        with cond:
+            left[0] = left[1] + 1  # no part taken from now on
+            while busy[0]:
+                cond.wait()
+    if failed:
+        raise failed[0]
+    got = [d for d in done if d is not None]
+    assert len(got) == len(parts)
+    return np.concatenate([d[0] for d in got]), np.concatenate([d[1] for d in got])
+
+
+def _processors() -> set[int]:
+    """The processors this process may run on."""
+    try:
+        return os.sched_getaffinity(0)
+    except (AttributeError, OSError):  # not on Linux
+        return set(range(os.cpu_count() or 1))
+
+
+def _read_checked(
+    fds: dict[int, int],
+    body: memoryview,
+    packs: np.ndarray,
+    boffs: np.ndarray,
+    blens: np.ndarray,
+    starts: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read planned blocks (:func:`_read_planned`); per block ``(sound,
+    good)``: its header is sound and it was read whole, and (of the sound
+    ones) its body's checksum is the header's."""
+    got, heads, bodies = _read_planned(fds, body, packs, boffs, blens, starts)
+    sound = (
+        (got == blens)
+        & (heads["magic"] == BLOCK_MAGIC)
+        & (heads["codec"] == CODEC_RAW)
+        & (heads["rawlen"] == blens - HEADER_SIZE)
+    )
+    # (a sound block's body is the whole of its view)
+    views = bodies if sound.all() else [bodies[i] for i in np.flatnonzero(sound).tolist()]
+    good = np.zeros(len(sound), bool)
+    good[sound] = np.array(crc_many(views), np.uint32) == heads["crc"][sound]
+    return sound, good
 
 
 #: a block header as :mod:`.block_format` lays it out (magic, codec, raw length, CRC-32)
@@ -258,17 +400,19 @@ _HEAD = np.dtype(
 
 
 def _read_planned(
-    src: BlockSource,
+    fds: dict[int, int],
     body: memoryview,
     packs: np.ndarray,
     boffs: np.ndarray,
     blens: np.ndarray,
     starts: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, list[memoryview]]:
     """Read blocks (in file order) with scattering ``preadv`` calls, runs of
     blocks adjacent in a pack in one call: each header to a scratch buffer,
-    each body to ``body[starts[i]:]``. Returns the bytes read per block (a
-    short read shortens the last blocks of its run) and the headers."""
+    each body to ``body[starts[i]:]`` (``fds``: a descriptor of each pack,
+    open for reading). Returns the bytes read per block (a short read
+    shortens the last blocks of its run), the headers, and the views of
+    ``body`` each body was read to (``blens[i]`` less a header)."""
     k = len(packs)
     heads = np.zeros(k, _HEAD)
     hv = heads.view(np.uint8).data
@@ -279,15 +423,17 @@ def _read_planned(
     sizes = (blens - HEADER_SIZE).tolist()
     at = starts.tolist()
     got = np.zeros(k, np.int64)
+    bodies: list[memoryview] = []
     for a, b in itertools.pairwise(edges):
         iov: list[memoryview] = []
         for t in range(a, b):
             iov.append(hv[t * HEADER_SIZE : (t + 1) * HEADER_SIZE])
-            iov.append(body[at[t] : at[t] + sizes[t]])
-        n = os.preadv(src.fd(int(packs[a])), iov, int(boffs[a]))
+            iov.append(view := body[at[t] : at[t] + sizes[t]])
+            bodies.append(view)
+        n = os.preadv(fds[int(packs[a])], iov, int(boffs[a]))
         before = np.cumsum(blens[a:b]) - blens[a:b]  # bytes of the run before each block
         got[a:b] = np.clip(n - before, 0, blens[a:b])
-    return got, heads
+    return got, heads, bodies
 
 
 def _stream(
@@ -422,4 +568,10 @@ def _scatter_read(
     return gots
 
 
-__all__ = ["STREAM_WINDOW", "BlockSource", "gather_kind"]
+def _after_fork() -> None:
+    _pool.clear()  # its thread did not cross the fork
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+__all__ = ["PARALLEL_BYTES", "PART_BYTES", "STREAM_WINDOW", "BlockSource", "gather_kind"]

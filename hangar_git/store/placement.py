@@ -28,6 +28,9 @@ from .index import ENTRY, QUERY, Run, key_order, lookup_runs
 _ENTRY_BYTES = np.dtype(f"V{ENTRY.itemsize}")
 #: uint32 words of a digest
 _WORDS = DIGEST_SIZE // 4
+#: places whose entries :func:`positions_in_one` compares at a time (their
+#: entries, 256 KiB, taken into one buffer that is reused: few page faults)
+_CHECK_ROWS = 8192
 
 
 class Placement(NamedTuple):
@@ -161,12 +164,16 @@ def _place_sorted(runs: Sequence[Run], joined: bytes) -> tuple[np.ndarray, Place
     return None
 
 
-def entries_at(runs: Sequence[Run], joined: bytes, placement: Placement) -> np.ndarray | None:
-    """The entries of ``joined`` digests at ``placement``, when it is sound for
-    ``runs`` (see the module's docstring); else None."""
+def _named_runs(runs: Sequence[Run], joined: bytes, placement: Placement) -> list[Run] | None:
+    """The runs ``placement`` names, in its order, when each is loaded with
+    the size it had and the placement has a place per digest of ``joined``;
+    else None."""
     n = len(joined) // DIGEST_SIZE
-    where = placement.where
-    if len(joined) % DIGEST_SIZE or len(where) != n or len(placement.sids) != len(placement.sizes):
+    if (
+        len(joined) % DIGEST_SIZE
+        or len(placement.where) != n
+        or len(placement.sids) != len(placement.sizes)
+    ):
         return None
     by_sid = {r.sid: r for r in runs}
     named: list[Run] = []
@@ -175,6 +182,45 @@ def entries_at(runs: Sequence[Run], joined: bytes, placement: Placement) -> np.n
         if run is None or len(run.keys) != size:
             return None
         named.append(run)
+    return named
+
+
+def positions_in_one(runs: Sequence[Run], joined: bytes, placement: Placement) -> Run | None:
+    """The one run holding every place of ``placement`` (whose places are then
+    the positions in it), when the placement is sound for ``runs`` (as
+    :func:`entries_at` asks) and its entries at those places are those of
+    ``joined`` digests; else None (also for an empty placement, or one of
+    several runs: :func:`entries_at` decides those).
+
+    Nothing of the size of the entries is made: the digests are compared a
+    stretch of :data:`_CHECK_ROWS` places at a time, through one small
+    buffer (a fresh 32-byte entry per digest would be a page fault every
+    128 digests in a fresh process)."""
+    named = _named_runs(runs, joined, placement)
+    where = placement.where
+    if named is None or len(named) != 1 or not len(where):
+        return None
+    if int(where.min()) < 0 or int(where.max()) >= placement.sizes[0]:
+        return None
+    ents = named[0].entries.view(_ENTRY_BYTES)
+    words = np.frombuffer(joined, np.uint32).reshape(len(where), _WORDS)
+    buf = np.empty(min(len(where), _CHECK_ROWS), _ENTRY_BYTES)
+    for a in range(0, len(where), _CHECK_ROWS):
+        at = where[a : a + _CHECK_ROWS]
+        e = np.take(ents, at, out=buf[: len(at)], mode="clip")  # (bounds checked above)
+        if not _same_digests(e, words[a : a + _CHECK_ROWS]).all():
+            return None
+    return named[0]
+
+
+def entries_at(runs: Sequence[Run], joined: bytes, placement: Placement) -> np.ndarray | None:
+    """The entries of ``joined`` digests at ``placement``, when it is sound for
+    ``runs`` (see the module's docstring); else None."""
+    n = len(joined) // DIGEST_SIZE
+    where = placement.where
+    named = _named_runs(runs, joined, placement)
+    if named is None:
+        return None
     if not n:
         return np.zeros(0, ENTRY)
     if not named:
@@ -203,4 +249,4 @@ def entries_at(runs: Sequence[Run], joined: bytes, placement: Placement) -> np.n
     return e.view(ENTRY)
 
 
-__all__ = ["PlacedRows", "Placement", "entries_at", "place"]
+__all__ = ["PlacedRows", "Placement", "entries_at", "place", "positions_in_one"]

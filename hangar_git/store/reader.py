@@ -21,7 +21,7 @@ from .block_reader import CACHE_BYTES, BlockReader
 from .chunked import LARGE_IOFF, LARGE_PACK
 from .gather import gather_kind
 from .index import ENTRY, Location, entry_digests
-from .placement import Placement, entries_at, place
+from .placement import Placement, entries_at, place, positions_in_one
 
 #: the fields of an index entry a bulk read uses (block id, item offset, kind
 #: id), 12 bytes where the entry (:data:`.index.ENTRY`) takes 32: what
@@ -113,6 +113,24 @@ class PackReader(BlockReader):
             if not found.all() and self._segs.damaged:
                 self._note_damage(np.frombuffer(joined, "V20").tolist(), found)
             return found, e, placed
+
+    def places_at(self, joined: bytes, hint: Placement, pos: np.ndarray) -> np.ndarray | None:
+        """The places (:data:`PLACE`) of the entries of ``joined`` digests at
+        ``hint``, of the digests at positions ``pos``, in that order: what
+        :meth:`lookup_placed` then :func:`take_places` give when ``hint`` is
+        sound (every entry at its place checked to be its digest's), with
+        no array of whole entries made when every place is in one segment.
+        None when the hint is not sound (search then, as :meth:`lookup_placed` does)."""
+        self._check_pid()
+        with self._lock:
+            if not self._segs.loaded:
+                self._segs.load(self._con, self.store.index_path)
+            runs = self._segs.runs
+            run = positions_in_one(runs, joined, hint)
+            if run is not None:
+                return take_places(run.entries, hint.where[pos])  # (no intp copy of pos)
+            e = entries_at(runs, joined, hint)
+        return None if e is None else take_places(e, pos)
 
     def locate_many(self, digests: Iterable[bytes]) -> dict[bytes, Location]:
         """Locations of those of ``digests`` stored here.
