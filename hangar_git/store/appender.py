@@ -145,6 +145,16 @@ class PackAppender:
             self._out_bytes += len(part)
         return boff
 
+    def drop_last(self, parts: Sequence[bytes | memoryview]) -> None:
+        """Take back ``parts``, the last queued with :meth:`queue_parts`, when
+        they are still queued (a failed write keeps them so, unless it had to
+        forget everything): nothing else was queued after them."""
+        k = len(parts)
+        tail = self._out[-k:] if k and len(self._out) >= k else []
+        if tail and all(a is b for a, b in zip(tail, parts, strict=True)):
+            del self._out[-k:]
+            self._out_bytes -= sum(len(p) for p in parts)
+
     def rotate(self, kind_ids: Mapping[str, int]) -> None:
         """Seal and sync the current pack, and move to the next number."""
         self.manifest.seal(self.pack, kind_ids)  # written by the sync

@@ -49,6 +49,7 @@ from .segment_probe import PROBE_MAX, KeptBlobs, close_kept, newest_small_runs, 
 from .uncommitted import Uncommitted, digest_order, fresh_positions
 from .writer_gc import PackMaintenance
 from .writer_large import LargePayloads
+from .writer_rows import StackedRows
 
 if TYPE_CHECKING:
     from .packs import PackStore
@@ -59,7 +60,7 @@ STORE_LOCK_TIMEOUT = 120.0
 _PLACED_MAX = 4
 
 
-class PackWriter(LargePayloads, PackMaintenance, IndexTables):
+class PackWriter(LargePayloads, StackedRows, PackMaintenance, IndexTables):
     """The single writer of a store: appends blocks and index entries.
 
     Items are gathered per dtype into blocks of about :data:`BLOCK_TARGET`
@@ -378,15 +379,10 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
             room = (appender.PACK_LIMIT - self._app.end) // (per * size + HEADER_SIZE) * per
             w1 = min(n, w0 + max(per, min(window, room)))
             parts, lengths = encode_parts(raw[w0 * size : w1 * size], size * per, typesize)
-            pack = self._app.pack
             at = self._app.queue_parts(parts)
+            self._name_blocks(kid, size, per, joined, self._app.pack, at, lengths, w0, bids)
             for blen, start in zip(lengths, range(w0, w1, per), strict=True):
-                bid, stop = self._next_block, min(w1, start + per)
-                self._next_block += 1
-                self._new.add_block(bid, pack, at, blen)
-                self._app.manifest.add_rows(at, blen, kid, size, joined, slice(start, stop))
-                bids[start:stop] = bid
-                at += blen
+                stop = min(w1, start + per)
                 owned += HEADER_SIZE if blen == HEADER_SIZE + (stop - start) * size else blen
             if self._app.queued_bytes >= STREAM_WINDOW:
                 self._app.write_out()  # the disk starts on it while the next window is encoded
@@ -394,19 +390,7 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
                     self._app.sync()
                     owned = 0
             w0 = w1
-        e = np.empty(n, ENTRY)
-        q = np.frombuffer(joined, QUERY)
-        e["key"] = q["key"]
-        e["tail"] = q["tail"]
-        e["block"] = bids
-        e["ioff"] = (np.arange(n, dtype=np.uint32) % per) * size
-        e["kind"] = kid
-        if order is None:
-            self._new.add_entries(e)
-        else:
-            ordered = np.take(e, order)
-            self._new.add_sorted_entries(ordered)
-            self._rows_sorted = (joined, order, ordered)
+        self._queue_entries(kid, size, per, joined, bids, order)
 
     def _have(self, digest: bytes) -> bool:
         """True when payload ``digest`` is stored, queued or written already."""
