@@ -29,7 +29,6 @@ from .chunked import LargeFiles
 from .codec import encode_block, encode_parts
 from .digest import DIGEST_SIZE, Payload
 from .digest_run import Digests, joined_digests
-from .durable import rollback
 from .gather import STREAM_WINDOW
 from .index import (
     ENTRY,
@@ -86,17 +85,19 @@ class PackWriter(LargePayloads, StackedRows, PackMaintenance, IndexTables):
             with index_guard(store.index_path):
                 init_index(self._con)
                 self._init_tables()
-                self._kind_ids = {
-                    k: i
-                    for i, k, c in self._con.execute("SELECT id, kind, chk FROM kinds")
-                    if c is None or c == kind_check(i, k)
-                }
+                kinds = self._con.execute("SELECT id, kind, chk FROM kinds").fetchall()
                 (top,) = self._con.execute("SELECT COALESCE(MAX(id), 0) FROM blocks").fetchone()
             self._next_block = top + 1
             self._app = PackAppender(store, self._drop)
         except BaseException:
             self._flock.release()
             raise
+        self._kind_ids = {k: i for i, k, c in kinds if c is None or c == kind_check(i, k)}
+        #: kinds whose rows fail their check (kind -> row id): not written to
+        self._bad_kind_rows = {k: i for i, k, _ in kinds if k not in self._kind_ids}
+        self._kind_top = max((i for i, _, _ in kinds), default=0)
+        #: kind rows (id, kind, check) given out, committed with the next index commit
+        self._new_kinds: list[tuple[int, str, int]] = []
         # digest -> Location of payloads written by this writer (or looked up)
         self.known: dict[bytes, Location] = {}
         self._pending: dict[str, list[Payload]] = {}  # dtype str -> items
@@ -120,31 +121,16 @@ class PackWriter(LargePayloads, StackedRows, PackMaintenance, IndexTables):
         self.placed_rows: list[PlacedRows] = []
 
     def _kind_id(self, kind: str) -> int:
+        """The id of ``kind`` in the index; a new one is given out here and its
+        row committed with the entries naming it (see :meth:`_commit_index`):
+        the writer holds the store's lock, no one else adds kinds meanwhile."""
         kid = self._kind_ids.get(kind)
         if kid is None:
-            con = self._con
-            with index_guard(self.store.index_path):
-                con.execute("BEGIN IMMEDIATE")
-                try:
-                    row = con.execute("SELECT id, chk FROM kinds WHERE kind=?", (kind,)).fetchone()
-                    if row is None:
-                        (kid,) = con.execute(
-                            "SELECT COALESCE(MAX(id), 0) + 1 FROM kinds"
-                        ).fetchone()
-                        con.execute(
-                            "INSERT INTO kinds(id, kind, chk) VALUES (?,?,?)",
-                            (kid, kind, kind_check(kid, kind)),
-                        )
-                    elif row[1] is not None and row[1] != kind_check(row[0], kind):
-                        raise IntegrityError(
-                            f"kind row {row[0]} in {self.store.index_path} fails its check"
-                        )
-                    else:
-                        kid = row[0]
-                    con.execute("COMMIT")
-                except BaseException:
-                    rollback(con)
-                    raise
+            bad = self._bad_kind_rows.get(kind)
+            if bad is not None:
+                raise IntegrityError(f"kind row {bad} in {self.store.index_path} fails its check")
+            self._kind_top = kid = self._kind_top + 1
+            self._new_kinds.append((kid, kind, kind_check(kid, kind)))
             self._kind_ids[kind] = kid
         return kid
 
@@ -525,8 +511,11 @@ class PackWriter(LargePayloads, StackedRows, PackMaintenance, IndexTables):
             runs = self._segs.runs
         plan = plan_commit(runs, new, drop)
         con = self._con
-        rewritten, new_sid = self.store.commit_segments(con, self._new.block_rows, plan)
+        rewritten, new_sid = self.store.commit_segments(
+            con, self._new.block_rows, plan, self._new_kinds
+        )
         self._new.clear()
+        self._new_kinds = []
         gone = set(plan.merged) | set(plan.replaced)  # segments whose places changed
         placed = [p for p in self.placed_rows if p.sid not in gone]
         if rows is not None and rows[2] is new and new_sid is not None:  # those rows alone
