@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from hangar_git.store import PackStore, rebuild_index, threads, writer_rows
-from hangar_git.store.digest import kind_of, stacked_digests
+from hangar_git.store.digest import kind_of, payload_from_array, stacked_digests
 from hangar_git.store.index import ENTRY
+from hangar_git.store.uncommitted import digest_order
 
 
 @pytest.fixture
@@ -196,3 +197,40 @@ def test_a_wait_interrupted_ends_only_when_the_write_has():
     failed, interrupted = writer_rows._outcome(Job())
     assert Job.calls == 3
     assert isinstance(failed, OSError) and isinstance(interrupted, KeyboardInterrupt)
+
+
+def test_rows_held_finds_the_rows_of_the_digests_given_among_keys_shared():
+    rng = np.random.default_rng(8)
+    heads = rng.bytes(8 * 5)
+    digests = [heads[8 * (i % 5) : 8 * (i % 5) + 8] + rng.bytes(12) for i in range(400)]
+    joined = b"".join(digests)
+    order = digest_order(joined)
+    assert order is not None
+    held = [digests[7], digests[123], digests[399], heads[:8] + bytes(12), b"short"]
+    assert writer_rows.rows_held(joined, order, held).tolist() == [7, 123, 399]
+    assert writer_rows.rows_held(joined, order, []).tolist() == []
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_bulk_add_after_single_payloads_takes_the_sorted_path(store, shared):
+    """Payloads added one by one first: a bulk add holding none of them is
+    queued with its sorted entries (no dict of every row); one holding some
+    writes and indexes the others only."""
+    rows = _rows(600, 9)
+    digests = stacked_digests(rows)
+    single = rows[17] if shared else np.arange(784, dtype=np.uint8)
+    w = store.writer()
+    try:
+        w.add(payload_from_array(single))
+        w.add_stacked(kind_of(rows[0]), digests, rows, flush=False)
+        assert (w._rows_sorted is None) == shared
+        w.flush()
+    finally:
+        w.close()
+    con = sqlite3.connect(store.index_path)
+    try:
+        segments = con.execute("SELECT entries FROM segments").fetchall()
+    finally:
+        con.close()
+    assert sum(len(np.frombuffer(e, ENTRY)) for (e,) in segments) == 600 + (not shared)
+    assert _read(store, digests) == [r.tobytes() for r in rows]

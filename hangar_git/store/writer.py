@@ -48,7 +48,7 @@ from .segment_probe import PROBE_MAX, KeptBlobs, close_kept, newest_small_runs, 
 from .uncommitted import Uncommitted, digest_order, fresh_positions
 from .writer_gc import PackMaintenance
 from .writer_large import LargePayloads
-from .writer_rows import StackedRows
+from .writer_rows import StackedRows, rows_held
 
 if TYPE_CHECKING:
     from .packs import PackStore
@@ -322,10 +322,19 @@ class PackWriter(LargePayloads, StackedRows, PackMaintenance, IndexTables):
         """The rows of a bulk add to write: one per distinct digest not stored
         yet, in input order (None: all of them); when all, also the order
         that sorts their digests (the index entries' order)."""
-        order = None if self.known or self._pending_set else digest_order(joined)
+        known, pending = self.known, self._pending_set
+        # digests this writer holds, when fewer than the rows, are looked for among them
+        order = digest_order(joined) if len(known) + len(pending) <= len(digests) else None
         idx: list[int] | None = None
-        if order is None:  # repeated digests, or some written by this writer already
-            idx = fresh_positions(joined, digests, self.known, self._pending_set)
+        if order is not None and (known or pending):
+            held = rows_held(joined, order, [*known, *pending])
+            if len(held):  # (all distinct: the others, in input order)
+                mask = np.ones(len(digests), bool)
+                mask[held] = False
+                idx, order = np.flatnonzero(mask).tolist(), None
+        elif order is None:  # repeated digests, or many written by this writer already
+            idx = fresh_positions(joined, digests, known, pending)
+        if idx is not None:
             if not idx:
                 return idx, None
             joined = np.frombuffer(joined, f"V{DIGEST_SIZE}")[idx].tobytes()

@@ -30,7 +30,7 @@ import numpy as np
 from . import appender, threads
 from .block_format import BLOCK_TARGET, HEADER_SIZE
 from .codec import encode_parts
-from .digest import stacked_digests
+from .digest import DIGEST_SIZE, stacked_digests
 from .digest_run import Digests
 from .gather import STREAM_WINDOW
 from .index import ENTRY, QUERY
@@ -232,6 +232,41 @@ class StackedRows:
             self._rows_sorted = (joined, order, ordered)
 
 
+def rows_held(joined: bytes, order: np.ndarray, held: Sequence[bytes]) -> np.ndarray:
+    """Positions (ascending) of the rows of ``joined`` (distinct 20-byte digests,
+    joined; ``order`` sorts them as :func:`.uncommitted.digest_order` does)
+    whose digest is one of ``held``: a search of the sorted digests per digest
+    of ``held``, no Python object per row (a writer's own few payloads before
+    a bulk add of many).
+
+    Parameters
+    ----------
+    joined : bytes
+    order : numpy.ndarray
+    held : sequence of bytes
+
+    Returns
+    -------
+    numpy.ndarray
+        intp positions.
+    """
+    cands = b"".join(d for d in held if len(d) == DIGEST_SIZE)
+    if not cands or not len(order):
+        return np.zeros(0, np.intp)
+    sk = np.frombuffer(joined, QUERY)["key"].astype(np.uint64)[order]
+    ck = np.frombuffer(cands, QUERY)["key"].astype(np.uint64)
+    lo = np.searchsorted(sk, ck, "left")
+    hi = np.searchsorted(sk, ck, "right")
+    d = DIGEST_SIZE
+    out = [
+        r
+        for j in np.flatnonzero(hi > lo).tolist()  # a candidate's key among the rows' (rare)
+        for r in order[lo[j] : hi[j]].tolist()
+        if joined[r * d : r * d + d] == cands[j * d : j * d + d]
+    ]
+    return np.array(sorted(out), np.intp)
+
+
 def _outcome(job: Future[None]) -> tuple[BaseException | None, BaseException | None]:
     """What ``job`` raised (None: it ended well), once it has ended, and what
     interrupted the wait for it (KeyboardInterrupt: the job went on)."""
@@ -243,4 +278,4 @@ def _outcome(job: Future[None]) -> tuple[BaseException | None, BaseException | N
             interrupted = exc
 
 
-__all__ = ["OVERLAP_MAX", "OVERLAP_MIN", "StackedRows"]
+__all__ = ["OVERLAP_MAX", "OVERLAP_MIN", "StackedRows", "rows_held"]
