@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from hangar_git.store import PackStore, rebuild_index, threads, writer_rows
+from hangar_git.store.block_format import BLOCK_TARGET
 from hangar_git.store.digest import kind_of, payload_from_array, stacked_digests
 from hangar_git.store.index import ENTRY
 from hangar_git.store.uncommitted import digest_order
@@ -83,27 +84,36 @@ def test_add_hashing_stores_what_hashing_then_add_stacked_stores(store, tmp_path
     assert rebuild_index(store.root, dry_run=True).clean
 
 
-def test_add_hashing_writes_nothing_ahead_when_the_first_rows_are_stored(store, overlapped):
+@pytest.mark.parametrize("where", ["all", "first", "middle", "last"])
+def test_add_hashing_writes_nothing_ahead_when_rows_probed_are_stored(store, overlapped, where):
+    """Rows of the first, a middle or the last block stored already: the rows
+    are hashed first, and only the new ones written."""
     rows = _rows(2000, 2)
+    per = -(-BLOCK_TARGET // 784)
+    at = {"all": slice(None), "first": slice(0, 5), "middle": slice(1010, 1011)}
+    old = rows[at.get(where, slice(1999, 2000))]
     w = store.writer()
     try:
-        w.add_hashing(kind_of(rows[0]), rows)
+        w.add_hashing(kind_of(old[0]), old)  # a small add, served serially
         size = len(_packs(store))
-        again = w.add_hashing(kind_of(rows[0]), rows)  # all stored: hashed first, nothing written
+        again = w.add_hashing(kind_of(rows[0]), rows)
     finally:
         w.close()
-    assert overlapped == [1]
+    assert overlapped == ([1] if where == "all" else [])
     assert again.joined == stacked_digests(rows).joined
-    assert len(_packs(store)) == size
+    grown = len(_packs(store)) - size
+    assert grown == 0 if where == "all" else 0 < grown < (2000 - len(old) + per) * 784
+    assert _read(store, again) == [r.tobytes() for r in rows]
 
 
 @pytest.mark.parametrize("later", ["stored", "repeated"])
 def test_rows_found_stored_after_their_blocks_were_written_get_no_entries(store, overlapped, later):
-    """The first block's rows are new, later ones are stored already (or repeat
+    """The probed blocks' rows are new, others are stored already (or repeat
     rows of this add): the blocks are written whole, the new rows indexed once
     each, every row reads back, and a rebuilt index accounts for every byte."""
     old = _rows(600, 3)
-    rows = np.concatenate([_rows(1400, 4), old if later == "stored" else _rows(1400, 4)[:600]])
+    rows = _rows(2000, 4)  # (rows 0-83, 1000-1083 and 1916-1999 probed: new)
+    rows[200:800] = old if later == "stored" else rows[1200:1800]
     w = store.writer()
     try:
         if later == "stored":

@@ -11,10 +11,10 @@ those are known. Durability is that of :meth:`~.writer.PackWriter.add_stacked`:
 the blocks are synced by the flush before any entry naming them is committed.
 
 The blocks are written before it is known whether their rows are new. That
-is done only when the rows of the first block are (so adding stored rows
-again writes nothing twice); when some rows turn out to be stored or repeated
-after all, the blocks stay as written and only the new rows get entries (the
-others' bytes are dead space that ``gc`` reclaims).
+is done only when the rows of the first, a middle and the last block are
+(so adding stored rows again writes nothing twice); when some rows turn out
+to be stored or repeated after all, the blocks stay as written and only the
+new rows get entries (the others' bytes are dead space that ``gc`` reclaims).
 Also here: naming the blocks of a bulk add and queueing its entries, shared
 with :meth:`.writer.PackWriter.add_stacked`.
 """
@@ -116,8 +116,12 @@ class StackedRows:
             return self._hash_then_add(kind, rows, None, flush)
         per = -(-BLOCK_TARGET // size)  # rows per block, as add_stacked cuts them
         head = stacked_digests(rows[:per])
-        idx = self._fresh_rows(head, head.joined)[0]
-        if idx is not None and len(idx) < len(head):  # some stored, or repeated
+        probe = head
+        if n >= 3 * per:  # the rows of a middle block and the last too (hashed again below)
+            more = stacked_digests(rows[n // 2 : n // 2 + per]).joined
+            probe = Digests(head.joined + more + stacked_digests(rows[n - per :]).joined)
+        idx = self._fresh_rows(probe, probe.joined)[0]
+        if idx is not None and len(idx) < len(probe):  # some stored, or repeated
             return self._hash_then_add(kind, rows, head, flush)
         self._app.make_room(self._kind_ids)
         nblocks = -(-n // per)
