@@ -115,13 +115,8 @@ class StackedRows:
         ):
             return self._hash_then_add(kind, rows, None, flush)
         per = -(-BLOCK_TARGET // size)  # rows per block, as add_stacked cuts them
-        head = stacked_digests(rows[:per])
-        probe = head
-        if n >= 3 * per:  # the rows of a middle block and the last too (hashed again below)
-            more = stacked_digests(rows[n // 2 : n // 2 + per]).joined
-            probe = Digests(head.joined + more + stacked_digests(rows[n - per :]).joined)
-        idx = self._fresh_rows(probe, probe.joined)[0]
-        if idx is not None and len(idx) < len(probe):  # some stored, or repeated
+        head, new = self._probe(rows, per)
+        if not new:
             return self._hash_then_add(kind, rows, head, flush)
         self._app.make_room(self._kind_ids)
         nblocks = -(-n // per)
@@ -145,20 +140,47 @@ class StackedRows:
                 raise failed
         digests = Digests(head.joined + rest.joined)
         try:
-            idx, order = self._fresh_rows(digests, digests.joined)
-            keep = None
-            if idx is not None:  # rows stored or repeated after all: entries for the new ones
-                keep = np.zeros(n, bool)
-                keep[idx] = True
-            bids = np.empty(n, np.uint32)
-            self._name_blocks(kid, size, per, digests.joined, pack, at, lengths, 0, bids, keep)
-            self._queue_entries(kid, size, per, digests.joined, bids, order, keep)
+            self._name_written(kid, size, per, digests, (pack, at, lengths))
             if flush:
                 self.flush()
         except BaseException:
             self._app.own_queued()  # as add_stacked: no view of the caller's rows kept
             raise
         return digests
+
+    def _name_written(
+        self,
+        kid: int,
+        size: int,
+        per: int,
+        digests: Digests,
+        where: tuple[int, int, Sequence[int]],
+    ) -> None:
+        """Block rows, manifest records and entries of the rows of ``digests``
+        written ahead in blocks of ``per`` (``where``: pack, offset and block
+        lengths); only the new rows get entries."""
+        n = len(digests)
+        idx, order = self._fresh_rows(digests, digests.joined)
+        keep = None
+        if idx is not None:  # rows stored or repeated after all: entries for the new ones
+            keep = np.zeros(n, bool)
+            keep[idx] = True
+        bids = np.empty(n, np.uint32)
+        pack, at, lengths = where
+        self._name_blocks(kid, size, per, digests.joined, pack, at, lengths, 0, bids, keep)
+        self._queue_entries(kid, size, per, digests.joined, bids, order, keep)
+
+    def _probe(self, rows: np.ndarray, per: int) -> tuple[Digests, bool]:
+        """The digests of the first ``per`` rows, and whether they, those of a
+        middle block and those of the last (hashed here, and again later) are
+        all new: neither stored, nor written by this writer, nor repeated."""
+        n = len(rows)
+        head = probe = stacked_digests(rows[:per])
+        if n >= 3 * per:
+            more = stacked_digests(rows[n // 2 : n // 2 + per]).joined
+            probe = Digests(head.joined + more + stacked_digests(rows[n - per :]).joined)
+        idx = self._fresh_rows(probe, probe.joined)[0]
+        return head, idx is None or len(idx) == len(probe)
 
     def _hash_then_add(
         self, kind: str, rows: np.ndarray, head: Digests | None, flush: bool
