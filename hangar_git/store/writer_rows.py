@@ -11,10 +11,11 @@ those are known. Durability is that of :meth:`~.writer.PackWriter.add_stacked`:
 the blocks are synced by the flush before any entry naming them is committed.
 
 The blocks are written before it is known whether their rows are new. That
-is done only when the rows of the first, a middle and the last block are
-(so adding stored rows again writes nothing twice); when some rows turn out
-to be stored or repeated after all, the blocks stay as written and only the
-new rows get entries (the others' bytes are dead space that ``gc`` reclaims).
+is done only when the rows of the first block, and a few from the middle and
+the end, are (so adding stored rows again writes nothing twice); when some
+rows turn out to be stored or repeated after all, the blocks stay as written
+and only the new rows get entries (the others' bytes are dead space that
+``gc`` reclaims).
 Also here: naming the blocks of a bulk add and queueing its entries, shared
 with :meth:`.writer.PackWriter.add_stacked`.
 """
@@ -45,6 +46,9 @@ if TYPE_CHECKING:
 OVERLAP_MIN = 1 << 20
 #: ... and of this many at most (their encoded blocks are held until the flush's sync)
 OVERLAP_MAX = 2 * STREAM_WINDOW
+#: rows from the middle and from the end of a bulk add looked up before its
+#: blocks are written ahead (with those of its first block)
+PROBE_ROWS = 64
 
 
 class StackedRows:
@@ -171,14 +175,15 @@ class StackedRows:
         self._queue_entries(kid, size, per, digests.joined, bids, order, keep)
 
     def _probe(self, rows: np.ndarray, per: int) -> tuple[Digests, bool]:
-        """The digests of the first ``per`` rows, and whether they, those of a
-        middle block and those of the last (hashed here, and again later) are
-        all new: neither stored, nor written by this writer, nor repeated."""
-        n = len(rows)
+        """The digests of the first ``per`` rows, and whether they and
+        :data:`PROBE_ROWS` rows from the middle and the end (hashed here, and
+        again later) are all new: neither stored, nor written by this writer,
+        nor repeated."""
+        n, k = len(rows), min(per, PROBE_ROWS)
         head = probe = stacked_digests(rows[:per])
-        if n >= 3 * per:
-            more = stacked_digests(rows[n // 2 : n // 2 + per]).joined
-            probe = Digests(head.joined + more + stacked_digests(rows[n - per :]).joined)
+        if n >= per + 2 * k:
+            more = stacked_digests(rows[n // 2 : n // 2 + k]).joined
+            probe = Digests(head.joined + more + stacked_digests(rows[n - k :]).joined)
         idx = self._fresh_rows(probe, probe.joined)[0]
         return head, idx is None or len(idx) == len(probe)
 
@@ -304,4 +309,4 @@ def _outcome(job: Future[None]) -> tuple[BaseException | None, BaseException | N
             interrupted = exc
 
 
-__all__ = ["OVERLAP_MAX", "OVERLAP_MIN", "StackedRows", "rows_held"]
+__all__ = ["OVERLAP_MAX", "OVERLAP_MIN", "PROBE_ROWS", "StackedRows", "rows_held"]
