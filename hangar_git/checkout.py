@@ -197,7 +197,8 @@ class WriterCheckout(Holding, Checkout):  # type: ignore[misc]  # view: a proper
         """Stage row ``i`` of the C-contiguous ``rows`` under ``encs[i]`` (the bulk path).
 
         Digests (unless given: ``digests[i]`` that of ``rows[i]``) are computed
-        in one pass over the stacked buffer; the payloads
+        in one pass over the stacked buffer, while the payloads are written
+        (:meth:`.store.writer.PackWriter.add_hashing`); the payloads
         are written in blocks straight from it and their index committed
         before the records are logged, so a killed process leaves either all
         of them staged or none (unreferenced payload bytes at worst).
@@ -206,11 +207,11 @@ class WriterCheckout(Holding, Checkout):  # type: ignore[misc]  # view: a proper
         self._settle()
         if not len(encs):
             return
-        if digests is None:
-            digests = stacked_digests(rows)
-        elif len(digests) != len(encs):
+        if digests is not None and len(digests) != len(encs):
             raise ValueError(f"{len(digests)} digests for {len(encs)} rows")
         if rows.nbytes // len(encs) >= BLOCK_TARGET:
+            if digests is None:
+                digests = stacked_digests(rows)
             self.begin_batch()
             try:
                 kind = kind_of(rows[0])
@@ -222,7 +223,10 @@ class WriterCheckout(Holding, Checkout):  # type: ignore[misc]  # view: a proper
                 raise
             self.end_batch()
             return
-        self._writer.add_stacked(kind_of(rows[0]), digests, rows)
+        if digests is None:  # hashed while the blocks are written
+            digests = self._writer.add_hashing(kind_of(rows[0]), rows)
+        else:
+            self._writer.add_stacked(kind_of(rows[0]), digests, rows)
         self._journal.record_samples(aset, encs, digests)
 
     def stage_arrays(self, aset: str, encs: Sequence[str], arrs: Sequence[np.ndarray]) -> None:

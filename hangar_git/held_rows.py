@@ -220,13 +220,14 @@ class Holding:
         for aset, h in held.items():
             rows = h.stacked()
             kind = kind_of(rows[0])
-            digests = stacked_digests(rows)
             encs = h.names()
             if len(encs) >= STACK_MIN:
-                # the held bytes never change: written from where they lie
-                self._writer.add_stacked(kind, digests, rows, flush=False)
+                # the held bytes never change: written from where they lie, and
+                # hashed while they are written
+                digests = self._writer.add_hashing(kind, rows, flush=False)
                 logged.append((aset, encs, digests))
                 continue
+            digests = stacked_digests(rows)
             size = rows.nbytes // len(encs)
             data = rows.reshape(-1).data.cast("B")
             for i, (enc, d) in enumerate(zip(encs, digests, strict=True)):

@@ -391,6 +391,7 @@ def _kill_during_add_stacked(path: Path, data: np.ndarray, kill_at: int, seed: i
             return real(fd, buf)
 
         os.write = write  # type: ignore[assignment]
+        os.writev = lambda fd, bufs: write(fd, b"".join(bytes(b) for b in bufs))  # type: ignore[assignment]
         aset.add_stacked(data, range(len(data)))
         real(wfd, str(seen[0]).encode())
 

@@ -6,7 +6,7 @@ one (held, then staged together when the block ends) and ``add_stacked``.
 Their blocks that do not compress are written straight from the rows, and
 what does compress from a buffer of the writer's own, in windows synced one
 after the other. A child process does both, acknowledging each once it has
-returned, and SIGKILLs itself at the N-th ``os.write`` (sometimes after
+returned, and SIGKILLs itself at the N-th ``os.write`` or ``os.writev`` (sometimes after
 writing part of it: a torn write) or ``os.fsync``. Whatever N: every sample
 acknowledged reads back as it was set, an operation not acknowledged left
 all of its samples staged or none, and the repository passes ``verify``.
@@ -54,15 +54,18 @@ def _data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return images[:N], labels, images[N:]
 
 
-def _child(path: Path, kill_at: int, wfd: int) -> None:  # pragma: no cover - a child
+def _child(path: Path, kill_at: int, wfd: int, overlap: bool) -> None:  # pragma: no cover - a child
     """Stage the block and the bulk add, writing ``1`` and ``2`` to ``wfd`` once
     each has returned; killed at I/O event ``kill_at`` (0: never; then the
-    number of events is written last)."""
-    from hangar_git.store import writer
+    number of events is written last). ``overlap``: both hash their rows while
+    their blocks are written (see :mod:`hangar_git.store.writer_rows`); else
+    one after the other."""
+    from hangar_git.store import writer, writer_rows
 
     writer.STREAM_WINDOW = WINDOW
+    writer_rows.OVERLAP_MIN = 100_000 if overlap else 1 << 40
     rng = random.Random(kill_at)
-    real_write = os.write
+    real_write, real_writev = os.write, os.writev
     events = [0]
 
     def event(fd: int, data: Any = None) -> None:
@@ -77,12 +80,16 @@ def _child(path: Path, kill_at: int, wfd: int) -> None:  # pragma: no cover - a 
             event(fd, data)
         return real_write(fd, data)
 
+    def writev(fd: int, bufs: Any) -> int:
+        event(fd, b"".join(bytes(b) for b in bufs))
+        return real_writev(fd, bufs)
+
     def fsync(fd: int) -> None:
         event(fd)  # not synced: a killed process loses nothing the system holds
 
     images, labels, more = _data()
     co = _open(path).checkout(write=True)
-    os.write, os.fsync = write, fsync  # type: ignore[assignment]
+    os.write, os.writev, os.fsync = write, writev, fsync  # type: ignore[assignment]
     a, b = co.arraysets["images"], co.arraysets["labels"]
     with a, b:
         for i in range(N):
@@ -95,9 +102,9 @@ def _child(path: Path, kill_at: int, wfd: int) -> None:  # pragma: no cover - a 
     real_write(wfd, str(events[0]).encode())
 
 
-def _run(path: Path, kill_at: int) -> bytes:
+def _run(path: Path, kill_at: int, overlap: bool) -> bytes:
     """Run :func:`_child` in a forked process; what it wrote to its pipe."""
-    out, status = run_forked(lambda wfd: _child(path, kill_at, wfd))
+    out, status = run_forked(lambda wfd: _child(path, kill_at, wfd, overlap))
     if kill_at:
         assert os.WIFSIGNALED(status), (kill_at, status, out)
     else:
@@ -129,16 +136,17 @@ def template(repo) -> Path:
 @pytest.mark.parametrize(
     "stride", [pytest.param(1, marks=pytest.mark.slow, id="every"), pytest.param(4, id="sampled")]
 )
-def test_bulk_writes_killed_at_their_writes_and_syncs(template, tmp_path, stride):
+@pytest.mark.parametrize("overlap", [False, True], ids=["serial", "overlapped"])
+def test_bulk_writes_killed_at_their_writes_and_syncs(template, tmp_path, stride, overlap):
     """Killed at every ``stride``-th event (from the first, and at the last)."""
     images, labels, more = _data()
-    out = _run(_copy(template, tmp_path / "count"), 0)
+    out = _run(_copy(template, tmp_path / "count"), 0, overlap)
     assert out[:2] == b"12"
     events = int(out[2:])
     assert events > 20  # the windows' writes and syncs, the journal, the index...
     for kill_at in sorted({*range(1, events + 1, stride), events}):
         path = _copy(template, tmp_path / f"k{kill_at}")
-        acks = _run(path, kill_at)
+        acks = _run(path, kill_at, overlap)
         co = _open(path).checkout(write=True)  # recovers what the child left
         try:
             _staged(co.arraysets["images"], range(N), images, whole=b"1" in acks)

@@ -18,7 +18,7 @@ from hangar_git.remotes.data_remote import DataRemote
 from hangar_git.remotes.fetchplan import FetchPlan
 from hangar_git.remotes.lookup import RemoteLookup
 from hangar_git.remotes.transfer import TransferReport, download_payloads, upload_payloads
-from hangar_git.store import durable
+from hangar_git.store import appender
 from hangar_git.store.block_format import BLOCK_MAGIC, BLOCK_TARGET, HEADER_SIZE, CheckedBlock
 from hangar_git.store.checksum import crc32
 from hangar_git.store.codec import encode_block
@@ -231,14 +231,14 @@ def test_a_failed_write_indexes_nothing_and_a_later_flush_stores_the_blocks(repo
     rows = _rows(5, compressible=False)
     digests = _digests(rows)
     writer = repo.payload_store.writer()
-    real = durable.write_all
+    real = appender.write_parts
     calls = []
 
-    def full(fd, data):
+    def full(fd, parts):
         calls.append(1)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("hangar_git.store.appender.write_all", full)
+    monkeypatch.setattr(appender, "write_parts", full)
     try:
         with pytest.raises(OSError):
             writer.add_blocks([_checked(rows, digests)])
@@ -248,7 +248,7 @@ def test_a_failed_write_indexes_nothing_and_a_later_flush_stores_the_blocks(repo
             assert not reader.lookup(digests)[0].any()
         finally:
             reader.close()
-        monkeypatch.setattr("hangar_git.store.appender.write_all", real)
+        monkeypatch.setattr(appender, "write_parts", real)
         writer.flush()
     finally:
         writer.close()

@@ -201,3 +201,44 @@ def test_parts_of_spans_are_the_blocks_and_leave_what_does_not_compress_in_place
     raw_spans = [s for s, b in zip(range(0, len(raw), span), want, strict=True) if b[4] == 0]
     views = [p for p in parts if np.shares_memory(np.frombuffer(p, np.uint8), src)]
     assert [np.frombuffer(v, np.uint8).ctypes.data - src.ctypes.data for v in views] == raw_spans
+
+
+def test_parts_after_many_spans_that_do_not_compress_try_one_in_skip_after():
+    """Past SKIP_AFTER raw blocks in a row only every SKIP_AFTER-th span is
+    tried (the others stored as raw blocks); once one compresses, every span
+    is tried again. Each block is sound either way."""
+    from hangar_git.store import blosc_codec, codec
+    from hangar_git.store.block_format import BLOCK_MAGIC, CODEC_RAW, CRC, HEADER
+    from hangar_git.store.checksum import crc32
+
+    span, k = 4096, codec.SKIP_AFTER
+    rng = np.random.default_rng(3)
+    noise = rng.integers(0, 256, 20 * span, dtype=np.uint8).tobytes()
+    raw = noise + bytes(12 * span)  # 20 spans that do not compress, 12 that do
+    tries: list[int] = []
+    real = blosc_codec.compress_into
+
+    def counting(chunk, *args, **kwargs):
+        tries.append(1)
+        return real(chunk, *args, **kwargs)
+
+    blosc_codec.compress_into = counting
+    try:
+        parts, lengths = codec.encode_parts(memoryview(raw), span, 1)
+    finally:
+        blosc_codec.compress_into = real
+    misses, tried = 0, []
+    for i in range(32):  # the spans tried, as the rule above picks them
+        tried.append(misses < k or not misses % k)
+        misses = 0 if tried[-1] and i >= 20 else misses + 1
+    assert len(tries) == sum(tried) < 32
+    want = []
+    for i, s in enumerate(range(0, len(raw), span)):
+        chunk = raw[s : s + span]
+        if tried[i]:
+            want.append(encode_block(chunk, 1))
+        else:
+            want.append(HEADER.pack(BLOCK_MAGIC, CODEC_RAW, span) + CRC.pack(crc32(chunk)) + chunk)
+    assert b"".join(bytes(p) for p in parts) == b"".join(want)
+    assert lengths == [len(b) for b in want]
+    assert [b[4] for b in want[20:]].count(CODEC_RAW) < k  # compressible spans stored raw

@@ -482,3 +482,43 @@ def _huge(aset):
 
 def test_sync_is_on_by_default():
     assert chunked.SYNC is True
+
+
+@pytest.mark.parametrize("cores", [1, 2, 4])
+@pytest.mark.parametrize("what", ["raw", "compressed", "strided"])
+def test_chunk_threads_leave_a_core_to_the_digest_and_write_raw_chunks_on_one(
+    tmp_path, monkeypatch, cores, what
+):
+    """A digest still being computed (a function) has a core of its own: the
+    chunks are compressed or copied on one thread fewer than there are cores
+    (one at least), on every core with the digest known; raw chunks straight
+    from a C-contiguous array are written by one thread either way."""
+    from hangar_git.store import threads
+
+    monkeypatch.setattr(threads, "WORKERS", cores)
+    seen = []
+    real = chunked.run_parallel
+
+    def spy(fn, n, workers=None):
+        seen.append(workers)
+        return real(fn, n, workers)
+
+    monkeypatch.setattr(chunked, "run_parallel", spy)
+    arr = np.random.default_rng(3).random((256, 512), dtype=np.float32)
+    if what == "compressed":
+        arr = np.tile(np.arange(512, dtype=np.float32), (256, 1))
+    elif what == "strided":
+        arr = arr[:, ::2]
+    kind = kind_of(arr)
+    digest = digest_bytes(kind, np.ascontiguousarray(arr).data.cast("B"))
+    files = LargeFiles(tmp_path)
+    tmp_path.mkdir(exist_ok=True)
+    chunked.write_file(files.path(1), lambda: digest, kind, arr)
+    chunked.write_file(files.path(2), digest, kind, arr)
+    assert seen == ([1, 1] if what == "raw" else [max(1, cores - 1), None])
+    r = LargeReader(files)
+    try:
+        for number in (1, 2):  # (chunks in the order threads finished them)
+            np.testing.assert_array_equal(r.read(number, kind), arr)
+    finally:
+        r.close()

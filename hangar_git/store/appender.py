@@ -16,6 +16,7 @@ them failed: nothing acknowledged is lost).
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -29,6 +30,45 @@ if TYPE_CHECKING:
 
 #: a pack file is closed for appends once it grows past this size
 PACK_LIMIT = 2 * 1024**3
+
+
+#: parts one ``writev`` call is given (Linux's ``IOV_MAX``; POSIX promises 16 at least)
+_IOV_MAX = 1024 if not hasattr(os, "sysconf") else max(16, min(1024, os.sysconf("SC_IOV_MAX")))
+
+
+def write_parts(fd: int, parts: Sequence[bytes | memoryview]) -> None:
+    """Write ``parts`` (bytes-like of unsigned bytes) one after the other to
+    ``fd`` (opened for appending), up to :data:`_IOV_MAX` of them per system
+    call (``writev``): a block written from a caller's rows is two parts, its
+    header and its bytes, and a call per part costs a third of the time of
+    writing 47 MB of them.
+
+    Raises
+    ------
+    OSError
+        As :func:`.durable.write_all`: part of ``parts`` may have reached the
+        file, the caller truncates it back.
+    """
+    if not hasattr(os, "writev"):  # pragma: no cover - not POSIX
+        for part in parts:
+            write_all(fd, part)
+        return
+    i, k = 0, len(parts)
+    while i < k:
+        batch = parts[i : i + _IOV_MAX]
+        if not any(len(p) for p in batch):
+            i += len(batch)
+            continue
+        done = os.writev(fd, batch)
+        if done <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        for part in batch:  # past the parts written whole; the rest of one cut short
+            i += 1
+            size = len(part)
+            if done < size:
+                write_all(fd, memoryview(part)[done:])
+                break
+            done -= size
 
 
 class PackAppender:
@@ -105,6 +145,16 @@ class PackAppender:
             self._out_bytes += len(part)
         return boff
 
+    def drop_last(self, parts: Sequence[bytes | memoryview]) -> None:
+        """Take back ``parts``, the last queued with :meth:`queue_parts`, when
+        they are still queued (a failed write keeps them so, unless it had to
+        forget everything): nothing else was queued after them."""
+        k = len(parts)
+        tail = self._out[-k:] if k and len(self._out) >= k else []
+        if tail and all(a is b for a, b in zip(tail, parts, strict=True)):
+            del self._out[-k:]
+            self._out_bytes -= sum(len(p) for p in parts)
+
     def rotate(self, kind_ids: Mapping[str, int]) -> None:
         """Seal and sync the current pack, and move to the next number."""
         self.manifest.seal(self.pack, kind_ids)  # written by the sync
@@ -137,8 +187,7 @@ class PackAppender:
         if not self._out:
             return
         try:
-            for block in self._out:  # block by block: no joined copy of them all
-                write_all(self._fd, block)
+            write_parts(self._fd, self._out)  # no joined copy of them all
         except BaseException:
             if truncate_to(self._fd, self._size) != self._size:
                 self._on_lost()

@@ -46,6 +46,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import IntegrityError
+from . import threads
 from .blosc_codec import blosc2
 from .blosc_codec import compress as blosc_compress
 from .checksum import crc32
@@ -176,7 +177,11 @@ def write_file(
     any memory layout. Raw chunks of a C-contiguous array
     are written straight from it (``pwritev`` of their runs); others are
     copied one at a time into a buffer per thread, so no second copy of the
-    whole array is ever made. Returns the file size. The caller syncs the
+    whole array is ever made. Chunks are compressed and copied on every core
+    (one fewer while ``digest`` is being computed); raw chunks of a
+    C-contiguous array by one thread (little work but the writes, which the
+    system serialises for one file: more threads only contend; measured with
+    100 arrays of 3 MB: 7% less CPU). Returns the file size. The caller syncs the
     file and renames it into place (see :meth:`LargeFiles.place`).
     """
     if arr.dtype.hasobject:
@@ -220,7 +225,12 @@ def write_file(
             _pwrite(fd, body, off)
             table[i] = (off, len(body), crc, codec, b"")
 
-        run_parallel(one, n)
+        workers: int | None = None
+        if not compress and base is not None:  # little work but the writes, which
+            workers = 1  # the system serialises (one file): threads only contend
+        elif callable(digest):  # a digest being computed keeps a core of its own
+            workers = max(1, threads.WORKERS - 1)
+        run_parallel(one, n, workers)
         if not isinstance(digest, bytes):
             digest = digest()
         _pwrite(fd, encode_header(digest, kind, layout.chunks, table), 0)

@@ -119,10 +119,11 @@ class PackStore:
         con: sqlite3.Connection,
         block_rows: Sequence[tuple[int, int, int, int, int]],
         plan: CommitPlan,
+        kind_rows: Sequence[tuple[int, str, int]] = (),
     ) -> tuple[dict[int, int], int | None]:
         """Carry out ``plan`` (see :func:`.segment_plan.plan_commit`) on the index
-        through the writer's connection ``con``, with the new ``block_rows``,
-        in one transaction.
+        through the writer's connection ``con``, with the new ``block_rows``
+        and ``kind_rows`` (id, kind, check), in one transaction.
 
         Returns
         -------
@@ -134,6 +135,8 @@ class PackStore:
         with index_guard(self.index_path):
             con.execute("BEGIN IMMEDIATE")
             try:
+                if kind_rows:
+                    con.executemany("INSERT INTO kinds(id, kind, chk) VALUES (?,?,?)", kind_rows)
                 if block_rows:
                     con.executemany("INSERT INTO blocks VALUES (?,?,?,?,?)", block_rows)
                 for sid in [*plan.merged, *plan.replaced]:

@@ -109,4 +109,10 @@ def hasher() -> ThreadPoolExecutor:
     return _single("hash")
 
 
-__all__ = ["WORKERS", "hasher", "parallel_map", "run_parallel", "syncer"]
+def writer() -> ThreadPoolExecutor:
+    """A thread writing a bulk add's blocks while their rows are hashed (see
+    :mod:`.writer_rows`); made afresh in a forked child."""
+    return _single("write")
+
+
+__all__ = ["WORKERS", "hasher", "parallel_map", "run_parallel", "syncer", "writer"]

@@ -29,7 +29,6 @@ from .chunked import LargeFiles
 from .codec import encode_block, encode_parts
 from .digest import DIGEST_SIZE, Payload
 from .digest_run import Digests, joined_digests
-from .durable import rollback
 from .gather import STREAM_WINDOW
 from .index import (
     ENTRY,
@@ -49,6 +48,7 @@ from .segment_probe import PROBE_MAX, KeptBlobs, close_kept, newest_small_runs, 
 from .uncommitted import Uncommitted, digest_order, fresh_positions
 from .writer_gc import PackMaintenance
 from .writer_large import LargePayloads
+from .writer_rows import StackedRows, rows_held
 
 if TYPE_CHECKING:
     from .packs import PackStore
@@ -59,7 +59,7 @@ STORE_LOCK_TIMEOUT = 120.0
 _PLACED_MAX = 4
 
 
-class PackWriter(LargePayloads, PackMaintenance, IndexTables):
+class PackWriter(LargePayloads, StackedRows, PackMaintenance, IndexTables):
     """The single writer of a store: appends blocks and index entries.
 
     Items are gathered per dtype into blocks of about :data:`BLOCK_TARGET`
@@ -85,17 +85,19 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
             with index_guard(store.index_path):
                 init_index(self._con)
                 self._init_tables()
-                self._kind_ids = {
-                    k: i
-                    for i, k, c in self._con.execute("SELECT id, kind, chk FROM kinds")
-                    if c is None or c == kind_check(i, k)
-                }
+                kinds = self._con.execute("SELECT id, kind, chk FROM kinds").fetchall()
                 (top,) = self._con.execute("SELECT COALESCE(MAX(id), 0) FROM blocks").fetchone()
             self._next_block = top + 1
             self._app = PackAppender(store, self._drop)
         except BaseException:
             self._flock.release()
             raise
+        self._kind_ids = {k: i for i, k, c in kinds if c is None or c == kind_check(i, k)}
+        #: kinds whose rows fail their check (kind -> row id): not written to
+        self._bad_kind_rows = {k: i for i, k, _ in kinds if k not in self._kind_ids}
+        self._kind_top = max((i for i, _, _ in kinds), default=0)
+        #: kind rows (id, kind, check) given out, committed with the next index commit
+        self._new_kinds: list[tuple[int, str, int]] = []
         # digest -> Location of payloads written by this writer (or looked up)
         self.known: dict[bytes, Location] = {}
         self._pending: dict[str, list[Payload]] = {}  # dtype str -> items
@@ -119,31 +121,16 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
         self.placed_rows: list[PlacedRows] = []
 
     def _kind_id(self, kind: str) -> int:
+        """The id of ``kind`` in the index; a new one is given out here and its
+        row committed with the entries naming it (see :meth:`_commit_index`):
+        the writer holds the store's lock, no one else adds kinds meanwhile."""
         kid = self._kind_ids.get(kind)
         if kid is None:
-            con = self._con
-            with index_guard(self.store.index_path):
-                con.execute("BEGIN IMMEDIATE")
-                try:
-                    row = con.execute("SELECT id, chk FROM kinds WHERE kind=?", (kind,)).fetchone()
-                    if row is None:
-                        (kid,) = con.execute(
-                            "SELECT COALESCE(MAX(id), 0) + 1 FROM kinds"
-                        ).fetchone()
-                        con.execute(
-                            "INSERT INTO kinds(id, kind, chk) VALUES (?,?,?)",
-                            (kid, kind, kind_check(kid, kind)),
-                        )
-                    elif row[1] is not None and row[1] != kind_check(row[0], kind):
-                        raise IntegrityError(
-                            f"kind row {row[0]} in {self.store.index_path} fails its check"
-                        )
-                    else:
-                        kid = row[0]
-                    con.execute("COMMIT")
-                except BaseException:
-                    rollback(con)
-                    raise
+            bad = self._bad_kind_rows.get(kind)
+            if bad is not None:
+                raise IntegrityError(f"kind row {bad} in {self.store.index_path} fails its check")
+            self._kind_top = kid = self._kind_top + 1
+            self._new_kinds.append((kid, kind, kind_check(kid, kind)))
             self._kind_ids[kind] = kid
         return kid
 
@@ -335,10 +322,19 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
         """The rows of a bulk add to write: one per distinct digest not stored
         yet, in input order (None: all of them); when all, also the order
         that sorts their digests (the index entries' order)."""
-        order = None if self.known or self._pending_set else digest_order(joined)
+        known, pending = self.known, self._pending_set
+        # digests this writer holds, when fewer than the rows, are looked for among them
+        order = digest_order(joined) if len(known) + len(pending) <= len(digests) else None
         idx: list[int] | None = None
-        if order is None:  # repeated digests, or some written by this writer already
-            idx = fresh_positions(joined, digests, self.known, self._pending_set)
+        if order is not None and (known or pending):
+            held = rows_held(joined, order, [*known, *pending])
+            if len(held):  # (all distinct: the others, in input order)
+                mask = np.ones(len(digests), bool)
+                mask[held] = False
+                idx, order = np.flatnonzero(mask).tolist(), None
+        elif order is None:  # repeated digests, or many written by this writer already
+            idx = fresh_positions(joined, digests, known, pending)
+        if idx is not None:
             if not idx:
                 return idx, None
             joined = np.frombuffer(joined, f"V{DIGEST_SIZE}")[idx].tobytes()
@@ -378,15 +374,10 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
             room = (appender.PACK_LIMIT - self._app.end) // (per * size + HEADER_SIZE) * per
             w1 = min(n, w0 + max(per, min(window, room)))
             parts, lengths = encode_parts(raw[w0 * size : w1 * size], size * per, typesize)
-            pack = self._app.pack
             at = self._app.queue_parts(parts)
+            self._name_blocks(kid, size, per, joined, self._app.pack, at, lengths, w0, bids)
             for blen, start in zip(lengths, range(w0, w1, per), strict=True):
-                bid, stop = self._next_block, min(w1, start + per)
-                self._next_block += 1
-                self._new.add_block(bid, pack, at, blen)
-                self._app.manifest.add_rows(at, blen, kid, size, joined, slice(start, stop))
-                bids[start:stop] = bid
-                at += blen
+                stop = min(w1, start + per)
                 owned += HEADER_SIZE if blen == HEADER_SIZE + (stop - start) * size else blen
             if self._app.queued_bytes >= STREAM_WINDOW:
                 self._app.write_out()  # the disk starts on it while the next window is encoded
@@ -394,19 +385,7 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
                     self._app.sync()
                     owned = 0
             w0 = w1
-        e = np.empty(n, ENTRY)
-        q = np.frombuffer(joined, QUERY)
-        e["key"] = q["key"]
-        e["tail"] = q["tail"]
-        e["block"] = bids
-        e["ioff"] = (np.arange(n, dtype=np.uint32) % per) * size
-        e["kind"] = kid
-        if order is None:
-            self._new.add_entries(e)
-        else:
-            ordered = np.take(e, order)
-            self._new.add_sorted_entries(ordered)
-            self._rows_sorted = (joined, order, ordered)
+        self._queue_entries(kid, size, per, joined, bids, order)
 
     def _have(self, digest: bytes) -> bool:
         """True when payload ``digest`` is stored, queued or written already."""
@@ -541,8 +520,11 @@ class PackWriter(LargePayloads, PackMaintenance, IndexTables):
             runs = self._segs.runs
         plan = plan_commit(runs, new, drop)
         con = self._con
-        rewritten, new_sid = self.store.commit_segments(con, self._new.block_rows, plan)
+        rewritten, new_sid = self.store.commit_segments(
+            con, self._new.block_rows, plan, self._new_kinds
+        )
         self._new.clear()
+        self._new_kinds = []
         gone = set(plan.merged) | set(plan.replaced)  # segments whose places changed
         placed = [p for p in self.placed_rows if p.sid not in gone]
         if rows is not None and rows[2] is new and new_sid is not None:  # those rows alone

@@ -151,7 +151,10 @@ def install(faults: Faults) -> None:
         faults.event("os.write", tear)
         return real_write(fd, data)
 
-    os.write = write  # type: ignore[assignment]
+    def writev(fd: int, bufs: Any) -> int:  # the buffers as one write (one event)
+        return write(fd, b"".join(bytes(b) for b in bufs))
+
+    os.write, os.writev = write, writev  # type: ignore[assignment]
     for name in ("replace", "rename", "unlink", "remove", "fsync"):
         real = getattr(os, name)
 

@@ -106,7 +106,8 @@ def test_real_full_disk_then_space_returns(small_fs):
 
 # ---- injected failures: short writes, then ENOSPC ------------------------------------
 class _Full:
-    """``os.write`` replacement: after ``budget`` bytes, a short write then ENOSPC."""
+    """``os.write`` (and ``os.writev``) replacement: after ``budget`` bytes, a
+    short write then ENOSPC."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
@@ -122,6 +123,10 @@ class _Full:
         self.budget -= n
         return self.real(fd, bytes(data)[:n])
 
+    def writev(self, fd: int, bufs) -> int:
+        """``os.writev`` replacement: the buffers as one ``os.write``."""
+        return self(fd, b"".join(bytes(b) for b in bufs))
+
 
 @pytest.mark.parametrize("budget", [0, 1, 100, 9000, 40000])
 def test_injected_enospc_in_packs_and_journal(tmp_path, monkeypatch, budget):
@@ -132,6 +137,7 @@ def test_injected_enospc_in_packs_and_journal(tmp_path, monkeypatch, budget):
     co = repo.checkout(write=True)
     full = _Full(budget)
     monkeypatch.setattr(os, "write", full)
+    monkeypatch.setattr(os, "writev", full.writev)
     acked: dict[str, int] = {}
     fails = 0
     for i in range(8):  # those that fit are acknowledged, then every call fails
