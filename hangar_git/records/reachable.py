@@ -149,19 +149,28 @@ def tree_digests(raws: Sequence[bytes], paths: Sequence[LeafPath], trusted: bool
     """
     import numpy as np
 
+    from .leaf_records import key_crc32, parse_records
+
     if not raws or not all(raws):
         return None
     data = b"".join(raws)
-    names = _RECORD_RE.findall(data)
-    n = len(names)
-    if not n:
-        return None
-    # untrusted, the keys are compared as one fixed-width array: their lengths from it
-    keys = None if trusted else np.array(names)  # a key holds no NUL: padding orders as bytes do
-    lens = np.fromiter(map(len, names), np.int64, n) if keys is None else np.char.str_len(keys)
-    ends = np.cumsum(lens.astype(np.int64) + 28)
-    if int(ends[-1]) != len(data):  # bytes besides records
-        return None
+    recs = parse_records(data)  # in array passes; None: the regular expression reads them
+    keys: np.ndarray | None
+    if recs is not None:
+        n, ends, lens = len(recs.ends), recs.ends, recs.lens
+        names: list[bytes] = []
+        keys = recs.keys.view(f"S{recs.keys.shape[1]}").reshape(-1)
+    else:
+        names = _RECORD_RE.findall(data)
+        n = len(names)
+        if not n:
+            return None
+        # untrusted, the keys are compared as one fixed-width array: their lengths from it
+        keys = None if trusted else np.array(names)  # a key holds no NUL: pads order as bytes
+        lens = np.fromiter(map(len, names), np.int64, n) if keys is None else np.char.str_len(keys)
+        ends = np.cumsum(lens.astype(np.int64) + 28)
+        if int(ends[-1]) != len(data):  # bytes besides records
+            return None
     leaf_ends = np.cumsum(np.fromiter(map(len, raws), np.int64, len(raws)))
     last = np.searchsorted(ends, leaf_ends)  # the last record of each leaf
     if int(last[-1]) >= n or (ends[last] != leaf_ends).any():  # a record across leaves
@@ -180,7 +189,10 @@ def tree_digests(raws: Sequence[bytes], paths: Sequence[LeafPath], trusted: bool
         counts = np.diff(np.concatenate(([-1], last)))
         want = np.repeat(np.array([int("".join(p), 16) for p in paths], np.uint64), counts)
         bits = np.repeat(np.array([4 * len("".join(p)) for p in paths], np.uint64), counts)
-        h = np.fromiter(map(zlib.crc32, names), np.uint64, n)
+        if recs is not None:
+            h = key_crc32(recs.keys, lens)
+        else:
+            h = np.fromiter(map(zlib.crc32, names), np.uint64, n)
         if ((h >> (np.uint64(32) - bits)) != want).any():  # a key out of its leaf
             return None
     return digests.tobytes()
