@@ -207,6 +207,29 @@ def test_add_blocks_indexes_only_payloads_not_stored_yet(repo):
         reader.close()
 
 
+def test_add_blocks_of_several_kinds_places_each_payload_in_its_block(repo):
+    """Several blocks at once, of two kinds and sizes, some payloads stored
+    already: every payload reads back from where its entry says."""
+    kind2 = "|u1|16"
+    small = np.random.default_rng(3).integers(0, 256, (9, 16), dtype=np.uint8)
+    small_digests = [digest_bytes(kind2, r.tobytes()) for r in small]
+    rows = _rows(12, compressible=False, seed=4)
+    digests = _digests(rows)
+    writer = repo.payload_store.writer()
+    writer.add_stacked(KIND, digests[5:7], rows[5:7])  # stored: the block holding them is
+    writer.flush()  # written whole, only the others get entries
+    small_block = CheckedBlock(
+        kind2, 0, small.nbytes, crc32(small.tobytes()), small.tobytes(), small_digests
+    )
+    blocks = [_checked(rows[:4], digests[:4]), small_block, _checked(rows[4:], digests[4:])]
+    try:
+        writer.add_blocks(blocks)
+    finally:
+        writer.close()
+    assert _read_all(repo, digests) == [r.tobytes() for r in rows]
+    assert _read_all(repo, small_digests) == [r.tobytes() for r in small]
+
+
 def test_a_block_appended_as_it_is_is_checked_by_local_reads(repo):
     rows = _rows(5, compressible=False)
     digests = _digests(rows)
