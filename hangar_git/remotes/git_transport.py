@@ -35,7 +35,6 @@ import pygit2
 from pygit2.enums import CredentialType
 
 from ..errors import HangarError
-from . import git_local
 
 HEADS = "refs/hangar/heads/"
 TAGS = "refs/hangar/tags/"
@@ -426,6 +425,8 @@ def _push_local(
     path = local_repository_path(remote.push_url or remote.url)
     if path is None:
         return None
+    from . import git_local  # (here: only a push to this machine writes packs)
+
     try:
         return git_local.push_refs(git, path, specs)
     except (pygit2.GitError, OSError, KeyError, ValueError) as exc:
