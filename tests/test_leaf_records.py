@@ -81,6 +81,8 @@ def test_a_long_key_last_and_short_keys_near_the_end():
         b"i1",
         b"i:",  # empty
         b"s:" + b"y" * 201,  # too long
+        b"s:a\x00b",  # a NUL
+        b"i:1\x00\x00",
     ],
 )
 def test_a_key_not_canonical_gets_no_answer(bad):

@@ -89,17 +89,14 @@ def parse_records(data: bytes) -> LeafRecords | None:
         at = at[a[at + j] == _MODE[j]]
     if not len(at) or at[0] != 0:
         return None
-    nul = np.flatnonzero(a == 0)
-    first = np.searchsorted(nul, at + len(_MODE))  # the NUL after each key
-    if not len(nul) or int(first[-1]) >= len(nul):
-        return None
-    key_end = nul[first]
-    ends = key_end + 21
-    # one record after the other, to the end: none of those places was in an id
-    if int(ends[-1]) != size or (ends[:-1] != at[1:]).any():
-        return None
-    lens = key_end - (at + len(_MODE))
+    # taken as one record after the other, to the end: each ends where the next starts,
+    # its key (no NUL) then a NUL then the id; else a place in an id was taken (or no record)
+    ends = np.empty(len(at), np.int64)
+    ends[:-1], ends[-1] = at[1:], size
+    lens = ends - at - _FIXED
     if int(lens.min()) < _KEY_MIN or int(lens.max()) > _KEY_MAX:
+        return None
+    if a[ends - 21].any():  # the NUL after each key
         return None
     width = int(lens.max())
     # every ``width``-byte window of the data (a strided view); each key's, bar the last few
@@ -109,6 +106,8 @@ def parse_records(data: bytes) -> LeafRecords | None:
     for i in np.flatnonzero(starts > size - width).tolist():  # keys near the end
         keys[i, : lens[i]] = a[starts[i] : starts[i] + lens[i]]
     keys *= np.arange(width) < lens[:, None]  # zero past each key's end
+    if np.count_nonzero(keys) != int(lens.sum()):  # a NUL in a key
+        return None
     if (keys[:, 1] != ord(":")).any():
         return None
     ints = keys[:, 0] == ord("i")
@@ -119,7 +118,7 @@ def parse_records(data: bytes) -> LeafRecords | None:
         return None
     if (ints & (keys[:, 2] == ord("0")) & (lens > _KEY_MIN)).any():  # a leading zero
         return None
-    return LeafRecords(ends.astype(np.int64), lens.astype(np.int64), keys)
+    return LeafRecords(ends, lens, keys)
 
 
 def key_crc32(keys: np.ndarray, lens: np.ndarray) -> np.ndarray:
