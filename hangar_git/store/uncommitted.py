@@ -2,7 +2,9 @@
 
 Blocks reach the disk before any index entry names them; until the
 writer's next flush commits them (as one new index segment), their block
-rows and entries wait here.
+rows and entries wait here, and :meth:`Uncommitted.held` tells which
+digests of a bulk add have entries waiting already (content addressing keeps
+one copy: the same rows added twice before a flush are written once).
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ class Uncommitted:
         self.block_rows: list[tuple[int, int, int, int, int]] = []
         self._arrays: list[np.ndarray] = []  # entries added whole (stacked rows)
         self._presorted = False  # True while the one array added is sorted already
+        #: the keys and tails of the entries of ``_arrays[:_searched]``, in sorted
+        #: runs of sizes falling by half or more (each entry in one run)
+        self._runs: list[tuple[np.ndarray, np.ndarray]] = []
+        self._searched = 0
 
     def __bool__(self) -> bool:
         return bool(self.digests or self._arrays)
@@ -62,6 +68,63 @@ class Uncommitted:
         self._arrays.append(e)
         self._presorted = len(self._arrays) == 1
 
+    @property
+    def whole(self) -> bool:
+        """True when entries were added whole (by a bulk add) since the last commit."""
+        return bool(self._arrays)
+
+    def held(self, joined: bytes) -> np.ndarray | None:
+        """Which digests of ``joined`` (20-byte digests, joined) have an entry
+        added whole (:meth:`add_entries`, :meth:`add_sorted_entries`) and not
+        yet committed; None when none was added (the check costs nothing).
+
+        Entries added one by one (:meth:`add`) are not looked at: the writer
+        knows their digests already.
+
+        Parameters
+        ----------
+        joined : bytes
+
+        Returns
+        -------
+        numpy.ndarray or None
+            bool, one per digest of ``joined``.
+        """
+        if not self._arrays:
+            return None
+        self._sort_runs()
+        q = np.frombuffer(joined, QUERY)
+        keys = q["key"].astype(np.uint64)
+        mask = np.zeros(len(q), bool)
+        for run_keys, run_tails in self._runs:
+            lo = np.searchsorted(run_keys, keys, "left")
+            hi = np.searchsorted(run_keys, keys, "right")
+            hit = np.flatnonzero(hi > lo)
+            if not len(hit):
+                continue
+            many = hi[hit] - lo[hit] > 1
+            one = hit[~many]
+            mask[one] |= run_tails[lo[one]] == q["tail"][one]
+            for j in hit[many].tolist():  # digests sharing their key (rare)
+                mask[j] |= bool((run_tails[lo[j] : hi[j]] == q["tail"][j]).any())
+        return mask
+
+    def _sort_runs(self) -> None:
+        """Take the arrays added since the last search into the sorted runs,
+        merging a run with the one before it while that is not twice as long
+        (so each entry is sorted again a few times at most)."""
+        while self._searched < len(self._arrays):
+            e = self._arrays[self._searched]
+            self._searched += 1
+            keys, tails = e["key"].astype(np.uint64), e["tail"]
+            while self._runs and len(self._runs[-1][0]) < 2 * len(keys):
+                pk, pt = self._runs.pop()
+                keys, tails = np.concatenate([pk, keys]), np.concatenate([pt, tails])
+            if len(keys) > 1 and (keys[1:] < keys[:-1]).any():
+                order, keys = key_order(keys)
+                tails = tails[order]
+            self._runs.append((keys, tails))
+
     def entries(self) -> np.ndarray:
         """Every entry added, sorted by digest."""
         if self._presorted and not self.digests:
@@ -80,6 +143,8 @@ class Uncommitted:
         self.block_rows.clear()
         self._arrays.clear()
         self._presorted = False
+        self._runs.clear()
+        self._searched = 0
 
 
 def digest_order(joined: bytes) -> np.ndarray | None:
