@@ -210,7 +210,11 @@ def last_occurrences(joined: bytes) -> np.ndarray | None:
 
 
 def fresh_positions(
-    joined: bytes, digests: Sequence[bytes], known: Container[bytes], pending: Container[bytes]
+    joined: bytes,
+    digests: Sequence[bytes],
+    known: Container[bytes],
+    pending: Container[bytes],
+    last: np.ndarray | None = None,
 ) -> list[int]:
     """Positions, ascending, of the last occurrence of each distinct digest of
     ``joined`` (``digests`` joined) that neither ``known`` nor ``pending``
@@ -223,12 +227,16 @@ def fresh_positions(
     digests : sequence of bytes
     known, pending : container of bytes
         Digests stored or queued already (both empty: none looked up).
+    last : numpy.ndarray, optional
+        What :func:`last_occurrences` gives, known already (the hint of
+        :class:`.digest_run.Digests`): nothing sorted here.
 
     Returns
     -------
     list of int
     """
-    last = last_occurrences(joined)
+    if last is None:
+        last = last_occurrences(joined)
     if last is None:
         pick = dict(zip(digests, range(len(digests)), strict=True))
         return sorted(i for d, i in pick.items() if d not in known and d not in pending)

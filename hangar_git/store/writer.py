@@ -326,7 +326,9 @@ class PackWriter(LargePayloads, StackedRows, PackMaintenance, IndexTables):
         known, pending = self.known, self._pending_set
         queued = self._new.held(joined)  # (None: no bulk add queued, the common case)
         # digests this writer holds, when fewer than the rows, are looked for among them
-        order = digest_order(joined) if len(known) + len(pending) <= len(digests) else None
+        last = digests.last if isinstance(digests, Digests) else None  # (repeats known)
+        few = last is None and len(known) + len(pending) <= len(digests)
+        order = digest_order(joined) if few else None
         idx: list[int] | None = None
         if order is not None and (known or pending):
             held = rows_held(joined, order, [*known, *pending])
@@ -335,7 +337,7 @@ class PackWriter(LargePayloads, StackedRows, PackMaintenance, IndexTables):
                 mask[held] = False
                 idx, order = np.flatnonzero(mask).tolist(), None
         elif order is None:  # repeated digests, or many written by this writer already
-            idx = fresh_positions(joined, digests, known, pending)
+            idx = fresh_positions(joined, digests, known, pending, last)
         if queued is not None and queued.any():
             if idx is None:  # (all distinct)
                 idx, order = np.flatnonzero(~queued).tolist(), None
