@@ -323,10 +323,12 @@ class _Plan(NamedTuple):
 
     def fits(self, names: np.ndarray, lens: np.ndarray) -> bool:
         """True when this plan lays out records named ``names`` (of ``lens``)."""
+        if names is self.names:
+            return True
         return (
             names.dtype == self.names.dtype
             and np.array_equal(lens, self.lens)
-            and np.array_equal(names, self.names)
+            and names.tobytes() == self.names.tobytes()  # (many times faster than ``==``)
         )
 
 
