@@ -17,7 +17,7 @@ import pytest
 from hangar_git.store import PackStore, rebuild_index, threads, writer_rows
 from hangar_git.store.digest import kind_of, payload_from_array, stacked_digests
 from hangar_git.store.index import ENTRY, QUERY
-from hangar_git.store.uncommitted import Uncommitted
+from hangar_git.store.uncommitted import Uncommitted, digest_order
 
 
 @pytest.fixture
@@ -204,5 +204,7 @@ def test_held_finds_the_digests_of_entries_queued_whole_among_keys_shared():
         got = u.held(b"".join(digests))
         assert got is not None
         assert got.tolist() == [d in queued for d in digests]
+        given = u.held(b"".join(digests), digest_order(b"".join(digests)))  # (order known)
+        assert given is not None and given.tolist() == got.tolist()
     u.clear()
     assert u.held(b"".join(digests)) is None

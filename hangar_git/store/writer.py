@@ -324,7 +324,6 @@ class PackWriter(LargePayloads, StackedRows, PackMaintenance, IndexTables):
         them); when all, also the order that sorts their digests (the index
         entries' order)."""
         known, pending = self.known, self._pending_set
-        queued = self._new.held(joined)  # (None: no bulk add queued, the common case)
         # digests this writer holds, when fewer than the rows, are looked for among them
         last = digests.last if isinstance(digests, Digests) else None  # (repeats known)
         few = last is None and len(known) + len(pending) <= len(digests)
@@ -338,11 +337,15 @@ class PackWriter(LargePayloads, StackedRows, PackMaintenance, IndexTables):
                 idx, order = np.flatnonzero(mask).tolist(), None
         elif order is None:  # repeated digests, or many written by this writer already
             idx = fresh_positions(joined, digests, known, pending, last)
-        if queued is not None and queued.any():
-            if idx is None:  # (all distinct)
-                idx, order = np.flatnonzero(~queued).tolist(), None
-            else:
-                idx = [i for i in idx if not queued[i]]
+        if self._new.whole:  # rows an earlier bulk add queued are not written again
+            if idx is None:  # (all distinct, in ``order``)
+                queued = self._new.held(joined, order)
+                if queued is not None and queued.any():
+                    idx, order = np.flatnonzero(~queued).tolist(), None
+            elif idx:
+                queued = self._new.held(np.frombuffer(joined, f"V{DIGEST_SIZE}")[idx].tobytes())
+                if queued is not None and queued.any():
+                    idx = [i for i, q in zip(idx, queued.tolist(), strict=True) if not q]
         if idx is not None:
             if not idx:
                 return idx, None
