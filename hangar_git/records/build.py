@@ -265,35 +265,36 @@ def _tree_order(names: np.ndarray, leaf: np.ndarray, bits: int) -> np.ndarray:
     return np.lexsort((names, leaf))
 
 
-def _entries(
-    names: np.ndarray, lens: np.ndarray, digests: np.ndarray, mask: np.ndarray | None = None
-) -> np.ndarray:
-    """The tree entries ``160000 <name> NUL <digest>`` of records given as
-    arrays (``names`` fixed-width bytes, NUL-padded; ``lens`` their lengths;
-    ``digests`` items of 20 bytes), one after the other: fixed-width rows
-    filled a field at a time (one item a record: no strided row copies),
-    then their padding dropped by one mask (one row of it per name length;
-    :func:`_entry_mask`, given as ``mask`` when made already); one uint8 array."""
-    n, width = len(names), names.dtype.itemsize
-    row = width + 28
-    rec = np.empty(
-        n,
+def _entry_rows(names: np.ndarray) -> np.ndarray:
+    """Fixed-width rows of the tree entries ``160000 <name> NUL <digest>`` of
+    records named ``names`` (fixed-width bytes, NUL-padded), all but their
+    digests filled a field at a time (one item a record: no strided row
+    copies); :func:`_entries` fills the digests in and drops the padding."""
+    width = names.dtype.itemsize
+    rows = np.empty(
+        len(names),
         np.dtype(
             {
                 "names": ["mode", "name", "nul", "digest"],
                 "formats": ["V7", f"S{width}", "V1", "V20"],
                 "offsets": [0, 7, 7 + width, 8 + width],
-                "itemsize": row,
+                "itemsize": width + 28,
             }
         ),
     )
-    rec["mode"] = np.frombuffer(b"160000 ", "V7")[0]
-    rec["name"] = names
-    rec["nul"] = np.frombuffer(b"\x00", "V1")[0]
-    rec["digest"] = digests
-    if mask is None:
-        mask = _entry_mask(width, lens)
-    return rec.view(np.uint8)[mask]  # type: ignore[no-any-return]
+    rows["mode"] = np.frombuffer(b"160000 ", "V7")[0]
+    rows["name"] = names
+    rows["nul"] = np.frombuffer(b"\x00", "V1")[0]
+    return rows
+
+
+def _entries(rows: np.ndarray, digests: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The tree entries of the records of ``rows`` (:func:`_entry_rows`, their
+    digests written in here: ``digests``, items of 20 bytes), one after the
+    other, their padding dropped by ``mask`` (:func:`_entry_mask`); one
+    uint8 array (``rows`` can take other digests next)."""
+    rows["digest"] = digests
+    return rows.view(np.uint8)[mask]  # type: ignore[no-any-return]
 
 
 def _entry_mask(width: int, lens: np.ndarray) -> np.ndarray:
@@ -307,15 +308,16 @@ def _entry_mask(width: int, lens: np.ndarray) -> np.ndarray:
 
 class _Plan(NamedTuple):
     """What laying out records depends on of their names alone (the names
-    ``names`` of lengths ``lens``, in ``fanout``): their tree ``order``, the
-    names and the entries' mask in that order, each leaf's path and the span
-    of its bytes in the entries (``starts``, ``stops``)."""
+    ``names`` of lengths ``lens``, in ``fanout``): their tree ``order``, in
+    that order their lengths, entry rows (:func:`_entry_rows`) and the
+    entries' mask, each leaf's path and the span of its bytes in the entries
+    (``starts``, ``stops``)."""
 
     names: np.ndarray
     lens: np.ndarray
     order: np.ndarray
-    onames: np.ndarray
     olens: np.ndarray
+    rows: np.ndarray
     mask: np.ndarray
     paths: list[tuple[str, ...]]
     starts: list[int]
@@ -352,13 +354,12 @@ def _plan(names: np.ndarray, lens: np.ndarray, crc: np.ndarray, fanout: Fanout) 
         used += 4 * w
         shift, mask, hexes = bits - used, (1 << (4 * w)) - 1, HEX_NAMES[w]
         levels.append([hexes[(v >> shift) & mask] for v in values])
-    onames = names[order]
     return _Plan(
         names,
         lens,
         order,
-        onames,
         olens,
+        _entry_rows(names[order]),
         _entry_mask(names.dtype.itemsize, olens),
         list(zip(*levels, strict=True)),
         starts_b.tolist(),
@@ -381,7 +382,7 @@ def _lay_out_planned(
     """:func:`_lay_out` of the records of ``plan`` and the 20-byte ``digests`` joined."""
     # gathered as S20 items (as V20 ones, several times slower)
     odig = np.frombuffer(digests, "S20")[plan.order]
-    raw = _entries(plan.onames, plan.olens, odig.view("V20"), plan.mask)
+    raw = _entries(plan.rows, odig.view("V20"), plan.mask)
     # each leaf's bytes cut from the entries' array (no bytes copy of it whole first)
     cut = map(raw.data.__getitem__, map(slice, plan.starts, plan.stops))
     result = dict(zip(plan.paths, map(bytes, cut), strict=True))
