@@ -24,6 +24,7 @@ from hangar_git.store.digest import (
     row_digests,
     stacked_digests,
 )
+from hangar_git.store.uncommitted import last_occurrences
 
 DTYPES = ["|u1", "<i2", ">i4", "<i8", "<f2", "<f4", ">f8", "|b1", "<c8", "<U3"]
 ROW_SHAPES = [(), (0,), (1,), (3,), (28, 28), (7, 5, 3), (2, 1100), (64, 520)]
@@ -119,3 +120,20 @@ def test_stacked_digests_of_small_repeating_rows_are_each_rows_digest(dtype, sha
     got = stacked_digests(rows)
     assert got == want
     assert got.joined == b"".join(want)
+
+
+@pytest.mark.parametrize("span", [2, 257, 300, 1 << 16, (1 << 16) + 1, 1 << 40])
+def test_repeating_labels_of_any_span_of_values_get_each_rows_digest(span):
+    """Labels whose values lie within 65,536 of each other are grouped by a
+    radix sort of their offsets, others by a sort of the values: either way
+    each row gets its own row's digest, and the rows where each value is last
+    are told right."""
+    rng = np.random.default_rng(span % 97)
+    pool = np.array([7, 7 + span - 1, 7 + span // 2, 7 + span // 3], np.int64)
+    rows = pool[rng.integers(0, len(pool), (5000, 1))]
+    want = [_definition(rows[i : i + 1].reshape(1)) for i in range(len(rows))]
+    got = stacked_digests(rows)
+    assert got == want
+    # (hashed once per value: where each is last, as a sort of the digests finds it)
+    assert got.last is not None
+    assert got.last.tolist() == last_occurrences(got.joined).tolist()

@@ -9,6 +9,7 @@ import hashlib
 import numpy as np
 import pytest
 
+from hangar_git.store.digest import payload_from_array, stacked_digests
 from hangar_git.store.uncommitted import fresh_positions, last_occurrences
 
 
@@ -47,3 +48,55 @@ def test_digests_sharing_their_first_bytes_are_told_apart():
     same = [a, a, b"\x02" * 20]  # the same digest twice under one key: a repeat
     assert last_occurrences(b"".join(same)).tolist() == [1, 2]
     assert last_occurrences(b"").tolist() == []
+
+
+@pytest.mark.parametrize("size", [1, 3, 8])
+def test_labels_hashed_once_per_value_carry_where_each_digest_last_is(size):
+    """``stacked_digests`` of rows that repeat knows where each value is last
+    (the hint :class:`Digests` carries): what ``last_occurrences`` sorts out."""
+    rng = np.random.default_rng(size)
+    values = np.zeros((6000, size), np.uint8)
+    values[:, -1] = rng.integers(0, 10, 6000)
+    digests = stacked_digests(values)
+    assert digests.last is not None
+    assert (
+        digests.last.tolist()
+        == _by_dict(list(digests))
+        == last_occurrences(digests.joined).tolist()
+    )
+    assert stacked_digests(rng.integers(0, 256, (6000, 8), dtype=np.uint8)).last is None
+
+
+def test_a_bulk_add_of_labels_with_the_hint_sorts_no_digests(tmp_path, monkeypatch):
+    """The writer takes the hint: neither ``digest_order`` nor
+    ``last_occurrences`` runs, and the distinct rows are stored once each."""
+    from hangar_git.store import PackStore, uncommitted, writer
+    from hangar_git.store.digest import kind_of
+
+    labels = np.random.default_rng(5).integers(0, 10, (5000, 1)).astype(np.int64)
+    labels[-1] = 11
+    digests = stacked_digests(labels)
+    store = PackStore(tmp_path / "store")
+    store.create()
+
+    def sorts(*args):
+        raise AssertionError("digests sorted")
+
+    w = store.writer()
+    try:
+        w.add(payload_from_array(labels[7]))  # one of them stored already
+        w.flush()
+        monkeypatch.setattr(writer, "digest_order", sorts)
+        monkeypatch.setattr(uncommitted, "last_occurrences", sorts)
+        w.add_stacked(kind_of(labels[0]), digests, labels)
+    finally:
+        w.close()
+    monkeypatch.undo()
+    r = store.reader()
+    try:
+        assert [r.get(d).tobytes() for d in digests] == [x.tobytes() for x in labels]
+        found, _ = r.lookup(list(digests))
+        assert found.all()
+    finally:
+        r.close()
+    assert len(set(digests)) == 11

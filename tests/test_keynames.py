@@ -400,3 +400,40 @@ def test_names_given_with_lengths_need_one_length_each():
     assert KeyNames(names, lengths=np.array([3, 4])).lengths().tolist() == [3, 4]
     with pytest.raises(ValueError, match="one length per name"):
         KeyNames(names, lengths=np.array([3]))
+
+
+def test_arraysets_of_the_same_keys_in_one_commit_are_laid_out_once(git, monkeypatch):
+    """Two runs of the same names (images and their labels), one of other
+    names of the same count, one of the same names in another array: the
+    names' layout is made once per distinct names, and each tree is the one
+    its records make alone."""
+    n = 3000
+    same = int_key_names(np.arange(n) + 10_000)
+    other = int_key_names(np.arange(n) + 20_000)  # (names of the same lengths)
+    runs = {
+        "images": (same, [digest(i) for i in range(n)]),
+        "labels": (same, [digest(i % 10) for i in range(n)]),
+        "other": (other, [digest(-i) for i in range(n)]),
+        "again": (KeyNames(same.names.copy()), [digest(2 * i) for i in range(n)]),
+    }
+    staged = {}
+    for name, (names, ds) in runs.items():
+        st = StagedAset(created=True, schema="{}")
+        st.add_run(names, ds)
+        staged[name] = st
+    made = []
+    real = build_mod.names_crc32
+
+    def counted(rows, lengths):
+        made.append(len(rows))
+        return real(rows, lengths)
+
+    monkeypatch.setattr(build_mod, "names_crc32", counted)
+    root = build_root(git, TreeRecords(git, None), staged, {})
+    assert made == [n, n, n]  # images (labels take it), other, again (other's was last)
+    monkeypatch.undo()
+    records = TreeRecords(git, root)
+    for name, (names, ds) in runs.items():
+        want = write_samples(git, dict(zip(names.tolist(), ds, strict=True)))
+        assert records.aset_entries[name][1] != want  # (an arrayset's tree holds its schema)
+        assert records.samples(name).oid == want

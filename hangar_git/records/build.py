@@ -153,18 +153,28 @@ def write_samples(
 
 
 def write_sample_run(
-    repo: pygit2.Repository, names: KeyNames, digests: Sequence[bytes]
+    repo: pygit2.Repository,
+    names: KeyNames,
+    digests: Sequence[bytes],
+    plans: dict[Fanout, _Plan] | None = None,
 ) -> bytes | None:
     """:func:`write_samples` of the distinct records ``names[i] -> digests[i]``
-    (a bulk add), laid out from the names' array: the same tree."""
+    (a bulk add), laid out from the names' array: the same tree. ``plans``
+    (kept by the caller for one commit) holds the last layout of names made
+    per fan-out, taken again for the same names (arraysets of one set of
+    keys: images and their labels)."""
     n = len(names)
     fanout = choose_fanout(n, None)
     joined = joined_digests(digests)
     if not fanout or len(joined) != 20 * n:
         return write_samples(repo, dict(zip(names.tolist(), digests, strict=True)), fanout)
     lens = names.lengths()
-    crc = names_crc32(names.rows(), lens)
-    leaves, tree = _lay_out(names.names, lens, crc, joined, fanout)
+    plan = None if plans is None else plans.get(fanout)
+    if plan is None or not plan.fits(names.names, lens):
+        plan = _plan(names.names, lens, names_crc32(names.rows(), lens), fanout)
+        if plans is not None:
+            plans[fanout] = plan
+    leaves, tree = _lay_out_planned(plan, joined)
     oid = _write_fanned(repo, leaves, fanout)
     remember_count(repo, oid, n)
     _cache_table(repo, oid, tree, names.ints)
@@ -255,50 +265,83 @@ def _tree_order(names: np.ndarray, leaf: np.ndarray, bits: int) -> np.ndarray:
     return np.lexsort((names, leaf))
 
 
-def _entries(names: np.ndarray, lens: np.ndarray, digests: np.ndarray) -> np.ndarray:
-    """The tree entries ``160000 <name> NUL <digest>`` of records given as
-    arrays (``names`` fixed-width bytes, NUL-padded; ``lens`` their lengths;
-    ``digests`` items of 20 bytes), one after the other: fixed-width rows
-    filled a field at a time (one item a record: no strided row copies),
-    then their padding dropped by one mask (one row of it per name length);
-    one uint8 array."""
-    n, width = len(names), names.dtype.itemsize
-    row = width + 28
-    rec = np.empty(
-        n,
+def _entry_rows(names: np.ndarray) -> np.ndarray:
+    """Fixed-width rows of the tree entries ``160000 <name> NUL <digest>`` of
+    records named ``names`` (fixed-width bytes, NUL-padded), all but their
+    digests filled a field at a time (one item a record: no strided row
+    copies); :func:`_entries` fills the digests in and drops the padding."""
+    width = names.dtype.itemsize
+    rows = np.empty(
+        len(names),
         np.dtype(
             {
                 "names": ["mode", "name", "nul", "digest"],
                 "formats": ["V7", f"S{width}", "V1", "V20"],
                 "offsets": [0, 7, 7 + width, 8 + width],
-                "itemsize": row,
+                "itemsize": width + 28,
             }
         ),
     )
-    rec["mode"] = np.frombuffer(b"160000 ", "V7")[0]
-    rec["name"] = names
-    rec["nul"] = np.frombuffer(b"\x00", "V1")[0]
-    rec["digest"] = digests
+    rows["mode"] = np.frombuffer(b"160000 ", "V7")[0]
+    rows["name"] = names
+    rows["nul"] = np.frombuffer(b"\x00", "V1")[0]
+    return rows
+
+
+def _entries(rows: np.ndarray, digests: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The tree entries of the records of ``rows`` (:func:`_entry_rows`, their
+    digests written in here: ``digests``, items of 20 bytes), one after the
+    other, their padding dropped by ``mask`` (:func:`_entry_mask`); one
+    uint8 array (``rows`` can take other digests next)."""
+    rows["digest"] = digests
+    return rows.view(np.uint8)[mask]  # type: ignore[no-any-return]
+
+
+def _entry_mask(width: int, lens: np.ndarray) -> np.ndarray:
+    """The bytes :func:`_entries` keeps of its fixed-width rows (names of
+    ``width`` bytes, of lengths ``lens``): bool, a row after the other."""
+    row = width + 28
     keep = np.ones((width + 1, row), bool)  # keep[k]: the bytes of a record whose name has k
     keep[:, 7 : 7 + width] = np.arange(width) < np.arange(width + 1)[:, None]
-    mask = keep.view(f"V{row}").ravel()[lens].view(bool)
-    return rec.view(np.uint8)[mask]  # type: ignore[no-any-return]
+    return keep.view(f"V{row}").ravel()[lens].view(bool)  # type: ignore[no-any-return]
 
 
-def _lay_out(
-    names: np.ndarray, lens: np.ndarray, crc: np.ndarray, digests: bytes, fanout: Fanout
-) -> tuple[dict[tuple[str, ...], bytes], _TreeOrder]:
-    """:func:`_fanned_leaves` of records given as arrays: ``names`` (fixed-width
-    bytes, NUL-padded), their lengths ``lens`` and CRC-32s ``crc``, and the
-    20-byte ``digests`` joined."""
+class _Plan(NamedTuple):
+    """What laying out records depends on of their names alone (the names
+    ``names`` of lengths ``lens``, in ``fanout``): their tree ``order``, in
+    that order their lengths, entry rows (:func:`_entry_rows`) and the
+    entries' mask, each leaf's path and the span of its bytes in the entries
+    (``starts``, ``stops``)."""
+
+    names: np.ndarray
+    lens: np.ndarray
+    order: np.ndarray
+    olens: np.ndarray
+    rows: np.ndarray
+    mask: np.ndarray
+    paths: list[tuple[str, ...]]
+    starts: list[int]
+    stops: list[int]
+
+    def fits(self, names: np.ndarray, lens: np.ndarray) -> bool:
+        """True when this plan lays out records named ``names`` (of ``lens``)."""
+        if names is self.names:
+            return True
+        return (
+            names.dtype == self.names.dtype
+            and np.array_equal(lens, self.lens)
+            and names.tobytes() == self.names.tobytes()  # (many times faster than ``==``)
+        )
+
+
+def _plan(names: np.ndarray, lens: np.ndarray, crc: np.ndarray, fanout: Fanout) -> _Plan:
+    """The :class:`_Plan` of records named ``names`` (fixed-width bytes,
+    NUL-padded; ``lens`` their lengths, ``crc`` their CRC-32s) in ``fanout``."""
     bits = 4 * sum(fanout)
     leaf = crc >> np.uint32(32 - bits)
     order = _tree_order(names, leaf, bits)
     leaf = leaf[order]
     olens = lens[order]
-    # gathered as S20 items (as V20 ones, several times slower)
-    odig = np.frombuffer(digests, "S20")[order]
-    raw = _entries(names[order], olens, odig.view("V20"))
     ends = np.cumsum(olens + 28)
     cuts = np.flatnonzero(leaf[1:] != leaf[:-1]) + 1
     firsts = np.concatenate(([0], cuts))
@@ -311,10 +354,39 @@ def _lay_out(
         used += 4 * w
         shift, mask, hexes = bits - used, (1 << (4 * w)) - 1, HEX_NAMES[w]
         levels.append([hexes[(v >> shift) & mask] for v in values])
+    return _Plan(
+        names,
+        lens,
+        order,
+        olens,
+        _entry_rows(names[order]),
+        _entry_mask(names.dtype.itemsize, olens),
+        list(zip(*levels, strict=True)),
+        starts_b.tolist(),
+        stops_b.tolist(),
+    )
+
+
+def _lay_out(
+    names: np.ndarray, lens: np.ndarray, crc: np.ndarray, digests: bytes, fanout: Fanout
+) -> tuple[dict[tuple[str, ...], bytes], _TreeOrder]:
+    """:func:`_fanned_leaves` of records given as arrays: ``names`` (fixed-width
+    bytes, NUL-padded), their lengths ``lens`` and CRC-32s ``crc``, and the
+    20-byte ``digests`` joined."""
+    return _lay_out_planned(_plan(names, lens, crc, fanout), digests)
+
+
+def _lay_out_planned(
+    plan: _Plan, digests: bytes
+) -> tuple[dict[tuple[str, ...], bytes], _TreeOrder]:
+    """:func:`_lay_out` of the records of ``plan`` and the 20-byte ``digests`` joined."""
+    # gathered as S20 items (as V20 ones, several times slower)
+    odig = np.frombuffer(digests, "S20")[plan.order]
+    raw = _entries(plan.rows, odig.view("V20"), plan.mask)
     # each leaf's bytes cut from the entries' array (no bytes copy of it whole first)
-    cut = map(raw.data.__getitem__, map(slice, starts_b.tolist(), stops_b.tolist()))
-    result = dict(zip(zip(*levels, strict=True), map(bytes, cut), strict=True))
-    return result, _TreeOrder(order, names, lens, odig)
+    cut = map(raw.data.__getitem__, map(slice, plan.starts, plan.stops))
+    result = dict(zip(plan.paths, map(bytes, cut), strict=True))
+    return result, _TreeOrder(plan.order, plan.names, plan.lens, odig)
 
 
 def _write_fanned(
@@ -362,6 +434,7 @@ def build_root(
     """The root tree of a new commit: ``base`` with staged changes applied
     (and ``changes``, the commit's change log, when given)."""
     aset_entries: dict[str, Entry] = dict(base.aset_entries)
+    plans: dict[Fanout, _Plan] = {}  # (arraysets of the same keys: laid out once)
     for name, st in asets.items():
         if st.removed and not st.created:
             aset_entries.pop(name, None)
@@ -378,7 +451,7 @@ def build_root(
             continue
         run = st.as_run() if samples_base is None else None
         if run is not None:  # bulk adds: laid out from their arrays
-            samples_oid = write_sample_run(repo, *run)
+            samples_oid = write_sample_run(repo, *run, plans)
         else:
             samples_oid = build_samples(repo, samples_base, st.samples)
         tree: dict[str, Entry] = (

@@ -129,9 +129,9 @@ def stacked_digests(stacked: np.ndarray) -> Digests:
     if size <= 8 and n >= _REPEAT_PROBE:
         repeated = _repeated_rows(stacked, n, size)
         if repeated is not None:  # each distinct row hashed once
-            first, inverse = repeated
+            first, inverse, last = repeated
             distinct = stacked_digests(stacked[first]).joined
-            return Digests(np.frombuffer(distinct, _DIGEST_ITEM)[inverse].tobytes())
+            return Digests(np.frombuffer(distinct, _DIGEST_ITEM)[inverse].tobytes(), last)
     if size < _VIEW_MIN:  # rows as bytes, cut by numpy (one void item a row)
         rows = stacked.reshape(-1).view(np.uint8).view(f"V{size}")
         state = digest_prefix(row)
@@ -163,11 +163,14 @@ _DIGEST_ITEM = np.dtype(f"V{DIGEST_SIZE}")
 _REPEAT_PROBE = 1024
 
 
-def _repeated_rows(stacked: np.ndarray, n: int, size: int) -> tuple[np.ndarray, np.ndarray] | None:
+def _repeated_rows(
+    stacked: np.ndarray, n: int, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """For ``n`` rows of ``size`` <= 8 bytes of which at most half are
-    distinct: the index of one row of each distinct value, and which of those
-    each row is; None when they repeat less (found from the first
-    :data:`_REPEAT_PROBE` rows, at little cost)."""
+    distinct: the index of one row of each distinct value, which of those
+    each row is, and the index (ascending) of the last row of each value
+    (the hint of :class:`.digest_run.Digests`); None when they repeat less
+    (found from the first :data:`_REPEAT_PROBE` rows, at little cost)."""
     raw = stacked.reshape(-1).view(np.uint8).reshape(n, size)
     if size == 8:
         keys = raw.view(np.uint64).reshape(n)
@@ -179,7 +182,11 @@ def _repeated_rows(stacked: np.ndarray, n: int, size: int) -> tuple[np.ndarray, 
     probe = np.sort(keys[:_REPEAT_PROBE])
     if (int(np.count_nonzero(probe[1:] != probe[:-1])) + 1) * 2 > _REPEAT_PROBE:
         return None
-    perm = np.argsort(keys, kind="stable")
+    lo = keys.min()
+    if int(keys.max()) - int(lo) < 1 << 16:  # (labels: small values) a radix sort, 3x as fast
+        perm = np.argsort((keys - lo).astype(np.uint16), kind="stable")
+    else:
+        perm = np.argsort(keys, kind="stable")
     srt = keys[perm]
     starts = np.empty(n, bool)  # True where a run of equal keys starts
     starts[0] = True
@@ -189,7 +196,12 @@ def _repeated_rows(stacked: np.ndarray, n: int, size: int) -> tuple[np.ndarray, 
         return None
     inverse = np.empty(n, np.intp)
     inverse[perm] = np.cumsum(starts) - 1
-    return first, inverse
+    ends = np.empty(n, bool)  # True where a run ends: its last row (the sort is stable)
+    ends[-1] = True
+    ends[:-1] = starts[1:]
+    last = perm[ends].astype(np.int64)
+    last.sort()
+    return first, inverse, last
 
 
 #: rows of this many bytes or more are hashed through views, smaller ones

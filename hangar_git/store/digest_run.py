@@ -16,7 +16,10 @@ imports this module without it.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import overload
+from typing import TYPE_CHECKING, overload
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: bytes of a digest (as :data:`.digest.DIGEST_SIZE`; that module imports numpy)
 DIGEST_SIZE = 20
@@ -29,6 +32,11 @@ class Digests(Sequence[bytes]):
     ----------
     joined : bytes
         The digests one after the other.
+    last : numpy.ndarray, optional
+        Set when some digests repeat and the maker knows where (rows hashed
+        once per distinct value, see :func:`.digest.stacked_digests`): the
+        positions (int64, ascending) of the last occurrence of each distinct
+        digest, what :func:`.uncommitted.last_occurrences` would sort out.
 
     Raises
     ------
@@ -36,12 +44,13 @@ class Digests(Sequence[bytes]):
         ``joined`` is not a whole number of digests.
     """
 
-    __slots__ = ("joined",)
+    __slots__ = ("joined", "last")
 
-    def __init__(self, joined: bytes) -> None:
+    def __init__(self, joined: bytes, last: np.ndarray | None = None) -> None:
         if len(joined) % DIGEST_SIZE:
             raise ValueError(f"digests of {DIGEST_SIZE} bytes expected")
         self.joined = joined
+        self.last = last
 
     def __len__(self) -> int:
         return len(self.joined) // DIGEST_SIZE

@@ -2,7 +2,9 @@
 
 Blocks reach the disk before any index entry names them; until the
 writer's next flush commits them (as one new index segment), their block
-rows and entries wait here.
+rows and entries wait here, and :meth:`Uncommitted.held` tells which
+digests of a bulk add have entries waiting already (content addressing keeps
+one copy: the same rows added twice before a flush are written once).
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ class Uncommitted:
         self.block_rows: list[tuple[int, int, int, int, int]] = []
         self._arrays: list[np.ndarray] = []  # entries added whole (stacked rows)
         self._presorted = False  # True while the one array added is sorted already
+        #: the keys and tails of the entries of ``_arrays[:_searched]``, in sorted
+        #: runs of sizes falling by half or more (each entry in one run)
+        self._runs: list[tuple[np.ndarray, np.ndarray]] = []
+        self._searched = 0
 
     def __bool__(self) -> bool:
         return bool(self.digests or self._arrays)
@@ -62,6 +68,75 @@ class Uncommitted:
         self._arrays.append(e)
         self._presorted = len(self._arrays) == 1
 
+    @property
+    def whole(self) -> bool:
+        """True when entries were added whole (by a bulk add) since the last commit."""
+        return bool(self._arrays)
+
+    def held(self, joined: bytes, order: np.ndarray | None = None) -> np.ndarray | None:
+        """Which digests of ``joined`` (20-byte digests, joined) have an entry
+        added whole (:meth:`add_entries`, :meth:`add_sorted_entries`) and not
+        yet committed; None when none was added (the check costs nothing).
+
+        Entries added one by one (:meth:`add`) are not looked at: the writer
+        knows their digests already. The digests are searched for in sorted
+        order (several times as fast as in any order).
+
+        Parameters
+        ----------
+        joined : bytes
+        order : numpy.ndarray, optional
+            The order that sorts the digests' keys, when known
+            (:func:`digest_order`).
+
+        Returns
+        -------
+        numpy.ndarray or None
+            bool, one per digest of ``joined``.
+        """
+        if not self._arrays:
+            return None
+        self._sort_runs()
+        q = np.frombuffer(joined, QUERY)
+        keys = q["key"].astype(np.uint64)
+        if order is None:
+            order, keys = key_order(keys)
+        else:
+            keys = keys[order]
+        tails = q["tail"]
+        mask = np.zeros(len(q), bool)
+        for run_keys, run_tails in self._runs:
+            at = np.searchsorted(run_keys, keys, "left")
+            cand = np.flatnonzero(at < len(run_keys))
+            cand = cand[run_keys[at[cand]] == keys[cand]]
+            rows = order[cand]
+            same = run_tails[at[cand]] == tails[rows]
+            mask[rows[same]] = True
+            for j in cand[~same].tolist():  # another digest of the same key first (rare)
+                k, key, tail = int(at[j]) + 1, keys[j], tails[order[j]]
+                while k < len(run_keys) and run_keys[k] == key:
+                    if run_tails[k] == tail:
+                        mask[order[j]] = True
+                        break
+                    k += 1
+        return mask
+
+    def _sort_runs(self) -> None:
+        """Take the arrays added since the last search into the sorted runs,
+        merging a run with the one before it while that is not twice as long
+        (so each entry is sorted again a few times at most)."""
+        while self._searched < len(self._arrays):
+            e = self._arrays[self._searched]
+            self._searched += 1
+            keys, tails = e["key"].astype(np.uint64), e["tail"]
+            while self._runs and len(self._runs[-1][0]) < 2 * len(keys):
+                pk, pt = self._runs.pop()
+                keys, tails = np.concatenate([pk, keys]), np.concatenate([pt, tails])
+            if len(keys) > 1 and (keys[1:] < keys[:-1]).any():
+                order, keys = key_order(keys)
+                tails = tails[order]
+            self._runs.append((keys, tails))
+
     def entries(self) -> np.ndarray:
         """Every entry added, sorted by digest."""
         if self._presorted and not self.digests:
@@ -80,6 +155,8 @@ class Uncommitted:
         self.block_rows.clear()
         self._arrays.clear()
         self._presorted = False
+        self._runs.clear()
+        self._searched = 0
 
 
 def digest_order(joined: bytes) -> np.ndarray | None:
@@ -145,7 +222,11 @@ def last_occurrences(joined: bytes) -> np.ndarray | None:
 
 
 def fresh_positions(
-    joined: bytes, digests: Sequence[bytes], known: Container[bytes], pending: Container[bytes]
+    joined: bytes,
+    digests: Sequence[bytes],
+    known: Container[bytes],
+    pending: Container[bytes],
+    last: np.ndarray | None = None,
 ) -> list[int]:
     """Positions, ascending, of the last occurrence of each distinct digest of
     ``joined`` (``digests`` joined) that neither ``known`` nor ``pending``
@@ -158,12 +239,16 @@ def fresh_positions(
     digests : sequence of bytes
     known, pending : container of bytes
         Digests stored or queued already (both empty: none looked up).
+    last : numpy.ndarray, optional
+        What :func:`last_occurrences` gives, known already (the hint of
+        :class:`.digest_run.Digests`): nothing sorted here.
 
     Returns
     -------
     list of int
     """
-    last = last_occurrences(joined)
+    if last is None:
+        last = last_occurrences(joined)
     if last is None:
         pick = dict(zip(digests, range(len(digests)), strict=True))
         return sorted(i for d, i in pick.items() if d not in known and d not in pending)

@@ -320,11 +320,14 @@ class PackWriter(LargePayloads, StackedRows, PackMaintenance, IndexTables):
         self, digests: Sequence[bytes], joined: bytes
     ) -> tuple[list[int] | None, np.ndarray | None]:
         """The rows of a bulk add to write: one per distinct digest not stored
-        yet, in input order (None: all of them); when all, also the order
-        that sorts their digests (the index entries' order)."""
+        yet (nor queued by an earlier bulk add), in input order (None: all of
+        them); when all, also the order that sorts their digests (the index
+        entries' order)."""
         known, pending = self.known, self._pending_set
         # digests this writer holds, when fewer than the rows, are looked for among them
-        order = digest_order(joined) if len(known) + len(pending) <= len(digests) else None
+        last = digests.last if isinstance(digests, Digests) else None  # (repeats known)
+        few = last is None and len(known) + len(pending) <= len(digests)
+        order = digest_order(joined) if few else None
         idx: list[int] | None = None
         if order is not None and (known or pending):
             held = rows_held(joined, order, [*known, *pending])
@@ -333,7 +336,16 @@ class PackWriter(LargePayloads, StackedRows, PackMaintenance, IndexTables):
                 mask[held] = False
                 idx, order = np.flatnonzero(mask).tolist(), None
         elif order is None:  # repeated digests, or many written by this writer already
-            idx = fresh_positions(joined, digests, known, pending)
+            idx = fresh_positions(joined, digests, known, pending, last)
+        if self._new.whole:  # rows an earlier bulk add queued are not written again
+            if idx is None:  # (all distinct, in ``order``)
+                queued = self._new.held(joined, order)
+                if queued is not None and queued.any():
+                    idx, order = np.flatnonzero(~queued).tolist(), None
+            elif idx:
+                queued = self._new.held(np.frombuffer(joined, f"V{DIGEST_SIZE}")[idx].tobytes())
+                if queued is not None and queued.any():
+                    idx = [i for i, q in zip(idx, queued.tolist(), strict=True) if not q]
         if idx is not None:
             if not idx:
                 return idx, None
@@ -399,8 +411,17 @@ class PackWriter(LargePayloads, StackedRows, PackMaintenance, IndexTables):
         """True when payloads (or the one of ``digest``) are queued or written
         but not yet indexed."""
         if digest is None:
-            return bool(self._pending_set or self._new.digests)
-        return digest in self._pending_set or (bool(self._new.digests) and digest in self.known)
+            return bool(self._pending_set or self._new)
+        return (
+            digest in self._pending_set
+            or (bool(self._new.digests) and digest in self.known)
+            or self._queued_whole(digest)
+        )
+
+    def _queued_whole(self, digest: bytes) -> bool:
+        """True when a bulk add queued payload ``digest`` (not yet indexed)."""
+        held = self._new.held(digest) if len(digest) == DIGEST_SIZE else None
+        return held is not None and bool(held[0])
 
     def _stored(self, digests: list[bytes]) -> dict[bytes, Location]:
         """Locations of those of ``digests`` already in the committed index."""
@@ -431,6 +452,11 @@ class PackWriter(LargePayloads, StackedRows, PackMaintenance, IndexTables):
         if stored:
             known.update(stored)
             fresh = [p for p in fresh if p.digest not in stored]
+            if not fresh:
+                return
+        queued = self._new.held(b"".join([p.digest for p in fresh])) if self._new.whole else None
+        if queued is not None and queued.any():  # by a bulk add
+            fresh = [p for p, q in zip(fresh, queued.tolist(), strict=True) if not q]
             if not fresh:
                 return
         if len(fresh) > 1:  # the same payload twice in one block
@@ -546,8 +572,8 @@ class PackWriter(LargePayloads, StackedRows, PackMaintenance, IndexTables):
         Location or None
             None when this writer does not know the payload.
         """
-        if digest in self._pending_set:
-            self.flush()
+        if digest in self._pending_set or self._queued_whole(digest):
+            self.flush()  # (a bulk add's payloads are found in the index then)
         loc = self.known.get(digest)
         if loc is not None and self._new.digests:
             self.flush()
