@@ -372,7 +372,8 @@ class PayloadAccess:
         if count > _RESOLVE_ALL_MAX or count * row > left:
             return None  # its records alone would take much memory
         try:
-            if not schema.variable_shape:
+            # (a stack of 0-d samples would hand out scalars, not 0-d arrays)
+            if not schema.variable_shape and schema.shape:
                 dense = self._dense_table(aset, base.key_table(), schema, left)
                 if dense is not None:
                     return dense

@@ -155,6 +155,31 @@ def test_the_first_read_builds_no_table_when_not_cached_or_too_large(repo, monke
     rc.close()
 
 
+@pytest.mark.parametrize("first", [True, False])
+def test_0d_samples_read_from_the_table_are_0d_arrays(repo, monkeypatch, first):
+    """Samples of shape () come out of a row table as fresh 0-d arrays, as
+    every other read gives them (not numpy scalars), whether the table is
+    built at the first read or after spread reads."""
+    if not first:
+        monkeypatch.setattr(payloads, "FIRST_ROWS_COUNT", 0)
+    n = 3000
+    co = repo.checkout(write=True)
+    z = co.arraysets.init_arrayset("z", prototype=np.array(0.5))
+    z.add_stacked(np.arange(n) + 0.5, list(range(n)))
+    co.commit("scalars")
+    co.close()
+    rc = repo.checkout()
+    z = rc.arraysets["z"]
+    got = [z[k] for k in (0, 1500, 2999, 700, 5)]
+    assert "z" in rc.payloads.rows
+    assert all(type(v) is np.ndarray and v.shape == () for v in got)
+    assert [float(v) for v in got] == [0.5, 1500.5, 2999.5, 700.5, 5.5]
+    assert type(z.get(3)) is np.ndarray and type(z[3, ...]) is np.ndarray
+    got[0][()] = -1.0  # the caller's own
+    assert float(z[0]) == 0.5
+    rc.close()
+
+
 def test_write_checkout_reads_its_own_writes_without_a_table(repo):
     _commit(repo)
     co = repo.checkout(write=True)
