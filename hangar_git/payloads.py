@@ -8,7 +8,7 @@ batches, and reports damage or absence with the error that says what to do.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ from .naming import decode_key
 from .records import entry_hints, validate
 from .records.key_cache import KeyTable
 from .records.view import CommitView
+from .row_tables import DenseRows, int_keyed
 from .schema import ArraysetSchema
 from .store import Location, PackReader, PackWriter
 from .store.chunk_format import is_large_entry
@@ -62,47 +63,6 @@ FIRST_ROWS_BYTES = 4 * 1024**2
 #: decoded bytes of small payloads a read checkout keeps in its row tables
 #: (see :meth:`PayloadAccess.row_table`), all its arraysets together
 ROWS_BYTES = 128 * 1024**2
-
-
-class _DenseRows(Mapping[str, np.ndarray]):
-    """The row table of an arrayset keyed ``0 .. n-1``: ``{'i:N': rows[N]}``
-    without a dict (see :meth:`PayloadAccess.row_table`): ``rows`` is the
-    stacked array, row N the sample of key N."""
-
-    def __init__(self, rows: np.ndarray) -> None:
-        self.rows = rows
-
-    def _row(self, enc: object) -> int:
-        if type(enc) is str and enc[:2] == "i:":
-            digits = enc[2:]
-            if digits.isdigit() and digits.isascii() and (digits == "0" or digits[0] != "0"):
-                k = int(digits)
-                if k < len(self.rows):
-                    return k
-        return -1
-
-    def __getitem__(self, enc: str) -> np.ndarray:
-        k = self._row(enc)
-        if k < 0:
-            raise KeyError(enc)
-        return self.rows[k]
-
-    def __contains__(self, enc: object) -> bool:
-        return self._row(enc) >= 0
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __iter__(self) -> Iterator[str]:
-        return (f"i:{k}" for k in range(len(self.rows)))
-
-
-def _int_keyed(table: dict[str, np.ndarray]) -> dict[int, np.ndarray]:
-    """The entries of ``table`` under int keys (``'i:N'`` -> ``N``)."""
-    joined = "\x00".join(table)
-    if joined.startswith("i:") and "\x00s:" not in joined:  # all int keys: no loop
-        return dict(zip(map(int, joined[2:].split("\x00i:")), table.values(), strict=True))
-    return {int(k[2:]): a for k, a in table.items() if k[0] == "i"}
 
 
 class PayloadAccess:
@@ -393,7 +353,7 @@ class PayloadAccess:
             return None
         self._rows_bytes += size
         table = self.rows[aset] = dict(zip(flat, arrays, strict=True))
-        self.int_rows[aset] = _int_keyed(table)
+        self.int_rows[aset] = int_keyed(table)
         return table
 
     def _dense_table(
@@ -420,7 +380,7 @@ class PayloadAccess:
             return None  # large payloads or another kind: the general path
         self._rows_bytes += size
         self.int_rows[aset] = stack
-        table = self.rows[aset] = _DenseRows(stack)
+        table = self.rows[aset] = DenseRows(stack)
         return table
 
     def _table_entries(self, aset: str, keys: KeyTable, pos: np.ndarray) -> np.ndarray | None:
