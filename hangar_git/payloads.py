@@ -55,11 +55,13 @@ _CACHED_SPREAD = 3
 #: FIRST_ROWS_BYTES, has its row table built at its first single read (see
 #: :meth:`PayloadAccess.first_rows`), not after :data:`_CACHED_SPREAD` reads
 #: that each parse a fan-out leaf, search the index and read a block: its
-#: table then costs about as much as a single read in a fresh process (the
-#: table's cost grows with both; 60,000 MNIST labels take 3 ms, their
-#: 47 MB of images 10 ms, where a single read takes 2-3 ms)
+#: table then costs about as much as a single read in a fresh process. The
+#: table's cost grows with both (benchmarks/bench_first_reads.py: 5,000
+#: MNIST images, 3.9 MB, built at the first read take 10,000 random reads
+#: from 13.0 to 11.8 ms but one read from 2.7 to 5.3 ms; 60,000, 47 MB:
+#: 28 -> 26.5 ms, and 4.9 -> 13.9 ms)
 FIRST_ROWS_COUNT = 16384
-FIRST_ROWS_BYTES = 4 * 1024**2
+FIRST_ROWS_BYTES = 1024**2
 #: decoded bytes of small payloads a read checkout keeps in its row tables
 #: (see :meth:`PayloadAccess.row_table`), all its arraysets together
 ROWS_BYTES = 128 * 1024**2
