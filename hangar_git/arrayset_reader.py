@@ -157,6 +157,8 @@ class ArraysetDataReader:
                 co.check_open()
             # (a read checkout's tables stay as they are built)
             table = self._table = co.payloads.int_rows.get(self._name)
+            if table is None:  # its first read: the table, when cheap to build
+                table = self._table = co.payloads.first_rows(self._name)
             if table is not None:
                 return self[key]
             enc = f"i:{key}"

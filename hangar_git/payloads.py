@@ -8,7 +8,7 @@ batches, and reports damage or absence with the error that says what to do.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ from .naming import decode_key
 from .records import entry_hints, validate
 from .records.key_cache import KeyTable
 from .records.view import CommitView
+from .row_tables import DenseRows, int_keyed
 from .schema import ArraysetSchema
 from .store import Location, PackReader, PackWriter
 from .store.chunk_format import is_large_entry
@@ -49,50 +50,21 @@ _SPREAD_CHECK = 16
 #: :mod:`.records.key_cache`), each in a leaf of its own, before the first
 #: look: key-by-key loops build the table at their third read
 _CACHED_SPREAD = 3
+#: an arrayset whose records are cached on this machine, of at most
+#: FIRST_ROWS_COUNT samples whose decoded payloads take at most
+#: FIRST_ROWS_BYTES, has its row table built at its first single read (see
+#: :meth:`PayloadAccess.first_rows`), not after :data:`_CACHED_SPREAD` reads
+#: that each parse a fan-out leaf, search the index and read a block: its
+#: table then costs about as much as a single read in a fresh process. The
+#: table's cost grows with both (benchmarks/bench_first_reads.py: 5,000
+#: MNIST images, 3.9 MB, built at the first read take 10,000 random reads
+#: from 13.0 to 11.8 ms but one read from 2.7 to 5.3 ms; 60,000, 47 MB:
+#: 28 -> 26.5 ms, and 4.9 -> 13.9 ms)
+FIRST_ROWS_COUNT = 16384
+FIRST_ROWS_BYTES = 1024**2
 #: decoded bytes of small payloads a read checkout keeps in its row tables
 #: (see :meth:`PayloadAccess.row_table`), all its arraysets together
 ROWS_BYTES = 128 * 1024**2
-
-
-class _DenseRows(Mapping[str, np.ndarray]):
-    """The row table of an arrayset keyed ``0 .. n-1``: ``{'i:N': rows[N]}``
-    without a dict (see :meth:`PayloadAccess.row_table`): ``rows`` is the
-    stacked array, row N the sample of key N."""
-
-    def __init__(self, rows: np.ndarray) -> None:
-        self.rows = rows
-
-    def _row(self, enc: object) -> int:
-        if type(enc) is str and enc[:2] == "i:":
-            digits = enc[2:]
-            if digits.isdigit() and digits.isascii() and (digits == "0" or digits[0] != "0"):
-                k = int(digits)
-                if k < len(self.rows):
-                    return k
-        return -1
-
-    def __getitem__(self, enc: str) -> np.ndarray:
-        k = self._row(enc)
-        if k < 0:
-            raise KeyError(enc)
-        return self.rows[k]
-
-    def __contains__(self, enc: object) -> bool:
-        return self._row(enc) >= 0
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __iter__(self) -> Iterator[str]:
-        return (f"i:{k}" for k in range(len(self.rows)))
-
-
-def _int_keyed(table: dict[str, np.ndarray]) -> dict[int, np.ndarray]:
-    """The entries of ``table`` under int keys (``'i:N'`` -> ``N``)."""
-    joined = "\x00".join(table)
-    if joined.startswith("i:") and "\x00s:" not in joined:  # all int keys: no loop
-        return dict(zip(map(int, joined[2:].split("\x00i:")), table.values(), strict=True))
-    return {int(k[2:]): a for k, a in table.items() if k[0] == "i"}
 
 
 class PayloadAccess:
@@ -194,6 +166,30 @@ class PayloadAccess:
             if not n and self._spread(aset) and self.row_table(aset) is not None:
                 return self.read(aset, enc, digest)
         return self.view.check_payload(aset, enc, self._read(aset, enc, digest))
+
+    def first_rows(self, aset: str) -> dict[int, np.ndarray] | np.ndarray | None:
+        """The int-keyed row table of ``aset`` (as :attr:`int_rows` holds it),
+        built now, at the first single read of a read checkout's arrayset,
+        when its records are cached on this machine and its samples are few
+        and small (see :data:`FIRST_ROWS_BYTES`); else None (asked once per arrayset:
+        reads then go as :meth:`read` decides), and the read looks its key
+        up in the records."""
+        if self.writer is not None or aset in self._reads_left or aset in self._rows_tried:
+            return None
+        self._reads_left[aset] = _CACHED_SPREAD  # (what read counts down from)
+        base = self.view.base_samples(aset)
+        if base is None:
+            return None
+        count = base.known_count()
+        if count is None or count > FIRST_ROWS_COUNT:
+            return None
+        schema = self.view.schema(aset)
+        row = schema.dtype.itemsize * int(np.prod(schema.shape, dtype=np.int64))
+        if count * row > FIRST_ROWS_BYTES or not base.has_cached_table():
+            return None
+        if self.row_table(aset) is None:
+            return None
+        return self.int_rows.get(aset)
 
     def _spread(self, aset: str) -> bool:
         """True when the reads of ``aset`` have parsed a quarter of its leaves
@@ -338,7 +334,8 @@ class PayloadAccess:
         if count > _RESOLVE_ALL_MAX or count * row > left:
             return None  # its records alone would take much memory
         try:
-            if not schema.variable_shape:
+            # (a stack of 0-d samples would hand out scalars, not 0-d arrays)
+            if not schema.variable_shape and schema.shape:
                 dense = self._dense_table(aset, base.key_table(), schema, left)
                 if dense is not None:
                     return dense
@@ -358,7 +355,7 @@ class PayloadAccess:
             return None
         self._rows_bytes += size
         table = self.rows[aset] = dict(zip(flat, arrays, strict=True))
-        self.int_rows[aset] = _int_keyed(table)
+        self.int_rows[aset] = int_keyed(table)
         return table
 
     def _dense_table(
@@ -385,7 +382,7 @@ class PayloadAccess:
             return None  # large payloads or another kind: the general path
         self._rows_bytes += size
         self.int_rows[aset] = stack
-        table = self.rows[aset] = _DenseRows(stack)
+        table = self.rows[aset] = DenseRows(stack)
         return table
 
     def _table_entries(self, aset: str, keys: KeyTable, pos: np.ndarray) -> np.ndarray | None:

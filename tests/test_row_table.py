@@ -14,6 +14,7 @@ from test_hostile_reads import hostile_branch, root_of, samples_of, with_samples
 from hangar_git import payloads
 from hangar_git.errors import ClosedError, CorruptRecordError, IntegrityError
 from hangar_git.records.layout import MODE_LINK
+from hangar_git.records.snapshot import SampleRecords
 
 
 def _rows(n: int, add: int = 0) -> np.ndarray:
@@ -75,11 +76,13 @@ def test_spread_reads_build_the_table(repo):
     rc.close()
 
 
-def test_three_spread_reads_of_records_cached_here_build_the_table(repo):
+def test_three_spread_reads_of_records_cached_here_build_the_table(repo, monkeypatch):
     """A commit keeps its new tree's key table on this machine: a loop of
-    reads builds the table at its third read (each in a leaf of its own);
-    reads of one key again and again, or fewer reads, build none."""
+    reads of an arrayset too large to build its table at its first read
+    builds it at its third read (each in a leaf of its own); reads of one
+    key again and again, or fewer reads, build none."""
     n = 3000  # 256 leaves
+    monkeypatch.setattr(payloads, "FIRST_ROWS_BYTES", n * 24 - 1)  # one row short
     _commit(repo, n)
     want = _rows(n)
     rc = repo.checkout()
@@ -95,6 +98,85 @@ def test_three_spread_reads_of_records_cached_here_build_the_table(repo):
         assert (a[k] == want[k]).all()
     assert len(rc.payloads.rows["a"]) == n
     assert all((a[k] == want[k]).all() for k in range(n))
+    rc.close()
+
+
+def test_the_first_read_of_records_cached_here_builds_a_small_table(repo, monkeypatch):
+    """An arrayset whose key table is cached on this machine and whose
+    payloads fit :data:`payloads.FIRST_ROWS_BYTES` gets its table at its first
+    int-key read, with no leaf of its records parsed; the arrays it hands
+    out are fresh and right, and absent keys are still KeyError."""
+    n = 3000  # 256 leaves
+    monkeypatch.setattr(payloads, "FIRST_ROWS_BYTES", n * 24)  # just fits
+    _commit(repo, n)
+    want = _rows(n)
+    rc = repo.checkout()
+    a = rc.arraysets["a"]
+    x = a[1234]
+    assert x.tolist() == want[1234].tolist() and x.flags.writeable
+    assert len(rc.payloads.rows["a"]) == n
+    assert rc.view.base_samples("a").leaves_parsed() == 0  # no leaf parsed for it
+    x[:] = -1  # the user's copy: the table is untouched
+    y = a[1234]
+    assert y.tolist() == want[1234].tolist() and not np.shares_memory(x, y)
+    with pytest.raises(KeyError):
+        a[n]
+    assert all((a[k] == want[k]).all() for k in range(0, n, 11))
+    rc.close()
+
+
+def test_the_first_read_builds_no_table_when_not_cached_or_too_large(repo, monkeypatch):
+    """Records not cached on this machine (no key table: its leaves would be
+    parsed), payloads past :data:`payloads.FIRST_ROWS_BYTES` or samples past
+    :data:`payloads.FIRST_ROWS_COUNT` get no table at the first read, nor at
+    the second."""
+    n = 3000
+    _commit(repo, n)
+    want = _rows(n)
+    monkeypatch.setattr(payloads, "FIRST_ROWS_BYTES", n * 24 - 1)  # one row short
+    rc = repo.checkout()
+    a = rc.arraysets["a"]
+    assert a[5].tolist() == want[5].tolist() and a[2999].tolist() == want[2999].tolist()
+    assert "a" not in rc.payloads.rows
+    rc.close()
+    monkeypatch.setattr(payloads, "FIRST_ROWS_BYTES", n * 24)
+    monkeypatch.setattr(payloads, "FIRST_ROWS_COUNT", n - 1)  # one sample short
+    rc = repo.checkout()
+    a = rc.arraysets["a"]
+    assert a[5].tolist() == want[5].tolist() and a[2999].tolist() == want[2999].tolist()
+    assert "a" not in rc.payloads.rows
+    rc.close()
+    monkeypatch.setattr(payloads, "FIRST_ROWS_COUNT", n)
+    monkeypatch.setattr(SampleRecords, "has_cached_table", lambda self: False)  # no cache
+    rc = repo.checkout()
+    a = rc.arraysets["a"]
+    assert a[5].tolist() == want[5].tolist() and a[2999].tolist() == want[2999].tolist()
+    assert "a" not in rc.payloads.rows
+    rc.close()
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_0d_samples_read_from_the_table_are_0d_arrays(repo, monkeypatch, first):
+    """Samples of shape () come out of a row table as fresh 0-d arrays, as
+    every other read gives them (not numpy scalars), whether the table is
+    built at the first read or after spread reads."""
+    if not first:
+        monkeypatch.setattr(payloads, "FIRST_ROWS_COUNT", 0)
+    n = 3000
+    co = repo.checkout(write=True)
+    z = co.arraysets.init_arrayset("z", prototype=np.array(0.5))
+    z.add_stacked(np.arange(n) + 0.5, list(range(n)))
+    co.commit("scalars")
+    co.close()
+    rc = repo.checkout()
+    z = rc.arraysets["z"]
+    got = [z[k] for k in (0, 1500, 2999, 700, 5)]
+    assert "z" in rc.payloads.rows
+    assert all(type(v) is np.ndarray and v.shape == () for v in got)
+    assert [float(v) for v in got] == [0.5, 1500.5, 2999.5, 700.5, 5.5]
+    assert type(z.get(3)) is np.ndarray and type(z[3, ...]) is np.ndarray
+    got[0][()] = -1.0  # the caller's own
+    assert float(z[0]) == 0.5
     rc.close()
 
 

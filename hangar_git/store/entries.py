@@ -13,7 +13,6 @@ the segments and re-exports these names.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import numpy as np
 
@@ -101,12 +100,62 @@ def entry_digests(e: np.ndarray) -> list[bytes]:
     return [raw[i : i + DIGEST_SIZE] for i in range(0, len(raw), DIGEST_SIZE)]
 
 
-class Run(NamedTuple):
-    """One loaded segment: native sort keys and its entries."""
+class Run:
+    """One loaded segment: its entries, and their sort keys (native uint64),
+    made when first asked for: entries taken at kept places (see
+    :mod:`.placement`) need no search, and so no keys (a 60,000-entry
+    segment's keys are 0.5 MB of fresh memory, about 120 page faults in a
+    fresh process).
 
-    sid: int
-    keys: np.ndarray
-    entries: np.ndarray
+    Parameters
+    ----------
+    sid : int
+        The segment's id.
+    keys : numpy.ndarray or None
+        Its entries' keys when the caller has them, else None (made on use).
+    entries : numpy.ndarray
+        Its entries (:data:`ENTRY`), sorted by key.
+    """
+
+    __slots__ = ("_keys", "entries", "sid")
+
+    def __init__(self, sid: int, keys: np.ndarray | None, entries: np.ndarray) -> None:
+        self.sid = sid
+        self._keys = keys
+        self.entries = entries
+
+    @property
+    def keys(self) -> np.ndarray:
+        """The entries' keys as native uint64 (what a search compares)."""
+        keys = self._keys
+        if keys is None:
+            keys = self._keys = self.entries["key"].astype(np.uint64)
+        return keys
+
+    def __len__(self) -> int:
+        """The number of entries."""
+        return len(self.entries)
+
+
+#: keys compared at a time by :func:`_keys_sorted` (64 KiB of native keys)
+_SORT_CHECK = 8192
+
+
+def _keys_sorted(keys: np.ndarray) -> bool:
+    """True when ``keys`` (any integer dtype, the big-endian field of entries
+    say) never decrease: compared a stretch at a time through one small
+    native buffer (no array of them all)."""
+    n = len(keys)
+    if n < 2:
+        return True
+    buf = np.empty(min(n, _SORT_CHECK + 1), np.uint64)
+    for a in range(0, n - 1, _SORT_CHECK):
+        part = keys[a : a + _SORT_CHECK + 1]
+        k = buf[: len(part)]
+        k[...] = part  # (byte-swapped into place)
+        if not (k[1:] >= k[:-1]).all():
+            return False
+    return True
 
 
 def lookup_runs(
@@ -153,14 +202,15 @@ def lookup_runs(
         raise ValueError(f"{len(sorted_keys)} sorted keys for {n} digests")
     rows = out.view(_ENTRY_BYTES)  # whole entries copied as they are
     for ri, run in enumerate(runs):
-        m = len(run.keys)
+        m = len(run)
         if not m:
             continue
         sel = np.arange(n)
         if m < n:
             sorted_keys = np.sort(qk) if sorted_keys is None else sorted_keys
-            p = np.minimum(np.searchsorted(sorted_keys, run.keys), n - 1)
-            common = run.keys[sorted_keys[p] == run.keys]
+            rk = run.keys
+            p = np.minimum(np.searchsorted(sorted_keys, rk), n - 1)
+            common = rk[sorted_keys[p] == rk]
             if not len(common):
                 continue
             # the queries whose key is among ``common`` (sorted: searched, not
@@ -191,7 +241,7 @@ def _search_run(
     run (int64) are valid where hit. Many queries are searched in key order
     (twice as fast: each search starts where the last ended, in memory
     still cached)."""
-    if len(qk) > 4096 and len(run.keys) > 4096 and not sorted_queries:
+    if len(qk) > 4096 and len(run) > 4096 and not sorted_queries:
         o = np.argsort(qk)
         hit_s, cand_s, pos_s = _search_run(run, qk[o], qt[o], done[o], True)
         hit, cand, where = np.empty_like(hit_s), np.empty_like(cand_s), np.empty_like(pos_s)
@@ -199,15 +249,16 @@ def _search_run(
         cand.view(_ENTRY_BYTES)[o] = cand_s.view(_ENTRY_BYTES)
         where[o] = pos_s
         return hit, cand, where
-    m = len(run.keys)
-    pos = np.minimum(np.searchsorted(run.keys, qk), m - 1).astype(np.int64, copy=False)
+    keys = run.keys
+    m = len(keys)
+    pos = np.minimum(np.searchsorted(keys, qk), m - 1).astype(np.int64, copy=False)
     cand = np.take(run.entries, pos)
-    same_key = run.keys[pos] == qk
+    same_key = keys[pos] == qk
     hit = same_key & (cand["tail"] == qt) & ~done
     clash = same_key & ~hit & ~done  # another digest with the same first 8 bytes
     for i in np.flatnonzero(clash).tolist():
         j = int(pos[i]) + 1
-        while j < m and run.keys[j] == qk[i]:
+        while j < m and keys[j] == qk[i]:
             if run.entries[j]["tail"] == qt[i]:
                 cand[i] = run.entries[j]
                 hit[i] = True
@@ -224,10 +275,9 @@ def parse_run(sid: int, n: int, chk: int, blob: bytes) -> Run | str:
     if len(blob) != n * ENTRY.itemsize:
         return "has the wrong length"
     e = np.frombuffer(blob, ENTRY)
-    keys = e["key"].astype(np.uint64)
-    if len(keys) > 1 and not (keys[1:] >= keys[:-1]).all():
+    if not _keys_sorted(e["key"]):
         return "is not sorted"
-    return Run(sid, keys, e)
+    return Run(sid, None, e)  # (its keys made when a search needs them)
 
 
 __all__ = [

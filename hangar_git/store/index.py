@@ -297,7 +297,7 @@ class Segments:
         return True
 
     def __len__(self) -> int:
-        return sum(len(r.keys) for r in self.runs)
+        return sum(len(r) for r in self.runs)
 
     def lookup(
         self, digests: Sequence[bytes] | bytes, sorted_keys: np.ndarray | None = None

@@ -109,7 +109,7 @@ def _placement(runs: Sequence[Run], where: np.ndarray, found: np.ndarray) -> Pla
         remap[used] = np.arange(len(used))
         where = (remap[where >> 32] << 32) | (where & 0xFFFFFFFF)
     sids = tuple(runs[i].sid for i in used)
-    sizes = tuple(len(runs[i].keys) for i in used)
+    sizes = tuple(len(runs[i]) for i in used)
     return Placement(sids, sizes, where)
 
 
@@ -144,7 +144,7 @@ def _place_sorted(runs: Sequence[Run], joined: bytes) -> tuple[np.ndarray, Place
     where = np.empty(n, np.int64)
     hit = np.zeros(n, bool)
     for ri, run in enumerate(runs):
-        m = len(run.keys)
+        m = len(run)
         if not m:
             continue
         pos = np.searchsorted(run.keys, tk)
@@ -179,7 +179,7 @@ def _named_runs(runs: Sequence[Run], joined: bytes, placement: Placement) -> lis
     named: list[Run] = []
     for sid, size in zip(placement.sids, placement.sizes, strict=True):
         run = by_sid.get(sid)
-        if run is None or len(run.keys) != size:
+        if run is None or len(run) != size:
             return None
         named.append(run)
     return named
@@ -240,7 +240,7 @@ def entries_at(runs: Sequence[Run], joined: bytes, placement: Placement) -> np.n
             if not len(sel):
                 continue
             p = pos[sel]
-            if int(p.max()) >= len(run.keys):
+            if int(p.max()) >= len(run):
                 return None
             e[sel] = np.take(run.entries.view(_ENTRY_BYTES), p)
     # each entry must be its digest's: the first 20 bytes of an entry are the digest
