@@ -9,7 +9,8 @@ and syncs what is queued, then commits the index entries naming it as one
 new segment (:func:`.segment_plan.plan_commit`, :meth:`.packs.PackStore.commit_segments`):
 bytes are on the disk before any entry points at them. What ``gc`` asks of the
 writer (removing entries, relocating payloads, dropping packs) is in
-:mod:`.writer_gc`.
+:mod:`.writer_gc`; blocks a fetch verified are appended as they are by
+:mod:`.writer_blocks`, bulk adds of rows are in :mod:`.writer_rows`.
 """
 
 from __future__ import annotations
@@ -24,14 +25,13 @@ from filelock import FileLock, Timeout
 from ..errors import IntegrityError, WriterLockError
 from . import appender, chunked
 from .appender import PackAppender
-from .block_format import BLOCK_TARGET, HEADER_SIZE, CheckedBlock
+from .block_format import BLOCK_TARGET, HEADER_SIZE
 from .chunked import LargeFiles
 from .codec import encode_block, encode_parts
 from .digest import DIGEST_SIZE, Payload
 from .digest_run import Digests, joined_digests
 from .gather import STREAM_WINDOW
 from .index import (
-    ENTRY,
     QUERY,
     IndexTables,
     Location,
@@ -41,11 +41,11 @@ from .index import (
     init_index,
     kind_check,
 )
-from .manifest import kind_size
 from .placement import PlacedRows
 from .segment_plan import plan_commit, runs_after
 from .segment_probe import PROBE_MAX, KeptBlobs, close_kept, newest_small_runs, stored_locations
 from .uncommitted import Uncommitted, digest_order, fresh_positions
+from .writer_blocks import CheckedBlocks
 from .writer_gc import PackMaintenance
 from .writer_large import LargePayloads
 from .writer_rows import StackedRows, rows_held
@@ -59,7 +59,7 @@ STORE_LOCK_TIMEOUT = 120.0
 _PLACED_MAX = 4
 
 
-class PackWriter(LargePayloads, StackedRows, PackMaintenance, IndexTables):
+class PackWriter(LargePayloads, StackedRows, CheckedBlocks, PackMaintenance, IndexTables):
     """The single writer of a store: appends blocks and index entries.
 
     Items are gathered per dtype into blocks of about :data:`BLOCK_TARGET`
@@ -236,85 +236,6 @@ class PackWriter(LargePayloads, StackedRows, PackMaintenance, IndexTables):
             # from rows the caller may refill once this call has failed
             self._app.own_queued()
             raise
-
-    def add_blocks(self, blocks: Sequence[CheckedBlock]) -> None:
-        """Append blocks checked elsewhere (a fetch) as they are, index their
-        payloads, and flush: nothing is decoded or compressed again.
-
-        The bulk form of :meth:`add_stacked` for rows that arrive in blocks of
-        the local layout. A block none of whose payloads is new is not
-        written; one holding some stored ones is written whole and only its
-        new payloads get entries. Local reads check each block as any other
-        (CRC-32, length, codec).
-
-        Parameters
-        ----------
-        blocks : sequence of CheckedBlock
-            Each with its body's CRC-32 verified and every payload hashed
-            against its digest by the caller.
-
-        Raises
-        ------
-        ValueError
-            A block of a codec local packs do not hold, or whose payloads do
-            not fill its raw bytes exactly (nothing is written).
-        """
-        sizes = {k: kind_size(k) for k in {b.kind for b in blocks}}
-        heads = [b.local_header(sizes[b.kind]) for b in blocks]  # all checked first
-        digests = [d for b in blocks for d in b.digests]
-        if not digests:
-            return
-        joined = b"".join(digests)
-        if len(joined) != DIGEST_SIZE * len(digests):
-            raise ValueError(f"digests of {DIGEST_SIZE} bytes expected")
-        idx, order = self._fresh_rows(digests, joined)
-        keep = None
-        if idx is not None:
-            if not idx:
-                return  # every one stored already
-            keep = np.zeros(len(digests), bool)
-            keep[idx] = True
-        e = np.empty(len(digests), ENTRY)
-        start = 0
-        for b, head in zip(blocks, heads, strict=True):
-            stop = start + len(b.digests)
-            fresh = None if keep is None or keep[start:stop].all() else keep[start:stop]
-            if fresh is None or fresh.any():
-                self._queue_checked(b, head, fresh, e[start:stop])
-            start = stop
-        q = np.frombuffer(joined, QUERY)
-        e["key"], e["tail"] = q["key"], q["tail"]
-        if keep is not None:
-            self._new.add_entries(e[keep])
-        elif order is not None:
-            self._new.add_sorted_entries(np.take(e, order))
-        else:
-            self._new.add_entries(e)
-        self.flush()
-
-    def _queue_checked(
-        self, b: CheckedBlock, head: bytes, fresh: np.ndarray | None, e: np.ndarray
-    ) -> None:
-        """Queue block ``b`` (its local header ``head``, then its body), its manifest record
-        (of the payloads ``fresh`` marks; None: all) and fill its entries ``e``."""
-        self._app.make_room(self._kind_ids)
-        kid, size = self._kind_id(b.kind), b.rawlen // len(b.digests)
-        body = memoryview(b.body).cast("B")
-        boff, blen = self._app.queue_parts((head, body)), len(head) + len(body)
-        bid = self._next_block
-        self._next_block += 1
-        self._new.add_block(bid, self._app.pack, boff, blen)
-        if fresh is None:
-            self._app.manifest.add_rows(boff, blen, kid, size, b.digests, slice(0, None))
-        else:
-            at = np.flatnonzero(fresh).tolist()
-            items = {b.digests[i]: (0, 0, 0, i * size, 0, kid) for i in at}
-            self._app.manifest.add_items(boff, blen, items)
-        e["block"] = bid
-        e["ioff"] = np.arange(0, b.rawlen, size)
-        e["kind"] = kid
-        if self._app.queued_bytes >= STREAM_WINDOW:  # written as it comes, synced once by flush
-            self._app.write_out()  # (the bodies are held by the caller anyway)
 
     def _fresh_rows(
         self, digests: Sequence[bytes], joined: bytes
