@@ -294,7 +294,7 @@ def test_a_large_read_in_place_is_read_in_parts_on_two_threads(repo, images, mon
     _committed(repo, images, list(range(N)))
     monkeypatch.setattr(gather, "PARALLEL_BYTES", 1)
     monkeypatch.setattr(gather, "PART_BYTES", N * 28 * 28 // 2)  # two parts
-    monkeypatch.setattr(gather, "_processors", lambda: {0, 1})
+    monkeypatch.setattr(gather.threads, "WORKERS", 2)
     threads = _read_parts_spy(monkeypatch, gather)
     co = repo.checkout()
     reader = co.payloads.reader
@@ -329,14 +329,14 @@ def test_parts_the_second_thread_has_not_taken_are_read_by_the_caller(repo, imag
     _committed(repo, images, list(range(N)))
     monkeypatch.setattr(gather, "PARALLEL_BYTES", 1)
     monkeypatch.setattr(gather, "PART_BYTES", N * 28 * 28 // 4)  # four parts
-    monkeypatch.setattr(gather, "_processors", lambda: {0, 1})
+    monkeypatch.setattr(gather.threads, "WORKERS", 2)
     late: list = []
 
     class Idle:  # a pool whose thread gets no processor until the read is over
         def submit(self, fn, *args):
             late.append(fn)
 
-    monkeypatch.setattr(gather, "_pool", [Idle()])
+    monkeypatch.setattr(gather.threads, "reader", Idle)
     reads: list[int] = []
     real = gather._read_checked
     monkeypatch.setattr(

@@ -21,7 +21,6 @@ import itertools
 import os
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -29,6 +28,7 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import IntegrityError
+from . import threads
 from .block_format import BLOCK_MAGIC, CODEC_RAW, CRC, HEADER, HEADER_SIZE
 from .checksum import crc_many
 
@@ -40,8 +40,6 @@ _IOV_MAX = 1024
 #: :func:`_read_in_parts`), and about the bytes of each part it or this one takes
 PARALLEL_BYTES = 16 * 1024**2
 PART_BYTES = 4 * 1024**2
-#: that second thread (made on first use; a forked child makes its own)
-_pool: list[ThreadPoolExecutor] = []
 
 #: a block of a window: (block position, pack, offset, length, start in the buffer)
 _Slot = tuple[int, int, int, int, int]
@@ -304,7 +302,7 @@ def _read_in_parts(
     Every part taken is done before it returns or raises; a part is never
     read after it returns."""
     cum = np.cumsum(blens)
-    if not len(cum) or cum[-1] < PARALLEL_BYTES or len(_processors()) < 2:
+    if not len(cum) or cum[-1] < PARALLEL_BYTES or threads.WORKERS < 2:
         return _read_checked(fds, body, packs, boffs, blens, starts)
     n = max(2, int(cum[-1] // PART_BYTES))
     cuts = np.searchsorted(cum, cum[-1] * np.arange(1, n) // n) + 1  # at block bounds
@@ -337,9 +335,7 @@ def _read_in_parts(
                     busy[0] = False
                     cond.notify_all()
 
-    if not _pool:
-        _pool.append(ThreadPoolExecutor(1, thread_name_prefix="hangar-read"))
-    _pool[0].submit(from_back)
+    threads.reader().submit(from_back)
     try:
         while True:
             with cond:
@@ -358,14 +354,6 @@ def _read_in_parts(
     got = [d for d in done if d is not None]
     assert len(got) == len(parts)
     return np.concatenate([d[0] for d in got]), np.concatenate([d[1] for d in got])
-
-
-def _processors() -> set[int]:
-    """The processors this process may run on."""
-    try:
-        return os.sched_getaffinity(0)
-    except (AttributeError, OSError):  # not on Linux
-        return set(range(os.cpu_count() or 1))
 
 
 def _read_checked(
@@ -567,11 +555,5 @@ def _scatter_read(
         w = end
     return gots
 
-
-def _after_fork() -> None:
-    _pool.clear()  # its thread did not cross the fork
-
-
-os.register_at_fork(after_in_child=_after_fork)
 
 __all__ = ["PARALLEL_BYTES", "PART_BYTES", "STREAM_WINDOW", "BlockSource", "gather_kind"]

@@ -115,4 +115,11 @@ def writer() -> ThreadPoolExecutor:
     return _single("write")
 
 
-__all__ = ["WORKERS", "hasher", "parallel_map", "run_parallel", "syncer", "writer"]
+def reader() -> ThreadPoolExecutor:
+    """A thread reading and checking the back half of a large in-place read
+    while the caller's thread does the front (see :mod:`.gather`); made afresh
+    in a forked child."""
+    return _single("read")
+
+
+__all__ = ["WORKERS", "hasher", "parallel_map", "reader", "run_parallel", "syncer", "writer"]
